@@ -1,0 +1,256 @@
+//! The normalised access record, borrowing from the line it was parsed from.
+
+use std::borrow::Cow;
+
+use crate::field::Field;
+use crate::json_out;
+
+/// One value of an access record.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value<'a> {
+    /// Text; borrowed from the line unless unescaping or redaction changed it.
+    Str(Cow<'a, str>),
+    /// A non-negative integer (status codes, byte counts, milliseconds, ports).
+    UInt(u64),
+    /// JSON text copied verbatim from a JSON line: a number that does not fit
+    /// [`Value::UInt`], a boolean, an object or an array.
+    Raw(Cow<'a, str>),
+}
+
+impl Value<'_> {
+    /// The value as text, if it is text.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The value as an unsigned integer, if it is one.
+    pub fn as_u64(&self) -> Option<u64> {
+        match self {
+            Value::UInt(n) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// Appends the value as JSON.
+    pub fn write_json(&self, out: &mut String) {
+        match self {
+            Value::Str(s) => json_out::write_str(out, s),
+            Value::UInt(n) => json_out::write_u64(out, *n),
+            Value::Raw(r) => out.push_str(r),
+        }
+    }
+
+    /// Detaches the value from the line it borrows from.
+    pub fn into_owned(self) -> Value<'static> {
+        match self {
+            Value::Str(s) => Value::Str(Cow::Owned(s.into_owned())),
+            Value::UInt(n) => Value::UInt(n),
+            Value::Raw(r) => Value::Raw(Cow::Owned(r.into_owned())),
+        }
+    }
+}
+
+/// What an extra field holds, which decides how redaction treats it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Nothing redaction needs to know about.
+    Plain,
+    /// A URL or a request target whose query string is redacted.
+    Url,
+    /// The value of the query parameter with this (lower-case) name, as
+    /// `%QUERY_PARAM(name)%` prints it.
+    QueryParam(String),
+}
+
+/// A field without a dedicated [`Field`]: named after its operator or its JSON key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Extra<'a> {
+    pub name: Cow<'a, str>,
+    pub value: Value<'a>,
+    pub role: Role,
+}
+
+/// Whether a record describes an HTTP request or a TCP connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Http,
+    Tcp,
+}
+
+/// A parsed Envoy access-log record.
+///
+/// Values borrow from the line; absent values (`-`, `null`, empty) are `None`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AccessRecord<'a> {
+    known: [Option<Value<'a>>; Field::COUNT],
+    extras: Vec<Extra<'a>>,
+    start_time_ms: Option<i64>,
+}
+
+impl Default for AccessRecord<'_> {
+    fn default() -> Self {
+        AccessRecord {
+            known: std::array::from_fn(|_| None),
+            extras: Vec::new(),
+            start_time_ms: None,
+        }
+    }
+}
+
+/// Output keys that the record itself never uses; an extra field with one of
+/// these names is written as `envoy_<name>` so that it cannot shadow them.
+const RESERVED_KEYS: [&str; 3] = ["kind", "route", "log"];
+
+impl<'a> AccessRecord<'a> {
+    /// The value of a dedicated field.
+    pub fn get(&self, field: Field) -> Option<&Value<'a>> {
+        self.known[field.index()].as_ref()
+    }
+
+    /// The value of a dedicated field, as text.
+    pub fn str(&self, field: Field) -> Option<&str> {
+        self.get(field).and_then(Value::as_str)
+    }
+
+    /// The value of a dedicated field, as an unsigned integer.
+    pub fn uint(&self, field: Field) -> Option<u64> {
+        self.get(field).and_then(Value::as_u64)
+    }
+
+    /// Sets (or with `None`, clears) a dedicated field.
+    pub fn set(&mut self, field: Field, value: Option<Value<'a>>) {
+        self.known[field.index()] = value;
+    }
+
+    pub(crate) fn known_mut(&mut self, field: Field) -> &mut Option<Value<'a>> {
+        &mut self.known[field.index()]
+    }
+
+    /// Fields without a dedicated name, in the order the format gave them.
+    pub fn extras(&self) -> &[Extra<'a>] {
+        &self.extras
+    }
+
+    pub(crate) fn extras_mut(&mut self) -> &mut Vec<Extra<'a>> {
+        &mut self.extras
+    }
+
+    /// The value of an extra field by name.
+    pub fn extra(&self, name: &str) -> Option<&Value<'a>> {
+        self.extras
+            .iter()
+            .find(|e| e.name == name)
+            .map(|e| &e.value)
+    }
+
+    pub(crate) fn push_extra(&mut self, name: Cow<'a, str>, value: Value<'a>, role: Role) {
+        self.extras.push(Extra { name, value, role });
+    }
+
+    /// `start_time` as milliseconds since the Unix epoch, when it could be read.
+    /// This is the timestamp CloudWatch Logs wants.
+    pub fn start_time_ms(&self) -> Option<i64> {
+        self.start_time_ms
+    }
+
+    pub(crate) fn set_start_time_ms(&mut self, ms: Option<i64>) {
+        self.start_time_ms = ms;
+    }
+
+    /// HTTP unless the record has no request fields but has TCP connection fields.
+    pub fn protocol(&self) -> Protocol {
+        let has_http = [Field::Method, Field::Path, Field::ResponseCode]
+            .iter()
+            .any(|f| self.get(*f).is_some());
+        let has_tcp = [Field::DownstreamRemoteAddress, Field::ConnectionId]
+            .iter()
+            .any(|f| self.get(*f).is_some());
+        if !has_http && has_tcp {
+            Protocol::Tcp
+        } else {
+            Protocol::Http
+        }
+    }
+
+    /// Every present field as `(key, value)`: dedicated fields first, in
+    /// [`Field::ALL`] order, then extras in format order.
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &Value<'a>)> {
+        let known = Field::ALL
+            .iter()
+            .filter_map(|f| self.get(*f).map(|v| (f.name(), v)));
+        let extras = self.extras.iter().map(|e| (e.name.as_ref(), &e.value));
+        known.chain(extras)
+    }
+
+    /// Appends the fields as JSON object members (`"key":value,...`) without
+    /// braces, so callers can add their own members before or after.
+    /// Returns whether anything was written.
+    pub fn write_json_members(&self, out: &mut String) -> bool {
+        let mut first = true;
+        for (key, value) in self.fields() {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            if RESERVED_KEYS.contains(&key) {
+                out.push_str("\"envoy_");
+                out.push_str(key);
+                out.push('"');
+            } else {
+                json_out::write_str(out, key);
+            }
+            out.push(':');
+            value.write_json(out);
+        }
+        !first
+    }
+
+    /// Detaches the record from the line it borrows from.
+    pub fn into_owned(self) -> AccessRecord<'static> {
+        AccessRecord {
+            known: self.known.map(|v| v.map(Value::into_owned)),
+            extras: self
+                .extras
+                .into_iter()
+                .map(|e| Extra {
+                    name: Cow::Owned(e.name.into_owned()),
+                    value: e.value.into_owned(),
+                    role: e.role,
+                })
+                .collect(),
+            start_time_ms: self.start_time_ms,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_members_in_canonical_order_with_reserved_extras_renamed() {
+        let mut r = AccessRecord::default();
+        r.set(Field::Path, Some(Value::Str("/a\"b".into())));
+        r.set(Field::Method, Some(Value::Str("GET".into())));
+        r.set(Field::ResponseCode, Some(Value::UInt(200)));
+        r.push_extra("kind".into(), Value::Raw("true".into()), Role::Plain);
+        let mut out = String::new();
+        assert!(r.write_json_members(&mut out));
+        assert_eq!(
+            out,
+            r#""method":"GET","path":"/a\"b","response_code":200,"envoy_kind":true"#
+        );
+    }
+
+    #[test]
+    fn protocol_is_tcp_only_without_request_fields() {
+        let mut r = AccessRecord::default();
+        r.set(Field::ConnectionId, Some(Value::Str("7".into())));
+        assert_eq!(r.protocol(), Protocol::Tcp);
+        r.set(Field::ResponseCode, Some(Value::UInt(200)));
+        assert_eq!(r.protocol(), Protocol::Http);
+    }
+}

@@ -1,0 +1,430 @@
+//! `START_TIME` values: Envoy's default ISO 8601 form and `%START_TIME(fmt)%`
+//! strftime-style forms, read into milliseconds since the Unix epoch.
+
+use nom::bytes::complete::{tag, take_while_m_n};
+use nom::character::complete::one_of;
+use nom::combinator::{eof, opt};
+use nom::{IResult, Parser};
+
+/// Reads `2018-04-03T23:06:09.123Z` (Envoy's default START_TIME) and the ISO
+/// 8601 variants near it: any number of fraction digits, `T` or a space,
+/// `Z`, `+hh:mm`, `+hhmm` or no zone (read as UTC).
+pub fn parse_iso8601(s: &str) -> Option<i64> {
+    iso8601(s).ok().map(|(_, ms)| ms)
+}
+
+fn iso8601(i: &str) -> IResult<&str, i64> {
+    let (i, year) = digits(4, 4)(i)?;
+    let (i, _) = tag("-")(i)?;
+    let (i, month) = digits(2, 2)(i)?;
+    let (i, _) = tag("-")(i)?;
+    let (i, day) = digits(2, 2)(i)?;
+    let (i, _) = one_of("T ")(i)?;
+    let (i, hour) = digits(2, 2)(i)?;
+    let (i, _) = tag(":")(i)?;
+    let (i, minute) = digits(2, 2)(i)?;
+    let (i, _) = tag(":")(i)?;
+    let (i, second) = digits(2, 2)(i)?;
+    let (i, frac) = opt((tag("."), fraction_ms)).parse(i)?;
+    let (i, offset) = zone_offset(i)?;
+    let (i, _) = eof(i)?;
+    let date = CivilTime {
+        year: year as i64,
+        month,
+        day,
+        hour,
+        minute,
+        second,
+        millis: frac.map_or(0, |(_, ms)| ms),
+        offset_minutes: offset,
+    };
+    match date.epoch_ms() {
+        Some(ms) => Ok((i, ms)),
+        None => Err(nom::Err::Error(nom::error::Error::new(
+            i,
+            nom::error::ErrorKind::Verify,
+        ))),
+    }
+}
+
+/// `Z`, `+hh:mm`, `+hhmm`, `+hh`, or nothing: the offset east of UTC in minutes.
+fn zone_offset(i: &str) -> IResult<&str, i32> {
+    if let Some(rest) = i.strip_prefix('Z') {
+        return Ok((rest, 0));
+    }
+    let (i, sign) = opt(one_of("+-")).parse(i)?;
+    let Some(sign) = sign else {
+        return Ok((i, 0));
+    };
+    let (i, hours) = digits(2, 2)(i)?;
+    let (i, _) = opt(tag(":")).parse(i)?;
+    let (i, minutes) = opt(digits(2, 2)).parse(i)?;
+    let total = (hours * 60 + minutes.unwrap_or(0)) as i32;
+    Ok((i, if sign == '-' { -total } else { total }))
+}
+
+/// 1 to 9 fraction digits, as milliseconds (truncated, as Envoy truncates).
+fn fraction_ms(i: &str) -> IResult<&str, u32> {
+    let (rest, text) = take_while_m_n(1, 9, |c: char| c.is_ascii_digit())(i)?;
+    let ms = text
+        .bytes()
+        .chain(std::iter::repeat(b'0'))
+        .take(3)
+        .fold(0u32, |acc, b| acc * 10 + u32::from(b - b'0'));
+    Ok((rest, ms))
+}
+
+/// Between `min` and `max` ASCII digits, as a number.
+fn digits(min: usize, max: usize) -> impl Fn(&str) -> IResult<&str, u32> {
+    move |i| {
+        let (rest, text) = take_while_m_n(min, max, |c: char| c.is_ascii_digit())(i)?;
+        let n = text
+            .bytes()
+            .fold(0u32, |acc, b| acc * 10 + u32::from(b - b'0'));
+        Ok((rest, n))
+    }
+}
+
+/// A calendar time read from a timestamp, before conversion to epoch time.
+#[derive(Debug, Default)]
+struct CivilTime {
+    year: i64,
+    month: u32,
+    day: u32,
+    hour: u32,
+    minute: u32,
+    second: u32,
+    millis: u32,
+    offset_minutes: i32,
+}
+
+impl CivilTime {
+    fn epoch_ms(&self) -> Option<i64> {
+        if !(1..=12).contains(&self.month)
+            || self.day == 0
+            || self.day > days_in_month(self.year, self.month)
+            || self.hour > 23
+            || self.minute > 59
+            || self.second > 60
+        {
+            return None;
+        }
+        let days = days_from_civil(self.year, self.month, self.day);
+        let secs = days * 86_400
+            + i64::from(self.hour) * 3600
+            + i64::from(self.minute) * 60
+            + i64::from(self.second)
+            - i64::from(self.offset_minutes) * 60;
+        Some(secs * 1000 + i64::from(self.millis))
+    }
+}
+
+fn is_leap(year: i64) -> bool {
+    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+}
+
+fn days_in_month(year: i64, month: u32) -> u32 {
+    match month {
+        2 if is_leap(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// A compiled `%START_TIME(...)%` argument: the strftime subset Envoy users
+/// write. A format with a conversion this reader does not know still
+/// matches any value; it just yields no epoch time.
+#[derive(Clone, Debug)]
+pub(crate) struct TimeFormat {
+    items: Vec<TimeItem>,
+    /// A conversion we cannot read back was seen.
+    opaque: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum TimeItem {
+    Literal(String),
+    Year,
+    Month,
+    MonthAbbr,
+    Day,
+    Hour,
+    Minute,
+    Second,
+    /// `%f` (9 digits), `%3f`, `%E3S` fractions: any digit count is accepted.
+    Fraction,
+    Epoch,
+    /// `%z`: `+hhmm`.
+    Zone,
+}
+
+impl TimeFormat {
+    pub(crate) fn compile(spec: &str) -> TimeFormat {
+        let mut items = Vec::new();
+        let mut opaque = false;
+        let mut literal = String::new();
+        let mut chars = spec.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c != '%' {
+                literal.push(c);
+                continue;
+            }
+            // `%3f`, `%E3S`: an optional `E` and digit count before the letter.
+            let mut modifier = String::new();
+            while let Some(&m) = chars.peek() {
+                if m == 'E' || m.is_ascii_digit() {
+                    modifier.push(m);
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            let Some(conv) = chars.next() else {
+                opaque = true;
+                break;
+            };
+            let push = |item: TimeItem, literal: &mut String, items: &mut Vec<TimeItem>| {
+                if !literal.is_empty() {
+                    items.push(TimeItem::Literal(std::mem::take(literal)));
+                }
+                items.push(item);
+            };
+            match conv {
+                '%' => literal.push('%'),
+                'Y' => push(TimeItem::Year, &mut literal, &mut items),
+                'm' => push(TimeItem::Month, &mut literal, &mut items),
+                'b' => push(TimeItem::MonthAbbr, &mut literal, &mut items),
+                'd' => push(TimeItem::Day, &mut literal, &mut items),
+                'H' => push(TimeItem::Hour, &mut literal, &mut items),
+                'M' => push(TimeItem::Minute, &mut literal, &mut items),
+                'S' => {
+                    push(TimeItem::Second, &mut literal, &mut items);
+                    if modifier.starts_with('E') && modifier.len() > 1 {
+                        literal.push('.');
+                        push(TimeItem::Fraction, &mut literal, &mut items);
+                    }
+                }
+                'f' => push(TimeItem::Fraction, &mut literal, &mut items),
+                's' => push(TimeItem::Epoch, &mut literal, &mut items),
+                'z' => push(TimeItem::Zone, &mut literal, &mut items),
+                'Z' => literal.push_str("UTC"),
+                'F' => {
+                    for item in [
+                        TimeItem::Year,
+                        TimeItem::Literal("-".into()),
+                        TimeItem::Month,
+                        TimeItem::Literal("-".into()),
+                        TimeItem::Day,
+                    ] {
+                        push(item, &mut literal, &mut items);
+                    }
+                }
+                'T' => {
+                    for item in [
+                        TimeItem::Hour,
+                        TimeItem::Literal(":".into()),
+                        TimeItem::Minute,
+                        TimeItem::Literal(":".into()),
+                        TimeItem::Second,
+                    ] {
+                        push(item, &mut literal, &mut items);
+                    }
+                }
+                _ => opaque = true,
+            }
+        }
+        if !literal.is_empty() {
+            items.push(TimeItem::Literal(literal));
+        }
+        TimeFormat { items, opaque }
+    }
+
+    /// Whether `value` is a time of this format, and its epoch milliseconds
+    /// when the format carries a full date and time.
+    pub(crate) fn read(&self, value: &str) -> Option<Option<i64>> {
+        if self.opaque {
+            return (!value.is_empty()).then_some(None);
+        }
+        let mut t = CivilTime::default();
+        let (mut has_date, mut epoch) = (0u8, None::<i64>);
+        let mut i = value;
+        for item in &self.items {
+            let (rest, ()) = match item {
+                TimeItem::Literal(l) => (i.strip_prefix(l.as_str())?, ()),
+                TimeItem::Year => {
+                    let (r, n) = digits(4, 4)(i).ok()?;
+                    t.year = i64::from(n);
+                    has_date |= 1;
+                    (r, ())
+                }
+                TimeItem::Month => {
+                    let (r, n) = digits(1, 2)(i).ok()?;
+                    t.month = n;
+                    has_date |= 2;
+                    (r, ())
+                }
+                TimeItem::MonthAbbr => {
+                    let abbr = i.get(..3)?;
+                    let n = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(abbr))?;
+                    t.month = n as u32 + 1;
+                    has_date |= 2;
+                    (&i[3..], ())
+                }
+                TimeItem::Day => {
+                    let (r, n) = digits(1, 2)(i).ok()?;
+                    t.day = n;
+                    has_date |= 4;
+                    (r, ())
+                }
+                TimeItem::Hour => {
+                    let (r, n) = digits(1, 2)(i).ok()?;
+                    t.hour = n;
+                    (r, ())
+                }
+                TimeItem::Minute => {
+                    let (r, n) = digits(1, 2)(i).ok()?;
+                    t.minute = n;
+                    (r, ())
+                }
+                TimeItem::Second => {
+                    let (r, n) = digits(1, 2)(i).ok()?;
+                    t.second = n;
+                    (r, ())
+                }
+                TimeItem::Fraction => {
+                    let (r, ms) = fraction_ms(i).ok()?;
+                    t.millis = ms;
+                    (r, ())
+                }
+                TimeItem::Epoch => {
+                    let (r, n) =
+                        take_while_m_n::<_, _, nom::error::Error<&str>>(1, 12, |c: char| {
+                            c.is_ascii_digit()
+                        })(i)
+                        .ok()?;
+                    epoch = Some(n.parse::<i64>().ok()? * 1000);
+                    (r, ())
+                }
+                TimeItem::Zone => {
+                    // `%z` always prints a zone; an empty one is no match.
+                    if !i.starts_with(['+', '-', 'Z']) {
+                        return None;
+                    }
+                    let (r, off) = zone_offset(i).ok()?;
+                    t.offset_minutes = off;
+                    (r, ())
+                }
+            };
+            i = rest;
+        }
+        if !i.is_empty() {
+            return None;
+        }
+        if let Some(ms) = epoch {
+            return Some(Some(ms + i64::from(t.millis)));
+        }
+        if has_date == 7 {
+            // A format that names the date must hold a real one.
+            return t.epoch_ms().map(Some);
+        }
+        Some(None)
+    }
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envoy_default_start_time() {
+        // Envoy's own test: epoch ms 1522796769123 prints as this.
+        assert_eq!(
+            parse_iso8601("2018-04-03T23:06:09.123Z"),
+            Some(1522796769123)
+        );
+        assert_eq!(parse_iso8601("1970-01-01T00:00:00.000Z"), Some(0));
+        assert_eq!(
+            parse_iso8601("1999-01-01T00:00:00.000Z"),
+            Some(915148800000)
+        );
+    }
+
+    #[test]
+    fn iso_variants() {
+        let ms = Some(1522796769123);
+        for s in [
+            "2018-04-03T23:06:09.123456789Z",
+            "2018-04-03 23:06:09.123Z",
+            "2018-04-03T23:06:09.123",
+            "2018-04-04T01:06:09.123+02:00",
+            "2018-04-03T22:06:09.123-0100",
+        ] {
+            assert_eq!(parse_iso8601(s), ms, "{s}");
+        }
+        assert_eq!(parse_iso8601("2018-04-03T23:06:09Z"), Some(1522796769000));
+        assert_eq!(parse_iso8601("2018-04-03T23:06:09.1Z"), Some(1522796769100));
+    }
+
+    #[test]
+    fn rejects_non_times() {
+        for s in [
+            "",
+            "2025-11-04 06:49:07.518][1][info][main",
+            "2018-13-03T23:06:09.123Z",
+            "2019-02-29T00:00:00Z",
+            "2018-04-03T24:00:00Z",
+            "2018-04-03T23:06:09.123Zjunk",
+            "10/Oct/2000:13:55:36 -0700",
+        ] {
+            assert_eq!(parse_iso8601(s), None, "{s}");
+        }
+        assert_eq!(parse_iso8601("2020-02-29T00:00:00Z"), Some(1582934400000));
+    }
+
+    #[test]
+    fn strftime_formats() {
+        let f = TimeFormat::compile("%Y-%m-%dT%H:%M:%S%z");
+        assert_eq!(
+            f.read("2018-04-03T23:06:09+0000"),
+            Some(Some(1522796769000))
+        );
+        assert_eq!(f.read("2018-04-03T23:06:09"), None);
+        let f = TimeFormat::compile("%s.%3f");
+        assert_eq!(f.read("1522796769.123"), Some(Some(1522796769123)));
+        let f = TimeFormat::compile("%d/%b/%Y:%H:%M:%S %z");
+        assert_eq!(
+            f.read("03/Apr/2018:23:06:09 +0000"),
+            Some(Some(1522796769000))
+        );
+        let f = TimeFormat::compile("%F %T.%E3S");
+        assert!(f.read("2018-04-03 23:06:09.123").is_none());
+        let f = TimeFormat::compile("%F %E3S");
+        // A date without hours and minutes reads as that date's midnight.
+        assert_eq!(f.read("2018-04-03 09.123"), Some(Some(1522713609123)));
+        let f = TimeFormat::compile("%H:%M:%S");
+        assert_eq!(f.read("23:06:09"), Some(None));
+        let f = TimeFormat::compile("%F %H:%M:%E3S");
+        assert_eq!(f.read("2018-04-03 23:06:09.123"), Some(Some(1522796769123)));
+        // Unknown conversions: any non-empty value, no epoch.
+        let f = TimeFormat::compile("%a %Y");
+        assert_eq!(f.read("Tue 2018"), Some(None));
+        assert_eq!(f.read(""), None);
+    }
+}
