@@ -338,3 +338,138 @@ fn hex(b: u8) -> Option<u8> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redactor(mode: QueryMode, allow: &[&str]) -> Redactor {
+        let mut r = Redactor::new(mode);
+        for key in allow {
+            r.allow(key);
+        }
+        r
+    }
+
+    #[test]
+    fn urls_by_mode() {
+        let cases = [
+            (QueryMode::Redact, "/a", "/a"),
+            (
+                QueryMode::Redact,
+                "/a?token=abc&page=2",
+                "/a?token=REDACTED&page=REDACTED",
+            ),
+            (
+                QueryMode::Redact,
+                "/a?flag&empty=&x=1",
+                "/a?flag&empty=&x=REDACTED",
+            ),
+            (
+                QueryMode::Redact,
+                "/a?x=1#access_token=t0k",
+                "/a?x=REDACTED#access_token=REDACTED",
+            ),
+            (QueryMode::Redact, "/a?x=a=b", "/a?x=REDACTED"),
+            (QueryMode::Drop, "/a?token=abc#f", "/a"),
+            (QueryMode::Keep, "/a?token=abc", "/a?token=abc"),
+        ];
+        for (mode, url, expected) in cases {
+            assert_eq!(
+                redactor(mode, &[]).redact_url(url),
+                expected,
+                "{mode} {url}"
+            );
+        }
+    }
+
+    #[test]
+    fn allow_list_matches_decoded_keys_case_insensitively() {
+        let r = redactor(QueryMode::Redact, &["page", "Sort"]);
+        assert_eq!(
+            r.redact_url("/a?PAGE=2&%73ort=asc&p%61ge=3&token=x"),
+            "/a?PAGE=2&%73ort=asc&p%61ge=3&token=REDACTED"
+        );
+        let r = redactor(QueryMode::Redact, &["%74oken"]);
+        assert_eq!(r.redact_url("/a?token=x&TOKEN=y"), "/a?token=x&TOKEN=y");
+    }
+
+    #[test]
+    fn free_text() {
+        let r = redactor(QueryMode::Redact, &[]);
+        let cases = [
+            ("no urls here", "no urls here"),
+            ("Is it ok?yes", "Is it ok?yes"),
+            ("what? x=1", "what? x=1"),
+            (
+                "GET https://api.example.com/v1/pay?card=4111&cvv=123 failed",
+                "GET https://api.example.com/v1/pay?card=REDACTED&cvv=REDACTED failed",
+            ),
+            (
+                r#"{"url":"/cb?code=abc","n":1}"#,
+                r#"{"url":"/cb?code=REDACTED","n":1}"#,
+            ),
+            ("':path', '/x?sig=s3cr3t'", "':path', '/x?sig=REDACTED'"),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(r.redact_text(text), expected, "{text}");
+        }
+        let r = redactor(QueryMode::Drop, &[]);
+        assert_eq!(r.redact_text("see /a?k=v now"), "see /a now");
+        let r = redactor(QueryMode::Keep, &[]);
+        assert_eq!(r.redact_text("see /a?k=v now"), "see /a?k=v now");
+    }
+
+    #[test]
+    fn patterns_with_and_without_secret_group() {
+        let mut r = Redactor::new(QueryMode::Keep);
+        r.add_pattern(r"Bearer (?P<secret>[A-Za-z0-9._-]+)")
+            .unwrap();
+        r.add_pattern(r"\b\d{16}\b").unwrap();
+        assert_eq!(
+            r.redact_text("auth=Bearer abc.def card 4111111111111111"),
+            "auth=Bearer REDACTED card REDACTED"
+        );
+        assert!(r.add_pattern("(").is_err());
+    }
+
+    #[test]
+    fn query_param_operator_values() {
+        use crate::record::{AccessRecord, Role, Value};
+        let mut record = AccessRecord::default();
+        record.push_extra(
+            "query_param_token".into(),
+            Value::Str("abc".into()),
+            Role::QueryParam("token".into()),
+        );
+        record.push_extra(
+            "query_param_page".into(),
+            Value::Str("2".into()),
+            Role::QueryParam("page".into()),
+        );
+        let mut redact = record.clone();
+        assert_eq!(
+            redactor(QueryMode::Redact, &["page"]).redact_record(&mut redact),
+            1
+        );
+        assert_eq!(
+            redact.extra("query_param_token"),
+            Some(&Value::Str(REDACTED.into()))
+        );
+        assert_eq!(
+            redact.extra("query_param_page"),
+            Some(&Value::Str("2".into()))
+        );
+        let mut drop = record.clone();
+        assert_eq!(redactor(QueryMode::Drop, &[]).redact_record(&mut drop), 2);
+        assert!(drop.extras().is_empty());
+    }
+
+    #[test]
+    fn mode_names() {
+        for name in QueryMode::NAMES {
+            assert_eq!(name.parse::<QueryMode>().unwrap().to_string(), name);
+        }
+        assert!("hide".parse::<QueryMode>().is_err());
+    }
+}

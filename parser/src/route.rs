@@ -117,7 +117,8 @@ impl Template {
         let mut parts = body.split('/');
         for seg in &self.segments {
             match seg {
-                TemplateSegment::Rest => return true,
+                // The rest must hold at least one segment.
+                TemplateSegment::Rest => return parts.next().is_some_and(|p| !p.is_empty()),
                 TemplateSegment::Any => match parts.next() {
                     Some(p) if !p.is_empty() => {}
                     _ => return false,
@@ -200,4 +201,99 @@ fn is_uuid(b: &[u8]) -> bool {
             8 | 13 | 18 | 23 => *c == b'-',
             _ => c.is_ascii_hexdigit(),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Value;
+
+    fn record(method: Option<&'static str>, path: Option<&'static str>) -> AccessRecord<'static> {
+        let mut r = AccessRecord::default();
+        r.set(Field::Method, method.map(|m| Value::Str(m.into())));
+        r.set(Field::Path, path.map(|p| Value::Str(p.into())));
+        r
+    }
+
+    #[test]
+    fn normalised_paths() {
+        let table = RouteTable::new();
+        let cases = [
+            ("/", "GET /"),
+            ("/users/42/orders?x=1", "GET /users/{id}/orders"),
+            ("/users/42/", "GET /users/{id}"),
+            ("/o/4c2b1f0e-7b4e-4d8e-9d3c-1b2a3c4d5e6f", "GET /o/{id}"),
+            (
+                "/commits/9f86d081884c7d659a2feaa0c55ad015a3bf4f1b",
+                "GET /commits/{id}",
+            ),
+            ("/t/eyJhbGciOiJIUzI1NiJ9x", "GET /t/{id}"),
+            (
+                "/api/v2/getUserByIdentifier",
+                "GET /api/v2/getUserByIdentifier",
+            ),
+            ("/files/deadbeef", "GET /files/deadbeef"),
+            ("http://example.com:80/a/7?q", "GET /a/{id}"),
+            ("/a#frag", "GET /a"),
+        ];
+        for (path, expected) in cases {
+            assert_eq!(
+                table.route_key(&record(Some("GET"), Some(path))),
+                expected,
+                "{path}"
+            );
+        }
+        let long = format!("/blob/{}", "a".repeat(65));
+        assert_eq!(
+            table.route_key(&record(Some("PUT"), Some(Box::leak(long.into_boxed_str())))),
+            "PUT /blob/{id}"
+        );
+        assert_eq!(table.route_key(&record(None, None)), "- -");
+        let mut tcp = AccessRecord::default();
+        tcp.set(Field::ConnectionId, Some(Value::Str("1".into())));
+        assert_eq!(table.route_key(&tcp), "TCP");
+    }
+
+    #[test]
+    fn templates_first_match_wins() {
+        let mut table = RouteTable::new();
+        table.add_template("/users/{id}/orders").unwrap();
+        table.add_template("/users/{name}").unwrap();
+        table.add_template("/static/{*rest}").unwrap();
+        let cases = [
+            ("/users/alice/orders?page=2", "GET /users/{id}/orders"),
+            ("/users/alice", "GET /users/{name}"),
+            ("/users/alice/", "GET /users/{name}"),
+            ("/users/alice/cart", "GET /users/alice/cart"),
+            ("/static/css/site.css", "GET /static/{*rest}"),
+            ("/static", "GET /static"),
+        ];
+        for (path, expected) in cases {
+            assert_eq!(
+                table.route_key(&record(Some("GET"), Some(path))),
+                expected,
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_templates_point_at_the_column() {
+        let mut table = RouteTable::new();
+        let err = |t: &str, table: &mut RouteTable| {
+            let e = table.add_template(t).unwrap_err();
+            (e.column, e.kind)
+        };
+        assert_eq!(
+            err("users", &mut table),
+            (1, ErrorKind::TemplateNotAbsolute)
+        );
+        assert_eq!(
+            err("/users/{id", &mut table),
+            (8, ErrorKind::BadPlaceholder)
+        );
+        assert_eq!(err("/a/{}", &mut table), (4, ErrorKind::BadPlaceholder));
+        assert_eq!(err("/a/{*r}/b", &mut table), (4, ErrorKind::BadPlaceholder));
+        assert_eq!(err("/a/x{id}", &mut table), (4, ErrorKind::BadPlaceholder));
+    }
 }

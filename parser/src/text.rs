@@ -18,8 +18,9 @@ use crate::time::parse_iso8601;
 /// the format. A well-formed line needs one try per operator.
 const STEP_BUDGET: u32 = 512;
 
-/// Longest digit string read as a number: 19 digits always fit in a u64.
-const MAX_DIGITS: usize = 19;
+/// Longest digit string read as a number: u64::MAX has 20 digits (larger
+/// 20-digit values fail `parse`).
+const MAX_DIGITS: usize = 20;
 
 pub(crate) fn parse_line<'a>(format: &'a Format, line: &'a str) -> Option<AccessRecord<'a>> {
     let mut m = Matcher {
@@ -77,13 +78,19 @@ impl<'a> Matcher<'a> {
                 // The literal may start at the first byte the shape forbids
                 // (a `"` closing a token), never later.
                 let window = (extent + lit.text.len()).min(rest.len());
-                for found in lit.finder.find_iter(&rest.as_bytes()[..window]) {
+                let haystack = &rest.as_bytes()[..window];
+                // Overlapping occurrences count: in `a" " "b"` the user agent
+                // `a" ` ends at the second `" "`, which overlaps the first.
+                let mut from = 0;
+                while let Some(found) = lit.finder.find(&haystack[from..]) {
                     if self.budget == 0 {
                         return false;
                     }
-                    if self.try_value(index, op, pos, pos + found) {
+                    let end = pos + from + found;
+                    if self.try_value(index, op, pos, end) {
                         return true;
                     }
+                    from += found + 1;
                 }
                 false
             }
