@@ -70,7 +70,8 @@ pub(crate) enum Segment {
 #[derive(Clone, Debug)]
 pub(crate) struct Literal {
     pub(crate) text: String,
-    pub(crate) finder: memmem::Finder<'static>,
+    /// Boxed: a finder is a few hundred bytes, and segments are walked often.
+    pub(crate) finder: Box<memmem::Finder<'static>>,
 }
 
 /// One operator of a format: where its value goes and what it may look like.
@@ -209,7 +210,7 @@ fn compile_segments(full: &str, source: &str) -> Result<Vec<Segment>, Error> {
 }
 
 fn literal_segment(text: String) -> Segment {
-    let finder = memmem::Finder::new(text.as_bytes()).into_owned();
+    let finder = Box::new(memmem::Finder::new(text.as_bytes()).into_owned());
     Segment::Literal(Literal { text, finder })
 }
 

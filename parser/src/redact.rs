@@ -92,7 +92,7 @@ impl Redactor {
     fn is_allowed(&self, raw_key: &str) -> bool {
         !self.allow.is_empty() && {
             let key = percent_decode(raw_key).to_lowercase();
-            self.allow.iter().any(|a| *a == key)
+            self.allow.contains(&key)
         }
     }
 

@@ -1,1 +1,4 @@
+//! End-to-end tests: they run the built `sluice` binary against real inputs
+//! and peers. One test binary, one module per command or subsystem.
 
+mod parse;
