@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use crate::format::{Format, BUILTIN_TEXT_FORMATS};
+use crate::format::{Format, BUILTIN_TEXT_FORMATS, LENIENT_ORDER};
 use crate::json::parse_json_line;
 use crate::record::AccessRecord;
 
@@ -27,7 +27,10 @@ pub enum Classified<'a> {
 #[derive(Clone, Debug)]
 pub struct Classifier {
     user: Vec<Format>,
+    /// Built-in text formats in strict-pass order.
     builtin: Vec<Format>,
+    /// Indices into `builtin` in lenient-pass order.
+    lenient_order: Vec<usize>,
 }
 
 impl Default for Classifier {
@@ -39,13 +42,18 @@ impl Default for Classifier {
 impl Classifier {
     /// A classifier with the built-in formats only.
     pub fn new() -> Classifier {
-        let builtin = BUILTIN_TEXT_FORMATS
+        let builtin: Vec<Format> = BUILTIN_TEXT_FORMATS
             .iter()
             .filter_map(|(name, _)| Format::builtin(name))
+            .collect();
+        let lenient_order = LENIENT_ORDER
+            .iter()
+            .filter_map(|name| builtin.iter().position(|f| f.name() == *name))
             .collect();
         Classifier {
             user: Vec::new(),
             builtin,
+            lenient_order,
         }
     }
 
@@ -57,26 +65,56 @@ impl Classifier {
     /// Classifies one line. The line ending (`\n` or `\r\n`) is ignored.
     pub fn classify<'a>(&'a self, line: &'a str) -> Classified<'a> {
         let line = trim_line_ending(line);
-        match self.parse_access(line) {
-            Some(record) => Classified::Access(record),
-            None => Classified::App(line),
+        // Built here and filled in place: the record is large, and moving it
+        // through every layer would cost more than parsing some lines.
+        let mut record = AccessRecord::default();
+        if self.parse_access(line, &mut record) {
+            Classified::Access(record)
+        } else {
+            Classified::App(line)
         }
     }
 
-    fn parse_access<'a>(&'a self, line: &'a str) -> Option<AccessRecord<'a>> {
-        let first = line.as_bytes().first()?;
-        for format in &self.user {
-            let possible = format.leading_literal().is_none_or(|l| line.starts_with(l));
-            if possible {
-                if let Some(record) = format.parse(line) {
-                    return Some(record);
-                }
+    /// Strict matching over every candidate format first, then lenient
+    /// matching: a line that fits one format plainly is never taken by
+    /// another format through backtracking.
+    fn parse_access<'a>(&'a self, line: &'a str, record: &mut AccessRecord<'a>) -> bool {
+        let Some(&first) = line.as_bytes().first() else {
+            return false;
+        };
+        if first == b'{' {
+            if let Some(parsed) = parse_json_line(line) {
+                *record = parsed;
+                return true;
             }
         }
-        match first {
-            b'[' => self.builtin.iter().find_map(|f| f.parse(line)),
-            b'{' => parse_json_line(line),
-            _ => None,
+        let user = || {
+            self.user
+                .iter()
+                .filter(|f| f.leading_literal().is_none_or(|l| line.starts_with(l)))
+        };
+        // Every built-in text format starts with `[`.
+        let builtin: &[Format] = if first == b'[' { &self.builtin } else { &[] };
+        for format in user().chain(builtin) {
+            if format.parse_strict_into(line, record) {
+                return true;
+            }
+            record.clear();
+        }
+        let lenient = user()
+            .chain(
+                self.lenient_order
+                    .iter()
+                    .map(|&i| &self.builtin[i])
+                    .filter(|_| !builtin.is_empty()),
+            )
+            .find_map(|f| f.parse_lenient(line));
+        match lenient {
+            Some(parsed) => {
+                *record = parsed;
+                true
+            }
+            None => false,
         }
     }
 }

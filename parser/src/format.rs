@@ -36,17 +36,28 @@ pub const SERVICE_CONNECT_GRPC: &str = r#"[%START_TIME%] "%REQ(:METHOD)% %REQ(X-
 /// ECS Service Connect TEXT, TCP.
 pub const SERVICE_CONNECT_TCP: &str = "[%START_TIME%] %DOWNSTREAM_REMOTE_ADDRESS% %DOWNSTREAM_REMOTE_PORT% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% %CONNECTION_TERMINATION_DETAILS% %CONNECTION_ID%";
 
-/// The built-in text formats by name, in the order lines are tried against
-/// them. Formats with more trailing fields come first: a line of a longer
-/// format must not be taken by a shorter one whose free-text user-agent field
-/// swallowed the extra `" "`.
+/// The built-in text formats by name, most common first: the order in which
+/// a line is tried against them with the strict (first-occurrence) matcher.
 pub const BUILTIN_TEXT_FORMATS: [(&str, &str); 6] = [
-    ("sc-grpc", SERVICE_CONNECT_GRPC),
-    ("sc-http2", SERVICE_CONNECT_HTTP2),
-    ("envoy-details", ENVOY_DETAILS),
     ("envoy", ENVOY_DEFAULT),
     ("sc-http", SERVICE_CONNECT_HTTP),
+    ("envoy-details", ENVOY_DETAILS),
+    ("sc-http2", SERVICE_CONNECT_HTTP2),
+    ("sc-grpc", SERVICE_CONNECT_GRPC),
     ("sc-tcp", SERVICE_CONNECT_TCP),
+];
+
+/// The order of the lenient (backtracking) pass, for lines no format matches
+/// strictly: formats with more trailing fields first, so that a line of a
+/// longer format is not taken by a shorter one whose free-text user agent
+/// swallowed the extra `" "`.
+pub(crate) const LENIENT_ORDER: [&str; 6] = [
+    "sc-grpc",
+    "sc-http2",
+    "envoy-details",
+    "envoy",
+    "sc-http",
+    "sc-tcp",
 ];
 
 /// The most operators one format may hold: far above any real access-log
@@ -59,6 +70,7 @@ pub struct Format {
     name: String,
     source: String,
     pub(crate) segments: Vec<Segment>,
+    strict: text::StrictPlan,
 }
 
 #[derive(Clone, Debug)]
@@ -117,10 +129,12 @@ impl Format {
     pub fn compile(name: impl Into<String>, source: &str) -> Result<Format, Error> {
         let trimmed = strip_format_newline(source);
         let segments = compile_segments(source, trimmed)?;
+        let strict = text::StrictPlan::new(&segments);
         Ok(Format {
             name: name.into(),
             source: trimmed.to_string(),
             segments,
+            strict,
         })
     }
 
@@ -143,7 +157,27 @@ impl Format {
 
     /// Parses one line (without its line ending) written in this format.
     pub fn parse<'a>(&'a self, line: &'a str) -> Option<AccessRecord<'a>> {
-        text::parse_line(self, line)
+        let mut record = AccessRecord::default();
+        if self.parse_strict_into(line, &mut record) {
+            return Some(record);
+        }
+        self.parse_lenient(line)
+    }
+
+    /// Parses with every operator ending at the first occurrence of the
+    /// literal after it (the fast path), into an empty `record`. On `false`
+    /// the record must be cleared before reuse.
+    pub(crate) fn parse_strict_into<'a>(
+        &'a self,
+        line: &'a str,
+        record: &mut AccessRecord<'a>,
+    ) -> bool {
+        text::parse_strict_into(&self.strict, line, record)
+    }
+
+    /// Parses allowing free-text values to contain the literal after them.
+    pub(crate) fn parse_lenient<'a>(&'a self, line: &'a str) -> Option<AccessRecord<'a>> {
+        text::parse_lenient(self, line)
     }
 
     /// The first literal text of the format, if it starts with one: lets the

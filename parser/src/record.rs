@@ -105,6 +105,15 @@ impl Default for AccessRecord<'_> {
 const RESERVED_KEYS: [&str; 3] = ["kind", "route", "log"];
 
 impl<'a> AccessRecord<'a> {
+    /// Removes every value, keeping the extras' allocation.
+    pub(crate) fn clear(&mut self) {
+        for slot in &mut self.known {
+            *slot = None;
+        }
+        self.extras.clear();
+        self.start_time_ms = None;
+    }
+
     /// The value of a dedicated field.
     pub fn get(&self, field: Field) -> Option<&Value<'a>> {
         self.known[field.index()].as_ref()

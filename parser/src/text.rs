@@ -1,12 +1,17 @@
 //! Matching one line against a compiled text [`Format`].
 //!
 //! Envoy does not escape header values, so a line can be ambiguous: a user
-//! agent may contain `" "`. The matcher walks the format's segments left to
-//! right; an operator followed by literal text takes the value up to the
-//! first occurrence of that text that leaves a valid rest of the line, trying
-//! later occurrences only when the rest fails. [`Shape`]s prune this: a token
-//! can never contain a space or a quote, so only free-text fields ever grow
-//! past one. A step budget bounds the work on hostile lines.
+//! agent may contain `" "`. Matching therefore has two modes:
+//!
+//! - [`parse_strict`], the fast path: one left-to-right pass in which every
+//!   operator ends at the first occurrence of the literal after it. Almost
+//!   every real line matches its format this way, and no line matches two
+//!   built-in formats this way (their field counts differ).
+//! - [`parse_lenient`], the fallback: an operator may end at a later
+//!   occurrence when the rest of the line fails otherwise (backtracking).
+//!   [`Shape`]s prune it: a token can never contain a space or a quote, so
+//!   only free-text fields ever grow past one. A step budget bounds the work
+//!   on hostile lines.
 
 use std::borrow::Cow;
 
@@ -22,7 +27,168 @@ const STEP_BUDGET: u32 = 512;
 /// 20-digit values fail `parse`).
 const MAX_DIGITS: usize = 20;
 
-pub(crate) fn parse_line<'a>(format: &'a Format, line: &'a str) -> Option<AccessRecord<'a>> {
+/// The strict matcher's program, compiled once per format: the leading
+/// literal, then one step per operator that also consumes the literal after
+/// it, so matching a line is one pass with no per-segment dispatch.
+#[derive(Clone, Debug)]
+pub(crate) struct StrictPlan {
+    prefix: Box<[u8]>,
+    steps: Vec<StrictStep>,
+}
+
+#[derive(Clone, Debug)]
+struct StrictStep {
+    op: Op,
+    end: StepEnd,
+}
+
+/// What ends an operator's value in the strict matcher.
+#[derive(Clone, Debug)]
+enum StepEnd {
+    /// The end of the line.
+    Line,
+    /// This literal. `at_extent`: it starts with a byte the value cannot hold
+    /// (a space after a token), so the value ends exactly where the shape
+    /// stops and no search is needed.
+    Literal { text: Box<[u8]>, at_extent: bool },
+    /// Another operator follows directly: the shape decides alone.
+    Operator,
+}
+
+impl StrictPlan {
+    pub(crate) fn new(segments: &[Segment]) -> StrictPlan {
+        let mut prefix: Box<[u8]> = Box::new([]);
+        let mut steps = Vec::new();
+        for (i, segment) in segments.iter().enumerate() {
+            match segment {
+                Segment::Literal(lit) if i == 0 => prefix = lit.text.as_bytes().into(),
+                Segment::Literal(_) => {}
+                Segment::Op(op) => {
+                    let end = match segments.get(i + 1) {
+                        None => StepEnd::Line,
+                        Some(Segment::Op(_)) => StepEnd::Operator,
+                        Some(Segment::Literal(lit)) => {
+                            let text: Box<[u8]> = lit.text.as_bytes().into();
+                            let at_extent = text.first().is_some_and(|&b| forbids(op.shape, b));
+                            StepEnd::Literal { text, at_extent }
+                        }
+                    };
+                    steps.push(StrictStep {
+                        op: op.clone(),
+                        end,
+                    });
+                }
+            }
+        }
+        StrictPlan { prefix, steps }
+    }
+}
+
+/// The fast path: every operator ends at the first occurrence of the literal
+/// that follows it. Fills `record` (which must be empty) in place, so a
+/// parsed line is built once and never copied; on `false` the record may
+/// hold some values and must be cleared before reuse.
+pub(crate) fn parse_strict_into<'a>(
+    plan: &'a StrictPlan,
+    line: &'a str,
+    record: &mut AccessRecord<'a>,
+) -> bool {
+    parse_strict_steps(plan, line, record).is_some()
+}
+
+fn parse_strict_steps<'a>(
+    plan: &'a StrictPlan,
+    line: &'a str,
+    record: &mut AccessRecord<'a>,
+) -> Option<()> {
+    let bytes = line.as_bytes();
+    if !starts_with(bytes, &plan.prefix) {
+        return None;
+    }
+    let mut pos = plan.prefix.len();
+    for step in &plan.steps {
+        let op = &step.op;
+        let rest = &bytes[pos..];
+        let (len, skip) = match &step.end {
+            StepEnd::Line => {
+                if extent(op.shape, rest) != rest.len() {
+                    return None;
+                }
+                (rest.len(), 0)
+            }
+            StepEnd::Literal {
+                text,
+                at_extent: true,
+            } => {
+                let end = extent(op.shape, rest);
+                if !starts_with(&rest[end..], text) {
+                    return None;
+                }
+                (end, text.len())
+            }
+            StepEnd::Literal {
+                text,
+                at_extent: false,
+            } => (first_literal(op.shape, rest, text)?, text.len()),
+            // Where free text ends before another operator is a guess;
+            // leave it to the lenient matcher.
+            StepEnd::Operator if matches!(op.shape, Shape::Free | Shape::NoQuote) => return None,
+            StepEnd::Operator => (extent(op.shape, rest), 0),
+        };
+        let value = line.get(pos..pos + len)?;
+        // The value holds no byte its shape forbids: `extent` saw to it.
+        let parsed = accept_checked(op, value)?;
+        assign(record, op, value, parsed);
+        pos += len + skip;
+    }
+    (pos == bytes.len()).then_some(())
+}
+
+/// Length of the value before the first occurrence of `lit` in `rest`
+/// within the bytes the shape allows, if any.
+#[inline]
+fn first_literal(shape: Shape, rest: &[u8], lit: &[u8]) -> Option<usize> {
+    let first = *lit.first()?;
+    let end = extent(shape, rest);
+    let window = &rest[..(end + lit.len()).min(rest.len())];
+    memchr::memchr_iter(first, window).find(|&at| starts_with(&window[at..], lit))
+}
+
+/// `hay.starts_with(lit)` without a call to `memcmp`: literals are short.
+#[inline]
+fn starts_with(hay: &[u8], lit: &[u8]) -> bool {
+    hay.len() >= lit.len() && hay.iter().zip(lit).all(|(a, b)| a == b)
+}
+
+/// Whether a value of this shape can never contain byte `b`.
+#[inline]
+fn forbids(shape: Shape, b: u8) -> bool {
+    match shape {
+        Shape::Number => !b.is_ascii_digit() && b != b'-',
+        Shape::Flags => !(b.is_ascii_alphabetic() || b == b'_' || b == b',' || b == b'-'),
+        Shape::Token | Shape::Id | Shape::Time => matches!(b, b' ' | b'"' | b'\t'),
+        Shape::NoQuote => b == b'"',
+        Shape::Free => false,
+    }
+}
+
+/// Bytes from the start of `rest` before the first byte the shape forbids.
+#[inline]
+fn extent(shape: Shape, rest: &[u8]) -> usize {
+    let len = rest.len();
+    match shape {
+        Shape::Token | Shape::Id | Shape::Time => {
+            memchr::memchr3(b' ', b'"', b'\t', rest).unwrap_or(len)
+        }
+        Shape::NoQuote => memchr::memchr(b'"', rest).unwrap_or(len),
+        Shape::Free => len,
+        Shape::Number | Shape::Flags => rest.iter().position(|&b| forbids(shape, b)).unwrap_or(len),
+    }
+}
+
+/// The fallback for ambiguous lines: backtracks over later occurrences of
+/// each literal within a step budget.
+pub(crate) fn parse_lenient<'a>(format: &'a Format, line: &'a str) -> Option<AccessRecord<'a>> {
     let mut m = Matcher {
         segments: &format.segments,
         line,
@@ -71,7 +237,7 @@ impl<'a> Matcher<'a> {
 
     fn operator(&mut self, index: usize, op: &'a Op, pos: usize) -> bool {
         let rest = &self.line[pos..];
-        let extent = max_extent(op.shape, rest);
+        let extent = lenient_extent(op.shape, rest);
         match self.segments.get(index + 1) {
             None => extent == rest.len() && self.try_value(index, op, pos, self.line.len()),
             Some(Segment::Literal(lit)) => {
@@ -123,64 +289,72 @@ impl<'a> Matcher<'a> {
         if !self.step(index + 1, end) {
             return false;
         }
-        self.assign(op, value, parsed);
+        assign(&mut self.record, op, value, parsed);
         true
     }
+}
 
-    fn assign(&mut self, op: &'a Op, value: &'a str, parsed: Parsed) {
-        let value = match parsed {
-            Parsed::Absent => return,
-            Parsed::Number(n) => match &op.target {
-                // Numbers stay text where the field is an identifier.
-                Target::Field(f) if !f.is_numeric() => Value::Str(Cow::Borrowed(value)),
-                _ => Value::UInt(n),
-            },
-            Parsed::Time(ms) => {
-                if matches!(op.target, Target::Field(crate::Field::StartTime)) {
-                    self.record.set_start_time_ms(ms);
-                }
-                Value::Str(Cow::Borrowed(value))
+/// Stores an accepted value in the record.
+#[inline]
+fn assign<'a>(record: &mut AccessRecord<'a>, op: &'a Op, value: &'a str, parsed: Parsed) {
+    let value = match parsed {
+        Parsed::Absent => return,
+        Parsed::Number(n) => match &op.target {
+            // Numbers stay text where the field is an identifier.
+            Target::Field(f) if !f.is_numeric() => Value::Str(Cow::Borrowed(value)),
+            _ => Value::UInt(n),
+        },
+        Parsed::Time(ms) => {
+            if matches!(op.target, Target::Field(crate::Field::StartTime)) {
+                record.set_start_time_ms(ms);
             }
-            Parsed::Text => Value::Str(Cow::Borrowed(value)),
-        };
-        match &op.target {
-            Target::Field(f) => *self.record.known_mut(*f) = Some(value),
-            Target::Extra { name, role } => {
-                self.record
-                    .push_extra(Cow::Borrowed(name.as_str()), value, role.clone())
-            }
+            Value::Str(Cow::Borrowed(value))
+        }
+        Parsed::Text => Value::Str(Cow::Borrowed(value)),
+    };
+    match &op.target {
+        Target::Field(f) => *record.known_mut(*f) = Some(value),
+        Target::Extra { name, role } => {
+            record.push_extra(Cow::Borrowed(name.as_str()), value, role.clone())
         }
     }
 }
 
-/// Bytes from the start of `rest` that the shape could take before the first
-/// byte it forbids.
-fn max_extent(shape: Shape, rest: &str) -> usize {
+/// Bytes the lenient matcher lets a value span: like [`extent`], but `-`
+/// alone is a whole number (`-` is how Envoy prints a missing one).
+fn lenient_extent(shape: Shape, rest: &str) -> usize {
     let bytes = rest.as_bytes();
-    let stop = |forbidden: fn(u8) -> bool| {
-        bytes
-            .iter()
-            .position(|&b| forbidden(b))
-            .unwrap_or(bytes.len())
-    };
-    match shape {
-        Shape::Number => {
-            if bytes.first() == Some(&b'-') {
-                1
-            } else {
-                stop(|b| !b.is_ascii_digit())
-            }
-        }
-        Shape::Flags => stop(|b| !(b.is_ascii_alphabetic() || b == b'_' || b == b',' || b == b'-')),
-        Shape::Token | Shape::Id | Shape::Time => stop(|b| b == b'"' || b.is_ascii_whitespace()),
-        Shape::NoQuote => stop(|b| b == b'"'),
-        Shape::Free => bytes.len(),
+    if shape == Shape::Number && bytes.first() == Some(&b'-') {
+        return 1;
     }
+    extent(shape, bytes)
+}
+
+/// ASCII digits as a number; `None` for any other byte or on overflow.
+#[inline]
+fn parse_digits(digits: &[u8]) -> Option<u64> {
+    digits.iter().try_fold(0u64, |acc, &b| {
+        if b.is_ascii_digit() {
+            acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        } else {
+            None
+        }
+    })
 }
 
 /// Whether `value` fits the operator, and what it reads as.
 fn accept(op: &Op, value: &str) -> Option<Parsed> {
-    if value == "-" {
+    if value.bytes().any(|b| forbids(op.shape, b)) {
+        return None;
+    }
+    accept_checked(op, value)
+}
+
+/// [`accept`] for a value already known to hold no byte its shape forbids.
+#[inline]
+fn accept_checked(op: &Op, value: &str) -> Option<Parsed> {
+    // `value == "-"` would call memcmp; this runs for every operator.
+    if value.as_bytes() == [b'-'] {
         let may_be_absent = match op.shape {
             Shape::Id => false,
             Shape::Time => op.time.is_some(),
@@ -193,10 +367,10 @@ fn accept(op: &Op, value: &str) -> Option<Parsed> {
             if value.is_empty() {
                 return Some(Parsed::Absent);
             }
-            if value.len() > MAX_DIGITS || !value.bytes().all(|b| b.is_ascii_digit()) {
+            if value.len() > MAX_DIGITS {
                 return None;
             }
-            value.parse().ok().map(Parsed::Number)
+            parse_digits(value.as_bytes()).map(Parsed::Number)
         }
         Shape::Flags => {
             let valid = !value.is_empty()
@@ -205,24 +379,12 @@ fn accept(op: &Op, value: &str) -> Option<Parsed> {
                 });
             valid.then_some(Parsed::Text)
         }
-        Shape::Token | Shape::Id => {
-            if value.bytes().any(|b| b == b'"' || b.is_ascii_whitespace()) {
-                None
-            } else if value.is_empty() {
-                (op.shape == Shape::Token).then_some(Parsed::Absent)
-            } else {
-                Some(Parsed::Text)
-            }
+        Shape::Token | Shape::Id if value.is_empty() => {
+            (op.shape == Shape::Token).then_some(Parsed::Absent)
         }
-        Shape::NoQuote => {
-            if value.contains('"') {
-                None
-            } else if value.is_empty() {
-                Some(Parsed::Absent)
-            } else {
-                Some(Parsed::Text)
-            }
-        }
+        Shape::Token | Shape::Id => Some(Parsed::Text),
+        Shape::NoQuote if value.is_empty() => Some(Parsed::Absent),
+        Shape::NoQuote => Some(Parsed::Text),
         Shape::Free => Some(if value.is_empty() {
             Parsed::Absent
         } else {
