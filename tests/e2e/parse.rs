@@ -197,7 +197,7 @@ fn bad_arguments_are_explained() {
     assert_eq!(status, 2);
     assert_eq!(
         stderr,
-        "sluice parse: --format \"nginx\" is neither a built-in format (sc-grpc, sc-http2, envoy-details, envoy, sc-http, sc-tcp) nor an Envoy format string\n"
+        "sluice parse: --format \"nginx\" is neither a built-in format (envoy, sc-http, envoy-details, sc-http2, sc-grpc, sc-tcp) nor an Envoy format string\n"
     );
     let (status, _, stderr) = sluice_parse(&["--route", "/a/{"], b"");
     assert_eq!(status, 2);
