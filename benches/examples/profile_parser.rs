@@ -1,5 +1,5 @@
 //! Classifies a corpus in a loop, for profilers (perf, callgrind).
-//! Run: cargo run --release -p sluice-benches --example profile_parser -- [default|json|mixed] [rounds]
+//! Run: cargo run --release -p sluice-benches --example profile_parser -- [default|json|mixed|app] [rounds]
 
 use std::hint::black_box;
 
@@ -16,6 +16,7 @@ fn main() {
             .map(|_| service_connect_json_line(&mut rng))
             .collect(),
         "mixed" => mixed_lines(10_000, 70, 11),
+        "app" => mixed_lines(10_000, 0, 11),
         _ => (0..10_000).map(|_| envoy_default_line(&mut rng)).collect(),
     };
     let classifier = Classifier::new();

@@ -93,8 +93,11 @@ impl Classifier {
                 .iter()
                 .filter(|f| f.leading_literal().is_none_or(|l| line.starts_with(l)))
         };
-        // Every built-in text format starts with `[`.
-        let builtin: &[Format] = if first == b'[' { &self.builtin } else { &[] };
+        let builtin: &[Format] = if may_be_builtin_text(line) {
+            &self.builtin
+        } else {
+            &[]
+        };
         for format in user().chain(builtin) {
             if format.parse_strict_into(line, record) {
                 return true;
@@ -116,6 +119,24 @@ impl Classifier {
             }
             None => false,
         }
+    }
+}
+
+/// Every built-in text format starts with `[%START_TIME%] `: one cheap check
+/// of that shape (a digit, then no space before `] `) rules them all out for
+/// most application lines, Envoy's own logs included
+/// (`[2025-11-04 06:49:07.518][1][info]` has a space inside the brackets).
+/// The formats themselves then validate the timestamp.
+fn may_be_builtin_text(line: &str) -> bool {
+    let bytes = line.as_bytes();
+    if bytes.first() != Some(&b'[') || !bytes.get(1).is_some_and(u8::is_ascii_digit) {
+        return false;
+    }
+    // Timestamps are short; do not scan a long line for the bracket.
+    let head = &bytes[1..bytes.len().min(65)];
+    match memchr::memchr2(b']', b' ', head) {
+        Some(end) => head[end] == b']' && head.get(end + 1) == Some(&b' '),
+        None => false,
     }
 }
 

@@ -151,7 +151,14 @@ fn first_literal(shape: Shape, rest: &[u8], lit: &[u8]) -> Option<usize> {
     let first = *lit.first()?;
     let end = extent(shape, rest);
     let window = &rest[..(end + lit.len()).min(rest.len())];
-    memchr::memchr_iter(first, window).find(|&at| starts_with(&window[at..], lit))
+    let mut from = 0;
+    while let Some(at) = find_any(&window[from..], [first; 3]) {
+        if starts_with(&window[from + at..], lit) {
+            return Some(from + at);
+        }
+        from += at + 1;
+    }
+    None
 }
 
 /// `hay.starts_with(lit)` without a call to `memcmp`: literals are short.
@@ -178,12 +185,43 @@ fn extent(shape: Shape, rest: &[u8]) -> usize {
     let len = rest.len();
     match shape {
         Shape::Token | Shape::Id | Shape::Time => {
-            memchr::memchr3(b' ', b'"', b'\t', rest).unwrap_or(len)
+            find_any(rest, [b' ', b'"', b'\t']).unwrap_or(len)
         }
-        Shape::NoQuote => memchr::memchr(b'"', rest).unwrap_or(len),
+        Shape::NoQuote => find_any(rest, [b'"'; 3]).unwrap_or(len),
         Shape::Free => len,
         Shape::Number | Shape::Flags => rest.iter().position(|&b| forbids(shape, b)).unwrap_or(len),
     }
+}
+
+/// Position of the first of three bytes, eight bytes at a time. Values are
+/// short (a method, a host, a UUID), where `memchr`'s SIMD set-up costs more
+/// than it saves.
+#[inline]
+fn find_any(hay: &[u8], needles: [u8; 3]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    // Nonzero exactly where a byte of `w` is zero, except that a flag may
+    // also appear above a true zero; the lowest flag, which is all
+    // `trailing_zeros` reads, is always a true zero.
+    let zero_bytes = |w: u64| w.wrapping_sub(LO) & !w & HI;
+    let [a, b, c] = needles.map(|n| u64::from(n) * LO);
+    let mut chunks = hay.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let w = u64::from_le_bytes([
+            chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7],
+        ]);
+        let found = zero_bytes(w ^ a) | zero_bytes(w ^ b) | zero_bytes(w ^ c);
+        if found != 0 {
+            return Some(offset + (found.trailing_zeros() / 8) as usize);
+        }
+        offset += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|x| needles.contains(x))
+        .map(|i| offset + i)
 }
 
 /// The fallback for ambiguous lines: backtracks over later occurrences of
@@ -328,6 +366,26 @@ fn lenient_extent(shape: Shape, rest: &str) -> usize {
         return 1;
     }
     extent(shape, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_any;
+
+    #[test]
+    fn find_any_matches_a_naive_search() {
+        let hay = b"GET /a/b?c=d HTTP/1.1\" \"x\ty  zzzzzzzzzzzzzzzzzzzz\"";
+        for start in 0..hay.len() {
+            for needles in [[b' ', b'"', b'\t'], [b'"'; 3], [b'z'; 3], [b'#'; 3]] {
+                let h = &hay[start..];
+                let naive = h.iter().position(|x| needles.contains(x));
+                assert_eq!(find_any(h, needles), naive, "{start} {needles:?}");
+            }
+        }
+        // Bytes at or above 0x80 and zero bytes must not look like matches.
+        let hay = [0xa0, 0xa2, 0x80, 0x81, 0xff, 0, 0x21, 0x23, 0x22, 1];
+        assert_eq!(find_any(&hay, [b'"'; 3]), Some(8));
+    }
 }
 
 /// ASCII digits as a number; `None` for any other byte or on overflow.

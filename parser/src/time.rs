@@ -20,8 +20,8 @@ pub fn parse_iso8601(s: &str) -> Option<i64> {
 /// read by position: this runs once per access line. Anything else (or an
 /// invalid date in this layout) goes to the general grammar.
 fn envoy_default_time(b: &[u8]) -> Option<i64> {
-    if b.len() != 24
-        || b[4] != b'-'
+    let b: &[u8; 24] = b.try_into().ok()?;
+    if b[4] != b'-'
         || b[7] != b'-'
         || b[10] != b'T'
         || b[13] != b':'
@@ -31,19 +31,23 @@ fn envoy_default_time(b: &[u8]) -> Option<i64> {
     {
         return None;
     }
-    let num = |range: std::ops::Range<usize>| -> Option<u32> {
-        b[range].iter().try_fold(0u32, |acc, &c| {
-            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
-        })
-    };
+    const DIGITS: [usize; 17] = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 22];
+    let mut d = [0u32; 24];
+    for i in DIGITS {
+        let v = b[i].wrapping_sub(b'0');
+        if v > 9 {
+            return None;
+        }
+        d[i] = u32::from(v);
+    }
     CivilTime {
-        year: i64::from(num(0..4)?),
-        month: num(5..7)?,
-        day: num(8..10)?,
-        hour: num(11..13)?,
-        minute: num(14..16)?,
-        second: num(17..19)?,
-        millis: num(20..23)?,
+        year: i64::from(d[0] * 1000 + d[1] * 100 + d[2] * 10 + d[3]),
+        month: d[5] * 10 + d[6],
+        day: d[8] * 10 + d[9],
+        hour: d[11] * 10 + d[12],
+        minute: d[14] * 10 + d[15],
+        second: d[17] * 10 + d[18],
+        millis: d[20] * 100 + d[21] * 10 + d[22],
         offset_minutes: 0,
     }
     .epoch_ms()
