@@ -368,38 +368,6 @@ fn lenient_extent(shape: Shape, rest: &str) -> usize {
     extent(shape, bytes)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::find_any;
-
-    #[test]
-    fn find_any_matches_a_naive_search() {
-        let hay = b"GET /a/b?c=d HTTP/1.1\" \"x\ty  zzzzzzzzzzzzzzzzzzzz\"";
-        for start in 0..hay.len() {
-            for needles in [[b' ', b'"', b'\t'], [b'"'; 3], [b'z'; 3], [b'#'; 3]] {
-                let h = &hay[start..];
-                let naive = h.iter().position(|x| needles.contains(x));
-                assert_eq!(find_any(h, needles), naive, "{start} {needles:?}");
-            }
-        }
-        // Bytes at or above 0x80 and zero bytes must not look like matches.
-        let hay = [0xa0, 0xa2, 0x80, 0x81, 0xff, 0, 0x21, 0x23, 0x22, 1];
-        assert_eq!(find_any(&hay, [b'"'; 3]), Some(8));
-    }
-}
-
-/// ASCII digits as a number; `None` for any other byte or on overflow.
-#[inline]
-fn parse_digits(digits: &[u8]) -> Option<u64> {
-    digits.iter().try_fold(0u64, |acc, &b| {
-        if b.is_ascii_digit() {
-            acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
-        } else {
-            None
-        }
-    })
-}
-
 /// Whether `value` fits the operator, and what it reads as.
 fn accept(op: &Op, value: &str) -> Option<Parsed> {
     if value.bytes().any(|b| forbids(op.shape, b)) {
@@ -453,4 +421,36 @@ fn accept_checked(op: &Op, value: &str) -> Option<Parsed> {
             None => parse_iso8601(value).map(|ms| Parsed::Time(Some(ms))),
         },
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_any;
+
+    #[test]
+    fn find_any_matches_a_naive_search() {
+        let hay = b"GET /a/b?c=d HTTP/1.1\" \"x\ty  zzzzzzzzzzzzzzzzzzzz\"";
+        for start in 0..hay.len() {
+            for needles in [[b' ', b'"', b'\t'], [b'"'; 3], [b'z'; 3], [b'#'; 3]] {
+                let h = &hay[start..];
+                let naive = h.iter().position(|x| needles.contains(x));
+                assert_eq!(find_any(h, needles), naive, "{start} {needles:?}");
+            }
+        }
+        // Bytes at or above 0x80 and zero bytes must not look like matches.
+        let hay = [0xa0, 0xa2, 0x80, 0x81, 0xff, 0, 0x21, 0x23, 0x22, 1];
+        assert_eq!(find_any(&hay, [b'"'; 3]), Some(8));
+    }
+}
+
+/// ASCII digits as a number; `None` for any other byte or on overflow.
+#[inline]
+fn parse_digits(digits: &[u8]) -> Option<u64> {
+    digits.iter().try_fold(0u64, |acc, &b| {
+        if b.is_ascii_digit() {
+            acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        } else {
+            None
+        }
+    })
 }
