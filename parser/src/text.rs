@@ -423,6 +423,18 @@ fn accept_checked(op: &Op, value: &str) -> Option<Parsed> {
     }
 }
 
+/// ASCII digits as a number; `None` for any other byte or on overflow.
+#[inline]
+fn parse_digits(digits: &[u8]) -> Option<u64> {
+    digits.iter().try_fold(0u64, |acc, &b| {
+        if b.is_ascii_digit() {
+            acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        } else {
+            None
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::find_any;
@@ -441,16 +453,4 @@ mod tests {
         let hay = [0xa0, 0xa2, 0x80, 0x81, 0xff, 0, 0x21, 0x23, 0x22, 1];
         assert_eq!(find_any(&hay, [b'"'; 3]), Some(8));
     }
-}
-
-/// ASCII digits as a number; `None` for any other byte or on overflow.
-#[inline]
-fn parse_digits(digits: &[u8]) -> Option<u64> {
-    digits.iter().try_fold(0u64, |acc, &b| {
-        if b.is_ascii_digit() {
-            acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
-        } else {
-            None
-        }
-    })
 }
