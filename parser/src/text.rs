@@ -274,7 +274,8 @@ impl<'a> Matcher<'a> {
     }
 
     fn operator(&mut self, index: usize, op: &'a Op, pos: usize) -> bool {
-        let rest = &self.line[pos..];
+        let line: &'a str = self.line;
+        let rest = &line[pos..];
         let extent = lenient_extent(op.shape, rest);
         match self.segments.get(index + 1) {
             None => extent == rest.len() && self.try_value(index, op, pos, self.line.len()),
@@ -302,13 +303,22 @@ impl<'a> Matcher<'a> {
                 // Two operators with nothing between: shaped values take
                 // what their shape allows; free text tries every split.
                 if matches!(op.shape, Shape::Free | Shape::NoQuote) {
-                    let ends: Vec<usize> = rest[..extent]
+                    // `rest` borrows the line, not `self`, so this can
+                    // iterate lazily: the budget, not the line length,
+                    // bounds the work.
+                    let ends = rest[..extent]
                         .char_indices()
                         .map(|(i, _)| i)
-                        .chain(std::iter::once(extent))
-                        .collect();
-                    ends.into_iter()
-                        .any(|end| self.budget > 0 && self.try_value(index, op, pos, pos + end))
+                        .chain(std::iter::once(extent));
+                    for end in ends {
+                        if self.budget == 0 {
+                            return false;
+                        }
+                        if self.try_value(index, op, pos, pos + end) {
+                            return true;
+                        }
+                    }
+                    false
                 } else {
                     self.try_value(index, op, pos, pos + extent)
                 }

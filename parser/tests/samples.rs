@@ -293,3 +293,24 @@ fn very_long_and_invalid_lines() {
     };
     assert_eq!(r.str(Field::UserAgent), Some("caf\u{fffd}"));
 }
+
+#[test]
+fn adjacent_operators() {
+    let mut c = Classifier::new();
+    c.add_format(
+        Format::compile(
+            "adjacent",
+            "%RESPONSE_CODE%%RESPONSE_FLAGS% %REQ(X-A)%%DURATION%",
+        )
+        .unwrap(),
+    );
+    check_with(
+        &c,
+        "200UF hello7",
+        json!({"response_code":200,"response_flags":"UF","duration":7,"req_x_a":"hello","route":"- -"}),
+    );
+    // Free text before another operator is found by backtracking, which the
+    // step budget bounds: a megabyte of it is an application line, quickly.
+    let long = format!("200UF {}x", "y".repeat(1 << 20));
+    assert!(matches!(c.classify(&long), Classified::App(_)));
+}
