@@ -128,7 +128,7 @@ impl Format {
     /// characters `\n`, as typed in a shell) is not part of the format.
     pub fn compile(name: impl Into<String>, source: &str) -> Result<Format, Error> {
         let trimmed = strip_format_newline(source);
-        let segments = compile_segments(source, trimmed)?;
+        let segments = compile_segments(trimmed)?;
         let strict = text::StrictPlan::new(&segments);
         Ok(Format {
             name: name.into(),
@@ -196,8 +196,11 @@ fn strip_format_newline(source: &str) -> &str {
     s.strip_suffix("\\n").unwrap_or(s)
 }
 
-fn compile_segments(full: &str, source: &str) -> Result<Vec<Segment>, Error> {
-    let column = |rest: &str| full[..full.len() - rest.len()].chars().count() + 1;
+/// `source` is the format without its trailing newline: a prefix of what the
+/// user wrote, so columns counted in it are the user's columns.
+fn compile_segments(source: &str) -> Result<Vec<Segment>, Error> {
+    // `rest` is always a suffix of `source`.
+    let column = |rest: &str| source[..source.len() - rest.len()].chars().count() + 1;
     let fail = |rest: &str, kind| Error {
         what: "format string",
         column: column(rest),
@@ -630,6 +633,10 @@ mod tests {
         assert_eq!(error("%REQ(A?B?C)%"), (1, ErrorKind::TooManyAlternatives));
         assert_eq!(error("plain text"), (1, ErrorKind::NoOperators));
         assert_eq!(error("50%"), (4, ErrorKind::ExpectedOperatorName));
+        // Found by fuzzing: an error near the end of a format whose trailing
+        // `\n` was stripped, after a multi-byte character.
+        assert_eq!(error("é%\\n"), (3, ErrorKind::ExpectedOperatorName));
+        assert_eq!(error("é %REQ(\n"), (7, ErrorKind::UnclosedArgument));
         let e = Format::compile("t", "ab %x%").unwrap_err();
         assert_eq!(e.to_string(), "format string is invalid at column 5: expected an operator name (A-Z, 0-9, _) or '%' after '%'");
         assert_eq!(e.pointer("ab %x%"), "ab %x%\n    ^");

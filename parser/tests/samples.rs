@@ -314,3 +314,27 @@ fn adjacent_operators() {
     let long = format!("200UF {}x", "y".repeat(1 << 20));
     assert!(matches!(c.classify(&long), Classified::App(_)));
 }
+
+/// Inputs that once crashed a fuzz target (fuzz/), kept as regression tests.
+#[test]
+fn fuzz_regressions() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-regressions");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("format_string-") {
+            let text = String::from_utf8_lossy(&bytes);
+            let (format, line) = text.split_once('\n').unwrap_or((&text, ""));
+            if let Ok(format) = Format::compile("fuzz", format) {
+                let _ = format.parse(line);
+            }
+        } else if name.starts_with("classify-") {
+            let line = sluice_parser::decode_line(&bytes);
+            let _ = Classifier::new().classify(&line);
+        }
+        seen += 1;
+    }
+    assert!(seen >= 1, "the regression inputs are present");
+}
