@@ -1,0 +1,716 @@
+//! The Fluent Forward protocol v1 decoder: bytes in, events out, no sockets.
+//!
+//! Spec: <https://github.com/fluent/fluentd/wiki/Forward-Protocol-Specification-v1>
+//! (facts in shared/specs.md §5, §8). A frame is a msgpack array whose second
+//! element decides the mode: a time (Message), an array of entries (Forward),
+//! or a str/bin of concatenated entries (PackedForward, compressed with gzip or
+//! zstd when the option `compressed` says so).
+
+use std::io::Read;
+
+use serde_json::{Map, Number, Value as Json};
+
+use crate::msgpack::{self, ReadError, Value};
+
+/// Bounds on what one connection may make the decoder hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest frame on the wire.
+    pub max_frame_bytes: usize,
+    /// Largest decompressed payload of one CompressedPackedForward frame.
+    pub max_decompressed_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_frame_bytes: 16 << 20,
+            max_decompressed_bytes: 64 << 20,
+        }
+    }
+}
+
+/// One log event as the forward client sent it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    pub tag: String,
+    /// Nanoseconds since the Unix epoch.
+    pub time_ns: i64,
+    pub record: Map<String, Json>,
+}
+
+/// What one frame carried.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Frame {
+    /// Events, and the chunk id to acknowledge once they are accepted.
+    Events {
+        events: Vec<Event>,
+        chunk: Option<String>,
+        /// Entries skipped because `fluent_signal` was not 0 (logs).
+        skipped_non_logs: usize,
+    },
+    /// A msgpack `nil` keep-alive.
+    Heartbeat,
+}
+
+/// Why a connection's byte stream cannot be decoded; the connection should
+/// be closed, since the stream has lost its frame boundaries.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame larger than {max} bytes")]
+    TooLarge { max: usize },
+    #[error("decompressed payload larger than {max} bytes")]
+    DecompressedTooLarge { max: usize },
+    #[error("invalid msgpack: {0}")]
+    Msgpack(ReadError),
+    #[error("not a forward frame: {0}")]
+    Shape(&'static str),
+    #[error("cannot decompress {format} payload: {reason}")]
+    Decompress {
+        format: &'static str,
+        reason: String,
+    },
+}
+
+impl FrameError {
+    /// A short stable name, for counters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FrameError::TooLarge { .. } => "frame_too_large",
+            FrameError::DecompressedTooLarge { .. } => "decompressed_too_large",
+            FrameError::Msgpack(_) => "invalid_msgpack",
+            FrameError::Shape(_) => "bad_frame_shape",
+            FrameError::Decompress { .. } => "bad_compression",
+        }
+    }
+}
+
+/// Buffers one connection's bytes and splits them into frames.
+#[derive(Debug, Default)]
+pub struct ForwardCodec {
+    limits: Limits,
+    buf: Vec<u8>,
+    /// Bytes of `buf` already consumed by earlier frames.
+    start: usize,
+    /// Do not try to read a frame again before `buf` holds this many bytes
+    /// (from `start`): the last attempt needed at least that much.
+    retry_at: usize,
+}
+
+impl ForwardCodec {
+    pub fn new(limits: Limits) -> ForwardCodec {
+        ForwardCodec {
+            limits,
+            ..ForwardCodec::default()
+        }
+    }
+
+    /// Appends bytes read from the connection.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        if self.start > 0 && self.start >= self.buf.len() / 2 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes buffered but not yet decoded.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    /// The next complete frame, `Ok(None)` when more bytes are needed.
+    /// `now_ns` stands in for events whose time is nil or 0, as fluentd does.
+    pub fn next_frame(&mut self, now_ns: i64) -> Result<Option<Frame>, FrameError> {
+        let pending = &self.buf[self.start..];
+        if pending.is_empty() || pending.len() < self.retry_at {
+            return Ok(None);
+        }
+        match msgpack::read(pending) {
+            Ok((value, len)) => {
+                if len > self.limits.max_frame_bytes {
+                    return Err(FrameError::TooLarge {
+                        max: self.limits.max_frame_bytes,
+                    });
+                }
+                let frame = decode_frame(&value, now_ns, &self.limits);
+                self.start += len;
+                self.retry_at = 0;
+                frame.map(Some)
+            }
+            Err(ReadError::Incomplete { needed }) => {
+                if needed > self.limits.max_frame_bytes
+                    || pending.len() > self.limits.max_frame_bytes
+                {
+                    return Err(FrameError::TooLarge {
+                        max: self.limits.max_frame_bytes,
+                    });
+                }
+                self.retry_at = needed.max(pending.len() + 1);
+                Ok(None)
+            }
+            Err(e) => Err(FrameError::Msgpack(e)),
+        }
+    }
+}
+
+fn decode_frame(value: &Value<'_>, now_ns: i64, limits: &Limits) -> Result<Frame, FrameError> {
+    let items = match value {
+        Value::Nil => return Ok(Frame::Heartbeat),
+        Value::Array(items) => items,
+        _ => return Err(FrameError::Shape("a frame is an array")),
+    };
+    let tag = items
+        .first()
+        .and_then(Value::as_bytes)
+        .map(|t| String::from_utf8_lossy(t).into_owned())
+        .ok_or(FrameError::Shape("the first element (tag) is a string"))?;
+    let second = items
+        .get(1)
+        .ok_or(FrameError::Shape("a frame has at least two elements"))?;
+    // Message mode has the record third and the option fourth; the others
+    // have the option third.
+    let message = is_time(second);
+    let option = items.get(if message { 3 } else { 2 });
+    let options = Options::read(option)?;
+    let mut events = Vec::new();
+    let mut skipped_non_logs = 0;
+    let mut push = |time: &Value<'_>, record: &Value<'_>| -> Result<(), FrameError> {
+        if options.fluent_signal != 0 {
+            skipped_non_logs += 1;
+            return Ok(());
+        }
+        events.push(Event {
+            tag: tag.clone(),
+            time_ns: time_ns(time, now_ns)?,
+            record: record_map(record)?,
+        });
+        Ok(())
+    };
+    if message {
+        let record = items
+            .get(2)
+            .ok_or(FrameError::Shape("a message has a record"))?;
+        push(second, record)?;
+    } else {
+        match second {
+            Value::Array(entries) => {
+                for entry in entries {
+                    let (time, record) = entry_parts(entry)?;
+                    push(time, record)?;
+                }
+            }
+            Value::Str(payload) | Value::Bin(payload) => {
+                let payload = decompress(payload, options.compressed, limits)?;
+                let mut rest: &[u8] = &payload;
+                while !rest.is_empty() {
+                    let (entry, len) = msgpack::read(rest).map_err(|e| match e {
+                        ReadError::Incomplete { .. } => {
+                            FrameError::Shape("a packed entry is cut short")
+                        }
+                        other => FrameError::Msgpack(other),
+                    })?;
+                    let (time, record) = entry_parts(&entry)?;
+                    push(time, record)?;
+                    rest = &rest[len..];
+                }
+            }
+            _ => {
+                return Err(FrameError::Shape(
+                    "the second element is a time, an array or a packed string",
+                ))
+            }
+        }
+    }
+    Ok(Frame::Events {
+        events,
+        chunk: options.chunk,
+        skipped_non_logs,
+    })
+}
+
+/// The forward options this decoder acts on; unknown keys are ignored.
+#[derive(Debug, Default)]
+struct Options {
+    chunk: Option<String>,
+    compressed: Compression,
+    fluent_signal: i64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Compression {
+    #[default]
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Options {
+    fn read(option: Option<&Value<'_>>) -> Result<Options, FrameError> {
+        let mut options = Options::default();
+        let entries = match option {
+            None | Some(Value::Nil) => return Ok(options),
+            Some(Value::Map(entries)) => entries,
+            Some(_) => return Err(FrameError::Shape("the option is a map")),
+        };
+        for (key, value) in entries {
+            match key.as_bytes() {
+                Some(b"chunk") => {
+                    options.chunk = value
+                        .as_bytes()
+                        .map(|c| String::from_utf8_lossy(c).into_owned());
+                }
+                Some(b"compressed") => {
+                    options.compressed = match value.as_bytes() {
+                        Some(b"gzip") => Compression::Gzip,
+                        Some(b"zstd") => Compression::Zstd,
+                        Some(b"text") | None => Compression::None,
+                        Some(_) => {
+                            return Err(FrameError::Shape("compressed is gzip, zstd or text"))
+                        }
+                    };
+                }
+                Some(b"fluent_signal") => {
+                    if let Value::Int(n) = value {
+                        options.fluent_signal = *n;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(options)
+    }
+}
+
+fn is_time(v: &Value<'_>) -> bool {
+    matches!(
+        v,
+        Value::Int(_) | Value::UInt(_) | Value::Float(_) | Value::Ext(..) | Value::Nil
+    )
+}
+
+/// `[time, record]` or the newer `[[time, metadata], record]`.
+fn entry_parts<'v, 'a>(entry: &'v Value<'a>) -> Result<(&'v Value<'a>, &'v Value<'a>), FrameError> {
+    let Value::Array(parts) = entry else {
+        return Err(FrameError::Shape("an entry is [time, record]"));
+    };
+    match parts.as_slice() {
+        [Value::Array(header), record] => match header.first() {
+            Some(time) => Ok((time, record)),
+            None => Err(FrameError::Shape("an entry header is [time, metadata]")),
+        },
+        [time, record] => Ok((time, record)),
+        _ => Err(FrameError::Shape("an entry is [time, record]")),
+    }
+}
+
+/// Integer seconds, EventTime (ext 0: u32 seconds, u32 nanoseconds, big
+/// endian), or float seconds; nil or 0 mean "now".
+fn time_ns(time: &Value<'_>, now_ns: i64) -> Result<i64, FrameError> {
+    const NS: i64 = 1_000_000_000;
+    let ns = match time {
+        Value::Nil | Value::Int(0) => now_ns,
+        Value::Int(secs) => secs.saturating_mul(NS),
+        Value::UInt(_) => return Err(FrameError::Shape("time out of range")),
+        Value::Float(secs) if secs.is_finite() => (secs * 1e9) as i64,
+        Value::Ext(0, bytes) if bytes.len() == 8 => {
+            let secs = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+            let nanos = u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+            i64::from(secs) * NS + i64::from(nanos)
+        }
+        _ => {
+            return Err(FrameError::Shape(
+                "time is an integer, an EventTime or a float",
+            ))
+        }
+    };
+    Ok(ns)
+}
+
+fn record_map(record: &Value<'_>) -> Result<Map<String, Json>, FrameError> {
+    let Value::Map(entries) = record else {
+        return Err(FrameError::Shape("a record is a map"));
+    };
+    let mut map = Map::with_capacity(entries.len());
+    for (key, value) in entries {
+        map.insert(key_string(key), to_json(value));
+    }
+    Ok(map)
+}
+
+fn key_string(key: &Value<'_>) -> String {
+    match key.as_bytes() {
+        Some(b) => String::from_utf8_lossy(b).into_owned(),
+        None => to_json(key).to_string(),
+    }
+}
+
+/// A msgpack value as JSON: strings and binaries as (lossy UTF-8) strings,
+/// ext values as `{"ext": type, "data": "<hex>"}`.
+fn to_json(value: &Value<'_>) -> Json {
+    match value {
+        Value::Nil => Json::Null,
+        Value::Bool(b) => Json::Bool(*b),
+        Value::Int(n) => Json::Number((*n).into()),
+        Value::UInt(n) => Json::Number((*n).into()),
+        Value::Float(f) => Number::from_f64(*f).map_or(Json::Null, Json::Number),
+        Value::Str(b) | Value::Bin(b) => Json::String(String::from_utf8_lossy(b).into_owned()),
+        Value::Array(items) => Json::Array(items.iter().map(to_json).collect()),
+        Value::Map(entries) => Json::Object(
+            entries
+                .iter()
+                .map(|(k, v)| (key_string(k), to_json(v)))
+                .collect(),
+        ),
+        Value::Ext(ty, data) => {
+            let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
+            serde_json::json!({ "ext": ty, "data": hex })
+        }
+    }
+}
+
+/// Decompresses a CompressedPackedForward payload, refusing to produce more
+/// than the limit (a gzip bomb stops there, not in the allocator).
+fn decompress<'p>(
+    payload: &'p [u8],
+    compression: Compression,
+    limits: &Limits,
+) -> Result<std::borrow::Cow<'p, [u8]>, FrameError> {
+    let max = limits.max_decompressed_bytes;
+    let (format, reader): (&'static str, Box<dyn Read + 'p>) = match compression {
+        Compression::None => return Ok(std::borrow::Cow::Borrowed(payload)),
+        // Fluentd accepts several gzip members back to back.
+        Compression::Gzip => ("gzip", Box::new(flate2::read::MultiGzDecoder::new(payload))),
+        Compression::Zstd => (
+            "zstd",
+            Box::new(
+                zstd::stream::read::Decoder::with_buffer(payload).map_err(|e| {
+                    FrameError::Decompress {
+                        format: "zstd",
+                        reason: e.to_string(),
+                    }
+                })?,
+            ),
+        ),
+    };
+    let mut out = Vec::new();
+    reader
+        .take(max as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| FrameError::Decompress {
+            format,
+            reason: e.to_string(),
+        })?;
+    if out.len() > max {
+        return Err(FrameError::DecompressedTooLarge { max });
+    }
+    Ok(std::borrow::Cow::Owned(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use serde_json::json;
+
+    use super::*;
+
+    /// A minimal msgpack writer for building frames by hand.
+    mod mp {
+        pub fn str(s: &str) -> Vec<u8> {
+            let mut out = if s.len() < 32 {
+                vec![0xa0 | s.len() as u8]
+            } else {
+                let mut v = vec![0xda];
+                v.extend_from_slice(&(s.len() as u16).to_be_bytes());
+                v
+            };
+            out.extend_from_slice(s.as_bytes());
+            out
+        }
+        pub fn bin(b: &[u8]) -> Vec<u8> {
+            let mut out = vec![0xc6];
+            out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+            out.extend_from_slice(b);
+            out
+        }
+        pub fn int(n: u32) -> Vec<u8> {
+            let mut out = vec![0xce];
+            out.extend_from_slice(&n.to_be_bytes());
+            out
+        }
+        pub fn event_time(secs: u32, nanos: u32) -> Vec<u8> {
+            let mut out = vec![0xd7, 0x00];
+            out.extend_from_slice(&secs.to_be_bytes());
+            out.extend_from_slice(&nanos.to_be_bytes());
+            out
+        }
+        pub fn arr(items: &[Vec<u8>]) -> Vec<u8> {
+            let mut out = vec![0xdc];
+            out.extend_from_slice(&(items.len() as u16).to_be_bytes());
+            for i in items {
+                out.extend_from_slice(i);
+            }
+            out
+        }
+        /// Always a map32 header, as Fluent Bit writes option maps.
+        pub fn map(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
+            let mut out = vec![0xdf];
+            out.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+            for (k, v) in entries {
+                out.extend_from_slice(&str(k));
+                out.extend_from_slice(v);
+            }
+            out
+        }
+    }
+
+    fn record(log: &str) -> Vec<u8> {
+        mp::map(&[("log", mp::str(log)), ("source", mp::str("stdout"))])
+    }
+
+    fn decode_all(bytes: &[u8]) -> Vec<Result<Frame, FrameError>> {
+        let mut codec = ForwardCodec::new(Limits::default());
+        codec.feed(bytes);
+        let mut frames = Vec::new();
+        loop {
+            match codec.next_frame(42) {
+                Ok(Some(f)) => frames.push(Ok(f)),
+                Ok(None) => break,
+                Err(e) => {
+                    frames.push(Err(e));
+                    break;
+                }
+            }
+        }
+        frames
+    }
+
+    fn events(frame: &Result<Frame, FrameError>) -> Vec<(String, i64, Json)> {
+        match frame {
+            Ok(Frame::Events { events, .. }) => events
+                .iter()
+                .map(|e| (e.tag.clone(), e.time_ns, Json::Object(e.record.clone())))
+                .collect(),
+            other => panic!("not events: {other:?}"),
+        }
+    }
+
+    fn chunk(frame: &Result<Frame, FrameError>) -> Option<String> {
+        match frame {
+            Ok(Frame::Events { chunk, .. }) => chunk.clone(),
+            other => panic!("not events: {other:?}"),
+        }
+    }
+
+    const T: u32 = 1_700_000_000;
+
+    #[test]
+    fn message_mode_with_integer_and_event_time() {
+        let frames = decode_all(
+            &[
+                mp::arr(&[mp::str("app"), mp::int(T), record("a")]),
+                mp::arr(&[
+                    mp::str("app"),
+                    mp::event_time(T, 5),
+                    record("b"),
+                    mp::map(&[("chunk", mp::str("c1"))]),
+                ]),
+            ]
+            .concat(),
+        );
+        assert_eq!(frames.len(), 2);
+        assert_eq!(
+            events(&frames[0]),
+            [(
+                "app".into(),
+                i64::from(T) * 1_000_000_000,
+                json!({"log": "a", "source": "stdout"})
+            )]
+        );
+        assert_eq!(chunk(&frames[0]), None);
+        assert_eq!(events(&frames[1])[0].1, i64::from(T) * 1_000_000_000 + 5);
+        assert_eq!(chunk(&frames[1]).as_deref(), Some("c1"));
+    }
+
+    #[test]
+    fn forward_mode_with_both_entry_shapes() {
+        let entries = mp::arr(&[
+            mp::arr(&[mp::event_time(T, 1), record("a")]),
+            mp::arr(&[mp::arr(&[mp::event_time(T, 2), mp::map(&[])]), record("b")]),
+            mp::arr(&[mp::int(T), record("c")]),
+        ]);
+        let frame = mp::arr(&[
+            mp::str("tag"),
+            entries,
+            mp::map(&[("size", mp::int(3)), ("chunk", mp::str("x"))]),
+        ]);
+        let frames = decode_all(&frame);
+        let got: Vec<String> = events(&frames[0])
+            .iter()
+            .map(|e| e.2["log"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(got, ["a", "b", "c"]);
+        assert_eq!(events(&frames[0])[1].1, i64::from(T) * 1_000_000_000 + 2);
+        assert_eq!(chunk(&frames[0]).as_deref(), Some("x"));
+    }
+
+    fn packed(n: usize) -> Vec<u8> {
+        (0..n)
+            .flat_map(|i| mp::arr(&[mp::event_time(T, i as u32), record(&format!("line {i}"))]))
+            .collect()
+    }
+
+    #[test]
+    fn packed_forward_as_str_and_bin() {
+        let payload = packed(3);
+        for body in [mp::bin(&payload), {
+            let mut s = vec![0xdb];
+            s.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+            s.extend_from_slice(&payload);
+            s
+        }] {
+            let frames = decode_all(&mp::arr(&[mp::str("t"), body]));
+            assert_eq!(events(&frames[0]).len(), 3);
+            assert_eq!(events(&frames[0])[2].2["log"], "line 2");
+        }
+    }
+
+    #[test]
+    fn compressed_packed_forward_gzip_and_zstd() {
+        let payload = packed(100);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&payload).unwrap();
+        let gz = gz.finish().unwrap();
+        let zs = zstd::stream::encode_all(&payload[..], 3).unwrap();
+        for (name, body) in [("gzip", gz), ("zstd", zs)] {
+            let frame = mp::arr(&[
+                mp::str("t"),
+                mp::bin(&body),
+                mp::map(&[("compressed", mp::str(name))]),
+            ]);
+            let frames = decode_all(&frame);
+            assert_eq!(events(&frames[0]).len(), 100, "{name}");
+        }
+    }
+
+    #[test]
+    fn gzip_bomb_is_stopped_at_the_limit() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&vec![0u8; 8 << 20]).unwrap();
+        let body = gz.finish().unwrap();
+        let frame = mp::arr(&[
+            mp::str("t"),
+            mp::bin(&body),
+            mp::map(&[("compressed", mp::str("gzip"))]),
+        ]);
+        let mut codec = ForwardCodec::new(Limits {
+            max_frame_bytes: 16 << 20,
+            max_decompressed_bytes: 1 << 20,
+        });
+        codec.feed(&frame);
+        assert_eq!(
+            codec.next_frame(0),
+            Err(FrameError::DecompressedTooLarge { max: 1 << 20 })
+        );
+    }
+
+    #[test]
+    fn non_log_signals_are_skipped_and_counted() {
+        let frame = mp::arr(&[
+            mp::str("metrics"),
+            mp::arr(&[mp::arr(&[mp::int(T), record("m")])]),
+            mp::map(&[("fluent_signal", vec![0x01])]),
+        ]);
+        match &decode_all(&frame)[0] {
+            Ok(Frame::Events {
+                events,
+                skipped_non_logs,
+                ..
+            }) => {
+                assert!(events.is_empty());
+                assert_eq!(*skipped_non_logs, 1);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn byte_at_a_time_and_heartbeats() {
+        let bytes = [
+            vec![0xc0],
+            mp::arr(&[mp::str("t"), mp::int(T), record("x")]),
+            vec![0xc0],
+        ]
+        .concat();
+        let mut codec = ForwardCodec::new(Limits::default());
+        let mut frames = Vec::new();
+        for b in &bytes {
+            codec.feed(std::slice::from_ref(b));
+            while let Some(f) = codec.next_frame(0).unwrap() {
+                frames.push(f);
+            }
+        }
+        assert_eq!(frames.len(), 3);
+        assert_eq!(frames[0], Frame::Heartbeat);
+        assert_eq!(frames[2], Frame::Heartbeat);
+        assert_eq!(codec.buffered(), 0);
+    }
+
+    #[test]
+    fn nil_time_means_now() {
+        let frames = decode_all(&mp::arr(&[mp::str("t"), vec![0xc0], record("x")]));
+        assert_eq!(events(&frames[0])[0].1, 42);
+    }
+
+    #[test]
+    fn bad_frames_are_errors_with_kinds() {
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (vec![0xc1], "invalid_msgpack"),
+            (mp::str("not an array"), "bad_frame_shape"),
+            (
+                mp::arr(&[mp::int(1), mp::int(T), record("x")]),
+                "bad_frame_shape",
+            ),
+            (
+                mp::arr(&[mp::str("t"), mp::int(T), mp::str("not a map")]),
+                "bad_frame_shape",
+            ),
+            (
+                mp::arr(&[mp::str("t"), mp::bin(&[0x92, 0x01])]),
+                "bad_frame_shape",
+            ),
+            (
+                mp::arr(&[
+                    mp::str("t"),
+                    mp::bin(b"junk"),
+                    mp::map(&[("compressed", mp::str("gzip"))]),
+                ]),
+                "bad_compression",
+            ),
+        ];
+        for (bytes, kind) in cases {
+            match decode_all(&bytes).pop() {
+                Some(Err(e)) => assert_eq!(e.kind(), kind, "{e}"),
+                other => panic!("{bytes:x?}: {other:?}"),
+            }
+        }
+        let mut codec = ForwardCodec::new(Limits {
+            max_frame_bytes: 64,
+            max_decompressed_bytes: 64,
+        });
+        codec.feed(&mp::arr(&[
+            mp::str("t"),
+            mp::int(T),
+            record(&"x".repeat(100)),
+        ]));
+        assert_eq!(codec.next_frame(0), Err(FrameError::TooLarge { max: 64 }));
+        // A declared size past the limit fails before the bytes arrive.
+        let mut codec = ForwardCodec::new(Limits {
+            max_frame_bytes: 1024,
+            max_decompressed_bytes: 64,
+        });
+        codec.feed(&[0x92, 0xa1, b't', 0xc6, 0, 1, 0, 0]);
+        assert_eq!(codec.next_frame(0), Err(FrameError::TooLarge { max: 1024 }));
+    }
+}

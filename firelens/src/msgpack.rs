@@ -1,0 +1,286 @@
+//! A msgpack reader for untrusted input: it tells "need more bytes" from
+//! "invalid", accepts non-minimal headers (Fluent Bit writes map32 for small
+//! maps), and bounds nesting and declared sizes so a hostile frame cannot make
+//! it allocate or recurse without limit.
+//!
+//! Spec: <https://github.com/msgpack/msgpack/blob/master/spec.md>.
+
+/// One msgpack value, borrowing strings and binaries from the input.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value<'a> {
+    Nil,
+    Bool(bool),
+    /// Any integer that fits i64 (negative or small positive).
+    Int(i64),
+    /// Positive integers above i64::MAX.
+    UInt(u64),
+    Float(f64),
+    /// A str; msgpack does not guarantee it is UTF-8.
+    Str(&'a [u8]),
+    Bin(&'a [u8]),
+    Array(Vec<Value<'a>>),
+    Map(Vec<(Value<'a>, Value<'a>)>),
+    Ext(i8, &'a [u8]),
+}
+
+impl<'a> Value<'a> {
+    /// The bytes of a str or bin.
+    pub fn as_bytes(&self) -> Option<&'a [u8]> {
+        match self {
+            Value::Str(b) | Value::Bin(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// A str or bin that is valid UTF-8.
+    pub fn as_str(&self) -> Option<&'a str> {
+        self.as_bytes().and_then(|b| std::str::from_utf8(b).ok())
+    }
+
+    /// The entry of a map under a str key.
+    pub fn get(&self, key: &str) -> Option<&Value<'a>> {
+        match self {
+            Value::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| k.as_bytes() == Some(key.as_bytes()))
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+}
+
+/// Why a value could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    /// The input ends inside the value; `needed` bytes in all would let the
+    /// reader get further (not necessarily finish).
+    #[error("incomplete msgpack value")]
+    Incomplete { needed: usize },
+    /// Not msgpack: the byte at `offset` cannot start or continue a value.
+    #[error("invalid msgpack at byte {offset}: {reason}")]
+    Invalid { offset: usize, reason: &'static str },
+}
+
+/// Deepest nesting accepted: forward frames need 5 levels; records with
+/// nested maps a few more.
+pub const MAX_DEPTH: usize = 32;
+
+/// Reads one value from the start of `input`; returns it and its length.
+pub fn read(input: &[u8]) -> Result<(Value<'_>, usize), ReadError> {
+    let mut reader = Reader { input, pos: 0 };
+    let value = reader.value(0)?;
+    Ok((value, reader.pos))
+}
+
+struct Reader<'a> {
+    input: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn invalid<T>(&self, reason: &'static str) -> Result<T, ReadError> {
+        Err(ReadError::Invalid {
+            offset: self.pos,
+            reason,
+        })
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], ReadError> {
+        let end = self.pos.checked_add(n).ok_or(ReadError::Invalid {
+            offset: self.pos,
+            reason: "length overflows",
+        })?;
+        match self.input.get(self.pos..end) {
+            Some(bytes) => {
+                self.pos = end;
+                Ok(bytes)
+            }
+            None => Err(ReadError::Incomplete { needed: end }),
+        }
+    }
+
+    fn byte(&mut self) -> Result<u8, ReadError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn be(&mut self, n: usize) -> Result<u64, ReadError> {
+        Ok(self
+            .take(n)?
+            .iter()
+            .fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
+    }
+
+    /// A declared element count; each element takes at least one byte, so a
+    /// count beyond the bytes left cannot be satisfied yet.
+    fn count(&mut self, n: usize, per_item: usize) -> Result<usize, ReadError> {
+        let count = self.be(n)? as usize;
+        let needed = count
+            .checked_mul(per_item)
+            .and_then(|b| b.checked_add(self.pos))
+            .ok_or(ReadError::Invalid {
+                offset: self.pos,
+                reason: "element count overflows",
+            })?;
+        if needed > self.input.len() {
+            return Err(ReadError::Incomplete { needed });
+        }
+        Ok(count)
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Value<'a>, ReadError> {
+        if depth > MAX_DEPTH {
+            return self.invalid("nested too deeply");
+        }
+        let marker = self.byte()?;
+        Ok(match marker {
+            0x00..=0x7f => Value::Int(i64::from(marker)),
+            0x80..=0x8f => self.map(usize::from(marker & 0x0f), depth)?,
+            0x90..=0x9f => self.array(usize::from(marker & 0x0f), depth)?,
+            0xa0..=0xbf => Value::Str(self.take(usize::from(marker & 0x1f))?),
+            0xc0 => Value::Nil,
+            0xc1 => return self.invalid("0xc1 is never used"),
+            0xc2 => Value::Bool(false),
+            0xc3 => Value::Bool(true),
+            0xc4..=0xc6 => {
+                let n = self.be(1 << (marker - 0xc4))? as usize;
+                Value::Bin(self.take(n)?)
+            }
+            0xc7..=0xc9 => {
+                let n = self.be(1 << (marker - 0xc7))? as usize;
+                let ty = self.byte()? as i8;
+                Value::Ext(ty, self.take(n)?)
+            }
+            0xca => Value::Float(f64::from(f32::from_bits(self.be(4)? as u32))),
+            0xcb => Value::Float(f64::from_bits(self.be(8)?)),
+            0xcc..=0xcf => {
+                let n = self.be(1 << (marker - 0xcc))?;
+                i64::try_from(n).map_or(Value::UInt(n), Value::Int)
+            }
+            0xd0 => Value::Int(i64::from(self.be(1)? as u8 as i8)),
+            0xd1 => Value::Int(i64::from(self.be(2)? as u16 as i16)),
+            0xd2 => Value::Int(i64::from(self.be(4)? as u32 as i32)),
+            0xd3 => Value::Int(self.be(8)? as i64),
+            0xd4..=0xd8 => {
+                let ty = self.byte()? as i8;
+                Value::Ext(ty, self.take(1 << (marker - 0xd4))?)
+            }
+            0xd9..=0xdb => {
+                let n = self.be(1 << (marker - 0xd9))? as usize;
+                Value::Str(self.take(n)?)
+            }
+            0xdc | 0xdd => {
+                let n = self.count(if marker == 0xdc { 2 } else { 4 }, 1)?;
+                self.array(n, depth)?
+            }
+            0xde | 0xdf => {
+                let n = self.count(if marker == 0xde { 2 } else { 4 }, 2)?;
+                self.map(n, depth)?
+            }
+            0xe0..=0xff => Value::Int(i64::from(marker as i8)),
+        })
+    }
+
+    fn array(&mut self, n: usize, depth: usize) -> Result<Value<'a>, ReadError> {
+        let mut items = Vec::with_capacity(n.min(self.input.len() - self.pos));
+        for _ in 0..n {
+            items.push(self.value(depth + 1)?);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn map(&mut self, n: usize, depth: usize) -> Result<Value<'a>, ReadError> {
+        let mut entries = Vec::with_capacity(n.min((self.input.len() - self.pos) / 2));
+        for _ in 0..n {
+            let key = self.value(depth + 1)?;
+            let value = self.value(depth + 1)?;
+            entries.push((key, value));
+        }
+        Ok(Value::Map(entries))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scalars() {
+        let cases: &[(&[u8], Value<'_>)] = &[
+            (&[0x05], Value::Int(5)),
+            (&[0xff], Value::Int(-1)),
+            (&[0xc0], Value::Nil),
+            (&[0xc3], Value::Bool(true)),
+            (&[0xcc, 0xff], Value::Int(255)),
+            (
+                &[0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+                Value::UInt(u64::MAX),
+            ),
+            (&[0xd0, 0x80], Value::Int(-128)),
+            (&[0xa3, b'a', b'b', b'c'], Value::Str(b"abc")),
+            (&[0xd9, 0x01, b'x'], Value::Str(b"x")),
+            (&[0xc4, 0x02, 1, 2], Value::Bin(&[1, 2])),
+            (&[0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0], Value::Float(1.5)),
+            (
+                &[0xd7, 0x00, 0, 0, 0, 1, 0, 0, 0, 2],
+                Value::Ext(0, &[0, 0, 0, 1, 0, 0, 0, 2]),
+            ),
+            (
+                &[0xc7, 0x08, 0x00, 0, 0, 0, 1, 0, 0, 0, 2],
+                Value::Ext(0, &[0, 0, 0, 1, 0, 0, 0, 2]),
+            ),
+        ];
+        for (bytes, expected) in cases {
+            assert_eq!(
+                read(bytes),
+                Ok((expected.clone(), bytes.len())),
+                "{bytes:x?}"
+            );
+        }
+    }
+
+    #[test]
+    fn non_minimal_map32_header() {
+        // {"a": 1} with a map32 header, as Fluent Bit writes option maps.
+        let bytes = [0xdf, 0, 0, 0, 1, 0xa1, b'a', 0x01];
+        let (v, n) = read(&bytes).unwrap();
+        assert_eq!(n, bytes.len());
+        assert_eq!(v.get("a"), Some(&Value::Int(1)));
+    }
+
+    #[test]
+    fn incomplete_is_not_invalid() {
+        let full = [0x92, 0xa3, b'a', b'b', b'c', 0x01];
+        for cut in 0..full.len() {
+            assert!(
+                matches!(read(&full[..cut]), Err(ReadError::Incomplete { .. })),
+                "cut at {cut}"
+            );
+        }
+        // A declared length beyond the input says how much is needed.
+        assert_eq!(
+            read(&[0xdb, 0, 0, 1, 0]),
+            Err(ReadError::Incomplete { needed: 5 + 256 })
+        );
+    }
+
+    #[test]
+    fn hostile_input() {
+        assert!(matches!(
+            read(&[0xc1]),
+            Err(ReadError::Invalid { offset: 1, .. })
+        ));
+        // A huge declared array with no bytes behind it allocates nothing.
+        assert!(matches!(
+            read(&[0xdd, 0xff, 0xff, 0xff, 0xff]),
+            Err(ReadError::Incomplete { .. })
+        ));
+        let deep = vec![0x91; MAX_DEPTH + 2];
+        assert!(matches!(
+            read(&deep),
+            Err(ReadError::Invalid {
+                reason: "nested too deeply",
+                ..
+            })
+        ));
+    }
+}
