@@ -1,6 +1,7 @@
 //! The Fluent Forward protocol for Sluice, as FireLens and Docker's fluentd
 //! log driver speak it: a sans-I/O decoder ([`ForwardCodec`]) that turns a
-//! connection's bytes into [`Event`]s and tells when a chunk needs an ack.
+//! connection's bytes into [`Event`]s and tells when a chunk needs an ack,
+//! and a tokio [`Server`] for TCP and unix-socket listeners around it.
 //!
 //! ```
 //! use sluice_firelens::{ForwardCodec, Frame, Limits};
@@ -16,6 +17,8 @@
 //! ```
 
 pub use crate::codec::{Event, ForwardCodec, Frame, FrameError, Limits};
+pub use crate::server::{Counters, Delivery, Server, ServerConfig};
 
 mod codec;
 pub mod msgpack;
+mod server;

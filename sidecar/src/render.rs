@@ -1,6 +1,7 @@
 //! One classified line as one JSON object: the shape `sluice parse` prints
-//! and the sidecar's outputs build on.
+//! and `sluice run` writes, with the event's metadata when there is one.
 
+use serde_json::{Map, Value as Json};
 use sluice_parser::{json_out, Classified, Classifier, Redactor, RouteTable};
 
 /// Everything needed to turn a raw line into its redacted JSON object.
@@ -10,14 +11,47 @@ pub struct LineRenderer {
     pub routes: RouteTable,
 }
 
+/// Where a line came from: written between `kind` and the record's fields.
+pub struct EventMeta<'a> {
+    /// Milliseconds since the epoch the forward client gave the event.
+    pub time_ms: i64,
+    pub tag: &'a str,
+    /// The forward record.
+    pub record: &'a Map<String, Json>,
+    /// The record key the line came from (`log`, `message`), left out of
+    /// `extra`; `None` when the whole record was the line.
+    pub line_key: Option<&'a str>,
+}
+
+/// Record keys written at the top level; the others go under `extra`.
+const TOP_LEVEL_KEYS: [&str; 6] = [
+    "container_name",
+    "container_id",
+    "source",
+    "ecs_cluster",
+    "ecs_task_arn",
+    "ecs_task_definition",
+];
+
 impl LineRenderer {
     /// Appends `{"kind":"access",...,"route":"..."}` or
     /// `{"kind":"app","log":"..."}` for `line` (without a newline).
     pub fn render(&self, line: &str, out: &mut String) {
+        self.render_event(line, None, out);
+    }
+
+    /// [`LineRenderer::render`] with the event's metadata: `timestamp` (the
+    /// access record's start time, else the event time, in ms), `tag`, the
+    /// FireLens/Docker fields, and any other record keys under `extra`.
+    pub fn render_event(&self, line: &str, meta: Option<&EventMeta<'_>>, out: &mut String) {
         match self.classifier.classify(line) {
             Classified::Access(mut record) => {
                 self.redactor.redact_record(&mut record);
                 out.push_str("{\"kind\":\"access\"");
+                if let Some(meta) = meta {
+                    let time = record.start_time_ms().unwrap_or(meta.time_ms);
+                    self.write_meta(meta, time, out);
+                }
                 out.push(',');
                 if !record.write_json_members(out) {
                     out.pop();
@@ -27,10 +61,58 @@ impl LineRenderer {
                 out.push('}');
             }
             Classified::App(text) => {
-                out.push_str("{\"kind\":\"app\",\"log\":");
+                out.push_str("{\"kind\":\"app\"");
+                if let Some(meta) = meta {
+                    self.write_meta(meta, meta.time_ms, out);
+                }
+                out.push_str(",\"log\":");
                 json_out::write_str(out, &self.redactor.redact_text(text));
                 out.push('}');
             }
+        }
+    }
+
+    fn write_meta(&self, meta: &EventMeta<'_>, time_ms: i64, out: &mut String) {
+        out.push_str(",\"timestamp\":");
+        out.push_str(&time_ms.to_string());
+        out.push_str(",\"tag\":");
+        json_out::write_str(out, meta.tag);
+        for key in TOP_LEVEL_KEYS {
+            if let Some(Json::String(value)) = meta.record.get(key) {
+                out.push(',');
+                json_out::write_str(out, key);
+                out.push(':');
+                // Docker names containers "/name".
+                let value = if key == "container_name" {
+                    value.strip_prefix('/').unwrap_or(value)
+                } else {
+                    value
+                };
+                json_out::write_str(out, &self.redactor.redact_text(value));
+            }
+        }
+        let extra: Vec<(&String, &Json)> = match meta.line_key {
+            None => Vec::new(),
+            Some(line_key) => meta
+                .record
+                .iter()
+                .filter(|(k, _)| !TOP_LEVEL_KEYS.contains(&k.as_str()) && k.as_str() != line_key)
+                .collect(),
+        };
+        if !extra.is_empty() {
+            out.push_str(",\"extra\":{");
+            for (i, (key, value)) in extra.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                json_out::write_str(out, key);
+                out.push(':');
+                match value {
+                    Json::String(s) => json_out::write_str(out, &self.redactor.redact_text(s)),
+                    other => out.push_str(&self.redactor.redact_text(&other.to_string())),
+                }
+            }
+            out.push('}');
         }
     }
 }

@@ -2,3 +2,5 @@
 //! and peers. One test binary, one module per command or subsystem.
 
 mod parse;
+mod run;
+mod support;

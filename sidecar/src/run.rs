@@ -1,0 +1,224 @@
+//! `sluice run`: the Fluent Forward input wired to an output.
+//!
+//! Until the configuration file arrives (issue 4), settings come from the
+//! environment variables that will override it: `SLUICE_FORWARD_LISTEN`
+//! (default 127.0.0.1:24224, empty for no TCP listener),
+//! `SLUICE_FORWARD_UNIX_PATH` (default: none), `SLUICE_FORWARD_UNIX_MODE`
+//! (octal, default 0600), `SLUICE_FORWARD_MAX_CONNECTIONS` (default 1024).
+//! The output is stdout: one JSON object per event.
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value as Json;
+use sluice_firelens::{Counters, Delivery, Limits, Server, ServerConfig};
+use sluice_parser::{Classifier, QueryMode, Redactor, RouteTable};
+use tokio::sync::{mpsc, watch};
+
+use crate::cli::RunArgs;
+use crate::render::{EventMeta, LineRenderer};
+
+/// Frames queued between the listeners and the output. Small: a frame can
+/// hold thousands of events, and a full queue is what pushes back on clients.
+const PIPELINE_FRAMES: usize = 64;
+
+pub fn run(args: RunArgs) -> ExitCode {
+    init_logging();
+    if let Some(path) = args.config {
+        tracing::error!(
+            path = %path.display(),
+            "configuration files are not supported yet; use the SLUICE_FORWARD_* environment variables"
+        );
+        return ExitCode::from(2);
+    }
+    let config = match server_config() {
+        Ok(c) => c,
+        Err(message) => {
+            tracing::error!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve(config))
+}
+
+fn init_logging() {
+    // The sidecar's own logs: JSON lines on stderr, stdout is for events.
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_writer(io::stderr)
+        .with_current_span(false)
+        .try_init();
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+fn server_config() -> Result<ServerConfig, String> {
+    let tcp = match env("SLUICE_FORWARD_LISTEN").as_deref() {
+        None => Some(SocketAddr::from(([127, 0, 0, 1], 24224))),
+        Some("") => None,
+        Some(addr) => Some(addr.parse().map_err(|_| {
+            format!("SLUICE_FORWARD_LISTEN={addr:?} is not an address such as 127.0.0.1:24224")
+        })?),
+    };
+    let mode = match env("SLUICE_FORWARD_UNIX_MODE") {
+        None => 0o600,
+        Some(m) => u32::from_str_radix(m.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .ok_or_else(|| {
+                format!("SLUICE_FORWARD_UNIX_MODE={m:?} is not an octal file mode such as 0600")
+            })?,
+    };
+    let unix = env("SLUICE_FORWARD_UNIX_PATH")
+        .filter(|p| !p.is_empty())
+        .map(|p| (PathBuf::from(p), mode));
+    let max_connections = match env("SLUICE_FORWARD_MAX_CONNECTIONS") {
+        None => 1024,
+        Some(n) => n.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+            format!("SLUICE_FORWARD_MAX_CONNECTIONS={n:?} is not a positive number")
+        })?,
+    };
+    if tcp.is_none() && unix.is_none() {
+        return Err("no listener: set SLUICE_FORWARD_LISTEN or SLUICE_FORWARD_UNIX_PATH".into());
+    }
+    Ok(ServerConfig {
+        tcp,
+        unix,
+        max_connections,
+        idle_timeout: Duration::from_secs(300),
+        limits: Limits::default(),
+    })
+}
+
+async fn serve(config: ServerConfig) -> ExitCode {
+    let counters = Arc::new(Counters::default());
+    let server = match Server::bind(config.clone(), counters.clone()).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for fluent forward");
+            return ExitCode::FAILURE;
+        }
+    };
+    let tcp = server.tcp_addr().map_or_else(|| "none".to_string(), |a| a.to_string());
+    let unix = config
+        .unix
+        .as_ref()
+        .map_or_else(|| "none".to_string(), |(p, _)| p.display().to_string());
+    tracing::info!(%tcp, %unix, "listening for fluent forward");
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (pipeline_tx, pipeline_rx) = mpsc::channel(PIPELINE_FRAMES);
+    let output = std::thread::spawn(move || write_stdout(pipeline_rx));
+    let server = tokio::spawn(server.run(pipeline_tx, shutdown_rx));
+
+    let signal = wait_for_signal().await;
+    tracing::info!(signal, "stopping: no new connections");
+    let _ = shutdown_tx.send(true);
+    let _ = server.await;
+    let written = tokio::task::spawn_blocking(move || output.join())
+        .await
+        .ok()
+        .and_then(Result::ok);
+    match written {
+        Some(Ok(events)) => {
+            tracing::info!(
+                events_written = events,
+                events_received = counters.events.load(Ordering::Relaxed),
+                "stopped"
+            );
+            ExitCode::SUCCESS
+        }
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "stdout failed; unacked events will be resent by their clients");
+            ExitCode::FAILURE
+        }
+        None => ExitCode::FAILURE,
+    }
+}
+
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers, run until the process is killed.
+        std::future::pending::<()>().await;
+        return "none";
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+/// The stdout output: renders every event, flushes, then accepts the frame
+/// (which acks its chunk). Runs on its own thread: stdout writes block.
+fn write_stdout(mut pipeline: mpsc::Receiver<Delivery>) -> io::Result<u64> {
+    let renderer = LineRenderer {
+        classifier: Classifier::new(),
+        redactor: Redactor::new(QueryMode::Redact),
+        routes: RouteTable::new(),
+    };
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut json = String::with_capacity(1 << 12);
+    let mut written = 0u64;
+    while let Some(delivery) = pipeline.blocking_recv() {
+        for event in &delivery.events {
+            json.clear();
+            let (line, line_key) = log_line(&event.record);
+            let meta = EventMeta {
+                time_ms: event.time_ns.div_euclid(1_000_000),
+                tag: &event.tag,
+                record: &event.record,
+                line_key,
+            };
+            renderer.render_event(&line, Some(&meta), &mut json);
+            json.push('\n');
+            out.write_all(json.as_bytes())?;
+            written += 1;
+        }
+        out.flush()?;
+        delivery.accept();
+    }
+    out.flush()?;
+    Ok(written)
+}
+
+/// The text of an event: its `log` (Docker, FireLens), else `message`
+/// (fluent-logger and many libraries), else the whole record as JSON.
+/// Returns the line and the key it came from.
+fn log_line(
+    record: &serde_json::Map<String, Json>,
+) -> (std::borrow::Cow<'_, str>, Option<&'static str>) {
+    for key in ["log", "message"] {
+        if let Some(Json::String(s)) = record.get(key) {
+            return (
+                std::borrow::Cow::Borrowed(sluice_parser::trim_line_ending(s)),
+                Some(key),
+            );
+        }
+    }
+    (
+        std::borrow::Cow::Owned(Json::Object(record.clone()).to_string()),
+        None,
+    )
+}

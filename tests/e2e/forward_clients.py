@@ -1,0 +1,134 @@
+"""Real Fluent Forward clients for Sluice's end-to-end tests.
+
+Usage: forward_clients.py SCENARIO ADDRESS
+ADDRESS is host:port or unix:/path. Prints one JSON line per result (acks
+received, errors) so the Rust test can assert them exactly.
+"""
+
+import gzip
+import json
+import socket
+import sys
+import time
+
+import msgpack
+from fluent import asyncsender, sender
+
+T = 1700000000
+ACCESS = ('[2016-04-15T20:17:00.310Z] "POST /api/v1/locations?token=s3cret HTTP/2" 204 - 154 0 226 100 '
+          '"10.0.35.28" "nsq2http" "cc21d9b0-cf5c-432b-8c7e-98aeb7988cd2" "locations" "tcp://10.0.2.1:80"')
+
+
+def connect(address):
+    if address.startswith("unix:"):
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(address[5:])
+    else:
+        host, port = address.rsplit(":", 1)
+        s = socket.create_connection((host, int(port)))
+    s.settimeout(20)
+    return s
+
+
+def event_time(secs, nanos):
+    return msgpack.ExtType(0, secs.to_bytes(4, "big") + nanos.to_bytes(4, "big"))
+
+
+def map32(d):
+    """An option map with a non-minimal map32 header, as Fluent Bit writes."""
+    body = b"".join(msgpack.packb(k) + msgpack.packb(v) for k, v in d.items())
+    return b"\xdf" + len(d).to_bytes(4, "big") + body
+
+
+def frame_with_option(items, option):
+    """A frame array whose last element is a map32 option map."""
+    head = b"\xdd" + (len(items) + 1).to_bytes(4, "big")
+    return head + b"".join(msgpack.packb(i, use_bin_type=True) for i in items) + map32(option)
+
+
+def packed_as_str(tag, payload, option):
+    """PackedForward whose entries travel in a str32 (not bin), built by hand:
+    the payload is not UTF-8, so it cannot go through a Python str."""
+    return b"\x93" + msgpack.packb(tag) + b"\xdb" + len(payload).to_bytes(4, "big") + payload + map32(option)
+
+
+def read_ack(s):
+    unpacker = msgpack.Unpacker(raw=False)
+    while True:
+        data = s.recv(4096)
+        if not data:
+            return None
+        unpacker.feed(data)
+        for obj in unpacker:
+            return obj
+
+
+def report(**kw):
+    print(json.dumps(kw, sort_keys=True), flush=True)
+
+
+def every_mode(address):
+    record = lambda log: {"log": log, "source": "stdout", "container_name": "/app"}
+    frames = [
+        ("message_int", msgpack.packb(["m", T, record("message int")]), None),
+        ("message_event_time_ack", frame_with_option(["m", event_time(T, 7), record("message eventtime")], {"chunk": "c1"}), "c1"),
+        ("forward_v1", msgpack.packb(["f", [[T, record("forward 1")], [event_time(T, 1), record("forward 2")]]]), None),
+        ("forward_v2_ack", frame_with_option(["f", [[[event_time(T, 2), {}], record("forward v2")]]], {"chunk": "c2", "size": 1}), "c2"),
+        ("packed_bin", msgpack.packb(["p", b"".join(msgpack.packb([T, record("packed %d" % i)]) for i in range(2))], use_bin_type=True), None),
+        ("packed_str_ack", packed_as_str("p", msgpack.packb([T, record("packed str")]), {"chunk": "c3"}), "c3"),
+        ("gzip_ack", frame_with_option(["g", gzip.compress(b"".join(msgpack.packb([event_time(T, 3), record("gzip %d" % i)]) for i in range(3)))], {"chunk": "c4", "compressed": "gzip"}), "c4"),
+        ("metrics_signal", frame_with_option(["x", [[T, {"metric": 1}]]], {"chunk": "c5", "fluent_signal": 1}), "c5"),
+        ("access_line", msgpack.packb(["a", T, record(ACCESS)]), None),
+    ]
+    s = connect(address)
+    for name, data, chunk in frames:
+        s.sendall(data)
+        if chunk:
+            report(frame=name, ack=read_ack(s))
+    s.sendall(msgpack.packb(None))  # heartbeat
+    s.close()
+
+
+def fluent_logger(address):
+    host, port = address.rsplit(":", 1)
+    s = sender.FluentSender("sync", host=host, port=int(port))
+    report(client="sender", ok=s.emit_with_time("app", T, {"log": "from sender", "source": "stdout"}))
+    s.close()
+    a = asyncsender.FluentSender("async", host=host, port=int(port), nanosecond_precision=True)
+    a.emit_with_time("app", T + 0.5, {"message": "from asyncsender"})
+    a.close()
+    report(client="asyncsender", ok=True)
+
+
+def bad_then_good(address):
+    bad = {
+        "invalid_msgpack": b"\xc1\xc1\xc1",
+        "not_an_array": msgpack.packb("hello"),
+        "bad_gzip": frame_with_option(["t", b"not gzip"], {"compressed": "gzip"}),
+        "huge_declared": b"\x92\xa1t\xc6\x7f\xff\xff\xff",
+        "truncated": msgpack.packb(["t", T, {"log": "never finished"}])[:-4],
+    }
+    for name, data in bad.items():
+        s = connect(address)
+        s.sendall(data)
+        if name == "truncated":
+            s.close()  # disconnect mid-frame
+            report(bad=name, closed_by_server=False)
+            continue
+        s.settimeout(10)
+        try:
+            closed = s.recv(10) == b""
+        except ConnectionResetError:
+            closed = True
+        report(bad=name, closed_by_server=closed)
+        s.close()
+    s = connect(address)
+    s.sendall(frame_with_option(["good", [[T, {"log": "good %d" % i}] for i in range(100)]], {"chunk": "g1"}))
+    report(good="g1", ack=read_ack(s))
+    s.close()
+
+
+SCENARIOS = {"every_mode": every_mode, "fluent_logger": fluent_logger, "bad_then_good": bad_then_good}
+
+if __name__ == "__main__":
+    SCENARIOS[sys.argv[1]](sys.argv[2])

@@ -1,0 +1,97 @@
+//! `sluice run` with the embedded default (stdout output) against real
+//! Fluent Forward clients.
+
+use crate::support::{client, Sidecar};
+
+#[test]
+fn every_protocol_mode_with_acks() {
+    let sidecar = Sidecar::start(&[]);
+    let replies = client("every_mode", &sidecar.tcp);
+    assert_eq!(
+        replies,
+        [
+            r#"{"ack": {"ack": "c1"}, "frame": "message_event_time_ack"}"#,
+            r#"{"ack": {"ack": "c2"}, "frame": "forward_v2_ack"}"#,
+            r#"{"ack": {"ack": "c3"}, "frame": "packed_str_ack"}"#,
+            r#"{"ack": {"ack": "c4"}, "frame": "gzip_ack"}"#,
+            r#"{"ack": {"ack": "c5"}, "frame": "metrics_signal"}"#,
+        ]
+    );
+    let lines = sidecar.lines(12);
+    let app = |ts: i64, tag: &str, log: &str| {
+        format!(
+            r#"{{"kind":"app","timestamp":{ts},"tag":"{tag}","container_name":"app","source":"stdout","log":"{log}"}}"#
+        )
+    };
+    let t = 1_700_000_000_000i64;
+    let expected = [
+        app(t, "m", "message int"),
+        app(t, "m", "message eventtime"),
+        app(t, "f", "forward 1"),
+        app(t, "f", "forward 2"),
+        app(t, "f", "forward v2"),
+        app(t, "p", "packed 0"),
+        app(t, "p", "packed 1"),
+        app(t, "p", "packed str"),
+        app(t, "g", "gzip 0"),
+        app(t, "g", "gzip 1"),
+        app(t, "g", "gzip 2"),
+        // The metrics frame (fluent_signal 1) writes nothing; the access line:
+        r#"{"kind":"access","timestamp":1460751420310,"tag":"a","container_name":"app","source":"stdout","start_time":"2016-04-15T20:17:00.310Z","method":"POST","path":"/api/v1/locations?token=REDACTED","protocol":"HTTP/2","response_code":204,"bytes_received":154,"bytes_sent":0,"duration":226,"upstream_service_time":100,"forwarded_for":"10.0.35.28","user_agent":"nsq2http","request_id":"cc21d9b0-cf5c-432b-8c7e-98aeb7988cd2","authority":"locations","upstream_host":"tcp://10.0.2.1:80","route":"POST /api/v1/locations"}"#.to_string(),
+    ];
+    assert_eq!(lines, expected);
+    let (status, rest) = sidecar.stop();
+    assert!(status.success(), "{status:?}");
+    assert!(rest.is_empty(), "{rest:?}");
+    // The secret of the query string never left the process.
+    assert!(lines.iter().all(|l| !l.contains("s3cret")));
+}
+
+#[test]
+fn python_fluent_logger_sender_and_asyncsender() {
+    let sidecar = Sidecar::start(&[]);
+    let replies = client("fluent_logger", &sidecar.tcp);
+    assert_eq!(
+        replies,
+        [
+            r#"{"client": "sender", "ok": true}"#,
+            r#"{"client": "asyncsender", "ok": true}"#
+        ]
+    );
+    let lines = sidecar.lines(2);
+    assert_eq!(
+        lines,
+        [
+            r#"{"kind":"app","timestamp":1700000000000,"tag":"sync.app","source":"stdout","log":"from sender"}"#,
+            r#"{"kind":"app","timestamp":1700000000500,"tag":"async.app","log":"from asyncsender"}"#,
+        ]
+    );
+}
+
+#[test]
+fn bad_input_closes_only_the_offending_connection() {
+    let mut sidecar = Sidecar::start(&[("SLUICE_FORWARD_MAX_CONNECTIONS", "4")]);
+    let replies = client("bad_then_good", &sidecar.unix_address());
+    assert_eq!(
+        replies,
+        [
+            r#"{"bad": "invalid_msgpack", "closed_by_server": true}"#,
+            r#"{"bad": "not_an_array", "closed_by_server": true}"#,
+            r#"{"bad": "bad_gzip", "closed_by_server": true}"#,
+            r#"{"bad": "huge_declared", "closed_by_server": true}"#,
+            r#"{"bad": "truncated", "closed_by_server": false}"#,
+            r#"{"ack": {"ack": "g1"}, "good": "g1"}"#,
+        ]
+    );
+    let lines = sidecar.lines(100);
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(
+            line,
+            &format!(r#"{{"kind":"app","timestamp":1700000000000,"tag":"good","log":"good {i}"}}"#)
+        );
+    }
+    assert!(sidecar.is_running());
+    let (status, rest) = sidecar.stop();
+    assert!(status.success());
+    assert!(rest.is_empty(), "{rest:?}");
+}
