@@ -122,6 +122,23 @@ impl ForwardCodec {
     /// The next complete frame, `Ok(None)` when more bytes are needed.
     /// `now_ns` stands in for events whose time is nil or 0, as fluentd does.
     pub fn next_frame(&mut self, now_ns: i64) -> Result<Option<Frame>, FrameError> {
+        let limits = self.limits;
+        self.next_with(|value| decode_frame(value, now_ns, &limits))
+    }
+
+    /// The next complete msgpack value, whatever it is (the handshake's PING),
+    /// given to `read`; `Ok(None)` when more bytes are needed.
+    pub fn next_value<T>(
+        &mut self,
+        read: impl FnOnce(&Value<'_>) -> T,
+    ) -> Result<Option<T>, FrameError> {
+        self.next_with(|value| Ok(read(value)))
+    }
+
+    fn next_with<T>(
+        &mut self,
+        decode: impl FnOnce(&Value<'_>) -> Result<T, FrameError>,
+    ) -> Result<Option<T>, FrameError> {
         let pending = &self.buf[self.start..];
         if pending.is_empty() || pending.len() < self.retry_at {
             return Ok(None);
@@ -133,10 +150,10 @@ impl ForwardCodec {
                         max: self.limits.max_frame_bytes,
                     });
                 }
-                let frame = decode_frame(&value, now_ns, &self.limits);
+                let decoded = decode(&value);
                 self.start += len;
                 self.retry_at = 0;
-                frame.map(Some)
+                decoded.map(Some)
             }
             Err(ReadError::Incomplete { needed }) => {
                 if needed > self.limits.max_frame_bytes

@@ -17,8 +17,10 @@
 //! ```
 
 pub use crate::codec::{Event, ForwardCodec, Frame, FrameError, Limits};
+pub use crate::handshake::{Handshake, Refusal};
 pub use crate::server::{Counters, Delivery, Server, ServerConfig};
 
 mod codec;
+mod handshake;
 pub mod msgpack;
 mod server;

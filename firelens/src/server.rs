@@ -20,7 +20,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
+use std::io::Read;
+
 use crate::codec::{Event, ForwardCodec, Frame, FrameError, Limits};
+use crate::handshake::{Handshake, Refusal};
 
 /// Where and how to listen.
 #[derive(Clone, Debug)]
@@ -34,6 +37,12 @@ pub struct ServerConfig {
     /// A connection that sends nothing for this long is closed.
     pub idle_timeout: Duration,
     pub limits: Limits,
+    /// When set, TCP clients must pass the `shared_key` handshake. The unix
+    /// socket never asks: Docker's fluentd driver cannot answer, and the
+    /// socket's file mode is its access control.
+    pub shared_key: Option<String>,
+    /// The name this server gives in the handshake.
+    pub self_hostname: String,
 }
 
 /// The events of one frame, on their way to the pipeline.
@@ -64,6 +73,8 @@ pub struct Counters {
     pub acks: AtomicU64,
     pub skipped_non_logs: AtomicU64,
     pub idle_timeouts: AtomicU64,
+    /// TCP clients refused by the shared_key handshake.
+    pub handshake_refusals: AtomicU64,
     /// Frames rejected, by [`FrameError::kind`].
     pub frame_errors: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
@@ -119,11 +130,13 @@ impl Server {
             limits: self.config.limits,
             idle_timeout: self.config.idle_timeout,
             shutdown: shutdown.clone(),
+            shared_key: self.config.shared_key.clone(),
+            self_hostname: self.config.self_hostname.clone(),
         });
         let tcp = self.tcp.map(|listener| {
             let (shared, permits, shutdown) = (shared.clone(), permits.clone(), shutdown.clone());
             tokio::spawn(async move {
-                accept_loop(shutdown, permits, shared, || async {
+                accept_loop(shutdown, permits, shared, true, || async {
                     listener.accept().await.map(|(s, _)| s)
                 })
                 .await
@@ -132,7 +145,7 @@ impl Server {
         let unix = self.unix.map(|listener| {
             let (shared, permits, shutdown) = (shared.clone(), permits.clone(), shutdown.clone());
             tokio::spawn(async move {
-                accept_loop(shutdown, permits, shared, || async {
+                accept_loop(shutdown, permits, shared, false, || async {
                     listener.accept().await.map(|(s, _)| s)
                 })
                 .await
@@ -173,12 +186,15 @@ struct Shared {
     limits: Limits,
     idle_timeout: Duration,
     shutdown: watch::Receiver<bool>,
+    shared_key: Option<String>,
+    self_hostname: String,
 }
 
 async fn accept_loop<S, F, Fut>(
     mut shutdown: watch::Receiver<bool>,
     permits: Arc<Semaphore>,
     shared: Arc<Shared>,
+    tcp: bool,
     accept: F,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -209,7 +225,7 @@ async fn accept_loop<S, F, Fut>(
                         .counters
                         .connections_open
                         .fetch_add(1, Ordering::Relaxed);
-                    serve_connection(stream, &shared).await;
+                    serve_connection(stream, &shared, tcp).await;
                     shared
                         .counters
                         .connections_open
@@ -241,10 +257,23 @@ enum Closed {
     PipelineGone,
     Io(io::Error),
     Frame(FrameError),
+    Refused(Refusal),
 }
 
-async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, shared: &Shared) {
-    let closed = connection_loop(&mut stream, shared).await;
+async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    shared: &Shared,
+    tcp: bool,
+) {
+    let mut codec = ForwardCodec::new(shared.limits);
+    let mut closed = None;
+    if let (true, Some(key)) = (tcp, &shared.shared_key) {
+        closed = handshake(&mut stream, &mut codec, shared, key).await.err();
+    }
+    let closed = match closed {
+        Some(c) => c,
+        None => connection_loop(&mut stream, codec, shared).await,
+    };
     let counters = &shared.counters;
     match closed {
         Closed::Eof | Closed::Shutdown | Closed::PipelineGone => {}
@@ -257,15 +286,82 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, shar
             counters.frame_error(e.kind());
             tracing::warn!(error = %e, kind = e.kind(), "closing a forward connection that sent a bad frame");
         }
+        Closed::Refused(refusal) => {
+            counters.handshake_refusals.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                reason = refusal.reason(),
+                "refused a forward client: handshake failed"
+            );
+        }
     }
     let _ = stream.shutdown().await;
 }
 
+/// Reads more bytes into the codec; `Err` says why the connection ends.
+async fn read_more<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    codec: &mut ForwardCodec,
+    buf: &mut [u8],
+    shared: &Shared,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), Closed> {
+    if *shutdown.borrow() {
+        return Err(Closed::Shutdown);
+    }
+    let read = tokio::select! {
+        r = tokio::time::timeout(shared.idle_timeout, stream.read(buf)) => r,
+        _ = shutdown.changed() => return Err(Closed::Shutdown),
+    };
+    match read {
+        Err(_) => Err(Closed::Idle),
+        Ok(Err(e)) => Err(Closed::Io(e)),
+        Ok(Ok(0)) => Err(Closed::Eof),
+        Ok(Ok(n)) => {
+            codec.feed(&buf[..n]);
+            Ok(())
+        }
+    }
+}
+
+/// HELO, wait for the PING, answer PONG; `Err` when the client fails.
+async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    codec: &mut ForwardCodec,
+    shared: &Shared,
+    key: &str,
+) -> Result<(), Closed> {
+    let hs = Handshake::new(
+        key,
+        &shared.self_hostname,
+        fresh_nonce().map_err(Closed::Io)?,
+    );
+    stream.write_all(&hs.helo()).await.map_err(Closed::Io)?;
+    let mut buf = vec![0u8; 4096];
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        match codec.next_value(|ping| hs.answer(ping)) {
+            Err(e) => return Err(Closed::Frame(e)),
+            Ok(Some((pong, verdict))) => {
+                stream.write_all(&pong).await.map_err(Closed::Io)?;
+                return verdict.map_err(Closed::Refused);
+            }
+            Ok(None) => read_more(stream, codec, &mut buf, shared, &mut shutdown).await?,
+        }
+    }
+}
+
+/// 16 random bytes from the kernel for a handshake nonce.
+fn fresh_nonce() -> io::Result<[u8; 16]> {
+    let mut nonce = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut nonce)?;
+    Ok(nonce)
+}
+
 async fn connection_loop<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
+    mut codec: ForwardCodec,
     shared: &Shared,
 ) -> Closed {
-    let mut codec = ForwardCodec::new(shared.limits);
     let mut buf = vec![0u8; 64 << 10];
     let mut shutdown = shared.shutdown.clone();
     loop {
@@ -313,18 +409,8 @@ async fn connection_loop<S: AsyncRead + AsyncWrite + Unpin>(
                 counters.acks.fetch_add(1, Ordering::Relaxed);
             }
         }
-        if *shutdown.borrow() {
-            return Closed::Shutdown;
-        }
-        let read = tokio::select! {
-            r = tokio::time::timeout(shared.idle_timeout, stream.read(&mut buf)) => r,
-            _ = shutdown.changed() => return Closed::Shutdown,
-        };
-        match read {
-            Err(_) => return Closed::Idle,
-            Ok(Err(e)) => return Closed::Io(e),
-            Ok(Ok(0)) => return Closed::Eof,
-            Ok(Ok(n)) => codec.feed(&buf[..n]),
+        if let Err(closed) = read_more(stream, &mut codec, &mut buf, shared, &mut shutdown).await {
+            return closed;
         }
     }
 }

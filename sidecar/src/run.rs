@@ -4,7 +4,9 @@
 //! environment variables that will override it: `SLUICE_FORWARD_LISTEN`
 //! (default 127.0.0.1:24224, empty for no TCP listener),
 //! `SLUICE_FORWARD_UNIX_PATH` (default: none), `SLUICE_FORWARD_UNIX_MODE`
-//! (octal, default 0600), `SLUICE_FORWARD_MAX_CONNECTIONS` (default 1024).
+//! (octal, default 0600), `SLUICE_FORWARD_MAX_CONNECTIONS` (default 1024),
+//! `SLUICE_FORWARD_SHARED_KEY` (default: none; TCP clients must then pass the
+//! forward protocol's handshake).
 //! The output is stdout: one JSON object per event.
 
 use std::io::{self, Write};
@@ -105,7 +107,19 @@ fn server_config() -> Result<ServerConfig, String> {
         max_connections,
         idle_timeout: Duration::from_secs(300),
         limits: Limits::default(),
+        shared_key: env("SLUICE_FORWARD_SHARED_KEY").filter(|k| !k.is_empty()),
+        self_hostname: hostname(),
     })
+}
+
+/// The name given in the forward handshake: the kernel's hostname (on ECS,
+/// the task's), else "sluice".
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "sluice".to_string())
 }
 
 async fn serve(config: ServerConfig) -> ExitCode {
@@ -117,7 +131,9 @@ async fn serve(config: ServerConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let tcp = server.tcp_addr().map_or_else(|| "none".to_string(), |a| a.to_string());
+    let tcp = server
+        .tcp_addr()
+        .map_or_else(|| "none".to_string(), |a| a.to_string());
     let unix = config
         .unix
         .as_ref()

@@ -128,7 +128,37 @@ def bad_then_good(address):
     s.close()
 
 
-SCENARIOS = {"every_mode": every_mode, "fluent_logger": fluent_logger, "bad_then_good": bad_then_good}
+def handshake(s, key, hostname="client-host"):
+    """The client side of the shared_key handshake; returns the PONG."""
+    import hashlib
+    helo = read_ack(s)
+    nonce = helo[1]["nonce"]
+    nonce = nonce if isinstance(nonce, bytes) else nonce.encode()
+    salt = b"0123456789abcdef"
+    digest = hashlib.sha512(salt + hostname.encode() + nonce + key.encode()).hexdigest()
+    s.sendall(msgpack.packb(["PING", hostname, salt, digest, "", ""], use_bin_type=False))
+    pong = read_ack(s)
+    expected = hashlib.sha512(salt + pong[3].encode() + nonce + key.encode()).hexdigest() if pong[1] else ""
+    return helo, pong, expected
+
+
+def shared_key(address):
+    key = sys.argv[3]
+    for attempt, try_key in (("wrong", key + "-wrong"), ("right", key)):
+        s = connect(address)
+        helo, pong, expected = handshake(s, try_key)
+        report(attempt=attempt, helo=helo[0], keepalive=helo[1]["keepalive"], pong_ok=pong[1],
+               reason=pong[2], server_proves_key=(pong[4] == expected) if pong[1] else None)
+        if pong[1]:
+            s.sendall(frame_with_option(["secure", [[T, {"log": "after handshake"}]]], {"chunk": "s1"}))
+            report(attempt=attempt, ack=read_ack(s))
+        else:
+            s.settimeout(10)
+            report(attempt=attempt, closed_by_server=s.recv(10) == b"")
+        s.close()
+
+
+SCENARIOS = {"shared_key": shared_key, "every_mode": every_mode, "fluent_logger": fluent_logger, "bad_then_good": bad_then_good}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]](sys.argv[2])

@@ -1,7 +1,7 @@
 //! `sluice run` with the embedded default (stdout output) against real
 //! Fluent Forward clients.
 
-use crate::support::{client, Sidecar};
+use crate::support::{client, client_with, Sidecar};
 
 #[test]
 fn every_protocol_mode_with_acks() {
@@ -94,4 +94,31 @@ fn bad_input_closes_only_the_offending_connection() {
     let (status, rest) = sidecar.stop();
     assert!(status.success());
     assert!(rest.is_empty(), "{rest:?}");
+}
+
+#[test]
+fn shared_key_handshake_refuses_a_wrong_key_and_accepts_the_right_one() {
+    let mut sidecar = Sidecar::start(&[("SLUICE_FORWARD_SHARED_KEY", "k3y-of-the-task")]);
+    let replies = client_with("shared_key", &sidecar.tcp, &["k3y-of-the-task"]);
+    assert_eq!(
+        replies,
+        [
+            r#"{"attempt": "wrong", "helo": "HELO", "keepalive": true, "pong_ok": false, "reason": "shared_key mismatch", "server_proves_key": null}"#,
+            r#"{"attempt": "wrong", "closed_by_server": true}"#,
+            r#"{"attempt": "right", "helo": "HELO", "keepalive": true, "pong_ok": true, "reason": "", "server_proves_key": true}"#,
+            r#"{"ack": {"ack": "s1"}, "attempt": "right"}"#,
+        ]
+    );
+    assert_eq!(
+        sidecar.lines(1),
+        [r#"{"kind":"app","timestamp":1700000000000,"tag":"secure","log":"after handshake"}"#]
+    );
+    // The unix socket needs no handshake (Docker's driver cannot do one).
+    let replies = client("bad_then_good", &sidecar.unix_address());
+    assert_eq!(
+        replies.last().map(String::as_str),
+        Some(r#"{"ack": {"ack": "g1"}, "good": "g1"}"#)
+    );
+    assert_eq!(sidecar.lines(100).len(), 100);
+    assert!(sidecar.is_running());
 }

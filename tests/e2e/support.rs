@@ -47,12 +47,17 @@ pub fn python() -> &'static Path {
     })
 }
 
-/// Runs `forward_clients.py SCENARIO ADDRESS`; returns its output lines.
+/// Runs `forward_clients.py SCENARIO ADDRESS [ARGS]`; returns its output lines.
 pub fn client(scenario: &str, address: &str) -> Vec<String> {
+    client_with(scenario, address, &[])
+}
+
+pub fn client_with(scenario: &str, address: &str, args: &[&str]) -> Vec<String> {
     let script = workspace().join("tests/e2e/forward_clients.py");
     let out = Command::new(python())
         .arg(script)
         .args([scenario, address])
+        .args(args)
         .output()
         .expect("python runs");
     assert!(

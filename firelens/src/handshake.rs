@@ -1,0 +1,214 @@
+//! The optional `shared_key` handshake of the forward protocol, sans-I/O.
+//!
+//! Server: `["HELO", {"nonce": <16 random bytes>, "auth": "", "keepalive": true}]`.
+//! Client: `["PING", hostname, salt, hex(sha512(salt + hostname + nonce + key)), user, pass]`.
+//! Server: `["PONG", true, "", server_hostname, hex(sha512(salt + server_hostname + nonce + key))]`,
+//! or `["PONG", false, reason, "", ""]` and the connection is closed.
+//! (fluent/fluentd `lib/fluent/plugin/in_forward.rb`; shared/specs.md §5.)
+//! User/password authentication is not supported: `auth` is empty, so
+//! clients send empty credentials.
+
+use sha2::{Digest, Sha512};
+
+use crate::msgpack::Value;
+
+/// One connection's handshake state: the key, our name, and the nonce sent.
+#[derive(Clone)]
+pub struct Handshake {
+    shared_key: String,
+    server_hostname: String,
+    nonce: [u8; 16],
+}
+
+impl std::fmt::Debug for Handshake {
+    // Never print the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handshake")
+            .field("server_hostname", &self.server_hostname)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a PING was refused; the text goes into the PONG and the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    NotAPing,
+    SharedKeyMismatch,
+}
+
+impl Refusal {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::NotAPing => "expected a PING",
+            Refusal::SharedKeyMismatch => "shared_key mismatch",
+        }
+    }
+}
+
+impl Handshake {
+    /// `nonce` must be fresh random bytes for every connection.
+    pub fn new(shared_key: &str, server_hostname: &str, nonce: [u8; 16]) -> Handshake {
+        Handshake {
+            shared_key: shared_key.to_string(),
+            server_hostname: server_hostname.to_string(),
+            nonce,
+        }
+    }
+
+    /// The HELO the server sends first.
+    pub fn helo(&self) -> Vec<u8> {
+        let mut out = vec![0x92];
+        push_str(&mut out, b"HELO");
+        out.push(0x83);
+        push_str(&mut out, b"nonce");
+        out.extend_from_slice(&[0xc4, 16]);
+        out.extend_from_slice(&self.nonce);
+        push_str(&mut out, b"auth");
+        push_str(&mut out, b"");
+        push_str(&mut out, b"keepalive");
+        out.push(0xc3);
+        out
+    }
+
+    /// Checks the client's PING; returns the PONG to send and whether the
+    /// client may go on.
+    pub fn answer(&self, ping: &Value<'_>) -> (Vec<u8>, Result<(), Refusal>) {
+        let verdict = self.verify(ping);
+        let mut out = vec![0x95];
+        push_str(&mut out, b"PONG");
+        match verdict {
+            Ok(salt) => {
+                out.push(0xc3);
+                push_str(&mut out, b"");
+                push_str(&mut out, self.server_hostname.as_bytes());
+                let digest = self.digest(salt, self.server_hostname.as_bytes());
+                push_str(&mut out, digest.as_bytes());
+                (out, Ok(()))
+            }
+            Err(refusal) => {
+                out.push(0xc2);
+                push_str(&mut out, refusal.reason().as_bytes());
+                push_str(&mut out, b"");
+                push_str(&mut out, b"");
+                (out, Err(refusal))
+            }
+        }
+    }
+
+    /// The PING's salt when its digest proves the shared key.
+    fn verify<'v>(&self, ping: &Value<'v>) -> Result<&'v [u8], Refusal> {
+        let Value::Array(items) = ping else {
+            return Err(Refusal::NotAPing);
+        };
+        let field = |i: usize| items.get(i).and_then(Value::as_bytes);
+        if field(0) != Some(b"PING") {
+            return Err(Refusal::NotAPing);
+        }
+        let (Some(hostname), Some(salt), Some(digest)) = (field(1), field(2), field(3)) else {
+            return Err(Refusal::NotAPing);
+        };
+        let expected = self.digest(salt, hostname);
+        // Constant-time comparison: the digest is a secret-derived value.
+        let same = expected.len() == digest.len()
+            && expected
+                .bytes()
+                .zip(digest)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if same {
+            Ok(salt)
+        } else {
+            Err(Refusal::SharedKeyMismatch)
+        }
+    }
+
+    /// hex(sha512(salt + hostname + nonce + shared_key)).
+    fn digest(&self, salt: &[u8], hostname: &[u8]) -> String {
+        let mut sha = Sha512::new();
+        sha.update(salt);
+        sha.update(hostname);
+        sha.update(self.nonce);
+        sha.update(self.shared_key.as_bytes());
+        sha.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+fn push_str(out: &mut Vec<u8>, s: &[u8]) {
+    if s.len() < 32 {
+        out.push(0xa0 | s.len() as u8);
+    } else {
+        out.push(0xd9);
+        out.push(s.len().min(255) as u8);
+    }
+    out.extend_from_slice(&s[..s.len().min(255)]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::msgpack;
+
+    fn ping(hostname: &str, salt: &str, key: &str, nonce: &[u8]) -> Vec<u8> {
+        let mut sha = Sha512::new();
+        sha.update(salt);
+        sha.update(hostname);
+        sha.update(nonce);
+        sha.update(key);
+        let digest: String = sha.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let mut out = vec![0x96];
+        for s in ["PING", hostname, salt, &digest, "", ""] {
+            push_str(&mut out, s.as_bytes());
+        }
+        out
+    }
+
+    #[test]
+    fn helo_carries_the_nonce() {
+        let hs = Handshake::new("k", "sluice", [7; 16]);
+        let bytes = hs.helo();
+        let (helo, _) = msgpack::read(&bytes).unwrap();
+        let Value::Array(items) = helo else { panic!() };
+        assert_eq!(items[0].as_str(), Some("HELO"));
+        assert_eq!(
+            items[1].get("nonce").and_then(Value::as_bytes),
+            Some(&[7u8; 16][..])
+        );
+        assert_eq!(items[1].get("keepalive"), Some(&Value::Bool(true)));
+    }
+
+    #[test]
+    fn right_key_gets_a_proving_pong() {
+        let hs = Handshake::new("secret", "sluice", [1; 16]);
+        let bytes = ping("client", "saltsaltsaltsalt", "secret", &[1; 16]);
+        let (value, _) = msgpack::read(&bytes).unwrap();
+        let (pong_bytes, verdict) = hs.answer(&value);
+        assert_eq!(verdict, Ok(()));
+        let (pong, _) = msgpack::read(&pong_bytes).unwrap();
+        let Value::Array(items) = pong else { panic!() };
+        assert_eq!(items[0].as_str(), Some("PONG"));
+        assert_eq!(items[1], Value::Bool(true));
+        assert_eq!(items[3].as_str(), Some("sluice"));
+        // The server proves it knows the key too.
+        assert_eq!(items[4].as_str().map(str::len), Some(128));
+        assert_eq!(
+            items[4].as_str().map(String::from),
+            Some(hs.digest(b"saltsaltsaltsalt", b"sluice"))
+        );
+    }
+
+    #[test]
+    fn wrong_key_or_no_ping_is_refused() {
+        let hs = Handshake::new("secret", "sluice", [1; 16]);
+        let bytes = ping("client", "salt", "wrong", &[1; 16]);
+        let (value, _) = msgpack::read(&bytes).unwrap();
+        let (pong_bytes, verdict) = hs.answer(&value);
+        assert_eq!(verdict, Err(Refusal::SharedKeyMismatch));
+        let (pong, _) = msgpack::read(&pong_bytes).unwrap();
+        let Value::Array(items) = pong else { panic!() };
+        assert_eq!(items[1], Value::Bool(false));
+        assert_eq!(items[2].as_str(), Some("shared_key mismatch"));
+        let (value, _) = msgpack::read(b"\x93\xa1t\x01\x80").unwrap();
+        assert_eq!(hs.answer(&value).1, Err(Refusal::NotAPing));
+        assert!(!format!("{hs:?}").contains("secret"));
+    }
+}
