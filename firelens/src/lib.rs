@@ -18,9 +18,11 @@
 
 pub use crate::codec::{Event, ForwardCodec, Frame, FrameError, Limits};
 pub use crate::handshake::{Handshake, Refusal};
+pub use crate::record::PartialAssembler;
 pub use crate::server::{Counters, Delivery, Server, ServerConfig};
 
 mod codec;
 mod handshake;
 pub mod msgpack;
+mod record;
 mod server;

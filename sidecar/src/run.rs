@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value as Json;
-use sluice_firelens::{Counters, Delivery, Limits, Server, ServerConfig};
+use sluice_firelens::{Counters, Delivery, Event, Limits, PartialAssembler, Server, ServerConfig};
 use sluice_parser::{Classifier, QueryMode, Redactor, RouteTable};
 use tokio::sync::{mpsc, watch};
 
@@ -141,7 +141,8 @@ async fn serve(config: ServerConfig) -> ExitCode {
     tracing::info!(%tcp, %unix, "listening for fluent forward");
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (pipeline_tx, pipeline_rx) = mpsc::channel(PIPELINE_FRAMES);
-    let output = std::thread::spawn(move || write_stdout(pipeline_rx));
+    let handle = tokio::runtime::Handle::current();
+    let output = std::thread::spawn(move || write_stdout(pipeline_rx, handle));
     let server = tokio::spawn(server.run(pipeline_tx, shutdown_rx));
 
     let signal = wait_for_signal().await;
@@ -185,20 +186,34 @@ async fn wait_for_signal() -> &'static str {
     }
 }
 
-/// The stdout output: renders every event, flushes, then accepts the frame
-/// (which acks its chunk). Runs on its own thread: stdout writes block.
-fn write_stdout(mut pipeline: mpsc::Receiver<Delivery>) -> io::Result<u64> {
+/// Docker splits lines at 16 KiB; joined lines longer than this go out in
+/// pieces (CloudWatch's event limit is 1 MiB).
+const MAX_JOINED_LINE: usize = 1 << 20;
+/// A split line whose last part has not come for this long goes out as is.
+const PARTIAL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The stdout output: joins Docker's split lines, renders every event,
+/// flushes, then accepts the delivery (which acks its chunk). Runs on its
+/// own thread: stdout writes block.
+fn write_stdout(
+    mut pipeline: mpsc::Receiver<Delivery>,
+    runtime: tokio::runtime::Handle,
+) -> io::Result<u64> {
     let renderer = LineRenderer {
         classifier: Classifier::new(),
         redactor: Redactor::new(QueryMode::Redact),
         routes: RouteTable::new(),
     };
+    let mut partials = PartialAssembler::new(
+        MAX_JOINED_LINE,
+        i64::try_from(PARTIAL_TIMEOUT.as_nanos()).unwrap_or(i64::MAX),
+    );
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut json = String::with_capacity(1 << 12);
     let mut written = 0u64;
-    while let Some(delivery) = pipeline.blocking_recv() {
-        for event in &delivery.events {
+    let mut write =
+        |event: &Event, out: &mut io::BufWriter<io::StdoutLock<'_>>| -> io::Result<()> {
             json.clear();
             let (line, line_key) = log_line(&event.record);
             let meta = EventMeta {
@@ -209,14 +224,48 @@ fn write_stdout(mut pipeline: mpsc::Receiver<Delivery>) -> io::Result<u64> {
             };
             renderer.render_event(&line, Some(&meta), &mut json);
             json.push('\n');
-            out.write_all(json.as_bytes())?;
             written += 1;
+            out.write_all(json.as_bytes())
+        };
+    loop {
+        // Wake at least once a second to let stale split lines out.
+        let next = runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(1), pipeline.recv()).await
+        });
+        let now = now_ns();
+        match next {
+            Ok(Some(delivery)) => {
+                for event in &delivery.events {
+                    for joined in partials.push(event.clone(), now) {
+                        write(&joined, &mut out)?;
+                    }
+                }
+                for stale in partials.expire(now) {
+                    write(&stale, &mut out)?;
+                }
+                out.flush()?;
+                delivery.accept();
+            }
+            Ok(None) => break,
+            Err(_) => {
+                for stale in partials.expire(now) {
+                    write(&stale, &mut out)?;
+                }
+                out.flush()?;
+            }
         }
-        out.flush()?;
-        delivery.accept();
+    }
+    for rest in partials.flush() {
+        write(&rest, &mut out)?;
     }
     out.flush()?;
     Ok(written)
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 /// The text of an event: its `log` (Docker, FireLens), else `message`

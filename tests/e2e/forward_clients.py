@@ -158,7 +158,23 @@ def shared_key(address):
         s.close()
 
 
-SCENARIOS = {"shared_key": shared_key, "every_mode": every_mode, "fluent_logger": fluent_logger, "bad_then_good": bad_then_good}
+def docker_partials(address):
+    """A 40,000-byte line split at 16 KiB the way Docker's fluentd driver
+    does (Message mode, every value a string, EventTime), with acks."""
+    line = "".join(chr(ord("a") + i % 26) for i in range(40000))
+    parts = [line[i:i + 16384] for i in range(0, len(line), 16384)]
+    s = connect(address)
+    for n, text in enumerate(parts, start=1):
+        record = {"container_id": "abc", "container_name": "/ecs-app-1", "source": "stdout", "log": text,
+                  "partial_message": "true", "partial_id": "p-1", "partial_ordinal": str(n),
+                  "partial_last": "true" if n == len(parts) else "false"}
+        s.sendall(frame_with_option(["app-firelens-t1", event_time(T, n), record], {"chunk": "d%d" % n}))
+        report(part=n, ack=read_ack(s))
+    s.sendall(msgpack.packb(["app-firelens-t1", event_time(T, 9), {"log": "short line", "source": "stderr"}]))
+    s.close()
+
+
+SCENARIOS = {"docker_partials": docker_partials, "shared_key": shared_key, "every_mode": every_mode, "fluent_logger": fluent_logger, "bad_then_good": bad_then_good}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]](sys.argv[2])

@@ -122,3 +122,31 @@ fn shared_key_handshake_refuses_a_wrong_key_and_accepts_the_right_one() {
     assert_eq!(sidecar.lines(100).len(), 100);
     assert!(sidecar.is_running());
 }
+
+#[test]
+fn docker_partial_messages_are_joined() {
+    let sidecar = Sidecar::start(&[]);
+    let replies = client("docker_partials", &sidecar.unix_address());
+    assert_eq!(
+        replies,
+        [
+            r#"{"ack": {"ack": "d1"}, "part": 1}"#,
+            r#"{"ack": {"ack": "d2"}, "part": 2}"#,
+            r#"{"ack": {"ack": "d3"}, "part": 3}"#,
+        ]
+    );
+    let lines = sidecar.lines(2);
+    let line: String = (0..40_000u32)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    assert_eq!(
+        lines[0],
+        format!(
+            r#"{{"kind":"app","timestamp":1700000000000,"tag":"app-firelens-t1","container_name":"ecs-app-1","container_id":"abc","source":"stdout","log":"{line}"}}"#
+        )
+    );
+    assert_eq!(
+        lines[1],
+        r#"{"kind":"app","timestamp":1700000000000,"tag":"app-firelens-t1","source":"stderr","log":"short line"}"#
+    );
+}
