@@ -149,3 +149,93 @@ pub fn mixed_lines(n: usize, access_percent: u64, seed: u64) -> Vec<String> {
 /// The kind of regex users write for Fluent Bit's `envoy` parser: one pattern
 /// with every field of the default format as a named group.
 pub const FLUENT_BIT_STYLE_ENVOY_REGEX: &str = r#"^\[(?<start_time>[^\]]*)\] "(?<method>\S+)(?: +(?<path>[^"]*?)(?: +\S*)?)? (?<protocol>\S+)" (?<code>[^ ]*) (?<response_flags>[^ ]*) (?<bytes_received>[^ ]*) (?<bytes_sent>[^ ]*) (?<duration>[^ ]*) (?<x_envoy_upstream_service_time>[^ ]*) "(?<x_forwarded_for>[^"]*)" "(?<user_agent>[^"]*)" "(?<request_id>[^"]*)" "(?<authority>[^ ]*)" "(?<upstream_host>[^ ]*)"$"#;
+
+/// Forward-protocol frames built byte by byte (no msgpack library), shaped
+/// like what Docker's fluentd driver and Fluent Bit's out_forward send.
+pub mod forward {
+    use super::{envoy_default_line, mixed_lines, Rng};
+
+    fn str(out: &mut Vec<u8>, s: &str) {
+        let n = s.len();
+        if n < 32 {
+            out.push(0xa0 | n as u8);
+        } else if n < 256 {
+            out.extend_from_slice(&[0xd9, n as u8]);
+        } else if n < 65_536 {
+            out.push(0xda);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        } else {
+            out.push(0xdb);
+            out.extend_from_slice(&(n as u32).to_be_bytes());
+        }
+        out.extend_from_slice(s.as_bytes());
+    }
+
+    fn event_time(out: &mut Vec<u8>, secs: u32, nanos: u32) {
+        out.extend_from_slice(&[0xd7, 0x00]);
+        out.extend_from_slice(&secs.to_be_bytes());
+        out.extend_from_slice(&nanos.to_be_bytes());
+    }
+
+    fn record(out: &mut Vec<u8>, log: &str) {
+        // FireLens record: container metadata and the ECS fields.
+        out.push(0x87);
+        for (k, v) in [
+            (
+                "container_id",
+                "5a0a7b1c6f7e4d2b9c3e8f1a2b3c4d5e-1234567890",
+            ),
+            ("container_name", "/ecs-orders-3-envoy-8ac2e1f0b1a2c3d4e5f6"),
+            ("source", "stdout"),
+            ("ecs_cluster", "prod"),
+            (
+                "ecs_task_arn",
+                "arn:aws:ecs:us-east-1:123456789012:task/prod/5a0a7b1c6f7e4d2b9c3e8f1a2b3c4d5e",
+            ),
+            ("ecs_task_definition", "orders:3"),
+        ] {
+            str(out, k);
+            str(out, v);
+        }
+        str(out, "log");
+        str(out, log);
+    }
+
+    /// One Message-mode frame per event, as Docker's driver writes:
+    /// `[tag, EventTime, record, {}]`.
+    pub fn docker_message_frames(n: usize, seed: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (i, line) in mixed_lines(n, 70, seed).iter().enumerate() {
+            out.push(0x94);
+            str(&mut out, "envoy-firelens-5a0a7b1c6f7e4d2b9c3e8f1a2b3c4d5e");
+            event_time(&mut out, 1_700_000_000 + i as u32 / 1000, i as u32);
+            record(&mut out, line);
+            out.push(0x80);
+        }
+        out
+    }
+
+    /// Forward-mode frames of `per_frame` Envoy access lines, as Fluent
+    /// Bit's out_forward writes them: `[tag, [[EventTime, record], ...],
+    /// {"size": n}]` with a map32 option header.
+    pub fn fluent_bit_forward_frames(frames: usize, per_frame: usize, seed: u64) -> Vec<u8> {
+        let mut rng = Rng::new(seed);
+        let mut out = Vec::new();
+        for f in 0..frames {
+            out.push(0x93);
+            str(&mut out, "envoy-firelens-5a0a7b1c6f7e4d2b9c3e8f1a2b3c4d5e");
+            out.push(0xdd);
+            out.extend_from_slice(&(per_frame as u32).to_be_bytes());
+            for i in 0..per_frame {
+                out.push(0x92);
+                event_time(&mut out, 1_700_000_000 + f as u32, i as u32);
+                record(&mut out, &envoy_default_line(&mut rng));
+            }
+            out.extend_from_slice(&[0xdf, 0, 0, 0, 1]);
+            str(&mut out, "size");
+            out.push(0xce);
+            out.extend_from_slice(&(per_frame as u32).to_be_bytes());
+        }
+        out
+    }
+}

@@ -6,7 +6,8 @@
 //! `SLUICE_FORWARD_UNIX_PATH` (default: none), `SLUICE_FORWARD_UNIX_MODE`
 //! (octal, default 0600), `SLUICE_FORWARD_MAX_CONNECTIONS` (default 1024),
 //! `SLUICE_FORWARD_SHARED_KEY` (default: none; TCP clients must then pass the
-//! forward protocol's handshake).
+//! forward protocol's handshake), `SLUICE_FORWARD_IDLE_TIMEOUT` (seconds a
+//! connection may stay silent, default 300).
 //! The output is stdout: one JSON object per event.
 
 use std::io::{self, Write};
@@ -98,6 +99,17 @@ fn server_config() -> Result<ServerConfig, String> {
             format!("SLUICE_FORWARD_MAX_CONNECTIONS={n:?} is not a positive number")
         })?,
     };
+    let idle_timeout = match env("SLUICE_FORWARD_IDLE_TIMEOUT") {
+        None => Duration::from_secs(300),
+        Some(n) => n
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .map(Duration::from_secs)
+            .ok_or_else(|| {
+                format!("SLUICE_FORWARD_IDLE_TIMEOUT={n:?} is not a positive number of seconds")
+            })?,
+    };
     if tcp.is_none() && unix.is_none() {
         return Err("no listener: set SLUICE_FORWARD_LISTEN or SLUICE_FORWARD_UNIX_PATH".into());
     }
@@ -105,7 +117,7 @@ fn server_config() -> Result<ServerConfig, String> {
         tcp,
         unix,
         max_connections,
-        idle_timeout: Duration::from_secs(300),
+        idle_timeout,
         limits: Limits::default(),
         shared_key: env("SLUICE_FORWARD_SHARED_KEY").filter(|k| !k.is_empty()),
         self_hostname: hostname(),

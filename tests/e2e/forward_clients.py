@@ -174,7 +174,52 @@ def docker_partials(address):
     s.close()
 
 
-SCENARIOS = {"docker_partials": docker_partials, "shared_key": shared_key, "every_mode": every_mode, "fluent_logger": fluent_logger, "bad_then_good": bad_then_good}
+def bad_alongside_good(address):
+    """Every class of bad input, each on its own connection, while a good
+    client on another connection sends 1,000 events with acks."""
+    import threading
+    acks = []
+
+    def good():
+        s = connect(address)
+        for f in range(20):
+            s.sendall(frame_with_option(["good", [[T, {"log": "good %d" % (f * 50 + i)}] for i in range(50)]],
+                                        {"chunk": "g%d" % f}))
+            acks.append(read_ack(s)["ack"])
+        s.close()
+
+    def closed(s):
+        s.settimeout(20)
+        try:
+            return s.recv(10) == b""
+        except (ConnectionResetError, socket.timeout):
+            return False
+
+    thread = threading.Thread(target=good)
+    thread.start()
+    results = {}
+    idle = connect(address)  # sends nothing: the idle timeout closes it
+    slow = connect(address)
+    slow.sendall(msgpack.packb(["t", T, {"log": "never finished"}])[:5])  # stalls mid-frame
+    for name, data in {
+        "invalid_msgpack": b"\xc1",
+        "not_an_array": msgpack.packb({"a": 1}),
+        "bad_gzip": frame_with_option(["t", b"not gzip"], {"compressed": "gzip"}),
+        "gzip_bomb": frame_with_option(["t", gzip.compress(b"\x00" * (80 << 20))], {"compressed": "gzip"}),
+        "huge_declared": b"\x92\xa1t\xc6\x7f\xff\xff\xff",
+        "wrong_types": msgpack.packb(["t", "not a time", 5]),
+    }.items():
+        s = connect(address)
+        s.sendall(data)
+        results[name] = closed(s)
+        s.close()
+    results["idle"] = closed(idle)
+    results["slow"] = closed(slow)
+    thread.join()
+    report(bad=results, good_acks=len(acks), acks_in_order=acks == ["g%d" % f for f in range(20)])
+
+
+SCENARIOS = {"bad_alongside_good": bad_alongside_good, "docker_partials": docker_partials, "shared_key": shared_key, "every_mode": every_mode, "fluent_logger": fluent_logger, "bad_then_good": bad_then_good}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]](sys.argv[2])

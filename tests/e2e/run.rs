@@ -150,3 +150,28 @@ fn docker_partial_messages_are_joined() {
         r#"{"kind":"app","timestamp":1700000000000,"tag":"app-firelens-t1","source":"stderr","log":"short line"}"#
     );
 }
+
+#[test]
+fn each_bad_input_class_alongside_a_good_client() {
+    let mut sidecar = Sidecar::start(&[("SLUICE_FORWARD_IDLE_TIMEOUT", "2")]);
+    let replies = client("bad_alongside_good", &sidecar.tcp);
+    assert_eq!(
+        replies,
+        [concat!(
+            r#"{"acks_in_order": true, "bad": {"bad_gzip": true, "gzip_bomb": true, "huge_declared": true, "#,
+            r#""idle": true, "invalid_msgpack": true, "not_an_array": true, "slow": true, "wrong_types": true}, "#,
+            r#""good_acks": 20}"#
+        )]
+    );
+    let lines = sidecar.lines(1000);
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(
+            line,
+            &format!(r#"{{"kind":"app","timestamp":1700000000000,"tag":"good","log":"good {i}"}}"#)
+        );
+    }
+    assert!(sidecar.is_running());
+    let (status, rest) = sidecar.stop();
+    assert!(status.success());
+    assert!(rest.is_empty(), "{rest:?}");
+}
