@@ -87,6 +87,38 @@ impl Counters {
     }
 }
 
+/// At most one log line per kind of problem per interval, with the count of
+/// the ones left out: a hostile or broken client must not flood the logs.
+#[derive(Debug, Default)]
+struct LogLimiter {
+    last: std::sync::Mutex<std::collections::HashMap<&'static str, (std::time::Instant, u64)>>,
+}
+
+impl LogLimiter {
+    const INTERVAL: Duration = Duration::from_secs(10);
+
+    /// `Some(n)` when a line may be written now (`n` were suppressed since
+    /// the last one), `None` when this one is suppressed.
+    fn admit(&self, kind: &'static str) -> Option<u64> {
+        let mut last = self.last.lock().ok()?;
+        let now = std::time::Instant::now();
+        match last.get_mut(kind) {
+            Some((at, suppressed)) if now.duration_since(*at) < Self::INTERVAL => {
+                *suppressed += 1;
+                None
+            }
+            Some((at, suppressed)) => {
+                *at = now;
+                Some(std::mem::take(suppressed))
+            }
+            None => {
+                last.insert(kind, (now, 0));
+                Some(0)
+            }
+        }
+    }
+}
+
 /// Bound listeners, ready to serve.
 pub struct Server {
     tcp: Option<TcpListener>,
@@ -132,6 +164,7 @@ impl Server {
             shutdown: shutdown.clone(),
             shared_key: self.config.shared_key.clone(),
             self_hostname: self.config.self_hostname.clone(),
+            logs: LogLimiter::default(),
         });
         let tcp = self.tcp.map(|listener| {
             let (shared, permits, shutdown) = (shared.clone(), permits.clone(), shutdown.clone());
@@ -188,6 +221,7 @@ struct Shared {
     shutdown: watch::Receiver<bool>,
     shared_key: Option<String>,
     self_hostname: String,
+    logs: LogLimiter,
 }
 
 async fn accept_loop<S, F, Fut>(
@@ -275,23 +309,40 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
         None => connection_loop(&mut stream, codec, shared).await,
     };
     let counters = &shared.counters;
+    let logs = &shared.logs;
     match closed {
         Closed::Eof | Closed::Shutdown | Closed::PipelineGone => {}
         Closed::Idle => {
             counters.idle_timeouts.fetch_add(1, Ordering::Relaxed);
-            tracing::info!("closing an idle forward connection");
+            if let Some(suppressed) = logs.admit("idle") {
+                tracing::info!(suppressed, "closing an idle forward connection");
+            }
         }
-        Closed::Io(e) => tracing::info!(error = %e, "forward connection failed"),
+        Closed::Io(e) => {
+            if let Some(suppressed) = logs.admit("io") {
+                tracing::info!(error = %e, suppressed, "forward connection failed");
+            }
+        }
         Closed::Frame(e) => {
             counters.frame_error(e.kind());
-            tracing::warn!(error = %e, kind = e.kind(), "closing a forward connection that sent a bad frame");
+            if let Some(suppressed) = logs.admit(e.kind()) {
+                tracing::warn!(
+                    error = %e,
+                    kind = e.kind(),
+                    suppressed,
+                    "closing a forward connection that sent a bad frame"
+                );
+            }
         }
         Closed::Refused(refusal) => {
             counters.handshake_refusals.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                reason = refusal.reason(),
-                "refused a forward client: handshake failed"
-            );
+            if let Some(suppressed) = logs.admit("handshake") {
+                tracing::warn!(
+                    reason = refusal.reason(),
+                    suppressed,
+                    "refused a forward client: handshake failed"
+                );
+            }
         }
     }
     let _ = stream.shutdown().await;
@@ -439,6 +490,22 @@ fn ack_frame(chunk: &str) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::msgpack;
+
+    #[test]
+    fn log_limiter_admits_one_line_per_kind_per_interval() {
+        let limiter = LogLimiter::default();
+        assert_eq!(limiter.admit("a"), Some(0));
+        assert_eq!(limiter.admit("a"), None);
+        assert_eq!(limiter.admit("a"), None);
+        assert_eq!(limiter.admit("b"), Some(0));
+        if let Ok(mut last) = limiter.last.lock() {
+            let earlier = std::time::Instant::now()
+                .checked_sub(LogLimiter::INTERVAL)
+                .expect("the clock is past one interval");
+            last.entry("a").and_modify(|e| e.0 = earlier);
+        }
+        assert_eq!(limiter.admit("a"), Some(2));
+    }
 
     #[test]
     fn ack_frames_decode_as_maps() {
