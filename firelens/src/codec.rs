@@ -357,8 +357,17 @@ fn record_map(record: &Value<'_>) -> Result<Map<String, Json>, FrameError> {
 
 fn key_string(key: &Value<'_>) -> String {
     match key.as_bytes() {
-        Some(b) => String::from_utf8_lossy(b).into_owned(),
+        Some(b) => text(b),
         None => to_json(key).to_string(),
+    }
+}
+
+/// Bytes as text: validated in one pass (fast for the ASCII logs usually
+/// are), with U+FFFD for invalid sequences only when there are some.
+fn text(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
     }
 }
 
@@ -371,7 +380,7 @@ fn to_json(value: &Value<'_>) -> Json {
         Value::Int(n) => Json::Number((*n).into()),
         Value::UInt(n) => Json::Number((*n).into()),
         Value::Float(f) => Number::from_f64(*f).map_or(Json::Null, Json::Number),
-        Value::Str(b) | Value::Bin(b) => Json::String(String::from_utf8_lossy(b).into_owned()),
+        Value::Str(b) | Value::Bin(b) => Json::String(text(b)),
         Value::Array(items) => Json::Array(items.iter().map(to_json).collect()),
         Value::Map(entries) => Json::Object(
             entries

@@ -1,0 +1,22 @@
+//! Decodes Forward frames in a loop, for profilers.
+//! Run: cargo run --release -p sluice-benches --example profile_forward -- [rounds]
+use sluice_benches::forward::fluent_bit_forward_frames;
+use sluice_firelens::{ForwardCodec, Frame, Limits};
+
+fn main() {
+    let rounds: usize = std::env::args().nth(1).and_then(|r| r.parse().ok()).unwrap_or(20);
+    let bytes = fluent_bit_forward_frames(10, 1_000, 5);
+    let start = std::time::Instant::now();
+    let mut events = 0;
+    for _ in 0..rounds {
+        let mut codec = ForwardCodec::new(Limits::default());
+        codec.feed(&bytes);
+        while let Ok(Some(frame)) = codec.next_frame(0) {
+            if let Frame::Events { events: e, .. } = frame {
+                events += std::hint::black_box(e).len();
+            }
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!("{events} events, {:.0} events/s", events as f64 / secs);
+}
