@@ -4,8 +4,17 @@ use sluice_benches::forward::fluent_bit_forward_frames;
 use sluice_firelens::{ForwardCodec, Frame, Limits};
 
 fn main() {
-    let rounds: usize = std::env::args().nth(1).and_then(|r| r.parse().ok()).unwrap_or(20);
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(20);
     let bytes = fluent_bit_forward_frames(10, 1_000, 5);
+    let docker = sluice_benches::forward::docker_message_frames(10_000, 3);
+    println!(
+        "forward: {} bytes an event; message mode: {} bytes a frame",
+        bytes.len() / 10_000,
+        docker.len() / 10_000
+    );
     let start = std::time::Instant::now();
     let mut events = 0;
     for _ in 0..rounds {
