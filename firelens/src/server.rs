@@ -34,7 +34,9 @@ pub struct ServerConfig {
     pub unix: Option<(PathBuf, u32)>,
     /// Connections served at once; more wait in the listen backlog.
     pub max_connections: usize,
-    /// A connection that sends nothing for this long is closed.
+    /// A connection that sends nothing between frames for this long is
+    /// closed. Keep it long: a quiet container is normal, and a client that
+    /// writes into a connection the server closed can lose that write.
     pub idle_timeout: Duration,
     pub limits: Limits,
     /// When set, TCP clients must pass the `shared_key` handshake. The unix
@@ -348,6 +350,9 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     let _ = stream.shutdown().await;
 }
 
+/// The longest a connection may stall in the middle of a frame.
+const MID_FRAME_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Reads more bytes into the codec; `Err` says why the connection ends.
 async fn read_more<S: AsyncRead + Unpin>(
     stream: &mut S,
@@ -359,8 +364,15 @@ async fn read_more<S: AsyncRead + Unpin>(
     if *shutdown.borrow() {
         return Err(Closed::Shutdown);
     }
+    // A client that stops in the middle of a frame (slow or stuck) gets far
+    // less patience than one that is quiet between frames.
+    let timeout = if codec.buffered() > 0 {
+        shared.idle_timeout.min(MID_FRAME_TIMEOUT)
+    } else {
+        shared.idle_timeout
+    };
     let read = tokio::select! {
-        r = tokio::time::timeout(shared.idle_timeout, stream.read(buf)) => r,
+        r = tokio::time::timeout(timeout, stream.read(buf)) => r,
         _ = shutdown.changed() => return Err(Closed::Shutdown),
     };
     match read {

@@ -7,7 +7,8 @@
 //! (octal, default 0600), `SLUICE_FORWARD_MAX_CONNECTIONS` (default 1024),
 //! `SLUICE_FORWARD_SHARED_KEY` (default: none; TCP clients must then pass the
 //! forward protocol's handshake), `SLUICE_FORWARD_IDLE_TIMEOUT` (seconds a
-//! connection may stay silent, default 300).
+//! connection may stay silent between frames, default 3600; a stall in the
+//! middle of a frame is cut after at most 60 s).
 //! The output is stdout: one JSON object per event.
 
 use std::io::{self, Write};
@@ -100,7 +101,7 @@ fn server_config() -> Result<ServerConfig, String> {
         })?,
     };
     let idle_timeout = match env("SLUICE_FORWARD_IDLE_TIMEOUT") {
-        None => Duration::from_secs(300),
+        None => Duration::from_secs(3600),
         Some(n) => n
             .parse()
             .ok()

@@ -3,6 +3,16 @@
 
 use crate::support::{client, client_with, Sidecar};
 
+/// The lines the `good` client of forward_clients.py produces, in order.
+fn assert_good_lines(lines: &[String]) {
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(
+            line,
+            &format!(r#"{{"kind":"app","timestamp":1700000000000,"tag":"good","log":"good {i}"}}"#)
+        );
+    }
+}
+
 #[test]
 fn every_protocol_mode_with_acks() {
     let sidecar = Sidecar::start(&[]);
@@ -83,13 +93,7 @@ fn bad_input_closes_only_the_offending_connection() {
             r#"{"ack": {"ack": "g1"}, "good": "g1"}"#,
         ]
     );
-    let lines = sidecar.lines(100);
-    for (i, line) in lines.iter().enumerate() {
-        assert_eq!(
-            line,
-            &format!(r#"{{"kind":"app","timestamp":1700000000000,"tag":"good","log":"good {i}"}}"#)
-        );
-    }
+    assert_good_lines(&sidecar.lines(100));
     assert!(sidecar.is_running());
     let (status, rest) = sidecar.stop();
     assert!(status.success());
@@ -163,13 +167,7 @@ fn each_bad_input_class_alongside_a_good_client() {
             r#""good_acks": 20}"#
         )]
     );
-    let lines = sidecar.lines(1000);
-    for (i, line) in lines.iter().enumerate() {
-        assert_eq!(
-            line,
-            &format!(r#"{{"kind":"app","timestamp":1700000000000,"tag":"good","log":"good {i}"}}"#)
-        );
-    }
+    assert_good_lines(&sidecar.lines(1000));
     assert!(sidecar.is_running());
     let (status, rest) = sidecar.stop();
     assert!(status.success());
