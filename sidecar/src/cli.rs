@@ -20,6 +20,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the sidecar (Fluent Forward in, CloudWatch Logs or stdout out).
     Run(RunArgs),
+    /// Check a configuration file (with SLUICE_* overrides) and explain every
+    /// error.
+    CheckConfig(CheckConfigArgs),
     /// Read log lines on stdin and write one JSON object per line on stdout:
     /// {"kind":"access",...fields,"route":"..."} or {"kind":"app","log":"..."}.
     Parse(ParseArgs),
@@ -30,6 +33,13 @@ pub struct RunArgs {
     /// TOML configuration file; without it the embedded default is used.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// The TOML configuration file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -51,6 +51,7 @@ fn build_renderer(args: &ParseArgs) -> Result<LineRenderer, String> {
         classifier,
         redactor,
         routes,
+        access_containers: Vec::new(),
     })
 }
 

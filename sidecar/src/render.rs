@@ -9,6 +9,9 @@ pub struct LineRenderer {
     pub classifier: Classifier,
     pub redactor: Redactor,
     pub routes: RouteTable,
+    /// Containers whose lines may be access records; empty means every
+    /// container. Lines of other containers are application lines.
+    pub access_containers: Vec<String>,
 }
 
 /// Where a line came from: written between `kind` and the record's fields.
@@ -44,7 +47,12 @@ impl LineRenderer {
     /// access record's start time, else the event time, in ms), `tag`, the
     /// FireLens/Docker fields, and any other record keys under `extra`.
     pub fn render_event(&self, line: &str, meta: Option<&EventMeta<'_>>, out: &mut String) {
-        match self.classifier.classify(line) {
+        let classified = if meta.is_some_and(|m| !self.may_be_access(m)) {
+            Classified::App(sluice_parser::trim_line_ending(line))
+        } else {
+            self.classifier.classify(line)
+        };
+        match classified {
             Classified::Access(mut record) => {
                 self.redactor.redact_record(&mut record);
                 out.push_str("{\"kind\":\"access\"");
@@ -70,6 +78,19 @@ impl LineRenderer {
                 out.push('}');
             }
         }
+    }
+
+    fn may_be_access(&self, meta: &EventMeta<'_>) -> bool {
+        if self.access_containers.is_empty() {
+            return true;
+        }
+        let name = meta
+            .record
+            .get("container_name")
+            .and_then(Json::as_str)
+            .unwrap_or_default();
+        let name = name.strip_prefix('/').unwrap_or(name);
+        self.access_containers.iter().any(|c| c == name)
     }
 
     fn write_meta(&self, meta: &EventMeta<'_>, time_ms: i64, out: &mut String) {

@@ -1,19 +1,10 @@
 //! `sluice run`: the Fluent Forward input wired to an output.
 //!
-//! Until the configuration file arrives (issue 4), settings come from the
-//! environment variables that will override it: `SLUICE_FORWARD_LISTEN`
-//! (default 127.0.0.1:24224, empty for no TCP listener),
-//! `SLUICE_FORWARD_UNIX_PATH` (default: none), `SLUICE_FORWARD_UNIX_MODE`
-//! (octal, default 0600), `SLUICE_FORWARD_MAX_CONNECTIONS` (default 1024),
-//! `SLUICE_FORWARD_SHARED_KEY` (default: none; TCP clients must then pass the
-//! forward protocol's handshake), `SLUICE_FORWARD_IDLE_TIMEOUT` (seconds a
-//! connection may stay silent between frames, default 3600; a stall in the
-//! middle of a frame is cut after at most 60 s).
-//! The output is stdout: one JSON object per event.
+//! Settings come from the configuration (`--config FILE`, else the embedded
+//! default) with `SLUICE_<SECTION>_<KEY>` overrides; see config.rs. The
+//! output built so far is stdout: one JSON object per event.
 
 use std::io::{self, Write};
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -21,10 +12,11 @@ use std::time::Duration;
 
 use serde_json::Value as Json;
 use sluice_firelens::{Counters, Delivery, Event, Limits, PartialAssembler, Server, ServerConfig};
-use sluice_parser::{Classifier, QueryMode, Redactor, RouteTable};
+use sluice_parser::Classifier;
 use tokio::sync::{mpsc, watch};
 
 use crate::cli::RunArgs;
+use crate::config::{self, Config, ForwardConfig, OutputType};
 use crate::render::{EventMeta, LineRenderer};
 
 /// Frames queued between the listeners and the output. Small: a frame can
@@ -33,20 +25,40 @@ const PIPELINE_FRAMES: usize = 64;
 
 pub fn run(args: RunArgs) -> ExitCode {
     init_logging();
-    if let Some(path) = args.config {
-        tracing::error!(
-            path = %path.display(),
-            "configuration files are not supported yet; use the SLUICE_FORWARD_* environment variables"
-        );
-        return ExitCode::from(2);
-    }
-    let config = match server_config() {
+    let text = match &args.config {
+        None => None,
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "cannot read the configuration");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let config = match config::load(text.as_deref(), |name| std::env::var(name).ok()) {
         Ok(c) => c,
-        Err(message) => {
-            tracing::error!("{message}");
+        Err(errors) => {
+            for e in &errors {
+                tracing::error!(key = %e.key, "{}", e.message);
+            }
             return ExitCode::from(2);
         }
     };
+    for key in &config.set_keys {
+        let pending = config::NOT_YET_USED
+            .iter()
+            .any(|p| key == p || key.starts_with(&format!("{p}.")));
+        if pending {
+            tracing::warn!(%key, "accepted but not used by this version yet");
+        }
+    }
+    if config.output != OutputType::Stdout {
+        tracing::error!(
+            output = ?config.output,
+            "only output.type = \"stdout\" is built so far; the file and cloudwatch outputs are not"
+        );
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -70,59 +82,16 @@ fn init_logging() {
         .try_init();
 }
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok()
-}
-
-fn server_config() -> Result<ServerConfig, String> {
-    let tcp = match env("SLUICE_FORWARD_LISTEN").as_deref() {
-        None => Some(SocketAddr::from(([127, 0, 0, 1], 24224))),
-        Some("") => None,
-        Some(addr) => Some(addr.parse().map_err(|_| {
-            format!("SLUICE_FORWARD_LISTEN={addr:?} is not an address such as 127.0.0.1:24224")
-        })?),
-    };
-    let mode = match env("SLUICE_FORWARD_UNIX_MODE") {
-        None => 0o600,
-        Some(m) => u32::from_str_radix(m.trim_start_matches("0o"), 8)
-            .ok()
-            .filter(|m| *m <= 0o777)
-            .ok_or_else(|| {
-                format!("SLUICE_FORWARD_UNIX_MODE={m:?} is not an octal file mode such as 0600")
-            })?,
-    };
-    let unix = env("SLUICE_FORWARD_UNIX_PATH")
-        .filter(|p| !p.is_empty())
-        .map(|p| (PathBuf::from(p), mode));
-    let max_connections = match env("SLUICE_FORWARD_MAX_CONNECTIONS") {
-        None => 1024,
-        Some(n) => n.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-            format!("SLUICE_FORWARD_MAX_CONNECTIONS={n:?} is not a positive number")
-        })?,
-    };
-    let idle_timeout = match env("SLUICE_FORWARD_IDLE_TIMEOUT") {
-        None => Duration::from_secs(3600),
-        Some(n) => n
-            .parse()
-            .ok()
-            .filter(|n| *n > 0)
-            .map(Duration::from_secs)
-            .ok_or_else(|| {
-                format!("SLUICE_FORWARD_IDLE_TIMEOUT={n:?} is not a positive number of seconds")
-            })?,
-    };
-    if tcp.is_none() && unix.is_none() {
-        return Err("no listener: set SLUICE_FORWARD_LISTEN or SLUICE_FORWARD_UNIX_PATH".into());
-    }
-    Ok(ServerConfig {
-        tcp,
-        unix,
-        max_connections,
-        idle_timeout,
+fn server_config(forward: &ForwardConfig) -> ServerConfig {
+    ServerConfig {
+        tcp: forward.listen,
+        unix: forward.unix_path.clone().map(|p| (p, forward.unix_mode)),
+        max_connections: forward.max_connections,
+        idle_timeout: forward.idle_timeout,
         limits: Limits::default(),
-        shared_key: env("SLUICE_FORWARD_SHARED_KEY").filter(|k| !k.is_empty()),
+        shared_key: forward.shared_key.clone(),
         self_hostname: hostname(),
-    })
+    }
 }
 
 /// The name given in the forward handshake: the kernel's hostname (on ECS,
@@ -135,7 +104,9 @@ fn hostname() -> String {
         .unwrap_or_else(|| "sluice".to_string())
 }
 
-async fn serve(config: ServerConfig) -> ExitCode {
+async fn serve(full: Config) -> ExitCode {
+    let config = server_config(&full.forward);
+    let renderer = renderer(full);
     let counters = Arc::new(Counters::default());
     let server = match Server::bind(config.clone(), counters.clone()).await {
         Ok(s) => s,
@@ -155,7 +126,7 @@ async fn serve(config: ServerConfig) -> ExitCode {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (pipeline_tx, pipeline_rx) = mpsc::channel(PIPELINE_FRAMES);
     let handle = tokio::runtime::Handle::current();
-    let output = std::thread::spawn(move || write_stdout(pipeline_rx, handle));
+    let output = std::thread::spawn(move || write_stdout(pipeline_rx, handle, renderer));
     let server = tokio::spawn(server.run(pipeline_tx, shutdown_rx));
 
     let signal = wait_for_signal().await;
@@ -199,6 +170,20 @@ async fn wait_for_signal() -> &'static str {
     }
 }
 
+/// The classifier, redactor and routes the configuration asks for.
+fn renderer(config: Config) -> LineRenderer {
+    let mut classifier = Classifier::new();
+    for format in config.envoy.formats {
+        classifier.add_format(format);
+    }
+    LineRenderer {
+        classifier,
+        redactor: config.redact.redactor,
+        routes: config.envoy.routes,
+        access_containers: config.envoy.containers,
+    }
+}
+
 /// Docker splits lines at 16 KiB; joined lines longer than this go out in
 /// pieces (CloudWatch's event limit is 1 MiB).
 const MAX_JOINED_LINE: usize = 1 << 20;
@@ -211,12 +196,8 @@ const PARTIAL_TIMEOUT: Duration = Duration::from_secs(5);
 fn write_stdout(
     mut pipeline: mpsc::Receiver<Delivery>,
     runtime: tokio::runtime::Handle,
+    renderer: LineRenderer,
 ) -> io::Result<u64> {
-    let renderer = LineRenderer {
-        classifier: Classifier::new(),
-        redactor: Redactor::new(QueryMode::Redact),
-        routes: RouteTable::new(),
-    };
     let mut partials = PartialAssembler::new(
         MAX_JOINED_LINE,
         i64::try_from(PARTIAL_TIMEOUT.as_nanos()).unwrap_or(i64::MAX),

@@ -219,7 +219,20 @@ def bad_alongside_good(address):
     report(bad=results, good_acks=len(acks), acks_in_order=acks == ["g%d" % f for f in range(20)])
 
 
-SCENARIOS = {"bad_alongside_good": bad_alongside_good, "docker_partials": docker_partials, "shared_key": shared_key, "every_mode": every_mode, "fluent_logger": fluent_logger, "bad_then_good": bad_then_good}
+def containers(address):
+    """The same access line from an Envoy container and an app container, and
+    a line of a custom format."""
+    line = ACCESS.replace("?token=s3cret", "?page=2&token=s3cret")
+    s = connect(address)
+    for name in ("/envoy", "/app"):
+        s.sendall(msgpack.packb(["t", T, {"log": line, "container_name": name}]))
+    s.sendall(msgpack.packb(["t", T, {"log": "GET /orders/7?token=t 200 orders-v2", "container_name": "/envoy"}]))
+    s.sendall(frame_with_option(["t", [[T, {"log": "done"}]]], {"chunk": "end"}))
+    report(ack=read_ack(s))
+    s.close()
+
+
+SCENARIOS = {"containers": containers, "bad_alongside_good": bad_alongside_good, "docker_partials": docker_partials, "shared_key": shared_key, "every_mode": every_mode, "fluent_logger": fluent_logger, "bad_then_good": bad_then_good}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]](sys.argv[2])

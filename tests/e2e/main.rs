@@ -1,6 +1,7 @@
 //! End-to-end tests: they run the built `sluice` binary against real inputs
 //! and peers. One test binary, one module per command or subsystem.
 
+mod config;
 mod parse;
 mod run;
 mod support;

@@ -13,7 +13,7 @@ use std::time::Duration;
 /// stdout, a listener). A liveness bound, not a performance assertion.
 const PATIENCE: Duration = Duration::from_secs(30);
 
-fn workspace() -> PathBuf {
+pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
@@ -83,6 +83,11 @@ pub struct Sidecar {
 impl Sidecar {
     /// Starts `sluice run` on a free loopback port and a fresh unix socket.
     pub fn start(extra_env: &[(&str, &str)]) -> Sidecar {
+        Sidecar::start_with(&[], extra_env)
+    }
+
+    /// [`Sidecar::start`] with extra arguments after `run`.
+    pub fn start_with(args: &[&str], extra_env: &[(&str, &str)]) -> Sidecar {
         static N: AtomicUsize = AtomicUsize::new(0);
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
@@ -96,6 +101,7 @@ impl Sidecar {
         ));
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .arg("run")
+            .args(args)
             .env("SLUICE_FORWARD_LISTEN", &tcp)
             .env("SLUICE_FORWARD_UNIX_PATH", &unix)
             .envs(extra_env.iter().copied())

@@ -1,0 +1,110 @@
+//! `sluice check-config` and `sluice run --config`.
+
+use std::process::Command;
+
+use crate::support::{client, Sidecar};
+
+fn config_file(name: &str, text: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("sluice-e2e-{}-{name}.toml", std::process::id()));
+    std::fs::write(&path, text).expect("temp file written");
+    path
+}
+
+fn check_config(path: &std::path::Path, env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("check-config")
+        .arg(path)
+        .envs(env.iter().copied())
+        .output()
+        .expect("sluice runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_accepts_a_good_file_and_explains_every_error() {
+    let good = config_file(
+        "good",
+        "[forward]\nunix_path = \"/var/run/fluent.sock\"\n[redact]\nallow = [\"page\"]\n",
+    );
+    let (code, stdout, stderr) = check_config(&good, &[]);
+    assert_eq!((code, stderr.as_str()), (0, ""));
+    assert_eq!(stdout, format!("{}: ok\n", good.display()));
+
+    let bad = config_file(
+        "bad",
+        "[forward]\nmax_conections = 5\n[cloudwatch]\nretention_days = 10\n[output]\ntype = \"s3\"\n",
+    );
+    let (code, stdout, stderr) = check_config(&bad, &[("SLUICE_CLOUDWATCH_AUTO_CREATE", "maybe")]);
+    assert_eq!((code, stdout.as_str()), (1, ""));
+    let p = bad.display();
+    assert_eq!(
+        stderr,
+        format!(
+            "{p}: forward.max_conections: unknown key; [forward] takes listen, unix_path, unix_mode, shared_key, max_connections, idle_timeout\n\
+             {p}: SLUICE_CLOUDWATCH_AUTO_CREATE: expected true or false\n\
+             {p}: output.type: \"s3\" is not one of stdout, file, cloudwatch\n\
+             {p}: cloudwatch.retention_days: 10 is not a retention CloudWatch accepts: 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653\n\
+             {p}: 4 error(s)\n"
+        )
+    );
+}
+
+#[test]
+fn run_with_a_config_file() {
+    let file = config_file(
+        "run",
+        r#"
+        [envoy]
+        containers = ["envoy"]
+        formats = ["%REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% %UPSTREAM_CLUSTER%"]
+        routes = ["/orders/{order}"]
+        [redact]
+        allow = ["page"]
+        "#,
+    );
+    let path = file.display().to_string();
+    let sidecar = Sidecar::start_with(&["--config", &path], &[]);
+    assert_eq!(
+        client("containers", &sidecar.tcp),
+        [r#"{"ack": {"ack": "end"}}"#]
+    );
+    let lines = sidecar.lines(4);
+    assert_eq!(
+        lines,
+        [
+            r#"{"kind":"access","timestamp":1460751420310,"tag":"t","container_name":"envoy","start_time":"2016-04-15T20:17:00.310Z","method":"POST","path":"/api/v1/locations?page=2&token=REDACTED","protocol":"HTTP/2","response_code":204,"bytes_received":154,"bytes_sent":0,"duration":226,"upstream_service_time":100,"forwarded_for":"10.0.35.28","user_agent":"nsq2http","request_id":"cc21d9b0-cf5c-432b-8c7e-98aeb7988cd2","authority":"locations","upstream_host":"tcp://10.0.2.1:80","route":"POST /api/v1/locations"}"#,
+            // Not an Envoy container: an application line, still redacted.
+            r#"{"kind":"app","timestamp":1700000000000,"tag":"t","container_name":"app","log":"[2016-04-15T20:17:00.310Z] \"POST /api/v1/locations?page=2&token=REDACTED HTTP/2\" 204 - 154 0 226 100 \"10.0.35.28\" \"nsq2http\" \"cc21d9b0-cf5c-432b-8c7e-98aeb7988cd2\" \"locations\" \"tcp://10.0.2.1:80\""}"#,
+            r#"{"kind":"access","timestamp":1700000000000,"tag":"t","container_name":"envoy","method":"GET","path":"/orders/7?token=REDACTED","response_code":200,"upstream_cluster":"orders-v2","route":"GET /orders/{order}"}"#,
+            r#"{"kind":"app","timestamp":1700000000000,"tag":"t","log":"done"}"#,
+        ]
+    );
+}
+
+#[test]
+fn run_refuses_a_bad_config_and_outputs_not_built_yet() {
+    let bad = config_file("run-bad", "[redact]\nmode = \"hide\"\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--config"])
+        .arg(&bad)
+        .output()
+        .expect("sluice runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(r#""key":"redact.mode""#), "{stderr}");
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("run")
+        .env("SLUICE_OUTPUT_TYPE", "cloudwatch")
+        .output()
+        .expect("sluice runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("only output.type = \\\"stdout\\\" is built so far"),
+        "{stderr}"
+    );
+}
