@@ -92,8 +92,8 @@ pub enum OutputType {
 }
 
 /// Keys that are validated (so `check-config` covers every key the issues
-/// pin) but not acted on yet: the file and CloudWatch outputs, the memory
-/// budget and the shutdown windows arrive later. `sluice run` warns when one
+/// pin) but not acted on yet: the CloudWatch output, the memory budget and
+/// the shutdown windows arrive later. `sluice run` warns when one
 /// of them is set instead of ignoring it silently.
 pub const NOT_YET_USED: [&str; 5] = [
     "file",
@@ -108,11 +108,9 @@ pub const NOT_YET_USED: [&str; 5] = [
 pub struct Config {
     pub forward: ForwardConfig,
     pub output: OutputType,
-    // Validated now, read by the outputs and shutdown handling to come (see
-    // NOT_YET_USED).
-    #[allow(dead_code)]
     pub file_dir: Option<PathBuf>,
-    #[allow(dead_code)]
+    /// The templates are used by the file output; the rest waits for the
+    /// CloudWatch output (see NOT_YET_USED).
     pub cloudwatch: CloudwatchConfig,
     pub envoy: EnvoyConfig,
     pub redact: RedactConfig,

@@ -6,9 +6,11 @@ use clap::Parser;
 
 mod cli;
 mod config;
+mod output;
 mod parse_cmd;
 mod render;
 mod run;
+mod streams;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

@@ -40,13 +40,14 @@ impl LineRenderer {
     /// Appends `{"kind":"access",...,"route":"..."}` or
     /// `{"kind":"app","log":"..."}` for `line` (without a newline).
     pub fn render(&self, line: &str, out: &mut String) {
-        self.render_event(line, None, out);
+        let _access = self.render_event(line, None, out);
     }
 
     /// [`LineRenderer::render`] with the event's metadata: `timestamp` (the
     /// access record's start time, else the event time, in ms), `tag`, the
     /// FireLens/Docker fields, and any other record keys under `extra`.
-    pub fn render_event(&self, line: &str, meta: Option<&EventMeta<'_>>, out: &mut String) {
+    /// Returns whether the line was an access record.
+    pub fn render_event(&self, line: &str, meta: Option<&EventMeta<'_>>, out: &mut String) -> bool {
         let classified = if meta.is_some_and(|m| !self.may_be_access(m)) {
             Classified::App(sluice_parser::trim_line_ending(line))
         } else {
@@ -67,6 +68,7 @@ impl LineRenderer {
                 out.push_str(",\"route\":");
                 json_out::write_str(out, &self.routes.route_key(&record));
                 out.push('}');
+                true
             }
             Classified::App(text) => {
                 out.push_str("{\"kind\":\"app\"");
@@ -76,6 +78,7 @@ impl LineRenderer {
                 out.push_str(",\"log\":");
                 json_out::write_str(out, &self.redactor.redact_text(text));
                 out.push('}');
+                false
             }
         }
     }

@@ -2,9 +2,10 @@
 //!
 //! Settings come from the configuration (`--config FILE`, else the embedded
 //! default) with `SLUICE_<SECTION>_<KEY>` overrides; see config.rs. The
-//! output built so far is stdout: one JSON object per event.
+//! outputs built so far: stdout (one JSON object per event) and files (one
+//! NDJSON file per log group and stream).
 
-use std::io::{self, Write};
+use std::io;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -17,7 +18,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::cli::RunArgs;
 use crate::config::{self, Config, ForwardConfig, OutputType};
+use crate::output::{FileSink, Sink};
 use crate::render::{EventMeta, LineRenderer};
+use crate::streams::{StreamKey, StreamTemplates, StreamVars};
 
 /// Frames queued between the listeners and the output. Small: a frame can
 /// hold thousands of events, and a full queue is what pushes back on clients.
@@ -45,17 +48,13 @@ pub fn run(args: RunArgs) -> ExitCode {
         }
     };
     for key in &config.set_keys {
-        let pending = config::NOT_YET_USED
-            .iter()
-            .any(|p| key == p || key.starts_with(&format!("{p}.")));
-        if pending {
+        if config::NOT_YET_USED.contains(&key.as_str()) {
             tracing::warn!(%key, "accepted but not used by this version yet");
         }
     }
-    if config.output != OutputType::Stdout {
+    if config.output == OutputType::Cloudwatch {
         tracing::error!(
-            output = ?config.output,
-            "only output.type = \"stdout\" is built so far; the file and cloudwatch outputs are not"
+            "output.type = \"cloudwatch\" is not built yet; use \"stdout\" or \"file\""
         );
         return ExitCode::from(2);
     }
@@ -106,6 +105,21 @@ fn hostname() -> String {
 
 async fn serve(full: Config) -> ExitCode {
     let config = server_config(&full.forward);
+    let sink = match (&full.output, &full.file_dir) {
+        (OutputType::File, Some(dir)) => match FileSink::new(dir.clone()) {
+            Ok(files) => Sink::Files(files),
+            Err(e) => {
+                tracing::error!(dir = %dir.display(), error = %e, "cannot use the file output directory");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => Sink::stdout(),
+    };
+    let templates = StreamTemplates {
+        log_group: full.cloudwatch.log_group.clone(),
+        access_stream: full.cloudwatch.access_stream.clone(),
+        app_stream: full.cloudwatch.app_stream.clone(),
+    };
     let renderer = renderer(full);
     let counters = Arc::new(Counters::default());
     let server = match Server::bind(config.clone(), counters.clone()).await {
@@ -126,7 +140,8 @@ async fn serve(full: Config) -> ExitCode {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (pipeline_tx, pipeline_rx) = mpsc::channel(PIPELINE_FRAMES);
     let handle = tokio::runtime::Handle::current();
-    let output = std::thread::spawn(move || write_stdout(pipeline_rx, handle, renderer));
+    let output =
+        std::thread::spawn(move || write_output(pipeline_rx, handle, renderer, templates, sink));
     let server = tokio::spawn(server.run(pipeline_tx, shutdown_rx));
 
     let signal = wait_for_signal().await;
@@ -190,37 +205,50 @@ const MAX_JOINED_LINE: usize = 1 << 20;
 /// A split line whose last part has not come for this long goes out as is.
 const PARTIAL_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The stdout output: joins Docker's split lines, renders every event,
-/// flushes, then accepts the delivery (which acks its chunk). Runs on its
-/// own thread: stdout writes block.
-fn write_stdout(
+/// The output stage: joins Docker's split lines, renders every event,
+/// writes it to the sink, flushes, then accepts the delivery (which acks its
+/// chunk). Runs on its own thread: writes block.
+fn write_output(
     mut pipeline: mpsc::Receiver<Delivery>,
     runtime: tokio::runtime::Handle,
     renderer: LineRenderer,
+    templates: StreamTemplates,
+    mut sink: Sink,
 ) -> io::Result<u64> {
     let mut partials = PartialAssembler::new(
         MAX_JOINED_LINE,
         i64::try_from(PARTIAL_TIMEOUT.as_nanos()).unwrap_or(i64::MAX),
     );
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut json = String::with_capacity(1 << 12);
     let mut written = 0u64;
-    let mut write =
-        |event: &Event, out: &mut io::BufWriter<io::StdoutLock<'_>>| -> io::Result<()> {
-            json.clear();
-            let (line, line_key) = log_line(&event.record);
-            let meta = EventMeta {
-                time_ms: event.time_ns.div_euclid(1_000_000),
+    let no_key = StreamKey {
+        group: String::new(),
+        stream: String::new(),
+    };
+    let mut write = |event: &Event, sink: &mut Sink| -> io::Result<()> {
+        json.clear();
+        let (line, line_key) = log_line(&event.record);
+        let time_ms = event.time_ns.div_euclid(1_000_000);
+        let meta = EventMeta {
+            time_ms,
+            tag: &event.tag,
+            record: &event.record,
+            line_key,
+        };
+        let access = renderer.render_event(&line, Some(&meta), &mut json);
+        json.push('\n');
+        written += 1;
+        if sink.needs_key() {
+            let vars = StreamVars {
                 tag: &event.tag,
                 record: &event.record,
-                line_key,
+                time_ms,
             };
-            renderer.render_event(&line, Some(&meta), &mut json);
-            json.push('\n');
-            written += 1;
-            out.write_all(json.as_bytes())
-        };
+            sink.write(&templates.key(access, &vars), json.as_bytes())
+        } else {
+            sink.write(&no_key, json.as_bytes())
+        }
+    };
     loop {
         // Wake at least once a second to let stale split lines out.
         let next = runtime.block_on(async {
@@ -231,28 +259,28 @@ fn write_stdout(
             Ok(Some(delivery)) => {
                 for event in &delivery.events {
                     for joined in partials.push(event.clone(), now) {
-                        write(&joined, &mut out)?;
+                        write(&joined, &mut sink)?;
                     }
                 }
                 for stale in partials.expire(now) {
-                    write(&stale, &mut out)?;
+                    write(&stale, &mut sink)?;
                 }
-                out.flush()?;
+                sink.flush()?;
                 delivery.accept();
             }
             Ok(None) => break,
             Err(_) => {
                 for stale in partials.expire(now) {
-                    write(&stale, &mut out)?;
+                    write(&stale, &mut sink)?;
                 }
-                out.flush()?;
+                sink.flush()?;
             }
         }
     }
     for rest in partials.flush() {
-        write(&rest, &mut out)?;
+        write(&rest, &mut sink)?;
     }
-    out.flush()?;
+    sink.flush()?;
     Ok(written)
 }
 

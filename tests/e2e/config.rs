@@ -103,8 +103,58 @@ fn run_refuses_a_bad_config_and_outputs_not_built_yet() {
         .expect("sluice runs");
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("only output.type = \\\"stdout\\\" is built so far"),
-        "{stderr}"
+    assert!(stderr.contains("is not built yet; use"), "{stderr}");
+}
+
+#[test]
+fn file_output_writes_one_ndjson_file_per_stream() {
+    let dir = std::env::temp_dir().join(format!("sluice-e2e-files-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let dir_text = dir.display().to_string();
+    let sidecar = Sidecar::start(&[
+        ("SLUICE_OUTPUT_TYPE", "file"),
+        ("SLUICE_FILE_DIR", &dir_text),
+        ("SLUICE_CLOUDWATCH_LOG_GROUP", "/ecs/{cluster}"),
+    ]);
+    assert_eq!(
+        client("containers", &sidecar.tcp),
+        [r#"{"ack": {"ack": "end"}}"#]
     );
+    let (status, _) = sidecar.stop();
+    assert!(status.success());
+    let read = |group: &str, stream: &str| {
+        std::fs::read_to_string(dir.join(group).join(format!("{stream}.ndjson")))
+            .unwrap_or_else(|e| panic!("{group}/{stream}: {e}"))
+    };
+    // No task metadata in these records: task_id is "unknown", cluster "default".
+    // Every container may log access records by default: both lines.
+    let access = read("%2Fecs%2Fdefault", "unknown%2Faccess");
+    let containers: Vec<&str> = access
+        .lines()
+        .map(|l| {
+            if l.contains(r#""container_name":"envoy""#) {
+                "envoy"
+            } else {
+                "app"
+            }
+        })
+        .collect();
+    assert_eq!(containers, ["envoy", "app"], "{access}");
+    assert!(access
+        .lines()
+        .all(|l| l.starts_with(r#"{"kind":"access","timestamp":1460751420310"#)));
+    let envoy_app = read("%2Fecs%2Fdefault", "unknown%2Fenvoy");
+    assert_eq!(
+        envoy_app,
+        "{\"kind\":\"app\",\"timestamp\":1700000000000,\"tag\":\"t\",\"container_name\":\"envoy\",\"log\":\"GET /orders/7?token=REDACTED 200 orders-v2\"}\n"
+    );
+    assert!(!dir
+        .join("%2Fecs%2Fdefault")
+        .join("unknown%2Fapp.ndjson")
+        .exists());
+    assert_eq!(
+        read("%2Fecs%2Fdefault", "unknown%2Funknown"),
+        "{\"kind\":\"app\",\"timestamp\":1700000000000,\"tag\":\"t\",\"log\":\"done\"}\n"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

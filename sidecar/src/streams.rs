@@ -1,0 +1,240 @@
+//! Which log group and stream an event goes to: the `[cloudwatch]` templates
+//! filled from the event's metadata, made safe as CloudWatch names (and, for
+//! the file output, as file names).
+
+use serde_json::{Map, Value as Json};
+
+/// Fills `{container_name}`, `{task_id}`, `{cluster}`, `{tag}` and `{date}`.
+pub struct StreamTemplates {
+    pub log_group: String,
+    pub access_stream: String,
+    pub app_stream: String,
+}
+
+/// A log group and stream.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamKey {
+    pub group: String,
+    pub stream: String,
+}
+
+/// The metadata templates read, taken from a forward event.
+pub struct StreamVars<'a> {
+    pub tag: &'a str,
+    pub record: &'a Map<String, Json>,
+    pub time_ms: i64,
+}
+
+impl StreamVars<'_> {
+    fn get(&self, name: &str) -> String {
+        let field = |key: &str| self.record.get(key).and_then(Json::as_str);
+        match name {
+            "container_name" => {
+                let name = field("container_name").unwrap_or("unknown");
+                name.strip_prefix('/').unwrap_or(name).to_string()
+            }
+            // FireLens tags are `<container>-firelens-<task id>`; the task
+            // ARN ends in the task id too.
+            "task_id" => field("ecs_task_arn")
+                .and_then(|arn| arn.rsplit('/').next())
+                .or_else(|| self.tag.rsplit_once("-firelens-").map(|(_, id)| id))
+                .unwrap_or("unknown")
+                .to_string(),
+            "cluster" => {
+                let cluster = field("ecs_cluster").unwrap_or("default");
+                // A cluster may be given as an ARN.
+                cluster.rsplit('/').next().unwrap_or(cluster).to_string()
+            }
+            "tag" => self.tag.to_string(),
+            "date" => utc_date(self.time_ms),
+            _ => String::new(),
+        }
+    }
+}
+
+impl StreamTemplates {
+    /// The group and stream for an access record or an application line.
+    pub fn key(&self, access: bool, vars: &StreamVars<'_>) -> StreamKey {
+        let stream = if access {
+            &self.access_stream
+        } else {
+            &self.app_stream
+        };
+        StreamKey {
+            group: group_name(&fill(&self.log_group, vars)),
+            stream: stream_name(&fill(stream, vars)),
+        }
+    }
+}
+
+fn fill(template: &str, vars: &StreamVars<'_>) -> String {
+    let mut out = String::with_capacity(template.len() + 32);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        match rest[open..].find('}') {
+            Some(close) => {
+                out.push_str(&vars.get(&rest[open + 1..open + close]));
+                rest = &rest[open + close + 1..];
+            }
+            None => {
+                out.push_str(&rest[open..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A valid log group name: 1-512 of `[.-_/#A-Za-z0-9]`, not starting with
+/// `aws/`; anything else becomes `_`.
+fn group_name(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '/' | '#') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(512)
+        .collect();
+    if out.starts_with("aws/") {
+        out.replace_range(..3, "_aw");
+    }
+    if out.is_empty() {
+        out.push('_');
+    }
+    out
+}
+
+/// A valid log stream name: 1-512 characters, no `:` or `*`.
+fn stream_name(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .map(|c| {
+            if matches!(c, ':' | '*') || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .take(512)
+        .collect();
+    if out.is_empty() {
+        out.push('_');
+    }
+    out
+}
+
+/// One path component for a CloudWatch name: `/` and `%` are escaped, so a
+/// name can never climb out of the directory or collide with another.
+pub fn file_component(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        match c {
+            '/' => out.push_str("%2F"),
+            '%' => out.push_str("%25"),
+            c if c.is_control() => out.push('_'),
+            c => out.push(c),
+        }
+    }
+    if out.chars().all(|c| c == '.') {
+        // "." and ".." are directories, not names.
+        out = out.replace('.', "%2E");
+    }
+    out
+}
+
+/// `YYYY-MM-DD` (UTC) of a time in ms.
+fn utc_date(ms: i64) -> String {
+    let days = ms.div_euclid(86_400_000);
+    // civil_from_days (Howard Hinnant).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn templates() -> StreamTemplates {
+        StreamTemplates {
+            log_group: "/ecs/{cluster}/{container_name}".into(),
+            access_stream: "{task_id}/access".into(),
+            app_stream: "{task_id}/{container_name}/{date}".into(),
+        }
+    }
+
+    #[test]
+    fn firelens_metadata_fills_the_templates() {
+        let Json::Object(record) = json!({
+            "container_name": "/envoy",
+            "ecs_cluster": "arn:aws:ecs:us-east-1:123456789012:cluster/prod",
+            "ecs_task_arn": "arn:aws:ecs:us-east-1:123456789012:task/prod/5a0a7b1c",
+        }) else {
+            unreachable!()
+        };
+        let vars = StreamVars {
+            tag: "envoy-firelens-5a0a7b1c",
+            record: &record,
+            time_ms: 1_700_000_000_000,
+        };
+        assert_eq!(
+            templates().key(true, &vars),
+            StreamKey {
+                group: "/ecs/prod/envoy".into(),
+                stream: "5a0a7b1c/access".into()
+            }
+        );
+        assert_eq!(
+            templates().key(false, &vars).stream,
+            "5a0a7b1c/envoy/2023-11-14"
+        );
+    }
+
+    #[test]
+    fn missing_metadata_and_hostile_names() {
+        let Json::Object(record) = json!({"container_name": "../../etc:*x y"}) else {
+            unreachable!()
+        };
+        let vars = StreamVars {
+            tag: "app-firelens-t9",
+            record: &record,
+            time_ms: 0,
+        };
+        let key = templates().key(false, &vars);
+        // `/` and `.` are valid in group names; the file output escapes them.
+        assert_eq!(key.group, "/ecs/default/../../etc__x_y");
+        assert_eq!(
+            file_component(&key.group),
+            "%2Fecs%2Fdefault%2F..%2F..%2Fetc__x_y"
+        );
+        assert_eq!(key.stream, "t9/../../etc__x y/1970-01-01");
+        assert_eq!(
+            file_component(&key.stream),
+            "t9%2F..%2F..%2Fetc__x y%2F1970-01-01"
+        );
+        assert_eq!(file_component(".."), "%2E%2E");
+        assert_eq!(file_component("a%2Fb"), "a%252Fb");
+        let vars = StreamVars {
+            tag: "plain",
+            record: &Map::new(),
+            time_ms: 0,
+        };
+        assert_eq!(templates().key(true, &vars).stream, "unknown/access");
+        assert_eq!(group_name("aws/x"), "_aw/x");
+    }
+}
