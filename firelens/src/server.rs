@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 
 use std::io::Read;
 
@@ -45,6 +45,80 @@ pub struct ServerConfig {
     pub shared_key: Option<String>,
     /// The name this server gives in the handshake.
     pub self_hostname: String,
+    /// What decoded events may hold in memory until the pipeline is done
+    /// with them, shared with the rest of the process.
+    pub budget: Arc<MemoryBudget>,
+}
+
+/// One budget for the bytes of events on their way through the pipeline.
+/// A delivery reserves its (estimated) size before it is queued and gives it
+/// back when it is dropped; when the budget is spent, connections wait, stop
+/// reading, and TCP pushes back on the clients.
+#[derive(Debug)]
+pub struct MemoryBudget {
+    units: Arc<Semaphore>,
+    total_units: usize,
+}
+
+impl MemoryBudget {
+    /// Reservations are counted in KiB.
+    const UNIT: usize = 1024;
+
+    pub fn new(bytes: u64) -> MemoryBudget {
+        let total_units = usize::try_from(bytes / Self::UNIT as u64)
+            .unwrap_or(usize::MAX)
+            .clamp(1, Semaphore::MAX_PERMITS);
+        MemoryBudget {
+            units: Arc::new(Semaphore::new(total_units)),
+            total_units,
+        }
+    }
+
+    /// Bytes reserved now.
+    pub fn in_use(&self) -> u64 {
+        ((self.total_units - self.units.available_permits()) * Self::UNIT) as u64
+    }
+
+    /// Bytes in all.
+    pub fn total(&self) -> u64 {
+        (self.total_units * Self::UNIT) as u64
+    }
+
+    /// Waits until `bytes` (at most the whole budget) can be reserved.
+    async fn reserve(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+        let units = bytes.div_ceil(Self::UNIT).clamp(1, self.total_units);
+        let units = u32::try_from(units).unwrap_or(u32::MAX);
+        self.units.clone().acquire_many_owned(units).await.ok()
+    }
+}
+
+/// What an event costs in memory, roughly: its strings and a fixed overhead
+/// per field for the map.
+fn estimated_bytes(events: &[Event]) -> usize {
+    fn value(v: &serde_json::Value) -> usize {
+        match v {
+            serde_json::Value::String(s) => s.len() + 24,
+            serde_json::Value::Array(a) => a.iter().map(value).sum::<usize>() + 24,
+            serde_json::Value::Object(m) => {
+                m.iter()
+                    .map(|(k, v)| k.len() + 48 + value(v))
+                    .sum::<usize>()
+                    + 24
+            }
+            _ => 16,
+        }
+    }
+    events
+        .iter()
+        .map(|e| {
+            e.tag.len()
+                + 64
+                + e.record
+                    .iter()
+                    .map(|(k, v)| k.len() + 48 + value(v))
+                    .sum::<usize>()
+        })
+        .sum()
 }
 
 /// The events of one frame, on their way to the pipeline.
@@ -54,6 +128,8 @@ pub struct Delivery {
     /// Resolved by [`Delivery::accept`]; dropping the delivery without
     /// accepting it means the chunk is never acked, so the client resends.
     accepted: Option<oneshot::Sender<()>>,
+    /// The share of the memory budget these events hold until dropped.
+    _reserved: Option<OwnedSemaphorePermit>,
 }
 
 impl Delivery {
@@ -167,6 +243,7 @@ impl Server {
             shared_key: self.config.shared_key.clone(),
             self_hostname: self.config.self_hostname.clone(),
             logs: LogLimiter::default(),
+            budget: self.config.budget.clone(),
         });
         let tcp = self.tcp.map(|listener| {
             let (shared, permits, shutdown) = (shared.clone(), permits.clone(), shutdown.clone());
@@ -224,6 +301,7 @@ struct Shared {
     shared_key: Option<String>,
     self_hostname: String,
     logs: LogLimiter,
+    budget: Arc<MemoryBudget>,
 }
 
 async fn accept_loop<S, F, Fut>(
@@ -452,9 +530,15 @@ async fn connection_loop<S: AsyncRead + AsyncWrite + Unpin>(
                 .fetch_add(skipped_non_logs as u64, Ordering::Relaxed);
             let (accepted_tx, accepted_rx) = oneshot::channel();
             if !events.is_empty() {
+                // Waits while the budget is spent: back-pressure.
+                let reserved = tokio::select! {
+                    r = shared.budget.reserve(estimated_bytes(&events)) => r,
+                    _ = shutdown.changed() => return Closed::Shutdown,
+                };
                 let delivery = Delivery {
                     events,
                     accepted: Some(accepted_tx),
+                    _reserved: reserved,
                 };
                 // Waits while the pipeline is full: back-pressure.
                 if shared.pipeline.send(delivery).await.is_err() {

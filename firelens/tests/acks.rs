@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_firelens::{msgpack, Counters, Limits, Server, ServerConfig};
+use sluice_firelens::{msgpack, Counters, Limits, MemoryBudget, Server, ServerConfig};
 use tokio::sync::{mpsc, watch};
 
 /// `["t", 1700000000, {"log": "x"}, {"chunk": CHUNK}]`.
@@ -41,9 +41,27 @@ fn read_reply(stream: &mut TcpStream, wait: Duration) -> Option<String> {
         .map(str::to_string)
 }
 
-#[test]
-fn ack_waits_for_accept_and_never_follows_a_drop() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
+/// The next delivery, failing the test instead of hanging after 10 s.
+fn next(
+    runtime: &tokio::runtime::Runtime,
+    rx: &mut mpsc::Receiver<sluice_firelens::Delivery>,
+) -> sluice_firelens::Delivery {
+    runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(10), rx.recv()).await })
+        .expect("a delivery within 10 s")
+        .expect("the server is running")
+}
+
+/// A server on a free port with a pipeline channel of `queue` deliveries.
+fn start(
+    runtime: &tokio::runtime::Runtime,
+    queue: usize,
+    budget: Arc<MemoryBudget>,
+) -> (
+    std::net::SocketAddr,
+    mpsc::Receiver<sluice_firelens::Delivery>,
+    watch::Sender<bool>,
+) {
     let config = ServerConfig {
         tcp: Some("127.0.0.1:0".parse().unwrap()),
         unix: None,
@@ -52,18 +70,48 @@ fn ack_waits_for_accept_and_never_follows_a_drop() {
         limits: Limits::default(),
         shared_key: None,
         self_hostname: "test".into(),
+        budget,
     };
     let server = runtime
         .block_on(Server::bind(config, Arc::new(Counters::default())))
         .unwrap();
     let addr = server.tcp_addr().unwrap();
-    let (tx, mut rx) = mpsc::channel(1);
-    let (_shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (tx, rx) = mpsc::channel(queue);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
     runtime.spawn(server.run(tx, shutdown_rx));
+    (addr, rx, shutdown_tx)
+}
+
+#[test]
+fn a_spent_memory_budget_holds_back_the_next_frame() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // One KiB: a single small event fills it.
+    let budget = Arc::new(MemoryBudget::new(1024));
+    let (addr, mut rx, _shutdown) = start(&runtime, 16, budget.clone());
+    let mut client = TcpStream::connect(addr).unwrap();
+    client.write_all(&frame("a")).unwrap();
+    let first = next(&runtime, &mut rx);
+    assert_eq!(budget.in_use(), 1024);
+    client.write_all(&frame("b")).unwrap();
+    // The queue has room, but the budget has not: nothing more comes.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(rx.try_recv().is_err());
+    // Accepting (or dropping) the first gives its share back.
+    first.accept();
+    let second = next(&runtime, &mut rx);
+    assert_eq!(second.events[0].record["log"], "x");
+    second.accept();
+    assert_eq!(budget.in_use(), 0);
+}
+
+#[test]
+fn ack_waits_for_accept_and_never_follows_a_drop() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (addr, mut rx, _shutdown) = start(&runtime, 1, Arc::new(MemoryBudget::new(64 << 20)));
 
     let mut client = TcpStream::connect(addr).unwrap();
     client.write_all(&frame("first")).unwrap();
-    let delivery = runtime.block_on(rx.recv()).unwrap();
+    let delivery = next(&runtime, &mut rx);
     assert_eq!(delivery.events[0].record["log"], "x");
     // Not accepted yet: no ack may arrive.
     assert_eq!(read_reply(&mut client, Duration::from_millis(300)), None);
@@ -75,7 +123,7 @@ fn ack_waits_for_accept_and_never_follows_a_drop() {
 
     // A delivery dropped without accept is never acked.
     client.write_all(&frame("second")).unwrap();
-    let delivery = runtime.block_on(rx.recv()).unwrap();
+    let delivery = next(&runtime, &mut rx);
     drop(delivery);
     assert_eq!(read_reply(&mut client, Duration::from_millis(300)), None);
 }

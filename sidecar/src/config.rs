@@ -92,13 +92,16 @@ pub enum OutputType {
 }
 
 /// Keys that are validated (so `check-config` covers every key the issues
-/// pin) but not acted on yet: the CloudWatch output, the memory budget and
-/// the shutdown windows arrive later. `sluice run` warns when one
+/// pin) but not acted on yet: the CloudWatch output and the shutdown windows
+/// arrive later. `sluice run` warns when one
 /// of them is set instead of ignoring it silently.
-pub const NOT_YET_USED: [&str; 5] = [
-    "file",
-    "cloudwatch",
-    "limits.memory",
+pub const NOT_YET_USED: [&str; 8] = [
+    "cloudwatch.region",
+    "cloudwatch.endpoint",
+    "cloudwatch.stats_stream",
+    "cloudwatch.auto_create",
+    "cloudwatch.retention_days",
+    "cloudwatch.flush_interval",
     "shutdown.drain",
     "shutdown.grace",
 ];
@@ -114,8 +117,7 @@ pub struct Config {
     pub cloudwatch: CloudwatchConfig,
     pub envoy: EnvoyConfig,
     pub redact: RedactConfig,
-    /// Bytes everything buffered may use.
-    #[allow(dead_code)]
+    /// Bytes that decoded events on their way through the pipeline may use.
     pub memory_limit: u64,
     #[allow(dead_code)]
     pub shutdown_drain: Duration,

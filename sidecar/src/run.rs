@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value as Json;
-use sluice_firelens::{Counters, Delivery, Event, Limits, PartialAssembler, Server, ServerConfig};
+use sluice_firelens::{
+    Counters, Delivery, Event, Limits, MemoryBudget, PartialAssembler, Server, ServerConfig,
+};
 use sluice_parser::Classifier;
 use tokio::sync::{mpsc, watch};
 
@@ -81,7 +83,7 @@ fn init_logging() {
         .try_init();
 }
 
-fn server_config(forward: &ForwardConfig) -> ServerConfig {
+fn server_config(forward: &ForwardConfig, budget: Arc<MemoryBudget>) -> ServerConfig {
     ServerConfig {
         tcp: forward.listen,
         unix: forward.unix_path.clone().map(|p| (p, forward.unix_mode)),
@@ -90,6 +92,7 @@ fn server_config(forward: &ForwardConfig) -> ServerConfig {
         limits: Limits::default(),
         shared_key: forward.shared_key.clone(),
         self_hostname: hostname(),
+        budget,
     }
 }
 
@@ -104,7 +107,8 @@ fn hostname() -> String {
 }
 
 async fn serve(full: Config) -> ExitCode {
-    let config = server_config(&full.forward);
+    let budget = Arc::new(MemoryBudget::new(full.memory_limit));
+    let config = server_config(&full.forward, budget.clone());
     let sink = match (&full.output, &full.file_dir) {
         (OutputType::File, Some(dir)) => match FileSink::new(dir.clone()) {
             Ok(files) => Sink::Files(files),
