@@ -92,18 +92,15 @@ pub enum OutputType {
 }
 
 /// Keys that are validated (so `check-config` covers every key the issues
-/// pin) but not acted on yet: the CloudWatch output and the shutdown windows
-/// arrive later. `sluice run` warns when one
+/// pin) but not acted on yet: the CloudWatch output arrives later. `sluice run` warns when one
 /// of them is set instead of ignoring it silently.
-pub const NOT_YET_USED: [&str; 8] = [
+pub const NOT_YET_USED: [&str; 6] = [
     "cloudwatch.region",
     "cloudwatch.endpoint",
     "cloudwatch.stats_stream",
     "cloudwatch.auto_create",
     "cloudwatch.retention_days",
     "cloudwatch.flush_interval",
-    "shutdown.drain",
-    "shutdown.grace",
 ];
 
 /// The validated configuration `sluice run` uses.
@@ -119,9 +116,9 @@ pub struct Config {
     pub redact: RedactConfig,
     /// Bytes that decoded events on their way through the pipeline may use.
     pub memory_limit: u64,
-    #[allow(dead_code)]
+    /// After SIGTERM, how long input is still accepted.
     pub shutdown_drain: Duration,
-    #[allow(dead_code)]
+    /// After SIGTERM, the time to be done by (ECS's stopTimeout is 30 s).
     pub shutdown_grace: Duration,
     /// Every `section.key` set by the file or the environment.
     pub set_keys: Vec<String>,
@@ -432,6 +429,15 @@ impl Reader<'_> {
     }
 
     fn config(mut self) -> Config {
+        let drain = self.duration_or("shutdown", "drain", Duration::from_secs(2));
+        let grace = self.duration_or("shutdown", "grace", Duration::from_secs(25));
+        if drain >= grace {
+            self.error(
+                "shutdown",
+                "drain",
+                format!("{drain:?} must be shorter than shutdown.grace ({grace:?})"),
+            );
+        }
         Config {
             forward: self.forward(),
             output: self.output(),
@@ -440,8 +446,8 @@ impl Reader<'_> {
             envoy: self.envoy(),
             redact: self.redact(),
             memory_limit: self.size_or("limits", "memory", 64 << 20),
-            shutdown_drain: self.duration_or("shutdown", "drain", Duration::from_secs(2)),
-            shutdown_grace: self.duration_or("shutdown", "grace", Duration::from_secs(25)),
+            shutdown_drain: drain,
+            shutdown_grace: grace,
             set_keys: Vec::new(),
         }
     }
@@ -850,6 +856,14 @@ mod tests {
             "limits.memory: \"lots\" is not a size such as \"64MiB\""
         );
         assert_eq!(got.len(), expected.len() + 2, "{got:#?}");
+    }
+
+    #[test]
+    fn drain_must_end_before_the_grace() {
+        assert_eq!(
+            errors("[shutdown]\ndrain = \"30s\"\ngrace = \"25s\"\n", &[]),
+            ["shutdown.drain: 30s must be shorter than shutdown.grace (25s)"]
+        );
     }
 
     #[test]

@@ -71,7 +71,10 @@ pub fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve(config))
+    let code = runtime.block_on(serve(config));
+    // Do not wait for a stuck output past the grace.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    code
 }
 
 fn init_logging() {
@@ -108,6 +111,7 @@ fn hostname() -> String {
 
 async fn serve(full: Config) -> ExitCode {
     let budget = Arc::new(MemoryBudget::new(full.memory_limit));
+    let (drain, grace) = (full.shutdown_drain, full.shutdown_grace);
     let config = server_config(&full.forward, budget.clone());
     let sink = match (&full.output, &full.file_dir) {
         (OutputType::File, Some(dir)) => match FileSink::new(dir.clone()) {
@@ -149,27 +153,51 @@ async fn serve(full: Config) -> ExitCode {
     let server = tokio::spawn(server.run(pipeline_tx, shutdown_rx));
 
     let signal = wait_for_signal().await;
-    tracing::info!(signal, "stopping: no new connections");
+    // ECS stops the log router after the containers that depend on it, and
+    // the last lines of a crash matter: keep accepting for the drain window.
+    let deadline = tokio::time::Instant::now() + grace;
+    tracing::info!(
+        signal,
+        drain_ms = drain.as_millis() as u64,
+        "draining: still accepting input"
+    );
+    tokio::select! {
+        _ = tokio::time::sleep(drain) => {}
+        second = wait_for_signal() => tracing::info!(signal = second, "second signal: ending the drain early"),
+    }
+    tracing::info!("stopping: no new connections; writing what was received");
     let _ = shutdown_tx.send(true);
-    let _ = server.await;
-    let written = tokio::task::spawn_blocking(move || output.join())
-        .await
-        .ok()
-        .and_then(Result::ok);
-    match written {
-        Some(Ok(events)) => {
+    let finish = async {
+        let _ = server.await;
+        tokio::task::spawn_blocking(move || output.join())
+            .await
+            .ok()
+            .and_then(Result::ok)
+    };
+    let received = || counters.events.load(Ordering::Relaxed);
+    match tokio::time::timeout_at(deadline, finish).await {
+        Ok(Some(Ok(written))) => {
             tracing::info!(
-                events_written = events,
-                events_received = counters.events.load(Ordering::Relaxed),
+                events_written = written,
+                events_received = received(),
                 "stopped"
             );
             ExitCode::SUCCESS
         }
-        Some(Err(e)) => {
-            tracing::error!(error = %e, "stdout failed; unacked events will be resent by their clients");
+        Ok(Some(Err(e))) => {
+            tracing::error!(error = %e, "the output failed; unacked events will be resent by their clients");
             ExitCode::FAILURE
         }
-        None => ExitCode::FAILURE,
+        Ok(None) => ExitCode::FAILURE,
+        Err(_) => {
+            tracing::error!(
+                grace_ms = grace.as_millis() as u64,
+                events_received = received(),
+                budget_bytes_in_use = budget.in_use(),
+                "the shutdown grace ran out before everything was written; unacked events will be resent by their clients"
+            );
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -175,3 +175,24 @@ fn each_bad_input_class_alongside_a_good_client() {
     assert!(status.success());
     assert!(rest.is_empty(), "{rest:?}");
 }
+
+#[test]
+fn sigterm_keeps_accepting_for_the_drain_window_then_exits_0() {
+    let sidecar = Sidecar::start(&[
+        ("SLUICE_SHUTDOWN_DRAIN", "3s"),
+        ("SLUICE_SHUTDOWN_GRACE", "10s"),
+    ]);
+    sidecar.terminate();
+    // Within the drain window a client still gets its events in and acked.
+    assert_eq!(
+        client("containers", &sidecar.tcp),
+        [r#"{"ack": {"ack": "end"}}"#]
+    );
+    let (status, rest) = sidecar.wait();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(rest.len(), 4, "{rest:?}");
+    assert_eq!(
+        rest[3],
+        r#"{"kind":"app","timestamp":1700000000000,"tag":"t","log":"done"}"#
+    );
+}

@@ -102,6 +102,8 @@ impl Sidecar {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .arg("run")
             .args(args)
+            // No drain window unless a test asks for one: stopping is quick.
+            .env("SLUICE_SHUTDOWN_DRAIN", "0s")
             .env("SLUICE_FORWARD_LISTEN", &tcp)
             .env("SLUICE_FORWARD_UNIX_PATH", &unix)
             .envs(extra_env.iter().copied())
@@ -158,12 +160,27 @@ impl Sidecar {
 
     /// Sends SIGTERM and waits for the exit; returns the status and any
     /// stdout lines written after the ones already read.
-    pub fn stop(mut self) -> (ExitStatus, Vec<String>) {
+    pub fn stop(self) -> (ExitStatus, Vec<String>) {
+        self.terminate();
+        self.wait()
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn terminate(&self) {
         let pid = self.child.id().to_string();
         let sent = Command::new("kill").args(["-TERM", &pid]).status();
         assert!(sent.is_ok_and(|s| s.success()), "kill -TERM failed");
+    }
+
+    /// Waits for the exit; returns the status and the stdout lines not read yet.
+    pub fn wait(mut self) -> (ExitStatus, Vec<String>) {
         let status = self.child.wait().expect("sluice exits");
-        let rest = self.lines.try_iter().collect();
+        // Read until the reader thread sees EOF and hangs up, so no line the
+        // process wrote before exiting is missed.
+        let mut rest = Vec::new();
+        while let Ok(line) = self.lines.recv_timeout(PATIENCE) {
+            rest.push(line);
+        }
         (status, rest)
     }
 }
