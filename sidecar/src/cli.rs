@@ -23,6 +23,9 @@ pub enum Command {
     /// Check a configuration file (with SLUICE_* overrides) and explain every
     /// error.
     CheckConfig(CheckConfigArgs),
+    /// Exit 0 if the configured forward listener accepts a connection, else
+    /// 1 (for a container HEALTHCHECK; the image has no shell).
+    Healthcheck(RunArgs),
     /// Read log lines on stdin and write one JSON object per line on stdout:
     /// {"kind":"access",...fields,"route":"..."} or {"kind":"app","log":"..."}.
     Parse(ParseArgs),

@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         cli::Command::Parse(args) => parse_cmd::run(args),
         cli::Command::Run(args) => run::run(args),
         cli::Command::CheckConfig(args) => check_config(&args.file),
+        cli::Command::Healthcheck(args) => healthcheck(args.config.as_deref()),
     }
 }
 
@@ -42,5 +43,38 @@ fn check_config(path: &std::path::Path) -> ExitCode {
             eprintln!("{}: {} error(s)", path.display(), errors.len());
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `sluice healthcheck`: can a client connect to the forward listener?
+fn healthcheck(path: Option<&std::path::Path>) -> ExitCode {
+    let text = match path.map(std::fs::read_to_string).transpose() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("healthcheck: cannot read the configuration: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = match config::load(text.as_deref(), |name| std::env::var(name).ok()) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!(
+                "healthcheck: the configuration has {} error(s)",
+                errors.len()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let timeout = std::time::Duration::from_secs(2);
+    let reachable = match (config.forward.listen, &config.forward.unix_path) {
+        (Some(addr), _) => std::net::TcpStream::connect_timeout(&addr, timeout).is_ok(),
+        (None, Some(path)) => std::os::unix::net::UnixStream::connect(path).is_ok(),
+        (None, None) => false,
+    };
+    if reachable {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("healthcheck: the forward listener does not accept connections");
+        ExitCode::FAILURE
     }
 }

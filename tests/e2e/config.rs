@@ -158,3 +158,24 @@ fn file_output_writes_one_ndjson_file_per_stream() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn healthcheck_reports_whether_the_listener_accepts() {
+    let sidecar = Sidecar::start(&[]);
+    let status = |listen: &str| {
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("healthcheck")
+            .env("SLUICE_FORWARD_LISTEN", listen)
+            .output()
+            .expect("sluice runs")
+            .status
+            .code()
+    };
+    assert_eq!(status(&sidecar.tcp), Some(0));
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    assert_eq!(status(&free), Some(1));
+}

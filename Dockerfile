@@ -1,0 +1,27 @@
+# Sluice: the log sidecar for Envoy on Amazon ECS.
+#
+# Build:  docker build -t sluice .
+# The runtime stage is distroless: glibc and libgcc only (what the binary
+# links), no shell, running as the unprivileged user 65532. How this was
+# checked without a Docker engine: see "Container image" in the README.
+
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY . .
+# Only the sidecar binary; --locked keeps the image on Cargo.lock.
+RUN cargo build --release --locked -p sluice \
+ && install -D -m 0755 target/release/sluice /out/sluice
+
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /out/sluice /usr/local/bin/sluice
+USER 65532:65532
+# The forward input listens on 127.0.0.1:24224 by default: containers of an
+# awsvpc task (Fargate) share one network namespace. In bridge mode set
+# SLUICE_FORWARD_LISTEN=0.0.0.0:24224 in the task definition.
+# Fluent Forward; the admin port (2020) serves /healthz and /metrics once the
+# admin endpoint lands.
+EXPOSE 24224 2020
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+  CMD ["/usr/local/bin/sluice", "healthcheck"]
+ENTRYPOINT ["/usr/local/bin/sluice"]
+CMD ["run"]

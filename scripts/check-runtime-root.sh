@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Checks the Dockerfile's runtime-stage assumptions without a Docker engine:
+# the release binary needs only glibc and libgcc (what distroless
+# cc-debian12 ships), runs as the unprivileged user 65532 with an empty
+# environment, passes its own healthcheck, accepts a forward event and stops
+# cleanly on SIGTERM. Needs root, debootstrap, and the tests' .venv.
+# Usage: sudo scripts/check-runtime-root.sh [ROOT_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=${1:-/tmp/sluice-rootfs}
+port=24311
+
+[ -x "$root/bin/sh" ] || debootstrap --variant=minbase bookworm "$root" http://deb.debian.org/debian
+cargo build --release --locked -p sluice
+install -D -m 0755 target/release/sluice "$root/usr/local/bin/sluice"
+
+echo "== shared libraries the binary needs"
+for lib in $(readelf -d target/release/sluice | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p'); do
+  case "$lib" in
+    libc.so.6|libm.so.6|ld-linux-x86-64.so.2|libgcc_s.so.1) echo "$lib: in distroless cc-debian12" ;;
+    *) echo "$lib: NOT in distroless cc-debian12"; exit 1 ;;
+  esac
+done
+
+as_nonroot() { chroot --userspec=65532:65532 "$root" /usr/bin/env -i SLUICE_FORWARD_LISTEN=127.0.0.1:$port "$@"; }
+mountpoint -q "$root/proc" || mount -t proc proc "$root/proc"
+trap 'umount "$root/proc" 2>/dev/null || true' EXIT
+
+echo "== run as 65532"
+as_nonroot /usr/local/bin/sluice --version
+as_nonroot /usr/local/bin/sluice run > /tmp/sluice-root.out 2> /tmp/sluice-root.err &
+for _ in $(seq 50); do as_nonroot /usr/local/bin/sluice healthcheck && break; sleep 0.1; done
+as_nonroot /usr/local/bin/sluice healthcheck && echo "healthcheck: ok"
+.venv/bin/python -c "from fluent import sender; assert sender.FluentSender('app', port=$port).emit('x', {'log': 'GET /a?token=t 200'})"
+sleep 0.5
+pkill -TERM -f "sluice run"
+wait
+cat /tmp/sluice-root.out
+grep -q '"log":"GET /a?token=REDACTED 200"' /tmp/sluice-root.out
+grep -q '"message":"stopped"' /tmp/sluice-root.err
+echo "== runtime root check passed"
