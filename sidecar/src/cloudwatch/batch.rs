@@ -1,0 +1,267 @@
+//! PutLogEvents batching as pure functions: a batch built here never breaks
+//! an API rule (shared/specs.md §3, the PutLogEvents API reference):
+//!
+//! - at most 1,048,576 bytes, counted as each message's UTF-8 bytes + 26;
+//! - at most 10,000 events;
+//! - events in ascending timestamp order;
+//! - at most 24 hours between the first and the last event;
+//! - each event at most 1 MiB: longer messages are split into parts that
+//!   say so (`[sluice part 2/3] ...`), never dropped.
+
+/// The largest request, in bytes, as CloudWatch counts them.
+pub const MAX_BATCH_BYTES: usize = 1_048_576;
+/// What CloudWatch adds to every message when it counts a request's size.
+pub const EVENT_OVERHEAD_BYTES: usize = 26;
+/// The most events in one request.
+pub const MAX_BATCH_EVENTS: usize = 10_000;
+/// The longest message: one event alone must fit in a request.
+pub const MAX_MESSAGE_BYTES: usize = MAX_BATCH_BYTES - EVENT_OVERHEAD_BYTES;
+/// The widest span of timestamps in one request.
+pub const MAX_SPAN_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// One log event as PutLogEvents takes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogEvent {
+    /// Milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+    pub message: String,
+}
+
+impl LogEvent {
+    /// The bytes this event adds to a request.
+    pub fn cost(&self) -> usize {
+        self.message.len() + EVENT_OVERHEAD_BYTES
+    }
+}
+
+/// Events for one request, in the order CloudWatch requires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Batch {
+    pub events: Vec<LogEvent>,
+}
+
+impl Batch {
+    /// The request size as CloudWatch counts it.
+    pub fn bytes(&self) -> usize {
+        self.events.iter().map(LogEvent::cost).sum()
+    }
+}
+
+/// Collects one log stream's events into batches.
+#[derive(Debug, Default)]
+pub struct Batcher {
+    pending: Vec<LogEvent>,
+    bytes: usize,
+    oldest_ms: i64,
+    newest_ms: i64,
+}
+
+impl Batcher {
+    pub fn new() -> Batcher {
+        Batcher::default()
+    }
+
+    /// Events waiting for the next batch.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Bytes (as CloudWatch counts them) waiting for the next batch.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Adds an event (split first if too long); returns the batches it
+    /// closed, which are ready to send.
+    pub fn push(&mut self, event: LogEvent) -> Vec<Batch> {
+        let mut ready = Vec::new();
+        for part in split_oversized(event) {
+            let too_big = self.bytes + part.cost() > MAX_BATCH_BYTES;
+            let too_many = self.pending.len() + 1 > MAX_BATCH_EVENTS;
+            let too_wide = !self.pending.is_empty()
+                && (part.timestamp_ms.max(self.newest_ms) - part.timestamp_ms.min(self.oldest_ms))
+                    > MAX_SPAN_MS;
+            if too_big || too_many || too_wide {
+                ready.extend(self.flush());
+            }
+            if self.pending.is_empty() {
+                self.oldest_ms = part.timestamp_ms;
+                self.newest_ms = part.timestamp_ms;
+            }
+            self.oldest_ms = self.oldest_ms.min(part.timestamp_ms);
+            self.newest_ms = self.newest_ms.max(part.timestamp_ms);
+            self.bytes += part.cost();
+            self.pending.push(part);
+        }
+        ready
+    }
+
+    /// Closes the pending events into a batch (on the flush interval, at
+    /// shutdown); `None` when nothing is pending.
+    pub fn flush(&mut self) -> Option<Batch> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        let mut events = std::mem::take(&mut self.pending);
+        self.bytes = 0;
+        // Stable: events with the same timestamp keep their arrival order.
+        events.sort_by_key(|e| e.timestamp_ms);
+        Some(Batch { events })
+    }
+}
+
+/// Splits a message longer than [`MAX_MESSAGE_BYTES`] into parts marked
+/// `[sluice part i/n] `, cut at character boundaries; others pass as they are.
+pub fn split_oversized(event: LogEvent) -> Vec<LogEvent> {
+    if event.message.len() <= MAX_MESSAGE_BYTES {
+        return vec![event];
+    }
+    // Room for the longest marker this message can need.
+    const MARKER_ROOM: usize = "[sluice part 9999/9999] ".len();
+    let room = MAX_MESSAGE_BYTES - MARKER_ROOM;
+    let mut pieces = Vec::new();
+    let mut rest = event.message.as_str();
+    while !rest.is_empty() {
+        let mut cut = room.min(rest.len());
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        pieces.push(&rest[..cut]);
+        rest = &rest[cut..];
+    }
+    let n = pieces.len();
+    pieces
+        .into_iter()
+        .enumerate()
+        .map(|(i, piece)| LogEvent {
+            timestamp_ms: event.timestamp_ms,
+            message: format!("[sluice part {}/{n}] {piece}", i + 1),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn event(ts: i64, len: usize) -> LogEvent {
+        LogEvent {
+            timestamp_ms: ts,
+            message: "x".repeat(len),
+        }
+    }
+
+    /// Every PutLogEvents rule, checked on one batch.
+    fn assert_valid(batch: &Batch) {
+        assert!(!batch.events.is_empty());
+        assert!(batch.events.len() <= MAX_BATCH_EVENTS);
+        assert!(batch.bytes() <= MAX_BATCH_BYTES, "{} bytes", batch.bytes());
+        assert!(batch
+            .events
+            .windows(2)
+            .all(|w| w[0].timestamp_ms <= w[1].timestamp_ms));
+        let span = batch.events.last().unwrap().timestamp_ms - batch.events[0].timestamp_ms;
+        assert!(span <= MAX_SPAN_MS, "span {span}");
+        assert!(batch
+            .events
+            .iter()
+            .all(|e| e.message.len() <= MAX_MESSAGE_BYTES));
+    }
+
+    #[test]
+    fn byte_limit_counts_the_overhead() {
+        let mut b = Batcher::new();
+        // 1,022 x (1,000 + 26) = 1,048,572 bytes fit; the 1,023rd closes a batch.
+        let mut ready = Vec::new();
+        for _ in 0..1023 {
+            ready.extend(b.push(event(0, 1000)));
+        }
+        assert_eq!(ready.len(), 1);
+        assert_eq!(ready[0].events.len(), 1022);
+        assert_eq!(ready[0].bytes(), 1_048_572);
+        assert_eq!(b.len(), 1);
+    }
+
+    #[test]
+    fn event_count_limit() {
+        let mut b = Batcher::new();
+        let ready: Vec<Batch> = (0..10_001).flat_map(|i| b.push(event(i, 1))).collect();
+        assert_eq!(ready.len(), 1);
+        assert_eq!(ready[0].events.len(), 10_000);
+        assert_eq!(b.flush().unwrap().events.len(), 1);
+        assert_eq!(b.flush(), None);
+    }
+
+    #[test]
+    fn sorted_and_within_a_day() {
+        let mut b = Batcher::new();
+        let day = MAX_SPAN_MS;
+        let mut ready = Vec::new();
+        for ts in [5, 1, 3, day + 1, day + 2, 2] {
+            ready.extend(b.push(event(ts, 1)));
+        }
+        ready.extend(b.flush());
+        let stamps: Vec<Vec<i64>> = ready
+            .iter()
+            .map(|r| r.events.iter().map(|e| e.timestamp_ms).collect())
+            .collect();
+        // day + 2 is more than a day after 1: a new batch starts there.
+        assert_eq!(stamps, [vec![1, 3, 5, day + 1], vec![2, day + 2]]);
+        ready.iter().for_each(assert_valid);
+    }
+
+    #[test]
+    fn oversized_events_become_marked_parts() {
+        let big = LogEvent {
+            timestamp_ms: 7,
+            // Twice the limit in bytes; with room for the markers, three parts.
+            message: "é".repeat(MAX_MESSAGE_BYTES),
+        };
+        let parts = split_oversized(big.clone());
+        assert_eq!(parts.len(), 3);
+        assert!(parts[0].message.starts_with("[sluice part 1/3] é"));
+        assert!(parts[2].message.starts_with("[sluice part 3/3] é"));
+        let joined: String = parts
+            .iter()
+            .map(|p| p.message.split_once("] ").unwrap().1)
+            .collect();
+        assert_eq!(joined, big.message);
+        let mut b = Batcher::new();
+        let mut ready: Vec<Batch> = b.push(big);
+        ready.extend(b.flush());
+        ready.iter().for_each(assert_valid);
+        assert_eq!(ready.iter().map(|r| r.events.len()).sum::<usize>(), 3);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Any stream of events becomes valid batches holding exactly the
+        /// same events.
+        #[test]
+        fn batches_are_valid_and_lose_nothing(
+            events in prop::collection::vec((0i64..3 * MAX_SPAN_MS, 0usize..300_000), 1..60),
+        ) {
+            let mut b = Batcher::new();
+            let mut ready = Vec::new();
+            let mut sent: Vec<(i64, usize)> = Vec::new();
+            for (ts, len) in events {
+                sent.push((ts, len));
+                ready.extend(b.push(event(ts, len)));
+            }
+            ready.extend(b.flush());
+            for batch in &ready {
+                assert_valid(batch);
+            }
+            let mut got: Vec<(i64, usize)> = ready
+                .iter()
+                .flat_map(|r| r.events.iter().map(|e| (e.timestamp_ms, e.message.len())))
+                .collect();
+            got.sort_unstable();
+            sent.sort_unstable();
+            prop_assert_eq!(got, sent);
+        }
+    }
+}
