@@ -184,6 +184,21 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// The UTC calendar date (year, month, day) of a time in ms since the epoch
+/// (Howard Hinnant's `civil_from_days`, the inverse of [`days_from_civil`]).
+pub fn utc_date(ms: i64) -> (i64, u32, u32) {
+    let z = ms.div_euclid(86_400_000) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
 /// A compiled `%START_TIME(...)%` argument: the strftime subset Envoy users
 /// write. A format with a conversion this reader does not know still
 /// matches any value; it just yields no epoch time.
@@ -436,6 +451,17 @@ mod tests {
             assert_eq!(parse_iso8601(s), None, "{s}");
         }
         assert_eq!(parse_iso8601("2020-02-29T00:00:00Z"), Some(1582934400000));
+    }
+
+    #[test]
+    fn utc_dates_round_trip() {
+        assert_eq!(utc_date(0), (1970, 1, 1));
+        assert_eq!(utc_date(1_522_796_769_123), (2018, 4, 3));
+        assert_eq!(utc_date(-1), (1969, 12, 31));
+        for (y, m, d) in [(2000, 2, 29), (2024, 12, 31), (1999, 1, 1)] {
+            let ms = days_from_civil(y, m, d) * 86_400_000;
+            assert_eq!(utc_date(ms), (y, m, d));
+        }
     }
 
     #[test]
