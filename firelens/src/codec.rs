@@ -180,7 +180,7 @@ fn decode_frame(value: &Value<'_>, now_ns: i64, limits: &Limits) -> Result<Frame
     let tag = items
         .first()
         .and_then(Value::as_bytes)
-        .map(|t| String::from_utf8_lossy(t).into_owned())
+        .map(text)
         .ok_or(FrameError::Shape("the first element (tag) is a string"))?;
     let second = items
         .get(1)
@@ -273,9 +273,7 @@ impl Options {
         for (key, value) in entries {
             match key.as_bytes() {
                 Some(b"chunk") => {
-                    options.chunk = value
-                        .as_bytes()
-                        .map(|c| String::from_utf8_lossy(c).into_owned());
+                    options.chunk = value.as_bytes().map(text);
                 }
                 Some(b"compressed") => {
                     options.compressed = match value.as_bytes() {

@@ -21,11 +21,12 @@ impl Sink {
         Sink::Stdout(BufWriter::with_capacity(1 << 16, io::stdout()))
     }
 
-    /// Appends one line (with its newline) for the stream `key`.
-    pub fn write(&mut self, key: &StreamKey, line: &[u8]) -> io::Result<()> {
+    /// Appends one line (with its newline) for the stream `key` gives;
+    /// only sinks that keep streams apart ask for it.
+    pub fn write(&mut self, key: impl FnOnce() -> StreamKey, line: &[u8]) -> io::Result<()> {
         match self {
             Sink::Stdout(out) => out.write_all(line),
-            Sink::Files(files) => files.write(key, line),
+            Sink::Files(files) => files.write(&key(), line),
         }
     }
 
@@ -35,11 +36,6 @@ impl Sink {
             Sink::Stdout(out) => out.flush(),
             Sink::Files(files) => files.flush(),
         }
-    }
-
-    /// Whether lines need a stream key (computing one costs a little).
-    pub fn needs_key(&self) -> bool {
-        matches!(self, Sink::Files(_))
     }
 }
 

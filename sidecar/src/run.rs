@@ -22,7 +22,7 @@ use crate::cli::RunArgs;
 use crate::config::{self, Config, ForwardConfig, OutputType};
 use crate::output::{FileSink, Sink};
 use crate::render::{EventMeta, LineRenderer};
-use crate::streams::{StreamKey, StreamTemplates, StreamVars};
+use crate::streams::{StreamTemplates, StreamVars};
 
 /// Frames queued between the listeners and the output. Small: a frame can
 /// hold thousands of events, and a full queue is what pushes back on clients.
@@ -253,10 +253,6 @@ fn write_output(
     );
     let mut json = String::with_capacity(1 << 12);
     let mut written = 0u64;
-    let no_key = StreamKey {
-        group: String::new(),
-        stream: String::new(),
-    };
     let mut write = |event: &Event, sink: &mut Sink| -> io::Result<()> {
         json.clear();
         let (line, line_key) = log_line(&event.record);
@@ -270,16 +266,15 @@ fn write_output(
         let access = renderer.render_event(&line, Some(&meta), &mut json);
         json.push('\n');
         written += 1;
-        if sink.needs_key() {
+        let key = || {
             let vars = StreamVars {
                 tag: &event.tag,
                 record: &event.record,
                 time_ms,
             };
-            sink.write(&templates.key(access, &vars), json.as_bytes())
-        } else {
-            sink.write(&no_key, json.as_bytes())
-        }
+            templates.key(access, &vars)
+        };
+        sink.write(key, json.as_bytes())
     };
     loop {
         // Wake at least once a second to let stale split lines out.
@@ -288,9 +283,11 @@ fn write_output(
         });
         let now = now_ns();
         match next {
-            Ok(Some(delivery)) => {
-                for event in &delivery.events {
-                    for joined in partials.push(event.clone(), now) {
+            Ok(Some(mut delivery)) => {
+                // The delivery (and its share of the memory budget) lives
+                // until accepted; its events move on without a copy.
+                for event in std::mem::take(&mut delivery.events) {
+                    for joined in partials.push(event, now) {
                         write(&joined, &mut sink)?;
                     }
                 }
