@@ -10,7 +10,7 @@
 
 use sha2::{Digest, Sha512};
 
-use crate::msgpack::Value;
+use crate::msgpack::{self, Value};
 
 /// One connection's handshake state: the key, our name, and the nonce sent.
 #[derive(Clone)]
@@ -58,14 +58,14 @@ impl Handshake {
     /// The HELO the server sends first.
     pub fn helo(&self) -> Vec<u8> {
         let mut out = vec![0x92];
-        push_str(&mut out, b"HELO");
+        msgpack::write_str(&mut out, b"HELO");
         out.push(0x83);
-        push_str(&mut out, b"nonce");
+        msgpack::write_str(&mut out, b"nonce");
         out.extend_from_slice(&[0xc4, 16]);
         out.extend_from_slice(&self.nonce);
-        push_str(&mut out, b"auth");
-        push_str(&mut out, b"");
-        push_str(&mut out, b"keepalive");
+        msgpack::write_str(&mut out, b"auth");
+        msgpack::write_str(&mut out, b"");
+        msgpack::write_str(&mut out, b"keepalive");
         out.push(0xc3);
         out
     }
@@ -75,21 +75,21 @@ impl Handshake {
     pub fn answer(&self, ping: &Value<'_>) -> (Vec<u8>, Result<(), Refusal>) {
         let verdict = self.verify(ping);
         let mut out = vec![0x95];
-        push_str(&mut out, b"PONG");
+        msgpack::write_str(&mut out, b"PONG");
         match verdict {
             Ok(salt) => {
                 out.push(0xc3);
-                push_str(&mut out, b"");
-                push_str(&mut out, self.server_hostname.as_bytes());
+                msgpack::write_str(&mut out, b"");
+                msgpack::write_str(&mut out, self.server_hostname.as_bytes());
                 let digest = self.digest(salt, self.server_hostname.as_bytes());
-                push_str(&mut out, digest.as_bytes());
+                msgpack::write_str(&mut out, digest.as_bytes());
                 (out, Ok(()))
             }
             Err(refusal) => {
                 out.push(0xc2);
-                push_str(&mut out, refusal.reason().as_bytes());
-                push_str(&mut out, b"");
-                push_str(&mut out, b"");
+                msgpack::write_str(&mut out, refusal.reason().as_bytes());
+                msgpack::write_str(&mut out, b"");
+                msgpack::write_str(&mut out, b"");
                 (out, Err(refusal))
             }
         }
@@ -133,16 +133,6 @@ impl Handshake {
     }
 }
 
-fn push_str(out: &mut Vec<u8>, s: &[u8]) {
-    if s.len() < 32 {
-        out.push(0xa0 | s.len() as u8);
-    } else {
-        out.push(0xd9);
-        out.push(s.len().min(255) as u8);
-    }
-    out.extend_from_slice(&s[..s.len().min(255)]);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,7 +147,7 @@ mod tests {
         let digest: String = sha.finalize().iter().map(|b| format!("{b:02x}")).collect();
         let mut out = vec![0x96];
         for s in ["PING", hostname, salt, &digest, "", ""] {
-            push_str(&mut out, s.as_bytes());
+            msgpack::write_str(&mut out, s.as_bytes());
         }
         out
     }

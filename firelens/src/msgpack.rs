@@ -49,6 +49,26 @@ impl<'a> Value<'a> {
     }
 }
 
+/// Appends `bytes` as a msgpack str with the smallest header that fits.
+/// (Replies are small: an ack's chunk id, a handshake's hostname and digest;
+/// more than u32::MAX bytes cannot be written and are cut there.)
+pub fn write_str(out: &mut Vec<u8>, bytes: &[u8]) {
+    let bytes = &bytes[..bytes.len().min(u32::MAX as usize)];
+    let len = bytes.len();
+    if len < 32 {
+        out.push(0xa0 | len as u8);
+    } else if len <= 0xff {
+        out.extend_from_slice(&[0xd9, len as u8]);
+    } else if len <= 0xffff {
+        out.push(0xda);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(0xdb);
+        out.extend_from_slice(&(len as u32).to_be_bytes());
+    }
+    out.extend_from_slice(bytes);
+}
+
 /// Why a value could not be read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ReadError {

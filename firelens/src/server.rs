@@ -24,6 +24,7 @@ use std::io::Read;
 
 use crate::codec::{Event, ForwardCodec, Frame, FrameError, Limits};
 use crate::handshake::{Handshake, Refusal};
+use crate::msgpack;
 
 /// Where and how to listen.
 #[derive(Clone, Debug)]
@@ -565,20 +566,9 @@ async fn connection_loop<S: AsyncRead + AsyncWrite + Unpin>(
 /// `{"ack": chunk}` in msgpack.
 fn ack_frame(chunk: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(chunk.len() + 10);
-    out.extend_from_slice(&[0x81, 0xa3, b'a', b'c', b'k']);
-    let len = chunk.len();
-    if len < 32 {
-        out.push(0xa0 | len as u8);
-    } else if len <= 0xff {
-        out.extend_from_slice(&[0xd9, len as u8]);
-    } else if len <= 0xffff {
-        out.push(0xda);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(0xdb);
-        out.extend_from_slice(&(len as u32).to_be_bytes());
-    }
-    out.extend_from_slice(chunk.as_bytes());
+    out.push(0x81);
+    msgpack::write_str(&mut out, b"ack");
+    msgpack::write_str(&mut out, chunk.as_bytes());
     out
 }
 
