@@ -86,10 +86,51 @@ impl MemoryBudget {
     }
 
     /// Waits until `bytes` (at most the whole budget) can be reserved.
-    async fn reserve(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
-        let units = bytes.div_ceil(Self::UNIT).clamp(1, self.total_units);
-        let units = u32::try_from(units).unwrap_or(u32::MAX);
-        self.units.clone().acquire_many_owned(units).await.ok()
+    pub async fn reserve(&self, bytes: usize) -> Option<Reservation> {
+        let units = self.units_for(bytes);
+        let permit = self.units.clone().acquire_many_owned(units).await.ok()?;
+        Some(Reservation { permit })
+    }
+
+    /// Reserves `bytes` (at most the whole budget) if they are free now.
+    pub fn try_reserve(&self, bytes: usize) -> Option<Reservation> {
+        let units = self.units_for(bytes);
+        let permit = self.units.clone().try_acquire_many_owned(units).ok()?;
+        Some(Reservation { permit })
+    }
+
+    /// Reservations are whole units; a reservation of nothing holds none.
+    fn units_for(&self, bytes: usize) -> u32 {
+        let units = bytes.div_ceil(Self::UNIT).min(self.total_units);
+        u32::try_from(units).unwrap_or(u32::MAX)
+    }
+}
+
+/// A share of a [`MemoryBudget`], given back when dropped. Shares move with
+/// the data they pay for: from a delivery to the batches its events join.
+#[derive(Debug)]
+pub struct Reservation {
+    permit: OwnedSemaphorePermit,
+}
+
+impl Reservation {
+    /// Bytes held (a multiple of the budget's 1 KiB unit).
+    pub fn bytes(&self) -> usize {
+        self.permit.num_permits() * MemoryBudget::UNIT
+    }
+
+    /// Moves up to `bytes` (rounded up to whole units) out into a new
+    /// reservation; `None` when this one holds less than that.
+    pub fn split(&mut self, bytes: usize) -> Option<Reservation> {
+        let units = bytes.div_ceil(MemoryBudget::UNIT);
+        self.permit
+            .split(units)
+            .map(|permit| Reservation { permit })
+    }
+
+    /// Takes over `other`'s share. Both must come from the same budget.
+    pub fn merge(&mut self, other: Reservation) {
+        self.permit.merge(other.permit);
     }
 }
 
@@ -130,10 +171,16 @@ pub struct Delivery {
     /// accepting it means the chunk is never acked, so the client resends.
     accepted: Option<oneshot::Sender<()>>,
     /// The share of the memory budget these events hold until dropped.
-    _reserved: Option<OwnedSemaphorePermit>,
+    reserved: Option<Reservation>,
 }
 
 impl Delivery {
+    /// The delivery's share of the memory budget, for the stage that keeps
+    /// its events after accepting it (the CloudWatch batchers).
+    pub fn take_reservation(&mut self) -> Option<Reservation> {
+        self.reserved.take()
+    }
+
     /// The pipeline has taken responsibility for every event: ack the chunk.
     pub fn accept(mut self) {
         if let Some(tx) = self.accepted.take() {
@@ -539,7 +586,7 @@ async fn connection_loop<S: AsyncRead + AsyncWrite + Unpin>(
                 let delivery = Delivery {
                     events,
                     accepted: Some(accepted_tx),
-                    _reserved: reserved,
+                    reserved,
                 };
                 // Waits while the pipeline is full: back-pressure.
                 if shared.pipeline.send(delivery).await.is_err() {

@@ -50,6 +50,7 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("cloudwatch", "auto_create", Kind::Bool),
     ("cloudwatch", "retention_days", Kind::Int),
     ("cloudwatch", "flush_interval", Kind::Duration),
+    ("cloudwatch", "app_format", Kind::Str),
     ("envoy", "containers", Kind::List { split: true }),
     ("envoy", "formats", Kind::List { split: false }),
     ("envoy", "routes", Kind::List { split: true }),
@@ -92,16 +93,10 @@ pub enum OutputType {
 }
 
 /// Keys that are validated (so `check-config` covers every key the issues
-/// pin) but not acted on yet: the CloudWatch output arrives later. `sluice run` warns when one
-/// of them is set instead of ignoring it silently.
-pub const NOT_YET_USED: [&str; 6] = [
-    "cloudwatch.region",
-    "cloudwatch.endpoint",
-    "cloudwatch.stats_stream",
-    "cloudwatch.auto_create",
-    "cloudwatch.retention_days",
-    "cloudwatch.flush_interval",
-];
+/// pin) but not acted on yet: the statistics stream arrives with the
+/// statistics. `sluice run` warns when one of them is set instead of
+/// ignoring it silently.
+pub const NOT_YET_USED: [&str; 1] = ["cloudwatch.stats_stream"];
 
 /// The validated configuration `sluice run` uses.
 #[derive(Debug)]
@@ -134,8 +129,6 @@ pub struct ForwardConfig {
     pub idle_timeout: Duration,
 }
 
-/// Validated now; read by the CloudWatch output to come (see NOT_YET_USED).
-#[allow(dead_code)]
 #[derive(Debug)]
 pub struct CloudwatchConfig {
     pub region: Option<String>,
@@ -143,10 +136,15 @@ pub struct CloudwatchConfig {
     pub log_group: String,
     pub access_stream: String,
     pub app_stream: String,
+    /// Read by the statistics, which are not built yet (see NOT_YET_USED).
+    #[allow(dead_code)]
     pub stats_stream: String,
     pub auto_create: bool,
     pub retention_days: Option<i64>,
     pub flush_interval: Duration,
+    /// `app_format = "json"`: application lines as JSON objects with their
+    /// metadata; by default (`"line"`) the redacted line as it was.
+    pub app_lines_as_json: bool,
 }
 
 #[derive(Debug)]
@@ -592,9 +590,32 @@ impl Reader<'_> {
                 None
             }
         };
+        let endpoint = self.str("cloudwatch", "endpoint");
+        if let Some(e) = &endpoint {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                self.error(
+                    "cloudwatch",
+                    "endpoint",
+                    format!("{e:?} is not a URL such as \"http://127.0.0.1:5000\""),
+                );
+            }
+        }
+        let app_lines_as_json = match self.string_or("cloudwatch", "app_format", "line").as_str() {
+            "line" => false,
+            "json" => true,
+            other => {
+                self.error(
+                    "cloudwatch",
+                    "app_format",
+                    format!("{other:?} is not one of line, json"),
+                );
+                false
+            }
+        };
         CloudwatchConfig {
             region: self.str("cloudwatch", "region"),
-            endpoint: self.str("cloudwatch", "endpoint"),
+            endpoint,
+            app_lines_as_json,
             log_group,
             access_stream: self.template("access_stream", "{task_id}/access"),
             app_stream: self.template("app_stream", "{task_id}/{container_name}"),

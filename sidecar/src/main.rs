@@ -5,8 +5,6 @@ use std::process::ExitCode;
 use clap::Parser;
 
 mod cli;
-// Not wired into `sluice run` yet: the batcher waits for its client.
-#[allow(dead_code)]
 mod cloudwatch;
 mod config;
 mod output;

@@ -1,11 +1,17 @@
-//! Where rendered events go: stdout (one stream of NDJSON) or files (one
-//! NDJSON file per log group and stream, for local use and debugging).
+//! Where rendered events go: stdout (one stream of NDJSON), files (one
+//! NDJSON file per log group and stream, for local use and debugging), or
+//! CloudWatch Logs (one batcher per log stream).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
+use std::time::Instant;
 
+use sluice_firelens::Reservation;
+
+use crate::cloudwatch::batch::LogEvent;
+use crate::cloudwatch::sink::CloudWatchSink;
 use crate::streams::{file_component, StreamKey};
 
 /// Files kept open at once; beyond this all are flushed and closed.
@@ -14,6 +20,7 @@ const MAX_OPEN_FILES: usize = 64;
 pub enum Sink {
     Stdout(BufWriter<io::Stdout>),
     Files(FileSink),
+    CloudWatch(Box<CloudWatchSink>),
 }
 
 impl Sink {
@@ -21,20 +28,74 @@ impl Sink {
         Sink::Stdout(BufWriter::with_capacity(1 << 16, io::stdout()))
     }
 
-    /// Appends one line (with its newline) for the stream `key` gives;
-    /// only sinks that keep streams apart ask for it.
-    pub fn write(&mut self, key: impl FnOnce() -> StreamKey, line: &[u8]) -> io::Result<()> {
-        match self {
-            Sink::Stdout(out) => out.write_all(line),
-            Sink::Files(files) => files.write(&key(), line),
+    /// The events of one delivery come next, with their share of the
+    /// memory budget (kept only by sinks that buffer).
+    pub fn begin_delivery(&mut self, share: Option<Reservation>) {
+        if let Sink::CloudWatch(cw) = self {
+            cw.begin_delivery(share);
         }
     }
 
-    /// Everything written so far reaches the kernel (before an ack).
+    /// Takes one rendered event (without a newline) for the stream `key`
+    /// gives; only sinks that keep streams apart ask for it.
+    pub fn write(
+        &mut self,
+        key: impl FnOnce() -> StreamKey,
+        time_ms: i64,
+        text: &str,
+    ) -> io::Result<()> {
+        match self {
+            Sink::Stdout(out) => {
+                out.write_all(text.as_bytes())?;
+                out.write_all(b"\n")
+            }
+            Sink::Files(files) => files.write(&key(), text.as_bytes()),
+            Sink::CloudWatch(cw) => {
+                cw.write(
+                    key(),
+                    LogEvent {
+                        timestamp_ms: time_ms,
+                        message: text.to_owned(),
+                    },
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// The delivery's events are where this sink keeps them (written to
+    /// the kernel, or in a batcher): it may be accepted and acked.
+    pub fn end_delivery(&mut self) -> io::Result<()> {
+        match self {
+            Sink::CloudWatch(cw) => {
+                cw.end_delivery();
+                Ok(())
+            }
+            other => other.flush(),
+        }
+    }
+
+    /// Called about once a second and whenever the pipeline is idle:
+    /// CloudWatch batches that have waited the flush interval go out.
+    pub fn tick(&mut self, now: Instant) -> io::Result<()> {
+        match self {
+            Sink::CloudWatch(cw) => {
+                cw.tick(now);
+                Ok(())
+            }
+            other => other.flush(),
+        }
+    }
+
+    /// Everything buffered goes out (shutdown).
     pub fn flush(&mut self) -> io::Result<()> {
         match self {
             Sink::Stdout(out) => out.flush(),
             Sink::Files(files) => files.flush(),
+            Sink::CloudWatch(cw) => {
+                cw.flush_all();
+                Ok(())
+            }
         }
     }
 }
@@ -55,6 +116,7 @@ impl FileSink {
         })
     }
 
+    /// Appends `line` and a newline to the stream's file.
     fn write(&mut self, key: &StreamKey, line: &[u8]) -> io::Result<()> {
         if !self.open.contains_key(key) {
             if self.open.len() >= MAX_OPEN_FILES {
@@ -69,7 +131,10 @@ impl FileSink {
                 .insert(key.clone(), BufWriter::with_capacity(1 << 14, file));
         }
         match self.open.get_mut(key) {
-            Some(out) => out.write_all(line),
+            Some(out) => {
+                out.write_all(line)?;
+                out.write_all(b"\n")
+            }
             None => Err(io::Error::other("a file just opened is missing")),
         }
     }

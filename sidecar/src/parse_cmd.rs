@@ -52,6 +52,7 @@ fn build_renderer(args: &ParseArgs) -> Result<LineRenderer, String> {
         redactor,
         routes,
         access_containers: Vec::new(),
+        app_lines_as_json: true,
     })
 }
 

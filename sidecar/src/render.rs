@@ -12,6 +12,18 @@ pub struct LineRenderer {
     /// Containers whose lines may be access records; empty means every
     /// container. Lines of other containers are application lines.
     pub access_containers: Vec<String>,
+    /// Application lines with metadata as JSON objects (stdout, files, and
+    /// CloudWatch with `app_format = "json"`), or as the redacted line alone.
+    pub app_lines_as_json: bool,
+}
+
+/// What [`LineRenderer::render_event`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rendered {
+    pub access: bool,
+    /// The event's time in ms: the access record's start time, else the
+    /// forward event's time.
+    pub time_ms: i64,
 }
 
 /// Where a line came from: written between `kind` and the record's fields.
@@ -46,8 +58,15 @@ impl LineRenderer {
     /// [`LineRenderer::render`] with the event's metadata: `timestamp` (the
     /// access record's start time, else the event time, in ms), `tag`, the
     /// FireLens/Docker fields, and any other record keys under `extra`.
-    /// Returns whether the line was an access record.
-    pub fn render_event(&self, line: &str, meta: Option<&EventMeta<'_>>, out: &mut String) -> bool {
+    /// Application lines are the redacted line alone unless
+    /// `app_lines_as_json`.
+    pub fn render_event(
+        &self,
+        line: &str,
+        meta: Option<&EventMeta<'_>>,
+        out: &mut String,
+    ) -> Rendered {
+        let event_time = meta.map_or(0, |m| m.time_ms);
         let classified = if meta.is_some_and(|m| !self.may_be_access(m)) {
             Classified::App(sluice_parser::trim_line_ending(line))
         } else {
@@ -57,9 +76,9 @@ impl LineRenderer {
             Classified::Access(mut record) => {
                 self.redactor.redact_record(&mut record);
                 out.push_str("{\"kind\":\"access\"");
+                let time_ms = record.start_time_ms().unwrap_or(event_time);
                 if let Some(meta) = meta {
-                    let time = record.start_time_ms().unwrap_or(meta.time_ms);
-                    self.write_meta(meta, time, out);
+                    self.write_meta(meta, time_ms, out);
                 }
                 out.push(',');
                 if !record.write_json_members(out) {
@@ -68,7 +87,17 @@ impl LineRenderer {
                 out.push_str(",\"route\":");
                 json_out::write_str(out, &self.routes.route_key(&record));
                 out.push('}');
-                true
+                Rendered {
+                    access: true,
+                    time_ms,
+                }
+            }
+            Classified::App(text) if !self.app_lines_as_json => {
+                out.push_str(&self.redactor.redact_text(text));
+                Rendered {
+                    access: false,
+                    time_ms: event_time,
+                }
             }
             Classified::App(text) => {
                 out.push_str("{\"kind\":\"app\"");
@@ -78,7 +107,10 @@ impl LineRenderer {
                 out.push_str(",\"log\":");
                 json_out::write_str(out, &self.redactor.redact_text(text));
                 out.push('}');
-                false
+                Rendered {
+                    access: false,
+                    time_ms: event_time,
+                }
             }
         }
     }

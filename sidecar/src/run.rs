@@ -2,14 +2,14 @@
 //!
 //! Settings come from the configuration (`--config FILE`, else the embedded
 //! default) with `SLUICE_<SECTION>_<KEY>` overrides; see config.rs. The
-//! outputs built so far: stdout (one JSON object per event) and files (one
-//! NDJSON file per log group and stream).
+//! outputs: stdout (one JSON object per event), files (one NDJSON file per
+//! log group and stream) and CloudWatch Logs.
 
 use std::io;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 use sluice_firelens::{
@@ -19,6 +19,9 @@ use sluice_parser::Classifier;
 use tokio::sync::{mpsc, watch};
 
 use crate::cli::RunArgs;
+use crate::cloudwatch::client::{ClientSettings, CloudWatchClient};
+use crate::cloudwatch::ship::{ShipCounters, Shipper};
+use crate::cloudwatch::sink::CloudWatchSink;
 use crate::config::{self, Config, ForwardConfig, OutputType};
 use crate::output::{FileSink, Sink};
 use crate::render::{EventMeta, LineRenderer};
@@ -53,12 +56,6 @@ pub fn run(args: RunArgs) -> ExitCode {
         if config::NOT_YET_USED.contains(&key.as_str()) {
             tracing::warn!(%key, "accepted but not used by this version yet");
         }
-    }
-    if config.output == OutputType::Cloudwatch {
-        tracing::error!(
-            "output.type = \"cloudwatch\" is not built yet; use \"stdout\" or \"file\""
-        );
-        return ExitCode::from(2);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -109,10 +106,17 @@ fn hostname() -> String {
         .unwrap_or_else(|| "sluice".to_string())
 }
 
+/// The CloudWatch output's running parts, for the shutdown report.
+struct CloudWatchRun {
+    counters: Arc<ShipCounters>,
+    shipper: tokio::task::JoinHandle<()>,
+}
+
 async fn serve(full: Config) -> ExitCode {
     let budget = Arc::new(MemoryBudget::new(full.memory_limit));
     let (drain, grace) = (full.shutdown_drain, full.shutdown_grace);
     let config = server_config(&full.forward, budget.clone());
+    let mut cloudwatch = None;
     let sink = match (&full.output, &full.file_dir) {
         (OutputType::File, Some(dir)) => match FileSink::new(dir.clone()) {
             Ok(files) => Sink::Files(files),
@@ -121,6 +125,17 @@ async fn serve(full: Config) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         },
+        (OutputType::Cloudwatch, _) => {
+            let (sink, run) = match start_cloudwatch(&full, budget.clone()).await {
+                Ok(started) => started,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the CloudWatch output");
+                    return ExitCode::from(2);
+                }
+            };
+            cloudwatch = Some(run);
+            Sink::CloudWatch(Box::new(sink))
+        }
         _ => Sink::stdout(),
     };
     let templates = StreamTemplates {
@@ -167,15 +182,26 @@ async fn serve(full: Config) -> ExitCode {
     }
     tracing::info!("stopping: no new connections; writing what was received");
     let _ = shutdown_tx.send(true);
+    let ship_counters = cloudwatch.as_ref().map(|c| c.counters.clone());
     let finish = async {
         let _ = server.await;
-        tokio::task::spawn_blocking(move || output.join())
+        let written = tokio::task::spawn_blocking(move || output.join())
             .await
             .ok()
-            .and_then(Result::ok)
+            .and_then(Result::ok);
+        // The output stage is done and has sent every batch: wait for
+        // CloudWatch to have them.
+        if let Some(run) = cloudwatch {
+            let _ = run.shipper.await;
+        }
+        written
     };
     let received = || counters.events.load(Ordering::Relaxed);
-    match tokio::time::timeout_at(deadline, finish).await {
+    let outcome = tokio::time::timeout_at(deadline, finish).await;
+    if let Some(c) = &ship_counters {
+        log_cloudwatch_totals(c, outcome.is_ok());
+    }
+    match outcome {
         Ok(Some(Ok(written))) => {
             tracing::info!(
                 events_written = written,
@@ -198,6 +224,72 @@ async fn serve(full: Config) -> ExitCode {
             );
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Builds the client (region and credentials from the SDK's default chain),
+/// starts the shipper, and returns the sink the output stage writes to.
+async fn start_cloudwatch(
+    config: &Config,
+    budget: Arc<MemoryBudget>,
+) -> Result<(CloudWatchSink, CloudWatchRun), String> {
+    let cw = &config.cloudwatch;
+    let client = CloudWatchClient::new(&ClientSettings {
+        region: cw.region.clone(),
+        endpoint: cw.endpoint.clone(),
+    })
+    .await?;
+    let counters = Arc::new(ShipCounters::default());
+    let retention = cw.retention_days.and_then(|d| i32::try_from(d).ok());
+    let shipper = Arc::new(Shipper::new(
+        client,
+        cw.auto_create,
+        retention,
+        counters.clone(),
+    ));
+    let (outbound_tx, outbound_rx) = mpsc::unbounded_channel();
+    let shipper = tokio::spawn(shipper.run(outbound_rx));
+    let sink = CloudWatchSink::new(
+        budget,
+        cw.flush_interval,
+        outbound_tx,
+        counters.clone(),
+        tokio::runtime::Handle::current(),
+    );
+    tracing::info!(
+        endpoint = cw.endpoint.as_deref().unwrap_or("the region's"),
+        log_group = %cw.log_group,
+        "sending to CloudWatch Logs"
+    );
+    Ok((sink, CloudWatchRun { counters, shipper }))
+}
+
+/// What reached CloudWatch, and what did not, when the sidecar stops.
+fn log_cloudwatch_totals(c: &ShipCounters, finished: bool) {
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let refused = load(&c.rejected_too_new)
+        + load(&c.rejected_too_old)
+        + load(&c.rejected_expired)
+        + load(&c.rejected_invalid);
+    let queued = load(&c.events_queued);
+    let delivered = load(&c.events_delivered);
+    let undelivered = queued.saturating_sub(delivered + refused);
+    if finished && undelivered == 0 {
+        tracing::info!(
+            events_delivered = delivered,
+            events_refused = refused,
+            requests = load(&c.requests),
+            retries = load(&c.retries),
+            "CloudWatch has every event"
+        );
+    } else {
+        tracing::error!(
+            events_delivered = delivered,
+            events_refused = refused,
+            events_not_delivered = undelivered,
+            batches_not_delivered = load(&c.outstanding),
+            "events could not be delivered to CloudWatch before the grace ran out"
+        );
     }
 }
 
@@ -228,6 +320,9 @@ fn renderer(config: Config) -> LineRenderer {
         redactor: config.redact.redactor,
         routes: config.envoy.routes,
         access_containers: config.envoy.containers,
+        // stdout and files always carry the metadata.
+        app_lines_as_json: config.output != OutputType::Cloudwatch
+            || config.cloudwatch.app_lines_as_json,
     }
 }
 
@@ -237,9 +332,10 @@ const MAX_JOINED_LINE: usize = 1 << 20;
 /// A split line whose last part has not come for this long goes out as is.
 const PARTIAL_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The output stage: joins Docker's split lines, renders every event,
-/// writes it to the sink, flushes, then accepts the delivery (which acks its
-/// chunk). Runs on its own thread: writes block.
+/// The output stage: joins Docker's split lines, renders every event, hands
+/// it to the sink, then accepts the delivery (which acks its chunk) once the
+/// sink has it (written to the kernel, or in a CloudWatch batcher). Runs on
+/// its own thread: writes and the memory budget block.
 fn write_output(
     mut pipeline: mpsc::Receiver<Delivery>,
     runtime: tokio::runtime::Handle,
@@ -251,59 +347,58 @@ fn write_output(
         MAX_JOINED_LINE,
         i64::try_from(PARTIAL_TIMEOUT.as_nanos()).unwrap_or(i64::MAX),
     );
-    let mut json = String::with_capacity(1 << 12);
+    let mut text = String::with_capacity(1 << 12);
     let mut written = 0u64;
     let mut write = |event: &Event, sink: &mut Sink| -> io::Result<()> {
-        json.clear();
+        text.clear();
         let (line, line_key) = log_line(&event.record);
-        let time_ms = event.time_ns.div_euclid(1_000_000);
+        let event_ms = event.time_ns.div_euclid(1_000_000);
         let meta = EventMeta {
-            time_ms,
+            time_ms: event_ms,
             tag: &event.tag,
             record: &event.record,
             line_key,
         };
-        let access = renderer.render_event(&line, Some(&meta), &mut json);
-        json.push('\n');
+        let rendered = renderer.render_event(&line, Some(&meta), &mut text);
         written += 1;
         let key = || {
             let vars = StreamVars {
                 tag: &event.tag,
                 record: &event.record,
-                time_ms,
+                time_ms: event_ms,
             };
-            templates.key(access, &vars)
+            templates.key(rendered.access, &vars)
         };
-        sink.write(key, json.as_bytes())
+        sink.write(key, rendered.time_ms, &text)
     };
+    // Split lines and CloudWatch batches wait on the clock.
+    const TICK: Duration = Duration::from_millis(250);
+    let mut last_tick = Instant::now();
     loop {
-        // Wake at least once a second to let stale split lines out.
-        let next = runtime.block_on(async {
-            tokio::time::timeout(Duration::from_secs(1), pipeline.recv()).await
-        });
+        let next = runtime.block_on(async { tokio::time::timeout(TICK, pipeline.recv()).await });
         let now = now_ns();
         match next {
             Ok(Some(mut delivery)) => {
-                // The delivery (and its share of the memory budget) lives
-                // until accepted; its events move on without a copy.
+                // The delivery's events move on without a copy; its share
+                // of the memory budget moves to the sink's buffers.
+                sink.begin_delivery(delivery.take_reservation());
                 for event in std::mem::take(&mut delivery.events) {
                     for joined in partials.push(event, now) {
                         write(&joined, &mut sink)?;
                     }
                 }
-                for stale in partials.expire(now) {
-                    write(&stale, &mut sink)?;
-                }
-                sink.flush()?;
+                sink.end_delivery()?;
                 delivery.accept();
             }
             Ok(None) => break,
-            Err(_) => {
-                for stale in partials.expire(now) {
-                    write(&stale, &mut sink)?;
-                }
-                sink.flush()?;
+            Err(_) => {}
+        }
+        if last_tick.elapsed() >= TICK {
+            last_tick = Instant::now();
+            for stale in partials.expire(now) {
+                write(&stale, &mut sink)?;
             }
+            sink.tick(last_tick)?;
         }
     }
     for rest in partials.flush() {

@@ -86,7 +86,7 @@ fn run_with_a_config_file() {
 }
 
 #[test]
-fn run_refuses_a_bad_config_and_outputs_not_built_yet() {
+fn run_refuses_a_bad_config() {
     let bad = config_file("run-bad", "[redact]\nmode = \"hide\"\n");
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["run", "--config"])
@@ -96,14 +96,28 @@ fn run_refuses_a_bad_config_and_outputs_not_built_yet() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(r#""key":"redact.mode""#), "{stderr}");
+}
+
+#[test]
+fn run_without_an_aws_region_says_so() {
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .arg("run")
         .env("SLUICE_OUTPUT_TYPE", "cloudwatch")
+        .env("SLUICE_FORWARD_LISTEN", "127.0.0.1:0")
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
         .output()
         .expect("sluice runs");
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("is not built yet; use"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "no AWS region: set cloudwatch.region (SLUICE_CLOUDWATCH_REGION) or AWS_REGION"
+        ),
+        "{stderr}"
+    );
 }
 
 #[test]

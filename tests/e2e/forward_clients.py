@@ -142,8 +142,7 @@ def handshake(s, key, hostname="client-host"):
     return helo, pong, expected
 
 
-def shared_key(address):
-    key = sys.argv[3]
+def shared_key(address, key):
     for attempt, try_key in (("wrong", key + "-wrong"), ("right", key)):
         s = connect(address)
         helo, pong, expected = handshake(s, try_key)
@@ -232,7 +231,55 @@ def containers(address):
     s.close()
 
 
-SCENARIOS = {"containers": containers, "bad_alongside_good": bad_alongside_good, "docker_partials": docker_partials, "shared_key": shared_key, "every_mode": every_mode, "fluent_logger": fluent_logger, "bad_then_good": bad_then_good}
+def access_line(i, now_ms):
+    """An Envoy default-format line for request `i`, started at `now_ms`."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now_ms // 1000)) + ".%03dZ" % (now_ms % 1000)
+    status = (200, 503, 404)[i % 3]
+    return ('[%s] "GET /orders/id-%d?token=s3cret&page=2 HTTP/1.1" %d - 0 %d 12 10 '
+            '"10.0.0.1" "curl/8" "req-%d" "orders" "10.0.2.1:80"' % (stamp, i, status, 100 + i % 7, i))
+
+
+def bulk(address, count, first="0", per_frame="500"):
+    """COUNT events with ids FIRST.., alternately an Envoy access line from
+    container envoy and an application line from container app, in
+    Forward-mode frames that ask for acks. Prints the number of acks."""
+    count, first, per_frame = int(count), int(first), int(per_frame)
+    meta = {"ecs_cluster": "arn:aws:ecs:us-east-1:1:cluster/prod",
+            "ecs_task_arn": "arn:aws:ecs:us-east-1:1:task/prod/0123abcd", "source": "stdout"}
+    s = connect(address)
+    acks = 0
+    for start in range(first, first + count, per_frame):
+        entries = []
+        for i in range(start, min(start + per_frame, first + count)):
+            now = time.time()
+            if i % 2 == 0:
+                record = dict(meta, container_name="/envoy", log=access_line(i, int(now * 1000)))
+            else:
+                record = dict(meta, container_name="/app",
+                              log="app line id-%d GET /login?password=hunter2 done" % i)
+            entries.append([event_time(int(now), int(now % 1 * 1e9)), record])
+        chunk = "c%d" % start
+        s.sendall(frame_with_option(["app.logs", entries], {"chunk": chunk}))
+        ack = read_ack(s)
+        if ack != {"ack": chunk}:
+            raise SystemExit("bad ack %r for %s" % (ack, chunk))
+        acks += 1
+    s.close()
+    report(acks=acks)
+
+
+def big(address, size):
+    """One application line of SIZE bytes ("big " then "x"s), acked."""
+    now = time.time()
+    record = {"container_name": "/app", "ecs_task_arn": "arn:aws:ecs:us-east-1:1:task/prod/0123abcd",
+              "ecs_cluster": "prod", "log": "big " + "x" * (int(size) - 4)}
+    s = connect(address)
+    s.sendall(frame_with_option(["app.logs", [[event_time(int(now), 0), record]]], {"chunk": "big"}))
+    report(ack=read_ack(s))
+    s.close()
+
+
+SCENARIOS = {"big": big, "bulk": bulk, "containers": containers, "bad_alongside_good": bad_alongside_good, "docker_partials": docker_partials, "shared_key": shared_key, "every_mode": every_mode, "fluent_logger": fluent_logger, "bad_then_good": bad_then_good}
 
 if __name__ == "__main__":
-    SCENARIOS[sys.argv[1]](sys.argv[2])
+    SCENARIOS[sys.argv[1]](*sys.argv[2:])

@@ -1,7 +1,9 @@
 //! End-to-end tests: they run the built `sluice` binary against real inputs
 //! and peers. One test binary, one module per command or subsystem.
 
+mod cloudwatch;
 mod config;
 mod parse;
+mod proxy;
 mod run;
 mod support;

@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, OnceLock};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// How long to wait for something that should happen promptly (a line on
@@ -17,8 +17,16 @@ pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The Python with fluent-logger and msgpack: `SLUICE_TEST_PYTHON`, or a
-/// virtualenv at the workspace's `.venv`, created on first use.
+/// Python packages the tests' peers need (also installed by .ci/run).
+pub const PYTHON_PACKAGES: [&str; 3] = [
+    "fluent-logger==0.11.1",
+    "msgpack==1.2.4",
+    "moto[server]==5.2.5",
+];
+
+/// The Python with fluent-logger, msgpack and moto (with boto3):
+/// `SLUICE_TEST_PYTHON`, or a virtualenv at the workspace's `.venv`,
+/// created on first use.
 pub fn python() -> &'static Path {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON.get_or_init(|| {
@@ -28,7 +36,7 @@ pub fn python() -> &'static Path {
         let venv = workspace().join(".venv");
         let python = venv.join("bin/python");
         let ready = Command::new(&python)
-            .args(["-c", "import fluent, msgpack"])
+            .args(["-c", "import fluent, msgpack, moto.server, boto3"])
             .status()
             .is_ok_and(|s| s.success());
         if !ready {
@@ -39,7 +47,8 @@ pub fn python() -> &'static Path {
                 .status();
             assert!(ok.is_ok_and(|s| s.success()), "python3 -m venv failed");
             let ok = Command::new(venv.join("bin/pip"))
-                .args(["install", "-q", "fluent-logger==0.11.1", "msgpack==1.2.4"])
+                .args(["install", "-q"])
+                .args(PYTHON_PACKAGES)
                 .status();
             assert!(ok.is_ok_and(|s| s.success()), "pip install failed");
         }
@@ -53,16 +62,24 @@ pub fn client(scenario: &str, address: &str) -> Vec<String> {
 }
 
 pub fn client_with(scenario: &str, address: &str, args: &[&str]) -> Vec<String> {
-    let script = workspace().join("tests/e2e/forward_clients.py");
+    let args: Vec<&str> = [scenario, address]
+        .into_iter()
+        .chain(args.iter().copied())
+        .collect();
+    run_script("forward_clients.py", &args)
+}
+
+/// Runs one of the tests' Python scripts; returns its output lines and
+/// fails the test if it fails.
+fn run_script(name: &str, args: &[&str]) -> Vec<String> {
     let out = Command::new(python())
-        .arg(script)
-        .args([scenario, address])
+        .arg(workspace().join("tests/e2e").join(name))
         .args(args)
         .output()
         .expect("python runs");
     assert!(
         out.status.success(),
-        "{scenario} failed: {}",
+        "{name} {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout)
@@ -72,12 +89,117 @@ pub fn client_with(scenario: &str, address: &str, args: &[&str]) -> Vec<String> 
         .collect()
 }
 
+/// A free loopback port (free when asked; a tiny race is acceptable here).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    l.local_addr().expect("addr").port()
+}
+
+/// moto's server on a free loopback port, stopped when dropped.
+pub struct Moto {
+    child: Child,
+    pub addr: std::net::SocketAddr,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let port = free_port();
+        let child = Command::new(python())
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto starts");
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while TcpStream::connect(addr).is_err() {
+            assert!(std::time::Instant::now() < deadline, "moto did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Moto { child, addr }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Everything moto holds: log groups with their retention, and every
+    /// event, read with boto3 (tests/e2e/cloudwatch_peer.py).
+    pub fn dump(&self) -> CloudWatchDump {
+        let mut dump = CloudWatchDump::default();
+        for line in peer(&["dump", &self.endpoint()]) {
+            let v: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+            let group = v["group"].as_str().expect("group").to_string();
+            match v.get("stream") {
+                None => {
+                    dump.groups.insert(group, v["retention"].as_i64());
+                }
+                Some(stream) => dump.events.push(StoredEvent {
+                    group,
+                    stream: stream.as_str().expect("stream").to_string(),
+                    timestamp: v["timestamp"].as_i64().expect("timestamp"),
+                    message: v["message"].as_str().expect("message").to_string(),
+                }),
+            }
+        }
+        dump
+    }
+
+    pub fn create_group(&self, name: &str) {
+        peer(&["create-group", &self.endpoint(), name]);
+    }
+
+    pub fn create_stream(&self, group: &str, name: &str) {
+        peer(&["create-stream", &self.endpoint(), group, name]);
+    }
+
+    pub fn delete_group(&self, name: &str) {
+        peer(&["delete-group", &self.endpoint(), name]);
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct CloudWatchDump {
+    /// Log group name to retention in days.
+    pub groups: std::collections::BTreeMap<String, Option<i64>>,
+    pub events: Vec<StoredEvent>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub group: String,
+    pub stream: String,
+    pub timestamp: i64,
+    pub message: String,
+}
+
+fn peer(args: &[&str]) -> Vec<String> {
+    run_script("cloudwatch_peer.py", args)
+}
+
 /// A `sluice run` child with its stdout read line by line.
 pub struct Sidecar {
     child: Child,
     lines: mpsc::Receiver<String>,
     pub tcp: String,
     pub unix: PathBuf,
+    /// The sidecar's stderr (its JSON log lines) so far.
+    pub logs: Arc<Mutex<Vec<String>>>,
 }
 
 impl Sidecar {
@@ -109,9 +231,20 @@ impl Sidecar {
             .envs(extra_env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("sluice starts");
+        // The sidecar's own log lines: kept for the test, and shown.
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("piped");
+        let kept = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("{line}");
+                kept.lock().expect("lock").push(line);
+            }
+        });
         let stdout = child.stdout.take().expect("piped");
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -135,6 +268,7 @@ impl Sidecar {
             lines,
             tcp,
             unix,
+            logs,
         }
     }
 

@@ -6,7 +6,9 @@
 //! - events in ascending timestamp order;
 //! - at most 24 hours between the first and the last event;
 //! - each event at most 1 MiB: longer messages are split into parts that
-//!   say so (`[sluice part 2/3] ...`), never dropped.
+//!   say so (`[sluice part 2/3] ...`), never dropped. Parts share the
+//!   event's timestamp and may travel in separate requests, which can be
+//!   stored in either order: the marker says where each belongs.
 
 /// The largest request, in bytes, as CloudWatch counts them.
 pub const MAX_BATCH_BYTES: usize = 1_048_576;
@@ -42,6 +44,7 @@ pub struct Batch {
 
 impl Batch {
     /// The request size as CloudWatch counts it.
+    #[cfg(test)]
     pub fn bytes(&self) -> usize {
         self.events.iter().map(LogEvent::cost).sum()
     }

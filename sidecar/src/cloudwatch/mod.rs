@@ -1,4 +1,9 @@
-//! The CloudWatch Logs output. So far: the pure PutLogEvents batcher; the
-//! client (aws-sdk-cloudwatchlogs), retries and stream management follow.
+//! The CloudWatch Logs output: the output stage renders events into one
+//! batcher per log stream ([`sink`]); closed batches go to the shipper
+//! ([`ship`]), which sends them with aws-sdk-cloudwatchlogs ([`client`]),
+//! retrying until CloudWatch has them.
 
 pub mod batch;
+pub mod client;
+pub mod ship;
+pub mod sink;

@@ -1,0 +1,291 @@
+//! The calls Sluice makes to CloudWatch Logs, through aws-sdk-cloudwatchlogs,
+//! with every failure sorted into what the shipper does about it.
+//!
+//! The SDK's own retries are off: the shipper retries without a bound on the
+//! count (a batch that was accepted from a client is never given up on), and
+//! counts every retry.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::BehaviorVersion;
+use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_cloudwatchlogs::types::{InputLogEvent, RejectedLogEventsInfo};
+use aws_sdk_cloudwatchlogs::Client;
+
+use super::batch::LogEvent;
+use crate::streams::StreamKey;
+
+/// A connection that cannot be made in this long counts as failed.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// One attempt of one call; a 1 MiB request takes well under this.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What went wrong with a call, as far as the shipper cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// The log group or stream does not exist.
+    NotFound,
+    /// The request itself is wrong (InvalidParameterException): sending it
+    /// again will not help.
+    Invalid(String),
+    /// Throttling, 5xx, timeouts, connection errors, credentials not yet
+    /// available, anything unknown: worth trying again later.
+    Transient(String),
+}
+
+/// How many events of an accepted request CloudWatch set aside, by reason.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Rejected {
+    pub too_new: usize,
+    pub too_old: usize,
+    pub expired: usize,
+}
+
+impl Rejected {
+    /// Reads `rejectedLogEventsInfo` for a request of `len` events. Too-new
+    /// events run from `tooNewLogEventStartIndex` to the end; too-old and
+    /// expired ones from the start to their end index (exclusive, as the API
+    /// reference says). An expired event is also too old: it counts once,
+    /// as expired.
+    pub fn from_info(len: usize, info: Option<&RejectedLogEventsInfo>) -> Rejected {
+        let Some(info) = info else {
+            return Rejected::default();
+        };
+        let index = |i: Option<i32>| i.map(|i| usize::try_from(i).unwrap_or(0).min(len));
+        let expired = index(info.expired_log_event_end_index()).unwrap_or(0);
+        let old_end = index(info.too_old_log_event_end_index()).unwrap_or(0);
+        let too_new = index(info.too_new_log_event_start_index()).map_or(0, |start| len - start);
+        let too_old = old_end.saturating_sub(expired);
+        // The prefix and the suffix can not overlap in a sorted request; if
+        // they ever did, never count more events than were sent.
+        let too_new = too_new.min(len - expired - too_old);
+        Rejected {
+            too_new,
+            too_old,
+            expired,
+        }
+    }
+
+    pub fn total(&self) -> usize {
+        self.too_new + self.too_old + self.expired
+    }
+}
+
+/// Where to find CloudWatch Logs.
+pub struct ClientSettings {
+    /// `None`: the SDK's region chain (AWS_REGION, the profile, IMDS).
+    pub region: Option<String>,
+    /// A local API (moto, a proxy) instead of the regional endpoint.
+    pub endpoint: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct CloudWatchClient {
+    client: Client,
+}
+
+impl CloudWatchClient {
+    /// Resolves region and credentials the SDK's default way: on ECS the
+    /// task role through the container credentials endpoint, else the
+    /// environment or a profile. Fails when no region can be found.
+    pub async fn new(settings: &ClientSettings) -> Result<CloudWatchClient, String> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                    .build(),
+            );
+        if let Some(region) = &settings.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        if let Some(endpoint) = &settings.endpoint {
+            loader = loader.endpoint_url(endpoint.clone());
+        }
+        let sdk = loader.load().await;
+        if sdk.region().is_none() {
+            return Err(
+                "no AWS region: set cloudwatch.region (SLUICE_CLOUDWATCH_REGION) or AWS_REGION"
+                    .to_string(),
+            );
+        }
+        Ok(CloudWatchClient {
+            client: Client::new(&sdk),
+        })
+    }
+
+    /// One PutLogEvents call. `events` must already keep every API rule
+    /// (the batcher sees to it).
+    pub async fn put_log_events(
+        &self,
+        key: &StreamKey,
+        events: &[LogEvent],
+    ) -> Result<Rejected, CallError> {
+        let input: Vec<InputLogEvent> = events
+            .iter()
+            .map(|e| {
+                InputLogEvent::builder()
+                    .timestamp(e.timestamp_ms)
+                    .message(e.message.clone())
+                    .build()
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|e| CallError::Invalid(e.to_string()))?;
+        let out = self
+            .client
+            .put_log_events()
+            .log_group_name(&key.group)
+            .log_stream_name(&key.stream)
+            .set_log_events(Some(input))
+            .send()
+            .await;
+        match out {
+            Ok(out) => Ok(Rejected::from_info(
+                events.len(),
+                out.rejected_log_events_info(),
+            )),
+            // Never returned any more; if it were, the events are in.
+            Err(e) if code(&e) == Some("DataAlreadyAcceptedException") => Ok(Rejected::default()),
+            Err(e) => Err(classify(&e)),
+        }
+    }
+
+    /// Creates a log group; `Ok(false)` when it already existed.
+    pub async fn create_log_group(&self, group: &str) -> Result<bool, CallError> {
+        let out = self
+            .client
+            .create_log_group()
+            .log_group_name(group)
+            .send()
+            .await;
+        created(out)
+    }
+
+    /// Creates a log stream; `Ok(false)` when it already existed.
+    pub async fn create_log_stream(&self, key: &StreamKey) -> Result<bool, CallError> {
+        let out = self
+            .client
+            .create_log_stream()
+            .log_group_name(&key.group)
+            .log_stream_name(&key.stream)
+            .send()
+            .await;
+        created(out)
+    }
+
+    pub async fn put_retention_policy(&self, group: &str, days: i32) -> Result<(), CallError> {
+        self.client
+            .put_retention_policy()
+            .log_group_name(group)
+            .retention_in_days(days)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify(&e))
+    }
+}
+
+fn created<
+    T,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+>(
+    out: Result<T, SdkError<E, R>>,
+) -> Result<bool, CallError> {
+    match out {
+        Ok(_) => Ok(true),
+        Err(e) if code(&e) == Some("ResourceAlreadyExistsException") => Ok(false),
+        Err(e) => Err(classify(&e)),
+    }
+}
+
+fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
+    e.as_service_error().and_then(ProvideErrorMetadata::code)
+}
+
+/// Sorts an SDK error: service errors by their code, everything else (no
+/// connection, timeouts, unreadable responses, credentials not loaded yet)
+/// is transient.
+fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug + 'static>(
+    e: &SdkError<E, R>,
+) -> CallError {
+    match e {
+        SdkError::ServiceError(service) => {
+            let err = service.err();
+            let message = err.message().unwrap_or_default().to_string();
+            match err.code() {
+                Some("ResourceNotFoundException") => CallError::NotFound,
+                Some("InvalidParameterException") => CallError::Invalid(message),
+                Some(code) => CallError::Transient(format!("{code}: {message}")),
+                None => CallError::Transient(format!("service error: {message}")),
+            }
+        }
+        SdkError::TimeoutError(_) => CallError::Transient("timed out".to_string()),
+        SdkError::DispatchFailure(f) => CallError::Transient(if f.is_io() {
+            "connection failed".to_string()
+        } else if f.is_timeout() {
+            "connection timed out".to_string()
+        } else {
+            format!("request not sent: {}", source_chain(e))
+        }),
+        SdkError::ResponseError(_) => {
+            CallError::Transient(format!("unreadable response: {}", source_chain(e)))
+        }
+        other => CallError::Transient(source_chain(other)),
+    }
+}
+
+/// An error with its causes, for a log line.
+fn source_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(new: Option<i32>, old: Option<i32>, expired: Option<i32>) -> RejectedLogEventsInfo {
+        RejectedLogEventsInfo::builder()
+            .set_too_new_log_event_start_index(new)
+            .set_too_old_log_event_end_index(old)
+            .set_expired_log_event_end_index(expired)
+            .build()
+    }
+
+    #[test]
+    fn rejected_counts_by_reason() {
+        assert_eq!(Rejected::from_info(10, None), Rejected::default());
+        let r = Rejected::from_info(10, Some(&info(Some(7), Some(3), None)));
+        assert_eq!(
+            r,
+            Rejected {
+                too_new: 3,
+                too_old: 3,
+                expired: 0
+            }
+        );
+        // Expired events are the oldest; the too-old range includes them.
+        let r = Rejected::from_info(10, Some(&info(None, Some(4), Some(2))));
+        assert_eq!(
+            r,
+            Rejected {
+                too_new: 0,
+                too_old: 2,
+                expired: 2
+            }
+        );
+        // Out-of-range indexes never count more events than were sent.
+        let r = Rejected::from_info(5, Some(&info(Some(-1), Some(99), None)));
+        assert_eq!(r.total(), 5);
+    }
+}

@@ -1,0 +1,336 @@
+//! Delivers closed batches: PutLogEvents with retries, log group and stream
+//! creation, and isolation of events CloudWatch refuses.
+//!
+//! Rules, from the issue and the API reference:
+//! - ResourceNotFound: create the group (with its retention) and the stream
+//!   when `auto_create` allows, then send again; otherwise wait and retry.
+//! - Throttling, 5xx, timeouts, connection errors: the same batch again,
+//!   after an exponential backoff with full jitter, capped at
+//!   [`MAX_BACKOFF`], for as long as it takes.
+//! - InvalidParameterException: split the batch in halves until the events
+//!   CloudWatch refuses stand alone; report and count those, deliver the rest.
+//! - `rejectedLogEventsInfo`: counted per reason, logged once per interval.
+//! - A batch CloudWatch accepted is never sent again.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_firelens::Reservation;
+use tokio::sync::{mpsc, Mutex, Notify, Semaphore};
+use tokio::task::JoinSet;
+
+use super::batch::{Batch, LogEvent};
+use super::client::{CallError, CloudWatchClient, Rejected};
+use crate::streams::StreamKey;
+
+/// Requests in flight at once, over all streams. PutLogEvents has no
+/// per-stream limit any more; this bounds what one sidecar asks of the
+/// account's quota.
+pub const MAX_IN_FLIGHT: usize = 8;
+/// The first retry waits up to this long; each further one twice as long.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest wait between two attempts.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How often refused events and repeated failures are logged.
+const REPORT_INTERVAL: Duration = Duration::from_secs(30);
+
+/// A closed batch on its way out, with the memory it holds.
+pub struct Outbound {
+    pub key: StreamKey,
+    pub batch: Batch,
+    pub reservation: Option<Reservation>,
+}
+
+/// What the CloudWatch output has done, for logs and /metrics.
+#[derive(Debug, Default)]
+pub struct ShipCounters {
+    /// Batches handed to the shipper and not finished yet.
+    pub outstanding: AtomicU64,
+    /// Events in batches handed to the shipper (parts of split events count
+    /// one each).
+    pub events_queued: AtomicU64,
+    pub requests: AtomicU64,
+    pub retries: AtomicU64,
+    pub events_delivered: AtomicU64,
+    pub bytes_delivered: AtomicU64,
+    pub rejected_too_new: AtomicU64,
+    pub rejected_too_old: AtomicU64,
+    pub rejected_expired: AtomicU64,
+    /// Events refused alone with InvalidParameterException.
+    pub rejected_invalid: AtomicU64,
+    pub groups_created: AtomicU64,
+    pub streams_created: AtomicU64,
+    /// Woken whenever a batch finishes (its memory is free again).
+    pub finished: Notify,
+}
+
+impl ShipCounters {
+    fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    fn rejected(&self) -> [u64; 4] {
+        [
+            &self.rejected_too_new,
+            &self.rejected_too_old,
+            &self.rejected_expired,
+            &self.rejected_invalid,
+        ]
+        .map(|c| c.load(Ordering::Relaxed))
+    }
+}
+
+pub struct Shipper {
+    client: CloudWatchClient,
+    auto_create: bool,
+    retention_days: Option<i32>,
+    in_flight: Semaphore,
+    counters: Arc<ShipCounters>,
+    /// How many times each stream was created. Batches in flight at once
+    /// for a new stream all find it missing; the first creates it, the
+    /// others see the count moved and just send again.
+    creations: Mutex<HashMap<StreamKey, u64>>,
+}
+
+impl Shipper {
+    pub fn new(
+        client: CloudWatchClient,
+        auto_create: bool,
+        retention_days: Option<i32>,
+        counters: Arc<ShipCounters>,
+    ) -> Shipper {
+        Shipper {
+            client,
+            auto_create,
+            retention_days,
+            in_flight: Semaphore::new(MAX_IN_FLIGHT),
+            counters,
+            creations: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Delivers every batch that arrives until the sending side is gone
+    /// and all of them are done.
+    pub async fn run(self: Arc<Self>, mut batches: mpsc::UnboundedReceiver<Outbound>) {
+        let mut tasks = JoinSet::new();
+        let mut report = tokio::time::interval(REPORT_INTERVAL);
+        report.tick().await;
+        let mut reported = self.counters.rejected();
+        loop {
+            tokio::select! {
+                next = batches.recv() => match next {
+                    Some(out) => {
+                        tasks.spawn(self.clone().deliver(out));
+                    }
+                    None => break,
+                },
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                _ = report.tick() => reported = self.report_rejected(reported),
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+        self.report_rejected(reported);
+    }
+
+    /// Logs the events refused since the last report, one line for all.
+    fn report_rejected(&self, before: [u64; 4]) -> [u64; 4] {
+        let now = self.counters.rejected();
+        if now != before {
+            tracing::warn!(
+                too_new = now[0] - before[0],
+                too_old = now[1] - before[1],
+                expired = now[2] - before[2],
+                invalid = now[3] - before[3],
+                "CloudWatch refused events (too new: more than 2 h ahead; too old: more than 14 days or older than the retention; invalid: refused alone with InvalidParameterException)"
+            );
+        }
+        now
+    }
+
+    async fn deliver(self: Arc<Self>, out: Outbound) {
+        let Outbound {
+            key,
+            batch,
+            reservation,
+        } = out;
+        if let Ok(_slot) = self.in_flight.acquire().await {
+            // Halves of a batch CloudWatch found invalid wait here.
+            let mut parts = vec![batch.events];
+            while let Some(events) = parts.pop() {
+                if let Some(halves) = self.deliver_part(&key, events).await {
+                    parts.extend(halves);
+                }
+            }
+        }
+        drop(reservation);
+        self.counters.outstanding.fetch_sub(1, Ordering::Relaxed);
+        self.counters.finished.notify_waiters();
+    }
+
+    /// Sends `events` until CloudWatch takes them. Returns the two halves
+    /// when CloudWatch calls the request invalid and it holds more than one
+    /// event.
+    async fn deliver_part(
+        &self,
+        key: &StreamKey,
+        events: Vec<LogEvent>,
+    ) -> Option<[Vec<LogEvent>; 2]> {
+        let mut attempt = 0u32;
+        let mut created = false;
+        loop {
+            let seen = self.creations(key).await;
+            self.counters.requests.fetch_add(1, Ordering::Relaxed);
+            let failure = match self.client.put_log_events(key, &events).await {
+                Ok(rejected) => {
+                    self.count_delivered(&events, rejected);
+                    return None;
+                }
+                Err(CallError::Invalid(message)) if events.len() > 1 => {
+                    tracing::debug!(group = %key.group, stream = %key.stream, events = events.len(), reason = %message, "invalid request: splitting it to find the refused events");
+                    let mut first = events;
+                    let second = first.split_off(first.len() / 2);
+                    return Some([first, second]);
+                }
+                Err(CallError::Invalid(message)) => {
+                    let event = &events[0];
+                    // The event's text stays out of the log: only its size
+                    // and time say which one it was.
+                    tracing::error!(group = %key.group, stream = %key.stream, timestamp_ms = event.timestamp_ms, bytes = event.message.len(), reason = %message, "CloudWatch refused an event");
+                    ShipCounters::add(&self.counters.rejected_invalid, 1);
+                    return None;
+                }
+                Err(CallError::NotFound) if self.auto_create && !created => {
+                    created = true;
+                    let mut creations = self.creations.lock().await;
+                    let count = creations.entry(key.clone()).or_default();
+                    if *count != seen {
+                        // Created by another batch meanwhile.
+                        continue;
+                    }
+                    match self.create(key).await {
+                        Ok(()) => {
+                            *count += 1;
+                            // Straight back to sending.
+                            continue;
+                        }
+                        Err(e) => e,
+                    }
+                }
+                Err(CallError::NotFound) => {
+                    if self.auto_create {
+                        "the log group or stream is still missing after creating it".to_string()
+                    } else {
+                        "the log group or stream does not exist and cloudwatch.auto_create is false"
+                            .to_string()
+                    }
+                }
+                Err(CallError::Transient(reason)) => reason,
+            };
+            attempt += 1;
+            // A group deleted while running is created again next time.
+            created = false;
+            self.counters.retries.fetch_add(1, Ordering::Relaxed);
+            let wait = backoff(attempt);
+            if attempt == 1 || attempt.is_power_of_two() {
+                tracing::warn!(group = %key.group, stream = %key.stream, attempt, retry_in_ms = wait.as_millis() as u64, reason = %failure, "PutLogEvents failed; retrying");
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn creations(&self, key: &StreamKey) -> u64 {
+        self.creations.lock().await.get(key).copied().unwrap_or(0)
+    }
+
+    fn count_delivered(&self, events: &[LogEvent], rejected: Rejected) {
+        let c = &self.counters;
+        ShipCounters::add(&c.events_delivered, events.len() - rejected.total());
+        ShipCounters::add(
+            &c.bytes_delivered,
+            events.iter().map(|e| e.message.len()).sum(),
+        );
+        ShipCounters::add(&c.rejected_too_new, rejected.too_new);
+        ShipCounters::add(&c.rejected_too_old, rejected.too_old);
+        ShipCounters::add(&c.rejected_expired, rejected.expired);
+    }
+
+    /// Creates the group (setting its retention when this call created it)
+    /// and the stream. What already exists is fine.
+    async fn create(&self, key: &StreamKey) -> Result<(), String> {
+        let new_group = self
+            .client
+            .create_log_group(&key.group)
+            .await
+            .map_err(|e| format!("creating the log group: {e:?}"))?;
+        if new_group {
+            ShipCounters::add(&self.counters.groups_created, 1);
+            tracing::info!(group = %key.group, "created log group");
+            if let Some(days) = self.retention_days {
+                self.client
+                    .put_retention_policy(&key.group, days)
+                    .await
+                    .map_err(|e| format!("setting the retention: {e:?}"))?;
+            }
+        }
+        if self
+            .client
+            .create_log_stream(key)
+            .await
+            .map_err(|e| format!("creating the log stream: {e:?}"))?
+        {
+            ShipCounters::add(&self.counters.streams_created, 1);
+            tracing::info!(group = %key.group, stream = %key.stream, "created log stream");
+        }
+        Ok(())
+    }
+}
+
+/// The wait before retry number `attempt` (from 1): a random time up to
+/// FIRST_BACKOFF x 2^(attempt-1), never more than MAX_BACKOFF ("full
+/// jitter", so that many sidecars throttled at once do not retry in step).
+pub fn backoff(attempt: u32) -> Duration {
+    let ceiling = FIRST_BACKOFF
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
+        .min(MAX_BACKOFF);
+    let fraction = (random_u64() >> 11) as f64 / (1u64 << 53) as f64;
+    // Never zero: a tight loop helps nobody.
+    ceiling.mul_f64(fraction).max(Duration::from_millis(10))
+}
+
+/// A random number from the standard library's per-process random hash
+/// keys; enough for jitter, no dependency for it.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos().into()),
+    );
+    hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_its_cap_with_jitter() {
+        for attempt in 1..40 {
+            let ceiling = (FIRST_BACKOFF * 2u32.pow(attempt.min(20) - 1)).min(MAX_BACKOFF);
+            for _ in 0..20 {
+                let wait = backoff(attempt);
+                assert!(
+                    wait <= ceiling.max(Duration::from_millis(10)),
+                    "{attempt}: {wait:?}"
+                );
+                assert!(wait >= Duration::from_millis(10));
+            }
+        }
+        // Jitter: 50 draws at the cap are not all the same.
+        let draws: std::collections::HashSet<Duration> = (0..50).map(|_| backoff(30)).collect();
+        assert!(draws.len() > 1);
+    }
+}
