@@ -206,13 +206,22 @@ pub mod forward {
     pub fn docker_message_frames(n: usize, seed: u64) -> Vec<u8> {
         let mut out = Vec::new();
         for (i, line) in mixed_lines(n, 70, seed).iter().enumerate() {
-            out.push(0x94);
-            str(&mut out, "envoy-firelens-5a0a7b1c6f7e4d2b9c3e8f1a2b3c4d5e");
-            event_time(&mut out, 1_700_000_000 + i as u32 / 1000, i as u32);
-            record(&mut out, line);
-            out.push(0x80);
+            docker_message_frame(&mut out, i, line);
         }
         out
+    }
+
+    /// Appends the Message-mode frame of event number `i` with `line`.
+    pub fn docker_message_frame(out: &mut Vec<u8>, i: usize, line: &str) {
+        out.push(0x94);
+        str(out, "envoy-firelens-5a0a7b1c6f7e4d2b9c3e8f1a2b3c4d5e");
+        event_time(
+            out,
+            1_700_000_000 + i as u32 / 1000,
+            i as u32 % 1_000_000_000,
+        );
+        record(out, line);
+        out.push(0x80);
     }
 
     /// Forward-mode frames of `per_frame` Envoy access lines, as Fluent

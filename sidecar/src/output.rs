@@ -28,8 +28,8 @@ impl Sink {
         Sink::Stdout(BufWriter::with_capacity(1 << 16, io::stdout()))
     }
 
-    /// The events of one delivery come next, with their share of the
-    /// memory budget (kept only by sinks that buffer).
+    /// The events of one or more deliveries come next, with their share of
+    /// the memory budget (kept only by sinks that buffer).
     pub fn begin_delivery(&mut self, share: Option<Reservation>) {
         if let Sink::CloudWatch(cw) = self {
             cw.begin_delivery(share);
@@ -63,8 +63,8 @@ impl Sink {
         }
     }
 
-    /// The delivery's events are where this sink keeps them (written to
-    /// the kernel, or in a batcher): it may be accepted and acked.
+    /// The deliveries' events are where this sink keeps them (written to
+    /// the kernel, or in a batcher): they may be accepted and acked.
     pub fn end_delivery(&mut self) -> io::Result<()> {
         match self {
             Sink::CloudWatch(cw) => {

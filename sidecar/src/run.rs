@@ -378,17 +378,36 @@ fn write_output(
         let next = runtime.block_on(async { tokio::time::timeout(TICK, pipeline.recv()).await });
         let now = now_ns();
         match next {
-            Ok(Some(mut delivery)) => {
-                // The delivery's events move on without a copy; its share
-                // of the memory budget moves to the sink's buffers.
-                sink.begin_delivery(delivery.take_reservation());
-                for event in std::mem::take(&mut delivery.events) {
-                    for joined in partials.push(event, now) {
-                        write(&joined, &mut sink)?;
+            Ok(Some(first)) => {
+                // Take whatever else is queued too: one wake-up, one flush
+                // and one pass for many small frames (Docker sends one
+                // event per frame).
+                let mut group = vec![first];
+                while group.len() < PIPELINE_FRAMES {
+                    match pipeline.try_recv() {
+                        Ok(delivery) => group.push(delivery),
+                        Err(_) => break,
+                    }
+                }
+                // The deliveries' events move on without a copy; their
+                // shares of the memory budget move to the sink's buffers.
+                let share = group
+                    .iter_mut()
+                    .filter_map(Delivery::take_reservation)
+                    .reduce(|mut all, share| {
+                        all.merge(share);
+                        all
+                    });
+                sink.begin_delivery(share);
+                for delivery in &mut group {
+                    for event in std::mem::take(&mut delivery.events) {
+                        for joined in partials.push(event, now) {
+                            write(&joined, &mut sink)?;
+                        }
                     }
                 }
                 sink.end_delivery()?;
-                delivery.accept();
+                group.into_iter().for_each(Delivery::accept);
             }
             Ok(None) => break,
             Err(_) => {}
