@@ -12,6 +12,9 @@ COPY . .
 RUN cargo build --release --locked -p sluice \
  && install -D -m 0755 target/release/sluice /out/sluice
 
+# distroless cc-debian12 also carries /etc/ssl/certs/ca-certificates.crt,
+# which the CloudWatch client (rustls with the platform's roots, through
+# rustls-native-certs) needs for HTTPS to the regional endpoint.
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/sluice /usr/local/bin/sluice
 USER 65532:65532

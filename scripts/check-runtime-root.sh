@@ -38,4 +38,23 @@ wait
 cat /tmp/sluice-root.out
 grep -q '"log":"GET /a?token=REDACTED 200"' /tmp/sluice-root.out
 grep -q '"message":"stopped"' /tmp/sluice-root.err
+
+echo "== CloudWatch output against moto, as 65532, no HOME, no AWS profile"
+moto_port=24312
+.venv/bin/python -m moto.server -H 127.0.0.1 -p $moto_port >/dev/null 2>&1 &
+moto=$!
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$moto_port) 2>/dev/null && break; sleep 0.1; done
+as_nonroot SLUICE_OUTPUT_TYPE=cloudwatch SLUICE_CLOUDWATCH_ENDPOINT=http://127.0.0.1:$moto_port \
+  AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test SLUICE_SHUTDOWN_DRAIN=0s \
+  /usr/local/bin/sluice run 2> /tmp/sluice-root-cw.err &
+sidecar=$!
+for _ in $(seq 50); do as_nonroot /usr/local/bin/sluice healthcheck && break; sleep 0.1; done
+.venv/bin/python -c "from fluent import sender; assert sender.FluentSender('app', port=$port).emit('x', {'log': 'GET /b?token=t 200', 'container_name': '/web'})"
+sleep 0.5
+pkill -TERM -f "sluice run"
+wait $sidecar
+grep '"CloudWatch has every event"' /tmp/sluice-root-cw.err | grep -q '"events_delivered":1'
+.venv/bin/python tests/e2e/cloudwatch_peer.py dump http://127.0.0.1:$moto_port | tee /tmp/sluice-root-cw.dump
+grep -q '"message": "GET /b?token=REDACTED 200"' /tmp/sluice-root-cw.dump
+kill $moto
 echo "== runtime root check passed"
