@@ -12,6 +12,17 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use sluice_parser::{Format, QueryMode, Redactor, RouteTable};
+
+use crate::stats::{emf, StatsConfig};
+
+/// `[sampling]`: which access records are written (statistics count all).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SamplingConfig {
+    /// The fraction of ordinary requests kept, chosen by request id.
+    pub rate: f64,
+    /// Requests at least this slow are always kept.
+    pub slow_ms: Option<u64>,
+}
 use toml::{Table, Value};
 
 /// The kind of value a key holds.
@@ -29,6 +40,8 @@ enum Kind {
     Duration,
     /// `"64MiB"`, `"512KiB"`, `"1GiB"`, or an integer of bytes.
     Size,
+    /// A number from 0 to 1, such as `0.1`.
+    Fraction,
 }
 
 /// Every key: section, key, kind.
@@ -60,6 +73,16 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("limits", "memory", Kind::Size),
     ("shutdown", "drain", Kind::Duration),
     ("shutdown", "grace", Kind::Duration),
+    ("stats", "enabled", Kind::Bool),
+    ("stats", "interval", Kind::Duration),
+    ("stats", "namespace", Kind::Str),
+    ("stats", "service", Kind::Str),
+    ("stats", "dimensions", Kind::List { split: false }),
+    ("stats", "metrics", Kind::List { split: true }),
+    ("stats", "max_routes", Kind::Int),
+    ("admin", "listen", Kind::Str),
+    ("sampling", "rate", Kind::Fraction),
+    ("sampling", "slow", Kind::Duration),
 ];
 
 /// The retention periods CloudWatch Logs accepts (PutRetentionPolicy).
@@ -92,12 +115,6 @@ pub enum OutputType {
     Cloudwatch,
 }
 
-/// Keys that are validated (so `check-config` covers every key the issues
-/// pin) but not acted on yet: the statistics stream arrives with the
-/// statistics. `sluice run` warns when one of them is set instead of
-/// ignoring it silently.
-pub const NOT_YET_USED: [&str; 1] = ["cloudwatch.stats_stream"];
-
 /// The validated configuration `sluice run` uses.
 #[derive(Debug)]
 pub struct Config {
@@ -105,7 +122,7 @@ pub struct Config {
     pub output: OutputType,
     pub file_dir: Option<PathBuf>,
     /// The templates are used by the file output; the rest waits for the
-    /// CloudWatch output (see NOT_YET_USED).
+    /// The CloudWatch output.
     pub cloudwatch: CloudwatchConfig,
     pub envoy: EnvoyConfig,
     pub redact: RedactConfig,
@@ -115,6 +132,12 @@ pub struct Config {
     pub shutdown_drain: Duration,
     /// After SIGTERM, the time to be done by (ECS's stopTimeout is 30 s).
     pub shutdown_grace: Duration,
+    /// `None` with `stats.enabled = false`.
+    pub stats: Option<StatsConfig>,
+    /// `None` with `admin.listen = ""`.
+    pub admin_listen: Option<SocketAddr>,
+    /// `None` unless a `[sampling]` key is set: every access record is kept.
+    pub sampling: Option<SamplingConfig>,
     /// Every `section.key` set by the file or the environment.
     pub set_keys: Vec<String>,
 }
@@ -136,8 +159,6 @@ pub struct CloudwatchConfig {
     pub log_group: String,
     pub access_stream: String,
     pub app_stream: String,
-    /// Read by the statistics, which are not built yet (see NOT_YET_USED).
-    #[allow(dead_code)]
     pub stats_stream: String,
     pub auto_create: bool,
     pub retention_days: Option<i64>,
@@ -260,6 +281,8 @@ fn type_fits(kind: Kind, value: &Value) -> bool {
         | (Kind::Bool, Value::Boolean(_)) => true,
         (Kind::List { .. }, Value::Array(items)) => items.iter().all(Value::is_str),
         (Kind::Duration | Kind::Size, Value::String(_) | Value::Integer(_)) => true,
+        (Kind::Fraction, Value::Float(f)) => (0.0..=1.0).contains(f),
+        (Kind::Fraction, Value::Integer(i)) => (0..=1).contains(i),
         // unix_mode may be written 0o600.
         (Kind::Str, Value::Integer(_)) => true,
         _ => false,
@@ -274,6 +297,7 @@ fn describe(kind: Kind) -> &'static str {
         Kind::List { .. } => "a list of strings",
         Kind::Duration => "a duration such as \"500ms\", \"30s\", \"5m\" or \"1h\"",
         Kind::Size => "a size such as \"64MiB\"",
+        Kind::Fraction => "a number from 0 to 1 such as 0.1",
     }
 }
 
@@ -289,6 +313,12 @@ fn apply_env(
         let value = match kind {
             Kind::Str | Kind::Duration | Kind::Size => Some(Value::String(raw)),
             Kind::Int => raw.trim().parse::<i64>().ok().map(Value::Integer),
+            Kind::Fraction => raw
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|f| (0.0..=1.0).contains(f))
+                .map(Value::Float),
             Kind::Bool => match raw.trim() {
                 "true" | "1" | "yes" => Some(Value::Boolean(true)),
                 "false" | "0" | "no" => Some(Value::Boolean(false)),
@@ -446,8 +476,118 @@ impl Reader<'_> {
             memory_limit: self.size_or("limits", "memory", 64 << 20),
             shutdown_drain: drain,
             shutdown_grace: grace,
+            stats: self.stats(),
+            admin_listen: self.admin(),
+            sampling: self.sampling(),
             set_keys: Vec::new(),
         }
+    }
+
+    fn stats(&mut self) -> Option<StatsConfig> {
+        let defaults = StatsConfig::default();
+        let interval = self.duration_or("stats", "interval", Duration::from_secs(60));
+        if interval < Duration::from_secs(1) {
+            self.error("stats", "interval", "must be at least 1s");
+        }
+        let dimensions: Vec<Vec<String>> = match self.value("stats", "dimensions") {
+            None => defaults.dimensions.clone(),
+            Some(_) => self
+                .list("stats", "dimensions")
+                .iter()
+                .map(|set| {
+                    set.split(',')
+                        .map(|d| d.trim().to_string())
+                        .filter(|d| !d.is_empty())
+                        .collect()
+                })
+                .collect(),
+        };
+        for set in &dimensions {
+            if let Some(bad) = set.iter().find(|d| !emf::DIMENSIONS.contains(&d.as_str())) {
+                self.error(
+                    "stats",
+                    "dimensions",
+                    format!("{bad:?} is not a dimension; sets are comma-separated lists of service, route"),
+                );
+            }
+        }
+        if dimensions.is_empty() {
+            self.error("stats", "dimensions", "needs at least one dimension set");
+        }
+        let metrics = match self.value("stats", "metrics") {
+            None => defaults.metrics.clone(),
+            Some(_) => self.list("stats", "metrics"),
+        };
+        for name in &metrics {
+            if !emf::FIGURES.iter().any(|(n, _)| n == name) {
+                let known: Vec<&str> = emf::FIGURES.iter().map(|(n, _)| *n).collect();
+                self.error(
+                    "stats",
+                    "metrics",
+                    format!("{name:?} is not a figure; they are {}", known.join(", ")),
+                );
+            }
+        }
+        let max_routes = match self.int("stats", "max_routes") {
+            None => defaults.max_routes,
+            Some(n) if (1..=100_000).contains(&n) => n as usize,
+            Some(n) => {
+                self.error(
+                    "stats",
+                    "max_routes",
+                    format!("{n} is not from 1 to 100000"),
+                );
+                defaults.max_routes
+            }
+        };
+        let config = StatsConfig {
+            interval_ms: i64::try_from(interval.as_millis())
+                .unwrap_or(i64::MAX)
+                .max(1000),
+            namespace: self.string_or("stats", "namespace", &defaults.namespace),
+            service: self.str("stats", "service").filter(|s| !s.is_empty()),
+            dimensions,
+            metrics,
+            max_routes,
+        };
+        self.bool_or("stats", "enabled", true).then_some(config)
+    }
+
+    fn admin(&mut self) -> Option<SocketAddr> {
+        let text = self.string_or("admin", "listen", "127.0.0.1:2020");
+        if text.is_empty() {
+            return None;
+        }
+        match text.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.error(
+                    "admin",
+                    "listen",
+                    format!("{text:?} is not an address such as 127.0.0.1:2020 (\"\" for none)"),
+                );
+                None
+            }
+        }
+    }
+
+    fn sampling(&mut self) -> Option<SamplingConfig> {
+        let rate = match self.value("sampling", "rate") {
+            Some(Value::Float(f)) => Some(*f),
+            Some(Value::Integer(i)) => Some(*i as f64),
+            _ => None,
+        };
+        let slow = self
+            .value("sampling", "slow")
+            .is_some()
+            .then(|| self.duration_or("sampling", "slow", Duration::ZERO));
+        if rate.is_none() && slow.is_none() {
+            return None;
+        }
+        Some(SamplingConfig {
+            rate: rate.unwrap_or(1.0),
+            slow_ms: slow.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        })
     }
 
     fn forward(&mut self) -> ForwardConfig {
@@ -850,7 +990,7 @@ mod tests {
         let expected = [
             "forward.lisen: unknown key; [forward] takes listen, unix_path, unix_mode, shared_key, max_connections, idle_timeout",
             "forward.max_connections: expected an integer",
-            "metrics: unknown section; the sections are forward, output, file, cloudwatch, envoy, redact, limits, shutdown",
+            "metrics: unknown section; the sections are forward, output, file, cloudwatch, envoy, redact, limits, shutdown, stats, admin, sampling",
             "SLUICE_FORWARD_MAX_CONNECTIONS: expected an integer",
             "forward.listen: \"nowhere\" is not an address such as 127.0.0.1:24224 (\"\" for no TCP listener)",
             "output.type: \"kafka\" is not one of stdout, file, cloudwatch",

@@ -4,13 +4,16 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+mod admin;
 mod cli;
 mod cloudwatch;
 mod config;
+mod metrics;
 mod output;
 mod parse_cmd;
 mod render;
 mod run;
+mod stats;
 mod streams;
 
 fn main() -> ExitCode {

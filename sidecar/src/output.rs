@@ -63,6 +63,25 @@ impl Sink {
         }
     }
 
+    /// Takes one statistics (EMF) event. stdout carries only log events, so
+    /// it drops them; files and CloudWatch write them to the stats stream.
+    pub fn write_stats(&mut self, key: StreamKey, time_ms: i64, text: &str) -> io::Result<()> {
+        match self {
+            Sink::Stdout(_) => Ok(()),
+            Sink::Files(files) => files.write(&key, text.as_bytes()),
+            Sink::CloudWatch(cw) => {
+                cw.write_emf(
+                    key,
+                    LogEvent {
+                        timestamp_ms: time_ms,
+                        message: text.to_owned(),
+                    },
+                );
+                Ok(())
+            }
+        }
+    }
+
     /// The deliveries' events are where this sink keeps them (written to
     /// the kernel, or in a batcher): they may be accepted and acked.
     pub fn end_delivery(&mut self) -> io::Result<()> {

@@ -53,6 +53,7 @@ fn build_renderer(args: &ParseArgs) -> Result<LineRenderer, String> {
         routes,
         access_containers: Vec::new(),
         app_lines_as_json: true,
+        collect_facts: false,
     })
 }
 

@@ -4,6 +4,14 @@
 use serde_json::{Map, Value as Json};
 use sluice_parser::{json_out, Classified, Classifier, Redactor, RouteTable};
 
+use crate::stats::RequestFacts;
+
+/// The record's container name without Docker's leading `/`.
+fn container_name(record: &Map<String, Json>) -> Option<&str> {
+    let name = record.get("container_name").and_then(Json::as_str)?;
+    Some(name.strip_prefix('/').unwrap_or(name))
+}
+
 /// Everything needed to turn a raw line into its redacted JSON object.
 pub struct LineRenderer {
     pub classifier: Classifier,
@@ -15,15 +23,22 @@ pub struct LineRenderer {
     /// Application lines with metadata as JSON objects (stdout, files, and
     /// CloudWatch with `app_format = "json"`), or as the redacted line alone.
     pub app_lines_as_json: bool,
+    /// Whether [`Rendered::facts`] is filled for access records (statistics
+    /// and sampling need them).
+    pub collect_facts: bool,
 }
 
 /// What [`LineRenderer::render_event`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {
     pub access: bool,
     /// The event's time in ms: the access record's start time, else the
     /// forward event's time.
     pub time_ms: i64,
+    /// What statistics need from an access record (when collected).
+    pub facts: Option<RequestFacts>,
+    /// Access-record fields the redactor changed.
+    pub redactions: usize,
 }
 
 /// Where a line came from: written between `kind` and the record's fields.
@@ -74,7 +89,7 @@ impl LineRenderer {
         };
         match classified {
             Classified::Access(mut record) => {
-                self.redactor.redact_record(&mut record);
+                let redactions = self.redactor.redact_record(&mut record);
                 out.push_str("{\"kind\":\"access\"");
                 let time_ms = record.start_time_ms().unwrap_or(event_time);
                 if let Some(meta) = meta {
@@ -85,11 +100,18 @@ impl LineRenderer {
                     out.pop();
                 }
                 out.push_str(",\"route\":");
-                json_out::write_str(out, &self.routes.route_key(&record));
+                let route = self.routes.route_key(&record);
+                json_out::write_str(out, &route);
                 out.push('}');
+                let facts = self.collect_facts.then(|| {
+                    let container = meta.and_then(|m| container_name(m.record));
+                    RequestFacts::from_record(&record, route, container)
+                });
                 Rendered {
                     access: true,
                     time_ms,
+                    facts,
+                    redactions,
                 }
             }
             Classified::App(text) if !self.app_lines_as_json => {
@@ -97,6 +119,8 @@ impl LineRenderer {
                 Rendered {
                     access: false,
                     time_ms: event_time,
+                    facts: None,
+                    redactions: 0,
                 }
             }
             Classified::App(text) => {
@@ -110,6 +134,8 @@ impl LineRenderer {
                 Rendered {
                     access: false,
                     time_ms: event_time,
+                    facts: None,
+                    redactions: 0,
                 }
             }
         }
@@ -119,12 +145,7 @@ impl LineRenderer {
         if self.access_containers.is_empty() {
             return true;
         }
-        let name = meta
-            .record
-            .get("container_name")
-            .and_then(Json::as_str)
-            .unwrap_or_default();
-        let name = name.strip_prefix('/').unwrap_or(name);
+        let name = container_name(meta.record).unwrap_or_default();
         self.access_containers.iter().any(|c| c == name)
     }
 

@@ -8,7 +8,7 @@
 use std::io;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
@@ -18,13 +18,16 @@ use sluice_firelens::{
 use sluice_parser::Classifier;
 use tokio::sync::{mpsc, watch};
 
+use crate::admin::{self, Admin};
 use crate::cli::RunArgs;
 use crate::cloudwatch::client::{ClientSettings, CloudWatchClient};
 use crate::cloudwatch::ship::{ShipCounters, Shipper};
 use crate::cloudwatch::sink::CloudWatchSink;
-use crate::config::{self, Config, ForwardConfig, OutputType};
+use crate::config::{self, Config, ForwardConfig, OutputType, SamplingConfig};
+use crate::metrics::{PipelineCounters, Sources};
 use crate::output::{FileSink, Sink};
 use crate::render::{EventMeta, LineRenderer};
+use crate::stats::{sampling, Aggregator, RouteTable};
 use crate::streams::{StreamTemplates, StreamVars};
 
 /// Frames queued between the listeners and the output. Small: a frame can
@@ -52,11 +55,6 @@ pub fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    for key in &config.set_keys {
-        if config::NOT_YET_USED.contains(&key.as_str()) {
-            tracing::warn!(%key, "accepted but not used by this version yet");
-        }
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -142,8 +140,24 @@ async fn serve(full: Config) -> ExitCode {
         log_group: full.cloudwatch.log_group.clone(),
         access_stream: full.cloudwatch.access_stream.clone(),
         app_stream: full.cloudwatch.app_stream.clone(),
+        stats_stream: full.cloudwatch.stats_stream.clone(),
     };
-    let renderer = renderer(full);
+    let pipeline_counters = Arc::new(PipelineCounters::default());
+    let totals = Arc::new(Mutex::new(RouteTable::default()));
+    let admin_listen = full.admin_listen;
+    let stage = OutputStage {
+        stats: full
+            .stats
+            .clone()
+            .map(|c| Aggregator::new(c, now_ns().div_euclid(1_000_000))),
+        sampling: full.sampling.clone(),
+        counters: pipeline_counters.clone(),
+        totals: totals.clone(),
+        text: String::with_capacity(1 << 12),
+        written: 0,
+        templates,
+        renderer: renderer(full),
+    };
     let counters = Arc::new(Counters::default());
     let server = match Server::bind(config.clone(), counters.clone()).await {
         Ok(s) => s,
@@ -162,9 +176,38 @@ async fn serve(full: Config) -> ExitCode {
     tracing::info!(%tcp, %unix, "listening for fluent forward");
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (pipeline_tx, pipeline_rx) = mpsc::channel(PIPELINE_FRAMES);
+    // Kept until serve returns: the admin endpoint stops with it.
+    let (listening_tx, listening_rx) = watch::channel(true);
+    if let Some(addr) = admin_listen {
+        let listener = match admin::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(%addr, error = %e, "cannot listen for admin.listen");
+                return ExitCode::FAILURE;
+            }
+        };
+        let queue = pipeline_tx.downgrade();
+        let sources = Sources {
+            input: counters.clone(),
+            budget: budget.clone(),
+            pipeline: pipeline_counters.clone(),
+            ship: cloudwatch.as_ref().map(|c| c.counters.clone()),
+            routes: totals,
+            queue_depth: Box::new(move || {
+                queue
+                    .upgrade()
+                    .map_or(0, |tx| (tx.max_capacity() - tx.capacity()) as u64)
+            }),
+        };
+        let admin = Arc::new(Admin {
+            sources,
+            listening: listening_rx.clone(),
+        });
+        tracing::info!(%addr, "admin endpoint: /healthz, /metrics");
+        tokio::spawn(admin::serve(listener, admin, listening_rx));
+    }
     let handle = tokio::runtime::Handle::current();
-    let output =
-        std::thread::spawn(move || write_output(pipeline_rx, handle, renderer, templates, sink));
+    let output = std::thread::spawn(move || write_output(pipeline_rx, handle, stage, sink));
     let server = tokio::spawn(server.run(pipeline_tx, shutdown_rx));
 
     let signal = wait_for_signal().await;
@@ -182,6 +225,8 @@ async fn serve(full: Config) -> ExitCode {
     }
     tracing::info!("stopping: no new connections; writing what was received");
     let _ = shutdown_tx.send(true);
+    // /healthz answers 503 from now on.
+    let _ = listening_tx.send(false);
     let ship_counters = cloudwatch.as_ref().map(|c| c.counters.clone());
     let finish = async {
         let _ = server.await;
@@ -323,6 +368,7 @@ fn renderer(config: Config) -> LineRenderer {
         // stdout and files always carry the metadata.
         app_lines_as_json: config.output != OutputType::Cloudwatch
             || config.cloudwatch.app_lines_as_json,
+        collect_facts: config.stats.is_some() || config.sampling.is_some(),
     }
 }
 
@@ -332,25 +378,25 @@ const MAX_JOINED_LINE: usize = 1 << 20;
 /// A split line whose last part has not come for this long goes out as is.
 const PARTIAL_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The output stage: joins Docker's split lines, renders every event, hands
-/// it to the sink, then accepts the delivery (which acks its chunk) once the
-/// sink has it (written to the kernel, or in a CloudWatch batcher). Runs on
-/// its own thread: writes and the memory budget block.
-fn write_output(
-    mut pipeline: mpsc::Receiver<Delivery>,
-    runtime: tokio::runtime::Handle,
+/// What the output stage does with each event besides writing it.
+struct OutputStage {
     renderer: LineRenderer,
     templates: StreamTemplates,
-    mut sink: Sink,
-) -> io::Result<u64> {
-    let mut partials = PartialAssembler::new(
-        MAX_JOINED_LINE,
-        i64::try_from(PARTIAL_TIMEOUT.as_nanos()).unwrap_or(i64::MAX),
-    );
-    let mut text = String::with_capacity(1 << 12);
-    let mut written = 0u64;
-    let mut write = |event: &Event, sink: &mut Sink| -> io::Result<()> {
-        text.clear();
+    stats: Option<Aggregator>,
+    sampling: Option<SamplingConfig>,
+    counters: Arc<PipelineCounters>,
+    /// Per-route totals since start, for /metrics.
+    totals: Arc<Mutex<RouteTable>>,
+    text: String,
+    written: u64,
+}
+
+impl OutputStage {
+    /// Renders one event and hands it to the sink: statistics first (they
+    /// count every access record), then sampling (which only skips the
+    /// write).
+    fn write(&mut self, event: &Event, sink: &mut Sink) -> io::Result<()> {
+        self.text.clear();
         let (line, line_key) = log_line(&event.record);
         let event_ms = event.time_ns.div_euclid(1_000_000);
         let meta = EventMeta {
@@ -359,24 +405,90 @@ fn write_output(
             record: &event.record,
             line_key,
         };
-        let rendered = renderer.render_event(&line, Some(&meta), &mut text);
-        written += 1;
-        let key = || {
-            let vars = StreamVars {
-                tag: &event.tag,
-                record: &event.record,
-                time_ms: event_ms,
-            };
-            templates.key(rendered.access, &vars)
+        let rendered = self
+            .renderer
+            .render_event(&line, Some(&meta), &mut self.text);
+        let vars = StreamVars {
+            tag: &event.tag,
+            record: &event.record,
+            time_ms: event_ms,
         };
-        sink.write(key, rendered.time_ms, &text)
-    };
-    // Split lines and CloudWatch batches wait on the clock.
+        let c = &self.counters;
+        if !rendered.access {
+            c.app_lines.fetch_add(1, Ordering::Relaxed);
+        } else {
+            c.access_records.fetch_add(1, Ordering::Relaxed);
+            c.redactions
+                .fetch_add(rendered.redactions as u64, Ordering::Relaxed);
+        }
+        if let Some(facts) = &rendered.facts {
+            if let Some(stats) = &mut self.stats {
+                if stats.record(self.templates.stats_key(&vars), facts) {
+                    c.stats_folded.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Ok(mut totals) = self.totals.lock() {
+                    let max = stats.config().max_routes;
+                    totals.add(stats.service(facts), facts, max);
+                }
+            }
+            if let Some(sampling) = &self.sampling {
+                if !sampling::keep(sampling, facts) {
+                    c.sampled_out.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+            }
+        }
+        self.written += 1;
+        let key = || self.templates.key(rendered.access, &vars);
+        sink.write(key, rendered.time_ms, &self.text)
+    }
+
+    /// Writes the statistics of the interval that ended (or, at shutdown,
+    /// of the partial one).
+    fn emit_stats(&mut self, sink: &mut Sink, force: bool) -> io::Result<()> {
+        let now = now_ns().div_euclid(1_000_000);
+        let Some(stats) = &mut self.stats else {
+            return Ok(());
+        };
+        if !force && !stats.due(now) {
+            return Ok(());
+        }
+        let start = stats.interval_start_ms();
+        let events = stats.finish_interval(now);
+        self.counters
+            .stats_events
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        for (key, text) in events {
+            sink.write_stats(key, start, &text)?;
+        }
+        Ok(())
+    }
+}
+
+/// The output stage: joins Docker's split lines, renders every event, hands
+/// it to the sink, then accepts the delivery (which acks its chunk) once the
+/// sink has it (written to the kernel, or in a CloudWatch batcher). Runs on
+/// its own thread: writes and the memory budget block.
+fn write_output(
+    mut pipeline: mpsc::Receiver<Delivery>,
+    runtime: tokio::runtime::Handle,
+    mut stage: OutputStage,
+    mut sink: Sink,
+) -> io::Result<u64> {
+    let mut partials = PartialAssembler::new(
+        MAX_JOINED_LINE,
+        i64::try_from(PARTIAL_TIMEOUT.as_nanos()).unwrap_or(i64::MAX),
+    );
+    // Split lines, CloudWatch batches and statistics wait on the clock.
     const TICK: Duration = Duration::from_millis(250);
     let mut last_tick = Instant::now();
     loop {
         let next = runtime.block_on(async { tokio::time::timeout(TICK, pipeline.recv()).await });
         let now = now_ns();
+        stage.counters.last_progress_ms.store(
+            u64::try_from(now / 1_000_000).unwrap_or(0),
+            Ordering::Relaxed,
+        );
         match next {
             Ok(Some(first)) => {
                 // Take whatever else is queued too: one wake-up, one flush
@@ -402,7 +514,7 @@ fn write_output(
                 for delivery in &mut group {
                     for event in std::mem::take(&mut delivery.events) {
                         for joined in partials.push(event, now) {
-                            write(&joined, &mut sink)?;
+                            stage.write(&joined, &mut sink)?;
                         }
                     }
                 }
@@ -415,16 +527,19 @@ fn write_output(
         if last_tick.elapsed() >= TICK {
             last_tick = Instant::now();
             for stale in partials.expire(now) {
-                write(&stale, &mut sink)?;
+                stage.write(&stale, &mut sink)?;
             }
+            stage.emit_stats(&mut sink, false)?;
             sink.tick(last_tick)?;
         }
     }
     for rest in partials.flush() {
-        write(&rest, &mut sink)?;
+        stage.write(&rest, &mut sink)?;
     }
+    // The partial interval too: the last minute before a stop matters.
+    stage.emit_stats(&mut sink, true)?;
     sink.flush()?;
-    Ok(written)
+    Ok(stage.written)
 }
 
 fn now_ns() -> i64 {

@@ -9,6 +9,7 @@ pub struct StreamTemplates {
     pub log_group: String,
     pub access_stream: String,
     pub app_stream: String,
+    pub stats_stream: String,
 }
 
 /// A log group and stream.
@@ -53,6 +54,14 @@ impl StreamVars<'_> {
 }
 
 impl StreamTemplates {
+    /// The group and stream for the statistics of an access record.
+    pub fn stats_key(&self, vars: &StreamVars<'_>) -> StreamKey {
+        StreamKey {
+            group: group_name(&fill(&self.log_group, vars)),
+            stream: stream_name(&fill(&self.stats_stream, vars)),
+        }
+    }
+
     /// The group and stream for an access record or an application line.
     pub fn key(&self, access: bool, vars: &StreamVars<'_>) -> StreamKey {
         let stream = if access {
@@ -165,6 +174,7 @@ mod tests {
             log_group: "/ecs/{cluster}/{container_name}".into(),
             access_stream: "{task_id}/access".into(),
             app_stream: "{task_id}/{container_name}/{date}".into(),
+            stats_stream: "{task_id}/stats".into(),
         }
     }
 

@@ -10,13 +10,16 @@ use serde_json::{json, Value as Json};
 use crate::proxy::{put_log_events_violations, Fault, FaultProxy, Recorded};
 use crate::support::{client_with, CloudWatchDump, Moto, Sidecar};
 
-/// The settings every test here uses, with the endpoint and extra keys.
+/// The settings every test here uses, with the endpoint and extra keys
+/// (which win). Statistics are off unless a test turns them on: these
+/// tests count log events.
 fn cloudwatch_env(endpoint: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = [
+    let mut env: BTreeMap<String, String> = [
         ("SLUICE_OUTPUT_TYPE", "cloudwatch"),
         ("SLUICE_CLOUDWATCH_ENDPOINT", endpoint),
         ("SLUICE_CLOUDWATCH_REGION", "us-east-1"),
         ("SLUICE_CLOUDWATCH_FLUSH_INTERVAL", "200ms"),
+        ("SLUICE_STATS_ENABLED", "false"),
         ("AWS_ACCESS_KEY_ID", "test"),
         ("AWS_SECRET_ACCESS_KEY", "test"),
         // No profile or instance metadata lookups from the test machine.
@@ -25,11 +28,12 @@ fn cloudwatch_env(endpoint: &str, extra: &[(&str, &str)]) -> Vec<(String, String
         ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
     ]
     .iter()
-    .chain(extra)
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    env.sort();
-    env
+    for (k, v) in extra {
+        env.insert(k.to_string(), v.to_string());
+    }
+    env.into_iter().collect()
 }
 
 fn start(env: &[(String, String)]) -> Sidecar {

@@ -6,4 +6,5 @@ mod config;
 mod parse;
 mod proxy;
 mod run;
+mod stats;
 mod support;

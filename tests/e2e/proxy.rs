@@ -40,6 +40,8 @@ pub struct Recorded {
     pub fault: Fault,
     /// The HTTP status the sidecar got (0: none, the connection dropped).
     pub status: u16,
+    /// The `x-amzn-logs-format` header, if any.
+    pub logs_format: Option<String>,
 }
 
 pub struct FaultProxy {
@@ -149,6 +151,7 @@ fn serve(mut conn: TcpStream, upstream: SocketAddr, plan: &Plan, recorded: &Mute
         body,
         fault,
         status,
+        logs_format: request.header("x-amzn-logs-format").map(str::to_string),
     });
     let _ = conn.write_all(&reply);
     let _ = conn.shutdown(Shutdown::Both);

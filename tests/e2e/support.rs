@@ -18,10 +18,11 @@ pub fn workspace() -> PathBuf {
 }
 
 /// Python packages the tests' peers need (also installed by .ci/run).
-pub const PYTHON_PACKAGES: [&str; 3] = [
+pub const PYTHON_PACKAGES: [&str; 4] = [
     "fluent-logger==0.11.1",
     "msgpack==1.2.4",
     "moto[server]==5.2.5",
+    "prometheus_client==0.26.0",
 ];
 
 /// The Python with fluent-logger, msgpack and moto (with boto3):
@@ -36,7 +37,10 @@ pub fn python() -> &'static Path {
         let venv = workspace().join(".venv");
         let python = venv.join("bin/python");
         let ready = Command::new(&python)
-            .args(["-c", "import fluent, msgpack, moto.server, boto3"])
+            .args([
+                "-c",
+                "import fluent, msgpack, moto.server, boto3, prometheus_client",
+            ])
             .status()
             .is_ok_and(|s| s.success());
         if !ready {
@@ -188,6 +192,37 @@ pub struct StoredEvent {
     pub message: String,
 }
 
+/// The sidecar's /metrics, parsed by prometheus_client: (content type,
+/// samples as `name{labels}` to value, labels sorted).
+pub fn scrape(admin: &str) -> (String, std::collections::BTreeMap<String, f64>) {
+    let lines = run_script("metrics_peer.py", &[&format!("http://{admin}/metrics")]);
+    let head: serde_json::Value = serde_json::from_str(&lines[0]).expect("JSON");
+    let mut samples = std::collections::BTreeMap::new();
+    for line in &lines[1..] {
+        let v: serde_json::Value = serde_json::from_str(line).expect("JSON");
+        let labels: Vec<String> = v["labels"]
+            .as_object()
+            .expect("labels")
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().expect("label")))
+            .collect();
+        let key = if labels.is_empty() {
+            v["name"].as_str().expect("name").to_string()
+        } else {
+            format!(
+                "{}{{{}}}",
+                v["name"].as_str().expect("name"),
+                labels.join(",")
+            )
+        };
+        samples.insert(key, v["value"].as_f64().expect("value"));
+    }
+    (
+        head["content_type"].as_str().expect("type").to_string(),
+        samples,
+    )
+}
+
 fn peer(args: &[&str]) -> Vec<String> {
     run_script("cloudwatch_peer.py", args)
 }
@@ -197,6 +232,8 @@ pub struct Sidecar {
     child: Child,
     lines: mpsc::Receiver<String>,
     pub tcp: String,
+    /// The admin endpoint's address.
+    pub admin: String,
     pub unix: PathBuf,
     /// The sidecar's stderr (its JSON log lines) so far.
     pub logs: Arc<Mutex<Vec<String>>>,
@@ -216,6 +253,7 @@ impl Sidecar {
             l.local_addr().expect("addr").port()
         };
         let tcp = format!("127.0.0.1:{port}");
+        let admin = format!("127.0.0.1:{}", free_port());
         let unix = std::env::temp_dir().join(format!(
             "sluice-e2e-{}-{}.sock",
             std::process::id(),
@@ -227,6 +265,7 @@ impl Sidecar {
             // No drain window unless a test asks for one: stopping is quick.
             .env("SLUICE_SHUTDOWN_DRAIN", "0s")
             .env("SLUICE_FORWARD_LISTEN", &tcp)
+            .env("SLUICE_ADMIN_LISTEN", &admin)
             .env("SLUICE_FORWARD_UNIX_PATH", &unix)
             .envs(extra_env.iter().copied())
             .stdin(Stdio::null())
@@ -267,6 +306,7 @@ impl Sidecar {
             child,
             lines,
             tcp,
+            admin,
             unix,
             logs,
         }

@@ -118,11 +118,14 @@ impl CloudWatchClient {
     }
 
     /// One PutLogEvents call. `events` must already keep every API rule
-    /// (the batcher sees to it).
+    /// (the batcher sees to it). `emf`: the events are Embedded Metric
+    /// Format, and the request says so (`x-amzn-logs-format: json/emf`; the
+    /// current specification no longer requires it, older readers do).
     pub async fn put_log_events(
         &self,
         key: &StreamKey,
         events: &[LogEvent],
+        emf: bool,
     ) -> Result<Rejected, CallError> {
         let input: Vec<InputLogEvent> = events
             .iter()
@@ -140,6 +143,14 @@ impl CloudWatchClient {
             .log_group_name(&key.group)
             .log_stream_name(&key.stream)
             .set_log_events(Some(input))
+            .customize()
+            .mutate_request(move |request| {
+                if emf {
+                    request
+                        .headers_mut()
+                        .insert("x-amzn-logs-format", "json/emf");
+                }
+            })
             .send()
             .await;
         match out {

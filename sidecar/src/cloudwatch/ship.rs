@@ -41,6 +41,8 @@ pub struct Outbound {
     pub key: StreamKey,
     pub batch: Batch,
     pub reservation: Option<Reservation>,
+    /// EMF events: sent with `x-amzn-logs-format: json/emf`.
+    pub emf: bool,
 }
 
 /// What the CloudWatch output has done, for logs and /metrics.
@@ -62,6 +64,8 @@ pub struct ShipCounters {
     pub rejected_invalid: AtomicU64,
     pub groups_created: AtomicU64,
     pub streams_created: AtomicU64,
+    /// Unix ms of the last accepted PutLogEvents (or of the start).
+    pub last_success_ms: AtomicU64,
     /// Woken whenever a batch finishes (its memory is free again).
     pub finished: Notify,
 }
@@ -154,12 +158,13 @@ impl Shipper {
             key,
             batch,
             reservation,
+            emf,
         } = out;
         if let Ok(_slot) = self.in_flight.acquire().await {
             // Halves of a batch CloudWatch found invalid wait here.
             let mut parts = vec![batch.events];
             while let Some(events) = parts.pop() {
-                if let Some(halves) = self.deliver_part(&key, events).await {
+                if let Some(halves) = self.deliver_part(&key, events, emf).await {
                     parts.extend(halves);
                 }
             }
@@ -176,15 +181,19 @@ impl Shipper {
         &self,
         key: &StreamKey,
         events: Vec<LogEvent>,
+        emf: bool,
     ) -> Option<[Vec<LogEvent>; 2]> {
         let mut attempt = 0u32;
         let mut created = false;
         loop {
             let seen = self.creations(key).await;
             self.counters.requests.fetch_add(1, Ordering::Relaxed);
-            let failure = match self.client.put_log_events(key, &events).await {
+            let failure = match self.client.put_log_events(key, &events, emf).await {
                 Ok(rejected) => {
                     self.count_delivered(&events, rejected);
+                    self.counters
+                        .last_success_ms
+                        .store(crate::admin::now_ms(), Ordering::Relaxed);
                     return None;
                 }
                 Err(CallError::Invalid(message)) if events.len() > 1 => {

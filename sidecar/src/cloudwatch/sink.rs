@@ -29,6 +29,8 @@ const BUDGET_RECHECK: Duration = Duration::from_millis(100);
 
 struct PendingStream {
     batcher: Batcher,
+    /// A stream of EMF events (the statistics).
+    emf: bool,
     /// The budget share for the batcher's pending bytes.
     reserved: Option<Reservation>,
     /// When the oldest pending event arrived.
@@ -86,6 +88,16 @@ impl CloudWatchSink {
 
     /// Buffers one event for `key`'s stream; sends the batches it closes.
     pub fn write(&mut self, key: StreamKey, event: LogEvent) {
+        self.write_to(key, event, false);
+    }
+
+    /// [`CloudWatchSink::write`] for a stream of EMF events, sent with
+    /// `x-amzn-logs-format: json/emf`.
+    pub fn write_emf(&mut self, key: StreamKey, event: LogEvent) {
+        self.write_to(key, event, true);
+    }
+
+    fn write_to(&mut self, key: StreamKey, event: LogEvent, emf: bool) {
         if event.message.is_empty() {
             self.empty_skipped.fetch_add(1, Ordering::Relaxed);
             return;
@@ -96,6 +108,7 @@ impl CloudWatchSink {
             .entry(key.clone())
             .or_insert_with(|| PendingStream {
                 batcher: Batcher::new(),
+                emf,
                 reserved: None,
                 since: now,
             });
@@ -107,7 +120,7 @@ impl CloudWatchSink {
         for batch in closed {
             // A closed batch takes the stream's whole share; what is still
             // pending reserves again below.
-            self.send(key.clone(), batch, share.take());
+            self.send(key.clone(), batch, share.take(), emf);
         }
         self.events_buffered += 1;
         let pending = stream_bytes(&self.streams, &key);
@@ -152,12 +165,13 @@ impl CloudWatchSink {
             return;
         };
         let share = stream.reserved.take();
+        let emf = stream.emf;
         if let Some(batch) = stream.batcher.flush() {
-            self.send(key.clone(), batch, share);
+            self.send(key.clone(), batch, share, emf);
         }
     }
 
-    fn send(&mut self, key: StreamKey, batch: Batch, reservation: Option<Reservation>) {
+    fn send(&mut self, key: StreamKey, batch: Batch, reservation: Option<Reservation>, emf: bool) {
         self.counters.outstanding.fetch_add(1, Ordering::Relaxed);
         self.counters
             .events_queued
@@ -166,6 +180,7 @@ impl CloudWatchSink {
             key,
             batch,
             reservation,
+            emf,
         };
         if self.outbound.send(out).is_err() {
             // The shipper only stops after this sink is gone.

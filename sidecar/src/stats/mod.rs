@@ -1,0 +1,359 @@
+//! Per-route request statistics: every access record (before sampling) is
+//! counted per interval, aligned to the wall clock, and each interval
+//! becomes one Embedded Metric Format event per route in the stats stream.
+//! Running totals since start feed /metrics.
+//!
+//! Cost control: CloudWatch bills each metric name with each distinct set of
+//! dimension values. Only the names in `stats.metrics` are metrics (by
+//! default 3 per route); every other figure is a plain field of the same
+//! EMF event, queryable in Logs Insights for free. At most
+//! `stats.max_routes` routes per interval; the rest fold into `other`.
+
+pub mod emf;
+pub mod sampling;
+pub mod sketch;
+
+use std::collections::{BTreeMap, HashMap};
+
+use sluice_parser::{AccessRecord, Field};
+
+use crate::streams::StreamKey;
+use sketch::Sketch;
+
+/// The route requests beyond the cardinality guard are counted under.
+pub const OTHER_ROUTE: &str = "other";
+
+/// What statistics need from one access record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestFacts {
+    pub route: String,
+    pub authority: Option<String>,
+    pub container: Option<String>,
+    /// `None` or 0: no response was sent.
+    pub status: Option<u64>,
+    /// Envoy's response flags; `None` for `-`.
+    pub flags: Option<String>,
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+    pub duration_ms: Option<u64>,
+    pub upstream_ms: Option<u64>,
+    pub request_id: Option<String>,
+}
+
+impl RequestFacts {
+    pub fn from_record(record: &AccessRecord<'_>, route: String, container: Option<&str>) -> Self {
+        let text = |f: Field| {
+            record
+                .str(f)
+                .filter(|s| !s.is_empty() && *s != "-")
+                .map(str::to_string)
+        };
+        RequestFacts {
+            route,
+            authority: text(Field::Authority),
+            container: container.map(str::to_string),
+            status: record.uint(Field::ResponseCode),
+            flags: text(Field::ResponseFlags),
+            bytes_received: record.uint(Field::BytesReceived).unwrap_or(0),
+            bytes_sent: record.uint(Field::BytesSent).unwrap_or(0),
+            duration_ms: record.uint(Field::Duration),
+            upstream_ms: record.uint(Field::UpstreamServiceTime),
+            request_id: text(Field::RequestId),
+        }
+    }
+
+    /// 5xx, no response, or any response flag: what sampling always keeps.
+    pub fn is_error(&self) -> bool {
+        self.status.is_none_or(|s| s == 0 || s >= 500) || self.flags.is_some()
+    }
+}
+
+/// Status classes, in the order of [`RouteStats::status`].
+pub const STATUS_CLASSES: [&str; 6] = ["0", "1xx", "2xx", "3xx", "4xx", "5xx"];
+
+fn status_class(status: Option<u64>) -> usize {
+    match status {
+        Some(s @ 100..=599) => (s / 100) as usize,
+        _ => 0,
+    }
+}
+
+/// One route's figures over one interval (or since start, for /metrics).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RouteStats {
+    pub requests: u64,
+    pub status: [u64; 6],
+    pub flags: BTreeMap<String, u64>,
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+    pub duration: Sketch,
+    pub upstream: Sketch,
+    /// Requests counted here because their own route was over the guard.
+    pub folded: u64,
+}
+
+impl RouteStats {
+    pub fn add(&mut self, facts: &RequestFacts) {
+        self.requests += 1;
+        self.status[status_class(facts.status)] += 1;
+        if let Some(flags) = &facts.flags {
+            for flag in flags.split(',') {
+                if let Some(n) = self.flags.get_mut(flag) {
+                    *n += 1;
+                } else {
+                    self.flags.insert(flag.to_string(), 1);
+                }
+            }
+        }
+        self.bytes_received += facts.bytes_received;
+        self.bytes_sent += facts.bytes_sent;
+        if let Some(d) = facts.duration_ms {
+            self.duration.add(d);
+        }
+        if let Some(u) = facts.upstream_ms {
+            self.upstream.add(u);
+        }
+    }
+}
+
+/// Service and route: one row of statistics.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RouteKey {
+    pub service: String,
+    pub route: String,
+}
+
+/// Routes with their figures, at most `max_routes` of them plus `other`
+/// per service.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    pub routes: HashMap<RouteKey, RouteStats>,
+    /// Requests folded into `other` because of the guard.
+    pub folded_requests: u64,
+}
+
+impl RouteTable {
+    /// Counts one request. Returns whether it was folded into `other`.
+    pub fn add(&mut self, service: &str, facts: &RequestFacts, max_routes: usize) -> bool {
+        let key = RouteKey {
+            service: service.to_string(),
+            route: facts.route.clone(),
+        };
+        if let Some(stats) = self.routes.get_mut(&key) {
+            stats.add(facts);
+            return false;
+        }
+        let distinct = self
+            .routes
+            .keys()
+            .filter(|k| k.route != OTHER_ROUTE)
+            .count();
+        if distinct < max_routes {
+            self.routes.entry(key).or_default().add(facts);
+            return false;
+        }
+        let other = self
+            .routes
+            .entry(RouteKey {
+                service: service.to_string(),
+                route: OTHER_ROUTE.to_string(),
+            })
+            .or_default();
+        other.add(facts);
+        other.folded += 1;
+        self.folded_requests += 1;
+        true
+    }
+}
+
+/// The `[stats]` settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatsConfig {
+    pub interval_ms: i64,
+    pub namespace: String,
+    /// The service dimension's value for every record; `None`: the
+    /// record's authority, else its container's name.
+    pub service: Option<String>,
+    pub dimensions: Vec<Vec<String>>,
+    pub metrics: Vec<String>,
+    pub max_routes: usize,
+}
+
+impl Default for StatsConfig {
+    fn default() -> StatsConfig {
+        StatsConfig {
+            interval_ms: 60_000,
+            namespace: "Sluice".to_string(),
+            service: None,
+            dimensions: vec![
+                vec!["service".to_string(), "route".to_string()],
+                vec!["service".to_string()],
+            ],
+            metrics: ["requests", "status_5xx", "duration_p99"]
+                .map(str::to_string)
+                .to_vec(),
+            max_routes: 200,
+        }
+    }
+}
+
+/// Statistics of the current interval, per stats stream.
+pub struct Aggregator {
+    config: StatsConfig,
+    interval_start_ms: i64,
+    streams: HashMap<StreamKey, RouteTable>,
+}
+
+impl Aggregator {
+    pub fn new(config: StatsConfig, now_ms: i64) -> Aggregator {
+        let interval_start_ms = now_ms - now_ms.rem_euclid(config.interval_ms);
+        Aggregator {
+            config,
+            interval_start_ms,
+            streams: HashMap::new(),
+        }
+    }
+
+    pub fn config(&self) -> &StatsConfig {
+        &self.config
+    }
+
+    /// The service a record counts under.
+    pub fn service<'a>(&'a self, facts: &'a RequestFacts) -> &'a str {
+        self.config
+            .service
+            .as_deref()
+            .or(facts.authority.as_deref())
+            .or(facts.container.as_deref())
+            .unwrap_or("unknown")
+    }
+
+    /// Counts one request for the stats stream `stream`; returns whether
+    /// it was folded into `other`.
+    pub fn record(&mut self, stream: StreamKey, facts: &RequestFacts) -> bool {
+        let service = self.service(facts).to_string();
+        let max = self.config.max_routes;
+        self.streams
+            .entry(stream)
+            .or_default()
+            .add(&service, facts, max)
+    }
+
+    pub fn interval_start_ms(&self) -> i64 {
+        self.interval_start_ms
+    }
+
+    /// Whether the interval has ended by `now_ms`.
+    pub fn due(&self, now_ms: i64) -> bool {
+        now_ms >= self.interval_start_ms + self.config.interval_ms
+    }
+
+    /// Ends the interval (also a partial one, at shutdown): its EMF events,
+    /// one per stream and route, sorted; the next interval starts at the
+    /// wall-clock boundary at or before `now_ms`.
+    pub fn finish_interval(&mut self, now_ms: i64) -> Vec<(StreamKey, String)> {
+        let start = self.interval_start_ms;
+        let mut out = Vec::new();
+        let mut streams: Vec<(StreamKey, RouteTable)> = self.streams.drain().collect();
+        streams.sort_by(|a, b| a.0.cmp(&b.0));
+        for (stream, table) in streams {
+            let mut routes: Vec<(RouteKey, RouteStats)> = table.routes.into_iter().collect();
+            routes.sort_by(|a, b| a.0.cmp(&b.0));
+            for (key, stats) in routes {
+                out.push((
+                    stream.clone(),
+                    emf::event(&self.config, start, &key, &stats),
+                ));
+            }
+        }
+        self.interval_start_ms = now_ms - now_ms.rem_euclid(self.config.interval_ms);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn facts(route: &str, status: u64, duration: u64) -> RequestFacts {
+        RequestFacts {
+            route: route.to_string(),
+            authority: Some("orders".to_string()),
+            container: Some("envoy".to_string()),
+            status: Some(status),
+            flags: None,
+            bytes_received: 10,
+            bytes_sent: 100,
+            duration_ms: Some(duration),
+            upstream_ms: Some(duration / 2),
+            request_id: None,
+        }
+    }
+
+    fn stream() -> StreamKey {
+        StreamKey {
+            group: "/ecs/prod/envoy".to_string(),
+            stream: "t/stats".to_string(),
+        }
+    }
+
+    #[test]
+    fn counts_classes_flags_and_bytes_exactly() {
+        let mut table = RouteTable::default();
+        let mut f = facts("GET /a", 200, 5);
+        table.add("orders", &f, 10);
+        f.status = Some(503);
+        f.flags = Some("UF,URX".to_string());
+        table.add("orders", &f, 10);
+        f.status = None;
+        f.flags = Some("UF".to_string());
+        table.add("orders", &f, 10);
+        let stats = &table.routes[&RouteKey {
+            service: "orders".to_string(),
+            route: "GET /a".to_string(),
+        }];
+        assert_eq!(stats.requests, 3);
+        assert_eq!(stats.status, [1, 0, 1, 0, 0, 1]);
+        assert_eq!(
+            stats.flags,
+            BTreeMap::from([("UF".to_string(), 2), ("URX".to_string(), 1)])
+        );
+        assert_eq!((stats.bytes_received, stats.bytes_sent), (30, 300));
+    }
+
+    #[test]
+    fn the_guard_folds_routes_past_the_limit_into_other() {
+        let mut table = RouteTable::default();
+        for i in 0..10_000 {
+            table.add("orders", &facts(&format!("GET /p{i}"), 200, 1), 200);
+        }
+        // Known routes keep counting after the guard is reached.
+        table.add("orders", &facts("GET /p0", 200, 1), 200);
+        assert_eq!(table.routes.len(), 201);
+        assert_eq!(table.folded_requests, 9_800);
+        let other = &table.routes[&RouteKey {
+            service: "orders".to_string(),
+            route: OTHER_ROUTE.to_string(),
+        }];
+        assert_eq!((other.requests, other.folded), (9_800, 9_800));
+        let p0 = &table.routes[&RouteKey {
+            service: "orders".to_string(),
+            route: "GET /p0".to_string(),
+        }];
+        assert_eq!(p0.requests, 2);
+    }
+
+    #[test]
+    fn intervals_align_to_the_wall_clock() {
+        let config = StatsConfig::default();
+        let mut agg = Aggregator::new(config, 120_500);
+        agg.record(stream(), &facts("GET /a", 200, 5));
+        assert!(!agg.due(179_999));
+        assert!(agg.due(180_000));
+        let events = agg.finish_interval(180_200);
+        assert_eq!(events.len(), 1);
+        let v: serde_json::Value = serde_json::from_str(&events[0].1).unwrap();
+        assert_eq!(v["_aws"]["Timestamp"], 120_000);
+        assert!(agg.finish_interval(240_000).is_empty());
+    }
+}
