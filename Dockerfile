@@ -21,8 +21,9 @@ USER 65532:65532
 # The forward input listens on 127.0.0.1:24224 by default: containers of an
 # awsvpc task (Fargate) share one network namespace. In bridge mode set
 # SLUICE_FORWARD_LISTEN=0.0.0.0:24224 in the task definition.
-# Fluent Forward; the admin port (2020) serves /healthz and /metrics once the
-# admin endpoint lands.
+# Fluent Forward; the admin endpoint (/healthz, /metrics) on 2020, also on
+# 127.0.0.1 by default (SLUICE_ADMIN_LISTEN=0.0.0.0:2020 to scrape it from
+# outside the task).
 EXPOSE 24224 2020
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
   CMD ["/usr/local/bin/sluice", "healthcheck"]
