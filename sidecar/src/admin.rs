@@ -110,8 +110,8 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// Serves until `shutdown` turns true.
-pub async fn serve(listener: TcpListener, admin: Arc<Admin>, mut shutdown: watch::Receiver<bool>) {
+/// Serves until `stop`'s sender is dropped.
+pub async fn serve(listener: TcpListener, admin: Arc<Admin>, mut stop: watch::Receiver<()>) {
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -122,7 +122,7 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>, mut shutdown: watch
                     continue;
                 }
             },
-            _ = shutdown.changed() => return,
+            _ = stop.changed() => return,
         };
         let admin = admin.clone();
         tokio::spawn(async move {
@@ -136,5 +136,76 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>, mut shutdown: watch
                 .serve_connection(TokioIo::new(stream), service);
             let _ = connection.await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Mutex;
+
+    use sluice_firelens::{Counters, MemoryBudget};
+
+    use super::*;
+    use crate::cloudwatch::ship::ShipCounters;
+    use crate::metrics::PipelineCounters;
+    use crate::stats::RouteTable;
+
+    fn admin(listening: bool, queued: u64) -> (Admin, watch::Sender<bool>) {
+        let (tx, rx) = watch::channel(listening);
+        let sources = Sources {
+            input: Arc::new(Counters::default()),
+            budget: Arc::new(MemoryBudget::new(1 << 20)),
+            pipeline: Arc::new(PipelineCounters::default()),
+            ship: Some(Arc::new(ShipCounters::default())),
+            routes: Arc::new(Mutex::new(RouteTable::default())),
+            queue_depth: Box::new(move || queued),
+        };
+        (
+            Admin {
+                sources,
+                listening: rx,
+            },
+            tx,
+        )
+    }
+
+    #[test]
+    fn healthy_until_stopping_or_wedged() {
+        let now = 1_000_000_000;
+        let (a, _tx) = admin(true, 0);
+        let store = |c: &AtomicU64, v: u64| c.store(v, Ordering::Relaxed);
+        store(&a.sources.pipeline.last_progress_ms, now - 500);
+        assert_eq!(a.unhealthy(now), None);
+
+        let (a, _tx) = admin(false, 0);
+        assert_eq!(
+            a.unhealthy(now).as_deref(),
+            Some("the forward inputs are not listening")
+        );
+
+        // Frames waiting and no pass for longer than STALL.
+        let (a, _tx) = admin(true, 5);
+        store(&a.sources.pipeline.last_progress_ms, now - 121_000);
+        assert_eq!(
+            a.unhealthy(now).as_deref(),
+            Some("the output stage has 5 frames queued and made no pass for 121 s")
+        );
+        // No frames waiting: an idle pipeline is not wedged.
+        let (a, _tx) = admin(true, 0);
+        store(&a.sources.pipeline.last_progress_ms, now - 121_000);
+        assert_eq!(a.unhealthy(now), None);
+
+        // CloudWatch batches waiting, nothing accepted for longer than STALL.
+        let (a, _tx) = admin(true, 0);
+        let ship = a.sources.ship.as_ref().unwrap();
+        store(&ship.outstanding, 3);
+        store(&ship.last_success_ms, now - 200_000);
+        assert_eq!(
+            a.unhealthy(now).as_deref(),
+            Some("3 CloudWatch batches are waiting and no PutLogEvents has succeeded for 200 s")
+        );
+        store(&ship.last_success_ms, now - 1_000);
+        assert_eq!(a.unhealthy(now), None);
     }
 }

@@ -176,8 +176,10 @@ async fn serve(full: Config) -> ExitCode {
     tracing::info!(%tcp, %unix, "listening for fluent forward");
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (pipeline_tx, pipeline_rx) = mpsc::channel(PIPELINE_FRAMES);
-    // Kept until serve returns: the admin endpoint stops with it.
     let (listening_tx, listening_rx) = watch::channel(true);
+    // Never sent: dropped when serve returns, which stops the admin
+    // endpoint (it keeps answering, with 503, while Sluice stops).
+    let (_admin_stop, admin_stop) = watch::channel(());
     if let Some(addr) = admin_listen {
         let listener = match admin::bind(addr).await {
             Ok(l) => l,
@@ -201,10 +203,10 @@ async fn serve(full: Config) -> ExitCode {
         };
         let admin = Arc::new(Admin {
             sources,
-            listening: listening_rx.clone(),
+            listening: listening_rx,
         });
         tracing::info!(%addr, "admin endpoint: /healthz, /metrics");
-        tokio::spawn(admin::serve(listener, admin, listening_rx));
+        tokio::spawn(admin::serve(listener, admin, admin_stop));
     }
     let handle = tokio::runtime::Handle::current();
     let output = std::thread::spawn(move || write_output(pipeline_rx, handle, stage, sink));
@@ -285,6 +287,10 @@ async fn start_cloudwatch(
     })
     .await?;
     let counters = Arc::new(ShipCounters::default());
+    // Wedged means no success for a while; the clock starts now.
+    counters
+        .last_success_ms
+        .store(admin::now_ms(), Ordering::Relaxed);
     let retention = cw.retention_days.and_then(|d| i32::try_from(d).ok());
     let shipper = Arc::new(Shipper::new(
         client,
