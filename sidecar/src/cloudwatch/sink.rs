@@ -129,8 +129,13 @@ impl CloudWatchSink {
             let more = self.reserve(pending - held);
             share = merge(share, more);
         }
+        // Waiting on the budget may have sent this stream's pending events
+        // (flush_all); then nothing pending needs the share, and it goes
+        // back to the budget here.
         if let Some(stream) = self.streams.get_mut(&key) {
-            stream.reserved = share;
+            if stream.batcher.len() > 0 {
+                stream.reserved = share;
+            }
         }
     }
 
@@ -148,8 +153,8 @@ impl CloudWatchSink {
         for key in due {
             self.flush_stream(&key);
         }
-        self.streams
-            .retain(|_, s| s.batcher.len() > 0 || s.reserved.is_some());
+        // A stream with nothing pending holds no share worth keeping.
+        self.streams.retain(|_, s| s.batcher.len() > 0);
     }
 
     /// Sends everything pending (shutdown, or to free the budget).
