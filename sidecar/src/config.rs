@@ -138,8 +138,6 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     /// `None` unless a `[sampling]` key is set: every access record is kept.
     pub sampling: Option<SamplingConfig>,
-    /// Every `section.key` set by the file or the environment.
-    pub set_keys: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -201,17 +199,11 @@ pub fn load(
     };
     check_shape(&table, &mut errors);
     apply_env(&mut table, &env, &mut errors);
-    let set_keys = table
-        .iter()
-        .filter_map(|(section, keys)| Some((section, keys.as_table()?)))
-        .flat_map(|(section, keys)| keys.keys().map(move |k| format!("{section}.{k}")))
-        .collect();
-    let mut config = Reader {
+    let config = Reader {
         table: &table,
         errors: &mut errors,
     }
     .config();
-    config.set_keys = set_keys;
     if errors.is_empty() {
         Ok(config)
     } else {
@@ -479,7 +471,6 @@ impl Reader<'_> {
             stats: self.stats(),
             admin_listen: self.admin(),
             sampling: self.sampling(),
-            set_keys: Vec::new(),
         }
     }
 

@@ -64,6 +64,11 @@ pub struct ShipCounters {
     pub rejected_invalid: AtomicU64,
     pub groups_created: AtomicU64,
     pub streams_created: AtomicU64,
+    /// Empty messages, which PutLogEvents refuses: counted, not sent.
+    pub empty_skipped: AtomicU64,
+    /// Bytes buffered past the memory budget, when waiting could not free
+    /// any (see CloudWatchSink::reserve).
+    pub overdraft_bytes: AtomicU64,
     /// Unix ms of the last accepted PutLogEvents (or of the start).
     pub last_success_ms: AtomicU64,
     /// Woken whenever a batch finishes (its memory is free again).

@@ -11,7 +11,7 @@
 //! output stage waits, the pipeline fills, and the listeners stop reading.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -46,12 +46,6 @@ pub struct CloudWatchSink {
     outbound: mpsc::UnboundedSender<Outbound>,
     counters: Arc<ShipCounters>,
     runtime: Handle,
-    /// Events taken in (after splitting oversized ones).
-    pub events_buffered: u64,
-    /// Empty messages, which PutLogEvents refuses: counted, not sent.
-    pub empty_skipped: Arc<AtomicU64>,
-    /// Bytes buffered past the budget, when waiting could not free any.
-    pub overdraft_bytes: Arc<AtomicU64>,
 }
 
 impl CloudWatchSink {
@@ -70,9 +64,6 @@ impl CloudWatchSink {
             outbound,
             counters,
             runtime,
-            events_buffered: 0,
-            empty_skipped: Arc::default(),
-            overdraft_bytes: Arc::default(),
         }
     }
 
@@ -99,7 +90,7 @@ impl CloudWatchSink {
 
     fn write_to(&mut self, key: StreamKey, event: LogEvent, emf: bool) {
         if event.message.is_empty() {
-            self.empty_skipped.fetch_add(1, Ordering::Relaxed);
+            self.counters.empty_skipped.fetch_add(1, Ordering::Relaxed);
             return;
         }
         let now = Instant::now();
@@ -122,7 +113,6 @@ impl CloudWatchSink {
             // pending reserves again below.
             self.send(key.clone(), batch, share.take(), emf);
         }
-        self.events_buffered += 1;
         let pending = stream_bytes(&self.streams, &key);
         let held = share.as_ref().map_or(0, Reservation::bytes);
         if pending > held {
@@ -225,7 +215,8 @@ impl CloudWatchSink {
                 // Nothing in flight will free any: the budget is held by
                 // deliveries queued behind this one. Go over rather than
                 // wait forever; the overshoot is one event's size.
-                self.overdraft_bytes
+                self.counters
+                    .overdraft_bytes
                     .fetch_add(bytes as u64, Ordering::Relaxed);
                 return None;
             }
