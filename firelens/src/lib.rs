@@ -19,7 +19,9 @@
 pub use crate::codec::{Event, ForwardCodec, Frame, FrameError, Limits};
 pub use crate::handshake::{Handshake, Refusal};
 pub use crate::record::PartialAssembler;
-pub use crate::server::{Counters, Delivery, MemoryBudget, Reservation, Server, ServerConfig};
+pub use crate::server::{
+    now_ns, Counters, Delivery, MemoryBudget, Reservation, Server, ServerConfig,
+};
 
 mod codec;
 mod handshake;

@@ -405,7 +405,9 @@ async fn accept_loop<S, F, Fut>(
     }
 }
 
-fn now_ns() -> i64 {
+/// The wall clock as Unix nanoseconds: what the codec and the partial
+/// assembler take as `now`, and the one clock the sidecar reads.
+pub fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))

@@ -99,10 +99,9 @@ impl Admin {
     }
 }
 
+/// The wall clock as Unix milliseconds (the forward server's clock).
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    u64::try_from(sluice_firelens::now_ns() / 1_000_000).unwrap_or(0)
 }
 
 /// Binds the admin listener.

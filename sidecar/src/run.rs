@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 use sluice_firelens::{
-    Counters, Delivery, Event, Limits, MemoryBudget, PartialAssembler, Server, ServerConfig,
+    now_ns, Counters, Delivery, Event, Limits, MemoryBudget, PartialAssembler, Server, ServerConfig,
 };
 use sluice_parser::Classifier;
 use tokio::sync::{mpsc, watch};
@@ -546,12 +546,6 @@ fn write_output(
     stage.emit_stats(&mut sink, true)?;
     sink.flush()?;
     Ok(stage.written)
-}
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 /// The text of an event: its `log` (Docker, FireLens), else `message`
