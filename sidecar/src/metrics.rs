@@ -266,8 +266,7 @@ pub fn render(s: &Sources) -> String {
     }
 
     if let Ok(table) = s.routes.lock() {
-        let mut routes: Vec<_> = table.routes.iter().collect();
-        routes.sort_by(|a, b| a.0.cmp(b.0));
+        let routes = table.sorted();
         let ids: Vec<String> = routes
             .iter()
             .map(|(k, _)| {

@@ -124,10 +124,13 @@ pub struct RouteKey {
 }
 
 /// Routes with their figures, at most `max_routes` of them plus `other`
-/// per service.
+/// per service. Keyed by service, then route, so that counting a request of
+/// a known route looks up by `&str` and allocates nothing.
 #[derive(Debug, Default)]
 pub struct RouteTable {
-    pub routes: HashMap<RouteKey, RouteStats>,
+    services: HashMap<String, HashMap<String, RouteStats>>,
+    /// Routes other than `other`, over all services: what the guard limits.
+    named: usize,
     /// Requests folded into `other` because of the guard.
     pub folded_requests: u64,
 }
@@ -135,34 +138,60 @@ pub struct RouteTable {
 impl RouteTable {
     /// Counts one request. Returns whether it was folded into `other`.
     pub fn add(&mut self, service: &str, facts: &RequestFacts, max_routes: usize) -> bool {
-        let key = RouteKey {
-            service: service.to_string(),
-            route: facts.route.clone(),
+        if !self.services.contains_key(service) {
+            self.services.insert(service.to_string(), HashMap::new());
+        }
+        let Some(routes) = self.services.get_mut(service) else {
+            return false;
         };
-        if let Some(stats) = self.routes.get_mut(&key) {
+        if let Some(stats) = routes.get_mut(facts.route.as_str()) {
             stats.add(facts);
             return false;
         }
-        let distinct = self
-            .routes
-            .keys()
-            .filter(|k| k.route != OTHER_ROUTE)
-            .count();
-        if distinct < max_routes {
-            self.routes.entry(key).or_default().add(facts);
+        if facts.route == OTHER_ROUTE || self.named < max_routes {
+            // A route really named "other" shares the fold's row.
+            if facts.route != OTHER_ROUTE {
+                self.named += 1;
+            }
+            routes.entry(facts.route.clone()).or_default().add(facts);
             return false;
         }
-        let other = self
-            .routes
-            .entry(RouteKey {
-                service: service.to_string(),
-                route: OTHER_ROUTE.to_string(),
-            })
-            .or_default();
+        let other = routes.entry(OTHER_ROUTE.to_string()).or_default();
         other.add(facts);
         other.folded += 1;
         self.folded_requests += 1;
         true
+    }
+
+    /// One route's figures.
+    #[cfg(test)]
+    pub fn get(&self, service: &str, route: &str) -> Option<&RouteStats> {
+        self.services.get(service)?.get(route)
+    }
+
+    /// Routes held, `other` included.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.services.values().map(HashMap::len).sum()
+    }
+
+    /// Every route with its figures, sorted by service and route.
+    pub fn sorted(&self) -> Vec<(RouteKey, &RouteStats)> {
+        let mut rows: Vec<(RouteKey, &RouteStats)> = self
+            .services
+            .iter()
+            .flat_map(|(service, routes)| {
+                routes.iter().map(move |(route, stats)| {
+                    let key = RouteKey {
+                        service: service.clone(),
+                        route: route.clone(),
+                    };
+                    (key, stats)
+                })
+            })
+            .collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        rows
     }
 }
 
@@ -197,6 +226,16 @@ impl Default for StatsConfig {
     }
 }
 
+/// `stats.service`, else the record's authority, else its container.
+fn service_of<'a>(config: &'a StatsConfig, facts: &'a RequestFacts) -> &'a str {
+    config
+        .service
+        .as_deref()
+        .or(facts.authority.as_deref())
+        .or(facts.container.as_deref())
+        .unwrap_or("unknown")
+}
+
 /// Statistics of the current interval, per stats stream.
 pub struct Aggregator {
     config: StatsConfig,
@@ -220,23 +259,17 @@ impl Aggregator {
 
     /// The service a record counts under.
     pub fn service<'a>(&'a self, facts: &'a RequestFacts) -> &'a str {
-        self.config
-            .service
-            .as_deref()
-            .or(facts.authority.as_deref())
-            .or(facts.container.as_deref())
-            .unwrap_or("unknown")
+        service_of(&self.config, facts)
     }
 
     /// Counts one request for the stats stream `stream`; returns whether
     /// it was folded into `other`.
     pub fn record(&mut self, stream: StreamKey, facts: &RequestFacts) -> bool {
-        let service = self.service(facts).to_string();
-        let max = self.config.max_routes;
+        let service = service_of(&self.config, facts);
         self.streams
             .entry(stream)
             .or_default()
-            .add(&service, facts, max)
+            .add(service, facts, self.config.max_routes)
     }
 
     pub fn interval_start_ms(&self) -> i64 {
@@ -257,13 +290,8 @@ impl Aggregator {
         let mut streams: Vec<(StreamKey, RouteTable)> = self.streams.drain().collect();
         streams.sort_by(|a, b| a.0.cmp(&b.0));
         for (stream, table) in streams {
-            let mut routes: Vec<(RouteKey, RouteStats)> = table.routes.into_iter().collect();
-            routes.sort_by(|a, b| a.0.cmp(&b.0));
-            for (key, stats) in routes {
-                out.push((
-                    stream.clone(),
-                    emf::event(&self.config, start, &key, &stats),
-                ));
+            for (key, stats) in table.sorted() {
+                out.push((stream.clone(), emf::event(&self.config, start, &key, stats)));
             }
         }
         self.interval_start_ms = now_ms - now_ms.rem_euclid(self.config.interval_ms);
@@ -308,10 +336,7 @@ mod tests {
         f.status = None;
         f.flags = Some("UF".to_string());
         table.add("orders", &f, 10);
-        let stats = &table.routes[&RouteKey {
-            service: "orders".to_string(),
-            route: "GET /a".to_string(),
-        }];
+        let stats = table.get("orders", "GET /a").unwrap();
         assert_eq!(stats.requests, 3);
         assert_eq!(stats.status, [1, 0, 1, 0, 0, 1]);
         assert_eq!(
@@ -329,17 +354,11 @@ mod tests {
         }
         // Known routes keep counting after the guard is reached.
         table.add("orders", &facts("GET /p0", 200, 1), 200);
-        assert_eq!(table.routes.len(), 201);
+        assert_eq!(table.len(), 201);
         assert_eq!(table.folded_requests, 9_800);
-        let other = &table.routes[&RouteKey {
-            service: "orders".to_string(),
-            route: OTHER_ROUTE.to_string(),
-        }];
+        let other = table.get("orders", OTHER_ROUTE).unwrap();
         assert_eq!((other.requests, other.folded), (9_800, 9_800));
-        let p0 = &table.routes[&RouteKey {
-            service: "orders".to_string(),
-            route: "GET /p0".to_string(),
-        }];
+        let p0 = table.get("orders", "GET /p0").unwrap();
         assert_eq!(p0.requests, 2);
     }
 
