@@ -318,10 +318,7 @@ async fn start_cloudwatch(
 /// What reached CloudWatch, and what did not, when the sidecar stops.
 fn log_cloudwatch_totals(c: &ShipCounters, finished: bool) {
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    let refused = load(&c.rejected_too_new)
-        + load(&c.rejected_too_old)
-        + load(&c.rejected_expired)
-        + load(&c.rejected_invalid);
+    let refused: u64 = c.rejected().iter().sum();
     let queued = load(&c.events_queued);
     let delivered = load(&c.events_delivered);
     let undelivered = queued.saturating_sub(delivered + refused);

@@ -68,6 +68,7 @@ impl Rejected {
         }
     }
 
+    #[cfg(test)]
     pub fn total(&self) -> usize {
         self.too_new + self.too_old + self.expired
     }

@@ -80,7 +80,8 @@ impl ShipCounters {
         counter.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    fn rejected(&self) -> [u64; 4] {
+    /// Events refused so far: too new, too old, expired, invalid.
+    pub fn rejected(&self) -> [u64; 4] {
         [
             &self.rejected_too_new,
             &self.rejected_too_old,
@@ -247,7 +248,8 @@ impl Shipper {
             created = false;
             self.counters.retries.fetch_add(1, Ordering::Relaxed);
             let wait = backoff(attempt);
-            if attempt == 1 || attempt.is_power_of_two() {
+            // The 1st, 2nd, 4th, 8th, ... retry of a batch.
+            if attempt.is_power_of_two() {
                 tracing::warn!(group = %key.group, stream = %key.stream, attempt, retry_in_ms = wait.as_millis() as u64, reason = %failure, "PutLogEvents failed; retrying");
             }
             tokio::time::sleep(wait).await;
@@ -260,10 +262,13 @@ impl Shipper {
 
     fn count_delivered(&self, events: &[LogEvent], rejected: Rejected) {
         let c = &self.counters;
-        ShipCounters::add(&c.events_delivered, events.len() - rejected.total());
+        // Refused events are a prefix (too old, expired) and a suffix (too
+        // new) of the sorted request; the bytes counted are the rest's.
+        let kept = &events[rejected.too_old + rejected.expired..events.len() - rejected.too_new];
+        ShipCounters::add(&c.events_delivered, kept.len());
         ShipCounters::add(
             &c.bytes_delivered,
-            events.iter().map(|e| e.message.len()).sum(),
+            kept.iter().map(|e| e.message.len()).sum(),
         );
         ShipCounters::add(&c.rejected_too_new, rejected.too_new);
         ShipCounters::add(&c.rejected_too_old, rejected.too_old);
