@@ -3,12 +3,12 @@
 //! every request against the PutLogEvents rules moto does not enforce.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value as Json};
 
 use crate::proxy::{put_log_events_violations, Fault, FaultProxy, Recorded};
-use crate::support::{client_with, CloudWatchDump, Moto, Sidecar};
+use crate::support::{client_with, wait_until, CloudWatchDump, Moto, Sidecar};
 
 /// The settings every test here uses, with the endpoint and extra keys
 /// (which win). Statistics are off unless a test turns them on: these
@@ -34,6 +34,15 @@ fn cloudwatch_env(endpoint: &str, extra: &[(&str, &str)]) -> Vec<(String, String
         env.insert(k.to_string(), v.to_string());
     }
     env.into_iter().collect()
+}
+
+/// moto, a proxy that passes everything and records it, and a sidecar
+/// sending through it with `extra` settings.
+fn start_recorded(extra: &[(&str, &str)]) -> (Moto, FaultProxy, Sidecar) {
+    let moto = Moto::start();
+    let proxy = FaultProxy::start(moto.addr, Box::new(|_, _| Fault::Pass));
+    let sidecar = start(&cloudwatch_env(&proxy.endpoint(), extra));
+    (moto, proxy, sidecar)
 }
 
 fn start(env: &[(String, String)]) -> Sidecar {
@@ -104,13 +113,7 @@ fn log_lines_with(sidecar_logs: &[String], message: &str) -> Vec<Json> {
 
 #[test]
 fn containers_go_to_their_groups_and_streams_with_retention() {
-    let moto = Moto::start();
-    let proxy = FaultProxy::start(moto.addr, Box::new(|_, _| Fault::Pass));
-    let env = cloudwatch_env(
-        &proxy.endpoint(),
-        &[("SLUICE_CLOUDWATCH_RETENTION_DAYS", "14")],
-    );
-    let sidecar = start(&env);
+    let (moto, proxy, sidecar) = start_recorded(&[("SLUICE_CLOUDWATCH_RETENTION_DAYS", "14")]);
     let before = now_ms();
     send_bulk(&sidecar, 0, 4);
     // 1.5 MB: more than one event may hold; it arrives in two marked parts.
@@ -311,14 +314,8 @@ fn a_hundred_thousand_events_arrive_once_through_throttling_errors_and_drops() {
 
 #[test]
 fn sigterm_sends_what_is_still_buffered() {
-    let moto = Moto::start();
-    let proxy = FaultProxy::start(moto.addr, Box::new(|_, _| Fault::Pass));
     // Nothing is due before the sidecar is stopped.
-    let env = cloudwatch_env(
-        &proxy.endpoint(),
-        &[("SLUICE_CLOUDWATCH_FLUSH_INTERVAL", "10m")],
-    );
-    let sidecar = start(&env);
+    let (moto, proxy, sidecar) = start_recorded(&[("SLUICE_CLOUDWATCH_FLUSH_INTERVAL", "10m")]);
     send_bulk(&sidecar, 0, 1000);
     // Acked, so in the batchers; not sent yet.
     assert_eq!(put_requests(&proxy.recorded()).len(), 0);
@@ -418,25 +415,17 @@ fn an_event_cloudwatch_refuses_is_isolated_and_the_rest_delivered() {
 
 #[test]
 fn without_auto_create_events_wait_for_the_group() {
-    let moto = Moto::start();
-    let proxy = FaultProxy::start(moto.addr, Box::new(|_, _| Fault::Pass));
-    let env = cloudwatch_env(
-        &proxy.endpoint(),
-        &[
-            ("SLUICE_CLOUDWATCH_AUTO_CREATE", "false"),
-            ("SLUICE_CLOUDWATCH_LOG_GROUP", "/shared"),
-            ("SLUICE_CLOUDWATCH_APP_STREAM", "app"),
-            ("SLUICE_CLOUDWATCH_ACCESS_STREAM", "access"),
-        ],
-    );
-    let sidecar = start(&env);
+    let (moto, proxy, sidecar) = start_recorded(&[
+        ("SLUICE_CLOUDWATCH_AUTO_CREATE", "false"),
+        ("SLUICE_CLOUDWATCH_LOG_GROUP", "/shared"),
+        ("SLUICE_CLOUDWATCH_APP_STREAM", "app"),
+        ("SLUICE_CLOUDWATCH_ACCESS_STREAM", "access"),
+    ]);
     send_bulk(&sidecar, 0, 10);
     // Wait until the sidecar has been told the group is missing.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while put_requests(&proxy.recorded()).len() < 2 {
-        assert!(std::time::Instant::now() < deadline, "no PutLogEvents");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_until("no PutLogEvents", Duration::from_millis(50), || {
+        put_requests(&proxy.recorded()).len() >= 2
+    });
     moto.create_group("/shared");
     moto.create_stream("/shared", "app");
     moto.create_stream("/shared", "access");
@@ -450,18 +439,13 @@ fn without_auto_create_events_wait_for_the_group() {
 
 #[test]
 fn a_log_group_deleted_while_running_is_created_again() {
-    let moto = Moto::start();
-    let proxy = FaultProxy::start(moto.addr, Box::new(|_, _| Fault::Pass));
-    let sidecar = start(&cloudwatch_env(&proxy.endpoint(), &[]));
+    let (moto, proxy, sidecar) = start_recorded(&[]);
     send_bulk(&sidecar, 0, 10);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while moto.dump().events.len() < 10 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first events never arrived"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    wait_until(
+        "the first events never arrived",
+        Duration::from_millis(200),
+        || moto.dump().events.len() >= 10,
+    );
     moto.delete_group("/ecs/prod/app");
     send_bulk(&sidecar, 10, 10);
     let (status, _) = sidecar.stop();

@@ -93,6 +93,16 @@ fn run_script(name: &str, args: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// Polls `ready` every `every` until it holds; fails the test with `what`
+/// after [`PATIENCE`].
+pub fn wait_until(what: &str, every: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(every);
+    }
+}
+
 /// A free loopback port (free when asked; a tiny race is acceptable here).
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
@@ -123,11 +133,9 @@ impl Moto {
             .spawn()
             .expect("moto starts");
         let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let deadline = std::time::Instant::now() + PATIENCE;
-        while TcpStream::connect(addr).is_err() {
-            assert!(std::time::Instant::now() < deadline, "moto did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until("moto did not start", Duration::from_millis(50), || {
+            TcpStream::connect(addr).is_ok()
+        });
         Moto { child, addr }
     }
 
@@ -294,14 +302,11 @@ impl Sidecar {
                 }
             }
         });
-        let deadline = std::time::Instant::now() + PATIENCE;
-        while TcpStream::connect(&tcp).is_err() || !unix.exists() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "sluice did not start listening"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until(
+            "sluice did not start listening",
+            Duration::from_millis(20),
+            || TcpStream::connect(&tcp).is_ok() && unix.exists(),
+        );
         Sidecar {
             child,
             lines,
