@@ -545,7 +545,17 @@ impl Reader<'_> {
     }
 
     fn admin(&mut self) -> Option<SocketAddr> {
-        let text = self.string_or("admin", "listen", "127.0.0.1:2020");
+        self.listen_address("admin", "127.0.0.1:2020", "none")
+    }
+
+    /// `section.listen`: a socket address, or `""` for `none_means`.
+    fn listen_address(
+        &mut self,
+        section: &str,
+        default: &str,
+        none_means: &str,
+    ) -> Option<SocketAddr> {
+        let text = self.string_or(section, "listen", default);
         if text.is_empty() {
             return None;
         }
@@ -553,9 +563,9 @@ impl Reader<'_> {
             Ok(a) => Some(a),
             Err(_) => {
                 self.error(
-                    "admin",
+                    section,
                     "listen",
-                    format!("{text:?} is not an address such as 127.0.0.1:2020 (\"\" for none)"),
+                    format!("{text:?} is not an address such as {default} (\"\" for {none_means})"),
                 );
                 None
             }
@@ -582,18 +592,11 @@ impl Reader<'_> {
     }
 
     fn forward(&mut self) -> ForwardConfig {
-        let listen_text = self.string_or("forward", "listen", "127.0.0.1:24224");
-        let listen = if listen_text.is_empty() {
-            None
-        } else {
-            match listen_text.parse() {
-                Ok(a) => Some(a),
-                Err(_) => {
-                    self.error("forward", "listen", format!("{listen_text:?} is not an address such as 127.0.0.1:24224 (\"\" for no TCP listener)"));
-                    None
-                }
-            }
-        };
+        const DEFAULT_LISTEN: &str = "127.0.0.1:24224";
+        let tcp_off = self
+            .string_or("forward", "listen", DEFAULT_LISTEN)
+            .is_empty();
+        let listen = self.listen_address("forward", DEFAULT_LISTEN, "no TCP listener");
         let unix_path = self
             .str("forward", "unix_path")
             .filter(|p| !p.is_empty())
@@ -627,7 +630,7 @@ impl Reader<'_> {
                 1024
             }
         };
-        if listen.is_none() && unix_path.is_none() && listen_text.is_empty() {
+        if tcp_off && unix_path.is_none() {
             self.error(
                 "forward",
                 "listen",
