@@ -114,50 +114,14 @@ async fn serve(full: Config) -> ExitCode {
     let budget = Arc::new(MemoryBudget::new(full.memory_limit));
     let (drain, grace) = (full.shutdown_drain, full.shutdown_grace);
     let config = server_config(&full.forward, budget.clone());
-    let mut cloudwatch = None;
-    let sink = match (&full.output, &full.file_dir) {
-        (OutputType::File, Some(dir)) => match FileSink::new(dir.clone()) {
-            Ok(files) => Sink::Files(files),
-            Err(e) => {
-                tracing::error!(dir = %dir.display(), error = %e, "cannot use the file output directory");
-                return ExitCode::FAILURE;
-            }
-        },
-        (OutputType::Cloudwatch, _) => {
-            let (sink, run) = match start_cloudwatch(&full, budget.clone()).await {
-                Ok(started) => started,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot start the CloudWatch output");
-                    return ExitCode::from(2);
-                }
-            };
-            cloudwatch = Some(run);
-            Sink::CloudWatch(Box::new(sink))
-        }
-        _ => Sink::stdout(),
-    };
-    let templates = StreamTemplates {
-        log_group: full.cloudwatch.log_group.clone(),
-        access_stream: full.cloudwatch.access_stream.clone(),
-        app_stream: full.cloudwatch.app_stream.clone(),
-        stats_stream: full.cloudwatch.stats_stream.clone(),
+    let (sink, cloudwatch) = match build_sink(&full, budget.clone()).await {
+        Ok(built) => built,
+        Err(code) => return code,
     };
     let pipeline_counters = Arc::new(PipelineCounters::default());
     let totals = Arc::new(Mutex::new(RouteTable::default()));
     let admin_listen = full.admin_listen;
-    let stage = OutputStage {
-        stats: full
-            .stats
-            .clone()
-            .map(|c| Aggregator::new(c, now_ns().div_euclid(1_000_000))),
-        sampling: full.sampling.clone(),
-        counters: pipeline_counters.clone(),
-        totals: totals.clone(),
-        text: String::with_capacity(1 << 12),
-        written: 0,
-        templates,
-        renderer: renderer(full),
-    };
+    let stage = output_stage(full, pipeline_counters.clone(), totals.clone());
     let counters = Arc::new(Counters::default());
     let server = match Server::bind(config.clone(), counters.clone()).await {
         Ok(s) => s,
@@ -181,18 +145,11 @@ async fn serve(full: Config) -> ExitCode {
     // endpoint (it keeps answering, with 503, while Sluice stops).
     let (_admin_stop, admin_stop) = watch::channel(());
     if let Some(addr) = admin_listen {
-        let listener = match admin::bind(addr).await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!(%addr, error = %e, "cannot listen for admin.listen");
-                return ExitCode::FAILURE;
-            }
-        };
         let queue = pipeline_tx.downgrade();
         let sources = Sources {
             input: counters.clone(),
             budget: budget.clone(),
-            pipeline: pipeline_counters.clone(),
+            pipeline: pipeline_counters,
             ship: cloudwatch.as_ref().map(|c| c.counters.clone()),
             routes: totals,
             queue_depth: Box::new(move || {
@@ -201,12 +158,13 @@ async fn serve(full: Config) -> ExitCode {
                     .map_or(0, |tx| (tx.max_capacity() - tx.capacity()) as u64)
             }),
         };
-        let admin = Arc::new(Admin {
+        let admin = Admin {
             sources,
             listening: listening_rx,
-        });
-        tracing::info!(%addr, "admin endpoint: /healthz, /metrics");
-        tokio::spawn(admin::serve(listener, admin, admin_stop));
+        };
+        if let Err(code) = start_admin(addr, admin, admin_stop).await {
+            return code;
+        }
     }
     let handle = tokio::runtime::Handle::current();
     let output = std::thread::spawn(move || write_output(pipeline_rx, handle, stage, sink));
@@ -272,6 +230,75 @@ async fn serve(full: Config) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The sink `output.type` asks for; for CloudWatch, also the shipper.
+async fn build_sink(
+    full: &Config,
+    budget: Arc<MemoryBudget>,
+) -> Result<(Sink, Option<CloudWatchRun>), ExitCode> {
+    match (&full.output, &full.file_dir) {
+        (OutputType::File, Some(dir)) => match FileSink::new(dir.clone()) {
+            Ok(files) => Ok((Sink::Files(files), None)),
+            Err(e) => {
+                tracing::error!(dir = %dir.display(), error = %e, "cannot use the file output directory");
+                Err(ExitCode::FAILURE)
+            }
+        },
+        (OutputType::Cloudwatch, _) => match start_cloudwatch(full, budget).await {
+            Ok((sink, run)) => Ok((Sink::CloudWatch(Box::new(sink)), Some(run))),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the CloudWatch output");
+                Err(ExitCode::from(2))
+            }
+        },
+        _ => Ok((Sink::stdout(), None)),
+    }
+}
+
+/// The output stage's renderer, stream templates, statistics and sampling.
+fn output_stage(
+    full: Config,
+    counters: Arc<PipelineCounters>,
+    totals: Arc<Mutex<RouteTable>>,
+) -> OutputStage {
+    let templates = StreamTemplates {
+        log_group: full.cloudwatch.log_group.clone(),
+        access_stream: full.cloudwatch.access_stream.clone(),
+        app_stream: full.cloudwatch.app_stream.clone(),
+        stats_stream: full.cloudwatch.stats_stream.clone(),
+    };
+    OutputStage {
+        stats: full
+            .stats
+            .clone()
+            .map(|c| Aggregator::new(c, now_ns().div_euclid(1_000_000))),
+        sampling: full.sampling.clone(),
+        counters,
+        totals,
+        text: String::with_capacity(1 << 12),
+        written: 0,
+        templates,
+        renderer: renderer(full),
+    }
+}
+
+/// Binds `admin.listen` and serves it until `stop`'s sender is dropped.
+async fn start_admin(
+    addr: std::net::SocketAddr,
+    admin: Admin,
+    stop: watch::Receiver<()>,
+) -> Result<(), ExitCode> {
+    let listener = match admin::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(%addr, error = %e, "cannot listen for admin.listen");
+            return Err(ExitCode::FAILURE);
+        }
+    };
+    tracing::info!(%addr, "admin endpoint: /healthz, /metrics");
+    tokio::spawn(admin::serve(listener, Arc::new(admin), stop));
+    Ok(())
 }
 
 /// Builds the client (region and credentials from the SDK's default chain),
