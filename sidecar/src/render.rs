@@ -29,7 +29,7 @@ pub struct LineRenderer {
 }
 
 /// What [`LineRenderer::render_event`] found.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Rendered {
     pub access: bool,
     /// The event's time in ms: the access record's start time, else the

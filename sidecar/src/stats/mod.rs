@@ -24,7 +24,7 @@ use sketch::Sketch;
 pub const OTHER_ROUTE: &str = "other";
 
 /// What statistics need from one access record.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RequestFacts {
     pub route: String,
     pub authority: Option<String>,
@@ -37,7 +37,9 @@ pub struct RequestFacts {
     pub bytes_sent: u64,
     pub duration_ms: Option<u64>,
     pub upstream_ms: Option<u64>,
-    pub request_id: Option<String>,
+    /// The request id hashed to [0, 1) (what sampling decides on), so the
+    /// id itself need not be copied.
+    pub request_fraction: Option<f64>,
 }
 
 impl RequestFacts {
@@ -58,7 +60,10 @@ impl RequestFacts {
             bytes_sent: record.uint(Field::BytesSent).unwrap_or(0),
             duration_ms: record.uint(Field::Duration),
             upstream_ms: record.uint(Field::UpstreamServiceTime),
-            request_id: text(Field::RequestId),
+            request_fraction: record
+                .str(Field::RequestId)
+                .filter(|s| !s.is_empty() && *s != "-")
+                .map(sampling::fraction),
         }
     }
 
@@ -314,7 +319,7 @@ mod tests {
             bytes_sent: 100,
             duration_ms: Some(duration),
             upstream_ms: Some(duration / 2),
-            request_id: None,
+            request_fraction: None,
         }
     }
 

@@ -17,8 +17,8 @@ pub fn keep(config: &SamplingConfig, facts: &RequestFacts) -> bool {
             return true;
         }
     }
-    match &facts.request_id {
-        Some(id) => fraction(id) < config.rate,
+    match facts.request_fraction {
+        Some(f) => f < config.rate,
         // Nothing to agree on across hops: keep it.
         None => true,
     }
@@ -27,7 +27,7 @@ pub fn keep(config: &SamplingConfig, facts: &RequestFacts) -> bool {
 /// FNV-1a of the id, finished with MurmurHash3's fmix64 (FNV alone leaves
 /// the high bits poorly mixed for ids that differ in their last digits), as
 /// a number in [0, 1): the same everywhere, for every build and platform.
-fn fraction(id: &str) -> f64 {
+pub fn fraction(id: &str) -> f64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in id.bytes() {
         h ^= u64::from(b);
@@ -55,7 +55,7 @@ mod tests {
         let mut kept = 0;
         for i in 0..10_000 {
             let mut f = facts("GET /a", 200, 5);
-            f.request_id = Some(format!("req-{i}"));
+            f.request_fraction = Some(fraction(&format!("req-{i}")));
             if keep(&config, &f) {
                 kept += 1;
             }

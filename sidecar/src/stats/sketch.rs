@@ -55,7 +55,9 @@ impl Sketch {
             self.zeros += 1;
             return;
         }
-        let index = ((value as f64).ln() / gamma().ln()).ceil() as i32;
+        // ln(gamma), computed once: add runs for every access record.
+        static LN_GAMMA: std::sync::LazyLock<f64> = std::sync::LazyLock::new(|| gamma().ln());
+        let index = ((value as f64).ln() / *LN_GAMMA).ceil() as i32;
         *self.bins.entry(index).or_default() += 1;
     }
 
