@@ -28,7 +28,7 @@ use crate::metrics::{PipelineCounters, Sources};
 use crate::output::{FileSink, Sink};
 use crate::render::{EventMeta, LineRenderer};
 use crate::stats::{sampling, Aggregator, RouteTable};
-use crate::streams::{StreamTemplates, StreamVars};
+use crate::streams::{CachedTemplates, StreamKind, StreamTemplates, StreamVars};
 
 /// Frames queued between the listeners and the output. Small: a frame can
 /// hold thousands of events, and a full queue is what pushes back on clients.
@@ -278,7 +278,7 @@ fn output_stage(
         totals,
         text: String::with_capacity(1 << 12),
         written: 0,
-        templates,
+        templates: CachedTemplates::new(templates),
         renderer: renderer(full),
     }
 }
@@ -411,7 +411,7 @@ const PARTIAL_TIMEOUT: Duration = Duration::from_secs(5);
 /// What the output stage does with each event besides writing it.
 struct OutputStage {
     renderer: LineRenderer,
-    templates: StreamTemplates,
+    templates: CachedTemplates,
     stats: Option<Aggregator>,
     sampling: Option<SamplingConfig>,
     counters: Arc<PipelineCounters>,
@@ -453,7 +453,7 @@ impl OutputStage {
         }
         if let Some(facts) = &rendered.facts {
             if let Some(stats) = &mut self.stats {
-                if stats.record(self.templates.stats_key(&vars), facts) {
+                if stats.record(self.templates.key(StreamKind::Stats, &vars), facts) {
                     c.stats_folded.fetch_add(1, Ordering::Relaxed);
                 }
                 if let Ok(mut totals) = self.totals.lock() {
@@ -469,7 +469,12 @@ impl OutputStage {
             }
         }
         self.written += 1;
-        let key = || self.templates.key(rendered.access, &vars);
+        let kind = if rendered.access {
+            StreamKind::Access
+        } else {
+            StreamKind::App
+        };
+        let key = || self.templates.key(kind, &vars);
         sink.write(key, rendered.time_ms, &self.text)
     }
 

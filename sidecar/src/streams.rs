@@ -76,6 +76,85 @@ impl StreamTemplates {
     }
 }
 
+/// Which of the templates' streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamKind {
+    Access,
+    App,
+    Stats,
+}
+
+/// [`StreamTemplates`] with the last event's inputs and the keys they
+/// gave: consecutive events of one container and task (the common case)
+/// reuse them instead of filling and cleaning the templates again.
+pub struct CachedTemplates {
+    templates: StreamTemplates,
+    inputs: Option<MemoInputs>,
+    keys: [Option<StreamKey>; 3],
+}
+
+/// Everything a template can read from an event (`{date}` as the day).
+#[derive(PartialEq, Eq)]
+struct MemoInputs {
+    tag: String,
+    container: Option<String>,
+    task_arn: Option<String>,
+    cluster: Option<String>,
+    day: i64,
+}
+
+impl MemoInputs {
+    fn matches(&self, vars: &StreamVars<'_>) -> bool {
+        let field = |key: &str| vars.record.get(key).and_then(Json::as_str);
+        self.tag == vars.tag
+            && self.container.as_deref() == field("container_name")
+            && self.task_arn.as_deref() == field("ecs_task_arn")
+            && self.cluster.as_deref() == field("ecs_cluster")
+            && self.day == vars.time_ms.div_euclid(86_400_000)
+    }
+
+    fn of(vars: &StreamVars<'_>) -> MemoInputs {
+        let field = |key: &str| {
+            vars.record
+                .get(key)
+                .and_then(Json::as_str)
+                .map(str::to_string)
+        };
+        MemoInputs {
+            tag: vars.tag.to_string(),
+            container: field("container_name"),
+            task_arn: field("ecs_task_arn"),
+            cluster: field("ecs_cluster"),
+            day: vars.time_ms.div_euclid(86_400_000),
+        }
+    }
+}
+
+impl CachedTemplates {
+    pub fn new(templates: StreamTemplates) -> CachedTemplates {
+        CachedTemplates {
+            templates,
+            inputs: None,
+            keys: [None, None, None],
+        }
+    }
+
+    pub fn key(&mut self, kind: StreamKind, vars: &StreamVars<'_>) -> StreamKey {
+        if !self.inputs.as_ref().is_some_and(|m| m.matches(vars)) {
+            self.inputs = Some(MemoInputs::of(vars));
+            self.keys = [None, None, None];
+        }
+        let t = &self.templates;
+        self.keys[kind as usize]
+            .get_or_insert_with(|| match kind {
+                StreamKind::Access => t.key(true, vars),
+                StreamKind::App => t.key(false, vars),
+                StreamKind::Stats => t.stats_key(vars),
+            })
+            .clone()
+    }
+}
+
 fn fill(template: &str, vars: &StreamVars<'_>) -> String {
     let mut out = String::with_capacity(template.len() + 32);
     let mut rest = template;
@@ -175,6 +254,40 @@ mod tests {
             access_stream: "{task_id}/access".into(),
             app_stream: "{task_id}/{container_name}/{date}".into(),
             stats_stream: "{task_id}/stats".into(),
+        }
+    }
+
+    #[test]
+    fn cached_keys_follow_every_input() {
+        let mut cached = CachedTemplates::new(templates());
+        let Json::Object(envoy) = json!({"container_name": "/envoy", "ecs_task_arn": "a/t1"})
+        else {
+            unreachable!()
+        };
+        let Json::Object(app) = json!({"container_name": "/app", "ecs_task_arn": "a/t1"}) else {
+            unreachable!()
+        };
+        let vars = |record, time_ms| StreamVars {
+            tag: "t",
+            record,
+            time_ms,
+        };
+        let day = 86_400_000;
+        for (record, time_ms, kind) in [
+            (&envoy, 0, StreamKind::App),
+            (&envoy, 5, StreamKind::App),
+            (&envoy, 5, StreamKind::Access),
+            (&app, 5, StreamKind::App),
+            (&app, day, StreamKind::App),
+            (&envoy, day, StreamKind::Stats),
+        ] {
+            let v = vars(record, time_ms);
+            let expected = match kind {
+                StreamKind::Access => templates().key(true, &v),
+                StreamKind::App => templates().key(false, &v),
+                StreamKind::Stats => templates().stats_key(&v),
+            };
+            assert_eq!(cached.key(kind, &v), expected);
         }
     }
 
