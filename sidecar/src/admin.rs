@@ -157,6 +157,7 @@ mod tests {
             budget: Arc::new(MemoryBudget::new(1 << 20)),
             pipeline: Arc::new(PipelineCounters::default()),
             ship: Some(Arc::new(ShipCounters::default())),
+            spool: None,
             routes: Arc::new(Mutex::new(RouteTable::default())),
             queue_depth: Box::new(move || queued),
         };

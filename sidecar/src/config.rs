@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use sluice_parser::{Format, QueryMode, Redactor, RouteTable};
 
+use crate::spool::SpoolConfig;
 use crate::stats::{emf, StatsConfig};
 
 /// `[sampling]`: which access records are written (statistics count all).
@@ -83,6 +84,10 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("admin", "listen", Kind::Str),
     ("sampling", "rate", Kind::Fraction),
     ("sampling", "slow", Kind::Duration),
+    ("spool", "dir", Kind::Str),
+    ("spool", "max_size", Kind::Size),
+    ("spool", "segment_size", Kind::Size),
+    ("spool", "fsync", Kind::Str),
 ];
 
 /// The retention periods CloudWatch Logs accepts (PutRetentionPolicy).
@@ -138,6 +143,8 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     /// `None` unless a `[sampling]` key is set: every access record is kept.
     pub sampling: Option<SamplingConfig>,
+    /// `None` unless `spool.dir` is set.
+    pub spool: Option<SpoolConfig>,
 }
 
 #[derive(Debug)]
@@ -471,7 +478,42 @@ impl Reader<'_> {
             stats: self.stats(),
             admin_listen: self.admin(),
             sampling: self.sampling(),
+            spool: self.spool(),
         }
+    }
+
+    fn spool(&mut self) -> Option<SpoolConfig> {
+        let dir = self.str("spool", "dir").filter(|d| !d.is_empty());
+        let max_size = self.size_or("spool", "max_size", 256 << 20);
+        let segment_size = self.size_or("spool", "segment_size", 8 << 20);
+        let fsync = match self.string_or("spool", "fsync", "batch").as_str() {
+            "batch" => true,
+            "off" => false,
+            other => {
+                self.error(
+                    "spool",
+                    "fsync",
+                    format!("{other:?} is not \"batch\" (fsync before each ack) or \"off\""),
+                );
+                true
+            }
+        };
+        if segment_size < 64 << 10 {
+            self.error("spool", "segment_size", "must be at least 64KiB");
+        }
+        if max_size < 2 * segment_size {
+            self.error(
+                "spool",
+                "max_size",
+                format!("must be at least twice spool.segment_size ({segment_size} bytes)"),
+            );
+        }
+        Some(SpoolConfig {
+            dir: PathBuf::from(dir?),
+            max_size,
+            segment_size,
+            fsync,
+        })
     }
 
     fn stats(&mut self) -> Option<StatsConfig> {
@@ -888,6 +930,55 @@ mod tests {
         assert_eq!(c.memory_limit, 64 << 20);
         assert_eq!(c.shutdown_grace, Duration::from_secs(25));
         assert_eq!(c.shutdown_drain, Duration::from_secs(2));
+        assert_eq!(c.spool, None);
+    }
+
+    #[test]
+    fn the_spool() {
+        let c = load(None, |name| {
+            (name == "SLUICE_SPOOL_DIR").then(|| "/var/spool/sluice".to_string())
+        })
+        .unwrap();
+        assert_eq!(
+            c.spool,
+            Some(SpoolConfig {
+                dir: "/var/spool/sluice".into(),
+                max_size: 256 << 20,
+                segment_size: 8 << 20,
+                fsync: true,
+            })
+        );
+        let file = r#"
+            [spool]
+            dir = "/s"
+            max_size = "1GiB"
+            segment_size = "16MiB"
+            fsync = "off"
+        "#;
+        let c = load(Some(file), no_env).unwrap();
+        assert_eq!(
+            c.spool,
+            Some(SpoolConfig {
+                dir: "/s".into(),
+                max_size: 1 << 30,
+                segment_size: 16 << 20,
+                fsync: false,
+            })
+        );
+        assert_eq!(
+            errors(
+                "[spool]\ndir = \"/s\"\nmax_size = \"1MiB\"\nsegment_size = \"1KiB\"\nfsync = \"always\"",
+                &[]
+            ),
+            [
+                "spool.fsync: \"always\" is not \"batch\" (fsync before each ack) or \"off\"",
+                "spool.segment_size: must be at least 64KiB",
+            ]
+        );
+        assert_eq!(
+            errors("[spool]\ndir = \"/s\"\nmax_size = \"8MiB\"", &[]),
+            ["spool.max_size: must be at least twice spool.segment_size (8388608 bytes)"]
+        );
     }
 
     #[test]
@@ -984,7 +1075,7 @@ mod tests {
         let expected = [
             "forward.lisen: unknown key; [forward] takes listen, unix_path, unix_mode, shared_key, max_connections, idle_timeout",
             "forward.max_connections: expected an integer",
-            "metrics: unknown section; the sections are forward, output, file, cloudwatch, envoy, redact, limits, shutdown, stats, admin, sampling",
+            "metrics: unknown section; the sections are forward, output, file, cloudwatch, envoy, redact, limits, shutdown, stats, admin, sampling, spool",
             "SLUICE_FORWARD_MAX_CONNECTIONS: expected an integer",
             "forward.listen: \"nowhere\" is not an address such as 127.0.0.1:24224 (\"\" for no TCP listener)",
             "output.type: \"kafka\" is not one of stdout, file, cloudwatch",

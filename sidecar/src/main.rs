@@ -13,6 +13,7 @@ mod output;
 mod parse_cmd;
 mod render;
 mod run;
+mod spool;
 mod stats;
 mod streams;
 

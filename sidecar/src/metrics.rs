@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use sluice_firelens::{Counters, MemoryBudget};
 
 use crate::cloudwatch::ship::ShipCounters;
+use crate::spool::SpoolShared;
 use crate::stats::{RouteTable, STATUS_CLASSES};
 
 /// Counters of the output stage.
@@ -35,6 +36,7 @@ pub struct Sources {
     pub budget: Arc<MemoryBudget>,
     pub pipeline: Arc<PipelineCounters>,
     pub ship: Option<Arc<ShipCounters>>,
+    pub spool: Option<Arc<SpoolShared>>,
     /// Per-route totals since start.
     pub routes: Arc<Mutex<RouteTable>>,
     /// Frames queued between the listeners and the output stage.
@@ -262,6 +264,59 @@ pub fn render(s: &Sources) -> String {
             "counter",
             "Log streams created.",
             load(&c.streams_created),
+        );
+    }
+
+    if let Some(spool) = &s.spool {
+        let (bytes, segments) = spool.usage();
+        let c = &spool.counters;
+        e.single(
+            "sluice_spool_bytes",
+            "gauge",
+            "Bytes of spool segments on disk.",
+            bytes,
+        );
+        e.single(
+            "sluice_spool_segments",
+            "gauge",
+            "Spool segments on disk.",
+            segments as u64,
+        );
+        e.single(
+            "sluice_spool_replayed_events_total",
+            "counter",
+            "Events read back at start from an earlier run's segments.",
+            load(&c.replayed_events),
+        );
+        e.single(
+            "sluice_spool_damaged_segments_total",
+            "counter",
+            "Segments found torn or corrupt at start, cut at the damage.",
+            load(&c.damaged_segments),
+        );
+        e.single(
+            "sluice_spool_truncated_bytes_total",
+            "counter",
+            "Bytes cut from damaged segments.",
+            load(&c.truncated_bytes),
+        );
+        e.single(
+            "sluice_spool_write_errors_total",
+            "counter",
+            "Spool writes or fsyncs that failed (a full disk, an I/O error).",
+            load(&c.write_errors),
+        );
+        e.single(
+            "sluice_spool_full_waits_total",
+            "counter",
+            "Waits for room in the spool (max_size reached or a write failed).",
+            load(&c.full_waits),
+        );
+        e.single(
+            "sluice_spool_segments_deleted_total",
+            "counter",
+            "Segments deleted once CloudWatch had all their events.",
+            load(&c.segments_deleted),
         );
     }
 

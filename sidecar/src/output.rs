@@ -28,6 +28,13 @@ impl Sink {
         Sink::Stdout(BufWriter::with_capacity(1 << 16, io::stdout()))
     }
 
+    /// Sends what an earlier run left in the spool (CloudWatch only).
+    pub fn replay(&mut self) {
+        if let Sink::CloudWatch(cw) = self {
+            cw.replay();
+        }
+    }
+
     /// The events of one or more deliveries come next, with their share of
     /// the memory budget (kept only by sinks that buffer).
     pub fn begin_delivery(&mut self, share: Option<Reservation>) {
@@ -56,6 +63,7 @@ impl Sink {
                     LogEvent {
                         timestamp_ms: time_ms,
                         message: text.to_owned(),
+                        segment: None,
                     },
                 );
                 Ok(())
@@ -75,6 +83,7 @@ impl Sink {
                     LogEvent {
                         timestamp_ms: time_ms,
                         message: text.to_owned(),
+                        segment: None,
                     },
                 );
                 Ok(())
@@ -112,7 +121,7 @@ impl Sink {
             Sink::Stdout(out) => out.flush(),
             Sink::Files(files) => files.flush(),
             Sink::CloudWatch(cw) => {
-                cw.flush_all();
+                cw.finish();
                 Ok(())
             }
         }

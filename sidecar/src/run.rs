@@ -27,6 +27,7 @@ use crate::config::{self, Config, ForwardConfig, OutputType, SamplingConfig};
 use crate::metrics::{PipelineCounters, Sources};
 use crate::output::{FileSink, Sink};
 use crate::render::{EventMeta, LineRenderer};
+use crate::spool::{Spool, SpoolShared};
 use crate::stats::{sampling, Aggregator, RouteTable};
 use crate::streams::{CachedTemplates, StreamKind, StreamTemplates, StreamVars};
 
@@ -108,6 +109,7 @@ fn hostname() -> String {
 struct CloudWatchRun {
     counters: Arc<ShipCounters>,
     shipper: tokio::task::JoinHandle<()>,
+    spool: Option<Arc<SpoolShared>>,
 }
 
 async fn serve(full: Config) -> ExitCode {
@@ -151,6 +153,7 @@ async fn serve(full: Config) -> ExitCode {
             budget: budget.clone(),
             pipeline: pipeline_counters,
             ship: cloudwatch.as_ref().map(|c| c.counters.clone()),
+            spool: cloudwatch.as_ref().and_then(|c| c.spool.clone()),
             routes: totals,
             queue_depth: Box::new(move || {
                 queue
@@ -237,6 +240,10 @@ async fn build_sink(
     full: &Config,
     budget: Arc<MemoryBudget>,
 ) -> Result<(Sink, Option<CloudWatchRun>), ExitCode> {
+    if let (Some(spool), false) = (&full.spool, full.output == OutputType::Cloudwatch) {
+        // stdout and files are written before the ack already.
+        tracing::warn!(dir = %spool.dir.display(), "spool.dir is set, but the spool only serves output.type = \"cloudwatch\"; not using it");
+    }
     match (&full.output, &full.file_dir) {
         (OutputType::File, Some(dir)) => match FileSink::new(dir.clone()) {
             Ok(files) => Ok((Sink::Files(files), None)),
@@ -313,6 +320,17 @@ async fn start_cloudwatch(
         endpoint: cw.endpoint.clone(),
     })
     .await?;
+    let spool = match &config.spool {
+        None => None,
+        Some(c) => {
+            let spool = Spool::open(c.clone())
+                .map_err(|e| format!("cannot use the spool directory {}: {e}", c.dir.display()))?;
+            let (bytes, segments) = spool.shared().usage();
+            tracing::info!(dir = %c.dir.display(), segments, bytes, fsync = c.fsync, "spool open");
+            Some(spool)
+        }
+    };
+    let spool_shared = spool.as_ref().map(Spool::shared);
     let counters = Arc::new(ShipCounters::default());
     // Wedged means no success for a while; the clock starts now.
     counters
@@ -324,6 +342,7 @@ async fn start_cloudwatch(
         cw.auto_create,
         retention,
         counters.clone(),
+        spool_shared.clone(),
     ));
     let (outbound_tx, outbound_rx) = mpsc::unbounded_channel();
     let shipper = tokio::spawn(shipper.run(outbound_rx));
@@ -333,13 +352,21 @@ async fn start_cloudwatch(
         outbound_tx,
         counters.clone(),
         tokio::runtime::Handle::current(),
+        spool,
     );
     tracing::info!(
         endpoint = cw.endpoint.as_deref().unwrap_or("the region's"),
         log_group = %cw.log_group,
         "sending to CloudWatch Logs"
     );
-    Ok((sink, CloudWatchRun { counters, shipper }))
+    Ok((
+        sink,
+        CloudWatchRun {
+            counters,
+            shipper,
+            spool: spool_shared,
+        },
+    ))
 }
 
 /// What reached CloudWatch, and what did not, when the sidecar stops.
@@ -514,6 +541,8 @@ fn write_output(
         MAX_JOINED_LINE,
         i64::try_from(PARTIAL_TIMEOUT.as_nanos()).unwrap_or(i64::MAX),
     );
+    // What an earlier run spooled and did not deliver goes first.
+    sink.replay();
     // Split lines, CloudWatch batches and statistics wait on the clock.
     const TICK: Duration = Duration::from_millis(250);
     let mut last_tick = Instant::now();

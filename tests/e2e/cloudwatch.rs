@@ -282,7 +282,7 @@ fn a_hundred_thousand_events_arrive_once_through_throttling_errors_and_drops() {
     assert_eq!(dump.events.len(), N);
     // Every event is in the stream its kind belongs to.
     for e in &dump.events {
-        let expected = if event_id(&e.message) % 2 == 0 {
+        let expected = if event_id(&e.message).is_multiple_of(2) {
             ("/ecs/prod/envoy", "0123abcd/access")
         } else {
             ("/ecs/prod/app", "0123abcd/app")

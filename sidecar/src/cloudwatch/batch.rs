@@ -27,6 +27,9 @@ pub struct LogEvent {
     /// Milliseconds since the Unix epoch.
     pub timestamp_ms: i64,
     pub message: String,
+    /// The spool segment holding this event, released once CloudWatch has
+    /// it; `None` without a spool.
+    pub segment: Option<u64>,
 }
 
 impl LogEvent {
@@ -139,6 +142,7 @@ pub fn split_oversized(event: LogEvent) -> Vec<LogEvent> {
         .map(|(i, piece)| LogEvent {
             timestamp_ms: event.timestamp_ms,
             message: format!("[sluice part {}/{n}] {piece}", i + 1),
+            segment: event.segment,
         })
         .collect()
 }
@@ -153,6 +157,7 @@ mod tests {
         LogEvent {
             timestamp_ms: ts,
             message: "x".repeat(len),
+            segment: None,
         }
     }
 
@@ -221,11 +226,14 @@ mod tests {
             timestamp_ms: 7,
             // Twice the limit in bytes; with room for the markers, three parts.
             message: "é".repeat(MAX_MESSAGE_BYTES),
+            segment: Some(4),
         };
         let parts = split_oversized(big.clone());
         assert_eq!(parts.len(), 3);
         assert!(parts[0].message.starts_with("[sluice part 1/3] é"));
         assert!(parts[2].message.starts_with("[sluice part 3/3] é"));
+        // Each part is released from the event's spool segment.
+        assert!(parts.iter().all(|p| p.segment == Some(4)));
         let joined: String = parts
             .iter()
             .map(|p| p.message.split_once("] ").unwrap().1)

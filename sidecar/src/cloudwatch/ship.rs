@@ -23,6 +23,7 @@ use tokio::task::JoinSet;
 
 use super::batch::{Batch, LogEvent};
 use super::client::{CallError, CloudWatchClient, Rejected};
+use crate::spool::{self, SpoolShared};
 use crate::streams::StreamKey;
 
 /// Requests in flight at once, over all streams. PutLogEvents has no
@@ -102,6 +103,9 @@ pub struct Shipper {
     /// for a new stream all find it missing; the first creates it, the
     /// others see the count moved and just send again.
     creations: Mutex<HashMap<StreamKey, u64>>,
+    /// Told when CloudWatch has a batch's events, so that their segments
+    /// can go.
+    spool: Option<Arc<SpoolShared>>,
 }
 
 impl Shipper {
@@ -110,6 +114,7 @@ impl Shipper {
         auto_create: bool,
         retention_days: Option<i32>,
         counters: Arc<ShipCounters>,
+        spool: Option<Arc<SpoolShared>>,
     ) -> Shipper {
         Shipper {
             client,
@@ -118,6 +123,7 @@ impl Shipper {
             in_flight: Semaphore::new(MAX_IN_FLIGHT),
             counters,
             creations: Mutex::new(HashMap::new()),
+            spool,
         }
     }
 
@@ -167,12 +173,19 @@ impl Shipper {
             emf,
         } = out;
         if let Ok(_slot) = self.in_flight.acquire().await {
+            let spooled = spool::segment_counts(&batch.events);
             // Halves of a batch CloudWatch found invalid wait here.
             let mut parts = vec![batch.events];
             while let Some(events) = parts.pop() {
                 if let Some(halves) = self.deliver_part(&key, events, emf).await {
                     parts.extend(halves);
                 }
+            }
+            // Every event is delivered or refused for good. (A batch cut
+            // short by the process stopping never gets here: its segments
+            // stay, and are sent again by the next run.)
+            if let Some(spool) = &self.spool {
+                spool.release(&spooled);
             }
         }
         drop(reservation);

@@ -9,8 +9,12 @@
 //! accepted (and acked). A batch carries its stream's share to the shipper
 //! and gives it back once CloudWatch has it. When the budget is spent the
 //! output stage waits, the pipeline fills, and the listeners stop reading.
+//!
+//! With a spool, each event is appended to it before it is buffered, and a
+//! delivery is committed to disk before it is accepted; see spool/mod.rs.
 
 use std::collections::HashMap;
+use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,13 +23,18 @@ use sluice_firelens::{MemoryBudget, Reservation};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
-use super::batch::{Batch, Batcher, LogEvent};
+use super::batch::{split_oversized, Batch, Batcher, LogEvent};
 use super::ship::{Outbound, ShipCounters};
+use crate::spool::{AppendError, Spool};
 use crate::streams::StreamKey;
 
 /// How long to wait on the budget before looking again whether anything
 /// can still free it.
 const BUDGET_RECHECK: Duration = Duration::from_millis(100);
+/// How long to wait for room in the spool before trying again.
+const SPOOL_RECHECK: Duration = Duration::from_millis(200);
+/// How often a spool that stays full or unwritable is logged again.
+const SPOOL_REPORT: Duration = Duration::from_secs(30);
 
 struct PendingStream {
     batcher: Batcher,
@@ -46,6 +55,10 @@ pub struct CloudWatchSink {
     outbound: mpsc::UnboundedSender<Outbound>,
     counters: Arc<ShipCounters>,
     runtime: Handle,
+    spool: Option<Spool>,
+    /// Since when the spool has refused appends or commits, and when that
+    /// was last logged.
+    spool_stalled: Option<(Instant, Instant)>,
 }
 
 impl CloudWatchSink {
@@ -55,6 +68,7 @@ impl CloudWatchSink {
         outbound: mpsc::UnboundedSender<Outbound>,
         counters: Arc<ShipCounters>,
         runtime: Handle,
+        spool: Option<Spool>,
     ) -> CloudWatchSink {
         CloudWatchSink {
             streams: HashMap::new(),
@@ -64,6 +78,22 @@ impl CloudWatchSink {
             outbound,
             counters,
             runtime,
+            spool,
+            spool_stalled: None,
+        }
+    }
+
+    /// Sends what an earlier run left in the spool, before anything new.
+    pub fn replay(&mut self) {
+        while let Some((segment, events)) = self.spool.as_mut().and_then(Spool::replay_next) {
+            for e in events {
+                let event = LogEvent {
+                    timestamp_ms: e.timestamp_ms,
+                    message: e.message,
+                    segment: Some(segment),
+                };
+                self.buffer(&e.key, event, e.emf);
+            }
         }
     }
 
@@ -72,8 +102,11 @@ impl CloudWatchSink {
         self.delivery_share = share;
     }
 
-    /// Gives back what the delivery's events did not need.
+    /// Makes the delivery's events durable in the spool (when there is
+    /// one: waiting as long as that takes) and gives back what its events
+    /// did not need of its budget share. The delivery may be acked after.
     pub fn end_delivery(&mut self) {
+        self.commit_spool();
         self.delivery_share = None;
     }
 
@@ -93,16 +126,102 @@ impl CloudWatchSink {
             self.counters.empty_skipped.fetch_add(1, Ordering::Relaxed);
             return;
         }
+        if self.spool.is_none() {
+            self.buffer(&key, event, emf);
+            return;
+        }
+        // Split here rather than in the batcher, so that a spool record is
+        // exactly one event of a batch.
+        for mut part in split_oversized(event) {
+            part.segment = self.spool_append(&key, emf, &part);
+            self.buffer(&key, part, emf);
+        }
+    }
+
+    /// Appends to the spool, waiting while it is full or unwritable.
+    fn spool_append(&mut self, key: &StreamKey, emf: bool, event: &LogEvent) -> Option<u64> {
+        loop {
+            match self.spool.as_mut()?.append(key, emf, event) {
+                Ok(segment) => {
+                    self.spool_recovered();
+                    return Some(segment);
+                }
+                Err(AppendError::Full) => self.wait_for_spool(None),
+                Err(AppendError::Io(e)) => self.wait_for_spool(Some(e)),
+            }
+        }
+    }
+
+    /// Commits what was appended, waiting while the disk refuses it.
+    fn commit_spool(&mut self) {
+        while let Some(spool) = self.spool.as_mut() {
+            match spool.commit() {
+                Ok(()) => {
+                    self.spool_recovered();
+                    return;
+                }
+                Err(e) => self.wait_for_spool(Some(e)),
+            }
+        }
+    }
+
+    /// The spool is full (`error` is `None`) or a write failed: send every
+    /// pending batch, since delivered segments are what frees room, and
+    /// wait a little. Meanwhile nothing is acked and the inputs back up.
+    fn wait_for_spool(&mut self, error: Option<io::Error>) {
+        let Some(shared) = self.spool.as_ref().map(Spool::shared) else {
+            return;
+        };
+        shared.counters.full_waits.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
-        let stream = self
-            .streams
-            .entry(key.clone())
-            .or_insert_with(|| PendingStream {
-                batcher: Batcher::new(),
-                emf,
-                reserved: None,
-                since: now,
-            });
+        let log = match self.spool_stalled {
+            None => true,
+            Some((_, logged)) => now.duration_since(logged) >= SPOOL_REPORT,
+        };
+        if log {
+            let since = self.spool_stalled.map_or(now, |(since, _)| since);
+            self.spool_stalled = Some((since, now));
+            let waited_s = now.duration_since(since).as_secs();
+            match &error {
+                Some(e) => tracing::error!(error = %e, waited_s, "cannot write to the spool; holding acks until it can (deliveries free segments)"),
+                None => tracing::warn!(waited_s, "the spool is full (spool.max_size); holding acks until deliveries free segments"),
+            }
+        }
+        self.flush_all();
+        self.runtime.block_on(async {
+            tokio::select! {
+                _ = shared.freed.notified() => {}
+                _ = tokio::time::sleep(SPOOL_RECHECK) => {}
+            }
+        });
+    }
+
+    fn spool_recovered(&mut self) {
+        if let Some((since, _)) = self.spool_stalled.take() {
+            tracing::info!(
+                waited_ms = since.elapsed().as_millis() as u64,
+                "the spool takes events again"
+            );
+        }
+    }
+
+    /// Buffers one event (with its spool segment) in its stream's batcher.
+    fn buffer(&mut self, key: &StreamKey, event: LogEvent, emf: bool) {
+        let now = Instant::now();
+        if !self.streams.contains_key(key) {
+            self.streams.insert(
+                key.clone(),
+                PendingStream {
+                    batcher: Batcher::new(),
+                    emf,
+                    reserved: None,
+                    since: now,
+                },
+            );
+        }
+        let Some(stream) = self.streams.get_mut(key) else {
+            return;
+        };
         if stream.batcher.len() == 0 {
             stream.since = now;
         }
@@ -113,7 +232,7 @@ impl CloudWatchSink {
             // pending reserves again below.
             self.send(key.clone(), batch, share.take(), emf);
         }
-        let pending = stream_bytes(&self.streams, &key);
+        let pending = stream_bytes(&self.streams, key);
         let held = share.as_ref().map_or(0, Reservation::bytes);
         if pending > held {
             let more = self.reserve(pending - held);
@@ -122,7 +241,7 @@ impl CloudWatchSink {
         // Waiting on the budget may have sent this stream's pending events
         // (flush_all); then nothing pending needs the share, and it goes
         // back to the budget here.
-        if let Some(stream) = self.streams.get_mut(&key) {
+        if let Some(stream) = self.streams.get_mut(key) {
             if stream.batcher.len() > 0 {
                 stream.reserved = share;
             }
@@ -130,8 +249,10 @@ impl CloudWatchSink {
     }
 
     /// Sends every batch whose oldest event has waited the flush interval;
-    /// forgets streams with nothing pending.
+    /// forgets streams with nothing pending. Commits the spool (statistics
+    /// are written between deliveries).
     pub fn tick(&mut self, now: Instant) {
+        self.commit_spool();
         let due: Vec<StreamKey> = self
             .streams
             .iter()
@@ -147,7 +268,19 @@ impl CloudWatchSink {
         self.streams.retain(|_, s| s.batcher.len() > 0);
     }
 
-    /// Sends everything pending (shutdown, or to free the budget).
+    /// At shutdown: sends everything pending and seals the spool's open
+    /// segment, so that it goes once its events are delivered.
+    pub fn finish(&mut self) {
+        self.flush_all();
+        while let Some(spool) = self.spool.as_mut() {
+            match spool.seal_current() {
+                Ok(()) => return,
+                Err(e) => self.wait_for_spool(Some(e)),
+            }
+        }
+    }
+
+    /// Sends everything pending (to free the budget or the spool).
     pub fn flush_all(&mut self) {
         let keys: Vec<StreamKey> = self.streams.keys().cloned().collect();
         for key in keys {
