@@ -63,7 +63,7 @@ impl Sink {
                     LogEvent {
                         timestamp_ms: time_ms,
                         message: text.to_owned(),
-                        segment: None,
+                        spool: None,
                     },
                 );
                 Ok(())
@@ -83,7 +83,7 @@ impl Sink {
                     LogEvent {
                         timestamp_ms: time_ms,
                         message: text.to_owned(),
-                        segment: None,
+                        spool: None,
                     },
                 );
                 Ok(())

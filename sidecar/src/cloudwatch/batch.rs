@@ -10,6 +10,8 @@
 //!   event's timestamp and may travel in separate requests, which can be
 //!   stored in either order: the marker says where each belongs.
 
+use crate::spool::SpoolMark;
+
 /// The largest request, in bytes, as CloudWatch counts them.
 pub const MAX_BATCH_BYTES: usize = 1_048_576;
 /// What CloudWatch adds to every message when it counts a request's size.
@@ -27,9 +29,9 @@ pub struct LogEvent {
     /// Milliseconds since the Unix epoch.
     pub timestamp_ms: i64,
     pub message: String,
-    /// The spool segment holding this event, released once CloudWatch has
-    /// it; `None` without a spool.
-    pub segment: Option<u64>,
+    /// Where the spool holds this event, released once CloudWatch has it;
+    /// `None` without a spool.
+    pub spool: Option<SpoolMark>,
 }
 
 impl LogEvent {
@@ -142,7 +144,7 @@ pub fn split_oversized(event: LogEvent) -> Vec<LogEvent> {
         .map(|(i, piece)| LogEvent {
             timestamp_ms: event.timestamp_ms,
             message: format!("[sluice part {}/{n}] {piece}", i + 1),
-            segment: event.segment,
+            spool: event.spool,
         })
         .collect()
 }
@@ -157,7 +159,7 @@ mod tests {
         LogEvent {
             timestamp_ms: ts,
             message: "x".repeat(len),
-            segment: None,
+            spool: None,
         }
     }
 
@@ -226,14 +228,17 @@ mod tests {
             timestamp_ms: 7,
             // Twice the limit in bytes; with room for the markers, three parts.
             message: "é".repeat(MAX_MESSAGE_BYTES),
-            segment: Some(4),
+            spool: Some(SpoolMark {
+                segment: 4,
+                ordinal: 9,
+            }),
         };
         let parts = split_oversized(big.clone());
         assert_eq!(parts.len(), 3);
         assert!(parts[0].message.starts_with("[sluice part 1/3] é"));
         assert!(parts[2].message.starts_with("[sluice part 3/3] é"));
-        // Each part is released from the event's spool segment.
-        assert!(parts.iter().all(|p| p.segment == Some(4)));
+        // Each part carries the event's place in the spool.
+        assert!(parts.iter().all(|p| p.spool == big.spool));
         let joined: String = parts
             .iter()
             .map(|p| p.message.split_once("] ").unwrap().1)

@@ -173,7 +173,7 @@ impl Shipper {
             emf,
         } = out;
         if let Ok(_slot) = self.in_flight.acquire().await {
-            let spooled = spool::segment_counts(&batch.events);
+            let spooled = spool::marks_by_segment(&batch.events);
             // Halves of a batch CloudWatch found invalid wait here.
             let mut parts = vec![batch.events];
             while let Some(events) = parts.pop() {

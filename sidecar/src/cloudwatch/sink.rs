@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 
 use super::batch::{split_oversized, Batch, Batcher, LogEvent};
 use super::ship::{Outbound, ShipCounters};
-use crate::spool::{AppendError, Spool};
+use crate::spool::{AppendError, Spool, SpoolMark};
 use crate::streams::StreamKey;
 
 /// How long to wait on the budget before looking again whether anything
@@ -90,7 +90,10 @@ impl CloudWatchSink {
                 let event = LogEvent {
                     timestamp_ms: e.timestamp_ms,
                     message: e.message,
-                    segment: Some(segment),
+                    spool: Some(SpoolMark {
+                        segment,
+                        ordinal: e.ordinal,
+                    }),
                 };
                 self.buffer(&e.key, event, e.emf);
             }
@@ -133,18 +136,18 @@ impl CloudWatchSink {
         // Split here rather than in the batcher, so that a spool record is
         // exactly one event of a batch.
         for mut part in split_oversized(event) {
-            part.segment = self.spool_append(&key, emf, &part);
+            part.spool = self.spool_append(&key, emf, &part);
             self.buffer(&key, part, emf);
         }
     }
 
     /// Appends to the spool, waiting while it is full or unwritable.
-    fn spool_append(&mut self, key: &StreamKey, emf: bool, event: &LogEvent) -> Option<u64> {
+    fn spool_append(&mut self, key: &StreamKey, emf: bool, event: &LogEvent) -> Option<SpoolMark> {
         loop {
             match self.spool.as_mut()?.append(key, emf, event) {
-                Ok(segment) => {
+                Ok(mark) => {
                     self.spool_recovered();
-                    return Some(segment);
+                    return Some(mark);
                 }
                 Err(AppendError::Full) => self.wait_for_spool(None),
                 Err(AppendError::Io(e)) => self.wait_for_spool(Some(e)),

@@ -13,8 +13,13 @@
 //! Integers are little-endian. A reader stops at the first record that is
 //! cut short or fails its checksum: that is where a crash or a power loss
 //! tore the file, and everything before it is intact.
+//!
+//! Beside a segment, `<id>.done` lists events already delivered, so that a
+//! restart does not send them again: records of `[count: u32 LE][CRC-32 of
+//! the ordinals: u32 LE][count ordinals: u32 LE each]`, where an event's
+//! ordinal is its place among the segment's events (from 0).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::cloudwatch::batch::LogEvent;
 use crate::streams::StreamKey;
@@ -67,9 +72,46 @@ pub fn write_event(out: &mut Vec<u8>, id: u32, event: &LogEvent) {
     });
 }
 
+/// Appends one record of delivered ordinals to a `.done` file's bytes.
+pub fn write_done(out: &mut Vec<u8>, ordinals: &[u32]) {
+    let start = out.len();
+    out.extend_from_slice(&(ordinals.len() as u32).to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    for o in ordinals {
+        out.extend_from_slice(&o.to_le_bytes());
+    }
+    let crc = crc32fast::hash(&out[start + 8..]);
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// The ordinals a `.done` file lists, up to its first damaged record (an
+/// ordinal lost there is only sent twice).
+pub fn decode_done(bytes: &[u8]) -> HashSet<u32> {
+    let mut done = HashSet::new();
+    let mut rest = bytes;
+    while let Some((head, body)) = rest.split_first_chunk::<8>() {
+        let count = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        let Some(list) = count.checked_mul(4).and_then(|n| body.get(..n)) else {
+            break;
+        };
+        if crc32fast::hash(list) != crc {
+            break;
+        }
+        done.extend(
+            list.chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        );
+        rest = &body[list.len()..];
+    }
+    done
+}
+
 /// An event read back from a segment.
 #[derive(Debug, PartialEq, Eq)]
 pub struct SpooledEvent {
+    /// Its place among the segment's events, from 0.
+    pub ordinal: u32,
     pub key: StreamKey,
     pub emf: bool,
     pub timestamp_ms: i64,
@@ -153,6 +195,7 @@ fn read_payload(
                 .cloned()
                 .ok_or("an event names a stream not defined before it")?;
             events.push(SpooledEvent {
+                ordinal: events.len() as u32,
                 key,
                 emf,
                 timestamp_ms,
@@ -216,7 +259,7 @@ mod tests {
         LogEvent {
             timestamp_ms: ts,
             message: message.into(),
-            segment: None,
+            spool: None,
         }
     }
 
@@ -300,6 +343,24 @@ mod tests {
                 ..Decoded::default()
             }
         );
+    }
+
+    #[test]
+    fn done_lists_round_trip_and_stop_at_damage() {
+        let mut bytes = Vec::new();
+        write_done(&mut bytes, &[0, 1, 2]);
+        write_done(&mut bytes, &[]);
+        write_done(&mut bytes, &[70_000]);
+        let all: HashSet<u32> = [0, 1, 2, 70_000].into();
+        assert_eq!(decode_done(&bytes), all);
+        let whole = bytes.len();
+        write_done(&mut bytes, &[9, 10]);
+        // Torn anywhere in the last record: the others still count.
+        for cut in whole..bytes.len() {
+            assert_eq!(decode_done(&bytes[..cut]), all, "cut at {cut}");
+        }
+        bytes[whole + 9] ^= 1;
+        assert_eq!(decode_done(&bytes), all);
     }
 
     proptest! {

@@ -9,13 +9,15 @@
 //! - The output stage appends a delivery's events, then [`Spool::commit`]s
 //!   (one write and, by default, one fsync), and only then accepts the
 //!   delivery, which acks its chunk.
-//! - Every event keeps the number of its segment. When CloudWatch has taken
-//!   (or refused for good) a batch, the shipper [`SpoolShared::release`]s
-//!   its events; a segment that is sealed (no longer written) and has no
-//!   event left outstanding is deleted.
+//! - Every event keeps its place in the spool ([`SpoolMark`]). When
+//!   CloudWatch has taken (or refused for good) a batch, the shipper
+//!   [`SpoolShared::release`]s its events: a segment that is sealed (no
+//!   longer written) with nothing outstanding is deleted; otherwise the
+//!   delivered events are listed in the segment's `.done` file.
 //! - On start, the segments left by an earlier run are read back, cut at
-//!   the first damaged record (a torn write), and delivered before anything
-//!   new.
+//!   the first damaged record (a torn write), and their events not listed
+//!   as done are delivered before anything new. So after a kill -9 only the
+//!   batches in flight at that moment can be sent twice.
 //! - The spool's total size is bounded by `max_size`: when it is reached,
 //!   or the disk is full, the output stage waits for deliveries to free
 //!   segments, the pipeline fills and the inputs stop reading. Nothing is
@@ -39,6 +41,14 @@ use tokio::sync::Notify;
 
 use crate::cloudwatch::batch::LogEvent;
 use crate::streams::StreamKey;
+
+/// Where the spool holds an event: its segment, and its place among the
+/// segment's events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpoolMark {
+    pub segment: u64,
+    pub ordinal: u32,
+}
 
 /// `[spool]`, validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,15 +116,36 @@ impl SpoolShared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// CloudWatch has taken (or refused for good) these events: `(segment,
-    /// count)` pairs. Deletes the segments this finishes.
-    pub fn release(&self, done: &[(u64, u64)]) {
+    /// CloudWatch has taken (or refused for good) these events: each
+    /// segment with the ordinals of its events. Deletes the segments this
+    /// finishes, and notes the rest in their `.done` files.
+    pub fn release(&self, done: &[(u64, Vec<u32>)]) {
         let mut state = self.state();
-        for &(id, count) in done {
-            if let Some(segment) = state.by_id.get_mut(&id) {
-                segment.outstanding = segment.outstanding.saturating_sub(count);
+        for (id, ordinals) in done {
+            if let Some(segment) = state.by_id.get_mut(id) {
+                segment.outstanding = segment.outstanding.saturating_sub(ordinals.len() as u64);
             }
-            self.delete_if_done(&mut state, id);
+            if !self.delete_if_done(&mut state, *id) && state.by_id.contains_key(id) {
+                self.note_done(*id, ordinals);
+            }
+        }
+    }
+
+    /// Appends delivered ordinals to the segment's `.done` file. Not
+    /// fsynced: a note lost in a power cut only means those events are
+    /// sent twice.
+    fn note_done(&self, id: u64, ordinals: &[u32]) {
+        let mut bytes = Vec::with_capacity(8 + 4 * ordinals.len());
+        format::write_done(&mut bytes, ordinals);
+        let path = done_path(&self.dir, id);
+        let written = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| f.write_all(&bytes));
+        if let Err(e) = written {
+            tracing::warn!(path = %path.display(), error = %e, "cannot note delivered events; a restart would send them again");
         }
     }
 
@@ -128,14 +159,20 @@ impl SpoolShared {
         segment_path(&self.dir, id)
     }
 
-    fn delete_if_done(&self, state: &mut Segments, id: u64) {
+    /// Deletes the segment (and its `.done` file) if it is sealed and
+    /// nothing in it is outstanding; says whether it did.
+    fn delete_if_done(&self, state: &mut Segments, id: u64) -> bool {
         let done = state
             .by_id
             .get(&id)
             .is_some_and(|s| s.sealed && s.outstanding == 0 && !s.awaiting_replay);
         if !done {
-            return;
+            return false;
         }
+        // The notes first: a segment left without them is sent again
+        // (duplicates); notes left without their segment are just removed
+        // at the next start.
+        let _ = std::fs::remove_file(done_path(&self.dir, id));
         let path = self.segment_path(id);
         match std::fs::remove_file(&path) {
             Ok(()) => {}
@@ -144,7 +181,7 @@ impl SpoolShared {
                 // Kept in the books: its bytes still count against
                 // max_size, and a restart replays it (duplicates, never loss).
                 tracing::error!(path = %path.display(), error = %e, "cannot delete a delivered spool segment");
-                return;
+                return false;
             }
         }
         if let Some(segment) = state.by_id.remove(&id) {
@@ -154,6 +191,7 @@ impl SpoolShared {
             .segments_deleted
             .fetch_add(1, Ordering::Relaxed);
         self.freed.notify_waiters();
+        true
     }
 }
 
@@ -171,6 +209,8 @@ struct Current {
     file: File,
     /// Bytes written to the file (and fsynced, with `fsync`).
     committed: u64,
+    /// Events appended: the next one's ordinal.
+    events: u32,
     /// Streams named in this segment, with their ids.
     streams: HashMap<(StreamKey, bool), u32>,
 }
@@ -209,10 +249,14 @@ impl Spool {
             )));
         }
         let mut found = BTreeMap::new();
+        let mut notes = Vec::new();
         for entry in std::fs::read_dir(&config.dir)? {
             let entry = entry?;
             let name = entry.file_name();
-            if let Some(id) = name.to_str().and_then(segment_id) {
+            if let Some(id) = name.to_str().and_then(|n| numbered(n, "done")) {
+                notes.push(id);
+            }
+            if let Some(id) = name.to_str().and_then(|n| numbered(n, "seg")) {
                 let bytes = entry.metadata()?.len();
                 found.insert(
                     id,
@@ -223,6 +267,12 @@ impl Spool {
                         ..SegmentState::default()
                     },
                 );
+            }
+        }
+        for id in notes {
+            if !found.contains_key(&id) {
+                // Its segment was deleted just before a crash.
+                let _ = std::fs::remove_file(done_path(&config.dir, id));
             }
         }
         let next_id = found.keys().next_back().map_or(1, |last| last + 1);
@@ -252,9 +302,10 @@ impl Spool {
         self.shared.clone()
     }
 
-    /// The next segment an earlier run left, with its intact events; a
-    /// damaged tail is cut off the file first. The events count as
-    /// outstanding in that segment from now on: the caller sends them.
+    /// The next segment an earlier run left, with its intact events not yet
+    /// delivered; a damaged tail is cut off the file first. The events
+    /// count as outstanding in that segment from now on: the caller sends
+    /// them.
     pub fn replay_next(&mut self) -> Option<(u64, Vec<format::SpooledEvent>)> {
         while let Some(id) = self.to_replay.pop_front() {
             let path = self.shared.segment_path(id);
@@ -271,7 +322,11 @@ impl Spool {
                     continue;
                 }
             };
-            let events = decoded.events;
+            let done = std::fs::read(done_path(&self.config.dir, id))
+                .map(|bytes| format::decode_done(&bytes))
+                .unwrap_or_default();
+            let mut events = decoded.events;
+            events.retain(|e| !done.contains(&e.ordinal));
             self.shared
                 .counters
                 .replayed_events
@@ -332,7 +387,7 @@ impl Spool {
         key: &StreamKey,
         emf: bool,
         event: &LogEvent,
-    ) -> Result<u64, AppendError> {
+    ) -> Result<SpoolMark, AppendError> {
         // What this record adds at most (a stream record, the event record).
         let size = (2 * format::RECORD_HEADER
             + 16
@@ -367,9 +422,18 @@ impl Spool {
             }
         };
         format::write_event(&mut self.pending, stream, event);
-        let id = current.id;
-        self.shared.state().by_id.entry(id).or_default().outstanding += 1;
-        Ok(id)
+        let mark = SpoolMark {
+            segment: current.id,
+            ordinal: current.events,
+        };
+        current.events += 1;
+        self.shared
+            .state()
+            .by_id
+            .entry(mark.segment)
+            .or_default()
+            .outstanding += 1;
+        Ok(mark)
     }
 
     /// Writes what was appended since the last commit (and fsyncs it with
@@ -442,6 +506,7 @@ impl Spool {
             id,
             file,
             committed: 0,
+            events: 0,
             streams: HashMap::new(),
         });
         Ok(())
@@ -452,26 +517,31 @@ fn segment_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id:020}.seg"))
 }
 
-/// The number in a segment's file name; `None` for any other file.
-fn segment_id(name: &str) -> Option<u64> {
-    let digits = name.strip_suffix(".seg")?;
+fn done_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:020}.done"))
+}
+
+/// The number in a segment's (`.seg`) or notes' (`.done`) file name, as
+/// `extension` asks; `None` for any other file.
+fn numbered(name: &str, extension: &str) -> Option<u64> {
+    let digits = name.strip_suffix(extension)?.strip_suffix('.')?;
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     digits.parse().ok()
 }
 
-/// `(segment, count)` for the spooled events among `events`, for
+/// The spooled events among `events`, by segment, for
 /// [`SpoolShared::release`].
-pub fn segment_counts(events: &[LogEvent]) -> Vec<(u64, u64)> {
-    let mut counts: Vec<(u64, u64)> = Vec::new();
-    for id in events.iter().filter_map(|e| e.segment) {
-        match counts.iter_mut().find(|(seen, _)| *seen == id) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((id, 1)),
+pub fn marks_by_segment(events: &[LogEvent]) -> Vec<(u64, Vec<u32>)> {
+    let mut by_segment: Vec<(u64, Vec<u32>)> = Vec::new();
+    for mark in events.iter().filter_map(|e| e.spool) {
+        match by_segment.iter_mut().find(|(id, _)| *id == mark.segment) {
+            Some((_, ordinals)) => ordinals.push(mark.ordinal),
+            None => by_segment.push((mark.segment, vec![mark.ordinal])),
         }
     }
-    counts
+    by_segment
 }
 
 #[cfg(test)]
@@ -498,15 +568,16 @@ mod tests {
         LogEvent {
             timestamp_ms: n as i64,
             message: format!("event {n:05} {}", "x".repeat(1000)),
-            segment: None,
+            spool: None,
         }
     }
 
-    fn segments(dir: &Path) -> Vec<String> {
+    /// The spool's files but its lock.
+    fn files(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|n| n.ends_with(".seg"))
+            .filter(|n| n != "lock")
             .collect();
         names.sort();
         names
@@ -526,19 +597,25 @@ mod tests {
         let mut marks = Vec::new();
         for n in 0..150 {
             let mut e = event(n);
-            e.segment = Some(spool.append(&key("a"), false, &e).unwrap());
+            e.spool = Some(spool.append(&key("a"), false, &e).unwrap());
             marks.push(e);
         }
         spool.commit().unwrap();
         // 1,033 bytes a record, 64 KiB segments: 63 events each.
-        assert_eq!(segments(&dir).len(), 3);
-        let counts = segment_counts(&marks);
+        assert_eq!(files(&dir).len(), 3);
+        let by_segment = marks_by_segment(&marks);
+        let counts: Vec<(u64, usize)> = by_segment.iter().map(|(id, o)| (*id, o.len())).collect();
         assert_eq!(counts, [(1, 63), (2, 63), (3, 24)]);
-        // The open segment stays while it is appended to.
-        shared.release(&counts);
-        assert_eq!(segments(&dir), ["00000000000000000003.seg"]);
+        assert_eq!(by_segment[2].1, (0..24).collect::<Vec<u32>>());
+        // The open segment stays while it is appended to, with a note of
+        // what was delivered.
+        shared.release(&by_segment);
+        assert_eq!(
+            files(&dir),
+            ["00000000000000000003.done", "00000000000000000003.seg"]
+        );
         spool.seal_current().unwrap();
-        assert!(segments(&dir).is_empty());
+        assert!(files(&dir).is_empty());
         assert_eq!(shared.usage(), (0, 0));
         assert_eq!(shared.counters.segments_deleted.load(Ordering::Relaxed), 3);
         std::fs::remove_dir_all(&dir).unwrap();
@@ -554,9 +631,11 @@ mod tests {
                 spool.append(&key("s"), true, &event(100 + n)).unwrap();
             }
             spool.commit().unwrap();
+            // CloudWatch has the first two of each stream (ordinals 0-3).
+            spool.shared().release(&[(1, vec![0, 2]), (1, vec![1, 3])]);
             // Appended, never committed: not acked, not on disk.
             spool.append(&key("a"), false, &event(99)).unwrap();
-            // The process dies here: no seal, no release.
+            // The process dies here: no seal, no more releases.
         }
         let path = dir.join("00000000000000000001.seg");
         let whole = std::fs::metadata(&path).unwrap().len();
@@ -572,10 +651,12 @@ mod tests {
         assert_eq!(shared.usage(), (torn.len() as u64, 1));
         let (id, events) = spool.replay_next().unwrap();
         assert_eq!(id, 1);
-        assert_eq!(events.len(), 20);
-        assert_eq!(events[0].message, event(0).message);
+        // 20 committed, 4 of them delivered already.
+        assert_eq!(events.len(), 16);
+        assert_eq!((events[0].ordinal, events[15].ordinal), (4, 19));
+        assert_eq!(events[0].message, event(2).message);
         assert_eq!((events[1].key.stream.as_str(), events[1].emf), ("s", true));
-        assert_eq!(events[19].timestamp_ms, 109);
+        assert_eq!(events[15].timestamp_ms, 109);
         assert!(spool.replay_next().is_none());
         assert_eq!(std::fs::metadata(&path).unwrap().len(), whole);
         assert_eq!(shared.counters.damaged_segments.load(Ordering::Relaxed), 1);
@@ -585,9 +666,16 @@ mod tests {
         );
         // New events go to a new segment; the replayed one goes when its
         // events are delivered.
-        assert_eq!(spool.append(&key("a"), false, &event(5)).unwrap(), 2);
-        shared.release(&[(1, 20)]);
-        assert_eq!(segments(&dir), ["00000000000000000002.seg"]);
+        let mark = spool.append(&key("a"), false, &event(5)).unwrap();
+        assert_eq!(
+            mark,
+            SpoolMark {
+                segment: 2,
+                ordinal: 0
+            }
+        );
+        shared.release(&[(1, (4..20).collect())]);
+        assert_eq!(files(&dir), ["00000000000000000002.seg"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -612,7 +700,7 @@ mod tests {
         assert_eq!(appended, 126);
         assert!(shared.usage().0 <= 128 << 10);
         // Both segments are sealed now; delivering the first makes room.
-        shared.release(&[(1, 63)]);
+        shared.release(&[(1, (0..63).collect())]);
         assert!(spool.append(&key("a"), false, &event(0)).is_ok());
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -631,10 +719,13 @@ mod tests {
 
     #[test]
     fn only_segment_names_are_segments() {
-        assert_eq!(segment_id("00000000000000000042.seg"), Some(42));
-        assert_eq!(segment_id("42.seg"), None);
-        assert_eq!(segment_id("0000000000000000004x.seg"), None);
-        assert_eq!(segment_id("00000000000000000042.corrupt"), None);
-        assert_eq!(segment_id("lock"), None);
+        assert_eq!(numbered("00000000000000000042.seg", "seg"), Some(42));
+        assert_eq!(numbered("00000000000000000042.done", "done"), Some(42));
+        assert_eq!(numbered("00000000000000000042.done", "seg"), None);
+        assert_eq!(numbered("42.seg", "seg"), None);
+        assert_eq!(numbered("0000000000000000004x.seg", "seg"), None);
+        assert_eq!(numbered("00000000000000000042.corrupt", "seg"), None);
+        assert_eq!(numbered("00000000000000000042seg", "seg"), None);
+        assert_eq!(numbered("lock", "seg"), None);
     }
 }
