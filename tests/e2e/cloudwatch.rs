@@ -13,7 +13,7 @@ use crate::support::{client_with, wait_until, CloudWatchDump, Moto, Sidecar};
 /// The settings every test here uses, with the endpoint and extra keys
 /// (which win). Statistics are off unless a test turns them on: these
 /// tests count log events.
-fn cloudwatch_env(endpoint: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+pub fn cloudwatch_env(endpoint: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut env: BTreeMap<String, String> = [
         ("SLUICE_OUTPUT_TYPE", "cloudwatch"),
         ("SLUICE_CLOUDWATCH_ENDPOINT", endpoint),
@@ -45,7 +45,7 @@ fn start_recorded(extra: &[(&str, &str)]) -> (Moto, FaultProxy, Sidecar) {
     (moto, proxy, sidecar)
 }
 
-fn start(env: &[(String, String)]) -> Sidecar {
+pub fn start(env: &[(String, String)]) -> Sidecar {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     Sidecar::start(&env)
 }
@@ -59,7 +59,7 @@ fn now_ms() -> i64 {
 
 /// Sends `count` events with ids `first..` (even ids: Envoy access lines
 /// from container envoy; odd: application lines from container app).
-fn send_bulk(sidecar: &Sidecar, first: usize, count: usize) {
+pub fn send_bulk(sidecar: &Sidecar, first: usize, count: usize) {
     let (count_arg, first_arg) = (count.to_string(), first.to_string());
     let out = client_with("bulk", &sidecar.tcp, &[&count_arg, &first_arg]);
     let frames = count.div_ceil(500);
@@ -67,7 +67,7 @@ fn send_bulk(sidecar: &Sidecar, first: usize, count: usize) {
 }
 
 /// The id (`id-N`) an event carries.
-fn event_id(message: &str) -> usize {
+pub fn event_id(message: &str) -> usize {
     let at = message.find("id-").expect("an id") + 3;
     let digits: String = message[at..]
         .chars()
@@ -77,7 +77,7 @@ fn event_id(message: &str) -> usize {
 }
 
 /// How many times each id arrived.
-fn id_counts(dump: &CloudWatchDump) -> BTreeMap<usize, usize> {
+pub fn id_counts(dump: &CloudWatchDump) -> BTreeMap<usize, usize> {
     let mut counts = BTreeMap::new();
     for e in &dump.events {
         *counts.entry(event_id(&e.message)).or_default() += 1;
@@ -93,7 +93,7 @@ fn put_requests(recorded: &[Recorded]) -> Vec<&Recorded> {
 }
 
 /// Every PutLogEvents request the sidecar sent keeps every API rule.
-fn assert_all_requests_valid(recorded: &[Recorded]) {
+pub fn assert_all_requests_valid(recorded: &[Recorded]) {
     for r in put_requests(recorded) {
         let wrong = put_log_events_violations(&r.body);
         assert!(
@@ -103,7 +103,7 @@ fn assert_all_requests_valid(recorded: &[Recorded]) {
     }
 }
 
-fn log_lines_with(sidecar_logs: &[String], message: &str) -> Vec<Json> {
+pub fn log_lines_with(sidecar_logs: &[String], message: &str) -> Vec<Json> {
     sidecar_logs
         .iter()
         .filter_map(|l| serde_json::from_str::<Json>(l).ok())

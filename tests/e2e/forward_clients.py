@@ -239,6 +239,87 @@ def access_line(i, now_ms):
             '"10.0.0.1" "curl/8" "req-%d" "orders" "10.0.2.1:80"' % (stamp, i, status, 100 + i % 7, i))
 
 
+def bulk_records(first, count):
+    """The records of `bulk`: ids FIRST.. alternately from envoy and app."""
+    meta = {"ecs_cluster": "arn:aws:ecs:us-east-1:1:cluster/prod",
+            "ecs_task_arn": "arn:aws:ecs:us-east-1:1:task/prod/0123abcd", "source": "stdout"}
+    entries = []
+    for i in range(first, first + count):
+        now = time.time()
+        if i % 2 == 0:
+            record = dict(meta, container_name="/envoy", log=access_line(i, int(now * 1000)))
+        else:
+            record = dict(meta, container_name="/app",
+                          log="app line id-%d GET /login?password=hunter2 done" % i)
+        entries.append([event_time(int(now), int(now % 1 * 1e9)), record])
+    return entries
+
+
+def bulk_until_closed(address, count, per_frame, pause_ms="0"):
+    """Like bulk, but stops without failing when the sidecar goes away (a
+    kill, a stop) and prints how many events were acked: ids 0..acked."""
+    count, per_frame, pause = int(count), int(per_frame), int(pause_ms) / 1000
+    acked = 0
+    try:
+        s = connect(address)
+        for start in range(0, count, per_frame):
+            chunk = "c%d" % start
+            s.sendall(frame_with_option(["app.logs", bulk_records(start, min(per_frame, count - start))],
+                                        {"chunk": chunk}))
+            if read_ack(s) != {"ack": chunk}:
+                break
+            acked = min(start + per_frame, count)
+            time.sleep(pause)
+    except OSError:
+        pass
+    report(acked=acked)
+
+
+def rude_clients(address):
+    """Next to a good client (1,000 acked events, ids 0..999): one client
+    sends 30 acked frames (rude-0..299), then half a frame, then resets the
+    connection; another sends 100 frames (deaf-0..1999) asking for acks it
+    never reads, ends its side and waits. Prints the acks each got."""
+    import struct
+    import threading
+    acks = []
+
+    def good():
+        s = connect(address)
+        for start in range(0, 1000, 100):
+            s.sendall(frame_with_option(["good", bulk_records(start, 100)], {"chunk": "g%d" % start}))
+            acks.append(read_ack(s)["ack"])
+        s.close()
+
+    def entries(prefix, first, n):
+        return [[int(time.time()), {"log": "%s-%d" % (prefix, i), "container_name": "/app"}]
+                for i in range(first, first + n)]
+
+    thread = threading.Thread(target=good)
+    thread.start()
+    rude = connect(address)
+    rude_acks = 0
+    for f in range(30):
+        rude.sendall(frame_with_option(["rude", entries("rude", f * 10, 10)], {"chunk": "r%d" % f}))
+        rude_acks += read_ack(rude) == {"ack": "r%d" % f}
+    half = frame_with_option(["rude", entries("rude-never", 0, 10)], {"chunk": "never"})
+    rude.sendall(half[: len(half) // 2])
+    # SO_LINGER 0: close with a reset, as a crashed client does.
+    rude.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    rude.close()
+    deaf = connect(address)
+    for f in range(100):
+        deaf.sendall(frame_with_option(["deaf", entries("deaf", f * 20, 20)], {"chunk": "d%d" % f}))
+    # Done sending, never reading: the sidecar sees the end of input and
+    # keeps every whole frame. (Closing a socket with unread acks resets it,
+    # which would throw away frames the sidecar has not read yet: wait.)
+    deaf.shutdown(socket.SHUT_WR)
+    thread.join()
+    time.sleep(5)
+    deaf.close()
+    report(good_acks=len(acks), rude_acks=rude_acks)
+
+
 def bulk(address, count, first="0", per_frame="500"):
     """COUNT events with ids FIRST.., alternately an Envoy access line from
     container envoy and an application line from container app, in
@@ -279,7 +360,7 @@ def big(address, size):
     s.close()
 
 
-SCENARIOS = {"big": big, "bulk": bulk, "containers": containers, "bad_alongside_good": bad_alongside_good, "docker_partials": docker_partials, "shared_key": shared_key, "every_mode": every_mode, "fluent_logger": fluent_logger, "bad_then_good": bad_then_good}
+SCENARIOS = {"big": big, "bulk": bulk, "bulk_until_closed": bulk_until_closed, "rude_clients": rude_clients, "containers": containers, "bad_alongside_good": bad_alongside_good, "docker_partials": docker_partials, "shared_key": shared_key, "every_mode": every_mode, "fluent_logger": fluent_logger, "bad_then_good": bad_then_good}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]](*sys.argv[2:])

@@ -3,6 +3,7 @@
 
 mod cloudwatch;
 mod config;
+mod durability;
 mod parse;
 mod proxy;
 mod run;

@@ -26,6 +26,10 @@ pub enum Fault {
     Drop,
     /// 400 InvalidParameterException.
     Invalid,
+    /// Reads the request and answers nothing for as long as the plan still
+    /// says `Hang`, then closes the connection: a CloudWatch that accepts
+    /// connections and times out.
+    Hang,
 }
 
 /// Decides the fault for a request: its X-Amz-Target operation (such as
@@ -53,7 +57,13 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Listens on a free loopback port and forwards to `upstream`.
     pub fn start(upstream: SocketAddr, plan: Plan) -> FaultProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("proxy port");
+        FaultProxy::start_on("127.0.0.1:0".parse().expect("addr"), upstream, plan)
+    }
+
+    /// [`FaultProxy::start`] on a given address (one the sidecar was
+    /// already told about, refused until now).
+    pub fn start_on(addr: SocketAddr, upstream: SocketAddr, plan: Plan) -> FaultProxy {
+        let listener = TcpListener::bind(addr).expect("proxy port");
         let addr = listener.local_addr().expect("proxy addr");
         let recorded = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -139,6 +149,12 @@ fn serve(mut conn: TcpStream, upstream: SocketAddr, plan: &Plan, recorded: &Mute
         }
         Fault::Invalid => answer("400 Bad Request", "InvalidParameterException").into_bytes(),
         Fault::Drop => Vec::new(),
+        Fault::Hang => {
+            while plan(&operation, &body) == Fault::Hang {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Vec::new()
+        }
     };
     // "HTTP/1.1 200 OK": the status is the second word.
     let status = String::from_utf8_lossy(&reply[..reply.len().min(16)])

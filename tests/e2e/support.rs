@@ -95,8 +95,13 @@ fn run_script(name: &str, args: &[&str]) -> Vec<String> {
 
 /// Polls `ready` every `every` until it holds; fails the test with `what`
 /// after [`PATIENCE`].
-pub fn wait_until(what: &str, every: Duration, mut ready: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + PATIENCE;
+pub fn wait_until(what: &str, every: Duration, ready: impl FnMut() -> bool) {
+    wait_for(what, PATIENCE, every, ready);
+}
+
+/// [`wait_until`] with its own patience.
+pub fn wait_for(what: &str, patience: Duration, every: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + patience;
     while !ready() {
         assert!(std::time::Instant::now() < deadline, "{what}");
         std::thread::sleep(every);
@@ -255,6 +260,12 @@ impl Sidecar {
 
     /// [`Sidecar::start`] with extra arguments after `run`.
     pub fn start_with(args: &[&str], extra_env: &[(&str, &str)]) -> Sidecar {
+        Sidecar::start_wrapped(&[], args, extra_env)
+    }
+
+    /// [`Sidecar::start_with`], run by `wrapper` (a program and its
+    /// arguments, which ends by running the sluice command line it is given).
+    pub fn start_wrapped(wrapper: &[&str], args: &[&str], extra_env: &[(&str, &str)]) -> Sidecar {
         static N: AtomicUsize = AtomicUsize::new(0);
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
@@ -267,7 +278,16 @@ impl Sidecar {
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         ));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        let sluice = env!("CARGO_BIN_EXE_sluice");
+        let mut command = match wrapper.split_first() {
+            None => Command::new(sluice),
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(sluice);
+                c
+            }
+        };
+        let mut child = command
             .arg("run")
             .args(args)
             // No drain window unless a test asks for one: stopping is quick.
@@ -342,6 +362,12 @@ impl Sidecar {
     pub fn stop(self) -> (ExitStatus, Vec<String>) {
         self.terminate();
         self.wait()
+    }
+
+    /// kill -9, and waits for it.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Sends SIGTERM without waiting.
