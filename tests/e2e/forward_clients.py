@@ -320,6 +320,34 @@ def rude_clients(address):
     report(good_acks=len(acks), rude_acks=rude_acks)
 
 
+SECRETS = ("s3cret", "hunter2", "AKIAIOSFODNN7EXAMPLE", "tok_9f8e7d6c5b")
+
+
+def secrets(address):
+    """Every secret in SECRETS, in every place a line can carry one: the
+    query of an access line's path, a token in its path, the query of a URL
+    in an application line, a key in free text and in another record field;
+    then a bad frame holding them. Acked."""
+    now = int(time.time())
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    meta = {"ecs_cluster": "prod", "ecs_task_arn": "arn:aws:ecs:us-east-1:1:task/prod/0123abcd"}
+    access = ('[%s] "GET /reset/tok_9f8e7d6c5b?token=s3cret&page=2 HTTP/1.1" 200 - 0 5 3 2 '
+              '"10.0.0.1" "curl/8" "req-1" "orders" "10.0.2.1:80"' % stamp)
+    records = [
+        dict(meta, container_name="/envoy", log=access),
+        dict(meta, container_name="/app", log="GET https://api.example.com/login?user=bob&password=hunter2 failed"),
+        dict(meta, container_name="/app", log="using key AKIAIOSFODNN7EXAMPLE for upload", note="AKIAIOSFODNN7EXAMPLE"),
+    ]
+    s = connect(address)
+    s.sendall(frame_with_option(["app.logs", [[now, r] for r in records]], {"chunk": "secrets"}))
+    ack = read_ack(s)
+    s.close()
+    bad = connect(address)
+    bad.sendall(b"\x92\xa1t" + msgpack.packb({"log": " ".join(SECRETS)}))
+    bad.close()
+    report(ack=ack)
+
+
 def bulk(address, count, first="0", per_frame="500"):
     """COUNT events with ids FIRST.., alternately an Envoy access line from
     container envoy and an application line from container app, in
@@ -360,7 +388,7 @@ def big(address, size):
     s.close()
 
 
-SCENARIOS = {"big": big, "bulk": bulk, "bulk_until_closed": bulk_until_closed, "rude_clients": rude_clients, "containers": containers, "bad_alongside_good": bad_alongside_good, "docker_partials": docker_partials, "shared_key": shared_key, "every_mode": every_mode, "fluent_logger": fluent_logger, "bad_then_good": bad_then_good}
+SCENARIOS = {"secrets": secrets, "big": big, "bulk": bulk, "bulk_until_closed": bulk_until_closed, "rude_clients": rude_clients, "containers": containers, "bad_alongside_good": bad_alongside_good, "docker_partials": docker_partials, "shared_key": shared_key, "every_mode": every_mode, "fluent_logger": fluent_logger, "bad_then_good": bad_then_good}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]](*sys.argv[2:])

@@ -7,5 +7,6 @@ mod durability;
 mod parse;
 mod proxy;
 mod run;
+mod security;
 mod stats;
 mod support;

@@ -1,0 +1,187 @@
+//! Secrets never leave the redaction boundary: the same secrets are pushed
+//! through every path out of the process (stdout, files, CloudWatch, the
+//! spool on disk, the sidecar's own logs, /metrics and its labels) and
+//! every byte that came out is searched for them.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cloudwatch::cloudwatch_env;
+use crate::proxy::{Fault, FaultProxy};
+use crate::support::{client, wait_for, Moto, Sidecar};
+
+/// As in forward_clients.py.
+const SECRETS: [&str; 4] = [
+    "s3cret",
+    "hunter2",
+    "AKIAIOSFODNN7EXAMPLE",
+    "tok_9f8e7d6c5b",
+];
+
+/// The user patterns for the secrets query redaction does not cover.
+const PATTERNS: &str = r#"["AKIA[0-9A-Z]{16}", "tok_[0-9a-f]+"]"#;
+
+fn assert_no_secret(what: &str, text: &str) {
+    for secret in SECRETS {
+        assert!(
+            !text.contains(secret),
+            "{secret} leaked through {what}:\n{text}"
+        );
+    }
+}
+
+/// The raw /metrics page.
+fn metrics_text(admin: &str) -> String {
+    let mut conn = TcpStream::connect(admin).expect("admin");
+    write!(
+        conn,
+        "GET /metrics HTTP/1.1\r\nhost: sluice\r\nconnection: close\r\n\r\n"
+    )
+    .expect("GET");
+    let mut page = String::new();
+    conn.read_to_string(&mut page).expect("page");
+    page
+}
+
+/// Every file under `dir`, concatenated (as lossy UTF-8).
+fn all_files(dir: &Path) -> String {
+    let mut out = String::new();
+    for entry in std::fs::read_dir(dir).expect("dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            out.push_str(&all_files(&path));
+        } else {
+            out.push_str(&String::from_utf8_lossy(
+                &std::fs::read(&path).expect("file"),
+            ));
+        }
+    }
+    out
+}
+
+fn send_secrets(sidecar: &Sidecar) {
+    let out = client("secrets", &sidecar.tcp);
+    assert_eq!(out, [r#"{"ack": {"ack": "secrets"}}"#]);
+}
+
+#[test]
+fn no_secret_leaves_through_stdout_files_logs_or_metrics() {
+    // stdout.
+    let sidecar = Sidecar::start(&[("SLUICE_REDACT_PATTERNS", PATTERNS)]);
+    send_secrets(&sidecar);
+    let lines = sidecar.lines(3).join("\n");
+    assert!(lines.contains("token=REDACTED"), "{lines}");
+    assert!(lines.contains("password=REDACTED"), "{lines}");
+    let metrics = metrics_text(&sidecar.admin);
+    assert!(
+        metrics.contains("sluice_route_requests_total{"),
+        "{metrics}"
+    );
+    let logs = sidecar.logs.clone();
+    let (status, rest) = sidecar.stop();
+    assert!(status.success(), "{status:?}");
+    assert_no_secret("stdout", &lines);
+    assert_no_secret("stdout", &rest.join("\n"));
+    assert_no_secret("/metrics", &metrics);
+    let logs = logs.lock().expect("lock").join("\n");
+    assert!(
+        logs.contains("closing a forward connection that sent a bad frame"),
+        "{logs}"
+    );
+    assert_no_secret("the sidecar's logs", &logs);
+
+    // Files, with the statistics (EMF) beside the events.
+    let dir = std::env::temp_dir().join(format!("sluice-e2e-secrets-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let dir_text = dir.display().to_string();
+    let sidecar = Sidecar::start(&[
+        ("SLUICE_REDACT_PATTERNS", PATTERNS),
+        ("SLUICE_OUTPUT_TYPE", "file"),
+        ("SLUICE_FILE_DIR", &dir_text),
+    ]);
+    send_secrets(&sidecar);
+    let metrics = metrics_text(&sidecar.admin);
+    let (status, _) = sidecar.stop();
+    assert!(status.success(), "{status:?}");
+    let files = all_files(&dir);
+    assert!(files.contains("token=REDACTED"), "{files}");
+    assert!(files.contains("\"_aws\""), "no statistics: {files}");
+    assert_no_secret("the file output", &files);
+    assert_no_secret("/metrics", &metrics);
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+#[test]
+fn no_secret_leaves_through_cloudwatch_or_the_spool() {
+    let moto = Moto::start();
+    // CloudWatch is down at first, so that the events wait in the spool.
+    let down = Arc::new(AtomicBool::new(true));
+    let plan_down = down.clone();
+    let proxy = FaultProxy::start(
+        moto.addr,
+        Box::new(move |_, _| {
+            if plan_down.load(Ordering::Relaxed) {
+                Fault::Unavailable
+            } else {
+                Fault::Pass
+            }
+        }),
+    );
+    let spool =
+        std::env::temp_dir().join(format!("sluice-e2e-secrets-spool-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&spool);
+    let spool_text = spool.display().to_string();
+    let env = cloudwatch_env(
+        &proxy.endpoint(),
+        &[
+            ("SLUICE_REDACT_PATTERNS", PATTERNS),
+            ("SLUICE_SPOOL_DIR", &spool_text),
+            ("SLUICE_STATS_ENABLED", "true"),
+            ("SLUICE_STATS_INTERVAL", "1s"),
+            ("SLUICE_CLOUDWATCH_APP_FORMAT", "json"),
+        ],
+    );
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let sidecar = Sidecar::start(&env);
+    send_secrets(&sidecar);
+    // Acked, so on disk: what is there is redacted.
+    let on_disk = all_files(&spool);
+    assert!(on_disk.contains("token=REDACTED"), "{on_disk}");
+    assert_no_secret("the spool", &on_disk);
+    down.store(false, Ordering::Relaxed);
+    let mut dump = moto.dump();
+    wait_for(
+        "the events and statistics never arrived",
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || {
+            dump = moto.dump();
+            dump.events.len() >= 3 && dump.events.iter().any(|e| e.message.contains("\"_aws\""))
+        },
+    );
+    let metrics = metrics_text(&sidecar.admin);
+    let logs = sidecar.logs.clone();
+    let (status, _) = sidecar.stop();
+    assert!(status.success(), "{status:?}");
+    let stored: Vec<String> = dump
+        .events
+        .iter()
+        .map(|e| format!("{} {} {}", e.group, e.stream, e.message))
+        .collect();
+    let stored = stored.join("\n");
+    assert!(stored.contains("password=REDACTED"), "{stored}");
+    assert_no_secret("CloudWatch", &stored);
+    let requests: Vec<String> = proxy
+        .recorded()
+        .iter()
+        .map(|r| r.body.to_string())
+        .collect();
+    assert_no_secret("a CloudWatch request", &requests.join("\n"));
+    assert_no_secret("/metrics", &metrics);
+    assert_no_secret("the sidecar's logs", &logs.lock().expect("lock").join("\n"));
+    std::fs::remove_dir_all(&spool).expect("cleanup");
+}
