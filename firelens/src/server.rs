@@ -334,8 +334,20 @@ fn bind_unix(path: &PathBuf, mode: u32) -> io::Result<UnixListener> {
             ));
         }
     }
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    // Bound under a temporary name, given its mode, then renamed into
+    // place: the socket is never reachable at `path` with the wider mode
+    // the umask would give it.
+    let mut staging = path.clone().into_os_string();
+    staging.push(format!(".{}.tmp", std::process::id()));
+    let staging = PathBuf::from(staging);
+    let _ = std::fs::remove_file(&staging);
+    let listener = UnixListener::bind(&staging)?;
+    let placed = std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(mode))
+        .and_then(|()| std::fs::rename(&staging, path));
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&staging);
+        return Err(e);
+    }
     Ok(listener)
 }
 

@@ -931,6 +931,8 @@ mod tests {
         assert_eq!(c.shutdown_grace, Duration::from_secs(25));
         assert_eq!(c.shutdown_drain, Duration::from_secs(2));
         assert_eq!(c.spool, None);
+        // Both listeners are loopback-only unless configured otherwise.
+        assert_eq!(c.admin_listen, Some("127.0.0.1:2020".parse().unwrap()));
     }
 
     #[test]

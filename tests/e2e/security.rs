@@ -69,6 +69,36 @@ fn send_secrets(sidecar: &Sidecar) {
 }
 
 #[test]
+fn the_unix_socket_is_private_by_default_and_as_configured() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let sidecar = Sidecar::start(&[]);
+    let meta = std::fs::metadata(&sidecar.unix).expect("socket");
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    // Still reachable at its path (it was renamed into place after bind).
+    let out = client("secrets", &sidecar.unix_address());
+    assert_eq!(out, [r#"{"ack": {"ack": "secrets"}}"#]);
+    drop(sidecar);
+    let sidecar = Sidecar::start(&[("SLUICE_FORWARD_UNIX_MODE", "0660")]);
+    let meta = std::fs::metadata(&sidecar.unix).expect("socket");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    // No staging name is left beside it.
+    let dir = sidecar.unix.parent().expect("dir");
+    let name = sidecar
+        .unix
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("name")
+        .to_string();
+    let left: Vec<String> = std::fs::read_dir(dir)
+        .expect("dir")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(&name) && n != &name)
+        .collect();
+    assert_eq!(left, Vec::<String>::new());
+}
+
+#[test]
 fn no_secret_leaves_through_stdout_files_logs_or_metrics() {
     // stdout.
     let sidecar = Sidecar::start(&[("SLUICE_REDACT_PATTERNS", PATTERNS)]);
