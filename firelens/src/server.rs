@@ -201,6 +201,11 @@ pub struct Counters {
     pub idle_timeouts: AtomicU64,
     /// TCP clients refused by the shared_key handshake.
     pub handshake_refusals: AtomicU64,
+    /// Times a connection waited for the memory budget to hold the part of
+    /// a frame it had read, before reading more.
+    pub buffer_waits: AtomicU64,
+    /// Connections closed because that wait passed the mid-frame timeout.
+    pub buffer_timeouts: AtomicU64,
     /// Frames rejected, by [`FrameError::kind`].
     pub frame_errors: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
@@ -431,6 +436,8 @@ enum Closed {
     Idle,
     Shutdown,
     PipelineGone,
+    /// A partial frame waited too long for the memory budget.
+    Starved,
     Io(io::Error),
     Frame(FrameError),
     Refused(Refusal),
@@ -454,6 +461,15 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     let logs = &shared.logs;
     match closed {
         Closed::Eof | Closed::Shutdown | Closed::PipelineGone => {}
+        Closed::Starved => {
+            counters.buffer_timeouts.fetch_add(1, Ordering::Relaxed);
+            if let Some(suppressed) = logs.admit("starved") {
+                tracing::warn!(
+                    suppressed,
+                    "closing a forward connection: the frame it was sending waited too long for memory (limits.memory)"
+                );
+            }
+        }
         Closed::Idle => {
             counters.idle_timeouts.fetch_add(1, Ordering::Relaxed);
             if let Some(suppressed) = logs.admit("idle") {
@@ -567,6 +583,11 @@ async fn connection_loop<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Closed {
     let mut buf = vec![0u8; 64 << 10];
     let mut shutdown = shared.shutdown.clone();
+    // The budget share paying for the bytes read but not decoded yet (the
+    // start of a frame): one client's big frames count against
+    // limits.memory like decoded events do, so many of them cannot take
+    // more than the budget.
+    let mut undecoded: Option<Reservation> = None;
     loop {
         loop {
             let frame = match codec.next_frame(now_ns()) {
@@ -574,6 +595,7 @@ async fn connection_loop<S: AsyncRead + AsyncWrite + Unpin>(
                 Ok(None) => break,
                 Err(e) => return Closed::Frame(e),
             };
+            shrink_to(&mut undecoded, codec.buffered());
             let Frame::Events {
                 events,
                 chunk,
@@ -618,10 +640,60 @@ async fn connection_loop<S: AsyncRead + AsyncWrite + Unpin>(
                 counters.acks.fetch_add(1, Ordering::Relaxed);
             }
         }
+        shrink_to(&mut undecoded, codec.buffered());
+        if let Err(closed) = pay_for(&mut undecoded, codec.buffered(), shared, &mut shutdown).await
+        {
+            return closed;
+        }
         if let Err(closed) = read_more(stream, &mut codec, &mut buf, shared, &mut shutdown).await {
             return closed;
         }
     }
+}
+
+/// Gives back what `share` holds beyond `bytes`.
+fn shrink_to(share: &mut Option<Reservation>, bytes: usize) {
+    if bytes == 0 {
+        *share = None;
+    } else if let Some(held) = share {
+        if held.bytes() >= bytes + MemoryBudget::UNIT {
+            drop(held.split(held.bytes() - bytes));
+        }
+    }
+}
+
+/// Grows `share` to cover `bytes`, waiting for the budget (at most the
+/// mid-frame timeout): until then this connection is not read.
+async fn pay_for(
+    share: &mut Option<Reservation>,
+    bytes: usize,
+    shared: &Shared,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), Closed> {
+    let held = share.as_ref().map_or(0, Reservation::bytes);
+    if bytes <= held {
+        return Ok(());
+    }
+    let more = match shared.budget.try_reserve(bytes - held) {
+        Some(r) => r,
+        None => {
+            shared.counters.buffer_waits.fetch_add(1, Ordering::Relaxed);
+            let wait = shared.idle_timeout.min(MID_FRAME_TIMEOUT);
+            tokio::select! {
+                r = tokio::time::timeout(wait, shared.budget.reserve(bytes - held)) => match r {
+                    Ok(Some(r)) => r,
+                    Ok(None) => return Err(Closed::PipelineGone),
+                    Err(_) => return Err(Closed::Starved),
+                },
+                _ = shutdown.changed() => return Err(Closed::Shutdown),
+            }
+        }
+    };
+    match share {
+        Some(held) => held.merge(more),
+        None => *share = Some(more),
+    }
+    Ok(())
 }
 
 /// `{"ack": chunk}` in msgpack.

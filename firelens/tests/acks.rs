@@ -127,3 +127,51 @@ fn ack_waits_for_accept_and_never_follows_a_drop() {
     drop(delivery);
     assert_eq!(read_reply(&mut client, Duration::from_millis(300)), None);
 }
+
+/// `["t", 1700000000, {"log": "y" x len}]`, the log as a str32.
+fn big_frame(len: usize) -> Vec<u8> {
+    let mut f = vec![0x93, 0xa1, b't', 0xce];
+    f.extend_from_slice(&1_700_000_000u32.to_be_bytes());
+    f.extend_from_slice(&[0x81, 0xa3, b'l', b'o', b'g', 0xdb]);
+    f.extend_from_slice(&(len as u32).to_be_bytes());
+    f.extend(std::iter::repeat_n(b'y', len));
+    f
+}
+
+#[test]
+fn the_start_of_a_frame_is_paid_for_from_the_budget() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let budget = Arc::new(MemoryBudget::new(1 << 20));
+    let (addr, mut rx, _shutdown) = start(&runtime, 16, budget.clone());
+    let big = big_frame(700 << 10);
+    let (head, tail) = big.split_at(600 << 10);
+    let mut slow = TcpStream::connect(addr).unwrap();
+    slow.write_all(head).unwrap();
+    // Read but not decodable yet: its bytes hold the budget.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while budget.in_use() < 600 << 10 {
+        assert!(std::time::Instant::now() < deadline, "{}", budget.in_use());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(budget.in_use() <= 601 << 10, "{}", budget.in_use());
+    // Another client is not held up by it.
+    let mut quick = TcpStream::connect(addr).unwrap();
+    quick.write_all(&frame("q")).unwrap();
+    let delivery = next(&runtime, &mut rx);
+    assert_eq!(delivery.events[0].record["log"], "x");
+    delivery.accept();
+    assert_eq!(
+        read_reply(&mut quick, Duration::from_secs(10)).as_deref(),
+        Some("q")
+    );
+    // The rest of the frame: its undecoded share becomes the event's.
+    slow.write_all(tail).unwrap();
+    let delivery = next(&runtime, &mut rx);
+    assert_eq!(
+        delivery.events[0].record["log"].as_str().map(str::len),
+        Some(700 << 10)
+    );
+    assert!(budget.in_use() >= 700 << 10);
+    delivery.accept();
+    assert_eq!(budget.in_use(), 0);
+}

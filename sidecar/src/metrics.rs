@@ -130,6 +130,18 @@ pub fn render(s: &Sources) -> String {
         load(&i.handshake_refusals),
     );
     e.single(
+        "sluice_forward_buffer_waits_total",
+        "counter",
+        "Times a connection waited for limits.memory to hold the part of a frame it had read.",
+        load(&i.buffer_waits),
+    );
+    e.single(
+        "sluice_forward_buffer_timeouts_total",
+        "counter",
+        "Connections closed because that wait passed the mid-frame timeout.",
+        load(&i.buffer_timeouts),
+    );
+    e.single(
         "sluice_forward_skipped_events_total",
         "counter",
         "Non-log events (fluent signals) skipped.",
