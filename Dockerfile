@@ -10,13 +10,17 @@ WORKDIR /src
 COPY . .
 # Only the sidecar binary; --locked keeps the image on Cargo.lock.
 RUN cargo build --release --locked -p sluice \
- && install -D -m 0755 target/release/sluice /out/sluice
+ && install -D -m 0755 target/release/sluice /out/sluice \
+ && install -d -m 0700 /out/spool
 
 # distroless cc-debian12 also carries /etc/ssl/certs/ca-certificates.crt,
 # which the CloudWatch client (rustls with the platform's roots, through
 # rustls-native-certs) needs for HTTPS to the regional endpoint.
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/sluice /usr/local/bin/sluice
+# The spool's directory (off unless SLUICE_SPOOL_DIR is set), owned by the
+# runtime user: a task volume mounted here starts with this owner and mode.
+COPY --from=build --chown=65532:65532 /out/spool /var/spool/sluice
 USER 65532:65532
 # The forward input listens on 127.0.0.1:24224 by default: containers of an
 # awsvpc task (Fargate) share one network namespace. In bridge mode set

@@ -3,19 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-
-mod admin;
-mod cli;
-mod cloudwatch;
-mod config;
-mod metrics;
-mod output;
-mod parse_cmd;
-mod render;
-mod run;
-mod spool;
-mod stats;
-mod streams;
+use sluice::{cli, config, parse_cmd, run};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

@@ -74,6 +74,10 @@ impl Batcher {
         self.pending.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
     /// Bytes (as CloudWatch counts them) waiting for the next batch.
     pub fn bytes(&self) -> usize {
         self.bytes

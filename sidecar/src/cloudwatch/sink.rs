@@ -225,7 +225,7 @@ impl CloudWatchSink {
         let Some(stream) = self.streams.get_mut(key) else {
             return;
         };
-        if stream.batcher.len() == 0 {
+        if stream.batcher.is_empty() {
             stream.since = now;
         }
         let closed = stream.batcher.push(event);
@@ -245,7 +245,7 @@ impl CloudWatchSink {
         // (flush_all); then nothing pending needs the share, and it goes
         // back to the budget here.
         if let Some(stream) = self.streams.get_mut(key) {
-            if stream.batcher.len() > 0 {
+            if !stream.batcher.is_empty() {
                 stream.reserved = share;
             }
         }
@@ -260,7 +260,7 @@ impl CloudWatchSink {
             .streams
             .iter()
             .filter(|(_, s)| {
-                s.batcher.len() > 0 && now.duration_since(s.since) >= self.flush_interval
+                !s.batcher.is_empty() && now.duration_since(s.since) >= self.flush_interval
             })
             .map(|(k, _)| k.clone())
             .collect();
@@ -268,7 +268,7 @@ impl CloudWatchSink {
             self.flush_stream(&key);
         }
         // A stream with nothing pending holds no share worth keeping.
-        self.streams.retain(|_, s| s.batcher.len() > 0);
+        self.streams.retain(|_, s| !s.batcher.is_empty());
     }
 
     /// At shutdown: sends everything pending and seals the spool's open

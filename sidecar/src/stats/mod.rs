@@ -180,6 +180,11 @@ impl RouteTable {
         self.services.values().map(HashMap::len).sum()
     }
 
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Every route with its figures, sorted by service and route.
     pub fn sorted(&self) -> Vec<(RouteKey, &RouteStats)> {
         let mut rows: Vec<(RouteKey, &RouteStats)> = self

@@ -1,0 +1,16 @@
+//! The sidecar's modules, as a library so that the fuzz targets and
+//! benches can reach them (the configuration loader, the statistics); the
+//! `sluice` binary (main.rs) is the only user that matters.
+
+pub mod admin;
+pub mod cli;
+pub mod cloudwatch;
+pub mod config;
+pub mod metrics;
+pub mod output;
+pub mod parse_cmd;
+pub mod render;
+pub mod run;
+pub mod spool;
+pub mod stats;
+pub mod streams;
