@@ -212,7 +212,11 @@ struct Current {
     /// Events appended: the next one's ordinal.
     events: u32,
     /// Streams named in this segment, with their ids.
-    streams: HashMap<(StreamKey, bool), u32>,
+    /// By stream, its ids as a log stream (`[0]`) and as an EMF stream
+    /// (`[1]`); keyed by the stream alone so a lookup needs no copy.
+    streams: HashMap<StreamKey, [Option<u32>; 2]>,
+    /// Ids handed out in this segment.
+    stream_ids: u32,
 }
 
 /// The writing side of the spool, owned by the output stage.
@@ -412,13 +416,18 @@ impl Spool {
         let Some(current) = self.current.as_mut() else {
             return Err(AppendError::Io(io::Error::other("no open segment")));
         };
-        let next_stream = current.streams.len() as u32;
-        let stream = match current.streams.get(&(key.clone(), emf)) {
-            Some(&id) => id,
+        let known = current
+            .streams
+            .get(key)
+            .and_then(|ids| ids[usize::from(emf)]);
+        let stream = match known {
+            Some(id) => id,
             None => {
-                format::write_stream(&mut self.pending, next_stream, key, emf);
-                current.streams.insert((key.clone(), emf), next_stream);
-                next_stream
+                let id = current.stream_ids;
+                current.stream_ids += 1;
+                format::write_stream(&mut self.pending, id, key, emf);
+                current.streams.entry(key.clone()).or_default()[usize::from(emf)] = Some(id);
+                id
             }
         };
         format::write_event(&mut self.pending, stream, event);
@@ -508,6 +517,7 @@ impl Spool {
             committed: 0,
             events: 0,
             streams: HashMap::new(),
+            stream_ids: 0,
         });
         Ok(())
     }
