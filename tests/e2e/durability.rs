@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
-use crate::cloudwatch::{cloudwatch_env, event_id, id_counts, log_lines_with, send_bulk, start};
+use crate::cloudwatch::{cloudwatch_env, event_id, log_lines_with, send_bulk, start};
 use crate::proxy::{Fault, FaultProxy};
 use crate::support::{client_with, free_port, scrape, wait_for, CloudWatchDump, Moto, Sidecar};
 
@@ -45,9 +45,13 @@ fn spooled_env(endpoint: &str, dir: &Path, extra: &[(&str, &str)]) -> Vec<(Strin
     cloudwatch_env(endpoint, &all)
 }
 
-/// How many times each `id-N` arrived, and how many ids arrived more than once.
+/// How many times each `id-N` arrived (other events aside), and how many
+/// ids arrived more than once.
 fn counted(dump: &CloudWatchDump) -> (BTreeMap<usize, usize>, usize) {
-    let counts = id_counts(dump);
+    let mut counts = BTreeMap::new();
+    for e in dump.events.iter().filter(|e| e.message.contains("id-")) {
+        *counts.entry(event_id(&e.message)).or_default() += 1;
+    }
     let duplicates = counts.values().filter(|n| **n > 1).count();
     (counts, duplicates)
 }
@@ -61,7 +65,7 @@ fn wait_for_ids(moto: &Moto, n: usize, patience: Duration) -> CloudWatchDump {
         Duration::from_millis(500),
         || {
             dump = moto.dump();
-            let counts = id_counts(&dump);
+            let (counts, _) = counted(&dump);
             (0..n).all(|i| counts.contains_key(&i))
         },
     );
@@ -112,6 +116,9 @@ fn acked_events_survive_kill_9_and_a_torn_segment_with_the_spool() {
     send_bulk(&first, 0, 2000);
     let out = client_with("bulk", &first.unix_address(), &["1000", "2000"]);
     assert_eq!(out, [r#"{"acks": 2}"#]);
+    // And a line longer than an event may be: spooled as two parts.
+    let out = client_with("big", &first.tcp, &["1500000"]);
+    assert_eq!(out, [r#"{"ack": {"ack": "big"}}"#]);
     first.kill();
     let left = segments(&dir);
     assert_eq!(left.len(), 1, "{left:?}");
@@ -123,16 +130,18 @@ fn acked_events_survive_kill_9_and_a_torn_segment_with_the_spool() {
 
     mode.store(0, Ordering::Relaxed);
     let second = start(&spooled_env(&proxy.endpoint(), &dir, &[]));
-    let dump = wait_for_ids(&moto, 3000, Duration::from_secs(60));
+    wait_for_ids(&moto, 3000, Duration::from_secs(60));
     assert_eq!(
         metric(&second, "sluice_spool_replayed_events_total"),
-        3000.0
+        3002.0
     );
     assert_eq!(metric(&second, "sluice_spool_damaged_segments_total"), 1.0);
     assert_eq!(metric(&second, "sluice_spool_truncated_bytes_total"), 100.0);
     let logs = second.logs.clone();
     let (status, _) = second.stop();
     assert!(status.success(), "{status:?}");
+    // Stopped cleanly: everything is there.
+    let dump = moto.dump();
     // Nothing was delivered before the kill: nothing may arrive twice.
     let (counts, duplicates) = counted(&dump);
     assert_eq!(duplicates, 0);
@@ -144,7 +153,20 @@ fn acked_events_survive_kill_9_and_a_torn_segment_with_the_spool() {
     );
     assert_eq!(damaged.len(), 1, "{logs:?}");
     assert_eq!(damaged[0]["fields"]["cut_bytes"], 100);
-    assert_eq!(damaged[0]["fields"]["events_kept"], 3000);
+    assert_eq!(damaged[0]["fields"]["events_kept"], 3002);
+    let mut parts: Vec<(&str, usize)> = dump
+        .events
+        .iter()
+        .filter(|e| !e.message.contains("id-"))
+        .map(|e| (&e.message[..22], e.message.len()))
+        .collect();
+    parts.sort();
+    assert_eq!(
+        parts.iter().map(|(head, _)| *head).collect::<Vec<_>>(),
+        ["[sluice part 1/2] big ", "[sluice part 2/2] xxxx"]
+    );
+    // 1,500,000 bytes and two 18-byte markers.
+    assert_eq!(parts.iter().map(|(_, len)| len).sum::<usize>(), 1_500_036);
     // Delivered and stopped cleanly: the spool is empty.
     assert_eq!(segments(&dir), Vec::<String>::new());
     std::fs::remove_dir_all(&dir).expect("cleanup");

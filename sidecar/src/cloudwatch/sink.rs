@@ -23,7 +23,7 @@ use sluice_firelens::{MemoryBudget, Reservation};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
-use super::batch::{split_oversized, Batch, Batcher, LogEvent};
+use super::batch::{split_oversized, Batch, Batcher, LogEvent, MAX_MESSAGE_BYTES};
 use super::ship::{Outbound, ShipCounters};
 use crate::spool::{AppendError, Spool, SpoolMark};
 use crate::streams::StreamKey;
@@ -135,10 +135,18 @@ impl CloudWatchSink {
         }
         // Split here rather than in the batcher, so that a spool record is
         // exactly one event of a batch.
-        for mut part in split_oversized(event) {
-            part.spool = self.spool_append(&key, emf, &part);
-            self.buffer(&key, part, emf);
+        if event.message.len() <= MAX_MESSAGE_BYTES {
+            self.spool_and_buffer(&key, event, emf);
+        } else {
+            for part in split_oversized(event) {
+                self.spool_and_buffer(&key, part, emf);
+            }
         }
+    }
+
+    fn spool_and_buffer(&mut self, key: &StreamKey, mut event: LogEvent, emf: bool) {
+        event.spool = self.spool_append(key, emf, &event);
+        self.buffer(key, event, emf);
     }
 
     /// Appends to the spool, waiting while it is full or unwritable.
