@@ -172,6 +172,8 @@ pub struct Delivery {
     accepted: Option<oneshot::Sender<()>>,
     /// The share of the memory budget these events hold until dropped.
     reserved: Option<Reservation>,
+    /// The client asked for an ack (the frame had a `chunk` option).
+    ack_wanted: bool,
 }
 
 impl Delivery {
@@ -179,6 +181,12 @@ impl Delivery {
     /// its events after accepting it (the CloudWatch batchers).
     pub fn take_reservation(&mut self) -> Option<Reservation> {
         self.reserved.take()
+    }
+
+    /// Whether the client waits for an ack of these events: a stage that
+    /// makes them durable (the spool's fsync) must do so before accepting.
+    pub fn wants_ack(&self) -> bool {
+        self.ack_wanted
     }
 
     /// The pipeline has taken responsibility for every event: ack the chunk.
@@ -623,6 +631,7 @@ async fn connection_loop<S: AsyncRead + AsyncWrite + Unpin>(
                     events,
                     accepted: Some(accepted_tx),
                     reserved,
+                    ack_wanted: chunk.is_some(),
                 };
                 // Waits while the pipeline is full: back-pressure.
                 if shared.pipeline.send(delivery).await.is_err() {

@@ -93,10 +93,13 @@ impl Sink {
 
     /// The deliveries' events are where this sink keeps them (written to
     /// the kernel, or in a batcher): they may be accepted and acked.
-    pub fn end_delivery(&mut self) -> io::Result<()> {
+    ///
+    /// `acked`: a client waits for an ack of these events, so a spool
+    /// fsyncs them first (otherwise a write to the kernel is enough).
+    pub fn end_delivery(&mut self, acked: bool) -> io::Result<()> {
         match self {
             Sink::CloudWatch(cw) => {
-                cw.end_delivery();
+                cw.end_delivery(acked);
                 Ok(())
             }
             other => other.flush(),

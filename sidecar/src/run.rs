@@ -582,7 +582,8 @@ fn write_output(
                         }
                     }
                 }
-                sink.end_delivery()?;
+                let acked = group.iter().any(Delivery::wants_ack);
+                sink.end_delivery(acked)?;
                 group.into_iter().for_each(Delivery::accept);
             }
             Ok(None) => break,

@@ -105,11 +105,12 @@ impl CloudWatchSink {
         self.delivery_share = share;
     }
 
-    /// Makes the delivery's events durable in the spool (when there is
-    /// one: waiting as long as that takes) and gives back what its events
-    /// did not need of its budget share. The delivery may be acked after.
-    pub fn end_delivery(&mut self) {
-        self.commit_spool();
+    /// Writes the delivery's events to the spool (when there is one:
+    /// waiting as long as that takes), fsynced when a client waits for an
+    /// ack (`acked`), and gives back what its events did not need of its
+    /// budget share. The delivery may be accepted after.
+    pub fn end_delivery(&mut self, acked: bool) {
+        self.commit_spool(acked);
         self.delivery_share = None;
     }
 
@@ -163,10 +164,11 @@ impl CloudWatchSink {
         }
     }
 
-    /// Commits what was appended, waiting while the disk refuses it.
-    fn commit_spool(&mut self) {
+    /// Commits what was appended (fsynced with `sync`), waiting while the
+    /// disk refuses it.
+    fn commit_spool(&mut self, sync: bool) {
         while let Some(spool) = self.spool.as_mut() {
-            match spool.commit() {
+            match spool.commit(sync) {
                 Ok(()) => {
                     self.spool_recovered();
                     return;
@@ -260,10 +262,11 @@ impl CloudWatchSink {
     }
 
     /// Sends every batch whose oldest event has waited the flush interval;
-    /// forgets streams with nothing pending. Commits the spool (statistics
-    /// are written between deliveries).
+    /// forgets streams with nothing pending. Commits and fsyncs the spool
+    /// (statistics are written between deliveries, and writes made without
+    /// an fsync get one within a tick).
     pub fn tick(&mut self, now: Instant) {
-        self.commit_spool();
+        self.commit_spool(true);
         let due: Vec<StreamKey> = self
             .streams
             .iter()

@@ -86,6 +86,9 @@ pub struct SpoolCounters {
 pub struct SpoolShared {
     dir: PathBuf,
     state: Mutex<Segments>,
+    /// `state.bytes`, readable without the lock (the append path reads it
+    /// for every event).
+    bytes: AtomicU64,
     /// Woken when a segment is deleted (room may be free again).
     pub freed: Notify,
     pub counters: SpoolCounters,
@@ -100,8 +103,11 @@ struct Segments {
 
 #[derive(Debug, Default)]
 struct SegmentState {
-    /// Events appended and not yet released.
-    outstanding: u64,
+    /// Events committed and not yet released. The open segment's events
+    /// are added at each commit, and a batch can be delivered before its
+    /// events are committed, so it can be below zero until the segment is
+    /// sealed (after its last commit); from then on it is exact.
+    outstanding: i64,
     bytes: u64,
     /// No longer appended to; deleted once nothing is outstanding.
     sealed: bool,
@@ -123,7 +129,7 @@ impl SpoolShared {
         let mut state = self.state();
         for (id, ordinals) in done {
             if let Some(segment) = state.by_id.get_mut(id) {
-                segment.outstanding = segment.outstanding.saturating_sub(ordinals.len() as u64);
+                segment.outstanding -= ordinals.len() as i64;
             }
             if !self.delete_if_done(&mut state, *id) && state.by_id.contains_key(id) {
                 self.note_done(*id, ordinals);
@@ -165,7 +171,7 @@ impl SpoolShared {
         let done = state
             .by_id
             .get(&id)
-            .is_some_and(|s| s.sealed && s.outstanding == 0 && !s.awaiting_replay);
+            .is_some_and(|s| s.sealed && s.outstanding <= 0 && !s.awaiting_replay);
         if !done {
             return false;
         }
@@ -186,6 +192,7 @@ impl SpoolShared {
         }
         if let Some(segment) = state.by_id.remove(&id) {
             state.bytes = state.bytes.saturating_sub(segment.bytes);
+            self.bytes.store(state.bytes, Ordering::Relaxed);
         }
         self.counters
             .segments_deleted
@@ -225,8 +232,11 @@ pub struct Spool {
     shared: Arc<SpoolShared>,
     current: Option<Current>,
     next_id: u64,
-    /// Records appended and not yet committed.
+    /// Records appended and not yet committed, and how many events.
     pending: Vec<u8>,
+    pending_events: i64,
+    /// Written without an fsync since the last one.
+    unsynced: bool,
     /// Segments left by an earlier run, oldest first.
     to_replay: VecDeque<u64>,
     /// Held for the life of the process: one Sluice per spool directory.
@@ -288,6 +298,7 @@ impl Spool {
                 by_id: found,
                 bytes,
             }),
+            bytes: AtomicU64::new(bytes),
             freed: Notify::new(),
             counters: SpoolCounters::default(),
         });
@@ -297,6 +308,8 @@ impl Spool {
             current: None,
             next_id,
             pending: Vec::new(),
+            pending_events: 0,
+            unsynced: false,
             to_replay,
             _lock: lock,
         })
@@ -338,9 +351,10 @@ impl Spool {
             let mut state = self.shared.state();
             if let Some(segment) = state.by_id.get_mut(&id) {
                 segment.awaiting_replay = false;
-                segment.outstanding = events.len() as u64;
+                segment.outstanding = events.len() as i64;
                 let was = std::mem::replace(&mut segment.bytes, decoded.intact as u64);
                 state.bytes = state.bytes - was + decoded.intact as u64;
+                self.shared.bytes.store(state.bytes, Ordering::Relaxed);
             }
             self.shared.delete_if_done(&mut state, id);
             drop(state);
@@ -404,7 +418,7 @@ impl Spool {
                 self.seal_current().map_err(AppendError::Io)?;
             }
         }
-        let used = self.shared.usage().0 + self.pending.len() as u64;
+        let used = self.shared.bytes.load(Ordering::Relaxed) + self.pending.len() as u64;
         if used > 0 && used + size > self.config.max_size {
             // Seal so that the segment can go once its events are delivered.
             self.seal_current().map_err(AppendError::Io)?;
@@ -436,27 +450,27 @@ impl Spool {
             ordinal: current.events,
         };
         current.events += 1;
-        self.shared
-            .state()
-            .by_id
-            .entry(mark.segment)
-            .or_default()
-            .outstanding += 1;
+        self.pending_events += 1;
         Ok(mark)
     }
 
-    /// Writes what was appended since the last commit (and fsyncs it with
-    /// `fsync`). On failure the file is cut back to what was committed and
-    /// the records stay pending for the next try.
-    pub fn commit(&mut self) -> io::Result<()> {
+    /// Writes what was appended since the last commit; with `sync` (and
+    /// `spool.fsync`), fsyncs everything written so far. On a failed write
+    /// the file is cut back to what was committed and the records stay
+    /// pending for the next try.
+    pub fn commit(&mut self, sync: bool) -> io::Result<()> {
         let Some(current) = self.current.as_mut() else {
             return Ok(());
         };
+        let sync = sync && self.config.fsync;
         if self.pending.is_empty() {
+            if sync && self.unsynced {
+                self.sync_current()?;
+            }
             return Ok(());
         }
         let written = current.file.write_all(&self.pending).and_then(|()| {
-            if self.config.fsync {
+            if sync {
                 current.file.sync_data()
             } else {
                 Ok(())
@@ -472,20 +486,39 @@ impl Spool {
             let _ = current.file.set_len(current.committed);
             return Err(e);
         }
+        // Earlier writes are synced with this one (fdatasync covers the file).
+        self.unsynced = !sync;
         let added = self.pending.len() as u64;
         current.committed += added;
         self.pending.clear();
         let mut state = self.shared.state();
         state.bytes += added;
-        state.by_id.entry(current.id).or_default().bytes += added;
+        self.shared.bytes.store(state.bytes, Ordering::Relaxed);
+        let segment = state.by_id.entry(current.id).or_default();
+        segment.bytes += added;
+        segment.outstanding += std::mem::take(&mut self.pending_events);
         Ok(())
     }
 
-    /// Commits and seals the open segment: it is deleted once its events
-    /// are delivered. Called when it is full, when the spool is, and at
-    /// shutdown.
+    fn sync_current(&mut self) -> io::Result<()> {
+        if let Some(current) = &self.current {
+            if let Err(e) = current.file.sync_data() {
+                self.shared
+                    .counters
+                    .write_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
+        }
+        self.unsynced = false;
+        Ok(())
+    }
+
+    /// Commits (fsynced) and seals the open segment: it is deleted once
+    /// its events are delivered. Called when it is full, when the spool
+    /// is, and at shutdown.
     pub fn seal_current(&mut self) -> io::Result<()> {
-        self.commit()?;
+        self.commit(true)?;
         if let Some(current) = self.current.take() {
             let mut state = self.shared.state();
             state.by_id.entry(current.id).or_default().sealed = true;
@@ -610,7 +643,7 @@ mod tests {
             e.spool = Some(spool.append(&key("a"), false, &e).unwrap());
             marks.push(e);
         }
-        spool.commit().unwrap();
+        spool.commit(true).unwrap();
         // 1,033 bytes a record, 64 KiB segments: 63 events each.
         assert_eq!(files(&dir).len(), 3);
         let by_segment = marks_by_segment(&marks);
@@ -640,7 +673,7 @@ mod tests {
                 spool.append(&key("a"), false, &event(n)).unwrap();
                 spool.append(&key("s"), true, &event(100 + n)).unwrap();
             }
-            spool.commit().unwrap();
+            spool.commit(true).unwrap();
             // CloudWatch has the first two of each stream (ordinals 0-3).
             spool.shared().release(&[(1, vec![0, 2]), (1, vec![1, 3])]);
             // Appended, never committed: not acked, not on disk.
@@ -704,7 +737,7 @@ mod tests {
                 Ok(_) => appended += 1,
                 Err(e) => break e,
             }
-            spool.commit().unwrap();
+            spool.commit(true).unwrap();
         };
         assert!(matches!(full, AppendError::Full), "{full:?}");
         assert_eq!(appended, 126);
