@@ -17,6 +17,11 @@
 //! # Peak RSS at a fixed rate, default settings:
 //! cargo run --release -p sluice-benches --example e2e_load -- \
 //!     --sluice target/release/sluice --events 1500000 --rate 50000
+//! # Frames of 500 events, each sent after the previous one's ack, with
+//! # the spool on:
+//! cargo run --release -p sluice-benches --example e2e_load -- \
+//!     --sluice target/release/sluice --events 1000000 --acked 500 \
+//!     --env SLUICE_SPOOL_DIR=/tmp/sluice-bench-spool
 //! ```
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -26,7 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sluice_benches::forward::docker_message_frame;
+use sluice_benches::forward::{ack, acked_forward_frame, docker_message_frame};
 use sluice_benches::mixed_lines;
 
 struct Args {
@@ -35,6 +40,10 @@ struct Args {
     /// Events per second; 0 for as fast as the sidecar takes them.
     rate: u64,
     access_percent: u64,
+    /// Events per frame in frames that ask for an ack, each sent after
+    /// the previous one's ack (Fluent Bit with require_ack_response);
+    /// 0 for Docker's one-event Message frames without acks.
+    acked: usize,
     extra_env: Vec<(String, String)>,
 }
 
@@ -44,6 +53,7 @@ fn parse_args() -> Args {
         events: 1_000_000,
         rate: 0,
         access_percent: 70,
+        acked: 0,
         extra_env: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
@@ -53,6 +63,7 @@ fn parse_args() -> Args {
             "--sluice" => args.sluice = value(),
             "--events" => args.events = value().parse().expect("--events N"),
             "--rate" => args.rate = value().parse().expect("--rate N"),
+            "--acked" => args.acked = value().parse().expect("--acked N"),
             "--access-percent" => {
                 args.access_percent = value().parse().expect("--access-percent N")
             }
@@ -192,9 +203,17 @@ fn main() {
     let line_bytes: usize = lines.iter().map(String::len).sum();
     let mut wire = Vec::with_capacity(args.events * 600);
     let mut ends = Vec::with_capacity(args.events);
-    for (i, line) in lines.iter().enumerate() {
-        docker_message_frame(&mut wire, i, line);
-        ends.push(wire.len());
+    if args.acked == 0 {
+        for (i, line) in lines.iter().enumerate() {
+            docker_message_frame(&mut wire, i, line);
+            ends.push(wire.len());
+        }
+    } else {
+        // Here `ends` marks frame boundaries.
+        for (f, group) in lines.chunks(args.acked).enumerate() {
+            acked_forward_frame(&mut wire, f * args.acked, group, &format!("c{f}"));
+            ends.push(wire.len());
+        }
     }
     drop(lines);
 
@@ -208,7 +227,17 @@ fn main() {
     };
     let cpu_before = cpu_seconds(pid);
     let start = Instant::now();
-    if args.rate == 0 {
+    if args.acked > 0 {
+        let mut offset = 0usize;
+        for (f, end) in ends.iter().enumerate() {
+            conn.write_all(&wire[offset..*end]).expect("send");
+            offset = *end;
+            let want = ack(&format!("c{f}"));
+            let mut got = vec![0u8; want.len()];
+            conn.read_exact(&mut got).expect("an ack");
+            assert_eq!(got, want, "the ack of frame {f}");
+        }
+    } else if args.rate == 0 {
         conn.write_all(&wire).expect("send");
     } else {
         // Every 10 ms, the events due by then.

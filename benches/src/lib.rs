@@ -224,6 +224,37 @@ pub mod forward {
         out.push(0x80);
     }
 
+    /// One Forward-mode frame of `lines` (event numbers from `first`) that
+    /// asks for an ack: `[tag, [[EventTime, record], ...], {"chunk": chunk}]`,
+    /// as Fluent Bit writes with `require_ack_response`.
+    pub fn acked_forward_frame(out: &mut Vec<u8>, first: usize, lines: &[String], chunk: &str) {
+        out.push(0x93);
+        str(out, "envoy-firelens-5a0a7b1c6f7e4d2b9c3e8f1a2b3c4d5e");
+        out.push(0xdd);
+        out.extend_from_slice(&(lines.len() as u32).to_be_bytes());
+        for (k, line) in lines.iter().enumerate() {
+            let i = first + k;
+            out.push(0x92);
+            event_time(
+                out,
+                1_700_000_000 + i as u32 / 1000,
+                i as u32 % 1_000_000_000,
+            );
+            record(out, line);
+        }
+        out.push(0x81);
+        str(out, "chunk");
+        str(out, chunk);
+    }
+
+    /// The server's answer to a frame with `chunk`: `{"ack": chunk}`.
+    pub fn ack(chunk: &str) -> Vec<u8> {
+        let mut out = vec![0x81];
+        str(&mut out, "ack");
+        str(&mut out, chunk);
+        out
+    }
+
     /// Forward-mode frames of `per_frame` Envoy access lines, as Fluent
     /// Bit's out_forward writes them: `[tag, [[EventTime, record], ...],
     /// {"size": n}]` with a map32 option header.
