@@ -352,7 +352,15 @@ fn a_full_disk_under_the_spool_holds_acks_until_space_is_freed() {
         ],
     );
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let sidecar = Sidecar::start_wrapped(&["unshare", "-m", "sh", "-c", &script, "sh"], &[], &env);
+    // As root, a mount namespace of its own; otherwise inside a user
+    // namespace too (where unprivileged ones are allowed).
+    let as_root = std::process::Command::new("unshare")
+        .args(["-m", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    let unshare = if as_root { "-m" } else { "-rm" };
+    let sidecar =
+        Sidecar::start_wrapped(&["unshare", unshare, "sh", "-c", &script, "sh"], &[], &env);
     let load = {
         let tcp = sidecar.tcp.clone();
         std::thread::spawn(move || client_with("bulk", &tcp, &["2000", "0", "100"]))
