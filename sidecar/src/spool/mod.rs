@@ -7,7 +7,8 @@
 //!   with a checksum per record (format.rs). Nothing unredacted touches
 //!   the disk.
 //! - The output stage appends a delivery's events, then [`Spool::commit`]s
-//!   (one write and, by default, one fsync), and only then accepts the
+//!   (one write, and with `fsync = "batch"` one fsync when a client waits
+//!   for an ack; otherwise within the next tick), and only then accepts the
 //!   delivery, which acks its chunk.
 //! - Every event keeps its place in the spool ([`SpoolMark`]). When
 //!   CloudWatch has taken (or refused for good) a batch, the shipper
@@ -58,9 +59,9 @@ pub struct SpoolConfig {
     pub max_size: u64,
     /// A segment is sealed and a new one started past this size.
     pub segment_size: u64,
-    /// fsync after every commit (before the ack); otherwise the kernel
-    /// writes back when it likes, which survives a crash of Sluice but not
-    /// of the machine.
+    /// fsync before every ack (and within a tick for frames that ask for
+    /// none); otherwise the kernel writes back when it likes, which
+    /// survives a crash of Sluice but not of the machine.
     pub fsync: bool,
 }
 
@@ -214,13 +215,13 @@ pub enum AppendError {
 struct Current {
     id: u64,
     file: File,
-    /// Bytes written to the file (and fsynced, with `fsync`).
+    /// Bytes written to the file.
     committed: u64,
     /// Events appended: the next one's ordinal.
     events: u32,
-    /// Streams named in this segment, with their ids.
-    /// By stream, its ids as a log stream (`[0]`) and as an EMF stream
-    /// (`[1]`); keyed by the stream alone so a lookup needs no copy.
+    /// The streams named in this segment so far, with their ids as a log
+    /// stream (`[0]`) and as an EMF stream (`[1]`); keyed by the stream
+    /// alone so that a lookup needs no copy.
     streams: HashMap<StreamKey, [Option<u32>; 2]>,
     /// Ids handed out in this segment.
     stream_ids: u32,
@@ -398,7 +399,7 @@ impl Spool {
         }
     }
 
-    /// Appends one event for `key`'s stream; returns its segment. The
+    /// Appends one event for `key`'s stream; returns its place. The
     /// event is durable after the next successful [`Spool::commit`].
     pub fn append(
         &mut self,
@@ -534,11 +535,19 @@ impl Spool {
             .append(true)
             .mode(0o600)
             .open(segment_path(&self.config.dir, id))?;
-        if self.config.fsync {
-            // The new name must survive a power loss too.
-            File::open(&self.config.dir)?.sync_all()?;
-        }
         self.next_id += 1;
+        if self.config.fsync {
+            // The new name must survive a power loss too. If the directory
+            // cannot be synced, the segment is still used: its records are
+            // synced, and only a power loss could lose its name.
+            if let Err(e) = File::open(&self.config.dir).and_then(|d| d.sync_all()) {
+                self.shared
+                    .counters
+                    .write_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "cannot fsync the spool directory");
+            }
+        }
         self.shared
             .state()
             .by_id
