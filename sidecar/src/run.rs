@@ -190,7 +190,9 @@ async fn serve(full: Config) -> ExitCode {
     let _ = shutdown_tx.send(true);
     // /healthz answers 503 from now on.
     let _ = listening_tx.send(false);
-    let ship_counters = cloudwatch.as_ref().map(|c| c.counters.clone());
+    let ship_counters = cloudwatch
+        .as_ref()
+        .map(|c| (c.counters.clone(), c.spool.is_some()));
     let finish = async {
         let _ = server.await;
         let written = tokio::task::spawn_blocking(move || output.join())
@@ -206,8 +208,8 @@ async fn serve(full: Config) -> ExitCode {
     };
     let received = || counters.events.load(Ordering::Relaxed);
     let outcome = tokio::time::timeout_at(deadline, finish).await;
-    if let Some(c) = &ship_counters {
-        log_cloudwatch_totals(c, outcome.is_ok());
+    if let Some((c, spooled)) = &ship_counters {
+        log_cloudwatch_totals(c, outcome.is_ok(), *spooled);
     }
     match outcome {
         Ok(Some(Ok(written))) => {
@@ -370,7 +372,7 @@ async fn start_cloudwatch(
 }
 
 /// What reached CloudWatch, and what did not, when the sidecar stops.
-fn log_cloudwatch_totals(c: &ShipCounters, finished: bool) {
+fn log_cloudwatch_totals(c: &ShipCounters, finished: bool, spooled: bool) {
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let refused: u64 = c.rejected().iter().sum();
     let queued = load(&c.events_queued);
@@ -383,6 +385,14 @@ fn log_cloudwatch_totals(c: &ShipCounters, finished: bool) {
             requests = load(&c.requests),
             retries = load(&c.retries),
             "CloudWatch has every event"
+        );
+    } else if spooled {
+        tracing::warn!(
+            events_delivered = delivered,
+            events_refused = refused,
+            events_not_delivered = undelivered,
+            batches_not_delivered = load(&c.outstanding),
+            "events could not be delivered to CloudWatch before the grace ran out; they stay in the spool for the next run"
         );
     } else {
         tracing::error!(

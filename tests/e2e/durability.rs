@@ -434,3 +434,44 @@ fn clients_that_reset_mid_frame_or_never_read_acks_do_not_hurt_the_others() {
     assert_eq!(by_kind["deaf"], (0..2000).collect::<Vec<_>>());
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
+
+#[test]
+fn a_stop_while_cloudwatch_is_down_leaves_the_events_in_the_spool_for_the_next_run() {
+    let moto = Moto::start();
+    let (proxy, mode) = switchable(&moto, None);
+    mode.store(1, Ordering::Relaxed);
+    let dir = spool_dir("stopdown");
+    let env = spooled_env(
+        &proxy.endpoint(),
+        &dir,
+        &[
+            ("SLUICE_SHUTDOWN_GRACE", "3s"),
+            ("SLUICE_SHUTDOWN_DRAIN", "1s"),
+        ],
+    );
+    let first = start(&env);
+    send_bulk(&first, 0, 1000);
+    let logs = first.logs.clone();
+    let (status, _) = first.stop();
+    // The grace ran out with nothing delivered: exit 1, and the events wait
+    // in the spool.
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    let logs = logs.lock().expect("lock").clone();
+    let left = log_lines_with(
+        &logs,
+        "events could not be delivered to CloudWatch before the grace ran out; they stay in the spool for the next run",
+    );
+    assert_eq!(left.len(), 1, "{logs:?}");
+    assert_eq!(left[0]["fields"]["events_not_delivered"], 1000);
+    assert_eq!(segments(&dir).len(), 1);
+
+    mode.store(0, Ordering::Relaxed);
+    let second = start(&env);
+    let dump = wait_for_ids(&moto, 1000, Duration::from_secs(60));
+    let (status, _) = second.stop();
+    assert!(status.success(), "{status:?}");
+    let (counts, duplicates) = counted(&dump);
+    assert_eq!((counts.len(), duplicates), (1000, 0));
+    assert_eq!(segments(&dir), Vec::<String>::new());
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
