@@ -175,3 +175,25 @@ fn the_start_of_a_frame_is_paid_for_from_the_budget() {
     delivery.accept();
     assert_eq!(budget.in_use(), 0);
 }
+
+#[test]
+fn past_the_connection_limit_a_client_waits_for_a_free_slot() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (addr, mut rx, _shutdown) = start(&runtime, 16, Arc::new(MemoryBudget::new(64 << 20)));
+    // max_connections is 4: four clients that send nothing hold every slot.
+    let mut holders: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    // The kernel accepts a fifth connection, but Sluice does not serve it.
+    let mut fifth = TcpStream::connect(addr).unwrap();
+    fifth.write_all(&frame("five")).unwrap();
+    assert_eq!(read_reply(&mut fifth, Duration::from_millis(500)), None);
+    assert!(rx.try_recv().is_err());
+    // One slot frees: the fifth is served.
+    drop(holders.pop());
+    let delivery = next(&runtime, &mut rx);
+    delivery.accept();
+    assert_eq!(
+        read_reply(&mut fifth, Duration::from_secs(10)).as_deref(),
+        Some("five")
+    );
+}
