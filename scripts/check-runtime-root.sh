@@ -3,7 +3,8 @@
 # the release binary needs only glibc and libgcc (what distroless
 # cc-debian12 ships), runs as the unprivileged user 65532 with an empty
 # environment, passes its own healthcheck, accepts a forward event and stops
-# cleanly on SIGTERM. Needs root, debootstrap, and the tests' .venv.
+# cleanly on SIGTERM; then delivers to moto through the spool in the
+# directory the image creates. Needs root, debootstrap, and the tests' .venv.
 # Usage: sudo scripts/check-runtime-root.sh [ROOT_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,13 +40,17 @@ cat /tmp/sluice-root.out
 grep -q '"log":"GET /a?token=REDACTED 200"' /tmp/sluice-root.out
 grep -q '"message":"stopped"' /tmp/sluice-root.err
 
-echo "== CloudWatch output against moto, as 65532, no HOME, no AWS profile"
+echo "== CloudWatch output against moto, as 65532, no HOME, no AWS profile, with the spool"
+# As the Dockerfile makes it: owned by 65532, mode 0700.
+rm -rf "$root/var/spool/sluice"
+install -d -m 0700 -o 65532 -g 65532 "$root/var/spool/sluice"
 moto_port=24312
 .venv/bin/python -m moto.server -H 127.0.0.1 -p $moto_port >/dev/null 2>&1 &
 moto=$!
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$moto_port) 2>/dev/null && break; sleep 0.1; done
 as_nonroot SLUICE_OUTPUT_TYPE=cloudwatch SLUICE_CLOUDWATCH_ENDPOINT=http://127.0.0.1:$moto_port \
   AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test SLUICE_SHUTDOWN_DRAIN=0s \
+  SLUICE_SPOOL_DIR=/var/spool/sluice \
   /usr/local/bin/sluice run 2> /tmp/sluice-root-cw.err &
 sidecar=$!
 for _ in $(seq 50); do as_nonroot /usr/local/bin/sluice healthcheck && break; sleep 0.1; done
@@ -56,5 +61,9 @@ wait $sidecar
 grep '"CloudWatch has every event"' /tmp/sluice-root-cw.err | grep -q '"events_delivered":1'
 .venv/bin/python tests/e2e/cloudwatch_peer.py dump http://127.0.0.1:$moto_port | tee /tmp/sluice-root-cw.dump
 grep -q '"message": "GET /b?token=REDACTED 200"' /tmp/sluice-root-cw.dump
+grep -q '"message":"spool open"' /tmp/sluice-root-cw.err
+# Delivered and stopped: only the lock file is left, owned by 65532.
+[ "$(ls "$root/var/spool/sluice")" = "lock" ]
+[ "$(stat -c %u "$root/var/spool/sluice/lock")" = 65532 ]
 kill $moto
 echo "== runtime root check passed"
