@@ -76,18 +76,26 @@ fn metric(sidecar: &Sidecar, name: &str) -> f64 {
     scrape(&sidecar.admin).1.get(name).copied().unwrap_or(-1.0)
 }
 
-/// A proxy whose behaviour the test switches: 0 passes, 1 answers 500,
-/// 2 hangs, 3 throttles most PutLogEvents.
+/// What a [`switchable`] proxy does: pass everything on.
+const PASS: u8 = 0;
+/// Answer 500 to everything.
+const DOWN: u8 = 1;
+/// Accept connections and never answer.
+const HANG: u8 = 2;
+/// Throttle nine PutLogEvents in ten.
+const STORM: u8 = 3;
+
+/// A proxy whose behaviour the test switches (PASS, DOWN, HANG, STORM).
 fn switchable(moto: &Moto, at: Option<std::net::SocketAddr>) -> (FaultProxy, Arc<AtomicU8>) {
-    let mode = Arc::new(AtomicU8::new(0));
+    let mode = Arc::new(AtomicU8::new(PASS));
     let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let plan_mode = mode.clone();
     let plan = Box::new(
         move |operation: &str, _: &Json| match plan_mode.load(Ordering::Relaxed) {
-            1 => Fault::Unavailable,
-            2 => Fault::Hang,
+            DOWN => Fault::Unavailable,
+            HANG => Fault::Hang,
             // Nine in ten PutLogEvents refused: a storm, but some get through.
-            3 if operation == "PutLogEvents" => {
+            STORM if operation == "PutLogEvents" => {
                 if seen.fetch_add(1, Ordering::Relaxed) % 10 == 9 {
                     Fault::Pass
                 } else {
@@ -110,7 +118,7 @@ fn acked_events_survive_kill_9_and_a_torn_segment_with_the_spool() {
     let (proxy, mode) = switchable(&moto, None);
     let dir = spool_dir("kill9");
     // CloudWatch answers 500 to everything: nothing can be delivered.
-    mode.store(1, Ordering::Relaxed);
+    mode.store(DOWN, Ordering::Relaxed);
     let first = start(&spooled_env(&proxy.endpoint(), &dir, &[]));
     // Acked on both listeners: 2,000 over TCP, 1,000 over the unix socket.
     send_bulk(&first, 0, 2000);
@@ -128,7 +136,7 @@ fn acked_events_survive_kill_9_and_a_torn_segment_with_the_spool() {
     bytes.extend_from_slice(&[0x5a; 100]);
     std::fs::write(&path, &bytes).expect("segment");
 
-    mode.store(0, Ordering::Relaxed);
+    mode.store(PASS, Ordering::Relaxed);
     let second = start(&spooled_env(&proxy.endpoint(), &dir, &[]));
     wait_for_ids(&moto, 3000, Duration::from_secs(60));
     assert_eq!(
@@ -265,13 +273,13 @@ fn cloudwatch_refusing_connections_then_timing_out_for_60_s_loses_nothing() {
         &moto,
         Some(format!("127.0.0.1:{port}").parse().expect("addr")),
     );
-    mode.store(2, Ordering::Relaxed);
+    mode.store(HANG, Ordering::Relaxed);
     send_bulk(&sidecar, 2000, 2000);
     std::thread::sleep(Duration::from_secs(60).saturating_sub(started.elapsed()));
     assert_eq!(metric(&sidecar, "sluice_cloudwatch_events_total"), 0.0);
     assert!(metric(&sidecar, "sluice_cloudwatch_retries_total") >= 5.0);
     // Back.
-    mode.store(0, Ordering::Relaxed);
+    mode.store(PASS, Ordering::Relaxed);
     let dump = wait_for_ids(&moto, 4000, Duration::from_secs(60));
     let (status, _) = sidecar.stop();
     assert!(status.success(), "{status:?}");
@@ -291,7 +299,7 @@ fn cloudwatch_refusing_connections_then_timing_out_for_60_s_loses_nothing() {
 fn a_30_s_throttling_storm_loses_nothing() {
     let moto = Moto::start();
     let (proxy, mode) = switchable(&moto, None);
-    mode.store(3, Ordering::Relaxed);
+    mode.store(STORM, Ordering::Relaxed);
     let sidecar = start(&cloudwatch_env(&proxy.endpoint(), &[]));
     let started = Instant::now();
     let mut sent = 0;
@@ -300,7 +308,7 @@ fn a_30_s_throttling_storm_loses_nothing() {
         sent += 1000;
         std::thread::sleep(Duration::from_millis(500));
     }
-    mode.store(0, Ordering::Relaxed);
+    mode.store(PASS, Ordering::Relaxed);
     let dump = wait_for_ids(&moto, sent, Duration::from_secs(60));
     let (status, _) = sidecar.stop();
     assert!(status.success(), "{status:?}");
@@ -439,7 +447,7 @@ fn clients_that_reset_mid_frame_or_never_read_acks_do_not_hurt_the_others() {
 fn a_stop_while_cloudwatch_is_down_leaves_the_events_in_the_spool_for_the_next_run() {
     let moto = Moto::start();
     let (proxy, mode) = switchable(&moto, None);
-    mode.store(1, Ordering::Relaxed);
+    mode.store(DOWN, Ordering::Relaxed);
     let dir = spool_dir("stopdown");
     let env = spooled_env(
         &proxy.endpoint(),
@@ -465,7 +473,7 @@ fn a_stop_while_cloudwatch_is_down_leaves_the_events_in_the_spool_for_the_next_r
     assert_eq!(left[0]["fields"]["events_not_delivered"], 1000);
     assert_eq!(segments(&dir).len(), 1);
 
-    mode.store(0, Ordering::Relaxed);
+    mode.store(PASS, Ordering::Relaxed);
     let second = start(&env);
     let dump = wait_for_ids(&moto, 1000, Duration::from_secs(60));
     let (status, _) = second.stop();
