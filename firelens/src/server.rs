@@ -212,7 +212,8 @@ pub struct Counters {
     /// Times a connection waited for the memory budget to hold the part of
     /// a frame it had read, before reading more.
     pub buffer_waits: AtomicU64,
-    /// Connections closed because that wait passed the mid-frame timeout.
+    /// Connections closed because that wait passed the mid-frame timeout
+    /// while partial frames held half the budget.
     pub buffer_timeouts: AtomicU64,
     /// Frames rejected, by [`FrameError::kind`].
     pub frame_errors: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
@@ -305,6 +306,7 @@ impl Server {
             self_hostname: self.config.self_hostname.clone(),
             logs: LogLimiter::default(),
             budget: self.config.budget.clone(),
+            undecoded_bytes: AtomicU64::new(0),
         });
         let tcp = self.tcp.map(|listener| {
             let (shared, permits, shutdown) = (shared.clone(), permits.clone(), shutdown.clone());
@@ -367,6 +369,8 @@ fn bind_unix(path: &PathBuf, mode: u32) -> io::Result<UnixListener> {
 /// What every connection task needs.
 struct Shared {
     pipeline: mpsc::Sender<Delivery>,
+    /// Budget held by every connection's undecoded bytes together.
+    undecoded_bytes: AtomicU64,
     counters: Arc<Counters>,
     limits: Limits,
     idle_timeout: Duration,
@@ -595,7 +599,10 @@ async fn connection_loop<S: AsyncRead + AsyncWrite + Unpin>(
     // start of a frame): one client's big frames count against
     // limits.memory like decoded events do, so many of them cannot take
     // more than the budget.
-    let mut undecoded: Option<Reservation> = None;
+    let mut undecoded = Undecoded {
+        share: None,
+        total: &shared.undecoded_bytes,
+    };
     loop {
         loop {
             let frame = match codec.next_frame(now_ns()) {
@@ -603,7 +610,7 @@ async fn connection_loop<S: AsyncRead + AsyncWrite + Unpin>(
                 Ok(None) => break,
                 Err(e) => return Closed::Frame(e),
             };
-            shrink_to(&mut undecoded, codec.buffered());
+            undecoded.shrink_to(codec.buffered());
             let Frame::Events {
                 events,
                 chunk,
@@ -649,8 +656,10 @@ async fn connection_loop<S: AsyncRead + AsyncWrite + Unpin>(
                 counters.acks.fetch_add(1, Ordering::Relaxed);
             }
         }
-        shrink_to(&mut undecoded, codec.buffered());
-        if let Err(closed) = pay_for(&mut undecoded, codec.buffered(), shared, &mut shutdown).await
+        undecoded.shrink_to(codec.buffered());
+        if let Err(closed) = undecoded
+            .pay_for(codec.buffered(), shared, &mut shutdown)
+            .await
         {
             return closed;
         }
@@ -660,49 +669,97 @@ async fn connection_loop<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// Gives back what `share` holds beyond `bytes`.
-fn shrink_to(share: &mut Option<Reservation>, bytes: usize) {
-    if bytes == 0 {
-        *share = None;
-    } else if let Some(held) = share {
-        if held.bytes() >= bytes + MemoryBudget::UNIT {
-            drop(held.split(held.bytes() - bytes));
+/// A connection's budget share for the bytes it has read and not decoded
+/// yet, counted in the total of all connections.
+struct Undecoded<'a> {
+    share: Option<Reservation>,
+    total: &'a AtomicU64,
+}
+
+impl Undecoded<'_> {
+    fn held(&self) -> usize {
+        self.share.as_ref().map_or(0, Reservation::bytes)
+    }
+
+    /// Gives back what the share holds beyond `bytes`.
+    fn shrink_to(&mut self, bytes: usize) {
+        let before = self.held();
+        if bytes == 0 {
+            self.share = None;
+        } else if let Some(held) = &mut self.share {
+            if held.bytes() >= bytes + MemoryBudget::UNIT {
+                drop(held.split(held.bytes() - bytes));
+            }
         }
+        self.total
+            .fetch_sub((before - self.held()) as u64, Ordering::Relaxed);
+    }
+
+    /// Grows the share to cover `bytes`; until the budget has room this
+    /// connection is not read. When the budget is held by decoded events
+    /// (the output is behind, CloudWatch is slow or down) it waits as long
+    /// as that takes. When partial frames themselves hold most of it, none
+    /// of them may ever complete: after the mid-frame timeout the
+    /// connection is closed (its client resends the unacked frame).
+    async fn pay_for(
+        &mut self,
+        bytes: usize,
+        shared: &Shared,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), Closed> {
+        let held = self.held();
+        if bytes <= held {
+            return Ok(());
+        }
+        let more = match shared.budget.try_reserve(bytes - held) {
+            Some(r) => r,
+            None => {
+                shared.counters.buffer_waits.fetch_add(1, Ordering::Relaxed);
+                let patience = shared.idle_timeout.min(MID_FRAME_TIMEOUT);
+                let since = tokio::time::Instant::now();
+                // One wait, kept across the checks: its place in the queue.
+                let reserve = shared.budget.reserve(bytes - held);
+                tokio::pin!(reserve);
+                loop {
+                    tokio::select! {
+                        r = &mut reserve => match r {
+                            Some(r) => break r,
+                            None => return Err(Closed::PipelineGone),
+                        },
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                            let hogged = partial_frames_hog_the_budget(
+                                self.total.load(Ordering::Relaxed),
+                                shared.budget.total(),
+                            );
+                            if hogged && since.elapsed() >= patience {
+                                return Err(Closed::Starved);
+                            }
+                        }
+                        _ = shutdown.changed() => return Err(Closed::Shutdown),
+                    }
+                }
+            }
+        };
+        self.total.fetch_add(more.bytes() as u64, Ordering::Relaxed);
+        match &mut self.share {
+            Some(held) => held.merge(more),
+            None => self.share = Some(more),
+        }
+        Ok(())
     }
 }
 
-/// Grows `share` to cover `bytes`, waiting for the budget (at most the
-/// mid-frame timeout): until then this connection is not read.
-async fn pay_for(
-    share: &mut Option<Reservation>,
-    bytes: usize,
-    shared: &Shared,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Result<(), Closed> {
-    let held = share.as_ref().map_or(0, Reservation::bytes);
-    if bytes <= held {
-        return Ok(());
+impl Drop for Undecoded<'_> {
+    fn drop(&mut self) {
+        self.total.fetch_sub(self.held() as u64, Ordering::Relaxed);
     }
-    let more = match shared.budget.try_reserve(bytes - held) {
-        Some(r) => r,
-        None => {
-            shared.counters.buffer_waits.fetch_add(1, Ordering::Relaxed);
-            let wait = shared.idle_timeout.min(MID_FRAME_TIMEOUT);
-            tokio::select! {
-                r = tokio::time::timeout(wait, shared.budget.reserve(bytes - held)) => match r {
-                    Ok(Some(r)) => r,
-                    Ok(None) => return Err(Closed::PipelineGone),
-                    Err(_) => return Err(Closed::Starved),
-                },
-                _ = shutdown.changed() => return Err(Closed::Shutdown),
-            }
-        }
-    };
-    match share {
-        Some(held) => held.merge(more),
-        None => *share = Some(more),
-    }
-    Ok(())
+}
+
+/// Whether the connections' undecoded bytes hold so much of the budget
+/// (half or more) that waiting for the output to free some may never be
+/// enough.
+fn partial_frames_hog_the_budget(undecoded: u64, budget: u64) -> bool {
+    undecoded.saturating_mul(2) >= budget
 }
 
 /// `{"ack": chunk}` in msgpack.
@@ -733,6 +790,14 @@ mod tests {
             last.entry("a").and_modify(|e| e.0 = earlier);
         }
         assert_eq!(limiter.admit("a"), Some(2));
+    }
+
+    #[test]
+    fn only_partial_frames_holding_half_the_budget_can_starve() {
+        assert!(!partial_frames_hog_the_budget(0, 64 << 20));
+        assert!(!partial_frames_hog_the_budget((32 << 20) - 1, 64 << 20));
+        assert!(partial_frames_hog_the_budget(32 << 20, 64 << 20));
+        assert!(partial_frames_hog_the_budget(u64::MAX, 64 << 20));
     }
 
     #[test]

@@ -138,7 +138,7 @@ pub fn render(s: &Sources) -> String {
     e.single(
         "sluice_forward_buffer_timeouts_total",
         "counter",
-        "Connections closed because that wait passed the mid-frame timeout.",
+        "Connections closed after that wait passed 60 s while partial frames held half the budget.",
         load(&i.buffer_timeouts),
     );
     e.single(
