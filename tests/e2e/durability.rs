@@ -345,7 +345,7 @@ fn a_full_disk_under_the_spool_holds_acks_until_space_is_freed() {
     let script = format!(
         "set -e; mount -t tmpfs -o size=1m sluice-test {root}; \
          head -c 1000k /dev/zero > {root}/filler; \
-         (while [ ! -e {free} ]; do sleep 0.1; done; rm {root}/filler) & exec \"$@\"",
+         (for _ in $(seq 900); do [ -e {free} ] && break; sleep 0.1; done; rm {root}/filler) & exec \"$@\"",
         root = root.display(),
         free = free.display(),
     );
