@@ -182,15 +182,10 @@ fn acked_events_survive_kill_9_and_a_torn_segment_with_the_spool() {
 
 /// Runs `bulk_until_closed` on a thread; its result is the number of
 /// events acked (ids 0..acked).
-fn load_until_closed(address: &str, pause_ms: &str) -> std::thread::JoinHandle<usize> {
+fn load_until_closed(address: &str) -> std::thread::JoinHandle<usize> {
     let address = address.to_string();
-    let pause_ms = pause_ms.to_string();
     std::thread::spawn(move || {
-        let out = client_with(
-            "bulk_until_closed",
-            &address,
-            &["1000000", "100", &pause_ms],
-        );
+        let out = client_with("bulk_until_closed", &address, &["1000000", "100"]);
         let v: Json = serde_json::from_str(&out[0]).expect("JSON");
         v["acked"].as_u64().expect("acked") as usize
     })
@@ -203,7 +198,7 @@ fn kill_9_in_the_middle_of_a_load_then_restart_loses_no_acked_event() {
     let dir = spool_dir("midload");
     let env = spooled_env(&proxy.endpoint(), &dir, &[]);
     let first = start(&env);
-    let load = load_until_closed(&first.tcp, "0");
+    let load = load_until_closed(&first.tcp);
     // Kill while events are both arriving and being delivered.
     wait_for(
         "no delivery under load",
@@ -237,7 +232,7 @@ fn sigterm_in_the_middle_of_a_load_delivers_every_acked_event() {
     let moto = Moto::start();
     let proxy = FaultProxy::start(moto.addr, Box::new(|_, _| Fault::Pass));
     let sidecar = start(&cloudwatch_env(&proxy.endpoint(), &[]));
-    let load = load_until_closed(&sidecar.tcp, "0");
+    let load = load_until_closed(&sidecar.tcp);
     wait_for(
         "no input under load",
         Duration::from_secs(60),

@@ -255,10 +255,10 @@ def bulk_records(first, count):
     return entries
 
 
-def bulk_until_closed(address, count, per_frame, pause_ms="0"):
+def bulk_until_closed(address, count, per_frame):
     """Like bulk, but stops without failing when the sidecar goes away (a
     kill, a stop) and prints how many events were acked: ids 0..acked."""
-    count, per_frame, pause = int(count), int(per_frame), int(pause_ms) / 1000
+    count, per_frame = int(count), int(per_frame)
     acked = 0
     try:
         s = connect(address)
@@ -269,7 +269,6 @@ def bulk_until_closed(address, count, per_frame, pause_ms="0"):
             if read_ack(s) != {"ack": chunk}:
                 break
             acked = min(start + per_frame, count)
-            time.sleep(pause)
     except OSError:
         pass
     report(acked=acked)
@@ -353,21 +352,11 @@ def bulk(address, count, first="0", per_frame="500"):
     container envoy and an application line from container app, in
     Forward-mode frames that ask for acks. Prints the number of acks."""
     count, first, per_frame = int(count), int(first), int(per_frame)
-    meta = {"ecs_cluster": "arn:aws:ecs:us-east-1:1:cluster/prod",
-            "ecs_task_arn": "arn:aws:ecs:us-east-1:1:task/prod/0123abcd", "source": "stdout"}
     s = connect(address)
     acks = 0
     for start in range(first, first + count, per_frame):
-        entries = []
-        for i in range(start, min(start + per_frame, first + count)):
-            now = time.time()
-            if i % 2 == 0:
-                record = dict(meta, container_name="/envoy", log=access_line(i, int(now * 1000)))
-            else:
-                record = dict(meta, container_name="/app",
-                              log="app line id-%d GET /login?password=hunter2 done" % i)
-            entries.append([event_time(int(now), int(now % 1 * 1e9)), record])
         chunk = "c%d" % start
+        entries = bulk_records(start, min(per_frame, first + count - start))
         s.sendall(frame_with_option(["app.logs", entries], {"chunk": chunk}))
         ack = read_ack(s)
         if ack != {"ack": chunk}:
