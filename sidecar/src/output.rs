@@ -45,9 +45,9 @@ impl Sink {
 
     /// Takes one rendered event (without a newline) for the stream `key`
     /// gives; only sinks that keep streams apart ask for it.
-    pub fn write(
+    pub fn write<'k>(
         &mut self,
-        key: impl FnOnce() -> StreamKey,
+        key: impl FnOnce() -> &'k StreamKey,
         time_ms: i64,
         text: &str,
     ) -> io::Result<()> {
@@ -56,7 +56,7 @@ impl Sink {
                 out.write_all(text.as_bytes())?;
                 out.write_all(b"\n")
             }
-            Sink::Files(files) => files.write(&key(), text.as_bytes()),
+            Sink::Files(files) => files.write(key(), text.as_bytes()),
             Sink::CloudWatch(cw) => {
                 cw.write(
                     key(),
@@ -73,10 +73,10 @@ impl Sink {
 
     /// Takes one statistics (EMF) event. stdout carries only log events, so
     /// it drops them; files and CloudWatch write them to the stats stream.
-    pub fn write_stats(&mut self, key: StreamKey, time_ms: i64, text: &str) -> io::Result<()> {
+    pub fn write_stats(&mut self, key: &StreamKey, time_ms: i64, text: &str) -> io::Result<()> {
         match self {
             Sink::Stdout(_) => Ok(()),
-            Sink::Files(files) => files.write(&key, text.as_bytes()),
+            Sink::Files(files) => files.write(key, text.as_bytes()),
             Sink::CloudWatch(cw) => {
                 cw.write_emf(
                     key,

@@ -511,8 +511,12 @@ impl OutputStage {
         } else {
             StreamKind::App
         };
-        let key = || self.templates.key(kind, &vars);
-        sink.write(key, rendered.time_ms, &self.text)
+        let templates = &mut self.templates;
+        sink.write(
+            move || templates.key(kind, &vars),
+            rendered.time_ms,
+            &self.text,
+        )
     }
 
     /// Writes the statistics of the interval that ended (or, at shutdown,
@@ -531,7 +535,7 @@ impl OutputStage {
             .stats_events
             .fetch_add(events.len() as u64, Ordering::Relaxed);
         for (key, text) in events {
-            sink.write_stats(key, start, &text)?;
+            sink.write_stats(&key, start, &text)?;
         }
         Ok(())
     }

@@ -139,19 +139,17 @@ impl CachedTemplates {
         }
     }
 
-    pub fn key(&mut self, kind: StreamKind, vars: &StreamVars<'_>) -> StreamKey {
+    pub fn key(&mut self, kind: StreamKind, vars: &StreamVars<'_>) -> &StreamKey {
         if !self.inputs.as_ref().is_some_and(|m| m.matches(vars)) {
             self.inputs = Some(MemoInputs::of(vars));
             self.keys = [None, None, None];
         }
         let t = &self.templates;
-        self.keys[kind as usize]
-            .get_or_insert_with(|| match kind {
-                StreamKind::Access => t.key(true, vars),
-                StreamKind::App => t.key(false, vars),
-                StreamKind::Stats => t.stats_key(vars),
-            })
-            .clone()
+        self.keys[kind as usize].get_or_insert_with(|| match kind {
+            StreamKind::Access => t.key(true, vars),
+            StreamKind::App => t.key(false, vars),
+            StreamKind::Stats => t.stats_key(vars),
+        })
     }
 }
 
@@ -287,7 +285,7 @@ mod tests {
                 StreamKind::App => templates().key(false, &v),
                 StreamKind::Stats => templates().stats_key(&v),
             };
-            assert_eq!(cached.key(kind, &v), expected);
+            assert_eq!(cached.key(kind, &v), &expected);
         }
     }
 

@@ -115,32 +115,32 @@ impl CloudWatchSink {
     }
 
     /// Buffers one event for `key`'s stream; sends the batches it closes.
-    pub fn write(&mut self, key: StreamKey, event: LogEvent) {
+    pub fn write(&mut self, key: &StreamKey, event: LogEvent) {
         self.write_to(key, event, false);
     }
 
     /// [`CloudWatchSink::write`] for a stream of EMF events, sent with
     /// `x-amzn-logs-format: json/emf`.
-    pub fn write_emf(&mut self, key: StreamKey, event: LogEvent) {
+    pub fn write_emf(&mut self, key: &StreamKey, event: LogEvent) {
         self.write_to(key, event, true);
     }
 
-    fn write_to(&mut self, key: StreamKey, event: LogEvent, emf: bool) {
+    fn write_to(&mut self, key: &StreamKey, event: LogEvent, emf: bool) {
         if event.message.is_empty() {
             self.counters.empty_skipped.fetch_add(1, Ordering::Relaxed);
             return;
         }
         if self.spool.is_none() {
-            self.buffer(&key, event, emf);
+            self.buffer(key, event, emf);
             return;
         }
         // Split here rather than in the batcher, so that a spool record is
         // exactly one event of a batch.
         if event.message.len() <= MAX_MESSAGE_BYTES {
-            self.spool_and_buffer(&key, event, emf);
+            self.spool_and_buffer(key, event, emf);
         } else {
             for part in split_oversized(event) {
-                self.spool_and_buffer(&key, part, emf);
+                self.spool_and_buffer(key, part, emf);
             }
         }
     }

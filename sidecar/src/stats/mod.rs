@@ -274,12 +274,15 @@ impl Aggregator {
 
     /// Counts one request for the stats stream `stream`; returns whether
     /// it was folded into `other`.
-    pub fn record(&mut self, stream: StreamKey, facts: &RequestFacts) -> bool {
+    pub fn record(&mut self, stream: &StreamKey, facts: &RequestFacts) -> bool {
         let service = service_of(&self.config, facts);
+        // Looked up before inserting: a known stream costs no copy.
+        if !self.streams.contains_key(stream) {
+            self.streams.insert(stream.clone(), RouteTable::default());
+        }
         self.streams
-            .entry(stream)
-            .or_default()
-            .add(service, facts, self.config.max_routes)
+            .get_mut(stream)
+            .is_some_and(|table| table.add(service, facts, self.config.max_routes))
     }
 
     pub fn interval_start_ms(&self) -> i64 {
@@ -376,7 +379,7 @@ mod tests {
     fn intervals_align_to_the_wall_clock() {
         let config = StatsConfig::default();
         let mut agg = Aggregator::new(config, 120_500);
-        agg.record(stream(), &facts("GET /a", 200, 5));
+        agg.record(&stream(), &facts("GET /a", 200, 5));
         assert!(!agg.due(179_999));
         assert!(agg.due(180_000));
         let events = agg.finish_interval(180_200);
