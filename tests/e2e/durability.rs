@@ -10,14 +10,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
 use crate::cloudwatch::{cloudwatch_env, event_id, log_lines_with, send_bulk, start};
-use crate::proxy::{Fault, FaultProxy};
+use crate::proxy::{switchable, Fault, FaultProxy, DOWN, HANG, PASS, STORM};
 use crate::support::{client_with, free_port, scrape, wait_for, CloudWatchDump, Moto, Sidecar};
 
 /// A fresh directory for one test's spool.
@@ -56,66 +55,22 @@ fn counted(dump: &CloudWatchDump) -> (BTreeMap<usize, usize>, usize) {
     (counts, duplicates)
 }
 
-/// Waits (up to `patience`) until moto holds every id below `n`.
-fn wait_for_ids(moto: &Moto, n: usize, patience: Duration) -> CloudWatchDump {
-    let mut dump = CloudWatchDump::default();
-    wait_for(
-        &format!("CloudWatch never held all {n} events"),
-        patience,
-        Duration::from_millis(500),
-        || {
-            dump = moto.dump();
-            let (counts, _) = counted(&dump);
-            (0..n).all(|i| counts.contains_key(&i))
-        },
-    );
-    dump
+/// Waits (up to 60 s) until moto holds every id below `n`.
+fn wait_for_ids(moto: &Moto, n: usize) -> CloudWatchDump {
+    moto.wait_for_dump(&format!("CloudWatch never held all {n} events"), |dump| {
+        let (counts, _) = counted(dump);
+        (0..n).all(|i| counts.contains_key(&i))
+    })
 }
 
 fn metric(sidecar: &Sidecar, name: &str) -> f64 {
     scrape(&sidecar.admin).1.get(name).copied().unwrap_or(-1.0)
 }
 
-/// What a [`switchable`] proxy does: pass everything on.
-const PASS: u8 = 0;
-/// Answer 500 to everything.
-const DOWN: u8 = 1;
-/// Accept connections and never answer.
-const HANG: u8 = 2;
-/// Throttle nine PutLogEvents in ten.
-const STORM: u8 = 3;
-
-/// A proxy whose behaviour the test switches (PASS, DOWN, HANG, STORM).
-fn switchable(moto: &Moto, at: Option<std::net::SocketAddr>) -> (FaultProxy, Arc<AtomicU8>) {
-    let mode = Arc::new(AtomicU8::new(PASS));
-    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let plan_mode = mode.clone();
-    let plan = Box::new(
-        move |operation: &str, _: &Json| match plan_mode.load(Ordering::Relaxed) {
-            DOWN => Fault::Unavailable,
-            HANG => Fault::Hang,
-            // Nine in ten PutLogEvents refused: a storm, but some get through.
-            STORM if operation == "PutLogEvents" => {
-                if seen.fetch_add(1, Ordering::Relaxed) % 10 == 9 {
-                    Fault::Pass
-                } else {
-                    Fault::Throttle
-                }
-            }
-            _ => Fault::Pass,
-        },
-    );
-    let proxy = match at {
-        Some(addr) => FaultProxy::start_on(addr, moto.addr, plan),
-        None => FaultProxy::start(moto.addr, plan),
-    };
-    (proxy, mode)
-}
-
 #[test]
 fn acked_events_survive_kill_9_and_a_torn_segment_with_the_spool() {
     let moto = Moto::start();
-    let (proxy, mode) = switchable(&moto, None);
+    let (proxy, mode) = switchable(moto.addr, None);
     let dir = spool_dir("kill9");
     // CloudWatch answers 500 to everything: nothing can be delivered.
     mode.store(DOWN, Ordering::Relaxed);
@@ -138,7 +93,7 @@ fn acked_events_survive_kill_9_and_a_torn_segment_with_the_spool() {
 
     mode.store(PASS, Ordering::Relaxed);
     let second = start(&spooled_env(&proxy.endpoint(), &dir, &[]));
-    wait_for_ids(&moto, 3000, Duration::from_secs(60));
+    wait_for_ids(&moto, 3000);
     assert_eq!(
         metric(&second, "sluice_spool_replayed_events_total"),
         3002.0
@@ -210,7 +165,7 @@ fn kill_9_in_the_middle_of_a_load_then_restart_loses_no_acked_event() {
     let acked = load.join().expect("client");
     assert!(acked >= 3000, "{acked}");
     let second = start(&env);
-    let dump = wait_for_ids(&moto, acked, Duration::from_secs(90));
+    let dump = wait_for_ids(&moto, acked);
     let (status, _) = second.stop();
     assert!(status.success(), "{status:?}");
     let (counts, duplicates) = counted(&dump);
@@ -265,7 +220,7 @@ fn cloudwatch_refusing_connections_then_timing_out_for_60_s_loses_nothing() {
     std::thread::sleep(Duration::from_secs(30).saturating_sub(started.elapsed()));
     // Then it accepts connections and never answers.
     let (proxy, mode) = switchable(
-        &moto,
+        moto.addr,
         Some(format!("127.0.0.1:{port}").parse().expect("addr")),
     );
     mode.store(HANG, Ordering::Relaxed);
@@ -275,7 +230,7 @@ fn cloudwatch_refusing_connections_then_timing_out_for_60_s_loses_nothing() {
     assert!(metric(&sidecar, "sluice_cloudwatch_retries_total") >= 5.0);
     // Back.
     mode.store(PASS, Ordering::Relaxed);
-    let dump = wait_for_ids(&moto, 4000, Duration::from_secs(60));
+    let dump = wait_for_ids(&moto, 4000);
     let (status, _) = sidecar.stop();
     assert!(status.success(), "{status:?}");
     let (counts, duplicates) = counted(&dump);
@@ -293,7 +248,7 @@ fn cloudwatch_refusing_connections_then_timing_out_for_60_s_loses_nothing() {
 #[test]
 fn a_30_s_throttling_storm_loses_nothing() {
     let moto = Moto::start();
-    let (proxy, mode) = switchable(&moto, None);
+    let (proxy, mode) = switchable(moto.addr, None);
     mode.store(STORM, Ordering::Relaxed);
     let sidecar = start(&cloudwatch_env(&proxy.endpoint(), &[]));
     let started = Instant::now();
@@ -304,7 +259,7 @@ fn a_30_s_throttling_storm_loses_nothing() {
         std::thread::sleep(Duration::from_millis(500));
     }
     mode.store(PASS, Ordering::Relaxed);
-    let dump = wait_for_ids(&moto, sent, Duration::from_secs(60));
+    let dump = wait_for_ids(&moto, sent);
     let (status, _) = sidecar.stop();
     assert!(status.success(), "{status:?}");
     let recorded = proxy.recorded();
@@ -383,7 +338,7 @@ fn a_full_disk_under_the_spool_holds_acks_until_space_is_freed() {
     std::fs::write(&free, b"").expect("free");
     let out = load.join().expect("client");
     assert_eq!(out, [r#"{"acks": 20}"#]);
-    let dump = wait_for_ids(&moto, 2000, Duration::from_secs(60));
+    let dump = wait_for_ids(&moto, 2000);
     let logs = sidecar.logs.clone();
     let (status, _) = sidecar.stop();
     assert!(status.success(), "{status:?}");
@@ -405,16 +360,9 @@ fn clients_that_reset_mid_frame_or_never_read_acks_do_not_hurt_the_others() {
     let sidecar = start(&spooled_env(&proxy.endpoint(), &dir, &[]));
     let out = client_with("rude_clients", &sidecar.tcp, &[]);
     assert_eq!(out, [r#"{"good_acks": 10, "rude_acks": 30}"#]);
-    let mut dump = CloudWatchDump::default();
-    wait_for(
-        "not every event arrived",
-        Duration::from_secs(60),
-        Duration::from_millis(500),
-        || {
-            dump = moto.dump();
-            dump.events.len() >= 1000 + 300 + 2000
-        },
-    );
+    let dump = moto.wait_for_dump("not every event arrived", |dump| {
+        dump.events.len() >= 1000 + 300 + 2000
+    });
     let (status, _) = sidecar.stop();
     assert!(status.success(), "{status:?}");
     let mut by_kind: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
@@ -441,7 +389,7 @@ fn clients_that_reset_mid_frame_or_never_read_acks_do_not_hurt_the_others() {
 #[test]
 fn a_stop_while_cloudwatch_is_down_leaves_the_events_in_the_spool_for_the_next_run() {
     let moto = Moto::start();
-    let (proxy, mode) = switchable(&moto, None);
+    let (proxy, mode) = switchable(moto.addr, None);
     mode.store(DOWN, Ordering::Relaxed);
     let dir = spool_dir("stopdown");
     let env = spooled_env(
@@ -470,7 +418,7 @@ fn a_stop_while_cloudwatch_is_down_leaves_the_events_in_the_spool_for_the_next_r
 
     mode.store(PASS, Ordering::Relaxed);
     let second = start(&env);
-    let dump = wait_for_ids(&moto, 1000, Duration::from_secs(60));
+    let dump = wait_for_ids(&moto, 1000);
     let (status, _) = second.stop();
     assert!(status.success(), "{status:?}");
     let (counts, duplicates) = counted(&dump);

@@ -8,7 +8,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,6 +35,42 @@ pub enum Fault {
 /// Decides the fault for a request: its X-Amz-Target operation (such as
 /// `PutLogEvents`) and JSON body.
 pub type Plan = Box<dyn Fn(&str, &Json) -> Fault + Send + Sync>;
+
+/// What a [`switchable`] proxy does: pass everything on.
+pub const PASS: u8 = 0;
+/// Answer 500 to everything.
+pub const DOWN: u8 = 1;
+/// Accept connections and never answer.
+pub const HANG: u8 = 2;
+/// Throttle nine PutLogEvents in ten.
+pub const STORM: u8 = 3;
+
+/// A proxy whose behaviour the test switches (PASS, DOWN, HANG, STORM).
+pub fn switchable(upstream: SocketAddr, at: Option<SocketAddr>) -> (FaultProxy, Arc<AtomicU8>) {
+    let mode = Arc::new(AtomicU8::new(PASS));
+    let seen = Arc::new(AtomicUsize::new(0));
+    let plan_mode = mode.clone();
+    let plan = Box::new(
+        move |operation: &str, _: &Json| match plan_mode.load(Ordering::Relaxed) {
+            DOWN => Fault::Unavailable,
+            HANG => Fault::Hang,
+            // Nine in ten PutLogEvents refused: a storm, but some get through.
+            STORM if operation == "PutLogEvents" => {
+                if seen.fetch_add(1, Ordering::Relaxed) % 10 == 9 {
+                    Fault::Pass
+                } else {
+                    Fault::Throttle
+                }
+            }
+            _ => Fault::Pass,
+        },
+    );
+    let proxy = match at {
+        Some(addr) => FaultProxy::start_on(addr, upstream, plan),
+        None => FaultProxy::start(upstream, plan),
+    };
+    (proxy, mode)
+}
 
 /// One request the proxy saw.
 #[derive(Clone, Debug)]

@@ -6,13 +6,11 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
 
 use crate::cloudwatch::cloudwatch_env;
-use crate::proxy::{Fault, FaultProxy};
-use crate::support::{client, wait_for, Moto, Sidecar};
+use crate::proxy::{switchable, DOWN, PASS};
+use crate::support::{client, Moto, Sidecar};
 
 /// As in forward_clients.py.
 const SECRETS: [&str; 4] = [
@@ -149,18 +147,8 @@ fn no_secret_leaves_through_stdout_files_logs_or_metrics() {
 fn no_secret_leaves_through_cloudwatch_or_the_spool() {
     let moto = Moto::start();
     // CloudWatch is down at first, so that the events wait in the spool.
-    let down = Arc::new(AtomicBool::new(true));
-    let plan_down = down.clone();
-    let proxy = FaultProxy::start(
-        moto.addr,
-        Box::new(move |_, _| {
-            if plan_down.load(Ordering::Relaxed) {
-                Fault::Unavailable
-            } else {
-                Fault::Pass
-            }
-        }),
-    );
+    let (proxy, mode) = switchable(moto.addr, None);
+    mode.store(DOWN, Ordering::Relaxed);
     let spool =
         std::env::temp_dir().join(format!("sluice-e2e-secrets-spool-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&spool);
@@ -182,17 +170,10 @@ fn no_secret_leaves_through_cloudwatch_or_the_spool() {
     let on_disk = all_files(&spool);
     assert!(on_disk.contains("token=REDACTED"), "{on_disk}");
     assert_no_secret("the spool", &on_disk);
-    down.store(false, Ordering::Relaxed);
-    let mut dump = moto.dump();
-    wait_for(
-        "the events and statistics never arrived",
-        Duration::from_secs(60),
-        Duration::from_millis(500),
-        || {
-            dump = moto.dump();
-            dump.events.len() >= 3 && dump.events.iter().any(|e| e.message.contains("\"_aws\""))
-        },
-    );
+    mode.store(PASS, Ordering::Relaxed);
+    let dump = moto.wait_for_dump("the events and statistics never arrived", |dump| {
+        dump.events.len() >= 3 && dump.events.iter().any(|e| e.message.contains("\"_aws\""))
+    });
     let metrics = metrics_text(&sidecar.admin);
     let logs = sidecar.logs.clone();
     let (status, _) = sidecar.stop();

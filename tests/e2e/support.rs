@@ -170,6 +170,26 @@ impl Moto {
         dump
     }
 
+    /// Dumps until `ready` holds for the dump (every 0.5 s, at most 60 s);
+    /// fails the test with `what` after that.
+    pub fn wait_for_dump(
+        &self,
+        what: &str,
+        ready: impl Fn(&CloudWatchDump) -> bool,
+    ) -> CloudWatchDump {
+        let mut dump = CloudWatchDump::default();
+        wait_for(
+            what,
+            Duration::from_secs(60),
+            Duration::from_millis(500),
+            || {
+                dump = self.dump();
+                ready(&dump)
+            },
+        );
+        dump
+    }
+
     pub fn create_group(&self, name: &str) {
         peer(&["create-group", &self.endpoint(), name]);
     }
