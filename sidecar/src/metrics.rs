@@ -294,42 +294,40 @@ pub fn render(s: &Sources) -> String {
             "Spool segments on disk.",
             segments as u64,
         );
-        e.single(
-            "sluice_spool_replayed_events_total",
-            "counter",
-            "Events read back at start from an earlier run's segments.",
-            load(&c.replayed_events),
-        );
-        e.single(
-            "sluice_spool_damaged_segments_total",
-            "counter",
-            "Segments found torn or corrupt at start, cut at the damage.",
-            load(&c.damaged_segments),
-        );
-        e.single(
-            "sluice_spool_truncated_bytes_total",
-            "counter",
-            "Bytes cut from damaged segments.",
-            load(&c.truncated_bytes),
-        );
-        e.single(
-            "sluice_spool_write_errors_total",
-            "counter",
-            "Spool writes or fsyncs that failed (a full disk, an I/O error).",
-            load(&c.write_errors),
-        );
-        e.single(
-            "sluice_spool_full_waits_total",
-            "counter",
-            "Waits for room in the spool (max_size reached or a write failed).",
-            load(&c.full_waits),
-        );
-        e.single(
-            "sluice_spool_segments_deleted_total",
-            "counter",
-            "Segments deleted once CloudWatch had all their events.",
-            load(&c.segments_deleted),
-        );
+        for (name, help, counter) in [
+            (
+                "sluice_spool_replayed_events_total",
+                "Events read back at start from an earlier run's segments.",
+                &c.replayed_events,
+            ),
+            (
+                "sluice_spool_damaged_segments_total",
+                "Segments found torn or corrupt at start, cut at the damage.",
+                &c.damaged_segments,
+            ),
+            (
+                "sluice_spool_truncated_bytes_total",
+                "Bytes cut from damaged segments.",
+                &c.truncated_bytes,
+            ),
+            (
+                "sluice_spool_write_errors_total",
+                "Spool writes or fsyncs that failed (a full disk, an I/O error).",
+                &c.write_errors,
+            ),
+            (
+                "sluice_spool_full_waits_total",
+                "Waits for room in the spool (max_size reached or a write failed).",
+                &c.full_waits,
+            ),
+            (
+                "sluice_spool_segments_deleted_total",
+                "Segments deleted once CloudWatch had all their events.",
+                &c.segments_deleted,
+            ),
+        ] {
+            e.single(name, "counter", help, load(counter));
+        }
     }
 
     if let Ok(table) = s.routes.lock() {
