@@ -12,13 +12,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (file, env) = text.split_once('\0').unwrap_or((text, ""));
-    let env: Vec<(&str, &str)> = env.lines().filter_map(|l| l.split_once('=')).collect();
-    let lookup = |name: &str| {
-        env.iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.to_string())
-    };
-    match sluice::config::load(Some(file), lookup) {
+    let env = env
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+    match sluice::config::load(Some(file), env) {
         Ok(_) => {}
         Err(errors) => {
             // Every error names its key and says something.

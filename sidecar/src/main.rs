@@ -24,7 +24,7 @@ fn check_config(path: &std::path::Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match config::load(Some(&text), |name| std::env::var(name).ok()) {
+    match config::load(Some(&text), std::env::vars()) {
         Ok(_) => {
             println!("{}: ok", path.display());
             ExitCode::SUCCESS
@@ -48,7 +48,7 @@ fn healthcheck(path: Option<&std::path::Path>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let config = match config::load(text.as_deref(), |name| std::env::var(name).ok()) {
+    let config = match config::load(text.as_deref(), std::env::vars()) {
         Ok(c) => c,
         Err(errors) => {
             eprintln!(

@@ -23,12 +23,13 @@ use crate::cli::RunArgs;
 use crate::cloudwatch::client::{ClientSettings, CloudWatchClient};
 use crate::cloudwatch::ship::{ShipCounters, Shipper};
 use crate::cloudwatch::sink::CloudWatchSink;
-use crate::config::{self, Config, ForwardConfig, OutputType, SamplingConfig};
+use crate::config::{self, AppFormat, Config, ForwardConfig, OutputType};
 use crate::metrics::{PipelineCounters, Sources};
 use crate::output::{FileSink, Sink};
 use crate::render::{EventMeta, LineRenderer};
 use crate::spool::{Spool, SpoolShared};
-use crate::stats::{sampling, Aggregator, RouteTable};
+use crate::stats::sampling::{self, SamplingConfig};
+use crate::stats::{Aggregator, RouteTable};
 use crate::streams::{CachedTemplates, StreamKind, StreamTemplates, StreamVars};
 
 /// Frames queued between the listeners and the output. Small: a frame can
@@ -47,7 +48,7 @@ pub fn run(args: RunArgs) -> ExitCode {
             }
         },
     };
-    let config = match config::load(text.as_deref(), |name| std::env::var(name).ok()) {
+    let config = match config::load(text.as_deref(), std::env::vars()) {
         Ok(c) => c,
         Err(errors) => {
             for e in &errors {
@@ -350,7 +351,7 @@ async fn start_cloudwatch(
     let shipper = tokio::spawn(shipper.run(outbound_rx));
     let sink = CloudWatchSink::new(
         budget,
-        cw.flush_interval,
+        cw.flush_interval.0,
         outbound_tx,
         counters.clone(),
         tokio::runtime::Handle::current(),
@@ -434,7 +435,7 @@ fn renderer(config: Config) -> LineRenderer {
         access_containers: config.envoy.containers,
         // stdout and files always carry the metadata.
         app_lines_as_json: config.output != OutputType::Cloudwatch
-            || config.cloudwatch.app_lines_as_json,
+            || config.cloudwatch.app_format == AppFormat::Json,
         collect_facts: config.stats.is_some() || config.sampling.is_some(),
     }
 }

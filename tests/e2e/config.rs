@@ -45,8 +45,8 @@ fn check_config_accepts_a_good_file_and_explains_every_error() {
         stderr,
         format!(
             "{p}: forward.max_conections: unknown key; [forward] takes listen, unix_path, unix_mode, shared_key, max_connections, idle_timeout\n\
-             {p}: SLUICE_CLOUDWATCH_AUTO_CREATE: expected true or false\n\
              {p}: output.type: \"s3\" is not one of stdout, file, cloudwatch\n\
+             {p}: SLUICE_CLOUDWATCH_AUTO_CREATE: expected true or false, got \"maybe\"\n\
              {p}: cloudwatch.retention_days: 10 is not a retention CloudWatch accepts: 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653\n\
              {p}: 4 error(s)\n"
         )
@@ -192,4 +192,81 @@ fn healthcheck_reports_whether_the_listener_accepts() {
         .unwrap()
         .to_string();
     assert_eq!(status(&free), Some(1));
+}
+
+/// The ```toml blocks of a Markdown file.
+fn toml_blocks(markdown: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in markdown.lines() {
+        match (&mut current, line.trim_end()) {
+            (None, "```toml") => current = Some(String::new()),
+            (Some(block), "```") => {
+                blocks.push(std::mem::take(block));
+                current = None;
+            }
+            (Some(block), text) => {
+                block.push_str(text);
+                block.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    blocks
+}
+
+#[test]
+fn every_example_config_passes_check_config() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut checked = Vec::new();
+    for entry in std::fs::read_dir(root.join("examples")).expect("examples/") {
+        let path = entry.expect("an entry").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            checked.push(path);
+        }
+    }
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let blocks = toml_blocks(&readme);
+    assert!(!blocks.is_empty(), "the README shows a configuration");
+    for (i, block) in blocks.iter().enumerate() {
+        checked.push(config_file(&format!("readme-{i}"), block));
+    }
+    assert!(checked.len() >= 2, "{checked:?}");
+    for path in &checked {
+        let (code, stdout, stderr) = check_config(path, &[]);
+        assert_eq!(
+            (code, stdout, stderr),
+            (0, format!("{}: ok\n", path.display()), String::new()),
+        );
+    }
+}
+
+#[test]
+fn run_exits_2_on_a_wrong_type_before_it_listens() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let file = config_file("run-wrong-type", "[forward]\nshared_key = 123456\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--config"])
+        .arg(&file)
+        .env("SLUICE_FORWARD_LISTEN", format!("127.0.0.1:{port}"))
+        .env("SLUICE_STATS_MAX_ROUTES", "lots")
+        .output()
+        .expect("sluice runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let keys: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.split(r#""key":""#).nth(1))
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert_eq!(
+        keys,
+        ["forward.shared_key", "SLUICE_STATS_MAX_ROUTES"],
+        "{stderr}"
+    );
+    assert!(!stderr.contains("listening"), "{stderr}");
 }

@@ -5,7 +5,16 @@
 //! logs the same x-request-id) makes the same choice.
 
 use super::RequestFacts;
-use crate::config::SamplingConfig;
+
+/// `[sampling]`, validated: which access records are written (statistics
+/// count all).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SamplingConfig {
+    /// The fraction of ordinary requests kept, chosen by request id.
+    pub rate: f64,
+    /// Requests at least this slow are always kept.
+    pub slow_ms: Option<u64>,
+}
 
 /// Whether the record is written.
 pub fn keep(config: &SamplingConfig, facts: &RequestFacts) -> bool {
