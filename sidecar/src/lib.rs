@@ -6,6 +6,8 @@ pub mod admin;
 pub mod cli;
 pub mod cloudwatch;
 pub mod config;
+pub mod ecs;
+pub mod fluentbit;
 pub mod metrics;
 pub mod output;
 pub mod parse_cmd;

@@ -26,6 +26,13 @@ pub struct PipelineCounters {
     /// Requests counted under `other` by the cardinality guard.
     pub stats_folded: AtomicU64,
     pub stats_events: AtomicU64,
+    /// FireLens drop-in: records a grep filter dropped.
+    pub dropin_filtered: AtomicU64,
+    /// FireLens drop-in: records whose tag no output matches (Fluent Bit
+    /// drops them too; counted and logged once per tag).
+    pub dropin_unrouted: AtomicU64,
+    /// FireLens drop-in: records that only `null` outputs took.
+    pub dropin_discarded: AtomicU64,
     /// Unix ms of the output stage's last pass (for /healthz).
     pub last_progress_ms: AtomicU64,
 }
@@ -203,6 +210,24 @@ pub fn render(s: &Sources) -> String {
         "counter",
         "Access records not written because of sampling (statistics count them).",
         load(&p.sampled_out),
+    );
+    e.single(
+        "sluice_firelens_filtered_total",
+        "counter",
+        "FireLens drop-in: records a grep filter of the Fluent Bit configuration dropped.",
+        load(&p.dropin_filtered),
+    );
+    e.single(
+        "sluice_firelens_unrouted_total",
+        "counter",
+        "FireLens drop-in: records whose tag no output of the Fluent Bit configuration matches.",
+        load(&p.dropin_unrouted),
+    );
+    e.single(
+        "sluice_firelens_discarded_total",
+        "counter",
+        "FireLens drop-in: records only null outputs took (the health check's).",
+        load(&p.dropin_discarded),
     );
     e.single(
         "sluice_stats_folded_requests_total",

@@ -6,12 +6,6 @@ use sluice_parser::{json_out, Classified, Classifier, Redactor, RouteTable};
 
 use crate::stats::RequestFacts;
 
-/// The record's container name without Docker's leading `/`.
-fn container_name(record: &Map<String, Json>) -> Option<&str> {
-    let name = record.get("container_name").and_then(Json::as_str)?;
-    Some(name.strip_prefix('/').unwrap_or(name))
-}
-
 /// Everything needed to turn a raw line into its redacted JSON object.
 pub struct LineRenderer {
     pub classifier: Classifier,
@@ -51,6 +45,8 @@ pub struct EventMeta<'a> {
     /// The record key the line came from (`log`, `message`), left out of
     /// `extra`; `None` when the whole record was the line.
     pub line_key: Option<&'a str>,
+    /// The container's task-definition name (see `ecs::Identity`).
+    pub container: &'a str,
 }
 
 /// Record keys written at the top level; the others go under `extra`.
@@ -103,10 +99,9 @@ impl LineRenderer {
                 let route = self.routes.route_key(&record);
                 json_out::write_str(out, &route);
                 out.push('}');
-                let facts = self.collect_facts.then(|| {
-                    let container = meta.and_then(|m| container_name(m.record));
-                    RequestFacts::from_record(&record, route, container)
-                });
+                let facts = self
+                    .collect_facts
+                    .then(|| RequestFacts::from_record(&record, route, meta.map(|m| m.container)));
                 Rendered {
                     access: true,
                     time_ms,
@@ -141,12 +136,89 @@ impl LineRenderer {
         }
     }
 
+    /// The event as Fluent Bit's CloudWatch outputs send it (FireLens
+    /// drop-in mode): the record as a JSON object, every value redacted, or
+    /// `log_key`'s value alone. An Envoy access line becomes its parsed,
+    /// redacted record and `route`, followed by the record's other keys
+    /// (the metadata; left out with `log_key`).
+    pub fn render_fluentbit(
+        &self,
+        line: &str,
+        meta: &EventMeta<'_>,
+        log_key: Option<&str>,
+        out: &mut String,
+    ) -> Rendered {
+        let classified = if self.may_be_access(meta) {
+            self.classifier.classify(line)
+        } else {
+            Classified::App(sluice_parser::trim_line_ending(line))
+        };
+        if let Classified::Access(mut record) = classified {
+            let redactions = self.redactor.redact_record(&mut record);
+            let time_ms = record.start_time_ms().unwrap_or(meta.time_ms);
+            out.push('{');
+            if record.write_json_members(out) {
+                out.push(',');
+            }
+            out.push_str("\"route\":");
+            let route = self.routes.route_key(&record);
+            json_out::write_str(out, &route);
+            if log_key.is_none() {
+                for (key, value) in meta.record {
+                    if Some(key.as_str()) != meta.line_key {
+                        out.push(',');
+                        self.write_member(key, value, out);
+                    }
+                }
+            }
+            out.push('}');
+            let facts = self
+                .collect_facts
+                .then(|| RequestFacts::from_record(&record, route, Some(meta.container)));
+            return Rendered {
+                access: true,
+                time_ms,
+                facts,
+                redactions,
+            };
+        }
+        match log_key.and_then(|k| meta.record.get(k)) {
+            Some(Json::String(s)) => out.push_str(&self.redactor.redact_text(s)),
+            Some(other) => out.push_str(&self.redactor.redact_text(&other.to_string())),
+            None => {
+                out.push('{');
+                for (i, (key, value)) in meta.record.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    self.write_member(key, value, out);
+                }
+                out.push('}');
+            }
+        }
+        Rendered {
+            access: false,
+            time_ms: meta.time_ms,
+            facts: None,
+            redactions: 0,
+        }
+    }
+
+    /// `"key":value`, the value redacted.
+    fn write_member(&self, key: &str, value: &Json, out: &mut String) {
+        json_out::write_str(out, key);
+        out.push(':');
+        match value {
+            Json::String(s) => json_out::write_str(out, &self.redactor.redact_text(s)),
+            other => out.push_str(&self.redactor.redact_text(&other.to_string())),
+        }
+    }
+
     fn may_be_access(&self, meta: &EventMeta<'_>) -> bool {
         if self.access_containers.is_empty() {
             return true;
         }
-        let name = container_name(meta.record).unwrap_or_default();
-        self.access_containers.iter().any(|c| c == name)
+        self.access_containers.iter().any(|c| c == meta.container)
     }
 
     fn write_meta(&self, meta: &EventMeta<'_>, time_ms: i64, out: &mut String) {
@@ -159,9 +231,9 @@ impl LineRenderer {
                 out.push(',');
                 json_out::write_str(out, key);
                 out.push(':');
-                // Docker names containers "/name".
+                // The task-definition name, not Docker's "/ecs-…-name-…".
                 let value = if key == "container_name" {
-                    value.strip_prefix('/').unwrap_or(value)
+                    meta.container
                 } else {
                     value
                 };

@@ -20,17 +20,22 @@ use tokio::sync::{mpsc, watch};
 
 use crate::admin::{self, Admin};
 use crate::cli::RunArgs;
-use crate::cloudwatch::client::{ClientSettings, CloudWatchClient};
-use crate::cloudwatch::ship::{ShipCounters, Shipper};
+use crate::cloudwatch::client::{AssumeRole, ClientSettings, CloudWatchClient};
+use crate::cloudwatch::ship::{GroupPolicies, GroupPolicy, ShipCounters, Shipper};
 use crate::cloudwatch::sink::CloudWatchSink;
 use crate::config::{self, AppFormat, Config, ForwardConfig, OutputType};
+use crate::ecs::{self, Identity, TaskMetadata};
+use crate::fluentbit::plan::{ForwardInput, OutputKind};
+use crate::fluentbit::route::Router;
+use crate::fluentbit::template::TemplateInput;
+use crate::fluentbit::{self, DropIn};
 use crate::metrics::{PipelineCounters, Sources};
 use crate::output::{FileSink, Sink};
 use crate::render::{EventMeta, LineRenderer};
 use crate::spool::{Spool, SpoolShared};
 use crate::stats::sampling::{self, SamplingConfig};
 use crate::stats::{Aggregator, RouteTable};
-use crate::streams::{CachedTemplates, StreamKind, StreamTemplates, StreamVars};
+use crate::streams::{CachedTemplates, StreamKey, StreamKind, StreamTemplates, StreamVars};
 
 /// Frames queued between the listeners and the output. Small: a frame can
 /// hold thousands of events, and a full queue is what pushes back on clients.
@@ -57,6 +62,15 @@ pub fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let drop_in = match load_drop_in(&config) {
+        Ok(d) => d,
+        Err(()) => return ExitCode::from(2),
+    };
+    // Before listening: records that arrive are named with it. At most a
+    // few seconds, and Sluice runs without it when it is not there.
+    let identity = Identity {
+        task: TaskMetadata::from_environment(),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -68,7 +82,7 @@ pub fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = runtime.block_on(serve(config));
+    let code = runtime.block_on(serve(config, drop_in, identity));
     // Do not wait for a stuck output past the grace.
     runtime.shutdown_timeout(Duration::from_millis(100));
     code
@@ -83,17 +97,101 @@ fn init_logging() {
         .try_init();
 }
 
-fn server_config(forward: &ForwardConfig, budget: Arc<MemoryBudget>) -> ServerConfig {
+/// FireLens drop-in mode: the Fluent Bit configuration at
+/// `firelens.config`, when that file exists. Errors are logged; `Err` means
+/// exit 2.
+fn load_drop_in(config: &Config) -> Result<Option<DropIn>, ()> {
+    let Some(path) = config.firelens_config.as_deref().filter(|p| p.exists()) else {
+        return Ok(None);
+    };
+    let env = |name: &str| std::env::var(name).ok();
+    match fluentbit::load(path, &env) {
+        Ok(plan) => {
+            tracing::info!(path = %path.display(), outputs = plan.outputs.len(), filters = plan.filters.len(), "FireLens drop-in mode: inputs, filters and outputs come from the Fluent Bit configuration");
+            for note in &plan.notes {
+                tracing::info!("{note}");
+            }
+            Ok(Some(plan))
+        }
+        Err(errors) => {
+            for e in &errors {
+                tracing::error!(key = %e.key, path = %path.display(), "{}", e.message);
+            }
+            Err(())
+        }
+    }
+}
+
+fn server_config(
+    forward: &ForwardConfig,
+    drop_in: Option<&DropIn>,
+    budget: Arc<MemoryBudget>,
+) -> ServerConfig {
+    let (mut tcp, mut unix) = (
+        forward.listen,
+        forward.unix_path.clone().map(|p| (p, forward.unix_mode)),
+    );
+    let mut shared_key = forward.shared_key.clone();
+    if let Some(plan) = drop_in {
+        // The configuration's forward inputs replace the default listeners.
+        tcp = None;
+        unix = None;
+        for input in &plan.forward {
+            match input {
+                ForwardInput::Tcp(a) if tcp.is_none() => tcp = Some(*a),
+                ForwardInput::Unix(p) if unix.is_none() => {
+                    unix = Some((p.clone(), forward.unix_mode))
+                }
+                other => {
+                    tracing::warn!(input = ?other, "Sluice serves one TCP and one unix forward input; this one is not served")
+                }
+            }
+        }
+        if plan.shared_key.is_some() {
+            shared_key = plan.shared_key.clone();
+        }
+    }
     ServerConfig {
-        tcp: forward.listen,
-        unix: forward.unix_path.clone().map(|p| (p, forward.unix_mode)),
+        tcp,
+        unix,
         max_connections: forward.max_connections,
         idle_timeout: forward.idle_timeout,
         limits: Limits::default(),
-        shared_key: forward.shared_key.clone(),
+        shared_key,
         self_hostname: hostname(),
         budget,
     }
+}
+
+/// The FireLens health check (`[INPUT] tcp`, port 8877): connections are
+/// accepted, read to the end and discarded.
+async fn serve_health_check(addr: std::net::SocketAddr) -> Result<(), ExitCode> {
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(%addr, error = %e, "cannot listen for the FireLens health check ([INPUT] tcp)");
+            return Err(ExitCode::FAILURE);
+        }
+    };
+    tracing::info!(%addr, "FireLens health check input: accepted and discarded");
+    let open = Arc::new(tokio::sync::Semaphore::new(16));
+    tokio::spawn(async move {
+        loop {
+            let Ok(permit) = open.clone().acquire_owned().await else {
+                return;
+            };
+            let Ok((mut socket, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let mut sink = tokio::io::sink();
+                let read = tokio::io::copy(&mut socket, &mut sink);
+                let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
+                drop(permit);
+            });
+        }
+    });
+    Ok(())
 }
 
 /// The name given in the forward handshake: the kernel's hostname (on ECS,
@@ -113,18 +211,49 @@ struct CloudWatchRun {
     spool: Option<Arc<SpoolShared>>,
 }
 
-async fn serve(full: Config) -> ExitCode {
+async fn serve(full: Config, drop_in: Option<DropIn>, identity: Identity) -> ExitCode {
     let budget = Arc::new(MemoryBudget::new(full.memory_limit));
     let (drain, grace) = (full.shutdown_drain, full.shutdown_grace);
-    let config = server_config(&full.forward, budget.clone());
-    let (sink, cloudwatch) = match build_sink(&full, budget.clone()).await {
-        Ok(built) => built,
-        Err(code) => return code,
-    };
+    let config = server_config(&full.forward, drop_in.as_ref(), budget.clone());
+    let policies = Arc::new(GroupPolicies::new(GroupPolicy {
+        create_group: full.cloudwatch.auto_create,
+        create_stream: full.cloudwatch.auto_create,
+        retention_days: full
+            .cloudwatch
+            .retention_days
+            .and_then(|d| i32::try_from(d).ok()),
+    }));
+    let (sink, cloudwatch) =
+        match build_sink(&full, drop_in.as_ref(), policies.clone(), budget.clone()).await {
+            Ok(built) => built,
+            Err(code) => return code,
+        };
+    if let Some(plan) = &drop_in {
+        for addr in &plan.health_checks {
+            if let Err(code) = serve_health_check(*addr).await {
+                return code;
+            }
+        }
+    }
     let pipeline_counters = Arc::new(PipelineCounters::default());
     let totals = Arc::new(Mutex::new(RouteTable::default()));
     let admin_listen = full.admin_listen;
-    let stage = output_stage(full, pipeline_counters.clone(), totals.clone());
+    let routing = match drop_in {
+        Some(plan) => Routing::DropIn(Router::new(plan, policies)),
+        None => Routing::Native(CachedTemplates::new(StreamTemplates {
+            log_group: full.cloudwatch.log_group.clone(),
+            access_stream: full.cloudwatch.access_stream.clone(),
+            app_stream: full.cloudwatch.app_stream.clone(),
+            stats_stream: full.cloudwatch.stats_stream.clone(),
+        })),
+    };
+    let stage = output_stage(
+        full,
+        routing,
+        identity,
+        pipeline_counters.clone(),
+        totals.clone(),
+    );
     let counters = Arc::new(Counters::default());
     let server = match Server::bind(config.clone(), counters.clone()).await {
         Ok(s) => s,
@@ -241,8 +370,29 @@ async fn serve(full: Config) -> ExitCode {
 /// The sink `output.type` asks for; for CloudWatch, also the shipper.
 async fn build_sink(
     full: &Config,
+    drop_in: Option<&DropIn>,
+    policies: Arc<GroupPolicies>,
     budget: Arc<MemoryBudget>,
 ) -> Result<(Sink, Option<CloudWatchRun>), ExitCode> {
+    if let Some(connection) = drop_in.and_then(|d| d.connection.as_ref()) {
+        // The Fluent Bit configuration's CloudWatch outputs say where.
+        let settings = ClientSettings {
+            region: Some(connection.region.clone()),
+            endpoint: connection.endpoint.clone(),
+            assume_role: connection.role_arn.as_ref().map(|role| AssumeRole {
+                role_arn: role.clone(),
+                external_id: connection.external_id.clone(),
+                sts_endpoint: connection.sts_endpoint.clone(),
+            }),
+        };
+        return match start_cloudwatch(full, settings, policies, budget).await {
+            Ok((sink, run)) => Ok((Sink::CloudWatch(Box::new(sink)), Some(run))),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the CloudWatch output");
+                Err(ExitCode::from(2))
+            }
+        };
+    }
     if let (Some(spool), false) = (&full.spool, full.output == OutputType::Cloudwatch) {
         // stdout and files are written before the ack already.
         tracing::warn!(dir = %spool.dir.display(), "spool.dir is set, but the spool only serves output.type = \"cloudwatch\"; not using it");
@@ -255,13 +405,20 @@ async fn build_sink(
                 Err(ExitCode::FAILURE)
             }
         },
-        (OutputType::Cloudwatch, _) => match start_cloudwatch(full, budget).await {
-            Ok((sink, run)) => Ok((Sink::CloudWatch(Box::new(sink)), Some(run))),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot start the CloudWatch output");
-                Err(ExitCode::from(2))
+        (OutputType::Cloudwatch, _) => {
+            let settings = ClientSettings {
+                region: full.cloudwatch.region.clone(),
+                endpoint: full.cloudwatch.endpoint.clone(),
+                assume_role: None,
+            };
+            match start_cloudwatch(full, settings, policies, budget).await {
+                Ok((sink, run)) => Ok((Sink::CloudWatch(Box::new(sink)), Some(run))),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the CloudWatch output");
+                    Err(ExitCode::from(2))
+                }
             }
-        },
+        }
         _ => Ok((Sink::stdout(), None)),
     }
 }
@@ -269,16 +426,16 @@ async fn build_sink(
 /// The output stage's renderer, stream templates, statistics and sampling.
 fn output_stage(
     full: Config,
+    routing: Routing,
+    identity: Identity,
     counters: Arc<PipelineCounters>,
     totals: Arc<Mutex<RouteTable>>,
 ) -> OutputStage {
-    let templates = StreamTemplates {
-        log_group: full.cloudwatch.log_group.clone(),
-        access_stream: full.cloudwatch.access_stream.clone(),
-        app_stream: full.cloudwatch.app_stream.clone(),
-        stats_stream: full.cloudwatch.stats_stream.clone(),
-    };
+    let drop_in = matches!(routing, Routing::DropIn(_));
     OutputStage {
+        routing,
+        identity,
+        unrouted_tags: Vec::new(),
         stats: full
             .stats
             .clone()
@@ -288,8 +445,7 @@ fn output_stage(
         totals,
         text: String::with_capacity(1 << 12),
         written: 0,
-        templates: CachedTemplates::new(templates),
-        renderer: renderer(full),
+        renderer: renderer(full, drop_in),
     }
 }
 
@@ -315,14 +471,12 @@ async fn start_admin(
 /// starts the shipper, and returns the sink the output stage writes to.
 async fn start_cloudwatch(
     config: &Config,
+    settings: ClientSettings,
+    policies: Arc<GroupPolicies>,
     budget: Arc<MemoryBudget>,
 ) -> Result<(CloudWatchSink, CloudWatchRun), String> {
     let cw = &config.cloudwatch;
-    let client = CloudWatchClient::new(&ClientSettings {
-        region: cw.region.clone(),
-        endpoint: cw.endpoint.clone(),
-    })
-    .await?;
+    let client = CloudWatchClient::new(&settings).await?;
     let spool = match &config.spool {
         None => None,
         Some(c) => {
@@ -339,11 +493,9 @@ async fn start_cloudwatch(
     counters
         .last_success_ms
         .store(admin::now_ms(), Ordering::Relaxed);
-    let retention = cw.retention_days.and_then(|d| i32::try_from(d).ok());
     let shipper = Arc::new(Shipper::new(
         client,
-        cw.auto_create,
-        retention,
+        policies,
         counters.clone(),
         spool_shared.clone(),
     ));
@@ -358,8 +510,7 @@ async fn start_cloudwatch(
         spool,
     );
     tracing::info!(
-        endpoint = cw.endpoint.as_deref().unwrap_or("the region's"),
-        log_group = %cw.log_group,
+        endpoint = settings.endpoint.as_deref().unwrap_or("the region's"),
         "sending to CloudWatch Logs"
     );
     Ok((
@@ -423,7 +574,7 @@ async fn wait_for_signal() -> &'static str {
 }
 
 /// The classifier, redactor and routes the configuration asks for.
-fn renderer(config: Config) -> LineRenderer {
+fn renderer(config: Config, drop_in: bool) -> LineRenderer {
     let mut classifier = Classifier::new();
     for format in config.envoy.formats {
         classifier.add_format(format);
@@ -434,7 +585,8 @@ fn renderer(config: Config) -> LineRenderer {
         routes: config.envoy.routes,
         access_containers: config.envoy.containers,
         // stdout and files always carry the metadata.
-        app_lines_as_json: config.output != OutputType::Cloudwatch
+        app_lines_as_json: drop_in
+            || config.output != OutputType::Cloudwatch
             || config.cloudwatch.app_format == AppFormat::Json,
         collect_facts: config.stats.is_some() || config.sampling.is_some(),
     }
@@ -446,10 +598,21 @@ const MAX_JOINED_LINE: usize = 1 << 20;
 /// A split line whose last part has not come for this long goes out as is.
 const PARTIAL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Where events go: Sluice's own `[cloudwatch]` templates, or the routes of
+/// a Fluent Bit configuration (FireLens drop-in mode).
+enum Routing {
+    Native(CachedTemplates),
+    DropIn(Router),
+}
+
 /// What the output stage does with each event besides writing it.
 struct OutputStage {
     renderer: LineRenderer,
-    templates: CachedTemplates,
+    routing: Routing,
+    /// Container names and the task's ECS keys.
+    identity: Identity,
+    /// Tags already logged as matching no output (drop-in), at most 64.
+    unrouted_tags: Vec<String>,
     stats: Option<Aggregator>,
     sampling: Option<SamplingConfig>,
     counters: Arc<PipelineCounters>,
@@ -459,12 +622,35 @@ struct OutputStage {
     written: u64,
 }
 
+/// Tags logged as unrouted at most; past this they are only counted.
+const MAX_UNROUTED_TAGS_LOGGED: usize = 64;
+
 impl OutputStage {
     /// Renders one event and hands it to the sink: statistics first (they
     /// count every access record), then sampling (which only skips the
     /// write).
-    fn write(&mut self, event: &Event, sink: &mut Sink) -> io::Result<()> {
+    fn write(&mut self, mut event: Event, sink: &mut Sink) -> io::Result<()> {
+        if let Routing::DropIn(router) = &self.routing {
+            // The configuration's filters decide, and its record_modifier
+            // adds the ECS keys: nothing is added here.
+            if !router.filter(&event.tag, &mut event.record) {
+                self.counters
+                    .dropin_filtered
+                    .fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            return self.write_drop_in(&event, sink);
+        }
+        self.identity.add_task_keys(&mut event.record);
+        self.write_native(&event, sink)
+    }
+
+    fn write_native(&mut self, event: &Event, sink: &mut Sink) -> io::Result<()> {
+        let Routing::Native(templates) = &mut self.routing else {
+            return Ok(());
+        };
         self.text.clear();
+        let container = self.identity.container_name(&event.tag, &event.record);
         let (line, line_key) = log_line(&event.record);
         let event_ms = event.time_ns.div_euclid(1_000_000);
         let meta = EventMeta {
@@ -472,6 +658,7 @@ impl OutputStage {
             tag: &event.tag,
             record: &event.record,
             line_key,
+            container: &container,
         };
         let rendered = self
             .renderer
@@ -480,31 +667,18 @@ impl OutputStage {
             tag: &event.tag,
             record: &event.record,
             time_ms: event_ms,
+            container: &container,
         };
-        let c = &self.counters;
-        if !rendered.access {
-            c.app_lines.fetch_add(1, Ordering::Relaxed);
-        } else {
-            c.access_records.fetch_add(1, Ordering::Relaxed);
-            c.redactions
-                .fetch_add(rendered.redactions as u64, Ordering::Relaxed);
-        }
-        if let Some(facts) = &rendered.facts {
-            if let Some(stats) = &mut self.stats {
-                if stats.record(self.templates.key(StreamKind::Stats, &vars), facts) {
-                    c.stats_folded.fetch_add(1, Ordering::Relaxed);
-                }
-                if let Ok(mut totals) = self.totals.lock() {
-                    let max = stats.config().max_routes;
-                    totals.add(stats.service(facts), facts, max);
-                }
-            }
-            if let Some(sampling) = &self.sampling {
-                if !sampling::keep(sampling, facts) {
-                    c.sampled_out.fetch_add(1, Ordering::Relaxed);
-                    return Ok(());
-                }
-            }
+        let keep = count_and_sample(
+            &rendered,
+            &self.counters,
+            &mut self.stats,
+            &self.sampling,
+            &self.totals,
+            || templates.key(StreamKind::Stats, &vars).clone(),
+        );
+        if !keep {
+            return Ok(());
         }
         self.written += 1;
         let kind = if rendered.access {
@@ -512,12 +686,100 @@ impl OutputStage {
         } else {
             StreamKind::App
         };
-        let templates = &mut self.templates;
         sink.write(
             move || templates.key(kind, &vars),
             rendered.time_ms,
             &self.text,
         )
+    }
+
+    /// Drop-in mode: every output whose `Match` takes the tag gets the
+    /// event, rendered as Fluent Bit would send it.
+    fn write_drop_in(&mut self, event: &Event, sink: &mut Sink) -> io::Result<()> {
+        let Routing::DropIn(router) = &mut self.routing else {
+            return Ok(());
+        };
+        let outputs = router.outputs_for(&event.tag);
+        if outputs.is_empty() {
+            self.counters
+                .dropin_unrouted
+                .fetch_add(1, Ordering::Relaxed);
+            if self.unrouted_tags.len() < MAX_UNROUTED_TAGS_LOGGED
+                && !self.unrouted_tags.contains(&event.tag)
+            {
+                tracing::warn!(tag = %event.tag, "no [OUTPUT] of the Fluent Bit configuration matches this tag; its records are counted (sluice_firelens_unrouted_total) and not sent, as Fluent Bit would");
+                self.unrouted_tags.push(event.tag.clone());
+            }
+            return Ok(());
+        }
+        let container = self.identity.container_name(&event.tag, &event.record);
+        let (line, line_key) = log_line(&event.record);
+        let event_ms = event.time_ns.div_euclid(1_000_000);
+        let meta = EventMeta {
+            time_ms: event_ms,
+            tag: &event.tag,
+            record: &event.record,
+            line_key,
+            container: &container,
+        };
+        let field = |key: &str| event.record.get(key).and_then(Json::as_str);
+        let task = self.identity.task.as_ref();
+        let task_arn = task.map(|t| t.task_arn.as_str()).or(field("ecs_task_arn"));
+        let task_id = self
+            .identity
+            .task_id(&event.tag)
+            .or(task_arn.map(ecs::last_part));
+        let input = TemplateInput {
+            tag: &event.tag,
+            record: &event.record,
+            task_id,
+            cluster: task
+                .map(|t| t.cluster.as_str())
+                .or(field("ecs_cluster").map(ecs::last_part)),
+            task_arn,
+        };
+        let mut counted = false;
+        let mut sent = false;
+        for index in outputs {
+            let Some(key) = router.key(index, &input) else {
+                continue;
+            };
+            let log_key = match &router.output(index).kind {
+                OutputKind::CloudWatch(o) => o.log_key.as_deref(),
+                OutputKind::Null => None,
+            };
+            self.text.clear();
+            let rendered = self
+                .renderer
+                .render_fluentbit(&line, &meta, log_key, &mut self.text);
+            if !counted {
+                counted = true;
+                let stats_key = || StreamKey {
+                    group: key.group.clone(),
+                    stream: format!("sluice-stats/{}", task_id.unwrap_or("unknown")),
+                };
+                let keep = count_and_sample(
+                    &rendered,
+                    &self.counters,
+                    &mut self.stats,
+                    &self.sampling,
+                    &self.totals,
+                    stats_key,
+                );
+                if !keep {
+                    return Ok(());
+                }
+            }
+            sent = true;
+            self.written += 1;
+            sink.write(|| &key, rendered.time_ms, &self.text)?;
+        }
+        if !sent {
+            self.counters
+                .dropin_discarded
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// Writes the statistics of the interval that ended (or, at shutdown,
@@ -540,6 +802,44 @@ impl OutputStage {
         }
         Ok(())
     }
+}
+
+/// Counts a rendered event, feeds the statistics (every access record)
+/// and decides sampling: whether the event is written.
+fn count_and_sample(
+    rendered: &crate::render::Rendered,
+    c: &PipelineCounters,
+    stats: &mut Option<Aggregator>,
+    sampling: &Option<SamplingConfig>,
+    totals: &Mutex<RouteTable>,
+    stats_key: impl FnOnce() -> StreamKey,
+) -> bool {
+    if !rendered.access {
+        c.app_lines.fetch_add(1, Ordering::Relaxed);
+    } else {
+        c.access_records.fetch_add(1, Ordering::Relaxed);
+        c.redactions
+            .fetch_add(rendered.redactions as u64, Ordering::Relaxed);
+    }
+    let Some(facts) = &rendered.facts else {
+        return true;
+    };
+    if let Some(stats) = stats {
+        if stats.record(&stats_key(), facts) {
+            c.stats_folded.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Ok(mut totals) = totals.lock() {
+            let max = stats.config().max_routes;
+            totals.add(stats.service(facts), facts, max);
+        }
+    }
+    if let Some(sampling) = sampling {
+        if !sampling::keep(sampling, facts) {
+            c.sampled_out.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+    }
+    true
 }
 
 /// The output stage: joins Docker's split lines, renders every event, hands
@@ -593,7 +893,7 @@ fn write_output(
                 for delivery in &mut group {
                     for event in std::mem::take(&mut delivery.events) {
                         for joined in partials.push(event, now) {
-                            stage.write(&joined, &mut sink)?;
+                            stage.write(joined, &mut sink)?;
                         }
                     }
                 }
@@ -607,14 +907,14 @@ fn write_output(
         if last_tick.elapsed() >= TICK {
             last_tick = Instant::now();
             for stale in partials.expire(now) {
-                stage.write(&stale, &mut sink)?;
+                stage.write(stale, &mut sink)?;
             }
             stage.emit_stats(&mut sink, false)?;
             sink.tick(last_tick)?;
         }
     }
     for rest in partials.flush() {
-        stage.write(&rest, &mut sink)?;
+        stage.write(rest, &mut sink)?;
     }
     // The partial interval too: the last minute before a stop matters.
     stage.emit_stats(&mut sink, true)?;

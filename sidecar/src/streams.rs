@@ -24,16 +24,15 @@ pub struct StreamVars<'a> {
     pub tag: &'a str,
     pub record: &'a Map<String, Json>,
     pub time_ms: i64,
+    /// The container's task-definition name (see `ecs::Identity`).
+    pub container: &'a str,
 }
 
 impl StreamVars<'_> {
     fn get(&self, name: &str) -> String {
         let field = |key: &str| self.record.get(key).and_then(Json::as_str);
         match name {
-            "container_name" => {
-                let name = field("container_name").unwrap_or("unknown");
-                name.strip_prefix('/').unwrap_or(name).to_string()
-            }
+            "container_name" => self.container.to_string(),
             // FireLens tags are `<container>-firelens-<task id>`; the task
             // ARN ends in the task id too.
             "task_id" => field("ecs_task_arn")
@@ -97,7 +96,7 @@ pub struct CachedTemplates {
 #[derive(PartialEq, Eq)]
 struct MemoInputs {
     tag: String,
-    container: Option<String>,
+    container: String,
     task_arn: Option<String>,
     cluster: Option<String>,
     day: i64,
@@ -107,7 +106,7 @@ impl MemoInputs {
     fn matches(&self, vars: &StreamVars<'_>) -> bool {
         let field = |key: &str| vars.record.get(key).and_then(Json::as_str);
         self.tag == vars.tag
-            && self.container.as_deref() == field("container_name")
+            && self.container == vars.container
             && self.task_arn.as_deref() == field("ecs_task_arn")
             && self.cluster.as_deref() == field("ecs_cluster")
             && self.day == vars.time_ms.div_euclid(86_400_000)
@@ -122,7 +121,7 @@ impl MemoInputs {
         };
         MemoInputs {
             tag: vars.tag.to_string(),
-            container: field("container_name"),
+            container: vars.container.to_string(),
             task_arn: field("ecs_task_arn"),
             cluster: field("ecs_cluster"),
             day: vars.time_ms.div_euclid(86_400_000),
@@ -175,7 +174,7 @@ fn fill(template: &str, vars: &StreamVars<'_>) -> String {
 
 /// A valid log group name: 1-512 of `[.-_/#A-Za-z0-9]`, not starting with
 /// `aws/`; anything else becomes `_`.
-fn group_name(name: &str) -> String {
+pub fn group_name(name: &str) -> String {
     let mut out: String = name
         .chars()
         .map(|c| {
@@ -197,7 +196,7 @@ fn group_name(name: &str) -> String {
 }
 
 /// A valid log stream name: 1-512 characters, no `:` or `*`.
-fn stream_name(name: &str) -> String {
+pub fn stream_name(name: &str) -> String {
     let mut out: String = name
         .chars()
         .map(|c| {
@@ -258,26 +257,28 @@ mod tests {
     #[test]
     fn cached_keys_follow_every_input() {
         let mut cached = CachedTemplates::new(templates());
-        let Json::Object(envoy) = json!({"container_name": "/envoy", "ecs_task_arn": "a/t1"})
-        else {
-            unreachable!()
+        let object = |v: Json| -> &'static Map<String, Json> {
+            match v {
+                Json::Object(m) => Box::leak(Box::new(m)),
+                _ => unreachable!(),
+            }
         };
-        let Json::Object(app) = json!({"container_name": "/app", "ecs_task_arn": "a/t1"}) else {
-            unreachable!()
-        };
-        let vars = |record, time_ms| StreamVars {
+        let envoy = object(json!({"container_name": "/envoy", "ecs_task_arn": "a/t1"}));
+        let app = object(json!({"container_name": "/app", "ecs_task_arn": "a/t1"}));
+        let vars = |record: &'static Map<String, Json>, time_ms| StreamVars {
             tag: "t",
             record,
             time_ms,
+            container: record["container_name"].as_str().unwrap_or("")[1..].as_ref(),
         };
         let day = 86_400_000;
         for (record, time_ms, kind) in [
-            (&envoy, 0, StreamKind::App),
-            (&envoy, 5, StreamKind::App),
-            (&envoy, 5, StreamKind::Access),
-            (&app, 5, StreamKind::App),
-            (&app, day, StreamKind::App),
-            (&envoy, day, StreamKind::Stats),
+            (envoy, 0, StreamKind::App),
+            (envoy, 5, StreamKind::App),
+            (envoy, 5, StreamKind::Access),
+            (app, 5, StreamKind::App),
+            (app, day, StreamKind::App),
+            (envoy, day, StreamKind::Stats),
         ] {
             let v = vars(record, time_ms);
             let expected = match kind {
@@ -302,6 +303,7 @@ mod tests {
             tag: "envoy-firelens-5a0a7b1c",
             record: &record,
             time_ms: 1_700_000_000_000,
+            container: "envoy",
         };
         assert_eq!(
             templates().key(true, &vars),
@@ -325,6 +327,7 @@ mod tests {
             tag: "app-firelens-t9",
             record: &record,
             time_ms: 0,
+            container: "../../etc:*x y",
         };
         let key = templates().key(false, &vars);
         // `/` and `.` are valid in group names; the file output escapes them.
@@ -344,6 +347,7 @@ mod tests {
             tag: "plain",
             record: &Map::new(),
             time_ms: 0,
+            container: "unknown",
         };
         assert_eq!(templates().key(true, &vars).stream, "unknown/access");
         assert_eq!(group_name("aws/x"), "_aw/x");

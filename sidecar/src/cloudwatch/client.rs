@@ -80,6 +80,18 @@ pub struct ClientSettings {
     pub region: Option<String>,
     /// A local API (moto, a proxy) instead of the regional endpoint.
     pub endpoint: Option<String>,
+    /// A role to assume on top of the default credentials (a FireLens
+    /// output's `role_arn`).
+    pub assume_role: Option<AssumeRole>,
+}
+
+/// `role_arn`, `external_id` and `sts_endpoint` of a FireLens output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AssumeRole {
+    pub role_arn: String,
+    pub external_id: Option<String>,
+    /// An STS endpoint URL instead of the region's.
+    pub sts_endpoint: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -103,9 +115,6 @@ impl CloudWatchClient {
         if let Some(region) = &settings.region {
             loader = loader.region(aws_config::Region::new(region.clone()));
         }
-        if let Some(endpoint) = &settings.endpoint {
-            loader = loader.endpoint_url(endpoint.clone());
-        }
         let sdk = loader.load().await;
         if sdk.region().is_none() {
             return Err(
@@ -113,8 +122,28 @@ impl CloudWatchClient {
                     .to_string(),
             );
         }
+        // The endpoint is CloudWatch Logs' alone: STS keeps its own.
+        let mut config = aws_sdk_cloudwatchlogs::config::Builder::from(&sdk);
+        if let Some(endpoint) = &settings.endpoint {
+            config = config.endpoint_url(endpoint.clone());
+        }
+        if let Some(role) = &settings.assume_role {
+            // The role's credentials come from STS with the default chain's
+            // credentials (the task role on ECS), refreshed before expiry.
+            let mut sts = sdk.to_builder();
+            if let Some(endpoint) = &role.sts_endpoint {
+                sts = sts.endpoint_url(endpoint.clone());
+            }
+            let mut provider = aws_config::sts::AssumeRoleProvider::builder(role.role_arn.clone())
+                .session_name("sluice")
+                .configure(&sts.build());
+            if let Some(id) = &role.external_id {
+                provider = provider.external_id(id.clone());
+            }
+            config = config.credentials_provider(provider.build().await);
+        }
         Ok(CloudWatchClient {
-            client: Client::new(&sdk),
+            client: Client::from_conf(config.build()),
         })
     }
 

@@ -93,10 +93,48 @@ impl ShipCounters {
     }
 }
 
+/// What the shipper may create for a log group, and the retention of a
+/// group it creates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GroupPolicy {
+    pub create_group: bool,
+    pub create_stream: bool,
+    pub retention_days: Option<i32>,
+}
+
+/// The policy of each log group: one for all (`[cloudwatch]`), or per group
+/// as FireLens outputs name them (each output has its own).
+pub struct GroupPolicies {
+    default: GroupPolicy,
+    by_group: std::sync::Mutex<HashMap<String, GroupPolicy>>,
+}
+
+impl GroupPolicies {
+    pub fn new(default: GroupPolicy) -> GroupPolicies {
+        GroupPolicies {
+            default,
+            by_group: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn set(&self, group: &str, policy: GroupPolicy) {
+        if let Ok(mut map) = self.by_group.lock() {
+            map.insert(group.to_string(), policy);
+        }
+    }
+
+    pub fn get(&self, group: &str) -> GroupPolicy {
+        self.by_group
+            .lock()
+            .ok()
+            .and_then(|m| m.get(group).copied())
+            .unwrap_or(self.default)
+    }
+}
+
 pub struct Shipper {
     client: CloudWatchClient,
-    auto_create: bool,
-    retention_days: Option<i32>,
+    policies: Arc<GroupPolicies>,
     in_flight: Semaphore,
     counters: Arc<ShipCounters>,
     /// How many times each stream was created. Batches in flight at once
@@ -111,15 +149,13 @@ pub struct Shipper {
 impl Shipper {
     pub fn new(
         client: CloudWatchClient,
-        auto_create: bool,
-        retention_days: Option<i32>,
+        policies: Arc<GroupPolicies>,
         counters: Arc<ShipCounters>,
         spool: Option<Arc<SpoolShared>>,
     ) -> Shipper {
         Shipper {
             client,
-            auto_create,
-            retention_days,
+            policies,
             in_flight: Semaphore::new(MAX_IN_FLIGHT),
             counters,
             creations: Mutex::new(HashMap::new()),
@@ -229,7 +265,12 @@ impl Shipper {
                     ShipCounters::add(&self.counters.rejected_invalid, 1);
                     return None;
                 }
-                Err(CallError::NotFound) if self.auto_create && !created => {
+                Err(CallError::NotFound)
+                    if !created && {
+                        let p = self.policies.get(&key.group);
+                        p.create_group || p.create_stream
+                    } =>
+                {
                     created = true;
                     let mut creations = self.creations.lock().await;
                     let count = creations.entry(key.clone()).or_default();
@@ -247,10 +288,13 @@ impl Shipper {
                     }
                 }
                 Err(CallError::NotFound) => {
-                    if self.auto_create {
+                    let p = self.policies.get(&key.group);
+                    if p.create_group {
                         "the log group or stream is still missing after creating it".to_string()
+                    } else if p.create_stream {
+                        "the log group does not exist, and creating it is off (cloudwatch.auto_create, or auto_create_group of a FireLens output)".to_string()
                     } else {
-                        "the log group or stream does not exist and cloudwatch.auto_create is false"
+                        "the log group or stream does not exist, and creating them is off (cloudwatch.auto_create, or auto_create_stream of a FireLens output)"
                             .to_string()
                     }
                 }
@@ -291,20 +335,25 @@ impl Shipper {
     /// Creates the group (setting its retention when this call created it)
     /// and the stream. What already exists is fine.
     async fn create(&self, key: &StreamKey) -> Result<(), String> {
-        let new_group = self
-            .client
-            .create_log_group(&key.group)
-            .await
-            .map_err(|e| format!("creating the log group: {e:?}"))?;
+        let policy = self.policies.get(&key.group);
+        let new_group = policy.create_group
+            && self
+                .client
+                .create_log_group(&key.group)
+                .await
+                .map_err(|e| format!("creating the log group: {e:?}"))?;
         if new_group {
             ShipCounters::add(&self.counters.groups_created, 1);
             tracing::info!(group = %key.group, "created log group");
-            if let Some(days) = self.retention_days {
+            if let Some(days) = policy.retention_days {
                 self.client
                     .put_retention_policy(&key.group, days)
                     .await
                     .map_err(|e| format!("setting the retention: {e:?}"))?;
             }
+        }
+        if !policy.create_stream {
+            return Ok(());
         }
         if self
             .client

@@ -1,0 +1,263 @@
+//! What ECS tells the log router about its task, and who sent a record.
+//!
+//! Records from Docker's fluentd driver carry Docker's container name
+//! (`/ecs-orders-7-envoy-9a8b…`), the full container id and a tag
+//! `<container>-firelens-<task id>`; nothing else (shared/firelens.md §1.2).
+//! The task-definition name of a container is the tag's part before
+//! `-firelens-`, else the task metadata's `Name` for the record's id or
+//! Docker name, else Docker's name without its `/`. Task metadata v4
+//! (`${ECS_CONTAINER_METADATA_URI_V4}/task`) gives the cluster, task and
+//! task definition, which Fluent Bit's `record_modifier` would add.
+
+mod http;
+
+use std::borrow::Cow;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::{Map, Value as Json};
+
+/// The variable ECS sets in every container (agent ≥ 1.39, Fargate 1.4).
+pub const METADATA_VARIABLE: &str = "ECS_CONTAINER_METADATA_URI_V4";
+
+/// At most this long at start for the metadata endpoint; input waits.
+const METADATA_PATIENCE: Duration = Duration::from_secs(3);
+
+/// The task, as `${uri}/task` describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskMetadata {
+    /// The cluster's name (Fargate gives an ARN; this is its last part).
+    pub cluster: String,
+    pub task_arn: String,
+    /// The ARN's last part.
+    pub task_id: String,
+    /// `family:revision`.
+    pub task_definition: String,
+    pub containers: Vec<ContainerMetadata>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerMetadata {
+    /// The task-definition name.
+    pub name: String,
+    pub docker_id: String,
+    /// Docker's name, without a `/`.
+    pub docker_name: String,
+}
+
+/// The v4 task answer's fields Sluice reads (shared/firelens.md §4).
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TaskAnswer {
+    cluster: String,
+    #[serde(rename = "TaskARN")]
+    task_arn: String,
+    family: String,
+    revision: String,
+    #[serde(default)]
+    containers: Vec<ContainerAnswer>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ContainerAnswer {
+    #[serde(default)]
+    docker_id: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    docker_name: String,
+}
+
+/// The last `/`-separated part: a name from an ARN, an id from a task ARN.
+pub fn last_part(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
+}
+
+impl TaskMetadata {
+    pub fn parse(body: &str) -> Result<TaskMetadata, String> {
+        let answer: TaskAnswer =
+            serde_json::from_str(body).map_err(|e| format!("not task metadata: {e}"))?;
+        Ok(TaskMetadata {
+            cluster: last_part(&answer.cluster).to_string(),
+            task_id: last_part(&answer.task_arn).to_string(),
+            task_arn: answer.task_arn,
+            task_definition: format!("{}:{}", answer.family, answer.revision),
+            containers: answer
+                .containers
+                .into_iter()
+                .map(|c| ContainerMetadata {
+                    name: c.name,
+                    docker_id: c.docker_id,
+                    docker_name: c.docker_name.trim_start_matches('/').to_string(),
+                })
+                .collect(),
+        })
+    }
+
+    /// Reads `${uri}/task`, retrying for at most a few seconds; `None`
+    /// (logged once) when the endpoint is missing, slow or failing.
+    pub fn fetch(uri: &str) -> Option<TaskMetadata> {
+        let url = format!("{}/task", uri.trim_end_matches('/'));
+        let deadline = Instant::now() + METADATA_PATIENCE;
+        let mut wait = Duration::from_millis(100);
+        let mut last_error;
+        loop {
+            let attempt_deadline = deadline.min(Instant::now() + Duration::from_secs(1));
+            match http::get(&url, attempt_deadline).and_then(|body| TaskMetadata::parse(&body)) {
+                Ok(task) => {
+                    tracing::info!(cluster = %task.cluster, task_arn = %task.task_arn, task_definition = %task.task_definition, containers = task.containers.len(), "task metadata read");
+                    return Some(task);
+                }
+                Err(e) => last_error = e,
+            }
+            if Instant::now() + wait >= deadline {
+                break;
+            }
+            std::thread::sleep(wait);
+            wait *= 2;
+        }
+        tracing::warn!(%url, error = %last_error, "cannot read the task metadata; running without it (cluster, task and task-definition names come from the records and tags only)");
+        None
+    }
+
+    /// From the environment's `ECS_CONTAINER_METADATA_URI_V4`, when set.
+    pub fn from_environment() -> Option<TaskMetadata> {
+        let uri = std::env::var(METADATA_VARIABLE).ok()?;
+        TaskMetadata::fetch(&uri)
+    }
+}
+
+/// Who sent a record, and the ECS keys a record without them gets.
+#[derive(Clone, Debug, Default)]
+pub struct Identity {
+    pub task: Option<TaskMetadata>,
+}
+
+impl Identity {
+    /// The container's task-definition name (see the module's doc).
+    pub fn container_name<'a>(
+        &'a self,
+        tag: &'a str,
+        record: &'a Map<String, Json>,
+    ) -> Cow<'a, str> {
+        if let Some((name, _)) = tag.split_once("-firelens-") {
+            if !name.is_empty() {
+                return Cow::Borrowed(name);
+            }
+        }
+        let field = |key: &str| record.get(key).and_then(Json::as_str);
+        let docker_name = field("container_name").map(|n| n.trim_start_matches('/'));
+        if let Some(task) = &self.task {
+            let id = field("container_id");
+            let known = task.containers.iter().find(|c| {
+                (id.is_some_and(|id| !c.docker_id.is_empty() && c.docker_id == id))
+                    || docker_name.is_some_and(|n| !c.docker_name.is_empty() && c.docker_name == n)
+            });
+            if let Some(c) = known {
+                return Cow::Borrowed(&c.name);
+            }
+        }
+        match docker_name {
+            Some(n) => Cow::Borrowed(n),
+            None => Cow::Borrowed("unknown"),
+        }
+    }
+
+    /// Adds `ecs_cluster`, `ecs_task_arn` and `ecs_task_definition` to a
+    /// record that lacks them, as FireLens' `record_modifier` would.
+    pub fn add_task_keys(&self, record: &mut Map<String, Json>) {
+        let Some(task) = &self.task else { return };
+        for (key, value) in [
+            ("ecs_cluster", &task.cluster),
+            ("ecs_task_arn", &task.task_arn),
+            ("ecs_task_definition", &task.task_definition),
+        ] {
+            if !record.contains_key(key) {
+                record.insert(key.to_string(), Json::String(value.clone()));
+            }
+        }
+    }
+
+    /// The task id: metadata, else the tag's part after `-firelens-`.
+    pub fn task_id<'a>(&'a self, tag: &'a str) -> Option<&'a str> {
+        match &self.task {
+            Some(t) => Some(&t.task_id),
+            None => tag.split_once("-firelens-").map(|(_, id)| id),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The docs' Fargate answer, shortened: the cluster is an ARN, Docker's
+    /// name is the task-definition name.
+    const FARGATE: &str = r#"{
+        "Cluster": "arn:aws:ecs:us-west-2:111122223333:cluster/default",
+        "TaskARN": "arn:aws:ecs:us-west-2:111122223333:task/default/e9028f8d5d8e4f258373e7b93ce9a3c3",
+        "Family": "curltest", "Revision": "3", "LaunchType": "FARGATE",
+        "Containers": [{"DockerId": "e9028f8d5d8e4f258373e7b93ce9a3c3-3155516364", "Name": "curl", "DockerName": "curl", "Labels": {}}]
+    }"#;
+
+    #[test]
+    fn metadata_from_fargate() {
+        let t = TaskMetadata::parse(FARGATE).unwrap();
+        assert_eq!(t.cluster, "default");
+        assert_eq!(t.task_id, "e9028f8d5d8e4f258373e7b93ce9a3c3");
+        assert_eq!(t.task_definition, "curltest:3");
+        assert_eq!(
+            t.containers,
+            [ContainerMetadata {
+                name: "curl".into(),
+                docker_id: "e9028f8d5d8e4f258373e7b93ce9a3c3-3155516364".into(),
+                docker_name: "curl".into()
+            }]
+        );
+        assert!(TaskMetadata::parse("{}").is_err());
+    }
+
+    #[test]
+    fn container_names() {
+        let task = TaskMetadata {
+            cluster: "c".into(),
+            task_arn: "arn:aws:ecs:r:1:task/c/abc".into(),
+            task_id: "abc".into(),
+            task_definition: "orders:7".into(),
+            containers: vec![ContainerMetadata {
+                name: "envoy".into(),
+                docker_id: "d0c8".into(),
+                docker_name: "ecs-orders-7-envoy-9a8b".into(),
+            }],
+        };
+        let with = Identity { task: Some(task) };
+        let without = Identity::default();
+        let record = |pairs: &[(&str, &str)]| -> Map<String, Json> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), Json::String(v.to_string())))
+                .collect()
+        };
+        let docker = record(&[
+            ("container_name", "/ecs-orders-7-envoy-9a8b"),
+            ("container_id", "d0c8"),
+        ]);
+        assert_eq!(with.container_name("app-firelens-abc", &docker), "app");
+        assert_eq!(with.container_name("docker.d0c8", &docker), "envoy");
+        let by_name = record(&[("container_name", "/ecs-orders-7-envoy-9a8b")]);
+        assert_eq!(with.container_name("x", &by_name), "envoy");
+        assert_eq!(
+            without.container_name("x", &docker),
+            "ecs-orders-7-envoy-9a8b"
+        );
+        assert_eq!(without.container_name("x", &Map::new()), "unknown");
+        let mut r = record(&[("ecs_cluster", "given")]);
+        with.add_task_keys(&mut r);
+        assert_eq!(r["ecs_cluster"], "given");
+        assert_eq!(r["ecs_task_arn"], "arn:aws:ecs:r:1:task/c/abc");
+        assert_eq!(r["ecs_task_definition"], "orders:7");
+        assert_eq!(with.task_id("t"), Some("abc"));
+        assert_eq!(without.task_id("app-firelens-xyz"), Some("xyz"));
+    }
+}

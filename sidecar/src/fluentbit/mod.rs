@@ -1,0 +1,138 @@
+//! FireLens drop-in mode: the Fluent Bit configuration ECS generates for the
+//! log router (`/fluent-bit/etc/fluent-bit.conf`), read and served as
+//! Fluent Bit would serve it.
+//!
+//! - [`classic`] reads the file format (sections, includes, variables);
+//! - [`plan`] turns the sections into inputs, filters and outputs, refusing
+//!   what Sluice cannot serve;
+//! - [`route`] applies the plan to each record;
+//! - [`template`] fills Fluent Bit's group and stream name templates.
+
+pub mod classic;
+pub mod plan;
+pub mod route;
+pub mod template;
+
+use std::fmt::Write;
+use std::path::Path;
+
+use crate::config::ConfigError;
+pub use plan::DropIn;
+
+/// Reads and plans `path`. `env` gives `${VAR}`s that `@SET` did not.
+pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<DropIn, Vec<ConfigError>> {
+    let read = classic::read(path, env).map_err(|e| {
+        vec![ConfigError {
+            key: e.at,
+            message: e.message,
+        }]
+    })?;
+    let mut plan = plan::plan(path, &read.sections)?;
+    for name in read.unset_variables {
+        plan.notes.push(format!(
+            "${{{name}}} is used but not set; it reads as \"\", as in Fluent Bit"
+        ));
+    }
+    Ok(plan)
+}
+
+/// The routes a plan derived, for `sluice check-config`: per output, its
+/// `Match`, plugin, group and stream (templates shown as templates); then
+/// inputs, filters, and what does not apply.
+pub fn describe(plan: &DropIn) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "FireLens drop-in: {}", plan.path.display());
+    for input in &plan.forward {
+        let _ = match input {
+            plan::ForwardInput::Unix(p) => writeln!(out, "  input forward unix {}", p.display()),
+            plan::ForwardInput::Tcp(a) => writeln!(out, "  input forward tcp {a}"),
+        };
+    }
+    for a in &plan.health_checks {
+        let _ = writeln!(
+            out,
+            "  input tcp {a} (health check: accepted and discarded)"
+        );
+    }
+    for f in &plan.filters {
+        let what = match &f.action {
+            plan::FilterAction::Grep(g) => {
+                let rules: Vec<String> = g
+                    .rules
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{} {} {}",
+                            if r.exclude { "Exclude" } else { "Regex" },
+                            r.key,
+                            r.regex.as_str()
+                        )
+                    })
+                    .collect();
+                format!("grep {}", rules.join("; "))
+            }
+            plan::FilterAction::RecordModifier(m) => {
+                let mut parts: Vec<String> = m
+                    .records
+                    .iter()
+                    .map(|(k, v)| format!("Record {k} {v}"))
+                    .collect();
+                parts.extend(m.remove_keys.iter().map(|k| format!("Remove_key {k}")));
+                parts.extend(
+                    m.allowlist_keys
+                        .iter()
+                        .map(|k| format!("Allowlist_key {k}")),
+                );
+                format!("record_modifier {}", parts.join("; "))
+            }
+        };
+        let _ = writeln!(out, "  filter {}: {what}", f.matcher.describe());
+    }
+    if let Some(c) = &plan.connection {
+        let _ = writeln!(
+            out,
+            "  cloudwatch: region {}, endpoint {}{}",
+            c.region,
+            c.endpoint.as_deref().unwrap_or("the region's"),
+            c.role_arn
+                .as_deref()
+                .map(|r| format!(", role {r}"))
+                .unwrap_or_default()
+        );
+    }
+    for o in &plan.outputs {
+        let _ = match &o.kind {
+            plan::OutputKind::Null => {
+                writeln!(out, "  route {} -> null (discarded)", o.matcher.describe())
+            }
+            plan::OutputKind::CloudWatch(cw) => writeln!(
+                out,
+                "  route {} -> {}: group {}, stream {}{}{}{}",
+                o.matcher.describe(),
+                o.plugin,
+                cw.group.describe(),
+                cw.stream.describe(),
+                cw.log_key
+                    .as_deref()
+                    .map(|k| format!(", log_key {k}"))
+                    .unwrap_or_default(),
+                if cw.create_group {
+                    ", auto_create_group"
+                } else {
+                    ""
+                },
+                cw.retention_days
+                    .map(|d| format!(", retention {d} days"))
+                    .unwrap_or_default(),
+            ),
+        };
+    }
+    let _ = writeln!(
+        out,
+        "  statistics: stream sluice-stats/<task id> in each access record's log group"
+    );
+    for note in &plan.notes {
+        let _ = writeln!(out, "  ignored: {note}");
+    }
+    out
+}

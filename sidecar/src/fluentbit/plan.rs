@@ -1,0 +1,763 @@
+//! What a Fluent Bit configuration asks of Sluice: its inputs, filters and
+//! outputs, checked the way Fluent Bit checks them, with every problem found
+//! at once. Outputs Sluice cannot serve are refused by name and `Match`,
+//! so that logs never go silently nowhere; options that do not apply to
+//! Sluice are accepted and noted with the reason.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use regex::Regex;
+use serde::Deserialize;
+
+use super::classic::{Section, SectionKind};
+use super::template::Template;
+use crate::config::layer::{read_section, Origin, RawSection, RawValue};
+use crate::config::{retention_message, ConfigError, RETENTION_DAYS};
+
+/// A Fluent Bit configuration, as Sluice serves it.
+#[derive(Debug)]
+pub struct DropIn {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// `[INPUT] forward` listeners.
+    pub forward: Vec<ForwardInput>,
+    /// A `shared_key` on a TCP forward input.
+    pub shared_key: Option<String>,
+    /// `[INPUT] tcp` listeners: accepted and discarded (the FireLens health
+    /// check).
+    pub health_checks: Vec<SocketAddr>,
+    pub filters: Vec<Filter>,
+    pub outputs: Vec<Output>,
+    /// Where every CloudWatch output sends.
+    pub connection: Option<Connection>,
+    /// What was accepted but does not apply, each with its reason.
+    pub notes: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ForwardInput {
+    Unix(PathBuf),
+    Tcp(SocketAddr),
+}
+
+/// Which tags a filter or output takes: `Match` (`*` wildcards, case
+/// sensitive) or `Match_Regex`, which wins when both are given.
+#[derive(Clone, Debug)]
+pub enum TagMatch {
+    Glob(String),
+    Regex(Regex),
+}
+
+impl TagMatch {
+    pub fn matches(&self, tag: &str) -> bool {
+        match self {
+            TagMatch::Glob(pattern) => glob_matches(pattern.as_bytes(), tag.as_bytes()),
+            TagMatch::Regex(re) => re.is_match(tag),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            TagMatch::Glob(p) => format!("Match {p}"),
+            TagMatch::Regex(r) => format!("Match_Regex {}", r.as_str()),
+        }
+    }
+}
+
+/// `*` matches any run of characters; everything else itself.
+fn glob_matches(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, t));
+            p += 1;
+        } else if p < pattern.len() && pattern[p] == text[t] {
+            p += 1;
+            t += 1;
+        } else if let Some((sp, st)) = star {
+            p = sp + 1;
+            t = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+#[derive(Debug)]
+pub struct Filter {
+    pub matcher: TagMatch,
+    pub action: FilterAction,
+}
+
+#[derive(Debug)]
+pub enum FilterAction {
+    Grep(Grep),
+    RecordModifier(RecordModifier),
+}
+
+/// `[FILTER] grep`: `Regex KEY REGEX` keeps records whose KEY matches,
+/// `Exclude KEY REGEX` drops those that match.
+#[derive(Debug)]
+pub struct Grep {
+    pub rules: Vec<GrepRule>,
+    /// `Logical_Op`: `legacy` (every Regex must match, no Exclude may),
+    /// `and`, `or`.
+    pub op: LogicalOp,
+}
+
+#[derive(Debug)]
+pub struct GrepRule {
+    pub exclude: bool,
+    pub key: String,
+    pub regex: Regex,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogicalOp {
+    Legacy,
+    And,
+    Or,
+}
+
+/// `[FILTER] record_modifier`.
+#[derive(Debug, Default)]
+pub struct RecordModifier {
+    pub records: Vec<(String, String)>,
+    pub remove_keys: Vec<String>,
+    pub allowlist_keys: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct Output {
+    pub matcher: TagMatch,
+    pub plugin: String,
+    pub kind: OutputKind,
+}
+
+#[derive(Debug)]
+pub enum OutputKind {
+    /// `null`: discarded.
+    Null,
+    CloudWatch(Box<CloudWatchOutput>),
+}
+
+/// A `cloudwatch_logs` or `cloudwatch` output.
+#[derive(Debug)]
+pub struct CloudWatchOutput {
+    pub group: NameRule,
+    pub stream: NameRule,
+    /// Send only this key's value instead of the record as JSON.
+    pub log_key: Option<String>,
+    pub create_group: bool,
+    pub create_stream: bool,
+    pub retention_days: Option<i32>,
+    /// The Go plugin replaces characters CloudWatch does not allow with
+    /// `.`; Sluice's own rule (for `cloudwatch_logs`) uses `_`.
+    pub go_names: bool,
+}
+
+/// A name: a template, and what to use when it cannot be filled.
+#[derive(Clone, Debug)]
+pub struct NameRule {
+    pub template: Option<Template>,
+    pub fallback: Fallback,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fallback {
+    Name(String),
+    /// `log_stream_prefix`: the prefix and the tag.
+    PrefixAndTag(String),
+}
+
+impl NameRule {
+    pub fn describe(&self) -> String {
+        let fallback = match &self.fallback {
+            Fallback::Name(n) => n.clone(),
+            Fallback::PrefixAndTag(p) => format!("{p}<tag>"),
+        };
+        match &self.template {
+            Some(t) => format!("{} (else {fallback})", t.source),
+            None => fallback,
+        }
+    }
+}
+
+/// Region, endpoint and role, shared by every CloudWatch output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Connection {
+    pub region: String,
+    /// A URL; Fluent Bit's host-only form becomes `https://host`.
+    pub endpoint: Option<String>,
+    pub role_arn: Option<String>,
+    pub external_id: Option<String>,
+    pub sts_endpoint: Option<String>,
+}
+
+/// The options of both CloudWatch plugins (keys lower-cased, as Fluent Bit
+/// loads them), typed by the same layer as Sluice's own configuration.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct CloudWatchOptions {
+    region: Option<String>,
+    log_group_name: Option<String>,
+    log_stream_name: Option<String>,
+    log_stream_prefix: Option<String>,
+    log_group_template: Option<String>,
+    log_stream_template: Option<String>,
+    default_log_group_name: Option<String>,
+    default_log_stream_name: Option<String>,
+    log_key: Option<String>,
+    log_format: Option<String>,
+    auto_create_group: Option<bool>,
+    auto_create_stream: Option<bool>,
+    log_retention_days: Option<i64>,
+    endpoint: Option<String>,
+    port: Option<u16>,
+    sts_endpoint: Option<String>,
+    role_arn: Option<String>,
+    external_id: Option<String>,
+}
+
+/// Options accepted on any output and not applied, with the reason.
+const NOT_APPLIED: &[(&str, &str)] = &[
+    ("workers", "Sluice sends with its own fixed concurrency"),
+    (
+        "retry_limit",
+        "Sluice retries without a limit: an accepted event is never given up",
+    ),
+    (
+        "auto_retry_requests",
+        "Sluice retries every failed request with backoff",
+    ),
+    (
+        "log_group_class",
+        "groups are created with CloudWatch's default class",
+    ),
+    (
+        "metric_namespace",
+        "Sluice writes its own statistics as EMF; this output's metrics options do not apply",
+    ),
+    (
+        "metric_dimensions",
+        "Sluice writes its own statistics as EMF; this output's metrics options do not apply",
+    ),
+    (
+        "extra_user_agent",
+        "Sluice's requests carry the SDK's user agent",
+    ),
+    ("add_entity", "entities are not sent"),
+    (
+        "profile",
+        "credentials come from the SDK's default chain (the task role on ECS)",
+    ),
+    (
+        "credentials_endpoint",
+        "credentials come from the SDK's default chain (the task role on ECS)",
+    ),
+    ("new_log_group_tags", "groups are created without tags"),
+    (
+        "alias",
+        "names in Sluice's logs are the plugin and its Match",
+    ),
+    ("log_level", "Sluice's own log level is not set per output"),
+    ("tls", "Sluice always uses TLS for https endpoints"),
+    ("tls.verify", "Sluice always verifies certificates"),
+    (
+        "storage.total_limit_size",
+        "limits.memory and the spool bound what is held",
+    ),
+];
+
+/// Outputs of other plugins: refused (their logs would go nowhere).
+fn refused_output(plugin: &str, matcher: &TagMatch) -> String {
+    format!(
+        "[OUTPUT] {plugin} ({}) cannot be served by Sluice, which sends to CloudWatch Logs only (cloudwatch_logs, cloudwatch) or discards (null); its logs would go nowhere",
+        matcher.describe()
+    )
+}
+
+/// Builds the plan; every problem at once.
+pub fn plan(path: &Path, sections: &[Section]) -> Result<DropIn, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    let mut plan = DropIn {
+        path: path.to_path_buf(),
+        forward: Vec::new(),
+        shared_key: None,
+        health_checks: Vec::new(),
+        filters: Vec::new(),
+        outputs: Vec::new(),
+        connection: None,
+        notes: Vec::new(),
+    };
+    let mut connections: Vec<(String, Connection)> = Vec::new();
+    for section in sections {
+        let error = |message: String| ConfigError {
+            key: section.at.clone(),
+            message,
+        };
+        match section.kind {
+            SectionKind::Input => input(section, &mut plan, &mut errors),
+            SectionKind::Filter => match filter(section, &mut plan.notes) {
+                Ok(f) => plan.filters.push(f),
+                Err(mut e) => errors.append(&mut e),
+            },
+            SectionKind::Output => match output(section, &mut plan.notes) {
+                Ok((o, connection)) => {
+                    if let Some(c) = connection {
+                        connections.push((section.at.clone(), c));
+                    }
+                    plan.outputs.push(o);
+                }
+                Err(mut e) => errors.append(&mut e),
+            },
+            SectionKind::Service => {
+                for (key, _) in &section.entries {
+                    plan.notes.push(format!(
+                        "{}: [SERVICE] {key} does not apply: Sluice's settings come from its own configuration (shutdown.grace, limits.memory, admin.listen)",
+                        section.at
+                    ));
+                }
+            }
+            SectionKind::Parser | SectionKind::MultilineParser => plan.notes.push(format!(
+                "{}: [{}] is not used: Sluice parses Envoy's formats itself, and no filter here uses it",
+                section.at,
+                section.kind.name()
+            )),
+            other => errors.push(error(format!(
+                "[{}] sections are not supported by Sluice",
+                other.name()
+            ))),
+        }
+    }
+    if let Some(((first_at, first), rest)) = connections.split_first() {
+        for (at, c) in rest {
+            if c != first {
+                errors.push(ConfigError {
+                    key: at.clone(),
+                    message: format!(
+                        "this output's region, endpoint or role differs from the one at {first_at}; Sluice sends every output through one CloudWatch client"
+                    ),
+                });
+            }
+        }
+        plan.connection = Some(first.clone());
+    }
+    if plan.forward.is_empty() {
+        errors.push(ConfigError {
+            key: path.display().to_string(),
+            message: "no [INPUT] forward: Sluice would receive nothing".into(),
+        });
+    }
+    if errors.is_empty() {
+        Ok(plan)
+    } else {
+        Err(errors)
+    }
+}
+
+fn input(section: &Section, plan: &mut DropIn, errors: &mut Vec<ConfigError>) {
+    let error = |message: String| ConfigError {
+        key: section.at.clone(),
+        message,
+    };
+    let plugin = section.plugin();
+    let address = |default_listen: &str| -> Result<SocketAddr, ConfigError> {
+        let host = section.get("listen").unwrap_or(default_listen);
+        let port = section.get("port").unwrap_or("24224");
+        let port: u16 = port
+            .parse()
+            .map_err(|_| error(format!("[INPUT] {plugin}: Port {port:?} is not a port")))?;
+        let ip: std::net::IpAddr = if host == "localhost" {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            host.parse().map_err(|_| {
+                error(format!(
+                    "[INPUT] {plugin}: Listen {host:?} is not an IP address"
+                ))
+            })?
+        };
+        Ok(SocketAddr::new(ip, port))
+    };
+    match plugin.as_str() {
+        "forward" => {
+            match section.get("unix_path") {
+                Some(path) => plan.forward.push(ForwardInput::Unix(PathBuf::from(path))),
+                None => match address("0.0.0.0") {
+                    Ok(a) => plan.forward.push(ForwardInput::Tcp(a)),
+                    Err(e) => errors.push(e),
+                },
+            }
+            if let Some(key) = section.get("shared_key") {
+                plan.shared_key = Some(key.to_string());
+            }
+            for (key, _) in &section.entries {
+                let k = key.to_ascii_lowercase();
+                if !matches!(k.as_str(), "name" | "unix_path" | "listen" | "port" | "shared_key" | "tag") {
+                    plan.notes.push(format!(
+                        "{}: [INPUT] forward {key} does not apply: Sluice bounds what it holds with limits.memory, and takes frames of any mode up to 16 MiB",
+                        section.at
+                    ));
+                }
+            }
+        }
+        "tcp" => match address("0.0.0.0") {
+            Ok(a) => plan.health_checks.push(a),
+            Err(e) => errors.push(e),
+        },
+        other => errors.push(error(format!(
+            "[INPUT] {other} cannot be served by Sluice, which takes Fluent Forward (forward) and the FireLens health check (tcp)"
+        ))),
+    }
+}
+
+fn tag_match(section: &Section, what: &str) -> Result<TagMatch, String> {
+    if let Some(re) = section.get("match_regex") {
+        return Regex::new(re)
+            .map(TagMatch::Regex)
+            .map_err(|e| format!("[{what}] Match_Regex is not a valid regular expression: {e}"));
+    }
+    Ok(TagMatch::Glob(
+        section.get("match").unwrap_or("").to_string(),
+    ))
+}
+
+fn filter(section: &Section, notes: &mut Vec<String>) -> Result<Filter, Vec<ConfigError>> {
+    let plugin = section.plugin();
+    let mut errors = Vec::new();
+    let mut error = |message: String| {
+        errors.push(ConfigError {
+            key: section.at.clone(),
+            message,
+        })
+    };
+    let matcher = match tag_match(section, &format!("FILTER {plugin}")) {
+        Ok(m) => m,
+        Err(e) => {
+            error(e);
+            TagMatch::Glob(String::new())
+        }
+    };
+    let action = match plugin.as_str() {
+        "grep" => {
+            let mut rules = Vec::new();
+            let mut op = LogicalOp::Legacy;
+            for (key, value) in &section.entries {
+                let k = key.to_ascii_lowercase();
+                let exclude = match k.as_str() {
+                    "regex" => false,
+                    "exclude" => true,
+                    "logical_op" => {
+                        op = match value.to_ascii_lowercase().as_str() {
+                            "legacy" => LogicalOp::Legacy,
+                            "and" => LogicalOp::And,
+                            "or" => LogicalOp::Or,
+                            other => {
+                                error(format!("[FILTER] grep Logical_Op {other:?} is not one of legacy, and, or"));
+                                LogicalOp::Legacy
+                            }
+                        };
+                        continue;
+                    }
+                    "name" | "match" | "match_regex" | "alias" => continue,
+                    _ => {
+                        error(format!("[FILTER] grep has no option {key}; it takes Regex, Exclude, Logical_Op"));
+                        continue;
+                    }
+                };
+                let Some((field, pattern)) = value.split_once(' ') else {
+                    error(format!(
+                        "[FILTER] grep {key} needs KEY REGEX, got {value:?}"
+                    ));
+                    continue;
+                };
+                let field = field.trim_start_matches('$').to_string();
+                match Regex::new(pattern.trim()) {
+                    Ok(regex) => rules.push(GrepRule {
+                        exclude,
+                        key: field,
+                        regex,
+                    }),
+                    Err(e) => error(format!(
+                        "[FILTER] grep {key} {field}: {:?} is not a regular expression Sluice can use: {e}",
+                        pattern.trim()
+                    )),
+                }
+            }
+            FilterAction::Grep(Grep { rules, op })
+        }
+        "record_modifier" => {
+            let mut m = RecordModifier::default();
+            for (key, value) in &section.entries {
+                match key.to_ascii_lowercase().as_str() {
+                    "record" => match value.split_once(' ') {
+                        Some((k, v)) => m.records.push((k.to_string(), v.trim().to_string())),
+                        None => error(format!("[FILTER] record_modifier Record needs KEY VALUE, got {value:?}")),
+                    },
+                    "remove_key" => m.remove_keys.push(value.clone()),
+                    "allowlist_key" | "whitelist_key" => m.allowlist_keys.push(value.clone()),
+                    "uuid_key" => notes.push(format!(
+                        "{}: [FILTER] record_modifier Uuid_key is not applied",
+                        section.at
+                    )),
+                    "name" | "match" | "match_regex" | "alias" => {}
+                    _ => error(format!(
+                        "[FILTER] record_modifier has no option {key}; it takes Record, Remove_key, Allowlist_key"
+                    )),
+                }
+            }
+            FilterAction::RecordModifier(m)
+        }
+        other => {
+            error(format!(
+                "[FILTER] {other} ({}) is not supported by Sluice (grep and record_modifier are); without it records would be changed differently than you expect",
+                matcher.describe()
+            ));
+            FilterAction::RecordModifier(RecordModifier::default())
+        }
+    };
+    if errors.is_empty() {
+        Ok(Filter { matcher, action })
+    } else {
+        Err(errors)
+    }
+}
+
+fn output(
+    section: &Section,
+    notes: &mut Vec<String>,
+) -> Result<(Output, Option<Connection>), Vec<ConfigError>> {
+    let plugin = section.plugin();
+    let at = &section.at;
+    let matcher = tag_match(section, &format!("OUTPUT {plugin}")).map_err(|e| {
+        vec![ConfigError {
+            key: at.clone(),
+            message: e,
+        }]
+    })?;
+    let single = |message: String| {
+        vec![ConfigError {
+            key: at.clone(),
+            message,
+        }]
+    };
+    let go = match plugin.as_str() {
+        "null" => {
+            return Ok((
+                Output {
+                    matcher,
+                    plugin,
+                    kind: OutputKind::Null,
+                },
+                None,
+            ))
+        }
+        "cloudwatch_logs" => false,
+        "cloudwatch" => true,
+        "" => return Err(single("[OUTPUT] without a Name".into())),
+        other => return Err(single(refused_output(other, &matcher))),
+    };
+    // The options, typed by the configuration's layer: text read as each
+    // option's type asks, unknown options refused.
+    let mut raw = RawSection::default();
+    let name = format!("OUTPUT {plugin}");
+    for (key, value) in &section.entries {
+        let k = key.to_ascii_lowercase();
+        if matches!(k.as_str(), "name" | "match" | "match_regex") {
+            continue;
+        }
+        if let Some((_, reason)) = NOT_APPLIED.iter().find(|(n, _)| {
+            *n == k || k.starts_with("net.") || (k.starts_with("tls.") && *n == "tls")
+        }) {
+            notes.push(format!(
+                "{at}: [OUTPUT] {plugin} {key} does not apply: {reason}"
+            ));
+            continue;
+        }
+        raw.set(
+            &k,
+            RawValue::Text(value.clone()),
+            Origin::Named(format!("{at}: [OUTPUT] {plugin} {key}")),
+        );
+    }
+    let mut errors = Vec::new();
+    let o: CloudWatchOptions = read_section(&name, raw, &mut errors);
+    let mut error = |message: &str| {
+        errors.push(ConfigError {
+            key: at.clone(),
+            message: format!("[OUTPUT] {plugin}: {message}"),
+        })
+    };
+    let Some(region) = o.region.clone() else {
+        error("'region' is a required field");
+        return Err(errors);
+    };
+    let Some(group_name) = o.log_group_name.clone() else {
+        error("'log_group_name' is a required field");
+        return Err(errors);
+    };
+    let stream_fallback = match (&o.log_stream_name, &o.log_stream_prefix) {
+        (Some(name), None) => Fallback::Name(name.clone()),
+        (None, Some(prefix)) => Fallback::PrefixAndTag(prefix.clone()),
+        (Some(_), Some(_)) => {
+            error("give either log_stream_name or log_stream_prefix, not both");
+            return Err(errors);
+        }
+        (None, None) => {
+            error("log_stream_name or log_stream_prefix is required");
+            return Err(errors);
+        }
+    };
+    let parse = |source: &str| {
+        if go {
+            Template::go(source)
+        } else {
+            Template::record_accessor(source)
+        }
+    };
+    let (group, stream) = if go {
+        // The names themselves are templates; when one cannot be filled,
+        // the plugin's default names.
+        let group = match parse(&group_name) {
+            Ok(t) if t.is_static() => NameRule {
+                template: None,
+                fallback: Fallback::Name(group_name.clone()),
+            },
+            Ok(t) => NameRule {
+                template: Some(t),
+                fallback: Fallback::Name(
+                    o.default_log_group_name
+                        .clone()
+                        .unwrap_or_else(|| "fluentbit-default".into()),
+                ),
+            },
+            Err(e) => {
+                error(&e);
+                return Err(errors);
+            }
+        };
+        let stream = match stream_fallback {
+            Fallback::Name(name) => match parse(&name) {
+                Ok(t) if t.is_static() => NameRule {
+                    template: None,
+                    fallback: Fallback::Name(name),
+                },
+                Ok(t) => NameRule {
+                    template: Some(t),
+                    fallback: Fallback::Name(
+                        o.default_log_stream_name
+                            .clone()
+                            .unwrap_or_else(|| "/fluentbit-default".into()),
+                    ),
+                },
+                Err(e) => {
+                    error(&e);
+                    return Err(errors);
+                }
+            },
+            prefix => NameRule {
+                template: None,
+                fallback: prefix,
+            },
+        };
+        (group, stream)
+    } else {
+        let template = |key: &Option<String>| -> Result<Option<Template>, String> {
+            key.as_deref().map(parse).transpose()
+        };
+        match (
+            template(&o.log_group_template),
+            template(&o.log_stream_template),
+        ) {
+            (Ok(g), Ok(s)) => (
+                NameRule {
+                    template: g,
+                    fallback: Fallback::Name(group_name.clone()),
+                },
+                NameRule {
+                    template: s,
+                    fallback: stream_fallback,
+                },
+            ),
+            (Err(e), _) | (_, Err(e)) => {
+                error(&e);
+                return Err(errors);
+            }
+        }
+    };
+    let retention_days = match o.log_retention_days {
+        None | Some(0) => None,
+        Some(d) if RETENTION_DAYS.contains(&d) => i32::try_from(d).ok(),
+        Some(d) => {
+            error(&format!("log_retention_days {}", retention_message(d)));
+            None
+        }
+    };
+    if let Some(format) = &o.log_format {
+        if !matches!(format.as_str(), "json" | "json/emf") {
+            error(&format!("log_format {format:?} is not json or json/emf"));
+        }
+    }
+    let endpoint = o.endpoint.as_ref().map(|e| {
+        let url = if e.contains("://") {
+            e.clone()
+        } else {
+            format!("https://{e}")
+        };
+        match o.port {
+            Some(port)
+                if !url
+                    .trim_start_matches("https://")
+                    .trim_start_matches("http://")
+                    .contains(':') =>
+            {
+                format!("{url}:{port}")
+            }
+            _ => url,
+        }
+    });
+    if o.external_id.is_some() && o.role_arn.is_none() {
+        error("external_id needs role_arn");
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let connection = Connection {
+        region,
+        endpoint,
+        role_arn: o.role_arn.clone(),
+        external_id: o.external_id.clone(),
+        sts_endpoint: o.sts_endpoint.clone().map(|e| {
+            if e.contains("://") {
+                e
+            } else {
+                format!("https://{e}")
+            }
+        }),
+    };
+    let output = CloudWatchOutput {
+        group,
+        stream,
+        log_key: o.log_key.clone(),
+        create_group: o.auto_create_group.unwrap_or(false),
+        // cloudwatch_logs always creates streams; the Go plugin by default.
+        create_stream: !go || o.auto_create_stream.unwrap_or(true),
+        retention_days,
+        go_names: go,
+    };
+    Ok((
+        Output {
+            matcher,
+            plugin,
+            kind: OutputKind::CloudWatch(Box::new(output)),
+        },
+        Some(connection),
+    ))
+}
+
+#[cfg(test)]
+mod tests;

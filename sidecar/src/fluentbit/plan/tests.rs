@@ -1,0 +1,215 @@
+use super::*;
+use crate::fluentbit::classic;
+
+fn read(conf: &str) -> Result<DropIn, Vec<String>> {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "sluice-plan-{}-{}.conf",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::write(&path, conf).unwrap();
+    let sections = classic::read(&path, &|_| None).unwrap().sections;
+    plan(&path, &sections).map_err(|errors| {
+        errors
+            .iter()
+            .map(|e| {
+                // Without the temp file's name: `line N: message`.
+                let line = e.key.rsplit(':').next().unwrap_or_default();
+                format!("line {line}: {}", e.message)
+            })
+            .collect()
+    })
+}
+
+/// As the agent renders it for awsvpc, with a cloudwatch_logs output.
+const GENERATED: &str = "
+[INPUT]
+    Name forward
+    Mem_Buf_Limit 25MB
+    unix_path /var/run/fluent.sock
+
+[INPUT]
+    Name forward
+    Listen 127.0.0.1
+    Port 24224
+
+[INPUT]
+    Name tcp
+    Tag firelens-healthcheck
+    Listen 127.0.0.1
+    Port 8877
+
+[FILTER]
+    Name   grep
+    Match app-firelens*
+    Exclude log ^DEBUG
+
+[FILTER]
+    Name record_modifier
+    Match *
+    Record ecs_cluster prod
+    Record ecs_task_arn arn:aws:ecs:us-east-1:123456789012:task/prod/abc
+    Record ecs_task_definition orders:7
+
+[OUTPUT]
+    Name null
+    Match firelens-healthcheck
+
+[OUTPUT]
+    Name cloudwatch_logs
+    Match app-firelens*
+    auto_create_group true
+    log_group_name /ecs/orders
+    log_retention_days 14
+    log_stream_prefix app/
+    region us-east-1
+    retry_limit 2
+";
+
+#[test]
+fn the_generated_configuration() {
+    let p = read(GENERATED).unwrap();
+    assert_eq!(
+        p.forward,
+        [
+            ForwardInput::Unix("/var/run/fluent.sock".into()),
+            ForwardInput::Tcp("127.0.0.1:24224".parse().unwrap())
+        ]
+    );
+    assert_eq!(p.health_checks, ["127.0.0.1:8877".parse().unwrap()]);
+    assert_eq!(p.filters.len(), 2);
+    assert_eq!(p.outputs.len(), 2);
+    assert_eq!(
+        p.connection,
+        Some(Connection {
+            region: "us-east-1".into(),
+            endpoint: None,
+            role_arn: None,
+            external_id: None,
+            sts_endpoint: None
+        })
+    );
+    let OutputKind::CloudWatch(cw) = &p.outputs[1].kind else {
+        panic!("a CloudWatch output")
+    };
+    assert_eq!(cw.group.describe(), "/ecs/orders");
+    assert_eq!(cw.stream.describe(), "app/<tag>");
+    assert!(cw.create_group && cw.create_stream);
+    assert_eq!(cw.retention_days, Some(14));
+    let notes: Vec<&str> = p
+        .notes
+        .iter()
+        .map(|n| n.split_once(": ").map_or(n.as_str(), |(_, rest)| rest))
+        .collect();
+    assert_eq!(
+        notes,
+        [
+            "[INPUT] forward Mem_Buf_Limit does not apply: Sluice bounds what it holds with limits.memory, and takes frames of any mode up to 16 MiB",
+            "[OUTPUT] cloudwatch_logs retry_limit does not apply: Sluice retries without a limit: an accepted event is never given up",
+        ]
+    );
+}
+
+#[test]
+fn refused_and_wrong() {
+    let input = "[INPUT]\n    Name forward\n    unix_path /s\n";
+    let cases: &[(&str, &str)] = &[
+        ("[OUTPUT]\n    Name kinesis_firehose\n    Match app-firelens*\n    region us-west-2\n", "line 4: [OUTPUT] kinesis_firehose (Match app-firelens*) cannot be served by Sluice, which sends to CloudWatch Logs only (cloudwatch_logs, cloudwatch) or discards (null); its logs would go nowhere"),
+        ("[OUTPUT]\n    Name cloudwatch_logs\n    Match *\n    log_group_name g\n    log_stream_prefix p\n", "line 4: [OUTPUT] cloudwatch_logs: 'region' is a required field"),
+        ("[OUTPUT]\n    Name cloudwatch_logs\n    Match *\n    region r\n    log_stream_prefix p\n", "line 4: [OUTPUT] cloudwatch_logs: 'log_group_name' is a required field"),
+        ("[OUTPUT]\n    Name cloudwatch_logs\n    Match *\n    region r\n    log_group_name g\n", "line 4: [OUTPUT] cloudwatch_logs: log_stream_name or log_stream_prefix is required"),
+        ("[OUTPUT]\n    Name cloudwatch_logs\n    Match *\n    region r\n    log_group_name g\n    log_stream_name s\n    log_stream_prefix p\n", "line 4: [OUTPUT] cloudwatch_logs: give either log_stream_name or log_stream_prefix, not both"),
+        ("[OUTPUT]\n    Name cloudwatch_logs\n    Match *\n    region r\n    log_group_name g\n    log_stream_prefix p\n    log_retention_days 10\n", "line 4: [OUTPUT] cloudwatch_logs: log_retention_days 10 is not a retention CloudWatch accepts: 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653"),
+        ("[FILTER]\n    Name lua\n    Match *\n", "line 4: [FILTER] lua (Match *) is not supported by Sluice (grep and record_modifier are); without it records would be changed differently than you expect"),
+        ("[FILTER]\n    Name grep\n    Match *\n    Regex log *failure*\n", "line 4: [FILTER] grep Regex log: \"*failure*\" is not a regular expression Sluice can use: regex parse error:\n    *failure*\n    ^\nerror: repetition operator missing expression"),
+        ("[INPUT]\n    Name tail\n    Path /var/log/x\n", "line 4: [INPUT] tail cannot be served by Sluice, which takes Fluent Forward (forward) and the FireLens health check (tcp)"),
+    ];
+    for (conf, want) in cases {
+        assert_eq!(
+            read(&format!("{input}{conf}")).unwrap_err(),
+            [*want],
+            "{conf}"
+        );
+    }
+    // The options are typed by the configuration's layer.
+    let typed = read(&format!("{input}[OUTPUT]\n    Name cloudwatch_logs\n    Match *\n    region r\n    log_group_name g\n    log_stream_prefix p\n    auto_create_group maybe\n    log_retention_days a_week\n    log_groupname x\n")).unwrap_err();
+    assert_eq!(typed.len(), 3, "{typed:#?}");
+    assert!(typed[0].ends_with("[OUTPUT] cloudwatch_logs log_groupname: unknown key; [OUTPUT cloudwatch_logs] takes region, log_group_name, log_stream_name, log_stream_prefix, log_group_template, log_stream_template, default_log_group_name, default_log_stream_name, log_key, log_format, auto_create_group, auto_create_stream, log_retention_days, endpoint, port, sts_endpoint, role_arn, external_id"), "{}", typed[0]);
+    assert!(
+        typed[1].ends_with(
+            "[OUTPUT] cloudwatch_logs auto_create_group: expected true or false, got \"maybe\""
+        ),
+        "{}",
+        typed[1]
+    );
+    assert!(
+        typed[2].ends_with(
+            "[OUTPUT] cloudwatch_logs log_retention_days: expected an integer, got \"a_week\""
+        ),
+        "{}",
+        typed[2]
+    );
+    // Two outputs must share one client.
+    let two = read(&format!("{input}[OUTPUT]\n    Name cloudwatch_logs\n    Match a*\n    region us-east-1\n    log_group_name g\n    log_stream_prefix p\n[OUTPUT]\n    Name cloudwatch\n    Match b*\n    region eu-west-1\n    log_group_name g\n    log_stream_prefix p\n")).unwrap_err();
+    assert_eq!(two.len(), 1);
+    assert!(
+        two[0].starts_with(
+            "line 10: this output's region, endpoint or role differs from the one at "
+        ),
+        "{}",
+        two[0]
+    );
+    let none = read("[OUTPUT]\n    Name null\n    Match *\n").unwrap_err();
+    assert_eq!(none.len(), 1);
+    assert!(
+        none[0].ends_with(": no [INPUT] forward: Sluice would receive nothing"),
+        "{}",
+        none[0]
+    );
+}
+
+#[test]
+fn endpoints_and_go_names() {
+    let p = read("[INPUT]\n    Name forward\n    Port 24225\n[OUTPUT]\n    Name cloudwatch\n    Match *\n    region us-east-1\n    log_group_name /ecs/$(ecs_cluster)\n    log_stream_name $(tag)/x\n    endpoint logs.example.internal\n    port 8443\n    role_arn arn:aws:iam::1:role/r\n    external_id e\n    sts_endpoint sts.example.internal\n").unwrap();
+    assert_eq!(
+        p.forward,
+        [ForwardInput::Tcp("0.0.0.0:24225".parse().unwrap())]
+    );
+    let c = p.connection.unwrap();
+    assert_eq!(
+        c.endpoint.as_deref(),
+        Some("https://logs.example.internal:8443")
+    );
+    assert_eq!(c.role_arn.as_deref(), Some("arn:aws:iam::1:role/r"));
+    assert_eq!(
+        c.sts_endpoint.as_deref(),
+        Some("https://sts.example.internal")
+    );
+    let OutputKind::CloudWatch(cw) = &p.outputs[0].kind else {
+        panic!()
+    };
+    assert_eq!(
+        cw.group.describe(),
+        "/ecs/$(ecs_cluster) (else fluentbit-default)"
+    );
+    assert_eq!(cw.stream.describe(), "$(tag)/x (else /fluentbit-default)");
+    assert!(!cw.create_group);
+    let url = read("[INPUT]\n    Name forward\n[OUTPUT]\n    Name cloudwatch_logs\n    Match *\n    region us-east-1\n    log_group_name g\n    log_stream_name s\n    endpoint http://127.0.0.1:4566\n").unwrap();
+    assert_eq!(
+        url.connection.unwrap().endpoint.as_deref(),
+        Some("http://127.0.0.1:4566")
+    );
+}
+
+#[test]
+fn tag_matching() {
+    let glob = |p: &str, t: &str| TagMatch::Glob(p.into()).matches(t);
+    assert!(glob("*", "anything"));
+    assert!(glob("app-firelens*", "app-firelens-abc"));
+    assert!(!glob("app-firelens*", "envoy-firelens-abc"));
+    assert!(glob("a*c*e", "abcde"));
+    assert!(!glob("App*", "app"));
+    assert!(glob("exact", "exact"));
+    assert!(!glob("", "x"));
+}

@@ -1,0 +1,287 @@
+//! The plan at work on each record: filters in order, then every output
+//! whose `Match` takes the tag (Fluent Bit sends a record to each of them),
+//! with the group and stream each output names.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value as Json};
+
+use super::plan::{
+    CloudWatchOutput, DropIn, Fallback, FilterAction, Grep, LogicalOp, NameRule, Output,
+    OutputKind, RecordModifier,
+};
+use super::template::TemplateInput;
+use crate::cloudwatch::ship::{GroupPolicies, GroupPolicy};
+use crate::streams::{group_name, stream_name, StreamKey};
+
+/// Applies a [`DropIn`] plan to records.
+pub struct Router {
+    plan: DropIn,
+    /// Where the shipper learns each group's creation and retention.
+    policies: Arc<GroupPolicies>,
+    /// The group last registered per output, so that registering takes a
+    /// lock only when a group is new.
+    registered: Vec<Option<String>>,
+}
+
+impl Router {
+    pub fn new(plan: DropIn, policies: Arc<GroupPolicies>) -> Router {
+        let registered = vec![None; plan.outputs.len()];
+        Router {
+            plan,
+            policies,
+            registered,
+        }
+    }
+
+    /// Runs the filters that match `tag`, in order; `false` when a grep
+    /// filter dropped the record.
+    pub fn filter(&self, tag: &str, record: &mut Map<String, Json>) -> bool {
+        for filter in &self.plan.filters {
+            if !filter.matcher.matches(tag) {
+                continue;
+            }
+            match &filter.action {
+                FilterAction::Grep(grep) => {
+                    if !keeps(grep, record) {
+                        return false;
+                    }
+                }
+                FilterAction::RecordModifier(m) => modify(m, record),
+            }
+        }
+        true
+    }
+
+    /// The outputs that take `tag`, by index.
+    pub fn outputs_for(&self, tag: &str) -> Vec<usize> {
+        self.plan
+            .outputs
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| o.matcher.matches(tag))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    pub fn output(&self, index: usize) -> &Output {
+        &self.plan.outputs[index]
+    }
+
+    /// The group and stream output `index` names for a record, made valid
+    /// for CloudWatch; the group's policy is registered for the shipper.
+    pub fn key(&mut self, index: usize, input: &TemplateInput<'_>) -> Option<StreamKey> {
+        let OutputKind::CloudWatch(output) = &self.plan.outputs[index].kind else {
+            return None;
+        };
+        let key = name_key(output, input);
+        if self.registered[index].as_deref() != Some(key.group.as_str()) {
+            self.policies.set(
+                &key.group,
+                GroupPolicy {
+                    create_group: output.create_group,
+                    create_stream: output.create_stream,
+                    retention_days: output.retention_days,
+                },
+            );
+            self.registered[index] = Some(key.group.clone());
+        }
+        Some(key)
+    }
+}
+
+fn name_key(output: &CloudWatchOutput, input: &TemplateInput<'_>) -> StreamKey {
+    let group = fill(&output.group, input);
+    let stream = fill(&output.stream, input);
+    if output.go_names {
+        StreamKey {
+            group: go_group_name(&group),
+            stream: go_stream_name(&stream),
+        }
+    } else {
+        StreamKey {
+            group: group_name(&group),
+            stream: stream_name(&stream),
+        }
+    }
+}
+
+fn fill(rule: &NameRule, input: &TemplateInput<'_>) -> String {
+    if let Some(filled) = rule.template.as_ref().and_then(|t| t.fill(input)) {
+        return filled;
+    }
+    match &rule.fallback {
+        Fallback::Name(name) => name.clone(),
+        Fallback::PrefixAndTag(prefix) => format!("{prefix}{}", input.tag),
+    }
+}
+
+/// The Go plugin's rule: characters outside `[A-Za-z0-9_./-]` become `.`.
+fn go_group_name(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '/' | '-') {
+                c
+            } else {
+                '.'
+            }
+        })
+        .collect();
+    group_name(&cleaned)
+}
+
+/// The Go plugin's rule: `:` and `*` become `.`.
+fn go_stream_name(name: &str) -> String {
+    stream_name(&name.replace([':', '*'], "."))
+}
+
+/// Whether grep keeps the record (see [`LogicalOp`]).
+fn keeps(grep: &Grep, record: &Map<String, Json>) -> bool {
+    let matched = |rule: &super::plan::GrepRule| {
+        record
+            .get(&rule.key)
+            .and_then(Json::as_str)
+            .is_some_and(|v| rule.regex.is_match(v))
+    };
+    let regexes = grep.rules.iter().filter(|r| !r.exclude);
+    let mut excludes = grep.rules.iter().filter(|r| r.exclude).peekable();
+    match grep.op {
+        LogicalOp::Legacy => {
+            regexes.clone().all(matched) && !grep.rules.iter().filter(|r| r.exclude).any(matched)
+        }
+        LogicalOp::And => {
+            if excludes.peek().is_some() {
+                !excludes.all(matched)
+            } else {
+                regexes.clone().all(matched)
+            }
+        }
+        LogicalOp::Or => {
+            if excludes.peek().is_some() {
+                !excludes.any(matched)
+            } else {
+                regexes.clone().any(matched)
+            }
+        }
+    }
+}
+
+fn modify(m: &RecordModifier, record: &mut Map<String, Json>) {
+    for key in &m.remove_keys {
+        record.remove(key);
+    }
+    if !m.allowlist_keys.is_empty() {
+        record.retain(|k, _| m.allowlist_keys.iter().any(|a| a == k));
+    }
+    for (key, value) in &m.records {
+        record.insert(key.clone(), Json::String(value.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fluentbit::{classic, plan};
+
+    fn router(conf: &str) -> (Router, Arc<GroupPolicies>) {
+        let dir = std::env::temp_dir().join(format!("sluice-route-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!(
+            "{:x}.conf",
+            conf.len() * 31 + conf.as_bytes()[conf.len() / 2] as usize
+        ));
+        std::fs::write(&path, conf).unwrap();
+        let c = classic::read(&path, &|_| None).unwrap();
+        let p = plan::plan(&path, &c.sections).unwrap();
+        let policies = Arc::new(GroupPolicies::new(GroupPolicy::default()));
+        (Router::new(p, policies.clone()), policies)
+    }
+
+    fn record(json: &str) -> Map<String, Json> {
+        serde_json::from_str(json).unwrap()
+    }
+
+    const INPUT: &str = "[INPUT]\n    Name forward\n    unix_path /var/run/fluent.sock\n";
+
+    #[test]
+    fn grep_and_record_modifier() {
+        let conf = format!("{INPUT}[FILTER]\n    Name   grep\n    Match app-firelens*\n    Regex  log ^(GET|POST)\n[FILTER]\n    Name   grep\n    Match app-firelens*\n    Exclude log health\n[FILTER]\n    Name record_modifier\n    Match *\n    Record ecs_cluster prod\n    Remove_key source\n");
+        let (r, _) = router(&conf);
+        let mut keep = record(r#"{"log":"GET /a","source":"stdout"}"#);
+        assert!(r.filter("app-firelens-1", &mut keep));
+        assert_eq!(keep, record(r#"{"log":"GET /a","ecs_cluster":"prod"}"#));
+        assert!(!r.filter("app-firelens-1", &mut record(r#"{"log":"GET /health"}"#)));
+        assert!(!r.filter("app-firelens-1", &mut record(r#"{"log":"started"}"#)));
+        // Another container's records pass the grep filters.
+        let mut other = record(r#"{"log":"started"}"#);
+        assert!(r.filter("envoy-firelens-1", &mut other));
+        assert_eq!(other, record(r#"{"log":"started","ecs_cluster":"prod"}"#));
+    }
+
+    #[test]
+    fn names_per_output() {
+        let conf = format!("{INPUT}[OUTPUT]\n    Name null\n    Match firelens-healthcheck\n[OUTPUT]\n    Name cloudwatch_logs\n    Match app-firelens*\n    region us-east-1\n    log_group_name /ecs/fallback\n    log_group_template /ecs/$ecs_cluster\n    log_stream_prefix app/\n    auto_create_group true\n    log_retention_days 7\n[OUTPUT]\n    Name cloudwatch\n    Match envoy-firelens*\n    region us-east-1\n    log_group_name /go/$(ecs_cluster)\n    log_stream_name $(tag[0])/$(ecs_task_id):x\n");
+        let (mut r, policies) = router(&conf);
+        assert_eq!(r.outputs_for("app-firelens-abc"), [1]);
+        assert_eq!(r.outputs_for("firelens-healthcheck"), [0]);
+        assert_eq!(r.outputs_for("other"), Vec::<usize>::new());
+        let with = record(r#"{"ecs_cluster":"prod"}"#);
+        let without = Map::new();
+        let input = |tag, record| TemplateInput {
+            tag,
+            record,
+            task_id: Some("abc"),
+            cluster: Some("meta"),
+            task_arn: None,
+        };
+        let key = |r: &mut Router, i, tag, rec| r.key(i, &input(tag, rec)).unwrap();
+        assert_eq!(
+            key(&mut r, 1, "app-firelens-abc", &with),
+            StreamKey {
+                group: "/ecs/prod".into(),
+                stream: "app/app-firelens-abc".into()
+            }
+        );
+        assert_eq!(
+            key(&mut r, 1, "app-firelens-abc", &without),
+            StreamKey {
+                group: "/ecs/fallback".into(),
+                stream: "app/app-firelens-abc".into()
+            }
+        );
+        assert_eq!(
+            key(&mut r, 2, "envoy-firelens-abc", &without),
+            StreamKey {
+                group: "/go/meta".into(),
+                stream: "envoy-firelens-abc/abc.x".into()
+            }
+        );
+        assert_eq!(
+            policies.get("/ecs/prod"),
+            GroupPolicy {
+                create_group: true,
+                create_stream: true,
+                retention_days: Some(7)
+            }
+        );
+        assert_eq!(
+            policies.get("/go/meta"),
+            GroupPolicy {
+                create_group: false,
+                create_stream: true,
+                retention_days: None
+            }
+        );
+        assert!(r.key(0, &input("firelens-healthcheck", &without)).is_none());
+    }
+
+    #[test]
+    fn logical_ops() {
+        let conf = format!("{INPUT}[FILTER]\n    Name grep\n    Match *\n    Logical_Op or\n    Regex log ^a\n    Regex log ^b\n");
+        let (r, _) = router(&conf);
+        assert!(r.filter("t", &mut record(r#"{"log":"b1"}"#)));
+        assert!(!r.filter("t", &mut record(r#"{"log":"c1"}"#)));
+        assert!(!r.filter("t", &mut record(r#"{"other":"a"}"#)));
+    }
+}

@@ -1,0 +1,309 @@
+//! Log group and stream names as Fluent Bit's CloudWatch outputs make them
+//! (shared/firelens.md §3):
+//!
+//! - `cloudwatch_logs`: record-accessor templates (`$key`, `$key['sub']`,
+//!   `$TAG`, `$TAG[n]`) in `log_group_template` / `log_stream_template`;
+//!   when a key is missing the static name is used instead;
+//! - the Go `cloudwatch` plugin: `$(ecs_task_id)`, `$(ecs_cluster)`,
+//!   `$(ecs_task_arn)`, `$(uuid)`, `$(tag)`, `$(tag[n])` and `$(key)` /
+//!   `$(key['sub'])` in `log_group_name` / `log_stream_name`; when one is
+//!   missing or empty, `default_log_group_name` / `default_log_stream_name`.
+//!
+//! Sluice adds `ecs_task_id` (from task metadata or the FireLens tag) to
+//! the record-accessor keys, which Fluent Bit lacks.
+
+use serde_json::{Map, Value as Json};
+
+/// One piece of a template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Piece {
+    Text(String),
+    /// A record key, then subkeys.
+    Key(Vec<String>),
+    /// The whole tag.
+    Tag,
+    /// The tag's n-th `.`-separated part.
+    TagPart(usize),
+    /// ECS values the Go plugin knows.
+    TaskId,
+    Cluster,
+    TaskArn,
+    Uuid,
+}
+
+/// A parsed name template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Template {
+    pieces: Vec<Piece>,
+    /// As written, for `check-config`.
+    pub source: String,
+}
+
+/// What templates read besides the record.
+pub struct TemplateInput<'a> {
+    pub tag: &'a str,
+    pub record: &'a Map<String, Json>,
+    pub task_id: Option<&'a str>,
+    pub cluster: Option<&'a str>,
+    pub task_arn: Option<&'a str>,
+}
+
+impl Template {
+    /// Whether it has anything to fill in.
+    pub fn is_static(&self) -> bool {
+        self.pieces.iter().all(|p| matches!(p, Piece::Text(_)))
+    }
+
+    /// A record-accessor template (`cloudwatch_logs`).
+    pub fn record_accessor(source: &str) -> Result<Template, String> {
+        let mut pieces = Vec::new();
+        let mut text = String::new();
+        let mut rest = source;
+        while let Some(dollar) = rest.find('$') {
+            text.push_str(&rest[..dollar]);
+            rest = &rest[dollar + 1..];
+            let name_len = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+                .unwrap_or(rest.len());
+            if name_len == 0 {
+                text.push('$');
+                continue;
+            }
+            let name = &rest[..name_len];
+            rest = &rest[name_len..];
+            let (subkeys, after) = subscripts(rest)?;
+            rest = after;
+            if !text.is_empty() {
+                pieces.push(Piece::Text(std::mem::take(&mut text)));
+            }
+            pieces.push(match (name, subkeys.as_slice()) {
+                ("TAG", []) => Piece::Tag,
+                ("TAG", [n]) => {
+                    Piece::TagPart(n.parse().map_err(|_| format!("$TAG[{n}] needs a number"))?)
+                }
+                _ => {
+                    let mut path = vec![name.to_string()];
+                    path.extend(subkeys);
+                    Piece::Key(path)
+                }
+            });
+        }
+        text.push_str(rest);
+        if !text.is_empty() {
+            pieces.push(Piece::Text(text));
+        }
+        Ok(Template {
+            pieces,
+            source: source.to_string(),
+        })
+    }
+
+    /// A Go plugin template (`cloudwatch`).
+    pub fn go(source: &str) -> Result<Template, String> {
+        let mut pieces = Vec::new();
+        let mut rest = source;
+        while let Some(open) = rest.find("$(") {
+            if open > 0 {
+                pieces.push(Piece::Text(rest[..open].to_string()));
+            }
+            let close = rest[open..]
+                .find(')')
+                .ok_or_else(|| format!("{source:?} has a '$(' without ')'"))?;
+            let inner = &rest[open + 2..open + close];
+            rest = &rest[open + close + 1..];
+            pieces.push(match inner {
+                "ecs_task_id" => Piece::TaskId,
+                "ecs_cluster" => Piece::Cluster,
+                "ecs_task_arn" => Piece::TaskArn,
+                "uuid" => Piece::Uuid,
+                "tag" => Piece::Tag,
+                _ => {
+                    let name_len = inner.find('[').unwrap_or(inner.len());
+                    let (name, subs) = inner.split_at(name_len);
+                    let (subkeys, after) = subscripts(subs)?;
+                    if !after.is_empty() || name.is_empty() {
+                        return Err(format!("{source:?}: $({inner}) is not a key"));
+                    }
+                    match (name, subkeys.as_slice()) {
+                        ("tag", [n]) => Piece::TagPart(
+                            n.parse()
+                                .map_err(|_| format!("$(tag[{n}]) needs a number"))?,
+                        ),
+                        _ => {
+                            let mut path = vec![name.to_string()];
+                            path.extend(subkeys);
+                            Piece::Key(path)
+                        }
+                    }
+                }
+            });
+        }
+        if !rest.is_empty() {
+            pieces.push(Piece::Text(rest.to_string()));
+        }
+        Ok(Template {
+            pieces,
+            source: source.to_string(),
+        })
+    }
+
+    /// A name with nothing to fill in.
+    pub fn text(source: &str) -> Template {
+        Template {
+            pieces: vec![Piece::Text(source.to_string())],
+            source: source.to_string(),
+        }
+    }
+
+    /// The filled name; `None` when a value is missing (or empty), so the
+    /// caller falls back.
+    pub fn fill(&self, input: &TemplateInput<'_>) -> Option<String> {
+        let mut out = String::with_capacity(self.source.len() + 32);
+        for piece in &self.pieces {
+            let value: String = match piece {
+                Piece::Text(t) => {
+                    out.push_str(t);
+                    continue;
+                }
+                Piece::Tag => input.tag.to_string(),
+                Piece::TagPart(n) => input.tag.split('.').nth(*n)?.to_string(),
+                Piece::TaskId => input.task_id?.to_string(),
+                Piece::Cluster => input.cluster?.to_string(),
+                Piece::TaskArn => input.task_arn?.to_string(),
+                Piece::Uuid => uuid_v4(),
+                Piece::Key(path) => lookup(input, path)?,
+            };
+            if value.is_empty() {
+                return None;
+            }
+            out.push_str(&value);
+        }
+        Some(out)
+    }
+}
+
+/// `['a']['b']` at the start of `rest`: the subkeys and what follows.
+fn subscripts(mut rest: &str) -> Result<(Vec<String>, &str), String> {
+    let mut keys = Vec::new();
+    while let Some(after) = rest.strip_prefix('[') {
+        let close = after
+            .find(']')
+            .ok_or_else(|| format!("a '[' without ']' in {rest:?}"))?;
+        let inner = after[..close].trim();
+        let key = inner
+            .strip_prefix('\'')
+            .and_then(|k| k.strip_suffix('\''))
+            .or_else(|| inner.strip_prefix('"').and_then(|k| k.strip_suffix('"')))
+            .unwrap_or(inner);
+        keys.push(key.to_string());
+        rest = &after[close + 1..];
+    }
+    Ok((keys, rest))
+}
+
+/// A record value by path; strings as they are, numbers and booleans as
+/// JSON text. `ecs_task_id` falls back to the task's id.
+fn lookup(input: &TemplateInput<'_>, path: &[String]) -> Option<String> {
+    let (first, rest) = path.split_first()?;
+    let Some(mut value) = input.record.get(first) else {
+        return (first == "ecs_task_id" && rest.is_empty())
+            .then(|| input.task_id.map(str::to_string))
+            .flatten();
+    };
+    for key in rest {
+        value = value.as_object()?.get(key)?;
+    }
+    match value {
+        Json::String(s) => Some(s.clone()),
+        Json::Number(_) | Json::Bool(_) => Some(value.to_string()),
+        _ => None,
+    }
+}
+
+/// A random (v4) UUID, as the Go plugin's `$(uuid)` gives: from the
+/// process's random hasher seeds, which is enough for a name.
+fn uuid_v4() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut bytes = [0u8; 16];
+    for half in bytes.chunks_mut(8) {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(sluice_firelens::now_ns() as u64);
+        half.copy_from_slice(&h.finish().to_be_bytes());
+    }
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input<'a>(tag: &'a str, record: &'a Map<String, Json>) -> TemplateInput<'a> {
+        TemplateInput {
+            tag,
+            record,
+            task_id: Some("abc123"),
+            cluster: Some("prod"),
+            task_arn: Some("arn:aws:ecs:r:1:task/prod/abc123"),
+        }
+    }
+
+    fn record() -> Map<String, Json> {
+        serde_json::from_str(r#"{"ecs_cluster":"prod","container_name":"/ecs-x","kubernetes":{"pod_name":"p1"},"n":7,"empty":""}"#).unwrap()
+    }
+
+    #[test]
+    fn record_accessor_templates() {
+        let r = record();
+        let i = input("app-firelens-abc123", &r);
+        let fill = |t: &str| Template::record_accessor(t).unwrap().fill(&i);
+        assert_eq!(
+            fill("/ecs/$ecs_cluster/app").as_deref(),
+            Some("/ecs/prod/app")
+        );
+        assert_eq!(fill("$kubernetes['pod_name'].$n").as_deref(), Some("p1.7"));
+        assert_eq!(fill("$TAG").as_deref(), Some("app-firelens-abc123"));
+        assert_eq!(fill("$TAG[0]").as_deref(), Some("app-firelens-abc123"));
+        assert_eq!(fill("app/$ecs_task_id").as_deref(), Some("app/abc123"));
+        assert_eq!(fill("x-$missing"), None);
+        assert_eq!(fill("x-$empty"), None);
+        assert_eq!(fill("costs $ 5").as_deref(), Some("costs $ 5"));
+        let t = Template::record_accessor("a.b.c").unwrap();
+        assert!(t.is_static());
+        let dotted = Map::new();
+        let d = input("a.b.c", &dotted);
+        assert_eq!(
+            Template::record_accessor("$TAG[2]")
+                .unwrap()
+                .fill(&d)
+                .as_deref(),
+            Some("c")
+        );
+    }
+
+    #[test]
+    fn go_templates() {
+        let r = record();
+        let i = input("app.web", &r);
+        let fill = |t: &str| Template::go(t).unwrap().fill(&i);
+        assert_eq!(
+            fill("/ecs/$(ecs_cluster)/$(ecs_task_id)").as_deref(),
+            Some("/ecs/prod/abc123")
+        );
+        assert_eq!(fill("$(tag)-$(tag[1])").as_deref(), Some("app.web-web"));
+        assert_eq!(fill("$(kubernetes['pod_name'])").as_deref(), Some("p1"));
+        assert_eq!(fill("$(container_name)").as_deref(), Some("/ecs-x"));
+        assert_eq!(fill("$(nope)"), None);
+        assert_eq!(fill("$(uuid)").map(|u| u.len()), Some(36));
+        assert!(Template::go("$(tag").is_err());
+    }
+}
