@@ -21,7 +21,8 @@ pub enum Command {
     /// Run the sidecar (Fluent Forward in, CloudWatch Logs or stdout out).
     Run(RunArgs),
     /// Check a configuration file (with SLUICE_* overrides) and explain every
-    /// error.
+    /// error; or a Fluent Bit configuration (FireLens), printing the routes it
+    /// derives.
     CheckConfig(CheckConfigArgs),
     /// Exit 0 if the configured forward listener accepts a connection, else
     /// 1 (for a container HEALTHCHECK; the image has no shell).
@@ -40,7 +41,8 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct CheckConfigArgs {
-    /// The TOML configuration file.
+    /// Sluice's TOML configuration, or a Fluent Bit configuration such as
+    /// the one ECS generates for FireLens.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
 }

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use sluice::{cli, config, parse_cmd, run};
+use sluice::{cli, config, fluentbit, parse_cmd, run};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
@@ -16,6 +16,8 @@ fn main() -> ExitCode {
 }
 
 /// `sluice check-config FILE`: every error with its key, exit 1; or "ok".
+/// A Fluent Bit configuration (FireLens drop-in) is checked as `sluice run`
+/// would serve it, and the routes it derived are printed.
 fn check_config(path: &std::path::Path) -> ExitCode {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -24,6 +26,9 @@ fn check_config(path: &std::path::Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if looks_like_fluent_bit(&text) {
+        return check_fluent_bit(path);
+    }
     match config::load(Some(&text), std::env::vars()) {
         Ok(_) => {
             println!("{}: ok", path.display());
@@ -32,6 +37,37 @@ fn check_config(path: &std::path::Path) -> ExitCode {
         Err(errors) => {
             for e in &errors {
                 eprintln!("{}: {e}", path.display());
+            }
+            eprintln!("{}: {} error(s)", path.display(), errors.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Not TOML, and has a Fluent Bit section or command at column 0.
+fn looks_like_fluent_bit(text: &str) -> bool {
+    if text.parse::<toml::Table>().is_ok() {
+        return false;
+    }
+    text.lines().any(|line| {
+        let upper = line.trim_end().to_ascii_uppercase();
+        ["[INPUT]", "[OUTPUT]", "[FILTER]", "[SERVICE]"].contains(&upper.as_str())
+            || upper.starts_with("@INCLUDE ")
+            || upper.starts_with("@SET ")
+    })
+}
+
+fn check_fluent_bit(path: &std::path::Path) -> ExitCode {
+    let env = |name: &str| std::env::var(name).ok();
+    match fluentbit::load(path, &env) {
+        Ok(plan) => {
+            print!("{}", fluentbit::describe(&plan));
+            println!("{}: ok", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
             }
             eprintln!("{}: {} error(s)", path.display(), errors.len());
             ExitCode::FAILURE

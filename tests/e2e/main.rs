@@ -4,6 +4,7 @@
 mod cloudwatch;
 mod config;
 mod durability;
+mod firelens;
 mod parse;
 mod proxy;
 mod run;

@@ -260,6 +260,30 @@ fn peer(args: &[&str]) -> Vec<String> {
     run_script("cloudwatch_peer.py", args)
 }
 
+/// Where a sidecar listens: forward TCP, admin, and the unix socket.
+#[derive(Clone, Debug)]
+pub struct Addresses {
+    pub tcp: String,
+    pub admin: String,
+    pub unix: PathBuf,
+}
+
+impl Addresses {
+    /// Free loopback ports and a fresh socket path.
+    pub fn pick() -> Addresses {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        Addresses {
+            tcp: format!("127.0.0.1:{}", free_port()),
+            admin: format!("127.0.0.1:{}", free_port()),
+            unix: std::env::temp_dir().join(format!(
+                "sluice-e2e-{}-{}.sock",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            )),
+        }
+    }
+}
+
 /// A `sluice run` child with its stdout read line by line.
 pub struct Sidecar {
     child: Child,
@@ -286,18 +310,19 @@ impl Sidecar {
     /// [`Sidecar::start_with`], run by `wrapper` (a program and its
     /// arguments, which ends by running the sluice command line it is given).
     pub fn start_wrapped(wrapper: &[&str], args: &[&str], extra_env: &[(&str, &str)]) -> Sidecar {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-            l.local_addr().expect("addr").port()
-        };
-        let tcp = format!("127.0.0.1:{port}");
-        let admin = format!("127.0.0.1:{}", free_port());
-        let unix = std::env::temp_dir().join(format!(
-            "sluice-e2e-{}-{}.sock",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
+        Sidecar::start_at(&Addresses::pick(), wrapper, args, extra_env, &[])
+    }
+
+    /// Starts `sluice run` on the given addresses, without the variables
+    /// `remove` names.
+    pub fn start_at(
+        addresses: &Addresses,
+        wrapper: &[&str],
+        args: &[&str],
+        extra_env: &[(&str, &str)],
+        remove: &[&str],
+    ) -> Sidecar {
+        let Addresses { tcp, admin, unix } = addresses.clone();
         let sluice = env!("CARGO_BIN_EXE_sluice");
         let mut command = match wrapper.split_first() {
             None => Command::new(sluice),
@@ -307,7 +332,7 @@ impl Sidecar {
                 c
             }
         };
-        let mut child = command
+        command
             .arg("run")
             .args(args)
             // No drain window unless a test asks for one: stopping is quick.
@@ -315,7 +340,11 @@ impl Sidecar {
             .env("SLUICE_FORWARD_LISTEN", &tcp)
             .env("SLUICE_ADMIN_LISTEN", &admin)
             .env("SLUICE_FORWARD_UNIX_PATH", &unix)
-            .envs(extra_env.iter().copied())
+            .envs(extra_env.iter().copied());
+        for name in remove {
+            command.env_remove(name);
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -415,4 +444,135 @@ impl Drop for Sidecar {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The ECS agent stand-in (tests/e2e/ecs_agent.py serve): task metadata v4
+/// and container credentials on a loopback port, stopped when dropped.
+pub struct EcsAgent {
+    child: Child,
+    pub port: u16,
+}
+
+impl EcsAgent {
+    /// Serves `task` (the v4 `/task` answer) after `delay_s`; credentials
+    /// only to requests whose Authorization header is `token`.
+    pub fn start(task: &serde_json::Value, delay_s: f64, token: &str) -> EcsAgent {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let base = std::env::temp_dir().join(format!(
+            "sluice-e2e-agent-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let task_file = base.with_extension("json");
+        let port_file = base.with_extension("port");
+        std::fs::write(&task_file, task.to_string()).expect("task written");
+        let _ = std::fs::remove_file(&port_file);
+        let child = Command::new(python())
+            .arg(workspace().join("tests/e2e/ecs_agent.py"))
+            .args(["serve", &port_file.display().to_string()])
+            .arg(&task_file)
+            .args(["--delay", &delay_s.to_string(), "--token", token])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("the agent stand-in starts");
+        let mut port = 0;
+        wait_until(
+            "the agent stand-in did not start",
+            Duration::from_millis(20),
+            || {
+                port = std::fs::read_to_string(&port_file)
+                    .ok()
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0);
+                port != 0
+            },
+        );
+        EcsAgent { child, port }
+    }
+
+    /// `ECS_CONTAINER_METADATA_URI_V4` for this stand-in.
+    pub fn metadata_uri(&self) -> String {
+        format!("http://127.0.0.1:{}/v4/0a1b2c3d-router", self.port)
+    }
+
+    /// `AWS_CONTAINER_CREDENTIALS_FULL_URI` for this stand-in.
+    pub fn credentials_uri(&self) -> String {
+        format!("http://127.0.0.1:{}/creds", self.port)
+    }
+
+    /// What it served: (path, Authorization header).
+    pub fn requests(&self) -> Vec<(String, Option<String>)> {
+        let mut stream =
+            TcpStream::connect(("127.0.0.1", self.port)).expect("the stand-in answers");
+        use std::io::{Read, Write};
+        stream
+            .write_all(b"GET /requests HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .expect("request sent");
+        let mut raw = String::new();
+        stream.read_to_string(&mut raw).expect("answer read");
+        let body = raw.split("\r\n\r\n").nth(1).unwrap_or("[]");
+        let served: Vec<serde_json::Value> = serde_json::from_str(body).expect("JSON");
+        served
+            .iter()
+            .map(|r| {
+                (
+                    r["path"].as_str().unwrap_or_default().to_string(),
+                    r["authorization"].as_str().map(str::to_string),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for EcsAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The Fluent Bit configuration the agent would generate for `spec` (see
+/// ecs_agent.py render), written to a fresh file.
+pub fn render_firelens_config(spec: &serde_json::Value) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let base = std::env::temp_dir().join(format!(
+        "sluice-e2e-firelens-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let spec_file = base.with_extension("json");
+    let conf = base.with_extension("conf");
+    std::fs::write(&spec_file, spec.to_string()).expect("spec written");
+    run_script(
+        "ecs_agent.py",
+        &[
+            "render",
+            &spec_file.display().to_string(),
+            &conf.display().to_string(),
+        ],
+    );
+    conf
+}
+
+/// Sends `lines` ((source, line) pairs) as Docker's fluentd driver does for
+/// one container (see ecs_agent.py docker).
+pub fn docker_send(socket: &Path, tag: &str, id: &str, docker_name: &str, lines: &[(&str, &str)]) {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let file = std::env::temp_dir().join(format!(
+        "sluice-e2e-lines-{}-{}.json",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::write(&file, serde_json::json!(lines).to_string()).expect("lines written");
+    run_script(
+        "ecs_agent.py",
+        &[
+            "docker",
+            &socket.display().to_string(),
+            tag,
+            id,
+            docker_name,
+            &file.display().to_string(),
+        ],
+    );
 }

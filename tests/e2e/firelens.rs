@@ -1,0 +1,503 @@
+//! Sluice as the FireLens log router ECS starts: the Fluent Bit
+//! configuration the agent generates (ecs_agent.py renders it as the
+//! agent's template does), task metadata v4 and container credentials from
+//! a loopback stand-in, records sent as Docker's fluentd driver sends them,
+//! and the results read back from moto.
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+use crate::support::{
+    docker_send, render_firelens_config, scrape, wait_until, Addresses, EcsAgent, Moto, Sidecar,
+    StoredEvent,
+};
+
+const TASK_ID: &str = "5a0a7b1c9d8e4f00a1b2c3d4e5f60718";
+const APP_ID: &str = "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1";
+const ENVOY_ID: &str = "e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2";
+const APP_DOCKER_NAME: &str = "/ecs-orders-7-app-d0c8b4a2e6f1a3c5b700";
+const ENVOY_DOCKER_NAME: &str = "/ecs-orders-7-envoy-9a8bf0e1d2c3b4a59600";
+const TOKEN: &str = "agent-token-1";
+
+fn task_arn() -> String {
+    format!("arn:aws:ecs:us-east-1:123456789012:task/prod/{TASK_ID}")
+}
+
+/// The `/task` answer, as on Fargate: the cluster is an ARN.
+fn task_metadata() -> Value {
+    json!({
+        "Cluster": "arn:aws:ecs:us-east-1:123456789012:cluster/prod",
+        "TaskARN": task_arn(),
+        "Family": "orders",
+        "Revision": "7",
+        "LaunchType": "FARGATE",
+        "Containers": [
+            {"DockerId": APP_ID, "Name": "app", "DockerName": &APP_DOCKER_NAME[1..]},
+            {"DockerId": ENVOY_ID, "Name": "envoy", "DockerName": &ENVOY_DOCKER_NAME[1..]},
+            {"DockerId": "f0", "Name": "log_router", "DockerName": "ecs-orders-7-logrouter-aa"}
+        ]
+    })
+}
+
+fn tag(container: &str) -> String {
+    format!("{container}-firelens-{TASK_ID}")
+}
+
+/// No static keys, no region, no profile: only what ECS gives.
+const REMOVED: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_PROFILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+];
+
+/// The environment ECS gives the router, pointed at the stand-in.
+fn ecs_env(agent: &EcsAgent, conf: &std::path::Path) -> Vec<(String, String)> {
+    vec![
+        ("SLUICE_FIRELENS_CONFIG".into(), conf.display().to_string()),
+        ("ECS_CONTAINER_METADATA_URI_V4".into(), agent.metadata_uri()),
+        (
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI".into(),
+            agent.credentials_uri(),
+        ),
+        ("AWS_CONTAINER_AUTHORIZATION_TOKEN".into(), TOKEN.into()),
+        ("AWS_CONFIG_FILE".into(), "/dev/null".into()),
+        ("AWS_SHARED_CREDENTIALS_FILE".into(), "/dev/null".into()),
+        ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+    ]
+}
+
+fn start(addresses: &Addresses, env: &[(String, String)]) -> Sidecar {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    Sidecar::start_at(addresses, &[], &[], &env, REMOVED)
+}
+
+/// The agent's rendering input for a task with `containers`' log options.
+fn spec(addresses: &Addresses, health_port: u16, containers: Value) -> Value {
+    let port: u16 = addresses
+        .tcp
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("a port");
+    json!({
+        "network_mode": "awsvpc",
+        "socket": addresses.unix,
+        "port": port,
+        "health_port": health_port,
+        "mem_buf_limit": 25,
+        "cluster": "prod",
+        "task_arn": task_arn(),
+        "task_definition": "orders:7",
+        "containers": containers,
+    })
+}
+
+fn object(message: &str) -> Map<String, Value> {
+    match serde_json::from_str(message) {
+        Ok(Value::Object(m)) => m,
+        _ => panic!("not a JSON object: {message}"),
+    }
+}
+
+fn in_stream<'a>(events: &'a [StoredEvent], group: &str, stream: &str) -> Vec<&'a StoredEvent> {
+    events
+        .iter()
+        .filter(|e| e.group == group && e.stream == stream)
+        .collect()
+}
+
+#[test]
+fn an_ecs_task_as_the_agent_generates_it() {
+    let moto = Moto::start();
+    let agent = EcsAgent::start(&task_metadata(), 0.0, TOKEN);
+    let addresses = Addresses::pick();
+    let health_port = crate::support::free_port();
+    let conf = render_firelens_config(&spec(
+        &addresses,
+        health_port,
+        json!({
+            "app": {
+                "Name": "cloudwatch_logs",
+                "region": "us-east-1",
+                "endpoint": moto.endpoint(),
+                "log_group_name": "/ecs/orders/app",
+                // A secret option: the agent writes ${NAME_i} and sets the
+                // variable on the router.
+                "log_stream_prefix": "${APP_PREFIX_0}",
+                "auto_create_group": "true",
+                "log_retention_days": "14",
+                "exclude-pattern": "^DEBUG",
+            },
+            "envoy": {
+                "Name": "cloudwatch_logs",
+                "region": "us-east-1",
+                "endpoint": moto.endpoint(),
+                "log_group_name": "/ecs/envoy-fallback",
+                "log_group_template": "/ecs/$ecs_cluster/envoy",
+                "log_stream_name": "envoy-stream",
+                "log_stream_template": "$no_such_key",
+                "auto_create_group": "true",
+                "workers": "2",
+            },
+        }),
+    ));
+    let text = std::fs::read_to_string(&conf).expect("generated");
+    // The agent's shape: an empty line first, sorted keys.
+    assert!(
+        text.starts_with("\n[INPUT]\n    Name forward\n    Mem_Buf_Limit 25MB\n    unix_path "),
+        "{text}"
+    );
+    let mut env = ecs_env(&agent, &conf);
+    env.push(("APP_PREFIX_0".into(), "app/".into()));
+    let sidecar = start(&addresses, &env);
+
+    // The health check AWS documented for years: connect, write, close.
+    {
+        use std::io::Write;
+        let mut hc = std::net::TcpStream::connect(("127.0.0.1", health_port))
+            .expect("the health-check input accepts");
+        hc.write_all(b"{\"health\": \"check\"}\n").expect("written");
+    }
+
+    docker_send(
+        &addresses.unix,
+        &tag("app"),
+        APP_ID,
+        APP_DOCKER_NAME,
+        &[
+            ("stdout", "GET /orders?token=t0psecret 200 handled"),
+            ("stdout", "DEBUG cache warm"),
+            ("stderr", "payment failed for order 7"),
+        ],
+    );
+    let access = "[{now}] \"POST /api/v1/locations?token=s3cret&page=2 HTTP/2\" 204 - 154 0 226 100 \"10.0.35.28\" \"nsq2http\" \"cc21d9b0-cf5c-432b-8c7e-98aeb7988cd2\" \"locations\" \"10.0.2.1:80\"";
+    docker_send(
+        &addresses.unix,
+        &tag("envoy"),
+        ENVOY_ID,
+        ENVOY_DOCKER_NAME,
+        &[
+            ("stdout", access),
+            (
+                "stderr",
+                "[2026-11-26 10:00:00.000][1][info][main] starting main dispatch loop",
+            ),
+        ],
+    );
+    wait_until("records read", Duration::from_millis(50), || {
+        let (_, samples) = scrape(&sidecar.admin);
+        samples
+            .get("sluice_forward_events_total")
+            .copied()
+            .unwrap_or(0.0)
+            >= 5.0
+    });
+    let (_, samples) = scrape(&sidecar.admin);
+    assert_eq!(samples.get("sluice_firelens_filtered_total"), Some(&1.0));
+    let (status, _) = sidecar.stop();
+    assert!(status.success());
+
+    let dump = moto.wait_for_dump("every event in CloudWatch", |d| d.events.len() >= 5);
+    assert_eq!(dump.groups.get("/ecs/orders/app"), Some(&Some(14)));
+    assert_eq!(dump.groups.get("/ecs/prod/envoy"), Some(&None));
+    assert!(
+        !dump.groups.contains_key("/ecs/envoy-fallback"),
+        "{:?}",
+        dump.groups
+    );
+
+    // The application's lines: Fluent Bit's record shape, redacted, with
+    // the metadata record_modifier added; the DEBUG line excluded.
+    let app_stream = format!("app/{}", tag("app"));
+    let app: Vec<Map<String, Value>> = in_stream(&dump.events, "/ecs/orders/app", &app_stream)
+        .iter()
+        .map(|e| object(&e.message))
+        .collect();
+    let metadata = |source: &str, log: &str, id: &str, name: &str| {
+        object(
+            &json!({
+                "container_id": id,
+                "container_name": name,
+                "ecs_cluster": "prod",
+                "ecs_task_arn": task_arn(),
+                "ecs_task_definition": "orders:7",
+                "log": log,
+                "source": source,
+            })
+            .to_string(),
+        )
+    };
+    assert_eq!(
+        app,
+        [
+            metadata(
+                "stdout",
+                "GET /orders?token=REDACTED 200 handled",
+                APP_ID,
+                APP_DOCKER_NAME
+            ),
+            metadata(
+                "stderr",
+                "payment failed for order 7",
+                APP_ID,
+                APP_DOCKER_NAME
+            ),
+        ]
+    );
+
+    // Envoy's lines: the access record parsed and redacted, with the same
+    // metadata keys; its own log line as a record.
+    let envoy = in_stream(&dump.events, "/ecs/prod/envoy", "envoy-stream");
+    assert_eq!(envoy.len(), 2, "{envoy:#?}");
+    let mut record = object(&envoy[0].message);
+    let start_time = record.remove("start_time").expect("start_time");
+    assert!(start_time.as_str().is_some_and(|t| t.ends_with(".000Z")));
+    let mut expected = object(
+        &json!({
+            "method": "POST",
+            "path": "/api/v1/locations?token=REDACTED&page=REDACTED",
+            "protocol": "HTTP/2",
+            "response_code": 204,
+            "bytes_received": 154,
+            "bytes_sent": 0,
+            "duration": 226,
+            "upstream_service_time": 100,
+            "forwarded_for": "10.0.35.28",
+            "user_agent": "nsq2http",
+            "request_id": "cc21d9b0-cf5c-432b-8c7e-98aeb7988cd2",
+            "authority": "locations",
+            "upstream_host": "10.0.2.1:80",
+            "route": "POST /api/v1/locations",
+        })
+        .to_string(),
+    );
+    let mut meta = metadata("stdout", "", ENVOY_ID, ENVOY_DOCKER_NAME);
+    meta.remove("log");
+    expected.extend(meta);
+    assert_eq!(record, expected);
+    assert_eq!(
+        object(&envoy[1].message),
+        metadata(
+            "stderr",
+            "[2026-11-26 10:00:00.000][1][info][main] starting main dispatch loop",
+            ENVOY_ID,
+            ENVOY_DOCKER_NAME
+        )
+    );
+
+    // Per-route statistics beside them, named by the task-definition name.
+    let stats = in_stream(
+        &dump.events,
+        "/ecs/prod/envoy",
+        &format!("sluice-stats/{TASK_ID}"),
+    );
+    assert_eq!(stats.len(), 1, "{stats:#?}");
+    let by_route = object(&stats[0].message);
+    assert_eq!(by_route["service"], "locations");
+    assert_eq!(by_route["route"], "POST /api/v1/locations");
+    assert_eq!(by_route["requests"], 1);
+
+    // Credentials came from the container endpoint with the token; the
+    // task metadata was read.
+    let served = agent.requests();
+    assert!(
+        served.iter().any(|(p, _)| p == "/v4/0a1b2c3d-router/task"),
+        "{served:?}"
+    );
+    assert!(
+        served
+            .iter()
+            .any(|(p, auth)| p == "/creds" && auth.as_deref() == Some(TOKEN)),
+        "{served:?}"
+    );
+}
+
+#[test]
+fn an_output_sluice_cannot_serve_is_refused_by_name() {
+    let addresses = Addresses::pick();
+    let conf = render_firelens_config(&spec(
+        &addresses,
+        8877,
+        json!({
+            "app": {"Name": "cloudwatch_logs", "region": "us-east-1", "log_group_name": "g", "log_stream_prefix": "p"},
+            "web": {"Name": "kinesis_firehose", "region": "us-west-2", "delivery_stream": "my-stream"},
+        }),
+    ));
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("run")
+        .env("SLUICE_FIRELENS_CONFIG", &conf)
+        .env_remove("ECS_CONTAINER_METADATA_URI_V4")
+        .output()
+        .expect("sluice runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr
+            .contains("[OUTPUT] kinesis_firehose (Match web-firelens*) cannot be served by Sluice"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("listening"), "{stderr}");
+
+    // check-config says the same, and the routes of a good file.
+    let check = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("check-config")
+        .arg(&conf)
+        .output()
+        .expect("sluice runs");
+    assert_eq!(check.status.code(), Some(1));
+    let good = render_firelens_config(&spec(
+        &addresses,
+        8877,
+        json!({"app": {"Name": "cloudwatch_logs", "region": "us-east-1", "log_group_name": "/ecs/app", "log_group_template": "/ecs/$ecs_cluster/app", "log_stream_prefix": "app/", "auto_create_group": "true"}}),
+    ));
+    let check = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("check-config")
+        .arg(&good)
+        .output()
+        .expect("sluice runs");
+    assert_eq!(check.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    let routes: Vec<&str> = stdout.lines().filter(|l| l.contains("route ")).collect();
+    assert_eq!(
+        routes,
+        [
+            "  route Match firelens-healthcheck -> null (discarded)",
+            "  route Match app-firelens* -> cloudwatch_logs: group /ecs/$ecs_cluster/app (else /ecs/app), stream app/<tag>, auto_create_group",
+        ]
+    );
+}
+
+/// Off ECS (no metadata variable) and with no generated configuration:
+/// Sluice's own configuration, container names from the FireLens tag.
+#[test]
+fn not_on_ecs_names_come_from_the_tag() {
+    let dir = std::env::temp_dir().join(format!("sluice-e2e-noecs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let addresses = Addresses::pick();
+    let dir_text = dir.display().to_string();
+    let sidecar = Sidecar::start_at(
+        &addresses,
+        &[],
+        &[],
+        &[
+            ("SLUICE_OUTPUT_TYPE", "file"),
+            ("SLUICE_FILE_DIR", &dir_text),
+            ("SLUICE_ENVOY_CONTAINERS", "envoy"),
+            ("SLUICE_FIRELENS_CONFIG", ""),
+        ],
+        &["ECS_CONTAINER_METADATA_URI_V4"],
+    );
+    docker_send(
+        &addresses.unix,
+        &tag("envoy"),
+        ENVOY_ID,
+        ENVOY_DOCKER_NAME,
+        &[(
+            "stdout",
+            "[{now}] \"GET /a?x=1 HTTP/1.1\" 200 - 0 2 3 - \"-\" \"-\" \"-\" \"-\" \"-\"",
+        )],
+    );
+    let (status, _) = sidecar.stop();
+    assert!(status.success());
+    let path = dir
+        .join("%2Fecs%2Fdefault%2Fenvoy")
+        .join(format!("{TASK_ID}%2Faccess.ndjson"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let record = object(text.trim_end());
+    assert_eq!(record["kind"], "access");
+    assert_eq!(record["container_name"], "envoy");
+    assert_eq!(record["path"], "/a?x=REDACTED");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// With task metadata and no generated configuration: the cluster, task and
+/// task definition come from metadata, and a record whose tag is not a
+/// FireLens tag is named by its container id.
+#[test]
+fn task_metadata_names_records_without_a_generated_configuration() {
+    let agent = EcsAgent::start(&task_metadata(), 0.0, TOKEN);
+    let dir = std::env::temp_dir().join(format!("sluice-e2e-meta-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let dir_text = dir.display().to_string();
+    let addresses = Addresses::pick();
+    let uri = agent.metadata_uri();
+    let sidecar = Sidecar::start_at(
+        &addresses,
+        &[],
+        &[],
+        &[
+            ("SLUICE_OUTPUT_TYPE", "file"),
+            ("SLUICE_FILE_DIR", &dir_text),
+            ("SLUICE_FIRELENS_CONFIG", ""),
+            ("ECS_CONTAINER_METADATA_URI_V4", &uri),
+        ],
+        &[],
+    );
+    docker_send(
+        &addresses.unix,
+        "docker.app",
+        APP_ID,
+        APP_DOCKER_NAME,
+        &[("stdout", "ready")],
+    );
+    let (status, _) = sidecar.stop();
+    assert!(status.success());
+    let path = dir
+        .join("%2Fecs%2Fprod%2Fapp")
+        .join(format!("{TASK_ID}%2Fapp.ndjson"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let record = object(text.trim_end());
+    assert_eq!(record["container_name"], "app");
+    assert_eq!(record["ecs_cluster"], "prod");
+    assert_eq!(record["ecs_task_arn"], task_arn().as_str());
+    assert_eq!(record["ecs_task_definition"], "orders:7");
+    assert_eq!(record["log"], "ready");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A metadata endpoint that is down, or slower than Sluice waits: it starts
+/// anyway, says so once, and names records from their tags.
+#[test]
+fn a_metadata_endpoint_down_or_slow_at_start() {
+    let slow = EcsAgent::start(&task_metadata(), 30.0, TOKEN);
+    let down = format!("http://127.0.0.1:{}/v4/x", crate::support::free_port());
+    for uri in [down, slow.metadata_uri()] {
+        let addresses = Addresses::pick();
+        let sidecar = Sidecar::start_at(
+            &addresses,
+            &[],
+            &[],
+            &[
+                ("SLUICE_FIRELENS_CONFIG", ""),
+                ("ECS_CONTAINER_METADATA_URI_V4", &uri),
+            ],
+            &[],
+        );
+        docker_send(
+            &addresses.unix,
+            &tag("app"),
+            APP_ID,
+            APP_DOCKER_NAME,
+            &[("stdout", "hello")],
+        );
+        let line = sidecar.lines(1).remove(0);
+        let record = object(&line);
+        assert_eq!(record["container_name"], "app");
+        assert_eq!(record["log"], "hello");
+        assert!(!record.contains_key("ecs_cluster"), "{line}");
+        let logs = sidecar.logs.lock().expect("lock").clone();
+        let warnings = logs
+            .iter()
+            .filter(|l| l.contains("cannot read the task metadata"))
+            .count();
+        assert_eq!(warnings, 1, "{logs:#?}");
+        let (status, _) = sidecar.stop();
+        assert!(status.success());
+    }
+}
