@@ -95,7 +95,29 @@ fn healthcheck(path: Option<&std::path::Path>) -> ExitCode {
         }
     };
     let timeout = std::time::Duration::from_secs(2);
-    let reachable = match (config.forward.listen, &config.forward.unix_path) {
+    let (mut tcp, mut unix) = (config.forward.listen, config.forward.unix_path.clone());
+    // FireLens drop-in: the generated configuration's inputs are the ones
+    // `sluice run` serves.
+    if let Some(path) = config.firelens_config.as_deref().filter(|p| p.exists()) {
+        let env = |name: &str| std::env::var(name).ok();
+        let Ok(plan) = fluentbit::load(path, &env) else {
+            eprintln!("healthcheck: {} has errors", path.display());
+            return ExitCode::FAILURE;
+        };
+        (tcp, unix) = (None, None);
+        for input in plan.forward {
+            match input {
+                fluentbit::plan::ForwardInput::Tcp(a) => tcp = tcp.or(Some(a)),
+                fluentbit::plan::ForwardInput::Unix(p) => unix = unix.or(Some(p)),
+            }
+        }
+        // A listener on every address is reached on loopback.
+        tcp = tcp.map(|a| match a.ip().is_unspecified() {
+            true => std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), a.port()),
+            false => a,
+        });
+    }
+    let reachable = match (tcp, &unix) {
         (Some(addr), _) => std::net::TcpStream::connect_timeout(&addr, timeout).is_ok(),
         (None, Some(path)) => std::os::unix::net::UnixStream::connect(path).is_ok(),
         (None, None) => false,

@@ -238,18 +238,10 @@ async fn serve(full: Config, drop_in: Option<DropIn>, identity: Identity) -> Exi
     let pipeline_counters = Arc::new(PipelineCounters::default());
     let totals = Arc::new(Mutex::new(RouteTable::default()));
     let admin_listen = full.admin_listen;
-    let routing = match drop_in {
-        Some(plan) => Routing::DropIn(Router::new(plan, policies)),
-        None => Routing::Native(CachedTemplates::new(StreamTemplates {
-            log_group: full.cloudwatch.log_group.clone(),
-            access_stream: full.cloudwatch.access_stream.clone(),
-            app_stream: full.cloudwatch.app_stream.clone(),
-            stats_stream: full.cloudwatch.stats_stream.clone(),
-        })),
-    };
+    let router = drop_in.map(|plan| Router::new(plan, policies));
     let stage = output_stage(
         full,
-        routing,
+        router,
         identity,
         pipeline_counters.clone(),
         totals.clone(),
@@ -426,14 +418,21 @@ async fn build_sink(
 /// The output stage's renderer, stream templates, statistics and sampling.
 fn output_stage(
     full: Config,
-    routing: Routing,
+    router: Option<Router>,
     identity: Identity,
     counters: Arc<PipelineCounters>,
     totals: Arc<Mutex<RouteTable>>,
 ) -> OutputStage {
-    let drop_in = matches!(routing, Routing::DropIn(_));
+    let templates = CachedTemplates::new(StreamTemplates {
+        log_group: full.cloudwatch.log_group.clone(),
+        access_stream: full.cloudwatch.access_stream.clone(),
+        app_stream: full.cloudwatch.app_stream.clone(),
+        stats_stream: full.cloudwatch.stats_stream.clone(),
+    });
+    let drop_in = router.is_some();
     OutputStage {
-        routing,
+        templates,
+        router,
         identity,
         unrouted_tags: Vec::new(),
         stats: full
@@ -479,13 +478,27 @@ async fn start_cloudwatch(
     let client = CloudWatchClient::new(&settings).await?;
     let spool = match &config.spool {
         None => None,
-        Some(c) => {
-            let spool = Spool::open(c.clone())
-                .map_err(|e| format!("cannot use the spool directory {}: {e}", c.dir.display()))?;
-            let (bytes, segments) = spool.shared().usage();
-            tracing::info!(dir = %c.dir.display(), segments, bytes, fsync = c.fsync, "spool open");
-            Some(spool)
-        }
+        Some(c) => match Spool::open(c.clone()) {
+            Ok(spool) => {
+                let (bytes, segments) = spool.shared().usage();
+                tracing::info!(dir = %c.dir.display(), segments, bytes, fsync = c.fsync, "spool open");
+                Some(spool)
+            }
+            // A task volume that is not writable for this user (on Fargate,
+            // one the image does not declare starts as root's, 0755): an
+            // essential log router that exits would stop the task, so run,
+            // and say loudly what is lost.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                tracing::error!(dir = %c.dir.display(), error = %e, "the spool directory is not writable for this user; running WITHOUT the spool: acked events are held in memory only until CloudWatch has them. Mount a volume this user can write at spool.dir");
+                None
+            }
+            Err(e) => {
+                return Err(format!(
+                    "cannot use the spool directory {}: {e}",
+                    c.dir.display()
+                ))
+            }
+        },
     };
     let spool_shared = spool.as_ref().map(Spool::shared);
     let counters = Arc::new(ShipCounters::default());
@@ -598,17 +611,14 @@ const MAX_JOINED_LINE: usize = 1 << 20;
 /// A split line whose last part has not come for this long goes out as is.
 const PARTIAL_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Where events go: Sluice's own `[cloudwatch]` templates, or the routes of
-/// a Fluent Bit configuration (FireLens drop-in mode).
-enum Routing {
-    Native(CachedTemplates),
-    DropIn(Router),
-}
-
 /// What the output stage does with each event besides writing it.
 struct OutputStage {
     renderer: LineRenderer,
-    routing: Routing,
+    /// Sluice's own `[cloudwatch]` templates: every event's route, or in
+    /// drop-in mode that of events no output of the file takes.
+    templates: CachedTemplates,
+    /// FireLens drop-in mode: the Fluent Bit configuration's routes.
+    router: Option<Router>,
     /// Container names and the task's ECS keys.
     identity: Identity,
     /// Tags already logged as matching no output (drop-in), at most 64.
@@ -630,25 +640,42 @@ impl OutputStage {
     /// count every access record), then sampling (which only skips the
     /// write).
     fn write(&mut self, mut event: Event, sink: &mut Sink) -> io::Result<()> {
-        if let Routing::DropIn(router) = &self.routing {
+        if let Some(router) = &self.router {
             // The configuration's filters decide, and its record_modifier
-            // adds the ECS keys: nothing is added here.
+            // adds the ECS keys.
             if !router.filter(&event.tag, &mut event.record) {
                 self.counters
                     .dropin_filtered
                     .fetch_add(1, Ordering::Relaxed);
                 return Ok(());
             }
-            return self.write_drop_in(&event, sink);
+            let outputs = router.outputs_for(&event.tag);
+            if !outputs.is_empty() {
+                return self.write_drop_in(&event, &outputs, sink);
+            }
+            self.unrouted(&event.tag);
         }
         self.identity.add_task_keys(&mut event.record);
         self.write_native(&event, sink)
     }
 
+    /// Drop-in mode, a record no `[OUTPUT]` takes: Fluent Bit would drop
+    /// it; Sluice sends it as its own configuration says, counts it and
+    /// says so once per tag.
+    fn unrouted(&mut self, tag: &str) {
+        self.counters
+            .dropin_unrouted
+            .fetch_add(1, Ordering::Relaxed);
+        if self.unrouted_tags.len() < MAX_UNROUTED_TAGS_LOGGED
+            && !self.unrouted_tags.iter().any(|t| t == tag)
+        {
+            tracing::warn!(%tag, "no [OUTPUT] of the Fluent Bit configuration matches this tag; its records go where Sluice's own configuration says ([cloudwatch] templates), counted in sluice_firelens_unrouted_total");
+            self.unrouted_tags.push(tag.to_string());
+        }
+    }
+
     fn write_native(&mut self, event: &Event, sink: &mut Sink) -> io::Result<()> {
-        let Routing::Native(templates) = &mut self.routing else {
-            return Ok(());
-        };
+        let templates = &mut self.templates;
         self.text.clear();
         let container = self.identity.container_name(&event.tag, &event.record);
         let (line, line_key) = log_line(&event.record);
@@ -695,23 +722,15 @@ impl OutputStage {
 
     /// Drop-in mode: every output whose `Match` takes the tag gets the
     /// event, rendered as Fluent Bit would send it.
-    fn write_drop_in(&mut self, event: &Event, sink: &mut Sink) -> io::Result<()> {
-        let Routing::DropIn(router) = &mut self.routing else {
+    fn write_drop_in(
+        &mut self,
+        event: &Event,
+        outputs: &[usize],
+        sink: &mut Sink,
+    ) -> io::Result<()> {
+        let Some(router) = &mut self.router else {
             return Ok(());
         };
-        let outputs = router.outputs_for(&event.tag);
-        if outputs.is_empty() {
-            self.counters
-                .dropin_unrouted
-                .fetch_add(1, Ordering::Relaxed);
-            if self.unrouted_tags.len() < MAX_UNROUTED_TAGS_LOGGED
-                && !self.unrouted_tags.contains(&event.tag)
-            {
-                tracing::warn!(tag = %event.tag, "no [OUTPUT] of the Fluent Bit configuration matches this tag; its records are counted (sluice_firelens_unrouted_total) and not sent, as Fluent Bit would");
-                self.unrouted_tags.push(event.tag.clone());
-            }
-            return Ok(());
-        }
         let container = self.identity.container_name(&event.tag, &event.record);
         let (line, line_key) = log_line(&event.record);
         let event_ms = event.time_ns.div_euclid(1_000_000);
@@ -740,7 +759,7 @@ impl OutputStage {
         };
         let mut counted = false;
         let mut sent = false;
-        for index in outputs {
+        for &index in outputs {
             let Some(key) = router.key(index, &input) else {
                 continue;
             };

@@ -148,7 +148,7 @@ fn docker_partial_messages_are_joined() {
     assert_eq!(
         lines[0],
         format!(
-            r#"{{"kind":"app","timestamp":1700000000000,"tag":"app-firelens-t1","container_name":"ecs-app-1","container_id":"abc","source":"stdout","log":"{line}"}}"#
+            r#"{{"kind":"app","timestamp":1700000000000,"tag":"app-firelens-t1","container_name":"app","container_id":"abc","source":"stdout","log":"{line}"}}"#
         )
     );
     assert_eq!(
