@@ -21,8 +21,15 @@ COPY --from=build /out/sluice /usr/local/bin/sluice
 # The spool's directory (off unless SLUICE_SPOOL_DIR is set), owned by the
 # runtime user: a task volume mounted here starts with this owner and mode.
 COPY --from=build --chown=65532:65532 /out/spool /var/spool/sluice
+# Declared, so that a task volume mounted at this exact path starts with the
+# image's owner and mode (on Fargate a bind-mounted volume the image does
+# not declare starts as root's, 0755, and user 65532 could not write it).
+VOLUME ["/var/spool/sluice"]
 USER 65532:65532
-# The forward input listens on 127.0.0.1:24224 by default: containers of an
+# As a FireLens log router, Sluice reads the configuration ECS generates at
+# /fluent-bit/etc/fluent-bit.conf (a bind mount) and listens where it says:
+# the unix socket /var/run/fluent.sock, and 127.0.0.1:24224 in awsvpc mode.
+# Otherwise the forward input listens on 127.0.0.1:24224 by default: containers of an
 # awsvpc task (Fargate) share one network namespace. In bridge mode set
 # SLUICE_FORWARD_LISTEN=0.0.0.0:24224 in the task definition.
 # Fluent Forward; the admin endpoint (/healthz, /metrics) on 2020, also on

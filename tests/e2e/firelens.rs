@@ -501,3 +501,53 @@ fn a_metadata_endpoint_down_or_slow_at_start() {
         assert!(status.success());
     }
 }
+
+/// Each example task definition, rendered as the agent would render its
+/// FireLens options, passes `sluice check-config` with a route per
+/// container that logs through FireLens.
+#[test]
+fn the_example_task_definitions_render_to_configurations_sluice_serves() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&root).expect("examples/") {
+        let path = entry.expect("entry").path();
+        if !path.to_string_lossy().ends_with("task-definition.json") {
+            continue;
+        }
+        let task: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("JSON");
+        let mut containers = Map::new();
+        for c in task["containerDefinitions"].as_array().expect("containers") {
+            let log = &c["logConfiguration"];
+            if log["logDriver"] == "awsfirelens" {
+                containers.insert(
+                    c["name"].as_str().expect("name").to_string(),
+                    log["options"].clone(),
+                );
+            }
+        }
+        assert!(!containers.is_empty(), "{}", path.display());
+        let addresses = Addresses::pick();
+        let conf =
+            render_firelens_config(&spec(&addresses, 8877, Value::Object(containers.clone())));
+        let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("check-config")
+            .arg(&conf)
+            .output()
+            .expect("sluice runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: {stdout}{}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for name in containers.keys() {
+            let route = format!("  route Match {name}-firelens* -> cloudwatch_logs: ");
+            assert!(stdout.contains(&route), "{}: {stdout}", path.display());
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 2);
+}
