@@ -551,3 +551,48 @@ fn the_example_task_definitions_render_to_configurations_sluice_serves() {
     }
     assert_eq!(checked, 2);
 }
+
+/// `role_arn` with `sts_endpoint`: the role is assumed through STS (moto's)
+/// with the task role's credentials from the container endpoint, and the
+/// events are sent with the role's.
+#[test]
+fn an_outputs_role_is_assumed_through_sts() {
+    let moto = Moto::start();
+    let agent = EcsAgent::start(&task_metadata(), 0.0, TOKEN);
+    let addresses = Addresses::pick();
+    let conf = render_firelens_config(&spec(
+        &addresses,
+        crate::support::free_port(),
+        json!({
+            "app": {
+                "Name": "cloudwatch_logs",
+                "region": "us-east-1",
+                "endpoint": moto.endpoint(),
+                "sts_endpoint": moto.endpoint(),
+                "role_arn": "arn:aws:iam::123456789012:role/cross-account-logs",
+                "external_id": "sluice-e2e",
+                "log_group_name": "/ecs/assumed",
+                "log_stream_name": "app",
+                "auto_create_group": "on",
+            },
+        }),
+    ));
+    let sidecar = start(&addresses, &ecs_env(&agent, &conf));
+    docker_send(
+        &addresses.unix,
+        &tag("app"),
+        APP_ID,
+        APP_DOCKER_NAME,
+        &[("stdout", "with the role")],
+    );
+    let dump = moto.wait_for_dump("the event in CloudWatch", |d| !d.events.is_empty());
+    let (status, _) = sidecar.stop();
+    assert!(status.success());
+    let events = in_stream(&dump.events, "/ecs/assumed", "app");
+    assert_eq!(events.len(), 1, "{:#?}", dump.events);
+    assert_eq!(object(&events[0].message)["log"], "with the role");
+    assert!(agent
+        .requests()
+        .iter()
+        .any(|(p, auth)| p == "/creds" && auth.as_deref() == Some(TOKEN)));
+}
