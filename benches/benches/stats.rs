@@ -24,6 +24,7 @@ fn renderer(collect_facts: bool) -> LineRenderer {
         access_containers: Vec::new(),
         app_lines_as_json: false,
         collect_facts,
+        metadata: sluice::render::Metadata::All,
     }
 }
 

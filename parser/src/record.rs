@@ -198,8 +198,17 @@ impl<'a> AccessRecord<'a> {
     /// braces, so callers can add their own members before or after.
     /// Returns whether anything was written.
     pub fn write_json_members(&self, out: &mut String) -> bool {
+        self.write_json_members_except(out, None)
+    }
+
+    /// [`AccessRecord::write_json_members`] without `skip`'s member.
+    pub fn write_json_members_except(&self, out: &mut String, skip: Option<Field>) -> bool {
+        let skipped = skip.map(Field::name);
         let mut first = true;
         for (key, value) in self.fields() {
+            if Some(key) == skipped {
+                continue;
+            }
             if !first {
                 out.push(',');
             }

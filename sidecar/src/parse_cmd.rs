@@ -54,6 +54,7 @@ fn build_renderer(args: &ParseArgs) -> Result<LineRenderer, String> {
         access_containers: Vec::new(),
         app_lines_as_json: true,
         collect_facts: false,
+        metadata: crate::render::Metadata::All,
     })
 }
 

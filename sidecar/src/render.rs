@@ -2,7 +2,7 @@
 //! and `sluice run` writes, with the event's metadata when there is one.
 
 use serde_json::{Map, Value as Json};
-use sluice_parser::{json_out, Classified, Classifier, Redactor, RouteTable};
+use sluice_parser::{json_out, Classified, Classifier, Field, Redactor, RouteTable};
 
 use crate::stats::RequestFacts;
 
@@ -20,7 +20,44 @@ pub struct LineRenderer {
     /// Whether [`Rendered::facts`] is filled for access records (statistics
     /// and sampling need them).
     pub collect_facts: bool,
+    /// Which metadata each event carries.
+    pub metadata: Metadata,
 }
+
+/// The metadata an event carries besides what varies per request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Metadata {
+    /// Everything: `sluice parse` and stdout, where one stream mixes every
+    /// container and kind.
+    All,
+    /// Only these (`cloudwatch.metadata`): in a log stream, what is the
+    /// same for every event (kind, container, task) is said by the group
+    /// and stream names, and `@timestamp` is the event's time.
+    Only(Vec<String>),
+}
+
+impl Metadata {
+    fn includes(&self, field: &str) -> bool {
+        match self {
+            Metadata::All => true,
+            Metadata::Only(fields) => fields.iter().any(|f| f == field),
+        }
+    }
+}
+
+/// The fields `cloudwatch.metadata` may list.
+pub const METADATA_FIELDS: [&str; 10] = [
+    "kind",
+    "timestamp",
+    "tag",
+    "start_time",
+    "container_name",
+    "container_id",
+    "source",
+    "ecs_cluster",
+    "ecs_task_arn",
+    "ecs_task_definition",
+];
 
 /// What [`LineRenderer::render_event`] found.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,16 +123,23 @@ impl LineRenderer {
         match classified {
             Classified::Access(mut record) => {
                 let redactions = self.redactor.redact_record(&mut record);
-                out.push_str("{\"kind\":\"access\"");
                 let time_ms = record.start_time_ms().unwrap_or(event_time);
-                if let Some(meta) = meta {
-                    self.write_meta(meta, time_ms, out);
+                out.push('{');
+                let mut first = true;
+                self.write_meta("access", meta, time_ms, out, &mut first);
+                // `start_time` says to the millisecond what the event's
+                // CloudWatch timestamp says: left out unless asked for.
+                let skip_start_time = record.start_time_ms().is_some()
+                    && meta.is_some()
+                    && !self.metadata.includes("start_time");
+                let skip = skip_start_time.then_some(Field::StartTime);
+                if !first {
+                    out.push(',');
                 }
-                out.push(',');
-                if !record.write_json_members(out) {
-                    out.pop();
+                if record.write_json_members_except(out, skip) {
+                    out.push(',');
                 }
-                out.push_str(",\"route\":");
+                out.push_str("\"route\":");
                 let route = self.routes.route_key(&record);
                 json_out::write_str(out, &route);
                 out.push('}');
@@ -119,11 +163,13 @@ impl LineRenderer {
                 }
             }
             Classified::App(text) => {
-                out.push_str("{\"kind\":\"app\"");
-                if let Some(meta) = meta {
-                    self.write_meta(meta, meta.time_ms, out);
+                out.push('{');
+                let mut first = true;
+                self.write_meta("app", meta, event_time, out, &mut first);
+                if !first {
+                    out.push(',');
                 }
-                out.push_str(",\"log\":");
+                out.push_str("\"log\":");
                 json_out::write_str(out, &self.redactor.redact_text(text));
                 out.push('}');
                 Rendered {
@@ -221,16 +267,45 @@ impl LineRenderer {
         self.access_containers.iter().any(|c| c == meta.container)
     }
 
-    fn write_meta(&self, meta: &EventMeta<'_>, time_ms: i64, out: &mut String) {
-        out.push_str(",\"timestamp\":");
-        out.push_str(&time_ms.to_string());
-        out.push_str(",\"tag\":");
-        json_out::write_str(out, meta.tag);
-        for key in TOP_LEVEL_KEYS {
-            if let Some(Json::String(value)) = meta.record.get(key) {
+    /// The metadata members `self.metadata` selects (with a comma before
+    /// each but the first): `kind`, `timestamp`, `tag`, the FireLens and
+    /// Docker keys; then the record's other keys under `extra`, which vary
+    /// per event and are always written.
+    fn write_meta(
+        &self,
+        kind: &str,
+        meta: Option<&EventMeta<'_>>,
+        time_ms: i64,
+        out: &mut String,
+        first: &mut bool,
+    ) {
+        let mut member = |out: &mut String, key: &str| {
+            if !*first {
                 out.push(',');
-                json_out::write_str(out, key);
-                out.push(':');
+            }
+            *first = false;
+            json_out::write_str(out, key);
+            out.push(':');
+        };
+        if self.metadata.includes("kind") {
+            member(out, "kind");
+            json_out::write_str(out, kind);
+        }
+        let Some(meta) = meta else { return };
+        if self.metadata.includes("timestamp") {
+            member(out, "timestamp");
+            out.push_str(&time_ms.to_string());
+        }
+        if self.metadata.includes("tag") {
+            member(out, "tag");
+            json_out::write_str(out, meta.tag);
+        }
+        for key in TOP_LEVEL_KEYS {
+            if !self.metadata.includes(key) {
+                continue;
+            }
+            if let Some(Json::String(value)) = meta.record.get(key) {
+                member(out, key);
                 // The task-definition name, not Docker's "/ecs-…-name-…".
                 let value = if key == "container_name" {
                     meta.container
@@ -249,17 +324,13 @@ impl LineRenderer {
                 .collect(),
         };
         if !extra.is_empty() {
-            out.push_str(",\"extra\":{");
+            member(out, "extra");
+            out.push('{');
             for (i, (key, value)) in extra.into_iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
-                json_out::write_str(out, key);
-                out.push(':');
-                match value {
-                    Json::String(s) => json_out::write_str(out, &self.redactor.redact_text(s)),
-                    other => out.push_str(&self.redactor.redact_text(&other.to_string())),
-                }
+                self.write_member(key, value, out);
             }
             out.push('}');
         }

@@ -31,7 +31,7 @@ use crate::fluentbit::template::TemplateInput;
 use crate::fluentbit::{self, DropIn};
 use crate::metrics::{PipelineCounters, Sources};
 use crate::output::{FileSink, Sink};
-use crate::render::{EventMeta, LineRenderer};
+use crate::render::{EventMeta, LineRenderer, Metadata};
 use crate::spool::{Spool, SpoolShared};
 use crate::stats::sampling::{self, SamplingConfig};
 use crate::stats::{Aggregator, RouteTable};
@@ -602,6 +602,12 @@ fn renderer(config: Config, drop_in: bool) -> LineRenderer {
             || config.output != OutputType::Cloudwatch
             || config.cloudwatch.app_format == AppFormat::Json,
         collect_facts: config.stats.is_some() || config.sampling.is_some(),
+        // One stdout stream mixes every container and kind: it says all.
+        metadata: if config.output == OutputType::Stdout && !drop_in {
+            Metadata::All
+        } else {
+            Metadata::Only(config.cloudwatch.metadata.0.clone())
+        },
     }
 }
 

@@ -129,6 +129,11 @@ fn file_output_writes_one_ndjson_file_per_stream() {
         ("SLUICE_OUTPUT_TYPE", "file"),
         ("SLUICE_FILE_DIR", &dir_text),
         ("SLUICE_CLOUDWATCH_LOG_GROUP", "/ecs/{cluster}"),
+        // Every metadata field, configured in (by default there is none).
+        (
+            "SLUICE_CLOUDWATCH_METADATA",
+            "kind,timestamp,tag,start_time,container_name,container_id,source,ecs_cluster,ecs_task_arn,ecs_task_definition",
+        ),
     ]);
     assert_eq!(
         client("containers", &sidecar.tcp),

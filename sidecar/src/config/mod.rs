@@ -378,6 +378,17 @@ fn cloudwatch(cw: CloudwatchSection, errors: &mut Vec<ConfigError>) -> Cloudwatc
     if cw.flush_interval.0.is_zero() {
         c.error("flush_interval", "must be longer than 0");
     }
+    for field in &cw.metadata.0 {
+        if !crate::render::METADATA_FIELDS.contains(&field.as_str()) {
+            c.error(
+                "metadata",
+                format!(
+                    "{field:?} is not a metadata field; they are {}",
+                    crate::render::METADATA_FIELDS.join(", ")
+                ),
+            );
+        }
+    }
     cw
 }
 

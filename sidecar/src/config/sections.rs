@@ -129,6 +129,9 @@ pub struct CloudwatchSection {
     pub retention_days: Option<i64>,
     pub flush_interval: Seconds,
     pub app_format: AppFormat,
+    /// Metadata every event carries (file and CloudWatch outputs); by
+    /// default none: the group and stream names say it.
+    pub metadata: CommaList,
 }
 
 impl Default for CloudwatchSection {
@@ -144,6 +147,7 @@ impl Default for CloudwatchSection {
             retention_days: None,
             flush_interval: Seconds(Duration::from_secs(1)),
             app_format: AppFormat::Line,
+            metadata: CommaList::default(),
         }
     }
 }

@@ -72,6 +72,7 @@ fn wrong_types_are_errors_naming_the_key() {
         ("cloudwatch", "retention_days", "\"30\"", "invalid type: string \"30\", expected i64"),
         ("cloudwatch", "flush_interval", "true", "invalid type: boolean `true`, expected a duration such as \"500ms\", \"30s\", \"5m\" or \"1h\""),
         ("cloudwatch", "app_format", "1", "invalid type: integer `1`, expected a string"),
+        ("cloudwatch", "metadata", "\"tag\"", "invalid type: string \"tag\", expected a sequence"),
         ("envoy", "containers", "\"envoy\"", "invalid type: string \"envoy\", expected a sequence"),
         ("envoy", "formats", "\"%A%\"", "invalid type: string \"%A%\", expected a sequence"),
         ("envoy", "routes", "[1]", "invalid type: integer `1`, expected a string"),
@@ -171,6 +172,7 @@ fn bad_environment_values_and_ranges_are_errors() {
         ("[cloudwatch]\nstats_stream = \"{x}\"", "cloudwatch.stats_stream: \"{x}\" uses {x}; templates take {container_name}, {task_id}, {cluster}, {tag}, {date}"),
         ("[cloudwatch]\nretention_days = 2", "cloudwatch.retention_days: 2 is not a retention CloudWatch accepts: 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653"),
         ("[cloudwatch]\nflush_interval = \"0s\"", "cloudwatch.flush_interval: must be longer than 0"),
+        ("[cloudwatch]\nmetadata = [\"pod\"]", "cloudwatch.metadata: \"pod\" is not a metadata field; they are kind, timestamp, tag, start_time, container_name, container_id, source, ecs_cluster, ecs_task_arn, ecs_task_definition"),
         ("[envoy]\nformats = [\"%BROKEN\"]", "envoy.formats: format 1: format string is invalid at column 8: expected '%' to close the operator\n%BROKEN\n       ^"),
         ("[envoy]\nroutes = [\"users\"]", "envoy.routes: \"users\": route template is invalid at column 1: a route template starts with '/'"),
         ("[redact]\nmode = \"hide\"", "redact.mode: unknown redaction mode \"hide\": expected one of redact, drop, keep"),
@@ -231,6 +233,7 @@ fn the_environment_overrides_every_key() {
         ("SLUICE_CLOUDWATCH_RETENTION_DAYS", "30"),
         ("SLUICE_CLOUDWATCH_FLUSH_INTERVAL", "500ms"),
         ("SLUICE_CLOUDWATCH_APP_FORMAT", "json"),
+        ("SLUICE_CLOUDWATCH_METADATA", "tag, container_name"),
         ("SLUICE_ENVOY_CONTAINERS", "envoy, proxy"),
         ("SLUICE_ENVOY_FORMATS", r#"["%A% %B%", "%C%,%D%"]"#),
         ("SLUICE_ENVOY_ROUTES", "/users/{id},/orders/{id}"),
@@ -290,6 +293,7 @@ fn the_environment_overrides_every_key() {
     assert_eq!(cw.retention_days, Some(30));
     assert_eq!(cw.flush_interval.0, Duration::from_millis(500));
     assert_eq!(cw.app_format, AppFormat::Json);
+    assert_eq!(cw.metadata.0, ["tag", "container_name"]);
     assert_eq!(c.envoy.containers, ["envoy", "proxy"]);
     assert_eq!(c.envoy.formats.len(), 2);
     assert_eq!(c.redact.redactor.mode(), QueryMode::Drop);
