@@ -26,6 +26,9 @@ pub struct PipelineCounters {
     /// Requests counted under `other` by the cardinality guard.
     pub stats_folded: AtomicU64,
     pub stats_events: AtomicU64,
+    /// Bytes of events written, plus CloudWatch's 26 per event: what
+    /// ingestion is billed, by kind (access, app, stats).
+    pub ingest_bytes: [AtomicU64; 3],
     /// FireLens drop-in: records a grep filter dropped.
     pub dropin_filtered: AtomicU64,
     /// FireLens drop-in: records whose tag no output matches (Fluent Bit
@@ -35,6 +38,21 @@ pub struct PipelineCounters {
     pub dropin_discarded: AtomicU64,
     /// Unix ms of the output stage's last pass (for /healthz).
     pub last_progress_ms: AtomicU64,
+}
+
+/// The kinds of [`PipelineCounters::ingest_bytes`], in order.
+pub const INGEST_KINDS: [&str; 3] = ["access", "app", "stats"];
+
+/// CloudWatch Logs bills each event's UTF-8 bytes plus this.
+pub const EVENT_OVERHEAD: u64 = 26;
+
+impl PipelineCounters {
+    /// Counts one written event of `kind` (an index of [`INGEST_KINDS`]).
+    pub fn ingested(&self, kind: usize, message_bytes: usize) {
+        if let Some(c) = self.ingest_bytes.get(kind) {
+            c.fetch_add(message_bytes as u64 + EVENT_OVERHEAD, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Everything /metrics reports.
@@ -211,6 +229,18 @@ pub fn render(s: &Sources) -> String {
         "Access records not written because of sampling (statistics count them).",
         load(&p.sampled_out),
     );
+    e.family(
+        "sluice_ingest_bytes_total",
+        "counter",
+        "UTF-8 bytes of the events written plus 26 each (what CloudWatch Logs bills for ingestion), by kind.",
+    );
+    for (kind, bytes) in INGEST_KINDS.iter().zip(&p.ingest_bytes) {
+        e.sample(
+            "sluice_ingest_bytes_total",
+            &format!("kind=\"{kind}\""),
+            load(bytes),
+        );
+    }
     e.single(
         "sluice_firelens_filtered_total",
         "counter",

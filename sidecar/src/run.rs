@@ -719,6 +719,8 @@ impl OutputStage {
         } else {
             StreamKind::App
         };
+        self.counters
+            .ingested(usize::from(!rendered.access), self.text.len());
         sink.write(
             move || templates.key(kind, &vars),
             rendered.time_ms,
@@ -797,6 +799,8 @@ impl OutputStage {
             }
             sent = true;
             self.written += 1;
+            self.counters
+                .ingested(usize::from(!rendered.access), self.text.len());
             sink.write(|| &key, rendered.time_ms, &self.text)?;
         }
         if !sent {
@@ -823,6 +827,9 @@ impl OutputStage {
             .stats_events
             .fetch_add(events.len() as u64, Ordering::Relaxed);
         for (key, text) in events {
+            if !matches!(sink, Sink::Stdout(_)) {
+                self.counters.ingested(2, text.len());
+            }
             sink.write_stats(&key, start, &text)?;
         }
         Ok(())

@@ -3,6 +3,7 @@
 
 mod cloudwatch;
 mod config;
+mod cost;
 mod durability;
 mod firelens;
 mod parse;

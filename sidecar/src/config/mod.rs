@@ -501,6 +501,7 @@ fn stats(s: &sections::StatsSection, errors: &mut Vec<ConfigError>) -> Option<St
         dimensions,
         metrics: s.metrics.0.clone(),
         max_routes: s.max_routes,
+        sketches: s.sketches,
     };
     s.enabled.then_some(config)
 }

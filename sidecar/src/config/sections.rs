@@ -228,6 +228,8 @@ pub struct StatsSection {
     pub dimensions: Vec<String>,
     pub metrics: CommaList,
     pub max_routes: usize,
+    /// Whether EMF events carry the mergeable duration sketches.
+    pub sketches: bool,
 }
 
 impl Default for StatsSection {
@@ -244,6 +246,7 @@ impl Default for StatsSection {
                     .to_vec(),
             ),
             max_routes: 200,
+            sketches: false,
         }
     }
 }

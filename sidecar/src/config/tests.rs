@@ -89,6 +89,7 @@ fn wrong_types_are_errors_naming_the_key() {
         ("stats", "dimensions", "\"service\"", "invalid type: string \"service\", expected a sequence"),
         ("stats", "metrics", "\"requests\"", "invalid type: string \"requests\", expected a sequence"),
         ("stats", "max_routes", "\"10\"", "invalid type: string \"10\", expected usize"),
+        ("stats", "sketches", "\"yes\"", "invalid type: string \"yes\", expected a boolean"),
         ("admin", "listen", "2020", "invalid type: integer `2020`, expected a string"),
         ("sampling", "rate", "\"half\"", "invalid type: string \"half\", expected f64"),
         ("sampling", "slow", "true", "invalid type: boolean `true`, expected a duration such as \"500ms\", \"30s\", \"5m\" or \"1h\""),
@@ -250,6 +251,7 @@ fn the_environment_overrides_every_key() {
         ("SLUICE_STATS_DIMENSIONS", r#"["service,route"]"#),
         ("SLUICE_STATS_METRICS", "requests,status_5xx"),
         ("SLUICE_STATS_MAX_ROUTES", "50"),
+        ("SLUICE_STATS_SKETCHES", "true"),
         ("SLUICE_ADMIN_LISTEN", "127.0.0.1:2021"),
         ("SLUICE_SAMPLING_RATE", "0.05"),
         ("SLUICE_SAMPLING_SLOW", "2s"),
@@ -307,6 +309,7 @@ fn the_environment_overrides_every_key() {
     assert_eq!(stats.dimensions, [vec!["service", "route"]]);
     assert_eq!(stats.metrics, ["requests", "status_5xx"]);
     assert_eq!(stats.max_routes, 50);
+    assert!(stats.sketches);
     assert_eq!(c.admin_listen, Some("127.0.0.1:2021".parse().unwrap()));
     assert_eq!(
         c.sampling,

@@ -80,8 +80,15 @@ pub fn figures(stats: &RouteStats) -> Map<String, Json> {
 
 /// The EMF event (one line of JSON) for `key`'s interval starting at
 /// `start_ms`.
+///
+/// Every event is billed (its bytes plus 26): figures that are not metrics
+/// are left out when they are zero, the response flags when there are
+/// none, and the mergeable sketches unless `stats.sketches` asks for them.
 pub fn event(config: &StatsConfig, start_ms: i64, key: &RouteKey, stats: &RouteStats) -> String {
-    let figures = figures(stats);
+    let mut figures = figures(stats);
+    figures.retain(|name, value| {
+        config.metrics.iter().any(|m| m == name) || value.as_u64() != Some(0)
+    });
     // Only metrics this event has a value for: a route without durations
     // (TCP) has no duration_p99.
     let metrics: Vec<Json> = config
@@ -115,12 +122,16 @@ pub fn event(config: &StatsConfig, start_ms: i64, key: &RouteKey, stats: &RouteS
         (config.interval_ms / 1000).into(),
     );
     root.extend(figures);
-    root.insert("response_flags".into(), json!(stats.flags));
-    root.insert("duration_sketch".into(), stats.duration.to_json());
-    root.insert(
-        "upstream_service_time_sketch".into(),
-        stats.upstream.to_json(),
-    );
+    if !stats.flags.is_empty() {
+        root.insert("response_flags".into(), json!(stats.flags));
+    }
+    if config.sketches {
+        root.insert("duration_sketch".into(), stats.duration.to_json());
+        root.insert(
+            "upstream_service_time_sketch".into(),
+            stats.upstream.to_json(),
+        );
+    }
     Json::Object(root).to_string()
 }
 
@@ -167,7 +178,33 @@ mod tests {
         // p99 of 10, 20, 30, 40 (lower rank) is 30, within 1 %.
         let p99 = v["duration_p99"].as_f64().unwrap();
         assert!((p99 - 30.0).abs() <= 0.3, "{p99}");
+        // Zero figures that are not metrics, empty flags and the sketches
+        // (not asked for) are left out; metrics are there even when zero.
+        for absent in [
+            "status_0",
+            "status_1xx",
+            "status_3xx",
+            "status_4xx",
+            "response_flags_total",
+            "response_flags",
+            "duration_sketch",
+            "upstream_service_time_sketch",
+        ] {
+            assert_eq!(v.get(absent), None, "{absent}");
+        }
+        let none = event(&StatsConfig::default(), 0, &key, &RouteStats::default());
+        let none: Json = serde_json::from_str(&none).unwrap();
+        assert_eq!(
+            (&none["requests"], &none["status_5xx"]),
+            (&json!(0), &json!(0))
+        );
+        let with = StatsConfig {
+            sketches: true,
+            ..StatsConfig::default()
+        };
+        let v: Json = serde_json::from_str(&event(&with, 60_000, &key, &stats)).unwrap();
         assert_eq!(v["duration_sketch"]["zeros"], 0);
+        assert_eq!(v["upstream_service_time_sketch"]["zeros"], 0);
     }
 
     #[test]

@@ -216,6 +216,8 @@ pub struct StatsConfig {
     pub dimensions: Vec<Vec<String>>,
     pub metrics: Vec<String>,
     pub max_routes: usize,
+    /// Whether events carry the mergeable duration sketches.
+    pub sketches: bool,
 }
 
 impl Default for StatsConfig {
@@ -232,6 +234,7 @@ impl Default for StatsConfig {
                 .map(str::to_string)
                 .to_vec(),
             max_routes: 200,
+            sketches: false,
         }
     }
 }
