@@ -9,6 +9,7 @@ pub mod config;
 pub mod ecs;
 pub mod fluentbit;
 pub mod metrics;
+pub mod multiline;
 pub mod output;
 pub mod parse_cmd;
 pub mod render;

@@ -1,0 +1,437 @@
+//! Stack traces as one event: application lines that continue a trace are
+//! joined, per container stream (tag and source), before they are rendered.
+//!
+//! Docker's driver sends every line as its own record, so a Java exception
+//! arrives as 5 to 50 records. The rules are conservative: a line is joined
+//! only when it matches a continuation rule of the trace that is open, and
+//! an ordinary line is never glued to its neighbour. Built-in rule sets:
+//!
+//! - `java` (and other JVM languages): an exception line (`a.b.FooException:
+//!   message`, `Exception in thread "main" …`) followed by `at …` frames,
+//!   `Caused by:`, `Suppressed:`, `... N more`. The line just before the
+//!   exception line, from the same stream, is where logback and log4j put
+//!   the message of `log.error(msg, e)`: it belongs to the event. An
+//!   exception line joins only when a frame follows it.
+//! - `python`: `Traceback (most recent call last):`, the `File "…", line N`
+//!   lines and their source lines, the final `Error: …` line, and chained
+//!   tracebacks (`During handling of the above exception…`, `The above
+//!   exception was the direct cause…`).
+//! - `node`: `Error: …` (or `TypeError: …`, …) followed by `    at …` frames.
+//! - `go`: `panic:` and `fatal error:` with the `goroutine N [state]:`
+//!   blocks, their frames, and the blank lines between them.
+//!
+//! User rules add a start and a continuation pattern for other formats.
+//!
+//! Bounded: a trace whose next line does not come is written after `wait`;
+//! a trace is emitted when it reaches `max_bytes` (the rest starts a new
+//! event); the bytes held count against the memory budget, and a line that
+//! the budget cannot hold is not held. Sans-I/O: the caller passes the
+//! clock. Lines held on behalf of a frame that asked for an ack are tracked
+//! ([`Joiner::oldest_held_ack`]) so that its ack waits for them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
+use regex::{Regex, RegexSet};
+use serde_json::Value as Json;
+use sluice_firelens::{Event, MemoryBudget, Reservation};
+
+/// The built-in rule sets, by name.
+pub const BUILT_IN: [&str; 4] = ["java", "python", "node", "go"];
+
+/// The rule sets in use.
+#[derive(Clone, Debug)]
+pub struct Rules {
+    pub java: bool,
+    pub python: bool,
+    pub node: bool,
+    pub go: bool,
+    /// A line that starts a trace of the user's format.
+    pub user_start: Option<RegexSet>,
+    /// A line that continues it.
+    pub user_continuation: Option<RegexSet>,
+}
+
+impl Rules {
+    /// `names` from [`BUILT_IN`]; unknown names are the caller's to refuse.
+    pub fn built_in(names: &[String]) -> Rules {
+        let has = |n: &str| names.iter().any(|x| x == n);
+        Rules {
+            java: has("java"),
+            python: has("python"),
+            node: has("node"),
+            go: has("go"),
+            user_start: None,
+            user_continuation: None,
+        }
+    }
+}
+
+fn re(pattern: &str) -> Regex {
+    // The patterns are constants, checked by the tests.
+    Regex::new(pattern).unwrap_or_else(|e| panic!("built-in pattern {pattern}: {e}"))
+}
+
+static JAVA_EXCEPTION: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r#"^(?:Exception in thread "[^"]*" )?(?:[a-zA-Z_$][\w$]*\.)+[\w$]*(?:Exception|Error|Throwable)(?::.*)?$"#,
+    )
+});
+static JAVA_CONTINUATION: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"^(?:\s+at \S|\s*Caused by: |\s*Suppressed: |\s+\.\.\. \d+ (?:more|common frames omitted)$)",
+    )
+});
+static PYTHON_START: LazyLock<Regex> =
+    LazyLock::new(|| re(r"^Traceback \(most recent call last\):$"));
+static PYTHON_FRAME: LazyLock<Regex> = LazyLock::new(|| re(r#"^(?:  File "|    |\s+\^+\s*$)"#));
+static PYTHON_CHAIN: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"^(?:During handling of the above exception, another exception occurred:|The above exception was the direct cause of the following exception:)$",
+    )
+});
+static NODE_ERROR: LazyLock<Regex> =
+    LazyLock::new(|| re(r"^(?:[A-Z][A-Za-z]*)?Error(?: \[[\w-]+\])?: "));
+static NODE_FRAME: LazyLock<Regex> = LazyLock::new(|| re(r"^\s+at \S"));
+static GO_START: LazyLock<Regex> = LazyLock::new(|| re(r"^(?:panic: |fatal error: )"));
+static GO_CONTINUATION: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"^(?:$|goroutine \d+ \[[^\]]*\]:$|\t|created by |\[signal |runtime stack:$|\s*panic: |[\w.$*/()\[\]{}-]+\(.*\)$|exit status \d+$)",
+    )
+});
+
+/// Which language a trace is in, and where in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Trace {
+    Java,
+    /// In frames, until the exception line.
+    PythonFrames,
+    /// After the exception line: a chain may follow.
+    PythonEnd,
+    /// A blank line after the exception line, or after a chain line.
+    PythonBlank {
+        chained: bool,
+    },
+    /// The chain line: a blank line and a new traceback follow.
+    PythonChain,
+    Node,
+    Go,
+    User,
+}
+
+/// What a stream holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// One ordinary line, in case a Java exception line follows it.
+    Introducer,
+    /// An exception line (after its introducer, if any): a trace only if a
+    /// frame follows.
+    MaybeJava,
+    MaybeNode,
+    Open(Trace),
+}
+
+/// One held line.
+#[derive(Debug)]
+struct Held {
+    event: Event,
+    text: String,
+    /// The sequence number of the delivery whose ack waits for this line.
+    ack: Option<u64>,
+}
+
+#[derive(Debug)]
+struct Stream {
+    state: State,
+    lines: Vec<Held>,
+    bytes: usize,
+    last_ns: i64,
+    /// The budget's share for the bytes held.
+    reserved: Option<Reservation>,
+}
+
+/// Joins the lines of stack traces; see the module's doc.
+pub struct Joiner {
+    rules: Rules,
+    streams: HashMap<(String, String), Stream>,
+    wait_ns: i64,
+    max_bytes: usize,
+    budget: Option<Arc<MemoryBudget>>,
+}
+
+/// The record key a line is in: `log`, else `message`.
+fn line_of(event: &Event) -> Option<(&'static str, &str)> {
+    ["log", "message"]
+        .into_iter()
+        .find_map(|key| match event.record.get(key) {
+            Some(Json::String(s)) => Some((key, sluice_parser::trim_line_ending(s))),
+            _ => None,
+        })
+}
+
+impl Joiner {
+    pub fn new(
+        rules: Rules,
+        wait_ns: i64,
+        max_bytes: usize,
+        budget: Option<Arc<MemoryBudget>>,
+    ) -> Joiner {
+        Joiner {
+            rules,
+            streams: HashMap::new(),
+            wait_ns,
+            max_bytes: max_bytes.max(1),
+            budget,
+        }
+    }
+
+    /// The oldest delivery (by sequence number) that asked for an ack and
+    /// has a line held here.
+    pub fn oldest_held_ack(&self) -> Option<u64> {
+        self.streams
+            .values()
+            .flat_map(|s| s.lines.iter().filter_map(|l| l.ack))
+            .min()
+    }
+
+    /// Bytes of the lines held.
+    pub fn held_bytes(&self) -> usize {
+        self.streams.values().map(|s| s.bytes).sum()
+    }
+
+    /// Takes one application line's event; returns the events ready now, in
+    /// order: lines released, traces closed, the line itself.
+    /// `ack`: the sequence number of its delivery when that asked for an
+    /// ack. An ordinary line of such a delivery is not held as an
+    /// introducer, so that a client waiting for each ack is never held up by
+    /// lines that are not part of a trace.
+    pub fn push(&mut self, event: Event, ack: Option<u64>, now_ns: i64) -> Vec<Event> {
+        let mut out = Vec::new();
+        let Some((_, text)) = line_of(&event) else {
+            out.push(event);
+            return out;
+        };
+        let text = text.to_string();
+        let source = event
+            .record
+            .get("source")
+            .and_then(Json::as_str)
+            .unwrap_or("")
+            .to_string();
+        let key = (event.tag.clone(), source);
+        let line = Held { event, text, ack };
+        let open = self.streams.remove(&key);
+        let line = match open {
+            Some(stream) => match self.continue_stream(stream, line, now_ns, &mut out) {
+                (Some(stream), None) => {
+                    self.streams.insert(key, stream);
+                    return out;
+                }
+                (_, Some(line)) => line,
+                (None, None) => return out,
+            },
+            None => line,
+        };
+        if let Some(stream) = self.start(line, now_ns, &mut out) {
+            self.streams.insert(key, stream);
+        }
+        out
+    }
+
+    /// Closes the streams that waited `wait` for their next line.
+    pub fn expire(&mut self, now_ns: i64) -> Vec<Event> {
+        let wait = self.wait_ns;
+        let mut keys: Vec<(String, String)> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| now_ns.saturating_sub(s.last_ns) >= wait)
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.sort();
+        let mut out = Vec::new();
+        for key in keys {
+            if let Some(stream) = self.streams.remove(&key) {
+                close(stream, &mut out);
+            }
+        }
+        out
+    }
+
+    /// Closes every stream (at shutdown).
+    pub fn flush(&mut self) -> Vec<Event> {
+        self.expire(i64::MAX)
+    }
+
+    /// Adds `line` to an open stream, or closes the stream and gives the
+    /// line back to be started fresh.
+    fn continue_stream(
+        &mut self,
+        mut stream: Stream,
+        line: Held,
+        now_ns: i64,
+        out: &mut Vec<Event>,
+    ) -> (Option<Stream>, Option<Held>) {
+        let text = line.text.as_str();
+        let next = match stream.state {
+            State::Introducer if self.rules.java && JAVA_EXCEPTION.is_match(text) => {
+                Some(State::MaybeJava)
+            }
+            State::MaybeJava if JAVA_CONTINUATION.is_match(text) => Some(State::Open(Trace::Java)),
+            State::MaybeNode if NODE_FRAME.is_match(text) => Some(State::Open(Trace::Node)),
+            State::Open(trace) => self.continues(trace, text).map(State::Open),
+            _ => None,
+        };
+        let Some(next) = next else {
+            // Not this stream's next line: what it held goes out as it is
+            // (a trace joined, anything else line by line).
+            close(stream, out);
+            return (None, Some(line));
+        };
+        if stream.bytes + line.text.len() > self.max_bytes && matches!(stream.state, State::Open(_))
+        {
+            // The trace is long: what is joined goes out, the rest starts a
+            // new event of the same trace.
+            close_joined(std::mem::take(&mut stream.lines), out);
+            stream.bytes = 0;
+            stream.reserved = None;
+        }
+        if !self.reserve(&mut stream, line.text.len()) {
+            close(stream, out);
+            out.push(line.event);
+            return (None, None);
+        }
+        stream.state = next;
+        stream.bytes += line.text.len();
+        stream.last_ns = now_ns;
+        stream.lines.push(line);
+        (Some(stream), None)
+    }
+
+    /// The trace's next state if `text` continues it.
+    fn continues(&self, trace: Trace, text: &str) -> Option<Trace> {
+        match trace {
+            Trace::Java => JAVA_CONTINUATION.is_match(text).then_some(Trace::Java),
+            Trace::Node => NODE_FRAME.is_match(text).then_some(Trace::Node),
+            Trace::Go => GO_CONTINUATION.is_match(text).then_some(Trace::Go),
+            Trace::User => self
+                .rules
+                .user_continuation
+                .as_ref()
+                .is_some_and(|r| r.is_match(text))
+                .then_some(Trace::User),
+            Trace::PythonFrames => Some(if PYTHON_FRAME.is_match(text) {
+                Trace::PythonFrames
+            } else if text.trim().is_empty() {
+                // No blank line inside frames: not a traceback after all.
+                return None;
+            } else {
+                // The exception line ends the frames.
+                Trace::PythonEnd
+            }),
+            Trace::PythonEnd if text.trim().is_empty() => {
+                Some(Trace::PythonBlank { chained: false })
+            }
+            Trace::PythonBlank { chained: false } if PYTHON_CHAIN.is_match(text) => {
+                Some(Trace::PythonChain)
+            }
+            Trace::PythonChain if text.trim().is_empty() => {
+                Some(Trace::PythonBlank { chained: true })
+            }
+            Trace::PythonBlank { chained: true } if PYTHON_START.is_match(text) => {
+                Some(Trace::PythonFrames)
+            }
+            _ => None,
+        }
+    }
+
+    /// A line on a stream with nothing open: the start of a trace, a line
+    /// held as an introducer, or a line that goes out at once.
+    fn start(&mut self, line: Held, now_ns: i64, out: &mut Vec<Event>) -> Option<Stream> {
+        let text = line.text.as_str();
+        let r = &self.rules;
+        let state = if r.go && GO_START.is_match(text) {
+            State::Open(Trace::Go)
+        } else if r.python && PYTHON_START.is_match(text) {
+            State::Open(Trace::PythonFrames)
+        } else if r.user_start.as_ref().is_some_and(|s| s.is_match(text)) {
+            State::Open(Trace::User)
+        } else if r.java && JAVA_EXCEPTION.is_match(text) {
+            State::MaybeJava
+        } else if r.node && NODE_ERROR.is_match(text) {
+            State::MaybeNode
+        } else if r.java && line.ack.is_none() && !text.trim().is_empty() {
+            State::Introducer
+        } else {
+            out.push(line.event);
+            return None;
+        };
+        let mut stream = Stream {
+            state,
+            lines: Vec::new(),
+            bytes: 0,
+            last_ns: now_ns,
+            reserved: None,
+        };
+        if !self.reserve(&mut stream, line.text.len()) {
+            out.push(line.event);
+            return None;
+        }
+        stream.bytes = line.text.len();
+        stream.lines.push(line);
+        Some(stream)
+    }
+
+    /// Grows the stream's share of the budget to cover `bytes` more than it
+    /// holds; false when the budget has no room (the line is then not held).
+    fn reserve(&self, stream: &mut Stream, bytes: usize) -> bool {
+        let Some(budget) = &self.budget else {
+            return true;
+        };
+        let have = stream.reserved.as_ref().map_or(0, Reservation::bytes);
+        let needed = stream.bytes + bytes;
+        if needed <= have {
+            return true;
+        }
+        match budget.try_reserve(needed - have) {
+            Some(more) => {
+                match &mut stream.reserved {
+                    Some(r) => r.merge(more),
+                    None => stream.reserved = Some(more),
+                }
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// What a closing stream emits: a trace as one event, anything else line
+/// by line.
+fn close(stream: Stream, out: &mut Vec<Event>) {
+    match stream.state {
+        State::Open(_) => close_joined(stream.lines, out),
+        _ => out.extend(stream.lines.into_iter().map(|l| l.event)),
+    }
+}
+
+/// One event of the lines, joined with `\n`, trailing blank lines left
+/// out; the first line's event gives its metadata and time.
+fn close_joined(mut lines: Vec<Held>, out: &mut Vec<Event>) {
+    while lines.len() > 1 && lines.last().is_some_and(|l| l.text.trim().is_empty()) {
+        lines.pop();
+    }
+    let mut parts = lines.into_iter();
+    let Some(first) = parts.next() else { return };
+    let mut joined = first.text;
+    for l in parts {
+        joined.push('\n');
+        joined.push_str(&l.text);
+    }
+    let mut event = first.event;
+    let key = line_of(&event).map_or("log", |(k, _)| k);
+    event.record.insert(key.to_string(), Json::String(joined));
+    out.push(event);
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,301 @@
+use super::*;
+use proptest::prelude::*;
+
+fn event(tag: &str, source: &str, log: &str) -> Event {
+    let mut record = serde_json::Map::new();
+    record.insert("log".into(), Json::String(log.into()));
+    record.insert("source".into(), Json::String(source.into()));
+    Event {
+        tag: tag.into(),
+        time_ns: 0,
+        record,
+    }
+}
+
+fn all_rules() -> Rules {
+    Rules::built_in(&BUILT_IN.map(str::to_string))
+}
+
+fn joiner() -> Joiner {
+    Joiner::new(all_rules(), 1_000, 1 << 20, None)
+}
+
+fn logs(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e.record["log"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Feeds `lines` (tag, line) in order, then the wait; the events out.
+fn run(j: &mut Joiner, lines: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (tag, line) in lines {
+        out.extend(j.push(event(tag, "stdout", line), None, 0));
+    }
+    out.extend(j.expire(1_000));
+    out.iter()
+        .map(|e| {
+            (
+                e.tag.clone(),
+                e.record["log"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+const JAVA: [&str; 7] = [
+    "2026-11-26 10:00:00.123 ERROR [main] c.e.orders.CheckoutService - checkout failed",
+    "java.lang.IllegalStateException: cart is empty",
+    "\tat com.example.orders.Cart.checkout(Cart.java:88)",
+    "\tat com.example.orders.CheckoutService.run(CheckoutService.java:41)",
+    "Caused by: java.io.IOException: stream closed",
+    "\tat java.base/java.io.BufferedReader.ensureOpen(BufferedReader.java:123)",
+    "\t... 2 more",
+];
+
+const PYTHON: [&str; 6] = [
+    "Traceback (most recent call last):",
+    "  File \"/app/main.py\", line 12, in <module>",
+    "    main()",
+    "  File \"/app/main.py\", line 8, in main",
+    "    raise ValueError(\"bad order\")",
+    "ValueError: bad order",
+];
+
+const NODE: [&str; 4] = [
+    "TypeError: Cannot read properties of undefined (reading 'id')",
+    "    at handler (/app/server.js:14:22)",
+    "    at Layer.handle [as handle_request] (/app/node_modules/express/lib/router/layer.js:95:5)",
+    "    at next (/app/node_modules/express/lib/router/route.js:149:13)",
+];
+
+const GO: [&str; 5] = [
+    "panic: runtime error: index out of range [5] with length 3",
+    "",
+    "goroutine 1 [running]:",
+    "main.main()",
+    "\t/app/main.go:8 +0x1d",
+];
+
+#[test]
+fn each_language_interleaved_with_another_container() {
+    for trace in [&JAVA[..], &PYTHON[..], &NODE[..], &GO[..]] {
+        let mut lines = vec![("app", "ordinary before")];
+        for (i, line) in trace.iter().enumerate() {
+            lines.push(("app", line));
+            lines.push((
+                "other",
+                if i % 2 == 0 {
+                    "other even"
+                } else {
+                    "other odd"
+                },
+            ));
+        }
+        lines.push(("app", "ordinary after"));
+        let out = run(&mut joiner(), &lines);
+        let app: Vec<&str> = out
+            .iter()
+            .filter(|(t, _)| t == "app")
+            .map(|(_, l)| l.as_str())
+            .collect();
+        let joined = trace.join("\n");
+        let joined = joined.trim_end();
+        // Go's blank line sits inside the trace, so it stays.
+        assert_eq!(
+            app,
+            ["ordinary before", joined, "ordinary after"],
+            "{trace:?}"
+        );
+        let other = out.iter().filter(|(t, _)| t == "other").count();
+        assert_eq!(other, trace.len());
+    }
+}
+
+#[test]
+fn java_joins_its_introducer_and_every_continuation() {
+    let out = run(&mut joiner(), &JAVA.map(|l| ("app", l)));
+    assert_eq!(out.len(), 1);
+    assert!(out[0].1.starts_with("2026-11-26 10:00:00.123 ERROR"));
+    assert!(out[0].1.ends_with("\t... 2 more"));
+    // Without the java rules the introducer is not held.
+    let mut j = Joiner::new(Rules::built_in(&["go".to_string()]), 1_000, 1 << 20, None);
+    assert_eq!(run(&mut j, &JAVA.map(|l| ("app", l))).len(), 7);
+}
+
+#[test]
+fn python_chained_tracebacks() {
+    let mut lines: Vec<&str> = PYTHON.to_vec();
+    lines.extend([
+        "",
+        "During handling of the above exception, another exception occurred:",
+        "",
+        "Traceback (most recent call last):",
+        "  File \"/app/main.py\", line 14, in <module>",
+        "    log(order[\"id\"])",
+        "KeyError: 'id'",
+        "next ordinary line",
+    ]);
+    let out = run(
+        &mut joiner(),
+        &lines.iter().map(|l| ("app", *l)).collect::<Vec<_>>(),
+    );
+    assert_eq!(out.len(), 2, "{out:#?}");
+    assert_eq!(out[0].1, lines[..13].join("\n"));
+    assert_eq!(out[1].1, "next ordinary line");
+}
+
+#[test]
+fn conservative_an_exception_line_without_frames_is_not_joined() {
+    let lines = [
+        ("app", "INFO starting"),
+        ("app", "java.lang.IllegalStateException: cart is empty"),
+        ("app", "INFO next"),
+        ("app", "Error: not a node trace"),
+        ("app", "INFO done"),
+    ];
+    let out = run(&mut joiner(), &lines);
+    assert_eq!(
+        out.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>(),
+        lines.map(|(_, l)| l)
+    );
+}
+
+#[test]
+fn a_trace_at_the_end_is_written_after_the_wait() {
+    let mut j = joiner();
+    let mut out = Vec::new();
+    for line in GO {
+        out.extend(j.push(event("app", "stderr", line), None, 100));
+    }
+    assert!(out.is_empty());
+    assert!(j.expire(1_099).is_empty(), "not before the wait");
+    assert_eq!(logs(&j.expire(1_100)), [GO.join("\n")]);
+    assert_eq!(j.held_bytes(), 0);
+}
+
+#[test]
+fn a_long_trace_goes_out_in_events_of_at_most_max_bytes() {
+    let mut j = Joiner::new(all_rules(), 1_000, 200, None);
+    let mut out = Vec::new();
+    out.extend(j.push(event("app", "stdout", "panic: boom"), None, 0));
+    for i in 0..40 {
+        out.extend(j.push(
+            event("app", "stdout", &format!("\t/app/f{i:02}.go:1 +0x1")),
+            None,
+            0,
+        ));
+    }
+    out.extend(j.flush());
+    let texts = logs(&out);
+    assert!(texts.len() > 1);
+    assert!(texts.iter().all(|t| t.len() <= 200), "{texts:?}");
+    // Nothing lost, nothing repeated.
+    assert_eq!(texts.join("\n").lines().count(), 41);
+}
+
+#[test]
+fn acks_wait_for_held_lines_and_acked_ordinary_lines_are_not_held() {
+    let mut j = joiner();
+    // An ordinary line of a frame that asked for an ack goes out at once.
+    assert_eq!(
+        logs(&j.push(event("app", "stdout", "INFO hi"), Some(1), 0)),
+        ["INFO hi"]
+    );
+    assert_eq!(j.oldest_held_ack(), None);
+    // A frame that ends inside a trace: its ack waits.
+    assert!(j
+        .push(event("app", "stdout", NODE[0]), Some(2), 0)
+        .is_empty());
+    assert!(j
+        .push(event("app", "stdout", NODE[1]), Some(2), 0)
+        .is_empty());
+    assert_eq!(j.oldest_held_ack(), Some(2));
+    assert!(j
+        .push(event("app", "stdout", NODE[2]), Some(3), 0)
+        .is_empty());
+    assert_eq!(j.oldest_held_ack(), Some(2));
+    let out = j.push(event("app", "stdout", "INFO after"), Some(4), 0);
+    assert_eq!(logs(&out), [NODE[..3].join("\n"), "INFO after".to_string()]);
+    assert_eq!(j.oldest_held_ack(), None);
+}
+
+#[test]
+fn held_bytes_count_against_the_budget() {
+    // Two units of 1 KiB.
+    let budget = Arc::new(MemoryBudget::new(2048));
+    let mut j = Joiner::new(all_rules(), 1_000, 1 << 20, Some(budget.clone()));
+    assert!(j
+        .push(event("app", "stdout", "panic: a"), None, 0)
+        .is_empty());
+    assert_eq!(budget.in_use(), 1024);
+    assert!(j
+        .push(event("app", "stdout", "\tshort"), None, 0)
+        .is_empty());
+    assert_eq!(budget.in_use(), 1024);
+    // A line the budget cannot hold closes the trace and goes out alone.
+    let long = format!("\t{}", "x".repeat(3000));
+    let out = j.push(event("app", "stdout", &long), None, 0);
+    assert_eq!(logs(&out), ["panic: a\n\tshort".to_string(), long]);
+    assert_eq!(budget.in_use(), 0);
+}
+
+#[test]
+fn user_rules() {
+    let mut rules = Rules::built_in(&[]);
+    rules.user_start = Some(RegexSet::new([r"^BEGIN "]).unwrap());
+    rules.user_continuation = Some(RegexSet::new([r"^\| "]).unwrap());
+    let mut j = Joiner::new(rules, 1_000, 1 << 20, None);
+    let out = run(
+        &mut j,
+        &[
+            ("a", "x"),
+            ("a", "BEGIN dump"),
+            ("a", "| one"),
+            ("a", "| two"),
+            ("a", "y"),
+        ],
+    );
+    assert_eq!(
+        out.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>(),
+        ["x", "BEGIN dump\n| one\n| two", "y"]
+    );
+}
+
+/// Lines that match no rule of any built-in set.
+fn ordinary_line() -> impl Strategy<Value = String> {
+    "[a-z]{1,8}( [a-z0-9=]{1,8}){0,4}"
+}
+
+proptest! {
+    /// Any interleaving of ordinary lines, from any streams, comes out
+    /// line by line: never two joined, none lost or repeated.
+    #[test]
+    fn ordinary_lines_are_never_joined(lines in proptest::collection::vec((0..3usize, ordinary_line()), 0..60)) {
+        let mut j = joiner();
+        let mut out = Vec::new();
+        for (i, (stream, line)) in lines.iter().enumerate() {
+            out.extend(j.push(event(&format!("c{stream}"), "stdout", line), None, i as i64));
+        }
+        out.extend(j.flush());
+        let mut got: Vec<(String, String)> = out
+            .iter()
+            .map(|e| (e.tag.clone(), e.record["log"].as_str().unwrap_or_default().to_string()))
+            .collect();
+        let mut want: Vec<(String, String)> = lines
+            .iter()
+            .map(|(s, l)| (format!("c{s}"), l.clone()))
+            .collect();
+        // Per stream, the order is kept.
+        for s in 0..3 {
+            let tag = format!("c{s}");
+            let g: Vec<&String> = got.iter().filter(|(t, _)| *t == tag).map(|(_, l)| l).collect();
+            let w: Vec<&String> = want.iter().filter(|(t, _)| *t == tag).map(|(_, l)| l).collect();
+            prop_assert_eq!(g, w);
+        }
+        got.sort();
+        want.sort();
+        prop_assert_eq!(got, want);
+    }
+}
