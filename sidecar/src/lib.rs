@@ -15,5 +15,6 @@ pub mod parse_cmd;
 pub mod render;
 pub mod run;
 pub mod spool;
+pub mod stage;
 pub mod stats;
 pub mod streams;

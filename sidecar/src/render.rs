@@ -114,12 +114,28 @@ impl LineRenderer {
         meta: Option<&EventMeta<'_>>,
         out: &mut String,
     ) -> Rendered {
-        let event_time = meta.map_or(0, |m| m.time_ms);
-        let classified = if meta.is_some_and(|m| !self.may_be_access(m)) {
+        let classified = self.classify(line, meta.map(|m| m.container));
+        self.render_classified(classified, meta, out)
+    }
+
+    /// An access record or an application line; lines of containers that
+    /// `access_containers` leaves out are application lines.
+    pub fn classify<'a>(&'a self, line: &'a str, container: Option<&str>) -> Classified<'a> {
+        if container.is_some_and(|c| !self.may_be_access(c)) {
             Classified::App(sluice_parser::trim_line_ending(line))
         } else {
             self.classifier.classify(line)
-        };
+        }
+    }
+
+    /// [`LineRenderer::render_event`] of a line already classified.
+    pub fn render_classified(
+        &self,
+        classified: Classified<'_>,
+        meta: Option<&EventMeta<'_>>,
+        out: &mut String,
+    ) -> Rendered {
+        let event_time = meta.map_or(0, |m| m.time_ms);
         match classified {
             Classified::Access(mut record) => {
                 let redactions = self.redactor.redact_record(&mut record);
@@ -194,11 +210,18 @@ impl LineRenderer {
         log_key: Option<&str>,
         out: &mut String,
     ) -> Rendered {
-        let classified = if self.may_be_access(meta) {
-            self.classifier.classify(line)
-        } else {
-            Classified::App(sluice_parser::trim_line_ending(line))
-        };
+        let classified = self.classify(line, Some(meta.container));
+        self.render_fluentbit_classified(classified, meta, log_key, out)
+    }
+
+    /// [`LineRenderer::render_fluentbit`] of a line already classified.
+    pub fn render_fluentbit_classified(
+        &self,
+        classified: Classified<'_>,
+        meta: &EventMeta<'_>,
+        log_key: Option<&str>,
+        out: &mut String,
+    ) -> Rendered {
         if let Classified::Access(mut record) = classified {
             let redactions = self.redactor.redact_record(&mut record);
             let time_ms = record.start_time_ms().unwrap_or(meta.time_ms);
@@ -260,11 +283,8 @@ impl LineRenderer {
         }
     }
 
-    fn may_be_access(&self, meta: &EventMeta<'_>) -> bool {
-        if self.access_containers.is_empty() {
-            return true;
-        }
-        self.access_containers.iter().any(|c| c == meta.container)
+    fn may_be_access(&self, container: &str) -> bool {
+        self.access_containers.is_empty() || self.access_containers.iter().any(|c| c == container)
     }
 
     /// The metadata members `self.metadata` selects (with a comma before

@@ -5,17 +5,12 @@
 //! outputs: stdout (one JSON object per event), files (one NDJSON file per
 //! log group and stream) and CloudWatch Logs.
 
-use std::io;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::Value as Json;
-use sluice_firelens::{
-    now_ns, Counters, Delivery, Event, Limits, MemoryBudget, PartialAssembler, Server, ServerConfig,
-};
-use sluice_parser::Classifier;
+use sluice_firelens::{Counters, Limits, MemoryBudget, Server, ServerConfig};
 use tokio::sync::{mpsc, watch};
 
 use crate::admin::{self, Admin};
@@ -23,23 +18,16 @@ use crate::cli::RunArgs;
 use crate::cloudwatch::client::{AssumeRole, ClientSettings, CloudWatchClient};
 use crate::cloudwatch::ship::{GroupPolicies, GroupPolicy, ShipCounters, Shipper};
 use crate::cloudwatch::sink::CloudWatchSink;
-use crate::config::{self, AppFormat, Config, ForwardConfig, OutputType};
-use crate::ecs::{self, Identity, TaskMetadata};
-use crate::fluentbit::plan::{ForwardInput, OutputKind};
+use crate::config::{self, Config, ForwardConfig, OutputType};
+use crate::ecs::{Identity, TaskMetadata};
+use crate::fluentbit::plan::ForwardInput;
 use crate::fluentbit::route::Router;
-use crate::fluentbit::template::TemplateInput;
 use crate::fluentbit::{self, DropIn};
 use crate::metrics::{PipelineCounters, Sources};
 use crate::output::{FileSink, Sink};
-use crate::render::{EventMeta, LineRenderer, Metadata};
 use crate::spool::{Spool, SpoolShared};
-use crate::stats::sampling::{self, SamplingConfig};
-use crate::stats::{Aggregator, RouteTable};
-use crate::streams::{CachedTemplates, StreamKey, StreamKind, StreamTemplates, StreamVars};
-
-/// Frames queued between the listeners and the output. Small: a frame can
-/// hold thousands of events, and a full queue is what pushes back on clients.
-const PIPELINE_FRAMES: usize = 64;
+use crate::stage::{write_output, OutputStage, PIPELINE_FRAMES};
+use crate::stats::RouteTable;
 
 pub fn run(args: RunArgs) -> ExitCode {
     init_logging();
@@ -92,7 +80,7 @@ fn init_logging() {
     // The sidecar's own logs: JSON lines on stderr, stdout is for events.
     let _ = tracing_subscriber::fmt()
         .json()
-        .with_writer(io::stderr)
+        .with_writer(std::io::stderr)
         .with_current_span(false)
         .try_init();
 }
@@ -239,10 +227,11 @@ async fn serve(full: Config, drop_in: Option<DropIn>, identity: Identity) -> Exi
     let totals = Arc::new(Mutex::new(RouteTable::default()));
     let admin_listen = full.admin_listen;
     let router = drop_in.map(|plan| Router::new(plan, policies));
-    let stage = output_stage(
+    let stage = OutputStage::new(
         full,
         router,
         identity,
+        budget.clone(),
         pipeline_counters.clone(),
         totals.clone(),
     );
@@ -415,39 +404,6 @@ async fn build_sink(
     }
 }
 
-/// The output stage's renderer, stream templates, statistics and sampling.
-fn output_stage(
-    full: Config,
-    router: Option<Router>,
-    identity: Identity,
-    counters: Arc<PipelineCounters>,
-    totals: Arc<Mutex<RouteTable>>,
-) -> OutputStage {
-    let templates = CachedTemplates::new(StreamTemplates {
-        log_group: full.cloudwatch.log_group.clone(),
-        access_stream: full.cloudwatch.access_stream.clone(),
-        app_stream: full.cloudwatch.app_stream.clone(),
-        stats_stream: full.cloudwatch.stats_stream.clone(),
-    });
-    let drop_in = router.is_some();
-    OutputStage {
-        templates,
-        router,
-        identity,
-        unrouted_tags: Vec::new(),
-        stats: full
-            .stats
-            .clone()
-            .map(|c| Aggregator::new(c, now_ns().div_euclid(1_000_000))),
-        sampling: full.sampling.clone(),
-        counters,
-        totals,
-        text: String::with_capacity(1 << 12),
-        written: 0,
-        renderer: renderer(full, drop_in),
-    }
-}
-
 /// Binds `admin.listen` and serves it until `stop`'s sender is dropped.
 async fn start_admin(
     addr: std::net::SocketAddr,
@@ -584,392 +540,4 @@ async fn wait_for_signal() -> &'static str {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
     }
-}
-
-/// The classifier, redactor and routes the configuration asks for.
-fn renderer(config: Config, drop_in: bool) -> LineRenderer {
-    let mut classifier = Classifier::new();
-    for format in config.envoy.formats {
-        classifier.add_format(format);
-    }
-    LineRenderer {
-        classifier,
-        redactor: config.redact.redactor,
-        routes: config.envoy.routes,
-        access_containers: config.envoy.containers,
-        // stdout and files always carry the metadata.
-        app_lines_as_json: drop_in
-            || config.output != OutputType::Cloudwatch
-            || config.cloudwatch.app_format == AppFormat::Json,
-        collect_facts: config.stats.is_some() || config.sampling.is_some(),
-        // One stdout stream mixes every container and kind: it says all.
-        metadata: if config.output == OutputType::Stdout && !drop_in {
-            Metadata::All
-        } else {
-            Metadata::Only(config.cloudwatch.metadata.0.clone())
-        },
-    }
-}
-
-/// Docker splits lines at 16 KiB; joined lines longer than this go out in
-/// pieces (CloudWatch's event limit is 1 MiB).
-const MAX_JOINED_LINE: usize = 1 << 20;
-/// A split line whose last part has not come for this long goes out as is.
-const PARTIAL_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// What the output stage does with each event besides writing it.
-struct OutputStage {
-    renderer: LineRenderer,
-    /// Sluice's own `[cloudwatch]` templates: every event's route, or in
-    /// drop-in mode that of events no output of the file takes.
-    templates: CachedTemplates,
-    /// FireLens drop-in mode: the Fluent Bit configuration's routes.
-    router: Option<Router>,
-    /// Container names and the task's ECS keys.
-    identity: Identity,
-    /// Tags already logged as matching no output (drop-in), at most 64.
-    unrouted_tags: Vec<String>,
-    stats: Option<Aggregator>,
-    sampling: Option<SamplingConfig>,
-    counters: Arc<PipelineCounters>,
-    /// Per-route totals since start, for /metrics.
-    totals: Arc<Mutex<RouteTable>>,
-    text: String,
-    written: u64,
-}
-
-/// Tags logged as unrouted at most; past this they are only counted.
-const MAX_UNROUTED_TAGS_LOGGED: usize = 64;
-
-impl OutputStage {
-    /// Renders one event and hands it to the sink: statistics first (they
-    /// count every access record), then sampling (which only skips the
-    /// write).
-    fn write(&mut self, mut event: Event, sink: &mut Sink) -> io::Result<()> {
-        if let Some(router) = &self.router {
-            // The configuration's filters decide, and its record_modifier
-            // adds the ECS keys.
-            if !router.filter(&event.tag, &mut event.record) {
-                self.counters
-                    .dropin_filtered
-                    .fetch_add(1, Ordering::Relaxed);
-                return Ok(());
-            }
-            let outputs = router.outputs_for(&event.tag);
-            if !outputs.is_empty() {
-                return self.write_drop_in(&event, &outputs, sink);
-            }
-            self.unrouted(&event.tag);
-        }
-        self.identity.add_task_keys(&mut event.record);
-        self.write_native(&event, sink)
-    }
-
-    /// Drop-in mode, a record no `[OUTPUT]` takes: Fluent Bit would drop
-    /// it; Sluice sends it as its own configuration says, counts it and
-    /// says so once per tag.
-    fn unrouted(&mut self, tag: &str) {
-        self.counters
-            .dropin_unrouted
-            .fetch_add(1, Ordering::Relaxed);
-        if self.unrouted_tags.len() < MAX_UNROUTED_TAGS_LOGGED
-            && !self.unrouted_tags.iter().any(|t| t == tag)
-        {
-            tracing::warn!(%tag, "no [OUTPUT] of the Fluent Bit configuration matches this tag; its records go where Sluice's own configuration says ([cloudwatch] templates), counted in sluice_firelens_unrouted_total");
-            self.unrouted_tags.push(tag.to_string());
-        }
-    }
-
-    fn write_native(&mut self, event: &Event, sink: &mut Sink) -> io::Result<()> {
-        let templates = &mut self.templates;
-        self.text.clear();
-        let container = self.identity.container_name(&event.tag, &event.record);
-        let (line, line_key) = log_line(&event.record);
-        let event_ms = event.time_ns.div_euclid(1_000_000);
-        let meta = EventMeta {
-            time_ms: event_ms,
-            tag: &event.tag,
-            record: &event.record,
-            line_key,
-            container: &container,
-        };
-        let rendered = self
-            .renderer
-            .render_event(&line, Some(&meta), &mut self.text);
-        let vars = StreamVars {
-            tag: &event.tag,
-            record: &event.record,
-            time_ms: event_ms,
-            container: &container,
-        };
-        let keep = count_and_sample(
-            &rendered,
-            &self.counters,
-            &mut self.stats,
-            &self.sampling,
-            &self.totals,
-            || templates.key(StreamKind::Stats, &vars).clone(),
-        );
-        if !keep {
-            return Ok(());
-        }
-        self.written += 1;
-        let kind = if rendered.access {
-            StreamKind::Access
-        } else {
-            StreamKind::App
-        };
-        self.counters
-            .ingested(usize::from(!rendered.access), self.text.len());
-        sink.write(
-            move || templates.key(kind, &vars),
-            rendered.time_ms,
-            &self.text,
-        )
-    }
-
-    /// Drop-in mode: every output whose `Match` takes the tag gets the
-    /// event, rendered as Fluent Bit would send it.
-    fn write_drop_in(
-        &mut self,
-        event: &Event,
-        outputs: &[usize],
-        sink: &mut Sink,
-    ) -> io::Result<()> {
-        let Some(router) = &mut self.router else {
-            return Ok(());
-        };
-        let container = self.identity.container_name(&event.tag, &event.record);
-        let (line, line_key) = log_line(&event.record);
-        let event_ms = event.time_ns.div_euclid(1_000_000);
-        let meta = EventMeta {
-            time_ms: event_ms,
-            tag: &event.tag,
-            record: &event.record,
-            line_key,
-            container: &container,
-        };
-        let field = |key: &str| event.record.get(key).and_then(Json::as_str);
-        let task = self.identity.task.as_ref();
-        let task_arn = task.map(|t| t.task_arn.as_str()).or(field("ecs_task_arn"));
-        let task_id = self
-            .identity
-            .task_id(&event.tag)
-            .or(task_arn.map(ecs::last_part));
-        let input = TemplateInput {
-            tag: &event.tag,
-            record: &event.record,
-            task_id,
-            cluster: task
-                .map(|t| t.cluster.as_str())
-                .or(field("ecs_cluster").map(ecs::last_part)),
-            task_arn,
-        };
-        let mut counted = false;
-        let mut sent = false;
-        for &index in outputs {
-            let Some(key) = router.key(index, &input) else {
-                continue;
-            };
-            let log_key = match &router.output(index).kind {
-                OutputKind::CloudWatch(o) => o.log_key.as_deref(),
-                OutputKind::Null => None,
-            };
-            self.text.clear();
-            let rendered = self
-                .renderer
-                .render_fluentbit(&line, &meta, log_key, &mut self.text);
-            if !counted {
-                counted = true;
-                let stats_key = || StreamKey {
-                    group: key.group.clone(),
-                    stream: format!("sluice-stats/{}", task_id.unwrap_or("unknown")),
-                };
-                let keep = count_and_sample(
-                    &rendered,
-                    &self.counters,
-                    &mut self.stats,
-                    &self.sampling,
-                    &self.totals,
-                    stats_key,
-                );
-                if !keep {
-                    return Ok(());
-                }
-            }
-            sent = true;
-            self.written += 1;
-            self.counters
-                .ingested(usize::from(!rendered.access), self.text.len());
-            sink.write(|| &key, rendered.time_ms, &self.text)?;
-        }
-        if !sent {
-            self.counters
-                .dropin_discarded
-                .fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(())
-    }
-
-    /// Writes the statistics of the interval that ended (or, at shutdown,
-    /// of the partial one).
-    fn emit_stats(&mut self, sink: &mut Sink, force: bool) -> io::Result<()> {
-        let now = now_ns().div_euclid(1_000_000);
-        let Some(stats) = &mut self.stats else {
-            return Ok(());
-        };
-        if !force && !stats.due(now) {
-            return Ok(());
-        }
-        let start = stats.interval_start_ms();
-        let events = stats.finish_interval(now);
-        self.counters
-            .stats_events
-            .fetch_add(events.len() as u64, Ordering::Relaxed);
-        for (key, text) in events {
-            if !matches!(sink, Sink::Stdout(_)) {
-                self.counters.ingested(2, text.len());
-            }
-            sink.write_stats(&key, start, &text)?;
-        }
-        Ok(())
-    }
-}
-
-/// Counts a rendered event, feeds the statistics (every access record)
-/// and decides sampling: whether the event is written.
-fn count_and_sample(
-    rendered: &crate::render::Rendered,
-    c: &PipelineCounters,
-    stats: &mut Option<Aggregator>,
-    sampling: &Option<SamplingConfig>,
-    totals: &Mutex<RouteTable>,
-    stats_key: impl FnOnce() -> StreamKey,
-) -> bool {
-    if !rendered.access {
-        c.app_lines.fetch_add(1, Ordering::Relaxed);
-    } else {
-        c.access_records.fetch_add(1, Ordering::Relaxed);
-        c.redactions
-            .fetch_add(rendered.redactions as u64, Ordering::Relaxed);
-    }
-    let Some(facts) = &rendered.facts else {
-        return true;
-    };
-    if let Some(stats) = stats {
-        if stats.record(&stats_key(), facts) {
-            c.stats_folded.fetch_add(1, Ordering::Relaxed);
-        }
-        if let Ok(mut totals) = totals.lock() {
-            let max = stats.config().max_routes;
-            totals.add(stats.service(facts), facts, max);
-        }
-    }
-    if let Some(sampling) = sampling {
-        if !sampling::keep(sampling, facts) {
-            c.sampled_out.fetch_add(1, Ordering::Relaxed);
-            return false;
-        }
-    }
-    true
-}
-
-/// The output stage: joins Docker's split lines, renders every event, hands
-/// it to the sink, then accepts the delivery (which acks its chunk) once the
-/// sink has it (written to the kernel, or in a CloudWatch batcher). Runs on
-/// its own thread: writes and the memory budget block.
-fn write_output(
-    mut pipeline: mpsc::Receiver<Delivery>,
-    runtime: tokio::runtime::Handle,
-    mut stage: OutputStage,
-    mut sink: Sink,
-) -> io::Result<u64> {
-    let mut partials = PartialAssembler::new(
-        MAX_JOINED_LINE,
-        i64::try_from(PARTIAL_TIMEOUT.as_nanos()).unwrap_or(i64::MAX),
-    );
-    // What an earlier run spooled and did not deliver goes first.
-    sink.replay();
-    // Split lines, CloudWatch batches and statistics wait on the clock.
-    const TICK: Duration = Duration::from_millis(250);
-    let mut last_tick = Instant::now();
-    loop {
-        let next = runtime.block_on(async { tokio::time::timeout(TICK, pipeline.recv()).await });
-        let now = now_ns();
-        stage.counters.last_progress_ms.store(
-            u64::try_from(now / 1_000_000).unwrap_or(0),
-            Ordering::Relaxed,
-        );
-        match next {
-            Ok(Some(first)) => {
-                // Take whatever else is queued too: one wake-up, one flush
-                // and one pass for many small frames (Docker sends one
-                // event per frame).
-                let mut group = vec![first];
-                while group.len() < PIPELINE_FRAMES {
-                    match pipeline.try_recv() {
-                        Ok(delivery) => group.push(delivery),
-                        Err(_) => break,
-                    }
-                }
-                // The deliveries' events move on without a copy; their
-                // shares of the memory budget move to the sink's buffers.
-                let share = group
-                    .iter_mut()
-                    .filter_map(Delivery::take_reservation)
-                    .reduce(|mut all, share| {
-                        all.merge(share);
-                        all
-                    });
-                sink.begin_delivery(share);
-                for delivery in &mut group {
-                    for event in std::mem::take(&mut delivery.events) {
-                        for joined in partials.push(event, now) {
-                            stage.write(joined, &mut sink)?;
-                        }
-                    }
-                }
-                let acked = group.iter().any(Delivery::wants_ack);
-                sink.end_delivery(acked)?;
-                group.into_iter().for_each(Delivery::accept);
-            }
-            Ok(None) => break,
-            Err(_) => {}
-        }
-        if last_tick.elapsed() >= TICK {
-            last_tick = Instant::now();
-            for stale in partials.expire(now) {
-                stage.write(stale, &mut sink)?;
-            }
-            stage.emit_stats(&mut sink, false)?;
-            sink.tick(last_tick)?;
-        }
-    }
-    for rest in partials.flush() {
-        stage.write(rest, &mut sink)?;
-    }
-    // The partial interval too: the last minute before a stop matters.
-    stage.emit_stats(&mut sink, true)?;
-    sink.flush()?;
-    Ok(stage.written)
-}
-
-/// The text of an event: its `log` (Docker, FireLens), else `message`
-/// (fluent-logger and many libraries), else the whole record as JSON.
-/// Returns the line and the key it came from.
-fn log_line(
-    record: &serde_json::Map<String, Json>,
-) -> (std::borrow::Cow<'_, str>, Option<&'static str>) {
-    for key in ["log", "message"] {
-        if let Some(Json::String(s)) = record.get(key) {
-            return (
-                std::borrow::Cow::Borrowed(sluice_parser::trim_line_ending(s)),
-                Some(key),
-            );
-        }
-    }
-    (
-        std::borrow::Cow::Owned(Json::Object(record.clone()).to_string()),
-        None,
-    )
 }

@@ -215,10 +215,13 @@ fn an_ecs_task_as_the_agent_generates_it() {
     // The application's lines: Fluent Bit's record shape, redacted, with
     // the metadata record_modifier added; the DEBUG line excluded.
     let app_stream = format!("app/{}", tag("app"));
-    let app: Vec<Map<String, Value>> = in_stream(&dump.events, "/ecs/orders/app", &app_stream)
+    // Sorted by source: a line may wait for its stream's next line (it
+    // could introduce a stack trace), so stdout and stderr interleave.
+    let mut app: Vec<Map<String, Value>> = in_stream(&dump.events, "/ecs/orders/app", &app_stream)
         .iter()
         .map(|e| object(&e.message))
         .collect();
+    app.sort_by_key(|r| r["source"].as_str().unwrap_or_default().to_string());
     let metadata = |source: &str, log: &str, id: &str, name: &str| {
         object(
             &json!({
@@ -237,14 +240,14 @@ fn an_ecs_task_as_the_agent_generates_it() {
         app,
         [
             metadata(
-                "stdout",
-                "GET /orders?token=REDACTED 200 handled",
+                "stderr",
+                "payment failed for order 7",
                 APP_ID,
                 APP_DOCKER_NAME
             ),
             metadata(
-                "stderr",
-                "payment failed for order 7",
+                "stdout",
+                "GET /orders?token=REDACTED 200 handled",
                 APP_ID,
                 APP_DOCKER_NAME
             ),

@@ -79,6 +79,16 @@ pub struct Config {
     /// The Fluent Bit configuration to read when it exists; `None` with
     /// `firelens.config = ""`.
     pub firelens_config: Option<PathBuf>,
+    /// `None` with `multiline.enabled = false`.
+    pub multiline: Option<MultilineConfig>,
+}
+
+/// `[multiline]`, validated.
+#[derive(Clone, Debug)]
+pub struct MultilineConfig {
+    pub rules: crate::multiline::Rules,
+    pub wait: Duration,
+    pub max_bytes: usize,
 }
 
 #[derive(Debug)]
@@ -271,6 +281,7 @@ fn validate(s: Sections, errors: &mut Vec<ConfigError>) -> Config {
         sampling: sampling(&s.sampling, errors),
         spool: spool(&s.spool, errors),
         firelens_config,
+        multiline: multiline(&s.multiline, errors),
     }
 }
 
@@ -544,6 +555,55 @@ fn spool(s: &sections::SpoolSection, errors: &mut Vec<ConfigError>) -> Option<Sp
         max_size,
         segment_size,
         fsync: s.fsync == sections::FsyncMode::Batch,
+    })
+}
+
+fn multiline(
+    m: &sections::MultilineSection,
+    errors: &mut Vec<ConfigError>,
+) -> Option<MultilineConfig> {
+    let mut c = check("multiline", errors);
+    for name in &m.rules.0 {
+        if !crate::multiline::BUILT_IN.contains(&name.as_str()) {
+            c.error(
+                "rules",
+                format!(
+                    "{name:?} is not a built-in rule set; they are {}",
+                    crate::multiline::BUILT_IN.join(", ")
+                ),
+            );
+        }
+    }
+    let mut set = |key: &str, patterns: &[String]| -> Option<regex::RegexSet> {
+        if patterns.is_empty() {
+            return None;
+        }
+        match regex::RegexSet::new(patterns) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                c.error(key, format!("not a valid regular expression: {e}"));
+                None
+            }
+        }
+    };
+    let user_start = set("start", &m.start);
+    let user_continuation = set("continuation", &m.continuation);
+    if user_start.is_some() != user_continuation.is_some() {
+        c.error(
+            "start",
+            "multiline.start and multiline.continuation go together: give both or neither",
+        );
+    }
+    if m.wait.0.is_zero() {
+        c.error("wait", "must be longer than 0");
+    }
+    let mut rules = crate::multiline::Rules::built_in(&m.rules.0);
+    rules.user_start = user_start;
+    rules.user_continuation = user_continuation;
+    m.enabled.then(|| MultilineConfig {
+        rules,
+        wait: m.wait.0,
+        max_bytes: usize::try_from(m.max_size.0).unwrap_or(usize::MAX),
     })
 }
 

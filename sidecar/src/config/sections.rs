@@ -326,6 +326,38 @@ impl Default for FirelensSection {
     }
 }
 
+/// `[multiline]`: stack traces joined into one event.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MultilineSection {
+    pub enabled: bool,
+    /// Built-in rule sets in use: java, python, node, go.
+    pub rules: CommaList,
+    /// A trace whose next line does not come is written after this.
+    pub wait: Seconds,
+    /// A trace is written when it reaches this size; the rest starts a new
+    /// event.
+    pub max_size: Bytes,
+    /// Regular expressions of lines that start a trace of another format
+    /// (they may contain commas: never split).
+    pub start: Vec<String>,
+    /// Regular expressions of lines that continue it.
+    pub continuation: Vec<String>,
+}
+
+impl Default for MultilineSection {
+    fn default() -> Self {
+        MultilineSection {
+            enabled: true,
+            rules: CommaList(crate::multiline::BUILT_IN.map(str::to_string).to_vec()),
+            wait: Seconds(Duration::from_secs(1)),
+            max_size: Bytes(2 << 20),
+            start: Vec::new(),
+            continuation: Vec::new(),
+        }
+    }
+}
+
 /// Declares the sections once: the struct of all of them, their names, and
 /// the reader that fills each from its raw keys.
 macro_rules! sections {
@@ -379,4 +411,5 @@ sections! {
     sampling: SamplingSection,
     spool: SpoolSection,
     firelens: FirelensSection,
+    multiline: MultilineSection,
 }

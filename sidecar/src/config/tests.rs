@@ -98,6 +98,12 @@ fn wrong_types_are_errors_naming_the_key() {
         ("spool", "segment_size", "true", "invalid type: boolean `true`, expected a size such as \"64MiB\""),
         ("spool", "fsync", "true", "invalid type: boolean `true`, expected a string"),
         ("firelens", "config", "1", "invalid type: integer `1`, expected a string"),
+        ("multiline", "enabled", "\"yes\"", "invalid type: string \"yes\", expected a boolean"),
+        ("multiline", "rules", "\"java\"", "invalid type: string \"java\", expected a sequence"),
+        ("multiline", "wait", "true", "invalid type: boolean `true`, expected a duration such as \"500ms\", \"30s\", \"5m\" or \"1h\""),
+        ("multiline", "max_size", "true", "invalid type: boolean `true`, expected a size such as \"64MiB\""),
+        ("multiline", "start", "\"^x\"", "invalid type: string \"^x\", expected a sequence"),
+        ("multiline", "continuation", "[1]", "invalid type: integer `1`, expected a string"),
     ];
     let mut covered = Vec::new();
     for (section, key, value, message) in cases {
@@ -188,6 +194,9 @@ fn bad_environment_values_and_ranges_are_errors() {
         ("[sampling]\nrate = 1.5", "sampling.rate: 1.5 is not a number from 0 to 1"),
         ("[spool]\nsegment_size = \"1KiB\"", "spool.segment_size: must be at least 64KiB"),
         ("[spool]\nmax_size = \"8MiB\"", "spool.max_size: must be at least twice spool.segment_size (8388608 bytes)"),
+        ("[multiline]\nrules = [\"cobol\"]", "multiline.rules: \"cobol\" is not a built-in rule set; they are java, python, node, go"),
+        ("[multiline]\nstart = [\"^x\"]", "multiline.start: multiline.start and multiline.continuation go together: give both or neither"),
+        ("[multiline]\nwait = \"0s\"", "multiline.wait: must be longer than 0"),
     ];
     for (file, want) in range_cases {
         assert_eq!(errors(file, &[]), [*want], "{file}");
@@ -260,6 +269,12 @@ fn the_environment_overrides_every_key() {
         ("SLUICE_SPOOL_SEGMENT_SIZE", "16MiB"),
         ("SLUICE_SPOOL_FSYNC", "off"),
         ("SLUICE_FIRELENS_CONFIG", ""),
+        ("SLUICE_MULTILINE_ENABLED", "true"),
+        ("SLUICE_MULTILINE_RULES", "java,go"),
+        ("SLUICE_MULTILINE_WAIT", "2s"),
+        ("SLUICE_MULTILINE_MAX_SIZE", "1MiB"),
+        ("SLUICE_MULTILINE_START", "^BEGIN, dump"),
+        ("SLUICE_MULTILINE_CONTINUATION", "^\\| "),
     ];
     let mut named: Vec<String> = vars.iter().map(|(v, _)| v.to_string()).collect();
     named.sort();
@@ -328,6 +343,13 @@ fn the_environment_overrides_every_key() {
         })
     );
     assert_eq!(c.firelens_config, None);
+    let m = c.multiline.expect("multiline on");
+    assert!(m.rules.java && m.rules.go && !m.rules.python && !m.rules.node);
+    assert_eq!(m.wait, Duration::from_secs(2));
+    assert_eq!(m.max_bytes, 1 << 20);
+    // Not split at the comma: one pattern.
+    assert_eq!(m.rules.user_start.map(|s| s.len()), Some(1));
+    assert_eq!(m.rules.user_continuation.map(|s| s.len()), Some(1));
 }
 
 /// The slips issue 11 started from: each was a silent default.
@@ -418,7 +440,7 @@ fn every_error_is_reported_at_once() {
     assert_eq!(
         errors(file, &[("SLUICE_STATS_ENABLED", "maybe")]),
         [
-            "metrics: unknown section; the sections are forward, output, file, cloudwatch, envoy, redact, limits, shutdown, stats, admin, sampling, spool, firelens",
+            "metrics: unknown section; the sections are forward, output, file, cloudwatch, envoy, redact, limits, shutdown, stats, admin, sampling, spool, firelens, multiline",
             "forward.lisen: unknown key; [forward] takes listen, unix_path, unix_mode, shared_key, max_connections, idle_timeout",
             "forward.max_connections: invalid type: string \"many\", expected usize",
             "output.type: \"kafka\" is not one of stdout, file, cloudwatch",

@@ -1,0 +1,605 @@
+//! The output stage of `sluice run`: one plain thread that takes the
+//! pipeline's deliveries, joins Docker's split lines and stack traces, names
+//! each event's container, filters and routes it, renders it, counts its
+//! statistics, samples, hands it to the sink, and then accepts the
+//! deliveries (which acks their chunks) once the sink has their events.
+//!
+//! A delivery that asked for an ack is accepted only when every line of it
+//! has been written: lines held by the multiline joiner hold its ack, and
+//! deliveries are accepted in order.
+
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+use sluice_firelens::{now_ns, Delivery, Event, MemoryBudget, PartialAssembler};
+use sluice_parser::{Classified, Classifier};
+use tokio::sync::mpsc;
+
+use crate::config::{AppFormat, Config, OutputType};
+use crate::ecs::{self, Identity};
+use crate::fluentbit::plan::OutputKind;
+use crate::fluentbit::route::Router;
+use crate::fluentbit::template::TemplateInput;
+use crate::metrics::PipelineCounters;
+use crate::multiline::Joiner;
+use crate::output::Sink;
+use crate::render::{EventMeta, LineRenderer, Metadata, Rendered};
+use crate::stats::sampling::{self, SamplingConfig};
+use crate::stats::{Aggregator, RouteTable};
+use crate::streams::{CachedTemplates, StreamKey, StreamKind, StreamTemplates, StreamVars};
+
+/// Frames queued between the listeners and the output. Small: a frame can
+/// hold thousands of events, and a full queue is what pushes back on clients.
+pub const PIPELINE_FRAMES: usize = 64;
+
+/// Docker splits lines at 16 KiB; joined lines longer than this go out in
+/// pieces (CloudWatch's event limit is 1 MiB).
+const MAX_JOINED_LINE: usize = 1 << 20;
+/// A split line whose last part has not come for this long goes out as is.
+const PARTIAL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Tags logged as unrouted at most; past this they are only counted.
+const MAX_UNROUTED_TAGS_LOGGED: usize = 64;
+
+/// Everything the output thread keeps between events.
+pub struct OutputStage {
+    renderer: LineRenderer,
+    /// Stack traces joined into one event (`[multiline]`).
+    joiner: Option<Joiner>,
+    out: Writer,
+}
+
+/// What routes, counts and writes rendered events: apart from the renderer,
+/// so that a classified line (which borrows the renderer) can be written.
+struct Writer {
+    /// Sluice's own `[cloudwatch]` templates: every event's route, or in
+    /// drop-in mode that of events no output of the file takes.
+    templates: CachedTemplates,
+    /// FireLens drop-in mode: the Fluent Bit configuration's routes.
+    router: Option<Router>,
+    /// Container names and the task's ECS keys.
+    identity: Identity,
+    /// Tags already logged as matching no output (drop-in).
+    unrouted_tags: Vec<String>,
+    stats: Option<Aggregator>,
+    sampling: Option<SamplingConfig>,
+    counters: Arc<PipelineCounters>,
+    /// Per-route totals since start, for /metrics.
+    totals: Arc<Mutex<RouteTable>>,
+    text: String,
+    written: u64,
+}
+
+impl OutputStage {
+    /// The stage the configuration asks for.
+    pub fn new(
+        full: Config,
+        router: Option<Router>,
+        identity: Identity,
+        budget: Arc<MemoryBudget>,
+        counters: Arc<PipelineCounters>,
+        totals: Arc<Mutex<RouteTable>>,
+    ) -> OutputStage {
+        let templates = CachedTemplates::new(StreamTemplates {
+            log_group: full.cloudwatch.log_group.clone(),
+            access_stream: full.cloudwatch.access_stream.clone(),
+            app_stream: full.cloudwatch.app_stream.clone(),
+            stats_stream: full.cloudwatch.stats_stream.clone(),
+        });
+        let joiner = full.multiline.clone().map(|m| {
+            let wait = i64::try_from(m.wait.as_nanos()).unwrap_or(i64::MAX);
+            Joiner::new(m.rules, wait, m.max_bytes, Some(budget))
+        });
+        let drop_in = router.is_some();
+        OutputStage {
+            joiner,
+            out: Writer {
+                templates,
+                router,
+                identity,
+                unrouted_tags: Vec::new(),
+                stats: full
+                    .stats
+                    .clone()
+                    .map(|c| Aggregator::new(c, now_ns().div_euclid(1_000_000))),
+                sampling: full.sampling.clone(),
+                counters,
+                totals,
+                text: String::with_capacity(1 << 12),
+                written: 0,
+            },
+            renderer: renderer(full, drop_in),
+        }
+    }
+
+    /// One event from the pipeline (Docker's partial messages joined).
+    /// `ack`: its delivery's sequence number when that asked for an ack.
+    pub fn write(
+        &mut self,
+        mut event: Event,
+        ack: Option<u64>,
+        now: i64,
+        sink: &mut Sink,
+    ) -> io::Result<()> {
+        let out = &mut self.out;
+        let routed = match &out.router {
+            Some(router) => {
+                // The configuration's filters decide, and its
+                // record_modifier adds the ECS keys.
+                if !router.filter(&event.tag, &mut event.record) {
+                    out.counters.dropin_filtered.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                !router.outputs_for(&event.tag).is_empty()
+            }
+            None => false,
+        };
+        if !routed {
+            out.identity.add_task_keys(&mut event.record);
+        }
+        let Some(joiner) = &mut self.joiner else {
+            return self.out.emit(&self.renderer, &event, None, sink);
+        };
+        // Access records are never joined: classified (once) and written.
+        let container = out
+            .identity
+            .container_name(&event.tag, &event.record)
+            .into_owned();
+        let (line, _) = log_line(&event.record);
+        let classified = self.renderer.classify(&line, Some(&container));
+        if matches!(classified, Classified::Access(_)) {
+            return self
+                .out
+                .emit(&self.renderer, &event, Some(classified), sink);
+        }
+        for ready in joiner.push(event, ack, now) {
+            let (line, _) = log_line(&ready.record);
+            let app = Classified::App(sluice_parser::trim_line_ending(&line));
+            self.out.emit(&self.renderer, &ready, Some(app), sink)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the traces and lines that waited long enough.
+    pub fn expire(&mut self, now: i64, sink: &mut Sink) -> io::Result<usize> {
+        let ready = match &mut self.joiner {
+            Some(joiner) => joiner.expire(now),
+            None => return Ok(0),
+        };
+        self.write_app_lines(ready, sink)
+    }
+
+    /// Writes everything held (at shutdown).
+    pub fn flush(&mut self, sink: &mut Sink) -> io::Result<usize> {
+        let ready = match &mut self.joiner {
+            Some(joiner) => joiner.flush(),
+            None => return Ok(0),
+        };
+        self.write_app_lines(ready, sink)
+    }
+
+    fn write_app_lines(&mut self, ready: Vec<Event>, sink: &mut Sink) -> io::Result<usize> {
+        let n = ready.len();
+        for event in ready {
+            let (line, _) = log_line(&event.record);
+            let app = Classified::App(sluice_parser::trim_line_ending(&line));
+            self.out.emit(&self.renderer, &event, Some(app), sink)?;
+        }
+        Ok(n)
+    }
+
+    /// The oldest delivery that asked for an ack and has a line held.
+    pub fn oldest_held_ack(&self) -> Option<u64> {
+        self.joiner.as_ref().and_then(Joiner::oldest_held_ack)
+    }
+
+    /// Writes the statistics of the interval that ended (or, at shutdown,
+    /// of the partial one).
+    pub fn emit_stats(&mut self, sink: &mut Sink, force: bool) -> io::Result<()> {
+        let out = &mut self.out;
+        let now = now_ns().div_euclid(1_000_000);
+        let Some(stats) = &mut out.stats else {
+            return Ok(());
+        };
+        if !force && !stats.due(now) {
+            return Ok(());
+        }
+        let start = stats.interval_start_ms();
+        let events = stats.finish_interval(now);
+        out.counters
+            .stats_events
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        for (key, text) in events {
+            if !matches!(sink, Sink::Stdout(_)) {
+                out.counters.ingested(2, text.len());
+            }
+            sink.write_stats(&key, start, &text)?;
+        }
+        Ok(())
+    }
+
+    pub fn counters(&self) -> &PipelineCounters {
+        &self.out.counters
+    }
+}
+
+impl Writer {
+    /// Renders and writes one event, classified already or not.
+    fn emit(
+        &mut self,
+        renderer: &LineRenderer,
+        event: &Event,
+        classified: Option<Classified<'_>>,
+        sink: &mut Sink,
+    ) -> io::Result<()> {
+        let outputs = match &self.router {
+            Some(router) => router.outputs_for(&event.tag),
+            None => Vec::new(),
+        };
+        if self.router.is_some() && outputs.is_empty() {
+            self.unrouted(&event.tag);
+        }
+        let container = self
+            .identity
+            .container_name(&event.tag, &event.record)
+            .into_owned();
+        let (line, line_key) = log_line(&event.record);
+        let classified = match classified {
+            Some(c) => c,
+            None => renderer.classify(&line, Some(&container)),
+        };
+        let meta = EventMeta {
+            time_ms: event.time_ns.div_euclid(1_000_000),
+            tag: &event.tag,
+            record: &event.record,
+            line_key,
+            container: &container,
+        };
+        if outputs.is_empty() {
+            self.write_native(renderer, classified, &meta, sink)
+        } else {
+            self.write_drop_in(renderer, classified, &meta, &outputs, sink)
+        }
+    }
+
+    /// Drop-in mode, a record no `[OUTPUT]` takes: Fluent Bit would drop
+    /// it; Sluice sends it as its own configuration says, counts it and
+    /// says so once per tag.
+    fn unrouted(&mut self, tag: &str) {
+        self.counters
+            .dropin_unrouted
+            .fetch_add(1, Ordering::Relaxed);
+        if self.unrouted_tags.len() < MAX_UNROUTED_TAGS_LOGGED
+            && !self.unrouted_tags.iter().any(|t| t == tag)
+        {
+            tracing::warn!(%tag, "no [OUTPUT] of the Fluent Bit configuration matches this tag; its records go where Sluice's own configuration says ([cloudwatch] templates), counted in sluice_firelens_unrouted_total");
+            self.unrouted_tags.push(tag.to_string());
+        }
+    }
+
+    fn write_native(
+        &mut self,
+        renderer: &LineRenderer,
+        classified: Classified<'_>,
+        meta: &EventMeta<'_>,
+        sink: &mut Sink,
+    ) -> io::Result<()> {
+        self.text.clear();
+        let rendered = renderer.render_classified(classified, Some(meta), &mut self.text);
+        let templates = &mut self.templates;
+        let vars = StreamVars {
+            tag: meta.tag,
+            record: meta.record,
+            time_ms: meta.time_ms,
+            container: meta.container,
+        };
+        let keep = count_and_sample(
+            &rendered,
+            &self.counters,
+            &mut self.stats,
+            &self.sampling,
+            &self.totals,
+            || templates.key(StreamKind::Stats, &vars).clone(),
+        );
+        if !keep {
+            return Ok(());
+        }
+        self.written += 1;
+        let kind = if rendered.access {
+            StreamKind::Access
+        } else {
+            StreamKind::App
+        };
+        self.counters
+            .ingested(usize::from(!rendered.access), self.text.len());
+        sink.write(
+            move || templates.key(kind, &vars),
+            rendered.time_ms,
+            &self.text,
+        )
+    }
+
+    /// Drop-in mode: every output whose `Match` takes the tag gets the
+    /// event, rendered as Fluent Bit would send it.
+    fn write_drop_in(
+        &mut self,
+        renderer: &LineRenderer,
+        classified: Classified<'_>,
+        meta: &EventMeta<'_>,
+        outputs: &[usize],
+        sink: &mut Sink,
+    ) -> io::Result<()> {
+        let Some(router) = &mut self.router else {
+            return Ok(());
+        };
+        let field = |key: &str| meta.record.get(key).and_then(Json::as_str);
+        let task = self.identity.task.as_ref();
+        let task_arn = task.map(|t| t.task_arn.as_str()).or(field("ecs_task_arn"));
+        let task_id = self
+            .identity
+            .task_id(meta.tag)
+            .or(task_arn.map(ecs::last_part));
+        let input = TemplateInput {
+            tag: meta.tag,
+            record: meta.record,
+            task_id,
+            cluster: task
+                .map(|t| t.cluster.as_str())
+                .or(field("ecs_cluster").map(ecs::last_part)),
+            task_arn,
+        };
+        let mut counted = false;
+        let mut sent = false;
+        for &index in outputs {
+            let Some(key) = router.key(index, &input) else {
+                continue;
+            };
+            let log_key = match &router.output(index).kind {
+                OutputKind::CloudWatch(o) => o.log_key.as_deref(),
+                OutputKind::Null => None,
+            };
+            self.text.clear();
+            let rendered = renderer.render_fluentbit_classified(
+                classified.clone(),
+                meta,
+                log_key,
+                &mut self.text,
+            );
+            if !counted {
+                counted = true;
+                let stats_key = || StreamKey {
+                    group: key.group.clone(),
+                    stream: format!("sluice-stats/{}", task_id.unwrap_or("unknown")),
+                };
+                let keep = count_and_sample(
+                    &rendered,
+                    &self.counters,
+                    &mut self.stats,
+                    &self.sampling,
+                    &self.totals,
+                    stats_key,
+                );
+                if !keep {
+                    return Ok(());
+                }
+            }
+            sent = true;
+            self.written += 1;
+            self.counters
+                .ingested(usize::from(!rendered.access), self.text.len());
+            sink.write(|| &key, rendered.time_ms, &self.text)?;
+        }
+        if !sent {
+            self.counters
+                .dropin_discarded
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+/// Counts a rendered event, feeds the statistics (every access record)
+/// and decides sampling: whether the event is written.
+fn count_and_sample(
+    rendered: &Rendered,
+    c: &PipelineCounters,
+    stats: &mut Option<Aggregator>,
+    sampling: &Option<SamplingConfig>,
+    totals: &Mutex<RouteTable>,
+    stats_key: impl FnOnce() -> StreamKey,
+) -> bool {
+    if !rendered.access {
+        c.app_lines.fetch_add(1, Ordering::Relaxed);
+    } else {
+        c.access_records.fetch_add(1, Ordering::Relaxed);
+        c.redactions
+            .fetch_add(rendered.redactions as u64, Ordering::Relaxed);
+    }
+    let Some(facts) = &rendered.facts else {
+        return true;
+    };
+    if let Some(stats) = stats {
+        if stats.record(&stats_key(), facts) {
+            c.stats_folded.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Ok(mut totals) = totals.lock() {
+            let max = stats.config().max_routes;
+            totals.add(stats.service(facts), facts, max);
+        }
+    }
+    if let Some(sampling) = sampling {
+        if !sampling::keep(sampling, facts) {
+            c.sampled_out.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+    }
+    true
+}
+
+/// The classifier, redactor and routes the configuration asks for.
+fn renderer(config: Config, drop_in: bool) -> LineRenderer {
+    let mut classifier = Classifier::new();
+    for format in config.envoy.formats {
+        classifier.add_format(format);
+    }
+    LineRenderer {
+        classifier,
+        redactor: config.redact.redactor,
+        routes: config.envoy.routes,
+        access_containers: config.envoy.containers,
+        // stdout and files always carry the metadata.
+        app_lines_as_json: drop_in
+            || config.output != OutputType::Cloudwatch
+            || config.cloudwatch.app_format == AppFormat::Json,
+        collect_facts: config.stats.is_some() || config.sampling.is_some(),
+        // One stdout stream mixes every container and kind: it says all.
+        metadata: if config.output == OutputType::Stdout && !drop_in {
+            Metadata::All
+        } else {
+            Metadata::Only(config.cloudwatch.metadata.0.clone())
+        },
+    }
+}
+
+/// Deliveries whose events were handed to the sink, waiting to be
+/// accepted in order: one that asked for an ack waits while a line of it
+/// (or of an earlier delivery) is held.
+#[derive(Default)]
+struct Acceptance {
+    waiting: VecDeque<(u64, Delivery)>,
+    next_seq: u64,
+}
+
+impl Acceptance {
+    fn next_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
+    /// Accepts, in order, every delivery before `oldest_held`.
+    fn accept_ready(&mut self, oldest_held: Option<u64>) {
+        while let Some((seq, _)) = self.waiting.front() {
+            if oldest_held.is_some_and(|held| *seq >= held) {
+                break;
+            }
+            if let Some((_, delivery)) = self.waiting.pop_front() {
+                delivery.accept();
+            }
+        }
+    }
+
+    fn any_wants_ack(&self) -> bool {
+        self.waiting.iter().any(|(_, d)| d.wants_ack())
+    }
+}
+
+/// The output thread's loop: until the pipeline closes, takes every queued
+/// delivery at once (one wake-up, one flush and one pass for many small
+/// frames: Docker sends one event per frame), writes their events, and
+/// accepts them once the sink has them. Every 250 ms: split lines and
+/// traces that waited long enough, statistics, and the sink's timers.
+pub fn write_output(
+    mut pipeline: mpsc::Receiver<Delivery>,
+    runtime: tokio::runtime::Handle,
+    mut stage: OutputStage,
+    mut sink: Sink,
+) -> io::Result<u64> {
+    let mut partials = PartialAssembler::new(
+        MAX_JOINED_LINE,
+        i64::try_from(PARTIAL_TIMEOUT.as_nanos()).unwrap_or(i64::MAX),
+    );
+    let mut acceptance = Acceptance::default();
+    // What an earlier run spooled and did not deliver goes first.
+    sink.replay();
+    const TICK: Duration = Duration::from_millis(250);
+    let mut last_tick = Instant::now();
+    loop {
+        let next = runtime.block_on(async { tokio::time::timeout(TICK, pipeline.recv()).await });
+        let now = now_ns();
+        stage.counters().last_progress_ms.store(
+            u64::try_from(now / 1_000_000).unwrap_or(0),
+            Ordering::Relaxed,
+        );
+        match next {
+            Ok(Some(first)) => {
+                let mut group = vec![first];
+                while group.len() < PIPELINE_FRAMES {
+                    match pipeline.try_recv() {
+                        Ok(delivery) => group.push(delivery),
+                        Err(_) => break,
+                    }
+                }
+                // The deliveries' events move on without a copy; their
+                // shares of the memory budget move to the sink's buffers.
+                let share = group
+                    .iter_mut()
+                    .filter_map(Delivery::take_reservation)
+                    .reduce(|mut all, share| {
+                        all.merge(share);
+                        all
+                    });
+                sink.begin_delivery(share);
+                let mut acked = false;
+                for mut delivery in group {
+                    let seq = acceptance.next_seq();
+                    let ack = delivery.wants_ack().then_some(seq);
+                    acked |= ack.is_some();
+                    for event in std::mem::take(&mut delivery.events) {
+                        for joined in partials.push(event, now) {
+                            stage.write(joined, ack, now, &mut sink)?;
+                        }
+                    }
+                    acceptance.waiting.push_back((seq, delivery));
+                }
+                sink.end_delivery(acked)?;
+                acceptance.accept_ready(stage.oldest_held_ack());
+            }
+            Ok(None) => break,
+            Err(_) => {}
+        }
+        if last_tick.elapsed() >= TICK {
+            last_tick = Instant::now();
+            let mut wrote = 0;
+            for stale in partials.expire(now) {
+                stage.write(stale, None, now, &mut sink)?;
+                wrote += 1;
+            }
+            wrote += stage.expire(now, &mut sink)?;
+            if wrote > 0 && !acceptance.waiting.is_empty() {
+                // What a waiting delivery held is in the sink now: commit
+                // it (to the spool) before its ack.
+                sink.end_delivery(acceptance.any_wants_ack())?;
+            }
+            acceptance.accept_ready(stage.oldest_held_ack());
+            stage.emit_stats(&mut sink, false)?;
+            sink.tick(last_tick)?;
+        }
+    }
+    for rest in partials.flush() {
+        stage.write(rest, None, now_ns(), &mut sink)?;
+    }
+    stage.flush(&mut sink)?;
+    sink.end_delivery(acceptance.any_wants_ack())?;
+    acceptance.accept_ready(None);
+    // The partial interval too: the last minute before a stop matters.
+    stage.emit_stats(&mut sink, true)?;
+    sink.flush()?;
+    Ok(stage.out.written)
+}
+
+/// The text of an event: its `log` (Docker, FireLens), else `message`
+/// (fluent-logger and many libraries), else the whole record as JSON.
+/// Returns the line and the key it came from.
+pub fn log_line(record: &serde_json::Map<String, Json>) -> (Cow<'_, str>, Option<&'static str>) {
+    for key in ["log", "message"] {
+        if let Some(Json::String(s)) = record.get(key) {
+            return (Cow::Borrowed(sluice_parser::trim_line_ending(s)), Some(key));
+        }
+    }
+    (Cow::Owned(Json::Object(record.clone()).to_string()), None)
+}
