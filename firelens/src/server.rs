@@ -8,6 +8,7 @@
 //! asked for an ack (`chunk`) is acked only after the pipeline called
 //! [`Delivery::accept`].
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -595,6 +596,7 @@ async fn connection_loop<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Closed {
     let mut buf = vec![0u8; 64 << 10];
     let mut shutdown = shared.shutdown.clone();
+    let mut pending = PendingAcks::new();
     // The budget share paying for the bytes read but not decoded yet (the
     // start of a frame): one client's big frames count against
     // limits.memory like decoded events do, so many of them cannot take
@@ -644,17 +646,20 @@ async fn connection_loop<S: AsyncRead + AsyncWrite + Unpin>(
                 if shared.pipeline.send(delivery).await.is_err() {
                     return Closed::PipelineGone;
                 }
-                if chunk.is_some() && accepted_rx.await.is_err() {
-                    // Dropped unaccepted (shutting down): no ack, the client resends.
-                    return Closed::PipelineGone;
-                }
+            } else {
+                // Nothing to accept: acked as soon as the frames before it.
+                let _ = accepted_tx.send(());
             }
             if let Some(chunk) = chunk {
-                if let Err(e) = stream.write_all(&ack_frame(&chunk)).await {
-                    return Closed::Io(e);
-                }
-                counters.acks.fetch_add(1, Ordering::Relaxed);
+                // Acked once accepted, in order, while the connection goes
+                // on reading: a client may send its next frames meanwhile
+                // (the output may hold a frame's last lines while a stack
+                // trace is open, until the next frame continues it).
+                pending.push_back((chunk, accepted_rx));
             }
+        }
+        if let Err(closed) = write_accepted_acks(stream, &mut pending, &shared.counters).await {
+            return closed;
         }
         undecoded.shrink_to(codec.buffered());
         if let Err(closed) = undecoded
@@ -663,10 +668,90 @@ async fn connection_loop<S: AsyncRead + AsyncWrite + Unpin>(
         {
             return closed;
         }
-        if let Err(closed) = read_more(stream, &mut codec, &mut buf, shared, &mut shutdown).await {
-            return closed;
+        loop {
+            let next_ack = async {
+                match pending.front_mut() {
+                    Some((_, accepted)) => accepted.await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                accepted = next_ack => {
+                    let Some((chunk, _)) = pending.pop_front() else { continue };
+                    if !accepted {
+                        // Dropped unaccepted (shutting down): no ack, the
+                        // client resends.
+                        return Closed::PipelineGone;
+                    }
+                    if let Err(e) = stream.write_all(&ack_frame(&chunk)).await {
+                        return Closed::Io(e);
+                    }
+                    shared.counters.acks.fetch_add(1, Ordering::Relaxed);
+                }
+                read = read_more(stream, &mut codec, &mut buf, shared, &mut shutdown) => match read {
+                    Ok(()) => break,
+                    Err(Closed::Io(e)) => return Closed::Io(e),
+                    Err(closed) => {
+                        // The client is done (or Sluice stops): the acks it
+                        // waits for still go out, as their frames are
+                        // accepted.
+                        if let Err(io) = drain_acks(stream, &mut pending, &shared.counters).await {
+                            return io;
+                        }
+                        return closed;
+                    }
+                },
+            }
         }
     }
+}
+
+/// Acks still owed on a connection: chunk ids, each with the signal that
+/// its delivery was accepted.
+type PendingAcks = VecDeque<(String, oneshot::Receiver<()>)>;
+
+/// Writes, in order, the acks whose deliveries are accepted already.
+async fn write_accepted_acks<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    pending: &mut PendingAcks,
+    counters: &Counters,
+) -> Result<(), Closed> {
+    while let Some((_, accepted)) = pending.front_mut() {
+        match accepted.try_recv() {
+            Ok(()) => {}
+            Err(oneshot::error::TryRecvError::Empty) => return Ok(()),
+            Err(oneshot::error::TryRecvError::Closed) => return Err(Closed::PipelineGone),
+        }
+        let Some((chunk, _)) = pending.pop_front() else {
+            return Ok(());
+        };
+        stream
+            .write_all(&ack_frame(&chunk))
+            .await
+            .map_err(Closed::Io)?;
+        counters.acks.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Waits for every owed ack, in order, and writes it; stops at the first
+/// delivery dropped unaccepted.
+async fn drain_acks<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    pending: &mut PendingAcks,
+    counters: &Counters,
+) -> Result<(), Closed> {
+    while let Some((chunk, accepted)) = pending.pop_front() {
+        if accepted.await.is_err() {
+            return Ok(());
+        }
+        stream
+            .write_all(&ack_frame(&chunk))
+            .await
+            .map_err(Closed::Io)?;
+        counters.acks.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
 }
 
 /// A connection's budget share for the bytes it has read and not decoded

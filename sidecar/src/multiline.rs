@@ -202,9 +202,8 @@ impl Joiner {
     /// Takes one application line's event; returns the events ready now, in
     /// order: lines released, traces closed, the line itself.
     /// `ack`: the sequence number of its delivery when that asked for an
-    /// ack. An ordinary line of such a delivery is not held as an
-    /// introducer, so that a client waiting for each ack is never held up by
-    /// lines that are not part of a trace.
+    /// ack; call [`Joiner::release_introducers`] after the delivery's last
+    /// line.
     pub fn push(&mut self, event: Event, ack: Option<u64>, now_ns: i64) -> Vec<Event> {
         let mut out = Vec::new();
         let Some((_, text)) = line_of(&event) else {
@@ -234,6 +233,29 @@ impl Joiner {
         };
         if let Some(stream) = self.start(line, now_ns, &mut out) {
             self.streams.insert(key, stream);
+        }
+        out
+    }
+
+    /// At the end of a delivery that asked for an ack: the ordinary lines of
+    /// it held as possible introducers go out, so that its ack never waits
+    /// for a line that is not part of a trace. (Within the delivery, an
+    /// introducer still joins the exception line that follows it.)
+    pub fn release_introducers(&mut self, ack: u64) -> Vec<Event> {
+        let mut keys: Vec<(String, String)> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| {
+                s.state == State::Introducer && s.lines.iter().any(|l| l.ack == Some(ack))
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.sort();
+        let mut out = Vec::new();
+        for key in keys {
+            if let Some(stream) = self.streams.remove(&key) {
+                close(stream, &mut out);
+            }
         }
         out
     }
@@ -287,21 +309,27 @@ impl Joiner {
             close(stream, out);
             return (None, Some(line));
         };
-        if stream.bytes + line.text.len() > self.max_bytes && matches!(stream.state, State::Open(_))
-        {
+        // The joined text: the lines and a `\n` before each but the first.
+        let added = line.text.len() + 1;
+        if stream.bytes + added > self.max_bytes && matches!(stream.state, State::Open(_)) {
             // The trace is long: what is joined goes out, the rest starts a
             // new event of the same trace.
             close_joined(std::mem::take(&mut stream.lines), out);
             stream.bytes = 0;
             stream.reserved = None;
         }
-        if !self.reserve(&mut stream, line.text.len()) {
+        let added = if stream.lines.is_empty() {
+            added - 1
+        } else {
+            added
+        };
+        if !self.reserve(&mut stream, added) {
             close(stream, out);
             out.push(line.event);
             return (None, None);
         }
         stream.state = next;
-        stream.bytes += line.text.len();
+        stream.bytes += added;
         stream.last_ns = now_ns;
         stream.lines.push(line);
         (Some(stream), None)
@@ -359,7 +387,7 @@ impl Joiner {
             State::MaybeJava
         } else if r.node && NODE_ERROR.is_match(text) {
             State::MaybeNode
-        } else if r.java && line.ack.is_none() && !text.trim().is_empty() {
+        } else if r.java && !text.trim().is_empty() {
             State::Introducer
         } else {
             out.push(line.event);

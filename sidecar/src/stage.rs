@@ -164,6 +164,16 @@ impl OutputStage {
         Ok(())
     }
 
+    /// After the last line of a delivery that asked for an ack: the lines
+    /// held only because a stack trace might follow go out.
+    pub fn end_of_delivery(&mut self, ack: Option<u64>, sink: &mut Sink) -> io::Result<()> {
+        let (Some(joiner), Some(seq)) = (&mut self.joiner, ack) else {
+            return Ok(());
+        };
+        let ready = joiner.release_introducers(seq);
+        self.write_app_lines(ready, sink).map(|_| ())
+    }
+
     /// Writes the traces and lines that waited long enough.
     pub fn expire(&mut self, now: i64, sink: &mut Sink) -> io::Result<usize> {
         let ready = match &mut self.joiner {
@@ -554,6 +564,7 @@ pub fn write_output(
                             stage.write(joined, ack, now, &mut sink)?;
                         }
                     }
+                    stage.end_of_delivery(ack, &mut sink)?;
                     acceptance.waiting.push_back((seq, delivery));
                 }
                 sink.end_delivery(acked)?;

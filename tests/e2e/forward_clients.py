@@ -377,7 +377,42 @@ def big(address, size):
     s.close()
 
 
-SCENARIOS = {"secrets": secrets, "big": big, "bulk": bulk, "bulk_until_closed": bulk_until_closed, "rude_clients": rude_clients, "containers": containers, "bad_alongside_good": bad_alongside_good, "docker_partials": docker_partials, "shared_key": shared_key, "every_mode": every_mode, "fluent_logger": fluent_logger, "bad_then_good": bad_then_good}
+def frames(address, path, wait="wait"):
+    """Forward-mode frames from a JSON file, [{"tag", "chunk" (or null),
+    "lines": [[source, line], ...]}], sent on one connection; then, unless
+    WAIT is "no-wait", every ack read (in the order they come), or
+    {"closed": true} if the connection ends first."""
+    with open(path) as f:
+        spec = json.load(f)
+    s = connect(address)
+    s.settimeout(60)
+    now = time.time()
+    for n, frame in enumerate(spec):
+        entries = [[event_time(int(now), n * 1000 + i), {"source": src, "log": line}]
+                   for i, (src, line) in enumerate(frame["lines"])]
+        if frame.get("chunk"):
+            s.sendall(frame_with_option([frame["tag"], entries], {"chunk": frame["chunk"]}))
+        else:
+            s.sendall(msgpack.packb([frame["tag"], entries], use_bin_type=True))
+    if wait == "no-wait":
+        report(sent=len(spec))
+        return
+    expected = [f["chunk"] for f in spec if f.get("chunk")]
+    unpacker = msgpack.Unpacker(raw=False)
+    got = []
+    while len(got) < len(expected):
+        data = s.recv(4096)
+        if not data:
+            report(closed=True)
+            break
+        unpacker.feed(data)
+        for ack in unpacker:
+            got.append(ack["ack"])
+            report(ack=ack["ack"])
+    s.close()
+
+
+SCENARIOS = {"frames": frames, "secrets": secrets, "big": big, "bulk": bulk, "bulk_until_closed": bulk_until_closed, "rude_clients": rude_clients, "containers": containers, "bad_alongside_good": bad_alongside_good, "docker_partials": docker_partials, "shared_key": shared_key, "every_mode": every_mode, "fluent_logger": fluent_logger, "bad_then_good": bad_then_good}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]](*sys.argv[2:])

@@ -6,6 +6,7 @@ mod config;
 mod cost;
 mod durability;
 mod firelens;
+mod multiline;
 mod parse;
 mod proxy;
 mod run;

@@ -196,28 +196,35 @@ fn a_long_trace_goes_out_in_events_of_at_most_max_bytes() {
 }
 
 #[test]
-fn acks_wait_for_held_lines_and_acked_ordinary_lines_are_not_held() {
+fn acks_wait_for_held_lines_but_not_for_introducers() {
     let mut j = joiner();
-    // An ordinary line of a frame that asked for an ack goes out at once.
-    assert_eq!(
-        logs(&j.push(event("app", "stdout", "INFO hi"), Some(1), 0)),
-        ["INFO hi"]
-    );
+    // An ordinary line of a frame that asked for an ack is held only until
+    // the frame ends.
+    assert!(j
+        .push(event("app", "stdout", "INFO hi"), Some(1), 0)
+        .is_empty());
+    assert_eq!(j.oldest_held_ack(), Some(1));
+    assert_eq!(logs(&j.release_introducers(1)), ["INFO hi"]);
     assert_eq!(j.oldest_held_ack(), None);
-    // A frame that ends inside a trace: its ack waits.
+    // Within a frame an introducer joins the exception line after it.
     assert!(j
-        .push(event("app", "stdout", NODE[0]), Some(2), 0)
+        .push(event("app", "stdout", JAVA[0]), Some(2), 0)
         .is_empty());
     assert!(j
-        .push(event("app", "stdout", NODE[1]), Some(2), 0)
+        .push(event("app", "stdout", JAVA[1]), Some(2), 0)
         .is_empty());
+    assert!(j
+        .push(event("app", "stdout", JAVA[2]), Some(2), 0)
+        .is_empty());
+    // The frame ends inside the trace: its ack waits.
+    assert!(j.release_introducers(2).is_empty());
     assert_eq!(j.oldest_held_ack(), Some(2));
     assert!(j
-        .push(event("app", "stdout", NODE[2]), Some(3), 0)
+        .push(event("app", "stdout", JAVA[3]), Some(3), 0)
         .is_empty());
-    assert_eq!(j.oldest_held_ack(), Some(2));
-    let out = j.push(event("app", "stdout", "INFO after"), Some(4), 0);
-    assert_eq!(logs(&out), [NODE[..3].join("\n"), "INFO after".to_string()]);
+    let out = j.push(event("app", "stdout", "INFO after"), Some(3), 0);
+    assert_eq!(logs(&out), [JAVA[..4].join("\n")]);
+    assert_eq!(logs(&j.release_introducers(3)), ["INFO after"]);
     assert_eq!(j.oldest_held_ack(), None);
 }
 
