@@ -16,13 +16,13 @@
 //! assert_eq!(events[0].record["log"], "hello");
 //! ```
 
+pub use crate::budget::{MemoryBudget, Reservation};
 pub use crate::codec::{Event, ForwardCodec, Frame, FrameError, Limits};
 pub use crate::handshake::{Handshake, Refusal};
 pub use crate::record::PartialAssembler;
-pub use crate::server::{
-    now_ns, Counters, Delivery, MemoryBudget, Reservation, Server, ServerConfig,
-};
+pub use crate::server::{now_ns, Counters, Delivery, Server, ServerConfig};
 
+mod budget;
 mod codec;
 mod handshake;
 pub mod msgpack;

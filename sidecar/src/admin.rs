@@ -22,6 +22,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::event::now_ms;
 use crate::metrics::{self, Sources};
 
 /// How long without progress counts as wedged.
@@ -97,11 +98,6 @@ impl Admin {
             ),
         }
     }
-}
-
-/// The wall clock as Unix milliseconds (the forward server's clock).
-pub fn now_ms() -> u64 {
-    u64::try_from(sluice_firelens::now_ns() / 1_000_000).unwrap_or(0)
 }
 
 /// Binds the admin listener.

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod cloudwatch;
 pub mod config;
 pub mod ecs;
+pub mod event;
 pub mod fluentbit;
 pub mod metrics;
 pub mod multiline;

@@ -461,7 +461,7 @@ async fn start_cloudwatch(
     // Wedged means no success for a while; the clock starts now.
     counters
         .last_success_ms
-        .store(admin::now_ms(), Ordering::Relaxed);
+        .store(crate::event::now_ms(), Ordering::Relaxed);
     let shipper = Arc::new(Shipper::new(
         client,
         policies,

@@ -4,19 +4,14 @@
 
 use serde_json::{Map, Value as Json};
 
+pub use crate::event::StreamKey;
+
 /// Fills `{container_name}`, `{task_id}`, `{cluster}`, `{tag}` and `{date}`.
 pub struct StreamTemplates {
     pub log_group: String,
     pub access_stream: String,
     pub app_stream: String,
     pub stats_stream: String,
-}
-
-/// A log group and stream.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct StreamKey {
-    pub group: String,
-    pub stream: String,
 }
 
 /// The metadata templates read, taken from a forward event.

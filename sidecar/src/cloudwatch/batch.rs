@@ -10,7 +10,7 @@
 //!   event's timestamp and may travel in separate requests, which can be
 //!   stored in either order: the marker says where each belongs.
 
-use crate::spool::SpoolMark;
+pub use crate::event::LogEvent;
 
 /// The largest request, in bytes, as CloudWatch counts them.
 pub const MAX_BATCH_BYTES: usize = 1_048_576;
@@ -22,17 +22,6 @@ pub const MAX_BATCH_EVENTS: usize = 10_000;
 pub const MAX_MESSAGE_BYTES: usize = MAX_BATCH_BYTES - EVENT_OVERHEAD_BYTES;
 /// The widest span of timestamps in one request.
 pub const MAX_SPAN_MS: i64 = 24 * 60 * 60 * 1000;
-
-/// One log event as PutLogEvents takes it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LogEvent {
-    /// Milliseconds since the Unix epoch.
-    pub timestamp_ms: i64,
-    pub message: String,
-    /// Where the spool holds this event, released once CloudWatch has it;
-    /// `None` without a spool.
-    pub spool: Option<SpoolMark>,
-}
 
 impl LogEvent {
     /// The bytes this event adds to a request.
@@ -158,6 +147,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::event::SpoolMark;
 
     fn event(ts: i64, len: usize) -> LogEvent {
         LogEvent {

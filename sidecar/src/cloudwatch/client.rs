@@ -14,8 +14,8 @@ use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudwatchlogs::types::{InputLogEvent, RejectedLogEventsInfo};
 use aws_sdk_cloudwatchlogs::Client;
 
-use super::batch::LogEvent;
-use crate::streams::StreamKey;
+use crate::event::LogEvent;
+use crate::event::StreamKey;
 
 /// A connection that cannot be made in this long counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

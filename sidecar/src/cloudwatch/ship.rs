@@ -23,8 +23,8 @@ use tokio::task::JoinSet;
 
 use super::batch::{Batch, LogEvent};
 use super::client::{CallError, CloudWatchClient, Rejected};
+use crate::event::StreamKey;
 use crate::spool::{self, SpoolShared};
-use crate::streams::StreamKey;
 
 /// Requests in flight at once, over all streams. PutLogEvents has no
 /// per-stream limit any more; this bounds what one sidecar asks of the
@@ -248,7 +248,7 @@ impl Shipper {
                     self.count_delivered(&events, rejected);
                     self.counters
                         .last_success_ms
-                        .store(crate::admin::now_ms(), Ordering::Relaxed);
+                        .store(crate::event::now_ms(), Ordering::Relaxed);
                     return None;
                 }
                 Err(CallError::Invalid(message)) if events.len() > 1 => {

@@ -25,8 +25,8 @@ use tokio::sync::mpsc;
 
 use super::batch::{split_oversized, Batch, Batcher, LogEvent, MAX_MESSAGE_BYTES};
 use super::ship::{Outbound, ShipCounters};
+use crate::event::StreamKey;
 use crate::spool::{AppendError, Spool, SpoolMark};
-use crate::streams::StreamKey;
 
 /// How long to wait on the budget before looking again whether anything
 /// can still free it.

@@ -21,8 +21,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::cloudwatch::batch::LogEvent;
-use crate::streams::StreamKey;
+use crate::event::{LogEvent, StreamKey};
 
 /// The first bytes of every segment: the format and its version.
 pub const MAGIC: &[u8; 8] = b"SLUICE1\n";

@@ -40,16 +40,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
-use crate::cloudwatch::batch::LogEvent;
-use crate::streams::StreamKey;
-
-/// Where the spool holds an event: its segment, and its place among the
-/// segment's events.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SpoolMark {
-    pub segment: u64,
-    pub ordinal: u32,
-}
+pub use crate::event::SpoolMark;
+use crate::event::{LogEvent, StreamKey};
 
 /// `[spool]`, validated.
 #[derive(Clone, Debug, PartialEq, Eq)]

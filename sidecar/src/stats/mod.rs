@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use sluice_parser::{AccessRecord, Field};
 
-use crate::streams::StreamKey;
+use crate::event::StreamKey;
 use sketch::Sketch;
 
 /// The route requests beyond the cardinality guard are counted under.
