@@ -61,8 +61,9 @@ struct Writer {
     templates: CachedTemplates,
     /// FireLens drop-in mode: the Fluent Bit configuration's routes.
     router: Option<Router>,
-    /// Container names and the task's ECS keys.
-    identity: Identity,
+    /// Container names and the task's ECS keys (shared, so that a name can
+    /// be borrowed while the writer is busy).
+    identity: Arc<Identity>,
     /// Tags already logged as matching no output (drop-in).
     unrouted_tags: Vec<String>,
     stats: Option<Aggregator>,
@@ -100,7 +101,7 @@ impl OutputStage {
             out: Writer {
                 templates,
                 router,
-                identity,
+                identity: Arc::new(identity),
                 unrouted_tags: Vec::new(),
                 stats: full
                     .stats
@@ -145,10 +146,8 @@ impl OutputStage {
             return self.out.emit(&self.renderer, &event, None, sink);
         };
         // Access records are never joined: classified (once) and written.
-        let container = out
-            .identity
-            .container_name(&event.tag, &event.record)
-            .into_owned();
+        let identity = out.identity.clone();
+        let container = identity.container_name(&event.tag, &event.record);
         let (line, _) = log_line(&event.record);
         let classified = self.renderer.classify(&line, Some(&container));
         if matches!(classified, Classified::Access(_)) {
@@ -253,10 +252,8 @@ impl Writer {
         if self.router.is_some() && outputs.is_empty() {
             self.unrouted(&event.tag);
         }
-        let container = self
-            .identity
-            .container_name(&event.tag, &event.record)
-            .into_owned();
+        let identity = self.identity.clone();
+        let container = identity.container_name(&event.tag, &event.record);
         let (line, line_key) = log_line(&event.record);
         let classified = match classified {
             Some(c) => c,

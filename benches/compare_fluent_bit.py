@@ -1,0 +1,300 @@
+"""Sluice and Fluent Bit side by side, in one run, on the same input and the
+same PutLogEvents endpoint.
+
+The endpoint is a counting CloudWatch Logs stand-in on loopback, over TLS
+(Fluent Bit's cloudwatch_logs always speaks TLS): every call answers 200,
+and PutLogEvents bodies are counted by their events. Fluent Bit runs
+forward -> its own `envoy` regex parser (parser filter, Reserve_Data) ->
+cloudwatch_logs; Sluice runs with its defaults and the CloudWatch output.
+The input is Docker-shaped FireLens records, 70 % Envoy default-format
+access lines, 30 % application lines.
+
+Measured per system, from /proc: CPU time (utime + stime) and peak RSS
+(VmHWM), for
+  burst   300,000 records in Forward frames of 1,000, as fast as taken:
+          events per CPU-second, and peak RSS;
+  steady  1,000 records/s for 20 s, one Message frame each (as Docker
+          sends): CPU as a share of one core;
+  idle    RSS after start-up, before any input.
+
+Usage (after ../shared/peers/build-peers.sh and `cargo build --release -p sluice`):
+  ~/peers/venv/bin/python benches/compare_fluent_bit.py \\
+      --sluice target/release/sluice --fluent-bit ~/peers/fluent-bit-src/build/bin/fluent-bit \\
+      --parsers ~/peers/bench/parsers.conf --tls ~/peers/tls [--runs 2]
+"""
+
+import argparse
+import http.server
+import os
+import random
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import msgpack
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+class Counter(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    events = 0
+    lock = threading.Lock()
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(length)
+        target = self.headers.get("X-Amz-Target", "")
+        if target.endswith("PutLogEvents"):
+            n = body.count(b'"timestamp":')
+            with Counter.lock:
+                Counter.events += n
+            answer = b'{"nextSequenceToken":"1"}'
+        else:
+            answer = b"{}"
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-amz-json-1.1")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args):
+        pass
+
+
+def start_endpoint(tls_dir):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Counter)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(os.path.join(tls_dir, "cert.pem"), os.path.join(tls_dir, "key.pem"))
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server.server_address[1]
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+# ---------------------------------------------------------------- input
+METHODS = ["GET", "GET", "POST", "PUT"]
+PATHS = ["/api/v1/users/%d", "/api/v1/users/%d/orders?page=2&token=eyJhbGciOiJIUzI1NiJ9",
+         "/api/v1/catalog/items", "/healthz", "/api/v1/search?q=red+shoes&size=%d"]
+AGENTS = ["Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36",
+          "curl/8.5.0", "okhttp/4.12.0", "grpc-go/1.60.1"]
+APP = ["2025-11-04 06:49:07,518 INFO  [orders.service] Order 81234 placed by customer 5521 in 12 ms",
+       "[2025-11-04 06:49:08.002][15][warning][config] StreamAggregatedResources gRPC config stream to xds closed: 13",
+       '{"level":"info","ts":"2025-11-04T06:49:07.518Z","logger":"orders","msg":"order placed","order_id":81234}']
+
+
+def line(rng):
+    if rng.random() >= 0.7:
+        return rng.choice(APP)
+    path = rng.choice(PATHS)
+    if "%d" in path:
+        path = path % rng.randrange(100000)
+    return ('[2025-11-04T06:%02d:%02d.%03dZ] "%s %s HTTP/1.1" %d - %d %d %d %d "10.0.%d.%d" "%s" "%08x-%04x-4%03x-a%03x-%012x" "orders.internal:8080" "10.0.2.%d:8080"'
+            % (rng.randrange(60), rng.randrange(60), rng.randrange(1000), rng.choice(METHODS), path,
+               rng.choice([200, 200, 200, 201, 204, 404, 503]), rng.randrange(2000), rng.randrange(200000),
+               rng.randrange(900), rng.randrange(800), rng.randrange(256), rng.randrange(256), rng.choice(AGENTS),
+               rng.getrandbits(32), rng.getrandbits(16), rng.getrandbits(12), rng.getrandbits(12),
+               rng.getrandbits(48), rng.randrange(256)))
+
+
+def record(log):
+    return {"container_id": "5a0a7b1c6f7e4d2b9c3e8f1a2b3c4d5e-1234567890",
+            "container_name": "/ecs-orders-3-envoy-8ac2e1f0b1a2c3d4e5f6", "source": "stdout", "log": log}
+
+
+TAG = "envoy-firelens-5a0a7b1c6f7e4d2b9c3e8f1a2b3c4d5e"
+
+
+def event_time(t):
+    secs = int(t)
+    return msgpack.ExtType(0, secs.to_bytes(4, "big") + int((t - secs) * 1e9).to_bytes(4, "big"))
+
+
+def burst_frames(records, per_frame, seed=7):
+    rng = random.Random(seed)
+    now = time.time()
+    out = []
+    for f in range(records // per_frame):
+        entries = [[event_time(now), record(line(rng))] for _ in range(per_frame)]
+        out.append(msgpack.packb([TAG, entries], use_bin_type=True))
+    return b"".join(out)
+
+
+# ---------------------------------------------------------------- systems
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def status_kib(pid, key):
+    with open("/proc/%d/status" % pid) as f:
+        for l in f:
+            if l.startswith(key + ":"):
+                return int(l.split()[1])
+    return 0
+
+
+def wait_port(port, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("nothing listens on %d" % port)
+
+
+def start_fluent_bit(args, port, endpoint_port, workdir):
+    conf = os.path.join(workdir, "fluent-bit.conf")
+    with open(conf, "w") as f:
+        f.write("""[SERVICE]
+    Flush 1
+    Log_Level warn
+    Parsers_File %s
+
+[INPUT]
+    Name forward
+    Listen 127.0.0.1
+    Port %d
+
+[FILTER]
+    Name parser
+    Match *
+    Key_Name log
+    Parser envoy
+    Reserve_Data On
+
+[OUTPUT]
+    Name cloudwatch_logs
+    Match *
+    region us-east-1
+    log_group_name bench
+    log_stream_prefix fb-
+    auto_create_group true
+    endpoint 127.0.0.1
+    port %d
+    tls.verify off
+""" % (args.parsers, port, endpoint_port))
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
+    p = subprocess.Popen([args.fluent_bit, "-c", conf], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return p
+
+
+def start_sluice(args, port, endpoint_port, workdir):
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
+               SSL_CERT_FILE=os.path.join(args.tls, "cert.pem"),
+               SLUICE_FORWARD_LISTEN="127.0.0.1:%d" % port, SLUICE_ADMIN_LISTEN="",
+               SLUICE_FIRELENS_CONFIG="", SLUICE_OUTPUT_TYPE="cloudwatch",
+               SLUICE_CLOUDWATCH_REGION="us-east-1",
+               SLUICE_CLOUDWATCH_ENDPOINT="https://127.0.0.1:%d" % endpoint_port)
+    p = subprocess.Popen([args.sluice, "run"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return p
+
+
+def wait_events(target, timeout=300):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with Counter.lock:
+            if Counter.events >= target:
+                return True
+        time.sleep(0.01)
+    return False
+
+
+def measure(name, start, args, endpoint_port, burst):
+    workdir = tempfile.mkdtemp(prefix="sluice-vs-fb-")
+    result = {}
+    # Burst.
+    port = free_port()
+    p = start(args, port, endpoint_port, workdir)
+    time.sleep(2)
+    result["idle_rss_mib"] = status_kib(p.pid, "VmRSS") / 1024
+    with Counter.lock:
+        Counter.events = 0
+    cpu0 = cpu_seconds(p.pid)
+    t0 = time.time()
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(burst)
+    s.close()
+    ok = wait_events(args.records)
+    cpu = cpu_seconds(p.pid) - cpu0
+    result["burst_wall_s"] = time.time() - t0
+    result["burst_events_per_cpu_s"] = args.records / cpu if ok and cpu > 0 else 0.0
+    result["burst_peak_rss_mib"] = status_kib(p.pid, "VmHWM") / 1024
+    p.terminate()
+    p.wait(timeout=60)
+    # Steady.
+    port = free_port()
+    p = start(args, port, endpoint_port, workdir)
+    time.sleep(2)
+    rng = random.Random(11)
+    s = socket.create_connection(("127.0.0.1", port))
+    cpu0 = cpu_seconds(p.pid)
+    t0 = time.time()
+    for i in range(args.rate * args.seconds):
+        due = t0 + i / args.rate
+        delay = due - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        s.sendall(msgpack.packb([TAG, event_time(time.time()), record(line(rng)), {}], use_bin_type=True))
+    # Until the last ones are sent on (flush intervals).
+    time.sleep(2)
+    cpu = cpu_seconds(p.pid) - cpu0
+    wall = time.time() - t0
+    s.close()
+    result["steady_cpu_percent"] = 100.0 * cpu / wall
+    p.terminate()
+    p.wait(timeout=60)
+    print("%-10s %s" % (name, " ".join("%s=%.1f" % kv for kv in sorted(result.items()))), flush=True)
+    return result
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sluice", default="target/release/sluice")
+    ap.add_argument("--fluent-bit", default=os.path.expanduser("~/peers/fluent-bit-src/build/bin/fluent-bit"))
+    ap.add_argument("--parsers", default=os.path.expanduser("~/peers/bench/parsers.conf"))
+    ap.add_argument("--tls", default=os.path.expanduser("~/peers/tls"))
+    ap.add_argument("--records", type=int, default=300_000)
+    ap.add_argument("--per-frame", type=int, default=1000)
+    ap.add_argument("--rate", type=int, default=1000)
+    ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--runs", type=int, default=1)
+    args = ap.parse_args()
+    endpoint_port = start_endpoint(args.tls)
+    burst = burst_frames(args.records, args.per_frame)
+    rows = {"fluent-bit": [], "sluice": []}
+    for _ in range(args.runs):
+        rows["fluent-bit"].append(measure("fluent-bit", start_fluent_bit, args, endpoint_port, burst))
+        rows["sluice"].append(measure("sluice", start_sluice, args, endpoint_port, burst))
+    print()
+    print("| | Fluent Bit | Sluice | Sluice / Fluent Bit |")
+    print("| --- | ---: | ---: | ---: |")
+    for key, label in [("burst_events_per_cpu_s", "events per CPU-second, %d records in frames of %d" % (args.records, args.per_frame)),
+                       ("burst_peak_rss_mib", "peak RSS in that burst, MiB"),
+                       ("steady_cpu_percent", "CPU, %% of a core, %d records/s for %d s, one Message frame each" % (args.rate, args.seconds)),
+                       ("idle_rss_mib", "idle RSS, MiB")]:
+        fb = [r[key] for r in rows["fluent-bit"]]
+        sl = [r[key] for r in rows["sluice"]]
+        fmt = lambda xs: "–".join("%.0f" % x if x >= 100 else "%.1f" % x for x in sorted(set(xs)))
+        ratio = (sum(sl) / len(sl)) / (sum(fb) / len(fb)) if sum(fb) else float("nan")
+        print("| %s | %s | %s | %.2fx |" % (label, fmt(fb), fmt(sl), ratio))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
