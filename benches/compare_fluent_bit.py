@@ -20,7 +20,7 @@ Measured per system, from /proc: CPU time (utime + stime) and peak RSS
 Usage (after ../shared/peers/build-peers.sh and `cargo build --release -p sluice`):
   ~/peers/venv/bin/python benches/compare_fluent_bit.py \\
       --sluice target/release/sluice --fluent-bit ~/peers/fluent-bit-src/build/bin/fluent-bit \\
-      --parsers ~/peers/bench/parsers.conf --tls ~/peers/tls [--runs 2]
+      --parsers ~/peers/bench/parsers.conf [--runs 2]
 """
 
 import argparse
@@ -56,7 +56,12 @@ class Counter(http.server.BaseHTTPRequestHandler):
             answer = b'{"nextSequenceToken":"1"}'
         else:
             answer = b"{}"
+        if os.environ.get("BENCH_DUMP") and target.endswith("PutLogEvents"):
+            with open(os.environ["BENCH_DUMP"], "ab") as f:
+                f.write(body[:3000] + b"\n")
         self.send_response(200)
+        # Fluent Bit refuses an answer without it.
+        self.send_header("x-amzn-RequestId", "00000000-0000-0000-0000-000000000000")
         self.send_header("Content-Type", "application/x-amz-json-1.1")
         self.send_header("Content-Length", str(len(answer)))
         self.end_headers()
@@ -66,10 +71,26 @@ class Counter(http.server.BaseHTTPRequestHandler):
         pass
 
 
+def make_certificates(workdir):
+    """A CA and a server certificate for 127.0.0.1 signed by it (rustls
+    refuses a self-signed CA certificate as the server's own)."""
+    def run(*cmd):
+        subprocess.run(cmd, check=True, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-keyout", "ca.key",
+        "-out", "ca.pem", "-subj", "/CN=bench CA")
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+        "-subj", "/CN=127.0.0.1")
+    with open(os.path.join(workdir, "san.ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n")
+    run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-days", "30", "-out", "server.pem", "-extfile", "san.ext")
+    return os.path.join(workdir, "ca.pem")
+
+
 def start_endpoint(tls_dir):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Counter)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(os.path.join(tls_dir, "cert.pem"), os.path.join(tls_dir, "key.pem"))
+    context.load_cert_chain(os.path.join(tls_dir, "server.pem"), os.path.join(tls_dir, "server.key"))
     server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server.server_address[1]
@@ -100,8 +121,11 @@ def line(rng):
     path = rng.choice(PATHS)
     if "%d" in path:
         path = path % rng.randrange(100000)
-    return ('[2025-11-04T06:%02d:%02d.%03dZ] "%s %s HTTP/1.1" %d - %d %d %d %d "10.0.%d.%d" "%s" "%08x-%04x-4%03x-a%03x-%012x" "orders.internal:8080" "10.0.2.%d:8080"'
-            % (rng.randrange(60), rng.randrange(60), rng.randrange(1000), rng.choice(METHODS), path,
+    # Start times of now: within one PutLogEvents batch's 24 h span.
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + ".%03dZ" % rng.randrange(1000)
+    return ('[%s] "%s %s HTTP/1.1" %d - %d %d %d %d "10.0.%d.%d" "%s" "%08x-%04x-4%03x-a%03x-%012x" "orders.internal:8080" "10.0.2.%d:8080"'
+            % (stamp, rng.choice(METHODS), path,
                rng.choice([200, 200, 200, 201, 204, 404, 503]), rng.randrange(2000), rng.randrange(200000),
                rng.randrange(900), rng.randrange(800), rng.randrange(256), rng.randrange(256), rng.choice(AGENTS),
                rng.getrandbits(32), rng.getrandbits(16), rng.getrandbits(12), rng.getrandbits(12),
@@ -189,14 +213,14 @@ def start_fluent_bit(args, port, endpoint_port, workdir):
     tls.verify off
 """ % (args.parsers, port, endpoint_port))
     env = dict(os.environ, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
-    p = subprocess.Popen([args.fluent_bit, "-c", conf], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen([args.fluent_bit, "-c", conf], env=env, stdout=open(os.path.join(workdir, "fb.log"), "w"), stderr=subprocess.STDOUT)
     wait_port(port)
     return p
 
 
 def start_sluice(args, port, endpoint_port, workdir):
     env = dict(os.environ, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
-               SSL_CERT_FILE=os.path.join(args.tls, "cert.pem"),
+               SSL_CERT_FILE=os.path.join(args.tls, "ca.pem"),
                SLUICE_FORWARD_LISTEN="127.0.0.1:%d" % port, SLUICE_ADMIN_LISTEN="",
                SLUICE_FIRELENS_CONFIG="", SLUICE_OUTPUT_TYPE="cloudwatch",
                SLUICE_CLOUDWATCH_REGION="us-east-1",
@@ -269,13 +293,14 @@ def main():
     ap.add_argument("--sluice", default="target/release/sluice")
     ap.add_argument("--fluent-bit", default=os.path.expanduser("~/peers/fluent-bit-src/build/bin/fluent-bit"))
     ap.add_argument("--parsers", default=os.path.expanduser("~/peers/bench/parsers.conf"))
-    ap.add_argument("--tls", default=os.path.expanduser("~/peers/tls"))
     ap.add_argument("--records", type=int, default=300_000)
     ap.add_argument("--per-frame", type=int, default=1000)
     ap.add_argument("--rate", type=int, default=1000)
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--runs", type=int, default=1)
     args = ap.parse_args()
+    args.tls = tempfile.mkdtemp(prefix="sluice-vs-fb-tls-")
+    make_certificates(args.tls)
     endpoint_port = start_endpoint(args.tls)
     burst = burst_frames(args.records, args.per_frame)
     rows = {"fluent-bit": [], "sluice": []}
