@@ -557,7 +557,9 @@ pub fn write_output(
                     {
                         break;
                     }
-                    match runtime.block_on(async { tokio::time::timeout(left, pipeline.recv()).await }) {
+                    match runtime
+                        .block_on(async { tokio::time::timeout(left, pipeline.recv()).await })
+                    {
                         Ok(Some(delivery)) => group.push(delivery),
                         Ok(None) => {
                             closed = true;
