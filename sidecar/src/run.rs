@@ -235,6 +235,7 @@ async fn serve(full: Config, drop_in: Option<DropIn>, identity: Identity) -> Exi
         pipeline_counters.clone(),
         totals.clone(),
     );
+    let stopping = stage.stopping();
     let counters = Arc::new(Counters::default());
     let server = match Server::bind(config.clone(), counters.clone()).await {
         Ok(s) => s,
@@ -298,6 +299,9 @@ async fn serve(full: Config, drop_in: Option<DropIn>, identity: Identity) -> Exi
         second = wait_for_signal() => tracing::info!(signal = second, "second signal: ending the drain early"),
     }
     tracing::info!("stopping: no new connections; writing what was received");
+    // Stack traces held open go out now: clients waiting for their acks
+    // are not kept waiting for multiline.wait.
+    stopping.store(true, Ordering::Relaxed);
     let _ = shutdown_tx.send(true);
     // /healthz answers 503 from now on.
     let _ = listening_tx.send(false);

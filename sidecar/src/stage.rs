@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::io;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -52,6 +52,8 @@ pub struct OutputStage {
     renderer: LineRenderer,
     /// Stack traces joined into one event (`[multiline]`).
     joiner: Option<Joiner>,
+    /// Set when Sluice stops: held lines go out at the next tick.
+    stopping: Arc<AtomicBool>,
     out: Writer,
 }
 
@@ -100,6 +102,7 @@ impl OutputStage {
         let drop_in = router.is_some();
         OutputStage {
             joiner,
+            stopping: Arc::new(AtomicBool::new(false)),
             out: Writer {
                 templates,
                 router,
@@ -175,9 +178,17 @@ impl OutputStage {
         self.write_app_lines(ready, sink).map(|_| ())
     }
 
-    /// Writes the traces and lines that waited long enough.
+    /// The flag that tells the stage Sluice stops.
+    pub fn stopping(&self) -> Arc<AtomicBool> {
+        self.stopping.clone()
+    }
+
+    /// Writes the traces and lines that waited long enough (all of them
+    /// once Sluice stops).
     pub fn expire(&mut self, now: i64, sink: &mut Sink) -> io::Result<usize> {
+        let stopping = self.stopping.load(Ordering::Relaxed);
         let ready = match &mut self.joiner {
+            Some(joiner) if stopping => joiner.flush(),
             Some(joiner) => joiner.expire(now),
             None => return Ok(0),
         };

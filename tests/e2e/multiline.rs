@@ -244,3 +244,25 @@ fn kill_9_with_a_trace_open_loses_no_acked_line() {
     assert_eq!(messages, expected);
     let _ = std::fs::remove_dir_all(&spool);
 }
+
+/// A stop while a trace is open: the trace is written and its frame acked
+/// at once, not after `multiline.wait`.
+#[test]
+fn a_stop_writes_open_traces_and_acks_their_frames() {
+    let sidecar = Sidecar::start(&[("SLUICE_MULTILINE_WAIT", "10m")]);
+    let file = frames_file(
+        "stop",
+        &json!([{"tag": "app", "chunk": "s", "lines": [
+            ["stdout", GO[0]], ["stdout", GO[1]], ["stdout", GO[2]], ["stdout", GO[3]]]}]),
+    );
+    let tcp = sidecar.tcp.clone();
+    let client = std::thread::spawn(move || client_with("frames", &tcp, &[&file]));
+    wait_until("the trace read", Duration::from_millis(20), || {
+        let (_, s) = scrape(&sidecar.admin);
+        s.get("sluice_forward_events_total").copied() == Some(4.0)
+    });
+    let (status, rest) = sidecar.stop();
+    assert!(status.success());
+    assert_eq!(client.join().expect("client"), [r#"{"ack": "s"}"#]);
+    assert_eq!(logs_by_tag(&rest, "app"), [GO[..4].join("\n")]);
+}
