@@ -268,6 +268,14 @@ const NOT_APPLIED: &[(&str, &str)] = &[
     ("tls", "Sluice always uses TLS for https endpoints"),
     ("tls.verify", "Sluice always verifies certificates"),
     (
+        "tls.",
+        "Sluice's TLS settings come from the platform (its CA bundle, SSL_CERT_FILE)",
+    ),
+    (
+        "net.",
+        "Sluice's connections to CloudWatch are managed by the AWS SDK",
+    ),
+    (
         "storage.total_limit_size",
         "limits.memory and the spool bound what is held",
     ),
@@ -570,9 +578,15 @@ fn output(
         if matches!(k.as_str(), "name" | "match" | "match_regex") {
             continue;
         }
-        if let Some((_, reason)) = NOT_APPLIED.iter().find(|(n, _)| {
-            *n == k || k.starts_with("net.") || (k.starts_with("tls.") && *n == "tls")
-        }) {
+        // `net.*` and `tls.*` are families: their first member's reason.
+        let family = if k.starts_with("net.") {
+            "net."
+        } else if k.starts_with("tls.") {
+            "tls."
+        } else {
+            k.as_str()
+        };
+        if let Some((_, reason)) = NOT_APPLIED.iter().find(|(n, _)| *n == family || *n == k) {
             notes.push(format!(
                 "{at}: [OUTPUT] {plugin} {key} does not apply: {reason}"
             ));

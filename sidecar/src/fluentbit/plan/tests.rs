@@ -200,6 +200,19 @@ fn endpoints_and_go_names() {
         url.connection.unwrap().endpoint.as_deref(),
         Some("http://127.0.0.1:4566")
     );
+    let notes = read("[INPUT]\n    Name forward\n[OUTPUT]\n    Name cloudwatch_logs\n    Match *\n    region r\n    log_group_name g\n    log_stream_name s\n    net.keepalive off\n    tls.verify off\n    tls.ca_file /x\n").unwrap().notes;
+    let reasons: Vec<&str> = notes
+        .iter()
+        .map(|n| n.split(" does not apply: ").nth(1).unwrap_or(""))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "Sluice's connections to CloudWatch are managed by the AWS SDK",
+            "Sluice always verifies certificates",
+            "Sluice's TLS settings come from the platform (its CA bundle, SSL_CERT_FILE)",
+        ]
+    );
 }
 
 #[test]
