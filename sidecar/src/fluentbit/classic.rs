@@ -188,9 +188,14 @@ impl Reader<'_> {
         if line.trim().is_empty() || line.starts_with('#') {
             return Ok(());
         }
-        if line.len() > 9 && line[..9].eq_ignore_ascii_case("@INCLUDE ") {
+        // `get`, not indexing: byte 9 may fall inside a character.
+        if let Some(path) = line
+            .get(..9)
+            .filter(|p| p.eq_ignore_ascii_case("@INCLUDE "))
+            .and_then(|_| line.get(9..))
+        {
             self.close_section();
-            return self.include(line[9..].trim(), at, dir, depth);
+            return self.include(path.trim(), at, dir, depth);
         }
         if let Some(command) = line.strip_prefix('@') {
             let Some(assignment) = command
@@ -436,6 +441,29 @@ mod tests {
             ]
         );
         assert_eq!(c.unset_variables, ["MISSING"]);
+    }
+
+    proptest::proptest! {
+        /// Any text, hostile or not: an error or sections, never a panic.
+        #[test]
+        fn any_text_reads_without_panicking(text in "(\\PC|[\\[\\]@ \t#$\\{\\}\\n])*") {
+            let d = dir();
+            let path = d.join("any.conf");
+            std::fs::write(&path, &text).unwrap();
+            let _ = read(&path, &|_| Some("x".to_string()));
+        }
+    }
+
+    #[test]
+    fn multibyte_text_where_a_command_would_be() {
+        let d = dir();
+        let path = d.join("utf8.conf");
+        std::fs::write(&path, "ééééé\n@INCLUDEé\n").unwrap();
+        let e = read(&path, &no_env).unwrap_err();
+        assert_eq!(
+            e.message,
+            "a key outside a section, or a section without '['"
+        );
     }
 
     #[test]
