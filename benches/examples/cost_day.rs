@@ -28,7 +28,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sluice_benches::forward::docker_message_frame;
-use sluice_benches::Rng;
+use sluice_benches::{uuid, Rng};
 
 /// Requests whose records are averaged.
 const SAMPLE: usize = 40_000;
@@ -76,18 +76,6 @@ const AGENTS: [&str; 5] = [
     "grpc-go/1.60.1",
     "python-requests/2.31.0",
 ];
-
-fn uuid(rng: &mut Rng) -> String {
-    let (a, b) = (rng.next_u64(), rng.next_u64());
-    format!(
-        "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
-        a >> 32,
-        (a >> 16) & 0xffff,
-        a & 0xfff,
-        b >> 52,
-        b & 0xffff_ffff_ffff
-    )
-}
 
 fn request(rng: &mut Rng, i: usize) -> Request {
     let (method, template) = ROUTES[rng.below(ROUTES.len() as u64) as usize];

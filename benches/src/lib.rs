@@ -48,7 +48,8 @@ const AGENTS: [&str; 4] = [
 const FLAGS: [&str; 8] = ["-", "-", "-", "-", "-", "UF,URX", "DC", "UT"];
 const CODES: [u64; 8] = [200, 200, 200, 201, 204, 404, 503, 500];
 
-fn uuid(rng: &mut Rng) -> String {
+/// A random (v4-shaped) UUID.
+pub fn uuid(rng: &mut Rng) -> String {
     let a = rng.next_u64();
     let b = rng.next_u64();
     format!(

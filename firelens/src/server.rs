@@ -602,10 +602,9 @@ async fn connection_loop<S: AsyncRead + AsyncWrite + Unpin>(
                         // client resends.
                         return Closed::PipelineGone;
                     }
-                    if let Err(e) = stream.write_all(&ack_frame(&chunk)).await {
-                        return Closed::Io(e);
+                    if let Err(closed) = write_ack(stream, &chunk, &shared.counters).await {
+                        return closed;
                     }
-                    shared.counters.acks.fetch_add(1, Ordering::Relaxed);
                 }
                 read = read_more(stream, &mut codec, &mut buf, shared, &mut shutdown) => match read {
                     Ok(()) => break,
@@ -644,11 +643,7 @@ async fn write_accepted_acks<S: AsyncWrite + Unpin>(
         let Some((chunk, _)) = pending.pop_front() else {
             return Ok(());
         };
-        stream
-            .write_all(&ack_frame(&chunk))
-            .await
-            .map_err(Closed::Io)?;
-        counters.acks.fetch_add(1, Ordering::Relaxed);
+        write_ack(stream, &chunk, counters).await?;
     }
     Ok(())
 }
@@ -664,12 +659,22 @@ async fn drain_acks<S: AsyncWrite + Unpin>(
         if accepted.await.is_err() {
             return Ok(());
         }
-        stream
-            .write_all(&ack_frame(&chunk))
-            .await
-            .map_err(Closed::Io)?;
-        counters.acks.fetch_add(1, Ordering::Relaxed);
+        write_ack(stream, &chunk, counters).await?;
     }
+    Ok(())
+}
+
+/// Writes `{"ack": chunk}` and counts it.
+async fn write_ack<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    chunk: &str,
+    counters: &Counters,
+) -> Result<(), Closed> {
+    stream
+        .write_all(&ack_frame(chunk))
+        .await
+        .map_err(Closed::Io)?;
+    counters.acks.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
 

@@ -242,31 +242,24 @@ impl Joiner {
     /// for a line that is not part of a trace. (Within the delivery, an
     /// introducer still joins the exception line that follows it.)
     pub fn release_introducers(&mut self, ack: u64) -> Vec<Event> {
-        let mut keys: Vec<(String, String)> = self
-            .streams
-            .iter()
-            .filter(|(_, s)| {
-                s.state == State::Introducer && s.lines.iter().any(|l| l.ack == Some(ack))
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        keys.sort();
-        let mut out = Vec::new();
-        for key in keys {
-            if let Some(stream) = self.streams.remove(&key) {
-                close(stream, &mut out);
-            }
-        }
-        out
+        self.close_where(|s| {
+            s.state == State::Introducer && s.lines.iter().any(|l| l.ack == Some(ack))
+        })
     }
 
     /// Closes the streams that waited `wait` for their next line.
     pub fn expire(&mut self, now_ns: i64) -> Vec<Event> {
         let wait = self.wait_ns;
+        self.close_where(|s| now_ns.saturating_sub(s.last_ns) >= wait)
+    }
+
+    /// Closes the streams `pick` chooses, in key order (so that output does
+    /// not depend on the map's order).
+    fn close_where(&mut self, pick: impl Fn(&Stream) -> bool) -> Vec<Event> {
         let mut keys: Vec<(String, String)> = self
             .streams
             .iter()
-            .filter(|(_, s)| now_ns.saturating_sub(s.last_ns) >= wait)
+            .filter(|(_, s)| pick(s))
             .map(|(k, _)| k.clone())
             .collect();
         keys.sort();
