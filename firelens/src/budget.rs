@@ -4,7 +4,13 @@
 //! the events (to the CloudWatch batchers, the multiline joiner) and goes
 //! back when they are done. When the budget is spent, connections wait and
 //! stop reading, so TCP pushes back on the clients.
+//!
+//! Reservations are estimates; what bounds memory is the heap gauge. With
+//! one (the sidecar passes the bytes its allocator counts), a connection
+//! also waits before each read while the process's live heap bytes are at
+//! its share of the budget, whatever holds them.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -16,6 +22,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub struct MemoryBudget {
     units: Arc<Semaphore>,
     total_units: usize,
+    /// Live heap bytes of the process, when the allocator counts them.
+    heap_gauge: Option<fn() -> usize>,
+    /// What the heap held when the process was ready to take input: the
+    /// budget bounds what it holds beyond that.
+    heap_baseline: AtomicU64,
 }
 
 impl MemoryBudget {
@@ -29,7 +40,39 @@ impl MemoryBudget {
         MemoryBudget {
             units: Arc::new(Semaphore::new(total_units)),
             total_units,
+            heap_gauge: None,
+            heap_baseline: AtomicU64::new(0),
         }
+    }
+
+    /// Bounds the process's live heap bytes, as `gauge` reports them, by
+    /// the budget: see [`MemoryBudget::heap_is_full`].
+    pub fn with_heap_gauge(mut self, gauge: fn() -> usize) -> MemoryBudget {
+        self.heap_gauge = Some(gauge);
+        self
+    }
+
+    /// Notes what the heap holds now as what the process needs to run (its
+    /// clients, tables, buffers): call it once set up, before input.
+    pub fn mark_heap_baseline(&self) {
+        if let Some(live) = self.heap_bytes() {
+            self.heap_baseline.store(live, Ordering::Relaxed);
+        }
+    }
+
+    /// Live heap bytes, when a gauge was given.
+    pub fn heap_bytes(&self) -> Option<u64> {
+        self.heap_gauge.map(|gauge| gauge() as u64)
+    }
+
+    /// Whether the heap holds its share of the budget
+    /// ([`HEAP_SHARE_EIGHTHS`]): connections must not read more until some
+    /// is freed. Always false without a gauge.
+    pub fn heap_is_full(&self) -> bool {
+        let share = (self.total() / 8 * HEAP_SHARE_EIGHTHS).max(HEAP_SHARE_FLOOR);
+        self.heap_bytes().is_some_and(|live| {
+            live.saturating_sub(self.heap_baseline.load(Ordering::Relaxed)) >= share
+        })
     }
 
     /// Bytes reserved now.
@@ -63,6 +106,18 @@ impl MemoryBudget {
     }
 }
 
+/// Connections stop reading while the live heap holds 5/8 of the budget.
+/// The rest is for what the heap does not count (the allocator's free and
+/// not yet purged pages, code, stacks: about 14 MiB at start) and for the
+/// work on what was read already (rendering, batches, request bodies), so
+/// that RSS stays within the budget and 16 MiB (BENCHMARKS.md, "Memory").
+const HEAP_SHARE_EIGHTHS: u64 = 5;
+
+/// The heap's share is never less than this: a gauge that counts in steps
+/// (the sidecar's is exact to 64 KiB per thread) must not keep a tiny budget
+/// shut when nothing is held.
+const HEAP_SHARE_FLOOR: u64 = 2 << 20;
+
 /// A share of a [`MemoryBudget`], given back when dropped. Shares move with
 /// the data they pay for: from a delivery to the batches its events join.
 #[derive(Debug)]
@@ -88,5 +143,40 @@ impl Reservation {
     /// Takes over `other`'s share. Both must come from the same budget.
     pub fn merge(&mut self, other: Reservation) {
         self.permit.merge(other.permit);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    static GAUGE: AtomicUsize = AtomicUsize::new(0);
+
+    fn gauge() -> usize {
+        GAUGE.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn the_heap_is_full_at_five_eighths_of_the_budget_beyond_the_baseline() {
+        let budget = MemoryBudget::new(64 << 20).with_heap_gauge(gauge);
+        GAUGE.store(3 << 20, Ordering::Relaxed);
+        budget.mark_heap_baseline();
+        GAUGE.store((3 << 20) + (40 << 20) - 1, Ordering::Relaxed);
+        assert!(!budget.heap_is_full());
+        GAUGE.store((3 << 20) + (40 << 20), Ordering::Relaxed);
+        assert!(budget.heap_is_full());
+        // Below the baseline (freed what start-up held) is not an error.
+        GAUGE.store(1 << 20, Ordering::Relaxed);
+        assert!(!budget.heap_is_full());
+        // A tiny budget still lets 2 MiB through: the gauge counts in steps.
+        let tiny = MemoryBudget::new(64 << 10).with_heap_gauge(gauge);
+        GAUGE.store((2 << 20) - 1, Ordering::Relaxed);
+        assert!(!tiny.heap_is_full());
+        GAUGE.store(2 << 20, Ordering::Relaxed);
+        assert!(tiny.heap_is_full());
+        // Without a gauge the heap never stops a connection.
+        assert!(!MemoryBudget::new(64 << 10).heap_is_full());
     }
 }

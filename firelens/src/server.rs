@@ -606,7 +606,10 @@ async fn connection_loop<S: AsyncRead + AsyncWrite + Unpin>(
                         return closed;
                     }
                 }
-                read = read_more(stream, &mut codec, &mut buf, shared, &mut shutdown) => match read {
+                read = async {
+                    heap_room(shared, codec.buffered() > 0, &mut shutdown).await?;
+                    read_more(stream, &mut codec, &mut buf, shared, &mut shutdown).await
+                } => match read {
                     Ok(()) => break,
                     Err(Closed::Io(e)) => return Closed::Io(e),
                     Err(closed) => {
@@ -763,6 +766,44 @@ impl Drop for Undecoded<'_> {
         self.total.fetch_sub(self.held() as u64, Ordering::Relaxed);
     }
 }
+
+/// Waits while the process's heap holds the memory budget (see
+/// [`MemoryBudget::heap_is_full`]): what was read is worked off and shipped
+/// meanwhile, and TCP pushes back on the client. As with the budget's
+/// shares, a connection in the middle of a frame gives up after the
+/// mid-frame timeout only when partial frames hold half the budget.
+async fn heap_room(
+    shared: &Shared,
+    mid_frame: bool,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), Closed> {
+    if !shared.budget.heap_is_full() {
+        return Ok(());
+    }
+    shared.counters.buffer_waits.fetch_add(1, Ordering::Relaxed);
+    let patience = shared.idle_timeout.min(MID_FRAME_TIMEOUT);
+    let since = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(HEAP_RECHECK) => {}
+            _ = shutdown.changed() => return Err(Closed::Shutdown),
+        }
+        if !shared.budget.heap_is_full() {
+            return Ok(());
+        }
+        let hogged = partial_frames_hog_the_budget(
+            shared.undecoded_bytes.load(Ordering::Relaxed),
+            shared.budget.total(),
+        );
+        if mid_frame && hogged && since.elapsed() >= patience {
+            return Err(Closed::Starved);
+        }
+    }
+}
+
+/// How often a connection waiting for heap room looks again: the heap has
+/// no wake-up of its own, and waits are rare (bursts) and short.
+const HEAP_RECHECK: Duration = Duration::from_millis(5);
 
 /// Whether the connections' undecoded bytes hold so much of the budget
 /// (half or more) that waiting for the output to free some may never be

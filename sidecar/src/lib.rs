@@ -9,6 +9,7 @@ pub mod config;
 pub mod ecs;
 pub mod event;
 pub mod fluentbit;
+pub mod heap;
 pub mod metrics;
 pub mod multiline;
 pub mod output;

@@ -3,7 +3,19 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use sluice::{cli, config, fluentbit, parse_cmd, run};
+use sluice::{cli, config, fluentbit, heap, parse_cmd, run};
+
+/// Counts live heap bytes, so that `limits.memory` bounds memory held.
+#[global_allocator]
+static ALLOCATOR: heap::CountingAllocator = heap::CountingAllocator;
+
+/// jemalloc's options, read at its start (the `MALLOC_CONF` string, under
+/// the prefixed name tikv-jemallocator builds it with): one arena (the
+/// threads' own caches take the contention; more arenas each keep their
+/// own free pages), freed pages returned to the kernel after a second
+/// instead of ten.
+#[export_name = "_rjem_malloc_conf"]
+static JEMALLOC_OPTIONS: &[u8; 47] = b"narenas:1,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

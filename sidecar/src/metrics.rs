@@ -201,9 +201,23 @@ pub fn render(s: &Sources) -> String {
     e.single(
         "sluice_memory_budget_in_use_bytes",
         "gauge",
-        "Bytes of the memory budget held by buffered events.",
+        "Bytes of the memory budget held by buffered events (estimates).",
         s.budget.in_use(),
     );
+    if let Some(live) = s.budget.heap_bytes() {
+        e.single(
+            "sluice_heap_live_bytes",
+            "gauge",
+            "Heap bytes allocated and not freed, as the allocator counts them; connections stop reading at 7/8 of limits.memory.",
+            live,
+        );
+        e.single(
+            "sluice_heap_peak_bytes",
+            "gauge",
+            "The most heap bytes allocated and not freed at once since start.",
+            crate::heap::peak_bytes() as u64,
+        );
+    }
 
     let p = &s.pipeline;
     e.family(

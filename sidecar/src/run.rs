@@ -200,7 +200,8 @@ struct CloudWatchRun {
 }
 
 async fn serve(full: Config, drop_in: Option<DropIn>, identity: Identity) -> ExitCode {
-    let budget = Arc::new(MemoryBudget::new(full.memory_limit));
+    let budget =
+        Arc::new(MemoryBudget::new(full.memory_limit).with_heap_gauge(crate::heap::live_bytes));
     let (drain, grace) = (full.shutdown_drain, full.shutdown_grace);
     let config = server_config(&full.forward, drop_in.as_ref(), budget.clone());
     let policies = Arc::new(GroupPolicies::new(GroupPolicy {
@@ -252,6 +253,9 @@ async fn serve(full: Config, drop_in: Option<DropIn>, identity: Identity) -> Exi
         .as_ref()
         .map_or_else(|| "none".to_string(), |(p, _)| p.display().to_string());
     tracing::info!(%tcp, %unix, "listening for fluent forward");
+    // Set up: from here on, limits.memory bounds what the heap holds beyond
+    // what Sluice needs to run.
+    budget.mark_heap_baseline();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (pipeline_tx, pipeline_rx) = mpsc::channel(PIPELINE_FRAMES);
     let (listening_tx, listening_rx) = watch::channel(true);
