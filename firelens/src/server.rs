@@ -441,14 +441,14 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
 /// The longest a connection may stall in the middle of a frame.
 const MID_FRAME_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Reads more bytes into the codec; `Err` says why the connection ends.
+/// Reads more bytes into the codec: how many, or why the connection ends.
 async fn read_more<S: AsyncRead + Unpin>(
     stream: &mut S,
     codec: &mut ForwardCodec,
     buf: &mut [u8],
     shared: &Shared,
     shutdown: &mut watch::Receiver<bool>,
-) -> Result<(), Closed> {
+) -> Result<usize, Closed> {
     if *shutdown.borrow() {
         return Err(Closed::Shutdown);
     }
@@ -469,7 +469,7 @@ async fn read_more<S: AsyncRead + Unpin>(
         Ok(Ok(0)) => Err(Closed::Eof),
         Ok(Ok(n)) => {
             codec.feed(&buf[..n]);
-            Ok(())
+            Ok(n)
         }
     }
 }
@@ -496,7 +496,9 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
                 stream.write_all(&pong).await.map_err(Closed::Io)?;
                 return verdict.map_err(Closed::Refused);
             }
-            Ok(None) => read_more(stream, codec, &mut buf, shared, &mut shutdown).await?,
+            Ok(None) => {
+                read_more(stream, codec, &mut buf, shared, &mut shutdown).await?;
+            }
         }
     }
 }
@@ -516,6 +518,7 @@ async fn connection_loop<S: AsyncRead + AsyncWrite + Unpin>(
     let mut buf = vec![0u8; 64 << 10];
     let mut shutdown = shared.shutdown.clone();
     let mut pending = PendingAcks::new();
+    let mut read_was_small = false;
     // The budget share paying for the bytes read but not decoded yet (the
     // start of a frame): one client's big frames count against
     // limits.memory like decoded events do, so many of them cannot take
@@ -525,6 +528,11 @@ async fn connection_loop<S: AsyncRead + AsyncWrite + Unpin>(
         total: &shared.undecoded_bytes,
     };
     loop {
+        // Events of frames that ask for no ack, gathered into one delivery
+        // per read: one queue operation and one wakeup of the output serve
+        // them all (Docker sends one frame per line).
+        let mut gathered: Vec<Event> = Vec::new();
+        let mut wants_ack = false;
         loop {
             let frame = match codec.next_frame(now_ns()) {
                 Ok(Some(frame)) => frame,
@@ -548,34 +556,38 @@ async fn connection_loop<S: AsyncRead + AsyncWrite + Unpin>(
             counters
                 .skipped_non_logs
                 .fetch_add(skipped_non_logs as u64, Ordering::Relaxed);
-            let (accepted_tx, accepted_rx) = oneshot::channel();
-            if !events.is_empty() {
-                // Waits while the budget is spent: back-pressure.
-                let reserved = tokio::select! {
-                    r = shared.budget.reserve(estimated_bytes(&events)) => r,
-                    _ = shutdown.changed() => return Closed::Shutdown,
-                };
-                let delivery = Delivery {
-                    events,
-                    accepted: Some(accepted_tx),
-                    reserved,
-                    ack_wanted: chunk.is_some(),
-                };
-                // Waits while the pipeline is full: back-pressure.
-                if shared.pipeline.send(delivery).await.is_err() {
-                    return Closed::PipelineGone;
+            let Some(chunk) = chunk else {
+                if !gathered.is_empty() && gathered.len() + events.len() > GATHER_EVENTS {
+                    let full = std::mem::take(&mut gathered);
+                    if let Err(closed) = deliver(full, false, shared, &mut shutdown).await {
+                        return closed;
+                    }
                 }
-            } else {
-                // Nothing to accept: acked as soon as the frames before it.
-                let _ = accepted_tx.send(());
+                if gathered.is_empty() {
+                    gathered = events;
+                } else {
+                    gathered.extend(events);
+                }
+                continue;
+            };
+            wants_ack = true;
+            // The frames before it go first: deliveries are accepted in
+            // the order they are sent.
+            let before = std::mem::take(&mut gathered);
+            if let Err(closed) = deliver(before, false, shared, &mut shutdown).await {
+                return closed;
             }
-            if let Some(chunk) = chunk {
+            match deliver(events, true, shared, &mut shutdown).await {
                 // Acked once accepted, in order, while the connection goes
                 // on reading: a client may send its next frames meanwhile
                 // (the output may hold a frame's last lines while a stack
                 // trace is open, until the next frame continues it).
-                pending.push_back((chunk, accepted_rx));
+                Ok(accepted) => pending.push_back((chunk, accepted)),
+                Err(closed) => return closed,
             }
+        }
+        if let Err(closed) = deliver(gathered, false, shared, &mut shutdown).await {
+            return closed;
         }
         if let Err(closed) = write_accepted_acks(stream, &mut pending, &shared.counters).await {
             return closed;
@@ -587,6 +599,12 @@ async fn connection_loop<S: AsyncRead + AsyncWrite + Unpin>(
         {
             return closed;
         }
+        // A client that trickles frames without asking for acks (Docker's
+        // driver: one frame per line) is read again only after a short
+        // wait, so that one read, one delivery and one wakeup of the
+        // output serve all it sent meanwhile. Not when it waits for an
+        // ack, nor while it sends faster than one small read at a time.
+        let linger = !wants_ack && pending.is_empty() && read_was_small;
         loop {
             let next_ack = async {
                 match pending.front_mut() {
@@ -608,9 +626,15 @@ async fn connection_loop<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 read = async {
                     heap_room(shared, codec.buffered() > 0, &mut shutdown).await?;
+                    if linger {
+                        tokio::time::sleep(LINGER).await;
+                    }
                     read_more(stream, &mut codec, &mut buf, shared, &mut shutdown).await
                 } => match read {
-                    Ok(()) => break,
+                    Ok(n) => {
+                        read_was_small = n < SMALL_READ;
+                        break;
+                    }
                     Err(Closed::Io(e)) => return Closed::Io(e),
                     Err(closed) => {
                         // The client is done (or Sluice stops): the acks it
@@ -625,6 +649,49 @@ async fn connection_loop<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
     }
+}
+
+/// Events of frames without acks gathered into one delivery, at most.
+const GATHER_EVENTS: usize = 1024;
+
+/// A read shorter than this says the client trickles (see `linger`).
+const SMALL_READ: usize = 16 << 10;
+
+/// How long a trickling client's bytes are left to gather in the socket
+/// before the next read: a delay no log reader notices (batches are sent
+/// every few seconds), and 50 wakeups a second at most instead of one per
+/// line.
+const LINGER: Duration = Duration::from_millis(20);
+
+/// Sends `events` into the pipeline (none: nothing is sent), after their
+/// share of the memory budget; both wait while full: back-pressure. The
+/// receiver resolves when the pipeline accepted them.
+async fn deliver(
+    events: Vec<Event>,
+    ack_wanted: bool,
+    shared: &Shared,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<oneshot::Receiver<()>, Closed> {
+    let (accepted_tx, accepted_rx) = oneshot::channel();
+    if events.is_empty() {
+        // Nothing to accept: acked as soon as the frames before it.
+        let _ = accepted_tx.send(());
+        return Ok(accepted_rx);
+    }
+    let reserved = tokio::select! {
+        r = shared.budget.reserve(estimated_bytes(&events)) => r,
+        _ = shutdown.changed() => return Err(Closed::Shutdown),
+    };
+    let delivery = Delivery {
+        events,
+        accepted: Some(accepted_tx),
+        reserved,
+        ack_wanted,
+    };
+    if shared.pipeline.send(delivery).await.is_err() {
+        return Err(Closed::PipelineGone);
+    }
+    Ok(accepted_rx)
 }
 
 /// Acks still owed on a connection: chunk ids, each with the signal that

@@ -34,6 +34,14 @@ pub fn write_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// Appends a signed integer as a JSON number.
+pub fn write_i64(out: &mut String, n: i64) {
+    if n < 0 {
+        out.push('-');
+    }
+    write_u64(out, n.unsigned_abs());
+}
+
 /// Appends an unsigned integer as a JSON number.
 pub fn write_u64(out: &mut String, n: u64) {
     let mut buf = [0u8; 20];

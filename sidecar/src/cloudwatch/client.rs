@@ -11,8 +11,10 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
 use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_cloudwatchlogs::types::{InputLogEvent, RejectedLogEventsInfo};
+use aws_sdk_cloudwatchlogs::types::RejectedLogEventsInfo;
 use aws_sdk_cloudwatchlogs::Client;
+use aws_smithy_types::body::SdkBody;
+use sluice_parser::json_out;
 
 use crate::event::LogEvent;
 use crate::event::StreamKey;
@@ -157,24 +159,23 @@ impl CloudWatchClient {
         events: &[LogEvent],
         emf: bool,
     ) -> Result<Rejected, CallError> {
-        let input: Vec<InputLogEvent> = events
-            .iter()
-            .map(|e| {
-                InputLogEvent::builder()
-                    .timestamp(e.timestamp_ms)
-                    .message(e.message.clone())
-                    .build()
-            })
-            .collect::<Result<_, _>>()
-            .map_err(|e| CallError::Invalid(e.to_string()))?;
+        // The SDK would copy every message into an `InputLogEvent` and
+        // escape it byte by byte; the body is written here instead, in one
+        // pass, and put in place of the SDK's (an empty event list) before
+        // the request is signed, on every attempt.
+        let body = bytes::Bytes::from(put_log_events_body(key, events));
         let out = self
             .client
             .put_log_events()
             .log_group_name(&key.group)
             .log_stream_name(&key.stream)
-            .set_log_events(Some(input))
+            .set_log_events(Some(Vec::new()))
             .customize()
             .mutate_request(move |request| {
+                request
+                    .headers_mut()
+                    .insert("content-length", body.len().to_string());
+                *request.body_mut() = SdkBody::from(body.clone());
                 if emf {
                     request
                         .headers_mut()
@@ -227,6 +228,30 @@ impl CloudWatchClient {
             .map(|_| ())
             .map_err(|e| classify(&e))
     }
+}
+
+/// The JSON body of a PutLogEvents call, as the service's JSON 1.1 protocol
+/// takes it (the same members the SDK's serializer writes).
+fn put_log_events_body(key: &StreamKey, events: &[LogEvent]) -> String {
+    let size: usize = events.iter().map(|e| e.message.len() + 40).sum();
+    let mut body = String::with_capacity(size + key.group.len() + key.stream.len() + 64);
+    body.push_str("{\"logGroupName\":");
+    json_out::write_str(&mut body, &key.group);
+    body.push_str(",\"logStreamName\":");
+    json_out::write_str(&mut body, &key.stream);
+    body.push_str(",\"logEvents\":[");
+    for (i, event) in events.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str("{\"timestamp\":");
+        json_out::write_i64(&mut body, event.timestamp_ms);
+        body.push_str(",\"message\":");
+        json_out::write_str(&mut body, &event.message);
+        body.push('}');
+    }
+    body.push_str("]}");
+    body
 }
 
 fn created<
@@ -301,6 +326,33 @@ mod tests {
             .set_too_old_log_event_end_index(old)
             .set_expired_log_event_end_index(expired)
             .build()
+    }
+
+    #[test]
+    fn the_body_is_what_the_sdk_would_send() {
+        let key = StreamKey {
+            group: "/ecs/orders".into(),
+            stream: "envoy/\"x\"".into(),
+        };
+        let event = |timestamp_ms, message: &str| LogEvent {
+            timestamp_ms,
+            message: message.into(),
+            spool: None,
+        };
+        let body = put_log_events_body(
+            &key,
+            &[
+                event(1700000000123, "{\"a\":\"b\\n\"}"),
+                event(-1, "é\u{1}"),
+            ],
+        );
+        assert_eq!(
+            body,
+            r#"{"logGroupName":"/ecs/orders","logStreamName":"envoy/\"x\"","logEvents":[{"timestamp":1700000000123,"message":"{\"a\":\"b\\n\"}"},{"timestamp":-1,"message":"é\u0001"}]}"#
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(parsed["logEvents"][0]["message"], "{\"a\":\"b\\n\"}");
+        assert_eq!(put_log_events_body(&key, &[]).len(), 73);
     }
 
     #[test]
