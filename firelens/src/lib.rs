@@ -1,7 +1,10 @@
 //! The Fluent Forward protocol for Sluice, as FireLens and Docker's fluentd
-//! log driver speak it: a sans-I/O decoder ([`ForwardCodec`]) that turns a
-//! connection's bytes into [`Event`]s and tells when a chunk needs an ack,
-//! and a tokio [`Server`] for TCP and unix-socket listeners around it.
+//! log driver speak it, sans-I/O: a decoder ([`ForwardCodec`]) that turns a
+//! connection's bytes into [`Event`]s, and a [`Session`] that owns one
+//! connection's protocol (the handshake, which events travel together, acks
+//! in order, timeouts with the time passed in). With the `tokio` feature (on
+//! by default), a [`Server`] drives sessions over TCP and unix-socket
+//! listeners.
 //!
 //! ```
 //! use sluice_firelens::{ForwardCodec, Frame, Limits};
@@ -16,15 +19,29 @@
 //! assert_eq!(events[0].record["log"], "hello");
 //! ```
 
+#[cfg(feature = "tokio")]
 pub use crate::budget::{MemoryBudget, Reservation};
 pub use crate::codec::{Event, ForwardCodec, Frame, FrameError, Limits};
 pub use crate::handshake::{Handshake, Refusal};
 pub use crate::record::PartialAssembler;
-pub use crate::server::{now_ns, Counters, Delivery, Server, ServerConfig};
+#[cfg(feature = "tokio")]
+pub use crate::server::{Counters, Delivery, Server, ServerConfig};
+pub use crate::session::{AckToken, Batch, FrameCounts, Session, SessionConfig, SessionError};
 
+#[cfg(feature = "tokio")]
 mod budget;
 mod codec;
 mod handshake;
 pub mod msgpack;
 mod record;
+#[cfg(feature = "tokio")]
 mod server;
+mod session;
+
+/// The wall clock as Unix nanoseconds: what the codec, the session and the
+/// partial assembler take as `now`, and the one clock the sidecar reads.
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}

@@ -15,7 +15,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
@@ -24,9 +24,10 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use std::io::Read;
 
 use crate::budget::{MemoryBudget, Reservation};
-use crate::codec::{Event, ForwardCodec, Frame, FrameError, Limits};
+use crate::codec::{Event, FrameError, Limits};
 use crate::handshake::{Handshake, Refusal};
-use crate::msgpack;
+use crate::now_ns;
+use crate::session::{AckToken, FrameCounts, Session, SessionConfig, SessionError};
 
 /// Where and how to listen.
 #[derive(Clone, Debug)]
@@ -140,6 +141,14 @@ pub struct Counters {
 }
 
 impl Counters {
+    fn count(&self, counts: FrameCounts) {
+        self.frames.fetch_add(counts.frames, Ordering::Relaxed);
+        self.events.fetch_add(counts.events, Ordering::Relaxed);
+        self.skipped_non_logs
+            .fetch_add(counts.skipped_non_logs, Ordering::Relaxed);
+        self.acks.fetch_add(counts.acks, Ordering::Relaxed);
+    }
+
     fn frame_error(&self, kind: &'static str) {
         if let Ok(mut map) = self.frame_errors.lock() {
             *map.entry(kind).or_default() += 1;
@@ -219,8 +228,12 @@ impl Server {
         let shared = Arc::new(Shared {
             pipeline,
             counters: self.counters.clone(),
-            limits: self.config.limits,
-            idle_timeout: self.config.idle_timeout,
+            session: SessionConfig {
+                limits: self.config.limits,
+                idle_timeout: self.config.idle_timeout,
+                mid_frame_timeout: MID_FRAME_TIMEOUT,
+                ..SessionConfig::default()
+            },
             shutdown: shutdown.clone(),
             shared_key: self.config.shared_key.clone(),
             self_hostname: self.config.self_hostname.clone(),
@@ -292,8 +305,8 @@ struct Shared {
     /// Budget held by every connection's undecoded bytes together.
     undecoded_bytes: AtomicU64,
     counters: Arc<Counters>,
-    limits: Limits,
-    idle_timeout: Duration,
+    /// Every connection's protocol settings.
+    session: SessionConfig,
     shutdown: watch::Receiver<bool>,
     shared_key: Option<String>,
     self_hostname: String,
@@ -354,14 +367,6 @@ async fn accept_loop<S, F, Fut>(
     }
 }
 
-/// The wall clock as Unix nanoseconds: what the codec and the partial
-/// assembler take as `now`, and the one clock the sidecar reads.
-pub fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
-
 /// Why a connection ended, for the log line.
 enum Closed {
     Eof,
@@ -380,14 +385,12 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared,
     tcp: bool,
 ) {
-    let mut codec = ForwardCodec::new(shared.limits);
-    let mut closed = None;
-    if let (true, Some(key)) = (tcp, &shared.shared_key) {
-        closed = handshake(&mut stream, &mut codec, shared, key).await.err();
-    }
-    let closed = match closed {
-        Some(c) => c,
-        None => connection_loop(&mut stream, codec, shared).await,
+    let closed = match greeting(shared, tcp) {
+        Ok(handshake) => {
+            let session = Session::new(shared.session.clone(), handshake);
+            drive(&mut stream, session, shared).await
+        }
+        Err(e) => Closed::Io(e),
     };
     let counters = &shared.counters;
     let logs = &shared.logs;
@@ -441,65 +444,16 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
 /// The longest a connection may stall in the middle of a frame.
 const MID_FRAME_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Reads more bytes into the codec: how many, or why the connection ends.
-async fn read_more<S: AsyncRead + Unpin>(
-    stream: &mut S,
-    codec: &mut ForwardCodec,
-    buf: &mut [u8],
-    shared: &Shared,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Result<usize, Closed> {
-    if *shutdown.borrow() {
-        return Err(Closed::Shutdown);
-    }
-    // A client that stops in the middle of a frame (slow or stuck) gets far
-    // less patience than one that is quiet between frames.
-    let timeout = if codec.buffered() > 0 {
-        shared.idle_timeout.min(MID_FRAME_TIMEOUT)
-    } else {
-        shared.idle_timeout
-    };
-    let read = tokio::select! {
-        r = tokio::time::timeout(timeout, stream.read(buf)) => r,
-        _ = shutdown.changed() => return Err(Closed::Shutdown),
-    };
-    match read {
-        Err(_) => Err(Closed::Idle),
-        Ok(Err(e)) => Err(Closed::Io(e)),
-        Ok(Ok(0)) => Err(Closed::Eof),
-        Ok(Ok(n)) => {
-            codec.feed(&buf[..n]);
-            Ok(n)
-        }
-    }
-}
-
-/// HELO, wait for the PING, answer PONG; `Err` when the client fails.
-async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: &mut S,
-    codec: &mut ForwardCodec,
-    shared: &Shared,
-    key: &str,
-) -> Result<(), Closed> {
-    let hs = Handshake::new(
-        key,
-        &shared.self_hostname,
-        fresh_nonce().map_err(Closed::Io)?,
-    );
-    stream.write_all(&hs.helo()).await.map_err(Closed::Io)?;
-    let mut buf = vec![0u8; 4096];
-    let mut shutdown = shared.shutdown.clone();
-    loop {
-        match codec.next_value(|ping| hs.answer(ping)) {
-            Err(e) => return Err(Closed::Frame(e)),
-            Ok(Some((pong, verdict))) => {
-                stream.write_all(&pong).await.map_err(Closed::Io)?;
-                return verdict.map_err(Closed::Refused);
-            }
-            Ok(None) => {
-                read_more(stream, codec, &mut buf, shared, &mut shutdown).await?;
-            }
-        }
+/// The handshake a TCP client must pass when a `shared_key` is set, with a
+/// fresh nonce; the unix socket never asks.
+fn greeting(shared: &Shared, tcp: bool) -> io::Result<Option<Handshake>> {
+    match (tcp, &shared.shared_key) {
+        (true, Some(key)) => Ok(Some(Handshake::new(
+            key,
+            &shared.self_hostname,
+            fresh_nonce()?,
+        ))),
+        _ => Ok(None),
     }
 }
 
@@ -510,15 +464,28 @@ fn fresh_nonce() -> io::Result<[u8; 16]> {
     Ok(nonce)
 }
 
-async fn connection_loop<S: AsyncRead + AsyncWrite + Unpin>(
+/// What a connection waits for next, besides acceptances and shutdown.
+enum Wait {
+    /// The heap holds the memory budget: read nothing until it frees.
+    HeapRoom,
+    /// A trickling client's frames gather in the socket until then.
+    Linger(Instant),
+    /// Bytes from the client, until the session's deadline.
+    Bytes(Instant),
+}
+
+/// Runs one connection: the socket and the pipeline for `session`, which
+/// decides everything else. Returns why the connection ended, once the
+/// acks it still owed are out (or cannot be).
+async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
-    mut codec: ForwardCodec,
+    mut session: Session,
     shared: &Shared,
 ) -> Closed {
     let mut buf = vec![0u8; 64 << 10];
     let mut shutdown = shared.shutdown.clone();
-    let mut pending = PendingAcks::new();
-    let mut read_was_small = false;
+    // The signals that batches the client waits for were accepted, in order.
+    let mut acceptances: VecDeque<(AckToken, oneshot::Receiver<()>)> = VecDeque::new();
     // The budget share paying for the bytes read but not decoded yet (the
     // start of a frame): one client's big frames count against
     // limits.memory like decoded events do, so many of them cannot take
@@ -527,145 +494,136 @@ async fn connection_loop<S: AsyncRead + AsyncWrite + Unpin>(
         share: None,
         total: &shared.undecoded_bytes,
     };
+    // Why reading stopped; the connection closes once no ack is owed.
+    let mut ended: Option<Closed> = None;
     loop {
-        // Events of frames that ask for no ack, gathered into one delivery
-        // per read: one queue operation and one wakeup of the output serve
-        // them all (Docker sends one frame per line).
-        let mut gathered: Vec<Event> = Vec::new();
-        let mut wants_ack = false;
-        loop {
-            let frame = match codec.next_frame(now_ns()) {
-                Ok(Some(frame)) => frame,
-                Ok(None) => break,
-                Err(e) => return Closed::Frame(e),
-            };
-            undecoded.shrink_to(codec.buffered());
-            let Frame::Events {
-                events,
-                chunk,
-                skipped_non_logs,
-            } = frame
-            else {
-                continue; // heartbeat
-            };
-            let counters = &shared.counters;
-            counters.frames.fetch_add(1, Ordering::Relaxed);
-            counters
-                .events
-                .fetch_add(events.len() as u64, Ordering::Relaxed);
-            counters
-                .skipped_non_logs
-                .fetch_add(skipped_non_logs as u64, Ordering::Relaxed);
-            let Some(chunk) = chunk else {
-                if !gathered.is_empty() && gathered.len() + events.len() > GATHER_EVENTS {
-                    let full = std::mem::take(&mut gathered);
-                    if let Err(closed) = deliver(full, false, shared, &mut shutdown).await {
-                        return closed;
+        let decoded = session.decode(now_ns());
+        shared.counters.count(session.take_counts());
+        // A frame decoded gives back its undecoded share before its events
+        // take theirs: a frame as big as half the budget must not need
+        // twice its size.
+        undecoded.shrink_to(session.undecoded());
+        while let Some(batch) = session.poll_batch() {
+            let wants_ack = batch.ack.is_some();
+            match deliver(batch.events, wants_ack, shared, &mut shutdown).await {
+                Ok(accepted) => {
+                    if let Some(token) = batch.ack {
+                        acceptances.push_back((token, accepted));
                     }
                 }
-                if gathered.is_empty() {
-                    gathered = events;
-                } else {
-                    gathered.extend(events);
-                }
-                continue;
-            };
-            wants_ack = true;
-            // The frames before it go first: deliveries are accepted in
-            // the order they are sent.
-            let before = std::mem::take(&mut gathered);
-            if let Err(closed) = deliver(before, false, shared, &mut shutdown).await {
-                return closed;
-            }
-            match deliver(events, true, shared, &mut shutdown).await {
-                // Acked once accepted, in order, while the connection goes
-                // on reading: a client may send its next frames meanwhile
-                // (the output may hold a frame's last lines while a stack
-                // trace is open, until the next frame continues it).
-                Ok(accepted) => pending.push_back((chunk, accepted)),
                 Err(closed) => return closed,
             }
         }
-        if let Err(closed) = deliver(gathered, false, shared, &mut shutdown).await {
-            return closed;
+        while let Some((token, accepted)) = acceptances.front_mut() {
+            match accepted.try_recv() {
+                Ok(()) => session.accepted(*token),
+                Err(oneshot::error::TryRecvError::Empty) => break,
+                Err(oneshot::error::TryRecvError::Closed) => return Closed::PipelineGone,
+            }
+            acceptances.pop_front();
         }
-        if let Err(closed) = write_accepted_acks(stream, &mut pending, &shared.counters).await {
-            return closed;
+        if let Some(bytes) = session.take_transmit() {
+            if let Err(e) = stream.write_all(&bytes).await {
+                return Closed::Io(e);
+            }
+            shared.counters.count(session.take_counts());
         }
-        undecoded.shrink_to(codec.buffered());
+        match decoded {
+            Ok(()) => {}
+            Err(SessionError::Frame(e)) => return Closed::Frame(e),
+            Err(SessionError::Refused(r)) => return Closed::Refused(r),
+            Err(SessionError::Idle) => return Closed::Idle,
+        }
+        if let Some(closed) = ended.take() {
+            // The client is done (or Sluice stops): the acks it waits for
+            // still go out, as their batches are accepted.
+            let Some((token, accepted)) = acceptances.pop_front() else {
+                return closed;
+            };
+            if accepted.await.is_err() {
+                // Dropped unaccepted (shutting down): no ack, the client
+                // resends.
+                return closed;
+            }
+            session.accepted(token);
+            ended = Some(closed);
+            continue;
+        }
+        undecoded.shrink_to(session.undecoded());
         if let Err(closed) = undecoded
-            .pay_for(codec.buffered(), shared, &mut shutdown)
+            .pay_for(session.undecoded(), shared, &mut shutdown)
             .await
         {
             return closed;
         }
-        // A client that trickles frames without asking for acks (Docker's
-        // driver: one frame per line) is read again only after a short
-        // wait, so that one read, one delivery and one wakeup of the
-        // output serve all it sent meanwhile. Not when it waits for an
-        // ack, nor while it sends faster than one small read at a time.
-        let linger = !wants_ack && pending.is_empty() && read_was_small;
-        loop {
-            let next_ack = async {
-                match pending.front_mut() {
-                    Some((_, accepted)) => accepted.await.is_ok(),
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                accepted = next_ack => {
-                    let Some((chunk, _)) = pending.pop_front() else { continue };
-                    if !accepted {
-                        // Dropped unaccepted (shutting down): no ack, the
-                        // client resends.
-                        return Closed::PipelineGone;
-                    }
-                    if let Err(closed) = write_ack(stream, &chunk, &shared.counters).await {
-                        return closed;
-                    }
-                }
-                read = async {
-                    heap_room(shared, codec.buffered() > 0, &mut shutdown).await?;
-                    if linger {
-                        tokio::time::sleep(LINGER).await;
-                    }
-                    read_more(stream, &mut codec, &mut buf, shared, &mut shutdown).await
-                } => match read {
-                    Ok(n) => {
-                        read_was_small = n < SMALL_READ;
-                        break;
-                    }
-                    Err(Closed::Io(e)) => return Closed::Io(e),
-                    Err(closed) => {
-                        // The client is done (or Sluice stops): the acks it
-                        // waits for still go out, as their frames are
-                        // accepted.
-                        if let Err(io) = drain_acks(stream, &mut pending, &shared.counters).await {
-                            return io;
-                        }
-                        return closed;
-                    }
-                },
+        let now = Instant::now();
+        let wait = if shared.budget.heap_is_full() {
+            Wait::HeapRoom
+        } else if let Some(at) = session.read_after().filter(|at| *at > now) {
+            Wait::Linger(at)
+        } else {
+            session.waiting_for_bytes(now);
+            Wait::Bytes(
+                session
+                    .poll_timeout()
+                    .unwrap_or(now + shared.session.idle_timeout),
+            )
+        };
+        let mid_frame = session.undecoded() > 0;
+        let next_acceptance = async {
+            match acceptances.front_mut() {
+                Some((token, accepted)) => accepted.await.ok().map(|()| *token),
+                None => std::future::pending().await,
             }
+        };
+        tokio::select! {
+            accepted = next_acceptance => match accepted {
+                Some(token) => {
+                    acceptances.pop_front();
+                    session.accepted(token);
+                }
+                None => return Closed::PipelineGone,
+            },
+            _ = shutdown.changed() => ended = Some(Closed::Shutdown),
+            read = async {
+                match wait {
+                    Wait::HeapRoom => heap_room(shared, mid_frame).await.map(|()| None),
+                    Wait::Linger(at) => {
+                        tokio::time::sleep_until(at.into()).await;
+                        Ok(None)
+                    }
+                    Wait::Bytes(deadline) => {
+                        match tokio::time::timeout_at(deadline.into(), stream.read(&mut buf)).await {
+                            Ok(Ok(n)) => Ok(Some(n)),
+                            Ok(Err(e)) => Err(Closed::Io(e)),
+                            Err(_) => Ok(None),
+                        }
+                    }
+                }
+            } => match read {
+                Ok(Some(0)) => {
+                    session.finish();
+                    ended = Some(Closed::Eof);
+                }
+                Ok(Some(n)) => session.feed(&buf[..n], Instant::now()),
+                Ok(None) => {
+                    if let Err(SessionError::Idle) = session.handle_timeout(Instant::now()) {
+                        ended = Some(Closed::Idle);
+                    }
+                }
+                Err(Closed::Io(e)) => return Closed::Io(e),
+                Err(closed) => ended = Some(closed),
+            },
+        }
+        if *shutdown.borrow() && ended.is_none() {
+            ended = Some(Closed::Shutdown);
         }
     }
 }
 
-/// Events of frames without acks gathered into one delivery, at most.
-const GATHER_EVENTS: usize = 1024;
-
-/// A read shorter than this says the client trickles (see `linger`).
-const SMALL_READ: usize = 16 << 10;
-
-/// How long a trickling client's bytes are left to gather in the socket
-/// before the next read: a delay no log reader notices (batches are sent
-/// every few seconds), and 50 wakeups a second at most instead of one per
-/// line.
-const LINGER: Duration = Duration::from_millis(20);
-
-/// Sends `events` into the pipeline (none: nothing is sent), after their
-/// share of the memory budget; both wait while full: back-pressure. The
-/// receiver resolves when the pipeline accepted them.
+/// Sends `events` into the pipeline after their share of the memory
+/// budget; both wait while full: back-pressure. The receiver resolves when
+/// the pipeline accepted them.
 async fn deliver(
     events: Vec<Event>,
     ack_wanted: bool,
@@ -673,11 +631,6 @@ async fn deliver(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<oneshot::Receiver<()>, Closed> {
     let (accepted_tx, accepted_rx) = oneshot::channel();
-    if events.is_empty() {
-        // Nothing to accept: acked as soon as the frames before it.
-        let _ = accepted_tx.send(());
-        return Ok(accepted_rx);
-    }
     let reserved = tokio::select! {
         r = shared.budget.reserve(estimated_bytes(&events)) => r,
         _ = shutdown.changed() => return Err(Closed::Shutdown),
@@ -692,60 +645,6 @@ async fn deliver(
         return Err(Closed::PipelineGone);
     }
     Ok(accepted_rx)
-}
-
-/// Acks still owed on a connection: chunk ids, each with the signal that
-/// its delivery was accepted.
-type PendingAcks = VecDeque<(String, oneshot::Receiver<()>)>;
-
-/// Writes, in order, the acks whose deliveries are accepted already.
-async fn write_accepted_acks<S: AsyncWrite + Unpin>(
-    stream: &mut S,
-    pending: &mut PendingAcks,
-    counters: &Counters,
-) -> Result<(), Closed> {
-    while let Some((_, accepted)) = pending.front_mut() {
-        match accepted.try_recv() {
-            Ok(()) => {}
-            Err(oneshot::error::TryRecvError::Empty) => return Ok(()),
-            Err(oneshot::error::TryRecvError::Closed) => return Err(Closed::PipelineGone),
-        }
-        let Some((chunk, _)) = pending.pop_front() else {
-            return Ok(());
-        };
-        write_ack(stream, &chunk, counters).await?;
-    }
-    Ok(())
-}
-
-/// Waits for every owed ack, in order, and writes it; stops at the first
-/// delivery dropped unaccepted.
-async fn drain_acks<S: AsyncWrite + Unpin>(
-    stream: &mut S,
-    pending: &mut PendingAcks,
-    counters: &Counters,
-) -> Result<(), Closed> {
-    while let Some((chunk, accepted)) = pending.pop_front() {
-        if accepted.await.is_err() {
-            return Ok(());
-        }
-        write_ack(stream, &chunk, counters).await?;
-    }
-    Ok(())
-}
-
-/// Writes `{"ack": chunk}` and counts it.
-async fn write_ack<S: AsyncWrite + Unpin>(
-    stream: &mut S,
-    chunk: &str,
-    counters: &Counters,
-) -> Result<(), Closed> {
-    stream
-        .write_all(&ack_frame(chunk))
-        .await
-        .map_err(Closed::Io)?;
-    counters.acks.fetch_add(1, Ordering::Relaxed);
-    Ok(())
 }
 
 /// A connection's budget share for the bytes it has read and not decoded
@@ -794,7 +693,7 @@ impl Undecoded<'_> {
             Some(r) => r,
             None => {
                 shared.counters.buffer_waits.fetch_add(1, Ordering::Relaxed);
-                let patience = shared.idle_timeout.min(MID_FRAME_TIMEOUT);
+                let patience = shared.session.idle_timeout.min(MID_FRAME_TIMEOUT);
                 let since = tokio::time::Instant::now();
                 // One wait, kept across the checks: its place in the queue.
                 let reserve = shared.budget.reserve(bytes - held);
@@ -839,22 +738,12 @@ impl Drop for Undecoded<'_> {
 /// meanwhile, and TCP pushes back on the client. As with the budget's
 /// shares, a connection in the middle of a frame gives up after the
 /// mid-frame timeout only when partial frames hold half the budget.
-async fn heap_room(
-    shared: &Shared,
-    mid_frame: bool,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Result<(), Closed> {
-    if !shared.budget.heap_is_full() {
-        return Ok(());
-    }
+async fn heap_room(shared: &Shared, mid_frame: bool) -> Result<(), Closed> {
     shared.counters.buffer_waits.fetch_add(1, Ordering::Relaxed);
-    let patience = shared.idle_timeout.min(MID_FRAME_TIMEOUT);
+    let patience = shared.session.idle_timeout.min(MID_FRAME_TIMEOUT);
     let since = tokio::time::Instant::now();
     loop {
-        tokio::select! {
-            _ = tokio::time::sleep(HEAP_RECHECK) => {}
-            _ = shutdown.changed() => return Err(Closed::Shutdown),
-        }
+        tokio::time::sleep(HEAP_RECHECK).await;
         if !shared.budget.heap_is_full() {
             return Ok(());
         }
@@ -877,15 +766,6 @@ const HEAP_RECHECK: Duration = Duration::from_millis(5);
 /// enough.
 fn partial_frames_hog_the_budget(undecoded: u64, budget: u64) -> bool {
     undecoded.saturating_mul(2) >= budget
-}
-
-/// `{"ack": chunk}` in msgpack.
-fn ack_frame(chunk: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(chunk.len() + 10);
-    out.push(0x81);
-    msgpack::write_str(&mut out, b"ack");
-    msgpack::write_str(&mut out, chunk.as_bytes());
-    out
 }
 
 #[cfg(test)]
@@ -919,6 +799,7 @@ mod tests {
 
     #[test]
     fn ack_frames_decode_as_maps() {
+        use crate::session::ack_frame;
         for len in [0, 31, 32, 255, 256, 70_000] {
             let chunk = "c".repeat(len);
             let frame = ack_frame(&chunk);

@@ -352,7 +352,10 @@ mod tests {
         );
         let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(parsed["logEvents"][0]["message"], "{\"a\":\"b\\n\"}");
-        assert_eq!(put_log_events_body(&key, &[]).len(), 73);
+        assert_eq!(
+            put_log_events_body(&key, &[]),
+            r#"{"logGroupName":"/ecs/orders","logStreamName":"envoy/\"x\"","logEvents":[]}"#
+        );
     }
 
     #[test]
