@@ -47,7 +47,7 @@ impl Default for SessionConfig {
             limits: Limits::default(),
             idle_timeout: Duration::from_secs(3600),
             mid_frame_timeout: Duration::from_secs(60),
-            linger: Duration::from_millis(20),
+            linger: Duration::from_millis(50),
             small_read: 16 << 10,
             gather_events: 1024,
         }

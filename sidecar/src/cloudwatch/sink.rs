@@ -13,7 +13,7 @@
 //! With a spool, each event is appended to it before it is buffered, and a
 //! delivery is committed to disk before it is accepted; see spool/mod.rs.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -71,7 +71,7 @@ impl CloudWatchSink {
         spool: Option<Spool>,
     ) -> CloudWatchSink {
         CloudWatchSink {
-            streams: HashMap::new(),
+            streams: HashMap::default(),
             budget,
             delivery_share: None,
             flush_interval,

@@ -13,7 +13,9 @@ pub mod emf;
 pub mod sampling;
 pub mod sketch;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::HashMap;
 
 use sluice_parser::{AccessRecord, Field};
 
@@ -144,7 +146,8 @@ impl RouteTable {
     /// Counts one request. Returns whether it was folded into `other`.
     pub fn add(&mut self, service: &str, facts: &RequestFacts, max_routes: usize) -> bool {
         if !self.services.contains_key(service) {
-            self.services.insert(service.to_string(), HashMap::new());
+            self.services
+                .insert(service.to_string(), HashMap::default());
         }
         let Some(routes) = self.services.get_mut(service) else {
             return false;
@@ -262,7 +265,7 @@ impl Aggregator {
         Aggregator {
             config,
             interval_start_ms,
-            streams: HashMap::new(),
+            streams: HashMap::default(),
         }
     }
 
