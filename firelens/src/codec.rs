@@ -10,7 +10,7 @@ use std::io::Read;
 
 use serde_json::{Map, Number, Value as Json};
 
-use crate::msgpack::{self, ReadError, Value};
+use crate::msgpack::{self, Cursor, ReadError, Value};
 
 /// Bounds on what one connection may make the decoder hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,7 +123,7 @@ impl ForwardCodec {
     /// `now_ns` stands in for events whose time is nil or 0, as fluentd does.
     pub fn next_frame(&mut self, now_ns: i64) -> Result<Option<Frame>, FrameError> {
         let limits = self.limits;
-        self.next_with(|value| decode_frame(value, now_ns, &limits))
+        self.next_with(|frame| decode_frame(frame, now_ns, &limits))
     }
 
     /// The next complete msgpack value, whatever it is (the handshake's PING),
@@ -132,25 +132,30 @@ impl ForwardCodec {
         &mut self,
         read: impl FnOnce(&Value<'_>) -> T,
     ) -> Result<Option<T>, FrameError> {
-        self.next_with(|value| Ok(read(value)))
+        self.next_with(|bytes| {
+            let (value, _) = msgpack::read(bytes).map_err(FrameError::Msgpack)?;
+            Ok(read(&value))
+        })
     }
 
+    /// Finds where the next value ends (checking it all, building nothing)
+    /// and gives its bytes to `decode`.
     fn next_with<T>(
         &mut self,
-        decode: impl FnOnce(&Value<'_>) -> Result<T, FrameError>,
+        decode: impl FnOnce(&[u8]) -> Result<T, FrameError>,
     ) -> Result<Option<T>, FrameError> {
         let pending = &self.buf[self.start..];
         if pending.is_empty() || pending.len() < self.retry_at {
             return Ok(None);
         }
-        match msgpack::read(pending) {
-            Ok((value, len)) => {
+        match msgpack::skip(pending) {
+            Ok(len) => {
                 if len > self.limits.max_frame_bytes {
                     return Err(FrameError::TooLarge {
                         max: self.limits.max_frame_bytes,
                     });
                 }
-                let decoded = decode(&value);
+                let decoded = decode(&pending[..len]);
                 self.start += len;
                 self.retry_at = 0;
                 decoded.map(Some)
@@ -171,28 +176,50 @@ impl ForwardCodec {
     }
 }
 
-fn decode_frame(value: &Value<'_>, now_ns: i64, limits: &Limits) -> Result<Frame, FrameError> {
-    let items = match value {
-        Value::Nil => return Ok(Frame::Heartbeat),
-        Value::Array(items) => items,
-        _ => return Err(FrameError::Shape("a frame is an array")),
+/// Decodes one frame from its bytes, which `msgpack::skip` checked: the
+/// entries are read straight into events, with no msgpack tree per record.
+fn decode_frame(frame: &[u8], now_ns: i64, limits: &Limits) -> Result<Frame, FrameError> {
+    let mut c = Cursor::new(frame);
+    if c.peek() == Some(0xc0) {
+        return Ok(Frame::Heartbeat);
+    }
+    let len = c
+        .array_len()
+        .map_err(FrameError::Msgpack)?
+        .ok_or(FrameError::Shape("a frame is an array"))?;
+    let tag = match c.bytes().map_err(FrameError::Msgpack)? {
+        Some(bytes) if len > 0 => text(bytes),
+        _ => return Err(FrameError::Shape("the first element (tag) is a string")),
     };
-    let tag = items
-        .first()
-        .and_then(Value::as_bytes)
-        .map(text)
-        .ok_or(FrameError::Shape("the first element (tag) is a string"))?;
-    let second = items
-        .get(1)
-        .ok_or(FrameError::Shape("a frame has at least two elements"))?;
+    if len < 2 {
+        return Err(FrameError::Shape("a frame has at least two elements"));
+    }
     // Message mode has the record third and the option fourth; the others
-    // have the option third.
-    let message = is_time(second);
-    let option = items.get(if message { 3 } else { 2 });
-    let options = Options::read(option)?;
-    let mut events = Vec::new();
+    // have the option third. The option is read first: it says whether
+    // the entries are logs and how they are compressed.
+    let second = &frame[c.pos()..];
+    let message = c.peek().is_some_and(is_time_marker);
+    c.skip().map_err(FrameError::Msgpack)?;
+    if message {
+        if len < 3 {
+            return Err(FrameError::Shape("a message has a record"));
+        }
+        c.skip().map_err(FrameError::Msgpack)?;
+    }
+    let option_index = if message { 3 } else { 2 };
+    let option = if len > option_index {
+        Some(c.value().map_err(FrameError::Msgpack)?)
+    } else {
+        None
+    };
+    let options = Options::read(option.as_ref())?;
+    let mut c = Cursor::new(second);
+    let mut events = match (message, c.peek()) {
+        (false, Some(0x90..=0x9f | 0xdc | 0xdd)) => Vec::with_capacity(frame.len() / 64),
+        _ => Vec::new(),
+    };
     let mut skipped_non_logs = 0;
-    let mut push = |time: &Value<'_>, record: &Value<'_>| -> Result<(), FrameError> {
+    let mut push = |time: &Value<'_>, record: &mut Cursor<'_>| -> Result<(), FrameError> {
         if options.fluent_signal != 0 {
             skipped_non_logs += 1;
             return Ok(());
@@ -205,39 +232,33 @@ fn decode_frame(value: &Value<'_>, now_ns: i64, limits: &Limits) -> Result<Frame
         Ok(())
     };
     if message {
-        let record = items
-            .get(2)
-            .ok_or(FrameError::Shape("a message has a record"))?;
-        push(second, record)?;
-    } else {
-        match second {
-            Value::Array(entries) => {
-                for entry in entries {
-                    let (time, record) = entry_parts(entry)?;
-                    push(time, record)?;
-                }
-            }
-            Value::Str(payload) | Value::Bin(payload) => {
-                let payload = decompress(payload, options.compressed, limits)?;
-                let mut rest: &[u8] = &payload;
-                while !rest.is_empty() {
-                    let (entry, len) = msgpack::read(rest).map_err(|e| match e {
-                        ReadError::Incomplete { .. } => {
-                            FrameError::Shape("a packed entry is cut short")
-                        }
-                        other => FrameError::Msgpack(other),
-                    })?;
-                    let (time, record) = entry_parts(&entry)?;
-                    push(time, record)?;
-                    rest = &rest[len..];
-                }
-            }
-            _ => {
-                return Err(FrameError::Shape(
-                    "the second element is a time, an array or a packed string",
-                ))
-            }
+        let time = c.value().map_err(FrameError::Msgpack)?;
+        push(&time, &mut c)?;
+    } else if let Some(count) = c.array_len().map_err(FrameError::Msgpack)? {
+        for _ in 0..count {
+            let start = c.pos();
+            c.skip().map_err(FrameError::Msgpack)?;
+            let mut entry = Cursor::new(&second[start..c.pos()]);
+            let time = entry_time(&mut entry)?;
+            push(&time, &mut entry)?;
         }
+    } else if let Some(payload) = c.bytes().map_err(FrameError::Msgpack)? {
+        let payload = decompress(payload, options.compressed, limits)?;
+        let mut rest: &[u8] = &payload;
+        while !rest.is_empty() {
+            let len = msgpack::skip(rest).map_err(|e| match e {
+                ReadError::Incomplete { .. } => FrameError::Shape("a packed entry is cut short"),
+                other => FrameError::Msgpack(other),
+            })?;
+            let mut entry = Cursor::new(&rest[..len]);
+            let time = entry_time(&mut entry)?;
+            push(&time, &mut entry)?;
+            rest = &rest[len..];
+        }
+    } else {
+        return Err(FrameError::Shape(
+            "the second element is a time, an array or a packed string",
+        ));
     }
     Ok(Frame::Events {
         events,
@@ -297,25 +318,34 @@ impl Options {
     }
 }
 
-fn is_time(v: &Value<'_>) -> bool {
+/// Whether a msgpack marker starts a time: an integer, a float, an ext
+/// (EventTime) or nil.
+fn is_time_marker(marker: u8) -> bool {
     matches!(
-        v,
-        Value::Int(_) | Value::UInt(_) | Value::Float(_) | Value::Ext(..) | Value::Nil
+        marker,
+        0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc7..=0xc9 | 0xca..=0xd3 | 0xd4..=0xd8
     )
 }
 
-/// `[time, record]` or the newer `[[time, metadata], record]`.
-fn entry_parts<'v, 'a>(entry: &'v Value<'a>) -> Result<(&'v Value<'a>, &'v Value<'a>), FrameError> {
-    let Value::Array(parts) = entry else {
-        return Err(FrameError::Shape("an entry is [time, record]"));
-    };
-    match parts.as_slice() {
-        [Value::Array(header), record] => match header.first() {
-            Some(time) => Ok((time, record)),
-            None => Err(FrameError::Shape("an entry header is [time, metadata]")),
-        },
-        [time, record] => Ok((time, record)),
-        _ => Err(FrameError::Shape("an entry is [time, record]")),
+/// Reads the head of an entry, `[time, record]` or the newer
+/// `[[time, metadata], record]`: returns the time and leaves the cursor at
+/// the record.
+fn entry_time<'a>(entry: &mut Cursor<'a>) -> Result<Value<'a>, FrameError> {
+    let shape = FrameError::Shape("an entry is [time, record]");
+    match entry.array_len().map_err(FrameError::Msgpack)? {
+        Some(2) => {}
+        _ => return Err(shape),
+    }
+    match entry.array_len().map_err(FrameError::Msgpack)? {
+        None => entry.value().map_err(FrameError::Msgpack),
+        Some(0) => Err(FrameError::Shape("an entry header is [time, metadata]")),
+        Some(n) => {
+            let time = entry.value().map_err(FrameError::Msgpack)?;
+            for _ in 1..n {
+                entry.skip().map_err(FrameError::Msgpack)?;
+            }
+            Ok(time)
+        }
     }
 }
 
@@ -342,13 +372,25 @@ fn time_ns(time: &Value<'_>, now_ns: i64) -> Result<i64, FrameError> {
     Ok(ns)
 }
 
-fn record_map(record: &Value<'_>) -> Result<Map<String, Json>, FrameError> {
-    let Value::Map(entries) = record else {
-        return Err(FrameError::Shape("a record is a map"));
-    };
-    let mut map = Map::with_capacity(entries.len());
-    for (key, value) in entries {
-        map.insert(key_string(key), to_json(value));
+/// The record at the cursor, as a JSON object: str and bin values (nearly
+/// all of a log record) straight from their bytes, anything else through a
+/// msgpack value.
+fn record_map(record: &mut Cursor<'_>) -> Result<Map<String, Json>, FrameError> {
+    let count = record
+        .map_len()
+        .map_err(FrameError::Msgpack)?
+        .ok_or(FrameError::Shape("a record is a map"))?;
+    let mut map = Map::new();
+    for _ in 0..count {
+        let key = match record.bytes().map_err(FrameError::Msgpack)? {
+            Some(bytes) => text(bytes),
+            None => key_string(&record.value().map_err(FrameError::Msgpack)?),
+        };
+        let value = match record.bytes().map_err(FrameError::Msgpack)? {
+            Some(bytes) => Json::String(text(bytes)),
+            None => to_json(&record.value().map_err(FrameError::Msgpack)?),
+        };
+        map.insert(key, value);
     }
     Ok(map)
 }

@@ -92,6 +92,97 @@ pub fn read(input: &[u8]) -> Result<(Value<'_>, usize), ReadError> {
     Ok((value, reader.pos))
 }
 
+/// The length of the value at the start of `input`, checked as [`read`]
+/// checks it (the same errors) but without building it.
+pub fn skip(input: &[u8]) -> Result<usize, ReadError> {
+    let mut reader = Reader { input, pos: 0 };
+    reader.skip(0)?;
+    Ok(reader.pos)
+}
+
+/// Reads a value whose bytes [`skip`] already checked, one part at a time:
+/// array and map headers, strings, and whole values only where wanted. A
+/// frame's entries are taken this way without a tree per record.
+pub struct Cursor<'a> {
+    reader: Reader<'a>,
+}
+
+impl<'a> Cursor<'a> {
+    pub fn new(input: &'a [u8]) -> Cursor<'a> {
+        Cursor {
+            reader: Reader { input, pos: 0 },
+        }
+    }
+
+    /// The marker byte of the next value, if any.
+    pub fn peek(&self) -> Option<u8> {
+        self.reader.input.get(self.reader.pos).copied()
+    }
+
+    /// Bytes read so far.
+    pub fn pos(&self) -> usize {
+        self.reader.pos
+    }
+
+    /// The next value, whole.
+    pub fn value(&mut self) -> Result<Value<'a>, ReadError> {
+        self.reader.value(0)
+    }
+
+    /// Steps over the next value.
+    pub fn skip(&mut self) -> Result<(), ReadError> {
+        self.reader.skip(0)
+    }
+
+    /// The element count of the next value when it is an array (its header
+    /// is read); `None`, reading nothing, when it is not.
+    pub fn array_len(&mut self) -> Result<Option<usize>, ReadError> {
+        match self.peek() {
+            Some(m @ 0x90..=0x9f) => {
+                self.reader.pos += 1;
+                Ok(Some(usize::from(m & 0x0f)))
+            }
+            Some(m @ (0xdc | 0xdd)) => {
+                self.reader.pos += 1;
+                self.reader
+                    .count(if m == 0xdc { 2 } else { 4 }, 1)
+                    .map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The entry count of the next value when it is a map (its header is
+    /// read); `None`, reading nothing, when it is not.
+    pub fn map_len(&mut self) -> Result<Option<usize>, ReadError> {
+        match self.peek() {
+            Some(m @ 0x80..=0x8f) => {
+                self.reader.pos += 1;
+                Ok(Some(usize::from(m & 0x0f)))
+            }
+            Some(m @ (0xde | 0xdf)) => {
+                self.reader.pos += 1;
+                self.reader
+                    .count(if m == 0xde { 2 } else { 4 }, 2)
+                    .map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The bytes of the next value when it is a str or bin (then read);
+    /// `None`, reading nothing, when it is not.
+    pub fn bytes(&mut self) -> Result<Option<&'a [u8]>, ReadError> {
+        match self.peek() {
+            Some(0xa0..=0xbf | 0xc4..=0xc6 | 0xd9..=0xdb) => match self.reader.value(0)? {
+                Value::Str(b) | Value::Bin(b) => Ok(Some(b)),
+                _ => Ok(None),
+            },
+            _ => Ok(None),
+        }
+    }
+}
+
 struct Reader<'a> {
     input: &'a [u8],
     pos: usize,
@@ -200,6 +291,43 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// Steps over one value, with every check of [`Reader::value`].
+    fn skip(&mut self, depth: usize) -> Result<(), ReadError> {
+        if depth > MAX_DEPTH {
+            return self.invalid("nested too deeply");
+        }
+        let marker = self.byte()?;
+        let (items, bytes) = match marker {
+            0x00..=0x7f | 0xc0 | 0xc2 | 0xc3 | 0xe0..=0xff => (0, 0),
+            0x80..=0x8f => (2 * usize::from(marker & 0x0f), 0),
+            0x90..=0x9f => (usize::from(marker & 0x0f), 0),
+            0xa0..=0xbf => (0, usize::from(marker & 0x1f)),
+            0xc1 => return self.invalid("0xc1 is never used"),
+            0xc4..=0xc6 => (0, self.be(1 << (marker - 0xc4))? as usize),
+            0xc7..=0xc9 => {
+                let n = self.be(1 << (marker - 0xc7))? as usize;
+                self.byte()?; // the ext type
+                (0, n)
+            }
+            0xca => (0, 4),
+            0xcb => (0, 8),
+            0xcc..=0xcf => (0, 1 << (marker - 0xcc)),
+            0xd0..=0xd3 => (0, 1 << (marker - 0xd0)),
+            0xd4..=0xd8 => {
+                self.byte()?; // the ext type
+                (0, 1 << (marker - 0xd4))
+            }
+            0xd9..=0xdb => (0, self.be(1 << (marker - 0xd9))? as usize),
+            0xdc | 0xdd => (self.count(if marker == 0xdc { 2 } else { 4 }, 1)?, 0),
+            0xde | 0xdf => (2 * self.count(if marker == 0xde { 2 } else { 4 }, 2)?, 0),
+        };
+        self.take(bytes)?;
+        for _ in 0..items {
+            self.skip(depth + 1)?;
+        }
+        Ok(())
+    }
+
     fn array(&mut self, n: usize, depth: usize) -> Result<Value<'a>, ReadError> {
         let mut items = Vec::with_capacity(n.min(self.input.len() - self.pos));
         for _ in 0..n {
@@ -302,5 +430,30 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    proptest::proptest! {
+        /// `skip` takes exactly what `read` takes and fails where it fails.
+        #[test]
+        fn skip_agrees_with_read(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            proptest::prop_assert_eq!(skip(&bytes), read(&bytes).map(|(_, len)| len));
+        }
+
+        /// The same over well-formed values, nested and with every width.
+        #[test]
+        fn skip_agrees_with_read_on_values(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    vec![0x93], vec![0x82], vec![0xa3, b'a', b'b', b'c'], vec![0xc0],
+                    vec![0xcd, 1, 2], vec![0xd3, 0, 0, 0, 0, 0, 0, 0, 1], vec![0xd7, 0, 1, 2, 3, 4, 5, 6, 7, 8],
+                    vec![0xc7, 2, 5, 1, 2], vec![0xdc, 0, 2], vec![0xde, 0, 1], vec![0xcb, 0, 0, 0, 0, 0, 0, 0, 0],
+                    vec![0xc4, 1, 9], vec![0xda, 0, 1, b'x'], vec![0x05],
+                ]),
+                1..24,
+            )
+        ) {
+            let bytes: Vec<u8> = parts.concat();
+            proptest::prop_assert_eq!(skip(&bytes), read(&bytes).map(|(_, len)| len));
+        }
     }
 }
