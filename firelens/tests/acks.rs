@@ -62,6 +62,20 @@ fn start(
     mpsc::Receiver<sluice_firelens::Delivery>,
     watch::Sender<bool>,
 ) {
+    start_counted(runtime, queue, budget, Arc::new(Counters::default()))
+}
+
+/// [`start`], with the server's counters given.
+fn start_counted(
+    runtime: &tokio::runtime::Runtime,
+    queue: usize,
+    budget: Arc<MemoryBudget>,
+    counters: Arc<Counters>,
+) -> (
+    std::net::SocketAddr,
+    mpsc::Receiver<sluice_firelens::Delivery>,
+    watch::Sender<bool>,
+) {
     let config = ServerConfig {
         tcp: Some("127.0.0.1:0".parse().unwrap()),
         unix: None,
@@ -72,9 +86,7 @@ fn start(
         self_hostname: "test".into(),
         budget,
     };
-    let server = runtime
-        .block_on(Server::bind(config, Arc::new(Counters::default())))
-        .unwrap();
+    let server = runtime.block_on(Server::bind(config, counters)).unwrap();
     let addr = server.tcp_addr().unwrap();
     let (tx, rx) = mpsc::channel(queue);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -121,11 +133,57 @@ fn ack_waits_for_accept_and_never_follows_a_drop() {
         Some("first")
     );
 
-    // A delivery dropped without accept is never acked.
+    // A delivery dropped without accept is never acked: the server closes
+    // the connection instead (the client resends), and nothing came before.
     client.write_all(&frame("second")).unwrap();
     let delivery = next(&runtime, &mut rx);
     drop(delivery);
-    assert_eq!(read_reply(&mut client, Duration::from_millis(300)), None);
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut rest = Vec::new();
+    client.read_to_end(&mut rest).unwrap();
+    assert_eq!(rest, b"");
+}
+
+/// What the heap gauge of the next test reports.
+static HEAP: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn heap() -> usize {
+    HEAP.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[test]
+fn a_full_heap_stops_reading_until_memory_is_freed() {
+    use std::sync::atomic::Ordering;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let budget = Arc::new(MemoryBudget::new(64 << 20).with_heap_gauge(heap));
+    let counters = Arc::new(Counters::default());
+    let (addr, mut rx, _shutdown) = start_counted(&runtime, 16, budget, counters.clone());
+    // The heap holds the budget's share: a new connection waits for room
+    // before its first read, and says so in its counter.
+    HEAP.store(64 << 20, Ordering::Relaxed);
+    let mut client = TcpStream::connect(addr).unwrap();
+    client.write_all(&frame("held")).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while counters.buffer_waits.load(Ordering::Relaxed) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no wait for heap room"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(counters.frames.load(Ordering::Relaxed), 0);
+    // Memory is freed: the frame is read, delivered and acked.
+    HEAP.store(0, Ordering::Relaxed);
+    let delivery = next(&runtime, &mut rx);
+    assert_eq!(delivery.events[0].record["log"], "x");
+    delivery.accept();
+    assert_eq!(
+        read_reply(&mut client, Duration::from_secs(10)).as_deref(),
+        Some("held")
+    );
+    assert_eq!(counters.buffer_waits.load(Ordering::Relaxed), 1);
 }
 
 /// `["t", 1700000000, {"log": "y" x len}]`, the log as a str32.
