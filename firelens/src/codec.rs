@@ -214,10 +214,13 @@ fn decode_frame(frame: &[u8], now_ns: i64, limits: &Limits) -> Result<Frame, Fra
     };
     let options = Options::read(option.as_ref())?;
     let mut c = Cursor::new(second);
-    let mut events = match (message, c.peek()) {
-        (false, Some(0x90..=0x9f | 0xdc | 0xdd)) => Vec::with_capacity(frame.len() / 64),
-        _ => Vec::new(),
+    // Forward mode: the entries' count (checked against the frame's bytes).
+    let entries = if message {
+        None
+    } else {
+        c.array_len().map_err(FrameError::Msgpack)?
     };
+    let mut events = Vec::with_capacity(entries.unwrap_or(1));
     let mut skipped_non_logs = 0;
     let mut push = |time: &Value<'_>, record: &mut Cursor<'_>| -> Result<(), FrameError> {
         if options.fluent_signal != 0 {
@@ -234,7 +237,7 @@ fn decode_frame(frame: &[u8], now_ns: i64, limits: &Limits) -> Result<Frame, Fra
     if message {
         let time = c.value().map_err(FrameError::Msgpack)?;
         push(&time, &mut c)?;
-    } else if let Some(count) = c.array_len().map_err(FrameError::Msgpack)? {
+    } else if let Some(count) = entries {
         for _ in 0..count {
             let start = c.pos();
             c.skip().map_err(FrameError::Msgpack)?;
