@@ -179,18 +179,19 @@ impl Session {
 
     /// Decodes what was fed, with `unix_ns` standing in for events whose
     /// time is nil or 0. Afterwards [`Session::poll_batch`] hands out the
-    /// batches and [`Session::take_transmit`] the PONG.
+    /// batches and [`Session::take_transmit`] the PONG. On an error, the frames before the bad one are still handed out.
     pub fn decode(&mut self, unix_ns: i64) -> Result<(), SessionError> {
-        loop {
-            match self.decode_one(unix_ns)? {
-                Decoded::NeedBytes => break,
-                Decoded::Progress => {}
+        let decoded = loop {
+            match self.decode_one(unix_ns) {
+                Ok(Decoded::NeedBytes) => break Ok(()),
+                Ok(Decoded::Progress) => {}
+                Err(e) => break Err(e),
             }
-        }
+        };
         // What this read gathered goes out now: the pipeline sees a
         // trickling client's lines once per read.
         self.flush_gathered();
-        Ok(())
+        decoded
     }
 
     fn decode_one(&mut self, unix_ns: i64) -> Result<Decoded, SessionError> {

@@ -169,10 +169,14 @@ fn a_frame_split_anywhere_decodes_once_complete() {
 }
 
 #[test]
-fn bad_bytes_end_the_session_with_the_codec_error() {
+fn bad_bytes_end_the_session_and_the_frames_before_them_still_go_out() {
     let mut s = session();
-    s.feed(&[0x92, 0xc1, 0x00], Instant::now());
+    let mut bytes = message("good", None);
+    bytes.extend([0x92, 0xc1, 0x00]);
+    s.feed(&bytes, Instant::now());
     assert!(matches!(s.decode(0), Err(SessionError::Frame(_))));
+    assert_eq!(logs(&s.poll_batch().unwrap()), vec!["good"]);
+    assert_eq!(s.poll_batch(), None);
 }
 
 #[test]
