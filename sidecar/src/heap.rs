@@ -1,8 +1,8 @@
 //! What the process really holds on the heap, counted by the allocator.
 //!
 //! `limits.memory` bounds memory, not an estimate of it: the forward
-//! connections stop reading while the heap's live bytes are at the budget
-//! (`MemoryBudget::with_heap_gauge`). Estimates missed what a record costs
+//! connections stop reading while the heap's live bytes beyond start-up
+//! hold 5/8 of the budget (`MemoryBudget::with_heap_gauge`). Estimates missed what a record costs
 //! once decoded, rendered, batched and serialized (a 64 MiB budget let RSS
 //! reach 170 MiB in a burst); the allocator sees every byte.
 //!
@@ -12,17 +12,17 @@
 //! change, and a total that is exact to within that much per thread.
 
 use std::alloc::{GlobalAlloc, Layout};
-
 use std::cell::Cell;
 use std::sync::atomic::{AtomicIsize, Ordering};
+
 use tikv_jemallocator::Jemalloc;
 
 /// jemalloc, counting live bytes.
 ///
 /// jemalloc rather than glibc's malloc: in a 300k-record burst glibc kept
 /// 45-80 MiB beyond the live heap (per-thread arenas, chunks freed on
-/// another thread) and spent a third more CPU; jemalloc with one arena and
-/// free pages purged after a second kept 25-30 MiB beyond it
+/// another thread) and spent 60-80 % more CPU per event; jemalloc with one
+/// arena and free pages purged after a second kept 25-30 MiB beyond it
 /// (BENCHMARKS.md, "Memory").
 pub struct CountingAllocator;
 
