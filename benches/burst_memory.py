@@ -1,0 +1,87 @@
+"""One burst into `sluice run`, watched from outside: events per CPU-second,
+peak RSS (VmHWM), and the live heap the sidecar's allocator counts
+(`sluice_heap_live_bytes`, `sluice_heap_peak_bytes` on /metrics).
+
+It reuses the input and the TLS counting endpoint of compare_fluent_bit.py.
+Extra VAR=value arguments go into Sluice's environment, e.g. jemalloc's
+options (`_RJEM_MALLOC_CONF=narenas:2`) or `SLUICE_LIMITS_MEMORY=32MiB`.
+
+Usage (after ../shared/peers/build-peers.sh and `cargo build --release -p sluice`):
+  ~/peers/venv/bin/python benches/burst_memory.py target/release/sluice 300000 [VAR=value ...]
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import types
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import compare_fluent_bit as common  # noqa: E402
+
+
+def metrics(port):
+    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=1).read().decode()
+    # Only the unlabelled samples: "name value".
+    return {name: float(value) for name, value in
+            (line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("sluice_heap_"))}
+
+
+def main():
+    sluice, records = sys.argv[1], int(sys.argv[2])
+    extra = dict(arg.split("=", 1) for arg in sys.argv[3:])
+    tls = tempfile.mkdtemp(prefix="sluice-burst-tls-")
+    common.make_certificates(tls)
+    endpoint = common.start_endpoint(tls)
+    burst = common.burst_frames(records, 1000)
+    port, admin = common.free_port(), common.free_port()
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
+               SSL_CERT_FILE=os.path.join(tls, "ca.pem"),
+               SLUICE_FORWARD_LISTEN="127.0.0.1:%d" % port, SLUICE_ADMIN_LISTEN="127.0.0.1:%d" % admin,
+               SLUICE_FIRELENS_CONFIG="", SLUICE_OUTPUT_TYPE="cloudwatch",
+               SLUICE_CLOUDWATCH_REGION="us-east-1",
+               SLUICE_CLOUDWATCH_ENDPOINT="https://127.0.0.1:%d" % endpoint, **extra)
+    p = subprocess.Popen([sluice, "run"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        common.wait_port(port)
+        time.sleep(1)
+        idle = common.status_kib(p.pid, "VmRSS") / 1024
+        peak_live = [0.0]
+        done = threading.Event()
+
+        def watch():
+            while not done.is_set():
+                try:
+                    peak_live[0] = max(peak_live[0], metrics(admin).get("sluice_heap_live_bytes", 0) / 2**20)
+                except OSError:
+                    pass
+                time.sleep(0.1)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        with common.Counter.lock:
+            common.Counter.events = 0
+        cpu0 = common.cpu_seconds(p.pid)
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(burst)
+        s.close()
+        ok = common.wait_events(records)
+        cpu = common.cpu_seconds(p.pid) - cpu0
+        done.set()
+        watcher.join()
+        heap_peak = metrics(admin).get("sluice_heap_peak_bytes", 0) / 2**20
+        print("delivered=%s events_per_cpu_s=%.0f peak_rss_mib=%.1f heap_peak_mib=%.1f "
+              "heap_live_peak_sampled_mib=%.1f idle_rss_mib=%.1f"
+              % (ok, records / cpu if ok and cpu else 0, common.status_kib(p.pid, "VmHWM") / 1024,
+                 heap_peak, peak_live[0], idle))
+    finally:
+        p.terminate()
+        p.wait(timeout=60)
+
+
+if __name__ == "__main__":
+    main()
