@@ -137,36 +137,36 @@ impl<'a> Cursor<'a> {
     /// The element count of the next value when it is an array (its header
     /// is read); `None`, reading nothing, when it is not.
     pub fn array_len(&mut self) -> Result<Option<usize>, ReadError> {
-        match self.peek() {
-            Some(m @ 0x90..=0x9f) => {
-                self.reader.pos += 1;
-                Ok(Some(usize::from(m & 0x0f)))
-            }
-            Some(m @ (0xdc | 0xdd)) => {
-                self.reader.pos += 1;
-                self.reader
-                    .count(if m == 0xdc { 2 } else { 4 }, 1)
-                    .map(Some)
-            }
-            _ => Ok(None),
-        }
+        self.container_len(0x90, 0xdc, 1)
     }
 
     /// The entry count of the next value when it is a map (its header is
     /// read); `None`, reading nothing, when it is not.
     pub fn map_len(&mut self) -> Result<Option<usize>, ReadError> {
-        match self.peek() {
-            Some(m @ 0x80..=0x8f) => {
-                self.reader.pos += 1;
-                Ok(Some(usize::from(m & 0x0f)))
-            }
-            Some(m @ (0xde | 0xdf)) => {
-                self.reader.pos += 1;
-                self.reader
-                    .count(if m == 0xde { 2 } else { 4 }, 2)
-                    .map(Some)
-            }
-            _ => Ok(None),
+        self.container_len(0x80, 0xde, 2)
+    }
+
+    /// The count in an array or map header: the fix form (`fix` plus a
+    /// count up to 15) or the 16- and 32-bit forms (`wide`, `wide + 1`),
+    /// whose count is checked against the bytes left at `per_item` each.
+    fn container_len(
+        &mut self,
+        fix: u8,
+        wide: u8,
+        per_item: usize,
+    ) -> Result<Option<usize>, ReadError> {
+        let Some(marker) = self.peek() else {
+            return Ok(None);
+        };
+        if marker & 0xf0 == fix {
+            self.reader.pos += 1;
+            Ok(Some(usize::from(marker & 0x0f)))
+        } else if marker == wide || marker == wide + 1 {
+            self.reader.pos += 1;
+            let width = if marker == wide { 2 } else { 4 };
+            self.reader.count(width, per_item).map(Some)
+        } else {
+            Ok(None)
         }
     }
 

@@ -498,7 +498,6 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     let mut ended: Option<Closed> = None;
     loop {
         let decoded = session.decode(now_ns());
-        shared.counters.count(session.take_counts());
         // A frame decoded gives back its undecoded share before its events
         // take theirs: a frame as big as half the budget must not need
         // twice its size.
@@ -526,8 +525,9 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             if let Err(e) = stream.write_all(&bytes).await {
                 return Closed::Io(e);
             }
-            shared.counters.count(session.take_counts());
         }
+        // Frames decoded and acks written in this turn.
+        shared.counters.count(session.take_counts());
         match decoded {
             Ok(()) => {}
             Err(SessionError::Frame(e)) => return Closed::Frame(e),
