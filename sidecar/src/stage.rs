@@ -42,8 +42,6 @@ pub const PIPELINE_FRAMES: usize = 64;
 const MAX_JOINED_LINE: usize = 1 << 20;
 /// A split line whose last part has not come for this long goes out as is.
 const PARTIAL_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long frames that ask for no ack are gathered into one pass.
-const GATHER: Duration = Duration::from_millis(5);
 /// Tags logged as unrouted at most; past this they are only counted.
 const MAX_UNROUTED_TAGS_LOGGED: usize = 64;
 
@@ -548,34 +546,12 @@ pub fn write_output(
         match next {
             Ok(Some(first)) => {
                 let mut group = vec![first];
-                let mut closed = false;
-                // Frames that ask for no ack (Docker's) are gathered for a
-                // few milliseconds: one wake-up, one pass and one flush then
-                // serve many one-line frames. A client waiting for an ack is
-                // never kept waiting for the window.
-                let gather_until = Instant::now() + GATHER;
-                loop {
-                    while group.len() < PIPELINE_FRAMES {
-                        match pipeline.try_recv() {
-                            Ok(delivery) => group.push(delivery),
-                            Err(_) => break,
-                        }
-                    }
-                    let left = gather_until.saturating_duration_since(Instant::now());
-                    if group.len() >= PIPELINE_FRAMES
-                        || left.is_zero()
-                        || group.iter().any(Delivery::wants_ack)
-                    {
-                        break;
-                    }
-                    match runtime
-                        .block_on(async { tokio::time::timeout(left, pipeline.recv()).await })
-                    {
-                        Ok(Some(delivery)) => group.push(delivery),
-                        Ok(None) => {
-                            closed = true;
-                            break;
-                        }
+                // Frames without acks were gathered per read by the
+                // connection (firelens Session); what else is queued goes
+                // in the same pass.
+                while group.len() < PIPELINE_FRAMES {
+                    match pipeline.try_recv() {
+                        Ok(delivery) => group.push(delivery),
                         Err(_) => break,
                     }
                 }
@@ -604,9 +580,6 @@ pub fn write_output(
                 }
                 sink.end_delivery(acked)?;
                 acceptance.accept_ready(stage.oldest_held_ack());
-                if closed {
-                    break;
-                }
             }
             Ok(None) => break,
             Err(_) => {}
