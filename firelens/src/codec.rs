@@ -95,6 +95,8 @@ pub struct ForwardCodec {
     /// Do not try to read a frame again before `buf` holds this many bytes
     /// (from `start`): the last attempt needed at least that much.
     retry_at: usize,
+    /// How far the frame at `start` was checked (offsets from `start`).
+    skipper: msgpack::Skipper,
 }
 
 impl ForwardCodec {
@@ -148,8 +150,9 @@ impl ForwardCodec {
         if pending.is_empty() || pending.len() < self.retry_at {
             return Ok(None);
         }
-        match msgpack::skip(pending) {
+        match self.skipper.resume(pending) {
             Ok(len) => {
+                self.skipper = msgpack::Skipper::default();
                 if len > self.limits.max_frame_bytes {
                     return Err(FrameError::TooLarge {
                         max: self.limits.max_frame_bytes,

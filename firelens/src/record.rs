@@ -53,12 +53,15 @@ impl PartialAssembler {
         self.groups.len()
     }
 
-    /// Takes one event; returns the events that are complete now: the event
-    /// itself when it is not a part, a joined line when this was the last
-    /// part, a piece when the line outgrew the cap, or nothing.
-    pub fn push(&mut self, event: Event, now_ns: i64) -> Vec<Event> {
+    /// Takes one event; appends to `ready` the events that are complete
+    /// now: the event itself when it is not a part, a joined line when this
+    /// was the last part, a piece when the line outgrew the cap, or nothing.
+    /// (The caller's `ready` is reused: most events are not parts, and a
+    /// `Vec` per event would be an allocation per event.)
+    pub fn push(&mut self, event: Event, now_ns: i64, ready: &mut Vec<Event>) {
         let Some(partial_id) = partial_id(&event.record) else {
-            return vec![event];
+            ready.push(event);
+            return;
         };
         let last = event.record.get("partial_last").and_then(Json::as_str) == Some("true");
         let part = event
@@ -68,7 +71,6 @@ impl PartialAssembler {
             .unwrap_or_default()
             .to_string();
         let key = (event.tag.clone(), partial_id);
-        let mut out = Vec::new();
         let group = self.groups.entry(key.clone()).or_insert_with(|| Group {
             event,
             log: String::new(),
@@ -79,7 +81,7 @@ impl PartialAssembler {
         while group.log.len() > self.max_bytes {
             let cut = floor_char_boundary(&group.log, self.max_bytes);
             let rest = group.log.split_off(cut);
-            out.push(piece(
+            ready.push(piece(
                 &group.event,
                 std::mem::replace(&mut group.log, rest),
                 false,
@@ -87,10 +89,9 @@ impl PartialAssembler {
         }
         if last {
             if let Some(group) = self.groups.remove(&key) {
-                out.push(piece(&group.event, group.log, true));
+                ready.push(piece(&group.event, group.log, true));
             }
         }
-        out
     }
 
     /// Emits, as they are, the groups that waited longer than the timeout.
@@ -165,6 +166,12 @@ mod tests {
 
     use super::*;
 
+    fn push(a: &mut PartialAssembler, event: Event, now_ns: i64) -> Vec<Event> {
+        let mut ready = Vec::new();
+        a.push(event, now_ns, &mut ready);
+        ready
+    }
+
     fn part(id: &str, ordinal: u32, last: bool, log: &str) -> Event {
         let Json::Object(record) = json!({
             "log": log, "container_id": "c1", "source": "stdout",
@@ -190,40 +197,43 @@ mod tests {
     #[test]
     fn joins_parts_and_passes_whole_lines_through() {
         let mut a = PartialAssembler::new(1 << 20, 1_000);
-        assert!(a.push(part("x", 1, false, "aaa"), 0).is_empty());
-        assert!(a.push(part("y", 1, false, "111"), 0).is_empty());
+        assert!(push(&mut a, part("x", 1, false, "aaa"), 0).is_empty());
+        assert!(push(&mut a, part("y", 1, false, "111"), 0).is_empty());
         let whole = Event {
             tag: "app".into(),
             time_ns: 1,
             record: Map::new(),
         };
-        assert_eq!(a.push(whole.clone(), 0), [whole]);
-        assert!(a.push(part("x", 2, false, "bbb"), 0).is_empty());
-        let done = a.push(part("x", 3, true, "ccc"), 0);
+        assert_eq!(push(&mut a, whole.clone(), 0), [whole]);
+        assert!(push(&mut a, part("x", 2, false, "bbb"), 0).is_empty());
+        let done = push(&mut a, part("x", 3, true, "ccc"), 0);
         assert_eq!(
             Json::Object(done[0].record.clone()),
             json!({"log": "aaabbbccc", "container_id": "c1", "source": "stdout"})
         );
         assert_eq!(a.pending(), 1);
-        assert_eq!(logs(&a.push(part("y", 2, true, "222"), 0)), ["111222"]);
+        assert_eq!(
+            logs(&push(&mut a, part("y", 2, true, "222"), 0)),
+            ["111222"]
+        );
         assert_eq!(a.pending(), 0);
     }
 
     #[test]
     fn size_cap_emits_marked_pieces_and_loses_nothing() {
         let mut a = PartialAssembler::new(4, 1_000);
-        let out = a.push(part("x", 1, false, "abcdefghij"), 0);
+        let out = push(&mut a, part("x", 1, false, "abcdefghij"), 0);
         assert_eq!(logs(&out), ["abcd", "efgh"]);
         assert_eq!(out[0].record["partial_id"], "x");
         assert!(out[0].record.get("partial_ordinal").is_none());
-        assert_eq!(logs(&a.push(part("x", 2, true, "k"), 0)), ["ijk"]);
+        assert_eq!(logs(&push(&mut a, part("x", 2, true, "k"), 0)), ["ijk"]);
     }
 
     #[test]
     fn timeout_and_flush_emit_incomplete_groups() {
         let mut a = PartialAssembler::new(1 << 20, 1_000);
-        a.push(part("x", 1, false, "old"), 0);
-        a.push(part("y", 1, false, "new"), 900);
+        push(&mut a, part("x", 1, false, "old"), 0);
+        push(&mut a, part("y", 1, false, "new"), 900);
         let expired = a.expire(1_000);
         assert_eq!(logs(&expired), ["old"]);
         assert_eq!(expired[0].record["partial_message"], "true");

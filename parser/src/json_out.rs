@@ -16,11 +16,14 @@ pub fn write_str(out: &mut String, s: &str) {
     let mut i = 0;
     while i < bytes.len() {
         if let Some(word) = bytes.get(i..i + 8) {
-            let word = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
-            if !needs_escape(word) {
+            let mask = escape_mask(u64::from_le_bytes(word.try_into().unwrap_or([0; 8])));
+            if mask == 0 {
                 i += 8;
                 continue;
             }
+            // The lowest flagged byte is exact (see `escape_mask`): jump to
+            // it, then escape it below.
+            i += (mask.trailing_zeros() / 8) as usize;
         }
         let b = bytes[i];
         let escape: &str = match b {
@@ -51,8 +54,11 @@ pub fn write_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// Whether any of the eight bytes in `word` is `"`, `\` or below 0x20.
-fn needs_escape(word: u64) -> bool {
+/// The bytes of `word` (little-endian) that are `"`, `\` or below 0x20: a
+/// byte's high bit is set when it needs an escape. Above the first such
+/// byte a borrow can flag others falsely, so only the lowest set bit is
+/// exact; zero means none needs one.
+fn escape_mask(word: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     // A byte is zero in `x` exactly when its high bit ends up set here
@@ -61,7 +67,7 @@ fn needs_escape(word: u64) -> bool {
     let quote = zero_byte(word ^ (ONES * u64::from(b'"')));
     let backslash = zero_byte(word ^ (ONES * u64::from(b'\\')));
     let control = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
-    quote | backslash | control != 0
+    quote | backslash | control
 }
 
 /// Appends a signed integer as a JSON number.
@@ -117,6 +123,31 @@ mod tests {
                 let mut out = String::new();
                 write_str(&mut out, &text);
                 assert_eq!(out, serde_json::to_string(&text).unwrap(), "{c:?} at {at}");
+            }
+        }
+    }
+
+    /// Two bytes in one word: a borrow from the first may flag bytes
+    /// above it, and the second must still be found.
+    #[test]
+    fn every_pair_of_bytes_escapes_within_a_word() {
+        let specials = ['"', '\\', '\n', '\u{1}', '\u{1f}', ' ', 'é', '\u{7f}', 'a'];
+        for first in specials {
+            for second in specials {
+                for at in 0..9 {
+                    for gap in 1..4 {
+                        let text: String = (0..16)
+                            .map(|i| match i {
+                                i if i == at => first,
+                                i if i == at + gap => second,
+                                _ => 'b',
+                            })
+                            .collect();
+                        let mut out = String::new();
+                        write_str(&mut out, &text);
+                        assert_eq!(out, serde_json::to_string(&text).unwrap(), "{text:?}");
+                    }
+                }
             }
         }
     }

@@ -531,6 +531,7 @@ pub fn write_output(
         MAX_JOINED_LINE,
         i64::try_from(PARTIAL_TIMEOUT.as_nanos()).unwrap_or(i64::MAX),
     );
+    let mut joined = Vec::new();
     let mut acceptance = Acceptance::default();
     // What an earlier run spooled and did not deliver goes first.
     sink.replay();
@@ -571,8 +572,9 @@ pub fn write_output(
                     let ack = delivery.wants_ack().then_some(seq);
                     acked |= ack.is_some();
                     for event in std::mem::take(&mut delivery.events) {
-                        for joined in partials.push(event, now) {
-                            stage.write(joined, ack, now, &mut sink)?;
+                        partials.push(event, now, &mut joined);
+                        for whole in joined.drain(..) {
+                            stage.write(whole, ack, now, &mut sink)?;
                         }
                     }
                     stage.end_of_delivery(ack, &mut sink)?;

@@ -141,7 +141,7 @@ impl Identity {
         tag: &'a str,
         record: &'a Map<String, Json>,
     ) -> Cow<'a, str> {
-        if let Some((name, _)) = tag.split_once("-firelens-") {
+        if let Some((name, _)) = split_firelens_tag(tag) {
             if !name.is_empty() {
                 return Cow::Borrowed(name);
             }
@@ -183,10 +183,22 @@ impl Identity {
     pub fn task_id<'a>(&'a self, tag: &'a str) -> Option<&'a str> {
         match &self.task {
             Some(t) => Some(&t.task_id),
-            None => tag.split_once("-firelens-").map(|(_, id)| id),
+            None => split_firelens_tag(tag).map(|(_, id)| id),
         }
     }
 }
+
+/// A FireLens tag, `<container>-firelens-<task id>`, split at its first
+/// `-firelens-`. (Runs for every event: the searcher is built once.)
+pub fn split_firelens_tag(tag: &str) -> Option<(&str, &str)> {
+    static SEPARATOR: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(FIRELENS_SEPARATOR));
+    let at = SEPARATOR.find(tag.as_bytes())?;
+    // The separator is ASCII, so both ends are char boundaries.
+    Some((&tag[..at], &tag[at + FIRELENS_SEPARATOR.len()..]))
+}
+
+const FIRELENS_SEPARATOR: &str = "-firelens-";
 
 #[cfg(test)]
 mod tests {
