@@ -26,13 +26,15 @@ pub fn write_str(out: &mut String, s: &str) {
             i += (mask.trailing_zeros() / 8) as usize;
         }
         let b = bytes[i];
-        let escape: &str = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x00..=0x1f => "",
+        // The short escapes are pushed a char at a time (inlined), not as
+        // strings: a rendered record escaped into a request body has a
+        // quote every few bytes.
+        let escaped = match b {
+            b'"' | b'\\' => b,
+            b'\n' => b'n',
+            b'\r' => b'r',
+            b'\t' => b't',
+            0x00..=0x1f => 0,
             _ => {
                 i += 1;
                 continue;
@@ -40,12 +42,13 @@ pub fn write_str(out: &mut String, s: &str) {
         };
         // Escaped bytes are ASCII, so `i` is a char boundary.
         out.push_str(&s[start..i]);
-        if escape.is_empty() {
-            out.push_str("\\u00");
+        out.push('\\');
+        if escaped == 0 {
+            out.push_str("u00");
             out.push(hex_digit(b >> 4));
             out.push(hex_digit(b & 0xf));
         } else {
-            out.push_str(escape);
+            out.push(char::from(escaped));
         }
         i += 1;
         start = i;

@@ -11,14 +11,16 @@
 //! with `gamma = (1 + alpha) / (1 - alpha)`. Values of 0 (a request that took
 //! less than a millisecond) are counted apart and read back as 0.
 
-use std::collections::BTreeMap;
-
 /// The relative accuracy of every quantile.
 pub const RELATIVE_ACCURACY: f64 = 0.01;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sketch {
-    bins: BTreeMap<i32, u64>,
+    /// The counts of bins `first`, `first + 1`, ...: one window from the
+    /// lowest bin used to the highest, since a route's values cluster (a
+    /// few hundred bins at most) and adding runs for every access record.
+    bins: Vec<u64>,
+    first: i32,
     zeros: u64,
     count: u64,
     sum: u64,
@@ -38,7 +40,8 @@ fn gamma() -> f64 {
 impl Sketch {
     pub fn new() -> Sketch {
         Sketch {
-            bins: BTreeMap::new(),
+            bins: Vec::new(),
+            first: 0,
             zeros: 0,
             count: 0,
             sum: 0,
@@ -58,7 +61,31 @@ impl Sketch {
         // ln(gamma), computed once: add runs for every access record.
         static LN_GAMMA: std::sync::LazyLock<f64> = std::sync::LazyLock::new(|| gamma().ln());
         let index = ((value as f64).ln() / *LN_GAMMA).ceil() as i32;
-        *self.bins.entry(index).or_default() += 1;
+        *self.bin_mut(index) += 1;
+    }
+
+    /// The count of bin `index`, the window grown to hold it.
+    fn bin_mut(&mut self, index: i32) -> &mut u64 {
+        if self.bins.is_empty() {
+            self.first = index;
+        }
+        if index < self.first {
+            let grow = self.first.abs_diff(index) as usize;
+            self.bins.splice(0..0, std::iter::repeat_n(0, grow));
+            self.first = index;
+        }
+        let at = index.abs_diff(self.first) as usize;
+        if at >= self.bins.len() {
+            self.bins.resize(at + 1, 0);
+        }
+        &mut self.bins[at]
+    }
+
+    /// The bins that hold values, lowest first: `(index, count)`.
+    fn used_bins(&self) -> impl Iterator<Item = (i32, u64)> + '_ {
+        (self.first..)
+            .zip(self.bins.iter().copied())
+            .filter(|&(_, n)| n > 0)
     }
 
     pub fn count(&self) -> u64 {
@@ -88,7 +115,7 @@ impl Sketch {
         }
         let mut seen = self.zeros;
         let g = gamma();
-        for (&index, &n) in &self.bins {
+        for (index, n) in self.used_bins() {
             seen += n;
             if rank < seen {
                 let estimate = 2.0 * g.powi(index) / (g + 1.0);
@@ -104,8 +131,8 @@ impl Sketch {
     /// does to combine tasks, and the test that proves them mergeable.
     #[allow(dead_code)]
     pub fn merge(&mut self, other: &Sketch) {
-        for (&index, &n) in &other.bins {
-            *self.bins.entry(index).or_default() += n;
+        for (index, n) in other.used_bins() {
+            *self.bin_mut(index) += n;
         }
         self.zeros += other.zeros;
         self.count += other.count;
@@ -116,9 +143,8 @@ impl Sketch {
     /// The sketch as one JSON object (see the module docs).
     pub fn to_json(&self) -> serde_json::Value {
         let bins: Vec<[i64; 2]> = self
-            .bins
-            .iter()
-            .map(|(&i, &n)| [i64::from(i), n as i64])
+            .used_bins()
+            .map(|(i, n)| [i64::from(i), n as i64])
             .collect();
         serde_json::json!({
             "gamma": gamma(),
