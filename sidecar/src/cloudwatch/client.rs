@@ -16,6 +16,7 @@ use aws_sdk_cloudwatchlogs::Client;
 use aws_smithy_types::body::SdkBody;
 use sluice_parser::json_out;
 
+use super::api::{CallError, LogsApi, Rejected};
 use crate::event::LogEvent;
 use crate::event::StreamKey;
 
@@ -23,27 +24,6 @@ use crate::event::StreamKey;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// One attempt of one call; a 1 MiB request takes well under this.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// What went wrong with a call, as far as the shipper cares.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CallError {
-    /// The log group or stream does not exist.
-    NotFound,
-    /// The request itself is wrong (InvalidParameterException): sending it
-    /// again will not help.
-    Invalid(String),
-    /// Throttling, 5xx, timeouts, connection errors, credentials not yet
-    /// available, anything unknown: worth trying again later.
-    Transient(String),
-}
-
-/// How many events of an accepted request CloudWatch set aside, by reason.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Rejected {
-    pub too_new: usize,
-    pub too_old: usize,
-    pub expired: usize,
-}
 
 impl Rejected {
     /// Reads `rejectedLogEventsInfo` for a request of `len` events. Too-new
@@ -149,12 +129,14 @@ impl CloudWatchClient {
             client: Client::from_conf(config.build()),
         })
     }
+}
 
+impl LogsApi for CloudWatchClient {
     /// One PutLogEvents call. `events` must already keep every API rule
     /// (the batcher sees to it). `emf`: the events are Embedded Metric
     /// Format, and the request says so (`x-amzn-logs-format: json/emf`; the
     /// current specification no longer requires it, older readers do).
-    pub async fn put_log_events(
+    async fn put_log_events(
         &self,
         key: &StreamKey,
         events: &[LogEvent],
@@ -197,7 +179,7 @@ impl CloudWatchClient {
     }
 
     /// Creates a log group; `Ok(false)` when it already existed.
-    pub async fn create_log_group(&self, group: &str) -> Result<bool, CallError> {
+    async fn create_log_group(&self, group: &str) -> Result<bool, CallError> {
         let out = self
             .client
             .create_log_group()
@@ -208,7 +190,7 @@ impl CloudWatchClient {
     }
 
     /// Creates a log stream; `Ok(false)` when it already existed.
-    pub async fn create_log_stream(&self, key: &StreamKey) -> Result<bool, CallError> {
+    async fn create_log_stream(&self, key: &StreamKey) -> Result<bool, CallError> {
         let out = self
             .client
             .create_log_stream()
@@ -219,7 +201,7 @@ impl CloudWatchClient {
         created(out)
     }
 
-    pub async fn put_retention_policy(&self, group: &str, days: i32) -> Result<(), CallError> {
+    async fn put_retention_policy(&self, group: &str, days: i32) -> Result<(), CallError> {
         self.client
             .put_retention_policy()
             .log_group_name(group)

@@ -3,6 +3,7 @@
 //! ([`ship`]), which sends them with aws-sdk-cloudwatchlogs ([`client`]),
 //! retrying until CloudWatch has them.
 
+pub mod api;
 pub mod batch;
 pub mod client;
 pub mod ship;

@@ -21,8 +21,9 @@ use sluice_firelens::Reservation;
 use tokio::sync::{mpsc, Mutex, Notify, Semaphore};
 use tokio::task::JoinSet;
 
+use super::api::{CallError, LogsApi, Rejected};
 use super::batch::{Batch, LogEvent};
-use super::client::{CallError, CloudWatchClient, Rejected};
+use super::client::CloudWatchClient;
 use crate::event::StreamKey;
 use crate::spool::{self, SpoolShared};
 
@@ -132,8 +133,10 @@ impl GroupPolicies {
     }
 }
 
-pub struct Shipper {
-    client: CloudWatchClient,
+/// Sends batches through `C`: the SDK client, or in the unit tests an
+/// in-memory CloudWatch.
+pub struct Shipper<C = CloudWatchClient> {
+    client: C,
     policies: Arc<GroupPolicies>,
     in_flight: Semaphore,
     counters: Arc<ShipCounters>,
@@ -146,13 +149,13 @@ pub struct Shipper {
     spool: Option<Arc<SpoolShared>>,
 }
 
-impl Shipper {
+impl<C: LogsApi> Shipper<C> {
     pub fn new(
-        client: CloudWatchClient,
+        client: C,
         policies: Arc<GroupPolicies>,
         counters: Arc<ShipCounters>,
         spool: Option<Arc<SpoolShared>>,
-    ) -> Shipper {
+    ) -> Shipper<C> {
         Shipper {
             client,
             policies,
@@ -210,11 +213,13 @@ impl Shipper {
         } = out;
         if let Ok(_slot) = self.in_flight.acquire().await {
             let spooled = spool::marks_by_segment(&batch.events);
-            // Halves of a batch CloudWatch found invalid wait here.
+            // Halves of a batch CloudWatch found invalid wait here, the
+            // earlier half on top: events still go out oldest first.
             let mut parts = vec![batch.events];
             while let Some(events) = parts.pop() {
-                if let Some(halves) = self.deliver_part(&key, events, emf).await {
-                    parts.extend(halves);
+                if let Some([first, second]) = self.deliver_part(&key, events, emf).await {
+                    parts.push(second);
+                    parts.push(first);
                 }
             }
             // Every event is delivered or refused for good. (A batch cut
@@ -394,24 +399,4 @@ fn random_u64() -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_to_its_cap_with_jitter() {
-        for attempt in 1..40 {
-            let ceiling = (FIRST_BACKOFF * 2u32.pow(attempt.min(20) - 1)).min(MAX_BACKOFF);
-            for _ in 0..20 {
-                let wait = backoff(attempt);
-                assert!(
-                    wait <= ceiling.max(Duration::from_millis(10)),
-                    "{attempt}: {wait:?}"
-                );
-                assert!(wait >= Duration::from_millis(10));
-            }
-        }
-        // Jitter: 50 draws at the cap are not all the same.
-        let draws: std::collections::HashSet<Duration> = (0..50).map(|_| backoff(30)).collect();
-        assert!(draws.len() > 1);
-    }
-}
+mod tests;
