@@ -7,6 +7,7 @@
 //! zstd when the option `compressed` says so).
 
 use std::io::Read;
+use std::sync::Arc;
 
 use serde_json::{Map, Number, Value as Json};
 
@@ -33,7 +34,8 @@ impl Default for Limits {
 /// One log event as the forward client sent it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Event {
-    pub tag: String,
+    /// Shared by the events of a frame (one allocation per frame).
+    pub tag: Arc<str>,
     /// Nanoseconds since the Unix epoch.
     pub time_ns: i64,
     pub record: Map<String, Json>,
@@ -191,7 +193,7 @@ fn decode_frame(frame: &[u8], now_ns: i64, limits: &Limits) -> Result<Frame, Fra
         .map_err(FrameError::Msgpack)?
         .ok_or(FrameError::Shape("a frame is an array"))?;
     let tag = match c.bytes().map_err(FrameError::Msgpack)? {
-        Some(bytes) if len > 0 => text(bytes),
+        Some(bytes) if len > 0 => Arc::<str>::from(text(bytes)),
         _ => return Err(FrameError::Shape("the first element (tag) is a string")),
     };
     if len < 2 {
@@ -241,12 +243,11 @@ fn decode_frame(frame: &[u8], now_ns: i64, limits: &Limits) -> Result<Frame, Fra
         let time = c.value().map_err(FrameError::Msgpack)?;
         push(&time, &mut c)?;
     } else if let Some(count) = entries {
+        // `skip` checked the whole frame: each entry is read in place, and
+        // `record_map` leaves the cursor at the next one.
         for _ in 0..count {
-            let start = c.pos();
-            c.skip().map_err(FrameError::Msgpack)?;
-            let mut entry = Cursor::new(&second[start..c.pos()]);
-            let time = entry_time(&mut entry)?;
-            push(&time, &mut entry)?;
+            let time = entry_time(&mut c)?;
+            push(&time, &mut c)?;
         }
     } else if let Some(payload) = c.bytes().map_err(FrameError::Msgpack)? {
         let payload = decompress(payload, options.compressed, limits)?;
@@ -562,7 +563,7 @@ mod tests {
         match frame {
             Ok(Frame::Events { events, .. }) => events
                 .iter()
-                .map(|e| (e.tag.clone(), e.time_ns, Json::Object(e.record.clone())))
+                .map(|e| (e.tag.to_string(), e.time_ns, Json::Object(e.record.clone())))
                 .collect(),
             other => panic!("not events: {other:?}"),
         }

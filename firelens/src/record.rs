@@ -8,6 +8,7 @@
 //! part or an endless line cannot hold memory forever.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::{Map, Value as Json};
 
@@ -24,7 +25,7 @@ const PARTIAL_KEYS: [&str; 4] = [
 /// Joins Docker's partial messages; sans-I/O (the caller passes the clock).
 #[derive(Debug)]
 pub struct PartialAssembler {
-    groups: HashMap<(String, String), Group>,
+    groups: HashMap<(Arc<str>, String), Group>,
     /// A joined line longer than this is emitted in pieces of this size.
     max_bytes: usize,
     /// A group with no new part for this long is emitted as it is.
@@ -97,7 +98,7 @@ impl PartialAssembler {
     /// Emits, as they are, the groups that waited longer than the timeout.
     pub fn expire(&mut self, now_ns: i64) -> Vec<Event> {
         let timeout = self.timeout_ns;
-        let expired: Vec<(String, String)> = self
+        let expired: Vec<(Arc<str>, String)> = self
             .groups
             .iter()
             .filter(|(_, g)| now_ns.saturating_sub(g.last_part_ns) >= timeout)
@@ -108,11 +109,11 @@ impl PartialAssembler {
 
     /// Emits every group as it is (at shutdown).
     pub fn flush(&mut self) -> Vec<Event> {
-        let all: Vec<(String, String)> = self.groups.keys().cloned().collect();
+        let all: Vec<(Arc<str>, String)> = self.groups.keys().cloned().collect();
         self.take(all)
     }
 
-    fn take(&mut self, mut keys: Vec<(String, String)>) -> Vec<Event> {
+    fn take(&mut self, mut keys: Vec<(Arc<str>, String)>) -> Vec<Event> {
         keys.sort();
         keys.into_iter()
             .filter_map(|k| self.groups.remove(&k))

@@ -175,7 +175,7 @@ proptest! {
             let want_ns = if event_time { want.ns } else { want.ns / 1_000_000_000 * 1_000_000_000 };
             // Integer time 0 means "now" (0 here), so it reads back the same.
             prop_assert_eq!(got.time_ns, want_ns);
-            prop_assert_eq!(&got.tag, "tag");
+            prop_assert_eq!(&*got.tag, "tag");
             let want_record: Map<String, Json> = want.fields.iter().map(|(k, v)| (k.clone(), Json::String(v.clone()))).collect();
             prop_assert_eq!(&got.record, &want_record);
         }

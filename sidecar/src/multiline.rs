@@ -153,7 +153,7 @@ struct Stream {
 /// Joins the lines of stack traces; see the module's doc.
 pub struct Joiner {
     rules: Rules,
-    streams: HashMap<(String, String), Stream>,
+    streams: HashMap<(Arc<str>, String), Stream>,
     wait_ns: i64,
     max_bytes: usize,
     budget: Option<Arc<MemoryBudget>>,
@@ -256,7 +256,7 @@ impl Joiner {
     /// Closes the streams `pick` chooses, in key order (so that output does
     /// not depend on the map's order).
     fn close_where(&mut self, pick: impl Fn(&Stream) -> bool) -> Vec<Event> {
-        let mut keys: Vec<(String, String)> = self
+        let mut keys: Vec<(Arc<str>, String)> = self
             .streams
             .iter()
             .filter(|(_, s)| pick(s))

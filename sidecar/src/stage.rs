@@ -321,7 +321,11 @@ impl Writer {
             &mut self.stats,
             &self.sampling,
             &self.totals,
-            || templates.key(StreamKind::Stats, &vars).clone(),
+            {
+                let templates = &mut *templates;
+                let vars = &vars;
+                move || Cow::Borrowed(templates.key(StreamKind::Stats, vars))
+            },
         );
         if !keep {
             return Ok(());
@@ -389,9 +393,11 @@ impl Writer {
             );
             if !counted {
                 counted = true;
-                let stats_key = || StreamKey {
-                    group: key.group.clone(),
-                    stream: format!("sluice-stats/{}", task_id.unwrap_or("unknown")),
+                let stats_key = || {
+                    Cow::Owned(StreamKey {
+                        group: key.group.clone(),
+                        stream: format!("sluice-stats/{}", task_id.unwrap_or("unknown")),
+                    })
                 };
                 let keep = count_and_sample(
                     &rendered,
@@ -422,13 +428,13 @@ impl Writer {
 
 /// Counts a rendered event, feeds the statistics (every access record)
 /// and decides sampling: whether the event is written.
-fn count_and_sample(
+fn count_and_sample<'k>(
     rendered: &Rendered,
     c: &PipelineCounters,
     stats: &mut Option<Aggregator>,
     sampling: &Option<SamplingConfig>,
     totals: &Mutex<RouteTable>,
-    stats_key: impl FnOnce() -> StreamKey,
+    stats_key: impl FnOnce() -> Cow<'k, StreamKey>,
 ) -> bool {
     if !rendered.access {
         c.app_lines.fetch_add(1, Ordering::Relaxed);

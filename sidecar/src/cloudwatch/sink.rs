@@ -220,7 +220,7 @@ impl CloudWatchSink {
 
     /// Buffers one event (with its spool segment) in its stream's batcher.
     fn buffer(&mut self, key: &StreamKey, event: LogEvent, emf: bool) {
-        let now = Instant::now();
+        // Looked up before inserting: a known stream costs no copy.
         if !self.streams.contains_key(key) {
             self.streams.insert(
                 key.clone(),
@@ -228,7 +228,7 @@ impl CloudWatchSink {
                     batcher: Batcher::new(),
                     emf,
                     reserved: None,
-                    since: now,
+                    since: Instant::now(),
                 },
             );
         }
@@ -236,16 +236,16 @@ impl CloudWatchSink {
             return;
         };
         if stream.batcher.is_empty() {
-            stream.since = now;
+            stream.since = Instant::now();
         }
         let closed = stream.batcher.push(event);
+        let pending = stream.batcher.bytes();
         let mut share = stream.reserved.take();
         for batch in closed {
             // A closed batch takes the stream's whole share; what is still
             // pending reserves again below.
             self.send(key.clone(), batch, share.take(), emf);
         }
-        let pending = stream_bytes(&self.streams, key);
         let held = share.as_ref().map_or(0, Reservation::bytes);
         if pending > held {
             let more = self.reserve(pending - held);
@@ -381,10 +381,6 @@ impl CloudWatchSink {
             }
         }
     }
-}
-
-fn stream_bytes(streams: &HashMap<StreamKey, PendingStream>, key: &StreamKey) -> usize {
-    streams.get(key).map_or(0, |s| s.batcher.bytes())
 }
 
 fn merge(a: Option<Reservation>, b: Option<Reservation>) -> Option<Reservation> {

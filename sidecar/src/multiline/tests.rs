@@ -37,7 +37,7 @@ fn run(j: &mut Joiner, lines: &[(&str, &str)]) -> Vec<(String, String)> {
     out.iter()
         .map(|e| {
             (
-                e.tag.clone(),
+                e.tag.to_string(),
                 e.record["log"].as_str().unwrap_or_default().to_string(),
             )
         })
@@ -288,7 +288,7 @@ proptest! {
         out.extend(j.flush());
         let mut got: Vec<(String, String)> = out
             .iter()
-            .map(|e| (e.tag.clone(), e.record["log"].as_str().unwrap_or_default().to_string()))
+            .map(|e| (e.tag.to_string(), e.record["log"].as_str().unwrap_or_default().to_string()))
             .collect();
         let mut want: Vec<(String, String)> = lines
             .iter()
