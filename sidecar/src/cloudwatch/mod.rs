@@ -6,5 +6,6 @@
 pub mod api;
 pub mod batch;
 pub mod client;
+pub mod pending;
 pub mod ship;
 pub mod sink;

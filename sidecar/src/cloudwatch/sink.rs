@@ -13,7 +13,6 @@
 //! With a spool, each event is appended to it before it is buffered, and a
 //! delivery is committed to disk before it is accepted; see spool/mod.rs.
 
-use foldhash::HashMap;
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -23,7 +22,8 @@ use sluice_firelens::{MemoryBudget, Reservation};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
-use super::batch::{split_oversized, Batch, Batcher, LogEvent, MAX_MESSAGE_BYTES};
+use super::batch::{split_oversized, LogEvent, MAX_MESSAGE_BYTES};
+use super::pending::{Closed, PendingStreams};
 use super::ship::{Outbound, ShipCounters};
 use crate::event::StreamKey;
 use crate::spool::{AppendError, Spool, SpoolMark};
@@ -36,22 +36,13 @@ const SPOOL_RECHECK: Duration = Duration::from_millis(200);
 /// How often a spool that stays full or unwritable is logged again.
 const SPOOL_REPORT: Duration = Duration::from_secs(30);
 
-struct PendingStream {
-    batcher: Batcher,
-    /// A stream of EMF events (the statistics).
-    emf: bool,
-    /// The budget share for the batcher's pending bytes.
-    reserved: Option<Reservation>,
-    /// When the oldest pending event arrived.
-    since: Instant,
-}
-
+/// The driver of [`PendingStreams`]: the memory budget, the spool, and
+/// the channel to the shipper.
 pub struct CloudWatchSink {
-    streams: HashMap<StreamKey, PendingStream>,
+    streams: PendingStreams<Reservation>,
     budget: Arc<MemoryBudget>,
     /// The share of the delivery being written.
     delivery_share: Option<Reservation>,
-    flush_interval: Duration,
     outbound: mpsc::UnboundedSender<Outbound>,
     counters: Arc<ShipCounters>,
     runtime: Handle,
@@ -71,10 +62,9 @@ impl CloudWatchSink {
         spool: Option<Spool>,
     ) -> CloudWatchSink {
         CloudWatchSink {
-            streams: HashMap::default(),
+            streams: PendingStreams::new(flush_interval),
             budget,
             delivery_share: None,
-            flush_interval,
             outbound,
             counters,
             runtime,
@@ -220,45 +210,19 @@ impl CloudWatchSink {
 
     /// Buffers one event (with its spool segment) in its stream's batcher.
     fn buffer(&mut self, key: &StreamKey, event: LogEvent, emf: bool) {
-        // Looked up before inserting: a known stream costs no copy.
-        if !self.streams.contains_key(key) {
-            self.streams.insert(
-                key.clone(),
-                PendingStream {
-                    batcher: Batcher::new(),
-                    emf,
-                    reserved: None,
-                    since: Instant::now(),
-                },
-            );
-        }
-        let Some(stream) = self.streams.get_mut(key) else {
-            return;
-        };
-        if stream.batcher.is_empty() {
-            stream.since = Instant::now();
-        }
-        let closed = stream.batcher.push(event);
-        let pending = stream.batcher.bytes();
-        let mut share = stream.reserved.take();
-        for batch in closed {
-            // A closed batch takes the stream's whole share; what is still
-            // pending reserves again below.
-            self.send(key.clone(), batch, share.take(), emf);
+        let pushed = self.streams.push(key, event, emf, Instant::now());
+        let mut share = pushed.share;
+        for closed in pushed.closed {
+            self.send(closed);
         }
         let held = share.as_ref().map_or(0, Reservation::bytes);
-        if pending > held {
-            let more = self.reserve(pending - held);
+        if pushed.pending_bytes > held {
+            let more = self.reserve(pushed.pending_bytes - held);
             share = merge(share, more);
         }
         // Waiting on the budget may have sent this stream's pending events
-        // (flush_all); then nothing pending needs the share, and it goes
-        // back to the budget here.
-        if let Some(stream) = self.streams.get_mut(key) {
-            if !stream.batcher.is_empty() {
-                stream.reserved = share;
-            }
-        }
+        // (flush_all); then the share goes back to the budget.
+        self.streams.hold(key, share);
     }
 
     /// Sends every batch whose oldest event has waited the flush interval;
@@ -267,19 +231,9 @@ impl CloudWatchSink {
     /// an fsync get one within a tick).
     pub fn tick(&mut self, now: Instant) {
         self.commit_spool(true);
-        let due: Vec<StreamKey> = self
-            .streams
-            .iter()
-            .filter(|(_, s)| {
-                !s.batcher.is_empty() && now.duration_since(s.since) >= self.flush_interval
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in due {
-            self.flush_stream(&key);
+        for closed in self.streams.due(now) {
+            self.send(closed);
         }
-        // A stream with nothing pending holds no share worth keeping.
-        self.streams.retain(|_, s| !s.batcher.is_empty());
     }
 
     /// At shutdown: sends everything pending and seals the spool's open
@@ -296,33 +250,21 @@ impl CloudWatchSink {
 
     /// Sends everything pending (to free the budget or the spool).
     pub fn flush_all(&mut self) {
-        let keys: Vec<StreamKey> = self.streams.keys().cloned().collect();
-        for key in keys {
-            self.flush_stream(&key);
+        for closed in self.streams.close_all() {
+            self.send(closed);
         }
     }
 
-    fn flush_stream(&mut self, key: &StreamKey) {
-        let Some(stream) = self.streams.get_mut(key) else {
-            return;
-        };
-        let share = stream.reserved.take();
-        let emf = stream.emf;
-        if let Some(batch) = stream.batcher.flush() {
-            self.send(key.clone(), batch, share, emf);
-        }
-    }
-
-    fn send(&mut self, key: StreamKey, batch: Batch, reservation: Option<Reservation>, emf: bool) {
+    fn send(&mut self, closed: Closed<Reservation>) {
         self.counters.outstanding.fetch_add(1, Ordering::Relaxed);
         self.counters
             .events_queued
-            .fetch_add(batch.events.len() as u64, Ordering::Relaxed);
+            .fetch_add(closed.batch.events.len() as u64, Ordering::Relaxed);
         let out = Outbound {
-            key,
-            batch,
-            reservation,
-            emf,
+            key: closed.key,
+            batch: closed.batch,
+            reservation: closed.share,
+            emf: closed.emf,
         };
         if self.outbound.send(out).is_err() {
             // The shipper only stops after this sink is gone.

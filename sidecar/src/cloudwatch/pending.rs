@@ -1,0 +1,262 @@
+//! The events waiting in every log stream, as a pure core: no I/O, no
+//! tokio, the clock passed in. A stream's events close into a batch when
+//! the next one would break a PutLogEvents rule ([`Batcher`]) or when its
+//! oldest event has waited the flush interval.
+//!
+//! Each stream also holds a share `S` of the memory budget for its pending
+//! bytes (a `Reservation` in Sluice, anything in the tests); a closed batch
+//! takes its stream's share with it, so the memory is given back when the
+//! batch is delivered. The driver (`sink.rs`) decides how much share a
+//! stream needs and where it comes from.
+
+use std::time::{Duration, Instant};
+
+use foldhash::HashMap;
+
+use super::batch::{Batch, Batcher, LogEvent};
+use crate::event::StreamKey;
+
+/// One stream's batch, ready to send.
+#[derive(Debug)]
+pub struct Closed<S> {
+    pub key: StreamKey,
+    pub batch: Batch,
+    /// The stream's share when the batch closed (`None` for a second batch
+    /// closed by the same event: the first took it).
+    pub share: Option<S>,
+    /// A stream of Embedded Metric Format events.
+    pub emf: bool,
+}
+
+/// What adding an event did to its stream.
+#[derive(Debug)]
+pub struct Pushed<S> {
+    /// Batches the event closed, oldest first.
+    pub closed: Vec<Closed<S>>,
+    /// Bytes (as CloudWatch counts them) now pending in the stream.
+    pub pending_bytes: usize,
+    /// The share the stream still held; give it back with
+    /// [`PendingStreams::hold`] once it covers `pending_bytes`.
+    pub share: Option<S>,
+}
+
+#[derive(Debug)]
+struct Stream<S> {
+    batcher: Batcher,
+    emf: bool,
+    share: Option<S>,
+    /// When the oldest pending event arrived.
+    since: Instant,
+}
+
+#[derive(Debug)]
+pub struct PendingStreams<S> {
+    streams: HashMap<StreamKey, Stream<S>>,
+    flush_interval: Duration,
+}
+
+impl<S> PendingStreams<S> {
+    pub fn new(flush_interval: Duration) -> PendingStreams<S> {
+        PendingStreams {
+            streams: HashMap::default(),
+            flush_interval,
+        }
+    }
+
+    /// Adds an event that arrived at `now` to `key`'s stream.
+    pub fn push(&mut self, key: &StreamKey, event: LogEvent, emf: bool, now: Instant) -> Pushed<S> {
+        // Looked up before inserting: a known stream costs no copy.
+        if !self.streams.contains_key(key) {
+            let stream = Stream {
+                batcher: Batcher::new(),
+                emf,
+                share: None,
+                since: now,
+            };
+            self.streams.insert(key.clone(), stream);
+        }
+        let Some(stream) = self.streams.get_mut(key) else {
+            unreachable!("inserted above");
+        };
+        if stream.batcher.is_empty() {
+            stream.since = now;
+        }
+        let mut share = stream.share.take();
+        let closed = stream
+            .batcher
+            .push(event)
+            .into_iter()
+            .map(|batch| Closed {
+                key: key.clone(),
+                batch,
+                share: share.take(),
+                emf: stream.emf,
+            })
+            .collect();
+        Pushed {
+            closed,
+            pending_bytes: stream.batcher.bytes(),
+            share,
+        }
+    }
+
+    /// Gives `key`'s stream its share back. When nothing is pending any
+    /// more (everything was closed meanwhile) the share is dropped here,
+    /// which gives it back to the budget.
+    pub fn hold(&mut self, key: &StreamKey, share: Option<S>) {
+        if let Some(stream) = self.streams.get_mut(key) {
+            if !stream.batcher.is_empty() {
+                stream.share = share;
+            }
+        }
+    }
+
+    /// Closes every stream whose oldest event has waited the flush
+    /// interval by `now`, and forgets streams with nothing pending.
+    pub fn due(&mut self, now: Instant) -> Vec<Closed<S>> {
+        let interval = self.flush_interval;
+        let mut closed = Vec::new();
+        for (key, stream) in &mut self.streams {
+            if !stream.batcher.is_empty() && now.duration_since(stream.since) >= interval {
+                closed.extend(close(key, stream));
+            }
+        }
+        self.streams.retain(|_, s| !s.batcher.is_empty());
+        closed
+    }
+
+    /// Closes every stream (to free the budget or the spool, at shutdown).
+    pub fn close_all(&mut self) -> Vec<Closed<S>> {
+        let closed = self
+            .streams
+            .iter_mut()
+            .filter_map(|(key, stream)| close(key, stream))
+            .collect();
+        self.streams.clear();
+        closed
+    }
+}
+
+fn close<S>(key: &StreamKey, stream: &mut Stream<S>) -> Option<Closed<S>> {
+    let share = stream.share.take();
+    stream.batcher.flush().map(|batch| Closed {
+        key: key.clone(),
+        batch,
+        share,
+        emf: stream.emf,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloudwatch::batch::{EVENT_OVERHEAD_BYTES, MAX_BATCH_EVENTS};
+
+    const FLUSH: Duration = Duration::from_secs(5);
+
+    fn key(stream: &str) -> StreamKey {
+        StreamKey {
+            group: "g".into(),
+            stream: stream.into(),
+        }
+    }
+
+    fn event(message: &str) -> LogEvent {
+        LogEvent {
+            timestamp_ms: 1_700_000_000_000,
+            message: message.into(),
+            spool: None,
+        }
+    }
+
+    fn messages<'a>(closed: &'a Closed<&str>) -> Vec<&'a str> {
+        closed
+            .batch
+            .events
+            .iter()
+            .map(|e| e.message.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn a_stream_closes_when_its_oldest_event_has_waited_the_interval() {
+        let t0 = Instant::now();
+        let mut streams = PendingStreams::new(FLUSH);
+        let pushed = streams.push(&key("a"), event("first"), false, t0);
+        assert!(pushed.closed.is_empty());
+        assert_eq!(pushed.pending_bytes, 5 + EVENT_OVERHEAD_BYTES);
+        streams.hold(&key("a"), Some("share of a"));
+        // A later event does not restart the wait; the stream's share is
+        // handed out and back.
+        let pushed = streams.push(
+            &key("a"),
+            event("second"),
+            false,
+            t0 + Duration::from_secs(4),
+        );
+        assert_eq!(pushed.share, Some("share of a"));
+        assert_eq!(pushed.pending_bytes, 11 + 2 * EVENT_OVERHEAD_BYTES);
+        streams.hold(&key("a"), pushed.share);
+        assert!(streams.due(t0 + Duration::from_millis(4999)).is_empty());
+        let closed = streams.due(t0 + FLUSH);
+        assert_eq!(closed.len(), 1);
+        assert_eq!(closed[0].key, key("a"));
+        assert_eq!(messages(&closed[0]), ["first", "second"]);
+        assert_eq!(closed[0].share, Some("share of a"));
+        assert!(!closed[0].emf);
+        // Nothing is left to close, and the stream is forgotten.
+        assert!(streams.close_all().is_empty());
+    }
+
+    #[test]
+    fn the_event_that_breaks_a_rule_closes_the_batch_with_the_share() {
+        let t0 = Instant::now();
+        let mut streams = PendingStreams::new(FLUSH);
+        for i in 0..MAX_BATCH_EVENTS {
+            let pushed = streams.push(&key("a"), event("x"), true, t0);
+            assert!(pushed.closed.is_empty(), "{i}");
+            streams.hold(&key("a"), Some("share"));
+        }
+        let pushed = streams.push(&key("a"), event("last"), true, t0);
+        assert_eq!(pushed.closed.len(), 1);
+        let closed = &pushed.closed[0];
+        assert_eq!(closed.batch.events.len(), MAX_BATCH_EVENTS);
+        assert_eq!(closed.share, Some("share"));
+        assert!(closed.emf);
+        // The new batch holds only the event that closed the old one, and
+        // no share yet.
+        assert_eq!(pushed.pending_bytes, 4 + EVENT_OVERHEAD_BYTES);
+        assert_eq!(pushed.share, None);
+    }
+
+    #[test]
+    fn a_share_given_back_to_an_empty_stream_is_dropped() {
+        let t0 = Instant::now();
+        let mut streams: PendingStreams<std::rc::Rc<()>> = PendingStreams::new(FLUSH);
+        let share = std::rc::Rc::new(());
+        streams.push(&key("a"), event("x"), false, t0);
+        let closed = streams.close_all();
+        assert_eq!(closed.len(), 1);
+        streams.hold(&key("a"), Some(share.clone()));
+        assert_eq!(std::rc::Rc::strong_count(&share), 1);
+    }
+
+    #[test]
+    fn streams_close_apart() {
+        let t0 = Instant::now();
+        let mut streams = PendingStreams::new(FLUSH);
+        streams.push(&key("a"), event("a1"), false, t0);
+        streams.push(&key("b"), event("b1"), true, t0 + Duration::from_secs(3));
+        streams.hold(&key("b"), Some("b"));
+        let closed = streams.due(t0 + FLUSH);
+        assert_eq!(closed.len(), 1);
+        assert_eq!(messages(&closed[0]), ["a1"]);
+        let mut rest = streams.close_all();
+        assert_eq!(rest.len(), 1);
+        let b = rest.remove(0);
+        assert_eq!(
+            (b.key.stream.as_str(), b.emf, b.share),
+            ("b", true, Some("b"))
+        );
+    }
+}
