@@ -52,6 +52,9 @@ pub struct OutputStage {
     joiner: Option<Joiner>,
     /// Set when Sluice stops: held lines go out at the next tick.
     stopping: Arc<AtomicBool>,
+    /// Container names and the task's ECS keys (apart from the writer, so
+    /// that a name can be borrowed while the writer is busy).
+    identity: Identity,
     out: Writer,
 }
 
@@ -63,9 +66,6 @@ struct Writer {
     templates: CachedTemplates,
     /// FireLens drop-in mode: the Fluent Bit configuration's routes.
     router: Option<Router>,
-    /// Container names and the task's ECS keys (shared, so that a name can
-    /// be borrowed while the writer is busy).
-    identity: Arc<Identity>,
     /// Tags already logged as matching no output (drop-in).
     unrouted_tags: Vec<String>,
     stats: Option<Aggregator>,
@@ -75,6 +75,13 @@ struct Writer {
     totals: Arc<Mutex<RouteTable>>,
     text: String,
     written: u64,
+}
+
+/// What [`OutputStage::write`] already knows of an event when it hands it
+/// on: how its line was classified, and its container's name.
+struct Seen<'a> {
+    classified: Classified<'a>,
+    container: &'a str,
 }
 
 impl OutputStage {
@@ -101,10 +108,10 @@ impl OutputStage {
         OutputStage {
             joiner,
             stopping: Arc::new(AtomicBool::new(false)),
+            identity,
             out: Writer {
                 templates,
                 router,
-                identity: Arc::new(identity),
                 unrouted_tags: Vec::new(),
                 stats: full
                     .stats
@@ -143,25 +150,28 @@ impl OutputStage {
             None => false,
         };
         if !routed {
-            out.identity.add_task_keys(&mut event.record);
+            self.identity.add_task_keys(&mut event.record);
         }
+        let identity = &self.identity;
         let Some(joiner) = &mut self.joiner else {
-            return self.out.emit(&self.renderer, &event, None, sink);
+            return self.out.emit(&self.renderer, identity, &event, None, sink);
         };
         // Access records are never joined: classified (once) and written.
-        let identity = out.identity.clone();
         let container = identity.container_name(&event.tag, &event.record);
         let (line, _) = log_line(&event.record);
         let classified = self.renderer.classify(&line, Some(&container));
         if matches!(classified, Classified::Access(_)) {
+            let seen = Seen {
+                classified,
+                container: &container,
+            };
             return self
                 .out
-                .emit(&self.renderer, &event, Some(classified), sink);
+                .emit(&self.renderer, identity, &event, Some(seen), sink);
         }
         for ready in joiner.push(event, ack, now) {
-            let (line, _) = log_line(&ready.record);
-            let app = Classified::App(sluice_parser::trim_line_ending(&line));
-            self.out.emit(&self.renderer, &ready, Some(app), sink)?;
+            self.out
+                .emit_app_line(&self.renderer, identity, &ready, sink)?;
         }
         Ok(())
     }
@@ -205,9 +215,8 @@ impl OutputStage {
     fn write_app_lines(&mut self, ready: Vec<Event>, sink: &mut Sink) -> io::Result<usize> {
         let n = ready.len();
         for event in ready {
-            let (line, _) = log_line(&event.record);
-            let app = Classified::App(sluice_parser::trim_line_ending(&line));
-            self.out.emit(&self.renderer, &event, Some(app), sink)?;
+            self.out
+                .emit_app_line(&self.renderer, &self.identity, &event, sink)?;
         }
         Ok(n)
     }
@@ -248,12 +257,31 @@ impl OutputStage {
 }
 
 impl Writer {
-    /// Renders and writes one event, classified already or not.
+    /// Writes an event the multiline joiner let through (or joined) as an
+    /// application line.
+    fn emit_app_line(
+        &mut self,
+        renderer: &LineRenderer,
+        identity: &Identity,
+        event: &Event,
+        sink: &mut Sink,
+    ) -> io::Result<()> {
+        let container = identity.container_name(&event.tag, &event.record);
+        let (line, _) = log_line(&event.record);
+        let seen = Seen {
+            classified: Classified::App(sluice_parser::trim_line_ending(&line)),
+            container: &container,
+        };
+        self.emit(renderer, identity, event, Some(seen), sink)
+    }
+
+    /// Renders and writes one event, classified already (`seen`) or not.
     fn emit(
         &mut self,
         renderer: &LineRenderer,
+        identity: &Identity,
         event: &Event,
-        classified: Option<Classified<'_>>,
+        seen: Option<Seen<'_>>,
         sink: &mut Sink,
     ) -> io::Result<()> {
         let outputs = match &self.router {
@@ -263,24 +291,26 @@ impl Writer {
         if self.router.is_some() && outputs.is_empty() {
             self.unrouted(&event.tag);
         }
-        let identity = self.identity.clone();
-        let container = identity.container_name(&event.tag, &event.record);
         let (line, line_key) = log_line(&event.record);
-        let classified = match classified {
-            Some(c) => c,
-            None => renderer.classify(&line, Some(&container)),
+        let named;
+        let (classified, container) = match seen {
+            Some(seen) => (seen.classified, seen.container),
+            None => {
+                named = identity.container_name(&event.tag, &event.record);
+                (renderer.classify(&line, Some(&named)), &*named)
+            }
         };
         let meta = EventMeta {
             time_ms: event.time_ns.div_euclid(1_000_000),
             tag: &event.tag,
             record: &event.record,
             line_key,
-            container: &container,
+            container,
         };
         if outputs.is_empty() {
             self.write_native(renderer, classified, &meta, sink)
         } else {
-            self.write_drop_in(renderer, classified, &meta, &outputs, sink)
+            self.write_drop_in(renderer, identity, classified, &meta, &outputs, sink)
         }
     }
 
@@ -350,6 +380,7 @@ impl Writer {
     fn write_drop_in(
         &mut self,
         renderer: &LineRenderer,
+        identity: &Identity,
         classified: Classified<'_>,
         meta: &EventMeta<'_>,
         outputs: &[usize],
@@ -359,12 +390,9 @@ impl Writer {
             return Ok(());
         };
         let field = |key: &str| meta.record.get(key).and_then(Json::as_str);
-        let task = self.identity.task.as_ref();
+        let task = identity.task.as_ref();
         let task_arn = task.map(|t| t.task_arn.as_str()).or(field("ecs_task_arn"));
-        let task_id = self
-            .identity
-            .task_id(meta.tag)
-            .or(task_arn.map(ecs::last_part));
+        let task_id = identity.task_id(meta.tag).or(task_arn.map(ecs::last_part));
         let input = TemplateInput {
             tag: meta.tag,
             record: meta.record,
