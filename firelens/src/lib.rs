@@ -14,7 +14,7 @@
 //! let mut codec = ForwardCodec::new(Limits::default());
 //! codec.feed(frame);
 //! let Some(Frame::Events { events, .. }) = codec.next_frame(0).unwrap() else { panic!() };
-//! assert_eq!(events[0].tag, "app-firelens-1");
+//! assert_eq!(&*events[0].tag, "app-firelens-1");
 //! assert_eq!(events[0].time_ns, 1_700_000_000_000_000_000);
 //! assert_eq!(events[0].record["log"], "hello");
 //! ```
