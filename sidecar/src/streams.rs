@@ -32,7 +32,7 @@ impl StreamVars<'_> {
             // ARN ends in the task id too.
             "task_id" => field("ecs_task_arn")
                 .and_then(|arn| arn.rsplit('/').next())
-                .or_else(|| self.tag.rsplit_once("-firelens-").map(|(_, id)| id))
+                .or_else(|| crate::ecs::split_firelens_tag(self.tag).map(|(_, id)| id))
                 .unwrap_or("unknown")
                 .to_string(),
             "cluster" => {

@@ -188,12 +188,13 @@ impl Identity {
     }
 }
 
-/// A FireLens tag, `<container>-firelens-<task id>`, split at its first
-/// `-firelens-`. (Runs for every event: the searcher is built once.)
+/// A FireLens tag, `<container>-firelens-<task id>`, split at its last
+/// `-firelens-`: a task id never holds one, a container name may. (Runs
+/// for every event: the searcher is built once.)
 pub fn split_firelens_tag(tag: &str) -> Option<(&str, &str)> {
-    static SEPARATOR: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(FIRELENS_SEPARATOR));
-    let at = SEPARATOR.find(tag.as_bytes())?;
+    static SEPARATOR: std::sync::LazyLock<memchr::memmem::FinderRev<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::FinderRev::new(FIRELENS_SEPARATOR));
+    let at = SEPARATOR.rfind(tag.as_bytes())?;
     // The separator is ASCII, so both ends are char boundaries.
     Some((&tag[..at], &tag[at + FIRELENS_SEPARATOR.len()..]))
 }
@@ -271,5 +272,12 @@ mod tests {
         assert_eq!(r["ecs_task_definition"], "orders:7");
         assert_eq!(with.task_id("t"), Some("abc"));
         assert_eq!(without.task_id("app-firelens-xyz"), Some("xyz"));
+        // A container whose own name holds the separator.
+        let tag = "log-firelens-router-firelens-5a0a7b1c";
+        assert_eq!(
+            without.container_name(tag, &Map::new()),
+            "log-firelens-router"
+        );
+        assert_eq!(without.task_id(tag), Some("5a0a7b1c"));
     }
 }
