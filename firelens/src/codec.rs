@@ -6,6 +6,7 @@
 //! or a str/bin of concatenated entries (PackedForward, compressed with gzip or
 //! zstd when the option `compressed` says so).
 
+use std::borrow::Cow;
 use std::io::Read;
 use std::sync::Arc;
 
@@ -301,7 +302,7 @@ impl Options {
         for (key, value) in entries {
             match key.as_bytes() {
                 Some(b"chunk") => {
-                    options.chunk = value.as_bytes().map(text);
+                    options.chunk = value.as_bytes().map(|b| text(b).into_owned());
                 }
                 Some(b"compressed") => {
                     options.compressed = match value.as_bytes() {
@@ -390,11 +391,11 @@ fn record_map(record: &mut Cursor<'_>) -> Result<Map<String, Json>, FrameError> 
     let mut map = Map::new();
     for _ in 0..count {
         let key = match record.bytes().map_err(FrameError::Msgpack)? {
-            Some(bytes) => text(bytes),
+            Some(bytes) => text(bytes).into_owned(),
             None => key_string(&record.value().map_err(FrameError::Msgpack)?),
         };
         let value = match record.bytes().map_err(FrameError::Msgpack)? {
-            Some(bytes) => Json::String(text(bytes)),
+            Some(bytes) => Json::String(text(bytes).into_owned()),
             None => to_json(&record.value().map_err(FrameError::Msgpack)?),
         };
         map.insert(key, value);
@@ -404,17 +405,18 @@ fn record_map(record: &mut Cursor<'_>) -> Result<Map<String, Json>, FrameError> 
 
 fn key_string(key: &Value<'_>) -> String {
     match key.as_bytes() {
-        Some(b) => text(b),
+        Some(b) => text(b).into_owned(),
         None => to_json(key).to_string(),
     }
 }
 
 /// Bytes as text: validated in one pass (fast for the ASCII logs usually
 /// are), with U+FFFD for invalid sequences only when there are some.
-fn text(bytes: &[u8]) -> String {
+/// Borrowed when valid, so that the caller makes the one copy it keeps.
+fn text(bytes: &[u8]) -> Cow<'_, str> {
     match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_owned(),
-        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
     }
 }
 
@@ -427,7 +429,7 @@ fn to_json(value: &Value<'_>) -> Json {
         Value::Int(n) => Json::Number((*n).into()),
         Value::UInt(n) => Json::Number((*n).into()),
         Value::Float(f) => Number::from_f64(*f).map_or(Json::Null, Json::Number),
-        Value::Str(b) | Value::Bin(b) => Json::String(text(b)),
+        Value::Str(b) | Value::Bin(b) => Json::String(text(b).into_owned()),
         Value::Array(items) => Json::Array(items.iter().map(to_json).collect()),
         Value::Map(entries) => Json::Object(
             entries
