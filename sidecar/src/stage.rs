@@ -77,10 +77,12 @@ struct Writer {
     written: u64,
 }
 
-/// What [`OutputStage::write`] already knows of an event when it hands it
-/// on: how its line was classified, and its container's name.
+/// What is worked out once for an event before it is written: how its
+/// line was classified, the record key the line came from, and its
+/// container's name.
 struct Seen<'a> {
     classified: Classified<'a>,
+    line_key: Option<&'static str>,
     container: &'a str,
 }
 
@@ -153,22 +155,21 @@ impl OutputStage {
             self.identity.add_task_keys(&mut event.record);
         }
         let identity = &self.identity;
-        let Some(joiner) = &mut self.joiner else {
-            return self.out.emit(&self.renderer, identity, &event, None, sink);
-        };
-        // Access records are never joined: classified (once) and written.
         let container = identity.container_name(&event.tag, &event.record);
-        let (line, _) = log_line(&event.record);
+        let (line, line_key) = log_line(&event.record);
         let classified = self.renderer.classify(&line, Some(&container));
-        if matches!(classified, Classified::Access(_)) {
-            let seen = Seen {
-                classified,
-                container: &container,
-            };
-            return self
-                .out
-                .emit(&self.renderer, identity, &event, Some(seen), sink);
-        }
+        // Access records are never joined: classified (once) and written.
+        let joiner = match &mut self.joiner {
+            Some(joiner) if !matches!(classified, Classified::Access(_)) => joiner,
+            _ => {
+                let seen = Seen {
+                    classified,
+                    line_key,
+                    container: &container,
+                };
+                return self.out.emit(&self.renderer, identity, &event, seen, sink);
+            }
+        };
         for ready in joiner.push(event, ack, now) {
             self.out
                 .emit_app_line(&self.renderer, identity, &ready, sink)?;
@@ -267,21 +268,22 @@ impl Writer {
         sink: &mut Sink,
     ) -> io::Result<()> {
         let container = identity.container_name(&event.tag, &event.record);
-        let (line, _) = log_line(&event.record);
+        let (line, line_key) = log_line(&event.record);
         let seen = Seen {
             classified: Classified::App(sluice_parser::trim_line_ending(&line)),
+            line_key,
             container: &container,
         };
-        self.emit(renderer, identity, event, Some(seen), sink)
+        self.emit(renderer, identity, event, seen, sink)
     }
 
-    /// Renders and writes one event, classified already (`seen`) or not.
+    /// Renders and writes one classified event.
     fn emit(
         &mut self,
         renderer: &LineRenderer,
         identity: &Identity,
         event: &Event,
-        seen: Option<Seen<'_>>,
+        seen: Seen<'_>,
         sink: &mut Sink,
     ) -> io::Result<()> {
         let outputs = match &self.router {
@@ -291,26 +293,17 @@ impl Writer {
         if self.router.is_some() && outputs.is_empty() {
             self.unrouted(&event.tag);
         }
-        let (line, line_key) = log_line(&event.record);
-        let named;
-        let (classified, container) = match seen {
-            Some(seen) => (seen.classified, seen.container),
-            None => {
-                named = identity.container_name(&event.tag, &event.record);
-                (renderer.classify(&line, Some(&named)), &*named)
-            }
-        };
         let meta = EventMeta {
             time_ms: event.time_ns.div_euclid(1_000_000),
             tag: &event.tag,
             record: &event.record,
-            line_key,
-            container,
+            line_key: seen.line_key,
+            container: seen.container,
         };
         if outputs.is_empty() {
-            self.write_native(renderer, classified, &meta, sink)
+            self.write_native(renderer, seen.classified, &meta, sink)
         } else {
-            self.write_drop_in(renderer, identity, classified, &meta, &outputs, sink)
+            self.write_drop_in(renderer, identity, seen.classified, &meta, &outputs, sink)
         }
     }
 
