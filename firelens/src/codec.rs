@@ -10,8 +10,9 @@ use std::borrow::Cow;
 use std::io::Read;
 use std::sync::Arc;
 
-use serde_json::{Map, Number, Value as Json};
+use serde_json::{Number, Value as Json};
 
+use crate::fields::{Record, RecordsBuilder};
 use crate::msgpack::{self, Cursor, ReadError, Value};
 
 /// Bounds on what one connection may make the decoder hold.
@@ -39,7 +40,7 @@ pub struct Event {
     pub tag: Arc<str>,
     /// Nanoseconds since the Unix epoch.
     pub time_ns: i64,
-    pub record: Map<String, Json>,
+    pub record: Record,
 }
 
 /// What one frame carried.
@@ -226,32 +227,33 @@ fn decode_frame(frame: &[u8], now_ns: i64, limits: &Limits) -> Result<Frame, Fra
     } else {
         c.array_len().map_err(FrameError::Msgpack)?
     };
-    let mut events = Vec::with_capacity(entries.unwrap_or(1));
+    let mut times = Vec::with_capacity(entries.unwrap_or(1));
+    let mut records = RecordsBuilder::with_capacity(frame.len());
     let mut skipped_non_logs = 0;
-    let mut push = |time: &Value<'_>, record: &mut Cursor<'_>| -> Result<(), FrameError> {
+    let mut push = |records: &mut RecordsBuilder,
+                    time: &Value<'_>,
+                    record: &mut Cursor<'_>|
+     -> Result<(), FrameError> {
         if options.fluent_signal != 0 {
             skipped_non_logs += 1;
             return Ok(());
         }
-        events.push(Event {
-            tag: tag.clone(),
-            time_ns: time_ns(time, now_ns)?,
-            record: record_map(record)?,
-        });
-        Ok(())
+        times.push(time_ns(time, now_ns)?);
+        read_record(record, records)
     };
     if message {
         let time = c.value().map_err(FrameError::Msgpack)?;
-        push(&time, &mut c)?;
+        push(&mut records, &time, &mut c)?;
     } else if let Some(count) = entries {
         // `skip` checked the whole frame: each entry is read in place, and
-        // `record_map` leaves the cursor at the next one.
+        // `read_record` leaves the cursor at the next one.
         for _ in 0..count {
             let time = entry_time(&mut c)?;
-            push(&time, &mut c)?;
+            push(&mut records, &time, &mut c)?;
         }
     } else if let Some(payload) = c.bytes().map_err(FrameError::Msgpack)? {
         let payload = decompress(payload, options.compressed, limits)?;
+        records = RecordsBuilder::with_capacity(payload.len());
         let mut rest: &[u8] = &payload;
         while !rest.is_empty() {
             let len = msgpack::skip(rest).map_err(|e| match e {
@@ -260,7 +262,7 @@ fn decode_frame(frame: &[u8], now_ns: i64, limits: &Limits) -> Result<Frame, Fra
             })?;
             let mut entry = Cursor::new(&rest[..len]);
             let time = entry_time(&mut entry)?;
-            push(&time, &mut entry)?;
+            push(&mut records, &time, &mut entry)?;
             rest = &rest[len..];
         }
     } else {
@@ -268,6 +270,15 @@ fn decode_frame(frame: &[u8], now_ns: i64, limits: &Limits) -> Result<Frame, Fra
             "the second element is a time, an array or a packed string",
         ));
     }
+    let events = times
+        .into_iter()
+        .zip(records.finish())
+        .map(|(time_ns, record)| Event {
+            tag: tag.clone(),
+            time_ns,
+            record,
+        })
+        .collect();
     Ok(Frame::Events {
         events,
         chunk: options.chunk,
@@ -380,27 +391,27 @@ fn time_ns(time: &Value<'_>, now_ns: i64) -> Result<i64, FrameError> {
     Ok(ns)
 }
 
-/// The record at the cursor, as a JSON object: str and bin values (nearly
-/// all of a log record) straight from their bytes, anything else through a
-/// msgpack value.
-fn record_map(record: &mut Cursor<'_>) -> Result<Map<String, Json>, FrameError> {
+/// Reads the record at the cursor into `records`: str and bin values
+/// (nearly all of a log record) straight from their bytes into the frame's
+/// shared text, anything else through a msgpack value.
+fn read_record(record: &mut Cursor<'_>, records: &mut RecordsBuilder) -> Result<(), FrameError> {
     let count = record
         .map_len()
         .map_err(FrameError::Msgpack)?
         .ok_or(FrameError::Shape("a record is a map"))?;
-    let mut map = Map::new();
+    // Bounded by the frame, which `skip` checked holds this many pairs.
+    records.start_record(count);
     for _ in 0..count {
         let key = match record.bytes().map_err(FrameError::Msgpack)? {
-            Some(bytes) => text(bytes).into_owned(),
-            None => key_string(&record.value().map_err(FrameError::Msgpack)?),
+            Some(bytes) => text(bytes),
+            None => Cow::Owned(key_string(&record.value().map_err(FrameError::Msgpack)?)),
         };
-        let value = match record.bytes().map_err(FrameError::Msgpack)? {
-            Some(bytes) => Json::String(text(bytes).into_owned()),
-            None => to_json(&record.value().map_err(FrameError::Msgpack)?),
-        };
-        map.insert(key, value);
+        match record.bytes().map_err(FrameError::Msgpack)? {
+            Some(bytes) => records.push_str(&key, &text(bytes)),
+            None => records.push_json(&key, to_json(&record.value().map_err(FrameError::Msgpack)?)),
+        }
     }
-    Ok(map)
+    Ok(())
 }
 
 fn key_string(key: &Value<'_>) -> String {
@@ -565,7 +576,13 @@ mod tests {
         match frame {
             Ok(Frame::Events { events, .. }) => events
                 .iter()
-                .map(|e| (e.tag.to_string(), e.time_ns, Json::Object(e.record.clone())))
+                .map(|e| {
+                    (
+                        e.tag.to_string(),
+                        e.time_ns,
+                        Json::Object(e.record.to_json()),
+                    )
+                })
                 .collect(),
             other => panic!("not events: {other:?}"),
         }

@@ -16,12 +16,13 @@
 //! let Some(Frame::Events { events, .. }) = codec.next_frame(0).unwrap() else { panic!() };
 //! assert_eq!(&*events[0].tag, "app-firelens-1");
 //! assert_eq!(events[0].time_ns, 1_700_000_000_000_000_000);
-//! assert_eq!(events[0].record["log"], "hello");
+//! assert_eq!(events[0].record.get_str("log"), Some("hello"));
 //! ```
 
 #[cfg(feature = "tokio")]
 pub use crate::budget::{MemoryBudget, Reservation};
 pub use crate::codec::{Event, ForwardCodec, Frame, FrameError, Limits};
+pub use crate::fields::{FieldValue, Record};
 pub use crate::handshake::{Handshake, Refusal};
 pub use crate::record::PartialAssembler;
 #[cfg(feature = "tokio")]
@@ -31,6 +32,7 @@ pub use crate::session::{AckToken, Batch, FrameCounts, Session, SessionConfig, S
 #[cfg(feature = "tokio")]
 mod budget;
 mod codec;
+mod fields;
 mod handshake;
 pub mod msgpack;
 mod record;

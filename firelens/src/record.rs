@@ -10,9 +10,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde_json::{Map, Value as Json};
-
 use crate::codec::Event;
+use crate::fields::Record;
 
 /// The keys Docker adds to split lines.
 const PARTIAL_KEYS: [&str; 4] = [
@@ -64,13 +63,8 @@ impl PartialAssembler {
             ready.push(event);
             return;
         };
-        let last = event.record.get("partial_last").and_then(Json::as_str) == Some("true");
-        let part = event
-            .record
-            .get("log")
-            .and_then(Json::as_str)
-            .unwrap_or_default()
-            .to_string();
+        let last = event.record.get_str("partial_last") == Some("true");
+        let part = event.record.get_str("log").unwrap_or_default().to_string();
         let key = (event.tag.clone(), partial_id);
         let group = self.groups.entry(key.clone()).or_insert_with(|| Group {
             event,
@@ -122,17 +116,11 @@ impl PartialAssembler {
     }
 }
 
-fn partial_id(record: &Map<String, Json>) -> Option<String> {
-    if record.get("partial_message").and_then(Json::as_str) != Some("true") {
+fn partial_id(record: &Record) -> Option<String> {
+    if record.get_str("partial_message") != Some("true") {
         return None;
     }
-    Some(
-        record
-            .get("partial_id")
-            .and_then(Json::as_str)
-            .unwrap_or_default()
-            .to_string(),
-    )
+    Some(record.get_str("partial_id").unwrap_or_default().to_string())
 }
 
 /// An event with `log` as its text. A complete line loses the partial keys;
@@ -145,7 +133,7 @@ fn piece(first: &Event, log: String, complete: bool) -> Event {
             record.remove(key);
         }
     }
-    record.insert("log".to_string(), Json::String(log));
+    record.insert("log", log);
     Event {
         tag: first.tag.clone(),
         time_ns: first.time_ns,
@@ -163,7 +151,7 @@ fn floor_char_boundary(s: &str, max: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{json, Value as Json};
 
     use super::*;
 
@@ -184,14 +172,14 @@ mod tests {
         Event {
             tag: "app".into(),
             time_ns: 5,
-            record,
+            record: record.into(),
         }
     }
 
     fn logs(events: &[Event]) -> Vec<&str> {
         events
             .iter()
-            .map(|e| e.record["log"].as_str().unwrap())
+            .map(|e| e.record.get_str("log").unwrap())
             .collect()
     }
 
@@ -203,13 +191,13 @@ mod tests {
         let whole = Event {
             tag: "app".into(),
             time_ns: 1,
-            record: Map::new(),
+            record: Record::default(),
         };
         assert_eq!(push(&mut a, whole.clone(), 0), [whole]);
         assert!(push(&mut a, part("x", 2, false, "bbb"), 0).is_empty());
         let done = push(&mut a, part("x", 3, true, "ccc"), 0);
         assert_eq!(
-            Json::Object(done[0].record.clone()),
+            Json::Object(done[0].record.to_json()),
             json!({"log": "aaabbbccc", "container_id": "c1", "source": "stdout"})
         );
         assert_eq!(a.pending(), 1);
@@ -225,7 +213,7 @@ mod tests {
         let mut a = PartialAssembler::new(4, 1_000);
         let out = push(&mut a, part("x", 1, false, "abcdefghij"), 0);
         assert_eq!(logs(&out), ["abcd", "efgh"]);
-        assert_eq!(out[0].record["partial_id"], "x");
+        assert_eq!(out[0].record.get_str("partial_id"), Some("x"));
         assert!(out[0].record.get("partial_ordinal").is_none());
         assert_eq!(logs(&push(&mut a, part("x", 2, true, "k"), 0)), ["ijk"]);
     }
@@ -237,7 +225,7 @@ mod tests {
         push(&mut a, part("y", 1, false, "new"), 900);
         let expired = a.expire(1_000);
         assert_eq!(logs(&expired), ["old"]);
-        assert_eq!(expired[0].record["partial_message"], "true");
+        assert_eq!(expired[0].record.get_str("partial_message"), Some("true"));
         assert_eq!(logs(&a.flush()), ["new"]);
         assert_eq!(a.pending(), 0);
     }

@@ -56,31 +56,11 @@ pub struct ServerConfig {
 
 /// One budget for the bytes of events on their way through the pipeline.
 /// What an event costs in memory, roughly: its strings and a fixed overhead
-/// per field for the map.
+/// per field.
 fn estimated_bytes(events: &[Event]) -> usize {
-    fn value(v: &serde_json::Value) -> usize {
-        match v {
-            serde_json::Value::String(s) => s.len() + 24,
-            serde_json::Value::Array(a) => a.iter().map(value).sum::<usize>() + 24,
-            serde_json::Value::Object(m) => {
-                m.iter()
-                    .map(|(k, v)| k.len() + 48 + value(v))
-                    .sum::<usize>()
-                    + 24
-            }
-            _ => 16,
-        }
-    }
     events
         .iter()
-        .map(|e| {
-            e.tag.len()
-                + 64
-                + e.record
-                    .iter()
-                    .map(|(k, v)| k.len() + 48 + value(v))
-                    .sum::<usize>()
-        })
+        .map(|e| e.tag.len() + 64 + e.record.estimated_bytes())
         .sum()
 }
 

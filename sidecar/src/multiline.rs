@@ -33,7 +33,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use regex::{Regex, RegexSet};
-use serde_json::Value as Json;
+use sluice_firelens::FieldValue;
 use sluice_firelens::{Event, MemoryBudget, Reservation};
 
 /// The built-in rule sets, by name.
@@ -164,7 +164,7 @@ fn line_of(event: &Event) -> Option<(&'static str, &str)> {
     ["log", "message"]
         .into_iter()
         .find_map(|key| match event.record.get(key) {
-            Some(Json::String(s)) => Some((key, sluice_parser::trim_line_ending(s))),
+            Some(FieldValue::Str(s)) => Some((key, sluice_parser::trim_line_ending(s))),
             _ => None,
         })
 }
@@ -211,12 +211,7 @@ impl Joiner {
             return out;
         };
         let text = text.to_string();
-        let source = event
-            .record
-            .get("source")
-            .and_then(Json::as_str)
-            .unwrap_or("")
-            .to_string();
+        let source = event.record.get_str("source").unwrap_or("").to_string();
         let key = (event.tag.clone(), source);
         let line = Held { event, text, ack };
         let open = self.streams.remove(&key);
@@ -450,7 +445,7 @@ fn close_joined(mut lines: Vec<Held>, out: &mut Vec<Event>) {
     }
     let mut event = first.event;
     let key = line_of(&event).map_or("log", |(k, _)| k);
-    event.record.insert(key.to_string(), Json::String(joined));
+    event.record.insert(key, joined);
     out.push(event);
 }
 

@@ -1,7 +1,8 @@
 //! One classified line as one JSON object: the shape `sluice parse` prints
 //! and `sluice run` writes, with the event's metadata when there is one.
 
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
+use sluice_firelens::{FieldValue, Record};
 use sluice_parser::{json_out, Classified, Classifier, Field, Redactor, RouteTable};
 
 use crate::stats::RequestFacts;
@@ -78,7 +79,7 @@ pub struct EventMeta<'a> {
     pub time_ms: i64,
     pub tag: &'a str,
     /// The forward record.
-    pub record: &'a Map<String, Json>,
+    pub record: &'a Record,
     /// The record key the line came from (`log`, `message`), left out of
     /// `extra`; `None` when the whole record was the line.
     pub line_key: Option<&'a str>,
@@ -233,8 +234,8 @@ impl LineRenderer {
             let route = self.routes.route_key(&record);
             json_out::write_str(out, &route);
             if log_key.is_none() {
-                for (key, value) in meta.record {
-                    if Some(key.as_str()) != meta.line_key {
+                for (key, value) in meta.record.iter() {
+                    if Some(key) != meta.line_key {
                         out.push(',');
                         self.write_member(key, value, out);
                     }
@@ -252,8 +253,10 @@ impl LineRenderer {
             };
         }
         match log_key.and_then(|k| meta.record.get(k)) {
-            Some(Json::String(s)) => out.push_str(&self.redactor.redact_text(s)),
-            Some(other) => out.push_str(&self.redactor.redact_text(&other.to_string())),
+            Some(FieldValue::Str(s)) => out.push_str(&self.redactor.redact_text(s)),
+            Some(FieldValue::Json(other)) => {
+                out.push_str(&self.redactor.redact_text(&other.to_string()))
+            }
             None => {
                 out.push('{');
                 for (i, (key, value)) in meta.record.iter().enumerate() {
@@ -274,12 +277,15 @@ impl LineRenderer {
     }
 
     /// `"key":value`, the value redacted.
-    fn write_member(&self, key: &str, value: &Json, out: &mut String) {
+    fn write_member(&self, key: &str, value: FieldValue<'_>, out: &mut String) {
         json_out::write_str(out, key);
         out.push(':');
         match value {
-            Json::String(s) => json_out::write_str(out, &self.redactor.redact_text(s)),
-            other => out.push_str(&self.redactor.redact_text(&other.to_string())),
+            FieldValue::Str(s) => json_out::write_str(out, &self.redactor.redact_text(s)),
+            FieldValue::Json(Json::String(s)) => {
+                json_out::write_str(out, &self.redactor.redact_text(s))
+            }
+            FieldValue::Json(other) => out.push_str(&self.redactor.redact_text(&other.to_string())),
         }
     }
 
@@ -324,7 +330,7 @@ impl LineRenderer {
             if !self.metadata.includes(key) {
                 continue;
             }
-            if let Some(Json::String(value)) = meta.record.get(key) {
+            if let Some(value) = meta.record.get_str(key) {
                 member(out, key);
                 // The task-definition name, not Docker's "/ecs-…-name-…".
                 let value = if key == "container_name" {
@@ -335,12 +341,12 @@ impl LineRenderer {
                 json_out::write_str(out, &self.redactor.redact_text(value));
             }
         }
-        let extra: Vec<(&String, &Json)> = match meta.line_key {
+        let extra: Vec<(&str, FieldValue<'_>)> = match meta.line_key {
             None => Vec::new(),
             Some(line_key) => meta
                 .record
                 .iter()
-                .filter(|(k, _)| !TOP_LEVEL_KEYS.contains(&k.as_str()) && k.as_str() != line_key)
+                .filter(|(k, _)| !TOP_LEVEL_KEYS.contains(k) && *k != line_key)
                 .collect(),
         };
         if !extra.is_empty() {

@@ -16,7 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
-use sluice_firelens::{now_ns, Delivery, Event, MemoryBudget, PartialAssembler};
+use sluice_firelens::{
+    now_ns, Delivery, Event, FieldValue, MemoryBudget, PartialAssembler, Record,
+};
 use sluice_parser::{Classified, Classifier};
 use tokio::sync::mpsc;
 
@@ -382,7 +384,7 @@ impl Writer {
         let Some(router) = &mut self.router else {
             return Ok(());
         };
-        let field = |key: &str| meta.record.get(key).and_then(Json::as_str);
+        let field = |key: &str| meta.record.get_str(key);
         let task = identity.task.as_ref();
         let task_arn = task.map(|t| t.task_arn.as_str()).or(field("ecs_task_arn"));
         let task_id = identity.task_id(meta.tag).or(task_arn.map(ecs::last_part));
@@ -646,11 +648,11 @@ pub fn write_output(
 /// The text of an event: its `log` (Docker, FireLens), else `message`
 /// (fluent-logger and many libraries), else the whole record as JSON.
 /// Returns the line and the key it came from.
-pub fn log_line(record: &serde_json::Map<String, Json>) -> (Cow<'_, str>, Option<&'static str>) {
+pub fn log_line(record: &Record) -> (Cow<'_, str>, Option<&'static str>) {
     for key in ["log", "message"] {
-        if let Some(Json::String(s)) = record.get(key) {
+        if let Some(FieldValue::Str(s)) = record.get(key) {
             return (Cow::Borrowed(sluice_parser::trim_line_ending(s)), Some(key));
         }
     }
-    (Cow::Owned(Json::Object(record.clone()).to_string()), None)
+    (Cow::Owned(Json::Object(record.to_json()).to_string()), None)
 }

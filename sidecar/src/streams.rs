@@ -2,7 +2,7 @@
 //! filled from the event's metadata, made safe as CloudWatch names (and, for
 //! the file output, as file names).
 
-use serde_json::{Map, Value as Json};
+use sluice_firelens::Record;
 
 pub use crate::event::StreamKey;
 
@@ -17,7 +17,7 @@ pub struct StreamTemplates {
 /// The metadata templates read, taken from a forward event.
 pub struct StreamVars<'a> {
     pub tag: &'a str,
-    pub record: &'a Map<String, Json>,
+    pub record: &'a Record,
     pub time_ms: i64,
     /// The container's task-definition name (see `ecs::Identity`).
     pub container: &'a str,
@@ -25,7 +25,7 @@ pub struct StreamVars<'a> {
 
 impl StreamVars<'_> {
     fn get(&self, name: &str) -> String {
-        let field = |key: &str| self.record.get(key).and_then(Json::as_str);
+        let field = |key: &str| self.record.get_str(key);
         match name {
             "container_name" => self.container.to_string(),
             // FireLens tags are `<container>-firelens-<task id>`; the task
@@ -99,7 +99,7 @@ struct MemoInputs {
 
 impl MemoInputs {
     fn matches(&self, vars: &StreamVars<'_>) -> bool {
-        let field = |key: &str| vars.record.get(key).and_then(Json::as_str);
+        let field = |key: &str| vars.record.get_str(key);
         self.tag == vars.tag
             && self.container == vars.container
             && self.task_arn.as_deref() == field("ecs_task_arn")
@@ -108,12 +108,7 @@ impl MemoInputs {
     }
 
     fn of(vars: &StreamVars<'_>) -> MemoInputs {
-        let field = |key: &str| {
-            vars.record
-                .get(key)
-                .and_then(Json::as_str)
-                .map(str::to_string)
-        };
+        let field = |key: &str| vars.record.get_str(key).map(str::to_string);
         MemoInputs {
             tag: vars.tag.to_string(),
             container: vars.container.to_string(),
@@ -236,7 +231,7 @@ fn utc_date(ms: i64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{json, Value as Json};
 
     use super::*;
 
@@ -252,19 +247,19 @@ mod tests {
     #[test]
     fn cached_keys_follow_every_input() {
         let mut cached = CachedTemplates::new(templates());
-        let object = |v: Json| -> &'static Map<String, Json> {
+        let object = |v: Json| -> &'static Record {
             match v {
-                Json::Object(m) => Box::leak(Box::new(m)),
+                Json::Object(m) => Box::leak(Box::new(m.into())),
                 _ => unreachable!(),
             }
         };
         let envoy = object(json!({"container_name": "/envoy", "ecs_task_arn": "a/t1"}));
         let app = object(json!({"container_name": "/app", "ecs_task_arn": "a/t1"}));
-        let vars = |record: &'static Map<String, Json>, time_ms| StreamVars {
+        let vars = |record: &'static Record, time_ms| StreamVars {
             tag: "t",
             record,
             time_ms,
-            container: record["container_name"].as_str().unwrap_or("")[1..].as_ref(),
+            container: &record.get_str("container_name").unwrap_or("")[1..],
         };
         let day = 86_400_000;
         for (record, time_ms, kind) in [
@@ -294,6 +289,7 @@ mod tests {
         }) else {
             unreachable!()
         };
+        let record = Record::from(record);
         let vars = StreamVars {
             tag: "envoy-firelens-5a0a7b1c",
             record: &record,
@@ -318,6 +314,7 @@ mod tests {
         let Json::Object(record) = json!({"container_name": "../../etc:*x y"}) else {
             unreachable!()
         };
+        let record = Record::from(record);
         let vars = StreamVars {
             tag: "app-firelens-t9",
             record: &record,
@@ -340,7 +337,7 @@ mod tests {
         assert_eq!(file_component("a%2Fb"), "a%252Fb");
         let vars = StreamVars {
             tag: "plain",
-            record: &Map::new(),
+            record: &Record::default(),
             time_ms: 0,
             container: "unknown",
         };

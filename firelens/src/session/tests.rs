@@ -46,7 +46,7 @@ fn logs(batch: &Batch) -> Vec<&str> {
     batch
         .events
         .iter()
-        .map(|e| e.record["log"].as_str().unwrap())
+        .map(|e| e.record.get_str("log").unwrap())
         .collect()
 }
 

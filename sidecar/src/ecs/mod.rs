@@ -15,7 +15,7 @@ use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use serde_json::{Map, Value as Json};
+use sluice_firelens::Record;
 
 /// The variable ECS sets in every container (agent ≥ 1.39, Fargate 1.4).
 pub const METADATA_VARIABLE: &str = "ECS_CONTAINER_METADATA_URI_V4";
@@ -136,17 +136,13 @@ pub struct Identity {
 
 impl Identity {
     /// The container's task-definition name (see the module's doc).
-    pub fn container_name<'a>(
-        &'a self,
-        tag: &'a str,
-        record: &'a Map<String, Json>,
-    ) -> Cow<'a, str> {
+    pub fn container_name<'a>(&'a self, tag: &'a str, record: &'a Record) -> Cow<'a, str> {
         if let Some((name, _)) = split_firelens_tag(tag) {
             if !name.is_empty() {
                 return Cow::Borrowed(name);
             }
         }
-        let field = |key: &str| record.get(key).and_then(Json::as_str);
+        let field = |key: &str| record.get_str(key);
         let docker_name = field("container_name").map(|n| n.trim_start_matches('/'));
         if let Some(task) = &self.task {
             let id = field("container_id");
@@ -166,7 +162,7 @@ impl Identity {
 
     /// Adds `ecs_cluster`, `ecs_task_arn` and `ecs_task_definition` to a
     /// record that lacks them, as FireLens' `record_modifier` would.
-    pub fn add_task_keys(&self, record: &mut Map<String, Json>) {
+    pub fn add_task_keys(&self, record: &mut Record) {
         let Some(task) = &self.task else { return };
         for (key, value) in [
             ("ecs_cluster", &task.cluster),
@@ -174,7 +170,7 @@ impl Identity {
             ("ecs_task_definition", &task.task_definition),
         ] {
             if !record.contains_key(key) {
-                record.insert(key.to_string(), Json::String(value.clone()));
+                record.insert(key, value.as_str());
             }
         }
     }
@@ -246,11 +242,12 @@ mod tests {
         };
         let with = Identity { task: Some(task) };
         let without = Identity::default();
-        let record = |pairs: &[(&str, &str)]| -> Map<String, Json> {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), Json::String(v.to_string())))
-                .collect()
+        let record = |pairs: &[(&str, &str)]| -> Record {
+            let mut r = Record::default();
+            for (k, v) in pairs {
+                r.insert(k, *v);
+            }
+            r
         };
         let docker = record(&[
             ("container_name", "/ecs-orders-7-envoy-9a8b"),
@@ -264,18 +261,21 @@ mod tests {
             without.container_name("x", &docker),
             "ecs-orders-7-envoy-9a8b"
         );
-        assert_eq!(without.container_name("x", &Map::new()), "unknown");
+        assert_eq!(without.container_name("x", &Record::default()), "unknown");
         let mut r = record(&[("ecs_cluster", "given")]);
         with.add_task_keys(&mut r);
-        assert_eq!(r["ecs_cluster"], "given");
-        assert_eq!(r["ecs_task_arn"], "arn:aws:ecs:r:1:task/c/abc");
-        assert_eq!(r["ecs_task_definition"], "orders:7");
+        assert_eq!(r.get_str("ecs_cluster"), Some("given"));
+        assert_eq!(
+            r.get_str("ecs_task_arn"),
+            Some("arn:aws:ecs:r:1:task/c/abc")
+        );
+        assert_eq!(r.get_str("ecs_task_definition"), Some("orders:7"));
         assert_eq!(with.task_id("t"), Some("abc"));
         assert_eq!(without.task_id("app-firelens-xyz"), Some("xyz"));
         // A container whose own name holds the separator.
         let tag = "log-firelens-router-firelens-5a0a7b1c";
         assert_eq!(
-            without.container_name(tag, &Map::new()),
+            without.container_name(tag, &Record::default()),
             "log-firelens-router"
         );
         assert_eq!(without.task_id(tag), Some("5a0a7b1c"));

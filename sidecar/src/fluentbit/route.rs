@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use serde_json::{Map, Value as Json};
+use sluice_firelens::Record;
 
 use super::plan::{
     CloudWatchOutput, DropIn, Fallback, FilterAction, Grep, LogicalOp, NameRule, Output,
@@ -36,7 +36,7 @@ impl Router {
 
     /// Runs the filters that match `tag`, in order; `false` when a grep
     /// filter dropped the record.
-    pub fn filter(&self, tag: &str, record: &mut Map<String, Json>) -> bool {
+    pub fn filter(&self, tag: &str, record: &mut Record) -> bool {
         for filter in &self.plan.filters {
             if !filter.matcher.matches(tag) {
                 continue;
@@ -137,11 +137,10 @@ fn go_stream_name(name: &str) -> String {
 }
 
 /// Whether grep keeps the record (see [`LogicalOp`]).
-fn keeps(grep: &Grep, record: &Map<String, Json>) -> bool {
+fn keeps(grep: &Grep, record: &Record) -> bool {
     let matched = |rule: &super::plan::GrepRule| {
         record
-            .get(&rule.key)
-            .and_then(Json::as_str)
+            .get_str(&rule.key)
             .is_some_and(|v| rule.regex.is_match(v))
     };
     let regexes = grep.rules.iter().filter(|r| !r.exclude);
@@ -167,15 +166,15 @@ fn keeps(grep: &Grep, record: &Map<String, Json>) -> bool {
     }
 }
 
-fn modify(m: &RecordModifier, record: &mut Map<String, Json>) {
+fn modify(m: &RecordModifier, record: &mut Record) {
     for key in &m.remove_keys {
         record.remove(key);
     }
     if !m.allowlist_keys.is_empty() {
-        record.retain(|k, _| m.allowlist_keys.iter().any(|a| a == k));
+        record.retain(|k| m.allowlist_keys.iter().any(|a| a == k));
     }
     for (key, value) in &m.records {
-        record.insert(key.clone(), Json::String(value.clone()));
+        record.insert(key, value.as_str());
     }
 }
 
@@ -198,8 +197,10 @@ mod tests {
         (Router::new(p, policies.clone()), policies)
     }
 
-    fn record(json: &str) -> Map<String, Json> {
-        serde_json::from_str(json).unwrap()
+    fn record(json: &str) -> Record {
+        serde_json::from_str::<serde_json::Map<_, _>>(json)
+            .unwrap()
+            .into()
     }
 
     const INPUT: &str = "[INPUT]\n    Name forward\n    unix_path /var/run/fluent.sock\n";
@@ -227,7 +228,7 @@ mod tests {
         assert_eq!(r.outputs_for("firelens-healthcheck"), [0]);
         assert_eq!(r.outputs_for("other"), Vec::<usize>::new());
         let with = record(r#"{"ecs_cluster":"prod"}"#);
-        let without = Map::new();
+        let without = Record::default();
         let input = |tag, record| TemplateInput {
             tag,
             record,

@@ -12,7 +12,8 @@
 //! Sluice adds `ecs_task_id` (from task metadata or the FireLens tag) to
 //! the record-accessor keys, which Fluent Bit lacks.
 
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
+use sluice_firelens::{FieldValue, Record};
 
 /// One piece of a template.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,7 +43,7 @@ pub struct Template {
 /// What templates read besides the record.
 pub struct TemplateInput<'a> {
     pub tag: &'a str,
-    pub record: &'a Map<String, Json>,
+    pub record: &'a Record,
     pub task_id: Option<&'a str>,
     pub cluster: Option<&'a str>,
     pub task_arn: Option<&'a str>,
@@ -205,10 +206,14 @@ fn subscripts(mut rest: &str) -> Result<(Vec<String>, &str), String> {
 /// JSON text. `ecs_task_id` falls back to the task's id.
 fn lookup(input: &TemplateInput<'_>, path: &[String]) -> Option<String> {
     let (first, rest) = path.split_first()?;
-    let Some(mut value) = input.record.get(first) else {
+    let Some(value) = input.record.get(first) else {
         return (first == "ecs_task_id" && rest.is_empty())
             .then(|| input.task_id.map(str::to_string))
             .flatten();
+    };
+    let mut value = match value {
+        FieldValue::Str(s) => return rest.is_empty().then(|| s.to_string()),
+        FieldValue::Json(json) => json,
     };
     for key in rest {
         value = value.as_object()?.get(key)?;
@@ -247,7 +252,7 @@ fn uuid_v4() -> String {
 mod tests {
     use super::*;
 
-    fn input<'a>(tag: &'a str, record: &'a Map<String, Json>) -> TemplateInput<'a> {
+    fn input<'a>(tag: &'a str, record: &'a Record) -> TemplateInput<'a> {
         TemplateInput {
             tag,
             record,
@@ -257,8 +262,8 @@ mod tests {
         }
     }
 
-    fn record() -> Map<String, Json> {
-        serde_json::from_str(r#"{"ecs_cluster":"prod","container_name":"/ecs-x","kubernetes":{"pod_name":"p1"},"n":7,"empty":""}"#).unwrap()
+    fn record() -> Record {
+        serde_json::from_str::<serde_json::Map<_, _>>(r#"{"ecs_cluster":"prod","container_name":"/ecs-x","kubernetes":{"pod_name":"p1"},"n":7,"empty":""}"#).unwrap().into()
     }
 
     #[test]
@@ -279,7 +284,7 @@ mod tests {
         assert_eq!(fill("costs $ 5").as_deref(), Some("costs $ 5"));
         let t = Template::record_accessor("a.b.c").unwrap();
         assert!(t.is_static());
-        let dotted = Map::new();
+        let dotted = Record::default();
         let d = input("a.b.c", &dotted);
         assert_eq!(
             Template::record_accessor("$TAG[2]")

@@ -2,9 +2,9 @@ use super::*;
 use proptest::prelude::*;
 
 fn event(tag: &str, source: &str, log: &str) -> Event {
-    let mut record = serde_json::Map::new();
-    record.insert("log".into(), Json::String(log.into()));
-    record.insert("source".into(), Json::String(source.into()));
+    let mut record = sluice_firelens::Record::default();
+    record.insert("log", log);
+    record.insert("source", source);
     Event {
         tag: tag.into(),
         time_ns: 0,
@@ -23,7 +23,7 @@ fn joiner() -> Joiner {
 fn logs(events: &[Event]) -> Vec<String> {
     events
         .iter()
-        .map(|e| e.record["log"].as_str().unwrap_or_default().to_string())
+        .map(|e| e.record.get_str("log").unwrap_or_default().to_string())
         .collect()
 }
 
@@ -38,7 +38,7 @@ fn run(j: &mut Joiner, lines: &[(&str, &str)]) -> Vec<(String, String)> {
         .map(|e| {
             (
                 e.tag.to_string(),
-                e.record["log"].as_str().unwrap_or_default().to_string(),
+                e.record.get_str("log").unwrap_or_default().to_string(),
             )
         })
         .collect()
@@ -288,7 +288,7 @@ proptest! {
         out.extend(j.flush());
         let mut got: Vec<(String, String)> = out
             .iter()
-            .map(|e| (e.tag.to_string(), e.record["log"].as_str().unwrap_or_default().to_string()))
+            .map(|e| (e.tag.to_string(), e.record.get_str("log").unwrap_or_default().to_string()))
             .collect();
         let mut want: Vec<(String, String)> = lines
             .iter()

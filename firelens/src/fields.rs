@@ -1,0 +1,394 @@
+//! A log record's key-value pairs, as cheap to build as the decoder can
+//! make them.
+//!
+//! A Forward frame carries hundreds of records, each a handful of string
+//! keys and values. Building a `serde_json::Map` per record cost a B-tree
+//! and two owned strings per field: most of the decoder's time went to
+//! malloc and free. A [`Record`] instead keeps its text in one buffer that
+//! every record of a frame shares (all the frame's strings, validated once,
+//! copied once), and a small vector of fields that point into it. Only what
+//! a filter or the joiners add later is owned by the field itself, and only
+//! the rare value that is not a string (a number, a nested map) becomes
+//! JSON.
+//!
+//! It keeps the meaning of the JSON object it replaced: one value per key,
+//! the last of repeated keys wins, and iteration goes in key order (so
+//! output is the same whatever order Docker's Go map wrote the keys in).
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::{Map, Value as Json};
+
+/// One record: fields sorted by key, keys unique.
+#[derive(Clone, Default)]
+pub struct Record {
+    /// Text shared by the records of one frame; `Text::Span`s index it.
+    text: Arc<String>,
+    fields: Vec<Field>,
+}
+
+/// A record's value as read: a string (nearly every value in a log record)
+/// or any other JSON value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FieldValue<'a> {
+    Str(&'a str),
+    Json(&'a Json),
+}
+
+impl<'a> FieldValue<'a> {
+    /// The string, when the value is one.
+    pub fn as_str(self) -> Option<&'a str> {
+        match self {
+            FieldValue::Str(s) => Some(s),
+            FieldValue::Json(Json::String(s)) => Some(s),
+            FieldValue::Json(_) => None,
+        }
+    }
+
+    /// The value as an owned JSON value.
+    pub fn to_json(self) -> Json {
+        match self {
+            FieldValue::Str(s) => Json::String(s.to_string()),
+            FieldValue::Json(j) => j.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Field {
+    key: Text,
+    value: Slot,
+}
+
+#[derive(Clone, Debug)]
+enum Text {
+    /// `start..end` of the shared text.
+    Span(u32, u32),
+    Owned(Box<str>),
+}
+
+#[derive(Clone, Debug)]
+enum Slot {
+    Text(Text),
+    Json(Box<Json>),
+}
+
+impl Record {
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<FieldValue<'_>> {
+        let i = self.find(key).ok()?;
+        Some(self.value_of(&self.fields[i].value))
+    }
+
+    /// The value of `key` when it is a string.
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        self.get(key).and_then(FieldValue::as_str)
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.find(key).is_ok()
+    }
+
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// The fields in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, FieldValue<'_>)> + '_ {
+        self.fields
+            .iter()
+            .map(|f| (self.text_of(&f.key), self.value_of(&f.value)))
+    }
+
+    /// Sets `key` to a string, replacing any value it had.
+    pub fn insert(&mut self, key: &str, value: impl Into<Box<str>>) {
+        self.set(key, Slot::Text(Text::Owned(value.into())));
+    }
+
+    /// Sets `key` to any JSON value, replacing any value it had.
+    pub fn insert_json(&mut self, key: &str, value: Json) {
+        let slot = match value {
+            Json::String(s) => Slot::Text(Text::Owned(s.into())),
+            other => Slot::Json(Box::new(other)),
+        };
+        self.set(key, slot);
+    }
+
+    /// Removes `key`; whether it was there.
+    pub fn remove(&mut self, key: &str) -> bool {
+        match self.find(key) {
+            Ok(i) => {
+                self.fields.remove(i);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Keeps the fields whose key `keep` says yes to.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        let text = &self.text;
+        self.fields.retain(|f| keep(text_in(text, &f.key)));
+    }
+
+    /// The record as a JSON object.
+    pub fn to_json(&self) -> Map<String, Json> {
+        self.iter()
+            .map(|(k, v)| (k.to_string(), v.to_json()))
+            .collect()
+    }
+
+    /// About how many bytes of memory the record holds: its text and its
+    /// fields (a frame's shared text is counted once over its records).
+    pub fn estimated_bytes(&self) -> usize {
+        let json = |j: &Json| serde_json::to_string(j).map_or(0, |s| s.len()) + 32;
+        self.fields
+            .iter()
+            .map(|f| {
+                let value = match &f.value {
+                    Slot::Text(t) => self.text_of(t).len(),
+                    Slot::Json(j) => json(j),
+                };
+                std::mem::size_of::<Field>() + self.text_of(&f.key).len() + value
+            })
+            .sum::<usize>()
+            + std::mem::size_of::<Record>()
+    }
+
+    fn set(&mut self, key: &str, value: Slot) {
+        match self.find(key) {
+            Ok(i) => self.fields[i].value = value,
+            Err(i) => self.fields.insert(
+                i,
+                Field {
+                    key: Text::Owned(key.into()),
+                    value,
+                },
+            ),
+        }
+    }
+
+    fn find(&self, key: &str) -> Result<usize, usize> {
+        self.fields
+            .binary_search_by(|f| self.text_of(&f.key).cmp(key))
+    }
+
+    fn text_of<'a>(&'a self, text: &'a Text) -> &'a str {
+        text_in(&self.text, text)
+    }
+
+    fn value_of<'a>(&'a self, slot: &'a Slot) -> FieldValue<'a> {
+        match slot {
+            Slot::Text(t) => FieldValue::Str(self.text_of(t)),
+            Slot::Json(j) => FieldValue::Json(j),
+        }
+    }
+}
+
+fn text_in<'a>(shared: &'a str, text: &'a Text) -> &'a str {
+    match text {
+        Text::Span(start, end) => &shared[*start as usize..*end as usize],
+        Text::Owned(s) => s,
+    }
+}
+
+impl PartialEq for Record {
+    fn eq(&self, other: &Record) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl fmt::Debug for Record {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl From<Map<String, Json>> for Record {
+    fn from(map: Map<String, Json>) -> Record {
+        let mut record = Record::default();
+        for (key, value) in map {
+            record.insert_json(&key, value);
+        }
+        record
+    }
+}
+
+/// Builds the records of one frame over one shared text.
+#[derive(Default)]
+pub(crate) struct RecordsBuilder {
+    text: String,
+    /// Each record's fields, in the order the frame had them.
+    records: Vec<Vec<Field>>,
+}
+
+impl RecordsBuilder {
+    /// `capacity`: about how many bytes of text the frame has (its length
+    /// is an upper bound, unless invalid UTF-8 gets replaced).
+    pub(crate) fn with_capacity(capacity: usize) -> RecordsBuilder {
+        RecordsBuilder {
+            text: String::with_capacity(capacity),
+            records: Vec::new(),
+        }
+    }
+
+    /// Starts the next record.
+    pub(crate) fn start_record(&mut self, fields: usize) {
+        self.records.push(Vec::with_capacity(fields));
+    }
+
+    /// Adds a field with a string value to the record started last.
+    pub(crate) fn push_str(&mut self, key: &str, value: &str) {
+        let key = self.append(key);
+        let value = Slot::Text(self.append(value));
+        self.current().push(Field { key, value });
+    }
+
+    /// Adds a field with another value to the record started last.
+    pub(crate) fn push_json(&mut self, key: &str, value: Json) {
+        let key = self.append(key);
+        let value = match value {
+            Json::String(s) => Slot::Text(self.append(&s)),
+            other => Slot::Json(Box::new(other)),
+        };
+        self.current().push(Field { key, value });
+    }
+
+    /// The records, in the order they were started.
+    pub(crate) fn finish(self) -> impl Iterator<Item = Record> {
+        let text = Arc::new(self.text);
+        self.records.into_iter().map(move |mut fields| {
+            sort_unique(&text, &mut fields);
+            Record {
+                text: Arc::clone(&text),
+                fields,
+            }
+        })
+    }
+
+    fn append(&mut self, s: &str) -> Text {
+        let start = self.text.len();
+        self.text.push_str(s);
+        // The codec's limits keep a frame (and a decompressed payload)
+        // far below 4 GiB.
+        Text::Span(start as u32, self.text.len() as u32)
+    }
+
+    fn current(&mut self) -> &mut Vec<Field> {
+        self.records
+            .last_mut()
+            .expect("start_record comes before its fields")
+    }
+}
+
+/// Sorts fields by key and keeps the last of each repeated key, as
+/// inserting them one by one into a JSON object would.
+fn sort_unique(text: &str, fields: &mut Vec<Field>) {
+    fn key<'a>(text: &'a str, f: &'a Field) -> &'a str {
+        text_in(text, &f.key)
+    }
+    if fields
+        .windows(2)
+        .all(|w| key(text, &w[0]) < key(text, &w[1]))
+    {
+        return;
+    }
+    // Reversed, a stable sort puts the last occurrence first among equal
+    // keys, and `dedup_by` keeps the first.
+    fields.reverse();
+    fields.sort_by(|a, b| key(text, a).cmp(key(text, b)));
+    fields.dedup_by(|later, earlier| key(text, later) == key(text, earlier));
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn built(pairs: &[(&str, &str)]) -> Record {
+        let mut b = RecordsBuilder::with_capacity(64);
+        b.start_record(pairs.len());
+        for (k, v) in pairs {
+            b.push_str(k, v);
+        }
+        b.finish().next().unwrap()
+    }
+
+    #[test]
+    fn fields_come_out_in_key_order_and_the_last_repeat_wins() {
+        let r = built(&[("source", "stdout"), ("log", "a"), ("b", "1"), ("log", "z")]);
+        let got: Vec<_> = r.iter().map(|(k, v)| (k, v.as_str().unwrap())).collect();
+        assert_eq!(got, [("b", "1"), ("log", "z"), ("source", "stdout")]);
+        assert_eq!(r.get_str("log"), Some("z"));
+        assert_eq!(r.get("missing"), None);
+    }
+
+    #[test]
+    fn records_of_a_frame_share_one_text() {
+        let mut b = RecordsBuilder::with_capacity(16);
+        b.start_record(1);
+        b.push_str("log", "first");
+        b.start_record(2);
+        b.push_str("log", "second");
+        b.push_json("n", json!(7));
+        let records: Vec<Record> = b.finish().collect();
+        assert!(Arc::ptr_eq(&records[0].text, &records[1].text));
+        assert_eq!(
+            records[0].to_json(),
+            json!({"log": "first"}).as_object().unwrap().clone()
+        );
+        assert_eq!(
+            records[1].to_json(),
+            json!({"log": "second", "n": 7})
+                .as_object()
+                .unwrap()
+                .clone()
+        );
+        assert_eq!(records[1].get("n"), Some(FieldValue::Json(&json!(7))));
+        assert_eq!(records[1].get_str("n"), None);
+    }
+
+    #[test]
+    fn edits_keep_the_order_and_replace_values() {
+        let mut r = built(&[("log", "a"), ("source", "stdout")]);
+        r.insert("ecs_cluster", "c");
+        r.insert("log", "b");
+        r.insert_json("n", json!([1]));
+        assert!(r.remove("source"));
+        assert!(!r.remove("source"));
+        assert_eq!(
+            Json::Object(r.to_json()),
+            json!({"ecs_cluster": "c", "log": "b", "n": [1]})
+        );
+        let keys: Vec<&str> = r.iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["ecs_cluster", "log", "n"]);
+        r.retain(|k| k != "n");
+        assert_eq!(
+            Json::Object(r.to_json()),
+            json!({"ecs_cluster": "c", "log": "b"})
+        );
+    }
+
+    #[test]
+    fn a_record_from_a_map_equals_the_same_record_decoded() {
+        let map = json!({"log": "x", "source": "stderr"})
+            .as_object()
+            .unwrap()
+            .clone();
+        assert_eq!(
+            Record::from(map),
+            built(&[("source", "stderr"), ("log", "x")])
+        );
+        assert_ne!(Record::default(), built(&[("log", "x")]));
+        assert_eq!(
+            format!("{:?}", built(&[("log", "x")])),
+            r#"{"log": Str("x")}"#
+        );
+    }
+}
