@@ -403,11 +403,13 @@ fn read_record(record: &mut Cursor<'_>, records: &mut RecordsBuilder) -> Result<
     records.start_record(count);
     for _ in 0..count {
         let key = match record.bytes().map_err(FrameError::Msgpack)? {
-            Some(bytes) => text(bytes),
-            None => Cow::Owned(key_string(&record.value().map_err(FrameError::Msgpack)?)),
+            Some(bytes) => Cow::Borrowed(bytes),
+            None => {
+                Cow::Owned(key_string(&record.value().map_err(FrameError::Msgpack)?).into_bytes())
+            }
         };
         match record.bytes().map_err(FrameError::Msgpack)? {
-            Some(bytes) => records.push_str(&key, &text(bytes)),
+            Some(bytes) => records.push_str(&key, bytes),
             None => records.push_json(&key, to_json(&record.value().map_err(FrameError::Msgpack)?)),
         }
     }

@@ -219,20 +219,22 @@ impl From<Map<String, Json>> for Record {
     }
 }
 
-/// Builds the records of one frame over one shared text.
+/// Builds the records of one frame over one shared text. The bytes are
+/// checked as UTF-8 once, all together, when the records are finished:
+/// one pass over a frame instead of a call per string.
 #[derive(Default)]
 pub(crate) struct RecordsBuilder {
-    text: String,
+    text: Vec<u8>,
     /// Each record's fields, in the order the frame had them.
     records: Vec<Vec<Field>>,
 }
 
 impl RecordsBuilder {
     /// `capacity`: about how many bytes of text the frame has (its length
-    /// is an upper bound, unless invalid UTF-8 gets replaced).
+    /// is an upper bound).
     pub(crate) fn with_capacity(capacity: usize) -> RecordsBuilder {
         RecordsBuilder {
-            text: String::with_capacity(capacity),
+            text: Vec::with_capacity(capacity),
             records: Vec::new(),
         }
     }
@@ -242,26 +244,32 @@ impl RecordsBuilder {
         self.records.push(Vec::with_capacity(fields));
     }
 
-    /// Adds a field with a string value to the record started last.
-    pub(crate) fn push_str(&mut self, key: &str, value: &str) {
+    /// Adds a field with a string value to the record started last; the
+    /// bytes are taken as UTF-8, invalid sequences replaced by U+FFFD.
+    pub(crate) fn push_str(&mut self, key: &[u8], value: &[u8]) {
         let key = self.append(key);
         let value = Slot::Text(self.append(value));
         self.current().push(Field { key, value });
     }
 
     /// Adds a field with another value to the record started last.
-    pub(crate) fn push_json(&mut self, key: &str, value: Json) {
+    pub(crate) fn push_json(&mut self, key: &[u8], value: Json) {
         let key = self.append(key);
         let value = match value {
-            Json::String(s) => Slot::Text(self.append(&s)),
+            Json::String(s) => Slot::Text(self.append(s.as_bytes())),
             other => Slot::Json(Box::new(other)),
         };
         self.current().push(Field { key, value });
     }
 
     /// The records, in the order they were started.
-    pub(crate) fn finish(self) -> impl Iterator<Item = Record> {
-        let text = Arc::new(self.text);
+    pub(crate) fn finish(mut self) -> impl Iterator<Item = Record> {
+        let text = match String::from_utf8(self.text) {
+            Ok(text) if every_span_on_char_boundaries(&text, &self.records) => text,
+            Ok(text) => replace_invalid(text.as_bytes(), &mut self.records),
+            Err(e) => replace_invalid(e.as_bytes(), &mut self.records),
+        };
+        let text = Arc::new(text);
         self.records.into_iter().map(move |mut fields| {
             sort_unique(&text, &mut fields);
             Record {
@@ -271,9 +279,9 @@ impl RecordsBuilder {
         })
     }
 
-    fn append(&mut self, s: &str) -> Text {
+    fn append(&mut self, bytes: &[u8]) -> Text {
         let start = self.text.len();
-        self.text.push_str(s);
+        self.text.extend_from_slice(bytes);
         // The codec's limits keep a frame (and a decompressed payload)
         // far below 4 GiB.
         Text::Span(start as u32, self.text.len() as u32)
@@ -284,6 +292,50 @@ impl RecordsBuilder {
             .last_mut()
             .expect("start_record comes before its fields")
     }
+}
+
+/// Every span of `records`, keys and values.
+fn spans(records: &mut [Vec<Field>]) -> impl Iterator<Item = &mut Text> {
+    records.iter_mut().flatten().flat_map(|f| {
+        let value = match &mut f.value {
+            Slot::Text(t) => Some(t),
+            Slot::Json(_) => None,
+        };
+        std::iter::once(&mut f.key).chain(value)
+    })
+}
+
+/// Whether every string on its own is valid: the whole text can be valid
+/// while one string ends inside a character that the next one finishes.
+fn every_span_on_char_boundaries(text: &str, records: &[Vec<Field>]) -> bool {
+    let on_boundaries = |t: &Text| match t {
+        Text::Span(start, end) => {
+            text.is_char_boundary(*start as usize) && text.is_char_boundary(*end as usize)
+        }
+        Text::Owned(_) => true,
+    };
+    records.iter().flatten().all(|f| {
+        on_boundaries(&f.key)
+            && match &f.value {
+                Slot::Text(t) => on_boundaries(t),
+                Slot::Json(_) => true,
+            }
+    })
+}
+
+/// The slow path, for a frame with invalid UTF-8: each string converted on
+/// its own (U+FFFD for what is invalid) into a new text, spans moved.
+fn replace_invalid(bytes: &[u8], records: &mut [Vec<Field>]) -> String {
+    let mut text = String::with_capacity(bytes.len());
+    for span in spans(records) {
+        if let Text::Span(start, end) = span {
+            let piece = String::from_utf8_lossy(&bytes[*start as usize..*end as usize]);
+            let new_start = text.len();
+            text.push_str(&piece);
+            *span = Text::Span(new_start as u32, text.len() as u32);
+        }
+    }
+    text
 }
 
 /// Sorts fields by key and keeps the last of each repeated key, as
@@ -315,7 +367,7 @@ mod tests {
         let mut b = RecordsBuilder::with_capacity(64);
         b.start_record(pairs.len());
         for (k, v) in pairs {
-            b.push_str(k, v);
+            b.push_str(k.as_bytes(), v.as_bytes());
         }
         b.finish().next().unwrap()
     }
@@ -333,10 +385,10 @@ mod tests {
     fn records_of_a_frame_share_one_text() {
         let mut b = RecordsBuilder::with_capacity(16);
         b.start_record(1);
-        b.push_str("log", "first");
+        b.push_str(b"log", b"first");
         b.start_record(2);
-        b.push_str("log", "second");
-        b.push_json("n", json!(7));
+        b.push_str(b"log", b"second");
+        b.push_json(b"n", json!(7));
         let records: Vec<Record> = b.finish().collect();
         assert!(Arc::ptr_eq(&records[0].text, &records[1].text));
         assert_eq!(
@@ -352,6 +404,27 @@ mod tests {
         );
         assert_eq!(records[1].get("n"), Some(FieldValue::Json(&json!(7))));
         assert_eq!(records[1].get_str("n"), None);
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_string_by_string() {
+        let mut b = RecordsBuilder::with_capacity(16);
+        b.start_record(3);
+        b.push_str(b"log", b"caf\xc3\xa9 \xff!");
+        // Valid together, but each string ends or starts inside "é".
+        b.push_str(b"a", b"x\xc3");
+        b.push_str(b"b", b"\xa9y");
+        let r = b.finish().next().unwrap();
+        assert_eq!(r.get_str("log"), Some("café \u{fffd}!"));
+        assert_eq!(r.get_str("a"), Some("x\u{fffd}"));
+        assert_eq!(r.get_str("b"), Some("\u{fffd}y"));
+        let mut b = RecordsBuilder::with_capacity(16);
+        b.start_record(2);
+        b.push_str(b"a", b"x\xc3");
+        b.push_str(b"b", b"\xa9y");
+        let r = b.finish().next().unwrap();
+        assert_eq!(r.get_str("a"), Some("x\u{fffd}"));
+        assert_eq!(r.get_str("b"), Some("\u{fffd}y"));
     }
 
     #[test]
