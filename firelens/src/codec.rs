@@ -730,6 +730,42 @@ mod tests {
     }
 
     #[test]
+    fn records_keep_non_string_values_and_replace_invalid_utf8() {
+        let entry = |record: Vec<u8>| mp::arr(&[mp::int(T), record]);
+        let frames = decode_all(&mp::arr(&[
+            mp::str("app"),
+            mp::arr(&[
+                entry(mp::map(&[
+                    ("log", mp::bin(b"caf\xc3\xa9 \xff")),
+                    ("n", mp::int(7)),
+                    ("log", mp::str("last wins")),
+                ])),
+                entry(mp::map(&[("log", mp::bin(b"ok")), ("nested", record("x"))])),
+            ]),
+        ]));
+        let got: Vec<Json> = events(&frames[0]).into_iter().map(|e| e.2).collect();
+        assert_eq!(
+            got,
+            [
+                json!({"log": "last wins", "n": 7}),
+                json!({"log": "ok", "nested": {"log": "x", "source": "stdout"}}),
+            ]
+        );
+        let frames = decode_all(&mp::arr(&[
+            mp::str("app"),
+            mp::int(T),
+            mp::map(&[
+                ("log", mp::bin(b"caf\xc3\xa9 \xff")),
+                ("source", mp::str("stdout")),
+            ]),
+        ]));
+        assert_eq!(
+            events(&frames[0])[0].2,
+            json!({"log": "café \u{fffd}", "source": "stdout"})
+        );
+    }
+
+    #[test]
     fn byte_at_a_time_and_heartbeats() {
         let bytes = [
             vec![0xc0],
