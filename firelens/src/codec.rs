@@ -129,7 +129,7 @@ impl ForwardCodec {
     /// `now_ns` stands in for events whose time is nil or 0, as fluentd does.
     pub fn next_frame(&mut self, now_ns: i64) -> Result<Option<Frame>, FrameError> {
         let limits = self.limits;
-        self.next_with(|frame| decode_frame(frame, now_ns, &limits))
+        self.next_with(|frame, elements| decode_frame(frame, elements, now_ns, &limits))
     }
 
     /// The next complete msgpack value, whatever it is (the handshake's PING),
@@ -138,17 +138,17 @@ impl ForwardCodec {
         &mut self,
         read: impl FnOnce(&Value<'_>) -> T,
     ) -> Result<Option<T>, FrameError> {
-        self.next_with(|bytes| {
+        self.next_with(|bytes, _| {
             let (value, _) = msgpack::read(bytes).map_err(FrameError::Msgpack)?;
             Ok(read(&value))
         })
     }
 
     /// Finds where the next value ends (checking it all, building nothing)
-    /// and gives its bytes to `decode`.
+    /// and gives its bytes to `decode`, with where its first elements start.
     fn next_with<T>(
         &mut self,
-        decode: impl FnOnce(&[u8]) -> Result<T, FrameError>,
+        decode: impl FnOnce(&[u8], &[usize]) -> Result<T, FrameError>,
     ) -> Result<Option<T>, FrameError> {
         let pending = &self.buf[self.start..];
         if pending.is_empty() || pending.len() < self.retry_at {
@@ -156,13 +156,13 @@ impl ForwardCodec {
         }
         match self.skipper.resume(pending) {
             Ok(len) => {
-                self.skipper = msgpack::Skipper::default();
+                let skipper = std::mem::take(&mut self.skipper);
                 if len > self.limits.max_frame_bytes {
                     return Err(FrameError::TooLarge {
                         max: self.limits.max_frame_bytes,
                     });
                 }
-                let decoded = decode(&pending[..len]);
+                let decoded = decode(&pending[..len], skipper.first_children());
                 self.start += len;
                 self.retry_at = 0;
                 decoded.map(Some)
@@ -183,9 +183,15 @@ impl ForwardCodec {
     }
 }
 
-/// Decodes one frame from its bytes, which `msgpack::skip` checked: the
-/// entries are read straight into events, with no msgpack tree per record.
-fn decode_frame(frame: &[u8], now_ns: i64, limits: &Limits) -> Result<Frame, FrameError> {
+/// Decodes one frame from its bytes, which a `msgpack::Skipper` checked
+/// (`elements`: where the frame's first elements start): the entries are
+/// read straight into events, with no msgpack tree per record.
+fn decode_frame(
+    frame: &[u8],
+    elements: &[usize],
+    now_ns: i64,
+    limits: &Limits,
+) -> Result<Frame, FrameError> {
     let mut c = Cursor::new(frame);
     if c.peek() == Some(0xc0) {
         return Ok(Frame::Heartbeat);
@@ -202,25 +208,23 @@ fn decode_frame(frame: &[u8], now_ns: i64, limits: &Limits) -> Result<Frame, Fra
         return Err(FrameError::Shape("a frame has at least two elements"));
     }
     // Message mode has the record third and the option fourth; the others
-    // have the option third. The option is read first: it says whether
-    // the entries are logs and how they are compressed.
-    let second = &frame[c.pos()..];
+    // have the option third. The option is read first (straight from where
+    // the check saw it start, not by stepping over the entries): it says
+    // whether the entries are logs and how they are compressed.
     let message = c.peek().is_some_and(is_time_marker);
-    c.skip().map_err(FrameError::Msgpack)?;
-    if message {
-        if len < 3 {
-            return Err(FrameError::Shape("a message has a record"));
-        }
-        c.skip().map_err(FrameError::Msgpack)?;
+    if message && len < 3 {
+        return Err(FrameError::Shape("a message has a record"));
     }
     let option_index = if message { 3 } else { 2 };
-    let option = if len > option_index {
-        Some(c.value().map_err(FrameError::Msgpack)?)
-    } else {
-        None
+    let option = match elements.get(option_index) {
+        Some(&at) if len > option_index => Some(
+            Cursor::new(&frame[at..])
+                .value()
+                .map_err(FrameError::Msgpack)?,
+        ),
+        _ => None,
     };
     let options = Options::read(option.as_ref())?;
-    let mut c = Cursor::new(second);
     // Forward mode: the entries' count (checked against the frame's bytes).
     let entries = if message {
         None

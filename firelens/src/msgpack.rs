@@ -108,9 +108,20 @@ pub struct Skipper {
     /// For each container open at `pos`, the values still to come in it.
     open: Vec<usize>,
     started: bool,
+    /// Where the first elements of the outermost array (or keys and values
+    /// of the outermost map) start, so that a reader can go straight to
+    /// one without stepping over those before it.
+    children: [usize; 4],
+    children_seen: usize,
 }
 
 impl Skipper {
+    /// Where the first (up to four) elements of the outermost array or map
+    /// start, as far as the value has been checked.
+    pub fn first_children(&self) -> &[usize] {
+        &self.children[..self.children_seen]
+    }
+
     /// Goes on over `input`: the bytes given last time (the same offsets)
     /// and maybe more. The value's length once it is complete; the same
     /// errors as [`read`].
@@ -131,7 +142,12 @@ impl Skipper {
             }
             // An incomplete part leaves the state as it was: the next call
             // reads that part again, whole.
+            let at = self.pos;
             let items = reader.header()?;
+            if self.open.len() == 1 && self.children_seen < self.children.len() {
+                self.children[self.children_seen] = at;
+                self.children_seen += 1;
+            }
             self.pos = reader.pos;
             self.started = true;
             if let Some(left) = self.open.last_mut() {
@@ -482,6 +498,22 @@ mod tests {
         ));
     }
 
+    /// Where the first four children of a checked array or map start,
+    /// found by stepping over them with a `Cursor`.
+    fn first_children(value: &[u8]) -> Vec<usize> {
+        let mut c = Cursor::new(value);
+        let count = match c.array_len().unwrap() {
+            Some(n) => n,
+            None => 2 * c.map_len().unwrap().unwrap_or(0),
+        };
+        let mut at = Vec::new();
+        for _ in 0..count.min(4) {
+            at.push(c.pos());
+            c.skip().unwrap();
+        }
+        at
+    }
+
     proptest::proptest! {
         /// `skip` takes exactly what `read` takes and fails where it fails.
         #[test]
@@ -523,6 +555,9 @@ mod tests {
             for cut in cuts {
                 let resumed = skipper.resume(&bytes[..cut]);
                 proptest::prop_assert_eq!(&resumed, &skip(&bytes[..cut]));
+                if let Ok(len) = resumed {
+                    proptest::prop_assert_eq!(skipper.first_children(), &first_children(&bytes[..len])[..]);
+                }
                 if !matches!(resumed, Err(ReadError::Incomplete { .. })) {
                     break;
                 }
