@@ -143,6 +143,47 @@ impl Record {
             .collect()
     }
 
+    /// The same record with a text of its own: what a joiner holds for a
+    /// while should not keep the rest of its frame's text alive.
+    pub fn detached(&self) -> Record {
+        let mut text = String::with_capacity(
+            self.fields
+                .iter()
+                .map(|f| self.text_of(&f.key).len() + self.value_len(&f.value))
+                .sum(),
+        );
+        let mut own = |t: &Text| match t {
+            Text::Span(..) => {
+                let start = text.len();
+                text.push_str(self.text_of(t));
+                Text::Span(start as u32, text.len() as u32)
+            }
+            Text::Owned(s) => Text::Owned(s.clone()),
+        };
+        let fields = self
+            .fields
+            .iter()
+            .map(|f| Field {
+                key: own(&f.key),
+                value: match &f.value {
+                    Slot::Text(t) => Slot::Text(own(t)),
+                    Slot::Json(j) => Slot::Json(j.clone()),
+                },
+            })
+            .collect();
+        Record {
+            text: Arc::new(text),
+            fields,
+        }
+    }
+
+    fn value_len(&self, slot: &Slot) -> usize {
+        match slot {
+            Slot::Text(t) => self.text_of(t).len(),
+            Slot::Json(_) => 0,
+        }
+    }
+
     /// About how many bytes of memory the record holds: its text and its
     /// fields (a frame's shared text is counted once over its records).
     pub fn estimated_bytes(&self) -> usize {
@@ -425,6 +466,25 @@ mod tests {
         let r = b.finish().next().unwrap();
         assert_eq!(r.get_str("a"), Some("x\u{fffd}"));
         assert_eq!(r.get_str("b"), Some("\u{fffd}y"));
+    }
+
+    #[test]
+    fn a_detached_record_has_its_own_text() {
+        let mut b = RecordsBuilder::with_capacity(16);
+        b.start_record(1);
+        b.push_str(b"log", b"first");
+        b.start_record(2);
+        b.push_str(b"log", b"second");
+        b.push_json(b"n", json!({"a": 1}));
+        let records: Vec<Record> = b.finish().collect();
+        let mut second = records[1].detached();
+        assert_eq!(second, records[1]);
+        assert_eq!(&*second.text, "logsecondn");
+        assert!(!Arc::ptr_eq(&second.text, &records[1].text));
+        second.insert("added", "x");
+        let again = second.detached();
+        assert_eq!(again, second);
+        assert_eq!(&*again.text, "logsecondn");
     }
 
     #[test]

@@ -67,7 +67,11 @@ impl PartialAssembler {
         let part = event.record.get_str("log").unwrap_or_default().to_string();
         let key = (event.tag.clone(), partial_id);
         let group = self.groups.entry(key.clone()).or_insert_with(|| Group {
-            event,
+            // Held until the last part: not with the rest of its frame.
+            event: Event {
+                record: event.record.detached(),
+                ..event
+            },
             log: String::new(),
             last_part_ns: now_ns,
         });

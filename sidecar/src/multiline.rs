@@ -213,6 +213,11 @@ impl Joiner {
         let text = text.to_string();
         let source = event.record.get_str("source").unwrap_or("").to_string();
         let key = (event.tag.clone(), source);
+        // A held line should not keep the rest of its frame's text alive.
+        let event = Event {
+            record: event.record.detached(),
+            ..event
+        };
         let line = Held { event, text, ack };
         let open = self.streams.remove(&key);
         let line = match open {
