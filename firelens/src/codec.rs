@@ -104,9 +104,17 @@ pub struct ForwardCodec {
 }
 
 impl ForwardCodec {
+    /// Limits above 256 MiB are lowered to it: a record's text is indexed
+    /// with `u32`, and a frame's text can be several times its bytes
+    /// (U+FFFD for an invalid byte, `{"data":"ff","ext":1}` for a 3-byte
+    /// ext key: at most 8 times).
     pub fn new(limits: Limits) -> ForwardCodec {
+        const MOST: usize = (u32::MAX / 16) as usize;
         ForwardCodec {
-            limits,
+            limits: Limits {
+                max_frame_bytes: limits.max_frame_bytes.min(MOST),
+                max_decompressed_bytes: limits.max_decompressed_bytes.min(MOST),
+            },
             ..ForwardCodec::default()
         }
     }

@@ -323,8 +323,8 @@ impl RecordsBuilder {
     fn append(&mut self, bytes: &[u8]) -> Text {
         let start = self.text.len();
         self.text.extend_from_slice(bytes);
-        // The codec's limits keep a frame (and a decompressed payload)
-        // far below 4 GiB.
+        // `ForwardCodec::new` keeps frames and payloads small enough that
+        // their text, even with every byte replaced, fits `u32` offsets.
         Text::Span(start as u32, self.text.len() as u32)
     }
 
