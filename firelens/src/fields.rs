@@ -68,6 +68,17 @@ enum Text {
     Owned(Box<str>),
 }
 
+impl Text {
+    /// Known without reading the text (a record's text was decoded on
+    /// another core, and is cold until read).
+    fn len(&self) -> usize {
+        match self {
+            Text::Span(start, end) => (end - start) as usize,
+            Text::Owned(s) => s.len(),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 enum Slot {
     Text(Text),
@@ -77,7 +88,7 @@ enum Slot {
 impl Record {
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<FieldValue<'_>> {
-        let i = self.find(key).ok()?;
+        let i = self.position(key)?;
         Some(self.value_of(&self.fields[i].value))
     }
 
@@ -87,7 +98,7 @@ impl Record {
     }
 
     pub fn contains_key(&self, key: &str) -> bool {
-        self.find(key).is_ok()
+        self.position(key).is_some()
     }
 
     pub fn len(&self) -> usize {
@@ -214,6 +225,19 @@ impl Record {
         }
     }
 
+    /// Where `key` is. A record has a handful of fields and most keys
+    /// differ in length: a scan that reads a key's text only when its
+    /// length matches touches less memory than a binary search does.
+    fn position(&self, key: &str) -> Option<usize> {
+        if self.fields.len() > 16 {
+            return self.find(key).ok();
+        }
+        self.fields
+            .iter()
+            .position(|f| f.key.len() == key.len() && self.text_of(&f.key) == key)
+    }
+
+    /// Where `key` is, or where it would go.
     fn find(&self, key: &str) -> Result<usize, usize> {
         self.fields
             .binary_search_by(|f| self.text_of(&f.key).cmp(key))
@@ -420,6 +444,24 @@ mod tests {
         assert_eq!(got, [("b", "1"), ("log", "z"), ("source", "stdout")]);
         assert_eq!(r.get_str("log"), Some("z"));
         assert_eq!(r.get("missing"), None);
+    }
+
+    #[test]
+    fn every_key_is_found_in_small_and_large_records() {
+        for n in [1, 7, 16, 17, 40] {
+            let pairs: Vec<(String, String)> =
+                (0..n).map(|i| (format!("k{i}"), format!("v{i}"))).collect();
+            let borrowed: Vec<(&str, &str)> = pairs
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let r = built(&borrowed);
+            for (k, v) in &pairs {
+                assert_eq!(r.get_str(k), Some(v.as_str()), "{k} of {n}");
+            }
+            assert_eq!(r.get("k"), None);
+            assert!(!r.contains_key(&format!("k{n}")));
+        }
     }
 
     #[test]
