@@ -29,7 +29,8 @@ pub struct Record {
 }
 
 /// A record's value as read: a string (nearly every value in a log record)
-/// or any other JSON value.
+/// or any other JSON value. A string is always `Str`, never `Json`: every
+/// way into a record puts strings in its text.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum FieldValue<'a> {
     Str(&'a str),
@@ -41,7 +42,6 @@ impl<'a> FieldValue<'a> {
     pub fn as_str(self) -> Option<&'a str> {
         match self {
             FieldValue::Str(s) => Some(s),
-            FieldValue::Json(Json::String(s)) => Some(s),
             FieldValue::Json(_) => None,
         }
     }

@@ -33,8 +33,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use regex::{Regex, RegexSet};
-use sluice_firelens::FieldValue;
-use sluice_firelens::{Event, MemoryBudget, Reservation};
+use sluice_firelens::{Event, FieldValue, MemoryBudget, Reservation};
 
 /// The built-in rule sets, by name.
 pub const BUILT_IN: [&str; 4] = ["java", "python", "node", "go"];

@@ -1,7 +1,6 @@
 //! One classified line as one JSON object: the shape `sluice parse` prints
 //! and `sluice run` writes, with the event's metadata when there is one.
 
-use serde_json::Value as Json;
 use sluice_firelens::{FieldValue, Record};
 use sluice_parser::{json_out, Classified, Classifier, Field, Redactor, RouteTable};
 
@@ -282,9 +281,6 @@ impl LineRenderer {
         out.push(':');
         match value {
             FieldValue::Str(s) => json_out::write_str(out, &self.redactor.redact_text(s)),
-            FieldValue::Json(Json::String(s)) => {
-                json_out::write_str(out, &self.redactor.redact_text(s))
-            }
             FieldValue::Json(other) => out.push_str(&self.redactor.redact_text(&other.to_string())),
         }
     }
