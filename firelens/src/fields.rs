@@ -157,10 +157,17 @@ impl Record {
     /// The same record with a text of its own: what a joiner holds for a
     /// while should not keep the rest of its frame's text alive.
     pub fn detached(&self) -> Record {
+        let shared = |t: &Text| match t {
+            Text::Span(..) => t.len(),
+            Text::Owned(_) => 0,
+        };
         let mut text = String::with_capacity(
             self.fields
                 .iter()
-                .map(|f| self.text_of(&f.key).len() + self.value_len(&f.value))
+                .map(|f| match &f.value {
+                    Slot::Text(t) => shared(&f.key) + shared(t),
+                    Slot::Json(_) => shared(&f.key),
+                })
                 .sum(),
         );
         let mut own = |t: &Text| match t {
@@ -188,13 +195,6 @@ impl Record {
         }
     }
 
-    fn value_len(&self, slot: &Slot) -> usize {
-        match slot {
-            Slot::Text(t) => self.text_of(t).len(),
-            Slot::Json(_) => 0,
-        }
-    }
-
     /// About how many bytes of memory the record holds: its text and its
     /// fields (a frame's shared text is counted once over its records).
     pub fn estimated_bytes(&self) -> usize {
@@ -203,10 +203,10 @@ impl Record {
             .iter()
             .map(|f| {
                 let value = match &f.value {
-                    Slot::Text(t) => self.text_of(t).len(),
+                    Slot::Text(t) => t.len(),
                     Slot::Json(j) => json(j),
                 };
-                std::mem::size_of::<Field>() + self.text_of(&f.key).len() + value
+                std::mem::size_of::<Field>() + f.key.len() + value
             })
             .sum::<usize>()
             + std::mem::size_of::<Record>()
