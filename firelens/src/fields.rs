@@ -464,15 +464,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn records_of_a_frame_share_one_text() {
+    /// A frame of two records: `log` "first", then `log` "second" and `n`.
+    fn frame_of_two(n: Json) -> Vec<Record> {
         let mut b = RecordsBuilder::with_capacity(16);
         b.start_record(1);
         b.push_str(b"log", b"first");
         b.start_record(2);
         b.push_str(b"log", b"second");
-        b.push_json(b"n", json!(7));
-        let records: Vec<Record> = b.finish().collect();
+        b.push_json(b"n", n);
+        b.finish().collect()
+    }
+
+    #[test]
+    fn records_of_a_frame_share_one_text() {
+        let records = frame_of_two(json!(7));
         assert!(Arc::ptr_eq(&records[0].text, &records[1].text));
         assert_eq!(
             records[0].to_json(),
@@ -512,13 +517,7 @@ mod tests {
 
     #[test]
     fn a_detached_record_has_its_own_text() {
-        let mut b = RecordsBuilder::with_capacity(16);
-        b.start_record(1);
-        b.push_str(b"log", b"first");
-        b.start_record(2);
-        b.push_str(b"log", b"second");
-        b.push_json(b"n", json!({"a": 1}));
-        let records: Vec<Record> = b.finish().collect();
+        let records = frame_of_two(json!({"a": 1}));
         let mut second = records[1].detached();
         assert_eq!(second, records[1]);
         assert_eq!(&*second.text, "logsecondn");
