@@ -240,7 +240,8 @@ fn decode_frame(
         c.array_len().map_err(FrameError::Msgpack)?
     };
     let mut times = Vec::with_capacity(entries.unwrap_or(1));
-    let mut records = RecordsBuilder::with_capacity(frame.len());
+    // Sized once the mode says how much text there can be.
+    let mut records: RecordsBuilder;
     let mut skipped_non_logs = 0;
     let mut push = |records: &mut RecordsBuilder,
                     time: &Value<'_>,
@@ -254,9 +255,11 @@ fn decode_frame(
         read_record(record, records)
     };
     if message {
+        records = RecordsBuilder::with_capacity(frame.len());
         let time = c.value().map_err(FrameError::Msgpack)?;
         push(&mut records, &time, &mut c)?;
     } else if let Some(count) = entries {
+        records = RecordsBuilder::with_capacity(frame.len());
         // `skip` checked the whole frame: each entry is read in place, and
         // `read_record` leaves the cursor at the next one.
         for _ in 0..count {

@@ -287,7 +287,6 @@ impl From<Map<String, Json>> for Record {
 /// Builds the records of one frame over one shared text. The bytes are
 /// checked as UTF-8 once, all together, when the records are finished:
 /// one pass over a frame instead of a call per string.
-#[derive(Default)]
 pub(crate) struct RecordsBuilder {
     text: Vec<u8>,
     /// Each record's fields, in the order the frame had them.
