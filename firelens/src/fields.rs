@@ -329,7 +329,7 @@ impl RecordsBuilder {
     /// The records, in the order they were started.
     pub(crate) fn finish(mut self) -> impl Iterator<Item = Record> {
         let text = match String::from_utf8(self.text) {
-            Ok(text) if every_span_on_char_boundaries(&text, &self.records) => text,
+            Ok(text) if every_span_on_char_boundaries(&text, &mut self.records) => text,
             Ok(text) => replace_invalid(text.as_bytes(), &mut self.records),
             Err(e) => replace_invalid(e.as_bytes(), &mut self.records),
         };
@@ -371,19 +371,12 @@ fn spans(records: &mut [Vec<Field>]) -> impl Iterator<Item = &mut Text> {
 
 /// Whether every string on its own is valid: the whole text can be valid
 /// while one string ends inside a character that the next one finishes.
-fn every_span_on_char_boundaries(text: &str, records: &[Vec<Field>]) -> bool {
-    let on_boundaries = |t: &Text| match t {
+fn every_span_on_char_boundaries(text: &str, records: &mut [Vec<Field>]) -> bool {
+    spans(records).all(|t| match t {
         Text::Span(start, end) => {
             text.is_char_boundary(*start as usize) && text.is_char_boundary(*end as usize)
         }
         Text::Owned(_) => true,
-    };
-    records.iter().flatten().all(|f| {
-        on_boundaries(&f.key)
-            && match &f.value {
-                Slot::Text(t) => on_boundaries(t),
-                Slot::Json(_) => true,
-            }
     })
 }
 
