@@ -1,44 +1,155 @@
 //! Writing JSON text by hand: the sidecar writes one object per event on the
 //! hot path, where building a `serde_json::Value` first would cost an
 //! allocation per field.
+//!
+//! Renderers write through [`JsonOut`], so that the same code produces a
+//! JSON line (into a `String`) or the same text already escaped as the
+//! contents of a JSON string ([`Escaped`]), which is how a PutLogEvents
+//! body carries a message: the sidecar then copies each message into the
+//! request instead of escaping it a second time.
+
+/// Where rendered JSON text goes.
+pub trait JsonOut {
+    /// Appends text as it is meant to read: JSON punctuation, a member
+    /// name written out, a number, or a line written as is.
+    fn text(&mut self, s: &str);
+    /// Appends one character of such text.
+    fn char(&mut self, c: char);
+    /// Appends `s` as a JSON string literal (quoted and escaped).
+    fn string(&mut self, s: &str);
+
+    /// Appends an unsigned integer as a JSON number.
+    fn uint(&mut self, n: u64) {
+        let mut digits = Digits::default();
+        self.text(digits.of(n));
+    }
+
+    /// Appends a signed integer as a JSON number.
+    fn int(&mut self, n: i64) {
+        if n < 0 {
+            self.char('-');
+        }
+        self.uint(n.unsigned_abs());
+    }
+}
+
+/// Plain JSON text.
+impl JsonOut for String {
+    fn text(&mut self, s: &str) {
+        self.push_str(s);
+    }
+
+    fn char(&mut self, c: char) {
+        self.push(c);
+    }
+
+    fn string(&mut self, s: &str) {
+        write_str(self, s);
+    }
+}
+
+/// JSON text escaped as the contents of a JSON string (without its
+/// quotes), counting the length of the text itself: what CloudWatch counts
+/// of a message is its UTF-8 bytes, not the escaped form.
+pub struct Escaped<'a> {
+    out: &'a mut String,
+    len: usize,
+}
+
+impl<'a> Escaped<'a> {
+    /// Appends to `out`.
+    pub fn new(out: &'a mut String) -> Escaped<'a> {
+        Escaped { out, len: 0 }
+    }
+
+    /// UTF-8 bytes of the text written so far, before escaping.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl JsonOut for Escaped<'_> {
+    fn text(&mut self, s: &str) {
+        self.len += s.len();
+        write_str_contents(self.out, s);
+    }
+
+    fn char(&mut self, c: char) {
+        match c {
+            '"' | '\\' => {
+                self.len += 1;
+                self.out.push('\\');
+                self.out.push(c);
+            }
+            c if u32::from(c) < 0x20 => {
+                let mut buf = [0; 4];
+                self.text(c.encode_utf8(&mut buf));
+            }
+            c => {
+                self.len += c.len_utf8();
+                self.out.push(c);
+            }
+        }
+    }
+
+    fn string(&mut self, s: &str) {
+        if plain_prefix_len(s.as_bytes()) == s.len() {
+            // Nothing to escape in the literal, so nothing but its quotes
+            // to escape again: the common case, one copy.
+            self.len += s.len() + 2;
+            self.out.reserve(s.len() + 4);
+            self.out.push_str("\\\"");
+            self.out.push_str(s);
+            self.out.push_str("\\\"");
+        } else {
+            let mut literal = String::with_capacity(s.len() + 8);
+            write_str(&mut literal, s);
+            self.text(&literal);
+        }
+    }
+}
+
+/// Escapes `text` as the contents of a JSON string.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    write_str_contents(&mut out, text);
+    out
+}
 
 /// Appends `s` as a JSON string literal (with quotes), escaping `"`, `\` and
 /// control characters. Everything else, including non-ASCII, is copied as is.
-///
-/// Runs of bytes that need no escape are found eight at a time and copied
-/// whole: rendered records are mostly such runs between quotes, and this
-/// runs twice for every event (the record, then the request body).
 pub fn write_str(out: &mut String, s: &str) {
     out.reserve(s.len() + 2);
     out.push('"');
+    write_str_contents(out, s);
+    out.push('"');
+}
+
+/// [`write_str`] without the quotes.
+///
+/// Runs of bytes that need no escape are found eight at a time and copied
+/// whole: most text is such runs.
+pub fn write_str_contents(out: &mut String, s: &str) {
+    out.reserve(s.len());
     let bytes = s.as_bytes();
     let mut start = 0;
     let mut i = 0;
-    while i < bytes.len() {
-        if let Some(word) = bytes.get(i..i + 8) {
-            let mask = escape_mask(u64::from_le_bytes(word.try_into().unwrap_or([0; 8])));
-            if mask == 0 {
-                i += 8;
-                continue;
-            }
-            // The lowest flagged byte is exact (see `escape_mask`): jump to
-            // it, then escape it below.
-            i += (mask.trailing_zeros() / 8) as usize;
-        }
-        let b = bytes[i];
+    loop {
+        i += plain_prefix_len(&bytes[i..]);
+        let Some(&b) = bytes.get(i) else { break };
         // The short escapes are pushed a char at a time (inlined), not as
-        // strings: a rendered record escaped into a request body has a
-        // quote every few bytes.
+        // strings: JSON text escaped again has a quote every few bytes.
         let escaped = match b {
             b'"' | b'\\' => b,
             b'\n' => b'n',
             b'\r' => b'r',
             b'\t' => b't',
-            0x00..=0x1f => 0,
-            _ => {
-                i += 1;
-                continue;
-            }
+            _ => 0,
         };
         // Escaped bytes are ASCII, so `i` is a char boundary.
         out.push_str(&s[start..i]);
@@ -54,7 +165,27 @@ pub fn write_str(out: &mut String, s: &str) {
         start = i;
     }
     out.push_str(&s[start..]);
-    out.push('"');
+}
+
+/// How many bytes at the start of `bytes` need no escape: eight at a time
+/// while whole words are clean, then one at a time.
+fn plain_prefix_len(bytes: &[u8]) -> usize {
+    let mut i = 0;
+    while let Some(word) = bytes.get(i..i + 8) {
+        let mask = escape_mask(u64::from_le_bytes(word.try_into().unwrap_or([0; 8])));
+        if mask != 0 {
+            // The lowest flagged byte is exact (see `escape_mask`).
+            return i + (mask.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&b) = bytes.get(i) {
+        if b == b'"' || b == b'\\' || b < 0x20 {
+            return i;
+        }
+        i += 1;
+    }
+    i
 }
 
 /// The bytes of `word` (little-endian) that are `"`, `\` or below 0x20: a
@@ -75,27 +206,34 @@ fn escape_mask(word: u64) -> u64 {
 
 /// Appends a signed integer as a JSON number.
 pub fn write_i64(out: &mut String, n: i64) {
-    if n < 0 {
-        out.push('-');
-    }
-    write_u64(out, n.unsigned_abs());
+    out.int(n);
 }
 
 /// Appends an unsigned integer as a JSON number.
 pub fn write_u64(out: &mut String, n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
+    out.uint(n);
+}
+
+/// The decimal digits of a number, written right to left into a buffer.
+#[derive(Default)]
+struct Digits {
+    buf: [u8; 20],
+}
+
+impl Digits {
+    fn of(&mut self, mut n: u64) -> &str {
+        let mut i = self.buf.len();
+        loop {
+            i -= 1;
+            self.buf[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
         }
+        // Only ASCII digits were written.
+        std::str::from_utf8(&self.buf[i..]).unwrap_or_default()
     }
-    // Only ASCII digits were written.
-    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
 }
 
 fn hex_digit(n: u8) -> char {
@@ -153,6 +291,66 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Writes the same members to plain JSON and to `Escaped`.
+    fn both_ways(write: impl Fn(&mut dyn FnMut(&str, &str, i64))) -> (String, String, usize) {
+        let mut plain = String::new();
+        let mut escaped = String::new();
+        let mut e = Escaped::new(&mut escaped);
+        plain.char('{');
+        e.char('{');
+        write(&mut |key, value, n| {
+            for out in [&mut plain as &mut dyn JsonOut, &mut e as &mut dyn JsonOut] {
+                out.string(key);
+                out.char(':');
+                out.string(value);
+                out.text(",\"n\":");
+                out.int(n);
+                out.char(',');
+            }
+        });
+        plain.text("\"end\":true}");
+        e.text("\"end\":true}");
+        let len = e.len();
+        (plain, escaped, len)
+    }
+
+    #[test]
+    fn escaped_text_is_the_plain_text_as_a_json_string() {
+        let values = [
+            "",
+            "plain",
+            "a\"quote",
+            "back\\slash",
+            "tab\tnew\nline\r",
+            "\u{0}\u{1f}\u{7f}",
+            "é and 日本",
+            "\\\"",
+            "{\"nested\":\"json\"}",
+        ];
+        let (plain, escaped, len) = both_ways(|member| {
+            for (i, v) in values.iter().enumerate() {
+                member(&format!("key{i}\""), v, -(i as i64) * 1000);
+            }
+        });
+        let back: String = serde_json::from_str(&format!("\"{escaped}\"")).unwrap();
+        assert_eq!(back, plain);
+        assert_eq!(len, plain.len());
+        assert_eq!(escaped, escape(&plain));
+        serde_json::from_str::<serde_json::Value>(&plain).unwrap();
+    }
+
+    #[test]
+    fn an_escaped_plain_string_is_one_copy_between_escaped_quotes() {
+        let mut out = String::from("x");
+        let mut e = Escaped::new(&mut out);
+        e.string("GET /api");
+        e.char('"');
+        e.char('\u{1}');
+        e.char('é');
+        assert_eq!(e.len(), 10 + 1 + 1 + 2);
+        assert_eq!(out, r#"x\"GET /api\"\"\u0001é"#);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use crate::field::Field;
-use crate::json_out;
+use crate::json_out::JsonOut;
 
 /// One value of an access record.
 #[derive(Clone, Debug, PartialEq)]
@@ -35,11 +35,11 @@ impl Value<'_> {
     }
 
     /// Appends the value as JSON.
-    pub fn write_json(&self, out: &mut String) {
+    pub fn write_json(&self, out: &mut (impl JsonOut + ?Sized)) {
         match self {
-            Value::Str(s) => json_out::write_str(out, s),
-            Value::UInt(n) => json_out::write_u64(out, *n),
-            Value::Raw(r) => out.push_str(r),
+            Value::Str(s) => out.string(s),
+            Value::UInt(n) => out.uint(*n),
+            Value::Raw(r) => out.text(r),
         }
     }
 
@@ -197,12 +197,16 @@ impl<'a> AccessRecord<'a> {
     /// Appends the fields as JSON object members (`"key":value,...`) without
     /// braces, so callers can add their own members before or after.
     /// Returns whether anything was written.
-    pub fn write_json_members(&self, out: &mut String) -> bool {
+    pub fn write_json_members(&self, out: &mut (impl JsonOut + ?Sized)) -> bool {
         self.write_json_members_except(out, None)
     }
 
     /// [`AccessRecord::write_json_members`] without `skip`'s member.
-    pub fn write_json_members_except(&self, out: &mut String, skip: Option<Field>) -> bool {
+    pub fn write_json_members_except(
+        &self,
+        out: &mut (impl JsonOut + ?Sized),
+        skip: Option<Field>,
+    ) -> bool {
         let skipped = skip.map(Field::name);
         let mut first = true;
         for (key, value) in self.fields() {
@@ -210,17 +214,17 @@ impl<'a> AccessRecord<'a> {
                 continue;
             }
             if !first {
-                out.push(',');
+                out.char(',');
             }
             first = false;
             if RESERVED_KEYS.contains(&key) {
-                out.push_str("\"envoy_");
-                out.push_str(key);
-                out.push('"');
+                out.text("\"envoy_");
+                out.text(key);
+                out.char('"');
             } else {
-                json_out::write_str(out, key);
+                out.string(key);
             }
-            out.push(':');
+            out.char(':');
             value.write_json(out);
         }
         !first

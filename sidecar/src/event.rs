@@ -1,8 +1,11 @@
 //! The small types every part of the output shares, in a leaf module that
-//! imports nothing of the crate: an event as PutLogEvents takes it, where
-//! the spool holds it, the stream it goes to, and the process clock in ms.
+//! imports nothing of the crate: an event as PutLogEvents takes it, its
+//! message, where the spool holds it, the stream it goes to, and the
+//! process clock in ms.
 //! Keeping them here keeps the modules that use them (batcher, spool,
 //! shipper, metrics, admin) free of import circles.
+
+use sluice_parser::json_out;
 
 /// A log group and stream.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -16,10 +19,69 @@ pub struct StreamKey {
 pub struct LogEvent {
     /// Milliseconds since the Unix epoch.
     pub timestamp_ms: i64,
-    pub message: String,
+    pub message: Message,
     /// Where the spool holds this event, released once CloudWatch has it;
     /// `None` without a spool.
     pub spool: Option<SpoolMark>,
+}
+
+/// A message as a PutLogEvents body carries it: the contents of a JSON
+/// string (escaped, without its quotes), and the length CloudWatch counts,
+/// the UTF-8 bytes of the text itself.
+///
+/// The output stage renders an event straight into this form
+/// (`json_out::Escaped`), the spool stores it, and the shipper copies it
+/// into each request: a message is escaped once, not once more per body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    escaped: String,
+    len: usize,
+}
+
+impl Message {
+    /// `text`, escaped.
+    pub fn new(text: &str) -> Message {
+        Message {
+            escaped: json_out::escape(text),
+            len: text.len(),
+        }
+    }
+
+    /// A message already escaped (by `json_out::Escaped`, which counted
+    /// `len`, or read back from the spool, which stored both).
+    pub fn from_escaped(escaped: String, len: usize) -> Message {
+        Message { escaped, len }
+    }
+
+    /// UTF-8 bytes of the text: what CloudWatch's limits count.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The escaped form, as it goes between the quotes of a JSON string.
+    pub fn escaped(&self) -> &str {
+        &self.escaped
+    }
+
+    /// The text itself, unescaped (for splitting an oversized message).
+    pub fn text(&self) -> String {
+        let mut literal = String::with_capacity(self.escaped.len() + 2);
+        literal.push('"');
+        literal.push_str(&self.escaped);
+        literal.push('"');
+        // Every way into a `Message` escapes valid text, so this parses.
+        serde_json::from_str(&literal).unwrap_or_default()
+    }
+}
+
+impl From<&str> for Message {
+    fn from(text: &str) -> Message {
+        Message::new(text)
+    }
 }
 
 /// Where the spool holds an event: its segment, and its place among the

@@ -12,6 +12,7 @@ use sluice_firelens::Reservation;
 
 use crate::cloudwatch::batch::LogEvent;
 use crate::cloudwatch::sink::CloudWatchSink;
+use crate::event::Message;
 use crate::streams::{file_component, StreamKey};
 
 /// Files kept open at once; beyond this all are flushed and closed.
@@ -43,13 +44,23 @@ impl Sink {
         }
     }
 
+    /// Whether this sink takes events escaped as the contents of a JSON
+    /// string (`json_out::Escaped`), as PutLogEvents bodies carry them:
+    /// CloudWatch does; stdout and files take JSON lines.
+    pub fn escapes(&self) -> bool {
+        matches!(self, Sink::CloudWatch(_))
+    }
+
     /// Takes one rendered event (without a newline) for the stream `key`
-    /// gives; only sinks that keep streams apart ask for it.
+    /// gives; only sinks that keep streams apart ask for it. `text` is in
+    /// the form [`Sink::escapes`] asks for, and `text_len` is the length of
+    /// the text before any escaping.
     pub fn write<'k>(
         &mut self,
         key: impl FnOnce() -> &'k StreamKey,
         time_ms: i64,
         text: &str,
+        text_len: usize,
     ) -> io::Result<()> {
         match self {
             Sink::Stdout(out) => {
@@ -62,7 +73,7 @@ impl Sink {
                     key(),
                     LogEvent {
                         timestamp_ms: time_ms,
-                        message: text.to_owned(),
+                        message: Message::from_escaped(text.to_owned(), text_len),
                         spool: None,
                     },
                 );
@@ -82,7 +93,7 @@ impl Sink {
                     key,
                     LogEvent {
                         timestamp_ms: time_ms,
-                        message: text.to_owned(),
+                        message: Message::new(text),
                         spool: None,
                     },
                 );

@@ -2,7 +2,8 @@
 //! and `sluice run` writes, with the event's metadata when there is one.
 
 use sluice_firelens::{FieldValue, Record};
-use sluice_parser::{json_out, Classified, Classifier, Field, Redactor, RouteTable};
+use sluice_parser::json_out::JsonOut;
+use sluice_parser::{Classified, Classifier, Field, Redactor, RouteTable};
 
 use crate::stats::RequestFacts;
 
@@ -112,7 +113,7 @@ impl LineRenderer {
         &self,
         line: &str,
         meta: Option<&EventMeta<'_>>,
-        out: &mut String,
+        out: &mut impl JsonOut,
     ) -> Rendered {
         let classified = self.classify(line, meta.map(|m| m.container));
         self.render_classified(classified, meta, out)
@@ -133,14 +134,14 @@ impl LineRenderer {
         &self,
         classified: Classified<'_>,
         meta: Option<&EventMeta<'_>>,
-        out: &mut String,
+        out: &mut impl JsonOut,
     ) -> Rendered {
         let event_time = meta.map_or(0, |m| m.time_ms);
         match classified {
             Classified::Access(mut record) => {
                 let redactions = self.redactor.redact_record(&mut record);
                 let time_ms = record.start_time_ms().unwrap_or(event_time);
-                out.push('{');
+                out.char('{');
                 let mut first = true;
                 self.write_meta("access", meta, time_ms, out, &mut first);
                 // `start_time` says to the millisecond what the event's
@@ -150,15 +151,15 @@ impl LineRenderer {
                     && !self.metadata.includes("start_time");
                 let skip = skip_start_time.then_some(Field::StartTime);
                 if !first {
-                    out.push(',');
+                    out.char(',');
                 }
                 if record.write_json_members_except(out, skip) {
-                    out.push(',');
+                    out.char(',');
                 }
-                out.push_str("\"route\":");
+                out.text("\"route\":");
                 let route = self.routes.route_key(&record);
-                json_out::write_str(out, &route);
-                out.push('}');
+                out.string(&route);
+                out.char('}');
                 let facts = self
                     .collect_facts
                     .then(|| RequestFacts::from_record(&record, route, meta.map(|m| m.container)));
@@ -170,7 +171,7 @@ impl LineRenderer {
                 }
             }
             Classified::App(text) if !self.app_lines_as_json => {
-                out.push_str(&self.redactor.redact_text(text));
+                out.text(&self.redactor.redact_text(text));
                 Rendered {
                     access: false,
                     time_ms: event_time,
@@ -179,15 +180,15 @@ impl LineRenderer {
                 }
             }
             Classified::App(text) => {
-                out.push('{');
+                out.char('{');
                 let mut first = true;
                 self.write_meta("app", meta, event_time, out, &mut first);
                 if !first {
-                    out.push(',');
+                    out.char(',');
                 }
-                out.push_str("\"log\":");
-                json_out::write_str(out, &self.redactor.redact_text(text));
-                out.push('}');
+                out.text("\"log\":");
+                out.string(&self.redactor.redact_text(text));
+                out.char('}');
                 Rendered {
                     access: false,
                     time_ms: event_time,
@@ -208,7 +209,7 @@ impl LineRenderer {
         line: &str,
         meta: &EventMeta<'_>,
         log_key: Option<&str>,
-        out: &mut String,
+        out: &mut impl JsonOut,
     ) -> Rendered {
         let classified = self.classify(line, Some(meta.container));
         self.render_fluentbit_classified(classified, meta, log_key, out)
@@ -220,27 +221,27 @@ impl LineRenderer {
         classified: Classified<'_>,
         meta: &EventMeta<'_>,
         log_key: Option<&str>,
-        out: &mut String,
+        out: &mut impl JsonOut,
     ) -> Rendered {
         if let Classified::Access(mut record) = classified {
             let redactions = self.redactor.redact_record(&mut record);
             let time_ms = record.start_time_ms().unwrap_or(meta.time_ms);
-            out.push('{');
+            out.char('{');
             if record.write_json_members(out) {
-                out.push(',');
+                out.char(',');
             }
-            out.push_str("\"route\":");
+            out.text("\"route\":");
             let route = self.routes.route_key(&record);
-            json_out::write_str(out, &route);
+            out.string(&route);
             if log_key.is_none() {
                 for (key, value) in meta.record.iter() {
                     if Some(key) != meta.line_key {
-                        out.push(',');
+                        out.char(',');
                         self.write_member(key, value, out);
                     }
                 }
             }
-            out.push('}');
+            out.char('}');
             let facts = self
                 .collect_facts
                 .then(|| RequestFacts::from_record(&record, route, Some(meta.container)));
@@ -252,19 +253,19 @@ impl LineRenderer {
             };
         }
         match log_key.and_then(|k| meta.record.get(k)) {
-            Some(FieldValue::Str(s)) => out.push_str(&self.redactor.redact_text(s)),
+            Some(FieldValue::Str(s)) => out.text(&self.redactor.redact_text(s)),
             Some(FieldValue::Json(other)) => {
-                out.push_str(&self.redactor.redact_text(&other.to_string()))
+                out.text(&self.redactor.redact_text(&other.to_string()))
             }
             None => {
-                out.push('{');
+                out.char('{');
                 for (i, (key, value)) in meta.record.iter().enumerate() {
                     if i > 0 {
-                        out.push(',');
+                        out.char(',');
                     }
                     self.write_member(key, value, out);
                 }
-                out.push('}');
+                out.char('}');
             }
         }
         Rendered {
@@ -276,12 +277,12 @@ impl LineRenderer {
     }
 
     /// `"key":value`, the value redacted.
-    fn write_member(&self, key: &str, value: FieldValue<'_>, out: &mut String) {
-        json_out::write_str(out, key);
-        out.push(':');
+    fn write_member(&self, key: &str, value: FieldValue<'_>, out: &mut impl JsonOut) {
+        out.string(key);
+        out.char(':');
         match value {
-            FieldValue::Str(s) => json_out::write_str(out, &self.redactor.redact_text(s)),
-            FieldValue::Json(other) => out.push_str(&self.redactor.redact_text(&other.to_string())),
+            FieldValue::Str(s) => out.string(&self.redactor.redact_text(s)),
+            FieldValue::Json(other) => out.text(&self.redactor.redact_text(&other.to_string())),
         }
     }
 
@@ -293,34 +294,34 @@ impl LineRenderer {
     /// each but the first): `kind`, `timestamp`, `tag`, the FireLens and
     /// Docker keys; then the record's other keys under `extra`, which vary
     /// per event and are always written.
-    fn write_meta(
+    fn write_meta<O: JsonOut>(
         &self,
         kind: &str,
         meta: Option<&EventMeta<'_>>,
         time_ms: i64,
-        out: &mut String,
+        out: &mut O,
         first: &mut bool,
     ) {
-        let mut member = |out: &mut String, key: &str| {
+        let mut member = |out: &mut O, key: &str| {
             if !*first {
-                out.push(',');
+                out.char(',');
             }
             *first = false;
-            json_out::write_str(out, key);
-            out.push(':');
+            out.string(key);
+            out.char(':');
         };
         if self.metadata.includes("kind") {
             member(out, "kind");
-            json_out::write_str(out, kind);
+            out.string(kind);
         }
         let Some(meta) = meta else { return };
         if self.metadata.includes("timestamp") {
             member(out, "timestamp");
-            out.push_str(&time_ms.to_string());
+            out.int(time_ms);
         }
         if self.metadata.includes("tag") {
             member(out, "tag");
-            json_out::write_str(out, meta.tag);
+            out.string(meta.tag);
         }
         for key in TOP_LEVEL_KEYS {
             if !self.metadata.includes(key) {
@@ -334,7 +335,7 @@ impl LineRenderer {
                 } else {
                     value
                 };
-                json_out::write_str(out, &self.redactor.redact_text(value));
+                out.string(&self.redactor.redact_text(value));
             }
         }
         let extra: Vec<(&str, FieldValue<'_>)> = match meta.line_key {
@@ -347,14 +348,93 @@ impl LineRenderer {
         };
         if !extra.is_empty() {
             member(out, "extra");
-            out.push('{');
+            out.char('{');
             for (i, (key, value)) in extra.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.char(',');
                 }
                 self.write_member(key, value, out);
             }
-            out.push('}');
+            out.char('}');
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use sluice_parser::json_out::{escape, Escaped};
+    use sluice_parser::QueryMode;
+
+    use super::*;
+
+    fn renderer(app_lines_as_json: bool, metadata: Metadata) -> LineRenderer {
+        LineRenderer {
+            classifier: Classifier::new(),
+            redactor: Redactor::new(QueryMode::Redact),
+            routes: RouteTable::new(),
+            access_containers: Vec::new(),
+            app_lines_as_json,
+            collect_facts: true,
+            metadata,
+        }
+    }
+
+    const LINES: [&str; 4] = [
+        r#"[2025-11-04T06:49:07.518Z] "GET /api/v1/users/7?token=s3cret HTTP/1.1" 200 - 0 512 12 11 "10.0.0.1" "agent \"quoted\" \\ back" "5f1c2d3e-aaaa-4bbb-8ccc-123456789abc" "orders.internal:8080" "10.0.2.9:8080""#,
+        "2025-11-04 06:49:07,518 INFO  tab\there \"quoted\" é \u{1}",
+        r#"{"level":"info","msg":"a \"json\" line"}"#,
+        "",
+    ];
+
+    /// What the output stage writes for CloudWatch (escaped) is the plain
+    /// rendering escaped, and its length is the plain rendering's.
+    #[test]
+    fn escaped_rendering_is_the_plain_rendering_escaped() {
+        let record = Record::from(
+            json!({
+                "container_name": "/ecs-orders-3-envoy-8ac2",
+                "source": "stdout",
+                "log": "ignored",
+                "other": "x\"y",
+                "n": 7,
+            })
+            .as_object()
+            .cloned()
+            .unwrap(),
+        );
+        let meta = EventMeta {
+            time_ms: 1_762_238_947_518,
+            tag: "envoy-firelens-5a0a",
+            record: &record,
+            line_key: Some("log"),
+            container: "envoy",
+        };
+        let renderers = [
+            renderer(true, Metadata::All),
+            renderer(false, Metadata::Only(vec!["kind".into()])),
+        ];
+        for r in &renderers {
+            for line in LINES {
+                let mut plain = String::new();
+                let expected = r.render_event(line, Some(&meta), &mut plain);
+                let mut text = String::new();
+                let mut escaped = Escaped::new(&mut text);
+                let rendered = r.render_event(line, Some(&meta), &mut escaped);
+                assert_eq!(rendered, expected, "{line}");
+                assert_eq!(escaped.len(), plain.len(), "{line}");
+                assert_eq!(text, escape(&plain), "{line}");
+                for log_key in [None, Some("log")] {
+                    let mut plain = String::new();
+                    let expected = r.render_fluentbit(line, &meta, log_key, &mut plain);
+                    let mut text = String::new();
+                    let mut escaped = Escaped::new(&mut text);
+                    let rendered = r.render_fluentbit(line, &meta, log_key, &mut escaped);
+                    assert_eq!(rendered, expected, "{line}");
+                    assert_eq!(escaped.len(), plain.len(), "{line}");
+                    assert_eq!(text, escape(&plain), "{line}");
+                }
+            }
         }
     }
 }

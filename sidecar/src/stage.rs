@@ -19,6 +19,7 @@ use serde_json::Value as Json;
 use sluice_firelens::{
     now_ns, Delivery, Event, FieldValue, MemoryBudget, PartialAssembler, Record,
 };
+use sluice_parser::json_out::Escaped;
 use sluice_parser::{Classified, Classifier};
 use tokio::sync::mpsc;
 
@@ -332,7 +333,16 @@ impl Writer {
         sink: &mut Sink,
     ) -> io::Result<()> {
         self.text.clear();
-        let rendered = renderer.render_classified(classified, Some(meta), &mut self.text);
+        // In the form the sink keeps (see `Sink::escapes`), so that a
+        // CloudWatch message is escaped here once, not again per request.
+        let (rendered, text_len) = if sink.escapes() {
+            let mut out = Escaped::new(&mut self.text);
+            let rendered = renderer.render_classified(classified, Some(meta), &mut out);
+            (rendered, out.len())
+        } else {
+            let rendered = renderer.render_classified(classified, Some(meta), &mut self.text);
+            (rendered, self.text.len())
+        };
         let templates = &mut self.templates;
         let vars = StreamVars {
             tag: meta.tag,
@@ -362,11 +372,12 @@ impl Writer {
             StreamKind::App
         };
         self.counters
-            .ingested(usize::from(!rendered.access), self.text.len());
+            .ingested(usize::from(!rendered.access), text_len);
         sink.write(
             move || templates.key(kind, &vars),
             rendered.time_ms,
             &self.text,
+            text_len,
         )
     }
 
@@ -408,12 +419,24 @@ impl Writer {
                 OutputKind::Null => None,
             };
             self.text.clear();
-            let rendered = renderer.render_fluentbit_classified(
-                classified.clone(),
-                meta,
-                log_key,
-                &mut self.text,
-            );
+            let (rendered, text_len) = if sink.escapes() {
+                let mut out = Escaped::new(&mut self.text);
+                let rendered = renderer.render_fluentbit_classified(
+                    classified.clone(),
+                    meta,
+                    log_key,
+                    &mut out,
+                );
+                (rendered, out.len())
+            } else {
+                let rendered = renderer.render_fluentbit_classified(
+                    classified.clone(),
+                    meta,
+                    log_key,
+                    &mut self.text,
+                );
+                (rendered, self.text.len())
+            };
             if !counted {
                 counted = true;
                 let stats_key = || {
@@ -437,8 +460,8 @@ impl Writer {
             sent = true;
             self.written += 1;
             self.counters
-                .ingested(usize::from(!rendered.access), self.text.len());
-            sink.write(|| &key, rendered.time_ms, &self.text)?;
+                .ingested(usize::from(!rendered.access), text_len);
+            sink.write(|| &key, rendered.time_ms, &self.text, text_len)?;
         }
         if !sent {
             self.counters

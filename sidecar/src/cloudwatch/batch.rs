@@ -11,6 +11,7 @@
 //!   stored in either order: the marker says where each belongs.
 
 pub use crate::event::LogEvent;
+use crate::event::Message;
 
 /// The largest request, in bytes, as CloudWatch counts them.
 pub const MAX_BATCH_BYTES: usize = 1_048_576;
@@ -27,6 +28,12 @@ impl LogEvent {
     /// The bytes this event adds to a request.
     pub fn cost(&self) -> usize {
         self.message.len() + EVENT_OVERHEAD_BYTES
+    }
+
+    /// The memory this event holds while it waits: its escaped message
+    /// and the event itself.
+    pub fn held_bytes(&self) -> usize {
+        self.message.escaped().len() + std::mem::size_of::<LogEvent>()
     }
 }
 
@@ -49,6 +56,7 @@ impl Batch {
 pub struct Batcher {
     pending: Vec<LogEvent>,
     bytes: usize,
+    held: usize,
     oldest_ms: i64,
     newest_ms: i64,
 }
@@ -72,29 +80,45 @@ impl Batcher {
         self.bytes
     }
 
+    /// Memory the events waiting for the next batch hold.
+    pub fn held_bytes(&self) -> usize {
+        self.held
+    }
+
     /// Adds an event (split first if too long); returns the batches it
     /// closed, which are ready to send.
     pub fn push(&mut self, event: LogEvent) -> Vec<Batch> {
         let mut ready = Vec::new();
-        for part in split_oversized(event) {
-            let too_big = self.bytes + part.cost() > MAX_BATCH_BYTES;
-            let too_many = self.pending.len() + 1 > MAX_BATCH_EVENTS;
-            let too_wide = !self.pending.is_empty()
-                && (part.timestamp_ms.max(self.newest_ms) - part.timestamp_ms.min(self.oldest_ms))
-                    > MAX_SPAN_MS;
-            if too_big || too_many || too_wide {
-                ready.extend(self.flush());
+        if event.message.len() <= MAX_MESSAGE_BYTES {
+            // The common case, without the vector of parts.
+            self.push_part(event, &mut ready);
+        } else {
+            for part in split_oversized(event) {
+                self.push_part(part, &mut ready);
             }
-            if self.pending.is_empty() {
-                self.oldest_ms = part.timestamp_ms;
-                self.newest_ms = part.timestamp_ms;
-            }
-            self.oldest_ms = self.oldest_ms.min(part.timestamp_ms);
-            self.newest_ms = self.newest_ms.max(part.timestamp_ms);
-            self.bytes += part.cost();
-            self.pending.push(part);
         }
         ready
+    }
+
+    /// Adds an event that fits a request alone.
+    fn push_part(&mut self, part: LogEvent, ready: &mut Vec<Batch>) {
+        let too_big = self.bytes + part.cost() > MAX_BATCH_BYTES;
+        let too_many = self.pending.len() + 1 > MAX_BATCH_EVENTS;
+        let too_wide = !self.pending.is_empty()
+            && (part.timestamp_ms.max(self.newest_ms) - part.timestamp_ms.min(self.oldest_ms))
+                > MAX_SPAN_MS;
+        if too_big || too_many || too_wide {
+            ready.extend(self.flush());
+        }
+        if self.pending.is_empty() {
+            self.oldest_ms = part.timestamp_ms;
+            self.newest_ms = part.timestamp_ms;
+        }
+        self.oldest_ms = self.oldest_ms.min(part.timestamp_ms);
+        self.newest_ms = self.newest_ms.max(part.timestamp_ms);
+        self.bytes += part.cost();
+        self.held += part.held_bytes();
+        self.pending.push(part);
     }
 
     /// Closes the pending events into a batch (on the flush interval, at
@@ -105,6 +129,7 @@ impl Batcher {
         }
         let mut events = std::mem::take(&mut self.pending);
         self.bytes = 0;
+        self.held = 0;
         // Stable: events with the same timestamp keep their arrival order.
         events.sort_by_key(|e| e.timestamp_ms);
         Some(Batch { events })
@@ -121,7 +146,8 @@ pub fn split_oversized(event: LogEvent) -> Vec<LogEvent> {
     const MARKER_ROOM: usize = "[sluice part 9999/9999] ".len();
     let room = MAX_MESSAGE_BYTES - MARKER_ROOM;
     let mut pieces = Vec::new();
-    let mut rest = event.message.as_str();
+    let text = event.message.text();
+    let mut rest = text.as_str();
     while !rest.is_empty() {
         let mut cut = room.min(rest.len());
         while !rest.is_char_boundary(cut) {
@@ -136,7 +162,7 @@ pub fn split_oversized(event: LogEvent) -> Vec<LogEvent> {
         .enumerate()
         .map(|(i, piece)| LogEvent {
             timestamp_ms: event.timestamp_ms,
-            message: format!("[sluice part {}/{n}] {piece}", i + 1),
+            message: Message::new(&format!("[sluice part {}/{n}] {piece}", i + 1)),
             spool: event.spool,
         })
         .collect()
@@ -152,7 +178,7 @@ mod tests {
     fn event(ts: i64, len: usize) -> LogEvent {
         LogEvent {
             timestamp_ms: ts,
-            message: "x".repeat(len),
+            message: Message::new(&"x".repeat(len)),
             spool: None,
         }
     }
@@ -221,7 +247,7 @@ mod tests {
         let big = LogEvent {
             timestamp_ms: 7,
             // Twice the limit in bytes; with room for the markers, three parts.
-            message: "é".repeat(MAX_MESSAGE_BYTES),
+            message: Message::new(&"é".repeat(MAX_MESSAGE_BYTES)),
             spool: Some(SpoolMark {
                 segment: 4,
                 ordinal: 9,
@@ -229,15 +255,16 @@ mod tests {
         };
         let parts = split_oversized(big.clone());
         assert_eq!(parts.len(), 3);
-        assert!(parts[0].message.starts_with("[sluice part 1/3] é"));
-        assert!(parts[2].message.starts_with("[sluice part 3/3] é"));
+        let texts: Vec<String> = parts.iter().map(|p| p.message.text()).collect();
+        assert!(texts[0].starts_with("[sluice part 1/3] é"));
+        assert!(texts[2].starts_with("[sluice part 3/3] é"));
         // Each part carries the event's place in the spool.
         assert!(parts.iter().all(|p| p.spool == big.spool));
-        let joined: String = parts
+        let joined: String = texts
             .iter()
-            .map(|p| p.message.split_once("] ").unwrap().1)
+            .map(|t| t.split_once("] ").unwrap().1)
             .collect();
-        assert_eq!(joined, big.message);
+        assert_eq!(joined, big.message.text());
         let mut b = Batcher::new();
         let mut ready: Vec<Batch> = b.push(big);
         ready.extend(b.flush());

@@ -230,7 +230,7 @@ fn seed_tls_random() {
 /// The JSON body of a PutLogEvents call, as the service's JSON 1.1 protocol
 /// takes it (the same members the SDK's serializer writes).
 fn put_log_events_body(key: &StreamKey, events: &[LogEvent]) -> String {
-    let size: usize = events.iter().map(|e| e.message.len() + 40).sum();
+    let size: usize = events.iter().map(|e| e.message.escaped().len() + 40).sum();
     let mut body = String::with_capacity(size + key.group.len() + key.stream.len() + 64);
     body.push_str("{\"logGroupName\":");
     json_out::write_str(&mut body, &key.group);
@@ -243,9 +243,10 @@ fn put_log_events_body(key: &StreamKey, events: &[LogEvent]) -> String {
         }
         body.push_str("{\"timestamp\":");
         json_out::write_i64(&mut body, event.timestamp_ms);
-        body.push_str(",\"message\":");
-        json_out::write_str(&mut body, &event.message);
-        body.push('}');
+        // Escaped when it was rendered: a copy, not a second escape.
+        body.push_str(",\"message\":\"");
+        body.push_str(event.message.escaped());
+        body.push_str("\"}");
     }
     body.push_str("]}");
     body

@@ -33,7 +33,8 @@ pub struct Closed<S> {
 pub struct Pushed<S> {
     /// Batches the event closed, oldest first.
     pub closed: Vec<Closed<S>>,
-    /// Bytes (as CloudWatch counts them) now pending in the stream.
+    /// Memory the events now pending in the stream hold
+    /// ([`LogEvent::held_bytes`]).
     pub pending_bytes: usize,
     /// The share the stream still held; give it back with
     /// [`PendingStreams::hold`] once it covers `pending_bytes`.
@@ -95,7 +96,7 @@ impl<S> PendingStreams<S> {
             .collect();
         Pushed {
             closed,
-            pending_bytes: stream.batcher.bytes(),
+            pending_bytes: stream.batcher.held_bytes(),
             share,
         }
     }
@@ -150,7 +151,7 @@ fn close<S>(key: &StreamKey, stream: &mut Stream<S>) -> Option<Closed<S>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cloudwatch::batch::{EVENT_OVERHEAD_BYTES, MAX_BATCH_EVENTS};
+    use crate::cloudwatch::batch::MAX_BATCH_EVENTS;
 
     const FLUSH: Duration = Duration::from_secs(5);
 
@@ -169,13 +170,18 @@ mod tests {
         }
     }
 
-    fn messages<'a>(closed: &'a Closed<&str>) -> Vec<&'a str> {
+    fn messages(closed: &Closed<&str>) -> Vec<String> {
         closed
             .batch
             .events
             .iter()
-            .map(|e| e.message.as_str())
+            .map(|e| e.message.text())
             .collect()
+    }
+
+    /// What `n` events of `text_bytes` in all (nothing to escape) hold.
+    fn held(text_bytes: usize, n: usize) -> usize {
+        text_bytes + n * std::mem::size_of::<LogEvent>()
     }
 
     #[test]
@@ -184,7 +190,7 @@ mod tests {
         let mut streams = PendingStreams::new(FLUSH);
         let pushed = streams.push(&key("a"), event("first"), false, t0);
         assert!(pushed.closed.is_empty());
-        assert_eq!(pushed.pending_bytes, 5 + EVENT_OVERHEAD_BYTES);
+        assert_eq!(pushed.pending_bytes, held(5, 1));
         streams.hold(&key("a"), Some("share of a"));
         // A later event does not restart the wait; the stream's share is
         // handed out and back.
@@ -195,7 +201,7 @@ mod tests {
             t0 + Duration::from_secs(4),
         );
         assert_eq!(pushed.share, Some("share of a"));
-        assert_eq!(pushed.pending_bytes, 11 + 2 * EVENT_OVERHEAD_BYTES);
+        assert_eq!(pushed.pending_bytes, held(11, 2));
         streams.hold(&key("a"), pushed.share);
         assert!(streams.due(t0 + Duration::from_millis(4999)).is_empty());
         let closed = streams.due(t0 + FLUSH);
@@ -225,7 +231,7 @@ mod tests {
         assert!(closed.emf);
         // The new batch holds only the event that closed the old one, and
         // no share yet.
-        assert_eq!(pushed.pending_bytes, 4 + EVENT_OVERHEAD_BYTES);
+        assert_eq!(pushed.pending_bytes, held(4, 1));
         assert_eq!(pushed.share, None);
     }
 

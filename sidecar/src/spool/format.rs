@@ -7,8 +7,13 @@
 //! - `1 (u8), stream id (u32), emf (u8), group length (u16), group, stream
 //!   length (u16), stream`: names a log stream for the events after it in
 //!   this segment (so each event does not repeat its group and stream);
+//! - `3 (u8), stream id (u32), timestamp ms (i64), text length (u32),
+//!   message`: one log event as it goes into a PutLogEvents body, already
+//!   rendered, redacted and escaped (see `event::Message`), with the length
+//!   of its text;
 //! - `2 (u8), stream id (u32), timestamp ms (i64), message`: one log event,
-//!   as it goes to PutLogEvents (already rendered and redacted).
+//!   its text unescaped. Only earlier versions wrote these; they are still
+//!   read, so that an upgrade sends what the version before it spooled.
 //!
 //! Integers are little-endian. A reader stops at the first record that is
 //! cut short or fails its checksum: that is where a crash or a power loss
@@ -21,18 +26,20 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::event::{LogEvent, StreamKey};
+use crate::event::{LogEvent, Message, StreamKey};
 
 /// The first bytes of every segment: the format and its version.
 pub const MAGIC: &[u8; 8] = b"SLUICE1\n";
 /// Bytes before each payload: its length and checksum.
 pub const RECORD_HEADER: usize = 8;
-/// No payload is longer: an event is at most one CloudWatch event (1 MiB)
-/// plus its header; a longer length is damage, not data.
-pub const MAX_PAYLOAD: usize = 2 << 20;
+/// No payload is longer: an event is at most one CloudWatch event (1 MiB),
+/// escaped (at most six bytes for one, `\u0001`), plus its header; a
+/// longer length is damage, not data.
+pub const MAX_PAYLOAD: usize = 7 << 20;
 
 const KIND_STREAM: u8 = 1;
-const KIND_EVENT: u8 = 2;
+const KIND_TEXT_EVENT: u8 = 2;
+const KIND_EVENT: u8 = 3;
 
 /// Appends one record holding `payload` (built by `fill`) to `out`.
 fn record(out: &mut Vec<u8>, fill: impl FnOnce(&mut Vec<u8>)) {
@@ -67,7 +74,9 @@ pub fn write_event(out: &mut Vec<u8>, id: u32, event: &LogEvent) {
         p.push(KIND_EVENT);
         p.extend_from_slice(&id.to_le_bytes());
         p.extend_from_slice(&event.timestamp_ms.to_le_bytes());
-        p.extend_from_slice(event.message.as_bytes());
+        // Messages are at most 1 MiB (split before they are spooled).
+        p.extend_from_slice(&(event.message.len() as u32).to_le_bytes());
+        p.extend_from_slice(event.message.escaped().as_bytes());
     });
 }
 
@@ -114,7 +123,7 @@ pub struct SpooledEvent {
     pub key: StreamKey,
     pub emf: bool,
     pub timestamp_ms: i64,
-    pub message: String,
+    pub message: Message,
 }
 
 /// What a segment holds, as far as it is intact.
@@ -184,11 +193,19 @@ fn read_payload(
             streams.insert(id, (StreamKey { group, stream }, emf));
             Ok(())
         }
-        KIND_EVENT => {
+        kind @ (KIND_EVENT | KIND_TEXT_EVENT) => {
             let id = r.u32()?;
             let timestamp_ms = r.i64()?;
+            let text_len = match kind {
+                KIND_EVENT => Some(r.u32()? as usize),
+                _ => None,
+            };
             let message =
                 String::from_utf8(r.0.to_vec()).map_err(|_| "an event's message is not UTF-8")?;
+            let message = match text_len {
+                Some(len) => Message::from_escaped(message, len),
+                None => Message::new(&message),
+            };
             let (key, emf) = streams
                 .get(&id)
                 .cloned()
@@ -278,7 +295,7 @@ mod tests {
         let decoded = decode(&bytes);
         assert_eq!(decoded.damage, None);
         assert_eq!(decoded.intact, bytes.len());
-        let got: Vec<(&str, bool, i64, &str)> = decoded
+        let got: Vec<(&str, bool, i64, &str, usize)> = decoded
             .events
             .iter()
             .map(|e| {
@@ -286,19 +303,41 @@ mod tests {
                     e.key.stream.as_str(),
                     e.emf,
                     e.timestamp_ms,
-                    e.message.as_str(),
+                    e.message.escaped(),
+                    e.message.len(),
                 )
             })
             .collect();
         assert_eq!(
             got,
             [
-                ("envoy", false, 1_700_000_000_123, "GET /a 200"),
-                ("stats", true, -5, "{\"_aws\":{}}"),
-                ("envoy", false, 7, "ünïcödé"),
+                ("envoy", false, 1_700_000_000_123, "GET /a 200", 10),
+                ("stats", true, -5, r#"{\"_aws\":{}}"#, 11),
+                ("envoy", false, 7, "ünïcödé", 11),
             ]
         );
         assert!(decoded.events.iter().all(|e| e.key.group == "/ecs/app"));
+    }
+
+    /// Segments an earlier version wrote hold their messages unescaped
+    /// (kind 2); they are read as the same messages.
+    #[test]
+    fn reads_the_unescaped_events_of_earlier_versions() {
+        let mut bytes = MAGIC.to_vec();
+        write_stream(&mut bytes, 0, &key("/ecs/app", "envoy"), false);
+        record(&mut bytes, |p| {
+            p.push(KIND_TEXT_EVENT);
+            p.extend_from_slice(&0u32.to_le_bytes());
+            p.extend_from_slice(&42i64.to_le_bytes());
+            p.extend_from_slice("{\"log\":\"a \\\"quote\\\"\"}".as_bytes());
+        });
+        write_event(&mut bytes, 0, &event(43, "{\"log\":\"a \\\"quote\\\"\"}"));
+        let decoded = decode(&bytes);
+        assert_eq!(decoded.damage, None);
+        let messages: Vec<&Message> = decoded.events.iter().map(|e| &e.message).collect();
+        assert_eq!(messages[0], messages[1]);
+        assert_eq!(messages[0].escaped(), r#"{\"log\":\"a \\\"quote\\\"\"}"#);
+        assert_eq!(messages[0].len(), 21);
     }
 
     #[test]
@@ -306,7 +345,7 @@ mod tests {
         let bytes = segment();
         let whole = decode(&bytes);
         // Cut anywhere inside the last record: the first two events stay.
-        let last_record = bytes.len() - (RECORD_HEADER + 1 + 4 + 8 + "ünïcödé".len());
+        let last_record = bytes.len() - (RECORD_HEADER + 1 + 4 + 8 + 4 + "ünïcödé".len());
         for cut in last_record..bytes.len() {
             let d = decode(&bytes[..cut]);
             assert_eq!(d.events.len(), 2, "cut at {cut}");

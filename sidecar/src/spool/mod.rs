@@ -401,10 +401,10 @@ impl Spool {
     ) -> Result<SpoolMark, AppendError> {
         // What this record adds at most (a stream record, the event record).
         let size = (2 * format::RECORD_HEADER
-            + 16
+            + 20
             + key.group.len()
             + key.stream.len()
-            + event.message.len()) as u64;
+            + event.message.escaped().len()) as u64;
         if let Some(current) = &self.current {
             let written = current.committed + self.pending.len() as u64;
             if written > format::MAGIC.len() as u64 && written + size > self.config.segment_size {
@@ -591,6 +591,7 @@ pub fn marks_by_segment(events: &[LogEvent]) -> Vec<(u64, Vec<u32>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Message;
 
     fn config(dir: &Path) -> SpoolConfig {
         SpoolConfig {
@@ -611,7 +612,7 @@ mod tests {
     fn event(n: usize) -> LogEvent {
         LogEvent {
             timestamp_ms: n as i64,
-            message: format!("event {n:05} {}", "x".repeat(1000)),
+            message: Message::new(&format!("event {n:05} {}", "x".repeat(1000))),
             spool: None,
         }
     }

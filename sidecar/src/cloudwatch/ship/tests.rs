@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex as StdMutex;
 
 use super::*;
+use crate::event::Message;
 
 /// CloudWatch Logs in memory. Every call takes 5 ms of virtual time, so
 /// that batches in flight together really overlap.
@@ -99,7 +100,7 @@ impl LogsApi for MemoryLogs {
                 "Log events in a single PutLogEvents request must be in chronological order and within 24 hours".into(),
             ));
         }
-        stream.extend(events.iter().map(|e| (e.timestamp_ms, e.message.clone())));
+        stream.extend(events.iter().map(|e| (e.timestamp_ms, e.message.text())));
         Ok(Rejected::default())
     }
 
@@ -157,7 +158,7 @@ fn events(messages: &[&str]) -> Vec<LogEvent> {
         .enumerate()
         .map(|(i, m)| LogEvent {
             timestamp_ms: 1_700_000_000_000 + i as i64,
-            message: m.to_string(),
+            message: Message::new(m),
             spool: None,
         })
         .collect()
