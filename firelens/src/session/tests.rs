@@ -221,7 +221,7 @@ fn a_trickling_client_without_acks_is_read_again_after_the_linger() {
     assert_eq!(s.read_after(), None);
     s.feed(&message("a", None), t0);
     s.decode(0).unwrap();
-    assert_eq!(s.read_after(), Some(t0 + Duration::from_millis(50)));
+    assert_eq!(s.read_after(), Some(t0 + Duration::from_millis(250)));
     // A full read: the client is sending fast, read on.
     let big: Vec<u8> = (0..2000).flat_map(|_| message("line", None)).collect();
     assert!(big.len() >= SessionConfig::default().small_read);
