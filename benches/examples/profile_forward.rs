@@ -1,5 +1,7 @@
 //! Decodes Forward frames in a loop, for profilers.
-//! Run: cargo run --release -p sluice-benches --example profile_forward -- [rounds]
+//! Run: cargo run --release -p sluice-benches --example profile_forward -- [rounds] [message]
+//! (`message`: Docker's one-record Message frames instead of Forward
+//! frames of 1,000 entries.)
 use sluice_benches::forward::fluent_bit_forward_frames;
 use sluice_firelens::{ForwardCodec, Frame, Limits};
 
@@ -15,6 +17,8 @@ fn main() {
         bytes.len() / 10_000,
         docker.len() / 10_000
     );
+    let message_mode = std::env::args().nth(2).as_deref() == Some("message");
+    let bytes = if message_mode { docker } else { bytes };
     let start = std::time::Instant::now();
     let mut events = 0;
     for _ in 0..rounds {

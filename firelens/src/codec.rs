@@ -101,6 +101,9 @@ pub struct ForwardCodec {
     retry_at: usize,
     /// How far the frame at `start` was checked (offsets from `start`).
     skipper: msgpack::Skipper,
+    /// The tag of the last frame: a client sends one tag (Docker: one frame
+    /// per line), so its frames' events share one copy of it.
+    last_tag: Option<Arc<str>>,
 }
 
 impl ForwardCodec {
@@ -137,7 +140,12 @@ impl ForwardCodec {
     /// `now_ns` stands in for events whose time is nil or 0, as fluentd does.
     pub fn next_frame(&mut self, now_ns: i64) -> Result<Option<Frame>, FrameError> {
         let limits = self.limits;
-        self.next_with(|frame, elements| decode_frame(frame, elements, now_ns, &limits))
+        let mut last_tag = self.last_tag.take();
+        let frame = self.next_with(|frame, elements| {
+            decode_frame(frame, elements, now_ns, &limits, &mut last_tag)
+        });
+        self.last_tag = last_tag;
+        frame
     }
 
     /// The next complete msgpack value, whatever it is (the handshake's PING),
@@ -164,13 +172,17 @@ impl ForwardCodec {
         }
         match self.skipper.resume(pending) {
             Ok(len) => {
-                let skipper = std::mem::take(&mut self.skipper);
+                let mut elements = [0; 4];
+                let first = self.skipper.first_children();
+                elements[..first.len()].copy_from_slice(first);
+                let elements = &elements[..first.len()];
+                self.skipper.reset();
                 if len > self.limits.max_frame_bytes {
                     return Err(FrameError::TooLarge {
                         max: self.limits.max_frame_bytes,
                     });
                 }
-                let decoded = decode(&pending[..len], skipper.first_children());
+                let decoded = decode(&pending[..len], elements);
                 self.start += len;
                 self.retry_at = 0;
                 decoded.map(Some)
@@ -193,12 +205,14 @@ impl ForwardCodec {
 
 /// Decodes one frame from its bytes, which a `msgpack::Skipper` checked
 /// (`elements`: where the frame's first elements start): the entries are
-/// read straight into events, with no msgpack tree per record.
+/// read straight into events, with no msgpack tree per record. `last_tag`
+/// is the tag of the frame before, reused when this one has the same.
 fn decode_frame(
     frame: &[u8],
     elements: &[usize],
     now_ns: i64,
     limits: &Limits,
+    last_tag: &mut Option<Arc<str>>,
 ) -> Result<Frame, FrameError> {
     let mut c = Cursor::new(frame);
     if c.peek() == Some(0xc0) {
@@ -209,7 +223,10 @@ fn decode_frame(
         .map_err(FrameError::Msgpack)?
         .ok_or(FrameError::Shape("a frame is an array"))?;
     let tag = match c.bytes().map_err(FrameError::Msgpack)? {
-        Some(bytes) if len > 0 => Arc::<str>::from(text(bytes)),
+        Some(bytes) if len > 0 => match last_tag {
+            Some(last) if last.as_bytes() == bytes => last.clone(),
+            _ => last_tag.insert(Arc::<str>::from(text(bytes))).clone(),
+        },
         _ => return Err(FrameError::Shape("the first element (tag) is a string")),
     };
     if len < 2 {

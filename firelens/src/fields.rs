@@ -58,7 +58,22 @@ impl<'a> FieldValue<'a> {
 #[derive(Clone, Debug)]
 struct Field {
     key: Text,
+    /// The key's first eight bytes ([`key_prefix`]): with its length, it
+    /// finds and orders keys mostly without reading their text.
+    prefix: u64,
     value: Slot,
+}
+
+/// A key's first eight bytes, big-endian and zero-padded. Keys compare as
+/// their prefixes do, except when those are equal.
+fn key_prefix(key: &[u8]) -> u64 {
+    match key.first_chunk::<8>() {
+        Some(head) => u64::from_be_bytes(*head),
+        None => key
+            .iter()
+            .enumerate()
+            .fold(0, |acc, (i, &b)| acc | u64::from(b) << (56 - 8 * i)),
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -183,6 +198,7 @@ impl Record {
             .iter()
             .map(|f| Field {
                 key: own(&f.key),
+                prefix: f.prefix,
                 value: match &f.value {
                     Slot::Text(t) => Slot::Text(own(t)),
                     Slot::Json(j) => Slot::Json(j.clone()),
@@ -219,6 +235,7 @@ impl Record {
                 i,
                 Field {
                     key: Text::Owned(key.into()),
+                    prefix: key_prefix(key.as_bytes()),
                     value,
                 },
             ),
@@ -232,9 +249,13 @@ impl Record {
         if self.fields.len() > 16 {
             return self.find(key).ok();
         }
-        self.fields
-            .iter()
-            .position(|f| f.key.len() == key.len() && self.text_of(&f.key) == key)
+        let prefix = key_prefix(key.as_bytes());
+        // Equal lengths and prefixes are equal keys up to eight bytes.
+        self.fields.iter().position(|f| {
+            f.key.len() == key.len()
+                && f.prefix == prefix
+                && (key.len() <= 8 || self.text_of(&f.key) == key)
+        })
     }
 
     /// Where `key` is, or where it would go.
@@ -313,7 +334,12 @@ impl RecordsBuilder {
     pub(crate) fn push_str(&mut self, key: &[u8], value: &[u8]) {
         let key = self.append(key);
         let value = Slot::Text(self.append(value));
-        self.current().push(Field { key, value });
+        // The prefix is taken once the text is final (`finish`).
+        self.current().push(Field {
+            key,
+            prefix: 0,
+            value,
+        });
     }
 
     /// Adds a field with another value to the record started last.
@@ -323,7 +349,12 @@ impl RecordsBuilder {
             Json::String(s) => Slot::Text(self.append(s.as_bytes())),
             other => Slot::Json(Box::new(other)),
         };
-        self.current().push(Field { key, value });
+        // The prefix is taken once the text is final (`finish`).
+        self.current().push(Field {
+            key,
+            prefix: 0,
+            value,
+        });
     }
 
     /// The records, in the order they were started.
@@ -397,21 +428,33 @@ fn replace_invalid(bytes: &[u8], records: &mut [Vec<Field>]) -> String {
 
 /// Sorts fields by key and keeps the last of each repeated key, as
 /// inserting them one by one into a JSON object would.
+/// Also takes each key's prefix, now that the text is final.
 fn sort_unique(text: &str, fields: &mut Vec<Field>) {
-    fn key<'a>(text: &'a str, f: &'a Field) -> &'a str {
-        text_in(text, &f.key)
+    fn key_bytes<'a>(text: &'a [u8], f: &'a Field) -> &'a [u8] {
+        match &f.key {
+            Text::Span(start, end) => &text[*start as usize..*end as usize],
+            Text::Owned(s) => s.as_bytes(),
+        }
     }
-    if fields
-        .windows(2)
-        .all(|w| key(text, &w[0]) < key(text, &w[1]))
-    {
+    let text = text.as_bytes();
+    for f in fields.iter_mut() {
+        f.prefix = key_prefix(key_bytes(text, f));
+    }
+    // Keys compare as their bytes do (as `str`s do): prefixes first, the
+    // text only when those are equal.
+    let order = |a: &Field, b: &Field| {
+        a.prefix
+            .cmp(&b.prefix)
+            .then_with(|| key_bytes(text, a).cmp(key_bytes(text, b)))
+    };
+    if fields.windows(2).all(|w| order(&w[0], &w[1]).is_lt()) {
         return;
     }
     // Reversed, a stable sort puts the last occurrence first among equal
     // keys, and `dedup_by` keeps the first.
     fields.reverse();
-    fields.sort_by(|a, b| key(text, a).cmp(key(text, b)));
-    fields.dedup_by(|later, earlier| key(text, later) == key(text, earlier));
+    fields.sort_by(order);
+    fields.dedup_by(|later, earlier| order(later, earlier).is_eq());
 }
 
 #[cfg(test)]
@@ -427,6 +470,39 @@ mod tests {
             b.push_str(k.as_bytes(), v.as_bytes());
         }
         b.finish().next().unwrap()
+    }
+
+    /// Keys that share their first eight bytes, are prefixes of each
+    /// other, or hold a NUL byte sort as `str`s do.
+    #[test]
+    fn keys_sort_as_strings_whatever_their_prefixes() {
+        let keys = [
+            "container_name",
+            "source",
+            "containe",
+            "container_id",
+            "a\u{0}",
+            "a",
+            "é",
+            "",
+            "containe\u{0}",
+            "b",
+            "a\u{0}\u{0}",
+            "container_id_2",
+        ];
+        let pairs: Vec<(&str, &str)> = keys.iter().map(|k| (*k, "v")).collect();
+        let record = built(&pairs);
+        let got: Vec<&str> = record.iter().map(|(k, _)| k).collect();
+        let mut want = keys.to_vec();
+        want.sort();
+        assert_eq!(got, want);
+        // Found by length and prefix, and by text beyond eight bytes.
+        for k in keys {
+            assert_eq!(record.get_str(k), Some("v"), "{k:?}");
+        }
+        for missing in ["container_nam3", "containf", "a\u{1}", "c"] {
+            assert_eq!(record.get(missing), None, "{missing:?}");
+        }
     }
 
     #[test]

@@ -122,6 +122,16 @@ impl Skipper {
         &self.children[..self.children_seen]
     }
 
+    /// Ready for the next value, keeping what it allocated (a connection
+    /// sending one small frame after another would otherwise allocate its
+    /// stack of open containers per frame).
+    pub fn reset(&mut self) {
+        self.pos = 0;
+        self.open.clear();
+        self.started = false;
+        self.children_seen = 0;
+    }
+
     /// Goes on over `input`: the bytes given last time (the same offsets)
     /// and maybe more. The value's length once it is complete; the same
     /// errors as [`read`].
