@@ -35,10 +35,12 @@ pub trait JsonOut {
 
 /// Plain JSON text.
 impl JsonOut for String {
+    #[inline]
     fn text(&mut self, s: &str) {
         self.push_str(s);
     }
 
+    #[inline]
     fn char(&mut self, c: char) {
         self.push(c);
     }
@@ -74,27 +76,31 @@ impl<'a> Escaped<'a> {
 }
 
 impl JsonOut for Escaped<'_> {
+    #[inline]
     fn text(&mut self, s: &str) {
         self.len += s.len();
         write_str_contents(self.out, s);
     }
 
+    /// Renderers write punctuation (`,`, `:`, `{`) a char at a time: those
+    /// go straight in.
+    #[inline]
     fn char(&mut self, c: char) {
-        match c {
-            '"' | '\\' => {
-                self.len += 1;
-                self.out.push('\\');
-                self.out.push(c);
-            }
-            c if u32::from(c) < 0x20 => {
-                let mut buf = [0; 4];
-                self.text(c.encode_utf8(&mut buf));
-            }
-            c => {
-                self.len += c.len_utf8();
-                self.out.push(c);
-            }
+        if c.is_ascii() && c >= ' ' && c != '"' && c != '\\' {
+            self.len += 1;
+            self.out.push(c);
+            return;
         }
+        let mut buf = [0; 4];
+        self.text(c.encode_utf8(&mut buf));
+    }
+
+    /// Digits need no escape.
+    fn uint(&mut self, n: u64) {
+        let mut digits = Digits::default();
+        let digits = digits.of(n);
+        self.len += digits.len();
+        self.out.push_str(digits);
     }
 
     fn string(&mut self, s: &str) {
