@@ -260,28 +260,30 @@ fn decode_frame(
     // Sized once the mode says how much text there can be.
     let mut records: RecordsBuilder;
     let mut skipped_non_logs = 0;
+    // `time` is checked only for log entries: other signals are skipped
+    // whatever their time says.
     let mut push = |records: &mut RecordsBuilder,
-                    time: &Value<'_>,
+                    time: Result<i64, FrameError>,
                     record: &mut Cursor<'_>|
      -> Result<(), FrameError> {
         if options.fluent_signal != 0 {
             skipped_non_logs += 1;
             return Ok(());
         }
-        times.push(time_ns(time, now_ns)?);
+        times.push(time?);
         read_record(record, records)
     };
     if message {
         records = RecordsBuilder::with_capacity(frame.len());
-        let time = c.value().map_err(FrameError::Msgpack)?;
-        push(&mut records, &time, &mut c)?;
+        let time = read_time(&mut c, now_ns);
+        push(&mut records, time, &mut c)?;
     } else if let Some(count) = entries {
         records = RecordsBuilder::with_capacity(frame.len());
         // `skip` checked the whole frame: each entry is read in place, and
         // `read_record` leaves the cursor at the next one.
         for _ in 0..count {
-            let time = entry_time(&mut c)?;
-            push(&mut records, &time, &mut c)?;
+            let time = entry_time(&mut c, now_ns)?;
+            push(&mut records, time, &mut c)?;
         }
     } else if let Some(payload) = c.bytes().map_err(FrameError::Msgpack)? {
         let payload = decompress(payload, options.compressed, limits)?;
@@ -293,8 +295,8 @@ fn decode_frame(
                 other => FrameError::Msgpack(other),
             })?;
             let mut entry = Cursor::new(&rest[..len]);
-            let time = entry_time(&mut entry)?;
-            push(&mut records, &time, &mut entry)?;
+            let time = entry_time(&mut entry, now_ns)?;
+            push(&mut records, time, &mut entry)?;
             rest = &rest[len..];
         }
     } else {
@@ -379,25 +381,39 @@ fn is_time_marker(marker: u8) -> bool {
 }
 
 /// Reads the head of an entry, `[time, record]` or the newer
-/// `[[time, metadata], record]`: returns the time and leaves the cursor at
-/// the record.
-fn entry_time<'a>(entry: &mut Cursor<'a>) -> Result<Value<'a>, FrameError> {
+/// `[[time, metadata], record]`: returns the time (whose own error counts
+/// only for a log entry) and leaves the cursor at the record.
+fn entry_time(entry: &mut Cursor<'_>, now_ns: i64) -> Result<Result<i64, FrameError>, FrameError> {
     let shape = FrameError::Shape("an entry is [time, record]");
     match entry.array_len().map_err(FrameError::Msgpack)? {
         Some(2) => {}
         _ => return Err(shape),
     }
     match entry.array_len().map_err(FrameError::Msgpack)? {
-        None => entry.value().map_err(FrameError::Msgpack),
+        None => Ok(read_time(entry, now_ns)),
         Some(0) => Err(FrameError::Shape("an entry header is [time, metadata]")),
         Some(n) => {
-            let time = entry.value().map_err(FrameError::Msgpack)?;
+            let time = read_time(entry, now_ns);
             for _ in 1..n {
                 entry.skip().map_err(FrameError::Msgpack)?;
             }
             Ok(time)
         }
     }
+}
+
+/// An entry's time in ns ([`time_ns`]), read in place when it is an
+/// EventTime (as Docker and Fluent Bit send): no msgpack value built and
+/// dropped per event.
+fn read_time(c: &mut Cursor<'_>, now_ns: i64) -> Result<i64, FrameError> {
+    match c.event_time() {
+        Some((secs, nanos)) => Ok(event_time_ns(secs, nanos)),
+        None => time_ns(&c.value().map_err(FrameError::Msgpack)?, now_ns),
+    }
+}
+
+fn event_time_ns(secs: u32, nanos: u32) -> i64 {
+    i64::from(secs) * 1_000_000_000 + i64::from(nanos)
 }
 
 /// Integer seconds, EventTime (ext 0: u32 seconds, u32 nanoseconds, big
@@ -412,7 +428,7 @@ fn time_ns(time: &Value<'_>, now_ns: i64) -> Result<i64, FrameError> {
         Value::Ext(0, bytes) if bytes.len() == 8 => {
             let secs = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
             let nanos = u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
-            i64::from(secs) * NS + i64::from(nanos)
+            event_time_ns(secs, nanos)
         }
         _ => {
             return Err(FrameError::Shape(

@@ -240,16 +240,44 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// The seconds and nanoseconds of the next value when it is an
+    /// EventTime (ext type 0 of 8 bytes, big-endian; then read); `None`,
+    /// reading nothing, when it is not.
+    pub fn event_time(&mut self) -> Option<(u32, u32)> {
+        match self.reader.input.get(self.reader.pos..)? {
+            [0xd7, 0x00, s0, s1, s2, s3, n0, n1, n2, n3, ..] => {
+                self.reader.pos += 10;
+                Some((
+                    u32::from_be_bytes([*s0, *s1, *s2, *s3]),
+                    u32::from_be_bytes([*n0, *n1, *n2, *n3]),
+                ))
+            }
+            _ => None,
+        }
+    }
+
     /// The bytes of the next value when it is a str or bin (then read);
     /// `None`, reading nothing, when it is not.
     pub fn bytes(&mut self) -> Result<Option<&'a [u8]>, ReadError> {
-        match self.peek() {
-            Some(0xa0..=0xbf | 0xc4..=0xc6 | 0xd9..=0xdb) => match self.reader.value(0)? {
-                Value::Str(b) | Value::Bin(b) => Ok(Some(b)),
-                _ => Ok(None),
-            },
-            _ => Ok(None),
-        }
+        // Read here rather than through `Reader::value`: every key and
+        // string value of every record comes this way.
+        let len = match self.peek() {
+            Some(marker @ 0xa0..=0xbf) => {
+                self.reader.pos += 1;
+                usize::from(marker & 0x1f)
+            }
+            Some(marker @ (0xc4..=0xc6 | 0xd9..=0xdb)) => {
+                self.reader.pos += 1;
+                let width = match marker {
+                    0xc4 | 0xd9 => 1,
+                    0xc5 | 0xda => 2,
+                    _ => 4,
+                };
+                self.reader.be(width)? as usize
+            }
+            _ => return Ok(None),
+        };
+        self.reader.take(len).map(Some)
     }
 }
 
@@ -426,6 +454,61 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every str and bin header form, read by `Cursor::bytes` as `read`
+    /// reads it; other values and cut-short strings are left or refused.
+    #[test]
+    fn cursor_bytes_reads_every_string_form_as_read_does() {
+        let text = b"sluice";
+        let mut forms: Vec<Vec<u8>> = vec![[&[0xa6][..], text].concat()];
+        for (str_marker, bin_marker, width) in
+            [(0xd9u8, 0xc4u8, 1usize), (0xda, 0xc5, 2), (0xdb, 0xc6, 4)]
+        {
+            for marker in [str_marker, bin_marker] {
+                let mut f = vec![marker];
+                f.extend_from_slice(&(text.len() as u32).to_be_bytes()[4 - width..]);
+                f.extend_from_slice(text);
+                forms.push(f);
+            }
+        }
+        for form in &forms {
+            let mut c = Cursor::new(form);
+            assert_eq!(c.bytes(), Ok(Some(&text[..])), "{form:?}");
+            assert_eq!(c.pos(), form.len());
+            let (value, used) = read(form).unwrap();
+            assert_eq!((value.as_bytes(), used), (Some(&text[..]), form.len()));
+            let cut = &form[..form.len() - 1];
+            assert!(matches!(
+                Cursor::new(cut).bytes(),
+                Err(ReadError::Incomplete { .. })
+            ));
+        }
+        let mut c = Cursor::new(&[0x05]);
+        assert_eq!(c.bytes(), Ok(None));
+        assert_eq!(c.pos(), 0);
+    }
+
+    #[test]
+    fn an_event_time_is_read_in_place_and_anything_else_is_left() {
+        let mut time = vec![0xd7, 0x00];
+        time.extend_from_slice(&1_700_000_000u32.to_be_bytes());
+        time.extend_from_slice(&123_456_789u32.to_be_bytes());
+        time.push(0xc0);
+        let mut c = Cursor::new(&time);
+        assert_eq!(c.event_time(), Some((1_700_000_000, 123_456_789)));
+        assert_eq!(c.pos(), 10);
+        assert_eq!(c.value(), Ok(Value::Nil));
+        // Another ext type, a cut-short ext, an integer: nothing is read.
+        for other in [
+            &[0xd7, 0x01, 0, 0, 0, 0, 0, 0, 0, 0][..],
+            &time[..9],
+            &[0x05],
+        ] {
+            let mut c = Cursor::new(other);
+            assert_eq!(c.event_time(), None, "{other:?}");
+            assert_eq!(c.pos(), 0);
+        }
+    }
 
     #[test]
     fn scalars() {
