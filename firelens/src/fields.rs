@@ -260,8 +260,13 @@ impl Record {
 
     /// Where `key` is, or where it would go.
     fn find(&self, key: &str) -> Result<usize, usize> {
-        self.fields
-            .binary_search_by(|f| self.text_of(&f.key).cmp(key))
+        // In the order `sort_unique` keeps: prefixes first, as there.
+        let prefix = key_prefix(key.as_bytes());
+        self.fields.binary_search_by(|f| {
+            f.prefix
+                .cmp(&prefix)
+                .then_with(|| self.text_of(&f.key).cmp(key))
+        })
     }
 
     fn text_of<'a>(&'a self, text: &'a Text) -> &'a str {
@@ -503,6 +508,31 @@ mod tests {
         for missing in ["container_nam3", "containf", "a\u{1}", "c"] {
             assert_eq!(record.get(missing), None, "{missing:?}");
         }
+    }
+
+    /// Above 16 fields a key is found by binary search, in the same order.
+    #[test]
+    fn many_fields_are_found_by_binary_search() {
+        let keys: Vec<String> = (0..20)
+            .map(|i| format!("container_{}", (b'a' + i) as char))
+            .chain(["log".into(), "a".into()])
+            .collect();
+        let pairs: Vec<(&str, &str)> = keys.iter().map(|k| (k.as_str(), k.as_str())).collect();
+        let mut record = built(&pairs);
+        for k in &keys {
+            assert_eq!(record.get_str(k), Some(k.as_str()));
+        }
+        assert_eq!(record.get("container_"), None);
+        record.insert("container_b0", "new");
+        assert_eq!(record.get_str("container_b0"), Some("new"));
+        let got: Vec<&str> = record.iter().map(|(k, _)| k).collect();
+        let mut want: Vec<&str> = keys
+            .iter()
+            .map(String::as_str)
+            .chain(["container_b0"])
+            .collect();
+        want.sort();
+        assert_eq!(got, want);
     }
 
     #[test]
