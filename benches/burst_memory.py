@@ -39,12 +39,7 @@ def main():
     endpoint = common.start_endpoint(tls)
     burst = common.burst_frames(records, 1000)
     port, admin = common.free_port(), common.free_port()
-    env = dict(os.environ, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
-               SSL_CERT_FILE=os.path.join(tls, "ca.pem"),
-               SLUICE_FORWARD_LISTEN="127.0.0.1:%d" % port, SLUICE_ADMIN_LISTEN="127.0.0.1:%d" % admin,
-               SLUICE_FIRELENS_CONFIG="", SLUICE_OUTPUT_TYPE="cloudwatch",
-               SLUICE_CLOUDWATCH_REGION="us-east-1",
-               SLUICE_CLOUDWATCH_ENDPOINT="https://127.0.0.1:%d" % endpoint, **extra)
+    env = common.sluice_env(tls, port, endpoint, "127.0.0.1:%d" % admin, extra)
     p = subprocess.Popen([sluice, "run"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         common.wait_port(port)

@@ -218,13 +218,35 @@ def start_fluent_bit(args, port, endpoint_port, workdir):
     return p
 
 
+def sluice_env(tls_dir, port, endpoint_port, admin_listen="", extra=None):
+    """Sluice's environment for the benches: forward input on `port`,
+    CloudWatch output to the counting endpoint, plus `extra`."""
+    return dict(os.environ, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
+                SSL_CERT_FILE=os.path.join(tls_dir, "ca.pem"),
+                SLUICE_FORWARD_LISTEN="127.0.0.1:%d" % port, SLUICE_ADMIN_LISTEN=admin_listen,
+                SLUICE_FIRELENS_CONFIG="", SLUICE_OUTPUT_TYPE="cloudwatch",
+                SLUICE_CLOUDWATCH_REGION="us-east-1",
+                SLUICE_CLOUDWATCH_ENDPOINT="https://127.0.0.1:%d" % endpoint_port, **(extra or {}))
+
+
+def send_steady(sock, rate, seconds):
+    """`rate` records a second for `seconds`, one Message frame each (as
+    Docker's fluentd driver sends), then 2 s for the last batches to go
+    out. Returns when it started."""
+    rng = random.Random(11)
+    t0 = time.time()
+    for i in range(rate * seconds):
+        delay = t0 + i / rate - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        sock.sendall(msgpack.packb([TAG, event_time(time.time()), record(line(rng)), {}], use_bin_type=True))
+    # Until the last ones are sent on (flush intervals).
+    time.sleep(2)
+    return t0
+
+
 def start_sluice(args, port, endpoint_port, workdir):
-    env = dict(os.environ, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
-               SSL_CERT_FILE=os.path.join(args.tls, "ca.pem"),
-               SLUICE_FORWARD_LISTEN="127.0.0.1:%d" % port, SLUICE_ADMIN_LISTEN="",
-               SLUICE_FIRELENS_CONFIG="", SLUICE_OUTPUT_TYPE="cloudwatch",
-               SLUICE_CLOUDWATCH_REGION="us-east-1",
-               SLUICE_CLOUDWATCH_ENDPOINT="https://127.0.0.1:%d" % endpoint_port)
+    env = sluice_env(args.tls, port, endpoint_port)
     p = subprocess.Popen([args.sluice, "run"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port)
     return p
@@ -266,18 +288,9 @@ def measure(name, start, args, endpoint_port, burst):
     port = free_port()
     p = start(args, port, endpoint_port, workdir)
     time.sleep(2)
-    rng = random.Random(11)
     s = socket.create_connection(("127.0.0.1", port))
     cpu0 = cpu_seconds(p.pid)
-    t0 = time.time()
-    for i in range(args.rate * args.seconds):
-        due = t0 + i / args.rate
-        delay = due - time.time()
-        if delay > 0:
-            time.sleep(delay)
-        s.sendall(msgpack.packb([TAG, event_time(time.time()), record(line(rng)), {}], use_bin_type=True))
-    # Until the last ones are sent on (flush intervals).
-    time.sleep(2)
+    t0 = send_steady(s, args.rate, args.seconds)
     cpu = cpu_seconds(p.pid) - cpu0
     wall = time.time() - t0
     s.close()

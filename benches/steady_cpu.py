@@ -12,14 +12,12 @@ Usage (after ../shared/peers/build-peers.sh and `cargo build --release -p sluice
 """
 
 import os
-import random
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-import msgpack
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import compare_fluent_bit as common  # noqa: E402
@@ -53,30 +51,16 @@ def main():
     tls = tempfile.mkdtemp(prefix="sluice-steady-tls-")
     common.make_certificates(tls)
     endpoint = common.start_endpoint(tls)
-    port, admin = common.free_port(), common.free_port()
-    env = dict(os.environ, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
-               SSL_CERT_FILE=os.path.join(tls, "ca.pem"),
-               SLUICE_FORWARD_LISTEN="127.0.0.1:%d" % port, SLUICE_ADMIN_LISTEN="127.0.0.1:%d" % admin,
-               SLUICE_FIRELENS_CONFIG="", SLUICE_OUTPUT_TYPE="cloudwatch",
-               SLUICE_CLOUDWATCH_REGION="us-east-1",
-               SLUICE_CLOUDWATCH_ENDPOINT="https://127.0.0.1:%d" % endpoint, **extra)
+    port = common.free_port()
+    env = common.sluice_env(tls, port, endpoint, extra=extra)
     p = subprocess.Popen([sluice, "run"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         common.wait_port(port)
         time.sleep(2)
-        rng = random.Random(11)
         s = socket.create_connection(("127.0.0.1", port))
         user0, sys0 = cpu_times(p.pid)
         switches0 = context_switches(p.pid)
-        t0 = time.time()
-        for i in range(rate * seconds):
-            delay = t0 + i / rate - time.time()
-            if delay > 0:
-                time.sleep(delay)
-            s.sendall(msgpack.packb([common.TAG, common.event_time(time.time()),
-                                     common.record(common.line(rng)), {}], use_bin_type=True))
-        # Until the last ones are sent on (flush intervals).
-        time.sleep(2)
+        t0 = common.send_steady(s, rate, seconds)
         user1, sys1 = cpu_times(p.pid)
         switches1 = context_switches(p.pid)
         wall = time.time() - t0
