@@ -18,6 +18,11 @@ pub trait JsonOut {
     /// Appends `s` as a JSON string literal (quoted and escaped).
     fn string(&mut self, s: &str);
 
+    /// Appends `"name":`, for a member name made of ASCII letters, digits
+    /// and `_` only (nothing to escape, checked in debug builds): the names
+    /// of the fields a record always has, written once per member.
+    fn member_name(&mut self, name: &str);
+
     /// Appends an unsigned integer as a JSON number.
     fn uint(&mut self, n: u64) {
         let mut digits = Digits::default();
@@ -48,6 +53,20 @@ impl JsonOut for String {
     fn string(&mut self, s: &str) {
         write_str(self, s);
     }
+
+    fn member_name(&mut self, name: &str) {
+        debug_assert!(is_plain_name(name), "{name:?}");
+        self.reserve(name.len() + 3);
+        self.push('"');
+        self.push_str(name);
+        self.push_str("\":");
+    }
+}
+
+/// ASCII letters, digits and `_`: a member name [`JsonOut::member_name`]
+/// may write without escaping it.
+fn is_plain_name(name: &str) -> bool {
+    name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// JSON text escaped as the contents of a JSON string (without its
@@ -117,6 +136,15 @@ impl JsonOut for Escaped<'_> {
             write_str(&mut literal, s);
             self.text(&literal);
         }
+    }
+
+    fn member_name(&mut self, name: &str) {
+        debug_assert!(is_plain_name(name), "{name:?}");
+        self.len += name.len() + 3;
+        self.out.reserve(name.len() + 6);
+        self.out.push_str("\\\"");
+        self.out.push_str(name);
+        self.out.push_str("\\\":");
     }
 }
 
@@ -311,7 +339,8 @@ mod tests {
                 out.string(key);
                 out.char(':');
                 out.string(value);
-                out.text(",\"n\":");
+                out.char(',');
+                out.member_name("n_2");
                 out.int(n);
                 out.char(',');
             }

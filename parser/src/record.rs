@@ -207,25 +207,33 @@ impl<'a> AccessRecord<'a> {
         out: &mut (impl JsonOut + ?Sized),
         skip: Option<Field>,
     ) -> bool {
-        let skipped = skip.map(Field::name);
         let mut first = true;
-        for (key, value) in self.fields() {
-            if Some(key) == skipped {
+        for field in Field::ALL {
+            let Some(value) = self.get(field).filter(|_| Some(field) != skip) else {
                 continue;
-            }
+            };
             if !first {
                 out.char(',');
             }
             first = false;
-            if RESERVED_KEYS.contains(&key) {
+            out.member_name(field.name());
+            value.write_json(out);
+        }
+        for extra in &self.extras {
+            if !first {
+                out.char(',');
+            }
+            first = false;
+            let name = extra.name.as_ref();
+            if RESERVED_KEYS.contains(&name) {
                 out.text("\"envoy_");
-                out.text(key);
+                out.text(name);
                 out.char('"');
             } else {
-                out.string(key);
+                out.string(name);
             }
             out.char(':');
-            value.write_json(out);
+            extra.value.write_json(out);
         }
         !first
     }

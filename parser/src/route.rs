@@ -175,24 +175,31 @@ fn is_id_segment(seg: &str) -> bool {
         return false;
     }
     let b = seg.as_bytes();
-    if b.len() > LONG_SEGMENT || b.iter().all(u8::is_ascii_digit) {
+    if b.len() > LONG_SEGMENT {
         return true;
     }
-    if is_uuid(b) {
+    // One pass over the segment (this runs for every segment of every
+    // access record's path): which kinds of characters it holds.
+    let (mut digits, mut hex_letters, mut other_letters, mut others) = (0, 0, 0, 0);
+    for &c in b {
+        match c {
+            b'0'..=b'9' => digits += 1,
+            b'a'..=b'f' | b'A'..=b'F' => hex_letters += 1,
+            b'g'..=b'z' | b'G'..=b'Z' => other_letters += 1,
+            b'-' | b'_' | b'+' | b'=' => {}
+            _ => others += 1,
+        }
+    }
+    if digits == b.len() || is_uuid(b) {
         return true;
     }
-    let hex = b.iter().all(u8::is_ascii_hexdigit);
-    let has_digit = b.iter().any(u8::is_ascii_digit);
-    if hex && has_digit && b.len() >= 16 {
+    if digits > 0 && digits + hex_letters == b.len() && b.len() >= 16 {
         return true;
     }
     // base64 / base64url ids (`dGhpcyBpcyBhbiBpZA`, `eyJhbGciOi...`): long,
     // only base64 characters, mixing digits and letters.
-    let base64 = b
-        .iter()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'+' | b'='));
-    let has_letter = b.iter().any(u8::is_ascii_alphabetic);
-    base64 && b.len() >= 20 && has_digit && has_letter
+    let letters = hex_letters + other_letters;
+    others == 0 && b.len() >= 20 && digits > 0 && letters > 0
 }
 
 fn is_uuid(b: &[u8]) -> bool {
@@ -207,6 +214,35 @@ fn is_uuid(b: &[u8]) -> bool {
 mod tests {
     use super::*;
     use crate::record::Value;
+    use proptest::prelude::*;
+
+    /// The rules of `is_id_segment` written one check at a time.
+    fn is_id_segment_reference(seg: &str) -> bool {
+        let b = seg.as_bytes();
+        if b.is_empty() {
+            return false;
+        }
+        if b.len() > LONG_SEGMENT || b.iter().all(u8::is_ascii_digit) || is_uuid(b) {
+            return true;
+        }
+        let has_digit = b.iter().any(u8::is_ascii_digit);
+        if b.iter().all(u8::is_ascii_hexdigit) && has_digit && b.len() >= 16 {
+            return true;
+        }
+        let base64 = b
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'+' | b'='));
+        base64 && b.len() >= 20 && has_digit && b.iter().any(u8::is_ascii_alphabetic)
+    }
+
+    proptest! {
+        #[test]
+        fn id_segments_follow_the_rules(
+            seg in "[0-9a-hA-Hxz_+=.%~-]{0,40}|[0-9a-fA-F]{12,20}|[0-9A-Za-z_-]{16,24}|[0-9a-f-]{36}|[0-9]{1,8}"
+        ) {
+            prop_assert_eq!(is_id_segment(&seg), is_id_segment_reference(&seg), "{:?}", seg);
+        }
+    }
 
     fn record(method: Option<&'static str>, path: Option<&'static str>) -> AccessRecord<'static> {
         let mut r = AccessRecord::default();

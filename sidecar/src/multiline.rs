@@ -29,7 +29,7 @@
 //! clock. Lines held on behalf of a frame that asked for an ack are tracked
 //! ([`Joiner::oldest_held_ack`]) so that its ack waits for them.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use regex::{Regex, RegexSet};
@@ -177,7 +177,7 @@ impl Joiner {
     ) -> Joiner {
         Joiner {
             rules,
-            streams: HashMap::new(),
+            streams: HashMap::default(),
             wait_ns,
             max_bytes: max_bytes.max(1),
             budget,

@@ -156,7 +156,7 @@ impl LineRenderer {
                 if record.write_json_members_except(out, skip) {
                     out.char(',');
                 }
-                out.text("\"route\":");
+                out.member_name("route");
                 let route = self.routes.route_key(&record);
                 out.string(&route);
                 out.char('}');
@@ -186,7 +186,7 @@ impl LineRenderer {
                 if !first {
                     out.char(',');
                 }
-                out.text("\"log\":");
+                out.member_name("log");
                 out.string(&self.redactor.redact_text(text));
                 out.char('}');
                 Rendered {
@@ -230,7 +230,7 @@ impl LineRenderer {
             if record.write_json_members(out) {
                 out.char(',');
             }
-            out.text("\"route\":");
+            out.member_name("route");
             let route = self.routes.route_key(&record);
             out.string(&route);
             if log_key.is_none() {
@@ -307,8 +307,7 @@ impl LineRenderer {
                 out.char(',');
             }
             *first = false;
-            out.string(key);
-            out.char(':');
+            out.member_name(key);
         };
         if self.metadata.includes("kind") {
             member(out, "kind");
