@@ -144,7 +144,7 @@ mod tests {
     use super::*;
     use crate::cloudwatch::ship::ShipCounters;
     use crate::metrics::PipelineCounters;
-    use crate::stats::RouteTable;
+    use crate::stats::RouteTotals;
 
     fn admin(listening: bool, queued: u64) -> (Admin, watch::Sender<bool>) {
         let (tx, rx) = watch::channel(listening);
@@ -154,7 +154,7 @@ mod tests {
             pipeline: Arc::new(PipelineCounters::default()),
             ship: Some(Arc::new(ShipCounters::default())),
             spool: None,
-            routes: Arc::new(Mutex::new(RouteTable::default())),
+            routes: Arc::new(Mutex::new(RouteTotals::default())),
             queue_depth: Box::new(move || queued),
         };
         (

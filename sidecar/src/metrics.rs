@@ -11,7 +11,7 @@ use sluice_firelens::{Counters, MemoryBudget};
 
 use crate::cloudwatch::ship::ShipCounters;
 use crate::spool::SpoolShared;
-use crate::stats::{RouteTable, STATUS_CLASSES};
+use crate::stats::{RouteTotals, STATUS_CLASSES};
 
 /// Counters of the output stage.
 #[derive(Debug, Default)]
@@ -62,8 +62,8 @@ pub struct Sources {
     pub pipeline: Arc<PipelineCounters>,
     pub ship: Option<Arc<ShipCounters>>,
     pub spool: Option<Arc<SpoolShared>>,
-    /// Per-route totals since start.
-    pub routes: Arc<Mutex<RouteTable>>,
+    /// Per-route figures: /metrics shows the totals since start.
+    pub routes: Arc<Mutex<RouteTotals>>,
     /// Frames queued between the listeners and the output stage.
     pub queue_depth: Box<dyn Fn() -> u64 + Send + Sync>,
 }
@@ -399,7 +399,10 @@ pub fn render(s: &Sources) -> String {
         }
     }
 
-    if let Ok(table) = s.routes.lock() {
+    // Merged under the lock, written after it: the output thread counts
+    // into the same tables.
+    let table = s.routes.lock().map(|t| t.since_start());
+    if let Ok(table) = table {
         let routes = table.sorted();
         let ids: Vec<String> = routes
             .iter()

@@ -27,7 +27,7 @@ use crate::metrics::{PipelineCounters, Sources};
 use crate::output::{FileSink, Sink};
 use crate::spool::{Spool, SpoolShared};
 use crate::stage::{write_output, OutputStage, PIPELINE_FRAMES};
-use crate::stats::RouteTable;
+use crate::stats::RouteTotals;
 
 pub fn run(args: RunArgs) -> ExitCode {
     init_logging();
@@ -225,7 +225,7 @@ async fn serve(full: Config, drop_in: Option<DropIn>, identity: Identity) -> Exi
         }
     }
     let pipeline_counters = Arc::new(PipelineCounters::default());
-    let totals = Arc::new(Mutex::new(RouteTable::default()));
+    let totals = Arc::new(Mutex::new(RouteTotals::default()));
     let admin_listen = full.admin_listen;
     let router = drop_in.map(|plan| Router::new(plan, policies));
     let stage = OutputStage::new(

@@ -33,7 +33,7 @@ use crate::multiline::Joiner;
 use crate::output::Sink;
 use crate::render::{EventMeta, LineRenderer, Metadata, Rendered};
 use crate::stats::sampling::{self, SamplingConfig};
-use crate::stats::{Aggregator, RouteTable};
+use crate::stats::{Aggregator, RouteTotals};
 use crate::streams::{CachedTemplates, StreamKey, StreamKind, StreamTemplates, StreamVars};
 
 /// Frames queued between the listeners and the output. Small: a frame can
@@ -74,8 +74,6 @@ struct Writer {
     stats: Option<Aggregator>,
     sampling: Option<SamplingConfig>,
     counters: Arc<PipelineCounters>,
-    /// Per-route totals since start, for /metrics.
-    totals: Arc<Mutex<RouteTable>>,
     text: String,
     written: u64,
 }
@@ -97,7 +95,7 @@ impl OutputStage {
         identity: Identity,
         budget: Arc<MemoryBudget>,
         counters: Arc<PipelineCounters>,
-        totals: Arc<Mutex<RouteTable>>,
+        totals: Arc<Mutex<RouteTotals>>,
     ) -> OutputStage {
         let templates = CachedTemplates::new(StreamTemplates {
             log_group: full.cloudwatch.log_group.clone(),
@@ -121,10 +119,9 @@ impl OutputStage {
                 stats: full
                     .stats
                     .clone()
-                    .map(|c| Aggregator::new(c, now_ns().div_euclid(1_000_000))),
+                    .map(|c| Aggregator::new(c, now_ns().div_euclid(1_000_000), totals)),
                 sampling: full.sampling.clone(),
                 counters,
-                totals,
                 text: String::with_capacity(1 << 12),
                 written: 0,
             },
@@ -355,7 +352,6 @@ impl Writer {
             &self.counters,
             &mut self.stats,
             &self.sampling,
-            &self.totals,
             {
                 let templates = &mut *templates;
                 let vars = &vars;
@@ -450,7 +446,6 @@ impl Writer {
                     &self.counters,
                     &mut self.stats,
                     &self.sampling,
-                    &self.totals,
                     stats_key,
                 );
                 if !keep {
@@ -479,7 +474,6 @@ fn count_and_sample<'k>(
     c: &PipelineCounters,
     stats: &mut Option<Aggregator>,
     sampling: &Option<SamplingConfig>,
-    totals: &Mutex<RouteTable>,
     stats_key: impl FnOnce() -> Cow<'k, StreamKey>,
 ) -> bool {
     if !rendered.access {
@@ -495,10 +489,6 @@ fn count_and_sample<'k>(
     if let Some(stats) = stats {
         if stats.record(&stats_key(), facts) {
             c.stats_folded.fetch_add(1, Ordering::Relaxed);
-        }
-        if let Ok(mut totals) = totals.lock() {
-            let max = stats.config().max_routes;
-            totals.add(stats.service(facts), facts, max);
         }
     }
     if let Some(sampling) = sampling {

@@ -1,7 +1,8 @@
 //! Per-route request statistics: every access record (before sampling) is
 //! counted per interval, aligned to the wall clock, and each interval
 //! becomes one Embedded Metric Format event per route in the stats stream.
-//! Running totals since start feed /metrics.
+//! Totals since start feed /metrics: the closed intervals merged, plus the
+//! open one (each record is counted once, into its interval).
 //!
 //! Cost control: CloudWatch bills each metric name with each distinct set of
 //! dimension values. Only the names in `stats.metrics` are metrics (by
@@ -14,6 +15,7 @@ pub mod sampling;
 pub mod sketch;
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use foldhash::HashMap;
 
@@ -121,6 +123,22 @@ impl RouteStats {
             self.upstream.add(u);
         }
     }
+
+    /// Adds every figure of `other` (the same route over another interval).
+    pub fn merge(&mut self, other: &RouteStats) {
+        self.requests += other.requests;
+        for (mine, theirs) in self.status.iter_mut().zip(other.status) {
+            *mine += theirs;
+        }
+        for (flag, n) in &other.flags {
+            *self.flags.entry(flag.clone()).or_default() += n;
+        }
+        self.bytes_received += other.bytes_received;
+        self.bytes_sent += other.bytes_sent;
+        self.duration.merge(&other.duration);
+        self.upstream.merge(&other.upstream);
+        self.folded += other.folded;
+    }
 }
 
 /// Service and route: one row of statistics.
@@ -133,7 +151,7 @@ pub struct RouteKey {
 /// Routes with their figures, at most `max_routes` of them plus `other`
 /// per service. Keyed by service, then route, so that counting a request of
 /// a known route looks up by `&str` and allocates nothing.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct RouteTable {
     services: HashMap<String, HashMap<String, RouteStats>>,
     /// Routes other than `other`, over all services: what the guard limits.
@@ -169,6 +187,41 @@ impl RouteTable {
         other.folded += 1;
         self.folded_requests += 1;
         true
+    }
+
+    /// Adds `other`'s rows, under the same guard as [`RouteTable::add`]:
+    /// a route new here past `max_routes` joins `other`. Rows are taken in
+    /// order, so that which routes the guard lets in does not depend on a
+    /// hash map's order.
+    pub fn merge(&mut self, other: &RouteTable, max_routes: usize) {
+        for (key, stats) in other.sorted() {
+            self.merge_row(&key.service, &key.route, stats, max_routes);
+        }
+    }
+
+    fn merge_row(&mut self, service: &str, route: &str, stats: &RouteStats, max_routes: usize) {
+        if route == OTHER_ROUTE {
+            self.folded_requests += stats.folded;
+        }
+        let routes = self.services.entry(service.to_string()).or_default();
+        if let Some(mine) = routes.get_mut(route) {
+            mine.merge(stats);
+            return;
+        }
+        if route == OTHER_ROUTE || self.named < max_routes {
+            if route != OTHER_ROUTE {
+                self.named += 1;
+            }
+            routes.insert(route.to_string(), stats.clone());
+            return;
+        }
+        // Folded here, though not in its interval: all its requests count
+        // as folded.
+        let other = routes.entry(OTHER_ROUTE.to_string()).or_default();
+        other.merge(stats);
+        let newly_folded = stats.requests.saturating_sub(stats.folded);
+        other.folded += newly_folded;
+        self.folded_requests += newly_folded;
     }
 
     /// One route's figures.
@@ -252,20 +305,48 @@ fn service_of<'a>(config: &'a StatsConfig, facts: &'a RequestFacts) -> &'a str {
         .unwrap_or("unknown")
 }
 
+/// Per-route figures shared between the output thread, which counts
+/// every access record into the open interval, and /metrics, which reads
+/// the totals since start.
+#[derive(Debug, Default)]
+pub struct RouteTotals {
+    /// The open interval, per stats stream.
+    open: HashMap<StreamKey, RouteTable>,
+    /// Every closed interval, merged over all streams.
+    closed: RouteTable,
+    max_routes: usize,
+}
+
+impl RouteTotals {
+    /// The totals since start: the closed intervals and the open one.
+    pub fn since_start(&self) -> RouteTable {
+        let mut totals = self.closed.clone();
+        for table in self.open.values() {
+            totals.merge(table, self.max_routes);
+        }
+        totals
+    }
+}
+
 /// Statistics of the current interval, per stats stream.
 pub struct Aggregator {
     config: StatsConfig,
     interval_start_ms: i64,
-    streams: HashMap<StreamKey, RouteTable>,
+    /// The open interval's tables, and the totals they close into.
+    totals: Arc<Mutex<RouteTotals>>,
 }
 
 impl Aggregator {
-    pub fn new(config: StatsConfig, now_ms: i64) -> Aggregator {
+    /// `totals` is what /metrics reads; the aggregator counts into it.
+    pub fn new(config: StatsConfig, now_ms: i64, totals: Arc<Mutex<RouteTotals>>) -> Aggregator {
         let interval_start_ms = now_ms - now_ms.rem_euclid(config.interval_ms);
+        if let Ok(mut t) = totals.lock() {
+            t.max_routes = config.max_routes;
+        }
         Aggregator {
             config,
             interval_start_ms,
-            streams: HashMap::default(),
+            totals,
         }
     }
 
@@ -273,22 +354,28 @@ impl Aggregator {
         &self.config
     }
 
-    /// The service a record counts under.
-    pub fn service<'a>(&'a self, facts: &'a RequestFacts) -> &'a str {
-        service_of(&self.config, facts)
+    /// The shared tables. A panic elsewhere while they were held leaves
+    /// figures, not broken invariants: counting goes on.
+    fn lock(&self) -> MutexGuard<'_, RouteTotals> {
+        self.totals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Counts one request for the stats stream `stream`; returns whether
     /// it was folded into `other`.
     pub fn record(&mut self, stream: &StreamKey, facts: &RequestFacts) -> bool {
         let service = service_of(&self.config, facts);
+        let max_routes = self.config.max_routes;
+        let mut totals = self.lock();
         // Looked up before inserting: a known stream costs no copy.
-        if !self.streams.contains_key(stream) {
-            self.streams.insert(stream.clone(), RouteTable::default());
+        if !totals.open.contains_key(stream) {
+            totals.open.insert(stream.clone(), RouteTable::default());
         }
-        self.streams
+        totals
+            .open
             .get_mut(stream)
-            .is_some_and(|table| table.add(service, facts, self.config.max_routes))
+            .is_some_and(|table| table.add(service, facts, max_routes))
     }
 
     pub fn interval_start_ms(&self) -> i64 {
@@ -306,7 +393,14 @@ impl Aggregator {
     pub fn finish_interval(&mut self, now_ms: i64) -> Vec<(StreamKey, String)> {
         let start = self.interval_start_ms;
         let mut out = Vec::new();
-        let mut streams: Vec<(StreamKey, RouteTable)> = self.streams.drain().collect();
+        let mut streams: Vec<(StreamKey, RouteTable)> = {
+            let mut totals = self.lock();
+            let totals = &mut *totals;
+            for table in totals.open.values() {
+                totals.closed.merge(table, self.config.max_routes);
+            }
+            totals.open.drain().collect()
+        };
         streams.sort_by(|a, b| a.0.cmp(&b.0));
         for (stream, table) in streams {
             for (key, stats) in table.sorted() {
@@ -381,10 +475,77 @@ mod tests {
         assert_eq!(p0.requests, 2);
     }
 
+    fn other_stream() -> StreamKey {
+        StreamKey {
+            group: "/ecs/prod/envoy".to_string(),
+            stream: "u/stats".to_string(),
+        }
+    }
+
+    #[test]
+    fn totals_since_start_are_the_closed_intervals_and_the_open_one() {
+        let totals = Arc::new(Mutex::new(RouteTotals::default()));
+        let mut agg = Aggregator::new(StatsConfig::default(), 0, totals.clone());
+        agg.record(&stream(), &facts("GET /a", 200, 5));
+        agg.record(&other_stream(), &facts("GET /a", 503, 40));
+        let mut flagged = facts("GET /b", 0, 0);
+        flagged.status = None;
+        flagged.flags = Some("UF,URX".to_string());
+        agg.record(&stream(), &flagged);
+        assert_eq!(agg.finish_interval(60_000).len(), 3);
+        // The next interval is open: counted in the totals, not yet closed.
+        agg.record(&stream(), &facts("GET /a", 404, 7));
+        agg.record(&stream(), &flagged);
+
+        let since_start = totals.lock().unwrap().since_start();
+        let a = since_start.get("orders", "GET /a").unwrap();
+        assert_eq!(a.requests, 3);
+        assert_eq!(a.status, [0, 0, 1, 0, 1, 1]);
+        assert_eq!((a.bytes_received, a.bytes_sent), (30, 300));
+        assert_eq!(
+            (a.duration.count(), a.duration.sum(), a.duration.max()),
+            (3, 52, 40)
+        );
+        assert_eq!((a.upstream.count(), a.upstream.sum()), (3, 2 + 20 + 3));
+        let b = since_start.get("orders", "GET /b").unwrap();
+        assert_eq!(b.requests, 2);
+        assert_eq!(b.status, [2, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            b.flags,
+            BTreeMap::from([("UF".to_string(), 2), ("URX".to_string(), 2)])
+        );
+        assert_eq!(since_start.len(), 2);
+    }
+
+    #[test]
+    fn merged_totals_fold_routes_past_the_guard() {
+        let mut interval = RouteTable::default();
+        for route in ["GET /a", "GET /b", "GET /c"] {
+            interval.add("orders", &facts(route, 200, 1), 10);
+        }
+        interval.add("orders", &facts("GET /c", 200, 1), 10);
+        let mut totals = RouteTable::default();
+        totals.merge(&interval, 2);
+        // The guard of the totals: "GET /c" (2 requests) is past it.
+        assert_eq!(totals.len(), 3);
+        assert_eq!(totals.get("orders", "GET /a").unwrap().requests, 1);
+        assert!(totals.get("orders", "GET /c").is_none());
+        let other = totals.get("orders", OTHER_ROUTE).unwrap();
+        assert_eq!((other.requests, other.folded), (2, 2));
+        assert_eq!(totals.folded_requests, 2);
+        // An interval's own fold is not counted twice.
+        let mut folded = RouteTable::default();
+        folded.add("orders", &facts("GET /x", 200, 1), 0);
+        totals.merge(&folded, 2);
+        let other = totals.get("orders", OTHER_ROUTE).unwrap();
+        assert_eq!((other.requests, other.folded), (3, 3));
+        assert_eq!(totals.folded_requests, 3);
+    }
+
     #[test]
     fn intervals_align_to_the_wall_clock() {
         let config = StatsConfig::default();
-        let mut agg = Aggregator::new(config, 120_500);
+        let mut agg = Aggregator::new(config, 120_500, Arc::default());
         agg.record(&stream(), &facts("GET /a", 200, 5));
         assert!(!agg.due(179_999));
         assert!(agg.due(180_000));

@@ -126,10 +126,9 @@ impl Sketch {
         Some(self.max as f64)
     }
 
-    /// Adds everything `other` holds. Sluice itself keeps one sketch per
-    /// route and interval; this is what a reader of the exported sketches
-    /// does to combine tasks, and the test that proves them mergeable.
-    #[allow(dead_code)]
+    /// Adds everything `other` holds: how an interval's figures join the
+    /// totals since start, and what a reader of the exported sketches does
+    /// to combine tasks.
     pub fn merge(&mut self, other: &Sketch) {
         for (index, n) in other.used_bins() {
             *self.bin_mut(index) += n;
