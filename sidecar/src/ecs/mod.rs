@@ -186,13 +186,19 @@ impl Identity {
 
 /// A FireLens tag, `<container>-firelens-<task id>`, split at its last
 /// `-firelens-`: a task id never holds one, a container name may. (Runs
-/// for every event: the searcher is built once.)
+/// for every event: each `-` from the end is tried as the separator's
+/// last byte, and the first `-` found, the one before the task id, is
+/// usually it.)
 pub fn split_firelens_tag(tag: &str) -> Option<(&str, &str)> {
-    static SEPARATOR: std::sync::LazyLock<memchr::memmem::FinderRev<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::FinderRev::new(FIRELENS_SEPARATOR));
-    let at = SEPARATOR.rfind(tag.as_bytes())?;
-    // The separator is ASCII, so both ends are char boundaries.
-    Some((&tag[..at], &tag[at + FIRELENS_SEPARATOR.len()..]))
+    let bytes = tag.as_bytes();
+    for last in memchr::memrchr_iter(b'-', bytes) {
+        let start = (last + 1).checked_sub(FIRELENS_SEPARATOR.len())?;
+        if &bytes[start..=last] == FIRELENS_SEPARATOR.as_bytes() {
+            // The separator is ASCII, so both ends are char boundaries.
+            return Some((&tag[..start], &tag[last + 1..]));
+        }
+    }
+    None
 }
 
 const FIRELENS_SEPARATOR: &str = "-firelens-";
@@ -279,5 +285,29 @@ mod tests {
             "log-firelens-router"
         );
         assert_eq!(without.task_id(tag), Some("5a0a7b1c"));
+    }
+
+    #[test]
+    fn firelens_tags_split_at_the_last_separator() {
+        let cases = [
+            ("envoy-firelens-5a0a7b1c", Some(("envoy", "5a0a7b1c"))),
+            ("-firelens-", Some(("", ""))),
+            ("a-firelens-firelens-b", Some(("a-firelens", "b"))),
+            ("-firelens-firelens-", Some(("-firelens", ""))),
+            ("my-app-firelens-", Some(("my-app", ""))),
+            ("firelens-x", None),
+            ("a-firelens", None),
+            ("a-b-c", None),
+            ("", None),
+            ("é-firelens-é", Some(("é", "é"))),
+        ];
+        for (tag, want) in cases {
+            assert_eq!(split_firelens_tag(tag), want, "{tag:?}");
+            // The same as a plain search for the last separator.
+            let plain = tag
+                .rfind(FIRELENS_SEPARATOR)
+                .map(|at| (&tag[..at], &tag[at + FIRELENS_SEPARATOR.len()..]));
+            assert_eq!(plain, want, "{tag:?}");
+        }
     }
 }
