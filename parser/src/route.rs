@@ -157,15 +157,27 @@ pub fn normalise_path(out: &mut String, path: &str) {
         .strip_suffix('/')
         .filter(|p| !p.is_empty())
         .unwrap_or(path);
-    for (i, seg) in trimmed.split('/').enumerate() {
-        if i > 0 {
-            out.push('/');
-        }
+    // Segments are short: a plain byte loop finds each `/` sooner than
+    // `str::split`'s searcher does.
+    let bytes = trimmed.as_bytes();
+    let mut start = 0;
+    loop {
+        let end = bytes[start..]
+            .iter()
+            .position(|&b| b == b'/')
+            .map_or(bytes.len(), |i| start + i);
+        // `/` is ASCII, so both ends are char boundaries.
+        let seg = &trimmed[start..end];
         if is_id_segment(seg) {
             out.push_str(ID_PLACEHOLDER);
         } else {
             out.push_str(seg);
         }
+        if end == bytes.len() {
+            return;
+        }
+        out.push('/');
+        start = end + 1;
     }
 }
 
@@ -235,7 +247,33 @@ mod tests {
         base64 && b.len() >= 20 && has_digit && b.iter().any(u8::is_ascii_alphabetic)
     }
 
+    /// `normalise_path` written with `str::split`.
+    fn normalise_path_reference(path: &str) -> String {
+        let trimmed = path
+            .strip_suffix('/')
+            .filter(|p| !p.is_empty())
+            .unwrap_or(path);
+        let segments: Vec<&str> = trimmed
+            .split('/')
+            .map(|seg| {
+                if is_id_segment(seg) {
+                    ID_PLACEHOLDER
+                } else {
+                    seg
+                }
+            })
+            .collect();
+        segments.join("/")
+    }
+
     proptest! {
+        #[test]
+        fn paths_normalise_segment_by_segment(path in "[/a-c0-9é]{0,24}") {
+            let mut out = String::new();
+            normalise_path(&mut out, &path);
+            prop_assert_eq!(out, normalise_path_reference(&path), "{:?}", path);
+        }
+
         #[test]
         fn id_segments_follow_the_rules(
             seg in "[0-9a-hA-Hxz_+=.%~-]{0,40}|[0-9a-fA-F]{12,20}|[0-9A-Za-z_-]{16,24}|[0-9a-f-]{36}|[0-9]{1,8}"

@@ -66,39 +66,18 @@ impl<S> PendingStreams<S> {
 
     /// Adds an event that arrived at `now` to `key`'s stream.
     pub fn push(&mut self, key: &StreamKey, event: LogEvent, emf: bool, now: Instant) -> Pushed<S> {
-        // Looked up before inserting: a known stream costs no copy.
-        if !self.streams.contains_key(key) {
-            let stream = Stream {
-                batcher: Batcher::new(),
-                emf,
-                share: None,
-                since: now,
-            };
-            self.streams.insert(key.clone(), stream);
+        // A known stream: one lookup, no copy of the key.
+        if let Some(stream) = self.streams.get_mut(key) {
+            return push_into(stream, key, event, now);
         }
-        let Some(stream) = self.streams.get_mut(key) else {
-            unreachable!("inserted above");
+        let stream = Stream {
+            batcher: Batcher::new(),
+            emf,
+            share: None,
+            since: now,
         };
-        if stream.batcher.is_empty() {
-            stream.since = now;
-        }
-        let mut share = stream.share.take();
-        let closed = stream
-            .batcher
-            .push(event)
-            .into_iter()
-            .map(|batch| Closed {
-                key: key.clone(),
-                batch,
-                share: share.take(),
-                emf: stream.emf,
-            })
-            .collect();
-        Pushed {
-            closed,
-            pending_bytes: stream.batcher.held_bytes(),
-            share,
-        }
+        let stream = self.streams.entry(key.clone()).or_insert(stream);
+        push_into(stream, key, event, now)
     }
 
     /// Gives `key`'s stream its share back. When nothing is pending any
@@ -135,6 +114,36 @@ impl<S> PendingStreams<S> {
             .collect();
         self.streams.clear();
         closed
+    }
+}
+
+/// Adds `event` to `key`'s stream: the batches it closed, and what the
+/// stream then holds.
+fn push_into<S>(
+    stream: &mut Stream<S>,
+    key: &StreamKey,
+    event: LogEvent,
+    now: Instant,
+) -> Pushed<S> {
+    if stream.batcher.is_empty() {
+        stream.since = now;
+    }
+    let mut share = stream.share.take();
+    let closed = stream
+        .batcher
+        .push(event)
+        .into_iter()
+        .map(|batch| Closed {
+            key: key.clone(),
+            batch,
+            share: share.take(),
+            emf: stream.emf,
+        })
+        .collect();
+    Pushed {
+        closed,
+        pending_bytes: stream.batcher.held_bytes(),
+        share,
     }
 }
 

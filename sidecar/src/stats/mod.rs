@@ -163,6 +163,15 @@ pub struct RouteTable {
 impl RouteTable {
     /// Counts one request. Returns whether it was folded into `other`.
     pub fn add(&mut self, service: &str, facts: &RequestFacts, max_routes: usize) -> bool {
+        // A known route: two lookups, nothing copied.
+        if let Some(stats) = self
+            .services
+            .get_mut(service)
+            .and_then(|routes| routes.get_mut(facts.route.as_str()))
+        {
+            stats.add(facts);
+            return false;
+        }
         if !self.services.contains_key(service) {
             self.services
                 .insert(service.to_string(), HashMap::default());
@@ -368,14 +377,14 @@ impl Aggregator {
         let service = service_of(&self.config, facts);
         let max_routes = self.config.max_routes;
         let mut totals = self.lock();
-        // Looked up before inserting: a known stream costs no copy.
-        if !totals.open.contains_key(stream) {
-            totals.open.insert(stream.clone(), RouteTable::default());
+        // A known stream: one lookup, no copy.
+        if let Some(table) = totals.open.get_mut(stream) {
+            return table.add(service, facts, max_routes);
         }
-        totals
-            .open
-            .get_mut(stream)
-            .is_some_and(|table| table.add(service, facts, max_routes))
+        let mut table = RouteTable::default();
+        let folded = table.add(service, facts, max_routes);
+        totals.open.insert(stream.clone(), table);
+        folded
     }
 
     pub fn interval_start_ms(&self) -> i64 {
