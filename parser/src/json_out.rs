@@ -25,8 +25,7 @@ pub trait JsonOut {
 
     /// Appends an unsigned integer as a JSON number.
     fn uint(&mut self, n: u64) {
-        let mut digits = Digits::default();
-        self.text(digits.of(n));
+        self.text(itoa::Buffer::new().format(n));
     }
 
     /// Appends a signed integer as a JSON number.
@@ -116,8 +115,8 @@ impl JsonOut for Escaped<'_> {
 
     /// Digits need no escape.
     fn uint(&mut self, n: u64) {
-        let mut digits = Digits::default();
-        let digits = digits.of(n);
+        let mut buffer = itoa::Buffer::new();
+        let digits = buffer.format(n);
         self.len += digits.len();
         self.out.push_str(digits);
     }
@@ -248,28 +247,6 @@ pub fn write_u64(out: &mut String, n: u64) {
     out.uint(n);
 }
 
-/// The decimal digits of a number, written right to left into a buffer.
-#[derive(Default)]
-struct Digits {
-    buf: [u8; 20],
-}
-
-impl Digits {
-    fn of(&mut self, mut n: u64) -> &str {
-        let mut i = self.buf.len();
-        loop {
-            i -= 1;
-            self.buf[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        // Only ASCII digits were written.
-        std::str::from_utf8(&self.buf[i..]).unwrap_or_default()
-    }
-}
-
 fn hex_digit(n: u8) -> char {
     char::from(b"0123456789abcdef"[usize::from(n & 0xf)])
 }
@@ -349,6 +326,29 @@ mod tests {
         e.text("\"end\":true}");
         let len = e.len();
         (plain, escaped, len)
+    }
+
+    #[test]
+    fn numbers_both_ways() {
+        for (n, want) in [
+            (0, "0"),
+            (7, "7"),
+            (-1, "-1"),
+            (1_712_345_678_901, "1712345678901"),
+            (i64::MIN, "-9223372036854775808"),
+            (i64::MAX, "9223372036854775807"),
+        ] {
+            let mut plain = String::new();
+            plain.int(n);
+            let mut escaped = String::new();
+            let mut e = Escaped::new(&mut escaped);
+            e.int(n);
+            assert_eq!((plain.as_str(), e.len()), (want, want.len()));
+            assert_eq!(escaped, want);
+        }
+        let mut out = String::new();
+        out.uint(u64::MAX);
+        assert_eq!(out, "18446744073709551615");
     }
 
     #[test]
