@@ -180,7 +180,7 @@ fn forbids(shape: Shape, b: u8) -> bool {
 }
 
 /// Bytes from the start of `rest` before the first byte the shape forbids.
-#[inline]
+#[inline(always)]
 fn extent(shape: Shape, rest: &[u8]) -> usize {
     let len = rest.len();
     match shape {
@@ -343,7 +343,7 @@ impl<'a> Matcher<'a> {
 }
 
 /// Stores an accepted value in the record.
-#[inline]
+#[inline(always)]
 fn assign<'a>(record: &mut AccessRecord<'a>, op: &'a Op, value: &'a str, parsed: Parsed) {
     let value = match parsed {
         Parsed::Absent => return,
@@ -387,7 +387,7 @@ fn accept(op: &Op, value: &str) -> Option<Parsed> {
 }
 
 /// [`accept`] for a value already known to hold no byte its shape forbids.
-#[inline]
+#[inline(always)]
 fn accept_checked(op: &Op, value: &str) -> Option<Parsed> {
     // `value == "-"` would call memcmp; this runs for every operator.
     if value.as_bytes() == [b'-'] {
