@@ -136,6 +136,12 @@ impl Skipper {
     /// and maybe more. The value's length once it is complete; the same
     /// errors as [`read`].
     pub fn resume(&mut self, input: &[u8]) -> Result<usize, ReadError> {
+        // `self.pos` moves only past whole parts: an incomplete part leaves
+        // it where the part starts, and the next call reads that part again.
+        let mut reader = Reader {
+            input,
+            pos: self.pos,
+        };
         loop {
             while self.open.last() == Some(&0) {
                 self.open.pop();
@@ -143,18 +149,30 @@ impl Skipper {
             if self.started && self.open.is_empty() {
                 return Ok(self.pos);
             }
-            let mut reader = Reader {
-                input,
-                pos: self.pos,
-            };
             if self.open.len() > MAX_DEPTH {
                 return reader.invalid("nested too deeply");
             }
-            // An incomplete part leaves the state as it was: the next call
-            // reads that part again, whole.
+            let depth = self.open.len();
+            if let Some(left) = self.open.last_mut() {
+                if depth > 1 || self.children_seen == self.children.len() {
+                    // The common case, a record's keys and values: the rest
+                    // of the innermost container, with no other bookkeeping
+                    // until a container opens.
+                    while *left > 0 {
+                        let items = reader.header()?;
+                        self.pos = reader.pos;
+                        *left -= 1;
+                        if items > 0 {
+                            self.open.push(items);
+                            break;
+                        }
+                    }
+                    continue;
+                }
+            }
             let at = self.pos;
             let items = reader.header()?;
-            if self.open.len() == 1 && self.children_seen < self.children.len() {
+            if depth == 1 && self.children_seen < self.children.len() {
                 self.children[self.children_seen] = at;
                 self.children_seen += 1;
             }
@@ -402,6 +420,7 @@ impl<'a> Reader<'a> {
 
     /// Steps over one value's marker, length and bytes; returns how many
     /// values it contains (0 unless it is an array or a map).
+    #[inline(always)]
     fn header(&mut self) -> Result<usize, ReadError> {
         let marker = self.byte()?;
         let (items, bytes) = match marker {
