@@ -452,14 +452,18 @@ fn sort_unique(text: &str, fields: &mut Vec<Field>) {
             .cmp(&b.prefix)
             .then_with(|| key_bytes(text, a).cmp(key_bytes(text, b)))
     };
-    if fields.windows(2).all(|w| order(&w[0], &w[1]).is_lt()) {
-        return;
-    }
-    // Reversed, a stable sort puts the last occurrence first among equal
-    // keys, and `dedup_by` keeps the first.
-    fields.reverse();
+    // Stable, so repeated keys stay in arrival order; records are small,
+    // and a sorted one costs one comparison per field.
     fields.sort_by(order);
-    fields.dedup_by(|later, earlier| order(later, earlier).is_eq());
+    // The last of each run of equal keys is the one kept.
+    let mut kept = 0;
+    for next in 1..fields.len() {
+        if order(&fields[next], &fields[kept]).is_ne() {
+            kept += 1;
+        }
+        fields.swap(kept, next);
+    }
+    fields.truncate(kept + 1);
 }
 
 #[cfg(test)]
@@ -542,6 +546,20 @@ mod tests {
         assert_eq!(got, [("b", "1"), ("log", "z"), ("source", "stdout")]);
         assert_eq!(r.get_str("log"), Some("z"));
         assert_eq!(r.get("missing"), None);
+        let r = built(&[
+            ("a", "1"),
+            ("a", "2"),
+            ("b", "x"),
+            ("a", "3"),
+            ("b", "y"),
+            ("c", "k"),
+            ("c", "l"),
+        ]);
+        let got: Vec<_> = r.iter().map(|(k, v)| (k, v.as_str().unwrap())).collect();
+        assert_eq!(got, [("a", "3"), ("b", "y"), ("c", "l")]);
+        let r = built(&[("a", "1"), ("a", "2")]);
+        let got: Vec<_> = r.iter().map(|(k, v)| (k, v.as_str().unwrap())).collect();
+        assert_eq!(got, [("a", "2")]);
     }
 
     #[test]
