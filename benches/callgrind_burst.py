@@ -1,0 +1,103 @@
+"""Instructions per event of the whole `sluice run` process, counted by
+callgrind: a burst into Sluice under valgrind, every thread counted, from
+after a warm-up burst (TLS handshake, streams created) to the last event
+delivered. Unlike CPU time on this machine, the count does not drift from
+run to run (a few hundred instructions, from how reads split the frames).
+
+Valgrind reports a CPU without SHA extensions, so SHA-256 (signing each
+request body) runs the crate's portable code under it and is far dearer
+than on the real CPU: the script reports the count without it, and the
+SHA-256 share apart.
+
+It reuses the input and the TLS counting endpoint of compare_fluent_bit.py.
+Extra VAR=value arguments go into Sluice's environment.
+
+Usage (after ../shared/peers/build-peers.sh and a release build with line
+tables, so that the functions below are named):
+  CARGO_PROFILE_RELEASE_DEBUG=line-tables-only cargo build --release -p sluice
+  ~/peers/venv/bin/python benches/callgrind_burst.py target/release/sluice [RECORDS] [VAR=value ...]
+"""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import compare_fluent_bit as common  # noqa: E402
+
+# Inclusive counts reported per event besides the total.
+PARTS = [
+    ("output thread", "sluice::stage::write_output "),
+    ("  classify, render, statistics, batch", "sluice::stage::OutputStage::write "),
+    ("forward decoding", "sluice_firelens::session::Session::decode "),
+    ("SHA-256 (portable code under valgrind)", "sha2::sha256::compress256 "),
+]
+
+
+def inclusive_counts(path):
+    out = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", path],
+                         capture_output=True, text=True, check=True).stdout
+    rows = []
+    for line in out.splitlines():
+        m = re.match(r"\s*([\d,]+) \(\s*[\d.]+%\)\s+(.*)", line)
+        if m:
+            rows.append((int(m.group(1).replace(",", "")), m.group(2)))
+    return rows
+
+
+def largest(rows, name):
+    """The inclusive count of a function (its own line, the largest)."""
+    return max((v for v, s in rows if name in s and s.endswith("]")), default=0)
+
+
+def send(port, frames):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(frames)
+    s.close()
+
+
+def main():
+    sluice = sys.argv[1]
+    records = int(sys.argv[2]) if len(sys.argv) > 2 and "=" not in sys.argv[2] else 20000
+    extra = dict(arg.split("=", 1) for arg in sys.argv[2:] if "=" in arg)
+    tls = tempfile.mkdtemp(prefix="sluice-callgrind-tls-")
+    common.make_certificates(tls)
+    endpoint = common.start_endpoint(tls)
+    port = common.free_port()
+    out = os.path.join(tempfile.mkdtemp(prefix="sluice-callgrind-"), "callgrind.out")
+    env = common.sluice_env(tls, port, endpoint, "", extra)
+    p = subprocess.Popen(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out, sluice, "run"],
+                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        common.wait_port(port, timeout=180)
+        warm_up = 2000
+        send(port, common.burst_frames(warm_up, 1000, seed=3))
+        if not common.wait_events(warm_up, timeout=600):
+            raise SystemExit("the warm-up burst was not delivered")
+        time.sleep(2)
+        subprocess.run(["callgrind_control", "--zero", str(p.pid)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with common.Counter.lock:
+            common.Counter.events = 0
+        send(port, common.burst_frames(records, 1000))
+        if not common.wait_events(records, timeout=900):
+            raise SystemExit("the burst was not delivered")
+        time.sleep(2)
+        subprocess.run(["callgrind_control", "--dump", str(p.pid)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    finally:
+        p.terminate()
+        p.wait(timeout=120)
+    rows = inclusive_counts(out + ".1")
+    total = next(v for v, s in rows if "PROGRAM TOTALS" in s)
+    sha = largest(rows, "sha2::sha256::compress256 ")
+    print("records=%d instructions_per_event=%d without_sha256=%d"
+          % (records, total / records, (total - sha) / records))
+    for label, name in PARTS:
+        print("  %-40s %7d" % (label, largest(rows, name) / records))
+
+
+if __name__ == "__main__":
+    main()
