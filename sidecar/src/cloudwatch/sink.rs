@@ -50,6 +50,11 @@ pub struct CloudWatchSink {
     /// Since when the spool has refused appends or commits, and when that
     /// was last logged.
     spool_stalled: Option<(Instant, Instant)>,
+    /// When the current delivery (or tick) began: the time a stream's
+    /// oldest pending event counts from, read once per delivery rather
+    /// than per event. Earlier than the event by at most one delivery's
+    /// work, so a batch may go out that much sooner, never later.
+    clock: Instant,
 }
 
 impl CloudWatchSink {
@@ -70,6 +75,7 @@ impl CloudWatchSink {
             runtime,
             spool,
             spool_stalled: None,
+            clock: Instant::now(),
         }
     }
 
@@ -93,6 +99,7 @@ impl CloudWatchSink {
     /// The budget share of the delivery whose events come next.
     pub fn begin_delivery(&mut self, share: Option<Reservation>) {
         self.delivery_share = share;
+        self.clock = Instant::now();
     }
 
     /// Writes the delivery's events to the spool (when there is one:
@@ -210,7 +217,7 @@ impl CloudWatchSink {
 
     /// Buffers one event (with its spool segment) in its stream's batcher.
     fn buffer(&mut self, key: &StreamKey, event: LogEvent, emf: bool) {
-        let pushed = self.streams.push(key, event, emf, Instant::now());
+        let pushed = self.streams.push(key, event, emf, self.clock);
         let mut share = pushed.share;
         for closed in pushed.closed {
             self.send(closed);
@@ -230,6 +237,7 @@ impl CloudWatchSink {
     /// (statistics are written between deliveries, and writes made without
     /// an fsync get one within a tick).
     pub fn tick(&mut self, now: Instant) {
+        self.clock = now;
         self.commit_spool(true);
         for closed in self.streams.due(now) {
             self.send(closed);
