@@ -340,23 +340,20 @@ impl Writer {
             let rendered = renderer.render_classified(classified, Some(meta), &mut self.text);
             (rendered, self.text.len())
         };
-        let templates = &mut self.templates;
         let vars = StreamVars {
             tag: meta.tag,
             record: meta.record,
             time_ms: meta.time_ms,
             container: meta.container,
         };
+        // The inputs are compared once for both of the event's keys.
+        let mut templates = self.templates.checked(&vars);
         let keep = count_and_sample(
             &rendered,
             &self.counters,
             &mut self.stats,
             &self.sampling,
-            {
-                let templates = &mut *templates;
-                let vars = &vars;
-                move || Cow::Borrowed(templates.key(StreamKind::Stats, vars))
-            },
+            || Cow::Borrowed(templates.key(StreamKind::Stats)),
         );
         if !keep {
             return Ok(());
@@ -370,7 +367,7 @@ impl Writer {
         self.counters
             .ingested(usize::from(!rendered.access), text_len);
         sink.write(
-            move || templates.key(kind, &vars),
+            || templates.key(kind),
             rendered.time_ms,
             &self.text,
             text_len,

@@ -128,13 +128,29 @@ impl CachedTemplates {
         }
     }
 
-    pub fn key(&mut self, kind: StreamKind, vars: &StreamVars<'_>) -> &StreamKey {
+    /// The cache made valid for one event's inputs, for any number of
+    /// that event's keys (its log stream and its statistics stream)
+    /// without comparing the inputs again.
+    pub fn checked<'c, 'v>(&'c mut self, vars: &'c StreamVars<'v>) -> CheckedTemplates<'c, 'v> {
         if !self.inputs.as_ref().is_some_and(|m| m.matches(vars)) {
             self.inputs = Some(MemoInputs::of(vars));
             self.keys = [None, None, None];
         }
-        let t = &self.templates;
-        self.keys[kind as usize].get_or_insert_with(|| match kind {
+        CheckedTemplates { cache: self, vars }
+    }
+}
+
+/// [`CachedTemplates`] valid for one event's inputs.
+pub struct CheckedTemplates<'c, 'v> {
+    cache: &'c mut CachedTemplates,
+    vars: &'c StreamVars<'v>,
+}
+
+impl CheckedTemplates<'_, '_> {
+    pub fn key(&mut self, kind: StreamKind) -> &StreamKey {
+        let t = &self.cache.templates;
+        let vars = self.vars;
+        self.cache.keys[kind as usize].get_or_insert_with(|| match kind {
             StreamKind::Access => t.key(true, vars),
             StreamKind::App => t.key(false, vars),
             StreamKind::Stats => t.stats_key(vars),
@@ -276,7 +292,10 @@ mod tests {
                 StreamKind::App => templates().key(false, &v),
                 StreamKind::Stats => templates().stats_key(&v),
             };
-            assert_eq!(cached.key(kind, &v), &expected);
+            let mut checked = cached.checked(&v);
+            assert_eq!(checked.key(kind), &expected);
+            // The statistics' key of the same event, after its own.
+            assert_eq!(checked.key(StreamKind::Stats), &templates().stats_key(&v));
         }
     }
 
