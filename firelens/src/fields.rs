@@ -169,6 +169,12 @@ impl Record {
             .collect()
     }
 
+    /// Bytes of text the record keeps alive: its frame's whole text (shared
+    /// by the frame's records) until it is [detached](Record::detached).
+    pub fn retained_text_len(&self) -> usize {
+        self.text.len()
+    }
+
     /// The same record with a text of its own: what a joiner holds for a
     /// while should not keep the rest of its frame's text alive.
     pub fn detached(&self) -> Record {
@@ -637,6 +643,8 @@ mod tests {
         let mut second = records[1].detached();
         assert_eq!(second, records[1]);
         assert_eq!(&*second.text, "logsecondn");
+        assert_eq!(second.retained_text_len(), "logsecondn".len());
+        assert_eq!(records[1].retained_text_len(), records[1].text.len());
         assert!(!Arc::ptr_eq(&second.text, &records[1].text));
         second.insert("added", "x");
         let again = second.detached();

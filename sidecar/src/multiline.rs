@@ -137,6 +137,9 @@ struct Held {
     text: String,
     /// The sequence number of the delivery whose ack waits for this line.
     ack: Option<u64>,
+    /// Whether the record has a text of its own (see
+    /// [`Joiner::detach_held`]).
+    detached: bool,
 }
 
 #[derive(Debug)]
@@ -212,12 +215,15 @@ impl Joiner {
         let text = text.to_string();
         let source = event.record.get_str("source").unwrap_or("").to_string();
         let key = (event.tag.clone(), source);
-        // A held line should not keep the rest of its frame's text alive.
-        let event = Event {
-            record: event.record.detached(),
-            ..event
+        // Most lines go out within their delivery (the next line of the
+        // stream closes or continues what is held): only those still held
+        // at its end are detached from the frame's text.
+        let line = Held {
+            event,
+            text,
+            ack,
+            detached: false,
         };
-        let line = Held { event, text, ack };
         let open = self.streams.remove(&key);
         let line = match open {
             Some(stream) => match self.continue_stream(stream, line, now_ns, &mut out) {
@@ -234,6 +240,18 @@ impl Joiner {
             self.streams.insert(key, stream);
         }
         out
+    }
+
+    /// At the end of every delivery: the lines still held get a text of
+    /// their own, so that they do not keep the rest of their frame's text
+    /// alive (the budget counts only the lines).
+    pub fn detach_held(&mut self) {
+        for line in self.streams.values_mut().flat_map(|s| s.lines.iter_mut()) {
+            if !line.detached {
+                line.event.record = line.event.record.detached();
+                line.detached = true;
+            }
+        }
     }
 
     /// At the end of a delivery that asked for an ack: the ordinary lines of

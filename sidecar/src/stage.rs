@@ -177,14 +177,22 @@ impl OutputStage {
         Ok(())
     }
 
-    /// After the last line of a delivery that asked for an ack: the lines
-    /// held only because a stack trace might follow go out.
+    /// After the last line of every delivery: when it asked for an ack,
+    /// the lines held only because a stack trace might follow go out; the
+    /// lines still held get a text of their own, apart from the frame's.
     pub fn end_of_delivery(&mut self, ack: Option<u64>, sink: &mut Sink) -> io::Result<()> {
-        let (Some(joiner), Some(seq)) = (&mut self.joiner, ack) else {
+        let Some(joiner) = &mut self.joiner else {
             return Ok(());
         };
-        let ready = joiner.release_introducers(seq);
-        self.write_app_lines(ready, sink).map(|_| ())
+        if let Some(seq) = ack {
+            let ready = joiner.release_introducers(seq);
+            self.write_app_lines(ready, sink)?;
+        }
+        // What is still held outlives the delivery and its frame.
+        if let Some(joiner) = &mut self.joiner {
+            joiner.detach_held();
+        }
+        Ok(())
     }
 
     /// The flag that tells the stage Sluice stops.
@@ -201,7 +209,13 @@ impl OutputStage {
             Some(joiner) => joiner.expire(now),
             None => return Ok(0),
         };
-        self.write_app_lines(ready, sink)
+        let written = self.write_app_lines(ready, sink)?;
+        // Split lines that waited too long were pushed just before, outside
+        // any delivery.
+        if let Some(joiner) = &mut self.joiner {
+            joiner.detach_held();
+        }
+        Ok(written)
     }
 
     /// Writes everything held (at shutdown).

@@ -306,3 +306,53 @@ proptest! {
         prop_assert_eq!(got, want);
     }
 }
+
+/// A Forward frame (`[tag, [[time, {log, source}], ...]]`) of these lines,
+/// decoded as the input decodes it: the records share the frame's text.
+fn frame_events(tag: &str, lines: &[&str]) -> Vec<Event> {
+    fn str8(out: &mut Vec<u8>, s: &str) {
+        out.push(0xd9);
+        out.push(u8::try_from(s.len()).unwrap());
+        out.extend_from_slice(s.as_bytes());
+    }
+    let mut frame = vec![0x92];
+    str8(&mut frame, tag);
+    frame.push(0x90 | u8::try_from(lines.len()).unwrap());
+    for line in lines {
+        frame.extend_from_slice(&[0x92, 0x01, 0x82]);
+        str8(&mut frame, "log");
+        str8(&mut frame, line);
+        str8(&mut frame, "source");
+        str8(&mut frame, "stdout");
+    }
+    let mut codec = sluice_firelens::ForwardCodec::new(sluice_firelens::Limits::default());
+    codec.feed(&frame);
+    match codec.next_frame(0) {
+        Ok(Some(sluice_firelens::Frame::Events { events, .. })) => events,
+        other => panic!("not a frame of events: {other:?}"),
+    }
+}
+
+#[test]
+fn lines_held_past_their_delivery_keep_no_part_of_its_frame() {
+    let lines = ["first line", "second line", "the last line, held"];
+    let events = frame_events("app-firelens-t1", &lines);
+    let frame_text = events[0].record.retained_text_len();
+    assert!(frame_text > "the last line, held".len() + 20);
+    let mut j = joiner();
+    let mut out = Vec::new();
+    for event in events {
+        out.extend(j.push(event, None, 0));
+    }
+    // Each line went out when the next came, still sharing the frame.
+    assert_eq!(logs(&out), ["first line", "second line"]);
+    assert!(out
+        .iter()
+        .all(|e| e.record.retained_text_len() == frame_text));
+    j.detach_held();
+    j.detach_held();
+    let held = j.flush();
+    assert_eq!(logs(&held), ["the last line, held"]);
+    let own = "log".len() + "the last line, held".len() + "source".len() + "stdout".len();
+    assert_eq!(held[0].record.retained_text_len(), own);
+}
