@@ -330,7 +330,10 @@ impl RouteTotals {
     /// The totals since start: the closed intervals and the open one.
     pub fn since_start(&self) -> RouteTable {
         let mut totals = self.closed.clone();
-        for table in self.open.values() {
+        // In stream order, as intervals close (see `merge`).
+        let mut open: Vec<(&StreamKey, &RouteTable)> = self.open.iter().collect();
+        open.sort_by(|a, b| a.0.cmp(b.0));
+        for (_, table) in open {
             totals.merge(table, self.max_routes);
         }
         totals
@@ -402,15 +405,16 @@ impl Aggregator {
     pub fn finish_interval(&mut self, now_ms: i64) -> Vec<(StreamKey, String)> {
         let start = self.interval_start_ms;
         let mut out = Vec::new();
-        let mut streams: Vec<(StreamKey, RouteTable)> = {
+        let streams: Vec<(StreamKey, RouteTable)> = {
             let mut totals = self.lock();
             let totals = &mut *totals;
-            for table in totals.open.values() {
+            let mut streams: Vec<(StreamKey, RouteTable)> = totals.open.drain().collect();
+            streams.sort_by(|a, b| a.0.cmp(&b.0));
+            for (_, table) in &streams {
                 totals.closed.merge(table, self.config.max_routes);
             }
-            totals.open.drain().collect()
+            streams
         };
-        streams.sort_by(|a, b| a.0.cmp(&b.0));
         for (stream, table) in streams {
             for (key, stats) in table.sorted() {
                 out.push((stream.clone(), emf::event(&self.config, start, &key, stats)));
