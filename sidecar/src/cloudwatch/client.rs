@@ -14,7 +14,7 @@ use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudwatchlogs::types::RejectedLogEventsInfo;
 use aws_sdk_cloudwatchlogs::Client;
 use aws_smithy_types::body::SdkBody;
-use sluice_parser::json_out;
+use sluice_parser::json_out::{self, JsonOut};
 
 use super::api::{CallError, LogsApi, Rejected};
 use crate::event::LogEvent;
@@ -242,7 +242,7 @@ fn put_log_events_body(key: &StreamKey, events: &[LogEvent]) -> String {
             body.push(',');
         }
         body.push_str("{\"timestamp\":");
-        json_out::write_i64(&mut body, event.timestamp_ms);
+        body.int(event.timestamp_ms);
         // Escaped when it was rendered: a copy, not a second escape.
         body.push_str(",\"message\":\"");
         body.push_str(event.message.escaped());
