@@ -444,10 +444,11 @@ mod tests {
         }
     }
 
-    fn stream() -> StreamKey {
+    /// The stats stream of task `task`.
+    fn stream_of(task: &str) -> StreamKey {
         StreamKey {
             group: "/ecs/prod/envoy".to_string(),
-            stream: "t/stats".to_string(),
+            stream: format!("{task}/stats"),
         }
     }
 
@@ -488,27 +489,20 @@ mod tests {
         assert_eq!(p0.requests, 2);
     }
 
-    fn other_stream() -> StreamKey {
-        StreamKey {
-            group: "/ecs/prod/envoy".to_string(),
-            stream: "u/stats".to_string(),
-        }
-    }
-
     #[test]
     fn totals_since_start_are_the_closed_intervals_and_the_open_one() {
         let totals = Arc::new(Mutex::new(RouteTotals::default()));
         let mut agg = Aggregator::new(StatsConfig::default(), 0, totals.clone());
-        agg.record(&stream(), &facts("GET /a", 200, 5));
-        agg.record(&other_stream(), &facts("GET /a", 503, 40));
+        agg.record(&stream_of("t"), &facts("GET /a", 200, 5));
+        agg.record(&stream_of("u"), &facts("GET /a", 503, 40));
         let mut flagged = facts("GET /b", 0, 0);
         flagged.status = None;
         flagged.flags = Some("UF,URX".to_string());
-        agg.record(&stream(), &flagged);
+        agg.record(&stream_of("t"), &flagged);
         assert_eq!(agg.finish_interval(60_000).len(), 3);
         // The next interval is open: counted in the totals, not yet closed.
-        agg.record(&stream(), &facts("GET /a", 404, 7));
-        agg.record(&stream(), &flagged);
+        agg.record(&stream_of("t"), &facts("GET /a", 404, 7));
+        agg.record(&stream_of("t"), &flagged);
 
         let since_start = totals.lock().unwrap().since_start();
         let a = since_start.get("orders", "GET /a").unwrap();
@@ -559,7 +553,7 @@ mod tests {
     fn intervals_align_to_the_wall_clock() {
         let config = StatsConfig::default();
         let mut agg = Aggregator::new(config, 120_500, Arc::default());
-        agg.record(&stream(), &facts("GET /a", 200, 5));
+        agg.record(&stream_of("t"), &facts("GET /a", 200, 5));
         assert!(!agg.due(179_999));
         assert!(agg.due(180_000));
         let events = agg.finish_interval(180_200);
