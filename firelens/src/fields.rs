@@ -441,6 +441,9 @@ fn replace_invalid(bytes: &[u8], records: &mut [Vec<Field>]) -> String {
 /// inserting them one by one into a JSON object would.
 /// Also takes each key's prefix, now that the text is final.
 fn sort_unique(text: &str, fields: &mut Vec<Field>) {
+    // `text_in` as bytes, without its char-boundary checks: this runs for
+    // every field of every record (with `text_in`, 4,876 instead of 4,704
+    // instructions per event in `profile_forward`).
     fn key_bytes<'a>(text: &'a [u8], f: &'a Field) -> &'a [u8] {
         match &f.key {
             Text::Span(start, end) => &text[*start as usize..*end as usize],
