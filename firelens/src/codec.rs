@@ -93,9 +93,12 @@ impl FrameError {
 #[derive(Debug, Default)]
 pub struct ForwardCodec {
     limits: Limits,
+    /// `buf[start..end]` is read and not decoded yet; `buf[end..]` is room
+    /// for the next read (zeroed once, when the buffer grew).
     buf: Vec<u8>,
     /// Bytes of `buf` already consumed by earlier frames.
     start: usize,
+    end: usize,
     /// Do not try to read a frame again before `buf` holds this many bytes
     /// (from `start`): the last attempt needed at least that much.
     retry_at: usize,
@@ -124,16 +127,46 @@ impl ForwardCodec {
 
     /// Appends bytes read from the connection.
     pub fn feed(&mut self, bytes: &[u8]) {
-        if self.start > 0 && self.start >= self.buf.len() / 2 {
-            self.buf.drain(..self.start);
+        self.room(bytes.len())[..bytes.len()].copy_from_slice(bytes);
+        self.filled(bytes.len());
+    }
+
+    /// Room for at least `wanted` more bytes at the end of the buffer, to
+    /// read the connection into in place: bytes are not copied on their
+    /// way in. [`ForwardCodec::filled`] then says how many were read.
+    pub fn room(&mut self, wanted: usize) -> &mut [u8] {
+        if self.buf.len() - self.end < wanted {
+            self.make_room(wanted);
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// The first `n` bytes of the last [`ForwardCodec::room`] were read.
+    pub fn filled(&mut self, n: usize) {
+        assert!(n <= self.buf.len() - self.end, "filled past the room");
+        self.end += n;
+    }
+
+    fn make_room(&mut self, wanted: usize) {
+        // Decoded frames are dropped from the front first: the bytes moved
+        // are only the start of a frame not complete yet.
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
             self.start = 0;
         }
-        self.buf.extend_from_slice(bytes);
+        let len = self.end + wanted;
+        if self.buf.len() < len {
+            // The capacity grows by doubling (a big frame is not copied
+            // once per read); only what is used is zeroed, and so touched.
+            self.buf.reserve(len - self.buf.len());
+            self.buf.resize(len, 0);
+        }
     }
 
     /// Bytes buffered but not yet decoded.
     pub fn buffered(&self) -> usize {
-        self.buf.len() - self.start
+        self.end - self.start
     }
 
     /// The next complete frame, `Ok(None)` when more bytes are needed.
@@ -166,7 +199,7 @@ impl ForwardCodec {
         &mut self,
         decode: impl FnOnce(&[u8], &[usize]) -> Result<T, FrameError>,
     ) -> Result<Option<T>, FrameError> {
-        let pending = &self.buf[self.start..];
+        let pending = &self.buf[self.start..self.end];
         if pending.is_empty() || pending.len() < self.retry_at {
             return Ok(None);
         }
@@ -833,6 +866,43 @@ mod tests {
         assert_eq!(frames[0], Frame::Heartbeat);
         assert_eq!(frames[2], Frame::Heartbeat);
         assert_eq!(codec.buffered(), 0);
+    }
+
+    #[test]
+    fn reads_in_place_keep_every_byte_and_reuse_the_buffer() {
+        // 200 frames of growing size, read through `room` in 1,000-byte
+        // reads: frames split across reads, and the start of each moved
+        // to the front when the room runs out.
+        let frames: Vec<Vec<u8>> = (0..200)
+            .map(|i| mp::arr(&[mp::str("t"), mp::int(T), record(&"x".repeat(i * 7))]))
+            .collect();
+        let bytes = frames.concat();
+        let mut codec = ForwardCodec::new(Limits::default());
+        let mut logs = Vec::new();
+        let mut largest = 0;
+        for chunk in bytes.chunks(1000) {
+            let room = codec.room(4096);
+            assert!(room.len() >= 4096);
+            room[..chunk.len()].copy_from_slice(chunk);
+            codec.filled(chunk.len());
+            largest = largest.max(codec.buf.len());
+            while let Some(frame) = codec.next_frame(0).unwrap() {
+                logs.push(events(&Ok(frame))[0].2["log"].as_str().unwrap().len());
+            }
+        }
+        assert_eq!(logs, (0..200).map(|i| i * 7).collect::<Vec<_>>());
+        assert_eq!(codec.buffered(), 0);
+        // The buffer is not grown past a frame and a read's room: the
+        // largest frame is under 1,500 bytes.
+        assert!(largest <= 1500 + 4096, "{largest}");
+    }
+
+    #[test]
+    #[should_panic(expected = "filled past the room")]
+    fn filling_past_the_room_is_a_bug() {
+        let mut codec = ForwardCodec::new(Limits::default());
+        let room = codec.room(10).len();
+        codec.filled(room + 1);
     }
 
     #[test]

@@ -421,6 +421,9 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     let _ = stream.shutdown().await;
 }
 
+/// The least room a read is given in the connection's buffer.
+const READ_BYTES: usize = 64 << 10;
+
 /// The longest a connection may stall in the middle of a frame.
 const MID_FRAME_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -462,7 +465,6 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     mut session: Session,
     shared: &Shared,
 ) -> Closed {
-    let mut buf = vec![0u8; 64 << 10];
     let mut shutdown = shared.shutdown.clone();
     // The signals that batches the client waits for were accepted, in order.
     let mut acceptances: VecDeque<(AckToken, oneshot::Receiver<()>)> = VecDeque::new();
@@ -573,7 +575,8 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                         Ok(None)
                     }
                     Wait::Bytes(deadline) => {
-                        match tokio::time::timeout_at(deadline.into(), stream.read(&mut buf)).await {
+                        let room = session.input_room(READ_BYTES);
+                        match tokio::time::timeout_at(deadline.into(), stream.read(room)).await {
                             Ok(Ok(n)) => Ok(Some(n)),
                             Ok(Err(e)) => Err(Closed::Io(e)),
                             Err(_) => Ok(None),
@@ -585,7 +588,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     session.finish();
                     ended = Some(Closed::Eof);
                 }
-                Ok(Some(n)) => session.feed(&buf[..n], Instant::now()),
+                Ok(Some(n)) => session.received(n, Instant::now()),
                 Ok(None) => {
                     if let Err(SessionError::Idle) = session.handle_timeout(Instant::now()) {
                         ended = Some(Closed::Idle);

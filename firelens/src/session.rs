@@ -171,10 +171,23 @@ impl Session {
 
     /// Bytes read from the client at `now`.
     pub fn feed(&mut self, bytes: &[u8], now: Instant) {
-        self.codec.feed(bytes);
+        self.input_room(bytes.len())[..bytes.len()].copy_from_slice(bytes);
+        self.received(bytes.len(), now);
+    }
+
+    /// Where the driver reads the client's next bytes: room for at least
+    /// `wanted` bytes at the end of the session's own buffer, so that they
+    /// are not copied on their way in. [`Session::received`] follows.
+    pub fn input_room(&mut self, wanted: usize) -> &mut [u8] {
+        self.codec.room(wanted)
+    }
+
+    /// `n` bytes were read into [`Session::input_room`] at `now`.
+    pub fn received(&mut self, n: usize, now: Instant) {
+        self.codec.filled(n);
         self.waiting_since = None;
         self.last_read_at = Some(now);
-        self.trickling = bytes.len() < self.config.small_read;
+        self.trickling = n < self.config.small_read;
     }
 
     /// The client closed its side of the connection.

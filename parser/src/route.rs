@@ -136,17 +136,21 @@ impl Template {
 
 /// `http://host:80/a?b` -> `/a?b`: absolute-form request targets.
 fn strip_origin(path: &str) -> &str {
-    match path.find("://") {
-        Some(scheme_end) if !path.starts_with('/') => {
+    // Nearly every path starts with `/`: no search for a scheme then.
+    if path.starts_with('/') {
+        return path;
+    }
+    match memchr::memmem::find(path.as_bytes(), b"://") {
+        Some(scheme_end) => {
             let after = &path[scheme_end + 3..];
             after.find('/').map_or("/", |slash| &after[slash..])
         }
-        _ => path,
+        None => path,
     }
 }
 
 fn strip_query(path: &str) -> &str {
-    let end = path.find(['?', '#']).unwrap_or(path.len());
+    let end = memchr::memchr2(b'?', b'#', path.as_bytes()).unwrap_or(path.len());
     &path[..end]
 }
 

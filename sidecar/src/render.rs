@@ -337,23 +337,27 @@ impl LineRenderer {
                 out.string(&self.redactor.redact_text(value));
             }
         }
-        let extra: Vec<(&str, FieldValue<'_>)> = match meta.line_key {
-            None => Vec::new(),
-            Some(line_key) => meta
-                .record
-                .iter()
-                .filter(|(k, _)| !TOP_LEVEL_KEYS.contains(k) && *k != line_key)
-                .collect(),
+        let Some(line_key) = meta.line_key else {
+            return;
         };
-        if !extra.is_empty() {
-            member(out, "extra");
-            out.char('{');
-            for (i, (key, value)) in extra.into_iter().enumerate() {
-                if i > 0 {
-                    out.char(',');
-                }
-                self.write_member(key, value, out);
+        // Written as found, with no list gathered first: most records
+        // (Docker's) have no extra key at all.
+        let extras = meta
+            .record
+            .iter()
+            .filter(|(k, _)| *k != line_key && !TOP_LEVEL_KEYS.contains(k));
+        let mut any = false;
+        for (key, value) in extras {
+            if any {
+                out.char(',');
+            } else {
+                member(out, "extra");
+                out.char('{');
+                any = true;
             }
+            self.write_member(key, value, out);
+        }
+        if any {
             out.char('}');
         }
     }

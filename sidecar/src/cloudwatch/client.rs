@@ -230,8 +230,7 @@ fn seed_tls_random() {
 /// The JSON body of a PutLogEvents call, as the service's JSON 1.1 protocol
 /// takes it (the same members the SDK's serializer writes).
 fn put_log_events_body(key: &StreamKey, events: &[LogEvent]) -> String {
-    let size: usize = events.iter().map(|e| e.message.escaped().len() + 40).sum();
-    let mut body = String::with_capacity(size + key.group.len() + key.stream.len() + 64);
+    let mut body = String::with_capacity(body_capacity(key, events));
     body.push_str("{\"logGroupName\":");
     json_out::write_str(&mut body, &key.group);
     body.push_str(",\"logStreamName\":");
@@ -250,6 +249,19 @@ fn put_log_events_body(key: &StreamKey, events: &[LogEvent]) -> String {
     }
     body.push_str("]}");
     body
+}
+
+/// An upper bound of `put_log_events_body`'s length, so that the body is
+/// allocated once: growing it would copy up to a megabyte per request.
+fn body_capacity(key: &StreamKey, events: &[LogEvent]) -> usize {
+    // Per event: the members around the message, and a timestamp of at
+    // most 20 characters (an i64).
+    const PER_EVENT: usize = r#"{"timestamp":,"message":""},"#.len() + 20;
+    const AROUND: usize = r#"{"logGroupName":"","logStreamName":"","logEvents":[]}"#.len();
+    // A name escapes to at most 6 bytes per byte (`\u001f`).
+    let names = 6 * (key.group.len() + key.stream.len());
+    let messages: usize = events.iter().map(|e| e.message.escaped().len()).sum();
+    AROUND + names + messages + PER_EVENT * events.len()
 }
 
 fn created<
@@ -354,6 +366,34 @@ mod tests {
             put_log_events_body(&key, &[]),
             r#"{"logGroupName":"/ecs/orders","logStreamName":"envoy/\"x\"","logEvents":[]}"#
         );
+    }
+
+    #[test]
+    fn the_body_fits_its_first_allocation() {
+        // The widest case per byte: names of control characters, the
+        // longest timestamps, messages that are all escapes.
+        let key = StreamKey {
+            group: "\u{1}".repeat(3),
+            stream: "\u{1f}".repeat(5),
+        };
+        let events: Vec<LogEvent> = (0..1000)
+            .map(|i| LogEvent {
+                timestamp_ms: if i % 2 == 0 { i64::MIN } else { i64::MAX },
+                message: "\"\n\u{2}".into(),
+                spool: None,
+            })
+            .collect();
+        for n in [0, 1, 2, 1000] {
+            let body = put_log_events_body(&key, &events[..n]);
+            assert!(
+                body.len() <= body_capacity(&key, &events[..n]),
+                "{n} events: {} bytes",
+                body.len()
+            );
+        }
+        // Exact for one event: 20-character timestamp, 6-byte escapes.
+        let one = put_log_events_body(&key, &events[..1]);
+        assert_eq!(one.len() + 1, body_capacity(&key, &events[..1]));
     }
 
     #[test]
