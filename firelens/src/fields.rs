@@ -26,6 +26,22 @@ pub struct Record {
     /// Text shared by the records of one frame; `Text::Span`s index it.
     text: Arc<String>,
     fields: Vec<Field>,
+    /// Bit `n` (`min(n, 63)`) is set when a key `n` bytes long may be
+    /// present ([`length_bit`]). Most lookups are for keys a record does
+    /// not have (the ECS keys in Docker's records, the partial-message
+    /// keys); most of those are answered by this mask alone. Removing a
+    /// key leaves its bit: the mask may say "maybe", never "no" wrongly.
+    key_lengths: u64,
+}
+
+fn length_bit(len: usize) -> u64 {
+    1 << len.min(63)
+}
+
+fn key_lengths(fields: &[Field]) -> u64 {
+    fields
+        .iter()
+        .fold(0, |mask, f| mask | length_bit(f.key.len()))
 }
 
 /// A record's value as read: a string (nearly every value in a log record)
@@ -214,6 +230,7 @@ impl Record {
         Record {
             text: Arc::new(text),
             fields,
+            key_lengths: self.key_lengths,
         }
     }
 
@@ -237,14 +254,17 @@ impl Record {
     fn set(&mut self, key: &str, value: Slot) {
         match self.find(key) {
             Ok(i) => self.fields[i].value = value,
-            Err(i) => self.fields.insert(
-                i,
-                Field {
-                    key: Text::Owned(key.into()),
-                    prefix: key_prefix(key.as_bytes()),
-                    value,
-                },
-            ),
+            Err(i) => {
+                self.key_lengths |= length_bit(key.len());
+                self.fields.insert(
+                    i,
+                    Field {
+                        key: Text::Owned(key.into()),
+                        prefix: key_prefix(key.as_bytes()),
+                        value,
+                    },
+                )
+            }
         }
     }
 
@@ -252,6 +272,9 @@ impl Record {
     /// differ in length: a scan that reads a key's text only when its
     /// length matches touches less memory than a binary search does.
     fn position(&self, key: &str) -> Option<usize> {
+        if self.key_lengths & length_bit(key.len()) == 0 {
+            return None;
+        }
         if self.fields.len() > 16 {
             return self.find(key).ok();
         }
@@ -380,6 +403,7 @@ impl RecordsBuilder {
             sort_unique(&text, &mut fields);
             Record {
                 text: Arc::clone(&text),
+                key_lengths: key_lengths(&fields),
                 fields,
             }
         })
@@ -691,5 +715,36 @@ mod tests {
             format!("{:?}", built(&[("log", "x")])),
             r#"{"log": Str("x")}"#
         );
+    }
+
+    proptest::proptest! {
+        /// Lookups agree with a map after any edits: the key-length mask
+        /// never hides a key (lengths 0 to past 63, which share a bit).
+        #[test]
+        fn lookups_agree_with_a_map_after_edits(
+            built_keys in proptest::collection::vec(0usize..70, 0..12),
+            edits in proptest::collection::vec((proptest::bool::ANY, 0usize..70), 0..20),
+            probes in proptest::collection::vec(0usize..70, 0..20),
+        ) {
+            // A key of each length: `k` then `x`s (two lengths, one key).
+            let key = |len: usize| if len == 0 { String::new() } else { format!("k{}", "x".repeat(len - 1)) };
+            let pairs: Vec<(String, String)> =
+                built_keys.iter().map(|&n| (key(n), format!("v{n}"))).collect();
+            let borrowed: Vec<(&str, &str)> =
+                pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let mut record = built(&borrowed);
+            let mut model: std::collections::BTreeMap<String, String> = pairs.into_iter().collect();
+            for (insert, n) in edits {
+                if insert {
+                    record.insert(&key(n), format!("e{n}"));
+                    model.insert(key(n), format!("e{n}"));
+                } else {
+                    proptest::prop_assert_eq!(record.remove(&key(n)), model.remove(&key(n)).is_some());
+                }
+            }
+            for n in probes.into_iter().chain(built_keys).chain(0..70) {
+                proptest::prop_assert_eq!(record.get_str(&key(n)), model.get(&key(n)).map(String::as_str));
+            }
+        }
     }
 }

@@ -81,8 +81,6 @@ static JAVA_CONTINUATION: LazyLock<Regex> = LazyLock::new(|| {
         r"^(?:\s+at \S|\s*Caused by: |\s*Suppressed: |\s+\.\.\. \d+ (?:more|common frames omitted)$)",
     )
 });
-static PYTHON_START: LazyLock<Regex> =
-    LazyLock::new(|| re(r"^Traceback \(most recent call last\):$"));
 static PYTHON_FRAME: LazyLock<Regex> = LazyLock::new(|| re(r#"^(?:  File "|    |\s+\^+\s*$)"#));
 static PYTHON_CHAIN: LazyLock<Regex> = LazyLock::new(|| {
     re(
@@ -92,12 +90,36 @@ static PYTHON_CHAIN: LazyLock<Regex> = LazyLock::new(|| {
 static NODE_ERROR: LazyLock<Regex> =
     LazyLock::new(|| re(r"^(?:[A-Z][A-Za-z]*)?Error(?: \[[\w-]+\])?: "));
 static NODE_FRAME: LazyLock<Regex> = LazyLock::new(|| re(r"^\s+at \S"));
-static GO_START: LazyLock<Regex> = LazyLock::new(|| re(r"^(?:panic: |fatal error: )"));
 static GO_CONTINUATION: LazyLock<Regex> = LazyLock::new(|| {
     re(
         r"^(?:$|goroutine \d+ \[[^\]]*\]:$|\t|created by |\[signal |runtime stack:$|\s*panic: |[\w.$*/()\[\]{}-]+\(.*\)$|exit status \d+$)",
     )
 });
+
+// Most lines start no trace: the first byte (a digit of a timestamp, a
+// `{`, a `[`) rules out most of them before a regex is run, and the
+// fixed starts need no regex at all.
+
+fn is_java_exception(text: &str) -> bool {
+    // `Exception in thread …` or a class name: a letter, `_` or `$` first.
+    text.as_bytes()
+        .first()
+        .is_some_and(|&b| b.is_ascii_alphabetic() || b == b'_' || b == b'$')
+        && JAVA_EXCEPTION.is_match(text)
+}
+
+fn is_node_error(text: &str) -> bool {
+    // `Error: …` or `TypeError: …`: a capital letter first.
+    text.as_bytes().first().is_some_and(u8::is_ascii_uppercase) && NODE_ERROR.is_match(text)
+}
+
+fn is_python_start(text: &str) -> bool {
+    text == "Traceback (most recent call last):"
+}
+
+fn is_go_start(text: &str) -> bool {
+    text.starts_with("panic: ") || text.starts_with("fatal error: ")
+}
 
 /// Which language a trace is in, and where in it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -305,7 +327,7 @@ impl Joiner {
     ) -> (Option<Stream>, Option<Held>) {
         let text = line.text.as_str();
         let next = match stream.state {
-            State::Introducer if self.rules.java && JAVA_EXCEPTION.is_match(text) => {
+            State::Introducer if self.rules.java && is_java_exception(text) => {
                 Some(State::MaybeJava)
             }
             State::MaybeJava if JAVA_CONTINUATION.is_match(text) => Some(State::Open(Trace::Java)),
@@ -375,7 +397,7 @@ impl Joiner {
             Trace::PythonChain if text.trim().is_empty() => {
                 Some(Trace::PythonBlank { chained: true })
             }
-            Trace::PythonBlank { chained: true } if PYTHON_START.is_match(text) => {
+            Trace::PythonBlank { chained: true } if is_python_start(text) => {
                 Some(Trace::PythonFrames)
             }
             _ => None,
@@ -387,15 +409,15 @@ impl Joiner {
     fn start(&mut self, line: Held, now_ns: i64, out: &mut Vec<Event>) -> Option<Stream> {
         let text = line.text.as_str();
         let r = &self.rules;
-        let state = if r.go && GO_START.is_match(text) {
+        let state = if r.go && is_go_start(text) {
             State::Open(Trace::Go)
-        } else if r.python && PYTHON_START.is_match(text) {
+        } else if r.python && is_python_start(text) {
             State::Open(Trace::PythonFrames)
         } else if r.user_start.as_ref().is_some_and(|s| s.is_match(text)) {
             State::Open(Trace::User)
-        } else if r.java && JAVA_EXCEPTION.is_match(text) {
+        } else if r.java && is_java_exception(text) {
             State::MaybeJava
-        } else if r.node && NODE_ERROR.is_match(text) {
+        } else if r.node && is_node_error(text) {
             State::MaybeNode
         } else if r.java && !text.trim().is_empty() {
             State::Introducer

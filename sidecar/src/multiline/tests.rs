@@ -356,3 +356,41 @@ fn lines_held_past_their_delivery_keep_no_part_of_its_frame() {
     let own = "log".len() + "the last line, held".len() + "source".len() + "stdout".len();
     assert_eq!(held[0].record.retained_text_len(), own);
 }
+
+#[test]
+fn start_checks_without_regexes_agree_with_the_patterns() {
+    // The patterns the checks stand for, as they were written before.
+    let go = Regex::new(r"^(?:panic: |fatal error: )").unwrap();
+    let python = Regex::new(r"^Traceback \(most recent call last\):$").unwrap();
+    let java = |t: &str| JAVA_EXCEPTION.is_match(t);
+    let node = |t: &str| NODE_ERROR.is_match(t);
+    let lines = [
+        "",
+        "panic: boom",
+        "panic:",
+        " panic: x",
+        "fatal error: all goroutines are asleep",
+        "fatal error:",
+        "Traceback (most recent call last):",
+        "Traceback (most recent call last): ",
+        "Traceback (most recent call last):\n",
+        " Traceback (most recent call last):",
+        "java.lang.IllegalStateException: x",
+        "Exception in thread \"main\" java.lang.Error",
+        "_a.BError",
+        "$Proxy.XThrowable: y",
+        "9a.BError",
+        "é.Error",
+        "Error: nope",
+        "TypeError: x is not a function",
+        "error: lower case",
+        "2026-11-27 12:00:00 Error: later in the line",
+        "{\"level\":\"error\"}",
+    ];
+    for line in lines {
+        assert_eq!(is_go_start(line), go.is_match(line), "{line:?}");
+        assert_eq!(is_python_start(line), python.is_match(line), "{line:?}");
+        assert_eq!(is_java_exception(line), java(line), "{line:?}");
+        assert_eq!(is_node_error(line), node(line), "{line:?}");
+    }
+}
