@@ -38,7 +38,11 @@ use crate::streams::{CachedTemplates, StreamKey, StreamKind, StreamTemplates, St
 
 /// Frames queued between the listeners and the output. Small: a frame can
 /// hold thousands of events, and a full queue is what pushes back on clients.
-pub const PIPELINE_FRAMES: usize = 64;
+/// Four, not 64: what waits here was decoded on another core and goes cold;
+/// with 64, a burst of frames of 1,000 held about 25 MiB more at its peak
+/// (45 against 70 MiB) for the same CPU per event (BENCHMARKS.md, issue 14,
+/// seventh part).
+pub const PIPELINE_FRAMES: usize = 4;
 
 /// Docker splits lines at 16 KiB; joined lines longer than this go out in
 /// pieces (CloudWatch's event limit is 1 MiB).
