@@ -171,8 +171,8 @@ impl Session {
 
     /// Bytes read from the client at `now`.
     pub fn feed(&mut self, bytes: &[u8], now: Instant) {
-        self.input_room(bytes.len())[..bytes.len()].copy_from_slice(bytes);
-        self.received(bytes.len(), now);
+        self.codec.feed(bytes);
+        self.note_read(bytes.len(), now);
     }
 
     /// Where the driver reads the client's next bytes: room for at least
@@ -185,6 +185,11 @@ impl Session {
     /// `n` bytes were read into [`Session::input_room`] at `now`.
     pub fn received(&mut self, n: usize, now: Instant) {
         self.codec.filled(n);
+        self.note_read(n, now);
+    }
+
+    /// A read of `n` bytes at `now`, however they reached the codec.
+    fn note_read(&mut self, n: usize, now: Instant) {
         self.waiting_since = None;
         self.last_read_at = Some(now);
         self.trickling = n < self.config.small_read;
