@@ -123,6 +123,14 @@ pub(crate) enum Shape {
     Time,
 }
 
+impl Shape {
+    /// Whether no value of this shape can hold a space, `"` or tab (the
+    /// line's stops, see [`crate::stops`]).
+    pub(crate) fn holds_no_stops(self) -> bool {
+        !matches!(self, Shape::NoQuote | Shape::Free)
+    }
+}
+
 impl Format {
     /// Compiles an Envoy format string. A trailing newline (real or the two
     /// characters `\n`, as typed in a shell) is not part of the format.

@@ -49,5 +49,6 @@ pub mod json_out;
 mod record;
 mod redact;
 mod route;
+mod stops;
 mod text;
 mod time;

@@ -17,6 +17,7 @@ use std::borrow::Cow;
 
 use crate::format::{Format, Op, Segment, Shape, Target};
 use crate::record::{AccessRecord, Value};
+use crate::stops::{is_stop, Stops};
 use crate::time::parse_iso8601;
 
 /// Values tried per line and format before the line is declared not to be of
@@ -47,6 +48,11 @@ struct StrictStep {
 enum StepEnd {
     /// The end of the line.
     Line,
+    /// This literal, which starts with a stop byte (space, `"`, tab) that
+    /// the value cannot hold: the value ends at the next stop. A number or
+    /// flags value may then hold bytes its shape forbids (`12a`), which
+    /// [`accept_checked`] rejects.
+    Stop { text: Box<[u8]> },
     /// This literal. `at_extent`: it starts with a byte the value cannot hold
     /// (a space after a token), so the value ends exactly where the shape
     /// stops and no search is needed.
@@ -69,8 +75,13 @@ impl StrictPlan {
                         Some(Segment::Op(_)) => StepEnd::Operator,
                         Some(Segment::Literal(lit)) => {
                             let text: Box<[u8]> = lit.text.as_bytes().into();
-                            let at_extent = text.first().is_some_and(|&b| forbids(op.shape, b));
-                            StepEnd::Literal { text, at_extent }
+                            let first = text.first().copied();
+                            if first.is_some_and(is_stop) && op.shape.holds_no_stops() {
+                                StepEnd::Stop { text }
+                            } else {
+                                let at_extent = first.is_some_and(|b| forbids(op.shape, b));
+                                StepEnd::Literal { text, at_extent }
+                            }
                         }
                     };
                     steps.push(StrictStep {
@@ -105,13 +116,21 @@ fn parse_strict_steps<'a>(
     if !starts_with(bytes, &plan.prefix) {
         return None;
     }
+    let mut stops = Stops::new(bytes);
     let mut pos = plan.prefix.len();
     for step in &plan.steps {
         let op = &step.op;
         let rest = &bytes[pos..];
         let (len, skip) = match &step.end {
+            StepEnd::Stop { text } => {
+                let end = stops.next(pos) - pos;
+                if !starts_with(&rest[end..], text) {
+                    return None;
+                }
+                (end, text.len())
+            }
             StepEnd::Line => {
-                if extent(op.shape, rest) != rest.len() {
+                if extent_at(op.shape, &mut stops, bytes, pos) != rest.len() {
                     return None;
                 }
                 (rest.len(), 0)
@@ -120,7 +139,7 @@ fn parse_strict_steps<'a>(
                 text,
                 at_extent: true,
             } => {
-                let end = extent(op.shape, rest);
+                let end = extent_at(op.shape, &mut stops, bytes, pos);
                 if !starts_with(&rest[end..], text) {
                     return None;
                 }
@@ -129,14 +148,16 @@ fn parse_strict_steps<'a>(
             StepEnd::Literal {
                 text,
                 at_extent: false,
-            } => (first_literal(op.shape, rest, text)?, text.len()),
+            } => {
+                let end = extent_at(op.shape, &mut stops, bytes, pos);
+                (first_literal(rest, end, text)?, text.len())
+            }
             // Where free text ends before another operator is a guess;
             // leave it to the lenient matcher.
             StepEnd::Operator if matches!(op.shape, Shape::Free | Shape::NoQuote) => return None,
-            StepEnd::Operator => (extent(op.shape, rest), 0),
+            StepEnd::Operator => (extent_at(op.shape, &mut stops, bytes, pos), 0),
         };
         let value = line.get(pos..pos + len)?;
-        // The value holds no byte its shape forbids: `extent` saw to it.
         let parsed = accept_checked(op, value)?;
         assign(record, op, value, parsed);
         pos += len + skip;
@@ -144,12 +165,21 @@ fn parse_strict_steps<'a>(
     (pos == bytes.len()).then_some(())
 }
 
+/// [`extent`] of `line[pos..]`, from the line's stops where the shape's
+/// forbidden bytes are exactly the stops.
+#[inline(always)]
+fn extent_at(shape: Shape, stops: &mut Stops, line: &[u8], pos: usize) -> usize {
+    match shape {
+        Shape::Token | Shape::Id | Shape::Time => stops.next(pos) - pos,
+        _ => extent(shape, &line[pos..]),
+    }
+}
+
 /// Length of the value before the first occurrence of `lit` in `rest`
-/// within the bytes the shape allows, if any.
+/// that starts within the value's extent `end`, if any.
 #[inline]
-fn first_literal(shape: Shape, rest: &[u8], lit: &[u8]) -> Option<usize> {
+fn first_literal(rest: &[u8], end: usize, lit: &[u8]) -> Option<usize> {
     let first = *lit.first()?;
-    let end = extent(shape, rest);
     let window = &rest[..(end + lit.len()).min(rest.len())];
     let mut from = 0;
     while let Some(at) = find_any(&window[from..], [first; 3]) {
@@ -386,7 +416,9 @@ fn accept(op: &Op, value: &str) -> Option<Parsed> {
     accept_checked(op, value)
 }
 
-/// [`accept`] for a value already known to hold no byte its shape forbids.
+/// [`accept`] for a value that holds no byte its shape forbids, except
+/// that a number or flags value may hold any byte but a stop: those are
+/// checked here in full.
 #[inline(always)]
 fn accept_checked(op: &Op, value: &str) -> Option<Parsed> {
     // `value == "-"` would call memcmp; this runs for every operator.
@@ -448,6 +480,44 @@ fn parse_digits(digits: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::find_any;
+    use crate::{AccessRecord, Field, Format};
+
+    fn strict<'a>(format: &'a Format, line: &'a str) -> Option<AccessRecord<'a>> {
+        let mut record = AccessRecord::default();
+        format.parse_strict_into(line, &mut record).then_some(record)
+    }
+
+    /// Numbers and flags end at the next stop in the strict matcher, so a
+    /// byte their shape forbids is caught by reading the value, not by
+    /// where it ends: the outcome must be the lenient matcher's.
+    #[test]
+    fn numbers_and_flags_ended_by_a_stop_hold_only_their_shape() {
+        let format =
+            Format::compile("t", r#"%RESPONSE_CODE% %RESPONSE_FLAGS% %DURATION%ms "%REQ(:PATH)%""#)
+                .unwrap();
+        let good = r#"200 UF,URX 12ms "/a""#;
+        let record = strict(&format, good).expect("strict");
+        assert_eq!(record.uint(Field::ResponseCode), Some(200));
+        assert_eq!(record.str(Field::ResponseFlags), Some("UF,URX"));
+        assert_eq!(record.uint(Field::Duration), Some(12));
+        assert_eq!(record, format.parse_lenient(good).unwrap());
+        for bad in [
+            r#"2x0 UF 12ms "/a""#,
+            r#"-200 UF 12ms "/a""#,
+            r#"200 U/F 12ms "/a""#,
+            r#"200 UF- 12ms "/a""#,
+            r#"200 UF 1-2ms "/a""#,
+            r#"200 UF 12xms "/a""#,
+        ] {
+            assert_eq!(strict(&format, bad), None, "{bad}");
+            assert_eq!(format.parse_lenient(bad), None, "{bad}");
+        }
+        let absent = r#"- - -ms "/a""#;
+        let record = strict(&format, absent).expect("strict");
+        assert_eq!(record.uint(Field::ResponseCode), None);
+        assert_eq!(record.str(Field::Path), Some("/a"));
+        assert_eq!(record, format.parse_lenient(absent).unwrap());
+    }
 
     #[test]
     fn find_any_matches_a_naive_search() {
