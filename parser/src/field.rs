@@ -33,6 +33,62 @@ pub enum Field {
     ConnectionId,
 }
 
+/// Each field's JSON key, and the member text written before its value,
+/// spelled once: a record writes a dozen members per line, and a member
+/// prepared whole is one copy instead of three.
+macro_rules! field_names {
+    ($($field:ident => $name:literal,)*) => {
+        impl Field {
+            /// The JSON key of this field.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Field::$field => $name,)*
+                }
+            }
+
+            /// `"name":`, the field's member name in JSON text.
+            pub(crate) const fn json_member(self) -> &'static str {
+                match self {
+                    $(Field::$field => concat!("\"", $name, "\":"),)*
+                }
+            }
+
+            /// [`Field::json_member`] escaped as the contents of a JSON
+            /// string: `\"name\":`.
+            pub(crate) const fn escaped_json_member(self) -> &'static str {
+                match self {
+                    $(Field::$field => concat!("\\\"", $name, "\\\":"),)*
+                }
+            }
+        }
+    };
+}
+
+field_names! {
+    StartTime => "start_time",
+    Method => "method",
+    Path => "path",
+    Protocol => "protocol",
+    ResponseCode => "response_code",
+    ResponseFlags => "response_flags",
+    ResponseCodeDetails => "response_code_details",
+    BytesReceived => "bytes_received",
+    BytesSent => "bytes_sent",
+    Duration => "duration",
+    UpstreamServiceTime => "upstream_service_time",
+    ForwardedFor => "forwarded_for",
+    UserAgent => "user_agent",
+    RequestId => "request_id",
+    Authority => "authority",
+    UpstreamHost => "upstream_host",
+    GrpcStatus => "grpc_status",
+    StreamId => "stream_id",
+    DownstreamRemoteAddress => "downstream_remote_address",
+    DownstreamRemotePort => "downstream_remote_port",
+    ConnectionTerminationDetails => "connection_termination_details",
+    ConnectionId => "connection_id",
+}
+
 impl Field {
     /// Number of dedicated fields.
     pub const COUNT: usize = 22;
@@ -62,34 +118,6 @@ impl Field {
         Field::ConnectionTerminationDetails,
         Field::ConnectionId,
     ];
-
-    /// The JSON key of this field.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Field::StartTime => "start_time",
-            Field::Method => "method",
-            Field::Path => "path",
-            Field::Protocol => "protocol",
-            Field::ResponseCode => "response_code",
-            Field::ResponseFlags => "response_flags",
-            Field::ResponseCodeDetails => "response_code_details",
-            Field::BytesReceived => "bytes_received",
-            Field::BytesSent => "bytes_sent",
-            Field::Duration => "duration",
-            Field::UpstreamServiceTime => "upstream_service_time",
-            Field::ForwardedFor => "forwarded_for",
-            Field::UserAgent => "user_agent",
-            Field::RequestId => "request_id",
-            Field::Authority => "authority",
-            Field::UpstreamHost => "upstream_host",
-            Field::GrpcStatus => "grpc_status",
-            Field::StreamId => "stream_id",
-            Field::DownstreamRemoteAddress => "downstream_remote_address",
-            Field::DownstreamRemotePort => "downstream_remote_port",
-            Field::ConnectionTerminationDetails => "connection_termination_details",
-            Field::ConnectionId => "connection_id",
-        }
-    }
 
     /// The field a JSON access-log key names. `duration_ms` (Service Connect's
     /// HTTP/1 JSON key) is the same field as `duration`.
@@ -121,12 +149,25 @@ impl Field {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::json_out::JsonOut;
 
     #[test]
     fn all_is_in_declaration_order() {
         for (i, f) in Field::ALL.iter().enumerate() {
             assert_eq!(f.index(), i);
         }
+    }
+
+    #[test]
+    fn prepared_members_are_the_names_written_out() {
+        for f in Field::ALL {
+            let mut plain = String::new();
+            plain.member_name(f.name());
+            assert_eq!(f.json_member(), plain);
+            assert_eq!(f.escaped_json_member(), crate::json_out::escape(&plain));
+        }
+        assert_eq!(Field::StartTime.json_member(), r#""start_time":"#);
+        assert_eq!(Field::StartTime.escaped_json_member(), r#"\"start_time\":"#);
     }
 
     #[test]

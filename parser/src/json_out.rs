@@ -8,6 +8,8 @@
 //! body carries a message: the sidecar then copies each message into the
 //! request instead of escaping it a second time.
 
+use crate::Field;
+
 /// Where rendered JSON text goes.
 pub trait JsonOut {
     /// Appends text as it is meant to read: JSON punctuation, a member
@@ -22,6 +24,11 @@ pub trait JsonOut {
     /// and `_` only (nothing to escape, checked in debug builds): the names
     /// of the fields a record always has, written once per member.
     fn member_name(&mut self, name: &str);
+
+    /// Appends `"name":` for a record's dedicated field.
+    fn field_member(&mut self, field: Field) {
+        self.member_name(field.name());
+    }
 
     /// Appends an unsigned integer as a JSON number.
     fn uint(&mut self, n: u64) {
@@ -59,6 +66,11 @@ impl JsonOut for String {
         self.push('"');
         self.push_str(name);
         self.push_str("\":");
+    }
+
+    #[inline]
+    fn field_member(&mut self, field: Field) {
+        self.push_str(field.json_member());
     }
 }
 
@@ -145,6 +157,13 @@ impl JsonOut for Escaped<'_> {
         self.out.push_str(name);
         self.out.push_str("\\\":");
     }
+
+    #[inline]
+    fn field_member(&mut self, field: Field) {
+        let member = field.json_member();
+        self.len += member.len();
+        self.out.push_str(field.escaped_json_member());
+    }
 }
 
 /// Escapes `text` as the contents of a JSON string.
@@ -200,25 +219,41 @@ pub fn write_str_contents(out: &mut String, s: &str) {
     out.push_str(&s[start..]);
 }
 
-/// How many bytes at the start of `bytes` need no escape: eight at a time
-/// while whole words are clean, then one at a time.
+/// How many bytes at the start of `bytes` need no escape: eight at a time,
+/// the last eight overlapping the ones before, so that no byte is read
+/// alone unless the text is shorter than a word.
 fn plain_prefix_len(bytes: &[u8]) -> usize {
+    let len = bytes.len();
+    if len < 8 {
+        return bytes
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+            .unwrap_or(len);
+    }
+    let flags_at = |i: usize| {
+        let mut word = [0; 8];
+        word.copy_from_slice(&bytes[i..i + 8]);
+        escape_mask(u64::from_le_bytes(word))
+    };
     let mut i = 0;
-    while let Some(word) = bytes.get(i..i + 8) {
-        let mask = escape_mask(u64::from_le_bytes(word.try_into().unwrap_or([0; 8])));
+    while i + 8 <= len {
+        let mask = flags_at(i);
         if mask != 0 {
             // The lowest flagged byte is exact (see `escape_mask`).
             return i + (mask.trailing_zeros() / 8) as usize;
         }
         i += 8;
     }
-    while let Some(&b) = bytes.get(i) {
-        if b == b'"' || b == b'\\' || b < 0x20 {
-            return i;
+    if i < len {
+        // The bytes before `i` are plain, so the lowest flag of the last
+        // word, if any, is at or after `i`.
+        let last = len - 8;
+        let mask = flags_at(last);
+        if mask != 0 {
+            return last + (mask.trailing_zeros() / 8) as usize;
         }
-        i += 1;
     }
-    i
+    len
 }
 
 /// The bytes of `word` (little-endian) that are `"`, `\` or below 0x20: a
@@ -259,12 +294,16 @@ mod tests {
         let specials = [
             '"', '\\', '\n', '\r', '\t', '\u{0}', '\u{1f}', 'é', ' ', '~', '\u{7f}',
         ];
+        // Every length up to three words, so that the special byte is also
+        // in the overlapping last word and in texts shorter than a word.
         for c in specials {
-            for at in 0..17 {
-                let text: String = (0..20).map(|i| if i == at { c } else { 'a' }).collect();
-                let mut out = String::new();
-                write_str(&mut out, &text);
-                assert_eq!(out, serde_json::to_string(&text).unwrap(), "{c:?} at {at}");
+            for len in 1..25 {
+                for at in 0..len {
+                    let text: String = (0..len).map(|i| if i == at { c } else { 'a' }).collect();
+                    let mut out = String::new();
+                    write_str(&mut out, &text);
+                    assert_eq!(out, serde_json::to_string(&text).unwrap(), "{c:?} at {at}");
+                }
             }
         }
     }

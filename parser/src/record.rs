@@ -216,7 +216,7 @@ impl<'a> AccessRecord<'a> {
                 out.char(',');
             }
             first = false;
-            out.member_name(field.name());
+            out.field_member(field);
             value.write_json(out);
         }
         for extra in &self.extras {

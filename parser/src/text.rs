@@ -484,7 +484,9 @@ mod tests {
 
     fn strict<'a>(format: &'a Format, line: &'a str) -> Option<AccessRecord<'a>> {
         let mut record = AccessRecord::default();
-        format.parse_strict_into(line, &mut record).then_some(record)
+        format
+            .parse_strict_into(line, &mut record)
+            .then_some(record)
     }
 
     /// Numbers and flags end at the next stop in the strict matcher, so a
@@ -492,9 +494,11 @@ mod tests {
     /// where it ends: the outcome must be the lenient matcher's.
     #[test]
     fn numbers_and_flags_ended_by_a_stop_hold_only_their_shape() {
-        let format =
-            Format::compile("t", r#"%RESPONSE_CODE% %RESPONSE_FLAGS% %DURATION%ms "%REQ(:PATH)%""#)
-                .unwrap();
+        let format = Format::compile(
+            "t",
+            r#"%RESPONSE_CODE% %RESPONSE_FLAGS% %DURATION%ms "%REQ(:PATH)%""#,
+        )
+        .unwrap();
         let good = r#"200 UF,URX 12ms "/a""#;
         let record = strict(&format, good).expect("strict");
         assert_eq!(record.uint(Field::ResponseCode), Some(200));
