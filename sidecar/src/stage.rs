@@ -301,7 +301,7 @@ impl Writer {
         renderer: &LineRenderer,
         identity: &Identity,
         event: &Event,
-        seen: Seen<'_>,
+        mut seen: Seen<'_>,
         sink: &mut Sink,
     ) -> io::Result<()> {
         let outputs = match &self.router {
@@ -319,7 +319,7 @@ impl Writer {
             container: seen.container,
         };
         if outputs.is_empty() {
-            self.write_native(renderer, seen.classified, &meta, sink)
+            self.write_native(renderer, &mut seen.classified, &meta, sink)
         } else {
             self.write_drop_in(renderer, identity, seen.classified, &meta, &outputs, sink)
         }
@@ -343,7 +343,7 @@ impl Writer {
     fn write_native(
         &mut self,
         renderer: &LineRenderer,
-        classified: Classified<'_>,
+        classified: &mut Classified<'_>,
         meta: &EventMeta<'_>,
         sink: &mut Sink,
     ) -> io::Result<()> {
