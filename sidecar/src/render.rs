@@ -3,7 +3,7 @@
 
 use sluice_firelens::{FieldValue, Record};
 use sluice_parser::json_out::JsonOut;
-use sluice_parser::{Classified, Classifier, Field, Redactor, RouteTable};
+use sluice_parser::{AccessRecord, Classified, Classifier, Field, Redactor, RouteTable};
 
 use crate::stats::RequestFacts;
 
@@ -60,15 +60,16 @@ pub const METADATA_FIELDS: [&str; 10] = [
     "ecs_task_definition",
 ];
 
-/// What [`LineRenderer::render_event`] found.
+/// What [`LineRenderer::render_event`] found. Its facts borrow from the
+/// classified line and the event's metadata.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Rendered {
+pub struct Rendered<'a> {
     pub access: bool,
     /// The event's time in ms: the access record's start time, else the
     /// forward event's time.
     pub time_ms: i64,
     /// What statistics need from an access record (when collected).
-    pub facts: Option<RequestFacts>,
+    pub facts: Option<RequestFacts<'a>>,
     /// Access-record fields the redactor changed.
     pub redactions: usize,
 }
@@ -114,9 +115,13 @@ impl LineRenderer {
         line: &str,
         meta: Option<&EventMeta<'_>>,
         out: &mut impl JsonOut,
-    ) -> Rendered {
+    ) -> Rendered<'static> {
         let mut classified = self.classify(line, meta.map(|m| m.container));
-        self.render_classified(&mut classified, meta, out)
+        let rendered = self.render_classified(&mut classified, meta, out);
+        Rendered {
+            facts: rendered.facts.map(RequestFacts::into_owned),
+            ..rendered
+        }
     }
 
     /// An access record or an application line; lines of containers that
@@ -132,16 +137,17 @@ impl LineRenderer {
     /// [`LineRenderer::render_event`] of a line already classified. The
     /// record is redacted in place: it is borrowed, not moved, because
     /// moving an `AccessRecord` (744 bytes) is a copy each time.
-    pub fn render_classified(
+    pub fn render_classified<'r>(
         &self,
-        classified: &mut Classified<'_>,
-        meta: Option<&EventMeta<'_>>,
+        classified: &'r mut Classified<'_>,
+        meta: Option<&EventMeta<'r>>,
         out: &mut impl JsonOut,
-    ) -> Rendered {
+    ) -> Rendered<'r> {
         let event_time = meta.map_or(0, |m| m.time_ms);
         match classified {
             Classified::Access(record) => {
                 let redactions = self.redactor.redact_record(record);
+                let record: &'r AccessRecord = record;
                 let time_ms = record.start_time_ms().unwrap_or(event_time);
                 out.char('{');
                 let mut first = true;
@@ -212,28 +218,33 @@ impl LineRenderer {
         meta: &EventMeta<'_>,
         log_key: Option<&str>,
         out: &mut impl JsonOut,
-    ) -> Rendered {
-        let classified = self.classify(line, Some(meta.container));
-        self.render_fluentbit_classified(classified, meta, log_key, out)
+    ) -> Rendered<'static> {
+        let mut classified = self.classify(line, Some(meta.container));
+        let rendered = self.render_fluentbit_classified(&mut classified, meta, log_key, out);
+        Rendered {
+            facts: rendered.facts.map(RequestFacts::into_owned),
+            ..rendered
+        }
     }
 
     /// [`LineRenderer::render_fluentbit`] of a line already classified.
-    pub fn render_fluentbit_classified(
+    pub fn render_fluentbit_classified<'r>(
         &self,
-        classified: Classified<'_>,
-        meta: &EventMeta<'_>,
+        classified: &'r mut Classified<'_>,
+        meta: &EventMeta<'r>,
         log_key: Option<&str>,
         out: &mut impl JsonOut,
-    ) -> Rendered {
-        if let Classified::Access(mut record) = classified {
-            let redactions = self.redactor.redact_record(&mut record);
+    ) -> Rendered<'r> {
+        if let Classified::Access(record) = classified {
+            let redactions = self.redactor.redact_record(record);
+            let record: &'r AccessRecord = record;
             let time_ms = record.start_time_ms().unwrap_or(meta.time_ms);
             out.char('{');
             if record.write_json_members(out) {
                 out.char(',');
             }
             out.member_name("route");
-            let route = self.routes.route_key(&record);
+            let route = self.routes.route_key(record);
             out.string(&route);
             if log_key.is_none() {
                 for (key, value) in meta.record.iter() {
@@ -246,7 +257,7 @@ impl LineRenderer {
             out.char('}');
             let facts = self
                 .collect_facts
-                .then(|| RequestFacts::from_record(&record, route, Some(meta.container)));
+                .then(|| RequestFacts::from_record(record, route, Some(meta.container)));
             return Rendered {
                 access: true,
                 time_ms,

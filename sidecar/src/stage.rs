@@ -430,22 +430,16 @@ impl Writer {
                 OutputKind::Null => None,
             };
             self.text.clear();
+            // Each output redacts and renders a record of its own.
+            let mut copy = classified.clone();
             let (rendered, text_len) = if sink.escapes() {
                 let mut out = Escaped::new(&mut self.text);
-                let rendered = renderer.render_fluentbit_classified(
-                    classified.clone(),
-                    meta,
-                    log_key,
-                    &mut out,
-                );
+                let rendered =
+                    renderer.render_fluentbit_classified(&mut copy, meta, log_key, &mut out);
                 (rendered, out.len())
             } else {
-                let rendered = renderer.render_fluentbit_classified(
-                    classified.clone(),
-                    meta,
-                    log_key,
-                    &mut self.text,
-                );
+                let rendered =
+                    renderer.render_fluentbit_classified(&mut copy, meta, log_key, &mut self.text);
                 (rendered, self.text.len())
             };
             if !counted {
@@ -485,7 +479,7 @@ impl Writer {
 /// Counts a rendered event, feeds the statistics (every access record)
 /// and decides sampling: whether the event is written.
 fn count_and_sample<'k>(
-    rendered: &Rendered,
+    rendered: &Rendered<'_>,
     c: &PipelineCounters,
     stats: &mut Option<Aggregator>,
     sampling: &Option<SamplingConfig>,

@@ -74,7 +74,7 @@ mod tests {
             error.status = Some(503);
             assert!(keep(&config, &error));
             error.status = Some(200);
-            error.flags = Some("UF".to_string());
+            error.flags = Some("UF".into());
             assert!(keep(&config, &error));
             let mut slow = f.clone();
             slow.duration_ms = Some(1000);
