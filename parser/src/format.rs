@@ -119,15 +119,18 @@ pub(crate) enum Shape {
     NoQuote,
     /// Any text: user agents and other header values.
     Free,
-    /// A START_TIME value; read by [`Op::time`].
+    /// A `%START_TIME%` value (ISO 8601, no spaces); read by [`Op::time`].
     Time,
+    /// A `%START_TIME(fmt)%` value: anything but `"`, since a format may
+    /// print spaces (`%Y-%m-%d %H:%M:%S`, `%e`); read by [`Op::time`].
+    FormattedTime,
 }
 
 impl Shape {
     /// Whether no value of this shape can hold a space, `"` or tab (the
     /// line's stops, see [`crate::stops`]).
     pub(crate) fn holds_no_stops(self) -> bool {
-        !matches!(self, Shape::NoQuote | Shape::Free)
+        !matches!(self, Shape::NoQuote | Shape::Free | Shape::FormattedTime)
     }
 }
 
@@ -326,7 +329,12 @@ fn operator(
         }
         "START_TIME" | "START_TIME_LOCAL" => {
             let time = arg.map(TimeFormat::compile);
-            (Target::Field(Field::StartTime), Shape::Time, time)
+            let shape = if time.is_some() {
+                Shape::FormattedTime
+            } else {
+                Shape::Time
+            };
+            (Target::Field(Field::StartTime), shape, time)
         }
         "PATH" | "REQ_WITHOUT_QUERY" => (Target::Field(Field::Path), Shape::Token, None),
         "PROTOCOL" => (Target::Field(Field::Protocol), Shape::Token, None),
@@ -589,6 +597,46 @@ mod tests {
                 "query_param_page"
             ]
         );
+    }
+
+    /// A `%START_TIME(fmt)%` may print spaces, as Envoy's own example
+    /// `%START_TIME(%Y/%m/%dT%H:%M:%S%z %s)%` does; such a line is an
+    /// access record with its time read.
+    #[test]
+    fn formatted_start_times_may_hold_spaces() {
+        let cases = [
+            (
+                "[%START_TIME(%Y-%m-%d %H:%M:%S)%] %RESPONSE_CODE% %REQ(:METHOD)%",
+                "[2024-01-02 03:04:05] 200 GET",
+                "2024-01-02 03:04:05",
+                Some(1704164645000),
+            ),
+            (
+                "%START_TIME(%Y-%m-%d %H:%M:%S)% %RESPONSE_CODE% %REQ(:METHOD)%",
+                "2024-01-02 03:04:05 200 GET",
+                "2024-01-02 03:04:05",
+                Some(1704164645000),
+            ),
+            (
+                "%START_TIME(%Y/%m/%dT%H:%M:%S%z %s)% %RESPONSE_CODE% %REQ(:METHOD)%",
+                "2018/04/03T23:06:09+0000 1522796769 200 GET",
+                "2018/04/03T23:06:09+0000 1522796769",
+                // `%s` after a zone: the reader takes the zoned time.
+                Some(1522796769000),
+            ),
+        ];
+        for (source, line, time, ms) in cases {
+            let f = Format::compile("t", source).unwrap();
+            let r = f.parse(line).unwrap_or_else(|| panic!("{line}"));
+            assert_eq!(r.str(Field::StartTime), Some(time), "{line}");
+            assert_eq!(r.start_time_ms(), ms, "{line}");
+            assert_eq!(r.uint(Field::ResponseCode), Some(200), "{line}");
+            assert_eq!(r.str(Field::Method), Some("GET"), "{line}");
+        }
+        // ISO 8601 START_TIME is still a token.
+        let f = Format::compile("t", "%START_TIME% %RESPONSE_CODE%").unwrap();
+        assert!(f.parse("2018-04-03T23:06:09.123Z 200").is_some());
+        assert!(f.parse("2018-04-03 23:06:09.123Z 200").is_none());
     }
 
     #[test]

@@ -154,7 +154,7 @@ fn parse_strict_steps<'a>(
             }
             // Where free text ends before another operator is a guess;
             // leave it to the lenient matcher.
-            StepEnd::Operator if matches!(op.shape, Shape::Free | Shape::NoQuote) => return None,
+            StepEnd::Operator if !op.shape.holds_no_stops() => return None,
             StepEnd::Operator => (extent_at(op.shape, &mut stops, bytes, pos), 0),
         };
         let value = line.get(pos..pos + len)?;
@@ -204,7 +204,7 @@ fn forbids(shape: Shape, b: u8) -> bool {
         Shape::Number => !b.is_ascii_digit() && b != b'-',
         Shape::Flags => !(b.is_ascii_alphabetic() || b == b'_' || b == b',' || b == b'-'),
         Shape::Token | Shape::Id | Shape::Time => matches!(b, b' ' | b'"' | b'\t'),
-        Shape::NoQuote => b == b'"',
+        Shape::NoQuote | Shape::FormattedTime => b == b'"',
         Shape::Free => false,
     }
 }
@@ -217,7 +217,7 @@ fn extent(shape: Shape, rest: &[u8]) -> usize {
         Shape::Token | Shape::Id | Shape::Time => {
             find_any(rest, [b' ', b'"', b'\t']).unwrap_or(len)
         }
-        Shape::NoQuote => find_any(rest, [b'"'; 3]).unwrap_or(len),
+        Shape::NoQuote | Shape::FormattedTime => find_any(rest, [b'"'; 3]).unwrap_or(len),
         Shape::Free => len,
         Shape::Number | Shape::Flags => rest.iter().position(|&b| forbids(shape, b)).unwrap_or(len),
     }
@@ -331,8 +331,9 @@ impl<'a> Matcher<'a> {
             }
             Some(Segment::Op(_)) => {
                 // Two operators with nothing between: shaped values take
-                // what their shape allows; free text tries every split.
-                if matches!(op.shape, Shape::Free | Shape::NoQuote) {
+                // what their shape allows; text that may hold spaces
+                // tries every split.
+                if !op.shape.holds_no_stops() {
                     // `rest` borrows the line, not `self`, so this can
                     // iterate lazily: the budget, not the line length,
                     // bounds the work.
@@ -425,7 +426,7 @@ fn accept_checked(op: &Op, value: &str) -> Option<Parsed> {
     if value.as_bytes() == [b'-'] {
         let may_be_absent = match op.shape {
             Shape::Id => false,
-            Shape::Time => op.time.is_some(),
+            Shape::Time | Shape::FormattedTime => op.time.is_some(),
             _ => true,
         };
         return may_be_absent.then_some(Parsed::Absent);
@@ -458,7 +459,7 @@ fn accept_checked(op: &Op, value: &str) -> Option<Parsed> {
         } else {
             Parsed::Text
         }),
-        Shape::Time => match &op.time {
+        Shape::Time | Shape::FormattedTime => match &op.time {
             Some(format) => format.read(value).map(Parsed::Time),
             None => parse_iso8601(value).map(|ms| Parsed::Time(Some(ms))),
         },
