@@ -28,9 +28,9 @@ use sketch::Sketch;
 /// The route requests beyond the cardinality guard are counted under.
 pub const OTHER_ROUTE: &str = "other";
 
-/// What statistics need from one access record. The text borrows from the
-/// record and the event while the event is written: three allocations per
-/// access record saved, which the statistics only read.
+/// What statistics need from one access record. Its text borrows from the
+/// record and the event: the statistics read it only while the event is
+/// written, so nothing is copied (three allocations per access record).
 #[derive(Clone, Debug, PartialEq)]
 pub struct RequestFacts<'a> {
     pub route: String,
