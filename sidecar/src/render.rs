@@ -74,6 +74,18 @@ pub struct Rendered<'a> {
     pub redactions: usize,
 }
 
+impl Rendered<'_> {
+    /// The same, with the facts' text copied out of the line it borrows.
+    pub fn into_owned(self) -> Rendered<'static> {
+        Rendered {
+            facts: self.facts.map(RequestFacts::into_owned),
+            access: self.access,
+            time_ms: self.time_ms,
+            redactions: self.redactions,
+        }
+    }
+}
+
 /// Where a line came from: written between `kind` and the record's fields.
 pub struct EventMeta<'a> {
     /// Milliseconds since the epoch the forward client gave the event.
@@ -117,11 +129,8 @@ impl LineRenderer {
         out: &mut impl JsonOut,
     ) -> Rendered<'static> {
         let mut classified = self.classify(line, meta.map(|m| m.container));
-        let rendered = self.render_classified(&mut classified, meta, out);
-        Rendered {
-            facts: rendered.facts.map(RequestFacts::into_owned),
-            ..rendered
-        }
+        self.render_classified(&mut classified, meta, out)
+            .into_owned()
     }
 
     /// An access record or an application line; lines of containers that
@@ -220,11 +229,8 @@ impl LineRenderer {
         out: &mut impl JsonOut,
     ) -> Rendered<'static> {
         let mut classified = self.classify(line, Some(meta.container));
-        let rendered = self.render_fluentbit_classified(&mut classified, meta, log_key, out);
-        Rendered {
-            facts: rendered.facts.map(RequestFacts::into_owned),
-            ..rendered
-        }
+        self.render_fluentbit_classified(&mut classified, meta, log_key, out)
+            .into_owned()
     }
 
     /// [`LineRenderer::render_fluentbit`] of a line already classified.
