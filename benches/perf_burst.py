@@ -1,0 +1,116 @@
+"""Where the real CPU of a burst goes: `perf record` (cpu-clock samples,
+no hardware counters needed) attached to `sluice run` while it takes one
+burst, then the functions with the largest share of the samples, and the
+share of each thread.
+
+callgrind_burst.py counts instructions, which do not drift with this
+machine, but it runs every thread on one simulated CPU with no caches: it
+cannot see what a cache miss or a cross-core copy costs. This profile
+can, at the price of run-to-run noise.
+
+It reuses the input and the TLS counting endpoint of compare_fluent_bit.py.
+Extra VAR=value arguments go into Sluice's environment.
+
+With --callers=NAME the samples carry call stacks (DWARF unwinding, at a
+third of the rate), and the samples in functions whose name holds NAME are
+also counted by the code that called them: for instance
+--callers=_avx_unaligned_erms says which copies glibc's memcpy and
+memmove samples are (the flat profile names the one function by either).
+
+Usage (after ../shared/peers/build-peers.sh and a release build with line
+tables, so that the functions below are named; needs `perf`):
+  CARGO_PROFILE_RELEASE_DEBUG=line-tables-only cargo build --release -p sluice
+  ~/peers/venv/bin/python benches/perf_burst.py target/release/sluice [RECORDS] [--callers=NAME] [VAR=value ...]
+"""
+
+import collections
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import compare_fluent_bit as common  # noqa: E402
+
+TOP = 25
+
+
+def report(data, sort):
+    out = subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", sort, "--stdio", "-g", "none"],
+                         capture_output=True, text=True, check=True).stdout
+    return [line.rstrip() for line in out.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def callers(data, name):
+    """Samples whose innermost frames are in `name`, by the three frames
+    that called it (inlined frames included), largest first."""
+    out = subprocess.run(["perf", "script", "-i", data, "-F", "comm,ip,sym"],
+                         capture_output=True, text=True, check=True).stdout
+    total = 0
+    by_caller = collections.Counter()
+    for sample in out.split("\n\n"):
+        # Frames are "ip symbol", innermost first; the kernel's (a page
+        # fault in a copy, say) are left out.
+        frames = [f[1].replace(" (inlined)", "")
+                  for f in (line.split(None, 1) for line in sample.strip().splitlines()[1:])
+                  if len(f) > 1 and not f[0].startswith("ffffffff")]
+        if not frames:
+            continue
+        total += 1
+        inside = [i for i, f in enumerate(frames) if name in f]
+        if inside and inside[0] == 0:
+            # Past the last frame of `name` (it may call itself or inline).
+            outer = frames[inside[-1] + 1:]
+            by_caller[" <- ".join(f[:80] for f in outer[:3])] += 1
+    return total, by_caller
+
+
+def main():
+    sluice = sys.argv[1]
+    args = [a for a in sys.argv[2:] if not a.startswith("--callers=")]
+    name = next((a.split("=", 1)[1] for a in sys.argv[2:] if a.startswith("--callers=")), None)
+    records = int(args[0]) if args and "=" not in args[0] else 300_000
+    extra = dict(arg.split("=", 1) for arg in args if "=" in arg)
+    tls = tempfile.mkdtemp(prefix="sluice-perf-tls-")
+    common.make_certificates(tls)
+    endpoint = common.start_endpoint(tls)
+    burst = common.burst_frames(records, 1000)
+    port = common.free_port()
+    data = os.path.join(tempfile.mkdtemp(prefix="sluice-perf-"), "perf.data")
+    env = common.sluice_env(tls, port, endpoint, "", extra)
+    p = subprocess.Popen([sluice, "run"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        common.wait_port(port)
+        time.sleep(1)
+        sampling = ["-F", "999", "--call-graph", "dwarf,16384"] if name else ["-F", "2999"]
+        perf = subprocess.Popen(["perf", "record", *sampling, "-o", data, "-p", str(p.pid)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+        with common.Counter.lock:
+            common.Counter.events = 0
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(burst)
+        s.close()
+        delivered = common.wait_events(records)
+        perf.send_signal(signal.SIGINT)
+        perf.wait(timeout=60)
+    finally:
+        p.terminate()
+        p.wait(timeout=60)
+    if not delivered:
+        raise SystemExit("the burst was not delivered")
+    print("records=%d perf.data=%s" % (records, data))
+    print("\n".join(report(data, "comm")))
+    print("\n".join(report(data, "symbol")[:TOP]))
+    if name:
+        total, by_caller = callers(data, name)
+        print("samples in %s, of %d, by caller:" % (name, total))
+        for caller, n in by_caller.most_common(TOP):
+            print("  %5.2f%%  %s" % (100.0 * n / total, caller))
+
+
+if __name__ == "__main__":
+    main()
