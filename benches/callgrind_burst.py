@@ -30,8 +30,6 @@ import sys
 import tempfile
 import time
 
-import msgpack
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import compare_fluent_bit as common  # noqa: E402
 
@@ -69,8 +67,7 @@ def largest(rows, source, name):
 def message_frames(records):
     """The steady phase's frames: one Message frame per record."""
     rng = random.Random(11)
-    return b"".join(msgpack.packb([common.TAG, common.event_time(time.time()), common.record(common.line(rng)), {}],
-                                  use_bin_type=True) for _ in range(records))
+    return b"".join(common.message_frame(rng) for _ in range(records))
 
 
 def send(port, frames):

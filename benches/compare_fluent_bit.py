@@ -229,6 +229,12 @@ def sluice_env(tls_dir, port, endpoint_port, admin_listen="", extra=None):
                 SLUICE_CLOUDWATCH_ENDPOINT="https://127.0.0.1:%d" % endpoint_port, **(extra or {}))
 
 
+def message_frame(rng):
+    """One record in a Message frame of its own, stamped now, as Docker's
+    fluentd driver sends each line."""
+    return msgpack.packb([TAG, event_time(time.time()), record(line(rng)), {}], use_bin_type=True)
+
+
 def send_steady(sock, rate, seconds):
     """`rate` records a second for `seconds`, one Message frame each (as
     Docker's fluentd driver sends), then 2 s for the last batches to go
@@ -239,7 +245,7 @@ def send_steady(sock, rate, seconds):
         delay = t0 + i / rate - time.time()
         if delay > 0:
             time.sleep(delay)
-        sock.sendall(msgpack.packb([TAG, event_time(time.time()), record(line(rng)), {}], use_bin_type=True))
+        sock.sendall(message_frame(rng))
     # Until the last ones are sent on (flush intervals).
     time.sleep(2)
     return t0

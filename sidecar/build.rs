@@ -10,7 +10,7 @@ fn main() {
         // carries one 24-byte entry per pointer to fix at start-up, and the
         // loader reads every one: 0.8 MiB of file pages held for the life of
         // the process. Packed, the table is a few kilobytes. Measured in
-        // BENCHMARKS.md, "Idle memory".
+        // BENCHMARKS.md, "Idle memory: packed relocations".
         println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
     }
 }
