@@ -3,42 +3,24 @@
 //! Names follow ECS Service Connect's JSON access-log keys, so a record parsed
 //! from a text line and one parsed from a JSON line look the same downstream.
 
-/// A field of the normalised access record that has a dedicated name.
-///
-/// Operators without one become "extra" fields named after the operator in
-/// snake_case (see [`crate::Format`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Field {
-    StartTime,
-    Method,
-    Path,
-    Protocol,
-    ResponseCode,
-    ResponseFlags,
-    ResponseCodeDetails,
-    BytesReceived,
-    BytesSent,
-    Duration,
-    UpstreamServiceTime,
-    ForwardedFor,
-    UserAgent,
-    RequestId,
-    Authority,
-    UpstreamHost,
-    GrpcStatus,
-    StreamId,
-    DownstreamRemoteAddress,
-    DownstreamRemotePort,
-    ConnectionTerminationDetails,
-    ConnectionId,
-}
+/// The dedicated fields, each spelled once with its JSON key: the enum,
+/// the list of all of them, and the member text written before a value
+/// (a record writes a dozen members per line, and a member prepared whole
+/// is one copy instead of three).
+macro_rules! fields {
+    ($(#[$attr:meta])* $($field:ident => $name:literal,)*) => {
+        $(#[$attr])*
+        pub enum Field {
+            $($field,)*
+        }
 
-/// Each field's JSON key, and the member text written before its value,
-/// spelled once: a record writes a dozen members per line, and a member
-/// prepared whole is one copy instead of three.
-macro_rules! field_names {
-    ($($field:ident => $name:literal,)*) => {
         impl Field {
+            /// Number of dedicated fields.
+            pub const COUNT: usize = [$($name),*].len();
+
+            /// Every dedicated field, in the order records are written.
+            pub const ALL: [Field; Field::COUNT] = [$(Field::$field,)*];
+
             /// The JSON key of this field.
             pub const fn name(self) -> &'static str {
                 match self {
@@ -64,7 +46,12 @@ macro_rules! field_names {
     };
 }
 
-field_names! {
+fields! {
+    /// A field of the normalised access record that has a dedicated name.
+    ///
+    /// Operators without one become "extra" fields named after the operator in
+    /// snake_case (see [`crate::Format`]).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
     StartTime => "start_time",
     Method => "method",
     Path => "path",
@@ -90,35 +77,6 @@ field_names! {
 }
 
 impl Field {
-    /// Number of dedicated fields.
-    pub const COUNT: usize = 22;
-
-    /// Every dedicated field, in the order records are written.
-    pub const ALL: [Field; Field::COUNT] = [
-        Field::StartTime,
-        Field::Method,
-        Field::Path,
-        Field::Protocol,
-        Field::ResponseCode,
-        Field::ResponseFlags,
-        Field::ResponseCodeDetails,
-        Field::BytesReceived,
-        Field::BytesSent,
-        Field::Duration,
-        Field::UpstreamServiceTime,
-        Field::ForwardedFor,
-        Field::UserAgent,
-        Field::RequestId,
-        Field::Authority,
-        Field::UpstreamHost,
-        Field::GrpcStatus,
-        Field::StreamId,
-        Field::DownstreamRemoteAddress,
-        Field::DownstreamRemotePort,
-        Field::ConnectionTerminationDetails,
-        Field::ConnectionId,
-    ];
-
     /// The field a JSON access-log key names. `duration_ms` (Service Connect's
     /// HTTP/1 JSON key) is the same field as `duration`.
     pub fn from_json_key(key: &str) -> Option<Field> {

@@ -6,9 +6,15 @@
 //! 16 bytes at a time, once per 64-byte block of the line, so that ending a
 //! value is one bit scan instead of a search of its own.
 
+/// The stop bytes.
+pub(crate) const STOP_BYTES: [u8; 3] = [b' ', b'"', b'\t'];
+
 /// Whether `b` is a stop byte.
 #[inline]
 pub(crate) fn is_stop(b: u8) -> bool {
+    // Spelled out: with `STOP_BYTES.contains(&b)` a default-format line
+    // took 9 % more instructions (`profile_parser` under callgrind). The
+    // test `is_stop_is_the_stop_bytes` keeps the two the same.
     matches!(b, b' ' | b'"' | b'\t')
 }
 
@@ -240,6 +246,15 @@ mod tests {
         assert_eq!(found, expected);
         assert_eq!(found.len(), 26);
         assert_eq!(&found[..4], &[26, 27, 32, 50]);
+    }
+
+    #[test]
+    fn is_stop_is_the_stop_bytes() {
+        let stops: Vec<u8> = (0..=255u8).filter(|&b| is_stop(b)).collect();
+        let mut expected = STOP_BYTES.to_vec();
+        expected.sort_unstable();
+        assert_eq!(stops, expected);
+        assert_eq!(stops, [b'\t', b' ', b'"']);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::borrow::Cow;
 
 use crate::format::{Format, Op, Segment, Shape, Target};
 use crate::record::{AccessRecord, Value};
-use crate::stops::{is_stop, Stops};
+use crate::stops::{is_stop, Stops, STOP_BYTES};
 use crate::time::parse_iso8601;
 
 /// Values tried per line and format before the line is declared not to be of
@@ -203,7 +203,7 @@ fn forbids(shape: Shape, b: u8) -> bool {
     match shape {
         Shape::Number => !b.is_ascii_digit() && b != b'-',
         Shape::Flags => !(b.is_ascii_alphabetic() || b == b'_' || b == b',' || b == b'-'),
-        Shape::Token | Shape::Id | Shape::Time => matches!(b, b' ' | b'"' | b'\t'),
+        Shape::Token | Shape::Id | Shape::Time => is_stop(b),
         Shape::NoQuote | Shape::FormattedTime => b == b'"',
         Shape::Free => false,
     }
@@ -214,9 +214,7 @@ fn forbids(shape: Shape, b: u8) -> bool {
 fn extent(shape: Shape, rest: &[u8]) -> usize {
     let len = rest.len();
     match shape {
-        Shape::Token | Shape::Id | Shape::Time => {
-            find_any(rest, [b' ', b'"', b'\t']).unwrap_or(len)
-        }
+        Shape::Token | Shape::Id | Shape::Time => find_any(rest, STOP_BYTES).unwrap_or(len),
         Shape::NoQuote | Shape::FormattedTime => find_any(rest, [b'"'; 3]).unwrap_or(len),
         Shape::Free => len,
         Shape::Number | Shape::Flags => rest.iter().position(|&b| forbids(shape, b)).unwrap_or(len),

@@ -75,6 +75,16 @@ pub struct Rendered<'a> {
 }
 
 impl Rendered<'_> {
+    /// An application line's rendering: its time, nothing for statistics.
+    fn app(time_ms: i64) -> Rendered<'static> {
+        Rendered {
+            access: false,
+            time_ms,
+            facts: None,
+            redactions: 0,
+        }
+    }
+
     /// The same, with the facts' text copied out of the line it borrows.
     pub fn into_owned(self) -> Rendered<'static> {
         Rendered {
@@ -173,13 +183,8 @@ impl LineRenderer {
                 if record.write_json_members_except(out, skip) {
                     out.char(',');
                 }
-                out.member_name("route");
-                let route = self.routes.route_key(record);
-                out.string(&route);
+                let facts = self.write_route(record, meta.map(|m| m.container), out);
                 out.char('}');
-                let facts = self
-                    .collect_facts
-                    .then(|| RequestFacts::from_record(record, route, meta.map(|m| m.container)));
                 Rendered {
                     access: true,
                     time_ms,
@@ -189,12 +194,7 @@ impl LineRenderer {
             }
             Classified::App(text) if !self.app_lines_as_json => {
                 out.text(&self.redactor.redact_text(text));
-                Rendered {
-                    access: false,
-                    time_ms: event_time,
-                    facts: None,
-                    redactions: 0,
-                }
+                Rendered::app(event_time)
             }
             Classified::App(text) => {
                 out.char('{');
@@ -206,12 +206,7 @@ impl LineRenderer {
                 out.member_name("log");
                 out.string(&self.redactor.redact_text(text));
                 out.char('}');
-                Rendered {
-                    access: false,
-                    time_ms: event_time,
-                    facts: None,
-                    redactions: 0,
-                }
+                Rendered::app(event_time)
             }
         }
     }
@@ -249,9 +244,7 @@ impl LineRenderer {
             if record.write_json_members(out) {
                 out.char(',');
             }
-            out.member_name("route");
-            let route = self.routes.route_key(record);
-            out.string(&route);
+            let facts = self.write_route(record, Some(meta.container), out);
             if log_key.is_none() {
                 for (key, value) in meta.record.iter() {
                     if Some(key) != meta.line_key {
@@ -261,9 +254,6 @@ impl LineRenderer {
                 }
             }
             out.char('}');
-            let facts = self
-                .collect_facts
-                .then(|| RequestFacts::from_record(record, route, Some(meta.container)));
             return Rendered {
                 access: true,
                 time_ms,
@@ -287,12 +277,22 @@ impl LineRenderer {
                 out.char('}');
             }
         }
-        Rendered {
-            access: false,
-            time_ms: meta.time_ms,
-            facts: None,
-            redactions: 0,
-        }
+        Rendered::app(meta.time_ms)
+    }
+
+    /// `"route":"…"` for an access record; returns the record's facts when
+    /// statistics are collected.
+    fn write_route<'r>(
+        &self,
+        record: &'r AccessRecord<'_>,
+        container: Option<&'r str>,
+        out: &mut impl JsonOut,
+    ) -> Option<RequestFacts<'r>> {
+        out.member_name("route");
+        let route = self.routes.route_key(record);
+        out.string(&route);
+        self.collect_facts
+            .then(|| RequestFacts::from_record(record, route, container))
     }
 
     /// `"key":value`, the value redacted.
