@@ -55,10 +55,7 @@ fn stats(c: &mut Criterion) {
         })
         .collect();
     assert_eq!(facts.len(), LINES);
-    let key = StreamKey {
-        group: "/ecs/prod/envoy".into(),
-        stream: "0123abcd/stats".into(),
-    };
+    let key = StreamKey::new("/ecs/prod/envoy".into(), "0123abcd/stats".into());
     group.bench_function("count_facts", |b| {
         // Each record is counted once, into the open interval that the
         // /metrics totals include.

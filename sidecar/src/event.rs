@@ -5,13 +5,70 @@
 //! Keeping them here keeps the modules that use them (batcher, spool,
 //! shipper, metrics, admin) free of import circles.
 
+use std::cmp::Ordering;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::LazyLock;
+
 use sluice_parser::json_out;
 
-/// A log group and stream.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A log group and stream, hashed once when the key is made: the output
+/// thread looks a key up in the pending batches and the statistics three
+/// or four times per event, and hashing both names each time cost more
+/// than the rest of those lookups.
+#[derive(Clone, Debug)]
 pub struct StreamKey {
-    pub group: String,
-    pub stream: String,
+    group: String,
+    stream: String,
+    hash: u64,
+}
+
+impl StreamKey {
+    pub fn new(group: String, stream: String) -> StreamKey {
+        // One seed for the process, so that equal keys hash alike;
+        // random, so that names cannot be chosen to collide.
+        static NAMES: LazyLock<foldhash::fast::RandomState> = LazyLock::new(Default::default);
+        let hash = NAMES.hash_one((&group, &stream));
+        StreamKey {
+            group,
+            stream,
+            hash,
+        }
+    }
+
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+}
+
+impl PartialEq for StreamKey {
+    fn eq(&self, other: &StreamKey) -> bool {
+        // Different hashes are different names; equal ones are compared.
+        self.hash == other.hash && self.group == other.group && self.stream == other.stream
+    }
+}
+
+impl Eq for StreamKey {}
+
+impl Hash for StreamKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl Ord for StreamKey {
+    fn cmp(&self, other: &StreamKey) -> Ordering {
+        (&self.group, &self.stream).cmp(&(&other.group, &other.stream))
+    }
+}
+
+impl PartialOrd for StreamKey {
+    fn partial_cmp(&self, other: &StreamKey) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 /// One log event as PutLogEvents takes it.
@@ -95,4 +152,36 @@ pub struct SpoolMark {
 /// Milliseconds since the Unix epoch, from the forward input's clock.
 pub fn now_ms() -> u64 {
     u64::try_from(sluice_firelens::now_ns() / 1_000_000).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    fn key(group: &str, stream: &str) -> StreamKey {
+        StreamKey::new(group.into(), stream.into())
+    }
+
+    #[test]
+    fn keys_are_equal_and_ordered_by_their_names() {
+        assert_eq!(key("/ecs/a", "s"), key("/ecs/a", "s"));
+        // The same bytes split differently are different streams.
+        assert_ne!(key("/ecs/a", "bc"), key("/ecs/ab", "c"));
+        assert_ne!(key("/ecs/a", "s"), key("/ecs/a", "t"));
+        let mut keys = vec![key("b", "a"), key("a", "b"), key("a", "a")];
+        keys.sort();
+        let names: Vec<(&str, &str)> = keys.iter().map(|k| (k.group(), k.stream())).collect();
+        assert_eq!(names, [("a", "a"), ("a", "b"), ("b", "a")]);
+    }
+
+    #[test]
+    fn a_set_finds_a_key_made_again() {
+        let set: HashSet<StreamKey> = [key("/ecs/a", "access"), key("/ecs/a", "app")].into();
+        assert!(set.contains(&key("/ecs/a", "access")));
+        assert!(set.contains(&key("/ecs/a", "app")));
+        assert!(!set.contains(&key("/ecs/a", "stats")));
+        assert!(!set.contains(&key("/ecs/b", "access")));
+    }
 }

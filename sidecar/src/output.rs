@@ -165,9 +165,9 @@ impl FileSink {
                 self.flush()?;
                 self.open.clear();
             }
-            let group_dir = self.dir.join(file_component(&key.group));
+            let group_dir = self.dir.join(file_component(key.group()));
             std::fs::create_dir_all(&group_dir)?;
-            let path = group_dir.join(format!("{}.ndjson", file_component(&key.stream)));
+            let path = group_dir.join(format!("{}.ndjson", file_component(key.stream())));
             let file = OpenOptions::new().create(true).append(true).open(path)?;
             self.open
                 .insert(key.clone(), BufWriter::with_capacity(1 << 14, file));

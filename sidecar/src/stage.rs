@@ -445,10 +445,10 @@ impl Writer {
             if !counted {
                 counted = true;
                 let stats_key = || {
-                    Cow::Owned(StreamKey {
-                        group: key.group.clone(),
-                        stream: format!("sluice-stats/{}", task_id.unwrap_or("unknown")),
-                    })
+                    Cow::Owned(StreamKey::new(
+                        key.group().to_string(),
+                        format!("sluice-stats/{}", task_id.unwrap_or("unknown")),
+                    ))
                 };
                 let keep = count_and_sample(
                     &rendered,

@@ -50,10 +50,10 @@ impl StreamVars<'_> {
 impl StreamTemplates {
     /// The group and stream for the statistics of an access record.
     pub fn stats_key(&self, vars: &StreamVars<'_>) -> StreamKey {
-        StreamKey {
-            group: group_name(&fill(&self.log_group, vars)),
-            stream: stream_name(&fill(&self.stats_stream, vars)),
-        }
+        StreamKey::new(
+            group_name(&fill(&self.log_group, vars)),
+            stream_name(&fill(&self.stats_stream, vars)),
+        )
     }
 
     /// The group and stream for an access record or an application line.
@@ -63,10 +63,10 @@ impl StreamTemplates {
         } else {
             &self.app_stream
         };
-        StreamKey {
-            group: group_name(&fill(&self.log_group, vars)),
-            stream: stream_name(&fill(stream, vars)),
-        }
+        StreamKey::new(
+            group_name(&fill(&self.log_group, vars)),
+            stream_name(&fill(stream, vars)),
+        )
     }
 }
 
@@ -317,13 +317,10 @@ mod tests {
         };
         assert_eq!(
             templates().key(true, &vars),
-            StreamKey {
-                group: "/ecs/prod/envoy".into(),
-                stream: "5a0a7b1c/access".into()
-            }
+            StreamKey::new("/ecs/prod/envoy".into(), "5a0a7b1c/access".into())
         );
         assert_eq!(
-            templates().key(false, &vars).stream,
+            templates().key(false, &vars).stream(),
             "5a0a7b1c/envoy/2023-11-14"
         );
     }
@@ -342,14 +339,14 @@ mod tests {
         };
         let key = templates().key(false, &vars);
         // `/` and `.` are valid in group names; the file output escapes them.
-        assert_eq!(key.group, "/ecs/default/../../etc__x_y");
+        assert_eq!(key.group(), "/ecs/default/../../etc__x_y");
         assert_eq!(
-            file_component(&key.group),
+            file_component(key.group()),
             "%2Fecs%2Fdefault%2F..%2F..%2Fetc__x_y"
         );
-        assert_eq!(key.stream, "t9/../../etc__x y/1970-01-01");
+        assert_eq!(key.stream(), "t9/../../etc__x y/1970-01-01");
         assert_eq!(
-            file_component(&key.stream),
+            file_component(key.stream()),
             "t9%2F..%2F..%2Fetc__x y%2F1970-01-01"
         );
         assert_eq!(file_component(".."), "%2E%2E");
@@ -360,7 +357,7 @@ mod tests {
             time_ms: 0,
             container: "unknown",
         };
-        assert_eq!(templates().key(true, &vars).stream, "unknown/access");
+        assert_eq!(templates().key(true, &vars).stream(), "unknown/access");
         assert_eq!(group_name("aws/x"), "_aw/x");
     }
 }

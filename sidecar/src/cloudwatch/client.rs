@@ -150,8 +150,8 @@ impl LogsApi for CloudWatchClient {
         let out = self
             .client
             .put_log_events()
-            .log_group_name(&key.group)
-            .log_stream_name(&key.stream)
+            .log_group_name(key.group())
+            .log_stream_name(key.stream())
             .set_log_events(Some(Vec::new()))
             .customize()
             .mutate_request(move |request| {
@@ -194,8 +194,8 @@ impl LogsApi for CloudWatchClient {
         let out = self
             .client
             .create_log_stream()
-            .log_group_name(&key.group)
-            .log_stream_name(&key.stream)
+            .log_group_name(key.group())
+            .log_stream_name(key.stream())
             .send()
             .await;
         created(out)
@@ -232,9 +232,9 @@ fn seed_tls_random() {
 fn put_log_events_body(key: &StreamKey, events: &[LogEvent]) -> String {
     let mut body = String::with_capacity(body_capacity(key, events));
     body.push_str("{\"logGroupName\":");
-    json_out::write_str(&mut body, &key.group);
+    json_out::write_str(&mut body, key.group());
     body.push_str(",\"logStreamName\":");
-    json_out::write_str(&mut body, &key.stream);
+    json_out::write_str(&mut body, key.stream());
     body.push_str(",\"logEvents\":[");
     for (i, event) in events.iter().enumerate() {
         if i > 0 {
@@ -259,7 +259,7 @@ fn body_capacity(key: &StreamKey, events: &[LogEvent]) -> usize {
     const PER_EVENT: usize = r#"{"timestamp":,"message":""},"#.len() + 20;
     const AROUND: usize = r#"{"logGroupName":"","logStreamName":"","logEvents":[]}"#.len();
     // A name escapes to at most 6 bytes per byte (`\u001f`).
-    let names = 6 * (key.group.len() + key.stream.len());
+    let names = 6 * (key.group().len() + key.stream().len());
     let messages: usize = events.iter().map(|e| e.message.escaped().len()).sum();
     AROUND + names + messages + PER_EVENT * events.len()
 }
@@ -340,10 +340,7 @@ mod tests {
 
     #[test]
     fn the_body_is_what_the_sdk_would_send() {
-        let key = StreamKey {
-            group: "/ecs/orders".into(),
-            stream: "envoy/\"x\"".into(),
-        };
+        let key = StreamKey::new("/ecs/orders".into(), "envoy/\"x\"".into());
         let event = |timestamp_ms, message: &str| LogEvent {
             timestamp_ms,
             message: message.into(),
@@ -372,10 +369,7 @@ mod tests {
     fn the_body_fits_its_first_allocation() {
         // The widest case per byte: names of control characters, the
         // longest timestamps, messages that are all escapes.
-        let key = StreamKey {
-            group: "\u{1}".repeat(3),
-            stream: "\u{1f}".repeat(5),
-        };
+        let key = StreamKey::new("\u{1}".repeat(3), "\u{1f}".repeat(5));
         let events: Vec<LogEvent> = (0..1000)
             .map(|i| LogEvent {
                 timestamp_ms: if i % 2 == 0 { i64::MIN } else { i64::MAX },

@@ -165,10 +165,7 @@ mod tests {
     const FLUSH: Duration = Duration::from_secs(5);
 
     fn key(stream: &str) -> StreamKey {
-        StreamKey {
-            group: "g".into(),
-            stream: stream.into(),
-        }
+        StreamKey::new("g".into(), stream.into())
     }
 
     fn event(message: &str) -> LogEvent {
@@ -269,9 +266,6 @@ mod tests {
         let mut rest = streams.close_all();
         assert_eq!(rest.len(), 1);
         let b = rest.remove(0);
-        assert_eq!(
-            (b.key.stream.as_str(), b.emf, b.share),
-            ("b", true, Some("b"))
-        );
+        assert_eq!((b.key.stream(), b.emf, b.share), ("b", true, Some("b")));
     }
 }

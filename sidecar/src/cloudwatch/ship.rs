@@ -257,7 +257,7 @@ impl<C: LogsApi> Shipper<C> {
                     return None;
                 }
                 Err(CallError::Invalid(message)) if events.len() > 1 => {
-                    tracing::debug!(group = %key.group, stream = %key.stream, events = events.len(), reason = %message, "invalid request: splitting it to find the refused events");
+                    tracing::debug!(group = %key.group(), stream = %key.stream(), events = events.len(), reason = %message, "invalid request: splitting it to find the refused events");
                     let mut first = events;
                     let second = first.split_off(first.len() / 2);
                     return Some([first, second]);
@@ -266,13 +266,13 @@ impl<C: LogsApi> Shipper<C> {
                     let event = &events[0];
                     // The event's text stays out of the log: only its size
                     // and time say which one it was.
-                    tracing::error!(group = %key.group, stream = %key.stream, timestamp_ms = event.timestamp_ms, bytes = event.message.len(), reason = %message, "CloudWatch refused an event");
+                    tracing::error!(group = %key.group(), stream = %key.stream(), timestamp_ms = event.timestamp_ms, bytes = event.message.len(), reason = %message, "CloudWatch refused an event");
                     ShipCounters::add(&self.counters.rejected_invalid, 1);
                     return None;
                 }
                 Err(CallError::NotFound)
                     if !created && {
-                        let p = self.policies.get(&key.group);
+                        let p = self.policies.get(key.group());
                         p.create_group || p.create_stream
                     } =>
                 {
@@ -293,7 +293,7 @@ impl<C: LogsApi> Shipper<C> {
                     }
                 }
                 Err(CallError::NotFound) => {
-                    let p = self.policies.get(&key.group);
+                    let p = self.policies.get(key.group());
                     if p.create_group {
                         "the log group or stream is still missing after creating it".to_string()
                     } else if p.create_stream {
@@ -312,7 +312,7 @@ impl<C: LogsApi> Shipper<C> {
             let wait = backoff(attempt);
             // The 1st, 2nd, 4th, 8th, ... retry of a batch.
             if attempt.is_power_of_two() {
-                tracing::warn!(group = %key.group, stream = %key.stream, attempt, retry_in_ms = wait.as_millis() as u64, reason = %failure, "PutLogEvents failed; retrying");
+                tracing::warn!(group = %key.group(), stream = %key.stream(), attempt, retry_in_ms = wait.as_millis() as u64, reason = %failure, "PutLogEvents failed; retrying");
             }
             tokio::time::sleep(wait).await;
         }
@@ -340,19 +340,19 @@ impl<C: LogsApi> Shipper<C> {
     /// Creates the group (setting its retention when this call created it)
     /// and the stream. What already exists is fine.
     async fn create(&self, key: &StreamKey) -> Result<(), String> {
-        let policy = self.policies.get(&key.group);
+        let policy = self.policies.get(key.group());
         let new_group = policy.create_group
             && self
                 .client
-                .create_log_group(&key.group)
+                .create_log_group(key.group())
                 .await
                 .map_err(|e| format!("creating the log group: {e:?}"))?;
         if new_group {
             ShipCounters::add(&self.counters.groups_created, 1);
-            tracing::info!(group = %key.group, "created log group");
+            tracing::info!(group = %key.group(), "created log group");
             if let Some(days) = policy.retention_days {
                 self.client
-                    .put_retention_policy(&key.group, days)
+                    .put_retention_policy(key.group(), days)
                     .await
                     .map_err(|e| format!("setting the retention: {e:?}"))?;
             }
@@ -367,7 +367,7 @@ impl<C: LogsApi> Shipper<C> {
             .map_err(|e| format!("creating the log stream: {e:?}"))?
         {
             ShipCounters::add(&self.counters.streams_created, 1);
-            tracing::info!(group = %key.group, stream = %key.stream, "created log stream");
+            tracing::info!(group = %key.group(), stream = %key.stream(), "created log stream");
         }
         Ok(())
     }

@@ -75,16 +75,16 @@ impl Router {
             return None;
         };
         let key = name_key(output, input);
-        if self.registered[index].as_deref() != Some(key.group.as_str()) {
+        if self.registered[index].as_deref() != Some(key.group()) {
             self.policies.set(
-                &key.group,
+                key.group(),
                 GroupPolicy {
                     create_group: output.create_group,
                     create_stream: output.create_stream,
                     retention_days: output.retention_days,
                 },
             );
-            self.registered[index] = Some(key.group.clone());
+            self.registered[index] = Some(key.group().to_string());
         }
         Some(key)
     }
@@ -94,15 +94,9 @@ fn name_key(output: &CloudWatchOutput, input: &TemplateInput<'_>) -> StreamKey {
     let group = fill(&output.group, input);
     let stream = fill(&output.stream, input);
     if output.go_names {
-        StreamKey {
-            group: go_group_name(&group),
-            stream: go_stream_name(&stream),
-        }
+        StreamKey::new(go_group_name(&group), go_stream_name(&stream))
     } else {
-        StreamKey {
-            group: group_name(&group),
-            stream: stream_name(&stream),
-        }
+        StreamKey::new(group_name(&group), stream_name(&stream))
     }
 }
 
@@ -239,24 +233,15 @@ mod tests {
         let key = |r: &mut Router, i, tag, rec| r.key(i, &input(tag, rec)).unwrap();
         assert_eq!(
             key(&mut r, 1, "app-firelens-abc", &with),
-            StreamKey {
-                group: "/ecs/prod".into(),
-                stream: "app/app-firelens-abc".into()
-            }
+            StreamKey::new("/ecs/prod".into(), "app/app-firelens-abc".into())
         );
         assert_eq!(
             key(&mut r, 1, "app-firelens-abc", &without),
-            StreamKey {
-                group: "/ecs/fallback".into(),
-                stream: "app/app-firelens-abc".into()
-            }
+            StreamKey::new("/ecs/fallback".into(), "app/app-firelens-abc".into())
         );
         assert_eq!(
             key(&mut r, 2, "envoy-firelens-abc", &without),
-            StreamKey {
-                group: "/go/meta".into(),
-                stream: "envoy-firelens-abc/abc.x".into()
-            }
+            StreamKey::new("/go/meta".into(), "envoy-firelens-abc/abc.x".into())
         );
         assert_eq!(
             policies.get("/ecs/prod"),

@@ -60,7 +60,7 @@ pub fn write_stream(out: &mut Vec<u8>, id: u32, key: &StreamKey, emf: bool) {
         p.push(KIND_STREAM);
         p.extend_from_slice(&id.to_le_bytes());
         p.push(u8::from(emf));
-        for name in [&key.group, &key.stream] {
+        for name in [key.group(), key.stream()] {
             let bytes = &name.as_bytes()[..name.len().min(u16::MAX as usize)];
             p.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
             p.extend_from_slice(bytes);
@@ -190,7 +190,7 @@ fn read_payload(
             let emf = r.u8()? != 0;
             let group = r.name()?;
             let stream = r.name()?;
-            streams.insert(id, (StreamKey { group, stream }, emf));
+            streams.insert(id, (StreamKey::new(group, stream), emf));
             Ok(())
         }
         kind @ (KIND_EVENT | KIND_TEXT_EVENT) => {
@@ -265,10 +265,7 @@ mod tests {
     use super::*;
 
     fn key(group: &str, stream: &str) -> StreamKey {
-        StreamKey {
-            group: group.into(),
-            stream: stream.into(),
-        }
+        StreamKey::new(group.into(), stream.into())
     }
 
     fn event(ts: i64, message: &str) -> LogEvent {
@@ -300,7 +297,7 @@ mod tests {
             .iter()
             .map(|e| {
                 (
-                    e.key.stream.as_str(),
+                    e.key.stream(),
                     e.emf,
                     e.timestamp_ms,
                     e.message.escaped(),
@@ -316,7 +313,7 @@ mod tests {
                 ("envoy", false, 7, "ünïcödé", 11),
             ]
         );
-        assert!(decoded.events.iter().all(|e| e.key.group == "/ecs/app"));
+        assert!(decoded.events.iter().all(|e| e.key.group() == "/ecs/app"));
     }
 
     /// Segments an earlier version wrote hold their messages unescaped

@@ -402,8 +402,8 @@ impl Spool {
         // What this record adds at most (a stream record, the event record).
         let size = (2 * format::RECORD_HEADER
             + 20
-            + key.group.len()
-            + key.stream.len()
+            + key.group().len()
+            + key.stream().len()
             + event.message.escaped().len()) as u64;
         if let Some(current) = &self.current {
             let written = current.committed + self.pending.len() as u64;
@@ -603,10 +603,7 @@ mod tests {
     }
 
     fn key(stream: &str) -> StreamKey {
-        StreamKey {
-            group: "/ecs/g".into(),
-            stream: stream.into(),
-        }
+        StreamKey::new("/ecs/g".into(), stream.into())
     }
 
     fn event(n: usize) -> LogEvent {
@@ -700,7 +697,7 @@ mod tests {
         assert_eq!(events.len(), 16);
         assert_eq!((events[0].ordinal, events[15].ordinal), (4, 19));
         assert_eq!(events[0].message, event(2).message);
-        assert_eq!((events[1].key.stream.as_str(), events[1].emf), ("s", true));
+        assert_eq!((events[1].key.stream(), events[1].emf), ("s", true));
         assert_eq!(events[15].timestamp_ms, 109);
         assert!(spool.replay_next().is_none());
         assert_eq!(std::fs::metadata(&path).unwrap().len(), whole);

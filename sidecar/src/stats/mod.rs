@@ -470,10 +470,7 @@ mod tests {
 
     /// The stats stream of task `task`.
     fn stream_of(task: &str) -> StreamKey {
-        StreamKey {
-            group: "/ecs/prod/envoy".to_string(),
-            stream: format!("{task}/stats"),
-        }
+        StreamKey::new("/ecs/prod/envoy".to_string(), format!("{task}/stats"))
     }
 
     #[test]

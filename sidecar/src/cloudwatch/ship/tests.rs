@@ -39,7 +39,7 @@ impl MemoryLogs {
     /// What an operator (or another task) does outside Sluice.
     fn create(&self, key: &StreamKey) {
         let mut state = self.state.lock().unwrap();
-        state.groups.entry(key.group.clone()).or_insert(None);
+        state.groups.entry(key.group().to_string()).or_insert(None);
         state.streams.entry(key.clone()).or_default();
     }
 
@@ -68,16 +68,19 @@ impl LogsApi for MemoryLogs {
         tokio::time::sleep(CALL_TIME).await;
         let mut state = self.state.lock().unwrap();
         let state = &mut *state;
-        state
-            .calls
-            .push(format!("put {}/{} {}", key.group, key.stream, events.len()));
+        state.calls.push(format!(
+            "put {}/{} {}",
+            key.group(),
+            key.stream(),
+            events.len()
+        ));
         if state.throttle > 0 {
             state.throttle -= 1;
             return Err(CallError::Transient(
                 "ThrottlingException: Rate exceeded".into(),
             ));
         }
-        if !state.groups.contains_key(&key.group) {
+        if !state.groups.contains_key(key.group()) {
             return Err(CallError::NotFound);
         }
         let Some(stream) = state.streams.get_mut(key) else {
@@ -120,8 +123,8 @@ impl LogsApi for MemoryLogs {
         let mut state = self.state.lock().unwrap();
         state
             .calls
-            .push(format!("create_stream {}/{}", key.group, key.stream));
-        if !state.groups.contains_key(&key.group) {
+            .push(format!("create_stream {}/{}", key.group(), key.stream()));
+        if !state.groups.contains_key(key.group()) {
             return Err(CallError::NotFound);
         }
         if state.streams.contains_key(key) {
@@ -146,10 +149,7 @@ impl LogsApi for MemoryLogs {
 }
 
 fn key() -> StreamKey {
-    StreamKey {
-        group: "/ecs/orders".into(),
-        stream: "envoy/access".into(),
-    }
+    StreamKey::new("/ecs/orders".into(), "envoy/access".into())
 }
 
 fn events(messages: &[&str]) -> Vec<LogEvent> {

@@ -1,0 +1,79 @@
+"""Two Sluice binaries, A and B, burst against burst in alternation:
+events per CPU-second of each over the same 300k-record burst as the side
+by side, a fresh process per burst, A and B taking turns (A B B A A B ...)
+so that this machine's drift from minute to minute falls on both alike.
+
+callgrind_burst.py counts instructions, which do not drift, but it cannot
+see caches or a copy across cores; a change meant to help those (smaller
+requests, work moved between threads) is judged here, by CPU time, with
+the median of each side and the ratio B / A of the medians.
+
+It reuses the input and the TLS counting endpoint of compare_fluent_bit.py.
+Extra VAR=value arguments go into both binaries' environment.
+
+Usage (after ../shared/peers/build-peers.sh and two release builds):
+  ~/peers/venv/bin/python benches/ab_burst.py A_BINARY B_BINARY [PAIRS] [VAR=value ...]
+"""
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import compare_fluent_bit as common  # noqa: E402
+
+RECORDS = 300_000
+
+
+def one_burst(binary, tls, endpoint, burst, extra):
+    """Events per CPU-second of one fresh `sluice run` taking the burst."""
+    port = common.free_port()
+    env = common.sluice_env(tls, port, endpoint, "", extra)
+    p = subprocess.Popen([binary, "run"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        common.wait_port(port)
+        time.sleep(1)
+        with common.Counter.lock:
+            common.Counter.events = 0
+        cpu0 = common.cpu_seconds(p.pid)
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(burst)
+        s.close()
+        if not common.wait_events(RECORDS):
+            raise SystemExit("%s did not deliver the burst" % binary)
+        cpu = common.cpu_seconds(p.pid) - cpu0
+    finally:
+        p.terminate()
+        p.wait(timeout=60)
+    return RECORDS / cpu
+
+
+def main():
+    a, b = sys.argv[1], sys.argv[2]
+    rest = sys.argv[3:]
+    pairs = int(rest[0]) if rest and "=" not in rest[0] else 5
+    extra = dict(arg.split("=", 1) for arg in rest if "=" in arg)
+    tls = tempfile.mkdtemp(prefix="sluice-ab-tls-")
+    common.make_certificates(tls)
+    endpoint = common.start_endpoint(tls)
+    burst = common.burst_frames(RECORDS, 1000)
+    rates = {a: [], b: []}
+    for i in range(pairs):
+        # A B, then B A: neither always goes first.
+        order = (a, b) if i % 2 == 0 else (b, a)
+        for binary in order:
+            rate = one_burst(binary, tls, endpoint, burst, extra)
+            rates[binary].append(rate)
+            print("%s %s %.0f" % ("A" if binary == a else "B", binary, rate), flush=True)
+    med_a, med_b = statistics.median(rates[a]), statistics.median(rates[b])
+    print("A median %.0f events per CPU-second (%s)" % (med_a, " ".join("%.0f" % r for r in rates[a])))
+    print("B median %.0f events per CPU-second (%s)" % (med_b, " ".join("%.0f" % r for r in rates[b])))
+    print("B / A = %.3f" % (med_b / med_a))
+
+
+if __name__ == "__main__":
+    main()
