@@ -92,6 +92,11 @@ enum Greeting {
     Done,
 }
 
+/// The most events a gathered batch makes room for before its first frame
+/// is decoded (64 bytes each): room not filled is memory the budget does not
+/// count.
+const GATHER_ROOM_MAX: usize = 256;
+
 /// One connection's protocol state.
 #[derive(Debug)]
 pub struct Session {
@@ -102,6 +107,11 @@ pub struct Session {
     transmit: Vec<u8>,
     /// Events of frames without acks, not yet handed out.
     gathered: Vec<Event>,
+    /// How many events the last gathered batch held (at most
+    /// [`GATHER_ROOM_MAX`]): the next one starts with room for as many,
+    /// so that a read of a few hundred one-record frames (as Docker sends
+    /// them) does not grow and copy its vector eight times.
+    gathered_last: usize,
     /// Batches ready for the pipeline, in order.
     ready: VecDeque<Batch>,
     next_token: u64,
@@ -153,6 +163,7 @@ impl Session {
             greeting,
             transmit,
             gathered: Vec::new(),
+            gathered_last: 0,
             ready: VecDeque::new(),
             next_token: 0,
             owed: VecDeque::new(),
@@ -254,9 +265,12 @@ impl Session {
             if self.gathered.len() + events.len() > self.config.gather_events {
                 self.flush_gathered();
             }
-            if self.gathered.is_empty() {
+            if self.gathered.is_empty() && events.len() >= self.gathered_last {
                 self.gathered = events;
             } else {
+                if self.gathered.is_empty() {
+                    self.gathered.reserve(self.gathered_last);
+                }
                 self.gathered.extend(events);
             }
             return Ok(Decoded::Progress);
@@ -282,6 +296,7 @@ impl Session {
 
     fn flush_gathered(&mut self) {
         if !self.gathered.is_empty() {
+            self.gathered_last = self.gathered.len().min(GATHER_ROOM_MAX);
             let events = std::mem::take(&mut self.gathered);
             self.ready.push_back(Batch { events, ack: None });
         }

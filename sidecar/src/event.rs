@@ -170,7 +170,7 @@ mod tests {
         // The same bytes split differently are different streams.
         assert_ne!(key("/ecs/a", "bc"), key("/ecs/ab", "c"));
         assert_ne!(key("/ecs/a", "s"), key("/ecs/a", "t"));
-        let mut keys = vec![key("b", "a"), key("a", "b"), key("a", "a")];
+        let mut keys = [key("b", "a"), key("a", "b"), key("a", "a")];
         keys.sort();
         let names: Vec<(&str, &str)> = keys.iter().map(|k| (k.group(), k.stream())).collect();
         assert_eq!(names, [("a", "a"), ("a", "b"), ("b", "a")]);

@@ -21,6 +21,9 @@ pub const EVENT_OVERHEAD_BYTES: usize = 26;
 pub const MAX_BATCH_EVENTS: usize = 10_000;
 /// The longest message: one event alone must fit in a request.
 pub const MAX_MESSAGE_BYTES: usize = MAX_BATCH_BYTES - EVENT_OVERHEAD_BYTES;
+/// The most events a new batch makes room for before they arrive (64
+/// bytes each): room not filled is memory the budget does not count.
+const PENDING_ROOM_MAX: usize = 2048;
 /// The widest span of timestamps in one request.
 pub const MAX_SPAN_MS: i64 = 24 * 60 * 60 * 1000;
 
@@ -55,6 +58,10 @@ impl Batch {
 #[derive(Debug, Default)]
 pub struct Batcher {
     pending: Vec<LogEvent>,
+    /// How many events the last batch held (at most [`PENDING_ROOM_MAX`]):
+    /// the next one starts with room for as many instead of growing and
+    /// copying its vector a dozen times.
+    last_len: usize,
     bytes: usize,
     held: usize,
     oldest_ms: i64,
@@ -111,6 +118,7 @@ impl Batcher {
             ready.extend(self.flush());
         }
         if self.pending.is_empty() {
+            self.pending.reserve(self.last_len);
             self.oldest_ms = part.timestamp_ms;
             self.newest_ms = part.timestamp_ms;
         }
@@ -127,6 +135,7 @@ impl Batcher {
         if self.pending.is_empty() {
             return None;
         }
+        self.last_len = self.pending.len().min(PENDING_ROOM_MAX);
         let events = std::mem::take(&mut self.pending);
         self.bytes = 0;
         self.held = 0;
