@@ -262,6 +262,10 @@ impl Session {
         self.counts.events += events.len() as u64;
         self.counts.skipped_non_logs += skipped_non_logs as u64;
         let Some(chunk) = chunk else {
+            if events.is_empty() {
+                // Nothing to hand out, and no room to make for it.
+                return Ok(Decoded::Progress);
+            }
             if self.gathered.len() + events.len() > self.config.gather_events {
                 self.flush_gathered();
             }

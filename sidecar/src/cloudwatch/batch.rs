@@ -60,7 +60,7 @@ pub struct Batcher {
     pending: Vec<LogEvent>,
     /// How many events the last batch held (at most [`PENDING_ROOM_MAX`]):
     /// the next one starts with room for as many instead of growing and
-    /// copying its vector a dozen times.
+    /// copying its vector ten times on the way.
     last_len: usize,
     bytes: usize,
     held: usize,
