@@ -11,7 +11,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 use super::classic::{Section, SectionKind};
-use super::template::Template;
+use super::template::{output_uuid, Template};
 use crate::config::layer::{read_section, Origin, RawSection, RawValue};
 use crate::config::{retention_message, ConfigError, RETENTION_DAYS};
 
@@ -626,9 +626,11 @@ fn output(
             return Err(errors);
         }
     };
+    // One for the output's group and stream alike, as the Go plugin.
+    let uuid = output_uuid();
     let parse = |source: &str| {
         if go {
-            Template::go(source)
+            Template::go(source, &uuid)
         } else {
             Template::record_accessor(source)
         }

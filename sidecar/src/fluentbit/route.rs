@@ -263,6 +263,32 @@ mod tests {
     }
 
     #[test]
+    fn an_outputs_uuid_names_one_stream() {
+        // The Go plugin makes one `$(uuid)` per output: every record of
+        // the output goes to one stream, not a stream per record.
+        let output = |m: &str| {
+            format!("[OUTPUT]\n    Name cloudwatch\n    Match {m}\n    region us-east-1\n    log_group_name /g/$(uuid)\n    log_stream_name s-$(uuid)\n")
+        };
+        let conf = format!("{INPUT}{}{}", output("app-*"), output("envoy-*"));
+        let (mut r, _) = router(&conf);
+        let rec = Record::default();
+        let input = |tag| TemplateInput {
+            tag,
+            record: &rec,
+            task_id: None,
+            cluster: None,
+            task_arn: None,
+        };
+        let first = r.key(0, &input("app-1")).unwrap();
+        assert_eq!(r.key(0, &input("app-2")).unwrap(), first);
+        let uuid = first.stream().strip_prefix("s-").unwrap();
+        assert_eq!(uuid.len(), 36);
+        assert_eq!(first.group(), format!("/g/{uuid}"));
+        let other = r.key(1, &input("envoy-1")).unwrap();
+        assert_ne!(other.stream(), first.stream());
+    }
+
+    #[test]
     fn logical_ops() {
         let conf = format!("{INPUT}[FILTER]\n    Name grep\n    Match *\n    Logical_Op or\n    Regex log ^a\n    Regex log ^b\n");
         let (r, _) = router(&conf);

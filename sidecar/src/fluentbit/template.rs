@@ -29,7 +29,8 @@ enum Piece {
     TaskId,
     Cluster,
     TaskArn,
-    Uuid,
+    /// `$(uuid)`: the output's own, made once (see [`output_uuid`]).
+    Uuid(String),
 }
 
 /// A parsed name template.
@@ -99,8 +100,9 @@ impl Template {
         })
     }
 
-    /// A Go plugin template (`cloudwatch`).
-    pub fn go(source: &str) -> Result<Template, String> {
+    /// A Go plugin template (`cloudwatch`); `$(uuid)` is `uuid`, the
+    /// output's.
+    pub fn go(source: &str, uuid: &str) -> Result<Template, String> {
         let mut pieces = Vec::new();
         let mut rest = source;
         while let Some(open) = rest.find("$(") {
@@ -116,7 +118,7 @@ impl Template {
                 "ecs_task_id" => Piece::TaskId,
                 "ecs_cluster" => Piece::Cluster,
                 "ecs_task_arn" => Piece::TaskArn,
-                "uuid" => Piece::Uuid,
+                "uuid" => Piece::Uuid(uuid.to_string()),
                 "tag" => Piece::Tag,
                 _ => {
                     let name_len = inner.find('[').unwrap_or(inner.len());
@@ -171,7 +173,7 @@ impl Template {
                 Piece::TaskId => input.task_id?.to_string(),
                 Piece::Cluster => input.cluster?.to_string(),
                 Piece::TaskArn => input.task_arn?.to_string(),
-                Piece::Uuid => uuid_v4(),
+                Piece::Uuid(uuid) => uuid.clone(),
                 Piece::Key(path) => lookup(input, path)?,
             };
             if value.is_empty() {
@@ -225,9 +227,12 @@ fn lookup(input: &TemplateInput<'_>, path: &[String]) -> Option<String> {
     }
 }
 
-/// A random (v4) UUID, as the Go plugin's `$(uuid)` gives: from the
-/// process's random hasher seeds, which is enough for a name.
-fn uuid_v4() -> String {
+/// What an output's `$(uuid)` stands for: made once per output when the
+/// configuration is read, so that its events share one stream, as the Go
+/// plugin makes one per output instance (a KSUID there; a random v4 UUID
+/// here, from the process's random hasher seeds, which is enough for a
+/// name).
+pub fn output_uuid() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut bytes = [0u8; 16];
     for half in bytes.chunks_mut(8) {
@@ -299,7 +304,7 @@ mod tests {
     fn go_templates() {
         let r = record();
         let i = input("app.web", &r);
-        let fill = |t: &str| Template::go(t).unwrap().fill(&i);
+        let fill = |t: &str| Template::go(t, "u-1").unwrap().fill(&i);
         assert_eq!(
             fill("/ecs/$(ecs_cluster)/$(ecs_task_id)").as_deref(),
             Some("/ecs/prod/abc123")
@@ -308,7 +313,7 @@ mod tests {
         assert_eq!(fill("$(kubernetes['pod_name'])").as_deref(), Some("p1"));
         assert_eq!(fill("$(container_name)").as_deref(), Some("/ecs-x"));
         assert_eq!(fill("$(nope)"), None);
-        assert_eq!(fill("$(uuid)").map(|u| u.len()), Some(36));
-        assert!(Template::go("$(tag").is_err());
+        assert_eq!(fill("app-$(uuid)").as_deref(), Some("app-u-1"));
+        assert!(Template::go("$(tag", "u-1").is_err());
     }
 }
