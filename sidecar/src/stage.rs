@@ -25,7 +25,6 @@ use tokio::sync::mpsc;
 
 use crate::config::{AppFormat, Config, OutputType};
 use crate::ecs::{self, Identity};
-use crate::fluentbit::plan::OutputKind;
 use crate::fluentbit::route::Router;
 use crate::fluentbit::template::TemplateInput;
 use crate::metrics::PipelineCounters;
@@ -75,6 +74,9 @@ struct Writer {
     router: Option<Router>,
     /// Tags already logged as matching no output (drop-in).
     unrouted_tags: Vec<String>,
+    /// Drop-in mode: the statistics stream last counted into, kept for
+    /// the next record of the same group and task.
+    drop_in_stats_key: Option<StreamKey>,
     stats: Option<Aggregator>,
     sampling: Option<SamplingConfig>,
     counters: Arc<PipelineCounters>,
@@ -120,6 +122,7 @@ impl OutputStage {
                 templates,
                 router,
                 unrouted_tags: Vec::new(),
+                drop_in_stats_key: None,
                 stats: full
                     .stats
                     .clone()
@@ -143,7 +146,7 @@ impl OutputStage {
         sink: &mut Sink,
     ) -> io::Result<()> {
         let out = &mut self.out;
-        let routed = match &out.router {
+        let routed = match &mut out.router {
             Some(router) => {
                 // The configuration's filters decide, and its
                 // record_modifier adds the ECS keys.
@@ -304,9 +307,9 @@ impl Writer {
         mut seen: Seen<'_>,
         sink: &mut Sink,
     ) -> io::Result<()> {
-        let outputs = match &self.router {
+        let outputs = match &mut self.router {
             Some(router) => router.outputs_for(&event.tag),
-            None => Vec::new(),
+            None => Arc::from([]),
         };
         if self.router.is_some() && outputs.is_empty() {
             self.unrouted(&event.tag);
@@ -422,12 +425,8 @@ impl Writer {
         let mut counted = false;
         let mut sent = false;
         for &index in outputs {
-            let Some(key) = router.key(index, &input) else {
+            let Some((key, log_key)) = router.key(index, &input) else {
                 continue;
-            };
-            let log_key = match &router.output(index).kind {
-                OutputKind::CloudWatch(o) => o.log_key.as_deref(),
-                OutputKind::Null => None,
             };
             self.text.clear();
             // Each output redacts and renders a record of its own.
@@ -444,10 +443,15 @@ impl Writer {
             };
             if !counted {
                 counted = true;
-                let stats_key = || {
-                    Cow::Owned(StreamKey::new(
-                        key.group().to_string(),
-                        format!("sluice-stats/{}", task_id.unwrap_or("unknown")),
+                let cache = &mut self.drop_in_stats_key;
+                let stats_key = move || {
+                    // The cache's borrow moves into the key (a closure
+                    // called once), rather than being reborrowed.
+                    let cache = cache;
+                    Cow::Borrowed(drop_in_stats_key(
+                        cache,
+                        key.group(),
+                        task_id.unwrap_or("unknown"),
                     ))
                 };
                 let keep = count_and_sample(
@@ -465,7 +469,7 @@ impl Writer {
             self.written += 1;
             self.counters
                 .ingested(usize::from(!rendered.access), text_len);
-            sink.write(|| &key, rendered.time_ms, &self.text, text_len)?;
+            sink.write(|| key, rendered.time_ms, &self.text, text_len)?;
         }
         if !sent {
             self.counters
@@ -474,6 +478,22 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// Drop-in mode's statistics stream for `group` and `task`: the one in
+/// `cache` when it is that, else made and kept there.
+fn drop_in_stats_key<'c>(
+    cache: &'c mut Option<StreamKey>,
+    group: &str,
+    task: &str,
+) -> &'c StreamKey {
+    let fits = cache.as_ref().is_some_and(|k| {
+        k.group() == group && k.stream().strip_prefix("sluice-stats/") == Some(task)
+    });
+    if !fits {
+        *cache = None;
+    }
+    cache.get_or_insert_with(|| StreamKey::new(group.to_string(), format!("sluice-stats/{task}")))
 }
 
 /// Counts a rendered event, feeds the statistics (every access record)
@@ -677,4 +697,26 @@ pub fn log_line(record: &Record) -> (Cow<'_, str>, Option<&'static str>) {
         }
     }
     (Cow::Owned(Json::Object(record.to_json()).to_string()), None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_drop_in_statistics_stream_follows_group_and_task() {
+        let mut cache = None;
+        let names = |k: &StreamKey| (k.group().to_string(), k.stream().to_string());
+        let first = names(drop_in_stats_key(&mut cache, "/ecs/a", "t1"));
+        assert_eq!(first, ("/ecs/a".into(), "sluice-stats/t1".into()));
+        assert_eq!(names(drop_in_stats_key(&mut cache, "/ecs/a", "t1")), first);
+        assert_eq!(
+            names(drop_in_stats_key(&mut cache, "/ecs/a", "t2")),
+            ("/ecs/a".into(), "sluice-stats/t2".into())
+        );
+        assert_eq!(
+            names(drop_in_stats_key(&mut cache, "/ecs/b", "t2")),
+            ("/ecs/b".into(), "sluice-stats/t2".into())
+        );
+    }
 }

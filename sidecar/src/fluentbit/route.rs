@@ -7,8 +7,8 @@ use std::sync::Arc;
 use sluice_firelens::Record;
 
 use super::plan::{
-    CloudWatchOutput, DropIn, Fallback, FilterAction, Grep, LogicalOp, NameRule, Output,
-    OutputKind, RecordModifier,
+    CloudWatchOutput, DropIn, Fallback, FilterAction, Grep, LogicalOp, NameRule, OutputKind,
+    RecordModifier,
 };
 use super::template::TemplateInput;
 use crate::cloudwatch::ship::{GroupPolicies, GroupPolicy};
@@ -22,15 +22,43 @@ pub struct Router {
     /// The group last registered per output, so that registering takes a
     /// lock only when a group is new.
     registered: Vec<Option<String>>,
+    /// Per output, the last key it named and what it was named from, for
+    /// outputs whose names do not read the record: the next record of the
+    /// same tag and task gets the same key without filling and cleaning
+    /// the templates again (a third of drop-in's work per record).
+    last_keys: Vec<Option<NamedKey>>,
+    /// The tag the outputs were last looked up for, and their indexes.
+    last_outputs: Option<(String, Arc<[usize]>)>,
+}
+
+/// A key and the values its templates were filled with.
+struct NamedKey {
+    tag: String,
+    task_id: Option<String>,
+    cluster: Option<String>,
+    task_arn: Option<String>,
+    key: StreamKey,
+}
+
+impl NamedKey {
+    fn named_from(&self, input: &TemplateInput<'_>) -> bool {
+        self.tag == input.tag
+            && self.task_id.as_deref() == input.task_id
+            && self.cluster.as_deref() == input.cluster
+            && self.task_arn.as_deref() == input.task_arn
+    }
 }
 
 impl Router {
     pub fn new(plan: DropIn, policies: Arc<GroupPolicies>) -> Router {
         let registered = vec![None; plan.outputs.len()];
+        let last_keys = plan.outputs.iter().map(|_| None).collect();
         Router {
             plan,
             policies,
             registered,
+            last_keys,
+            last_outputs: None,
         }
     }
 
@@ -53,28 +81,68 @@ impl Router {
         true
     }
 
-    /// The outputs that take `tag`, by index.
-    pub fn outputs_for(&self, tag: &str) -> Vec<usize> {
-        self.plan
+    /// The outputs that take `tag`, by index. A container's records come
+    /// in runs of one tag, so the last answer is kept.
+    pub fn outputs_for(&mut self, tag: &str) -> Arc<[usize]> {
+        if let Some((last, outputs)) = &self.last_outputs {
+            if last == tag {
+                return outputs.clone();
+            }
+        }
+        let outputs: Arc<[usize]> = self
+            .plan
             .outputs
             .iter()
             .enumerate()
             .filter(|(_, o)| o.matcher.matches(tag))
             .map(|(i, _)| i)
-            .collect()
-    }
-
-    pub fn output(&self, index: usize) -> &Output {
-        &self.plan.outputs[index]
+            .collect();
+        self.last_outputs = Some((tag.to_string(), outputs.clone()));
+        outputs
     }
 
     /// The group and stream output `index` names for a record, made valid
-    /// for CloudWatch; the group's policy is registered for the shipper.
-    pub fn key(&mut self, index: usize, input: &TemplateInput<'_>) -> Option<StreamKey> {
+    /// for CloudWatch, and the output's `log_key`; the group's policy is
+    /// registered for the shipper. `None` for an output that is not
+    /// CloudWatch.
+    pub fn key(
+        &mut self,
+        index: usize,
+        input: &TemplateInput<'_>,
+    ) -> Option<(&StreamKey, Option<&str>)> {
         let OutputKind::CloudWatch(output) = &self.plan.outputs[index].kind else {
             return None;
         };
-        let key = name_key(output, input);
+        let reads_record = [&output.group, &output.stream]
+            .iter()
+            .any(|rule| rule.template.as_ref().is_some_and(|t| t.reads_record()));
+        let fresh = reads_record
+            || !self.last_keys[index]
+                .as_ref()
+                .is_some_and(|last| last.named_from(input));
+        if fresh {
+            let key = name_key(output, input);
+            self.register(index, &key);
+            self.last_keys[index] = Some(NamedKey {
+                tag: input.tag.to_string(),
+                task_id: input.task_id.map(str::to_string),
+                cluster: input.cluster.map(str::to_string),
+                task_arn: input.task_arn.map(str::to_string),
+                key,
+            });
+        }
+        let OutputKind::CloudWatch(output) = &self.plan.outputs[index].kind else {
+            return None;
+        };
+        let key = &self.last_keys[index].as_ref()?.key;
+        Some((key, output.log_key.as_deref()))
+    }
+
+    /// Tells the shipper how to create `key`'s group, once per group.
+    fn register(&mut self, index: usize, key: &StreamKey) {
+        let OutputKind::CloudWatch(output) = &self.plan.outputs[index].kind else {
+            return;
+        };
         if self.registered[index].as_deref() != Some(key.group()) {
             self.policies.set(
                 key.group(),
@@ -86,7 +154,6 @@ impl Router {
             );
             self.registered[index] = Some(key.group().to_string());
         }
-        Some(key)
     }
 }
 
@@ -218,9 +285,10 @@ mod tests {
     fn names_per_output() {
         let conf = format!("{INPUT}[OUTPUT]\n    Name null\n    Match firelens-healthcheck\n[OUTPUT]\n    Name cloudwatch_logs\n    Match app-firelens*\n    region us-east-1\n    log_group_name /ecs/fallback\n    log_group_template /ecs/$ecs_cluster\n    log_stream_prefix app/\n    auto_create_group true\n    log_retention_days 7\n[OUTPUT]\n    Name cloudwatch\n    Match envoy-firelens*\n    region us-east-1\n    log_group_name /go/$(ecs_cluster)\n    log_stream_name $(tag[0])/$(ecs_task_id):x\n");
         let (mut r, policies) = router(&conf);
-        assert_eq!(r.outputs_for("app-firelens-abc"), [1]);
-        assert_eq!(r.outputs_for("firelens-healthcheck"), [0]);
-        assert_eq!(r.outputs_for("other"), Vec::<usize>::new());
+        assert_eq!(*r.outputs_for("app-firelens-abc"), [1]);
+        assert_eq!(*r.outputs_for("app-firelens-abc"), [1]);
+        assert_eq!(*r.outputs_for("firelens-healthcheck"), [0]);
+        assert!(r.outputs_for("other").is_empty());
         let with = record(r#"{"ecs_cluster":"prod"}"#);
         let without = Record::default();
         let input = |tag, record| TemplateInput {
@@ -230,7 +298,7 @@ mod tests {
             cluster: Some("meta"),
             task_arn: None,
         };
-        let key = |r: &mut Router, i, tag, rec| r.key(i, &input(tag, rec)).unwrap();
+        let key = |r: &mut Router, i, tag, rec| r.key(i, &input(tag, rec)).unwrap().0.clone();
         assert_eq!(
             key(&mut r, 1, "app-firelens-abc", &with),
             StreamKey::new("/ecs/prod".into(), "app/app-firelens-abc".into())
@@ -242,6 +310,26 @@ mod tests {
         assert_eq!(
             key(&mut r, 2, "envoy-firelens-abc", &without),
             StreamKey::new("/go/meta".into(), "envoy-firelens-abc/abc.x".into())
+        );
+        // Output 2's names read only the tag and the task: the key is kept
+        // for the next record of the tag, and made again when either
+        // changes. Output 1's group reads the record: made every time
+        // (above, one tag gave two groups).
+        assert_eq!(
+            key(&mut r, 2, "envoy-firelens-abc", &with),
+            StreamKey::new("/go/meta".into(), "envoy-firelens-abc/abc.x".into())
+        );
+        assert_eq!(
+            key(&mut r, 2, "envoy-firelens-def", &with),
+            StreamKey::new("/go/meta".into(), "envoy-firelens-def/abc.x".into())
+        );
+        let other_task = TemplateInput {
+            task_id: Some("xyz"),
+            ..input("envoy-firelens-def", &with)
+        };
+        assert_eq!(
+            r.key(2, &other_task).unwrap().0.stream(),
+            "envoy-firelens-def/xyz.x"
         );
         assert_eq!(
             policies.get("/ecs/prod"),
@@ -279,12 +367,12 @@ mod tests {
             cluster: None,
             task_arn: None,
         };
-        let first = r.key(0, &input("app-1")).unwrap();
-        assert_eq!(r.key(0, &input("app-2")).unwrap(), first);
+        let first = r.key(0, &input("app-1")).unwrap().0.clone();
+        assert_eq!(*r.key(0, &input("app-2")).unwrap().0, first);
         let uuid = first.stream().strip_prefix("s-").unwrap();
         assert_eq!(uuid.len(), 36);
         assert_eq!(first.group(), format!("/g/{uuid}"));
-        let other = r.key(1, &input("envoy-1")).unwrap();
+        let other = r.key(1, &input("envoy-1")).unwrap().0.clone();
         assert_ne!(other.stream(), first.stream());
     }
 

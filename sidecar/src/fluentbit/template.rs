@@ -56,6 +56,12 @@ impl Template {
         self.pieces.iter().all(|p| matches!(p, Piece::Text(_)))
     }
 
+    /// Whether it reads the record's keys: a name that does not is the
+    /// same for every record with the same tag and task.
+    pub fn reads_record(&self) -> bool {
+        self.pieces.iter().any(|p| matches!(p, Piece::Key(_)))
+    }
+
     /// A record-accessor template (`cloudwatch_logs`).
     pub fn record_accessor(source: &str) -> Result<Template, String> {
         let mut pieces = Vec::new();
