@@ -307,11 +307,9 @@ impl Writer {
         mut seen: Seen<'_>,
         sink: &mut Sink,
     ) -> io::Result<()> {
-        let outputs = match &mut self.router {
-            Some(router) => router.outputs_for(&event.tag),
-            None => Arc::from([]),
-        };
-        if self.router.is_some() && outputs.is_empty() {
+        // `None` outside drop-in mode (no allocation per event there).
+        let outputs = self.router.as_mut().map(|r| r.outputs_for(&event.tag));
+        if outputs.as_ref().is_some_and(|o| o.is_empty()) {
             self.unrouted(&event.tag);
         }
         let meta = EventMeta {
@@ -321,10 +319,11 @@ impl Writer {
             line_key: seen.line_key,
             container: seen.container,
         };
-        if outputs.is_empty() {
-            self.write_native(renderer, &mut seen.classified, &meta, sink)
-        } else {
-            self.write_drop_in(renderer, identity, seen.classified, &meta, &outputs, sink)
+        match outputs {
+            Some(outputs) if !outputs.is_empty() => {
+                self.write_drop_in(renderer, identity, seen.classified, &meta, &outputs, sink)
+            }
+            _ => self.write_native(renderer, &mut seen.classified, &meta, sink),
         }
     }
 
