@@ -25,7 +25,7 @@ pub struct Router {
     /// Per output, the last key it named and what it was named from, for
     /// outputs whose names do not read the record: the next record of the
     /// same tag and task gets the same key without filling and cleaning
-    /// the templates again (a third of drop-in's work per record).
+    /// the templates again (about a sixth of drop-in's work per record).
     last_keys: Vec<Option<NamedKey>>,
     /// The tag the outputs were last looked up for, and their indexes.
     last_outputs: Option<(String, Arc<[usize]>)>,
