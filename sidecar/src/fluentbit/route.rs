@@ -19,14 +19,16 @@ pub struct Router {
     plan: DropIn,
     /// Where the shipper learns each group's creation and retention.
     policies: Arc<GroupPolicies>,
-    /// The group last registered per output, so that registering takes a
-    /// lock only when a group is new.
-    registered: Vec<Option<String>>,
-    /// Per output, the last key it named and what it was named from, for
-    /// outputs whose names do not read the record: the next record of the
-    /// same tag and task gets the same key without filling and cleaning
-    /// the templates again (about a sixth of drop-in's work per record).
+    /// Per output, the last key it named and what it was named from. For
+    /// an output whose names do not read the record, the next record of
+    /// the same tag and task gets the same key without filling and
+    /// cleaning the templates again (about a sixth of drop-in's work per
+    /// record); for every output, a group is registered with the shipper
+    /// only when it differs from the last key's, so that registering
+    /// takes a lock only when a group is new.
     last_keys: Vec<Option<NamedKey>>,
+    /// Per output, whether its group or stream template reads the record.
+    names_read_record: Vec<bool>,
     /// The tag the outputs were last looked up for, and their indexes.
     last_outputs: Option<(String, Arc<[usize]>)>,
 }
@@ -51,13 +53,22 @@ impl NamedKey {
 
 impl Router {
     pub fn new(plan: DropIn, policies: Arc<GroupPolicies>) -> Router {
-        let registered = vec![None; plan.outputs.len()];
         let last_keys = plan.outputs.iter().map(|_| None).collect();
+        let names_read_record = plan
+            .outputs
+            .iter()
+            .map(|o| match &o.kind {
+                OutputKind::CloudWatch(cw) => [&cw.group, &cw.stream]
+                    .iter()
+                    .any(|rule| rule.template.as_ref().is_some_and(|t| t.reads_record())),
+                OutputKind::Null => false,
+            })
+            .collect();
         Router {
             plan,
             policies,
-            registered,
             last_keys,
+            names_read_record,
             last_outputs: None,
         }
     }
@@ -113,17 +124,22 @@ impl Router {
         let OutputKind::CloudWatch(output) = &self.plan.outputs[index].kind else {
             return None;
         };
-        let reads_record = [&output.group, &output.stream]
-            .iter()
-            .any(|rule| rule.template.as_ref().is_some_and(|t| t.reads_record()));
-        let fresh = reads_record
-            || !self.last_keys[index]
-                .as_ref()
-                .is_some_and(|last| last.named_from(input));
-        if fresh {
+        let last = &mut self.last_keys[index];
+        let kept =
+            !self.names_read_record[index] && last.as_ref().is_some_and(|l| l.named_from(input));
+        if !kept {
             let key = name_key(output, input);
-            self.register(index, &key);
-            self.last_keys[index] = Some(NamedKey {
+            if last.as_ref().map(|l| l.key.group()) != Some(key.group()) {
+                self.policies.set(
+                    key.group(),
+                    GroupPolicy {
+                        create_group: output.create_group,
+                        create_stream: output.create_stream,
+                        retention_days: output.retention_days,
+                    },
+                );
+            }
+            *last = Some(NamedKey {
                 tag: input.tag.to_string(),
                 task_id: input.task_id.map(str::to_string),
                 cluster: input.cluster.map(str::to_string),
@@ -131,29 +147,8 @@ impl Router {
                 key,
             });
         }
-        let OutputKind::CloudWatch(output) = &self.plan.outputs[index].kind else {
-            return None;
-        };
-        let key = &self.last_keys[index].as_ref()?.key;
+        let key = &last.as_ref()?.key;
         Some((key, output.log_key.as_deref()))
-    }
-
-    /// Tells the shipper how to create `key`'s group, once per group.
-    fn register(&mut self, index: usize, key: &StreamKey) {
-        let OutputKind::CloudWatch(output) = &self.plan.outputs[index].kind else {
-            return;
-        };
-        if self.registered[index].as_deref() != Some(key.group()) {
-            self.policies.set(
-                key.group(),
-                GroupPolicy {
-                    create_group: output.create_group,
-                    create_stream: output.create_stream,
-                    retention_days: output.retention_days,
-                },
-            );
-            self.registered[index] = Some(key.group().to_string());
-        }
     }
 }
 
