@@ -16,11 +16,9 @@ Usage (after ../shared/peers/build-peers.sh and two release builds):
 """
 
 import os
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -37,12 +35,8 @@ def one_burst(binary, tls, endpoint, burst, extra):
     try:
         common.wait_port(port)
         time.sleep(1)
-        with common.Counter.lock:
-            common.Counter.events = 0
         cpu0 = common.cpu_seconds(p.pid)
-        s = socket.create_connection(("127.0.0.1", port))
-        s.sendall(burst)
-        s.close()
+        common.send_counted(port, burst)
         if not common.wait_events(RECORDS):
             raise SystemExit("%s did not deliver the burst" % binary)
         cpu = common.cpu_seconds(p.pid) - cpu0
@@ -57,9 +51,7 @@ def main():
     rest = sys.argv[3:]
     pairs = int(rest[0]) if rest and "=" not in rest[0] else 5
     extra = dict(arg.split("=", 1) for arg in rest if "=" in arg)
-    tls = tempfile.mkdtemp(prefix="sluice-ab-tls-")
-    common.make_certificates(tls)
-    endpoint = common.start_endpoint(tls)
+    tls, endpoint = common.counting_endpoint("sluice-ab-tls-")
     burst = common.burst_frames(RECORDS, 1000)
     rates = {a: [], b: []}
     for i in range(pairs):

@@ -11,13 +11,10 @@ Usage (after ../shared/peers/build-peers.sh and `cargo build --release -p sluice
 """
 
 import os
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import types
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -34,9 +31,7 @@ def metrics(port):
 def main():
     sluice, records = sys.argv[1], int(sys.argv[2])
     extra = dict(arg.split("=", 1) for arg in sys.argv[3:])
-    tls = tempfile.mkdtemp(prefix="sluice-burst-tls-")
-    common.make_certificates(tls)
-    endpoint = common.start_endpoint(tls)
+    tls, endpoint = common.counting_endpoint("sluice-burst-tls-")
     burst = common.burst_frames(records, 1000)
     port, admin = common.free_port(), common.free_port()
     env = common.sluice_env(tls, port, endpoint, "127.0.0.1:%d" % admin, extra)
@@ -58,12 +53,8 @@ def main():
 
         watcher = threading.Thread(target=watch)
         watcher.start()
-        with common.Counter.lock:
-            common.Counter.events = 0
         cpu0 = common.cpu_seconds(p.pid)
-        s = socket.create_connection(("127.0.0.1", port))
-        s.sendall(burst)
-        s.close()
+        common.send_counted(port, burst)
         ok = common.wait_events(records)
         cpu = common.cpu_seconds(p.pid) - cpu0
         done.set()

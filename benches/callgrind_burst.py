@@ -26,7 +26,6 @@ tables, so that the functions below are named):
 import os
 import random
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -99,21 +98,13 @@ def message_frames(records):
     return b"".join(common.message_frame(rng) for _ in range(records))
 
 
-def send(port, frames):
-    s = socket.create_connection(("127.0.0.1", port))
-    s.sendall(frames)
-    s.close()
-
-
 def main():
     sluice = sys.argv[1]
     args = [a for a in sys.argv[2:] if a not in ("--message-frames", "--drop-in")]
     one_per_frame = "--message-frames" in sys.argv[2:]
     records = int(args[0]) if args and "=" not in args[0] else 20000
     extra = dict(arg.split("=", 1) for arg in args if "=" in arg)
-    tls = tempfile.mkdtemp(prefix="sluice-callgrind-tls-")
-    common.make_certificates(tls)
-    endpoint = common.start_endpoint(tls)
+    tls, endpoint = common.counting_endpoint("sluice-callgrind-tls-")
     port = common.free_port()
     out = os.path.join(tempfile.mkdtemp(prefix="sluice-callgrind-"), "callgrind.out")
     env = common.sluice_env(tls, port, endpoint, "", extra)
@@ -127,14 +118,12 @@ def main():
     try:
         common.wait_port(port, timeout=180)
         warm_up = 2000
-        send(port, common.burst_frames(warm_up, 1000, seed=3))
+        common.send_counted(port, common.burst_frames(warm_up, 1000, seed=3))
         if not common.wait_events(warm_up, timeout=600):
             raise SystemExit("the warm-up burst was not delivered")
         time.sleep(2)
         subprocess.run(["callgrind_control", "--zero", str(p.pid)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        with common.Counter.lock:
-            common.Counter.events = 0
-        send(port, message_frames(records) if one_per_frame else common.burst_frames(records, 1000))
+        common.send_counted(port, message_frames(records) if one_per_frame else common.burst_frames(records, 1000))
         if not common.wait_events(records, timeout=900):
             raise SystemExit("the burst was not delivered")
         time.sleep(2)

@@ -96,6 +96,24 @@ def start_endpoint(tls_dir):
     return server.server_address[1]
 
 
+def counting_endpoint(prefix):
+    """Certificates in a new directory and the counting endpoint serving
+    with them: (the directory, for the client's CA; the endpoint's port)."""
+    tls = tempfile.mkdtemp(prefix=prefix)
+    make_certificates(tls)
+    return tls, start_endpoint(tls)
+
+
+def send_counted(port, frames):
+    """Zeroes the endpoint's count of events, then sends `frames` to
+    `port` on one connection."""
+    with Counter.lock:
+        Counter.events = 0
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(frames)
+    s.close()
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -276,13 +294,9 @@ def measure(name, start, args, endpoint_port, burst):
     p = start(args, port, endpoint_port, workdir)
     time.sleep(2)
     result["idle_rss_mib"] = status_kib(p.pid, "VmRSS") / 1024
-    with Counter.lock:
-        Counter.events = 0
     cpu0 = cpu_seconds(p.pid)
     t0 = time.time()
-    s = socket.create_connection(("127.0.0.1", port))
-    s.sendall(burst)
-    s.close()
+    send_counted(port, burst)
     ok = wait_events(args.records)
     cpu = cpu_seconds(p.pid) - cpu0
     result["burst_wall_s"] = time.time() - t0
@@ -318,9 +332,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--runs", type=int, default=1)
     args = ap.parse_args()
-    args.tls = tempfile.mkdtemp(prefix="sluice-vs-fb-tls-")
-    make_certificates(args.tls)
-    endpoint_port = start_endpoint(args.tls)
+    args.tls, endpoint_port = counting_endpoint("sluice-vs-fb-tls-")
     burst = burst_frames(args.records, args.per_frame)
     rows = {"fluent-bit": [], "sluice": []}
     for _ in range(args.runs):

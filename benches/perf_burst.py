@@ -26,7 +26,6 @@ tables, so that the functions below are named; needs `perf`):
 import collections
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -74,9 +73,7 @@ def main():
     name = next((a.split("=", 1)[1] for a in sys.argv[2:] if a.startswith("--callers=")), None)
     records = int(args[0]) if args and "=" not in args[0] else 300_000
     extra = dict(arg.split("=", 1) for arg in args if "=" in arg)
-    tls = tempfile.mkdtemp(prefix="sluice-perf-tls-")
-    common.make_certificates(tls)
-    endpoint = common.start_endpoint(tls)
+    tls, endpoint = common.counting_endpoint("sluice-perf-tls-")
     burst = common.burst_frames(records, 1000)
     port = common.free_port()
     data = os.path.join(tempfile.mkdtemp(prefix="sluice-perf-"), "perf.data")
@@ -89,11 +86,7 @@ def main():
         perf = subprocess.Popen(["perf", "record", *sampling, "-o", data, "-p", str(p.pid)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
-        with common.Counter.lock:
-            common.Counter.events = 0
-        s = socket.create_connection(("127.0.0.1", port))
-        s.sendall(burst)
-        s.close()
+        common.send_counted(port, burst)
         delivered = common.wait_events(records)
         perf.send_signal(signal.SIGINT)
         perf.wait(timeout=60)

@@ -15,7 +15,6 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 
@@ -48,9 +47,7 @@ def main():
     sluice = args[0]
     rate = int(args[1]) if len(args) > 1 else 1000
     seconds = int(args[2]) if len(args) > 2 else 20
-    tls = tempfile.mkdtemp(prefix="sluice-steady-tls-")
-    common.make_certificates(tls)
-    endpoint = common.start_endpoint(tls)
+    tls, endpoint = common.counting_endpoint("sluice-steady-tls-")
     port = common.free_port()
     env = common.sluice_env(tls, port, endpoint, extra=extra)
     p = subprocess.Popen([sluice, "run"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
