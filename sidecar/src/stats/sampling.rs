@@ -26,8 +26,8 @@ pub fn keep(config: &SamplingConfig, facts: &RequestFacts) -> bool {
             return true;
         }
     }
-    match facts.request_fraction {
-        Some(f) => f < config.rate,
+    match &facts.request_id {
+        Some(id) => fraction(id) < config.rate,
         // Nothing to agree on across hops: keep it.
         None => true,
     }
@@ -64,7 +64,7 @@ mod tests {
         let mut kept = 0;
         for i in 0..10_000 {
             let mut f = facts("GET /a", 200, 5);
-            f.request_fraction = Some(fraction(&format!("req-{i}")));
+            f.request_id = Some(format!("req-{i}").into());
             if keep(&config, &f) {
                 kept += 1;
             }
