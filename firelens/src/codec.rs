@@ -15,6 +15,8 @@ use serde_json::{Number, Value as Json};
 use crate::fields::{Record, RecordsBuilder};
 use crate::msgpack::{self, Cursor, ReadError, Value};
 
+mod streaming;
+
 /// Bounds on what one connection may make the decoder hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -107,6 +109,9 @@ pub struct ForwardCodec {
     /// The tag of the last frame: a client sends one tag (Docker: one frame
     /// per line), so its frames' events share one copy of it.
     last_tag: Option<Arc<str>>,
+    /// The Forward-mode frame at `start`, decoded as far as it arrived
+    /// (then `skipper` is idle).
+    streaming: Option<streaming::Streaming>,
 }
 
 impl ForwardCodec {
@@ -172,6 +177,42 @@ impl ForwardCodec {
     /// The next complete frame, `Ok(None)` when more bytes are needed.
     /// `now_ns` stands in for events whose time is nil or 0, as fluentd does.
     pub fn next_frame(&mut self, now_ns: i64) -> Result<Option<Frame>, FrameError> {
+        if self.streaming.is_none() && !self.skipper.in_progress() {
+            let pending = &self.buf[self.start..self.end];
+            if pending.is_empty() || pending.len() < self.retry_at {
+                return Ok(None);
+            }
+            match streaming::start(pending, &self.limits, &mut self.last_tag)? {
+                streaming::Start::Forward(frame) => self.streaming = Some(frame),
+                streaming::Start::Other => {}
+                streaming::Start::NeedBytes { needed } => {
+                    self.retry_at = needed;
+                    return Ok(None);
+                }
+            }
+        }
+        if let Some(frame) = &mut self.streaming {
+            let pending = &self.buf[self.start..self.end];
+            if pending.len() < self.retry_at {
+                return Ok(None);
+            }
+            return match frame.resume(pending, now_ns, &self.limits) {
+                Ok(Ok(done)) => {
+                    self.streaming = None;
+                    self.start += done.len;
+                    self.retry_at = 0;
+                    Ok(Some(done.frame))
+                }
+                Ok(Err(needed)) => {
+                    self.retry_at = needed;
+                    Ok(None)
+                }
+                Err(e) => {
+                    self.streaming = None;
+                    Err(e)
+                }
+            };
+        }
         let limits = self.limits;
         let mut last_tag = self.last_tag.take();
         let frame = self.next_with(|frame, elements| {
@@ -337,7 +378,16 @@ fn decode_frame(
             "the second element is a time, an array or a packed string",
         ));
     }
-    let events = times
+    Ok(Frame::Events {
+        events: events(&tag, times, records),
+        chunk: options.chunk,
+        skipped_non_logs,
+    })
+}
+
+/// A frame's events: each time with its record, all with the frame's tag.
+fn events(tag: &Arc<str>, times: Vec<i64>, records: RecordsBuilder) -> Vec<Event> {
+    times
         .into_iter()
         .zip(records.finish())
         .map(|(time_ns, record)| Event {
@@ -345,12 +395,7 @@ fn decode_frame(
             time_ns,
             record,
         })
-        .collect();
-    Ok(Frame::Events {
-        events,
-        chunk: options.chunk,
-        skipped_non_logs,
-    })
+        .collect()
 }
 
 /// The forward options this decoder acts on; unknown keys are ignored.
@@ -639,20 +684,7 @@ mod tests {
     }
 
     fn decode_all(bytes: &[u8]) -> Vec<Result<Frame, FrameError>> {
-        let mut codec = ForwardCodec::new(Limits::default());
-        codec.feed(bytes);
-        let mut frames = Vec::new();
-        loop {
-            match codec.next_frame(42) {
-                Ok(Some(f)) => frames.push(Ok(f)),
-                Ok(None) => break,
-                Err(e) => {
-                    frames.push(Err(e));
-                    break;
-                }
-            }
-        }
-        frames
+        decode_in_pieces(bytes, bytes.len().max(1), Limits::default())
     }
 
     fn events(frame: &Result<Frame, FrameError>) -> Vec<(String, i64, Json)> {
@@ -960,5 +992,135 @@ mod tests {
         });
         codec.feed(&[0x92, 0xa1, b't', 0xc6, 0, 1, 0, 0]);
         assert_eq!(codec.next_frame(0), Err(FrameError::TooLarge { max: 1024 }));
+    }
+
+    /// `bytes` fed in pieces of `piece`, every frame or error taken after
+    /// each piece.
+    fn decode_in_pieces(
+        bytes: &[u8],
+        piece: usize,
+        limits: Limits,
+    ) -> Vec<Result<Frame, FrameError>> {
+        let mut codec = ForwardCodec::new(limits);
+        let mut frames = Vec::new();
+        for part in bytes.chunks(piece) {
+            codec.feed(part);
+            loop {
+                match codec.next_frame(42) {
+                    Ok(Some(f)) => frames.push(Ok(f)),
+                    Ok(None) => break,
+                    Err(e) => {
+                        frames.push(Err(e));
+                        return frames;
+                    }
+                }
+            }
+        }
+        frames
+    }
+
+    /// Forward frames are decoded entry by entry as their bytes arrive: an
+    /// entry that is not a log entry fails a log frame once the whole entry
+    /// is in, wherever the reads split it, and nothing before it is handed
+    /// out as a frame.
+    #[test]
+    fn forward_entries_that_are_not_log_entries_fail_a_log_frame() {
+        let good = mp::arr(&[mp::int(T), record("a")]);
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (
+                mp::arr(&[mp::int(T), mp::str("not a map")]),
+                "bad_frame_shape",
+            ),
+            (mp::arr(&[mp::int(T)]), "bad_frame_shape"),
+            (mp::str("not an entry"), "bad_frame_shape"),
+            (
+                mp::arr(&[mp::str("not a time"), record("b")]),
+                "bad_frame_shape",
+            ),
+            (
+                mp::arr(&[mp::int(T), vec![0x81, 0xc1, 0x01]]),
+                "invalid_msgpack",
+            ),
+        ];
+        for (bad, kind) in cases {
+            let frame = mp::arr(&[
+                mp::str("t"),
+                mp::arr(&[good.clone(), bad.clone(), good.clone()]),
+            ]);
+            for piece in [1, 3, 7, frame.len()] {
+                let frames = decode_in_pieces(&frame, piece, Limits::default());
+                match &frames[..] {
+                    [Err(e)] => assert_eq!(e.kind(), kind, "{bad:x?} in pieces of {piece}: {e}"),
+                    other => panic!("{bad:x?} in pieces of {piece}: {other:?}"),
+                }
+            }
+        }
+    }
+
+    /// Entries of another signal (`fluent_signal` in the option, which
+    /// comes after them) need no log entry's shape: they are skipped and
+    /// counted, however the frame arrives.
+    #[test]
+    fn forward_entries_of_other_signals_are_skipped_whatever_their_shape() {
+        let frame = mp::arr(&[
+            mp::str("metrics"),
+            mp::arr(&[
+                mp::arr(&[mp::int(T), mp::str("a metric")]),
+                mp::int(5),
+                mp::arr(&[mp::int(T), record("m")]),
+            ]),
+            mp::map(&[("fluent_signal", vec![0x02]), ("chunk", mp::str("k"))]),
+        ]);
+        for piece in [1, 2, 5, frame.len()] {
+            let frames = decode_in_pieces(&frame, piece, Limits::default());
+            assert_eq!(
+                frames,
+                [Ok(Frame::Events {
+                    events: Vec::new(),
+                    chunk: Some("k".into()),
+                    skipped_non_logs: 3,
+                })],
+                "pieces of {piece}"
+            );
+        }
+    }
+
+    /// A Forward frame past the limit fails as its bytes arrive, not once
+    /// it is whole; so does an entry that declares more than the limit.
+    #[test]
+    fn forward_frames_past_the_limit_fail_as_they_arrive() {
+        let limits = Limits {
+            max_frame_bytes: 256,
+            max_decompressed_bytes: 256,
+        };
+        let entries: Vec<Vec<u8>> = (0..20)
+            .map(|_| mp::arr(&[mp::int(T), record("0123456789")]))
+            .collect();
+        let frame = mp::arr(&[mp::str("t"), mp::arr(&entries)]);
+        assert!(frame.len() > 512);
+        for piece in [1, 64, frame.len()] {
+            let mut codec = ForwardCodec::new(limits);
+            let mut fed = 0;
+            let error = frame.chunks(piece).find_map(|part| {
+                codec.feed(part);
+                fed += part.len();
+                codec.next_frame(0).err()
+            });
+            assert_eq!(
+                error,
+                Some(FrameError::TooLarge { max: 256 }),
+                "pieces of {piece}"
+            );
+            assert!(
+                fed <= 256 + 64 || piece == frame.len(),
+                "read {fed} bytes in pieces of {piece}"
+            );
+        }
+        // A str32 of 1 MiB declared in the first entry.
+        let mut codec = ForwardCodec::new(limits);
+        codec.feed(&[
+            0x92, 0xa1, b't', 0x91, 0x92, 0x01, 0x81, 0xa3, b'l', b'o', b'g', 0xdb, 0, 0x10, 0, 0,
+        ]);
+        assert_eq!(codec.next_frame(0), Err(FrameError::TooLarge { max: 256 }));
     }
 }

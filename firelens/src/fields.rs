@@ -342,6 +342,7 @@ impl From<Map<String, Json>> for Record {
 /// Builds the records of one frame over one shared text. The bytes are
 /// checked as UTF-8 once, all together, when the records are finished:
 /// one pass over a frame instead of a call per string.
+#[derive(Debug)]
 pub(crate) struct RecordsBuilder {
     text: Vec<u8>,
     /// Each record's fields, in the order the frame had them.
@@ -356,6 +357,25 @@ impl RecordsBuilder {
             text: Vec::with_capacity(capacity),
             records: Vec::new(),
         }
+    }
+
+    /// Room for `bytes` more of text: what a frame decoded as it arrives
+    /// (`codec::streaming`) may add from the bytes buffered now.
+    pub(crate) fn reserve_text(&mut self, bytes: usize) {
+        self.text.reserve(bytes);
+    }
+
+    /// Where the builder is now, to go back to with
+    /// [`RecordsBuilder::rollback`].
+    pub(crate) fn mark(&self) -> (usize, usize) {
+        (self.text.len(), self.records.len())
+    }
+
+    /// Forgets everything added since `mark` (an entry cut short by the
+    /// end of the bytes read so far, or one that is not a log entry).
+    pub(crate) fn rollback(&mut self, (text, records): (usize, usize)) {
+        self.text.truncate(text);
+        self.records.truncate(records);
     }
 
     /// Starts the next record.

@@ -122,6 +122,11 @@ impl Skipper {
         &self.children[..self.children_seen]
     }
 
+    /// Whether it has begun on a value (and must be resumed on it).
+    pub fn in_progress(&self) -> bool {
+        self.started
+    }
+
     /// Ready for the next value, keeping what it allocated (a connection
     /// sending one small frame after another would otherwise allocate its
     /// stack of open containers per frame).

@@ -1,0 +1,239 @@
+//! Forward mode, `[tag, [entry, ...], option?]`, decoded entry by entry as
+//! the frame's bytes arrive: one pass over them.
+//!
+//! The other modes are first walked to their end by a `msgpack::Skipper`
+//! and then decoded, two passes. For a Forward frame, the largest (Fluent
+//! Bit and fluent-logger send a thousand records in one), the walk was a
+//! quarter of the decoding. Here each read decodes the entries it
+//! completed; an entry cut short by the end of the read is rolled back and
+//! decoded again once its bytes are in.
+//!
+//! A decoding error is believed only for an entry `msgpack::skip` finds
+//! complete: a prefix of an entry can fail in ways the whole would not.
+//! Such an entry is set aside, not fatal, until the option says whether
+//! the frame holds logs (`fluent_signal`): other signals' entries need not
+//! have a log entry's shape, and are skipped whatever they hold.
+
+use std::sync::Arc;
+
+use super::{entry_time, read_record, text, FrameError, Limits, Options};
+use crate::fields::RecordsBuilder;
+use crate::msgpack::{self, Cursor, ReadError};
+
+/// A Forward frame decoded as far as its bytes have arrived.
+#[derive(Debug)]
+pub(super) struct Streaming {
+    tag: Arc<str>,
+    /// 3 when the frame ends with an option, else 2.
+    elements: usize,
+    /// Where the next entry (or, once every entry is in, the option)
+    /// starts, from the frame's first byte.
+    pos: usize,
+    first_entry: usize,
+    entries: usize,
+    left: usize,
+    times: Vec<i64>,
+    records: RecordsBuilder,
+    /// The first entry that could not be read as a log entry.
+    not_a_log: Option<FrameError>,
+}
+
+/// What the start of the buffered bytes is.
+pub(super) enum Start {
+    Forward(Streaming),
+    /// Another mode (or not a frame at all): decoded the two-pass way.
+    Other,
+    /// Not enough bytes to tell; do not look again before `needed`.
+    NeedBytes {
+        needed: usize,
+    },
+}
+
+/// Looks at a frame's head: its array header, the tag, and the entries'
+/// array header when the second element is one.
+pub(super) fn start(
+    frame: &[u8],
+    limits: &Limits,
+    last_tag: &mut Option<Arc<str>>,
+) -> Result<Start, FrameError> {
+    let mut c = Cursor::new(frame);
+    let head = (|| -> Result<Head, ReadError> {
+        let Some(elements @ (2 | 3)) = c.array_len()? else {
+            return Ok(Head::Other);
+        };
+        let Some(bytes) = c.bytes()? else {
+            return Ok(match c.peek() {
+                None => Head::Short(c.pos() + 1),
+                Some(_) => Head::Other,
+            });
+        };
+        match c.peek() {
+            Some(0x90..=0x9f | 0xdc | 0xdd) => {}
+            None => return Ok(Head::Short(c.pos() + 1)),
+            // A time (Message) or a str or bin (PackedForward).
+            Some(_) => return Ok(Head::Other),
+        }
+        let entries = c.array_len()?.unwrap_or(0);
+        let tag = match last_tag {
+            Some(last) if last.as_bytes() == bytes => last.clone(),
+            _ => last_tag.insert(Arc::<str>::from(text(bytes))).clone(),
+        };
+        Ok(Head::Forward(elements, tag, entries))
+    })();
+    match head {
+        Ok(Head::Forward(elements, tag, entries)) => {
+            let pos = c.pos();
+            // `array_len` found a byte buffered for each entry: the
+            // vectors are bounded by the bytes read.
+            Ok(Start::Forward(Streaming {
+                tag,
+                elements,
+                pos,
+                first_entry: pos,
+                entries,
+                left: entries,
+                times: Vec::with_capacity(entries),
+                records: RecordsBuilder::with_capacity(0),
+                not_a_log: None,
+            }))
+        }
+        Ok(Head::Other) => Ok(Start::Other),
+        Ok(Head::Short(needed)) | Err(ReadError::Incomplete { needed }) => {
+            need(needed, frame.len(), limits).map(|needed| Start::NeedBytes { needed })
+        }
+        // The two-pass decoding finds the same fault and says where.
+        Err(ReadError::Invalid { .. }) => Ok(Start::Other),
+    }
+}
+
+/// A frame's head, as far as `start` read it.
+enum Head {
+    /// Forward mode: the frame's element count, its tag and its entry count.
+    Forward(usize, Arc<str>, usize),
+    Other,
+    /// The bytes end within the head; this many are needed at least.
+    Short(usize),
+}
+
+/// A frame done, and its length in bytes.
+pub(super) struct Done {
+    pub(super) frame: super::Frame,
+    pub(super) len: usize,
+}
+
+impl Streaming {
+    /// Decodes the entries `frame` (the bytes buffered from the frame's
+    /// start) completes, then the option. `Ok(Err(needed))`: the frame
+    /// goes on past these bytes; do not call again before `needed` are
+    /// buffered.
+    pub(super) fn resume(
+        &mut self,
+        frame: &[u8],
+        now_ns: i64,
+        limits: &Limits,
+    ) -> Result<Result<Done, usize>, FrameError> {
+        self.make_room(frame.len());
+        while self.left > 0 {
+            if self.left + 1 == self.entries {
+                // One entry in: now the rest can be estimated.
+                self.make_room(frame.len());
+            }
+            let mark = self.records.mark();
+            let mut entry = Cursor::new(&frame[self.pos..]);
+            let read = entry_time(&mut entry, now_ns)
+                .and_then(|time| read_record(&mut entry, &mut self.records).map(|()| time));
+            match read {
+                Ok(Ok(time)) => {
+                    self.times.push(time);
+                    self.pos += entry.pos();
+                }
+                // A time that is not one is an error only in a log frame,
+                // and its record is not kept.
+                Ok(Err(e)) | Err(e) => {
+                    self.records.rollback(mark);
+                    match msgpack::skip(&frame[self.pos..]) {
+                        Ok(len) => {
+                            self.not_a_log.get_or_insert(e);
+                            self.pos += len;
+                        }
+                        Err(ReadError::Incomplete { needed }) => {
+                            return need(self.pos + needed, frame.len(), limits).map(Err);
+                        }
+                        Err(invalid) => return Err(FrameError::Msgpack(invalid)),
+                    }
+                }
+            }
+            self.left -= 1;
+            if self.pos > limits.max_frame_bytes {
+                return Err(FrameError::TooLarge {
+                    max: limits.max_frame_bytes,
+                });
+            }
+        }
+        let (len, options) = if self.elements == 3 {
+            let option = &frame[self.pos..];
+            match msgpack::skip(option) {
+                Ok(len) => {
+                    let value = Cursor::new(option).value().map_err(FrameError::Msgpack)?;
+                    (self.pos + len, Options::read(Some(&value))?)
+                }
+                Err(ReadError::Incomplete { needed }) => {
+                    return need(self.pos + needed, frame.len(), limits).map(Err);
+                }
+                Err(invalid) => return Err(FrameError::Msgpack(invalid)),
+            }
+        } else {
+            (self.pos, Options::default())
+        };
+        if len > limits.max_frame_bytes {
+            return Err(FrameError::TooLarge {
+                max: limits.max_frame_bytes,
+            });
+        }
+        let records = std::mem::replace(&mut self.records, RecordsBuilder::with_capacity(0));
+        let frame = if options.fluent_signal != 0 {
+            super::Frame::Events {
+                events: Vec::new(),
+                chunk: options.chunk,
+                skipped_non_logs: self.entries,
+            }
+        } else if let Some(e) = self.not_a_log.take() {
+            return Err(e);
+        } else {
+            super::Frame::Events {
+                events: super::events(&self.tag, std::mem::take(&mut self.times), records),
+                chunk: options.chunk,
+                skipped_non_logs: 0,
+            }
+        };
+        Ok(Ok(Done { frame, len }))
+    }
+
+    /// Room in the text for the entries still to come, estimated from the
+    /// wire bytes of those decoded (an entry's text is shorter than its
+    /// bytes) and bounded by what is buffered: the text is not copied as
+    /// it grows, and the bytes after this frame (a read holds many small
+    /// frames) are not taken for its.
+    fn make_room(&mut self, buffered: usize) {
+        let done = self.entries - self.left;
+        if done == 0 {
+            return;
+        }
+        let per_entry = (self.pos - self.first_entry) / done;
+        let rest = per_entry.saturating_mul(self.left);
+        self.records
+            .reserve_text(rest.min(buffered.saturating_sub(self.pos)));
+    }
+}
+
+/// More bytes are needed: `needed` from the frame's start, `buffered`
+/// there now. What to wait for, or an error for a frame that cannot fit
+/// the limit.
+fn need(needed: usize, buffered: usize, limits: &Limits) -> Result<usize, FrameError> {
+    if needed > limits.max_frame_bytes || buffered > limits.max_frame_bytes {
+        return Err(FrameError::TooLarge {
+            max: limits.max_frame_bytes,
+        });
+    }
+    Ok(needed.max(buffered + 1))
+}
