@@ -360,9 +360,10 @@ impl RecordsBuilder {
     }
 
     /// Room for `bytes` more of text: what a frame decoded as it arrives
-    /// (`codec::streaming`) may add from the bytes buffered now.
+    /// (`codec::streaming`) may add from the bytes buffered now. Exactly
+    /// that much: doubling would hold up to twice the frame's text.
     pub(crate) fn reserve_text(&mut self, bytes: usize) {
-        self.text.reserve(bytes);
+        self.text.reserve_exact(bytes);
     }
 
     /// Where the builder is now, to go back to with
