@@ -360,10 +360,15 @@ impl RecordsBuilder {
     }
 
     /// Room for `bytes` more of text: what a frame decoded as it arrives
-    /// (`codec::streaming`) may add from the bytes buffered now. Exactly
-    /// that much: doubling would hold up to twice the frame's text.
+    /// (`codec::streaming`) may add from the bytes buffered now. When it
+    /// must grow, by a quarter at least: a frame trickling in small reads
+    /// is then not copied once per read (quadratic in its size), and the
+    /// text holds at most a quarter more than it needs (doubling would
+    /// hold up to twice).
     pub(crate) fn reserve_text(&mut self, bytes: usize) {
-        self.text.reserve_exact(bytes);
+        if self.text.capacity() - self.text.len() < bytes {
+            self.text.reserve_exact(bytes.max(self.text.capacity() / 4));
+        }
     }
 
     /// Where the builder is now, to go back to with
