@@ -29,7 +29,10 @@ pub(super) struct Streaming {
     /// Where the next entry (or, once every entry is in, the option)
     /// starts, from the frame's first byte.
     pos: usize,
+    /// Where the first entry starts: the entries decoded so far, from
+    /// there to `pos`, estimate the room the rest of the text needs.
     first_entry: usize,
+    /// Entries in the frame, and still to decode.
     entries: usize,
     left: usize,
     times: Vec<i64>,
