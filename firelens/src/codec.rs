@@ -177,11 +177,11 @@ impl ForwardCodec {
     /// The next complete frame, `Ok(None)` when more bytes are needed.
     /// `now_ns` stands in for events whose time is nil or 0, as fluentd does.
     pub fn next_frame(&mut self, now_ns: i64) -> Result<Option<Frame>, FrameError> {
+        let pending = &self.buf[self.start..self.end];
+        if pending.is_empty() || pending.len() < self.retry_at {
+            return Ok(None);
+        }
         if self.streaming.is_none() && !self.skipper.in_progress() {
-            let pending = &self.buf[self.start..self.end];
-            if pending.is_empty() || pending.len() < self.retry_at {
-                return Ok(None);
-            }
             match streaming::start(pending, &self.limits, &mut self.last_tag)? {
                 streaming::Start::Forward(frame) => self.streaming = Some(frame),
                 streaming::Start::Other => {}
@@ -192,10 +192,6 @@ impl ForwardCodec {
             }
         }
         if let Some(frame) = &mut self.streaming {
-            let pending = &self.buf[self.start..self.end];
-            if pending.len() < self.retry_at {
-                return Ok(None);
-            }
             return match frame.resume(pending, now_ns, &self.limits) {
                 Ok(Ok(done)) => {
                     self.streaming = None;

@@ -486,13 +486,14 @@ fn drop_in_stats_key<'c>(
     group: &str,
     task: &str,
 ) -> &'c StreamKey {
-    let fits = cache.as_ref().is_some_and(|k| {
-        k.group() == group && k.stream().strip_prefix("sluice-stats/") == Some(task)
-    });
+    const PREFIX: &str = "sluice-stats/";
+    let fits = cache
+        .as_ref()
+        .is_some_and(|k| k.group() == group && k.stream().strip_prefix(PREFIX) == Some(task));
     if !fits {
         *cache = None;
     }
-    cache.get_or_insert_with(|| StreamKey::new(group.to_string(), format!("sluice-stats/{task}")))
+    cache.get_or_insert_with(|| StreamKey::new(group.to_string(), format!("{PREFIX}{task}")))
 }
 
 /// Counts a rendered event, feeds the statistics (every access record)

@@ -60,31 +60,16 @@ pub(super) fn start(
     last_tag: &mut Option<Arc<str>>,
 ) -> Result<Start, FrameError> {
     let mut c = Cursor::new(frame);
-    let head = (|| -> Result<Head, ReadError> {
-        let Some(elements @ (2 | 3)) = c.array_len()? else {
-            return Ok(Head::Other);
-        };
-        let Some(bytes) = c.bytes()? else {
-            return Ok(match c.peek() {
-                None => Head::Short(c.pos() + 1),
-                Some(_) => Head::Other,
-            });
-        };
-        match c.peek() {
-            Some(0x90..=0x9f | 0xdc | 0xdd) => {}
-            None => return Ok(Head::Short(c.pos() + 1)),
-            // A time (Message) or a str or bin (PackedForward).
-            Some(_) => return Ok(Head::Other),
-        }
-        let entries = c.array_len()?.unwrap_or(0);
-        let tag = match last_tag {
-            Some(last) if last.as_bytes() == bytes => last.clone(),
-            _ => last_tag.insert(Arc::<str>::from(text(bytes))).clone(),
-        };
-        Ok(Head::Forward(elements, tag, entries))
-    })();
-    match head {
-        Ok(Head::Forward(elements, tag, entries)) => {
+    match forward_head(&mut c) {
+        Ok(Some(Head {
+            elements,
+            tag,
+            entries,
+        })) => {
+            let tag = match last_tag {
+                Some(last) if last.as_bytes() == tag => last.clone(),
+                _ => last_tag.insert(Arc::<str>::from(text(tag))).clone(),
+            };
             let pos = c.pos();
             // `array_len` found a byte buffered for each entry: the
             // vectors are bounded by the bytes read.
@@ -100,8 +85,8 @@ pub(super) fn start(
                 not_a_log: None,
             }))
         }
-        Ok(Head::Other) => Ok(Start::Other),
-        Ok(Head::Short(needed)) | Err(ReadError::Incomplete { needed }) => {
+        Ok(None) => Ok(Start::Other),
+        Err(ReadError::Incomplete { needed }) => {
             need(needed, frame.len(), limits).map(|needed| Start::NeedBytes { needed })
         }
         // The two-pass decoding finds the same fault and says where.
@@ -109,13 +94,39 @@ pub(super) fn start(
     }
 }
 
-/// A frame's head, as far as `start` read it.
-enum Head {
-    /// Forward mode: the frame's element count, its tag and its entry count.
-    Forward(usize, Arc<str>, usize),
-    Other,
-    /// The bytes end within the head; this many are needed at least.
-    Short(usize),
+/// A Forward frame's head, up to its first entry.
+struct Head<'a> {
+    /// 2, or 3 with the option.
+    elements: usize,
+    tag: &'a [u8],
+    entries: usize,
+}
+
+/// A Forward frame's head; `None` for another mode (a time second:
+/// Message; a str or bin: PackedForward) or what is not a frame. The bytes
+/// ending before that is known is `Incomplete`.
+fn forward_head<'a>(c: &mut Cursor<'a>) -> Result<Option<Head<'a>>, ReadError> {
+    let next = |c: &Cursor<'_>| {
+        c.peek().ok_or(ReadError::Incomplete {
+            needed: c.pos() + 1,
+        })
+    };
+    let Some(elements @ (2 | 3)) = c.array_len()? else {
+        return Ok(None);
+    };
+    next(c)?;
+    let Some(tag) = c.bytes()? else {
+        return Ok(None);
+    };
+    if !matches!(next(c)?, 0x90..=0x9f | 0xdc | 0xdd) {
+        return Ok(None);
+    }
+    let entries = c.array_len()?.unwrap_or(0);
+    Ok(Some(Head {
+        elements,
+        tag,
+        entries,
+    }))
 }
 
 /// A frame done, and its length in bytes.
@@ -154,15 +165,12 @@ impl Streaming {
                 // and its record is not kept.
                 Ok(Err(e)) | Err(e) => {
                     self.records.rollback(mark);
-                    match msgpack::skip(&frame[self.pos..]) {
+                    match buffered_len(frame, self.pos, limits)? {
                         Ok(len) => {
                             self.not_a_log.get_or_insert(e);
                             self.pos += len;
                         }
-                        Err(ReadError::Incomplete { needed }) => {
-                            return need(self.pos + needed, frame.len(), limits).map(Err);
-                        }
-                        Err(invalid) => return Err(FrameError::Msgpack(invalid)),
+                        Err(needed) => return Ok(Err(needed)),
                     }
                 }
             }
@@ -174,17 +182,14 @@ impl Streaming {
             }
         }
         let (len, options) = if self.elements == 3 {
-            let option = &frame[self.pos..];
-            match msgpack::skip(option) {
-                Ok(len) => {
-                    let value = Cursor::new(option).value().map_err(FrameError::Msgpack)?;
-                    (self.pos + len, Options::read(Some(&value))?)
-                }
-                Err(ReadError::Incomplete { needed }) => {
-                    return need(self.pos + needed, frame.len(), limits).map(Err);
-                }
-                Err(invalid) => return Err(FrameError::Msgpack(invalid)),
-            }
+            let len = match buffered_len(frame, self.pos, limits)? {
+                Ok(len) => len,
+                Err(needed) => return Ok(Err(needed)),
+            };
+            let value = Cursor::new(&frame[self.pos..])
+                .value()
+                .map_err(FrameError::Msgpack)?;
+            (self.pos + len, Options::read(Some(&value))?)
         } else {
             (self.pos, Options::default())
         };
@@ -226,6 +231,20 @@ impl Streaming {
         let rest = per_entry.saturating_mul(self.left);
         self.records
             .reserve_text(rest.min(buffered.saturating_sub(self.pos)));
+    }
+}
+
+/// The length of the value at `at` when all of it is buffered, else
+/// (`Err`) the bytes to wait for, from the frame's start.
+fn buffered_len(
+    frame: &[u8],
+    at: usize,
+    limits: &Limits,
+) -> Result<Result<usize, usize>, FrameError> {
+    match msgpack::skip(&frame[at..]) {
+        Ok(len) => Ok(Ok(len)),
+        Err(ReadError::Incomplete { needed }) => need(at + needed, frame.len(), limits).map(Err),
+        Err(invalid) => Err(FrameError::Msgpack(invalid)),
     }
 }
 
