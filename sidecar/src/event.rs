@@ -71,7 +71,8 @@ impl PartialOrd for StreamKey {
     }
 }
 
-/// One log event as PutLogEvents takes it.
+/// One log event as PutLogEvents takes it, owning its message: what the
+/// spool reads back, and the parts of a message too long for one event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogEvent {
     /// Milliseconds since the Unix epoch.
@@ -79,6 +80,29 @@ pub struct LogEvent {
     pub message: Message,
     /// Where the spool holds this event, released once CloudWatch has it;
     /// `None` without a spool.
+    pub spool: Option<SpoolMark>,
+}
+
+impl LogEvent {
+    pub fn view(&self) -> EventRef<'_> {
+        EventRef {
+            timestamp_ms: self.timestamp_ms,
+            message: self.message.view(),
+            spool: self.spool,
+        }
+    }
+}
+
+/// A log event borrowed from wherever its message is held: the output
+/// stage's rendering, a batch's text, a spooled record. The sink, the
+/// batcher and the spool take events in this form and copy the message
+/// where they keep it; nothing allocates a message per event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventRef<'a> {
+    /// Milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+    pub message: MessageRef<'a>,
+    /// Where the spool holds this event; `None` without a spool.
     pub spool: Option<SpoolMark>,
 }
 
@@ -104,10 +128,17 @@ impl Message {
         }
     }
 
-    /// A message already escaped (by `json_out::Escaped`, which counted
-    /// `len`, or read back from the spool, which stored both).
+    /// A message already escaped (read back from the spool, which stored
+    /// both).
     pub fn from_escaped(escaped: String, len: usize) -> Message {
         Message { escaped, len }
+    }
+
+    pub fn view(&self) -> MessageRef<'_> {
+        MessageRef {
+            escaped: &self.escaped,
+            len: self.len,
+        }
     }
 
     /// UTF-8 bytes of the text: what CloudWatch's limits count.
@@ -124,13 +155,46 @@ impl Message {
         &self.escaped
     }
 
+    /// The text itself, unescaped.
+    pub fn text(&self) -> String {
+        self.view().text()
+    }
+}
+
+/// A [`Message`] borrowed: escaped contents and the length of the text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MessageRef<'a> {
+    escaped: &'a str,
+    len: usize,
+}
+
+impl<'a> MessageRef<'a> {
+    /// `escaped` as `json_out::Escaped` wrote it, which counted `len`.
+    pub fn from_escaped(escaped: &'a str, len: usize) -> MessageRef<'a> {
+        MessageRef { escaped, len }
+    }
+
+    /// UTF-8 bytes of the text: what CloudWatch's limits count.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The escaped form, as it goes between the quotes of a JSON string.
+    pub fn escaped(&self) -> &'a str {
+        self.escaped
+    }
+
     /// The text itself, unescaped (for splitting an oversized message).
     pub fn text(&self) -> String {
         let mut literal = String::with_capacity(self.escaped.len() + 2);
         literal.push('"');
-        literal.push_str(&self.escaped);
+        literal.push_str(self.escaped);
         literal.push('"');
-        // Every way into a `Message` escapes valid text, so this parses.
+        // Every way into a message escapes valid text, so this parses.
         serde_json::from_str(&literal).unwrap_or_default()
     }
 }

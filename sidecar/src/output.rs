@@ -10,9 +10,8 @@ use std::time::Instant;
 
 use sluice_firelens::Reservation;
 
-use crate::cloudwatch::batch::LogEvent;
 use crate::cloudwatch::sink::CloudWatchSink;
-use crate::event::Message;
+use crate::event::{EventRef, Message, MessageRef};
 use crate::streams::{file_component, StreamKey};
 
 /// Files kept open at once; beyond this all are flushed and closed.
@@ -69,11 +68,12 @@ impl Sink {
             }
             Sink::Files(files) => files.write(key(), text.as_bytes()),
             Sink::CloudWatch(cw) => {
+                // Borrowed: the batcher copies the text into its pages.
                 cw.write(
                     key(),
-                    LogEvent {
+                    EventRef {
                         timestamp_ms: time_ms,
-                        message: Message::from_escaped(text.to_owned(), text_len),
+                        message: MessageRef::from_escaped(text, text_len),
                         spool: None,
                     },
                 );
@@ -89,11 +89,12 @@ impl Sink {
             Sink::Stdout(_) => Ok(()),
             Sink::Files(files) => files.write(key, text.as_bytes()),
             Sink::CloudWatch(cw) => {
+                let message = Message::new(text);
                 cw.write_emf(
                     key,
-                    LogEvent {
+                    EventRef {
                         timestamp_ms: time_ms,
-                        message: Message::new(text),
+                        message: message.view(),
                         spool: None,
                     },
                 );

@@ -5,16 +5,17 @@
 
 use std::future::Future;
 
-use crate::event::{LogEvent, StreamKey};
+use super::batch::Batch;
+use crate::event::StreamKey;
 
 /// What the shipper needs of CloudWatch Logs.
 pub trait LogsApi: Send + Sync + 'static {
-    /// One PutLogEvents call. `events` already keep every API rule (the
+    /// One PutLogEvents call. `batch` already keeps every API rule (the
     /// batcher sees to it). `emf`: the events are Embedded Metric Format.
     fn put_log_events(
         &self,
         key: &StreamKey,
-        events: &[LogEvent],
+        batch: &Batch,
         emf: bool,
     ) -> impl Future<Output = Result<Rejected, CallError>> + Send;
 

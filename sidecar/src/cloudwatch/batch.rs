@@ -10,8 +10,10 @@
 //!   event's timestamp and may travel in separate requests, which can be
 //!   stored in either order: the marker says where each belongs.
 
+use std::sync::Arc;
+
 pub use crate::event::LogEvent;
-use crate::event::Message;
+use crate::event::{EventRef, Message, MessageRef, SpoolMark};
 
 /// The largest request, in bytes, as CloudWatch counts them.
 pub const MAX_BATCH_BYTES: usize = 1_048_576;
@@ -21,51 +23,172 @@ pub const EVENT_OVERHEAD_BYTES: usize = 26;
 pub const MAX_BATCH_EVENTS: usize = 10_000;
 /// The longest message: one event alone must fit in a request.
 pub const MAX_MESSAGE_BYTES: usize = MAX_BATCH_BYTES - EVENT_OVERHEAD_BYTES;
-/// The most events a new batch makes room for before they arrive (64
-/// bytes each): room not filled is memory the budget does not count.
+/// The most events a new batch makes room for before they arrive: room
+/// not filled is memory the budget does not count.
 const PENDING_ROOM_MAX: usize = 2048;
 /// The widest span of timestamps in one request.
 pub const MAX_SPAN_MS: i64 = 24 * 60 * 60 * 1000;
+/// The first page of a batch's text. Each next page is twice the last, up
+/// to [`MAX_PAGE_BYTES`]: a quiet stream holds little, a busy one
+/// allocates rarely, and no page is copied to grow.
+pub const FIRST_PAGE_BYTES: usize = 4096;
+const MAX_PAGE_BYTES: usize = 64 * 1024;
+/// The memory a pending event holds besides its text.
+pub const EVENT_SLOT_BYTES: usize = std::mem::size_of::<Slot>();
 
-impl LogEvent {
+impl EventRef<'_> {
     /// The bytes this event adds to a request.
     pub fn cost(&self) -> usize {
         self.message.len() + EVENT_OVERHEAD_BYTES
     }
+}
 
-    /// The memory this event holds while it waits: its escaped message
-    /// and the event itself.
-    pub fn held_bytes(&self) -> usize {
-        self.message.escaped().len() + std::mem::size_of::<LogEvent>()
+/// Where one event of a batch is. Positions fit in `u32`: a page is at
+/// most one escaped message long (6 bytes per byte of at most
+/// [`MAX_MESSAGE_BYTES`]) or [`MAX_PAGE_BYTES`].
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    timestamp_ms: i64,
+    page: u32,
+    start: u32,
+    escaped_len: u32,
+    len: u32,
+    spool: Option<SpoolMark>,
+}
+
+/// Escaped messages back to back, in pages that are never reallocated.
+#[derive(Debug, Default)]
+struct Pages {
+    pages: Vec<String>,
+    /// The bytes the pages were allocated with.
+    held: usize,
+}
+
+impl Pages {
+    /// Copies `escaped` in; returns its page and where it starts there.
+    fn push(&mut self, escaped: &str) -> (u32, u32) {
+        let fits = self
+            .pages
+            .last()
+            .is_some_and(|p| p.capacity() - p.len() >= escaped.len());
+        if !fits {
+            let size = self
+                .pages
+                .last()
+                .map_or(FIRST_PAGE_BYTES, |p| (2 * p.capacity()).min(MAX_PAGE_BYTES))
+                .max(escaped.len());
+            let page = String::with_capacity(size);
+            self.held += page.capacity();
+            self.pages.push(page);
+        }
+        let index = self.pages.len() - 1;
+        let page = &mut self.pages[index];
+        let start = page.len();
+        page.push_str(escaped);
+        (index as u32, start as u32)
     }
 }
 
-/// Events for one request, in the order CloudWatch requires.
-#[derive(Clone, Debug, PartialEq, Eq)]
+fn message<'t>(pages: &'t [String], slot: &Slot) -> EventRef<'t> {
+    let start = slot.start as usize;
+    let escaped = &pages[slot.page as usize][start..start + slot.escaped_len as usize];
+    EventRef {
+        timestamp_ms: slot.timestamp_ms,
+        message: MessageRef::from_escaped(escaped, slot.len as usize),
+        spool: slot.spool,
+    }
+}
+
+/// Events for one request, in the order CloudWatch requires: their
+/// messages in the pages the batcher wrote them to, shared by the halves
+/// of a batch split to find an event CloudWatch refuses.
+#[derive(Clone, Debug)]
 pub struct Batch {
-    pub events: Vec<LogEvent>,
+    text: Arc<Vec<String>>,
+    slots: Vec<Slot>,
 }
 
 impl Batch {
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// The events, in request order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = EventRef<'_>> + '_ {
+        self.slots.iter().map(|slot| message(&self.text, slot))
+    }
+
+    pub fn get(&self, index: usize) -> Option<EventRef<'_>> {
+        self.slots.get(index).map(|slot| message(&self.text, slot))
+    }
+
+    /// The earlier half and the later half.
+    pub fn split_in_half(mut self) -> [Batch; 2] {
+        let later = self.slots.split_off(self.slots.len() / 2);
+        let text = self.text.clone();
+        [self, Batch { text, slots: later }]
+    }
+
     /// The request size as CloudWatch counts it.
     #[cfg(test)]
     pub fn bytes(&self) -> usize {
-        self.events.iter().map(LogEvent::cost).sum()
+        self.iter().map(|e| e.cost()).sum()
+    }
+
+    /// `events` as they are, in their order, whatever rule they break
+    /// (for tests of what CloudWatch refuses).
+    #[cfg(test)]
+    pub fn of(events: &[LogEvent]) -> Batch {
+        let mut text = Pages::default();
+        let slots = events.iter().map(|e| slot(&mut text, e.view())).collect();
+        Batch {
+            text: Arc::new(text.pages),
+            slots,
+        }
+    }
+}
+
+impl PartialEq for Batch {
+    fn eq(&self, other: &Batch) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Batch {}
+
+/// Copies `event`'s message into `text`: where it is.
+fn slot(text: &mut Pages, event: EventRef<'_>) -> Slot {
+    let escaped = event.message.escaped();
+    let (page, start) = text.push(escaped);
+    Slot {
+        timestamp_ms: event.timestamp_ms,
+        page,
+        start,
+        escaped_len: escaped.len() as u32,
+        len: event.message.len() as u32,
+        spool: event.spool,
     }
 }
 
 /// Collects one log stream's events into batches.
 #[derive(Debug, Default)]
 pub struct Batcher {
-    pending: Vec<LogEvent>,
+    text: Pages,
+    slots: Vec<Slot>,
     /// How many events the last batch held (at most [`PENDING_ROOM_MAX`]):
     /// the next one starts with room for as many instead of growing and
     /// copying its vector ten times on the way.
     last_len: usize,
     bytes: usize,
-    held: usize,
     oldest_ms: i64,
     newest_ms: i64,
+    /// No event came before one with a later timestamp: the batch needs
+    /// no sorting.
+    in_order: bool,
 }
 
 impl Batcher {
@@ -73,105 +196,97 @@ impl Batcher {
         Batcher::default()
     }
 
-    /// Events waiting for the next batch.
     pub fn len(&self) -> usize {
-        self.pending.len()
+        self.slots.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+        self.slots.is_empty()
     }
 
-    /// Bytes (as CloudWatch counts them) waiting for the next batch.
+    /// Request bytes pending, as CloudWatch counts them.
     pub fn bytes(&self) -> usize {
         self.bytes
     }
 
-    /// Memory the events waiting for the next batch hold.
+    /// Memory the pending events hold: the pages of their text as
+    /// allocated, and where each event is.
     pub fn held_bytes(&self) -> usize {
-        self.held
+        self.text.held + self.slots.len() * std::mem::size_of::<Slot>()
     }
 
     /// Adds an event (split first if too long); returns the batches it
     /// closed, which are ready to send.
-    pub fn push(&mut self, event: LogEvent) -> Vec<Batch> {
+    pub fn push(&mut self, event: EventRef<'_>) -> Vec<Batch> {
         let mut ready = Vec::new();
         if event.message.len() <= MAX_MESSAGE_BYTES {
             // The common case, without the vector of parts.
             self.push_part(event, &mut ready);
         } else {
             for part in split_oversized(event) {
-                self.push_part(part, &mut ready);
+                self.push_part(part.view(), &mut ready);
             }
         }
         ready
     }
 
     /// Adds an event that fits a request alone.
-    fn push_part(&mut self, part: LogEvent, ready: &mut Vec<Batch>) {
+    fn push_part(&mut self, part: EventRef<'_>, ready: &mut Vec<Batch>) {
+        let ts = part.timestamp_ms;
         let too_big = self.bytes + part.cost() > MAX_BATCH_BYTES;
-        let too_many = self.pending.len() + 1 > MAX_BATCH_EVENTS;
-        let too_wide = !self.pending.is_empty()
-            && (part.timestamp_ms.max(self.newest_ms) - part.timestamp_ms.min(self.oldest_ms))
-                > MAX_SPAN_MS;
+        let too_many = self.slots.len() + 1 > MAX_BATCH_EVENTS;
+        let too_wide = !self.slots.is_empty()
+            && (ts.max(self.newest_ms) - ts.min(self.oldest_ms)) > MAX_SPAN_MS;
         if too_big || too_many || too_wide {
             ready.extend(self.flush());
         }
-        if self.pending.is_empty() {
-            self.pending.reserve(self.last_len);
-            self.oldest_ms = part.timestamp_ms;
-            self.newest_ms = part.timestamp_ms;
+        if self.slots.is_empty() {
+            self.slots.reserve(self.last_len);
+            self.oldest_ms = ts;
+            self.newest_ms = ts;
+            self.in_order = true;
         }
-        self.oldest_ms = self.oldest_ms.min(part.timestamp_ms);
-        self.newest_ms = self.newest_ms.max(part.timestamp_ms);
+        self.in_order &= ts >= self.newest_ms;
+        self.oldest_ms = self.oldest_ms.min(ts);
+        self.newest_ms = self.newest_ms.max(ts);
         self.bytes += part.cost();
-        self.held += part.held_bytes();
-        self.pending.push(part);
+        let slot = slot(&mut self.text, part);
+        self.slots.push(slot);
     }
 
     /// Closes the pending events into a batch (on the flush interval, at
     /// shutdown); `None` when nothing is pending.
     pub fn flush(&mut self) -> Option<Batch> {
-        if self.pending.is_empty() {
+        if self.slots.is_empty() {
             return None;
         }
-        self.last_len = self.pending.len().min(PENDING_ROOM_MAX);
-        let events = std::mem::take(&mut self.pending);
+        self.last_len = self.slots.len().min(PENDING_ROOM_MAX);
+        let mut slots = std::mem::take(&mut self.slots);
+        if !self.in_order {
+            // Stable: events with the same timestamp keep their order.
+            slots.sort_by_key(|s| s.timestamp_ms);
+        }
+        let text = std::mem::take(&mut self.text);
         self.bytes = 0;
-        self.held = 0;
         Some(Batch {
-            events: sorted_by_time(events),
+            text: Arc::new(text.pages),
+            slots,
         })
     }
 }
 
-/// `events` in timestamp order; events with the same timestamp keep their
-/// arrival order. The order is found on (timestamp, index) pairs and the
-/// events are moved once: sorting the events themselves moved each of
-/// them (about 60 bytes) a dozen times in a batch of thousands.
-fn sorted_by_time(events: Vec<LogEvent>) -> Vec<LogEvent> {
-    if events.is_sorted_by_key(|e| e.timestamp_ms) {
-        return events;
-    }
-    // The index breaks ties: an unstable sort of unique pairs is stable.
-    let mut order: Vec<(i64, usize)> = events
-        .iter()
-        .enumerate()
-        .map(|(i, e)| (e.timestamp_ms, i))
-        .collect();
-    order.sort_unstable();
-    let mut slots: Vec<Option<LogEvent>> = events.into_iter().map(Some).collect();
-    order
-        .into_iter()
-        .map(|(_, i)| slots[i].take().expect("each index is in the order once"))
-        .collect()
-}
-
 /// Splits a message longer than [`MAX_MESSAGE_BYTES`] into parts marked
 /// `[sluice part i/n] `, cut at character boundaries; others pass as they are.
-pub fn split_oversized(event: LogEvent) -> Vec<LogEvent> {
+pub fn split_oversized(event: EventRef<'_>) -> Vec<LogEvent> {
     if event.message.len() <= MAX_MESSAGE_BYTES {
-        return vec![event];
+        return vec![LogEvent {
+            timestamp_ms: event.timestamp_ms,
+            message: Message::from_escaped(
+                event.message.escaped().to_string(),
+                event.message.len(),
+            ),
+            spool: event.spool,
+        }];
     }
     // Room for the longest marker this message can need.
     const MARKER_ROOM: usize = "[sluice part 9999/9999] ".len();
@@ -216,19 +331,14 @@ mod tests {
 
     /// Every PutLogEvents rule, checked on one batch.
     fn assert_valid(batch: &Batch) {
-        assert!(!batch.events.is_empty());
-        assert!(batch.events.len() <= MAX_BATCH_EVENTS);
+        assert!(!batch.is_empty());
+        assert!(batch.len() <= MAX_BATCH_EVENTS);
         assert!(batch.bytes() <= MAX_BATCH_BYTES, "{} bytes", batch.bytes());
-        assert!(batch
-            .events
-            .windows(2)
-            .all(|w| w[0].timestamp_ms <= w[1].timestamp_ms));
-        let span = batch.events.last().unwrap().timestamp_ms - batch.events[0].timestamp_ms;
+        let stamps: Vec<i64> = batch.iter().map(|e| e.timestamp_ms).collect();
+        assert!(stamps.is_sorted());
+        let span = stamps.last().unwrap() - stamps[0];
         assert!(span <= MAX_SPAN_MS, "span {span}");
-        assert!(batch
-            .events
-            .iter()
-            .all(|e| e.message.len() <= MAX_MESSAGE_BYTES));
+        assert!(batch.iter().all(|e| e.message.len() <= MAX_MESSAGE_BYTES));
     }
 
     #[test]
@@ -237,10 +347,10 @@ mod tests {
         // 1,022 x (1,000 + 26) = 1,048,572 bytes fit; the 1,023rd closes a batch.
         let mut ready = Vec::new();
         for _ in 0..1023 {
-            ready.extend(b.push(event(0, 1000)));
+            ready.extend(b.push(event(0, 1000).view()));
         }
         assert_eq!(ready.len(), 1);
-        assert_eq!(ready[0].events.len(), 1022);
+        assert_eq!(ready[0].len(), 1022);
         assert_eq!(ready[0].bytes(), 1_048_572);
         assert_eq!(b.len(), 1);
     }
@@ -248,10 +358,12 @@ mod tests {
     #[test]
     fn event_count_limit() {
         let mut b = Batcher::new();
-        let ready: Vec<Batch> = (0..10_001).flat_map(|i| b.push(event(i, 1))).collect();
+        let ready: Vec<Batch> = (0..10_001)
+            .flat_map(|i| b.push(event(i, 1).view()))
+            .collect();
         assert_eq!(ready.len(), 1);
-        assert_eq!(ready[0].events.len(), 10_000);
-        assert_eq!(b.flush().unwrap().events.len(), 1);
+        assert_eq!(ready[0].len(), 10_000);
+        assert_eq!(b.flush().unwrap().len(), 1);
         assert_eq!(b.flush(), None);
     }
 
@@ -261,12 +373,12 @@ mod tests {
         let day = MAX_SPAN_MS;
         let mut ready = Vec::new();
         for ts in [5, 1, 3, day + 1, day + 2, 2] {
-            ready.extend(b.push(event(ts, 1)));
+            ready.extend(b.push(event(ts, 1).view()));
         }
         ready.extend(b.flush());
         let stamps: Vec<Vec<i64>> = ready
             .iter()
-            .map(|r| r.events.iter().map(|e| e.timestamp_ms).collect())
+            .map(|r| r.iter().map(|e| e.timestamp_ms).collect())
             .collect();
         // day + 2 is more than a day after 1: a new batch starts there.
         assert_eq!(stamps, [vec![1, 3, 5, day + 1], vec![2, day + 2]]);
@@ -284,7 +396,7 @@ mod tests {
                 ordinal: 9,
             }),
         };
-        let parts = split_oversized(big.clone());
+        let parts = split_oversized(big.view());
         assert_eq!(parts.len(), 3);
         let texts: Vec<String> = parts.iter().map(|p| p.message.text()).collect();
         assert!(texts[0].starts_with("[sluice part 1/3] é"));
@@ -297,10 +409,66 @@ mod tests {
             .collect();
         assert_eq!(joined, big.message.text());
         let mut b = Batcher::new();
-        let mut ready: Vec<Batch> = b.push(big);
+        let mut ready: Vec<Batch> = b.push(big.view());
         ready.extend(b.flush());
         ready.iter().for_each(assert_valid);
-        assert_eq!(ready.iter().map(|r| r.events.len()).sum::<usize>(), 3);
+        assert_eq!(ready.iter().map(Batch::len).sum::<usize>(), 3);
+    }
+
+    #[test]
+    fn messages_come_back_whole_across_pages() {
+        // Escaped messages of many lengths fill pages of 4, 8, 16, 32 and
+        // 64 KiB; one longer than a page gets a page of its own.
+        let texts: Vec<String> = (0..300)
+            .map(|i| format!("{i} \"quoted\" é\n{}", "x".repeat(i * 37 % 1500)))
+            .chain(["y".repeat(100_000)])
+            .chain((0..50).map(|i| format!("after {i}")))
+            .collect();
+        let events: Vec<LogEvent> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| LogEvent {
+                timestamp_ms: i as i64,
+                message: Message::new(t),
+                spool: Some(SpoolMark {
+                    segment: 1,
+                    ordinal: i as u32,
+                }),
+            })
+            .collect();
+        let mut b = Batcher::new();
+        for e in &events {
+            assert!(b.push(e.view()).is_empty());
+        }
+        // What the pages were allocated with, and where each event is.
+        let pages = b.text.pages.len();
+        assert!(pages > 5, "{pages} pages");
+        let capacities: usize = b.text.pages.iter().map(String::capacity).sum();
+        assert_eq!(b.held_bytes(), capacities + events.len() * EVENT_SLOT_BYTES);
+        let batch = b.flush().unwrap();
+        let got: Vec<LogEvent> = batch
+            .iter()
+            .map(|e| LogEvent {
+                timestamp_ms: e.timestamp_ms,
+                message: Message::new(&e.message.text()),
+                spool: e.spool,
+            })
+            .collect();
+        assert_eq!(got, events);
+        // The batcher starts again empty, holding nothing.
+        assert_eq!((b.len(), b.bytes(), b.held_bytes()), (0, 0, 0));
+    }
+
+    #[test]
+    fn halves_keep_their_events_and_share_the_text() {
+        let events: Vec<LogEvent> = (0..5).map(|i| event(i, i as usize + 1)).collect();
+        let batch = Batch::of(&events);
+        let [first, second] = batch.split_in_half();
+        assert_eq!(first, Batch::of(&events[..2]));
+        assert_eq!(second, Batch::of(&events[2..]));
+        assert!(Arc::ptr_eq(&first.text, &second.text));
+        assert_eq!(second.get(0).unwrap().message.len(), 3);
+        assert_eq!(second.get(3), None);
     }
 
     proptest! {
@@ -317,7 +485,7 @@ mod tests {
             let mut sent: Vec<(i64, usize)> = Vec::new();
             for (ts, len) in events {
                 sent.push((ts, len));
-                ready.extend(b.push(event(ts, len)));
+                ready.extend(b.push(event(ts, len).view()));
             }
             ready.extend(b.flush());
             for batch in &ready {
@@ -325,7 +493,7 @@ mod tests {
             }
             let mut got: Vec<(i64, usize)> = ready
                 .iter()
-                .flat_map(|r| r.events.iter().map(|e| (e.timestamp_ms, e.message.len())))
+                .flat_map(|r| r.iter().map(|e| (e.timestamp_ms, e.message.len())))
                 .collect();
             got.sort_unstable();
             sent.sort_unstable();
@@ -333,21 +501,26 @@ mod tests {
         }
 
         /// The batch order is a stable sort by timestamp: ties (few
-        /// timestamps, many events) keep their arrival order.
+        /// timestamps, many events) keep their arrival order, and each
+        /// event keeps its own message.
         #[test]
-        fn events_sort_stably_by_time(stamps in prop::collection::vec(-3i64..3, 0..200)) {
+        fn events_sort_stably_by_time(stamps in prop::collection::vec(-3i64..3, 1..200)) {
             let events: Vec<LogEvent> = stamps
                 .iter()
                 .enumerate()
                 .map(|(i, &ts)| LogEvent {
                     timestamp_ms: ts,
-                    message: Message::new(&i.to_string()),
+                    message: Message::new(&format!("{i} \"{ts}\"")),
                     spool: None,
                 })
                 .collect();
+            let mut b = Batcher::new();
+            for e in &events {
+                prop_assert!(b.push(e.view()).is_empty());
+            }
             let mut expected = events.clone();
             expected.sort_by_key(|e| e.timestamp_ms);
-            prop_assert_eq!(sorted_by_time(events), expected);
+            prop_assert_eq!(b.flush(), Some(Batch::of(&expected)));
         }
     }
 }

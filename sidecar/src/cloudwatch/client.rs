@@ -17,7 +17,7 @@ use aws_smithy_types::body::SdkBody;
 use sluice_parser::json_out::{self, JsonOut};
 
 use super::api::{CallError, LogsApi, Rejected};
-use crate::event::LogEvent;
+use super::batch::Batch;
 use crate::event::StreamKey;
 
 /// A connection that cannot be made in this long counts as failed.
@@ -139,14 +139,14 @@ impl LogsApi for CloudWatchClient {
     async fn put_log_events(
         &self,
         key: &StreamKey,
-        events: &[LogEvent],
+        batch: &Batch,
         emf: bool,
     ) -> Result<Rejected, CallError> {
         // The SDK would copy every message into an `InputLogEvent` and
         // escape it byte by byte; the body is written here instead, in one
         // pass, and put in place of the SDK's (an empty event list) before
         // the request is signed, on every attempt.
-        let body = bytes::Bytes::from(put_log_events_body(key, events));
+        let body = bytes::Bytes::from(put_log_events_body(key, batch));
         let out = self
             .client
             .put_log_events()
@@ -169,7 +169,7 @@ impl LogsApi for CloudWatchClient {
             .await;
         match out {
             Ok(out) => Ok(Rejected::from_info(
-                events.len(),
+                batch.len(),
                 out.rejected_log_events_info(),
             )),
             // Never returned any more; if it were, the events are in.
@@ -229,14 +229,14 @@ fn seed_tls_random() {
 
 /// The JSON body of a PutLogEvents call, as the service's JSON 1.1 protocol
 /// takes it (the same members the SDK's serializer writes).
-fn put_log_events_body(key: &StreamKey, events: &[LogEvent]) -> String {
-    let mut body = String::with_capacity(body_capacity(key, events));
+fn put_log_events_body(key: &StreamKey, batch: &Batch) -> String {
+    let mut body = String::with_capacity(body_capacity(key, batch));
     body.push_str("{\"logGroupName\":");
     json_out::write_str(&mut body, key.group());
     body.push_str(",\"logStreamName\":");
     json_out::write_str(&mut body, key.stream());
     body.push_str(",\"logEvents\":[");
-    for (i, event) in events.iter().enumerate() {
+    for (i, event) in batch.iter().enumerate() {
         if i > 0 {
             body.push(',');
         }
@@ -253,15 +253,15 @@ fn put_log_events_body(key: &StreamKey, events: &[LogEvent]) -> String {
 
 /// An upper bound of `put_log_events_body`'s length, so that the body is
 /// allocated once: growing it would copy up to a megabyte per request.
-fn body_capacity(key: &StreamKey, events: &[LogEvent]) -> usize {
+fn body_capacity(key: &StreamKey, batch: &Batch) -> usize {
     // Per event: the members around the message, and a timestamp of at
     // most 20 characters (an i64).
     const PER_EVENT: usize = r#"{"timestamp":,"message":""},"#.len() + 20;
     const AROUND: usize = r#"{"logGroupName":"","logStreamName":"","logEvents":[]}"#.len();
     // A name escapes to at most 6 bytes per byte (`\u001f`).
     let names = 6 * (key.group().len() + key.stream().len());
-    let messages: usize = events.iter().map(|e| e.message.escaped().len()).sum();
-    AROUND + names + messages + PER_EVENT * events.len()
+    let messages: usize = batch.iter().map(|e| e.message.escaped().len()).sum();
+    AROUND + names + messages + PER_EVENT * batch.len()
 }
 
 fn created<
@@ -329,6 +329,7 @@ fn source_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::LogEvent;
 
     fn info(new: Option<i32>, old: Option<i32>, expired: Option<i32>) -> RejectedLogEventsInfo {
         RejectedLogEventsInfo::builder()
@@ -348,10 +349,10 @@ mod tests {
         };
         let body = put_log_events_body(
             &key,
-            &[
+            &Batch::of(&[
                 event(1700000000123, "{\"a\":\"b\\n\"}"),
                 event(-1, "é\u{1}"),
-            ],
+            ]),
         );
         assert_eq!(
             body,
@@ -360,7 +361,7 @@ mod tests {
         let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(parsed["logEvents"][0]["message"], "{\"a\":\"b\\n\"}");
         assert_eq!(
-            put_log_events_body(&key, &[]),
+            put_log_events_body(&key, &Batch::of(&[])),
             r#"{"logGroupName":"/ecs/orders","logStreamName":"envoy/\"x\"","logEvents":[]}"#
         );
     }
@@ -378,16 +379,20 @@ mod tests {
             })
             .collect();
         for n in [0, 1, 2, 1000] {
-            let body = put_log_events_body(&key, &events[..n]);
+            let batch = Batch::of(&events[..n]);
+            let body = put_log_events_body(&key, &batch);
             assert!(
-                body.len() <= body_capacity(&key, &events[..n]),
+                body.len() <= body_capacity(&key, &batch),
                 "{n} events: {} bytes",
                 body.len()
             );
         }
         // Exact for one event: 20-character timestamp, 6-byte escapes.
-        let one = put_log_events_body(&key, &events[..1]);
-        assert_eq!(one.len() + 1, body_capacity(&key, &events[..1]));
+        let one = Batch::of(&events[..1]);
+        assert_eq!(
+            put_log_events_body(&key, &one).len() + 1,
+            body_capacity(&key, &one)
+        );
     }
 
     #[test]

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use foldhash::HashMap;
 
-use super::batch::{Batch, Batcher, LogEvent};
-use crate::event::StreamKey;
+use super::batch::{Batch, Batcher};
+use crate::event::{EventRef, StreamKey};
 
 /// One stream's batch, ready to send.
 #[derive(Debug)]
@@ -34,7 +34,7 @@ pub struct Pushed<S> {
     /// Batches the event closed, oldest first.
     pub closed: Vec<Closed<S>>,
     /// Memory the events now pending in the stream hold
-    /// ([`LogEvent::held_bytes`]).
+    /// ([`Batcher::held_bytes`]).
     pub pending_bytes: usize,
     /// The share the stream still held; give it back with
     /// [`PendingStreams::hold`] once it covers `pending_bytes`.
@@ -65,7 +65,13 @@ impl<S> PendingStreams<S> {
     }
 
     /// Adds an event that arrived at `now` to `key`'s stream.
-    pub fn push(&mut self, key: &StreamKey, event: LogEvent, emf: bool, now: Instant) -> Pushed<S> {
+    pub fn push(
+        &mut self,
+        key: &StreamKey,
+        event: EventRef<'_>,
+        emf: bool,
+        now: Instant,
+    ) -> Pushed<S> {
         // A known stream: one lookup, no copy of the key.
         if let Some(stream) = self.streams.get_mut(key) {
             return push_into(stream, key, event, now);
@@ -122,7 +128,7 @@ impl<S> PendingStreams<S> {
 fn push_into<S>(
     stream: &mut Stream<S>,
     key: &StreamKey,
-    event: LogEvent,
+    event: EventRef<'_>,
     now: Instant,
 ) -> Pushed<S> {
     if stream.batcher.is_empty() {
@@ -160,7 +166,8 @@ fn close<S>(key: &StreamKey, stream: &mut Stream<S>) -> Option<Closed<S>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cloudwatch::batch::MAX_BATCH_EVENTS;
+    use crate::cloudwatch::batch::{EVENT_SLOT_BYTES, FIRST_PAGE_BYTES, MAX_BATCH_EVENTS};
+    use crate::event::MessageRef;
 
     const FLUSH: Duration = Duration::from_secs(5);
 
@@ -168,26 +175,23 @@ mod tests {
         StreamKey::new("g".into(), stream.into())
     }
 
-    fn event(message: &str) -> LogEvent {
-        LogEvent {
+    /// An event of `message`, which has nothing to escape.
+    fn event(message: &str) -> EventRef<'_> {
+        EventRef {
             timestamp_ms: 1_700_000_000_000,
-            message: message.into(),
+            message: MessageRef::from_escaped(message, message.len()),
             spool: None,
         }
     }
 
     fn messages(closed: &Closed<&str>) -> Vec<String> {
-        closed
-            .batch
-            .events
-            .iter()
-            .map(|e| e.message.text())
-            .collect()
+        closed.batch.iter().map(|e| e.message.text()).collect()
     }
 
-    /// What `n` events of `text_bytes` in all (nothing to escape) hold.
-    fn held(text_bytes: usize, n: usize) -> usize {
-        text_bytes + n * std::mem::size_of::<LogEvent>()
+    /// What `n` short events hold: the first page of text, and where each
+    /// one is.
+    fn held(n: usize) -> usize {
+        FIRST_PAGE_BYTES + n * EVENT_SLOT_BYTES
     }
 
     #[test]
@@ -196,7 +200,7 @@ mod tests {
         let mut streams = PendingStreams::new(FLUSH);
         let pushed = streams.push(&key("a"), event("first"), false, t0);
         assert!(pushed.closed.is_empty());
-        assert_eq!(pushed.pending_bytes, held(5, 1));
+        assert_eq!(pushed.pending_bytes, held(1));
         streams.hold(&key("a"), Some("share of a"));
         // A later event does not restart the wait; the stream's share is
         // handed out and back.
@@ -207,7 +211,7 @@ mod tests {
             t0 + Duration::from_secs(4),
         );
         assert_eq!(pushed.share, Some("share of a"));
-        assert_eq!(pushed.pending_bytes, held(11, 2));
+        assert_eq!(pushed.pending_bytes, held(2));
         streams.hold(&key("a"), pushed.share);
         assert!(streams.due(t0 + Duration::from_millis(4999)).is_empty());
         let closed = streams.due(t0 + FLUSH);
@@ -232,12 +236,12 @@ mod tests {
         let pushed = streams.push(&key("a"), event("last"), true, t0);
         assert_eq!(pushed.closed.len(), 1);
         let closed = &pushed.closed[0];
-        assert_eq!(closed.batch.events.len(), MAX_BATCH_EVENTS);
+        assert_eq!(closed.batch.len(), MAX_BATCH_EVENTS);
         assert_eq!(closed.share, Some("share"));
         assert!(closed.emf);
         // The new batch holds only the event that closed the old one, and
         // no share yet.
-        assert_eq!(pushed.pending_bytes, held(4, 1));
+        assert_eq!(pushed.pending_bytes, held(1));
         assert_eq!(pushed.share, None);
     }
 

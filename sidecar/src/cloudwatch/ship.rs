@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, Mutex, Notify, Semaphore};
 use tokio::task::JoinSet;
 
 use super::api::{CallError, LogsApi, Rejected};
-use super::batch::{Batch, LogEvent};
+use super::batch::Batch;
 use super::client::CloudWatchClient;
 use crate::event::StreamKey;
 use crate::spool::{self, SpoolShared};
@@ -212,12 +212,12 @@ impl<C: LogsApi> Shipper<C> {
             emf,
         } = out;
         if let Ok(_slot) = self.in_flight.acquire().await {
-            let spooled = spool::marks_by_segment(&batch.events);
+            let spooled = spool::marks_by_segment(batch.iter().filter_map(|e| e.spool));
             // Halves of a batch CloudWatch found invalid wait here, the
             // earlier half on top: events still go out oldest first.
-            let mut parts = vec![batch.events];
-            while let Some(events) = parts.pop() {
-                if let Some([first, second]) = self.deliver_part(&key, events, emf).await {
+            let mut parts = vec![batch];
+            while let Some(part) = parts.pop() {
+                if let Some([first, second]) = self.deliver_part(&key, part, emf).await {
                     parts.push(second);
                     parts.push(first);
                 }
@@ -234,40 +234,34 @@ impl<C: LogsApi> Shipper<C> {
         self.counters.finished.notify_waiters();
     }
 
-    /// Sends `events` until CloudWatch takes them. Returns the two halves
+    /// Sends `batch` until CloudWatch takes it. Returns the two halves
     /// when CloudWatch calls the request invalid and it holds more than one
     /// event.
-    async fn deliver_part(
-        &self,
-        key: &StreamKey,
-        events: Vec<LogEvent>,
-        emf: bool,
-    ) -> Option<[Vec<LogEvent>; 2]> {
+    async fn deliver_part(&self, key: &StreamKey, batch: Batch, emf: bool) -> Option<[Batch; 2]> {
         let mut attempt = 0u32;
         let mut created = false;
         loop {
             let seen = self.creations(key).await;
             self.counters.requests.fetch_add(1, Ordering::Relaxed);
-            let failure = match self.client.put_log_events(key, &events, emf).await {
+            let failure = match self.client.put_log_events(key, &batch, emf).await {
                 Ok(rejected) => {
-                    self.count_delivered(&events, rejected);
+                    self.count_delivered(&batch, rejected);
                     self.counters
                         .last_success_ms
                         .store(crate::event::now_ms(), Ordering::Relaxed);
                     return None;
                 }
-                Err(CallError::Invalid(message)) if events.len() > 1 => {
-                    tracing::debug!(group = %key.group(), stream = %key.stream(), events = events.len(), reason = %message, "invalid request: splitting it to find the refused events");
-                    let mut first = events;
-                    let second = first.split_off(first.len() / 2);
-                    return Some([first, second]);
+                Err(CallError::Invalid(message)) if batch.len() > 1 => {
+                    tracing::debug!(group = %key.group(), stream = %key.stream(), events = batch.len(), reason = %message, "invalid request: splitting it to find the refused events");
+                    return Some(batch.split_in_half());
                 }
                 Err(CallError::Invalid(message)) => {
-                    let event = &events[0];
                     // The event's text stays out of the log: only its size
                     // and time say which one it was.
-                    tracing::error!(group = %key.group(), stream = %key.stream(), timestamp_ms = event.timestamp_ms, bytes = event.message.len(), reason = %message, "CloudWatch refused an event");
-                    ShipCounters::add(&self.counters.rejected_invalid, 1);
+                    if let Some(event) = batch.get(0) {
+                        tracing::error!(group = %key.group(), stream = %key.stream(), timestamp_ms = event.timestamp_ms, bytes = event.message.len(), reason = %message, "CloudWatch refused an event");
+                    }
+                    ShipCounters::add(&self.counters.rejected_invalid, batch.len());
                     return None;
                 }
                 Err(CallError::NotFound)
@@ -322,15 +316,21 @@ impl<C: LogsApi> Shipper<C> {
         self.creations.lock().await.get(key).copied().unwrap_or(0)
     }
 
-    fn count_delivered(&self, events: &[LogEvent], rejected: Rejected) {
+    fn count_delivered(&self, batch: &Batch, rejected: Rejected) {
         let c = &self.counters;
         // Refused events are a prefix (too old, expired) and a suffix (too
         // new) of the sorted request; the bytes counted are the rest's.
-        let kept = &events[rejected.too_old + rejected.expired..events.len() - rejected.too_new];
-        ShipCounters::add(&c.events_delivered, kept.len());
+        let refused_before = rejected.too_old + rejected.expired;
+        let kept = batch.len() - refused_before - rejected.too_new;
+        ShipCounters::add(&c.events_delivered, kept);
         ShipCounters::add(
             &c.bytes_delivered,
-            kept.iter().map(|e| e.message.len()).sum(),
+            batch
+                .iter()
+                .skip(refused_before)
+                .take(kept)
+                .map(|e| e.message.len())
+                .sum(),
         );
         ShipCounters::add(&c.rejected_too_new, rejected.too_new);
         ShipCounters::add(&c.rejected_too_old, rejected.too_old);

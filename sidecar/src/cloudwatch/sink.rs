@@ -22,10 +22,10 @@ use sluice_firelens::{MemoryBudget, Reservation};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
-use super::batch::{split_oversized, LogEvent, MAX_MESSAGE_BYTES};
+use super::batch::{split_oversized, MAX_MESSAGE_BYTES};
 use super::pending::{Closed, PendingStreams};
 use super::ship::{Outbound, ShipCounters};
-use crate::event::StreamKey;
+use crate::event::{EventRef, LogEvent, StreamKey};
 use crate::spool::{AppendError, Spool, SpoolMark};
 
 /// How long to wait on the budget before looking again whether anything
@@ -91,7 +91,7 @@ impl CloudWatchSink {
                         ordinal: e.ordinal,
                     }),
                 };
-                self.buffer(&e.key, event, e.emf);
+                self.buffer(&e.key, event.view(), e.emf);
             }
         }
     }
@@ -112,17 +112,17 @@ impl CloudWatchSink {
     }
 
     /// Buffers one event for `key`'s stream; sends the batches it closes.
-    pub fn write(&mut self, key: &StreamKey, event: LogEvent) {
+    pub fn write(&mut self, key: &StreamKey, event: EventRef<'_>) {
         self.write_to(key, event, false);
     }
 
     /// [`CloudWatchSink::write`] for a stream of EMF events, sent with
     /// `x-amzn-logs-format: json/emf`.
-    pub fn write_emf(&mut self, key: &StreamKey, event: LogEvent) {
+    pub fn write_emf(&mut self, key: &StreamKey, event: EventRef<'_>) {
         self.write_to(key, event, true);
     }
 
-    fn write_to(&mut self, key: &StreamKey, event: LogEvent, emf: bool) {
+    fn write_to(&mut self, key: &StreamKey, event: EventRef<'_>, emf: bool) {
         if event.message.is_empty() {
             self.counters.empty_skipped.fetch_add(1, Ordering::Relaxed);
             return;
@@ -137,18 +137,23 @@ impl CloudWatchSink {
             self.spool_and_buffer(key, event, emf);
         } else {
             for part in split_oversized(event) {
-                self.spool_and_buffer(key, part, emf);
+                self.spool_and_buffer(key, part.view(), emf);
             }
         }
     }
 
-    fn spool_and_buffer(&mut self, key: &StreamKey, mut event: LogEvent, emf: bool) {
-        event.spool = self.spool_append(key, emf, &event);
+    fn spool_and_buffer(&mut self, key: &StreamKey, mut event: EventRef<'_>, emf: bool) {
+        event.spool = self.spool_append(key, emf, event);
         self.buffer(key, event, emf);
     }
 
     /// Appends to the spool, waiting while it is full or unwritable.
-    fn spool_append(&mut self, key: &StreamKey, emf: bool, event: &LogEvent) -> Option<SpoolMark> {
+    fn spool_append(
+        &mut self,
+        key: &StreamKey,
+        emf: bool,
+        event: EventRef<'_>,
+    ) -> Option<SpoolMark> {
         loop {
             match self.spool.as_mut()?.append(key, emf, event) {
                 Ok(mark) => {
@@ -216,7 +221,7 @@ impl CloudWatchSink {
     }
 
     /// Buffers one event (with its spool segment) in its stream's batcher.
-    fn buffer(&mut self, key: &StreamKey, event: LogEvent, emf: bool) {
+    fn buffer(&mut self, key: &StreamKey, event: EventRef<'_>, emf: bool) {
         let pushed = self.streams.push(key, event, emf, self.clock);
         let mut share = pushed.share;
         for closed in pushed.closed {
@@ -267,7 +272,7 @@ impl CloudWatchSink {
         self.counters.outstanding.fetch_add(1, Ordering::Relaxed);
         self.counters
             .events_queued
-            .fetch_add(closed.batch.events.len() as u64, Ordering::Relaxed);
+            .fetch_add(closed.batch.len() as u64, Ordering::Relaxed);
         let out = Outbound {
             key: closed.key,
             batch: closed.batch,

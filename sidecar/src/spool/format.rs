@@ -26,7 +26,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::event::{LogEvent, Message, StreamKey};
+use crate::event::{EventRef, Message, StreamKey};
 
 /// The first bytes of every segment: the format and its version.
 pub const MAGIC: &[u8; 8] = b"SLUICE1\n";
@@ -69,7 +69,7 @@ pub fn write_stream(out: &mut Vec<u8>, id: u32, key: &StreamKey, emf: bool) {
 }
 
 /// Appends the record of one event for stream `id`.
-pub fn write_event(out: &mut Vec<u8>, id: u32, event: &LogEvent) {
+pub fn write_event(out: &mut Vec<u8>, id: u32, event: EventRef<'_>) {
     record(out, |p| {
         p.push(KIND_EVENT);
         p.extend_from_slice(&id.to_le_bytes());
@@ -263,6 +263,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::event::LogEvent;
 
     fn key(group: &str, stream: &str) -> StreamKey {
         StreamKey::new(group.into(), stream.into())
@@ -279,10 +280,10 @@ mod tests {
     fn segment() -> Vec<u8> {
         let mut out = MAGIC.to_vec();
         write_stream(&mut out, 0, &key("/ecs/app", "envoy"), false);
-        write_event(&mut out, 0, &event(1_700_000_000_123, "GET /a 200"));
+        write_event(&mut out, 0, event(1_700_000_000_123, "GET /a 200").view());
         write_stream(&mut out, 1, &key("/ecs/app", "stats"), true);
-        write_event(&mut out, 1, &event(-5, "{\"_aws\":{}}"));
-        write_event(&mut out, 0, &event(7, "ünïcödé"));
+        write_event(&mut out, 1, event(-5, "{\"_aws\":{}}").view());
+        write_event(&mut out, 0, event(7, "ünïcödé").view());
         out
     }
 
@@ -328,7 +329,11 @@ mod tests {
             p.extend_from_slice(&42i64.to_le_bytes());
             p.extend_from_slice("{\"log\":\"a \\\"quote\\\"\"}".as_bytes());
         });
-        write_event(&mut bytes, 0, &event(43, "{\"log\":\"a \\\"quote\\\"\"}"));
+        write_event(
+            &mut bytes,
+            0,
+            event(43, "{\"log\":\"a \\\"quote\\\"\"}").view(),
+        );
         let decoded = decode(&bytes);
         assert_eq!(decoded.damage, None);
         let messages: Vec<&Message> = decoded.events.iter().map(|e| &e.message).collect();

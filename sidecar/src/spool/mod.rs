@@ -41,7 +41,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 
 pub use crate::event::SpoolMark;
-use crate::event::{LogEvent, StreamKey};
+use crate::event::{EventRef, StreamKey};
 
 /// `[spool]`, validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -397,7 +397,7 @@ impl Spool {
         &mut self,
         key: &StreamKey,
         emf: bool,
-        event: &LogEvent,
+        event: EventRef<'_>,
     ) -> Result<SpoolMark, AppendError> {
         // What this record adds at most (a stream record, the event record).
         let size = (2 * format::RECORD_HEADER
@@ -575,11 +575,10 @@ fn numbered(name: &str, extension: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// The spooled events among `events`, by segment, for
-/// [`SpoolShared::release`].
-pub fn marks_by_segment(events: &[LogEvent]) -> Vec<(u64, Vec<u32>)> {
+/// Where events are spooled, by segment, for [`SpoolShared::release`].
+pub fn marks_by_segment(marks: impl IntoIterator<Item = SpoolMark>) -> Vec<(u64, Vec<u32>)> {
     let mut by_segment: Vec<(u64, Vec<u32>)> = Vec::new();
-    for mark in events.iter().filter_map(|e| e.spool) {
+    for mark in marks {
         match by_segment.iter_mut().find(|(id, _)| *id == mark.segment) {
             Some((_, ordinals)) => ordinals.push(mark.ordinal),
             None => by_segment.push((mark.segment, vec![mark.ordinal])),
@@ -591,7 +590,7 @@ pub fn marks_by_segment(events: &[LogEvent]) -> Vec<(u64, Vec<u32>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Message;
+    use crate::event::{LogEvent, Message};
 
     fn config(dir: &Path) -> SpoolConfig {
         SpoolConfig {
@@ -638,14 +637,12 @@ mod tests {
         let shared = spool.shared();
         let mut marks = Vec::new();
         for n in 0..150 {
-            let mut e = event(n);
-            e.spool = Some(spool.append(&key("a"), false, &e).unwrap());
-            marks.push(e);
+            marks.push(spool.append(&key("a"), false, event(n).view()).unwrap());
         }
         spool.commit(true).unwrap();
         // 1,033 bytes a record, 64 KiB segments: 63 events each.
         assert_eq!(files(&dir).len(), 3);
-        let by_segment = marks_by_segment(&marks);
+        let by_segment = marks_by_segment(marks);
         let counts: Vec<(u64, usize)> = by_segment.iter().map(|(id, o)| (*id, o.len())).collect();
         assert_eq!(counts, [(1, 63), (2, 63), (3, 24)]);
         assert_eq!(by_segment[2].1, (0..24).collect::<Vec<u32>>());
@@ -669,14 +666,16 @@ mod tests {
         {
             let mut spool = Spool::open(config(&dir)).unwrap();
             for n in 0..10 {
-                spool.append(&key("a"), false, &event(n)).unwrap();
-                spool.append(&key("s"), true, &event(100 + n)).unwrap();
+                spool.append(&key("a"), false, event(n).view()).unwrap();
+                spool
+                    .append(&key("s"), true, event(100 + n).view())
+                    .unwrap();
             }
             spool.commit(true).unwrap();
             // CloudWatch has the first two of each stream (ordinals 0-3).
             spool.shared().release(&[(1, vec![0, 2]), (1, vec![1, 3])]);
             // Appended, never committed: not acked, not on disk.
-            spool.append(&key("a"), false, &event(99)).unwrap();
+            spool.append(&key("a"), false, event(99).view()).unwrap();
             // The process dies here: no seal, no more releases.
         }
         let path = dir.join("00000000000000000001.seg");
@@ -708,7 +707,7 @@ mod tests {
         );
         // New events go to a new segment; the replayed one goes when its
         // events are delivered.
-        let mark = spool.append(&key("a"), false, &event(5)).unwrap();
+        let mark = spool.append(&key("a"), false, event(5).view()).unwrap();
         assert_eq!(
             mark,
             SpoolMark {
@@ -732,7 +731,7 @@ mod tests {
         let shared = spool.shared();
         let mut appended = 0;
         let full = loop {
-            match spool.append(&key("a"), false, &event(appended)) {
+            match spool.append(&key("a"), false, event(appended).view()) {
                 Ok(_) => appended += 1,
                 Err(e) => break e,
             }
@@ -743,7 +742,7 @@ mod tests {
         assert!(shared.usage().0 <= 128 << 10);
         // Both segments are sealed now; delivering the first makes room.
         shared.release(&[(1, (0..63).collect())]);
-        assert!(spool.append(&key("a"), false, &event(0)).is_ok());
+        assert!(spool.append(&key("a"), false, event(0).view()).is_ok());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

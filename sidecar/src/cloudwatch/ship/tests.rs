@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex as StdMutex;
 
 use super::*;
-use crate::event::Message;
+use crate::event::{LogEvent, Message};
 
 /// CloudWatch Logs in memory. Every call takes 5 ms of virtual time, so
 /// that batches in flight together really overlap.
@@ -62,7 +62,7 @@ impl LogsApi for MemoryLogs {
     async fn put_log_events(
         &self,
         key: &StreamKey,
-        events: &[LogEvent],
+        batch: &Batch,
         _emf: bool,
     ) -> Result<Rejected, CallError> {
         tokio::time::sleep(CALL_TIME).await;
@@ -72,7 +72,7 @@ impl LogsApi for MemoryLogs {
             "put {}/{} {}",
             key.group(),
             key.stream(),
-            events.len()
+            batch.len()
         ));
         if state.throttle > 0 {
             state.throttle -= 1;
@@ -88,12 +88,10 @@ impl LogsApi for MemoryLogs {
         };
         // The service's checks of a request (the API reference): messages
         // of at least one byte, in time order, within 24 hours.
-        let ordered = events
-            .windows(2)
-            .all(|w| w[0].timestamp_ms <= w[1].timestamp_ms);
-        let span = events.last().map(|e| e.timestamp_ms).unwrap_or(0)
-            - events.first().map(|e| e.timestamp_ms).unwrap_or(0);
-        if events.iter().any(|e| e.message.is_empty()) {
+        let stamps: Vec<i64> = batch.iter().map(|e| e.timestamp_ms).collect();
+        let ordered = stamps.is_sorted();
+        let span = stamps.last().unwrap_or(&0) - stamps.first().unwrap_or(&0);
+        if batch.iter().any(|e| e.message.is_empty()) {
             return Err(CallError::Invalid(
                 "1 validation error detected: Value '' at 'logEvents.member.message' failed to satisfy constraint: Member must have length greater than or equal to 1".into(),
             ));
@@ -103,7 +101,7 @@ impl LogsApi for MemoryLogs {
                 "Log events in a single PutLogEvents request must be in chronological order and within 24 hours".into(),
             ));
         }
-        stream.extend(events.iter().map(|e| (e.timestamp_ms, e.message.text())));
+        stream.extend(batch.iter().map(|e| (e.timestamp_ms, e.message.text())));
         Ok(Rejected::default())
     }
 
@@ -182,7 +180,7 @@ async fn ship(
         counters.outstanding.fetch_add(1, Ordering::Relaxed);
         let out = Outbound {
             key: key(),
-            batch: Batch { events },
+            batch: Batch::of(&events),
             reservation: None,
             emf: false,
         };
