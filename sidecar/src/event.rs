@@ -7,19 +7,27 @@
 
 use std::cmp::Ordering;
 use std::hash::{BuildHasher, Hash, Hasher};
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use sluice_parser::json_out;
 
 /// A log group and stream, hashed once when the key is made: the output
 /// thread looks a key up in the pending batches and the statistics three
 /// or four times per event, and hashing both names each time cost more
-/// than the rest of those lookups.
+/// than the rest of those lookups. The names are shared: a copy of a key
+/// (the pending batches keep one of the key the stream templates made) is
+/// a reference count, and is equal to its original without comparing the
+/// names byte by byte.
 #[derive(Clone, Debug)]
 pub struct StreamKey {
+    names: Arc<Names>,
+    hash: u64,
+}
+
+#[derive(Debug)]
+struct Names {
     group: String,
     stream: String,
-    hash: u64,
 }
 
 impl StreamKey {
@@ -29,25 +37,27 @@ impl StreamKey {
         static NAMES: LazyLock<foldhash::fast::RandomState> = LazyLock::new(Default::default);
         let hash = NAMES.hash_one((&group, &stream));
         StreamKey {
-            group,
-            stream,
+            names: Arc::new(Names { group, stream }),
             hash,
         }
     }
 
     pub fn group(&self) -> &str {
-        &self.group
+        &self.names.group
     }
 
     pub fn stream(&self) -> &str {
-        &self.stream
+        &self.names.stream
     }
 }
 
 impl PartialEq for StreamKey {
     fn eq(&self, other: &StreamKey) -> bool {
-        // Different hashes are different names; equal ones are compared.
-        self.hash == other.hash && self.group == other.group && self.stream == other.stream
+        // Different hashes are different names; equal ones are the same
+        // names shared, or compared.
+        self.hash == other.hash
+            && (Arc::ptr_eq(&self.names, &other.names)
+                || (self.group() == other.group() && self.stream() == other.stream()))
     }
 }
 
@@ -61,7 +71,7 @@ impl Hash for StreamKey {
 
 impl Ord for StreamKey {
     fn cmp(&self, other: &StreamKey) -> Ordering {
-        (&self.group, &self.stream).cmp(&(&other.group, &other.stream))
+        (self.group(), self.stream()).cmp(&(other.group(), other.stream()))
     }
 }
 
