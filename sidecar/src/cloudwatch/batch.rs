@@ -9,6 +9,11 @@
 //!   say so (`[sluice part 2/3] ...`), never dropped. Parts share the
 //!   event's timestamp and may travel in separate requests, which can be
 //!   stored in either order: the marker says where each belongs.
+//!
+//! A batch keeps its events' escaped messages back to back in pages of
+//! text, and per event a slot saying where its message is: adding an
+//! event is one copy into the current page, with no allocation of its own
+//! (nor a free, later, on the shipper's thread).
 
 use std::sync::Arc;
 
@@ -89,7 +94,8 @@ impl Pages {
     }
 }
 
-fn message<'t>(pages: &'t [String], slot: &Slot) -> EventRef<'t> {
+/// The event `slot` says where to find in `pages`.
+fn event_at<'t>(pages: &'t [String], slot: &Slot) -> EventRef<'t> {
     let start = slot.start as usize;
     let escaped = &pages[slot.page as usize][start..start + slot.escaped_len as usize];
     EventRef {
@@ -119,11 +125,11 @@ impl Batch {
 
     /// The events, in request order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = EventRef<'_>> + '_ {
-        self.slots.iter().map(|slot| message(&self.text, slot))
+        self.slots.iter().map(|slot| event_at(&self.text, slot))
     }
 
     pub fn get(&self, index: usize) -> Option<EventRef<'_>> {
-        self.slots.get(index).map(|slot| message(&self.text, slot))
+        self.slots.get(index).map(|slot| event_at(&self.text, slot))
     }
 
     /// The earlier half and the later half.
@@ -212,7 +218,7 @@ impl Batcher {
     /// Memory the pending events hold: the pages of their text as
     /// allocated, and where each event is.
     pub fn held_bytes(&self) -> usize {
-        self.text.held + self.slots.len() * std::mem::size_of::<Slot>()
+        self.text.held + self.slots.len() * EVENT_SLOT_BYTES
     }
 
     /// Adds an event (split first if too long); returns the batches it
