@@ -165,9 +165,12 @@ fn kill_9_in_the_middle_of_a_load_then_restart_loses_no_acked_event() {
     let acked = load.join().expect("client");
     assert!(acked >= 3000, "{acked}");
     let second = start(&env);
-    let dump = wait_for_ids(&moto, acked);
+    wait_for_ids(&moto, acked);
     let (status, _) = second.stop();
     assert!(status.success(), "{status:?}");
+    // Counted once Sluice has stopped: a dump read while requests
+    // still arrive can page over the same events twice.
+    let dump = moto.dump();
     let (counts, duplicates) = counted(&dump);
     // Unacked events (sent after the last ack) may have arrived too.
     let extra = counts.keys().filter(|i| **i >= acked).count();
@@ -177,22 +180,7 @@ fn kill_9_in_the_middle_of_a_load_then_restart_loses_no_acked_event() {
     // At-least-once: only batches in flight at the kill may be sent twice
     // (at most 8 requests of at most 10,000 events).
     assert!(duplicates <= 8 * 10_000, "{duplicates}");
-    // Known and not yet explained (seen at 9f48334 and after, about one
-    // run in four under load): a few application lines, which pass the
-    // multiline joiner, arrive three times. Nothing is lost; the bound
-    // below still catches a batch sent again and again.
-    let thrice: Vec<usize> = counts
-        .iter()
-        .filter(|(_, n)| **n > 2)
-        .map(|(id, _)| *id)
-        .collect();
-    if !thrice.is_empty() {
-        eprintln!("kill -9 mid-load: arrived three times: {thrice:?}");
-    }
-    assert!(
-        counts.values().all(|n| *n <= 3),
-        "an event arrived more than 3 times"
-    );
+    assert!(counts.values().all(|n| *n <= 2), "an event arrived 3 times");
     assert_eq!(segments(&dir), Vec::<String>::new());
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
@@ -245,9 +233,12 @@ fn cloudwatch_refusing_connections_then_timing_out_for_60_s_loses_nothing() {
     assert!(metric(&sidecar, "sluice_cloudwatch_retries_total") >= 5.0);
     // Back.
     mode.store(PASS, Ordering::Relaxed);
-    let dump = wait_for_ids(&moto, 4000);
+    wait_for_ids(&moto, 4000);
     let (status, _) = sidecar.stop();
     assert!(status.success(), "{status:?}");
+    // Counted once Sluice has stopped: a dump read while requests
+    // still arrive can page over the same events twice.
+    let dump = moto.dump();
     let (counts, duplicates) = counted(&dump);
     // The hung requests never reached moto: nothing can be there twice.
     assert_eq!((counts.len(), duplicates), (4000, 0));
@@ -274,7 +265,7 @@ fn a_30_s_throttling_storm_loses_nothing() {
         std::thread::sleep(Duration::from_millis(500));
     }
     mode.store(PASS, Ordering::Relaxed);
-    let dump = wait_for_ids(&moto, sent);
+    wait_for_ids(&moto, sent);
     let (status, _) = sidecar.stop();
     assert!(status.success(), "{status:?}");
     let recorded = proxy.recorded();
@@ -290,6 +281,9 @@ fn a_30_s_throttling_storm_loses_nothing() {
         "throttling storm: {sent} events, {throttled} requests throttled, {passed_in_storm} passed"
     );
     assert!(throttled >= 20, "{throttled}");
+    // Counted once Sluice has stopped: a dump read while requests
+    // still arrive can page over the same events twice.
+    let dump = moto.dump();
     // Throttled requests never reached moto: nothing twice.
     let (counts, duplicates) = counted(&dump);
     assert_eq!((counts.len(), duplicates), (sent, 0));
@@ -353,10 +347,13 @@ fn a_full_disk_under_the_spool_holds_acks_until_space_is_freed() {
     std::fs::write(&free, b"").expect("free");
     let out = load.join().expect("client");
     assert_eq!(out, [r#"{"acks": 20}"#]);
-    let dump = wait_for_ids(&moto, 2000);
+    wait_for_ids(&moto, 2000);
     let logs = sidecar.logs.clone();
     let (status, _) = sidecar.stop();
     assert!(status.success(), "{status:?}");
+    // Counted once Sluice has stopped: a dump read while requests
+    // still arrive can page over the same events twice.
+    let dump = moto.dump();
     let (counts, duplicates) = counted(&dump);
     assert_eq!((counts.len(), duplicates), (2000, 0));
     let logs = logs.lock().expect("lock").clone();
@@ -433,9 +430,12 @@ fn a_stop_while_cloudwatch_is_down_leaves_the_events_in_the_spool_for_the_next_r
 
     mode.store(PASS, Ordering::Relaxed);
     let second = start(&env);
-    let dump = wait_for_ids(&moto, 1000);
+    wait_for_ids(&moto, 1000);
     let (status, _) = second.stop();
     assert!(status.success(), "{status:?}");
+    // Counted once Sluice has stopped: a dump read while requests
+    // still arrive can page over the same events twice.
+    let dump = moto.dump();
     let (counts, duplicates) = counted(&dump);
     assert_eq!((counts.len(), duplicates), (1000, 0));
     assert_eq!(segments(&dir), Vec::<String>::new());
