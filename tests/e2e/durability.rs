@@ -56,11 +56,16 @@ fn counted(dump: &CloudWatchDump) -> (BTreeMap<usize, usize>, usize) {
 }
 
 /// Waits (up to 60 s) until moto holds every id below `n`.
-fn wait_for_ids(moto: &Moto, n: usize) -> CloudWatchDump {
+///
+/// Only waits: arrivals are counted from a dump read after the sidecar has
+/// stopped. moto's `GetLogEvents` tokens are positions in the stream sorted
+/// by time, which shift while older (replayed) events are stored, so a dump
+/// read meanwhile can list events twice.
+fn wait_for_ids(moto: &Moto, n: usize) {
     moto.wait_for_dump(&format!("CloudWatch never held all {n} events"), |dump| {
         let (counts, _) = counted(dump);
         (0..n).all(|i| counts.contains_key(&i))
-    })
+    });
 }
 
 fn metric(sidecar: &Sidecar, name: &str) -> f64 {
@@ -168,10 +173,7 @@ fn kill_9_in_the_middle_of_a_load_then_restart_loses_no_acked_event() {
     wait_for_ids(&moto, acked);
     let (status, _) = second.stop();
     assert!(status.success(), "{status:?}");
-    // Counted once Sluice has stopped: a dump read while requests
-    // still arrive can page over the same events twice.
-    let dump = moto.dump();
-    let (counts, duplicates) = counted(&dump);
+    let (counts, duplicates) = counted(&moto.dump());
     // Unacked events (sent after the last ack) may have arrived too.
     let extra = counts.keys().filter(|i| **i >= acked).count();
     eprintln!(
@@ -236,10 +238,7 @@ fn cloudwatch_refusing_connections_then_timing_out_for_60_s_loses_nothing() {
     wait_for_ids(&moto, 4000);
     let (status, _) = sidecar.stop();
     assert!(status.success(), "{status:?}");
-    // Counted once Sluice has stopped: a dump read while requests
-    // still arrive can page over the same events twice.
-    let dump = moto.dump();
-    let (counts, duplicates) = counted(&dump);
+    let (counts, duplicates) = counted(&moto.dump());
     // The hung requests never reached moto: nothing can be there twice.
     assert_eq!((counts.len(), duplicates), (4000, 0));
     let hung = proxy
@@ -281,11 +280,8 @@ fn a_30_s_throttling_storm_loses_nothing() {
         "throttling storm: {sent} events, {throttled} requests throttled, {passed_in_storm} passed"
     );
     assert!(throttled >= 20, "{throttled}");
-    // Counted once Sluice has stopped: a dump read while requests
-    // still arrive can page over the same events twice.
-    let dump = moto.dump();
     // Throttled requests never reached moto: nothing twice.
-    let (counts, duplicates) = counted(&dump);
+    let (counts, duplicates) = counted(&moto.dump());
     assert_eq!((counts.len(), duplicates), (sent, 0));
 }
 
@@ -351,10 +347,7 @@ fn a_full_disk_under_the_spool_holds_acks_until_space_is_freed() {
     let logs = sidecar.logs.clone();
     let (status, _) = sidecar.stop();
     assert!(status.success(), "{status:?}");
-    // Counted once Sluice has stopped: a dump read while requests
-    // still arrive can page over the same events twice.
-    let dump = moto.dump();
-    let (counts, duplicates) = counted(&dump);
+    let (counts, duplicates) = counted(&moto.dump());
     assert_eq!((counts.len(), duplicates), (2000, 0));
     let logs = logs.lock().expect("lock").clone();
     assert!(logs.iter().any(|l| l.contains("cannot write to the spool")));
@@ -372,11 +365,13 @@ fn clients_that_reset_mid_frame_or_never_read_acks_do_not_hurt_the_others() {
     let sidecar = start(&spooled_env(&proxy.endpoint(), &dir, &[]));
     let out = client_with("rude_clients", &sidecar.tcp, &[]);
     assert_eq!(out, [r#"{"good_acks": 10, "rude_acks": 30}"#]);
-    let dump = moto.wait_for_dump("not every event arrived", |dump| {
+    moto.wait_for_dump("not every event arrived", |dump| {
         dump.events.len() >= 1000 + 300 + 2000
     });
     let (status, _) = sidecar.stop();
     assert!(status.success(), "{status:?}");
+    // Read again now that nothing more arrives (see `wait_for_ids`).
+    let dump = moto.dump();
     let mut by_kind: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for e in &dump.events {
         let (kind, n) = if let Some(rest) = e.message.strip_prefix("rude-") {
@@ -433,10 +428,7 @@ fn a_stop_while_cloudwatch_is_down_leaves_the_events_in_the_spool_for_the_next_r
     wait_for_ids(&moto, 1000);
     let (status, _) = second.stop();
     assert!(status.success(), "{status:?}");
-    // Counted once Sluice has stopped: a dump read while requests
-    // still arrive can page over the same events twice.
-    let dump = moto.dump();
-    let (counts, duplicates) = counted(&dump);
+    let (counts, duplicates) = counted(&moto.dump());
     assert_eq!((counts.len(), duplicates), (1000, 0));
     assert_eq!(segments(&dir), Vec::<String>::new());
     std::fs::remove_dir_all(&dir).expect("cleanup");
