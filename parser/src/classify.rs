@@ -64,15 +64,23 @@ impl Classifier {
 
     /// Classifies one line. The line ending (`\n` or `\r\n`) is ignored.
     pub fn classify<'a>(&'a self, line: &'a str) -> Classified<'a> {
+        let mut classified = Classified::App(line);
+        self.classify_into(line, &mut classified);
+        classified
+    }
+
+    /// [`Classifier::classify`] into a value the caller holds. An access
+    /// record is large (744 bytes): filled where it is kept, it is not
+    /// copied on the way there, as returning it by value copies it.
+    pub fn classify_into<'a>(&'a self, line: &'a str, classified: &mut Classified<'a>) {
         let line = trim_line_ending(line);
-        // Built here and filled in place: the record is large, and moving it
-        // through every layer would cost more than parsing some lines.
-        let mut record = AccessRecord::default();
-        if self.parse_access(line, &mut record) {
-            Classified::Access(record)
-        } else {
-            Classified::App(line)
+        *classified = Classified::Access(AccessRecord::default());
+        if let Classified::Access(record) = classified {
+            if self.parse_access(line, record) {
+                return;
+            }
         }
+        *classified = Classified::App(line);
     }
 
     /// Strict matching over every candidate format first, then lenient

@@ -206,6 +206,35 @@ fn line_endings_are_not_part_of_the_line() {
     assert_eq!(render(&c, "hello\r\n"), json!({"app": "hello"}));
 }
 
+/// One value classified into again and again, as the sidecar does: each
+/// line's outcome is its own, whatever the value held before.
+#[test]
+fn classify_into_a_held_value_forgets_the_last_line() {
+    let access = r#"[2016-04-15T20:17:00.310Z] "POST /api/v1/locations HTTP/2" 204 - 154 0 226 100 "10.0.35.28" "nsq2http" "cc21d9b0-cf5c-432b-8c7e-98aeb7988cd2" "locations" "tcp://10.0.2.1:80""#;
+    let other = r#"[2016-04-15T20:17:01.000Z] "GET / HTTP/1.1" 200 - 0 5 1 - "-" "-" "-" "-" "-""#;
+    let c = Classifier::new();
+    let mut held = Classified::App("");
+    for line in [
+        access,
+        "hello\n",
+        other,
+        access,
+        "[info] x\r\n",
+        "{\"a\":1}",
+    ] {
+        c.classify_into(line, &mut held);
+        assert_eq!(held, c.classify(line), "line: {line}");
+    }
+    c.classify_into(other, &mut held);
+    let Classified::Access(record) = &held else {
+        panic!("not an access record: {held:?}");
+    };
+    assert_eq!(record.uint(Field::ResponseCode), Some(200));
+    assert_eq!(record.str(Field::UserAgent), None);
+    c.classify_into("hello\n", &mut held);
+    assert_eq!(held, Classified::App("hello"));
+}
+
 #[test]
 fn user_format_strings() {
     let mut c = Classifier::new();

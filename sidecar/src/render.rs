@@ -138,18 +138,25 @@ impl LineRenderer {
         meta: Option<&EventMeta<'_>>,
         out: &mut impl JsonOut,
     ) -> Rendered<'static> {
-        let mut classified = self.classify(line, meta.map(|m| m.container));
+        let mut classified = Classified::App(line);
+        self.classify_into(line, meta.map(|m| m.container), &mut classified);
         self.render_classified(&mut classified, meta, out)
             .into_owned()
     }
 
     /// An access record or an application line; lines of containers that
     /// `access_containers` leaves out are application lines.
-    pub fn classify<'a>(&'a self, line: &'a str, container: Option<&str>) -> Classified<'a> {
+    /// Filled where the caller keeps it (see [`Classifier::classify_into`]).
+    pub fn classify_into<'a>(
+        &'a self,
+        line: &'a str,
+        container: Option<&str>,
+        classified: &mut Classified<'a>,
+    ) {
         if container.is_some_and(|c| !self.may_be_access(c)) {
-            Classified::App(sluice_parser::trim_line_ending(line))
+            *classified = Classified::App(sluice_parser::trim_line_ending(line));
         } else {
-            self.classifier.classify(line)
+            self.classifier.classify_into(line, classified);
         }
     }
 
@@ -223,7 +230,8 @@ impl LineRenderer {
         log_key: Option<&str>,
         out: &mut impl JsonOut,
     ) -> Rendered<'static> {
-        let mut classified = self.classify(line, Some(meta.container));
+        let mut classified = Classified::App(line);
+        self.classify_into(line, Some(meta.container), &mut classified);
         self.render_fluentbit_classified(&mut classified, meta, log_key, out)
             .into_owned()
     }

@@ -269,8 +269,7 @@ impl Batcher {
         self.last_len = self.slots.len().min(PENDING_ROOM_MAX);
         let mut slots = std::mem::take(&mut self.slots);
         if !self.in_order {
-            // Stable: events with the same timestamp keep their order.
-            slots.sort_by_key(|s| s.timestamp_ms);
+            slots = sorted_by_time(slots, self.oldest_ms);
         }
         let text = std::mem::take(&mut self.text);
         self.bytes = 0;
@@ -279,6 +278,33 @@ impl Batcher {
             slots,
         })
     }
+}
+
+/// The slots in ascending timestamp order, stably: events with the same
+/// timestamp keep their order. `oldest_ms` is the earliest timestamp.
+///
+/// A batch spans at most [`MAX_SPAN_MS`] (under 2^27 ms) and holds at most
+/// [`MAX_BATCH_EVENTS`] (under 2^14), so one `u64` holds a slot's time
+/// since the oldest above its place: the keys are all different, an
+/// unstable sort of them is a stable sort of the slots, and it compares and
+/// moves integers instead of 40-byte slots. In a burst whose timestamps are
+/// shuffled within each second, sorting with `sort_by_key` took about 260
+/// instructions per event (callgrind).
+fn sorted_by_time(slots: Vec<Slot>, oldest_ms: i64) -> Vec<Slot> {
+    const PLACE_BITS: u32 = 32;
+    let mut keys: Vec<u64> = slots
+        .iter()
+        .enumerate()
+        .map(|(place, slot)| {
+            let since_oldest = slot.timestamp_ms.abs_diff(oldest_ms);
+            debug_assert!(since_oldest <= MAX_SPAN_MS as u64 && place < MAX_BATCH_EVENTS);
+            since_oldest << PLACE_BITS | place as u64
+        })
+        .collect();
+    keys.sort_unstable();
+    keys.iter()
+        .map(|key| slots[(key & u64::from(u32::MAX)) as usize])
+        .collect()
 }
 
 /// Splits a message longer than [`MAX_MESSAGE_BYTES`] into parts marked
@@ -475,6 +501,35 @@ mod tests {
         assert!(Arc::ptr_eq(&first.text, &second.text));
         assert_eq!(second.get(0).unwrap().message.len(), 3);
         assert_eq!(second.get(3), None);
+    }
+
+    /// The packed sort keys at their limits: a full batch whose events
+    /// span a whole day, newest first, with pairs of equal timestamps.
+    #[test]
+    fn a_full_day_wide_batch_in_reverse_sorts_stably() {
+        let step = MAX_SPAN_MS / (MAX_BATCH_EVENTS as i64 / 2 - 1);
+        let events: Vec<LogEvent> = (0..MAX_BATCH_EVENTS)
+            .map(|i| LogEvent {
+                timestamp_ms: -1_000 + MAX_SPAN_MS - (i as i64 / 2) * step,
+                message: Message::new(&i.to_string()),
+                spool: None,
+            })
+            .collect();
+        let mut b = Batcher::new();
+        for e in &events {
+            assert!(b.push(e.view()).is_empty());
+        }
+        let batch = b.flush().unwrap();
+        let got: Vec<(i64, String)> = batch
+            .iter()
+            .map(|e| (e.timestamp_ms, e.message.escaped().to_string()))
+            .collect();
+        assert_eq!(got[0], (-1_000 + MAX_SPAN_MS - 4_999 * step, "9998".into()));
+        assert_eq!(got[1], (-1_000 + MAX_SPAN_MS - 4_999 * step, "9999".into()));
+        assert_eq!(got[9_999], (-1_000 + MAX_SPAN_MS, "1".into()));
+        let mut expected = events;
+        expected.sort_by_key(|e| e.timestamp_ms);
+        assert_eq!(batch, Batch::of(&expected));
     }
 
     proptest! {
