@@ -140,6 +140,16 @@ impl Reservation {
             .map(|permit| Reservation { permit })
     }
 
+    /// Gives back the whole units beyond `bytes`: what is kept still
+    /// covers `bytes`, and a share that covers them is not given back and
+    /// taken again.
+    pub fn shrink_to(&mut self, bytes: usize) {
+        let spare = self.bytes().saturating_sub(bytes) / MemoryBudget::UNIT;
+        if spare > 0 {
+            drop(self.permit.split(spare));
+        }
+    }
+
     /// Takes over `other`'s share. Both must come from the same budget.
     pub fn merge(&mut self, other: Reservation) {
         self.permit.merge(other.permit);
@@ -156,6 +166,22 @@ mod tests {
 
     fn gauge() -> usize {
         GAUGE.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn a_share_shrinks_to_whole_units_that_still_cover_its_bytes() {
+        let budget = MemoryBudget::new(64 << 10);
+        let mut share = budget.try_reserve(10 << 10).unwrap();
+        share.shrink_to(3_000);
+        assert_eq!(share.bytes(), 3 << 10);
+        assert_eq!(budget.in_use(), 3 << 10);
+        share.shrink_to(3 << 10);
+        assert_eq!(share.bytes(), 3 << 10);
+        share.shrink_to(5 << 10);
+        assert_eq!(share.bytes(), 3 << 10);
+        share.shrink_to(0);
+        assert_eq!(share.bytes(), 0);
+        assert_eq!(budget.in_use(), 0);
     }
 
     #[test]

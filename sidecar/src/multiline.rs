@@ -29,8 +29,10 @@
 //! clock. Lines held on behalf of a frame that asked for an ack are tracked
 //! ([`Joiner::oldest_held_ack`]) so that its ack waits for them.
 
-use foldhash::HashMap;
 use std::sync::{Arc, LazyLock};
+
+use foldhash::fast::RandomState;
+use hashbrown::{Equivalent, HashMap};
 
 use regex::{Regex, RegexSet};
 use sluice_firelens::{Event, FieldValue, MemoryBudget, Reservation};
@@ -152,16 +154,45 @@ enum State {
     Open(Trace),
 }
 
-/// One held line.
+/// One held line. Its text is read from its record when a trace is
+/// joined, not copied when the line is held: most lines held are possible
+/// introducers of a Java exception, and go out unchanged with the next line.
 #[derive(Debug)]
 struct Held {
     event: Event,
-    text: String,
     /// The sequence number of the delivery whose ack waits for this line.
     ack: Option<u64>,
     /// Whether the record has a text of its own (see
     /// [`Joiner::detach_held`]).
     detached: bool,
+}
+
+impl Held {
+    fn text(&self) -> &str {
+        line_of(&self.event).map_or("", |(_, text)| text)
+    }
+}
+
+/// A container's stream: its events' tag and `source`.
+// `Hash` hashes the two as `str`s, as `StreamRef`'s does.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord)]
+struct StreamId {
+    tag: Arc<str>,
+    source: Box<str>,
+}
+
+/// A [`StreamId`] borrowed from an event: each line finds its stream with
+/// it, and an owned id is built only for a stream's first line.
+#[derive(Hash)]
+struct StreamRef<'a> {
+    tag: &'a str,
+    source: &'a str,
+}
+
+impl Equivalent<StreamId> for StreamRef<'_> {
+    fn equivalent(&self, id: &StreamId) -> bool {
+        *id.tag == *self.tag && *id.source == *self.source
+    }
 }
 
 #[derive(Debug)]
@@ -177,7 +208,7 @@ struct Stream {
 /// Joins the lines of stack traces; see the module's doc.
 pub struct Joiner {
     rules: Rules,
-    streams: HashMap<(Arc<str>, String), Stream>,
+    streams: HashMap<StreamId, Stream, RandomState>,
     wait_ns: i64,
     max_bytes: usize,
     budget: Option<Arc<MemoryBudget>>,
@@ -202,7 +233,7 @@ impl Joiner {
     ) -> Joiner {
         Joiner {
             rules,
-            streams: HashMap::default(),
+            streams: HashMap::with_hasher(RandomState::default()),
             wait_ns,
             max_bytes: max_bytes.max(1),
             budget,
@@ -230,38 +261,106 @@ impl Joiner {
     /// line.
     pub fn push(&mut self, event: Event, ack: Option<u64>, now_ns: i64) -> Vec<Event> {
         let mut out = Vec::new();
+        self.push_into(event, ack, now_ns, &mut out);
+        out
+    }
+
+    /// [`Joiner::push`] into the caller's vector, which a busy caller
+    /// keeps: most application lines release the line held before them.
+    pub fn push_into(&mut self, event: Event, ack: Option<u64>, now_ns: i64, out: &mut Vec<Event>) {
         let Some((_, text)) = line_of(&event) else {
             out.push(event);
-            return out;
+            return;
         };
-        let text = text.to_string();
-        let source = event.record.get_str("source").unwrap_or("").to_string();
-        let key = (event.tag.clone(), source);
-        // Most lines go out within their delivery (the next line of the
-        // stream closes or continues what is held): only those still held
-        // at its end are detached from the frame's text.
-        let line = Held {
-            event,
-            text,
-            ack,
-            detached: false,
+        let id = StreamRef {
+            tag: &event.tag,
+            source: event.record.get_str("source").unwrap_or(""),
         };
-        let open = self.streams.remove(&key);
-        let line = match open {
-            Some(stream) => match self.continue_stream(stream, line, now_ns, &mut out) {
-                (Some(stream), None) => {
-                    self.streams.insert(key, stream);
-                    return out;
+        let len = text.len();
+        let Joiner {
+            rules,
+            streams,
+            max_bytes,
+            budget,
+            ..
+        } = self;
+        // What the line does is decided while its text is borrowed from the
+        // event; the event moves into a stream or out after.
+        let Some(stream) = streams.get_mut(&id) else {
+            let Some(state) = start_state(rules, text) else {
+                out.push(event);
+                return;
+            };
+            let mut stream = Stream {
+                state,
+                lines: Vec::new(),
+                bytes: 0,
+                last_ns: now_ns,
+                reserved: None,
+            };
+            if !reserve(budget, &mut stream, len) {
+                out.push(event);
+                return;
+            }
+            stream.bytes = len;
+            let id = StreamId {
+                tag: Arc::clone(&event.tag),
+                source: id.source.into(),
+            };
+            stream.lines.push(Held::new(event, ack));
+            streams.insert(id, stream);
+            return;
+        };
+        let Some(next) = next_state(rules, stream.state, text) else {
+            // Not this stream's next line: what it held goes out as it is
+            // (a trace joined, anything else line by line), and the line
+            // starts afresh in the same place.
+            emit_held(stream, out);
+            let started = start_state(rules, text).is_some_and(|state| {
+                stream.state = state;
+                stream.last_ns = now_ns;
+                // The share kept covers the line: most lines need the one
+                // unit the last line had, not given back and taken again.
+                if let Some(share) = &mut stream.reserved {
+                    share.shrink_to(len);
                 }
-                (_, Some(line)) => line,
-                (None, None) => return out,
-            },
-            None => line,
+                let held = reserve(budget, stream, len);
+                stream.bytes = if held { len } else { 0 };
+                held
+            });
+            if started {
+                stream.lines.push(Held::new(event, ack));
+            } else {
+                streams.remove(&id);
+                out.push(event);
+            }
+            return;
         };
-        if let Some(stream) = self.start(line, now_ns, &mut out) {
-            self.streams.insert(key, stream);
+        // The joined text: the lines and a `\n` before each but the first.
+        let added = len + 1;
+        if stream.bytes + added > *max_bytes && matches!(stream.state, State::Open(_)) {
+            // The trace is long: what is joined goes out, the rest starts a
+            // new event of the same trace.
+            close_joined(std::mem::take(&mut stream.lines), out);
+            stream.bytes = 0;
+            stream.reserved = None;
         }
-        out
+        let added = if stream.lines.is_empty() {
+            added - 1
+        } else {
+            added
+        };
+        if !reserve(budget, stream, added) {
+            if let Some(stream) = streams.remove(&id) {
+                close(stream, out);
+            }
+            out.push(event);
+            return;
+        }
+        stream.state = next;
+        stream.bytes += added;
+        stream.last_ns = now_ns;
+        stream.lines.push(Held::new(event, ack));
     }
 
     /// At the end of every delivery: the lines still held get a text of
@@ -295,7 +394,7 @@ impl Joiner {
     /// Closes the streams `pick` chooses, in key order (so that output does
     /// not depend on the map's order).
     fn close_where(&mut self, pick: impl Fn(&Stream) -> bool) -> Vec<Event> {
-        let mut keys: Vec<(Arc<str>, String)> = self
+        let mut keys: Vec<StreamId> = self
             .streams
             .iter()
             .filter(|(_, s)| pick(s))
@@ -315,154 +414,111 @@ impl Joiner {
     pub fn flush(&mut self) -> Vec<Event> {
         self.expire(i64::MAX)
     }
+}
 
-    /// Adds `line` to an open stream, or closes the stream and gives the
-    /// line back to be started fresh.
-    fn continue_stream(
-        &mut self,
-        mut stream: Stream,
-        line: Held,
-        now_ns: i64,
-        out: &mut Vec<Event>,
-    ) -> (Option<Stream>, Option<Held>) {
-        let text = line.text.as_str();
-        let next = match stream.state {
-            State::Introducer if self.rules.java && is_java_exception(text) => {
-                Some(State::MaybeJava)
-            }
-            State::MaybeJava if JAVA_CONTINUATION.is_match(text) => Some(State::Open(Trace::Java)),
-            State::MaybeNode if NODE_FRAME.is_match(text) => Some(State::Open(Trace::Node)),
-            State::Open(trace) => self.continues(trace, text).map(State::Open),
-            _ => None,
-        };
-        let Some(next) = next else {
-            // Not this stream's next line: what it held goes out as it is
-            // (a trace joined, anything else line by line).
-            close(stream, out);
-            return (None, Some(line));
-        };
-        // The joined text: the lines and a `\n` before each but the first.
-        let added = line.text.len() + 1;
-        if stream.bytes + added > self.max_bytes && matches!(stream.state, State::Open(_)) {
-            // The trace is long: what is joined goes out, the rest starts a
-            // new event of the same trace.
-            close_joined(std::mem::take(&mut stream.lines), out);
-            stream.bytes = 0;
-            stream.reserved = None;
-        }
-        let added = if stream.lines.is_empty() {
-            added - 1
-        } else {
-            added
-        };
-        if !self.reserve(&mut stream, added) {
-            close(stream, out);
-            out.push(line.event);
-            return (None, None);
-        }
-        stream.state = next;
-        stream.bytes += added;
-        stream.last_ns = now_ns;
-        stream.lines.push(line);
-        (Some(stream), None)
-    }
-
-    /// The trace's next state if `text` continues it.
-    fn continues(&self, trace: Trace, text: &str) -> Option<Trace> {
-        match trace {
-            Trace::Java => JAVA_CONTINUATION.is_match(text).then_some(Trace::Java),
-            Trace::Node => NODE_FRAME.is_match(text).then_some(Trace::Node),
-            Trace::Go => GO_CONTINUATION.is_match(text).then_some(Trace::Go),
-            Trace::User => self
-                .rules
-                .user_continuation
-                .as_ref()
-                .is_some_and(|r| r.is_match(text))
-                .then_some(Trace::User),
-            Trace::PythonFrames => Some(if PYTHON_FRAME.is_match(text) {
-                Trace::PythonFrames
-            } else if text.trim().is_empty() {
-                // No blank line inside frames: not a traceback after all.
-                return None;
-            } else {
-                // The exception line ends the frames.
-                Trace::PythonEnd
-            }),
-            Trace::PythonEnd if text.trim().is_empty() => {
-                Some(Trace::PythonBlank { chained: false })
-            }
-            Trace::PythonBlank { chained: false } if PYTHON_CHAIN.is_match(text) => {
-                Some(Trace::PythonChain)
-            }
-            Trace::PythonChain if text.trim().is_empty() => {
-                Some(Trace::PythonBlank { chained: true })
-            }
-            Trace::PythonBlank { chained: true } if is_python_start(text) => {
-                Some(Trace::PythonFrames)
-            }
-            _ => None,
+impl Held {
+    fn new(event: Event, ack: Option<u64>) -> Held {
+        Held {
+            event,
+            ack,
+            detached: false,
         }
     }
+}
 
-    /// A line on a stream with nothing open: the start of a trace, a line
-    /// held as an introducer, or a line that goes out at once.
-    fn start(&mut self, line: Held, now_ns: i64, out: &mut Vec<Event>) -> Option<Stream> {
-        let text = line.text.as_str();
-        let r = &self.rules;
-        let state = if r.go && is_go_start(text) {
-            State::Open(Trace::Go)
-        } else if r.python && is_python_start(text) {
-            State::Open(Trace::PythonFrames)
-        } else if r.user_start.as_ref().is_some_and(|s| s.is_match(text)) {
-            State::Open(Trace::User)
-        } else if r.java && is_java_exception(text) {
-            State::MaybeJava
-        } else if r.node && is_node_error(text) {
-            State::MaybeNode
-        } else if r.java && !text.trim().is_empty() {
-            State::Introducer
-        } else {
-            out.push(line.event);
+/// The stream's next state if `text` continues what it holds.
+fn next_state(rules: &Rules, state: State, text: &str) -> Option<State> {
+    match state {
+        State::Introducer if rules.java && is_java_exception(text) => Some(State::MaybeJava),
+        State::MaybeJava if JAVA_CONTINUATION.is_match(text) => Some(State::Open(Trace::Java)),
+        State::MaybeNode if NODE_FRAME.is_match(text) => Some(State::Open(Trace::Node)),
+        State::Open(trace) => continues(rules, trace, text).map(State::Open),
+        _ => None,
+    }
+}
+
+/// The trace's next state if `text` continues it.
+fn continues(rules: &Rules, trace: Trace, text: &str) -> Option<Trace> {
+    match trace {
+        Trace::Java => JAVA_CONTINUATION.is_match(text).then_some(Trace::Java),
+        Trace::Node => NODE_FRAME.is_match(text).then_some(Trace::Node),
+        Trace::Go => GO_CONTINUATION.is_match(text).then_some(Trace::Go),
+        Trace::User => rules
+            .user_continuation
+            .as_ref()
+            .is_some_and(|r| r.is_match(text))
+            .then_some(Trace::User),
+        Trace::PythonFrames => Some(if PYTHON_FRAME.is_match(text) {
+            Trace::PythonFrames
+        } else if text.trim().is_empty() {
+            // No blank line inside frames: not a traceback after all.
             return None;
-        };
-        let mut stream = Stream {
-            state,
-            lines: Vec::new(),
-            bytes: 0,
-            last_ns: now_ns,
-            reserved: None,
-        };
-        if !self.reserve(&mut stream, line.text.len()) {
-            out.push(line.event);
-            return None;
+        } else {
+            // The exception line ends the frames.
+            Trace::PythonEnd
+        }),
+        Trace::PythonEnd if text.trim().is_empty() => Some(Trace::PythonBlank { chained: false }),
+        Trace::PythonBlank { chained: false } if PYTHON_CHAIN.is_match(text) => {
+            Some(Trace::PythonChain)
         }
-        stream.bytes = line.text.len();
-        stream.lines.push(line);
-        Some(stream)
+        Trace::PythonChain if text.trim().is_empty() => Some(Trace::PythonBlank { chained: true }),
+        Trace::PythonBlank { chained: true } if is_python_start(text) => Some(Trace::PythonFrames),
+        _ => None,
     }
+}
 
-    /// Grows the stream's share of the budget to cover `bytes` more than it
-    /// holds; false when the budget has no room (the line is then not held).
-    fn reserve(&self, stream: &mut Stream, bytes: usize) -> bool {
-        let Some(budget) = &self.budget else {
-            return true;
-        };
-        let have = stream.reserved.as_ref().map_or(0, Reservation::bytes);
-        let needed = stream.bytes + bytes;
-        if needed <= have {
-            return true;
-        }
-        match budget.try_reserve(needed - have) {
-            Some(more) => {
-                match &mut stream.reserved {
-                    Some(r) => r.merge(more),
-                    None => stream.reserved = Some(more),
-                }
-                true
-            }
-            None => false,
-        }
+/// What a line on a stream with nothing open starts: a trace, or a line
+/// held as an introducer; `None` for a line that goes out at once.
+fn start_state(rules: &Rules, text: &str) -> Option<State> {
+    let r = rules;
+    if r.go && is_go_start(text) {
+        Some(State::Open(Trace::Go))
+    } else if r.python && is_python_start(text) {
+        Some(State::Open(Trace::PythonFrames))
+    } else if r.user_start.as_ref().is_some_and(|s| s.is_match(text)) {
+        Some(State::Open(Trace::User))
+    } else if r.java && is_java_exception(text) {
+        Some(State::MaybeJava)
+    } else if r.node && is_node_error(text) {
+        Some(State::MaybeNode)
+    } else if r.java && !text.trim().is_empty() {
+        Some(State::Introducer)
+    } else {
+        None
     }
+}
+
+/// Grows the stream's share of the budget to cover `bytes` more than it
+/// holds; false when the budget has no room (the line is then not held).
+fn reserve(budget: &Option<Arc<MemoryBudget>>, stream: &mut Stream, bytes: usize) -> bool {
+    let Some(budget) = budget else {
+        return true;
+    };
+    let have = stream.reserved.as_ref().map_or(0, Reservation::bytes);
+    let needed = stream.bytes + bytes;
+    if needed <= have {
+        return true;
+    }
+    match budget.try_reserve(needed - have) {
+        Some(more) => {
+            match &mut stream.reserved {
+                Some(r) => r.merge(more),
+                None => stream.reserved = Some(more),
+            }
+            true
+        }
+        None => false,
+    }
+}
+
+/// Emits what an open stream holds, as [`close`] does, and leaves it empty
+/// (its share of the budget kept).
+fn emit_held(stream: &mut Stream, out: &mut Vec<Event>) {
+    match stream.state {
+        State::Open(_) => close_joined(std::mem::take(&mut stream.lines), out),
+        _ => out.extend(stream.lines.drain(..).map(|l| l.event)),
+    }
+    stream.bytes = 0;
 }
 
 /// What a closing stream emits: a trace as one event, anything else line
@@ -477,15 +533,15 @@ fn close(stream: Stream, out: &mut Vec<Event>) {
 /// One event of the lines, joined with `\n`, trailing blank lines left
 /// out; the first line's event gives its metadata and time.
 fn close_joined(mut lines: Vec<Held>, out: &mut Vec<Event>) {
-    while lines.len() > 1 && lines.last().is_some_and(|l| l.text.trim().is_empty()) {
+    while lines.len() > 1 && lines.last().is_some_and(|l| l.text().trim().is_empty()) {
         lines.pop();
     }
     let mut parts = lines.into_iter();
     let Some(first) = parts.next() else { return };
-    let mut joined = first.text;
+    let mut joined = first.text().to_string();
     for l in parts {
         joined.push('\n');
-        joined.push_str(&l.text);
+        joined.push_str(l.text());
     }
     let mut event = first.event;
     let key = line_of(&event).map_or("log", |(k, _)| k);

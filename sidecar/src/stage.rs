@@ -56,6 +56,8 @@ pub struct OutputStage {
     renderer: LineRenderer,
     /// Stack traces joined into one event (`[multiline]`).
     joiner: Option<Joiner>,
+    /// The events the joiner lets out for one line, kept between lines.
+    released: Vec<Event>,
     /// Set when Sluice stops: held lines go out at the next tick.
     stopping: Arc<AtomicBool>,
     /// Container names and the task's ECS keys (apart from the writer, so
@@ -115,6 +117,7 @@ impl OutputStage {
         let drop_in = router.is_some();
         OutputStage {
             joiner,
+            released: Vec::new(),
             stopping: Arc::new(AtomicBool::new(false)),
             identity,
             out: Writer {
@@ -177,11 +180,14 @@ impl OutputStage {
                 return (self.out).emit(renderer, identity, &event, &mut classified, seen, sink);
             }
         };
-        for ready in joiner.push(event, ack, now) {
-            self.out
-                .emit_app_line(&self.renderer, identity, &ready, sink)?;
+        joiner.push_into(event, ack, now, &mut self.released);
+        let mut written = Ok(());
+        for ready in self.released.drain(..) {
+            if written.is_ok() {
+                written = (self.out).emit_app_line(&self.renderer, identity, &ready, sink);
+            }
         }
-        Ok(())
+        written
     }
 
     /// After the last line of every delivery: when it asked for an ack,

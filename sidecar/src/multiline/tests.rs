@@ -248,6 +248,38 @@ fn held_bytes_count_against_the_budget() {
     assert_eq!(budget.in_use(), 0);
 }
 
+/// A stream that closes and holds the line that closed it keeps the share
+/// of the budget that line needs, no more; a line that starts nothing
+/// gives the whole share back.
+#[test]
+fn a_stream_that_starts_again_keeps_only_the_share_its_line_needs() {
+    let budget = Arc::new(MemoryBudget::new(8192));
+    let mut j = Joiner::new(all_rules(), 1_000, 1 << 20, Some(budget.clone()));
+    let frame = format!("\t{}", "x".repeat(2000));
+    assert!(j
+        .push(event("app", "stdout", "panic: a"), None, 0)
+        .is_empty());
+    assert!(j.push(event("app", "stdout", &frame), None, 0).is_empty());
+    // 8 + 1 + 2,001 bytes: two units.
+    assert_eq!(budget.in_use(), 2 << 10);
+    let out = j.push(event("app", "stdout", "INFO one"), None, 0);
+    assert_eq!(logs(&out), [format!("panic: a\n{frame}")]);
+    assert_eq!(budget.in_use(), 1 << 10);
+    let out = j.push(event("app", "stdout", "INFO two"), None, 0);
+    assert_eq!(logs(&out), ["INFO one"]);
+    assert_eq!(budget.in_use(), 1 << 10);
+    // Another source of the same container is a stream of its own.
+    assert!(j
+        .push(event("app", "stderr", "INFO three"), None, 0)
+        .is_empty());
+    assert_eq!(budget.in_use(), 2 << 10);
+    let out = j.push(event("app", "stdout", ""), None, 0);
+    assert_eq!(logs(&out), ["INFO two", ""]);
+    assert_eq!(budget.in_use(), 1 << 10);
+    assert_eq!(logs(&j.flush()), ["INFO three"]);
+    assert_eq!(budget.in_use(), 0);
+}
+
 #[test]
 fn user_rules() {
     let mut rules = Rules::built_in(&[]);
