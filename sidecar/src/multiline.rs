@@ -168,6 +168,14 @@ struct Held {
 }
 
 impl Held {
+    fn new(event: Event, ack: Option<u64>) -> Held {
+        Held {
+            event,
+            ack,
+            detached: false,
+        }
+    }
+
     fn text(&self) -> &str {
         line_of(&self.event).map_or("", |(_, text)| text)
     }
@@ -416,16 +424,6 @@ impl Joiner {
     }
 }
 
-impl Held {
-    fn new(event: Event, ack: Option<u64>) -> Held {
-        Held {
-            event,
-            ack,
-            detached: false,
-        }
-    }
-}
-
 /// The stream's next state if `text` continues what it holds.
 fn next_state(rules: &Rules, state: State, text: &str) -> Option<State> {
     match state {
@@ -511,8 +509,8 @@ fn reserve(budget: &Option<Arc<MemoryBudget>>, stream: &mut Stream, bytes: usize
     }
 }
 
-/// Emits what an open stream holds, as [`close`] does, and leaves it empty
-/// (its share of the budget kept).
+/// Emits what a stream holds (a trace as one event, anything else line by
+/// line) and leaves it empty, its share of the budget kept.
 fn emit_held(stream: &mut Stream, out: &mut Vec<Event>) {
     match stream.state {
         State::Open(_) => close_joined(std::mem::take(&mut stream.lines), out),
@@ -523,11 +521,8 @@ fn emit_held(stream: &mut Stream, out: &mut Vec<Event>) {
 
 /// What a closing stream emits: a trace as one event, anything else line
 /// by line.
-fn close(stream: Stream, out: &mut Vec<Event>) {
-    match stream.state {
-        State::Open(_) => close_joined(stream.lines, out),
-        _ => out.extend(stream.lines.into_iter().map(|l| l.event)),
-    }
+fn close(mut stream: Stream, out: &mut Vec<Event>) {
+    emit_held(&mut stream, out);
 }
 
 /// One event of the lines, joined with `\n`, trailing blank lines left

@@ -167,7 +167,8 @@ impl OutputStage {
         let container = identity.container_name(&event.tag, &event.record);
         let (line, line_key) = log_line(&event.record);
         let mut classified = Classified::App(&line);
-        (self.renderer).classify_into(&line, Some(&container), &mut classified);
+        self.renderer
+            .classify_into(&line, Some(&container), &mut classified);
         // Access records are never joined: classified (once) and written.
         let joiner = match &mut self.joiner {
             Some(joiner) if !matches!(classified, Classified::Access(_)) => joiner,
@@ -177,14 +178,19 @@ impl OutputStage {
                     container: &container,
                 };
                 let renderer = &self.renderer;
-                return (self.out).emit(renderer, identity, &event, &mut classified, seen, sink);
+                let classified = &mut classified;
+                return self
+                    .out
+                    .emit(renderer, identity, &event, classified, seen, sink);
             }
         };
         joiner.push_into(event, ack, now, &mut self.released);
         let mut written = Ok(());
         for ready in self.released.drain(..) {
             if written.is_ok() {
-                written = (self.out).emit_app_line(&self.renderer, identity, &ready, sink);
+                written = self
+                    .out
+                    .emit_app_line(&self.renderer, identity, &ready, sink);
             }
         }
         written
