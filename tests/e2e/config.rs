@@ -2,12 +2,13 @@
 
 use std::process::Command;
 
-use crate::support::{client, Sidecar};
+use crate::support::{client, Sidecar, TempFile};
 
-fn config_file(name: &str, text: &str) -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!("sluice-e2e-{}-{name}.toml", std::process::id()));
-    std::fs::write(&path, text).expect("temp file written");
-    path
+fn config_file(name: &str, text: &str) -> TempFile {
+    TempFile::write(
+        &format!("sluice-e2e-{}-{name}.toml", std::process::id()),
+        text,
+    )
 }
 
 fn check_config(path: &std::path::Path, env: &[(&str, &str)]) -> (i32, String, String) {
@@ -236,9 +237,12 @@ fn every_example_config_passes_check_config() {
     let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
     let blocks = toml_blocks(&readme);
     assert!(!blocks.is_empty(), "the README shows a configuration");
-    for (i, block) in blocks.iter().enumerate() {
-        checked.push(config_file(&format!("readme-{i}"), block));
-    }
+    let readme_files: Vec<TempFile> = blocks
+        .iter()
+        .enumerate()
+        .map(|(i, block)| config_file(&format!("readme-{i}"), block))
+        .collect();
+    checked.extend(readme_files.iter().map(|f| f.to_path_buf()));
     assert!(checked.len() >= 2, "{checked:?}");
     for path in &checked {
         let (code, stdout, stderr) = check_config(path, &[]);

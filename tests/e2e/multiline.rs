@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{client_with, scrape, wait_until, Addresses, Moto, Sidecar};
+use crate::support::{client_with, scrape, wait_until, Addresses, Moto, Sidecar, TempFile};
 
 const JAVA: [&str; 7] = [
     "2026-11-26 10:00:00.123 ERROR [main] c.e.orders.CheckoutService - checkout failed",
@@ -40,13 +40,11 @@ const GO: [&str; 5] = [
 ];
 
 /// Writes `frames` for forward_clients.py's `frames` scenario.
-fn frames_file(name: &str, frames: &Value) -> String {
-    let path = std::env::temp_dir().join(format!(
-        "sluice-e2e-multiline-{}-{name}.json",
-        std::process::id()
-    ));
-    std::fs::write(&path, frames.to_string()).expect("frames written");
-    path.display().to_string()
+fn frames_file(name: &str, frames: &Value) -> TempFile {
+    TempFile::write(
+        &format!("sluice-e2e-multiline-{}-{name}.json", std::process::id()),
+        &frames.to_string(),
+    )
 }
 
 /// One frame per line, as Docker sends (no acks).
@@ -88,7 +86,7 @@ fn traces_of_four_runtimes_come_out_as_one_event_each() {
     frames.push(json!({"tag": "other-firelens-t1", "chunk": "end", "lines": [["stderr", "last"]]}));
     let file = frames_file("four", &json!(frames));
     assert_eq!(
-        client_with("frames", &sidecar.tcp, &[&file]),
+        client_with("frames", &sidecar.tcp, &[&file.arg()]),
         [r#"{"ack": "end"}"#]
     );
     let out = sidecar.lines(6 + app.len() + 1);
@@ -127,7 +125,7 @@ fn a_trace_longer_than_the_size_cap_loses_nothing() {
     spec.push(json!({"tag": "app-firelens-t1", "chunk": "end", "lines": [["stderr", "end"]]}));
     let file = frames_file("long", &json!(spec));
     assert_eq!(
-        client_with("frames", &sidecar.tcp, &[&file]),
+        client_with("frames", &sidecar.tcp, &[&file.arg()]),
         [r#"{"ack": "end"}"#]
     );
     let (_, rest) = sidecar.stop();
@@ -161,7 +159,7 @@ fn acks_over_frames_that_end_mid_trace() {
     );
     // Acked in order, each once its lines are written.
     assert_eq!(
-        client_with("frames", &sidecar.tcp, &[&file]),
+        client_with("frames", &sidecar.tcp, &[&file.arg()]),
         [r#"{"ack": "a"}"#, r#"{"ack": "b"}"#, r#"{"ack": "c"}"#]
     );
     let out = sidecar.lines(3);
@@ -206,13 +204,13 @@ fn kill_9_with_a_trace_open_loses_no_acked_line() {
         &json!([{"tag": "app", "chunk": "c", "lines": [["stdout", "INFO one"], ["stdout", "INFO two"]]}]),
     );
     assert_eq!(
-        client_with("frames", &sidecar.tcp, &[&acked]),
+        client_with("frames", &sidecar.tcp, &[&acked.arg()]),
         [r#"{"ack": "c"}"#]
     );
     let open = json!([{"tag": "app", "chunk": "a", "lines": [
         ["stdout", JAVA[0]], ["stdout", JAVA[1]], ["stdout", JAVA[2]]]}]);
     let open_file = frames_file("open", &open);
-    client_with("frames", &sidecar.tcp, &[&open_file, "no-wait"]);
+    client_with("frames", &sidecar.tcp, &[&open_file.arg(), "no-wait"]);
     wait_until("the open trace read", Duration::from_millis(20), || {
         let (_, s) = scrape(&sidecar.admin);
         s.get("sluice_forward_events_total").copied() == Some(5.0)
@@ -230,7 +228,7 @@ fn kill_9_with_a_trace_open_loses_no_acked_line() {
         ]),
     );
     assert_eq!(
-        client_with("frames", &sidecar.tcp, &[&rest]),
+        client_with("frames", &sidecar.tcp, &[&rest.arg()]),
         [r#"{"ack": "a"}"#, r#"{"ack": "d"}"#]
     );
     let (status, _) = sidecar.stop();
@@ -256,7 +254,7 @@ fn a_stop_writes_open_traces_and_acks_their_frames() {
             ["stdout", GO[0]], ["stdout", GO[1]], ["stdout", GO[2]], ["stdout", GO[3]]]}]),
     );
     let tcp = sidecar.tcp.clone();
-    let client = std::thread::spawn(move || client_with("frames", &tcp, &[&file]));
+    let client = std::thread::spawn(move || client_with("frames", &tcp, &[&file.arg()]));
     wait_until("the trace read", Duration::from_millis(20), || {
         let (_, s) = scrape(&sidecar.admin);
         s.get("sluice_forward_events_total").copied() == Some(4.0)

@@ -260,6 +260,50 @@ fn peer(args: &[&str]) -> Vec<String> {
     run_script("cloudwatch_peer.py", args)
 }
 
+/// A file the tests wrote for a peer or the sidecar to read, removed when
+/// dropped.
+pub struct TempFile(PathBuf);
+
+impl TempFile {
+    /// Writes `text` to `name` in the temporary directory.
+    pub fn write(name: &str, text: &str) -> TempFile {
+        let path = std::env::temp_dir().join(name);
+        std::fs::write(&path, text).expect("temp file written");
+        TempFile(path)
+    }
+
+    /// The path as a command-line argument.
+    pub fn arg(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+impl std::ops::Deref for TempFile {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempFile {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TempFile {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Where a sidecar listens: forward TCP, admin, and the unix socket.
 #[derive(Clone, Debug)]
 pub struct Addresses {
@@ -443,6 +487,9 @@ impl Drop for Sidecar {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A sidecar killed with SIGKILL leaves its socket behind; the
+        // process is gone, so the file is no one's now.
+        let _ = std::fs::remove_file(&self.unix);
     }
 }
 
@@ -451,6 +498,8 @@ impl Drop for Sidecar {
 pub struct EcsAgent {
     child: Child,
     pub port: u16,
+    /// The task it serves and the port it wrote, removed when dropped.
+    files: [PathBuf; 2],
 }
 
 impl EcsAgent {
@@ -487,7 +536,11 @@ impl EcsAgent {
                 port != 0
             },
         );
-        EcsAgent { child, port }
+        EcsAgent {
+            child,
+            port,
+            files: [task_file, port_file],
+        }
     }
 
     /// `ECS_CONTAINER_METADATA_URI_V4` for this stand-in.
@@ -528,12 +581,15 @@ impl Drop for EcsAgent {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        for file in &self.files {
+            let _ = std::fs::remove_file(file);
+        }
     }
 }
 
 /// The Fluent Bit configuration the agent would generate for `spec` (see
-/// ecs_agent.py render), written to a fresh file.
-pub fn render_firelens_config(spec: &serde_json::Value) -> PathBuf {
+/// ecs_agent.py render), written to a fresh file, removed when dropped.
+pub fn render_firelens_config(spec: &serde_json::Value) -> TempFile {
     static N: AtomicUsize = AtomicUsize::new(0);
     let base = std::env::temp_dir().join(format!(
         "sluice-e2e-firelens-{}-{}",
@@ -551,7 +607,8 @@ pub fn render_firelens_config(spec: &serde_json::Value) -> PathBuf {
             &conf.display().to_string(),
         ],
     );
-    conf
+    let _ = std::fs::remove_file(&spec_file);
+    TempFile(conf)
 }
 
 /// Sends `lines` ((source, line) pairs) as Docker's fluentd driver does for
@@ -575,4 +632,5 @@ pub fn docker_send(socket: &Path, tag: &str, id: &str, docker_name: &str, lines:
             &file.display().to_string(),
         ],
     );
+    let _ = std::fs::remove_file(&file);
 }
