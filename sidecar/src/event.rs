@@ -1,7 +1,7 @@
 //! The small types every part of the output shares, in a leaf module that
 //! imports nothing of the crate: an event as PutLogEvents takes it, its
-//! message, where the spool holds it, the stream it goes to, and the
-//! process clock in ms.
+//! message, where the spool holds it, the stream it goes to, the process
+//! clock in ms, and which key of a log record holds its line.
 //! Keeping them here keeps the modules that use them (batcher, spool,
 //! shipper, metrics, admin) free of import circles.
 
@@ -9,7 +9,20 @@ use std::cmp::Ordering;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{Arc, LazyLock};
 
+use sluice_firelens::{FieldValue, Record};
 use sluice_parser::json_out;
+
+/// A record's line: its `log` (Docker, FireLens), else `message`
+/// (fluent-logger and many libraries), without its line ending, with the
+/// key it came from.
+pub fn record_line(record: &Record) -> Option<(&'static str, &str)> {
+    ["log", "message"]
+        .into_iter()
+        .find_map(|key| match record.get(key) {
+            Some(FieldValue::Str(s)) => Some((key, sluice_parser::trim_line_ending(s))),
+            _ => None,
+        })
+}
 
 /// A log group and stream, hashed once when the key is made: the output
 /// thread looks a key up in the pending batches and the statistics three

@@ -35,7 +35,9 @@ use foldhash::fast::RandomState;
 use hashbrown::{Equivalent, HashMap};
 
 use regex::{Regex, RegexSet};
-use sluice_firelens::{Event, FieldValue, MemoryBudget, Reservation};
+use sluice_firelens::{Event, MemoryBudget, Reservation};
+
+use crate::event::record_line;
 
 /// The built-in rule sets, by name.
 pub const BUILT_IN: [&str; 4] = ["java", "python", "node", "go"];
@@ -222,14 +224,9 @@ pub struct Joiner {
     budget: Option<Arc<MemoryBudget>>,
 }
 
-/// The record key a line is in: `log`, else `message`.
+/// The record key a line is in, and the line.
 fn line_of(event: &Event) -> Option<(&'static str, &str)> {
-    ["log", "message"]
-        .into_iter()
-        .find_map(|key| match event.record.get(key) {
-            Some(FieldValue::Str(s)) => Some((key, sluice_parser::trim_line_ending(s))),
-            _ => None,
-        })
+    record_line(&event.record)
 }
 
 impl Joiner {

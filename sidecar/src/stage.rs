@@ -16,15 +16,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
-use sluice_firelens::{
-    now_ns, Delivery, Event, FieldValue, MemoryBudget, PartialAssembler, Record,
-};
+use sluice_firelens::{now_ns, Delivery, Event, MemoryBudget, PartialAssembler, Record};
 use sluice_parser::json_out::Escaped;
 use sluice_parser::{Classified, Classifier};
 use tokio::sync::mpsc;
 
 use crate::config::{AppFormat, Config, OutputType};
 use crate::ecs::{self, Identity};
+use crate::event::record_line;
 use crate::fluentbit::route::Router;
 use crate::fluentbit::template::TemplateInput;
 use crate::metrics::PipelineCounters;
@@ -706,12 +705,10 @@ pub fn write_output(
 /// (fluent-logger and many libraries), else the whole record as JSON.
 /// Returns the line and the key it came from.
 pub fn log_line(record: &Record) -> (Cow<'_, str>, Option<&'static str>) {
-    for key in ["log", "message"] {
-        if let Some(FieldValue::Str(s)) = record.get(key) {
-            return (Cow::Borrowed(sluice_parser::trim_line_ending(s)), Some(key));
-        }
+    match record_line(record) {
+        Some((key, line)) => (Cow::Borrowed(line), Some(key)),
+        None => (Cow::Owned(Json::Object(record.to_json()).to_string()), None),
     }
-    (Cow::Owned(Json::Object(record.to_json()).to_string()), None)
 }
 
 #[cfg(test)]
