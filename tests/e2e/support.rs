@@ -272,6 +272,21 @@ impl TempFile {
         TempFile(path)
     }
 
+    /// A path of its own in the temporary directory, for a file a peer
+    /// writes (nothing is there yet).
+    pub fn unique(kind: &str, extension: &str) -> TempFile {
+        let path = unique_temp_path(kind, extension);
+        let _ = std::fs::remove_file(&path);
+        TempFile(path)
+    }
+
+    /// [`TempFile::unique`], holding `text`.
+    pub fn unique_with(kind: &str, extension: &str, text: &str) -> TempFile {
+        let file = TempFile::unique(kind, extension);
+        std::fs::write(&file.0, text).expect("temp file written");
+        file
+    }
+
     /// The path as a command-line argument.
     pub fn arg(&self) -> String {
         self.0.display().to_string()
@@ -304,6 +319,17 @@ impl Drop for TempFile {
     }
 }
 
+/// `sluice-e2e-KIND-PID-N.EXTENSION` in the temporary directory, N counting
+/// every path this process asked for.
+fn unique_temp_path(kind: &str, extension: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    std::env::temp_dir().join(format!(
+        "sluice-e2e-{kind}-{}-{}.{extension}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
 /// Where a sidecar listens: forward TCP, admin, and the unix socket.
 #[derive(Clone, Debug)]
 pub struct Addresses {
@@ -315,15 +341,10 @@ pub struct Addresses {
 impl Addresses {
     /// Free loopback ports and a fresh socket path.
     pub fn pick() -> Addresses {
-        static N: AtomicUsize = AtomicUsize::new(0);
         Addresses {
             tcp: format!("127.0.0.1:{}", free_port()),
             admin: format!("127.0.0.1:{}", free_port()),
-            unix: std::env::temp_dir().join(format!(
-                "sluice-e2e-{}-{}.sock",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            )),
+            unix: unique_temp_path("forward", "sock"),
         }
     }
 }
@@ -498,27 +519,19 @@ impl Drop for Sidecar {
 pub struct EcsAgent {
     child: Child,
     pub port: u16,
-    /// The task it serves and the port it wrote, removed when dropped.
-    files: [PathBuf; 2],
+    /// The task it serves and the port it wrote, removed after it stops.
+    _files: [TempFile; 2],
 }
 
 impl EcsAgent {
     /// Serves `task` (the v4 `/task` answer) after `delay_s`; credentials
     /// only to requests whose Authorization header is `token`.
     pub fn start(task: &serde_json::Value, delay_s: f64, token: &str) -> EcsAgent {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let base = std::env::temp_dir().join(format!(
-            "sluice-e2e-agent-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let task_file = base.with_extension("json");
-        let port_file = base.with_extension("port");
-        std::fs::write(&task_file, task.to_string()).expect("task written");
-        let _ = std::fs::remove_file(&port_file);
+        let task_file = TempFile::unique_with("agent-task", "json", &task.to_string());
+        let port_file = TempFile::unique("agent-port", "port");
         let child = Command::new(python())
             .arg(workspace().join("tests/e2e/ecs_agent.py"))
-            .args(["serve", &port_file.display().to_string()])
+            .args(["serve", &port_file.arg()])
             .arg(&task_file)
             .args(["--delay", &delay_s.to_string(), "--token", token])
             .stdin(Stdio::null())
@@ -529,7 +542,7 @@ impl EcsAgent {
             "the agent stand-in did not start",
             Duration::from_millis(20),
             || {
-                port = std::fs::read_to_string(&port_file)
+                port = std::fs::read_to_string(&*port_file)
                     .ok()
                     .and_then(|p| p.parse().ok())
                     .unwrap_or(0);
@@ -539,7 +552,7 @@ impl EcsAgent {
         EcsAgent {
             child,
             port,
-            files: [task_file, port_file],
+            _files: [task_file, port_file],
         }
     }
 
@@ -581,46 +594,22 @@ impl Drop for EcsAgent {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        for file in &self.files {
-            let _ = std::fs::remove_file(file);
-        }
     }
 }
 
 /// The Fluent Bit configuration the agent would generate for `spec` (see
 /// ecs_agent.py render), written to a fresh file, removed when dropped.
 pub fn render_firelens_config(spec: &serde_json::Value) -> TempFile {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let base = std::env::temp_dir().join(format!(
-        "sluice-e2e-firelens-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let spec_file = base.with_extension("json");
-    let conf = base.with_extension("conf");
-    std::fs::write(&spec_file, spec.to_string()).expect("spec written");
-    run_script(
-        "ecs_agent.py",
-        &[
-            "render",
-            &spec_file.display().to_string(),
-            &conf.display().to_string(),
-        ],
-    );
-    let _ = std::fs::remove_file(&spec_file);
-    TempFile(conf)
+    let spec_file = TempFile::unique_with("firelens-spec", "json", &spec.to_string());
+    let conf = TempFile::unique("firelens", "conf");
+    run_script("ecs_agent.py", &["render", &spec_file.arg(), &conf.arg()]);
+    conf
 }
 
 /// Sends `lines` ((source, line) pairs) as Docker's fluentd driver does for
 /// one container (see ecs_agent.py docker).
 pub fn docker_send(socket: &Path, tag: &str, id: &str, docker_name: &str, lines: &[(&str, &str)]) {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let file = std::env::temp_dir().join(format!(
-        "sluice-e2e-lines-{}-{}.json",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::write(&file, serde_json::json!(lines).to_string()).expect("lines written");
+    let file = TempFile::unique_with("lines", "json", &serde_json::json!(lines).to_string());
     run_script(
         "ecs_agent.py",
         &[
@@ -629,8 +618,7 @@ pub fn docker_send(socket: &Path, tag: &str, id: &str, docker_name: &str, lines:
             tag,
             id,
             docker_name,
-            &file.display().to_string(),
+            &file.arg(),
         ],
     );
-    let _ = std::fs::remove_file(&file);
 }
