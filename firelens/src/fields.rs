@@ -34,6 +34,7 @@ pub struct Record {
     key_lengths: u64,
 }
 
+#[inline]
 fn length_bit(len: usize) -> u64 {
     1 << len.min(63)
 }
@@ -82,6 +83,7 @@ struct Field {
 
 /// A key's first eight bytes, big-endian and zero-padded. Keys compare as
 /// their prefixes do, except when those are equal.
+#[inline]
 fn key_prefix(key: &[u8]) -> u64 {
     match key.first_chunk::<8>() {
         Some(head) => u64::from_be_bytes(*head),
@@ -118,12 +120,14 @@ enum Slot {
 
 impl Record {
     /// The value of `key`.
+    #[inline]
     pub fn get(&self, key: &str) -> Option<FieldValue<'_>> {
         let i = self.position(key)?;
         Some(self.value_of(&self.fields[i].value))
     }
 
     /// The value of `key` when it is a string.
+    #[inline]
     pub fn get_str(&self, key: &str) -> Option<&str> {
         self.get(key).and_then(FieldValue::as_str)
     }
@@ -271,6 +275,7 @@ impl Record {
     /// Where `key` is. A record has a handful of fields and most keys
     /// differ in length: a scan that reads a key's text only when its
     /// length matches touches less memory than a binary search does.
+    #[inline]
     fn position(&self, key: &str) -> Option<usize> {
         if self.key_lengths & length_bit(key.len()) == 0 {
             return None;
@@ -298,10 +303,12 @@ impl Record {
         })
     }
 
+    #[inline]
     fn text_of<'a>(&'a self, text: &'a Text) -> &'a str {
         text_in(&self.text, text)
     }
 
+    #[inline]
     fn value_of<'a>(&'a self, slot: &'a Slot) -> FieldValue<'a> {
         match slot {
             Slot::Text(t) => FieldValue::Str(self.text_of(t)),
@@ -310,6 +317,7 @@ impl Record {
     }
 }
 
+#[inline]
 fn text_in<'a>(shared: &'a str, text: &'a Text) -> &'a str {
     match text {
         Text::Span(start, end) => &shared[*start as usize..*end as usize],
