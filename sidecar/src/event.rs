@@ -157,30 +157,13 @@ impl Message {
         Message { escaped, len }
     }
 
+    /// The message borrowed, with its accessors (length, escaped form,
+    /// text).
     pub fn view(&self) -> MessageRef<'_> {
         MessageRef {
             escaped: &self.escaped,
             len: self.len,
         }
-    }
-
-    /// UTF-8 bytes of the text: what CloudWatch's limits count.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The escaped form, as it goes between the quotes of a JSON string.
-    pub fn escaped(&self) -> &str {
-        &self.escaped
-    }
-
-    /// The text itself, unescaped.
-    pub fn text(&self) -> String {
-        self.view().text()
     }
 }
 

@@ -259,19 +259,13 @@ impl Joiner {
         self.streams.values().map(|s| s.bytes).sum()
     }
 
-    /// Takes one application line's event; returns the events ready now, in
-    /// order: lines released, traces closed, the line itself.
+    /// Takes one application line's event; appends the events ready now to
+    /// `out`, in order: lines released, traces closed, the line itself.
+    /// `out` is the caller's, kept from line to line: most application
+    /// lines release the line held before them.
     /// `ack`: the sequence number of its delivery when that asked for an
     /// ack; call [`Joiner::release_introducers`] after the delivery's last
     /// line.
-    pub fn push(&mut self, event: Event, ack: Option<u64>, now_ns: i64) -> Vec<Event> {
-        let mut out = Vec::new();
-        self.push_into(event, ack, now_ns, &mut out);
-        out
-    }
-
-    /// [`Joiner::push`] into the caller's vector, which a busy caller
-    /// keeps: most application lines release the line held before them.
     pub fn push_into(&mut self, event: Event, ack: Option<u64>, now_ns: i64, out: &mut Vec<Event>) {
         let Some((_, text)) = line_of(&event) else {
             out.push(event);

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::support::{client, Sidecar, TempFile};
+use crate::support::{client, Sidecar, TempDir, TempFile};
 
 fn config_file(name: &str, text: &str) -> TempFile {
     TempFile::write(
@@ -126,9 +126,8 @@ fn run_without_an_aws_region_says_so() {
 
 #[test]
 fn file_output_writes_one_ndjson_file_per_stream() {
-    let dir = std::env::temp_dir().join(format!("sluice-e2e-files-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let dir_text = dir.display().to_string();
+    let dir = TempDir::unique("files");
+    let dir_text = dir.arg();
     let sidecar = Sidecar::start(&[
         ("SLUICE_OUTPUT_TYPE", "file"),
         ("SLUICE_FILE_DIR", &dir_text),
@@ -179,7 +178,6 @@ fn file_output_writes_one_ndjson_file_per_stream() {
         read("%2Fecs%2Fdefault", "unknown%2Funknown"),
         "{\"kind\":\"app\",\"timestamp\":1700000000000,\"tag\":\"t\",\"log\":\"done\"}\n"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

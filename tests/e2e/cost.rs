@@ -3,13 +3,12 @@
 
 use std::time::Duration;
 
-use crate::support::{docker_send, scrape, wait_until, Addresses, Sidecar};
+use crate::support::{docker_send, scrape, wait_until, Addresses, Sidecar, TempDir};
 
 #[test]
 fn the_bytes_ingested_are_counted_by_kind() {
-    let dir = std::env::temp_dir().join(format!("sluice-e2e-cost-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let dir_text = dir.display().to_string();
+    let dir = TempDir::unique("cost");
+    let dir_text = dir.arg();
     let addresses = Addresses::pick();
     let sidecar = Sidecar::start_at(
         &addresses,
@@ -69,5 +68,4 @@ fn the_bytes_ingested_are_counted_by_kind() {
     );
     let stats = read("stats");
     assert_eq!(stats.lines().count(), 1);
-    let _ = std::fs::remove_dir_all(&dir);
 }

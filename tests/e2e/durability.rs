@@ -9,7 +9,7 @@
 //! malformed input of every class next to a good client (run.rs).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -17,13 +17,13 @@ use serde_json::Value as Json;
 
 use crate::cloudwatch::{cloudwatch_env, event_id, log_lines_with, send_bulk, start};
 use crate::proxy::{switchable, Fault, FaultProxy, DOWN, HANG, PASS, STORM};
-use crate::support::{client_with, free_port, scrape, wait_for, CloudWatchDump, Moto, Sidecar};
+use crate::support::{
+    client_with, free_port, scrape, wait_for, CloudWatchDump, Moto, Sidecar, TempDir,
+};
 
-/// A fresh directory for one test's spool.
-fn spool_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sluice-e2e-spool-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+/// A fresh directory for one test's spool, removed when dropped.
+fn spool_dir(name: &str) -> TempDir {
+    TempDir::unique(&format!("spool-{name}"))
 }
 
 /// Segment files in a spool directory.
@@ -137,7 +137,6 @@ fn acked_events_survive_kill_9_and_a_torn_segment_with_the_spool() {
     assert_eq!(parts.iter().map(|(_, len)| len).sum::<usize>(), 1_500_036);
     // Delivered and stopped cleanly: the spool is empty.
     assert_eq!(segments(&dir), Vec::<String>::new());
-    std::fs::remove_dir_all(&dir).expect("cleanup");
 }
 
 /// Runs `bulk_until_closed` on a thread; its result is the number of
@@ -184,7 +183,6 @@ fn kill_9_in_the_middle_of_a_load_then_restart_loses_no_acked_event() {
     assert!(duplicates <= 8 * 10_000, "{duplicates}");
     assert!(counts.values().all(|n| *n <= 2), "an event arrived 3 times");
     assert_eq!(segments(&dir), Vec::<String>::new());
-    std::fs::remove_dir_all(&dir).expect("cleanup");
 }
 
 #[test]
@@ -247,7 +245,6 @@ fn cloudwatch_refusing_connections_then_timing_out_for_60_s_loses_nothing() {
         .filter(|r| r.fault == Fault::Hang)
         .count();
     assert!(hung >= 1, "no request hung");
-    std::fs::remove_dir_all(&dir).expect("cleanup");
 }
 
 #[test]
@@ -354,7 +351,6 @@ fn a_full_disk_under_the_spool_holds_acks_until_space_is_freed() {
     // Full waits (max_size) recover too; at least the disk did.
     assert!(!log_lines_with(&logs, "the spool takes events again").is_empty());
     let _ = std::fs::remove_file(&free);
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]
@@ -390,7 +386,6 @@ fn clients_that_reset_mid_frame_or_never_read_acks_do_not_hurt_the_others() {
     assert_eq!(by_kind["good"], (0..1000).collect::<Vec<_>>());
     assert_eq!(by_kind["rude"], (0..300).collect::<Vec<_>>());
     assert_eq!(by_kind["deaf"], (0..2000).collect::<Vec<_>>());
-    std::fs::remove_dir_all(&dir).expect("cleanup");
 }
 
 #[test]
@@ -431,5 +426,4 @@ fn a_stop_while_cloudwatch_is_down_leaves_the_events_in_the_spool_for_the_next_r
     let (counts, duplicates) = counted(&moto.dump());
     assert_eq!((counts.len(), duplicates), (1000, 0));
     assert_eq!(segments(&dir), Vec::<String>::new());
-    std::fs::remove_dir_all(&dir).expect("cleanup");
 }

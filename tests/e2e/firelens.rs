@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 
 use crate::support::{
     docker_send, render_firelens_config, scrape, wait_until, Addresses, EcsAgent, Moto, Sidecar,
-    StoredEvent,
+    StoredEvent, TempDir,
 };
 
 const TASK_ID: &str = "5a0a7b1c9d8e4f00a1b2c3d4e5f60718";
@@ -380,8 +380,7 @@ fn an_output_sluice_cannot_serve_is_refused_by_name() {
 /// Sluice's own configuration, container names from the FireLens tag.
 #[test]
 fn not_on_ecs_names_come_from_the_tag() {
-    let dir = std::env::temp_dir().join(format!("sluice-e2e-noecs-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = TempDir::unique("noecs");
     let addresses = Addresses::pick();
     let dir_text = dir.display().to_string();
     let sidecar = Sidecar::start_at(
@@ -419,7 +418,6 @@ fn not_on_ecs_names_come_from_the_tag() {
             r#"{"method":"GET","path":"/a?x=REDACTED","protocol":"HTTP/1.1","response_code":200,"bytes_received":0,"bytes_sent":2,"duration":3,"route":"GET /a"}"#
         )
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// With task metadata and no generated configuration: the cluster, task and
@@ -428,8 +426,7 @@ fn not_on_ecs_names_come_from_the_tag() {
 #[test]
 fn task_metadata_names_records_without_a_generated_configuration() {
     let agent = EcsAgent::start(&task_metadata(), 0.0, TOKEN);
-    let dir = std::env::temp_dir().join(format!("sluice-e2e-meta-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = TempDir::unique("meta");
     let dir_text = dir.display().to_string();
     let addresses = Addresses::pick();
     let uri = agent.metadata_uri();
@@ -469,7 +466,6 @@ fn task_metadata_names_records_without_a_generated_configuration() {
     assert_eq!(record["ecs_task_arn"], task_arn().as_str());
     assert_eq!(record["ecs_task_definition"], "orders:7");
     assert_eq!(record["log"], "ready");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A metadata endpoint that is down, or slower than Sluice waits: it starts

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{client_with, scrape, wait_until, Addresses, Moto, Sidecar, TempFile};
+use crate::support::{
+    client_with, scrape, wait_until, Addresses, Moto, Sidecar, TempDir, TempFile,
+};
 
 const JAVA: [&str; 7] = [
     "2026-11-26 10:00:00.123 ERROR [main] c.e.orders.CheckoutService - checkout failed",
@@ -180,9 +182,8 @@ fn acks_over_frames_that_end_mid_trace() {
 #[test]
 fn kill_9_with_a_trace_open_loses_no_acked_line() {
     let moto = Moto::start();
-    let spool = std::env::temp_dir().join(format!("sluice-e2e-ml-spool-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&spool);
-    let spool_text = spool.display().to_string();
+    let spool = TempDir::unique("ml-spool");
+    let spool_text = spool.arg();
     let endpoint = moto.endpoint();
     let env = [
         ("SLUICE_OUTPUT_TYPE", "cloudwatch"),
@@ -240,7 +241,6 @@ fn kill_9_with_a_trace_open_loses_no_acked_line() {
     let mut expected = vec!["INFO one", "INFO two", trace.as_str(), "INFO three"];
     expected.sort_unstable();
     assert_eq!(messages, expected);
-    let _ = std::fs::remove_dir_all(&spool);
 }
 
 /// A stop while a trace is open: the trace is written and its frame acked

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 
 use crate::cloudwatch::cloudwatch_env;
 use crate::proxy::{switchable, DOWN, PASS};
-use crate::support::{client, Moto, Sidecar};
+use crate::support::{client, Moto, Sidecar, TempDir};
 
 /// As in forward_clients.py.
 const SECRETS: [&str; 4] = [
@@ -123,9 +123,8 @@ fn no_secret_leaves_through_stdout_files_logs_or_metrics() {
     assert_no_secret("the sidecar's logs", &logs);
 
     // Files, with the statistics (EMF) beside the events.
-    let dir = std::env::temp_dir().join(format!("sluice-e2e-secrets-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let dir_text = dir.display().to_string();
+    let dir = TempDir::unique("secrets");
+    let dir_text = dir.arg();
     let sidecar = Sidecar::start(&[
         ("SLUICE_REDACT_PATTERNS", PATTERNS),
         ("SLUICE_OUTPUT_TYPE", "file"),
@@ -140,7 +139,6 @@ fn no_secret_leaves_through_stdout_files_logs_or_metrics() {
     assert!(files.contains("\"_aws\""), "no statistics: {files}");
     assert_no_secret("the file output", &files);
     assert_no_secret("/metrics", &metrics);
-    std::fs::remove_dir_all(&dir).expect("cleanup");
 }
 
 #[test]
@@ -149,10 +147,8 @@ fn no_secret_leaves_through_cloudwatch_or_the_spool() {
     // CloudWatch is down at first, so that the events wait in the spool.
     let (proxy, mode) = switchable(moto.addr, None);
     mode.store(DOWN, Ordering::Relaxed);
-    let spool =
-        std::env::temp_dir().join(format!("sluice-e2e-secrets-spool-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&spool);
-    let spool_text = spool.display().to_string();
+    let spool = TempDir::unique("secrets-spool");
+    let spool_text = spool.arg();
     let env = cloudwatch_env(
         &proxy.endpoint(),
         &[
@@ -194,5 +190,4 @@ fn no_secret_leaves_through_cloudwatch_or_the_spool() {
     assert_no_secret("a CloudWatch request", &requests.join("\n"));
     assert_no_secret("/metrics", &metrics);
     assert_no_secret("the sidecar's logs", &logs.lock().expect("lock").join("\n"));
-    std::fs::remove_dir_all(&spool).expect("cleanup");
 }

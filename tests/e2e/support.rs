@@ -319,6 +319,45 @@ impl Drop for TempFile {
     }
 }
 
+/// A directory of the tests' (a spool, files for a configuration), removed
+/// with all it holds when dropped, also when the test fails.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A path of its own in the temporary directory; nothing is there yet
+    /// (Sluice makes its spool directory itself).
+    pub fn unique(kind: &str) -> TempDir {
+        let path = unique_temp_path(kind, "d");
+        let _ = std::fs::remove_dir_all(&path);
+        TempDir(path)
+    }
+
+    /// The path as a command-line argument or a configuration value.
+    pub fn arg(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// `sluice-e2e-KIND-PID-N.EXTENSION` in the temporary directory, N counting
 /// every path this process asked for.
 fn unique_temp_path(kind: &str, extension: &str) -> PathBuf {

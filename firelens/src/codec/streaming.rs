@@ -175,11 +175,7 @@ impl Streaming {
                 }
             }
             self.left -= 1;
-            if self.pos > limits.max_frame_bytes {
-                return Err(FrameError::TooLarge {
-                    max: limits.max_frame_bytes,
-                });
-            }
+            within_frame_limit(self.pos, limits)?;
         }
         let (len, options) = if self.elements == 3 {
             let len = match buffered_len(frame, self.pos, limits)? {
@@ -193,11 +189,7 @@ impl Streaming {
         } else {
             (self.pos, Options::default())
         };
-        if len > limits.max_frame_bytes {
-            return Err(FrameError::TooLarge {
-                max: limits.max_frame_bytes,
-            });
-        }
+        within_frame_limit(len, limits)?;
         let records = std::mem::replace(&mut self.records, RecordsBuilder::with_capacity(0));
         let frame = if options.fluent_signal != 0 {
             super::Frame::Events {
@@ -252,10 +244,16 @@ fn buffered_len(
 /// there now. What to wait for, or an error for a frame that cannot fit
 /// the limit.
 fn need(needed: usize, buffered: usize, limits: &Limits) -> Result<usize, FrameError> {
-    if needed > limits.max_frame_bytes || buffered > limits.max_frame_bytes {
+    within_frame_limit(needed.max(buffered), limits)?;
+    Ok(needed.max(buffered + 1))
+}
+
+/// `TooLarge` when a frame of `bytes` (so far) is over the limit.
+fn within_frame_limit(bytes: usize, limits: &Limits) -> Result<(), FrameError> {
+    if bytes > limits.max_frame_bytes {
         return Err(FrameError::TooLarge {
             max: limits.max_frame_bytes,
         });
     }
-    Ok(needed.max(buffered + 1))
+    Ok(())
 }

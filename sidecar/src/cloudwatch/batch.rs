@@ -65,7 +65,8 @@ struct Slot {
 #[derive(Debug, Default)]
 struct Pages {
     pages: Vec<String>,
-    /// The bytes the pages were allocated with.
+    /// The bytes the pages were allocated with, summed as pages are added:
+    /// the budget asks for it at every event ([`Batcher::held_bytes`]).
     held: usize,
 }
 
@@ -225,12 +226,12 @@ impl Batcher {
     /// closed, which are ready to send.
     pub fn push(&mut self, event: EventRef<'_>) -> Vec<Batch> {
         let mut ready = Vec::new();
-        if event.message.len() <= MAX_MESSAGE_BYTES {
-            // The common case, without the vector of parts.
-            self.push_part(event, &mut ready);
-        } else {
-            for part in split_oversized(event) {
-                self.push_part(part.view(), &mut ready);
+        match split_oversized(event) {
+            None => self.push_part(event, &mut ready),
+            Some(parts) => {
+                for part in parts {
+                    self.push_part(part.view(), &mut ready);
+                }
             }
         }
         ready
@@ -307,18 +308,12 @@ fn sorted_by_time(slots: Vec<Slot>, oldest_ms: i64) -> Vec<Slot> {
         .collect()
 }
 
-/// Splits a message longer than [`MAX_MESSAGE_BYTES`] into parts marked
-/// `[sluice part i/n] `, cut at character boundaries; others pass as they are.
-pub fn split_oversized(event: EventRef<'_>) -> Vec<LogEvent> {
+/// The parts of a message longer than [`MAX_MESSAGE_BYTES`], marked
+/// `[sluice part i/n] ` and cut at character boundaries; `None` when the
+/// message fits one event as it is (nearly always).
+pub fn split_oversized(event: EventRef<'_>) -> Option<Vec<LogEvent>> {
     if event.message.len() <= MAX_MESSAGE_BYTES {
-        return vec![LogEvent {
-            timestamp_ms: event.timestamp_ms,
-            message: Message::from_escaped(
-                event.message.escaped().to_string(),
-                event.message.len(),
-            ),
-            spool: event.spool,
-        }];
+        return None;
     }
     // Room for the longest marker this message can need.
     const MARKER_ROOM: usize = "[sluice part 9999/9999] ".len();
@@ -335,7 +330,7 @@ pub fn split_oversized(event: EventRef<'_>) -> Vec<LogEvent> {
         rest = &rest[cut..];
     }
     let n = pieces.len();
-    pieces
+    let parts = pieces
         .into_iter()
         .enumerate()
         .map(|(i, piece)| LogEvent {
@@ -343,7 +338,8 @@ pub fn split_oversized(event: EventRef<'_>) -> Vec<LogEvent> {
             message: Message::new(&format!("[sluice part {}/{n}] {piece}", i + 1)),
             spool: event.spool,
         })
-        .collect()
+        .collect();
+    Some(parts)
 }
 
 #[cfg(test)]
@@ -428,9 +424,14 @@ mod tests {
                 ordinal: 9,
             }),
         };
-        let parts = split_oversized(big.view());
+        // A message of the limit exactly is one event as it is.
+        let at_limit = event(7, MAX_MESSAGE_BYTES);
+        assert_eq!(split_oversized(at_limit.view()), None);
+        let over = event(7, MAX_MESSAGE_BYTES + 1);
+        assert_eq!(split_oversized(over.view()).map(|p| p.len()), Some(2));
+        let parts = split_oversized(big.view()).unwrap();
         assert_eq!(parts.len(), 3);
-        let texts: Vec<String> = parts.iter().map(|p| p.message.text()).collect();
+        let texts: Vec<String> = parts.iter().map(|p| p.message.view().text()).collect();
         assert!(texts[0].starts_with("[sluice part 1/3] é"));
         assert!(texts[2].starts_with("[sluice part 3/3] é"));
         // Each part carries the event's place in the spool.
@@ -439,7 +440,7 @@ mod tests {
             .iter()
             .map(|t| t.split_once("] ").unwrap().1)
             .collect();
-        assert_eq!(joined, big.message.text());
+        assert_eq!(joined, big.message.view().text());
         let mut b = Batcher::new();
         let mut ready: Vec<Batch> = b.push(big.view());
         ready.extend(b.flush());

@@ -22,7 +22,7 @@ use sluice_firelens::{MemoryBudget, Reservation};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
-use super::batch::{split_oversized, MAX_MESSAGE_BYTES};
+use super::batch::split_oversized;
 use super::pending::{Closed, PendingStreams};
 use super::ship::{Outbound, ShipCounters};
 use crate::event::{EventRef, LogEvent, StreamKey};
@@ -133,11 +133,12 @@ impl CloudWatchSink {
         }
         // Split here rather than in the batcher, so that a spool record is
         // exactly one event of a batch.
-        if event.message.len() <= MAX_MESSAGE_BYTES {
-            self.spool_and_buffer(key, event, emf);
-        } else {
-            for part in split_oversized(event) {
-                self.spool_and_buffer(key, part.view(), emf);
+        match split_oversized(event) {
+            None => self.spool_and_buffer(key, event, emf),
+            Some(parts) => {
+                for part in parts {
+                    self.spool_and_buffer(key, part.view(), emf);
+                }
             }
         }
     }

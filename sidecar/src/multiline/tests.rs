@@ -12,6 +12,15 @@ fn event(tag: &str, source: &str, log: &str) -> Event {
     }
 }
 
+impl Joiner {
+    /// [`Joiner::push_into`] into a vector of its own.
+    fn push(&mut self, event: Event, ack: Option<u64>, now_ns: i64) -> Vec<Event> {
+        let mut out = Vec::new();
+        self.push_into(event, ack, now_ns, &mut out);
+        out
+    }
+}
+
 fn all_rules() -> Rules {
     Rules::built_in(&BUILT_IN.map(str::to_string))
 }

@@ -301,8 +301,8 @@ mod tests {
                     e.key.stream(),
                     e.emf,
                     e.timestamp_ms,
-                    e.message.escaped(),
-                    e.message.len(),
+                    e.message.view().escaped(),
+                    e.message.view().len(),
                 )
             })
             .collect();
@@ -338,8 +338,11 @@ mod tests {
         assert_eq!(decoded.damage, None);
         let messages: Vec<&Message> = decoded.events.iter().map(|e| &e.message).collect();
         assert_eq!(messages[0], messages[1]);
-        assert_eq!(messages[0].escaped(), r#"{\"log\":\"a \\\"quote\\\"\"}"#);
-        assert_eq!(messages[0].len(), 21);
+        assert_eq!(
+            messages[0].view().escaped(),
+            r#"{\"log\":\"a \\\"quote\\\"\"}"#
+        );
+        assert_eq!(messages[0].view().len(), 21);
     }
 
     #[test]
