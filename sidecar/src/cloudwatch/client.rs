@@ -124,7 +124,6 @@ impl CloudWatchClient {
             }
             config = config.credentials_provider(provider.build().await);
         }
-        seed_tls_random();
         Ok(CloudWatchClient {
             client: Client::from_conf(config.build()),
         })
@@ -210,20 +209,6 @@ impl LogsApi for CloudWatchClient {
             .await
             .map(|_| ())
             .map_err(|e| classify(&e))
-    }
-}
-
-/// Seeds the TLS library's random generator now, while Sluice starts:
-/// aws-lc gathers CPU-jitter entropy once per process (about 60 ms of CPU
-/// here), which would otherwise fall on the first PutLogEvents call.
-fn seed_tls_random() {
-    use aws_lc_rs::rand::SecureRandom;
-    let mut byte = [0u8; 1];
-    if aws_lc_rs::rand::SystemRandom::new()
-        .fill(&mut byte)
-        .is_err()
-    {
-        tracing::warn!("the TLS random generator could not be seeded at start-up");
     }
 }
 
