@@ -22,7 +22,7 @@ use sluice_parser::{Classified, Classifier};
 use tokio::sync::mpsc;
 
 use crate::config::{AppFormat, Config, OutputType};
-use crate::ecs::{self, Identity};
+use crate::ecs::{self, Identity, LastTag};
 use crate::event::record_line;
 use crate::fluentbit::route::Router;
 use crate::fluentbit::template::TemplateInput;
@@ -81,6 +81,8 @@ struct Writer {
     stats: Option<Aggregator>,
     sampling: Option<SamplingConfig>,
     counters: Arc<PipelineCounters>,
+    /// The container name and task id of the last tag seen.
+    tags: LastTag,
     text: String,
     written: u64,
 }
@@ -130,6 +132,7 @@ impl OutputStage {
                     .map(|c| Aggregator::new(c, now_ns().div_euclid(1_000_000), totals)),
                 sampling: full.sampling.clone(),
                 counters,
+                tags: LastTag::default(),
                 text: String::with_capacity(1 << 12),
                 written: 0,
             },
@@ -163,7 +166,7 @@ impl OutputStage {
             self.identity.add_task_keys(&mut event.record);
         }
         let identity = &self.identity;
-        let container = identity.container_name(&event.tag, &event.record);
+        let container = identity.container_named(self.out.tags.split(&event.tag), &event.record);
         let (line, line_key) = log_line(&event.record);
         let mut classified = Classified::App(&line);
         self.renderer
@@ -299,7 +302,7 @@ impl Writer {
         event: &Event,
         sink: &mut Sink,
     ) -> io::Result<()> {
-        let container = identity.container_name(&event.tag, &event.record);
+        let container = identity.container_named(self.tags.split(&event.tag), &event.record);
         let (line, line_key) = log_line(&event.record);
         let mut classified = Classified::App(sluice_parser::trim_line_ending(&line));
         let seen = Seen {

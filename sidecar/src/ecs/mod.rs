@@ -12,6 +12,7 @@
 mod http;
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -137,7 +138,17 @@ pub struct Identity {
 impl Identity {
     /// The container's task-definition name (see the module's doc).
     pub fn container_name<'a>(&'a self, tag: &'a str, record: &'a Record) -> Cow<'a, str> {
-        if let Some((name, _)) = split_firelens_tag(tag) {
+        self.container_named(split_firelens_tag(tag), record)
+    }
+
+    /// [`Identity::container_name`] of a tag already split (`None`: not a
+    /// FireLens tag), as [`LastTag`] splits it.
+    pub fn container_named<'a>(
+        &'a self,
+        firelens: Option<(&'a str, &'a str)>,
+        record: &'a Record,
+    ) -> Cow<'a, str> {
+        if let Some((name, _)) = firelens {
             if !name.is_empty() {
                 return Cow::Borrowed(name);
             }
@@ -202,6 +213,41 @@ pub fn split_firelens_tag(tag: &str) -> Option<(&str, &str)> {
 }
 
 const FIRELENS_SEPARATOR: &str = "-firelens-";
+
+/// [`split_firelens_tag`] of the last tag asked about. The events of a
+/// frame share one tag (one `Arc`), so the tag is searched once per frame
+/// rather than for every event (about 150 instructions each time).
+#[derive(Debug, Default)]
+pub struct LastTag {
+    /// The tag, held so that its address is not another tag's later, and
+    /// where it splits.
+    last: Option<(Arc<str>, Option<SplitAt>)>,
+}
+
+/// Where a FireLens tag's container name ends and its task id starts.
+#[derive(Clone, Copy, Debug)]
+struct SplitAt {
+    name_end: usize,
+    id_start: usize,
+}
+
+impl LastTag {
+    /// `tag`'s container name and task id, when it is a FireLens tag.
+    pub fn split<'t>(&mut self, tag: &'t Arc<str>) -> Option<(&'t str, &'t str)> {
+        let parts = match &self.last {
+            Some((last, parts)) if Arc::ptr_eq(last, tag) => *parts,
+            _ => {
+                let parts = split_firelens_tag(tag).map(|(name, id)| SplitAt {
+                    name_end: name.len(),
+                    id_start: tag.len() - id.len(),
+                });
+                self.last = Some((tag.clone(), parts));
+                parts
+            }
+        };
+        parts.map(|at| (&tag[..at.name_end], &tag[at.id_start..]))
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -285,6 +331,30 @@ mod tests {
             "log-firelens-router"
         );
         assert_eq!(without.task_id(tag), Some("5a0a7b1c"));
+    }
+
+    /// The split remembered is the last tag's, whatever the tags asked
+    /// about before; a tag with equal text is split again, to the same.
+    #[test]
+    fn the_last_tag_is_split_once_and_answered_for_its_own_text() {
+        let mut last = LastTag::default();
+        let envoy: Arc<str> = "envoy-firelens-5a0a".into();
+        let app: Arc<str> = "app-firelens-5a0a".into();
+        let docker: Arc<str> = "docker.d0c8".into();
+        let envoy_again: Arc<str> = "envoy-firelens-5a0a".into();
+        for _ in 0..2 {
+            assert_eq!(last.split(&envoy), Some(("envoy", "5a0a")));
+            assert_eq!(last.split(&envoy), Some(("envoy", "5a0a")));
+            assert_eq!(last.split(&app), Some(("app", "5a0a")));
+            assert_eq!(last.split(&docker), None);
+            assert_eq!(last.split(&docker), None);
+            assert_eq!(last.split(&envoy_again), Some(("envoy", "5a0a")));
+        }
+        let with_separator: Arc<str> = "log-firelens-router-firelens-5a0a7b1c".into();
+        assert_eq!(
+            last.split(&with_separator),
+            Some(("log-firelens-router", "5a0a7b1c"))
+        );
     }
 
     #[test]
