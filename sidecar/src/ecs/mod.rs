@@ -333,10 +333,10 @@ mod tests {
         assert_eq!(without.task_id(tag), Some("5a0a7b1c"));
     }
 
-    /// The split remembered is the last tag's, whatever the tags asked
-    /// about before; a tag with equal text is split again, to the same.
+    /// A remembered split is only ever the tag's own, however tags
+    /// alternate; another `Arc` with equal text splits the same.
     #[test]
-    fn the_last_tag_is_split_once_and_answered_for_its_own_text() {
+    fn a_remembered_split_is_always_the_tags_own() {
         let mut last = LastTag::default();
         let envoy: Arc<str> = "envoy-firelens-5a0a".into();
         let app: Arc<str> = "app-firelens-5a0a".into();
