@@ -2,10 +2,10 @@
 
 use std::process::Command;
 
-use crate::support::{client, Sidecar, TempDir, TempFile};
+use crate::support::{client, Sidecar, TempPath};
 
-fn config_file(name: &str, text: &str) -> TempFile {
-    TempFile::write(
+fn config_file(name: &str, text: &str) -> TempPath {
+    TempPath::write(
         &format!("sluice-e2e-{}-{name}.toml", std::process::id()),
         text,
     )
@@ -126,7 +126,7 @@ fn run_without_an_aws_region_says_so() {
 
 #[test]
 fn file_output_writes_one_ndjson_file_per_stream() {
-    let dir = TempDir::unique("files");
+    let dir = TempPath::unique_dir("files");
     let dir_text = dir.arg();
     let sidecar = Sidecar::start(&[
         ("SLUICE_OUTPUT_TYPE", "file"),
@@ -235,7 +235,7 @@ fn every_example_config_passes_check_config() {
     let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
     let blocks = toml_blocks(&readme);
     assert!(!blocks.is_empty(), "the README shows a configuration");
-    let readme_files: Vec<TempFile> = blocks
+    let readme_files: Vec<TempPath> = blocks
         .iter()
         .enumerate()
         .map(|(i, block)| config_file(&format!("readme-{i}"), block))

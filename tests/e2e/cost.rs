@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use crate::support::{docker_send, scrape, wait_until, Addresses, Sidecar, TempDir};
+use crate::support::{docker_send, scrape, wait_until, Addresses, Sidecar, TempPath};
 
 #[test]
 fn the_bytes_ingested_are_counted_by_kind() {
-    let dir = TempDir::unique("cost");
+    let dir = TempPath::unique_dir("cost");
     let dir_text = dir.arg();
     let addresses = Addresses::pick();
     let sidecar = Sidecar::start_at(

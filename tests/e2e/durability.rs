@@ -18,12 +18,12 @@ use serde_json::Value as Json;
 use crate::cloudwatch::{cloudwatch_env, event_id, log_lines_with, send_bulk, start};
 use crate::proxy::{switchable, Fault, FaultProxy, DOWN, HANG, PASS, STORM};
 use crate::support::{
-    client_with, free_port, scrape, wait_for, CloudWatchDump, Moto, Sidecar, TempDir,
+    client_with, free_port, scrape, wait_for, CloudWatchDump, Moto, Sidecar, TempPath,
 };
 
 /// A fresh directory for one test's spool, removed when dropped.
-fn spool_dir(name: &str) -> TempDir {
-    TempDir::unique(&format!("spool-{name}"))
+fn spool_dir(name: &str) -> TempPath {
+    TempPath::unique_dir(&format!("spool-{name}"))
 }
 
 /// Segment files in a spool directory.

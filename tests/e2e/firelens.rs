@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 
 use crate::support::{
     docker_send, render_firelens_config, scrape, wait_until, Addresses, EcsAgent, Moto, Sidecar,
-    StoredEvent, TempDir,
+    StoredEvent, TempPath,
 };
 
 const TASK_ID: &str = "5a0a7b1c9d8e4f00a1b2c3d4e5f60718";
@@ -380,7 +380,7 @@ fn an_output_sluice_cannot_serve_is_refused_by_name() {
 /// Sluice's own configuration, container names from the FireLens tag.
 #[test]
 fn not_on_ecs_names_come_from_the_tag() {
-    let dir = TempDir::unique("noecs");
+    let dir = TempPath::unique_dir("noecs");
     let addresses = Addresses::pick();
     let dir_text = dir.display().to_string();
     let sidecar = Sidecar::start_at(
@@ -426,7 +426,7 @@ fn not_on_ecs_names_come_from_the_tag() {
 #[test]
 fn task_metadata_names_records_without_a_generated_configuration() {
     let agent = EcsAgent::start(&task_metadata(), 0.0, TOKEN);
-    let dir = TempDir::unique("meta");
+    let dir = TempPath::unique_dir("meta");
     let dir_text = dir.display().to_string();
     let addresses = Addresses::pick();
     let uri = agent.metadata_uri();

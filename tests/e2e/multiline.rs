@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{
-    client_with, scrape, wait_until, Addresses, Moto, Sidecar, TempDir, TempFile,
-};
+use crate::support::{client_with, scrape, wait_until, Addresses, Moto, Sidecar, TempPath};
 
 const JAVA: [&str; 7] = [
     "2026-11-26 10:00:00.123 ERROR [main] c.e.orders.CheckoutService - checkout failed",
@@ -42,8 +40,8 @@ const GO: [&str; 5] = [
 ];
 
 /// Writes `frames` for forward_clients.py's `frames` scenario.
-fn frames_file(name: &str, frames: &Value) -> TempFile {
-    TempFile::write(
+fn frames_file(name: &str, frames: &Value) -> TempPath {
+    TempPath::write(
         &format!("sluice-e2e-multiline-{}-{name}.json", std::process::id()),
         &frames.to_string(),
     )
@@ -182,7 +180,7 @@ fn acks_over_frames_that_end_mid_trace() {
 #[test]
 fn kill_9_with_a_trace_open_loses_no_acked_line() {
     let moto = Moto::start();
-    let spool = TempDir::unique("ml-spool");
+    let spool = TempPath::unique_dir("ml-spool");
     let spool_text = spool.arg();
     let endpoint = moto.endpoint();
     let env = [

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 
 use crate::cloudwatch::cloudwatch_env;
 use crate::proxy::{switchable, DOWN, PASS};
-use crate::support::{client, Moto, Sidecar, TempDir};
+use crate::support::{client, Moto, Sidecar, TempPath};
 
 /// As in forward_clients.py.
 const SECRETS: [&str; 4] = [
@@ -123,7 +123,7 @@ fn no_secret_leaves_through_stdout_files_logs_or_metrics() {
     assert_no_secret("the sidecar's logs", &logs);
 
     // Files, with the statistics (EMF) beside the events.
-    let dir = TempDir::unique("secrets");
+    let dir = TempPath::unique_dir("secrets");
     let dir_text = dir.arg();
     let sidecar = Sidecar::start(&[
         ("SLUICE_REDACT_PATTERNS", PATTERNS),
@@ -147,7 +147,7 @@ fn no_secret_leaves_through_cloudwatch_or_the_spool() {
     // CloudWatch is down at first, so that the events wait in the spool.
     let (proxy, mode) = switchable(moto.addr, None);
     mode.store(DOWN, Ordering::Relaxed);
-    let spool = TempDir::unique("secrets-spool");
+    let spool = TempPath::unique_dir("secrets-spool");
     let spool_text = spool.arg();
     let env = cloudwatch_env(
         &proxy.endpoint(),

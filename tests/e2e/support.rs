@@ -260,76 +260,41 @@ fn peer(args: &[&str]) -> Vec<String> {
     run_script("cloudwatch_peer.py", args)
 }
 
-/// A file the tests wrote for a peer or the sidecar to read, removed when
-/// dropped.
-pub struct TempFile(PathBuf);
+/// A path of the tests' in the temporary directory: a file written for a
+/// peer or the sidecar to read, or a directory (a spool, a file output's
+/// files). Removed, with all it holds, when dropped, also when the test
+/// fails.
+pub struct TempPath(PathBuf);
 
-impl TempFile {
+impl TempPath {
     /// Writes `text` to `name` in the temporary directory.
-    pub fn write(name: &str, text: &str) -> TempFile {
+    pub fn write(name: &str, text: &str) -> TempPath {
         let path = std::env::temp_dir().join(name);
         std::fs::write(&path, text).expect("temp file written");
-        TempFile(path)
+        TempPath(path)
     }
 
     /// A path of its own in the temporary directory, for a file a peer
     /// writes (nothing is there yet).
-    pub fn unique(kind: &str, extension: &str) -> TempFile {
+    pub fn unique(kind: &str, extension: &str) -> TempPath {
         let path = unique_temp_path(kind, extension);
         let _ = std::fs::remove_file(&path);
-        TempFile(path)
+        TempPath(path)
     }
 
-    /// [`TempFile::unique`], holding `text`.
-    pub fn unique_with(kind: &str, extension: &str, text: &str) -> TempFile {
-        let file = TempFile::unique(kind, extension);
+    /// [`TempPath::unique`], holding `text`.
+    pub fn unique_with(kind: &str, extension: &str, text: &str) -> TempPath {
+        let file = TempPath::unique(kind, extension);
         std::fs::write(&file.0, text).expect("temp file written");
         file
     }
 
-    /// The path as a command-line argument.
-    pub fn arg(&self) -> String {
-        self.0.display().to_string()
-    }
-}
-
-impl std::ops::Deref for TempFile {
-    type Target = Path;
-
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl AsRef<Path> for TempFile {
-    fn as_ref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl AsRef<std::ffi::OsStr> for TempFile {
-    fn as_ref(&self) -> &std::ffi::OsStr {
-        self.0.as_os_str()
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// A directory of the tests' (a spool, files for a configuration), removed
-/// with all it holds when dropped, also when the test fails.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    /// A path of its own in the temporary directory; nothing is there yet
-    /// (Sluice makes its spool directory itself).
-    pub fn unique(kind: &str) -> TempDir {
+    /// A path of its own for a directory; nothing is there yet (Sluice
+    /// makes its spool directory itself).
+    pub fn unique_dir(kind: &str) -> TempPath {
         let path = unique_temp_path(kind, "d");
         let _ = std::fs::remove_dir_all(&path);
-        TempDir(path)
+        TempPath(path)
     }
 
     /// The path as a command-line argument or a configuration value.
@@ -338,7 +303,7 @@ impl TempDir {
     }
 }
 
-impl std::ops::Deref for TempDir {
+impl std::ops::Deref for TempPath {
     type Target = Path;
 
     fn deref(&self) -> &Path {
@@ -346,15 +311,25 @@ impl std::ops::Deref for TempDir {
     }
 }
 
-impl AsRef<Path> for TempDir {
+impl AsRef<Path> for TempPath {
     fn as_ref(&self) -> &Path {
         &self.0
     }
 }
 
-impl Drop for TempDir {
+impl AsRef<std::ffi::OsStr> for TempPath {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for TempPath {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if self.0.is_dir() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        } else {
+            let _ = std::fs::remove_file(&self.0);
+        }
     }
 }
 
@@ -559,15 +534,15 @@ pub struct EcsAgent {
     child: Child,
     pub port: u16,
     /// The task it serves and the port it wrote, removed after it stops.
-    _files: [TempFile; 2],
+    _files: [TempPath; 2],
 }
 
 impl EcsAgent {
     /// Serves `task` (the v4 `/task` answer) after `delay_s`; credentials
     /// only to requests whose Authorization header is `token`.
     pub fn start(task: &serde_json::Value, delay_s: f64, token: &str) -> EcsAgent {
-        let task_file = TempFile::unique_with("agent-task", "json", &task.to_string());
-        let port_file = TempFile::unique("agent-port", "port");
+        let task_file = TempPath::unique_with("agent-task", "json", &task.to_string());
+        let port_file = TempPath::unique("agent-port", "port");
         let child = Command::new(python())
             .arg(workspace().join("tests/e2e/ecs_agent.py"))
             .args(["serve", &port_file.arg()])
@@ -638,9 +613,9 @@ impl Drop for EcsAgent {
 
 /// The Fluent Bit configuration the agent would generate for `spec` (see
 /// ecs_agent.py render), written to a fresh file, removed when dropped.
-pub fn render_firelens_config(spec: &serde_json::Value) -> TempFile {
-    let spec_file = TempFile::unique_with("firelens-spec", "json", &spec.to_string());
-    let conf = TempFile::unique("firelens", "conf");
+pub fn render_firelens_config(spec: &serde_json::Value) -> TempPath {
+    let spec_file = TempPath::unique_with("firelens-spec", "json", &spec.to_string());
+    let conf = TempPath::unique("firelens", "conf");
     run_script("ecs_agent.py", &["render", &spec_file.arg(), &conf.arg()]);
     conf
 }
@@ -648,7 +623,7 @@ pub fn render_firelens_config(spec: &serde_json::Value) -> TempFile {
 /// Sends `lines` ((source, line) pairs) as Docker's fluentd driver does for
 /// one container (see ecs_agent.py docker).
 pub fn docker_send(socket: &Path, tag: &str, id: &str, docker_name: &str, lines: &[(&str, &str)]) {
-    let file = TempFile::unique_with("lines", "json", &serde_json::json!(lines).to_string());
+    let file = TempPath::unique_with("lines", "json", &serde_json::json!(lines).to_string());
     run_script(
         "ecs_agent.py",
         &[
