@@ -245,8 +245,9 @@ fn plain_prefix_len(bytes: &[u8]) -> usize {
 mod sse2 {
     use std::arch::x86_64::{
         _mm_cmpeq_epi8, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
-        _mm_set_epi64x,
     };
+
+    use crate::sse2::load16;
 
     /// [`super::plain_prefix_len`] of 16 bytes or more.
     #[target_feature(enable = "sse2")]
@@ -275,12 +276,7 @@ mod sse2 {
     /// Bit `k` set when `bytes[k]` (of 16) is `"`, `\` or below 0x20.
     #[target_feature(enable = "sse2")]
     fn escapes16(bytes: &[u8]) -> u32 {
-        let half = |i: usize| {
-            let mut word = [0; 8];
-            word.copy_from_slice(&bytes[i..i + 8]);
-            i64::from_le_bytes(word)
-        };
-        let v = _mm_set_epi64x(half(8), half(0));
+        let v = load16(bytes);
         let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
         let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
         // Unsigned: `min(b, 0x1f) == b` exactly when b <= 0x1f.

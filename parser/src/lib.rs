@@ -49,6 +49,8 @@ pub mod json_out;
 mod record;
 mod redact;
 mod route;
+#[cfg(target_arch = "x86_64")]
+mod sse2;
 mod stops;
 mod text;
 mod time;

@@ -71,11 +71,10 @@ fn block_mask(line: &[u8], base: usize) -> u64 {
 
 #[cfg(target_arch = "x86_64")]
 mod sse2 {
-    use std::arch::x86_64::{
-        _mm_cmpeq_epi8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8, _mm_set_epi64x,
-    };
+    use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8};
 
     use super::bytewise;
+    use crate::sse2::load16;
 
     #[target_feature(enable = "sse2")]
     pub(super) fn block_mask(line: &[u8], base: usize) -> u64 {
@@ -104,12 +103,7 @@ mod sse2 {
     /// The stops of 16 bytes, one bit per byte.
     #[target_feature(enable = "sse2")]
     fn stops16(bytes: &[u8]) -> u16 {
-        let half = |i: usize| {
-            let mut word = [0; 8];
-            word.copy_from_slice(&bytes[i..i + 8]);
-            i64::from_le_bytes(word)
-        };
-        let v = _mm_set_epi64x(half(8), half(0));
+        let v = load16(bytes);
         let hits = _mm_or_si128(
             _mm_or_si128(
                 _mm_cmpeq_epi8(v, _mm_set1_epi8(b' ' as i8)),
