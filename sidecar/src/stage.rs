@@ -166,7 +166,7 @@ impl OutputStage {
             self.identity.add_task_keys(&mut event.record);
         }
         let identity = &self.identity;
-        let container = identity.container_named(self.out.tags.split(&event.tag), &event.record);
+        let container = identity.container_name(self.out.tags.split(&event.tag), &event.record);
         let (line, line_key) = log_line(&event.record);
         let mut classified = Classified::App(&line);
         self.renderer
@@ -302,7 +302,7 @@ impl Writer {
         event: &Event,
         sink: &mut Sink,
     ) -> io::Result<()> {
-        let container = identity.container_named(self.tags.split(&event.tag), &event.record);
+        let container = identity.container_name(self.tags.split(&event.tag), &event.record);
         let (line, line_key) = log_line(&event.record);
         let mut classified = Classified::App(sluice_parser::trim_line_ending(&line));
         let seen = Seen {

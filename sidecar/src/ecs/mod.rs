@@ -136,14 +136,10 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// The container's task-definition name (see the module's doc).
-    pub fn container_name<'a>(&'a self, tag: &'a str, record: &'a Record) -> Cow<'a, str> {
-        self.container_named(split_firelens_tag(tag), record)
-    }
-
-    /// [`Identity::container_name`] of a tag already split (`None`: not a
-    /// FireLens tag), as [`LastTag`] splits it.
-    pub fn container_named<'a>(
+    /// The container's task-definition name (see the module's doc), from
+    /// its tag already split (`None`: not a FireLens tag; see
+    /// [`split_firelens_tag`] and [`LastTag`]) and its record.
+    pub fn container_name<'a>(
         &'a self,
         firelens: Option<(&'a str, &'a str)>,
         record: &'a Record,
@@ -305,15 +301,27 @@ mod tests {
             ("container_name", "/ecs-orders-7-envoy-9a8b"),
             ("container_id", "d0c8"),
         ]);
-        assert_eq!(with.container_name("app-firelens-abc", &docker), "app");
-        assert_eq!(with.container_name("docker.d0c8", &docker), "envoy");
-        let by_name = record(&[("container_name", "/ecs-orders-7-envoy-9a8b")]);
-        assert_eq!(with.container_name("x", &by_name), "envoy");
         assert_eq!(
-            without.container_name("x", &docker),
+            with.container_name(split_firelens_tag("app-firelens-abc"), &docker),
+            "app"
+        );
+        assert_eq!(
+            with.container_name(split_firelens_tag("docker.d0c8"), &docker),
+            "envoy"
+        );
+        let by_name = record(&[("container_name", "/ecs-orders-7-envoy-9a8b")]);
+        assert_eq!(
+            with.container_name(split_firelens_tag("x"), &by_name),
+            "envoy"
+        );
+        assert_eq!(
+            without.container_name(split_firelens_tag("x"), &docker),
             "ecs-orders-7-envoy-9a8b"
         );
-        assert_eq!(without.container_name("x", &Record::default()), "unknown");
+        assert_eq!(
+            without.container_name(split_firelens_tag("x"), &Record::default()),
+            "unknown"
+        );
         let mut r = record(&[("ecs_cluster", "given")]);
         with.add_task_keys(&mut r);
         assert_eq!(r.get_str("ecs_cluster"), Some("given"));
@@ -327,7 +335,7 @@ mod tests {
         // A container whose own name holds the separator.
         let tag = "log-firelens-router-firelens-5a0a7b1c";
         assert_eq!(
-            without.container_name(tag, &Record::default()),
+            without.container_name(split_firelens_tag(tag), &Record::default()),
             "log-firelens-router"
         );
         assert_eq!(without.task_id(tag), Some("5a0a7b1c"));
