@@ -17,10 +17,14 @@ also counted by the code that called them: for instance
 --callers=_avx_unaligned_erms says which copies glibc's memcpy and
 memmove samples are (the flat profile names the one function by either).
 
+With --kernel the samples carry frame-pointer call stacks, and those in
+the kernel are counted by how the process entered it: the system call,
+a page fault, an interrupt, or (the rest) the kernel function sampled.
+
 Usage (after ../shared/peers/build-peers.sh and a release build with line
 tables, so that the functions below are named; needs `perf`):
   CARGO_PROFILE_RELEASE_DEBUG=line-tables-only cargo build --release -p sluice
-  ~/peers/venv/bin/python benches/perf_burst.py target/release/sluice [RECORDS] [--callers=NAME] [VAR=value ...]
+  ~/peers/venv/bin/python benches/perf_burst.py target/release/sluice [RECORDS] [--callers=NAME | --kernel] [VAR=value ...]
 """
 
 import collections
@@ -67,9 +71,33 @@ def callers(data, name):
     return total, by_caller
 
 
+def kernel_entries(data):
+    """The share of all samples in the kernel, and of each way in."""
+    out = subprocess.run(["perf", "script", "-i", data, "-F", "comm,ip,sym"],
+                         capture_output=True, text=True, check=True).stdout
+    total = 0
+    entries = collections.Counter()
+    for sample in out.split("\n\n"):
+        frames = [f for f in (line.split(None, 1) for line in sample.strip().splitlines()[1:]) if len(f) == 2]
+        if not frames:
+            continue
+        total += 1
+        if not frames[0][0].startswith("ffffffff"):
+            continue
+        names = [name for _, name in frames]
+        entry = next((n for n in names if n.startswith(("__x64_sys_", "__do_sys_"))), None)
+        if entry is None and any("exc_page_fault" in n for n in names):
+            entry = "page fault"
+        if entry is None:
+            entry = next(("interrupt: " + n for n in names if n.startswith(("asm_sysvec_", "asm_common_interrupt"))), None)
+        entries[entry or "other: " + names[0]] += 1
+    return total, entries
+
+
 def main():
     sluice = sys.argv[1]
-    args = [a for a in sys.argv[2:] if not a.startswith("--callers=")]
+    kernel = "--kernel" in sys.argv[2:]
+    args = [a for a in sys.argv[2:] if not a.startswith("--callers=") and a != "--kernel"]
     name = next((a.split("=", 1)[1] for a in sys.argv[2:] if a.startswith("--callers=")), None)
     records = int(args[0]) if args and "=" not in args[0] else 300_000
     extra = dict(arg.split("=", 1) for arg in args if "=" in arg)
@@ -82,7 +110,12 @@ def main():
     try:
         common.wait_port(port)
         time.sleep(1)
-        sampling = ["-F", "999", "--call-graph", "dwarf,16384"] if name else ["-F", "2999"]
+        if name:
+            sampling = ["-F", "999", "--call-graph", "dwarf,16384"]
+        elif kernel:
+            sampling = ["-F", "4999", "-g"]
+        else:
+            sampling = ["-F", "2999"]
         perf = subprocess.Popen(["perf", "record", *sampling, "-o", data, "-p", str(p.pid)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
@@ -98,6 +131,12 @@ def main():
     print("records=%d perf.data=%s" % (records, data))
     print("\n".join(report(data, "comm")))
     print("\n".join(report(data, "symbol")[:TOP]))
+    if kernel:
+        total, entries = kernel_entries(data)
+        print("samples in the kernel, of %d, by way in:" % total)
+        print("  %5.2f%%  all" % (100.0 * sum(entries.values()) / total))
+        for entry, n in entries.most_common(TOP):
+            print("  %5.2f%%  %s" % (100.0 * n / total, entry))
     if name:
         total, by_caller = callers(data, name)
         print("samples in %s, of %d, by caller:" % (name, total))
