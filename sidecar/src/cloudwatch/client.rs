@@ -222,6 +222,9 @@ fn put_log_events_body(key: &StreamKey, batch: &Batch) -> String {
     json_out::write_str(&mut body, key.stream());
     body.push_str(",\"logEvents\":[");
     for (i, event) in batch.iter().enumerate() {
+        if let Some(ahead) = batch.get(i + PREFETCH_AHEAD) {
+            prefetch(ahead.message.escaped().as_bytes());
+        }
         if i > 0 {
             body.push(',');
         }
@@ -235,6 +238,31 @@ fn put_log_events_body(key: &StreamKey, batch: &Batch) -> String {
     body.push_str("]}");
     body
 }
+
+/// How many events ahead of the one being copied `put_log_events_body`
+/// asks the CPU to load.
+///
+/// A batch's messages are copied in timestamp order, which is not the
+/// order they were written to its pages (access records are stamped with
+/// their request's start): each copy began with a cache miss the hardware
+/// prefetcher could not foresee, on memory the output thread wrote up to a
+/// megabyte earlier on another core. Loading a few events ahead took the
+/// copy from 5.1 % to 1.8 % of a burst's CPU samples (BENCHMARKS.md,
+/// fifteenth part).
+const PREFETCH_AHEAD: usize = 4;
+
+/// Asks the CPU to bring `bytes` (their first 2 KiB) into its caches.
+#[cfg(target_arch = "x86_64")]
+fn prefetch(bytes: &[u8]) {
+    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+    for line in bytes.chunks(64).take(32) {
+        // SAFETY: a prefetch is a hint; it reads nothing and cannot fault.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn prefetch(_: &[u8]) {}
 
 /// An upper bound of `put_log_events_body`'s length, so that the body is
 /// allocated once: growing it would copy up to a megabyte per request.
