@@ -179,7 +179,7 @@ impl Held {
     }
 
     fn text(&self) -> &str {
-        line_of(&self.event).map_or("", |(_, text)| text)
+        record_line(&self.event.record).map_or("", |(_, text)| text)
     }
 }
 
@@ -224,11 +224,6 @@ pub struct Joiner {
     budget: Option<Arc<MemoryBudget>>,
 }
 
-/// The record key a line is in, and the line.
-fn line_of(event: &Event) -> Option<(&'static str, &str)> {
-    record_line(&event.record)
-}
-
 impl Joiner {
     pub fn new(
         rules: Rules,
@@ -267,7 +262,7 @@ impl Joiner {
     /// ack; call [`Joiner::release_introducers`] after the delivery's last
     /// line.
     pub fn push_into(&mut self, event: Event, ack: Option<u64>, now_ns: i64, out: &mut Vec<Event>) {
-        let Some((_, text)) = line_of(&event) else {
+        let Some((_, text)) = record_line(&event.record) else {
             out.push(event);
             return;
         };
@@ -530,7 +525,7 @@ fn close_joined(mut lines: Vec<Held>, out: &mut Vec<Event>) {
         joined.push_str(l.text());
     }
     let mut event = first.event;
-    let key = line_of(&event).map_or("log", |(k, _)| k);
+    let key = record_line(&event.record).map_or("log", |(k, _)| k);
     event.record.insert(key, joined);
     out.push(event);
 }
