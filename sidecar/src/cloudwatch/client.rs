@@ -246,9 +246,8 @@ fn put_log_events_body(key: &StreamKey, batch: &Batch) -> String {
 /// order they were written to its pages (access records are stamped with
 /// their request's start): each copy began with a cache miss the hardware
 /// prefetcher could not foresee, on memory the output thread wrote up to a
-/// megabyte earlier on another core. Loading a few events ahead took the
-/// copy from 5.1 % to 1.8 % of a burst's CPU samples (BENCHMARKS.md,
-/// fifteenth part).
+/// megabyte earlier on another core. Loading a few events ahead made
+/// bursts about 3 % cheaper in CPU (BENCHMARKS.md, fifteenth part).
 const PREFETCH_AHEAD: usize = 4;
 
 /// Asks the CPU to bring `bytes` (their first 2 KiB) into its caches.
