@@ -338,7 +338,8 @@ impl Writer {
         };
         match outputs {
             Some(outputs) if !outputs.is_empty() => {
-                self.write_drop_in(renderer, identity, classified, &meta, &outputs, sink)
+                let input = template_input(identity, &meta, self.tags.split(&event.tag));
+                self.write_drop_in(renderer, &input, classified, &meta, &outputs, sink)
             }
             _ => self.write_native(renderer, classified, &meta, sink),
         }
@@ -416,7 +417,7 @@ impl Writer {
     fn write_drop_in(
         &mut self,
         renderer: &LineRenderer,
-        identity: &Identity,
+        input: &TemplateInput<'_>,
         classified: &Classified<'_>,
         meta: &EventMeta<'_>,
         outputs: &[usize],
@@ -425,23 +426,11 @@ impl Writer {
         let Some(router) = &mut self.router else {
             return Ok(());
         };
-        let field = |key: &str| meta.record.get_str(key);
-        let task = identity.task.as_ref();
-        let task_arn = task.map(|t| t.task_arn.as_str()).or(field("ecs_task_arn"));
-        let task_id = identity.task_id(meta.tag).or(task_arn.map(ecs::last_part));
-        let input = TemplateInput {
-            tag: meta.tag,
-            record: meta.record,
-            task_id,
-            cluster: task
-                .map(|t| t.cluster.as_str())
-                .or(field("ecs_cluster").map(ecs::last_part)),
-            task_arn,
-        };
+        let task_id = input.task_id;
         let mut counted = false;
         let mut sent = false;
         for &index in outputs {
-            let Some((key, log_key)) = router.key(index, &input) else {
+            let Some((key, log_key)) = router.key(index, input) else {
                 continue;
             };
             self.text.clear();
@@ -493,6 +482,28 @@ impl Writer {
                 .fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
+    }
+}
+
+/// What drop-in mode's templates may name: the task from the metadata
+/// endpoint, else from the record's ECS keys or (the task id) its FireLens
+/// tag, already split (`firelens`, from the stage's [`LastTag`]).
+fn template_input<'a>(
+    identity: &'a Identity,
+    meta: &EventMeta<'a>,
+    firelens: Option<(&'a str, &'a str)>,
+) -> TemplateInput<'a> {
+    let field = |key: &str| meta.record.get_str(key);
+    let task = identity.task.as_ref();
+    let task_arn = task.map(|t| t.task_arn.as_str()).or(field("ecs_task_arn"));
+    TemplateInput {
+        tag: meta.tag,
+        record: meta.record,
+        task_id: identity.task_id(firelens).or(task_arn.map(ecs::last_part)),
+        cluster: task
+            .map(|t| t.cluster.as_str())
+            .or(field("ecs_cluster").map(ecs::last_part)),
+        task_arn,
     }
 }
 

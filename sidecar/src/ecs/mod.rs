@@ -182,11 +182,13 @@ impl Identity {
         }
     }
 
-    /// The task id: metadata, else the tag's part after `-firelens-`.
-    pub fn task_id<'a>(&'a self, tag: &'a str) -> Option<&'a str> {
+    /// The task id: metadata, else the FireLens tag's part after
+    /// `-firelens-` (`firelens`: the tag already split, as
+    /// [`Identity::container_name`] takes it).
+    pub fn task_id<'a>(&'a self, firelens: Option<(&'a str, &'a str)>) -> Option<&'a str> {
         match &self.task {
             Some(t) => Some(&t.task_id),
-            None => split_firelens_tag(tag).map(|(_, id)| id),
+            None => firelens.map(|(_, id)| id),
         }
     }
 }
@@ -301,27 +303,18 @@ mod tests {
             ("container_name", "/ecs-orders-7-envoy-9a8b"),
             ("container_id", "d0c8"),
         ]);
-        assert_eq!(
-            with.container_name(split_firelens_tag("app-firelens-abc"), &docker),
-            "app"
-        );
-        assert_eq!(
-            with.container_name(split_firelens_tag("docker.d0c8"), &docker),
-            "envoy"
-        );
+        // The tag split as the stage splits it (`LastTag`).
+        let name = |identity: &Identity, tag: &str, record: &Record| {
+            identity
+                .container_name(split_firelens_tag(tag), record)
+                .into_owned()
+        };
+        assert_eq!(name(&with, "app-firelens-abc", &docker), "app");
+        assert_eq!(name(&with, "docker.d0c8", &docker), "envoy");
         let by_name = record(&[("container_name", "/ecs-orders-7-envoy-9a8b")]);
-        assert_eq!(
-            with.container_name(split_firelens_tag("x"), &by_name),
-            "envoy"
-        );
-        assert_eq!(
-            without.container_name(split_firelens_tag("x"), &docker),
-            "ecs-orders-7-envoy-9a8b"
-        );
-        assert_eq!(
-            without.container_name(split_firelens_tag("x"), &Record::default()),
-            "unknown"
-        );
+        assert_eq!(name(&with, "x", &by_name), "envoy");
+        assert_eq!(name(&without, "x", &docker), "ecs-orders-7-envoy-9a8b");
+        assert_eq!(name(&without, "x", &Record::default()), "unknown");
         let mut r = record(&[("ecs_cluster", "given")]);
         with.add_task_keys(&mut r);
         assert_eq!(r.get_str("ecs_cluster"), Some("given"));
@@ -330,15 +323,18 @@ mod tests {
             Some("arn:aws:ecs:r:1:task/c/abc")
         );
         assert_eq!(r.get_str("ecs_task_definition"), Some("orders:7"));
-        assert_eq!(with.task_id("t"), Some("abc"));
-        assert_eq!(without.task_id("app-firelens-xyz"), Some("xyz"));
+        assert_eq!(with.task_id(split_firelens_tag("t")), Some("abc"));
+        assert_eq!(
+            without.task_id(split_firelens_tag("app-firelens-xyz")),
+            Some("xyz")
+        );
         // A container whose own name holds the separator.
         let tag = "log-firelens-router-firelens-5a0a7b1c";
         assert_eq!(
-            without.container_name(split_firelens_tag(tag), &Record::default()),
+            name(&without, tag, &Record::default()),
             "log-firelens-router"
         );
-        assert_eq!(without.task_id(tag), Some("5a0a7b1c"));
+        assert_eq!(without.task_id(split_firelens_tag(tag)), Some("5a0a7b1c"));
     }
 
     /// A remembered split is only ever the tag's own, however tags
