@@ -18,5 +18,6 @@ pub mod render;
 pub mod run;
 pub mod spool;
 pub mod stage;
+pub mod startup_pages;
 pub mod stats;
 pub mod streams;

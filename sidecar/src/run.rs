@@ -288,6 +288,10 @@ async fn serve(full: Config, drop_in: Option<DropIn>, identity: Identity) -> Exi
     let handle = tokio::runtime::Handle::current();
     let output = std::thread::spawn(move || write_output(pipeline_rx, handle, stage, sink));
     let server = tokio::spawn(server.run(pipeline_tx, shutdown_rx));
+    match crate::startup_pages::release() {
+        Ok(bytes) => tracing::debug!(bytes, "start-up code's pages given back"),
+        Err(e) => tracing::debug!(error = %e, "start-up code's pages kept"),
+    }
 
     let signal = wait_for_signal().await;
     // ECS stops the log router after the containers that depend on it, and
