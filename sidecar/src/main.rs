@@ -13,9 +13,13 @@ static ALLOCATOR: heap::CountingAllocator = heap::CountingAllocator;
 /// the prefixed name tikv-jemallocator builds it with): one arena (the
 /// threads' own caches take the contention; more arenas each keep their
 /// own free pages), freed pages returned to the kernel after a second
-/// instead of ten.
+/// instead of ten, by jemalloc's own thread. jemalloc otherwise returns
+/// them only while the process allocates: a sidecar that fell idle after a
+/// burst held its peak (46-48 MiB) until the next traffic, instead of
+/// 14.4-14.8 MiB five seconds later (BENCHMARKS.md, sixteenth part).
 #[export_name = "_rjem_malloc_conf"]
-static JEMALLOC_OPTIONS: &[u8; 47] = b"narenas:1,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+static JEMALLOC_OPTIONS: &[u8; 70] =
+    b"narenas:1,dirty_decay_ms:1000,muzzy_decay_ms:0,background_thread:true\0";
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

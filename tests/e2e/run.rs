@@ -196,3 +196,28 @@ fn sigterm_keeps_accepting_for_the_drain_window_then_exits_0() {
         r#"{"kind":"app","timestamp":1700000000000,"tag":"t","log":"done"}"#
     );
 }
+
+/// jemalloc takes Sluice's options (it reports one it does not know on
+/// stderr and ignores it), among them the thread that gives a burst's
+/// freed pages back while the process idles.
+#[test]
+fn the_allocator_runs_the_thread_that_gives_idle_memory_back() {
+    let sidecar = Sidecar::start(&[]);
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", sidecar.pid())).expect("/proc");
+    let purging = tasks
+        .map(|task| std::fs::read_to_string(task.expect("task").path().join("comm")).expect("comm"))
+        .filter(|name| name.trim_end() == "jemalloc_bg_thd")
+        .count();
+    assert_eq!(purging, 1);
+    let logs = sidecar.logs.clone();
+    let (status, _) = sidecar.stop();
+    assert!(status.success(), "{status:?}");
+    let complaints: Vec<String> = logs
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|l| l.contains("<jemalloc>"))
+        .cloned()
+        .collect();
+    assert_eq!(complaints, Vec::<String>::new());
+}
