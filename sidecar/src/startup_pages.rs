@@ -33,10 +33,10 @@ pub fn release() -> std::io::Result<usize> {
         }
         let len = mapping.end - mapping.start;
         // SAFETY: the range is one of this process's own mappings, read
-        // from /proc/self/maps, and read-only: MADV_PAGEOUT only reclaims
-        // its clean file pages, which the next access reads back from the
-        // file unchanged (the kernel keeps a running executable from
-        // being written). It does not unmap or change anything.
+        // from /proc/self/maps, and read-only. MADV_PAGEOUT neither unmaps
+        // nor changes it: it reclaims pages as the kernel's own reclaim
+        // may at any time under memory pressure, and the next access
+        // faults them back in the same way.
         let done =
             unsafe { libc::madvise(mapping.start as *mut libc::c_void, len, libc::MADV_PAGEOUT) };
         if done != 0 {
