@@ -6,8 +6,11 @@
 //! and two owned strings per field: most of the decoder's time went to
 //! malloc and free. A [`Record`] instead keeps its text in one buffer that
 //! every record of a frame shares (all the frame's strings, validated once,
-//! copied once), and a small vector of fields that point into it. Only what
-//! a filter or the joiners add later is owned by the field itself, and only
+//! copied once), and its fields, which point into it, are a run of one
+//! vector that the frame's records share too: decoding a frame allocates
+//! the same few buffers however many records it has. A record copies its
+//! fields into a vector of its own only when it is changed. Only what a
+//! filter or the joiners add later is owned by the field itself, and only
 //! the rare value that is not a string (a number, a nested map) becomes
 //! JSON.
 //!
@@ -23,15 +26,40 @@ use serde_json::{Map, Value as Json};
 /// One record: fields sorted by key, keys unique.
 #[derive(Clone, Default)]
 pub struct Record {
-    /// Text shared by the records of one frame; `Text::Span`s index it.
-    text: Arc<String>,
-    fields: Vec<Field>,
+    /// The text and fields of the frame the record came from, shared by
+    /// its records; `Text::Span`s index the text.
+    frame: Arc<FrameData>,
+    fields: Fields,
     /// Bit `n` (`min(n, 63)`) is set when a key `n` bytes long may be
     /// present ([`length_bit`]). Most lookups are for keys a record does
     /// not have (the ECS keys in Docker's records, the partial-message
     /// keys); most of those are answered by this mask alone. Removing a
     /// key leaves its bit: the mask may say "maybe", never "no" wrongly.
     key_lengths: u64,
+}
+
+/// What the records of one frame share: one text and one vector of
+/// fields, each record a run of them. A record costs no allocation of its
+/// own until something changes its fields.
+#[derive(Debug, Default)]
+struct FrameData {
+    text: String,
+    fields: Vec<Field>,
+}
+
+#[derive(Clone, Debug)]
+enum Fields {
+    /// `start..end` of the frame's fields: a record as decoded.
+    Frame(u32, u32),
+    /// The record's own fields, once a filter or joiner changed them (their
+    /// spans still index the frame's text).
+    Own(Vec<Field>),
+}
+
+impl Default for Fields {
+    fn default() -> Fields {
+        Fields::Own(Vec::new())
+    }
 }
 
 #[inline]
@@ -123,7 +151,7 @@ impl Record {
     #[inline]
     pub fn get(&self, key: &str) -> Option<FieldValue<'_>> {
         let i = self.position(key)?;
-        Some(self.value_of(&self.fields[i].value))
+        Some(self.value_of(&self.fields()[i].value))
     }
 
     /// The value of `key` when it is a string.
@@ -137,16 +165,16 @@ impl Record {
     }
 
     pub fn len(&self) -> usize {
-        self.fields.len()
+        self.fields().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.fields.is_empty()
+        self.fields().is_empty()
     }
 
     /// The fields in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, FieldValue<'_>)> + '_ {
-        self.fields
+        self.fields()
             .iter()
             .map(|f| (self.text_of(&f.key), self.value_of(&f.value)))
     }
@@ -169,7 +197,7 @@ impl Record {
     pub fn remove(&mut self, key: &str) -> bool {
         match self.find(key) {
             Ok(i) => {
-                self.fields.remove(i);
+                self.fields_mut().remove(i);
                 true
             }
             Err(_) => false,
@@ -178,8 +206,9 @@ impl Record {
 
     /// Keeps the fields whose key `keep` says yes to.
     pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
-        let text = &self.text;
-        self.fields.retain(|f| keep(text_in(text, &f.key)));
+        let frame = Arc::clone(&self.frame);
+        self.fields_mut()
+            .retain(|f| keep(text_in(&frame.text, &f.key)));
     }
 
     /// The record as a JSON object.
@@ -192,7 +221,7 @@ impl Record {
     /// Bytes of text the record keeps alive: its frame's whole text (shared
     /// by the frame's records) until it is [detached](Record::detached).
     pub fn retained_text_len(&self) -> usize {
-        self.text.len()
+        self.frame.text.len()
     }
 
     /// The same record with a text of its own: what a joiner holds for a
@@ -203,7 +232,7 @@ impl Record {
             Text::Owned(_) => 0,
         };
         let mut text = String::with_capacity(
-            self.fields
+            self.fields()
                 .iter()
                 .map(|f| match &f.value {
                     Slot::Text(t) => shared(&f.key) + shared(t),
@@ -219,8 +248,8 @@ impl Record {
             }
             Text::Owned(s) => Text::Owned(s.clone()),
         };
-        let fields = self
-            .fields
+        let fields: Vec<Field> = self
+            .fields()
             .iter()
             .map(|f| Field {
                 key: own(&f.key),
@@ -232,8 +261,8 @@ impl Record {
             })
             .collect();
         Record {
-            text: Arc::new(text),
-            fields,
+            fields: Fields::Frame(0, fields.len() as u32),
+            frame: Arc::new(FrameData { text, fields }),
             key_lengths: self.key_lengths,
         }
     }
@@ -242,7 +271,7 @@ impl Record {
     /// fields (a frame's shared text is counted once over its records).
     pub fn estimated_bytes(&self) -> usize {
         let json = |j: &Json| serde_json::to_string(j).map_or(0, |s| s.len()) + 32;
-        self.fields
+        self.fields()
             .iter()
             .map(|f| {
                 let value = match &f.value {
@@ -257,10 +286,10 @@ impl Record {
 
     fn set(&mut self, key: &str, value: Slot) {
         match self.find(key) {
-            Ok(i) => self.fields[i].value = value,
+            Ok(i) => self.fields_mut()[i].value = value,
             Err(i) => {
                 self.key_lengths |= length_bit(key.len());
-                self.fields.insert(
+                self.fields_mut().insert(
                     i,
                     Field {
                         key: Text::Owned(key.into()),
@@ -280,12 +309,13 @@ impl Record {
         if self.key_lengths & length_bit(key.len()) == 0 {
             return None;
         }
-        if self.fields.len() > 16 {
+        let fields = self.fields();
+        if fields.len() > 16 {
             return self.find(key).ok();
         }
         let prefix = key_prefix(key.as_bytes());
         // Equal lengths and prefixes are equal keys up to eight bytes.
-        self.fields.iter().position(|f| {
+        fields.iter().position(|f| {
             f.key.len() == key.len()
                 && f.prefix == prefix
                 && (key.len() <= 8 || self.text_of(&f.key) == key)
@@ -296,7 +326,7 @@ impl Record {
     fn find(&self, key: &str) -> Result<usize, usize> {
         // In the order `sort_unique` keeps: prefixes first, as there.
         let prefix = key_prefix(key.as_bytes());
-        self.fields.binary_search_by(|f| {
+        self.fields().binary_search_by(|f| {
             f.prefix
                 .cmp(&prefix)
                 .then_with(|| self.text_of(&f.key).cmp(key))
@@ -304,8 +334,27 @@ impl Record {
     }
 
     #[inline]
+    fn fields(&self) -> &[Field] {
+        match &self.fields {
+            Fields::Frame(start, end) => &self.frame.fields[*start as usize..*end as usize],
+            Fields::Own(fields) => fields,
+        }
+    }
+
+    /// The fields to change: the record's own from now on.
+    fn fields_mut(&mut self) -> &mut Vec<Field> {
+        if let Fields::Frame(..) = self.fields {
+            self.fields = Fields::Own(self.fields().to_vec());
+        }
+        match &mut self.fields {
+            Fields::Own(fields) => fields,
+            Fields::Frame(..) => unreachable!("made its own above"),
+        }
+    }
+
+    #[inline]
     fn text_of<'a>(&'a self, text: &'a Text) -> &'a str {
-        text_in(&self.text, text)
+        text_in(&self.frame.text, text)
     }
 
     #[inline]
@@ -353,8 +402,11 @@ impl From<Map<String, Json>> for Record {
 #[derive(Debug)]
 pub(crate) struct RecordsBuilder {
     text: Vec<u8>,
-    /// Each record's fields, in the order the frame had them.
-    records: Vec<Vec<Field>>,
+    /// Every record's fields, one after another, each in the order the
+    /// frame had them.
+    fields: Vec<Field>,
+    /// Where each record's fields start in `fields`.
+    starts: Vec<u32>,
 }
 
 impl RecordsBuilder {
@@ -363,7 +415,8 @@ impl RecordsBuilder {
     pub(crate) fn with_capacity(capacity: usize) -> RecordsBuilder {
         RecordsBuilder {
             text: Vec::with_capacity(capacity),
-            records: Vec::new(),
+            fields: Vec::new(),
+            starts: Vec::new(),
         }
     }
 
@@ -381,20 +434,24 @@ impl RecordsBuilder {
 
     /// Where the builder is now, to go back to with
     /// [`RecordsBuilder::rollback`].
-    pub(crate) fn mark(&self) -> (usize, usize) {
-        (self.text.len(), self.records.len())
+    pub(crate) fn mark(&self) -> (usize, usize, usize) {
+        (self.text.len(), self.fields.len(), self.starts.len())
     }
 
     /// Forgets everything added since `mark` (an entry cut short by the
     /// end of the bytes read so far, or one that is not a log entry).
-    pub(crate) fn rollback(&mut self, (text, records): (usize, usize)) {
+    pub(crate) fn rollback(&mut self, (text, fields, records): (usize, usize, usize)) {
         self.text.truncate(text);
-        self.records.truncate(records);
+        self.fields.truncate(fields);
+        self.starts.truncate(records);
     }
 
     /// Starts the next record.
     pub(crate) fn start_record(&mut self, fields: usize) {
-        self.records.push(Vec::with_capacity(fields));
+        // `ForwardCodec::new` keeps frames and payloads small enough that
+        // their fields are counted in `u32`.
+        self.starts.push(self.fields.len() as u32);
+        self.fields.reserve(fields);
     }
 
     /// Adds a field with a string value to the record started last; the
@@ -403,7 +460,7 @@ impl RecordsBuilder {
         let key = self.append(key);
         let value = Slot::Text(self.append(value));
         // The prefix is taken once the text is final (`finish`).
-        self.current().push(Field {
+        self.fields.push(Field {
             key,
             prefix: 0,
             value,
@@ -418,7 +475,7 @@ impl RecordsBuilder {
             other => Slot::Json(Box::new(other)),
         };
         // The prefix is taken once the text is final (`finish`).
-        self.current().push(Field {
+        self.fields.push(Field {
             key,
             prefix: 0,
             value,
@@ -428,19 +485,33 @@ impl RecordsBuilder {
     /// The records, in the order they were started.
     pub(crate) fn finish(mut self) -> impl Iterator<Item = Record> {
         let text = match String::from_utf8(self.text) {
-            Ok(text) if every_span_on_char_boundaries(&text, &mut self.records) => text,
-            Ok(text) => replace_invalid(text.as_bytes(), &mut self.records),
-            Err(e) => replace_invalid(e.as_bytes(), &mut self.records),
+            Ok(text) if every_span_on_char_boundaries(&text, &mut self.fields) => text,
+            Ok(text) => replace_invalid(text.as_bytes(), &mut self.fields),
+            Err(e) => replace_invalid(e.as_bytes(), &mut self.fields),
         };
-        let text = Arc::new(text);
-        self.records.into_iter().map(move |mut fields| {
-            sort_unique(&text, &mut fields);
-            Record {
-                text: Arc::clone(&text),
-                key_lengths: key_lengths(&fields),
-                fields,
-            }
-        })
+        // Each record's run of fields, sorted; repeated keys leave unused
+        // fields at its end.
+        let ends = self.starts.iter().skip(1).copied();
+        let runs: Vec<(u32, u32, u64)> = self
+            .starts
+            .iter()
+            .zip(ends.chain([self.fields.len() as u32]))
+            .map(|(&start, end)| {
+                let fields = &mut self.fields[start as usize..end as usize];
+                let kept = sort_unique(&text, fields);
+                (start, start + kept as u32, key_lengths(&fields[..kept]))
+            })
+            .collect();
+        let frame = Arc::new(FrameData {
+            text,
+            fields: self.fields,
+        });
+        runs.into_iter()
+            .map(move |(start, end, key_lengths)| Record {
+                frame: Arc::clone(&frame),
+                fields: Fields::Frame(start, end),
+                key_lengths,
+            })
     }
 
     fn append(&mut self, bytes: &[u8]) -> Text {
@@ -450,17 +521,11 @@ impl RecordsBuilder {
         // their text, even with every byte replaced, fits `u32` offsets.
         Text::Span(start as u32, self.text.len() as u32)
     }
-
-    fn current(&mut self) -> &mut Vec<Field> {
-        self.records
-            .last_mut()
-            .expect("start_record comes before its fields")
-    }
 }
 
-/// Every span of `records`, keys and values.
-fn spans(records: &mut [Vec<Field>]) -> impl Iterator<Item = &mut Text> {
-    records.iter_mut().flatten().flat_map(|f| {
+/// Every span of `fields`, keys and values.
+fn spans(fields: &mut [Field]) -> impl Iterator<Item = &mut Text> {
+    fields.iter_mut().flat_map(|f| {
         let value = match &mut f.value {
             Slot::Text(t) => Some(t),
             Slot::Json(_) => None,
@@ -471,8 +536,8 @@ fn spans(records: &mut [Vec<Field>]) -> impl Iterator<Item = &mut Text> {
 
 /// Whether every string on its own is valid: the whole text can be valid
 /// while one string ends inside a character that the next one finishes.
-fn every_span_on_char_boundaries(text: &str, records: &mut [Vec<Field>]) -> bool {
-    spans(records).all(|t| match t {
+fn every_span_on_char_boundaries(text: &str, fields: &mut [Field]) -> bool {
+    spans(fields).all(|t| match t {
         Text::Span(start, end) => {
             text.is_char_boundary(*start as usize) && text.is_char_boundary(*end as usize)
         }
@@ -482,9 +547,9 @@ fn every_span_on_char_boundaries(text: &str, records: &mut [Vec<Field>]) -> bool
 
 /// The slow path, for a frame with invalid UTF-8: each string converted on
 /// its own (U+FFFD for what is invalid) into a new text, spans moved.
-fn replace_invalid(bytes: &[u8], records: &mut [Vec<Field>]) -> String {
+fn replace_invalid(bytes: &[u8], fields: &mut [Field]) -> String {
     let mut text = String::with_capacity(bytes.len());
-    for span in spans(records) {
+    for span in spans(fields) {
         if let Text::Span(start, end) = span {
             let piece = String::from_utf8_lossy(&bytes[*start as usize..*end as usize]);
             let new_start = text.len();
@@ -496,9 +561,10 @@ fn replace_invalid(bytes: &[u8], records: &mut [Vec<Field>]) -> String {
 }
 
 /// Sorts fields by key and keeps the last of each repeated key, as
-/// inserting them one by one into a JSON object would.
+/// inserting them one by one into a JSON object would: the kept fields are
+/// the first ones, and their number is returned.
 /// Also takes each key's prefix, now that the text is final.
-fn sort_unique(text: &str, fields: &mut Vec<Field>) {
+fn sort_unique(text: &str, fields: &mut [Field]) -> usize {
     // `text_in` as bytes, without its char-boundary checks: this runs for
     // every field of every record (with `text_in`, 4,876 instead of 4,704
     // instructions per event in `profile_forward`).
@@ -523,6 +589,9 @@ fn sort_unique(text: &str, fields: &mut Vec<Field>) {
     // and a sorted one costs one comparison per field.
     fields.sort_by(order);
     // The last of each run of equal keys is the one kept.
+    if fields.is_empty() {
+        return 0;
+    }
     let mut kept = 0;
     for next in 1..fields.len() {
         if order(&fields[next], &fields[kept]).is_ne() {
@@ -530,7 +599,7 @@ fn sort_unique(text: &str, fields: &mut Vec<Field>) {
         }
         fields.swap(kept, next);
     }
-    fields.truncate(kept + 1);
+    kept + 1
 }
 
 #[cfg(test)]
@@ -661,7 +730,7 @@ mod tests {
     #[test]
     fn records_of_a_frame_share_one_text() {
         let records = frame_of_two(json!(7));
-        assert!(Arc::ptr_eq(&records[0].text, &records[1].text));
+        assert!(Arc::ptr_eq(&records[0].frame, &records[1].frame));
         assert_eq!(
             records[0].to_json(),
             json!({"log": "first"}).as_object().unwrap().clone()
@@ -698,19 +767,51 @@ mod tests {
         assert_eq!(r.get_str("b"), Some("\u{fffd}y"));
     }
 
+    /// A record's edits are its own: the other records of its frame, and
+    /// clones made before, keep their fields.
+    #[test]
+    fn editing_a_record_leaves_its_frame_alone() {
+        let mut b = RecordsBuilder::with_capacity(64);
+        b.start_record(3);
+        b.push_str(b"log", b"a");
+        b.push_str(b"log", b"b");
+        b.push_str(b"source", b"stdout");
+        b.start_record(2);
+        b.push_str(b"source", b"stderr");
+        b.push_str(b"log", b"c");
+        let mut records: Vec<Record> = b.finish().collect();
+        let before = records[0].clone();
+        records[0].insert("log", "edited");
+        assert!(records[0].remove("source"));
+        records[1].retain(|k| k == "log");
+        let pairs = |r: &Record| -> Vec<(String, String)> {
+            r.iter()
+                .map(|(k, v)| (k.to_string(), v.as_str().unwrap().to_string()))
+                .collect()
+        };
+        let owned = |k: &str, v: &str| (k.to_string(), v.to_string());
+        assert_eq!(pairs(&records[0]), [owned("log", "edited")]);
+        assert_eq!(pairs(&records[1]), [owned("log", "c")]);
+        assert_eq!(
+            pairs(&before),
+            [owned("log", "b"), owned("source", "stdout")]
+        );
+        assert!(Arc::ptr_eq(&records[0].frame, &before.frame));
+    }
+
     #[test]
     fn a_detached_record_has_its_own_text() {
         let records = frame_of_two(json!({"a": 1}));
         let mut second = records[1].detached();
         assert_eq!(second, records[1]);
-        assert_eq!(&*second.text, "logsecondn");
+        assert_eq!(second.frame.text, "logsecondn");
         assert_eq!(second.retained_text_len(), "logsecondn".len());
-        assert_eq!(records[1].retained_text_len(), records[1].text.len());
-        assert!(!Arc::ptr_eq(&second.text, &records[1].text));
+        assert_eq!(records[1].retained_text_len(), records[1].frame.text.len());
+        assert!(!Arc::ptr_eq(&second.frame, &records[1].frame));
         second.insert("added", "x");
         let again = second.detached();
         assert_eq!(again, second);
-        assert_eq!(&*again.text, "logsecondn");
+        assert_eq!(again.frame.text, "logsecondn");
     }
 
     #[test]
