@@ -344,7 +344,11 @@ impl Record {
     /// The fields to change: the record's own from now on.
     fn fields_mut(&mut self) -> &mut Vec<Field> {
         if let Fields::Frame(..) = self.fields {
-            self.fields = Fields::Own(self.fields().to_vec());
+            // Room for what is usually added next: drop-in mode's three
+            // ECS keys go into every record, one insert at a time.
+            let mut own = Vec::with_capacity(self.fields().len() + 4);
+            own.extend_from_slice(self.fields());
+            self.fields = Fields::Own(own);
         }
         match &mut self.fields {
             Fields::Own(fields) => fields,
