@@ -206,9 +206,8 @@ impl Record {
 
     /// Keeps the fields whose key `keep` says yes to.
     pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
-        let frame = Arc::clone(&self.frame);
-        self.fields_mut()
-            .retain(|f| keep(text_in(&frame.text, &f.key)));
+        let frame = &self.frame;
+        own_fields(frame, &mut self.fields).retain(|f| keep(text_in(&frame.text, &f.key)));
     }
 
     /// The record as a JSON object.
@@ -335,25 +334,12 @@ impl Record {
 
     #[inline]
     fn fields(&self) -> &[Field] {
-        match &self.fields {
-            Fields::Frame(start, end) => &self.frame.fields[*start as usize..*end as usize],
-            Fields::Own(fields) => fields,
-        }
+        fields_in(&self.frame, &self.fields)
     }
 
     /// The fields to change: the record's own from now on.
     fn fields_mut(&mut self) -> &mut Vec<Field> {
-        if let Fields::Frame(..) = self.fields {
-            // Room for what is usually added next: drop-in mode's three
-            // ECS keys go into every record, one insert at a time.
-            let mut own = Vec::with_capacity(self.fields().len() + 4);
-            own.extend_from_slice(self.fields());
-            self.fields = Fields::Own(own);
-        }
-        match &mut self.fields {
-            Fields::Own(fields) => fields,
-            Fields::Frame(..) => unreachable!("made its own above"),
-        }
+        own_fields(&self.frame, &mut self.fields)
     }
 
     #[inline]
@@ -367,6 +353,32 @@ impl Record {
             Slot::Text(t) => FieldValue::Str(self.text_of(t)),
             Slot::Json(j) => FieldValue::Json(j),
         }
+    }
+}
+
+#[inline]
+fn fields_in<'a>(frame: &'a FrameData, fields: &'a Fields) -> &'a [Field] {
+    match fields {
+        Fields::Frame(start, end) => &frame.fields[*start as usize..*end as usize],
+        Fields::Own(fields) => fields,
+    }
+}
+
+/// `fields` as a vector of their own, copied out of `frame` the first
+/// time: to change them. (Apart from `Record::fields_mut` so that a caller
+/// may hold the frame's text meanwhile.)
+fn own_fields<'a>(frame: &FrameData, fields: &'a mut Fields) -> &'a mut Vec<Field> {
+    if let Fields::Frame(..) = fields {
+        let run = fields_in(frame, fields);
+        // Room for what is usually added next: drop-in mode's three ECS
+        // keys go into every record, one insert at a time.
+        let mut own = Vec::with_capacity(run.len() + 4);
+        own.extend_from_slice(run);
+        *fields = Fields::Own(own);
+    }
+    match fields {
+        Fields::Own(own) => own,
+        Fields::Frame(..) => unreachable!("made its own above"),
     }
 }
 
@@ -612,6 +624,18 @@ mod tests {
 
     use super::*;
 
+    /// The records of one frame, each given as its keys and (byte) values.
+    fn frame_of(records: &[&[(&str, &[u8])]]) -> Vec<Record> {
+        let mut b = RecordsBuilder::with_capacity(64);
+        for pairs in records {
+            b.start_record(pairs.len());
+            for (k, v) in *pairs {
+                b.push_str(k.as_bytes(), v);
+            }
+        }
+        b.finish().collect()
+    }
+
     fn built(pairs: &[(&str, &str)]) -> Record {
         let mut b = RecordsBuilder::with_capacity(64);
         b.start_record(pairs.len());
@@ -752,21 +776,16 @@ mod tests {
 
     #[test]
     fn invalid_utf8_is_replaced_string_by_string() {
-        let mut b = RecordsBuilder::with_capacity(16);
-        b.start_record(3);
-        b.push_str(b"log", b"caf\xc3\xa9 \xff!");
-        // Valid together, but each string ends or starts inside "é".
-        b.push_str(b"a", b"x\xc3");
-        b.push_str(b"b", b"\xa9y");
-        let r = b.finish().next().unwrap();
+        let r = &frame_of(&[&[
+            ("log", b"caf\xc3\xa9 \xff!"),
+            // Valid together, but each string ends or starts inside "é".
+            ("a", b"x\xc3"),
+            ("b", b"\xa9y"),
+        ]])[0];
         assert_eq!(r.get_str("log"), Some("café \u{fffd}!"));
         assert_eq!(r.get_str("a"), Some("x\u{fffd}"));
         assert_eq!(r.get_str("b"), Some("\u{fffd}y"));
-        let mut b = RecordsBuilder::with_capacity(16);
-        b.start_record(2);
-        b.push_str(b"a", b"x\xc3");
-        b.push_str(b"b", b"\xa9y");
-        let r = b.finish().next().unwrap();
+        let r = &frame_of(&[&[("a", b"x\xc3"), ("b", b"\xa9y")]])[0];
         assert_eq!(r.get_str("a"), Some("x\u{fffd}"));
         assert_eq!(r.get_str("b"), Some("\u{fffd}y"));
     }
@@ -775,15 +794,10 @@ mod tests {
     /// clones made before, keep their fields.
     #[test]
     fn editing_a_record_leaves_its_frame_alone() {
-        let mut b = RecordsBuilder::with_capacity(64);
-        b.start_record(3);
-        b.push_str(b"log", b"a");
-        b.push_str(b"log", b"b");
-        b.push_str(b"source", b"stdout");
-        b.start_record(2);
-        b.push_str(b"source", b"stderr");
-        b.push_str(b"log", b"c");
-        let mut records: Vec<Record> = b.finish().collect();
+        let mut records = frame_of(&[
+            &[("log", b"a"), ("log", b"b"), ("source", b"stdout")],
+            &[("source", b"stderr"), ("log", b"c")],
+        ]);
         let before = records[0].clone();
         records[0].insert("log", "edited");
         assert!(records[0].remove("source"));
