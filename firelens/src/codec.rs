@@ -112,6 +112,8 @@ pub struct ForwardCodec {
     /// The Forward-mode frame at `start`, decoded as far as it arrived
     /// (then `skipper` is idle).
     streaming: Option<streaming::Streaming>,
+    /// What the last Forward frame decoded to, for the next one's room.
+    last_frame: streaming::LastFrame,
 }
 
 impl ForwardCodec {
@@ -182,7 +184,7 @@ impl ForwardCodec {
             return Ok(None);
         }
         if self.streaming.is_none() && !self.skipper.in_progress() {
-            match streaming::start(pending, &self.limits, &mut self.last_tag)? {
+            match streaming::start(pending, &self.limits, &mut self.last_tag, &self.last_frame)? {
                 streaming::Start::Forward(frame) => self.streaming = Some(frame),
                 streaming::Start::Other => {}
                 streaming::Start::NeedBytes { needed } => {
@@ -195,6 +197,7 @@ impl ForwardCodec {
             return match frame.resume(pending, now_ns, &self.limits) {
                 Ok(Ok(done)) => {
                     self.streaming = None;
+                    self.last_frame = done.shape;
                     self.start += done.len;
                     self.retry_at = 0;
                     Ok(Some(done.frame))

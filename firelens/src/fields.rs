@@ -436,6 +436,23 @@ impl RecordsBuilder {
         }
     }
 
+    /// Room for `text` bytes and `fields` fields at once: a frame shaped
+    /// like the one before it (`codec::streaming`) then fills vectors that
+    /// do not grow. Growing a frame's text by a quarter per read copied it
+    /// three times over, into fresh pages that each faulted.
+    pub(crate) fn with_room(text: usize, fields: usize) -> RecordsBuilder {
+        RecordsBuilder {
+            text: Vec::with_capacity(text),
+            fields: Vec::with_capacity(fields),
+            starts: Vec::new(),
+        }
+    }
+
+    /// Bytes of text and fields so far.
+    pub(crate) fn size(&self) -> (usize, usize) {
+        (self.text.len(), self.fields.len())
+    }
+
     /// Room for `bytes` more of text: what a frame decoded as it arrives
     /// (`codec::streaming`) may add from the bytes buffered now. When it
     /// must grow, by a quarter at least: a frame trickling in small reads
@@ -500,6 +517,11 @@ impl RecordsBuilder {
 
     /// The records, in the order they were started.
     pub(crate) fn finish(mut self) -> impl Iterator<Item = Record> {
+        // Room reserved from an estimate and left unused would be held
+        // (and counted against `limits.memory`) until the frame's last
+        // record is shipped. jemalloc shrinks a large block in place.
+        shrink_unused(&mut self.text);
+        shrink_unused(&mut self.fields);
         let text = match String::from_utf8(self.text) {
             Ok(text) if every_span_on_char_boundaries(&text, &mut self.fields) => text,
             Ok(text) => replace_invalid(text.as_bytes(), &mut self.fields),
@@ -536,6 +558,17 @@ impl RecordsBuilder {
         // `ForwardCodec::new` keeps frames and payloads small enough that
         // their text, even with every byte replaced, fits `u32` offsets.
         Text::Span(start as u32, self.text.len() as u32)
+    }
+}
+
+/// Gives back `v`'s unused room when it is more than an eighth of its
+/// length and more than 64 KiB: below that, a copy per frame would cost
+/// more than the room (a Docker frame's text is reserved at the frame's
+/// length, a little more than it needs).
+fn shrink_unused<T>(v: &mut Vec<T>) {
+    let unused = v.capacity() - v.len();
+    if unused > v.len() / 8 && unused * std::mem::size_of::<T>() > 64 << 10 {
+        v.shrink_to_fit();
     }
 }
 
@@ -643,6 +676,25 @@ mod tests {
             b.push_str(k.as_bytes(), v.as_bytes());
         }
         b.finish().next().unwrap()
+    }
+
+    /// Room reserved from an estimate and not used is not held for as long
+    /// as the frame's records live, unless it is too little to matter.
+    #[test]
+    fn room_a_frame_did_not_use_is_given_back() {
+        let build = |text, fields| {
+            let mut b = RecordsBuilder::with_room(text, fields);
+            b.start_record(1);
+            b.push_str(b"log", b"a line");
+            b.finish().next().unwrap()
+        };
+        let record = build(1 << 20, 10_000);
+        assert_eq!(record.frame.text.capacity(), "loga line".len());
+        assert_eq!(record.frame.fields.capacity(), 1);
+        let record = build(1000, 10);
+        assert_eq!(record.frame.text.capacity(), 1000);
+        assert_eq!(record.frame.fields.capacity(), 10);
+        assert_eq!(record.get_str("log"), Some("a line"));
     }
 
     /// Keys that share their first eight bytes, are prefixes of each

@@ -41,6 +41,31 @@ pub(super) struct Streaming {
     not_a_log: Option<FrameError>,
 }
 
+/// How much the last Forward frame of a connection decoded to: the next
+/// frame's room is reserved from it, before its bytes arrive.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct LastFrame {
+    entries: usize,
+    text: usize,
+    fields: usize,
+}
+
+impl LastFrame {
+    /// Room for a frame of `entries`: the last frame's text and fields per
+    /// entry, a sixteenth more (frames of one client differ a little, and
+    /// running out near the end would copy the whole text), and never more
+    /// than twice what the last frame really held: a client cannot make
+    /// Sluice reserve more than it has shown it sends.
+    fn room(&self, entries: usize) -> (usize, usize) {
+        let scale = |total: usize| {
+            let per_entry = total.div_ceil(self.entries.max(1));
+            let room = per_entry.saturating_mul(entries);
+            room.saturating_add(room / 16).min(total.saturating_mul(2))
+        };
+        (scale(self.text), scale(self.fields))
+    }
+}
+
 /// What the start of the buffered bytes is.
 pub(super) enum Start {
     Forward(Streaming),
@@ -58,6 +83,7 @@ pub(super) fn start(
     frame: &[u8],
     limits: &Limits,
     last_tag: &mut Option<Arc<str>>,
+    last_frame: &LastFrame,
 ) -> Result<Start, FrameError> {
     let mut c = Cursor::new(frame);
     match forward_head(&mut c) {
@@ -71,6 +97,7 @@ pub(super) fn start(
                 _ => last_tag.insert(Arc::<str>::from(text(tag))).clone(),
             };
             let pos = c.pos();
+            let (text, fields) = last_frame.room(entries);
             // `array_len` found a byte buffered for each entry: the
             // vectors are bounded by the bytes read.
             Ok(Start::Forward(Streaming {
@@ -81,7 +108,7 @@ pub(super) fn start(
                 entries,
                 left: entries,
                 times: Vec::with_capacity(entries),
-                records: RecordsBuilder::with_capacity(0),
+                records: RecordsBuilder::with_room(text, fields),
                 not_a_log: None,
             }))
         }
@@ -129,10 +156,11 @@ fn forward_head<'a>(c: &mut Cursor<'a>) -> Result<Option<Head<'a>>, ReadError> {
     }))
 }
 
-/// A frame done, and its length in bytes.
+/// A frame done, its length in bytes, and what it decoded to.
 pub(super) struct Done {
     pub(super) frame: super::Frame,
     pub(super) len: usize,
+    pub(super) shape: LastFrame,
 }
 
 impl Streaming {
@@ -190,6 +218,12 @@ impl Streaming {
             (self.pos, Options::default())
         };
         within_frame_limit(len, limits)?;
+        let (text, fields) = self.records.size();
+        let shape = LastFrame {
+            entries: self.times.len(),
+            text,
+            fields,
+        };
         let records = std::mem::replace(&mut self.records, RecordsBuilder::with_capacity(0));
         let frame = if options.fluent_signal != 0 {
             super::Frame::Events {
@@ -206,7 +240,7 @@ impl Streaming {
                 skipped_non_logs: 0,
             }
         };
-        Ok(Ok(Done { frame, len }))
+        Ok(Ok(Done { frame, len, shape }))
     }
 
     /// Room in the text for the entries still to come, estimated from the
@@ -256,4 +290,25 @@ fn within_frame_limit(bytes: usize, limits: &Limits) -> Result<(), FrameError> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LastFrame;
+
+    #[test]
+    fn a_frame_gets_the_room_its_predecessor_used_per_entry() {
+        let last = LastFrame {
+            entries: 1000,
+            text: 400_000,
+            fields: 4000,
+        };
+        // 400 bytes and 4 fields an entry, and a sixteenth more.
+        assert_eq!(last.room(1000), (425_000, 4250));
+        assert_eq!(last.room(10), (4250, 42));
+        // Never more than twice what the last frame held.
+        assert_eq!(last.room(3000), (800_000, 8000));
+        // Nothing to go by on a connection's first frame.
+        assert_eq!(LastFrame::default().room(1000), (0, 0));
+    }
 }
