@@ -226,14 +226,7 @@ impl Batcher {
     /// closed, which are ready to send.
     pub fn push(&mut self, event: EventRef<'_>) -> Vec<Batch> {
         let mut ready = Vec::new();
-        match split_oversized(event) {
-            None => self.push_part(event, &mut ready),
-            Some(parts) => {
-                for part in parts {
-                    self.push_part(part.view(), &mut ready);
-                }
-            }
-        }
+        for_each_part(event, |part| self.push_part(part, &mut ready));
         ready
     }
 
@@ -308,10 +301,19 @@ fn sorted_by_time(slots: Vec<Slot>, oldest_ms: i64) -> Vec<Slot> {
         .collect()
 }
 
+/// Calls `f` with `event`, or with each of its parts when its message is
+/// too long for one event ([`split_oversized`]).
+pub fn for_each_part(event: EventRef<'_>, mut f: impl FnMut(EventRef<'_>)) {
+    match split_oversized(event) {
+        None => f(event),
+        Some(parts) => parts.iter().for_each(|part| f(part.view())),
+    }
+}
+
 /// The parts of a message longer than [`MAX_MESSAGE_BYTES`], marked
 /// `[sluice part i/n] ` and cut at character boundaries; `None` when the
 /// message fits one event as it is (nearly always).
-pub fn split_oversized(event: EventRef<'_>) -> Option<Vec<LogEvent>> {
+fn split_oversized(event: EventRef<'_>) -> Option<Vec<LogEvent>> {
     if event.message.len() <= MAX_MESSAGE_BYTES {
         return None;
     }

@@ -22,7 +22,7 @@ use sluice_firelens::{MemoryBudget, Reservation};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
-use super::batch::split_oversized;
+use super::batch::for_each_part;
 use super::pending::{Closed, PendingStreams};
 use super::ship::{Outbound, ShipCounters};
 use crate::event::{EventRef, LogEvent, StreamKey};
@@ -133,14 +133,7 @@ impl CloudWatchSink {
         }
         // Split here rather than in the batcher, so that a spool record is
         // exactly one event of a batch.
-        match split_oversized(event) {
-            None => self.spool_and_buffer(key, event, emf),
-            Some(parts) => {
-                for part in parts {
-                    self.spool_and_buffer(key, part.view(), emf);
-                }
-            }
-        }
+        for_each_part(event, |part| self.spool_and_buffer(key, part, emf));
     }
 
     fn spool_and_buffer(&mut self, key: &StreamKey, mut event: EventRef<'_>, emf: bool) {
