@@ -21,10 +21,15 @@ With --kernel the samples carry frame-pointer call stacks, and those in
 the kernel are counted by how the process entered it: the system call,
 a page fault, an interrupt, or (the rest) the kernel function sampled.
 
+With --count=SYMBOL nothing is sampled: a uprobe on the binary's
+function SYMBOL counts its calls during the burst (for instance
+--count=_rjem_je_large_ralloc, jemalloc's reallocation of a block over
+16 KiB, which copies it when it cannot grow in place). Needs root.
+
 Usage (after ../shared/peers/build-peers.sh and a release build with line
 tables, so that the functions below are named; needs `perf`):
   CARGO_PROFILE_RELEASE_DEBUG=line-tables-only cargo build --release -p sluice
-  ~/peers/venv/bin/python benches/perf_burst.py target/release/sluice [RECORDS] [--callers=NAME | --kernel] [VAR=value ...]
+  ~/peers/venv/bin/python benches/perf_burst.py target/release/sluice [RECORDS] [--callers=NAME | --kernel | --count=SYMBOL] [VAR=value ...]
 """
 
 import collections
@@ -39,6 +44,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import compare_fluent_bit as common  # noqa: E402
 
 TOP = 25
+# The uprobe --count adds, as perf names it: group and event.
+PROBE = "sluice_bench:count"
 
 
 def report(data, sort):
@@ -94,11 +101,23 @@ def kernel_entries(data):
     return total, entries
 
 
+def option(prefix):
+    return next((a.split("=", 1)[1] for a in sys.argv[2:] if a.startswith(prefix)), None)
+
+
+def probe(binary, symbol):
+    """A uprobe on `symbol` in `binary`; returns its event's name."""
+    subprocess.run(["perf", "probe", "-q", "-x", binary, "--add", PROBE + "=" + symbol],
+                   check=True, stdout=subprocess.DEVNULL)
+    return PROBE
+
+
 def main():
     sluice = sys.argv[1]
     kernel = "--kernel" in sys.argv[2:]
-    args = [a for a in sys.argv[2:] if not a.startswith("--callers=") and a != "--kernel"]
-    name = next((a.split("=", 1)[1] for a in sys.argv[2:] if a.startswith("--callers=")), None)
+    args = [a for a in sys.argv[2:] if not a.startswith(("--callers=", "--count=")) and a != "--kernel"]
+    name = option("--callers=")
+    count = option("--count=")
     records = int(args[0]) if args and "=" not in args[0] else 300_000
     extra = dict(arg.split("=", 1) for arg in args if "=" in arg)
     tls, endpoint = common.counting_endpoint("sluice-perf-tls-")
@@ -110,7 +129,9 @@ def main():
     try:
         common.wait_port(port)
         time.sleep(1)
-        if name:
+        if count:
+            sampling = ["-e", probe(sluice, count)]
+        elif name:
             sampling = ["-F", "999", "--call-graph", "dwarf,16384"]
         elif kernel:
             sampling = ["-F", "4999", "-g"]
@@ -126,9 +147,16 @@ def main():
     finally:
         p.terminate()
         p.wait(timeout=60)
+        if count:
+            subprocess.run(["perf", "probe", "-q", "--del", PROBE], stdout=subprocess.DEVNULL)
     if not delivered:
         raise SystemExit("the burst was not delivered")
     print("records=%d perf.data=%s" % (records, data))
+    if count:
+        calls = subprocess.run(["perf", "script", "-i", data, "-F", "event"],
+                               capture_output=True, text=True, check=True).stdout.count(PROBE)
+        print("calls of %s: %d" % (count, calls))
+        return
     print("\n".join(report(data, "comm")))
     print("\n".join(report(data, "symbol")[:TOP]))
     if kernel:
