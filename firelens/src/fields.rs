@@ -438,8 +438,8 @@ impl RecordsBuilder {
 
     /// Room for `text` bytes and `fields` fields at once: a frame shaped
     /// like the one before it (`codec::streaming`) then fills vectors that
-    /// do not grow. Growing a frame's text by a quarter per read copied it
-    /// three times over, into fresh pages that each faulted.
+    /// do not grow. Growing a frame's text by a quarter per 64 KiB read
+    /// copied it about three times over.
     pub(crate) fn with_room(text: usize, fields: usize) -> RecordsBuilder {
         RecordsBuilder {
             text: Vec::with_capacity(text),

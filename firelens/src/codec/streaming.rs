@@ -99,7 +99,8 @@ pub(super) fn start(
             let pos = c.pos();
             let (text, fields) = last_frame.room(entries);
             // `array_len` found a byte buffered for each entry: the
-            // vectors are bounded by the bytes read.
+            // times are bounded by the bytes read, the text's and fields'
+            // room by what the last frame held (`LastFrame::room`).
             Ok(Start::Forward(Streaming {
                 tag,
                 elements,
