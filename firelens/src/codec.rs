@@ -176,6 +176,14 @@ impl ForwardCodec {
         self.end - self.start
     }
 
+    /// The memory a Forward frame decoded as it arrives holds before it is
+    /// complete: its entries so far, and the room reserved for the rest.
+    pub fn partial_frame_bytes(&self) -> usize {
+        self.streaming
+            .as_ref()
+            .map_or(0, streaming::Streaming::held_bytes)
+    }
+
     /// The next complete frame, `Ok(None)` when more bytes are needed.
     /// `now_ns` stands in for events whose time is nil or 0, as fluentd does.
     pub fn next_frame(&mut self, now_ns: i64) -> Result<Option<Frame>, FrameError> {
@@ -896,6 +904,38 @@ mod tests {
         assert_eq!(frames.len(), 3);
         assert_eq!(frames[0], Frame::Heartbeat);
         assert_eq!(frames[2], Frame::Heartbeat);
+        assert_eq!(codec.buffered(), 0);
+    }
+
+    /// A Forward frame that stops arriving holds the room planned from the
+    /// frame before it, and says so: the driver pays the budget for it.
+    #[test]
+    fn a_forward_frame_cut_short_holds_the_room_its_predecessor_planned() {
+        let entries: Vec<Vec<u8>> = (0..100)
+            .map(|_| mp::arr(&[mp::int(T), record(&"x".repeat(100))]))
+            .collect();
+        let frame = mp::arr(&[mp::str("t"), mp::arr(&entries)]);
+        let mut codec = ForwardCodec::new(Limits::default());
+        codec.feed(&frame);
+        assert_eq!(events(&codec.next_frame(0).map(Option::unwrap)).len(), 100);
+        assert_eq!(codec.partial_frame_bytes(), 0);
+
+        let half = frame.len() / 2;
+        codec.feed(&frame[..half]);
+        assert_eq!(codec.next_frame(0).unwrap(), None);
+        // Each record: "log" and 100 bytes, "source" and "stdout": 115
+        // bytes of text and 2 fields, for 100 entries, and a sixteenth
+        // more. Besides, 100 times and the starts of the 49 records in
+        // (a vector grown to 64).
+        let text = 11_500 + 11_500 / 16;
+        let fields = 200 + 200 / 16;
+        assert_eq!(
+            codec.partial_frame_bytes(),
+            text + fields * crate::fields::FIELD_BYTES + 64 * 4 + 100 * 8
+        );
+        codec.feed(&frame[half..]);
+        assert_eq!(events(&codec.next_frame(0).map(Option::unwrap)).len(), 100);
+        assert_eq!(codec.partial_frame_bytes(), 0);
         assert_eq!(codec.buffered(), 0);
     }
 

@@ -448,6 +448,24 @@ impl RecordsBuilder {
         }
     }
 
+    /// Room for `text` bytes and `fields` fields in all, when there is
+    /// less; grown exactly, once.
+    pub(crate) fn reserve_to(&mut self, text: usize, fields: usize) {
+        if self.text.capacity() < text {
+            self.text.reserve_exact(text - self.text.len());
+        }
+        if self.fields.capacity() < fields {
+            self.fields.reserve_exact(fields - self.fields.len());
+        }
+    }
+
+    /// The memory the builder holds, as allocated.
+    pub(crate) fn held_bytes(&self) -> usize {
+        self.text.capacity()
+            + self.fields.capacity() * FIELD_BYTES
+            + self.starts.capacity() * std::mem::size_of::<u32>()
+    }
+
     /// Bytes of text and fields so far.
     pub(crate) fn size(&self) -> (usize, usize) {
         (self.text.len(), self.fields.len())
@@ -560,6 +578,9 @@ impl RecordsBuilder {
         Text::Span(start as u32, self.text.len() as u32)
     }
 }
+
+/// The memory one field takes in a record's run.
+pub(crate) const FIELD_BYTES: usize = std::mem::size_of::<Field>();
 
 /// Gives back `v`'s unused room when it is more than an eighth of its
 /// length and more than 64 KiB: below that, a copy per frame would cost

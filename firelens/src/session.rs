@@ -339,9 +339,13 @@ impl Session {
         self.owed.len()
     }
 
-    /// Bytes fed and not decoded yet: the start of a frame.
+    /// What the frame not complete yet holds: its bytes fed, and for a
+    /// Forward frame decoded as it arrives, its entries so far and the room
+    /// reserved for the rest. The driver pays for it from the budget, so
+    /// that a client whose frame stops arriving cannot hold more than the
+    /// budget allows.
     pub fn undecoded(&self) -> usize {
-        self.codec.buffered()
+        self.codec.buffered() + self.codec.partial_frame_bytes()
     }
 
     /// Whether the client is done and owes nothing and is owed nothing:

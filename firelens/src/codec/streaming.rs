@@ -34,6 +34,8 @@ pub(super) struct Streaming {
     first_entry: usize,
     /// Entries in the frame, and still to decode.
     entries: usize,
+    /// The room the frame is expected to need ([`LastFrame::plan`]).
+    planned: Room,
     left: usize,
     times: Vec<i64>,
     records: RecordsBuilder,
@@ -51,18 +53,42 @@ pub(super) struct LastFrame {
 }
 
 impl LastFrame {
-    /// Room for a frame of `entries`: the last frame's text and fields per
-    /// entry, a sixteenth more (frames of one client differ a little, and
-    /// running out near the end would copy the whole text), and never more
-    /// than twice what the last frame really held: a client cannot make
-    /// Sluice reserve more than it has shown it sends.
-    fn room(&self, entries: usize) -> (usize, usize) {
+    /// The text and fields a frame of `entries` is expected to need: the
+    /// last frame's per entry, a sixteenth more (frames of one client
+    /// differ a little, and running out near the end would copy the whole
+    /// text), and never more than twice what the last frame held.
+    fn plan(&self, entries: usize) -> Room {
         let scale = |total: usize| {
             let per_entry = total.div_ceil(self.entries.max(1));
             let room = per_entry.saturating_mul(entries);
             room.saturating_add(room / 16).min(total.saturating_mul(2))
         };
-        (scale(self.text), scale(self.fields))
+        Room {
+            text: scale(self.text),
+            fields: scale(self.fields),
+        }
+    }
+}
+
+/// Bytes of text and a number of fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Room {
+    text: usize,
+    fields: usize,
+}
+
+impl Room {
+    /// As much of this room as `buffered` bytes of the frame allow: text
+    /// up to sixteen times those bytes, a field per two of them. The heap
+    /// gauge counts the room, and a frame that stops arriving must not
+    /// hold much more than it sent while its connection waits for the
+    /// heap to drain; a frame of a thousand records (450 KB of text) gets
+    /// all of it once its first 28 KiB are in.
+    fn granted(self, buffered: usize) -> Room {
+        Room {
+            text: self.text.min(buffered.saturating_mul(16)),
+            fields: self.fields.min(buffered / 2),
+        }
     }
 }
 
@@ -97,7 +123,8 @@ pub(super) fn start(
                 _ => last_tag.insert(Arc::<str>::from(text(tag))).clone(),
             };
             let pos = c.pos();
-            let (text, fields) = last_frame.room(entries);
+            let planned = last_frame.plan(entries);
+            let room = planned.granted(frame.len());
             // `array_len` found a byte buffered for each entry: the
             // times are bounded by the bytes read, the text's and fields'
             // room by what the last frame held (`LastFrame::room`).
@@ -107,9 +134,10 @@ pub(super) fn start(
                 pos,
                 first_entry: pos,
                 entries,
+                planned,
                 left: entries,
                 times: Vec::with_capacity(entries),
-                records: RecordsBuilder::with_room(text, fields),
+                records: RecordsBuilder::with_room(room.text, room.fields),
                 not_a_log: None,
             }))
         }
@@ -165,6 +193,12 @@ pub(super) struct Done {
 }
 
 impl Streaming {
+    /// The memory the frame's entries decoded so far hold, with the room
+    /// reserved for the rest.
+    pub(super) fn held_bytes(&self) -> usize {
+        self.records.held_bytes() + self.times.capacity() * std::mem::size_of::<i64>()
+    }
+
     /// Decodes the entries `frame` (the bytes buffered from the frame's
     /// start) completes, then the option. `Ok(Err(needed))`: the frame
     /// goes on past these bytes; do not call again before `needed` are
@@ -244,12 +278,15 @@ impl Streaming {
         Ok(Ok(Done { frame, len, shape }))
     }
 
-    /// Room in the text for the entries still to come, estimated from the
-    /// wire bytes of those decoded (an entry's text is shorter than its
-    /// bytes) and bounded by what is buffered: the text is not copied as
-    /// it grows, and the bytes after this frame (a read holds many small
-    /// frames) are not taken for its.
+    /// Room for the entries still to come: what was planned, as far as
+    /// the bytes buffered allow, then (no plan, or one too small) an
+    /// estimate from the wire bytes of the entries decoded (an entry's text
+    /// is shorter than its bytes) bounded by what is buffered: the text is
+    /// not copied as it grows, and the bytes after this frame (a read
+    /// holds many small frames) are not taken for its.
     fn make_room(&mut self, buffered: usize) {
+        let granted = self.planned.granted(buffered);
+        self.records.reserve_to(granted.text, granted.fields);
         let done = self.entries - self.left;
         if done == 0 {
             return;
@@ -295,7 +332,7 @@ fn within_frame_limit(bytes: usize, limits: &Limits) -> Result<(), FrameError> {
 
 #[cfg(test)]
 mod tests {
-    use super::LastFrame;
+    use super::{LastFrame, Room};
 
     #[test]
     fn a_frame_gets_the_room_its_predecessor_used_per_entry() {
@@ -304,12 +341,28 @@ mod tests {
             text: 400_000,
             fields: 4000,
         };
+        let room = |text, fields| Room { text, fields };
         // 400 bytes and 4 fields an entry, and a sixteenth more.
-        assert_eq!(last.room(1000), (425_000, 4250));
-        assert_eq!(last.room(10), (4250, 42));
+        assert_eq!(last.plan(1000), room(425_000, 4250));
+        assert_eq!(last.plan(10), room(4250, 42));
         // Never more than twice what the last frame held.
-        assert_eq!(last.room(3000), (800_000, 8000));
+        assert_eq!(last.plan(3000), room(800_000, 8000));
         // Nothing to go by on a connection's first frame.
-        assert_eq!(LastFrame::default().room(1000), (0, 0));
+        assert_eq!(LastFrame::default().plan(1000), room(0, 0));
+
+        // Granted as the frame's bytes come in: sixteen times them of
+        // text, half of them of fields.
+        let planned = last.plan(1000);
+        assert_eq!(planned.granted(4096), room(65_536, 2048));
+        assert_eq!(planned.granted(28 << 10), room(425_000, 4250));
+        // One huge entry, then a frame claiming a thousand: the room
+        // follows what arrives, not the claim.
+        let huge = LastFrame {
+            entries: 1,
+            text: 15 << 20,
+            fields: 1,
+        };
+        assert_eq!(huge.plan(1000), room(30 << 20, 2));
+        assert_eq!(huge.plan(1000).granted(1000), room(16_000, 2));
     }
 }
