@@ -448,17 +448,6 @@ impl RecordsBuilder {
         }
     }
 
-    /// Room for `text` bytes and `fields` fields in all, when there is
-    /// less; grown exactly, once.
-    pub(crate) fn reserve_to(&mut self, text: usize, fields: usize) {
-        if self.text.capacity() < text {
-            self.text.reserve_exact(text - self.text.len());
-        }
-        if self.fields.capacity() < fields {
-            self.fields.reserve_exact(fields - self.fields.len());
-        }
-    }
-
     /// The memory the builder holds, as allocated.
     pub(crate) fn held_bytes(&self) -> usize {
         self.text.capacity()

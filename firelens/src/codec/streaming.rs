@@ -17,7 +17,7 @@
 use std::sync::Arc;
 
 use super::{entry_time, read_record, text, FrameError, Limits, Options};
-use crate::fields::RecordsBuilder;
+use crate::fields::{RecordsBuilder, FIELD_BYTES};
 use crate::msgpack::{self, Cursor, ReadError};
 
 /// A Forward frame decoded as far as its bytes have arrived.
@@ -34,8 +34,9 @@ pub(super) struct Streaming {
     first_entry: usize,
     /// Entries in the frame, and still to decode.
     entries: usize,
-    /// The room the frame is expected to need ([`LastFrame::plan`]).
-    planned: Room,
+    /// Whether the frame's room was reserved from the last frame's
+    /// ([`LastFrame::room`]), so that no estimate is needed.
+    planned: bool,
     left: usize,
     times: Vec<i64>,
     records: RecordsBuilder,
@@ -53,44 +54,34 @@ pub(super) struct LastFrame {
 }
 
 impl LastFrame {
-    /// The text and fields a frame of `entries` is expected to need: the
-    /// last frame's per entry, a sixteenth more (frames of one client
-    /// differ a little, and running out near the end would copy the whole
-    /// text), and never more than twice what the last frame held.
-    fn plan(&self, entries: usize) -> Room {
-        let scale = |total: usize| {
+    /// The room (text bytes, fields) reserved for a frame of `entries`
+    /// before its bytes arrive: the last frame's per entry, a sixteenth
+    /// more (frames of one client differ a little, and running out near
+    /// the end would copy the whole text); never more than twice what the
+    /// last frame held, nor more than [`MOST_ROOM_BYTES`] each.
+    fn room(&self, entries: usize) -> (usize, usize) {
+        let scale = |total: usize, most: usize| {
             let per_entry = total.div_ceil(self.entries.max(1));
             let room = per_entry.saturating_mul(entries);
-            room.saturating_add(room / 16).min(total.saturating_mul(2))
+            room.saturating_add(room / 16)
+                .min(total.saturating_mul(2))
+                .min(most)
         };
-        Room {
-            text: scale(self.text),
-            fields: scale(self.fields),
-        }
+        (
+            scale(self.text, MOST_ROOM_BYTES),
+            scale(self.fields, MOST_ROOM_BYTES / FIELD_BYTES),
+        )
     }
 }
 
-/// Bytes of text and a number of fields.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Room {
-    text: usize,
-    fields: usize,
-}
-
-impl Room {
-    /// As much of this room as `buffered` bytes of the frame allow: text
-    /// up to sixteen times those bytes, a field per two of them. The heap
-    /// gauge counts the room, and a frame that stops arriving must not
-    /// hold much more than it sent while its connection waits for the
-    /// heap to drain; a frame of a thousand records (450 KB of text) gets
-    /// all of it once its first 28 KiB are in.
-    fn granted(self, buffered: usize) -> Room {
-        Room {
-            text: self.text.min(buffered.saturating_mul(16)),
-            fields: self.fields.min(buffered / 2),
-        }
-    }
-}
+/// The most text, and the most memory of fields, a frame is given before
+/// its bytes arrive. The heap gauge counts the room and the budget pays
+/// for it (`Session::undecoded`): a client that sent one huge entry and
+/// then the head of a frame claiming thousands must not make a connection
+/// hold tens of MiB it has not sent, while it waits for the heap to drain.
+/// A Docker-shaped frame of a thousand records needs 450 KB; a larger
+/// frame grows past the room as it arrives.
+const MOST_ROOM_BYTES: usize = 2 << 20;
 
 /// What the start of the buffered bytes is.
 pub(super) enum Start {
@@ -123,8 +114,7 @@ pub(super) fn start(
                 _ => last_tag.insert(Arc::<str>::from(text(tag))).clone(),
             };
             let pos = c.pos();
-            let planned = last_frame.plan(entries);
-            let room = planned.granted(frame.len());
+            let (text, fields) = last_frame.room(entries);
             // `array_len` found a byte buffered for each entry: the
             // times are bounded by the bytes read, the text's and fields'
             // room by what the last frame held (`LastFrame::room`).
@@ -134,10 +124,10 @@ pub(super) fn start(
                 pos,
                 first_entry: pos,
                 entries,
-                planned,
+                planned: text > 0,
                 left: entries,
                 times: Vec::with_capacity(entries),
-                records: RecordsBuilder::with_room(room.text, room.fields),
+                records: RecordsBuilder::with_room(text, fields),
                 not_a_log: None,
             }))
         }
@@ -278,15 +268,17 @@ impl Streaming {
         Ok(Ok(Done { frame, len, shape }))
     }
 
-    /// Room for the entries still to come: what was planned, as far as
-    /// the bytes buffered allow, then (no plan, or one too small) an
-    /// estimate from the wire bytes of the entries decoded (an entry's text
-    /// is shorter than its bytes) bounded by what is buffered: the text is
-    /// not copied as it grows, and the bytes after this frame (a read
-    /// holds many small frames) are not taken for its.
+    /// Room in the text for the entries still to come, when the frame
+    /// was not given its room at the start (a connection's first Forward
+    /// frame): estimated from the wire bytes of the entries decoded (an
+    /// entry's text is shorter than its bytes) and bounded by what is
+    /// buffered: the text is not copied as it grows, and the bytes after
+    /// this frame (a read holds many small frames) are not taken for its.
+    /// A frame that outgrows its planned room grows as a vector does.
     fn make_room(&mut self, buffered: usize) {
-        let granted = self.planned.granted(buffered);
-        self.records.reserve_to(granted.text, granted.fields);
+        if self.planned {
+            return;
+        }
         let done = self.entries - self.left;
         if done == 0 {
             return;
@@ -332,7 +324,7 @@ fn within_frame_limit(bytes: usize, limits: &Limits) -> Result<(), FrameError> {
 
 #[cfg(test)]
 mod tests {
-    use super::{LastFrame, Room};
+    use super::{LastFrame, MOST_ROOM_BYTES};
 
     #[test]
     fn a_frame_gets_the_room_its_predecessor_used_per_entry() {
@@ -341,28 +333,21 @@ mod tests {
             text: 400_000,
             fields: 4000,
         };
-        let room = |text, fields| Room { text, fields };
         // 400 bytes and 4 fields an entry, and a sixteenth more.
-        assert_eq!(last.plan(1000), room(425_000, 4250));
-        assert_eq!(last.plan(10), room(4250, 42));
+        assert_eq!(last.room(1000), (425_000, 4250));
+        assert_eq!(last.room(10), (4250, 42));
         // Never more than twice what the last frame held.
-        assert_eq!(last.plan(3000), room(800_000, 8000));
+        assert_eq!(last.room(3000), (800_000, 8000));
         // Nothing to go by on a connection's first frame.
-        assert_eq!(LastFrame::default().plan(1000), room(0, 0));
-
-        // Granted as the frame's bytes come in: sixteen times them of
-        // text, half of them of fields.
-        let planned = last.plan(1000);
-        assert_eq!(planned.granted(4096), room(65_536, 2048));
-        assert_eq!(planned.granted(28 << 10), room(425_000, 4250));
-        // One huge entry, then a frame claiming a thousand: the room
-        // follows what arrives, not the claim.
+        assert_eq!(LastFrame::default().room(1000), (0, 0));
+        // One huge entry, then a frame claiming a thousand: at most 2 MiB
+        // before its bytes arrive.
         let huge = LastFrame {
             entries: 1,
             text: 15 << 20,
             fields: 1,
         };
-        assert_eq!(huge.plan(1000), room(30 << 20, 2));
-        assert_eq!(huge.plan(1000).granted(1000), room(16_000, 2));
+        assert_eq!(MOST_ROOM_BYTES, 2 << 20);
+        assert_eq!(huge.room(1000), (2 << 20, 2));
     }
 }
