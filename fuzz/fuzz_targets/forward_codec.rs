@@ -16,6 +16,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut codec = ForwardCodec::new(limits);
     let mut partials = PartialAssembler::new(1 << 10, 10);
+    let mut joined = Vec::new();
     let step = usize::from(split).max(1);
     'feed: for piece in stream.chunks(step) {
         codec.feed(piece);
@@ -23,7 +24,8 @@ fuzz_target!(|data: &[u8]| {
             match codec.next_frame(1) {
                 Ok(Some(sluice_firelens::Frame::Events { events, .. })) => {
                     for e in events {
-                        let _ = partials.push(e, 2);
+                        partials.push(e, 2, &mut joined);
+                        joined.clear();
                     }
                 }
                 Ok(Some(sluice_firelens::Frame::Heartbeat)) => {}
