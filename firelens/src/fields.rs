@@ -429,11 +429,7 @@ impl RecordsBuilder {
     /// `capacity`: about how many bytes of text the frame has (its length
     /// is an upper bound).
     pub(crate) fn with_capacity(capacity: usize) -> RecordsBuilder {
-        RecordsBuilder {
-            text: Vec::with_capacity(capacity),
-            fields: Vec::new(),
-            starts: Vec::new(),
-        }
+        RecordsBuilder::with_room(capacity, 0)
     }
 
     /// Room for `text` bytes and `fields` fields at once: a frame shaped

@@ -531,11 +531,9 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             ended = Some(closed);
             continue;
         }
-        undecoded.shrink_to(session.undecoded());
-        if let Err(closed) = undecoded
-            .pay_for(session.undecoded(), shared, &mut shutdown)
-            .await
-        {
+        let partial = session.undecoded();
+        undecoded.shrink_to(partial);
+        if let Err(closed) = undecoded.pay_for(partial, shared, &mut shutdown).await {
             return closed;
         }
         let now = Instant::now();
@@ -551,7 +549,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     .unwrap_or(now + shared.session.idle_timeout),
             )
         };
-        let mid_frame = session.undecoded() > 0;
+        let mid_frame = partial > 0;
         let next_acceptance = async {
             match acceptances.front_mut() {
                 Some((token, accepted)) => accepted.await.ok().map(|()| *token),
