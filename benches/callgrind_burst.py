@@ -14,7 +14,7 @@ The records go in Forward frames of 1,000, or with --message-frames one
 Message frame each (as Docker's fluentd driver sends them, and as the side
 by side's steady phase does), all sent at once. With --drop-in Sluice
 runs as a FireLens drop-in, from a configuration like the one ECS
-generates (DROP_IN_CONFIG). Extra VAR=value arguments
+generates (compare_fluent_bit.DROP_IN_CONFIG). Extra VAR=value arguments
 go into Sluice's environment.
 
 Usage (after ../shared/peers/build-peers.sh and a release build with line
@@ -65,33 +65,6 @@ def largest(rows, source, name):
     return max((v for v, s in rows if own.search(s)), default=0)
 
 
-# --drop-in: the kind of Fluent Bit configuration ECS generates for
-# FireLens (shared/firelens.md), with a record_modifier filter adding the
-# ECS keys and the side by side's tag going to a cloudwatch_logs output.
-DROP_IN_CONFIG = """[INPUT]
-    Name forward
-    Listen 127.0.0.1
-    Port %(port)d
-
-[FILTER]
-    Name record_modifier
-    Match *
-    Record ecs_cluster bench
-    Record ecs_task_arn arn:aws:ecs:us-east-1:123456789012:task/bench/5a0a7b1c6f7e4d2b9c3e8f1a2b3c4d5e
-    Record ecs_task_definition bench:1
-
-[OUTPUT]
-    Name cloudwatch_logs
-    Match envoy-firelens*
-    region us-east-1
-    log_group_name /ecs/bench
-    log_stream_prefix envoy/
-    auto_create_group true
-    endpoint 127.0.0.1
-    port %(endpoint)d
-"""
-
-
 def message_frames(records):
     """The steady phase's frames: one Message frame per record."""
     rng = random.Random(11)
@@ -111,7 +84,7 @@ def main():
     if "--drop-in" in sys.argv[2:]:
         config = os.path.join(os.path.dirname(out), "fluent-bit.conf")
         with open(config, "w") as f:
-            f.write(DROP_IN_CONFIG % {"port": port, "endpoint": endpoint})
+            f.write(common.DROP_IN_CONFIG % {"port": port, "endpoint": endpoint})
         env["SLUICE_FIRELENS_CONFIG"] = config
     p = subprocess.Popen(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out, sluice, "run"],
                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

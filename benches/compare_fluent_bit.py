@@ -202,11 +202,11 @@ def wait_port(port, timeout=30):
 def start_fluent_bit(args, port, endpoint_port, workdir):
     conf = os.path.join(workdir, "fluent-bit.conf")
     with open(conf, "w") as f:
-        f.write("""[SERVICE]
-    Flush 1
-    Log_Level warn
-    Parsers_File %s
-
+        if args.drop_in:
+            f.write(FLUENT_BIT_SERVICE % args.parsers + DROP_IN_CONFIG % {"port": port, "endpoint": endpoint_port}
+                    + "    tls.verify off\n")
+        else:
+            f.write(FLUENT_BIT_SERVICE % args.parsers + """
 [INPUT]
     Name forward
     Listen 127.0.0.1
@@ -229,11 +229,47 @@ def start_fluent_bit(args, port, endpoint_port, workdir):
     endpoint 127.0.0.1
     port %d
     tls.verify off
-""" % (args.parsers, port, endpoint_port))
+""" % (port, endpoint_port))
     env = dict(os.environ, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
     p = subprocess.Popen([args.fluent_bit, "-c", conf], env=env, stdout=open(os.path.join(workdir, "fb.log"), "w"), stderr=subprocess.STDOUT)
     wait_port(port)
     return p
+
+
+FLUENT_BIT_SERVICE = """[SERVICE]
+    Flush 1
+    Log_Level warn
+    Parsers_File %s
+"""
+
+# --drop-in: the kind of Fluent Bit configuration ECS generates for
+# FireLens (shared/firelens.md), with a record_modifier filter adding the
+# ECS keys and the input's tag going to a cloudwatch_logs output. Fluent
+# Bit runs it as it is (no parser: ECS generates none); Sluice reads it as
+# a FireLens drop-in.
+DROP_IN_CONFIG = """
+[INPUT]
+    Name forward
+    Listen 127.0.0.1
+    Port %(port)d
+
+[FILTER]
+    Name record_modifier
+    Match *
+    Record ecs_cluster bench
+    Record ecs_task_arn arn:aws:ecs:us-east-1:123456789012:task/bench/5a0a7b1c6f7e4d2b9c3e8f1a2b3c4d5e
+    Record ecs_task_definition bench:1
+
+[OUTPUT]
+    Name cloudwatch_logs
+    Match envoy-firelens*
+    region us-east-1
+    log_group_name /ecs/bench
+    log_stream_prefix envoy/
+    auto_create_group true
+    endpoint 127.0.0.1
+    port %(endpoint)d
+"""
 
 
 def sluice_env(tls_dir, port, endpoint_port, admin_listen="", extra=None):
@@ -271,6 +307,11 @@ def send_steady(sock, rate, seconds):
 
 def start_sluice(args, port, endpoint_port, workdir):
     env = sluice_env(args.tls, port, endpoint_port)
+    if args.drop_in:
+        conf = os.path.join(workdir, "sluice-fluent-bit.conf")
+        with open(conf, "w") as f:
+            f.write(DROP_IN_CONFIG % {"port": port, "endpoint": endpoint_port})
+        env["SLUICE_FIRELENS_CONFIG"] = conf
     p = subprocess.Popen([args.sluice, "run"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port)
     return p
@@ -331,6 +372,8 @@ def main():
     ap.add_argument("--rate", type=int, default=1000)
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--drop-in", action="store_true",
+                    help="both run from the configuration ECS generates for FireLens (DROP_IN_CONFIG)")
     args = ap.parse_args()
     args.tls, endpoint_port = counting_endpoint("sluice-vs-fb-tls-")
     burst = burst_frames(args.records, args.per_frame)
