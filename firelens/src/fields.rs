@@ -127,6 +127,9 @@ enum Text {
     /// `start..end` of the shared text.
     Span(u32, u32),
     Owned(Box<str>),
+    /// Text many records hold, such as a `record_modifier`'s keys and
+    /// values: a reference is counted instead of a copy made per record.
+    Shared(Arc<str>),
 }
 
 impl Text {
@@ -136,6 +139,7 @@ impl Text {
         match self {
             Text::Span(start, end) => (end - start) as usize,
             Text::Owned(s) => s.len(),
+            Text::Shared(s) => s.len(),
         }
     }
 }
@@ -184,6 +188,14 @@ impl Record {
         self.set(key, Slot::Text(Text::Owned(value.into())));
     }
 
+    /// [`Record::insert`] of a key and a value that many records get: the
+    /// record holds references to them, not copies.
+    pub fn insert_shared(&mut self, key: &Arc<str>, value: &Arc<str>) {
+        self.set_with(key, Slot::Text(Text::Shared(value.clone())), || {
+            Text::Shared(key.clone())
+        });
+    }
+
     /// Sets `key` to any JSON value, replacing any value it had.
     pub fn insert_json(&mut self, key: &str, value: Json) {
         let slot = match value {
@@ -228,7 +240,7 @@ impl Record {
     pub fn detached(&self) -> Record {
         let shared = |t: &Text| match t {
             Text::Span(..) => t.len(),
-            Text::Owned(_) => 0,
+            Text::Owned(_) | Text::Shared(_) => 0,
         };
         let mut text = String::with_capacity(
             self.fields()
@@ -245,7 +257,7 @@ impl Record {
                 text.push_str(self.text_of(t));
                 Text::Span(start as u32, text.len() as u32)
             }
-            Text::Owned(s) => Text::Owned(s.clone()),
+            Text::Owned(_) | Text::Shared(_) => t.clone(),
         };
         let fields: Vec<Field> = self
             .fields()
@@ -284,6 +296,12 @@ impl Record {
     }
 
     fn set(&mut self, key: &str, value: Slot) {
+        self.set_with(key, value, || Text::Owned(key.into()));
+    }
+
+    /// Sets `key` to `value`; `key_text` makes the key's text when the
+    /// record does not have the key yet.
+    fn set_with(&mut self, key: &str, value: Slot, key_text: impl FnOnce() -> Text) {
         match self.find(key) {
             Ok(i) => self.fields_mut()[i].value = value,
             Err(i) => {
@@ -291,7 +309,7 @@ impl Record {
                 self.fields_mut().insert(
                     i,
                     Field {
-                        key: Text::Owned(key.into()),
+                        key: key_text(),
                         prefix: key_prefix(key.as_bytes()),
                         value,
                     },
@@ -387,6 +405,7 @@ fn text_in<'a>(shared: &'a str, text: &'a Text) -> &'a str {
     match text {
         Text::Span(start, end) => &shared[*start as usize..*end as usize],
         Text::Owned(s) => s,
+        Text::Shared(s) => s,
     }
 }
 
@@ -596,7 +615,7 @@ fn every_span_on_char_boundaries(text: &str, fields: &mut [Field]) -> bool {
         Text::Span(start, end) => {
             text.is_char_boundary(*start as usize) && text.is_char_boundary(*end as usize)
         }
-        Text::Owned(_) => true,
+        Text::Owned(_) | Text::Shared(_) => true,
     })
 }
 
@@ -627,6 +646,7 @@ fn sort_unique(text: &str, fields: &mut [Field]) -> usize {
         match &f.key {
             Text::Span(start, end) => &text[*start as usize..*end as usize],
             Text::Owned(s) => s.as_bytes(),
+            Text::Shared(s) => s.as_bytes(),
         }
     }
     let text = text.as_bytes();
@@ -909,6 +929,38 @@ mod tests {
             Json::Object(r.to_json()),
             json!({"ecs_cluster": "c", "log": "b"})
         );
+    }
+
+    /// Shared keys and values read, compare, detach and get replaced as
+    /// owned ones do, and the records hold the same text, not copies.
+    #[test]
+    fn shared_text_is_read_as_owned_text_is() {
+        let key: Arc<str> = "ecs_cluster".into();
+        let value: Arc<str> = "prod".into();
+        let mut records = frame_of(&[
+            &[("log", b"a"), ("source", b"stdout")],
+            &[("log", b"b")],
+        ]);
+        for r in &mut records {
+            r.insert_shared(&key, &value);
+        }
+        assert_eq!(Arc::strong_count(&key), 3);
+        assert_eq!(Arc::strong_count(&value), 3);
+        assert_eq!(
+            records[0],
+            built(&[("log", "a"), ("source", "stdout"), ("ecs_cluster", "prod")])
+        );
+        assert_eq!(records[1].get_str("ecs_cluster"), Some("prod"));
+        let keys: Vec<&str> = records[0].iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["ecs_cluster", "log", "source"]);
+        let detached = records[1].detached();
+        assert_eq!(detached, records[1]);
+        assert_eq!(detached.frame.text, "logb");
+        records[1].insert("ecs_cluster", "other");
+        assert_eq!(records[1].get_str("ecs_cluster"), Some("other"));
+        assert_eq!(Arc::strong_count(&value), 3, "the detached copy holds one");
+        drop(detached);
+        assert_eq!(Arc::strong_count(&value), 2);
     }
 
     #[test]

@@ -30,6 +30,14 @@ pub trait JsonOut {
         self.member_name(field.name());
     }
 
+    /// Appends JSON text rendered earlier: `plain` as a `String` holds
+    /// it, `escaped` as [`escape`] makes it. A renderer that keeps what it
+    /// wrote for the next record writes it again without escaping it again.
+    fn rendered(&mut self, plain: &str, escaped: &str) {
+        debug_assert_eq!(escape(plain), escaped);
+        self.text(plain);
+    }
+
     /// Appends an unsigned integer as a JSON number.
     fn uint(&mut self, n: u64) {
         self.text(itoa::Buffer::new().format(n));
@@ -147,6 +155,12 @@ impl JsonOut for Escaped<'_> {
             write_str(&mut literal, s);
             self.text(&literal);
         }
+    }
+
+    fn rendered(&mut self, plain: &str, escaped: &str) {
+        debug_assert_eq!(escape(plain), escaped);
+        self.len += plain.len();
+        self.out.push_str(escaped);
     }
 
     fn member_name(&mut self, name: &str) {

@@ -2,7 +2,7 @@
 //! and `sluice run` writes, with the event's metadata when there is one.
 
 use sluice_firelens::{FieldValue, Record};
-use sluice_parser::json_out::JsonOut;
+use sluice_parser::json_out::{write_str_contents, JsonOut};
 use sluice_parser::{AccessRecord, Classified, Classifier, Field, Redactor, RouteTable};
 
 use crate::stats::RequestFacts;
@@ -23,6 +23,33 @@ pub struct LineRenderer {
     pub collect_facts: bool,
     /// Which metadata each event carries.
     pub metadata: Metadata,
+}
+
+/// Drop-in mode's record members as last rendered, by position in the
+/// record. The keys Docker and the generated `record_modifier` give
+/// (`container_id`, `container_name`, `source`, the `ecs_*` keys) are the
+/// same for every record of a container; redacting and escaping each again
+/// took about 580 instructions per member (`benches/callgrind_burst.py
+/// --drop-in`). What is kept is already redacted.
+#[derive(Debug, Default)]
+pub struct MemberCache {
+    members: Vec<CachedMember>,
+}
+
+impl MemberCache {
+    /// Longer values, which are seldom metadata, are rendered each time
+    /// and not kept.
+    const MOST_BYTES: usize = 256;
+}
+
+#[derive(Debug, Default)]
+struct CachedMember {
+    key: String,
+    value: String,
+    /// `"key":value`, redacted, as plain JSON.
+    json: String,
+    /// `json` escaped, as CloudWatch messages carry it.
+    escaped_json: String,
 }
 
 /// The metadata an event carries besides what varies per request.
@@ -232,16 +259,20 @@ impl LineRenderer {
     ) -> Rendered<'static> {
         let mut classified = Classified::App(line);
         self.classify_into(line, Some(meta.container), &mut classified);
-        self.render_fluentbit_classified(&mut classified, meta, log_key, out)
+        let members = &mut MemberCache::default();
+        self.render_fluentbit_classified(&mut classified, meta, log_key, members, out)
             .into_owned()
     }
 
-    /// [`LineRenderer::render_fluentbit`] of a line already classified.
+    /// [`LineRenderer::render_fluentbit`] of a line already classified,
+    /// with the record's members rendered through `members`, which the
+    /// caller keeps from one record to the next.
     pub fn render_fluentbit_classified<'r>(
         &self,
         classified: &'r mut Classified<'_>,
         meta: &EventMeta<'r>,
         log_key: Option<&str>,
+        members: &mut MemberCache,
         out: &mut impl JsonOut,
     ) -> Rendered<'r> {
         if let Classified::Access(record) = classified {
@@ -254,11 +285,13 @@ impl LineRenderer {
             }
             let facts = self.write_route(record, Some(meta.container), out);
             if log_key.is_none() {
-                for (key, value) in meta.record.iter() {
-                    if Some(key) != meta.line_key {
-                        out.char(',');
-                        self.write_member(key, value, out);
-                    }
+                let others = meta
+                    .record
+                    .iter()
+                    .filter(|(k, _)| Some(*k) != meta.line_key);
+                for (position, (key, value)) in others.enumerate() {
+                    out.char(',');
+                    self.write_cached_member(members, position, key, value, out);
                 }
             }
             out.char('}');
@@ -276,11 +309,16 @@ impl LineRenderer {
             }
             None => {
                 out.char('{');
-                for (i, (key, value)) in meta.record.iter().enumerate() {
-                    if i > 0 {
+                for (position, (key, value)) in meta.record.iter().enumerate() {
+                    if position > 0 {
                         out.char(',');
                     }
-                    self.write_member(key, value, out);
+                    // The line itself differs from record to record.
+                    if Some(key) == meta.line_key {
+                        self.write_member(key, value, out);
+                    } else {
+                        self.write_cached_member(members, position, key, value, out);
+                    }
                 }
                 out.char('}');
             }
@@ -311,6 +349,43 @@ impl LineRenderer {
             FieldValue::Str(s) => out.string(&self.redactor.redact_text(s)),
             FieldValue::Json(other) => out.text(&self.redactor.redact_text(&other.to_string())),
         }
+    }
+
+    /// [`LineRenderer::write_member`] through the cache: a short string
+    /// value rendered at the same position of the last record, under the
+    /// same key, is written from its rendering then.
+    fn write_cached_member(
+        &self,
+        members: &mut MemberCache,
+        position: usize,
+        key: &str,
+        value: FieldValue<'_>,
+        out: &mut impl JsonOut,
+    ) {
+        let Some(text) = value
+            .as_str()
+            .filter(|v| v.len() <= MemberCache::MOST_BYTES)
+        else {
+            self.write_member(key, value, out);
+            return;
+        };
+        if members.members.len() <= position {
+            members
+                .members
+                .resize_with(position + 1, CachedMember::default);
+        }
+        let cached = &mut members.members[position];
+        if cached.key != key || cached.value != text {
+            cached.key.clear();
+            cached.key.push_str(key);
+            cached.value.clear();
+            cached.value.push_str(text);
+            cached.json.clear();
+            self.write_member(key, value, &mut cached.json);
+            cached.escaped_json.clear();
+            write_str_contents(&mut cached.escaped_json, &cached.json);
+        }
+        out.rendered(&cached.json, &cached.escaped_json);
     }
 
     fn may_be_access(&self, container: &str) -> bool {
@@ -466,5 +541,78 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Drop-in members written from the cache are what rendering each
+    /// record afresh writes, plain and escaped, as the records' values and
+    /// positions change; what the cache holds is redacted.
+    #[test]
+    fn members_from_the_cache_are_the_fresh_rendering() {
+        let r = renderer(false, Metadata::All);
+        let records = [
+            json!({"container_id": "abc", "source": "stdout", "log": "first", "url": "/a?token=s3cret", "q": "x\"y"}),
+            json!({"container_id": "abc", "source": "stdout", "log": "second", "url": "/a?token=s3cret", "q": "x\"y"}),
+            json!({"container_id": "abc", "source": "stderr", "log": "third", "url": "/a?token=other", "q": "x\"y"}),
+            json!({"n": 7, "container_id": "abc", "source": "stdout", "log": "fourth", "q": "x\"y"}),
+            // The same value as the last record's first, under another key.
+            json!({"a": "abc", "source": "stdout", "log": "x".repeat(300), "q": "x\"y"}),
+        ]
+        // Keys in serde_json's order (sorted), so "n" moves the members
+        // after it one position on.
+        .map(|v| Record::from(v.as_object().cloned().unwrap()));
+        let mut plain_cache = MemberCache::default();
+        let mut escaped_cache = MemberCache::default();
+        let mut plain_lines = Vec::new();
+        for record in &records {
+            for line in [LINES[0], LINES[1]] {
+                let meta = EventMeta {
+                    time_ms: 1_762_238_947_518,
+                    tag: "app-firelens-5a0a",
+                    record,
+                    line_key: Some("log"),
+                    container: "app",
+                };
+                let mut expected = String::new();
+                r.render_fluentbit(line, &meta, None, &mut expected);
+                let mut plain = String::new();
+                let mut classified = r.classifier.classify(line);
+                r.render_fluentbit_classified(
+                    &mut classified,
+                    &meta,
+                    None,
+                    &mut plain_cache,
+                    &mut plain,
+                );
+                assert_eq!(plain, expected);
+                let mut text = String::new();
+                let mut escaped = Escaped::new(&mut text);
+                let mut classified = r.classifier.classify(line);
+                r.render_fluentbit_classified(
+                    &mut classified,
+                    &meta,
+                    None,
+                    &mut escaped_cache,
+                    &mut escaped,
+                );
+                assert_eq!(escaped.len(), expected.len());
+                assert_eq!(text, escape(&expected));
+                if line == LINES[1] {
+                    plain_lines.push(plain);
+                }
+            }
+        }
+        assert_eq!(
+            plain_lines[..4],
+            [
+                r#"{"container_id":"abc","log":"first","q":"x\"y","source":"stdout","url":"/a?token=REDACTED"}"#,
+                r#"{"container_id":"abc","log":"second","q":"x\"y","source":"stdout","url":"/a?token=REDACTED"}"#,
+                r#"{"container_id":"abc","log":"third","q":"x\"y","source":"stderr","url":"/a?token=REDACTED"}"#,
+                r#"{"container_id":"abc","log":"fourth","n":7,"q":"x\"y","source":"stdout"}"#,
+            ]
+        );
+        assert!(plain_cache
+            .members
+            .iter()
+            .all(|m| !m.json.contains("s3cret")));
     }
 }

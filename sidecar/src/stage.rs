@@ -29,7 +29,7 @@ use crate::fluentbit::template::TemplateInput;
 use crate::metrics::PipelineCounters;
 use crate::multiline::Joiner;
 use crate::output::Sink;
-use crate::render::{EventMeta, LineRenderer, Metadata, Rendered};
+use crate::render::{EventMeta, LineRenderer, MemberCache, Metadata, Rendered};
 use crate::stats::sampling::{self, SamplingConfig};
 use crate::stats::{Aggregator, RouteTotals};
 use crate::streams::{CachedTemplates, StreamKey, StreamKind, StreamTemplates, StreamVars};
@@ -78,6 +78,8 @@ struct Writer {
     /// Drop-in mode: the statistics stream last counted into, kept for
     /// the next record of the same group and task.
     drop_in_stats_key: Option<StreamKey>,
+    /// Drop-in mode: the last record's members as rendered.
+    members: MemberCache,
     stats: Option<Aggregator>,
     sampling: Option<SamplingConfig>,
     counters: Arc<PipelineCounters>,
@@ -126,6 +128,7 @@ impl OutputStage {
                 router,
                 unrouted_tags: Vec::new(),
                 drop_in_stats_key: None,
+                members: MemberCache::default(),
                 stats: full
                     .stats
                     .clone()
@@ -418,7 +421,7 @@ impl Writer {
         &mut self,
         renderer: &LineRenderer,
         input: &TemplateInput<'_>,
-        classified: &Classified<'_>,
+        classified: &mut Classified<'_>,
         meta: &EventMeta<'_>,
         outputs: &[usize],
         sink: &mut Sink,
@@ -429,21 +432,39 @@ impl Writer {
         let task_id = input.task_id;
         let mut counted = false;
         let mut sent = false;
-        for &index in outputs {
+        for (n, &index) in outputs.iter().enumerate() {
             let Some((key, log_key)) = router.key(index, input) else {
                 continue;
             };
             self.text.clear();
-            // Each output redacts and renders a record of its own.
-            let mut copy = classified.clone();
+            // Each output redacts and renders a record of its own, since
+            // redaction works in place: outputs before the last get a
+            // copy, and the last (nearly always the only one) the record.
+            let mut copy;
+            let record = if n + 1 < outputs.len() {
+                copy = classified.clone();
+                &mut copy
+            } else {
+                &mut *classified
+            };
             let (rendered, text_len) = if sink.escapes() {
                 let mut out = Escaped::new(&mut self.text);
-                let rendered =
-                    renderer.render_fluentbit_classified(&mut copy, meta, log_key, &mut out);
+                let rendered = renderer.render_fluentbit_classified(
+                    record,
+                    meta,
+                    log_key,
+                    &mut self.members,
+                    &mut out,
+                );
                 (rendered, out.len())
             } else {
-                let rendered =
-                    renderer.render_fluentbit_classified(&mut copy, meta, log_key, &mut self.text);
+                let rendered = renderer.render_fluentbit_classified(
+                    record,
+                    meta,
+                    log_key,
+                    &mut self.members,
+                    &mut self.text,
+                );
                 (rendered, self.text.len())
             };
             if !counted {

@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use regex::Regex;
 use serde::Deserialize;
@@ -126,7 +127,8 @@ pub enum LogicalOp {
 /// `[FILTER] record_modifier`.
 #[derive(Debug, Default)]
 pub struct RecordModifier {
-    pub records: Vec<(String, String)>,
+    /// Shared by the records they are added to.
+    pub records: Vec<(Arc<str>, Arc<str>)>,
     pub remove_keys: Vec<String>,
     pub allowlist_keys: Vec<String>,
 }
@@ -503,7 +505,7 @@ fn filter(section: &Section, notes: &mut Vec<String>) -> Result<Filter, Vec<Conf
             for (key, value) in &section.entries {
                 match key.to_ascii_lowercase().as_str() {
                     "record" => match value.split_once(' ') {
-                        Some((k, v)) => m.records.push((k.to_string(), v.trim().to_string())),
+                        Some((k, v)) => m.records.push((k.into(), v.trim().into())),
                         None => error(format!("[FILTER] record_modifier Record needs KEY VALUE, got {value:?}")),
                     },
                     "remove_key" => m.remove_keys.push(value.clone()),

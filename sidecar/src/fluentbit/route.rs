@@ -8,7 +8,7 @@ use sluice_firelens::Record;
 
 use super::plan::{
     CloudWatchOutput, DropIn, Fallback, FilterAction, Grep, LogicalOp, NameRule, OutputKind,
-    RecordModifier,
+    RecordModifier, TagMatch,
 };
 use super::template::TemplateInput;
 use crate::cloudwatch::ship::{GroupPolicies, GroupPolicy};
@@ -29,8 +29,38 @@ pub struct Router {
     last_keys: Vec<Option<NamedKey>>,
     /// Per output, whether its group or stream template reads the record.
     names_read_record: Vec<bool>,
-    /// The tag the outputs were last looked up for, and their indexes.
-    last_outputs: Option<(String, Arc<[usize]>)>,
+    /// The filters and the outputs that take the last tag looked up.
+    last_filters: LastMatches,
+    last_outputs: LastMatches,
+}
+
+/// Which of a list of filters or outputs take a tag, kept for the last tag
+/// asked about: a container's records come in runs of one tag, and
+/// matching a tag against every `Match` pattern again for each record took
+/// about 600 instructions per record (`benches/callgrind_burst.py
+/// --drop-in`).
+#[derive(Default)]
+struct LastMatches(Option<(String, Arc<[usize]>)>);
+
+impl LastMatches {
+    fn indexes<'m>(
+        &mut self,
+        tag: &str,
+        matchers: impl Iterator<Item = &'m TagMatch>,
+    ) -> Arc<[usize]> {
+        if let Some((last, indexes)) = &self.0 {
+            if last == tag {
+                return indexes.clone();
+            }
+        }
+        let indexes: Arc<[usize]> = matchers
+            .enumerate()
+            .filter(|(_, m)| m.matches(tag))
+            .map(|(i, _)| i)
+            .collect();
+        self.0 = Some((tag.to_string(), indexes.clone()));
+        indexes
+    }
 }
 
 /// A key and the values its templates were filled with.
@@ -69,18 +99,20 @@ impl Router {
             policies,
             last_keys,
             names_read_record,
-            last_outputs: None,
+            last_filters: LastMatches::default(),
+            last_outputs: LastMatches::default(),
         }
     }
 
     /// Runs the filters that match `tag`, in order; `false` when a grep
     /// filter dropped the record.
-    pub fn filter(&self, tag: &str, record: &mut Record) -> bool {
-        for filter in &self.plan.filters {
-            if !filter.matcher.matches(tag) {
-                continue;
-            }
-            match &filter.action {
+    pub fn filter(&mut self, tag: &str, record: &mut Record) -> bool {
+        let filters = &self.plan.filters;
+        let matching = self
+            .last_filters
+            .indexes(tag, filters.iter().map(|f| &f.matcher));
+        for &i in matching.iter() {
+            match &filters[i].action {
                 FilterAction::Grep(grep) => {
                     if !keeps(grep, record) {
                         return false;
@@ -92,24 +124,11 @@ impl Router {
         true
     }
 
-    /// The outputs that take `tag`, by index. A container's records come
-    /// in runs of one tag, so the last answer is kept.
+    /// The outputs that take `tag`, by index.
     pub fn outputs_for(&mut self, tag: &str) -> Arc<[usize]> {
-        if let Some((last, outputs)) = &self.last_outputs {
-            if last == tag {
-                return outputs.clone();
-            }
-        }
-        let outputs: Arc<[usize]> = self
-            .plan
-            .outputs
-            .iter()
-            .enumerate()
-            .filter(|(_, o)| o.matcher.matches(tag))
-            .map(|(i, _)| i)
-            .collect();
-        self.last_outputs = Some((tag.to_string(), outputs.clone()));
-        outputs
+        let outputs = &self.plan.outputs;
+        self.last_outputs
+            .indexes(tag, outputs.iter().map(|o| &o.matcher))
     }
 
     /// The group and stream output `index` names for a record, made valid
@@ -230,7 +249,7 @@ fn modify(m: &RecordModifier, record: &mut Record) {
         record.retain(|k| m.allowlist_keys.iter().any(|a| a == k));
     }
     for (key, value) in &m.records {
-        record.insert(key, value.as_str());
+        record.insert_shared(key, value);
     }
 }
 
@@ -264,7 +283,7 @@ mod tests {
     #[test]
     fn grep_and_record_modifier() {
         let conf = format!("{INPUT}[FILTER]\n    Name   grep\n    Match app-firelens*\n    Regex  log ^(GET|POST)\n[FILTER]\n    Name   grep\n    Match app-firelens*\n    Exclude log health\n[FILTER]\n    Name record_modifier\n    Match *\n    Record ecs_cluster prod\n    Remove_key source\n");
-        let (r, _) = router(&conf);
+        let (mut r, _) = router(&conf);
         let mut keep = record(r#"{"log":"GET /a","source":"stdout"}"#);
         assert!(r.filter("app-firelens-1", &mut keep));
         assert_eq!(keep, record(r#"{"log":"GET /a","ecs_cluster":"prod"}"#));
@@ -274,6 +293,12 @@ mod tests {
         let mut other = record(r#"{"log":"started"}"#);
         assert!(r.filter("envoy-firelens-1", &mut other));
         assert_eq!(other, record(r#"{"log":"started","ecs_cluster":"prod"}"#));
+        // The filters that take the last tag are kept: back on the first
+        // tag, its grep filters apply again.
+        assert!(!r.filter("app-firelens-1", &mut record(r#"{"log":"started"}"#)));
+        let mut again = record(r#"{"log":"POST /b"}"#);
+        assert!(r.filter("app-firelens-1", &mut again));
+        assert_eq!(again, record(r#"{"log":"POST /b","ecs_cluster":"prod"}"#));
     }
 
     #[test]
@@ -374,7 +399,7 @@ mod tests {
     #[test]
     fn logical_ops() {
         let conf = format!("{INPUT}[FILTER]\n    Name grep\n    Match *\n    Logical_Op or\n    Regex log ^a\n    Regex log ^b\n");
-        let (r, _) = router(&conf);
+        let (mut r, _) = router(&conf);
         assert!(r.filter("t", &mut record(r#"{"log":"b1"}"#)));
         assert!(!r.filter("t", &mut record(r#"{"log":"c1"}"#)));
         assert!(!r.filter("t", &mut record(r#"{"other":"a"}"#)));
