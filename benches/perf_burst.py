@@ -21,6 +21,9 @@ With --kernel the samples carry frame-pointer call stacks, and those in
 the kernel are counted by how the process entered it: the system call,
 a page fault, an interrupt, or (the rest) the kernel function sampled.
 
+With --drop-in Sluice runs as a FireLens drop-in, from the configuration
+compare_fluent_bit.py's --drop-in gives both systems (DROP_IN_CONFIG).
+
 With --count=SYMBOL nothing is sampled: a uprobe on the binary's
 function SYMBOL counts its calls during the burst (for instance
 --count=_rjem_je_large_ralloc, jemalloc's reallocation of a block over
@@ -29,7 +32,7 @@ function SYMBOL counts its calls during the burst (for instance
 Usage (after ../shared/peers/build-peers.sh and a release build with line
 tables, so that the functions below are named; needs `perf`):
   CARGO_PROFILE_RELEASE_DEBUG=line-tables-only cargo build --release -p sluice
-  ~/peers/venv/bin/python benches/perf_burst.py target/release/sluice [RECORDS] [--callers=NAME | --kernel | --count=SYMBOL] [VAR=value ...]
+  ~/peers/venv/bin/python benches/perf_burst.py target/release/sluice [RECORDS] [--drop-in] [--callers=NAME | --kernel | --count=SYMBOL] [VAR=value ...]
 """
 
 import collections
@@ -115,7 +118,8 @@ def probe(binary, symbol):
 def main():
     sluice = sys.argv[1]
     kernel = "--kernel" in sys.argv[2:]
-    args = [a for a in sys.argv[2:] if not a.startswith(("--callers=", "--count=")) and a != "--kernel"]
+    drop_in = "--drop-in" in sys.argv[2:]
+    args = [a for a in sys.argv[2:] if not a.startswith(("--callers=", "--count=")) and a not in ("--kernel", "--drop-in")]
     name = option("--callers=")
     count = option("--count=")
     records = int(args[0]) if args and "=" not in args[0] else 300_000
@@ -125,6 +129,11 @@ def main():
     port = common.free_port()
     data = os.path.join(tempfile.mkdtemp(prefix="sluice-perf-"), "perf.data")
     env = common.sluice_env(tls, port, endpoint, "", extra)
+    if drop_in:
+        config = os.path.join(os.path.dirname(data), "fluent-bit.conf")
+        with open(config, "w") as f:
+            f.write(common.DROP_IN_CONFIG % {"port": port, "endpoint": endpoint})
+        env["SLUICE_FIRELENS_CONFIG"] = config
     p = subprocess.Popen([sluice, "run"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         common.wait_port(port)
