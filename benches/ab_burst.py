@@ -15,16 +15,18 @@ It reuses the input and the TLS counting endpoint of compare_fluent_bit.py.
 Extra VAR=value arguments go into both binaries' environment; a:VAR=value
 into A's only, b:VAR=value into B's only, so that A and B may be one
 binary with two settings (for instance b:SLUICE_LIMITS_MEMORY=24MiB, or
-jemalloc's b:_RJEM_MALLOC_CONF=thp:always).
+jemalloc's b:_RJEM_MALLOC_CONF=thp:always). With --drop-in both run as a
+FireLens drop-in (compare_fluent_bit.DROP_IN_CONFIG).
 
 Usage (after ../shared/peers/build-peers.sh and two release builds):
-  ~/peers/venv/bin/python benches/ab_burst.py A_BINARY B_BINARY [PAIRS] [[a:|b:]VAR=value ...]
+  ~/peers/venv/bin/python benches/ab_burst.py A_BINARY B_BINARY [PAIRS] [--drop-in] [[a:|b:]VAR=value ...]
 """
 
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -33,11 +35,16 @@ import compare_fluent_bit as common  # noqa: E402
 RECORDS = 300_000
 
 
-def one_burst(binary, tls, endpoint, burst, extra):
+def one_burst(binary, tls, endpoint, burst, extra, drop_in):
     """One fresh `sluice run` taking the burst: its events per CPU-second,
     the minor page faults it took, and its peak RSS in MiB."""
     port = common.free_port()
     env = common.sluice_env(tls, port, endpoint, "", extra)
+    if drop_in:
+        config = os.path.join(tempfile.mkdtemp(prefix="sluice-ab-"), "fluent-bit.conf")
+        with open(config, "w") as f:
+            f.write(common.DROP_IN_CONFIG % {"port": port, "endpoint": endpoint})
+        env["SLUICE_FIRELENS_CONFIG"] = config
     p = subprocess.Popen([binary, "run"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         common.wait_port(port)
@@ -62,7 +69,8 @@ def minor_faults(pid):
 
 def main():
     a, b = sys.argv[1], sys.argv[2]
-    rest = sys.argv[3:]
+    drop_in = "--drop-in" in sys.argv[3:]
+    rest = [arg for arg in sys.argv[3:] if arg != "--drop-in"]
     pairs = int(rest[0]) if rest and "=" not in rest[0] else 5
     settings = [arg for arg in rest if "=" in arg]
     shared = dict(arg.split("=", 1) for arg in settings if not arg.startswith(("a:", "b:")))
@@ -77,7 +85,7 @@ def main():
         # A B, then B A: neither always goes first.
         for side in ("A", "B") if i % 2 == 0 else ("B", "A"):
             binary, extra = sides[side]
-            rate, faults, peak = one_burst(binary, tls, endpoint, burst, extra)
+            rate, faults, peak = one_burst(binary, tls, endpoint, burst, extra, drop_in)
             rates[side].append(rate)
             print("%s %s %.0f minor_faults=%d peak_rss_mib=%.1f" % (side, binary, rate, faults, peak), flush=True)
     med_a, med_b = statistics.median(rates["A"]), statistics.median(rates["B"])

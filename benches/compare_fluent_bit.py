@@ -15,16 +15,23 @@ Measured per system, from /proc: CPU time (utime + stime) and peak RSS
           events per CPU-second, and peak RSS;
   steady  1,000 records/s for 20 s, one Message frame each (as Docker
           sends): CPU as a share of one core;
-  idle    RSS after start-up, before any input.
+  idle    RSS after start-up, before any input;
+  bytes   in the steady phase, the bytes CloudWatch bills per event
+          delivered (each message's UTF-8 bytes plus 26).
+
+With --drop-in both run from the configuration ECS generates for a
+FireLens log router (DROP_IN_CONFIG): Fluent Bit as it is, with no
+parser, as aws-for-fluent-bit runs it; Sluice as its drop-in.
 
 Usage (after ../shared/peers/build-peers.sh and `cargo build --release -p sluice`):
   ~/peers/venv/bin/python benches/compare_fluent_bit.py \\
       --sluice target/release/sluice --fluent-bit ~/peers/fluent-bit-src/build/bin/fluent-bit \\
-      --parsers ~/peers/bench/parsers.conf [--runs 2]
+      --parsers ~/peers/bench/parsers.conf [--runs 2] [--drop-in]
 """
 
 import argparse
 import http.server
+import json
 import os
 import random
 import socket
@@ -44,6 +51,12 @@ class Counter(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     events = 0
     lock = threading.Lock()
+    # While set (the steady phase, where decoding every body costs this
+    # endpoint little), the events' billed bytes are summed as CloudWatch
+    # counts them: each message's UTF-8 bytes plus 26.
+    measure_bytes = False
+    billed_events = 0
+    billed_bytes = 0
 
     def do_POST(self):
         length = int(self.headers.get("Content-Length", "0"))
@@ -51,8 +64,14 @@ class Counter(http.server.BaseHTTPRequestHandler):
         target = self.headers.get("X-Amz-Target", "")
         if target.endswith("PutLogEvents"):
             n = body.count(b'"timestamp":')
+            billed = 0
+            if Counter.measure_bytes:
+                billed = sum(len(e["message"].encode()) + 26 for e in json.loads(body)["logEvents"])
             with Counter.lock:
                 Counter.events += n
+                if Counter.measure_bytes:
+                    Counter.billed_events += n
+                    Counter.billed_bytes += billed
             answer = b'{"nextSequenceToken":"1"}'
         else:
             answer = b"{}"
@@ -350,11 +369,17 @@ def measure(name, start, args, endpoint_port, burst):
     p = start(args, port, endpoint_port, workdir)
     time.sleep(2)
     s = socket.create_connection(("127.0.0.1", port))
+    with Counter.lock:
+        Counter.measure_bytes, Counter.billed_events, Counter.billed_bytes = True, 0, 0
     cpu0 = cpu_seconds(p.pid)
     t0 = send_steady(s, args.rate, args.seconds)
     cpu = cpu_seconds(p.pid) - cpu0
     wall = time.time() - t0
     s.close()
+    with Counter.lock:
+        Counter.measure_bytes = False
+        # Statistics events (Sluice's) are counted with the rest.
+        result["billed_bytes_per_event"] = Counter.billed_bytes / max(1, Counter.billed_events)
     result["steady_cpu_percent"] = 100.0 * cpu / wall
     p.terminate()
     p.wait(timeout=60)
@@ -387,7 +412,8 @@ def main():
     for key, label in [("burst_events_per_cpu_s", "events per CPU-second, %d records in frames of %d" % (args.records, args.per_frame)),
                        ("burst_peak_rss_mib", "peak RSS in that burst, MiB"),
                        ("steady_cpu_percent", "CPU, %% of a core, %d records/s for %d s, one Message frame each" % (args.rate, args.seconds)),
-                       ("idle_rss_mib", "idle RSS, MiB")]:
+                       ("idle_rss_mib", "idle RSS, MiB"),
+                       ("billed_bytes_per_event", "CloudWatch bytes per event (UTF-8 + 26), in the steady phase")]:
         fb = [r[key] for r in rows["fluent-bit"]]
         sl = [r[key] for r in rows["sluice"]]
         fmt = lambda xs: "–".join("%.0f" % x if x >= 100 else "%.1f" % x for x in sorted(set(xs)))
