@@ -937,10 +937,7 @@ mod tests {
     fn shared_text_is_read_as_owned_text_is() {
         let key: Arc<str> = "ecs_cluster".into();
         let value: Arc<str> = "prod".into();
-        let mut records = frame_of(&[
-            &[("log", b"a"), ("source", b"stdout")],
-            &[("log", b"b")],
-        ]);
+        let mut records = frame_of(&[&[("log", b"a"), ("source", b"stdout")], &[("log", b"b")]]);
         for r in &mut records {
             r.insert_shared(&key, &value);
         }

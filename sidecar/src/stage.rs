@@ -516,14 +516,20 @@ fn template_input<'a>(
 ) -> TemplateInput<'a> {
     let field = |key: &str| meta.record.get_str(key);
     let task = identity.task.as_ref();
-    let task_arn = task.map(|t| t.task_arn.as_str()).or(field("ecs_task_arn"));
+    // Each fallback is looked up only when needed (`or_else`): this runs
+    // for every record.
+    let task_arn = task
+        .map(|t| t.task_arn.as_str())
+        .or_else(|| field("ecs_task_arn"));
     TemplateInput {
         tag: meta.tag,
         record: meta.record,
-        task_id: identity.task_id(firelens).or(task_arn.map(ecs::last_part)),
+        task_id: identity
+            .task_id(firelens)
+            .or_else(|| task_arn.map(ecs::last_part)),
         cluster: task
             .map(|t| t.cluster.as_str())
-            .or(field("ecs_cluster").map(ecs::last_part)),
+            .or_else(|| field("ecs_cluster").map(ecs::last_part)),
         task_arn,
     }
 }
