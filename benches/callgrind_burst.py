@@ -14,21 +14,26 @@ The records go in Forward frames of 1,000, or with --message-frames one
 Message frame each (as Docker's fluentd driver sends them, and as the side
 by side's steady phase does), all sent at once. With --drop-in Sluice
 runs as a FireLens drop-in, from a configuration like the one ECS
-generates (compare_fluent_bit.DROP_IN_CONFIG). Extra VAR=value arguments
-go into Sluice's environment.
+generates (compare_fluent_bit.DROP_IN_CONFIG). With --task-metadata an
+ECS task metadata endpoint on loopback describes the records' task, as on
+ECS, so that Sluice adds the task's ECS keys to every record that lacks
+them. Extra VAR=value arguments go into Sluice's environment.
 
 Usage (after ../shared/peers/build-peers.sh and a release build with line
 tables, so that the functions below are named):
   CARGO_PROFILE_RELEASE_DEBUG=line-tables-only cargo build --release -p sluice
-  ~/peers/venv/bin/python benches/callgrind_burst.py target/release/sluice [RECORDS] [--message-frames] [--drop-in] [VAR=value ...]
+  ~/peers/venv/bin/python benches/callgrind_burst.py target/release/sluice [RECORDS] [--message-frames] [--drop-in] [--task-metadata] [VAR=value ...]
 """
 
+import http.server
+import json
 import os
 import random
 import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -65,6 +70,34 @@ def largest(rows, source, name):
     return max((v for v, s in rows if own.search(s)), default=0)
 
 
+class TaskMetadata(http.server.BaseHTTPRequestHandler):
+    """ECS task metadata v4's `${uri}/task`, for --task-metadata: the task
+    the side by side's records come from (its tag, its container)."""
+
+    TASK = {"Cluster": "bench", "TaskARN": "arn:aws:ecs:us-east-1:123456789012:task/bench/5a0a7b1c6f7e4d2b9c3e8f1a2b3c4d5e",
+            "Family": "bench", "Revision": "1",
+            "Containers": [{"Name": "envoy", "DockerId": "5a0a7b1c6f7e4d2b9c3e8f1a2b3c4d5e-1234567890",
+                            "DockerName": "ecs-orders-3-envoy-8ac2e1f0b1a2c3d4e5f6"}]}
+
+    def do_GET(self):
+        body = json.dumps(TaskMetadata.TASK).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def task_metadata_uri():
+    """Serves TaskMetadata on loopback; the URI ECS would give."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), TaskMetadata)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return "http://127.0.0.1:%d/v4" % server.server_address[1]
+
+
 def message_frames(records):
     """The steady phase's frames: one Message frame per record."""
     rng = random.Random(11)
@@ -73,7 +106,7 @@ def message_frames(records):
 
 def main():
     sluice = sys.argv[1]
-    args = [a for a in sys.argv[2:] if a not in ("--message-frames", "--drop-in")]
+    args = [a for a in sys.argv[2:] if a not in ("--message-frames", "--drop-in", "--task-metadata")]
     one_per_frame = "--message-frames" in sys.argv[2:]
     records = int(args[0]) if args and "=" not in args[0] else 20000
     extra = dict(arg.split("=", 1) for arg in args if "=" in arg)
@@ -81,6 +114,8 @@ def main():
     port = common.free_port()
     out = os.path.join(tempfile.mkdtemp(prefix="sluice-callgrind-"), "callgrind.out")
     env = common.sluice_env(tls, port, endpoint, "", extra)
+    if "--task-metadata" in sys.argv[2:]:
+        env["ECS_CONTAINER_METADATA_URI_V4"] = task_metadata_uri()
     if "--drop-in" in sys.argv[2:]:
         config = os.path.join(os.path.dirname(out), "fluent-bit.conf")
         with open(config, "w") as f:

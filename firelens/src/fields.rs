@@ -196,6 +196,16 @@ impl Record {
         });
     }
 
+    /// [`Record::insert_shared`] when the record lacks `key`; a value it
+    /// has stays. One lookup, where `contains_key` and then an insert
+    /// take two.
+    pub fn insert_shared_if_absent(&mut self, key: &Arc<str>, value: &Arc<str>) {
+        if let Err(i) = self.find(key) {
+            let value = Slot::Text(Text::Shared(value.clone()));
+            self.insert_at(i, key, Text::Shared(key.clone()), value);
+        }
+    }
+
     /// Sets `key` to any JSON value, replacing any value it had.
     pub fn insert_json(&mut self, key: &str, value: Json) {
         let slot = match value {
@@ -304,18 +314,22 @@ impl Record {
     fn set_with(&mut self, key: &str, value: Slot, key_text: impl FnOnce() -> Text) {
         match self.find(key) {
             Ok(i) => self.fields_mut()[i].value = value,
-            Err(i) => {
-                self.key_lengths |= length_bit(key.len());
-                self.fields_mut().insert(
-                    i,
-                    Field {
-                        key: key_text(),
-                        prefix: key_prefix(key.as_bytes()),
-                        value,
-                    },
-                )
-            }
+            Err(i) => self.insert_at(i, key, key_text(), value),
         }
+    }
+
+    /// Adds the field `key` (whose text is `key_text`) at `i`, where
+    /// [`Record::find`] said it goes.
+    fn insert_at(&mut self, i: usize, key: &str, key_text: Text, value: Slot) {
+        self.key_lengths |= length_bit(key.len());
+        self.fields_mut().insert(
+            i,
+            Field {
+                key: key_text,
+                prefix: key_prefix(key.as_bytes()),
+                value,
+            },
+        )
     }
 
     /// Where `key` is. A record has a handful of fields and most keys
@@ -955,6 +969,14 @@ mod tests {
         assert_eq!(detached.frame.text, "logb");
         records[1].insert("ecs_cluster", "other");
         assert_eq!(records[1].get_str("ecs_cluster"), Some("other"));
+        // A value the record has stays.
+        records[1].insert_shared_if_absent(&key, &value);
+        assert_eq!(records[1].get_str("ecs_cluster"), Some("other"));
+        let arn: Arc<str> = "ecs_task_arn".into();
+        records[1].insert_shared_if_absent(&arn, &value);
+        assert_eq!(records[1].get_str("ecs_task_arn"), Some("prod"));
+        assert_eq!(Arc::strong_count(&value), 4);
+        records[1].insert("ecs_task_arn", "x");
         assert_eq!(Arc::strong_count(&value), 3, "the detached copy holds one");
         drop(detached);
         assert_eq!(Arc::strong_count(&value), 2);

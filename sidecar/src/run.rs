@@ -56,9 +56,7 @@ pub fn run(args: RunArgs) -> ExitCode {
     };
     // Before listening: records that arrive are named with it. At most a
     // few seconds, and Sluice runs without it when it is not there.
-    let identity = Identity {
-        task: TaskMetadata::from_environment(),
-    };
+    let identity = Identity::new(TaskMetadata::from_environment());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -515,7 +515,7 @@ fn template_input<'a>(
     firelens: Option<(&'a str, &'a str)>,
 ) -> TemplateInput<'a> {
     let field = |key: &str| meta.record.get_str(key);
-    let task = identity.task.as_ref();
+    let task = identity.task();
     // Each fallback is looked up only when needed (`or_else`): this runs
     // for every record.
     let task_arn = task

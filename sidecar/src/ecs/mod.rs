@@ -132,10 +132,32 @@ impl TaskMetadata {
 /// Who sent a record, and the ECS keys a record without them gets.
 #[derive(Clone, Debug, Default)]
 pub struct Identity {
-    pub task: Option<TaskMetadata>,
+    task: Option<TaskMetadata>,
+    /// The task's `ecs_cluster`, `ecs_task_arn` and `ecs_task_definition`,
+    /// shared by the records they are added to (two allocations per key
+    /// per record otherwise).
+    task_keys: Vec<(Arc<str>, Arc<str>)>,
 }
 
 impl Identity {
+    pub fn new(task: Option<TaskMetadata>) -> Identity {
+        let task_keys = task.as_ref().map_or_else(Vec::new, |t| {
+            [
+                ("ecs_cluster", &t.cluster),
+                ("ecs_task_arn", &t.task_arn),
+                ("ecs_task_definition", &t.task_definition),
+            ]
+            .map(|(key, value)| (Arc::from(key), Arc::from(value.as_str())))
+            .to_vec()
+        });
+        Identity { task, task_keys }
+    }
+
+    /// The task, when its metadata endpoint answered.
+    pub fn task(&self) -> Option<&TaskMetadata> {
+        self.task.as_ref()
+    }
+
     /// The container's task-definition name (see the module's doc), from
     /// its tag already split (`None`: not a FireLens tag; see
     /// [`split_firelens_tag`] and [`LastTag`]) and its record.
@@ -170,15 +192,8 @@ impl Identity {
     /// Adds `ecs_cluster`, `ecs_task_arn` and `ecs_task_definition` to a
     /// record that lacks them, as FireLens' `record_modifier` would.
     pub fn add_task_keys(&self, record: &mut Record) {
-        let Some(task) = &self.task else { return };
-        for (key, value) in [
-            ("ecs_cluster", &task.cluster),
-            ("ecs_task_arn", &task.task_arn),
-            ("ecs_task_definition", &task.task_definition),
-        ] {
-            if !record.contains_key(key) {
-                record.insert(key, value.as_str());
-            }
+        for (key, value) in &self.task_keys {
+            record.insert_shared_if_absent(key, value);
         }
     }
 
@@ -290,7 +305,7 @@ mod tests {
                 docker_name: "ecs-orders-7-envoy-9a8b".into(),
             }],
         };
-        let with = Identity { task: Some(task) };
+        let with = Identity::new(Some(task));
         let without = Identity::default();
         let record = |pairs: &[(&str, &str)]| -> Record {
             let mut r = Record::default();
