@@ -39,9 +39,12 @@ pub struct MemberCache {
 }
 
 impl MemberCache {
-    /// Longer values, which are seldom metadata, are rendered each time
-    /// and not kept.
+    /// Longer members (key and value), which are seldom metadata, are
+    /// rendered each time and not kept.
     const MOST_BYTES: usize = 256;
+    /// Members past the first 16 of a record are rendered each time: the
+    /// cache stays under about 20 KiB whatever records arrive.
+    const MOST_MEMBERS: usize = 16;
 }
 
 #[derive(Default)]
@@ -364,10 +367,10 @@ impl LineRenderer {
         value: FieldValue<'_>,
         out: &mut impl JsonOut,
     ) {
-        let Some(text) = value
-            .as_str()
-            .filter(|v| v.len() <= MemberCache::MOST_BYTES)
-        else {
+        let kept = |v: &&str| {
+            key.len() + v.len() <= MemberCache::MOST_BYTES && position < MemberCache::MOST_MEMBERS
+        };
+        let Some(text) = value.as_str().filter(kept) else {
             self.write_member(key, value, out);
             return;
         };
@@ -617,5 +620,29 @@ mod tests {
             .members
             .iter()
             .all(|m| !m.json.contains("s3cret")));
+        assert_eq!(plain_cache.members.len(), 5);
+
+        // However many members a record has, the cache keeps 16, and no
+        // member longer than 256 bytes.
+        let mut many: serde_json::Map<String, serde_json::Value> = (0..40)
+            .map(|i| (format!("k{i:02}"), json!(format!("v{i}"))))
+            .collect();
+        many.insert("a".repeat(300), json!("v"));
+        let many = Record::from(many);
+        let meta = EventMeta {
+            time_ms: 0,
+            tag: "t",
+            record: &many,
+            line_key: Some("log"),
+            container: "app",
+        };
+        let mut expected = String::new();
+        r.render_fluentbit(LINES[1], &meta, None, &mut expected);
+        let mut plain = String::new();
+        let mut classified = r.classifier.classify(LINES[1]);
+        r.render_fluentbit_classified(&mut classified, &meta, None, &mut plain_cache, &mut plain);
+        assert_eq!(plain, expected);
+        assert_eq!(plain_cache.members.len(), 16);
+        assert!(plain_cache.members.iter().all(|m| m.key.len() < 256));
     }
 }
