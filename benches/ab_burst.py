@@ -41,10 +41,7 @@ def one_burst(binary, tls, endpoint, burst, extra, drop_in):
     port = common.free_port()
     env = common.sluice_env(tls, port, endpoint, "", extra)
     if drop_in:
-        config = os.path.join(tempfile.mkdtemp(prefix="sluice-ab-"), "fluent-bit.conf")
-        with open(config, "w") as f:
-            f.write(common.DROP_IN_CONFIG % {"port": port, "endpoint": endpoint})
-        env["SLUICE_FIRELENS_CONFIG"] = config
+        common.use_drop_in(env, tempfile.mkdtemp(prefix="sluice-ab-"), port, endpoint)
     p = subprocess.Popen([binary, "run"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         common.wait_port(port)

@@ -117,10 +117,7 @@ def main():
     if "--task-metadata" in sys.argv[2:]:
         env["ECS_CONTAINER_METADATA_URI_V4"] = task_metadata_uri()
     if "--drop-in" in sys.argv[2:]:
-        config = os.path.join(os.path.dirname(out), "fluent-bit.conf")
-        with open(config, "w") as f:
-            f.write(common.DROP_IN_CONFIG % {"port": port, "endpoint": endpoint})
-        env["SLUICE_FIRELENS_CONFIG"] = config
+        common.use_drop_in(env, os.path.dirname(out), port, endpoint)
     p = subprocess.Popen(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out, sluice, "run"],
                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

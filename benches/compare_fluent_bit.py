@@ -291,6 +291,15 @@ DROP_IN_CONFIG = """
 """
 
 
+def use_drop_in(env, directory, port, endpoint_port):
+    """Writes DROP_IN_CONFIG for these ports into `directory` and points
+    Sluice's environment `env` at it: Sluice then runs as a drop-in."""
+    conf = os.path.join(directory, "sluice-fluent-bit.conf")
+    with open(conf, "w") as f:
+        f.write(DROP_IN_CONFIG % {"port": port, "endpoint": endpoint_port})
+    env["SLUICE_FIRELENS_CONFIG"] = conf
+
+
 def sluice_env(tls_dir, port, endpoint_port, admin_listen="", extra=None):
     """Sluice's environment for the benches: forward input on `port`,
     CloudWatch output to the counting endpoint, plus `extra`."""
@@ -327,10 +336,7 @@ def send_steady(sock, rate, seconds):
 def start_sluice(args, port, endpoint_port, workdir):
     env = sluice_env(args.tls, port, endpoint_port)
     if args.drop_in:
-        conf = os.path.join(workdir, "sluice-fluent-bit.conf")
-        with open(conf, "w") as f:
-            f.write(DROP_IN_CONFIG % {"port": port, "endpoint": endpoint_port})
-        env["SLUICE_FIRELENS_CONFIG"] = conf
+        use_drop_in(env, workdir, port, endpoint_port)
     p = subprocess.Popen([args.sluice, "run"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port)
     return p

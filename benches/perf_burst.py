@@ -130,10 +130,7 @@ def main():
     data = os.path.join(tempfile.mkdtemp(prefix="sluice-perf-"), "perf.data")
     env = common.sluice_env(tls, port, endpoint, "", extra)
     if drop_in:
-        config = os.path.join(os.path.dirname(data), "fluent-bit.conf")
-        with open(config, "w") as f:
-            f.write(common.DROP_IN_CONFIG % {"port": port, "endpoint": endpoint})
-        env["SLUICE_FIRELENS_CONFIG"] = config
+        common.use_drop_in(env, os.path.dirname(data), port, endpoint)
     p = subprocess.Popen([sluice, "run"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         common.wait_port(port)
