@@ -290,11 +290,15 @@ impl LineRenderer {
             }
             let facts = self.write_route(record, Some(meta.container), out);
             if log_key.is_none() {
+                // Positions in the whole record, as the application
+                // lines below count them: records of both kinds share the
+                // cache.
                 let others = meta
                     .record
                     .iter()
-                    .filter(|(k, _)| Some(*k) != meta.line_key);
-                for (position, (key, value)) in others.enumerate() {
+                    .enumerate()
+                    .filter(|(_, (k, _))| Some(*k) != meta.line_key);
+                for (position, (key, value)) in others {
                     out.char(',');
                     self.write_cached_member(members, position, key, value, out);
                 }
