@@ -6,11 +6,24 @@ It reuses the input and the TLS counting endpoint of compare_fluent_bit.py.
 Extra VAR=value arguments go into Sluice's environment, e.g. jemalloc's
 options (`_RJEM_MALLOC_CONF=narenas:2`) or `SLUICE_LIMITS_MEMORY=32MiB`.
 
+The burst can also meet the other conditions `limits.memory` must hold
+under (issue 14):
+  --connections=N  the records split over N connections that send at
+                   once, in frames of at most 1,000, each with a tag
+                   (a container, a log stream) of its own;
+  --slow=SECONDS   CloudWatch answers every PutLogEvents call after
+                   SECONDS;
+  --failing=SECONDS  CloudWatch answers PutLogEvents with 503
+                   ServiceUnavailableException for the burst's first
+                   SECONDS, then takes everything.
+
 Usage (after ../shared/peers/build-peers.sh and `cargo build --release -p sluice`):
-  ~/peers/venv/bin/python benches/burst_memory.py target/release/sluice 300000 [VAR=value ...]
+  ~/peers/venv/bin/python benches/burst_memory.py target/release/sluice 300000 \
+      [--connections=N] [--slow=SECONDS] [--failing=SECONDS] [VAR=value ...]
 """
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -28,11 +41,41 @@ def metrics(port):
             (line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("sluice_heap_"))}
 
 
+def send_over(port, bursts):
+    """Sends each of `bursts` on a connection of its own, all at once,
+    after zeroing the endpoint's count of events."""
+    with common.Counter.lock:
+        common.Counter.events = 0
+    sockets = [socket.create_connection(("127.0.0.1", port)) for _ in bursts]
+
+    def send(s, frames):
+        s.sendall(frames)
+        s.close()
+
+    senders = [threading.Thread(target=send, args=pair) for pair in zip(sockets, bursts)]
+    for t in senders:
+        t.start()
+    for t in senders:
+        t.join()
+
+
 def main():
     sluice, records = sys.argv[1], int(sys.argv[2])
-    extra = dict(arg.split("=", 1) for arg in sys.argv[3:])
+    options = dict(arg[2:].split("=", 1) for arg in sys.argv[3:] if arg.startswith("--"))
+    extra = dict(arg.split("=", 1) for arg in sys.argv[3:] if not arg.startswith("--"))
+    connections = int(options.pop("connections", 1))
+    common.Counter.delay = float(options.pop("slow", 0))
+    failing = float(options.pop("failing", 0))
+    if options:
+        raise SystemExit("unknown options: %s" % ", ".join(options))
     tls, endpoint = common.counting_endpoint("sluice-burst-tls-")
-    burst = common.burst_frames(records, 1000)
+    share = records // connections
+    # One container per connection, as Docker connects, so that each has
+    # a log stream (and a batch) of its own.
+    tags = [common.TAG] if connections == 1 else \
+        [common.TAG.replace("envoy-", "app%d-" % i, 1) for i in range(connections)]
+    bursts = [common.burst_frames(share, min(share, 1000), seed=7 + i, tag=tag) for i, tag in enumerate(tags)]
+    records = share * connections
     port, admin = common.free_port(), common.free_port()
     env = common.sluice_env(tls, port, endpoint, "127.0.0.1:%d" % admin, extra)
     p = subprocess.Popen([sluice, "run"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -54,7 +97,8 @@ def main():
         watcher = threading.Thread(target=watch)
         watcher.start()
         cpu0 = common.cpu_seconds(p.pid)
-        common.send_counted(port, burst)
+        common.Counter.fail_until = time.time() + failing
+        send_over(port, bursts)
         ok = common.wait_events(records)
         cpu = common.cpu_seconds(p.pid) - cpu0
         done.set()

@@ -57,11 +57,22 @@ class Counter(http.server.BaseHTTPRequestHandler):
     measure_bytes = False
     billed_events = 0
     billed_bytes = 0
+    # A slow or failing CloudWatch (burst_memory.py): every PutLogEvents
+    # call is answered after `delay` seconds, and until `fail_until` (a
+    # time.time()) with 503 ServiceUnavailableException, its events not
+    # counted.
+    delay = 0.0
+    fail_until = 0.0
 
     def do_POST(self):
         length = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(length)
         target = self.headers.get("X-Amz-Target", "")
+        if target.endswith("PutLogEvents") and Counter.delay:
+            time.sleep(Counter.delay)
+        if target.endswith("PutLogEvents") and time.time() < Counter.fail_until:
+            self.answer(503, b'{"__type":"ServiceUnavailableException","message":"bench: failing"}')
+            return
         if target.endswith("PutLogEvents"):
             n = body.count(b'"timestamp":')
             billed = 0
@@ -78,7 +89,10 @@ class Counter(http.server.BaseHTTPRequestHandler):
         if os.environ.get("BENCH_DUMP") and target.endswith("PutLogEvents"):
             with open(os.environ["BENCH_DUMP"], "ab") as f:
                 f.write(body[:3000] + b"\n")
-        self.send_response(200)
+        self.answer(200, answer)
+
+    def answer(self, status, answer):
+        self.send_response(status)
         # Fluent Bit refuses an answer without it.
         self.send_header("x-amzn-RequestId", "00000000-0000-0000-0000-000000000000")
         self.send_header("Content-Type", "application/x-amz-json-1.1")
@@ -182,13 +196,13 @@ def event_time(t):
     return msgpack.ExtType(0, secs.to_bytes(4, "big") + int((t - secs) * 1e9).to_bytes(4, "big"))
 
 
-def burst_frames(records, per_frame, seed=7):
+def burst_frames(records, per_frame, seed=7, tag=TAG):
     rng = random.Random(seed)
     now = time.time()
     out = []
     for f in range(records // per_frame):
         entries = [[event_time(now), record(line(rng))] for _ in range(per_frame)]
-        out.append(msgpack.packb([TAG, entries], use_bin_type=True))
+        out.append(msgpack.packb([tag, entries], use_bin_type=True))
     return b"".join(out)
 
 

@@ -10,7 +10,7 @@
 //! also waits before each read while the process's live heap bytes are at
 //! its share of the budget, whatever holds them.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -27,6 +27,8 @@ pub struct MemoryBudget {
     /// What the heap held when the process was ready to take input: the
     /// budget bounds what it holds beyond that.
     heap_baseline: AtomicU64,
+    /// A connection found the heap full since the output last looked.
+    heap_waited: AtomicBool,
 }
 
 impl MemoryBudget {
@@ -42,6 +44,7 @@ impl MemoryBudget {
             total_units,
             heap_gauge: None,
             heap_baseline: AtomicU64::new(0),
+            heap_waited: AtomicBool::new(false),
         }
     }
 
@@ -73,6 +76,17 @@ impl MemoryBudget {
         self.heap_bytes().is_some_and(|live| {
             live.saturating_sub(self.heap_baseline.load(Ordering::Relaxed)) >= share
         })
+    }
+
+    /// A connection waits for heap room: what the output holds back (a
+    /// batch waiting for its flush interval) should go now.
+    pub fn note_heap_wait(&self) {
+        self.heap_waited.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a connection waited for heap room since the last call.
+    pub fn take_heap_wait(&self) -> bool {
+        self.heap_waited.swap(false, Ordering::Relaxed)
     }
 
     /// Bytes reserved now.

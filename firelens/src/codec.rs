@@ -116,6 +116,9 @@ pub struct ForwardCodec {
     last_frame: streaming::LastFrame,
 }
 
+/// Room in a connection's buffer worth giving back while it waits.
+const SHED_AT_LEAST: usize = 16 << 10;
+
 impl ForwardCodec {
     /// Limits above 256 MiB are lowered to it: a record's text is indexed
     /// with `u32`, and a frame's text can be several times its bytes
@@ -169,6 +172,22 @@ impl ForwardCodec {
             self.buf.reserve(len - self.buf.len());
             self.buf.resize(len, 0);
         }
+    }
+
+    /// Gives back the buffer's room beyond the bytes not decoded yet, when
+    /// that room is most of it: a connection waiting for its client then
+    /// holds the start of a frame at most, not a read's room (a thousand
+    /// idle connections would otherwise hold 64 MiB). The bytes kept are
+    /// copied only when that frees more than they take.
+    pub fn shed_spare_room(&mut self) {
+        let pending = self.end - self.start;
+        let spare = self.buf.capacity() - pending;
+        if spare < SHED_AT_LEAST || spare < pending {
+            return;
+        }
+        self.buf = self.buf[self.start..self.end].to_vec();
+        self.start = 0;
+        self.end = pending;
     }
 
     /// Bytes buffered but not yet decoded.
@@ -966,6 +985,34 @@ mod tests {
         // The buffer is not grown past a frame and a read's room: the
         // largest frame is under 1,500 bytes.
         assert!(largest <= 1500 + 4096, "{largest}");
+    }
+
+    #[test]
+    fn a_waiting_connection_keeps_only_its_undecoded_bytes() {
+        let frame = mp::arr(&[mp::str("t"), mp::int(T), record("x")]);
+        let mut codec = ForwardCodec::new(Limits::default());
+        codec.room(64 << 10);
+        codec.feed(&frame);
+        assert!(codec.next_frame(0).unwrap().is_some());
+        codec.shed_spare_room();
+        assert_eq!(codec.buf.capacity(), 0);
+        // Half a frame is kept, and decodes once the rest arrives.
+        let (head, tail) = frame.split_at(frame.len() / 2);
+        codec.room(64 << 10);
+        codec.feed(head);
+        assert!(codec.next_frame(0).unwrap().is_none());
+        codec.shed_spare_room();
+        assert_eq!(codec.buf.capacity(), head.len());
+        assert_eq!(codec.buffered(), head.len());
+        codec.feed(tail);
+        let events = events(&Ok(codec.next_frame(0).unwrap().unwrap()));
+        assert_eq!(events[0].2["log"], "x");
+        // Little room to give back: nothing is copied.
+        codec.room(100);
+        codec.feed(head);
+        let capacity = codec.buf.capacity();
+        codec.shed_spare_room();
+        assert_eq!(codec.buf.capacity(), capacity);
     }
 
     #[test]

@@ -9,17 +9,19 @@
 //! [`Delivery::accept`].
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 
 use std::io::Read;
 
@@ -220,6 +222,8 @@ impl Server {
             logs: LogLimiter::default(),
             budget: self.config.budget.clone(),
             undecoded_bytes: AtomicU64::new(0),
+            memory_gate: Arc::new(Semaphore::new(1)),
+            room_queue: Arc::new(Semaphore::new(1)),
         });
         let tcp = self.tcp.map(|listener| {
             let (shared, permits, shutdown) = (shared.clone(), permits.clone(), shutdown.clone());
@@ -292,6 +296,40 @@ struct Shared {
     self_hostname: String,
     logs: LogLimiter,
     budget: Arc<MemoryBudget>,
+    /// Where connections in the middle of a frame queue when they find
+    /// the heap full, one permit (see [`frame_room`]).
+    memory_gate: Arc<Semaphore>,
+    /// Where connections between frames queue when they find the heap
+    /// full, one permit: its holder alone looks for room, the others sleep.
+    room_queue: Arc<Semaphore>,
+}
+
+/// A connection's byte stream. Readiness is awaited before a buffer is
+/// given to a read, so that a connection waiting for its client holds no
+/// read's room.
+trait ClientStream: AsyncWrite + Unpin + Send + Sync {
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send;
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
+}
+
+impl ClientStream for TcpStream {
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
+        TcpStream::readable(self)
+    }
+
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        TcpStream::try_read(self, buf)
+    }
+}
+
+impl ClientStream for UnixStream {
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
+        UnixStream::readable(self)
+    }
+
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        UnixStream::try_read(self, buf)
+    }
 }
 
 async fn accept_loop<S, F, Fut>(
@@ -301,7 +339,7 @@ async fn accept_loop<S, F, Fut>(
     tcp: bool,
     accept: F,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: ClientStream + 'static,
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = io::Result<S>>,
 {
@@ -360,11 +398,7 @@ enum Closed {
     Refused(Refusal),
 }
 
-async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
-    shared: &Shared,
-    tcp: bool,
-) {
+async fn serve_connection<S: ClientStream>(mut stream: S, shared: &Shared, tcp: bool) {
     let closed = match greeting(shared, tcp) {
         Ok(handshake) => {
             let session = Session::new(shared.session.clone(), handshake);
@@ -449,7 +483,9 @@ fn fresh_nonce() -> io::Result<[u8; 16]> {
 
 /// What a connection waits for next, besides acceptances and shutdown.
 enum Wait {
-    /// The heap holds the memory budget: read nothing until it frees.
+    /// In the middle of a frame, the heap holds the memory budget: read
+    /// nothing until it frees, or until this connection may finish its
+    /// frame past the line (see [`frame_room`]).
     HeapRoom,
     /// A trickling client's frames gather in the socket until then.
     Linger(Instant),
@@ -460,11 +496,7 @@ enum Wait {
 /// Runs one connection: the socket and the pipeline for `session`, which
 /// decides everything else. Returns why the connection ended, once the
 /// acks it still owed are out (or cannot be).
-async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: &mut S,
-    mut session: Session,
-    shared: &Shared,
-) -> Closed {
+async fn drive<S: ClientStream>(stream: &mut S, mut session: Session, shared: &Shared) -> Closed {
     let mut shutdown = shared.shutdown.clone();
     // The signals that batches the client waits for were accepted, in order.
     let mut acceptances: VecDeque<(AckToken, oneshot::Receiver<()>)> = VecDeque::new();
@@ -478,6 +510,9 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     };
     // Why reading stopped; the connection closes once no ack is owed.
     let mut ended: Option<Closed> = None;
+    // Held from when this connection was let past a full heap until a
+    // frame is done (see `frame_room`).
+    let mut gate: Option<OwnedSemaphorePermit> = None;
     loop {
         let decoded = session.decode(now_ns());
         // A frame decoded gives back its undecoded share before its events
@@ -509,7 +544,13 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
         // Frames decoded and acks written in this turn.
-        shared.counters.count(session.take_counts());
+        let counts = session.take_counts();
+        if counts.frames > 0 {
+            // The frame it was let past the line for is done: the next
+            // connection in the queue may go.
+            gate = None;
+        }
+        shared.counters.count(counts);
         match decoded {
             Ok(()) => {}
             Err(SessionError::Frame(e)) => return Closed::Frame(e),
@@ -537,7 +578,8 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             return closed;
         }
         let now = Instant::now();
-        let wait = if shared.budget.heap_is_full() {
+        let mid_frame = partial > 0;
+        let wait = if mid_frame && gate.is_none() && shared.budget.heap_is_full() {
             Wait::HeapRoom
         } else if let Some(at) = session.read_after().filter(|at| *at > now) {
             Wait::Linger(at)
@@ -549,7 +591,6 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     .unwrap_or(now + shared.session.idle_timeout),
             )
         };
-        let mid_frame = partial > 0;
         let next_acceptance = async {
             match acceptances.front_mut() {
                 Some((token, accepted)) => accepted.await.ok().map(|()| *token),
@@ -565,29 +606,38 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 None => return Closed::PipelineGone,
             },
             _ = shutdown.changed() => ended = Some(Closed::Shutdown),
-            read = async {
+            outcome = async {
                 match wait {
-                    Wait::HeapRoom => heap_room(shared, mid_frame).await.map(|()| None),
+                    Wait::HeapRoom => {
+                        session.shed_spare_room();
+                        frame_room(shared).await
+                    }
                     Wait::Linger(at) => {
+                        session.shed_spare_room();
                         tokio::time::sleep_until(at.into()).await;
-                        Ok(None)
+                        Ok(Outcome::NoRead)
                     }
                     Wait::Bytes(deadline) => {
-                        let room = session.input_room(READ_BYTES);
-                        match tokio::time::timeout_at(deadline.into(), stream.read(room)).await {
-                            Ok(Ok(n)) => Ok(Some(n)),
-                            Ok(Err(e)) => Err(Closed::Io(e)),
-                            Err(_) => Ok(None),
+                        let read = read_when_ready(
+                            stream,
+                            &mut session,
+                            shared,
+                            gate.is_some(),
+                        );
+                        match tokio::time::timeout_at(deadline.into(), read).await {
+                            Ok(read) => read,
+                            Err(_) => Ok(Outcome::NoRead),
                         }
                     }
                 }
-            } => match read {
-                Ok(Some(0)) => {
+            } => match outcome {
+                Ok(Outcome::Read(0)) => {
                     session.finish();
                     ended = Some(Closed::Eof);
                 }
-                Ok(Some(n)) => session.received(n, Instant::now()),
-                Ok(None) => {
+                Ok(Outcome::Read(n)) => session.received(n, Instant::now()),
+                Ok(Outcome::Gate(permit)) => gate = Some(permit),
+                Ok(Outcome::NoRead) => {
                     if let Err(SessionError::Idle) = session.handle_timeout(Instant::now()) {
                         ended = Some(Closed::Idle);
                     }
@@ -714,28 +764,115 @@ impl Drop for Undecoded<'_> {
     }
 }
 
-/// Waits while the process's heap holds the memory budget (see
-/// [`MemoryBudget::heap_is_full`]): what was read is worked off and shipped
-/// meanwhile, and TCP pushes back on the client. As with the budget's
-/// shares, a connection in the middle of a frame gives up after the
-/// mid-frame timeout only when partial frames hold half the budget.
-async fn heap_room(shared: &Shared, mid_frame: bool) -> Result<(), Closed> {
-    shared.counters.buffer_waits.fetch_add(1, Ordering::Relaxed);
-    let patience = shared.session.idle_timeout.min(MID_FRAME_TIMEOUT);
-    let since = tokio::time::Instant::now();
-    loop {
-        tokio::time::sleep(HEAP_RECHECK).await;
-        if !shared.budget.heap_is_full() {
-            return Ok(());
+/// What a connection's wait ended with.
+enum Outcome {
+    /// Bytes read into the session (0: the client closed its side).
+    Read(usize),
+    /// The memory gate, to read past a full heap until the frame this
+    /// connection is in the middle of is done.
+    Gate(OwnedSemaphorePermit),
+    /// Nothing read: the deadline passed, or the heap filled.
+    NoRead,
+}
+
+/// Waits for the client's bytes, then reads them into the session. The
+/// read's room is taken only once bytes are there. Past a full heap (it
+/// may have filled while this connection waited) a connection between
+/// frames reads only after [`read_room`]; one in the middle of a frame
+/// goes to [`frame_room`] instead, unless it holds the memory gate.
+async fn read_when_ready<S: ClientStream>(
+    stream: &S,
+    session: &mut Session,
+    shared: &Shared,
+    holds_gate: bool,
+) -> Result<Outcome, Closed> {
+    let mut ready = std::pin::pin!(stream.readable());
+    let at_once = std::future::poll_fn(|cx| Poll::Ready(ready.as_mut().poll(cx))).await;
+    let ready = match at_once {
+        Poll::Ready(ready) => ready,
+        Poll::Pending => {
+            // The client keeps this connection waiting: it holds no read's
+            // room meanwhile.
+            session.shed_spare_room();
+            ready.await
         }
-        let hogged = partial_frames_hog_the_budget(
-            shared.undecoded_bytes.load(Ordering::Relaxed),
-            shared.budget.total(),
-        );
-        if mid_frame && hogged && since.elapsed() >= patience {
-            return Err(Closed::Starved);
+    };
+    ready.map_err(Closed::Io)?;
+    let mut _room = None;
+    if !holds_gate && shared.budget.heap_is_full() {
+        if session.undecoded() > 0 {
+            return Ok(Outcome::NoRead);
         }
+        session.shed_spare_room();
+        _room = Some(read_room(shared).await?);
     }
+    match stream.try_read(session.input_room(READ_BYTES)) {
+        Ok(n) => Ok(Outcome::Read(n)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Outcome::NoRead),
+        Err(e) => Err(Closed::Io(e)),
+    }
+}
+
+/// For a connection between frames with bytes to read, waits while the
+/// process's heap holds the memory budget (see
+/// [`MemoryBudget::heap_is_full`]): what was read is worked off and shipped
+/// meanwhile, and TCP pushes back on the client. Such connections queue,
+/// and only the first looks for room; it keeps its place (the permit
+/// returned) through its read.
+///
+/// Waiting is right while what was read and not shipped yet holds the
+/// budget: shipping frees it, or finishing frames does (see
+/// [`frame_room`]). When the whole pipeline holds next to nothing, the
+/// heap is held by what neither frees (the statistics of many containers,
+/// say), and waiting could last for ever: the first in the queue reads on
+/// past the line, as long as what was read since holds little.
+async fn read_room(shared: &Shared) -> Result<OwnedSemaphorePermit, Closed> {
+    shared.counters.buffer_waits.fetch_add(1, Ordering::Relaxed);
+    shared.budget.note_heap_wait();
+    let Ok(first) = shared.room_queue.clone().acquire_owned().await else {
+        return Err(Closed::PipelineGone);
+    };
+    let total = shared.budget.total();
+    while shared.budget.heap_is_full() && !is_little(shared.budget.in_use(), total) {
+        tokio::time::sleep(HEAP_RECHECK).await;
+    }
+    Ok(first)
+}
+
+/// For a connection in the middle of a frame, waits as [`read_room`]
+/// does, in a queue of its own (the memory gate), so that it never waits
+/// behind connections that are not. When shipping frees little, frames
+/// begun before the heap filled may be what fills it, each waiting for
+/// the others to finish: the first in the queue then takes the gate along
+/// and finishes its frame past the line, one connection at a time.
+async fn frame_room(shared: &Shared) -> Result<Outcome, Closed> {
+    shared.counters.buffer_waits.fetch_add(1, Ordering::Relaxed);
+    shared.budget.note_heap_wait();
+    let Ok(first) = shared.memory_gate.clone().acquire_owned().await else {
+        return Err(Closed::PipelineGone);
+    };
+    loop {
+        if !shared.budget.heap_is_full() {
+            return Ok(Outcome::NoRead);
+        }
+        if shipping_frees_little(shared) {
+            return Ok(Outcome::Gate(first));
+        }
+        tokio::time::sleep(HEAP_RECHECK).await;
+    }
+}
+
+/// Whether what the pipeline holds beyond the connections' undecoded
+/// bytes is little: shipping it cannot free the heap.
+fn shipping_frees_little(shared: &Shared) -> bool {
+    let undecoded = shared.undecoded_bytes.load(Ordering::Relaxed);
+    let downstream = shared.budget.in_use().saturating_sub(undecoded);
+    is_little(downstream, shared.budget.total())
+}
+
+/// Whether `bytes` reserved are under a sixteenth of a budget of `total`.
+fn is_little(bytes: u64, total: u64) -> bool {
+    bytes.saturating_mul(16) < total
 }
 
 /// How often a connection waiting for heap room looks again: the heap has
@@ -768,6 +905,14 @@ mod tests {
             last.entry("a").and_modify(|e| e.0 = earlier);
         }
         assert_eq!(limiter.admit("a"), Some(2));
+    }
+
+    #[test]
+    fn little_is_under_a_sixteenth_of_the_budget() {
+        assert!(is_little(0, 64 << 20));
+        assert!(is_little((4 << 20) - 1, 64 << 20));
+        assert!(!is_little(4 << 20, 64 << 20));
+        assert!(!is_little(u64::MAX, 64 << 20));
     }
 
     #[test]

@@ -193,6 +193,13 @@ impl Session {
         self.codec.room(wanted)
     }
 
+    /// Gives back the input buffer's room beyond the bytes not decoded
+    /// yet: call it before waiting for the client (or for memory), so that
+    /// a waiting connection holds no read's room.
+    pub fn shed_spare_room(&mut self) {
+        self.codec.shed_spare_room();
+    }
+
     /// `n` bytes were read into [`Session::input_room`] at `now`.
     pub fn received(&mut self, n: usize, now: Instant) {
         self.codec.filled(n);

@@ -159,9 +159,11 @@ fn a_full_heap_stops_reading_until_memory_is_freed() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let budget = Arc::new(MemoryBudget::new(64 << 20).with_heap_gauge(heap));
     let counters = Arc::new(Counters::default());
-    let (addr, mut rx, _shutdown) = start_counted(&runtime, 16, budget, counters.clone());
-    // The heap holds the budget's share: a new connection waits for room
+    let (addr, mut rx, _shutdown) = start_counted(&runtime, 16, budget.clone(), counters.clone());
+    // The heap holds the budget's share, and events on their way out hold
+    // some of it (shipping them frees it): a new connection waits for room
     // before its first read, and says so in its counter.
+    let on_their_way = budget.try_reserve(8 << 20).unwrap();
     HEAP.store(64 << 20, Ordering::Relaxed);
     let mut client = TcpStream::connect(addr).unwrap();
     client.write_all(&frame("held")).unwrap();
@@ -175,6 +177,7 @@ fn a_full_heap_stops_reading_until_memory_is_freed() {
     }
     assert_eq!(counters.frames.load(Ordering::Relaxed), 0);
     // Memory is freed: the frame is read, delivered and acked.
+    drop(on_their_way);
     HEAP.store(0, Ordering::Relaxed);
     let delivery = next(&runtime, &mut rx);
     assert_eq!(delivery.events[0].record.get_str("log"), Some("x"));
@@ -232,6 +235,76 @@ fn the_start_of_a_frame_is_paid_for_from_the_budget() {
     assert!(budget.in_use() >= 700 << 10);
     delivery.accept();
     assert_eq!(budget.in_use(), 0);
+}
+
+/// What the heap gauge of the next test reports.
+static GATED_HEAP: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn gated_heap() -> usize {
+    GATED_HEAP.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[test]
+fn frames_begun_before_the_heap_filled_finish_one_at_a_time() {
+    use std::sync::atomic::Ordering;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // Partial frames holding a quarter of this budget open the gate.
+    let budget = Arc::new(MemoryBudget::new(2 << 20).with_heap_gauge(gated_heap));
+    let counters = Arc::new(Counters::default());
+    let (addr, mut rx, _shutdown) = start_counted(&runtime, 16, budget.clone(), counters.clone());
+    // Two clients each send most of a big frame; both are read.
+    let frames = [big_frame(400 << 10), big_frame(300 << 10)];
+    let mut clients: Vec<TcpStream> = frames
+        .iter()
+        .map(|f| {
+            let mut c = TcpStream::connect(addr).unwrap();
+            c.write_all(&f[..f.len() - 10]).unwrap();
+            c
+        })
+        .collect();
+    let read = (400 << 10) + (300 << 10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while budget.in_use() < read {
+        assert!(std::time::Instant::now() < deadline, "{}", budget.in_use());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Now their partial frames are what fills the heap: nothing shipped
+    // would free it. Each frame still finishes, and is delivered.
+    GATED_HEAP.store(64 << 20, Ordering::Relaxed);
+    for (client, frame) in clients.iter_mut().zip(&frames) {
+        client.write_all(&frame[frame.len() - 10..]).unwrap();
+    }
+    let mut logs: Vec<usize> = (0..2)
+        .map(|_| {
+            let delivery = next(&runtime, &mut rx);
+            let len = delivery.events[0].record.get_str("log").map(str::len);
+            delivery.accept();
+            len.unwrap()
+        })
+        .collect();
+    logs.sort_unstable();
+    assert_eq!(logs, [300 << 10, 400 << 10]);
+    assert_eq!(counters.frames.load(Ordering::Relaxed), 2);
+    let waits = counters.buffer_waits.load(Ordering::Relaxed);
+    // While events on their way out hold the budget, a frame begun after
+    // the heap filled waits for room.
+    let on_their_way = budget.try_reserve(1 << 20).unwrap();
+    clients[0].write_all(&frame("later")).unwrap();
+    while counters.buffer_waits.load(Ordering::Relaxed) == waits {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no wait for heap room"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(counters.frames.load(Ordering::Relaxed), 2);
+    // Shipped, they free nothing of the heap: the heap is held by what
+    // shipping does not free, and the frame is read past the line.
+    drop(on_their_way);
+    let delivery = next(&runtime, &mut rx);
+    assert_eq!(delivery.events[0].record.get_str("log"), Some("x"));
+    delivery.accept();
+    assert_eq!(counters.frames.load(Ordering::Relaxed), 3);
 }
 
 #[test]

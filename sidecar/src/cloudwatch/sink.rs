@@ -231,13 +231,20 @@ impl CloudWatchSink {
         self.streams.hold(key, share);
     }
 
-    /// Sends every batch whose oldest event has waited the flush interval;
-    /// forgets streams with nothing pending. Commits and fsyncs the spool
+    /// Sends every batch whose oldest event has waited the flush interval,
+    /// and every batch when a connection waited for heap room; forgets
+    /// streams with nothing pending. Commits and fsyncs the spool
     /// (statistics are written between deliveries, and writes made without
     /// an fsync get one within a tick).
     pub fn tick(&mut self, now: Instant) {
         self.clock = now;
         self.commit_spool(true);
+        if self.budget.take_heap_wait() {
+            // Inputs wait for heap room, and batches not yet due hold
+            // some: with many streams (a thousand containers), waiting for
+            // their interval would hold the inputs back that long.
+            self.flush_all();
+        }
         for closed in self.streams.due(now) {
             self.send(closed);
         }
