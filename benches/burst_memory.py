@@ -11,6 +11,8 @@ under (issue 14):
   --connections=N  the records split over N connections that send at
                    once, in frames of at most 1,000, each with a tag
                    (a container, a log stream) of its own;
+  --message-frames each record in a Message frame of its own, as Docker's
+                   fluentd driver sends;
   --slow=SECONDS   CloudWatch answers every PutLogEvents call after
                    SECONDS;
   --failing=SECONDS  CloudWatch answers PutLogEvents with 503
@@ -19,7 +21,7 @@ under (issue 14):
 
 Usage (after ../shared/peers/build-peers.sh and `cargo build --release -p sluice`):
   ~/peers/venv/bin/python benches/burst_memory.py target/release/sluice 300000 \
-      [--connections=N] [--slow=SECONDS] [--failing=SECONDS] [VAR=value ...]
+      [--connections=N] [--message-frames] [--slow=SECONDS] [--failing=SECONDS] [VAR=value ...]
 """
 
 import os
@@ -61,11 +63,12 @@ def send_over(port, bursts):
 
 def main():
     sluice, records = sys.argv[1], int(sys.argv[2])
-    options = dict(arg[2:].split("=", 1) for arg in sys.argv[3:] if arg.startswith("--"))
+    options = dict(arg[2:].partition("=")[::2] for arg in sys.argv[3:] if arg.startswith("--"))
     extra = dict(arg.split("=", 1) for arg in sys.argv[3:] if not arg.startswith("--"))
     connections = int(options.pop("connections", 1))
     common.Counter.delay = float(options.pop("slow", 0))
     failing = float(options.pop("failing", 0))
+    per_frame = 1 if options.pop("message-frames", None) is not None else 1000
     if options:
         raise SystemExit("unknown options: %s" % ", ".join(options))
     tls, endpoint = common.counting_endpoint("sluice-burst-tls-")
@@ -74,7 +77,8 @@ def main():
     # a log stream (and a batch) of its own.
     tags = [common.TAG] if connections == 1 else \
         [common.TAG.replace("envoy-", "app%d-" % i, 1) for i in range(connections)]
-    bursts = [common.burst_frames(share, min(share, 1000), seed=7 + i, tag=tag) for i, tag in enumerate(tags)]
+    bursts = [common.burst_frames(share, min(share, per_frame), seed=7 + i, tag=tag, message_frames=per_frame == 1)
+              for i, tag in enumerate(tags)]
     records = share * connections
     port, admin = common.free_port(), common.free_port()
     env = common.sluice_env(tls, port, endpoint, "127.0.0.1:%d" % admin, extra)

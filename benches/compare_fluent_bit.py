@@ -196,10 +196,15 @@ def event_time(t):
     return msgpack.ExtType(0, secs.to_bytes(4, "big") + int((t - secs) * 1e9).to_bytes(4, "big"))
 
 
-def burst_frames(records, per_frame, seed=7, tag=TAG):
+def burst_frames(records, per_frame, seed=7, tag=TAG, message_frames=False):
+    """Forward frames of `per_frame` records, or with `message_frames` one
+    Message frame per record (as Docker's fluentd driver sends)."""
     rng = random.Random(seed)
     now = time.time()
     out = []
+    if message_frames:
+        return b"".join(msgpack.packb([tag, event_time(now), record(line(rng)), {}], use_bin_type=True)
+                        for _ in range(records))
     for f in range(records // per_frame):
         entries = [[event_time(now), record(line(rng))] for _ in range(per_frame)]
         out.append(msgpack.packb([tag, entries], use_bin_type=True))

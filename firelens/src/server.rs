@@ -798,14 +798,17 @@ async fn read_when_ready<S: ClientStream>(
         }
     };
     ready.map_err(Closed::Io)?;
-    let mut _room = None;
-    if !holds_gate && shared.budget.heap_is_full() {
-        if session.undecoded() > 0 {
-            return Ok(Outcome::NoRead);
-        }
-        session.shed_spare_room();
-        _room = Some(read_room(shared).await?);
+    let heap_full = !holds_gate && shared.budget.heap_is_full();
+    if heap_full && session.undecoded() > 0 {
+        return Ok(Outcome::NoRead);
     }
+    // Kept through the read: the next in the queue looks for room after it.
+    let _first_in_queue = if heap_full {
+        session.shed_spare_room();
+        Some(read_room(shared).await?)
+    } else {
+        None
+    };
     match stream.try_read(session.input_room(READ_BYTES)) {
         Ok(n) => Ok(Outcome::Read(n)),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Outcome::NoRead),
