@@ -618,14 +618,12 @@ async fn drive<S: ClientStream>(stream: &mut S, mut session: Session, shared: &S
                         Ok(Outcome::NoRead)
                     }
                     Wait::Bytes(deadline) => {
-                        let read = read_when_ready(
-                            stream,
-                            &mut session,
-                            shared,
-                            gate.is_some(),
-                        );
-                        match tokio::time::timeout_at(deadline.into(), read).await {
-                            Ok(read) => read,
+                        let ready = bytes_ready(stream, &mut session);
+                        match tokio::time::timeout_at(deadline.into(), ready).await {
+                            // A wait for heap room after this does not
+                            // count against the client.
+                            Ok(Ok(())) => read_ready(stream, &mut session, shared, gate.is_some()).await,
+                            Ok(Err(e)) => Err(Closed::Io(e)),
                             Err(_) => Ok(Outcome::NoRead),
                         }
                     }
@@ -775,29 +773,31 @@ enum Outcome {
     NoRead,
 }
 
-/// Waits for the client's bytes, then reads them into the session. The
-/// read's room is taken only once bytes are there. Past a full heap (it
-/// may have filled while this connection waited) a connection between
-/// frames reads only after [`read_room`]; one in the middle of a frame
-/// goes to [`frame_room`] instead, unless it holds the memory gate.
-async fn read_when_ready<S: ClientStream>(
+/// Waits until the client's bytes can be read. A connection the client
+/// keeps waiting holds no read's room meanwhile.
+async fn bytes_ready<S: ClientStream>(stream: &S, session: &mut Session) -> io::Result<()> {
+    let mut ready = std::pin::pin!(stream.readable());
+    let at_once = std::future::poll_fn(|cx| Poll::Ready(ready.as_mut().poll(cx))).await;
+    match at_once {
+        Poll::Ready(ready) => ready,
+        Poll::Pending => {
+            session.shed_spare_room();
+            ready.await
+        }
+    }
+}
+
+/// Reads the client's bytes, which are ready, into the session; the
+/// read's room is taken only now. Past a full heap (it may have filled
+/// while this connection waited) a connection between frames reads only
+/// after [`read_room`]; one in the middle of a frame goes to
+/// [`frame_room`] instead, unless it holds the memory gate.
+async fn read_ready<S: ClientStream>(
     stream: &S,
     session: &mut Session,
     shared: &Shared,
     holds_gate: bool,
 ) -> Result<Outcome, Closed> {
-    let mut ready = std::pin::pin!(stream.readable());
-    let at_once = std::future::poll_fn(|cx| Poll::Ready(ready.as_mut().poll(cx))).await;
-    let ready = match at_once {
-        Poll::Ready(ready) => ready,
-        Poll::Pending => {
-            // The client keeps this connection waiting: it holds no read's
-            // room meanwhile.
-            session.shed_spare_room();
-            ready.await
-        }
-    };
-    ready.map_err(Closed::Io)?;
     let heap_full = !holds_gate && shared.budget.heap_is_full();
     if heap_full && session.undecoded() > 0 {
         return Ok(Outcome::NoRead);

@@ -76,11 +76,26 @@ fn start_counted(
     mpsc::Receiver<sluice_firelens::Delivery>,
     watch::Sender<bool>,
 ) {
+    start_idle_after(runtime, queue, budget, counters, Duration::from_secs(30))
+}
+
+/// [`start_counted`], with the idle timeout given.
+fn start_idle_after(
+    runtime: &tokio::runtime::Runtime,
+    queue: usize,
+    budget: Arc<MemoryBudget>,
+    counters: Arc<Counters>,
+    idle_timeout: Duration,
+) -> (
+    std::net::SocketAddr,
+    mpsc::Receiver<sluice_firelens::Delivery>,
+    watch::Sender<bool>,
+) {
     let config = ServerConfig {
         tcp: Some("127.0.0.1:0".parse().unwrap()),
         unix: None,
         max_connections: 4,
-        idle_timeout: Duration::from_secs(30),
+        idle_timeout,
         limits: Limits::default(),
         shared_key: None,
         self_hostname: "test".into(),
@@ -187,6 +202,41 @@ fn a_full_heap_stops_reading_until_memory_is_freed() {
         Some("held")
     );
     assert_eq!(counters.buffer_waits.load(Ordering::Relaxed), 1);
+}
+
+/// What the heap gauge of the next test reports.
+static IDLE_HEAP: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn idle_heap() -> usize {
+    IDLE_HEAP.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[test]
+fn a_wait_for_heap_room_does_not_count_against_the_client() {
+    use std::sync::atomic::Ordering;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let budget = Arc::new(MemoryBudget::new(64 << 20).with_heap_gauge(idle_heap));
+    let counters = Arc::new(Counters::default());
+    let idle = Duration::from_millis(500);
+    let (addr, mut rx, _shutdown) =
+        start_idle_after(&runtime, 16, budget.clone(), counters.clone(), idle);
+    let on_their_way = budget.try_reserve(8 << 20).unwrap();
+    IDLE_HEAP.store(64 << 20, Ordering::Relaxed);
+    let mut client = TcpStream::connect(addr).unwrap();
+    client.write_all(&frame("patient")).unwrap();
+    // Waiting for room four idle timeouts long: the client sent its frame
+    // and is not idle.
+    std::thread::sleep(4 * idle);
+    drop(on_their_way);
+    IDLE_HEAP.store(0, Ordering::Relaxed);
+    let delivery = next(&runtime, &mut rx);
+    assert_eq!(delivery.events[0].record.get_str("log"), Some("x"));
+    delivery.accept();
+    assert_eq!(
+        read_reply(&mut client, Duration::from_secs(10)).as_deref(),
+        Some("patient")
+    );
+    assert_eq!(counters.idle_timeouts.load(Ordering::Relaxed), 0);
 }
 
 /// `["t", 1700000000, {"log": "y" x len}]`, the log as a str32.
