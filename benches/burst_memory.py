@@ -25,7 +25,6 @@ Usage (after ../shared/peers/build-peers.sh and `cargo build --release -p sluice
 """
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -41,24 +40,6 @@ def metrics(port):
     # Only the unlabelled samples: "name value".
     return {name: float(value) for name, value in
             (line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("sluice_heap_"))}
-
-
-def send_over(port, bursts):
-    """Sends each of `bursts` on a connection of its own, all at once,
-    after zeroing the endpoint's count of events."""
-    with common.Counter.lock:
-        common.Counter.events = 0
-    sockets = [socket.create_connection(("127.0.0.1", port)) for _ in bursts]
-
-    def send(s, frames):
-        s.sendall(frames)
-        s.close()
-
-    senders = [threading.Thread(target=send, args=pair) for pair in zip(sockets, bursts)]
-    for t in senders:
-        t.start()
-    for t in senders:
-        t.join()
 
 
 def main():
@@ -102,7 +83,7 @@ def main():
         watcher.start()
         cpu0 = common.cpu_seconds(p.pid)
         common.Counter.fail_until = time.time() + failing
-        send_over(port, bursts)
+        common.send_over(port, bursts)
         ok = common.wait_events(records)
         cpu = common.cpu_seconds(p.pid) - cpu0
         done.set()

@@ -140,11 +140,25 @@ def counting_endpoint(prefix):
 def send_counted(port, frames):
     """Zeroes the endpoint's count of events, then sends `frames` to
     `port` on one connection."""
+    send_over(port, [frames])
+
+
+def send_over(port, bursts):
+    """Zeroes the endpoint's count of events, then sends each of `bursts`
+    to `port` on a connection of its own, all at once."""
     with Counter.lock:
         Counter.events = 0
-    s = socket.create_connection(("127.0.0.1", port))
-    s.sendall(frames)
-    s.close()
+    sockets = [socket.create_connection(("127.0.0.1", port)) for _ in bursts]
+
+    def send(s, frames):
+        s.sendall(frames)
+        s.close()
+
+    senders = [threading.Thread(target=send, args=pair) for pair in zip(sockets, bursts)]
+    for t in senders:
+        t.start()
+    for t in senders:
+        t.join()
 
 
 def free_port():
@@ -201,10 +215,10 @@ def burst_frames(records, per_frame, seed=7, tag=TAG, message_frames=False):
     Message frame per record (as Docker's fluentd driver sends)."""
     rng = random.Random(seed)
     now = time.time()
-    out = []
     if message_frames:
         return b"".join(msgpack.packb([tag, event_time(now), record(line(rng)), {}], use_bin_type=True)
                         for _ in range(records))
+    out = []
     for f in range(records // per_frame):
         entries = [[event_time(now), record(line(rng))] for _ in range(per_frame)]
         out.append(msgpack.packb([tag, entries], use_bin_type=True))

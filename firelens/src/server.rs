@@ -830,8 +830,7 @@ async fn read_ready<S: ClientStream>(
 /// say), and waiting could last for ever: the first in the queue reads on
 /// past the line, as long as what was read since holds little.
 async fn read_room(shared: &Shared) -> Result<OwnedSemaphorePermit, Closed> {
-    shared.counters.buffer_waits.fetch_add(1, Ordering::Relaxed);
-    shared.budget.note_heap_wait();
+    note_heap_wait(shared);
     let Ok(first) = shared.room_queue.clone().acquire_owned().await else {
         return Err(Closed::PipelineGone);
     };
@@ -849,8 +848,7 @@ async fn read_room(shared: &Shared) -> Result<OwnedSemaphorePermit, Closed> {
 /// the others to finish: the first in the queue then takes the gate along
 /// and finishes its frame past the line, one connection at a time.
 async fn frame_room(shared: &Shared) -> Result<Outcome, Closed> {
-    shared.counters.buffer_waits.fetch_add(1, Ordering::Relaxed);
-    shared.budget.note_heap_wait();
+    note_heap_wait(shared);
     let Ok(first) = shared.memory_gate.clone().acquire_owned().await else {
         return Err(Closed::PipelineGone);
     };
@@ -863,6 +861,13 @@ async fn frame_room(shared: &Shared) -> Result<Outcome, Closed> {
         }
         tokio::time::sleep(HEAP_RECHECK).await;
     }
+}
+
+/// A connection waits for heap room: counted, and told to the output,
+/// which then sends what it holds back.
+fn note_heap_wait(shared: &Shared) {
+    shared.counters.buffer_waits.fetch_add(1, Ordering::Relaxed);
+    shared.budget.note_heap_wait();
 }
 
 /// Whether what the pipeline holds beyond the connections' undecoded

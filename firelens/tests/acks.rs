@@ -52,6 +52,15 @@ fn next(
         .expect("the server is running")
 }
 
+/// Waits until `done` holds, failing the test with `what` after 10 s.
+fn wait_until(done: impl Fn() -> bool, what: impl Fn() -> String) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{}", what());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// A server on a free port with a pipeline channel of `queue` deliveries.
 fn start(
     runtime: &tokio::runtime::Runtime,
@@ -182,14 +191,10 @@ fn a_full_heap_stops_reading_until_memory_is_freed() {
     HEAP.store(64 << 20, Ordering::Relaxed);
     let mut client = TcpStream::connect(addr).unwrap();
     client.write_all(&frame("held")).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while counters.buffer_waits.load(Ordering::Relaxed) == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no wait for heap room"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_until(
+        || counters.buffer_waits.load(Ordering::Relaxed) > 0,
+        || "no wait for heap room".into(),
+    );
     assert_eq!(counters.frames.load(Ordering::Relaxed), 0);
     // Memory is freed: the frame is read, delivered and acked.
     drop(on_their_way);
@@ -259,11 +264,10 @@ fn the_start_of_a_frame_is_paid_for_from_the_budget() {
     let mut slow = TcpStream::connect(addr).unwrap();
     slow.write_all(head).unwrap();
     // Read but not decodable yet: its bytes hold the budget.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while budget.in_use() < 600 << 10 {
-        assert!(std::time::Instant::now() < deadline, "{}", budget.in_use());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until(
+        || budget.in_use() >= 600 << 10,
+        || budget.in_use().to_string(),
+    );
     assert!(budget.in_use() <= 601 << 10, "{}", budget.in_use());
     // Another client is not held up by it.
     let mut quick = TcpStream::connect(addr).unwrap();
@@ -313,11 +317,7 @@ fn frames_begun_before_the_heap_filled_finish_one_at_a_time() {
         })
         .collect();
     let read = (400 << 10) + (300 << 10);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while budget.in_use() < read {
-        assert!(std::time::Instant::now() < deadline, "{}", budget.in_use());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until(|| budget.in_use() >= read, || budget.in_use().to_string());
     // Now their partial frames are what fills the heap: nothing shipped
     // would free it. Each frame still finishes, and is delivered.
     GATED_HEAP.store(64 << 20, Ordering::Relaxed);
@@ -340,13 +340,10 @@ fn frames_begun_before_the_heap_filled_finish_one_at_a_time() {
     // the heap filled waits for room.
     let on_their_way = budget.try_reserve(1 << 20).unwrap();
     clients[0].write_all(&frame("later")).unwrap();
-    while counters.buffer_waits.load(Ordering::Relaxed) == waits {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no wait for heap room"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_until(
+        || counters.buffer_waits.load(Ordering::Relaxed) > waits,
+        || "no wait for heap room".into(),
+    );
     assert_eq!(counters.frames.load(Ordering::Relaxed), 2);
     // Shipped, they free nothing of the heap: the heap is held by what
     // shipping does not free, and the frame is read past the line.
