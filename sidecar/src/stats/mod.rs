@@ -28,6 +28,9 @@ use sketch::Sketch;
 /// The route requests beyond the cardinality guard are counted under.
 pub const OTHER_ROUTE: &str = "other";
 
+/// The service of requests whose own service is new past the guard.
+pub const OTHER_SERVICE: &str = "other";
+
 /// What statistics need from one access record. Its text borrows from the
 /// record and the event: the statistics read it only while the event is
 /// written, so nothing is copied (three allocations per access record).
@@ -194,22 +197,25 @@ impl RouteTable {
             stats.add(facts);
             return false;
         }
-        if !self.services.contains_key(service) {
+        let admitted = self.admitted_service(service, max_routes);
+        let may_name = admitted == service && self.named < max_routes;
+        if !self.services.contains_key(admitted) {
             self.services
-                .insert(service.to_string(), HashMap::default());
+                .insert(admitted.to_string(), HashMap::default());
         }
-        let Some(routes) = self.services.get_mut(service) else {
+        let Some(routes) = self.services.get_mut(admitted) else {
             return false;
         };
-        if let Some(stats) = routes.get_mut(facts.route.as_str()) {
-            stats.add(facts);
+        // A route really named "other" shares the fold's row.
+        if facts.route == OTHER_ROUTE && admitted == service {
+            routes
+                .entry(OTHER_ROUTE.to_string())
+                .or_default()
+                .add(facts);
             return false;
         }
-        if facts.route == OTHER_ROUTE || self.named < max_routes {
-            // A route really named "other" shares the fold's row.
-            if facts.route != OTHER_ROUTE {
-                self.named += 1;
-            }
+        if may_name {
+            self.named += 1;
             routes.entry(facts.route.clone()).or_default().add(facts);
             return false;
         }
@@ -218,6 +224,20 @@ impl RouteTable {
         other.folded += 1;
         self.folded_requests += 1;
         true
+    }
+
+    /// `service` if it has a row or may get one, else [`OTHER_SERVICE`].
+    /// The service is the request's authority by default, which a client
+    /// chooses: a new service gets rows only while the guard has room, so
+    /// that every service's `other` row is bounded too (at most
+    /// `max_routes` services, plus `other`).
+    fn admitted_service<'s>(&self, service: &'s str, max_routes: usize) -> &'s str {
+        let room = self.named < max_routes && self.services.len() < max_routes;
+        if room || self.services.contains_key(service) {
+            service
+        } else {
+            OTHER_SERVICE
+        }
     }
 
     /// Adds `other`'s rows, under the same guard as [`RouteTable::add`]:
@@ -234,17 +254,21 @@ impl RouteTable {
         if route == OTHER_ROUTE {
             self.folded_requests += stats.folded;
         }
-        let routes = self.services.entry(service.to_string()).or_default();
-        if let Some(mine) = routes.get_mut(route) {
-            mine.merge(stats);
-            return;
-        }
-        if route == OTHER_ROUTE || self.named < max_routes {
-            if route != OTHER_ROUTE {
-                self.named += 1;
+        let admitted = self.admitted_service(service, max_routes);
+        let own = admitted == service;
+        let routes = self.services.entry(admitted.to_string()).or_default();
+        if own {
+            if let Some(mine) = routes.get_mut(route) {
+                mine.merge(stats);
+                return;
             }
-            routes.insert(route.to_string(), stats.clone());
-            return;
+            if route == OTHER_ROUTE || self.named < max_routes {
+                if route != OTHER_ROUTE {
+                    self.named += 1;
+                }
+                routes.insert(route.to_string(), stats.clone());
+                return;
+            }
         }
         // Folded here, though not in its interval: all its requests count
         // as folded.
@@ -561,11 +585,61 @@ mod tests {
         assert_eq!(totals.folded_requests, 2);
         // An interval's own fold is not counted twice.
         let mut folded = RouteTable::default();
-        folded.add("orders", &facts("GET /x", 200, 1), 0);
+        folded.add("orders", &facts("GET /a", 200, 1), 1);
+        folded.add("orders", &facts("GET /x", 200, 1), 1);
         totals.merge(&folded, 2);
+        assert_eq!(totals.get("orders", "GET /a").unwrap().requests, 2);
         let other = totals.get("orders", OTHER_ROUTE).unwrap();
         assert_eq!((other.requests, other.folded), (3, 3));
         assert_eq!(totals.folded_requests, 3);
+    }
+
+    /// The default service is the request's authority, which any client
+    /// sets: a flood of new ones must not grow a row (a billed metric)
+    /// each.
+    #[test]
+    fn services_new_past_the_guard_share_one_other_row() {
+        let mut table = RouteTable::default();
+        table.add("orders", &facts("GET /a", 200, 1), 2);
+        table.add("orders", &facts("GET /b", 200, 1), 2);
+        for i in 0..1_000 {
+            let folded = table.add(&format!("host-{i}"), &facts("GET /a", 200, 1), 2);
+            assert!(folded);
+        }
+        // A known service keeps its own fold.
+        assert!(table.add("orders", &facts("GET /c", 503, 1), 2));
+        assert_eq!(table.len(), 4);
+        let shared = table.get(OTHER_SERVICE, OTHER_ROUTE).unwrap();
+        assert_eq!((shared.requests, shared.folded), (1_000, 1_000));
+        let own = table.get("orders", OTHER_ROUTE).unwrap();
+        assert_eq!((own.requests, own.status[5]), (1, 1));
+        assert_eq!(table.folded_requests, 1_001);
+
+        // Services, not only routes, are limited: each new service's first
+        // route may be "other" itself, which the route guard does not count.
+        let mut table = RouteTable::default();
+        for i in 0..1_000 {
+            table.add(&format!("host-{i}"), &facts(OTHER_ROUTE, 200, 1), 3);
+        }
+        assert_eq!(table.len(), 4);
+        let shared = table.get(OTHER_SERVICE, OTHER_ROUTE).unwrap();
+        assert_eq!((shared.requests, shared.folded), (997, 997));
+    }
+
+    #[test]
+    fn merged_totals_fold_services_past_the_guard() {
+        let mut totals = RouteTable::default();
+        for i in 0..50 {
+            let mut interval = RouteTable::default();
+            interval.add(&format!("host-{i}"), &facts("GET /a", 200, 1), 200);
+            interval.add(&format!("host-{i}"), &facts("GET /a", 200, 1), 200);
+            totals.merge(&interval, 2);
+        }
+        assert_eq!(totals.len(), 3);
+        assert_eq!(totals.get("host-1", "GET /a").unwrap().requests, 2);
+        let shared = totals.get(OTHER_SERVICE, OTHER_ROUTE).unwrap();
+        assert_eq!((shared.requests, shared.folded), (96, 96));
+        assert_eq!(totals.folded_requests, 96);
     }
 
     #[test]
