@@ -97,18 +97,39 @@ impl<S> PendingStreams<S> {
         }
     }
 
-    /// Closes every stream whose oldest event has waited the flush
-    /// interval by `now`, and forgets streams with nothing pending.
-    pub fn due(&mut self, now: Instant) -> Vec<Closed<S>> {
+    /// Closes the streams whose oldest event has waited the flush interval
+    /// by `now`, oldest first, at most `room` of them (what the shipper
+    /// takes without a queue); forgets streams with nothing pending. A due
+    /// stream left open keeps growing until there is room: when CloudWatch
+    /// is slow, fewer and fuller requests carry the same events.
+    pub fn due(&mut self, now: Instant, room: usize) -> Vec<Closed<S>> {
         let interval = self.flush_interval;
-        let mut closed = Vec::new();
-        for (key, stream) in &mut self.streams {
-            if !stream.batcher.is_empty() && now.duration_since(stream.since) >= interval {
-                closed.extend(close(key, stream));
-            }
-        }
+        let closed = self.close_oldest(room, |since| now.duration_since(since) >= interval);
         self.streams.retain(|_, s| !s.batcher.is_empty());
         closed
+    }
+
+    /// Closes the `room` streams whose oldest events have waited longest,
+    /// due or not (to free the budget or the spool).
+    pub fn close_waiting(&mut self, room: usize) -> Vec<Closed<S>> {
+        let closed = self.close_oldest(room, |_| true);
+        self.streams.retain(|_, s| !s.batcher.is_empty());
+        closed
+    }
+
+    fn close_oldest(&mut self, room: usize, eligible: impl Fn(Instant) -> bool) -> Vec<Closed<S>> {
+        let mut waiting: Vec<(Instant, &StreamKey)> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| !s.batcher.is_empty() && eligible(s.since))
+            .map(|(key, s)| (s.since, key))
+            .collect();
+        waiting.sort_unstable_by_key(|&(since, _)| since);
+        waiting.truncate(room);
+        let keys: Vec<StreamKey> = waiting.into_iter().map(|(_, key)| key.clone()).collect();
+        keys.iter()
+            .filter_map(|key| close(key, self.streams.get_mut(key)?))
+            .collect()
     }
 
     /// Closes every stream (to free the budget or the spool, at shutdown).
@@ -213,8 +234,10 @@ mod tests {
         assert_eq!(pushed.share, Some("share of a"));
         assert_eq!(pushed.pending_bytes, held(2));
         streams.hold(&key("a"), pushed.share);
-        assert!(streams.due(t0 + Duration::from_millis(4999)).is_empty());
-        let closed = streams.due(t0 + FLUSH);
+        assert!(streams
+            .due(t0 + Duration::from_millis(4999), usize::MAX)
+            .is_empty());
+        let closed = streams.due(t0 + FLUSH, usize::MAX);
         assert_eq!(closed.len(), 1);
         assert_eq!(closed[0].key, key("a"));
         assert_eq!(messages(&closed[0]), ["first", "second"]);
@@ -257,6 +280,50 @@ mod tests {
         assert_eq!(std::rc::Rc::strong_count(&share), 1);
     }
 
+    /// Streams `s0`, `s1`, ... with one event each, the first oldest, one
+    /// second apart.
+    fn waiting_streams(n: u64, t0: Instant) -> PendingStreams<&'static str> {
+        let mut streams = PendingStreams::new(FLUSH);
+        // Pushed newest first, so that the order of arrival is not theirs.
+        for i in (0..n).rev() {
+            let at = t0 + Duration::from_secs(i);
+            streams.push(&key(&format!("s{i}")), event("x"), false, at);
+        }
+        streams
+    }
+
+    fn streams_of(closed: &[Closed<&str>]) -> Vec<String> {
+        closed.iter().map(|c| c.key.stream().to_string()).collect()
+    }
+
+    #[test]
+    fn due_streams_close_oldest_first_as_far_as_there_is_room() {
+        let t0 = Instant::now();
+        let mut streams = waiting_streams(5, t0);
+        // Four are due at t0 + 8 s; the shipper has room for two.
+        let now = t0 + Duration::from_secs(8);
+        assert_eq!(streams_of(&streams.due(now, 2)), ["s0", "s1"]);
+        // The others stay open and take further events into their batch.
+        streams.push(&key("s2"), event("y"), false, now);
+        let closed = streams.due(now, 10);
+        assert_eq!(streams_of(&closed), ["s2", "s3"]);
+        assert_eq!(messages(&closed[0]), ["x", "y"]);
+        // No room: nothing closes, however long they waited.
+        assert!(streams.due(now + FLUSH, 0).is_empty());
+        assert_eq!(streams_of(&streams.due(now + FLUSH, 1)), ["s4"]);
+        assert!(streams.close_all().is_empty());
+    }
+
+    #[test]
+    fn waiting_streams_close_oldest_first_due_or_not() {
+        let t0 = Instant::now();
+        let mut streams = waiting_streams(3, t0);
+        assert_eq!(streams_of(&streams.close_waiting(2)), ["s0", "s1"]);
+        assert_eq!(streams_of(&streams.close_waiting(0)), Vec::<String>::new());
+        assert_eq!(streams_of(&streams.close_waiting(5)), ["s2"]);
+        assert!(streams.close_all().is_empty());
+    }
+
     #[test]
     fn streams_close_apart() {
         let t0 = Instant::now();
@@ -264,7 +331,7 @@ mod tests {
         streams.push(&key("a"), event("a1"), false, t0);
         streams.push(&key("b"), event("b1"), true, t0 + Duration::from_secs(3));
         streams.hold(&key("b"), Some("b"));
-        let closed = streams.due(t0 + FLUSH);
+        let closed = streams.due(t0 + FLUSH, usize::MAX);
         assert_eq!(closed.len(), 1);
         assert_eq!(messages(&closed[0]), ["a1"]);
         let mut rest = streams.close_all();

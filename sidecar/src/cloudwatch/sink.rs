@@ -24,10 +24,16 @@ use tokio::sync::mpsc;
 
 use super::batch::for_each_part;
 use super::pending::{Closed, PendingStreams};
-use super::ship::{Outbound, ShipCounters};
+use super::ship::{Outbound, ShipCounters, MAX_IN_FLIGHT};
 use crate::event::{EventRef, LogEvent, StreamKey};
 use crate::spool::{AppendError, Spool, SpoolMark};
 
+/// Batches the shipper may hold (queued or in flight) before batches that
+/// are due but not full wait for room, growing meanwhile: four times what
+/// it sends at once, so that its slots stay busy between two ticks of the
+/// output stage, while a slow CloudWatch gets fewer, fuller requests
+/// rather than a queue of small ones.
+const SHIPPER_ROOM: u64 = 4 * MAX_IN_FLIGHT as u64;
 /// How long to wait on the budget before looking again whether anything
 /// can still free it.
 const BUDGET_RECHECK: Duration = Duration::from_millis(100);
@@ -174,9 +180,9 @@ impl CloudWatchSink {
         }
     }
 
-    /// The spool is full (`error` is `None`) or a write failed: send every
-    /// pending batch, since delivered segments are what frees room, and
-    /// wait a little. Meanwhile nothing is acked and the inputs back up.
+    /// The spool is full (`error` is `None`) or a write failed: send the
+    /// pending batches the shipper has room for, since delivered segments
+    /// are what frees room, and wait a little. Meanwhile nothing is acked and the inputs back up.
     fn wait_for_spool(&mut self, error: Option<io::Error>) {
         let Some(shared) = self.spool.as_ref().map(Spool::shared) else {
             return;
@@ -196,7 +202,7 @@ impl CloudWatchSink {
                 None => tracing::warn!(waited_s, "the spool is full (spool.max_size); holding acks until deliveries free segments"),
             }
         }
-        self.flush_all();
+        self.send_waiting();
         self.runtime.block_on(async {
             tokio::select! {
                 _ = shared.freed.notified() => {}
@@ -227,25 +233,42 @@ impl CloudWatchSink {
             share = merge(share, more);
         }
         // Waiting on the budget may have sent this stream's pending events
-        // (flush_all); then the share goes back to the budget.
+        // (send_waiting); then the share goes back to the budget.
         self.streams.hold(key, share);
     }
 
-    /// Sends every batch whose oldest event has waited the flush interval,
-    /// and every batch when a connection waited for heap room; forgets
-    /// streams with nothing pending. Commits and fsyncs the spool
-    /// (statistics are written between deliveries, and writes made without
-    /// an fsync get one within a tick).
+    /// Sends the batches whose oldest event has waited the flush interval,
+    /// or any batch when a connection waited for heap room, as far as the
+    /// shipper has room (oldest first); forgets streams with nothing
+    /// pending. Commits and fsyncs the spool (statistics are written
+    /// between deliveries, and writes made without an fsync get one within
+    /// a tick).
     pub fn tick(&mut self, now: Instant) {
         self.clock = now;
         self.commit_spool(true);
-        if self.budget.take_heap_wait() {
+        let closed = if self.budget.take_heap_wait() {
             // Inputs wait for heap room, and batches not yet due hold
             // some: with many streams (a thousand containers), waiting for
             // their interval would hold the inputs back that long.
-            self.flush_all();
+            self.streams.close_waiting(self.shipper_room())
+        } else {
+            self.streams.due(now, self.shipper_room())
+        };
+        for closed in closed {
+            self.send(closed);
         }
-        for closed in self.streams.due(now) {
+    }
+
+    /// How many more batches the shipper takes without a queue.
+    fn shipper_room(&self) -> usize {
+        let outstanding = self.counters.outstanding.load(Ordering::Relaxed);
+        SHIPPER_ROOM.saturating_sub(outstanding) as usize
+    }
+
+    /// Sends the batches that have waited longest, as far as the shipper
+    /// has room: what frees the budget or the spool once delivered.
+    fn send_waiting(&mut self) {
+        for closed in self.streams.close_waiting(self.shipper_room()) {
             self.send(closed);
         }
     }
@@ -308,9 +331,9 @@ impl CloudWatchSink {
         if let Some(r) = self.budget.try_reserve(bytes) {
             return Some(r);
         }
-        // Pending batches hold budget too: send them, so it comes back.
-        self.flush_all();
         loop {
+            // Pending batches hold budget too: send them, so it comes back.
+            self.send_waiting();
             if let Some(r) = self.budget.try_reserve(bytes) {
                 return Some(r);
             }
