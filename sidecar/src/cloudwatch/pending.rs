@@ -1,7 +1,8 @@
 //! The events waiting in every log stream, as a pure core: no I/O, no
 //! tokio, the clock passed in. A stream's events close into a batch when
-//! the next one would break a PutLogEvents rule ([`Batcher`]) or when its
-//! oldest event has waited the flush interval.
+//! the next one would break a PutLogEvents rule ([`Batcher`]), or when its
+//! oldest event has waited the flush interval and the driver has room for
+//! another batch.
 //!
 //! Each stream also holds a share `S` of the memory budget for its pending
 //! bytes (a `Reservation` in Sluice, anything in the tests); a closed batch
@@ -99,7 +100,7 @@ impl<S> PendingStreams<S> {
 
     /// Closes the streams whose oldest event has waited the flush interval
     /// by `now`, oldest first, at most `room` of them (what the shipper
-    /// takes without a queue); forgets streams with nothing pending. A due
+    /// has room for); forgets streams with nothing pending. A due
     /// stream left open keeps growing until there is room: when CloudWatch
     /// is slow, fewer and fuller requests carry the same events.
     pub fn due(&mut self, now: Instant, room: usize) -> Vec<Closed<S>> {
@@ -284,7 +285,8 @@ mod tests {
     /// second apart.
     fn waiting_streams(n: u64, t0: Instant) -> PendingStreams<&'static str> {
         let mut streams = PendingStreams::new(FLUSH);
-        // Pushed newest first, so that the order of arrival is not theirs.
+        // Pushed newest first: the order they close in must come from
+        // their times.
         for i in (0..n).rev() {
             let at = t0 + Duration::from_secs(i);
             streams.push(&key(&format!("s{i}")), event("x"), false, at);

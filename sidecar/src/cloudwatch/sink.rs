@@ -182,7 +182,8 @@ impl CloudWatchSink {
 
     /// The spool is full (`error` is `None`) or a write failed: send the
     /// pending batches the shipper has room for, since delivered segments
-    /// are what frees room, and wait a little. Meanwhile nothing is acked and the inputs back up.
+    /// are what frees room, and wait a little. Meanwhile nothing is acked
+    /// and the inputs back up.
     fn wait_for_spool(&mut self, error: Option<io::Error>) {
         let Some(shared) = self.spool.as_ref().map(Spool::shared) else {
             return;
@@ -259,7 +260,7 @@ impl CloudWatchSink {
         }
     }
 
-    /// How many more batches the shipper takes without a queue.
+    /// How many more batches the shipper may hold ([`SHIPPER_ROOM`]).
     fn shipper_room(&self) -> usize {
         let outstanding = self.counters.outstanding.load(Ordering::Relaxed);
         SHIPPER_ROOM.saturating_sub(outstanding) as usize
