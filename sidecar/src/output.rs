@@ -6,10 +6,12 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use sluice_firelens::Reservation;
 
+use crate::cloudwatch::ship::ShipCounters;
 use crate::cloudwatch::sink::CloudWatchSink;
 use crate::event::{EventRef, Message, MessageRef};
 use crate::streams::{file_component, StreamKey};
@@ -118,8 +120,8 @@ impl Sink {
         }
     }
 
-    /// Called about once a second and whenever the pipeline is idle:
-    /// CloudWatch batches that have waited the flush interval go out.
+    /// Called by the output stage every 250 ms: CloudWatch batches that
+    /// have waited the flush interval go out.
     pub fn tick(&mut self, now: Instant) -> io::Result<()> {
         match self {
             Sink::CloudWatch(cw) => {
@@ -127,6 +129,24 @@ impl Sink {
                 Ok(())
             }
             other => other.flush(),
+        }
+    }
+
+    /// What the output stage also waits for, then calls
+    /// [`Sink::send_due`]: `Some` while CloudWatch batches that are due
+    /// wait for room in the shipper.
+    pub fn room_signal(&self) -> Option<Arc<ShipCounters>> {
+        match self {
+            Sink::CloudWatch(cw) => cw.room_signal(),
+            _ => None,
+        }
+    }
+
+    /// CloudWatch batches that are due go out, as far as the shipper has
+    /// room.
+    pub fn send_due(&mut self, now: Instant) {
+        if let Sink::CloudWatch(cw) = self {
+            cw.send_due(now);
         }
     }
 

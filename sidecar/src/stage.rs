@@ -664,14 +664,28 @@ pub fn write_output(
     const TICK: Duration = Duration::from_millis(250);
     let mut last_tick = Instant::now();
     loop {
-        let next = runtime.block_on(async { tokio::time::timeout(TICK, pipeline.recv()).await });
+        let room = sink.room_signal();
+        // `None`: the shipper finished a batch while due ones waited for
+        // its room.
+        let next = runtime.block_on(async {
+            let room_freed = async {
+                match &room {
+                    Some(counters) => counters.finished.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                next = tokio::time::timeout(TICK, pipeline.recv()) => Some(next),
+                () = room_freed => None,
+            }
+        });
         let now = now_ns();
         stage.counters().last_progress_ms.store(
             u64::try_from(now / 1_000_000).unwrap_or(0),
             Ordering::Relaxed,
         );
         match next {
-            Ok(Some(first)) => {
+            Some(Ok(Some(first))) => {
                 let mut group = vec![first];
                 // Frames without acks were gathered per read by the
                 // connection (firelens Session); what else is queued goes
@@ -709,8 +723,9 @@ pub fn write_output(
                 sink.end_delivery(acked)?;
                 acceptance.accept_ready(stage.oldest_held_ack());
             }
-            Ok(None) => break,
-            Err(_) => {}
+            Some(Ok(None)) => break,
+            Some(Err(_)) => {}
+            None => sink.send_due(Instant::now()),
         }
         if last_tick.elapsed() >= TICK {
             last_tick = Instant::now();

@@ -133,6 +133,11 @@ impl<S> PendingStreams<S> {
             .collect()
     }
 
+    /// Whether any stream has events pending.
+    pub fn has_pending(&self) -> bool {
+        self.streams.values().any(|s| !s.batcher.is_empty())
+    }
+
     /// Closes every stream (to free the budget or the spool, at shutdown).
     pub fn close_all(&mut self) -> Vec<Closed<S>> {
         let closed = self

@@ -247,6 +247,12 @@ impl CloudWatchSink {
     pub fn tick(&mut self, now: Instant) {
         self.clock = now;
         self.commit_spool(true);
+        self.send_due(now);
+    }
+
+    /// [`CloudWatchSink::tick`]'s sending, alone: also called when the
+    /// shipper finished a batch while due ones waited for its room.
+    pub fn send_due(&mut self, now: Instant) {
         let closed = if self.budget.take_heap_wait() {
             // Inputs wait for heap room, and batches not yet due hold
             // some: with many streams (a thousand containers), waiting for
@@ -258,6 +264,14 @@ impl CloudWatchSink {
         for closed in closed {
             self.send(closed);
         }
+    }
+
+    /// While batches wait for the shipper's room: what it signals when a
+    /// batch is done, so that the output stage sends the next at once
+    /// rather than at its next tick (with a thousand streams and a fast
+    /// CloudWatch, the room would otherwise sit empty most of a tick).
+    pub fn room_signal(&self) -> Option<Arc<ShipCounters>> {
+        (self.shipper_room() == 0 && self.streams.has_pending()).then(|| self.counters.clone())
     }
 
     /// How many more batches the shipper may hold ([`SHIPPER_ROOM`]).
