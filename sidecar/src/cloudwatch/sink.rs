@@ -30,8 +30,8 @@ use crate::spool::{AppendError, Spool, SpoolMark};
 
 /// Batches the shipper may hold (queued or in flight) before batches that
 /// are due but not full wait for room, growing meanwhile: four times what
-/// it sends at once, so that its slots stay busy between two ticks of the
-/// output stage, while a slow CloudWatch gets fewer, fuller requests
+/// it sends at once, so that its slots stay busy while the output stage
+/// is busy elsewhere, while a slow CloudWatch gets fewer, fuller requests
 /// rather than a queue of small ones.
 const SHIPPER_ROOM: u64 = 4 * MAX_IN_FLIGHT as u64;
 /// How long to wait on the budget before looking again whether anything
