@@ -8,7 +8,8 @@
 //! dimension values. Only the names in `stats.metrics` are metrics (by
 //! default 3 per route); every other figure is a plain field of the same
 //! EMF event, queryable in Logs Insights for free. At most
-//! `stats.max_routes` routes per interval; the rest fold into `other`.
+//! `stats.max_routes` routes per interval; the rest fold into `other`, and
+//! services first seen past that limit into service `other`.
 
 pub mod emf;
 pub mod sampling;
