@@ -49,7 +49,7 @@ def main():
     connections = int(options.pop("connections", 1))
     common.Counter.delay = float(options.pop("slow", 0))
     failing = float(options.pop("failing", 0))
-    per_frame = 1 if options.pop("message-frames", None) is not None else 1000
+    message_frames = options.pop("message-frames", None) is not None
     if options:
         raise SystemExit("unknown options: %s" % ", ".join(options))
     tls, endpoint = common.counting_endpoint("sluice-burst-tls-")
@@ -58,7 +58,7 @@ def main():
     # a log stream (and a batch) of its own.
     tags = [common.TAG] if connections == 1 else \
         [common.TAG.replace("envoy-", "app%d-" % i, 1) for i in range(connections)]
-    bursts = [common.burst_frames(share, min(share, per_frame), seed=7 + i, tag=tag, message_frames=per_frame == 1)
+    bursts = [common.burst_frames(share, min(share, 1000), seed=7 + i, tag=tag, message_frames=message_frames)
               for i, tag in enumerate(tags)]
     records = share * connections
     port, admin = common.free_port(), common.free_port()

@@ -216,8 +216,7 @@ def burst_frames(records, per_frame, seed=7, tag=TAG, message_frames=False):
     rng = random.Random(seed)
     now = time.time()
     if message_frames:
-        return b"".join(msgpack.packb([tag, event_time(now), record(line(rng)), {}], use_bin_type=True)
-                        for _ in range(records))
+        return b"".join(message_frame(rng, tag, now) for _ in range(records))
     out = []
     for f in range(records // per_frame):
         entries = [[event_time(now), record(line(rng))] for _ in range(per_frame)]
@@ -344,10 +343,11 @@ def sluice_env(tls_dir, port, endpoint_port, admin_listen="", extra=None):
                 SLUICE_CLOUDWATCH_ENDPOINT="https://127.0.0.1:%d" % endpoint_port, **(extra or {}))
 
 
-def message_frame(rng):
-    """One record in a Message frame of its own, stamped now, as Docker's
-    fluentd driver sends each line."""
-    return msgpack.packb([TAG, event_time(time.time()), record(line(rng)), {}], use_bin_type=True)
+def message_frame(rng, tag=TAG, now=None):
+    """One record in a Message frame of its own, stamped `now` (else the
+    current time), as Docker's fluentd driver sends each line."""
+    stamp = event_time(time.time() if now is None else now)
+    return msgpack.packb([tag, stamp, record(line(rng)), {}], use_bin_type=True)
 
 
 def send_steady(sock, rate, seconds):

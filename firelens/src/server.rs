@@ -830,10 +830,7 @@ async fn read_ready<S: ClientStream>(
 /// say), and waiting could last for ever: the first in the queue reads on
 /// past the line, as long as what was read since holds little.
 async fn read_room(shared: &Shared) -> Result<OwnedSemaphorePermit, Closed> {
-    note_heap_wait(shared);
-    let Ok(first) = shared.room_queue.clone().acquire_owned().await else {
-        return Err(Closed::PipelineGone);
-    };
+    let first = first_in_queue(shared, &shared.room_queue).await?;
     let total = shared.budget.total();
     while shared.budget.heap_is_full() && !is_little(shared.budget.in_use(), total) {
         tokio::time::sleep(HEAP_RECHECK).await;
@@ -848,10 +845,7 @@ async fn read_room(shared: &Shared) -> Result<OwnedSemaphorePermit, Closed> {
 /// the others to finish: the first in the queue then takes the gate along
 /// and finishes its frame past the line, one connection at a time.
 async fn frame_room(shared: &Shared) -> Result<Outcome, Closed> {
-    note_heap_wait(shared);
-    let Ok(first) = shared.memory_gate.clone().acquire_owned().await else {
-        return Err(Closed::PipelineGone);
-    };
+    let first = first_in_queue(shared, &shared.memory_gate).await?;
     loop {
         if !shared.budget.heap_is_full() {
             return Ok(Outcome::NoRead);
@@ -864,10 +858,19 @@ async fn frame_room(shared: &Shared) -> Result<Outcome, Closed> {
 }
 
 /// A connection waits for heap room: counted, and told to the output,
-/// which then sends what it holds back.
-fn note_heap_wait(shared: &Shared) {
+/// which then sends what it holds back. Returns once the connection is
+/// first in `queue`, holding its one permit.
+async fn first_in_queue(
+    shared: &Shared,
+    queue: &Arc<Semaphore>,
+) -> Result<OwnedSemaphorePermit, Closed> {
     shared.counters.buffer_waits.fetch_add(1, Ordering::Relaxed);
     shared.budget.note_heap_wait();
+    queue
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| Closed::PipelineGone)
 }
 
 /// Whether what the pipeline holds beyond the connections' undecoded

@@ -10,6 +10,19 @@ use std::time::Duration;
 use sluice_firelens::{msgpack, Counters, Limits, MemoryBudget, Server, ServerConfig};
 use tokio::sync::{mpsc, watch};
 
+/// A heap gauge a test sets: the static `$value` and the `fn` `$gauge`
+/// that reads it (a budget's gauge is a plain `fn() -> usize`, so each test
+/// that sets one needs a static of its own).
+macro_rules! fake_heap {
+    ($value:ident, $gauge:ident) => {
+        static $value: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+        fn $gauge() -> usize {
+            $value.load(std::sync::atomic::Ordering::Relaxed)
+        }
+    };
+}
+
 /// `["t", 1700000000, {"log": "x"}, {"chunk": CHUNK}]`.
 fn frame(chunk: &str) -> Vec<u8> {
     let mut f = vec![0x94, 0xa1, b't', 0xce];
@@ -170,12 +183,8 @@ fn ack_waits_for_accept_and_never_follows_a_drop() {
     assert_eq!(rest, b"");
 }
 
-/// What the heap gauge of the next test reports.
-static HEAP: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-fn heap() -> usize {
-    HEAP.load(std::sync::atomic::Ordering::Relaxed)
-}
+// What the heap gauge of the next test reports.
+fake_heap!(HEAP, heap);
 
 #[test]
 fn a_full_heap_stops_reading_until_memory_is_freed() {
@@ -209,12 +218,8 @@ fn a_full_heap_stops_reading_until_memory_is_freed() {
     assert_eq!(counters.buffer_waits.load(Ordering::Relaxed), 1);
 }
 
-/// What the heap gauge of the next test reports.
-static IDLE_HEAP: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-fn idle_heap() -> usize {
-    IDLE_HEAP.load(std::sync::atomic::Ordering::Relaxed)
-}
+// What the heap gauge of the next test reports.
+fake_heap!(IDLE_HEAP, idle_heap);
 
 #[test]
 fn a_wait_for_heap_room_does_not_count_against_the_client() {
@@ -291,12 +296,8 @@ fn the_start_of_a_frame_is_paid_for_from_the_budget() {
     assert_eq!(budget.in_use(), 0);
 }
 
-/// What the heap gauge of the next test reports.
-static GATED_HEAP: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-fn gated_heap() -> usize {
-    GATED_HEAP.load(std::sync::atomic::Ordering::Relaxed)
-}
+// What the heap gauge of the next test reports.
+fake_heap!(GATED_HEAP, gated_heap);
 
 #[test]
 fn frames_begun_before_the_heap_filled_finish_one_at_a_time() {

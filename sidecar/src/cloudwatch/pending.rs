@@ -105,19 +105,17 @@ impl<S> PendingStreams<S> {
     /// is slow, fewer and fuller requests carry the same events.
     pub fn due(&mut self, now: Instant, room: usize) -> Vec<Closed<S>> {
         let interval = self.flush_interval;
-        let closed = self.close_oldest(room, |since| now.duration_since(since) >= interval);
-        self.streams.retain(|_, s| !s.batcher.is_empty());
-        closed
+        self.close_oldest(room, |since| now.duration_since(since) >= interval)
     }
 
     /// Closes the `room` streams whose oldest events have waited longest,
     /// due or not (to free the budget or the spool).
     pub fn close_waiting(&mut self, room: usize) -> Vec<Closed<S>> {
-        let closed = self.close_oldest(room, |_| true);
-        self.streams.retain(|_, s| !s.batcher.is_empty());
-        closed
+        self.close_oldest(room, |_| true)
     }
 
+    /// Closes up to `room` streams whose oldest event's arrival is
+    /// `eligible`, oldest first; forgets streams with nothing pending.
     fn close_oldest(&mut self, room: usize, eligible: impl Fn(Instant) -> bool) -> Vec<Closed<S>> {
         let mut waiting: Vec<(Instant, &StreamKey)> = self
             .streams
@@ -128,9 +126,12 @@ impl<S> PendingStreams<S> {
         waiting.sort_unstable_by_key(|&(since, _)| since);
         waiting.truncate(room);
         let keys: Vec<StreamKey> = waiting.into_iter().map(|(_, key)| key.clone()).collect();
-        keys.iter()
+        let closed = keys
+            .iter()
             .filter_map(|key| close(key, self.streams.get_mut(key)?))
-            .collect()
+            .collect();
+        self.streams.retain(|_, s| !s.batcher.is_empty());
+        closed
     }
 
     /// Whether any stream has events pending.
