@@ -390,7 +390,7 @@ fn assign<'a>(record: &mut AccessRecord<'a>, op: &'a Op, value: &'a str, parsed:
         Parsed::Text => Value::Str(Cow::Borrowed(value)),
     };
     match &op.target {
-        Target::Field(f) => *record.known_mut(*f) = Some(value),
+        Target::Field(f) => record.set(*f, Some(value)),
         Target::Extra { name, role } => {
             record.push_extra(Cow::Borrowed(name.as_str()), value, role.clone())
         }

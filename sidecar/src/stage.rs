@@ -189,6 +189,9 @@ impl OutputStage {
                     .emit(renderer, identity, &event, classified, seen, sink);
             }
         };
+        // An application line: its classification borrows from the event,
+        // which the joiner takes.
+        drop(classified);
         joiner.push_into(event, ack, now, &mut self.released);
         let mut written = Ok(());
         for ready in self.released.drain(..) {
