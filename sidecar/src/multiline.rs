@@ -249,6 +249,11 @@ impl Joiner {
             .min()
     }
 
+    /// Whether any line is held, waiting for its trace to go on.
+    pub fn holds_lines(&self) -> bool {
+        self.streams.values().any(|s| !s.lines.is_empty())
+    }
+
     /// Bytes of the lines held.
     pub fn held_bytes(&self) -> usize {
         self.streams.values().map(|s| s.bytes).sum()

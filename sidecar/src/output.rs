@@ -132,6 +132,15 @@ impl Sink {
         }
     }
 
+    /// Whether [`Sink::tick`] has nothing to do. stdout and files are
+    /// flushed at the end of every delivery and after statistics.
+    pub fn is_settled(&self) -> bool {
+        match self {
+            Sink::CloudWatch(cw) => cw.is_settled(),
+            _ => true,
+        }
+    }
+
     /// What the output stage also waits for, then calls
     /// [`Sink::send_due`]: `Some` while CloudWatch batches that are due
     /// wait for room in the shipper.

@@ -263,6 +263,21 @@ impl OutputStage {
         Ok(n)
     }
 
+    /// Whether a tick has nothing to do here before `stats_due_in`: no
+    /// line is held for the multiline joiner.
+    pub fn is_settled(&self) -> bool {
+        !self.joiner.as_ref().is_some_and(Joiner::holds_lines)
+    }
+
+    /// How long until the statistics interval ends, by the wall clock
+    /// (`None` without statistics).
+    pub fn stats_due_in(&self) -> Option<Duration> {
+        let stats = self.out.stats.as_ref()?;
+        let now_ms = now_ns().div_euclid(1_000_000);
+        let left = stats.interval_end_ms().saturating_sub(now_ms).max(0);
+        Some(Duration::from_millis(left as u64))
+    }
+
     /// The oldest delivery that asked for an ack and has a line held.
     pub fn oldest_held_ack(&self) -> Option<u64> {
         self.joiner.as_ref().and_then(Joiner::oldest_held_ack)
@@ -650,6 +665,9 @@ impl Acceptance {
 /// frames: Docker sends one event per frame), writes their events, and
 /// accepts them once the sink has them. Every 250 ms: split lines and
 /// traces that waited long enough, statistics, and the sink's timers.
+/// When none of those waits for a tick, the stage sleeps until input
+/// comes or the statistics interval ends: an idle sidecar in every task
+/// should not wake four times a second for nothing.
 pub fn write_output(
     mut pipeline: mpsc::Receiver<Delivery>,
     runtime: tokio::runtime::Handle,
@@ -668,6 +686,17 @@ pub fn write_output(
     let mut last_tick = Instant::now();
     loop {
         let room = sink.room_signal();
+        let settled = partials.pending() == 0
+            && acceptance.waiting.is_empty()
+            && stage.is_settled()
+            && sink.is_settled();
+        // Never shorter than a tick, so that the tick below runs after an
+        // idle wait ends (and an interval that just ended cannot spin).
+        let wait = if settled {
+            stage.stats_due_in().map(|left| left.max(TICK))
+        } else {
+            Some(TICK)
+        };
         // `None`: the shipper finished a batch while due ones waited for
         // its room.
         let next = runtime.block_on(async {
@@ -677,8 +706,14 @@ pub fn write_output(
                     None => std::future::pending().await,
                 }
             };
+            let next = async {
+                match wait {
+                    Some(wait) => tokio::time::timeout(wait, pipeline.recv()).await,
+                    None => Ok(pipeline.recv().await),
+                }
+            };
             tokio::select! {
-                next = tokio::time::timeout(TICK, pipeline.recv()) => Some(next),
+                next = next => Some(next),
                 () = room_freed => None,
             }
         });

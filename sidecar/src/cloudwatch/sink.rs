@@ -250,6 +250,12 @@ impl CloudWatchSink {
         self.send_due(now);
     }
 
+    /// Whether a tick has nothing to do: no event waits in a batcher and
+    /// the spool owes no commit.
+    pub fn is_settled(&self) -> bool {
+        !self.streams.has_pending() && self.spool.as_ref().is_none_or(Spool::is_settled)
+    }
+
     /// [`CloudWatchSink::tick`]'s sending, alone: also called when the
     /// shipper finished a batch while due ones waited for its room.
     pub fn send_due(&mut self, now: Instant) {

@@ -174,14 +174,17 @@ fn conservative_an_exception_line_without_frames_is_not_joined() {
 #[test]
 fn a_trace_at_the_end_is_written_after_the_wait() {
     let mut j = joiner();
+    assert!(!j.holds_lines());
     let mut out = Vec::new();
     for line in GO {
         out.extend(j.push(event("app", "stderr", line), None, 100));
     }
     assert!(out.is_empty());
+    assert!(j.holds_lines());
     assert!(j.expire(1_099).is_empty(), "not before the wait");
     assert_eq!(logs(&j.expire(1_100)), [GO.join("\n")]);
     assert_eq!(j.held_bytes(), 0);
+    assert!(!j.holds_lines());
 }
 
 #[test]

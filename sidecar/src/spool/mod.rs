@@ -447,6 +447,12 @@ impl Spool {
         Ok(mark)
     }
 
+    /// Whether a commit has nothing to do: nothing appended since the last
+    /// one, and nothing written that an fsync still owes.
+    pub fn is_settled(&self) -> bool {
+        self.pending.is_empty() && !(self.unsynced && self.config.fsync)
+    }
+
     /// Writes what was appended since the last commit; with `sync` (and
     /// `spool.fsync`), fsyncs everything written so far. On a failed write
     /// the file is cut back to what was committed and the records stay
@@ -743,6 +749,33 @@ mod tests {
         // Both segments are sealed now; delivering the first makes room.
         shared.release(&[(1, (0..63).collect())]);
         assert!(spool.append(&key("a"), false, event(0).view()).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// What the output stage's idle wait asks: a commit owes nothing once
+    /// what was appended is written and, with `fsync`, synced.
+    #[test]
+    fn settled_once_appends_are_written_and_synced() {
+        let dir = temp_dir("settled");
+        let mut spool = Spool::open(config(&dir)).unwrap();
+        assert!(spool.is_settled());
+        spool.append(&key("a"), false, event(0).view()).unwrap();
+        assert!(!spool.is_settled());
+        spool.commit(false).unwrap();
+        assert!(!spool.is_settled(), "written, but the fsync is owed");
+        spool.commit(true).unwrap();
+        assert!(spool.is_settled());
+        drop(spool);
+
+        let mut spool = Spool::open(SpoolConfig {
+            fsync: false,
+            ..config(&dir)
+        })
+        .unwrap();
+        spool.append(&key("a"), false, event(1).view()).unwrap();
+        spool.commit(false).unwrap();
+        assert!(spool.is_settled(), "without fsync, written is enough");
+        drop(spool);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

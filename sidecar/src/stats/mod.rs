@@ -443,7 +443,12 @@ impl Aggregator {
 
     /// Whether the interval has ended by `now_ms`.
     pub fn due(&self, now_ms: i64) -> bool {
-        now_ms >= self.interval_start_ms + self.config.interval_ms
+        now_ms >= self.interval_end_ms()
+    }
+
+    /// When the interval ends, in ms since the epoch.
+    pub fn interval_end_ms(&self) -> i64 {
+        self.interval_start_ms + self.config.interval_ms
     }
 
     /// Ends the interval (also a partial one, at shutdown): its EMF events,
