@@ -2,7 +2,8 @@
 #
 # Build:  docker build -t sluice .
 # The runtime stage is distroless: glibc and libgcc only (what the binary
-# links), no shell, running as the unprivileged user 65532. How this was
+# links), no shell. Sluice starts as root only to create its FireLens unix
+# socket and runs as the unprivileged user 65532 from then on. How this was
 # checked without a Docker engine: see "Container image" in the README.
 
 FROM rust:1.95-bookworm AS build
@@ -16,7 +17,7 @@ RUN cargo build --release --locked -p sluice \
 # distroless cc-debian12 also carries /etc/ssl/certs/ca-certificates.crt,
 # which the CloudWatch client (rustls with the platform's roots, through
 # rustls-native-certs) needs for HTTPS to the regional endpoint.
-FROM gcr.io/distroless/cc-debian12:nonroot
+FROM gcr.io/distroless/cc-debian12
 COPY --from=build /out/sluice /usr/local/bin/sluice
 # The spool's directory (off unless SLUICE_SPOOL_DIR is set), owned by the
 # runtime user: a task volume mounted here starts with this owner and mode.
@@ -25,7 +26,14 @@ COPY --from=build --chown=65532:65532 /out/spool /var/spool/sluice
 # image's owner and mode (on Fargate a bind-mounted volume the image does
 # not declare starts as root's, 0755, and user 65532 could not write it).
 VOLUME ["/var/spool/sluice"]
-USER 65532:65532
+# Root at the start, as aws-for-fluent-bit runs: ECS makes the router's
+# /var/run (where /var/run/fluent.sock goes) root's, mode 0755, unless the
+# task definition names the container's `user`, and task definitions
+# written for aws-for-fluent-bit do not. `run --user` binds the forward
+# listeners, then switches every thread to 65532 before it writes anything
+# (the spool). A task definition with "user": "65532" never runs it as root
+# at all.
+USER 0:0
 # As a FireLens log router, Sluice reads the configuration ECS generates at
 # /fluent-bit/etc/fluent-bit.conf (a bind mount) and listens where it says:
 # the unix socket /var/run/fluent.sock, and 127.0.0.1:24224 in awsvpc mode.
@@ -39,4 +47,4 @@ EXPOSE 24224 2020
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
   CMD ["/usr/local/bin/sluice", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/sluice"]
-CMD ["run"]
+CMD ["run", "--user", "65532:65532"]

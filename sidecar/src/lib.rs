@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod multiline;
 pub mod output;
 pub mod parse_cmd;
+pub mod privileges;
 pub mod render;
 pub mod run;
 pub mod spool;

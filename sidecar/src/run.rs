@@ -14,7 +14,7 @@ use sluice_firelens::{Counters, Limits, MemoryBudget, Server, ServerConfig};
 use tokio::sync::{mpsc, watch};
 
 use crate::admin::{self, Admin};
-use crate::cli::RunArgs;
+use crate::cli::{RunArgs, RunAs};
 use crate::cloudwatch::client::{AssumeRole, ClientSettings, CloudWatchClient};
 use crate::cloudwatch::ship::{GroupPolicies, GroupPolicy, ShipCounters, Shipper};
 use crate::cloudwatch::sink::CloudWatchSink;
@@ -25,6 +25,7 @@ use crate::fluentbit::route::Router;
 use crate::fluentbit::{self, DropIn};
 use crate::metrics::{PipelineCounters, Sources};
 use crate::output::{FileSink, Sink};
+use crate::privileges;
 use crate::spool::{Spool, SpoolShared};
 use crate::stage::{write_output, OutputStage, PIPELINE_FRAMES};
 use crate::stats::RouteTotals;
@@ -68,7 +69,7 @@ pub fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = runtime.block_on(serve(config, drop_in, identity));
+    let code = runtime.block_on(serve(config, drop_in, identity, args.user));
     // Do not wait for a stuck output past the grace.
     runtime.shutdown_timeout(Duration::from_millis(100));
     code
@@ -197,7 +198,12 @@ struct CloudWatchRun {
     spool: Option<Arc<SpoolShared>>,
 }
 
-async fn serve(full: Config, drop_in: Option<DropIn>, identity: Identity) -> ExitCode {
+async fn serve(
+    full: Config,
+    drop_in: Option<DropIn>,
+    identity: Identity,
+    run_as: Option<RunAs>,
+) -> ExitCode {
     let budget =
         Arc::new(MemoryBudget::new(full.memory_limit).with_heap_gauge(crate::heap::live_bytes));
     let (drain, grace) = (full.shutdown_drain, full.shutdown_grace);
@@ -210,11 +216,11 @@ async fn serve(full: Config, drop_in: Option<DropIn>, identity: Identity) -> Exi
             .retention_days
             .and_then(|d| i32::try_from(d).ok()),
     }));
-    let (sink, cloudwatch) =
-        match build_sink(&full, drop_in.as_ref(), policies.clone(), budget.clone()).await {
-            Ok(built) => built,
-            Err(code) => return code,
-        };
+    // Every listener is bound first: as root when the image starts so (see
+    // `--user`), then everything else (the spool's files above all) as the
+    // user it runs as. The health-check inputs before the forward
+    // listeners, so that a client who sees those listening finds every
+    // input up; the admin endpoint answers once the rest is built.
     if let Some(plan) = &drop_in {
         for addr in &plan.health_checks {
             if let Err(code) = serve_health_check(*addr).await {
@@ -222,19 +228,6 @@ async fn serve(full: Config, drop_in: Option<DropIn>, identity: Identity) -> Exi
             }
         }
     }
-    let pipeline_counters = Arc::new(PipelineCounters::default());
-    let totals = Arc::new(Mutex::new(RouteTotals::default()));
-    let admin_listen = full.admin_listen;
-    let router = drop_in.map(|plan| Router::new(plan, policies));
-    let stage = OutputStage::new(
-        full,
-        router,
-        identity,
-        budget.clone(),
-        pipeline_counters.clone(),
-        totals.clone(),
-    );
-    let stopping = stage.stopping();
     let counters = Arc::new(Counters::default());
     let server = match Server::bind(config.clone(), counters.clone()).await {
         Ok(s) => s,
@@ -251,6 +244,36 @@ async fn serve(full: Config, drop_in: Option<DropIn>, identity: Identity) -> Exi
         .as_ref()
         .map_or_else(|| "none".to_string(), |(p, _)| p.display().to_string());
     tracing::info!(%tcp, %unix, "listening for fluent forward");
+    let admin_listener = match full.admin_listen {
+        Some(addr) => match bind_admin(addr).await {
+            Ok(listener) => Some((addr, listener)),
+            Err(code) => return code,
+        },
+        None => None,
+    };
+    if let Some(run_as) = run_as {
+        if let Err(e) = privileges::switch_from_root(run_as) {
+            tracing::error!(uid = run_as.uid, gid = run_as.gid, error = %e, "cannot switch to the --user");
+            return ExitCode::FAILURE;
+        }
+    }
+    let (sink, cloudwatch) =
+        match build_sink(&full, drop_in.as_ref(), policies.clone(), budget.clone()).await {
+            Ok(built) => built,
+            Err(code) => return code,
+        };
+    let pipeline_counters = Arc::new(PipelineCounters::default());
+    let totals = Arc::new(Mutex::new(RouteTotals::default()));
+    let router = drop_in.map(|plan| Router::new(plan, policies));
+    let stage = OutputStage::new(
+        full,
+        router,
+        identity,
+        budget.clone(),
+        pipeline_counters.clone(),
+        totals.clone(),
+    );
+    let stopping = stage.stopping();
     // Set up: from here on, limits.memory bounds what the heap holds beyond
     // what Sluice needs to run.
     budget.mark_heap_baseline();
@@ -260,7 +283,7 @@ async fn serve(full: Config, drop_in: Option<DropIn>, identity: Identity) -> Exi
     // Never sent: dropped when serve returns, which stops the admin
     // endpoint (it keeps answering, with 503, while Sluice stops).
     let (_admin_stop, admin_stop) = watch::channel(());
-    if let Some(addr) = admin_listen {
+    if let Some((addr, listener)) = admin_listener {
         let queue = pipeline_tx.downgrade();
         let sources = Sources {
             input: counters.clone(),
@@ -279,9 +302,8 @@ async fn serve(full: Config, drop_in: Option<DropIn>, identity: Identity) -> Exi
             sources,
             listening: listening_rx,
         };
-        if let Err(code) = start_admin(addr, admin, admin_stop).await {
-            return code;
-        }
+        tracing::info!(%addr, "admin endpoint: /healthz, /metrics");
+        tokio::spawn(admin::serve(listener, Arc::new(admin), admin_stop));
     }
     let handle = tokio::runtime::Handle::current();
     let output = std::thread::spawn(move || write_output(pipeline_rx, handle, stage, sink));
@@ -414,22 +436,15 @@ async fn build_sink(
     }
 }
 
-/// Binds `admin.listen` and serves it until `stop`'s sender is dropped.
-async fn start_admin(
-    addr: std::net::SocketAddr,
-    admin: Admin,
-    stop: watch::Receiver<()>,
-) -> Result<(), ExitCode> {
-    let listener = match admin::bind(addr).await {
-        Ok(l) => l,
+/// Binds `admin.listen`; requests wait in its backlog until it is served.
+async fn bind_admin(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, ExitCode> {
+    match admin::bind(addr).await {
+        Ok(listener) => Ok(listener),
         Err(e) => {
             tracing::error!(%addr, error = %e, "cannot listen for admin.listen");
-            return Err(ExitCode::FAILURE);
+            Err(ExitCode::FAILURE)
         }
-    };
-    tracing::info!(%addr, "admin endpoint: /healthz, /metrics");
-    tokio::spawn(admin::serve(listener, Arc::new(admin), stop));
-    Ok(())
+    }
 }
 
 /// Builds the client (region and credentials from the SDK's default chain),

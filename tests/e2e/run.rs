@@ -1,7 +1,10 @@
 //! `sluice run` with the embedded default (stdout output) against real
 //! Fluent Forward clients.
 
-use crate::support::{client, client_with, Sidecar};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::support::{client, client_with, Addresses, Sidecar, TempPath};
 
 /// The lines the `good` client of forward_clients.py produces, in order.
 fn assert_good_lines(lines: &[String]) {
@@ -220,4 +223,52 @@ fn the_allocator_runs_the_thread_that_gives_idle_memory_back() {
         .cloned()
         .collect();
     assert_eq!(complaints, Vec::<String>::new());
+}
+
+/// `run --user` as the image runs it: started as root, Sluice creates its
+/// unix socket in a directory only root may write (as the ECS agent leaves
+/// a FireLens router's /var/run when the task definition names no user),
+/// then runs as the given user, every thread of it, and serves clients.
+/// Needs root to start as root; elsewhere it says so and checks nothing.
+#[test]
+fn started_as_root_it_binds_then_runs_as_the_user() {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        eprintln!("skipped: starting as root needs root");
+        return;
+    }
+    let dir = TempPath::unique_dir("root-only");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let addresses = Addresses {
+        unix: dir.join("fluent.sock"),
+        ..Addresses::pick()
+    };
+    let sidecar = Sidecar::start_at(&addresses, &[], &["--user", "65534:65533"], &[], &[]);
+    let status = |task: &Path, key: &str| {
+        std::fs::read_to_string(task.join("status"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+            .unwrap()
+    };
+    let tasks: Vec<PathBuf> = std::fs::read_dir(format!("/proc/{}/task", sidecar.pid()))
+        .unwrap()
+        .map(|t| t.unwrap().path())
+        .collect();
+    assert!(tasks.len() > 1, "{tasks:?}");
+    for task in &tasks {
+        assert_eq!(status(task, "Uid:"), "65534\t65534\t65534\t65534");
+        assert_eq!(status(task, "Gid:"), "65533\t65533\t65533\t65533");
+        assert_eq!(status(task, "Groups:"), "");
+    }
+    let replies = client("bad_then_good", &sidecar.unix_address());
+    assert_eq!(
+        replies.last().unwrap(),
+        r#"{"ack": {"ack": "g1"}, "good": "g1"}"#
+    );
+    assert_good_lines(&sidecar.lines(100));
+    let (status, rest) = sidecar.stop();
+    assert!(status.success(), "{status:?}");
+    assert!(rest.is_empty(), "{rest:?}");
 }
