@@ -10,6 +10,7 @@ pub mod ecs;
 pub mod event;
 pub mod fluentbit;
 pub mod heap;
+pub mod memory_limit;
 pub mod metrics;
 pub mod multiline;
 pub mod output;

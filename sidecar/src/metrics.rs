@@ -208,7 +208,7 @@ pub fn render(s: &Sources) -> String {
         e.single(
             "sluice_heap_live_bytes",
             "gauge",
-            "Heap bytes allocated and not freed, as the allocator counts them; connections stop reading at 7/8 of limits.memory.",
+            "Heap bytes allocated and not freed, as the allocator counts them; connections stop reading while it holds 5/8 of limits.memory beyond what start-up needed.",
             live,
         );
         e.single(

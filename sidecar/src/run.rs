@@ -5,6 +5,7 @@
 //! outputs: stdout (one JSON object per event), files (one NDJSON file per
 //! log group and stream) and CloudWatch Logs.
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -23,6 +24,7 @@ use crate::ecs::{Identity, TaskMetadata};
 use crate::fluentbit::plan::ForwardInput;
 use crate::fluentbit::route::Router;
 use crate::fluentbit::{self, DropIn};
+use crate::memory_limit::{self, Note};
 use crate::metrics::{PipelineCounters, Sources};
 use crate::output::{FileSink, Sink};
 use crate::privileges;
@@ -204,8 +206,10 @@ async fn serve(
     identity: Identity,
     run_as: Option<RunAs>,
 ) -> ExitCode {
-    let budget =
-        Arc::new(MemoryBudget::new(full.memory_limit).with_heap_gauge(crate::heap::live_bytes));
+    let budget = Arc::new(
+        MemoryBudget::new(memory_budget(full.memory_limit))
+            .with_heap_gauge(crate::heap::live_bytes),
+    );
     let (drain, grace) = (full.shutdown_drain, full.shutdown_grace);
     let config = server_config(&full.forward, drop_in.as_ref(), budget.clone());
     let policies = Arc::new(GroupPolicies::new(GroupPolicy {
@@ -434,6 +438,30 @@ async fn build_sink(
         }
         _ => Ok((Sink::stdout(), None)),
     }
+}
+
+/// `limits.memory`, or a default that fits the container's memory limit;
+/// logs how it was chosen when the limit mattered.
+fn memory_budget(configured: Option<u64>) -> u64 {
+    let self_cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let container_limit = memory_limit::container_limit(Path::new("/sys/fs/cgroup"), &self_cgroup);
+    let budget = memory_limit::budget(configured, container_limit);
+    let mib = |bytes: u64| bytes >> 20;
+    match budget.note {
+        Some(Note::Lowered { container_limit }) => tracing::info!(
+            budget_mib = mib(budget.bytes),
+            container_limit_mib = mib(container_limit),
+            "limits.memory is not set: the budget fits the container's memory limit"
+        ),
+        Some(Note::ConfiguredAboveLimit { container_limit }) => tracing::warn!(
+            budget_mib = mib(budget.bytes),
+            container_limit_mib = mib(container_limit),
+            headroom_mib = mib(memory_limit::HEADROOM),
+            "limits.memory and the headroom it needs exceed the container's memory limit: a burst may get Sluice OOM-killed"
+        ),
+        None => {}
+    }
+    budget.bytes
 }
 
 /// Binds `admin.listen`; requests wait in its backlog until it is served.

@@ -62,8 +62,9 @@ pub struct Config {
     pub cloudwatch: CloudwatchSection,
     pub envoy: EnvoyConfig,
     pub redact: RedactConfig,
-    /// Bytes that decoded events on their way through the pipeline may use.
-    pub memory_limit: u64,
+    /// `limits.memory`: the memory budget, when configured; otherwise
+    /// `memory_limit::budget` picks one from the container's limit.
+    pub memory_limit: Option<u64>,
     /// After SIGTERM, how long input is still accepted.
     pub shutdown_drain: Duration,
     /// After SIGTERM, the time to be done by (ECS's stopTimeout is 30 s).
@@ -273,7 +274,7 @@ fn validate(s: Sections, errors: &mut Vec<ConfigError>) -> Config {
         cloudwatch: cloudwatch(s.cloudwatch, errors),
         envoy: envoy(&s.envoy, errors),
         redact: redact(&s.redact, errors),
-        memory_limit: s.limits.memory.0,
+        memory_limit: s.limits.memory.map(|b| b.0),
         shutdown_drain: drain,
         shutdown_grace: grace,
         stats: stats(&s.stats, errors),

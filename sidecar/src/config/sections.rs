@@ -185,18 +185,12 @@ impl Default for RedactSection {
 }
 
 /// `[limits]`.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsSection {
-    pub memory: Bytes,
-}
-
-impl Default for LimitsSection {
-    fn default() -> Self {
-        LimitsSection {
-            memory: Bytes(64 << 20),
-        }
-    }
+    /// Unset: 64 MiB, or less under a container memory limit
+    /// (`crate::memory_limit`).
+    pub memory: Option<Bytes>,
 }
 
 /// `[shutdown]`.

@@ -36,7 +36,7 @@ fn embedded_default() {
     assert!(c.cloudwatch.auto_create);
     assert_eq!(c.cloudwatch.flush_interval.0, Duration::from_secs(1));
     assert_eq!(c.redact.redactor.mode(), QueryMode::Redact);
-    assert_eq!(c.memory_limit, 64 << 20);
+    assert_eq!(c.memory_limit, None);
     assert_eq!(c.shutdown_grace, Duration::from_secs(25));
     assert_eq!(c.shutdown_drain, Duration::from_secs(2));
     assert_eq!(c.spool, None);
@@ -314,7 +314,7 @@ fn the_environment_overrides_every_key() {
     assert_eq!(c.envoy.containers, ["envoy", "proxy"]);
     assert_eq!(c.envoy.formats.len(), 2);
     assert_eq!(c.redact.redactor.mode(), QueryMode::Drop);
-    assert_eq!(c.memory_limit, 32 << 20);
+    assert_eq!(c.memory_limit, Some(32 << 20));
     assert_eq!(c.shutdown_drain, Duration::from_secs(3));
     assert_eq!(c.shutdown_grace, Duration::from_secs(20));
     let stats = c.stats.expect("stats on");
@@ -413,7 +413,7 @@ fn a_full_file() {
     assert_eq!(c.envoy.containers, ["envoy"]);
     assert_eq!(c.envoy.formats.len(), 1);
     assert_eq!(c.redact.redactor.mode(), QueryMode::Drop);
-    assert_eq!(c.memory_limit, 32 << 20);
+    assert_eq!(c.memory_limit, Some(32 << 20));
     assert_eq!(c.shutdown_grace, Duration::from_secs(90));
     assert_eq!(c.sampling.map(|s| s.rate), Some(1.0));
     assert_eq!(
