@@ -261,11 +261,18 @@ async fn serve(
             return ExitCode::FAILURE;
         }
     }
-    let (sink, cloudwatch) =
-        match build_sink(&full, drop_in.as_ref(), policies.clone(), budget.clone()).await {
-            Ok(built) => built,
-            Err(code) => return code,
-        };
+    let (sink, cloudwatch) = match build_sink(
+        &full,
+        drop_in.as_ref(),
+        identity.task().and_then(TaskMetadata::region),
+        policies.clone(),
+        budget.clone(),
+    )
+    .await
+    {
+        Ok(built) => built,
+        Err(code) => return code,
+    };
     let pipeline_counters = Arc::new(PipelineCounters::default());
     let totals = Arc::new(Mutex::new(RouteTotals::default()));
     let router = drop_in.map(|plan| Router::new(plan, policies));
@@ -388,6 +395,7 @@ async fn serve(
 async fn build_sink(
     full: &Config,
     drop_in: Option<&DropIn>,
+    task_region: Option<&str>,
     policies: Arc<GroupPolicies>,
     budget: Arc<MemoryBudget>,
 ) -> Result<(Sink, Option<CloudWatchRun>), ExitCode> {
@@ -395,6 +403,7 @@ async fn build_sink(
         // The Fluent Bit configuration's CloudWatch outputs say where.
         let settings = ClientSettings {
             region: Some(connection.region.clone()),
+            task_region: None,
             endpoint: connection.endpoint.clone(),
             assume_role: connection.role_arn.as_ref().map(|role| AssumeRole {
                 role_arn: role.clone(),
@@ -425,6 +434,7 @@ async fn build_sink(
         (OutputType::Cloudwatch, _) => {
             let settings = ClientSettings {
                 region: full.cloudwatch.region.clone(),
+                task_region: task_region.map(str::to_string),
                 endpoint: full.cloudwatch.endpoint.clone(),
                 assume_role: None,
             };

@@ -603,3 +603,32 @@ fn an_outputs_role_is_assumed_through_sts() {
         .iter()
         .any(|(p, auth)| p == "/creds" && auth.as_deref() == Some(TOKEN)));
 }
+
+/// Outside drop-in mode, with no region configured and none in the
+/// environment (ECS agents before 2026-04 set no AWS_REGION on EC2): the
+/// task ARN's region is used, and the events reach CloudWatch.
+#[test]
+fn the_region_comes_from_the_task_arn_when_nothing_else_gives_it() {
+    let moto = Moto::start();
+    let agent = EcsAgent::start(&task_metadata(), 0.0, TOKEN);
+    let addresses = Addresses::pick();
+    let mut env = ecs_env(&agent, std::path::Path::new(""));
+    env.extend([
+        ("SLUICE_OUTPUT_TYPE".to_string(), "cloudwatch".to_string()),
+        ("SLUICE_CLOUDWATCH_ENDPOINT".to_string(), moto.endpoint()),
+    ]);
+    let sidecar = start(&addresses, &env);
+    docker_send(
+        &addresses.unix,
+        &tag("app"),
+        APP_ID,
+        APP_DOCKER_NAME,
+        &[("stdout", "ready")],
+    );
+    let dump = moto.wait_for_dump("the event in CloudWatch", |d| !d.events.is_empty());
+    let (status, _) = sidecar.stop();
+    assert!(status.success());
+    let events = in_stream(&dump.events, "/ecs/prod/app", &format!("{TASK_ID}/app"));
+    assert_eq!(events.len(), 1, "{:#?}", dump.events);
+    assert_eq!(events[0].message, "ready");
+}

@@ -7,9 +7,10 @@
 
 use std::time::Duration;
 
+use aws_config::meta::region::RegionProviderChain;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::BehaviorVersion;
+use aws_config::{BehaviorVersion, Region};
 use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudwatchlogs::types::RejectedLogEventsInfo;
 use aws_sdk_cloudwatchlogs::Client;
@@ -58,8 +59,13 @@ impl Rejected {
 
 /// Where to find CloudWatch Logs.
 pub struct ClientSettings {
-    /// `None`: the SDK's region chain (AWS_REGION, the profile, IMDS).
+    /// `None`: the SDK's region chain (AWS_REGION, the profile, IMDS),
+    /// then `task_region`.
     pub region: Option<String>,
+    /// The region of the task's ARN (task metadata): on ECS agents older
+    /// than 2026-04, and wherever a task definition sets no AWS_REGION,
+    /// the only place the region is given.
+    pub task_region: Option<String>,
     /// A local API (moto, a proxy) instead of the regional endpoint.
     pub endpoint: Option<String>,
     /// A role to assume on top of the default credentials (a FireLens
@@ -94,13 +100,19 @@ impl CloudWatchClient {
                     .operation_attempt_timeout(ATTEMPT_TIMEOUT)
                     .build(),
             );
-        if let Some(region) = &settings.region {
-            loader = loader.region(aws_config::Region::new(region.clone()));
+        match (&settings.region, &settings.task_region) {
+            (Some(region), _) => loader = loader.region(Region::new(region.clone())),
+            (None, Some(task)) => {
+                loader = loader.region(
+                    RegionProviderChain::default_provider().or_else(Region::new(task.clone())),
+                )
+            }
+            (None, None) => {}
         }
         let sdk = loader.load().await;
         if sdk.region().is_none() {
             return Err(
-                "no AWS region: set cloudwatch.region (SLUICE_CLOUDWATCH_REGION) or AWS_REGION"
+                "no AWS region: set cloudwatch.region (SLUICE_CLOUDWATCH_REGION) or AWS_REGION (on ECS, the task metadata's task ARN gives it)"
                     .to_string(),
             );
         }

@@ -96,6 +96,16 @@ impl TaskMetadata {
         })
     }
 
+    /// The region in the task's ARN (`arn:aws:ecs:REGION:ACCOUNT:task/...`).
+    pub fn region(&self) -> Option<&str> {
+        let mut parts = self.task_arn.split(':');
+        let fields = (parts.next(), parts.next(), parts.next(), parts.next());
+        match fields {
+            (Some("arn"), Some(_), Some("ecs"), Some(region)) if !region.is_empty() => Some(region),
+            _ => None,
+        }
+    }
+
     /// Reads `${uri}/task`, retrying for at most a few seconds; `None`
     /// (logged once) when the endpoint is missing, slow or failing.
     pub fn fetch(uri: &str) -> Option<TaskMetadata> {
@@ -290,6 +300,23 @@ mod tests {
             }]
         );
         assert!(TaskMetadata::parse("{}").is_err());
+    }
+
+    #[test]
+    fn the_region_is_the_task_arns() {
+        let mut t = TaskMetadata::parse(FARGATE).unwrap();
+        assert_eq!(t.region(), Some("us-west-2"));
+        t.task_arn = "arn:aws-cn:ecs:cn-north-1:1:task/c/abc".into();
+        assert_eq!(t.region(), Some("cn-north-1"));
+        for bad in [
+            "abc",
+            "arn:aws:ecs::1:task/c/abc",
+            "arn:aws:s3:us-east-1:1:x",
+            "",
+        ] {
+            t.task_arn = bad.into();
+            assert_eq!(t.region(), None, "{bad}");
+        }
     }
 
     #[test]
