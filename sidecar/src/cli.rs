@@ -38,7 +38,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// When started as root: run as this user (and group, else the
-    /// user's number) once the forward listeners are bound. ECS gives the
+    /// user's number) once its listeners are bound. ECS gives the
     /// FireLens socket directory to the router's `user` only when the task
     /// definition names one, so the image starts as root to create
     /// /var/run/fluent.sock and passes --user 65532:65532. Ignored when
