@@ -120,8 +120,9 @@ impl Sink {
         }
     }
 
-    /// Called by the output stage every 250 ms: CloudWatch batches that
-    /// have waited the flush interval go out.
+    /// Called at the output stage's ticks (every 250 ms while anything
+    /// waits for one): CloudWatch batches that have waited the flush
+    /// interval go out; stdout and files are flushed.
     pub fn tick(&mut self, now: Instant) -> io::Result<()> {
         match self {
             Sink::CloudWatch(cw) => {

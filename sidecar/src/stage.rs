@@ -686,10 +686,13 @@ pub fn write_output(
     let mut last_tick = Instant::now();
     loop {
         let room = sink.room_signal();
+        // Cheapest and likeliest to fail first: while busy, some batch is
+        // pending, and the joiner's streams (one per container) are not
+        // scanned on every pass.
         let settled = partials.pending() == 0
             && acceptance.waiting.is_empty()
-            && stage.is_settled()
-            && sink.is_settled();
+            && sink.is_settled()
+            && stage.is_settled();
         // Never shorter than a tick, so that the tick below runs after an
         // idle wait ends (and an interval that just ended cannot spin).
         let wait = if settled {
