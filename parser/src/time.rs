@@ -427,6 +427,42 @@ impl TimeFormat {
     }
 }
 
+/// A Fluent Bit parser's `Time_Format`, read as its strptime reads it,
+/// for the conversions log timestamps use: `%Y %m %d %b %H %M %S %z %s %F
+/// %T`, `%f` and Fluent Bit's `%L` (fraction digits), `%Z` (`UTC`).
+#[derive(Clone, Debug)]
+pub struct StrpTime(TimeFormat);
+
+impl StrpTime {
+    /// `Err` names what cannot be read: a conversion outside the subset, or
+    /// a format without a whole date (strptime would take today's year).
+    pub fn new(spec: &str) -> Result<StrpTime, String> {
+        let format = TimeFormat::compile(&spec.replace("%L", "%f"));
+        if format.opaque {
+            return Err(format!(
+                "{spec:?} has a conversion Sluice cannot read (it reads %Y %m %d %b %H %M %S %L %f %z %Z %s %F %T)"
+            ));
+        }
+        let has = |item: TimeItem| format.items.contains(&item);
+        let epoch = has(TimeItem::Epoch);
+        let date = has(TimeItem::Year)
+            && (has(TimeItem::Month) || has(TimeItem::MonthAbbr))
+            && has(TimeItem::Day);
+        if !epoch && !date {
+            return Err(format!(
+                "{spec:?} does not give a whole date (%Y, %m or %b, and %d, or %s)"
+            ));
+        }
+        Ok(StrpTime(format))
+    }
+
+    /// Milliseconds since the epoch, or `None` when `value` is not a time of
+    /// this format.
+    pub fn epoch_ms(&self, value: &str) -> Option<i64> {
+        self.0.read(value).flatten()
+    }
+}
+
 const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
@@ -552,5 +588,36 @@ mod tests {
         let f = TimeFormat::compile("%a %Y");
         assert_eq!(f.read("Tue 2018"), Some(None));
         assert_eq!(f.read(""), None);
+    }
+
+    #[test]
+    fn fluent_bit_time_formats() {
+        // Fluent Bit's `json` parser (conf/parsers.conf).
+        let json = StrpTime::new("%d/%b/%Y:%H:%M:%S %z").unwrap();
+        assert_eq!(
+            json.epoch_ms("03/Apr/2018:23:06:09 +0000"),
+            Some(1522796769000)
+        );
+        assert_eq!(
+            json.epoch_ms("04/Apr/2018:01:06:09 +0200"),
+            Some(1522796769000)
+        );
+        assert_eq!(json.epoch_ms("2018-04-03T23:06:09Z"), None);
+        assert_eq!(json.epoch_ms("31/Feb/2018:23:06:09 +0000"), None);
+        // Its `docker` parser: `%L` is the fraction.
+        let docker = StrpTime::new("%Y-%m-%dT%H:%M:%S.%L").unwrap();
+        assert_eq!(
+            docker.epoch_ms("2018-04-03T23:06:09.123456789"),
+            Some(1522796769123)
+        );
+        assert_eq!(
+            StrpTime::new("%s").unwrap().epoch_ms("1522796769"),
+            Some(1522796769000)
+        );
+        assert_eq!(
+            StrpTime::new("%b %d %H:%M:%S").unwrap_err(),
+            "\"%b %d %H:%M:%S\" does not give a whole date (%Y, %m or %b, and %d, or %s)"
+        );
+        assert!(StrpTime::new("%Y-%m-%d %a").is_err());
     }
 }

@@ -8,12 +8,17 @@
 //!   succeeded for [`STALL`] (credentials revoked, endpoint unreachable,
 //!   throttled throughout).
 //! - `GET /metrics`: the Prometheus text exposition (metrics.rs).
+//! - `GET /api/v1/health` and `GET /api/v1/uptime`: Fluent Bit's answers,
+//!   for the container health checks AWS documents for aws-for-fluent-bit
+//!   (`curl -f http://127.0.0.1:2020/api/v1/health || exit 1`): `ok` with
+//!   200 or `error` with 500, as `/healthz` decides; the uptime as
+//!   `{"uptime_sec":N,"uptime_hr":"..."}`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -32,6 +37,8 @@ pub struct Admin {
     pub sources: Sources,
     /// Whether the forward listeners are up (false once shutting down).
     pub listening: watch::Receiver<bool>,
+    /// When Sluice started, for `/api/v1/uptime`.
+    pub started: Instant,
 }
 
 impl Admin {
@@ -91,13 +98,42 @@ impl Admin {
                 "text/plain; version=0.0.4; charset=utf-8",
                 metrics::render(&self.sources),
             ),
+            "/api/v1/health" => match self.unhealthy(now_ms()) {
+                None => reply(StatusCode::OK, "text/plain", "ok\n".into()),
+                Some(_) => reply(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain",
+                    "error\n".into(),
+                ),
+            },
+            "/api/v1/uptime" => reply(
+                StatusCode::OK,
+                "application/json",
+                uptime_json(self.started.elapsed().as_secs()),
+            ),
             _ => reply(
                 StatusCode::NOT_FOUND,
                 "text/plain",
-                "/healthz or /metrics\n".into(),
+                "/healthz, /metrics, /api/v1/health or /api/v1/uptime\n".into(),
             ),
         }
     }
+}
+
+/// Fluent Bit's `/api/v1/uptime` body (`src/http_server/api/v1/uptime.c`,
+/// which writes a plural only above 1).
+fn uptime_json(secs: u64) -> String {
+    let unit = |n: u64, name: &str| format!("{n} {name}{}", if n > 1 { "s" } else { "" });
+    let (days, hours) = (secs / 86_400, secs % 86_400 / 3600);
+    let (minutes, seconds) = (secs % 3600 / 60, secs % 60);
+    let hr = format!(
+        "Sluice has been running: {}, {}, {} and {}",
+        unit(days, "day"),
+        unit(hours, "hour"),
+        unit(minutes, "minute"),
+        unit(seconds, "second")
+    );
+    serde_json::json!({"uptime_sec": secs, "uptime_hr": hr}).to_string()
 }
 
 /// Binds the admin listener.
@@ -161,6 +197,7 @@ mod tests {
             Admin {
                 sources,
                 listening: rx,
+                started: Instant::now(),
             },
             tx,
         )
@@ -203,5 +240,17 @@ mod tests {
         );
         store(&ship.last_success_ms, now - 1_000);
         assert_eq!(a.unhealthy(now), None);
+    }
+
+    #[test]
+    fn fluent_bits_uptime_body() {
+        assert_eq!(
+            uptime_json(5),
+            r#"{"uptime_hr":"Sluice has been running: 0 day, 0 hour, 0 minute and 5 seconds","uptime_sec":5}"#
+        );
+        assert_eq!(
+            uptime_json(2 * 86_400 + 3600 + 61),
+            r#"{"uptime_hr":"Sluice has been running: 2 days, 1 hour, 1 minute and 1 second","uptime_sec":176461}"#
+        );
     }
 }

@@ -176,6 +176,13 @@ impl LineRenderer {
             .into_owned()
     }
 
+    /// Whether `line`, of `container`, is an Envoy access line.
+    pub fn is_access_line(&self, line: &str, container: &str) -> bool {
+        let mut classified = Classified::App(line);
+        self.classify_into(line, Some(container), &mut classified);
+        matches!(classified, Classified::Access(_))
+    }
+
     /// An access record or an application line; lines of containers that
     /// `access_containers` leaves out are application lines.
     /// Filled where the caller keeps it (see [`Classifier::classify_into`]).

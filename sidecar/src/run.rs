@@ -173,14 +173,27 @@ async fn serve_health_check(addr: std::net::SocketAddr) -> Result<(), ExitCode> 
                 continue;
             };
             tokio::spawn(async move {
-                let mut sink = tokio::io::sink();
-                let read = tokio::io::copy(&mut socket, &mut sink);
-                let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(10), read_a_line(&mut socket)).await;
                 drop(permit);
             });
         }
     });
     Ok(())
+}
+
+/// Reads and discards up to the first newline or the end of input. The
+/// connection is then closed: `echo '{"health": "check"}' | nc 127.0.0.1
+/// 8877` exits with every netcat. OpenBSD's (Debian's `nc`) does not end
+/// its side when its input ends, only when the other side closes.
+async fn read_a_line(socket: &mut tokio::net::TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    while let Ok(n) = socket.read(&mut buf).await {
+        if n == 0 || buf[..n].contains(&b'\n') {
+            return;
+        }
+    }
 }
 
 /// The name given in the forward handshake: the kernel's hostname (on ECS,
@@ -206,6 +219,7 @@ async fn serve(
     identity: Identity,
     run_as: Option<RunAs>,
 ) -> ExitCode {
+    let started = std::time::Instant::now();
     let budget = Arc::new(
         MemoryBudget::new(memory_budget(full.memory_limit))
             .with_heap_gauge(crate::heap::live_bytes),
@@ -312,8 +326,9 @@ async fn serve(
         let admin = Admin {
             sources,
             listening: listening_rx,
+            started,
         };
-        tracing::info!(%addr, "admin endpoint: /healthz, /metrics");
+        tracing::info!(%addr, "admin endpoint: /healthz, /metrics, /api/v1/health, /api/v1/uptime");
         tokio::spawn(admin::serve(listener, Arc::new(admin), admin_stop));
     }
     let handle = tokio::runtime::Handle::current();

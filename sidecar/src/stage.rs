@@ -22,7 +22,7 @@ use sluice_parser::{Classified, Classifier};
 use tokio::sync::mpsc;
 
 use crate::config::{AppFormat, Config, OutputType};
-use crate::ecs::{self, Identity, LastTag};
+use crate::ecs::{self, split_firelens_tag, Identity, LastTag};
 use crate::event::record_line;
 use crate::fluentbit::route::Router;
 use crate::fluentbit::template::TemplateInput;
@@ -157,7 +157,13 @@ impl OutputStage {
             Some(router) => {
                 // The configuration's filters decide, and its
                 // record_modifier adds the ECS keys.
-                if !router.filter(&event.tag, &mut event.record) {
+                let (renderer, identity) = (&self.renderer, &self.identity);
+                let tag = &event.tag;
+                let is_access = |line: &str, record: &Record| {
+                    let container = identity.container_name(split_firelens_tag(tag), record);
+                    renderer.is_access_line(line, &container)
+                };
+                if !router.filter(tag, &mut event.record, &mut event.time_ns, &is_access) {
                     out.counters.dropin_filtered.fetch_add(1, Ordering::Relaxed);
                     return Ok(());
                 }

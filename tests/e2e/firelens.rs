@@ -632,3 +632,164 @@ fn the_region_comes_from_the_task_arn_when_nothing_else_gives_it() {
     assert_eq!(events.len(), 1, "{:#?}", dump.events);
     assert_eq!(events[0].message, "ready");
 }
+
+/// `t_ms` in the `json` parser's Time_Format, `%d/%b/%Y:%H:%M:%S %z`.
+fn json_parser_time(t_ms: i64) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (year, month, day) = sluice_parser::utc_date(t_ms);
+    let secs = t_ms.rem_euclid(86_400_000) / 1000;
+    format!(
+        "{day:02}/{}/{year}:{:02}:{:02}:{:02} +0000",
+        MONTHS[month as usize - 1],
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// GET `url` with Python's urllib: `STATUS BODY`, also for an error status.
+fn http_get(url: &str) -> String {
+    let script = format!(
+        "import urllib.request as u, urllib.error as e\ntry:\n    r = u.urlopen('{url}')\nexcept e.HTTPError as x:\n    r = x\nprint(r.status, r.read().decode().strip())"
+    );
+    let out = Command::new(crate::support::python())
+        .args(["-c", &script])
+        .output()
+        .expect("python");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A task definition that names aws-for-fluent-bit's built-in
+/// `/fluent-bit/configs/parse-json.conf` (here the image's copy, from
+/// `image/fluent-bit`): JSON application lines are unpacked into the record
+/// and take their time from `time`, other lines and Envoy's JSON access
+/// lines stay as they are; everything redacted. The health checks AWS
+/// documents for aws-for-fluent-bit answer as Fluent Bit's do.
+#[test]
+fn aws_for_fluent_bits_parse_json_conf() {
+    let moto = Moto::start();
+    let agent = EcsAgent::start(&task_metadata(), 0.0, TOKEN);
+    let addresses = Addresses::pick();
+    let health_port = crate::support::free_port();
+    let parse_json = crate::support::workspace().join("image/fluent-bit/configs/parse-json.conf");
+    let output = |group: &str| {
+        json!({
+            "Name": "cloudwatch_logs",
+            "region": "us-east-1",
+            "endpoint": moto.endpoint(),
+            "log_group_name": group,
+            "log_stream_prefix": "from-",
+            "auto_create_group": "true",
+        })
+    };
+    let mut spec = spec(
+        &addresses,
+        health_port,
+        json!({"app": output("/ecs/app"), "envoy": output("/ecs/envoy")}),
+    );
+    spec["include"] = json!([parse_json.display().to_string()]);
+    let conf = render_firelens_config(&spec);
+    let sidecar = start(&addresses, &ecs_env(&agent, &conf));
+
+    // `echo '{"health": "check"}' | nc 127.0.0.1 8877`: a netcat that keeps
+    // its side open after its input ends (OpenBSD's) still gets an end.
+    {
+        use std::io::{Read, Write};
+        let mut hc = std::net::TcpStream::connect(("127.0.0.1", health_port)).expect("accepted");
+        hc.write_all(b"{\"health\": \"check\"}\n").expect("written");
+        hc.set_read_timeout(Some(Duration::from_secs(8)))
+            .expect("timeout set");
+        assert_eq!(hc.read(&mut [0; 16]).expect("closed by Sluice"), 0);
+    }
+    let admin = format!("http://{}", sidecar.admin);
+    assert_eq!(http_get(&format!("{admin}/api/v1/health")), "200 ok");
+    let uptime = http_get(&format!("{admin}/api/v1/uptime"));
+    let (status, body) = uptime.split_once(' ').expect("status and body");
+    assert_eq!(status, "200");
+    let body = object(body);
+    assert!(body["uptime_sec"].is_u64(), "{body:?}");
+    assert!(
+        body["uptime_hr"]
+            .as_str()
+            .unwrap()
+            .starts_with("Sluice has been running: 0 day, "),
+        "{body:?}"
+    );
+
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as i64;
+    let logged_ms = (now_ms / 1000 - 120) * 1000;
+    let json_line = json!({
+        "level": "error",
+        "msg": "GET /pay?token=t0psecret failed",
+        "req": {"url": "/cb?password=hunter2&id=7", "tries": 2},
+        "time": json_parser_time(logged_ms),
+        "source": "the app's own",
+    })
+    .to_string();
+    docker_send(
+        &addresses.unix,
+        &tag("app"),
+        APP_ID,
+        APP_DOCKER_NAME,
+        &[("stdout", &json_line), ("stderr", "plain GET /x?token=abc")],
+    );
+    let access = r#"{"start_time":"{now}","method":"GET","path":"/users/42?token=s3cret","protocol":"HTTP/1.1","response_code":200,"bytes_received":0,"bytes_sent":"1542","duration_ms":12,"upstream_service_time":"11","forwarded_for":null,"user_agent":"curl/8.5.0","request_id":"b7d3","authority":"users:8080","upstream_host":"10.0.2.4:8080"}"#;
+    docker_send(
+        &addresses.unix,
+        &tag("envoy"),
+        ENVOY_ID,
+        ENVOY_DOCKER_NAME,
+        &[("stdout", access)],
+    );
+    let dump = moto.wait_for_dump("every event in CloudWatch", |d| d.events.len() >= 3);
+    let (status, _) = sidecar.stop();
+    assert!(status.success());
+
+    let metadata = json!({
+        "container_id": APP_ID,
+        "container_name": APP_DOCKER_NAME,
+        "ecs_cluster": "prod",
+        "ecs_task_arn": task_arn(),
+        "ecs_task_definition": "orders:7",
+    });
+    let with_metadata = |more: Value| {
+        let mut record = metadata.as_object().unwrap().clone();
+        record.extend(more.as_object().unwrap().clone());
+        record
+    };
+    let mut app = in_stream(&dump.events, "/ecs/app", &format!("from-{}", tag("app")));
+    app.sort_by_key(|e| e.message.contains("plain"));
+    assert_eq!(app.len(), 2, "{:#?}", dump.events);
+    // The record's own `source` (Docker's) wins over the line's.
+    assert_eq!(
+        object(&app[0].message),
+        with_metadata(json!({
+            "level": "error",
+            "msg": "GET /pay?token=REDACTED failed",
+            "req": {"url": "/cb?password=REDACTED&id=REDACTED", "tries": 2},
+            "source": "stdout",
+        }))
+    );
+    assert_eq!(app[0].timestamp, logged_ms);
+    assert_eq!(
+        object(&app[1].message),
+        with_metadata(json!({"log": "plain GET /x?token=REDACTED", "source": "stderr"}))
+    );
+
+    let envoy = in_stream(
+        &dump.events,
+        "/ecs/envoy",
+        &format!("from-{}", tag("envoy")),
+    );
+    assert_eq!(envoy.len(), 1, "{:#?}", dump.events);
+    let record = object(&envoy[0].message);
+    assert_eq!(record["path"], "/users/42?token=REDACTED");
+    assert_eq!(record["route"], "GET /users/{id}");
+    assert_eq!(record["container_name"], ENVOY_DOCKER_NAME);
+    assert!(!record.contains_key("log"), "{record:?}");
+}

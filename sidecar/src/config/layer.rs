@@ -294,6 +294,16 @@ macro_rules! parse_number {
     };
 }
 
+/// A boolean as text, Fluent Bit's forms too: `true`/`false`, `on`/`off`,
+/// `yes`/`no`, `1`/`0`, in any case.
+pub fn fluent_bool(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "on" | "yes" | "1" => Some(true),
+        "false" | "off" | "no" | "0" => Some(false),
+        _ => None,
+    }
+}
+
 impl<'de> de::Deserializer<'de> for TextDe {
     type Error = Error;
 
@@ -302,11 +312,9 @@ impl<'de> de::Deserializer<'de> for TextDe {
     }
 
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        // Fluent Bit's booleans too: on/off, yes/no.
-        match self.0.trim().to_ascii_lowercase().as_str() {
-            "true" | "on" | "yes" | "1" => visitor.visit_bool(true),
-            "false" | "off" | "no" | "0" => visitor.visit_bool(false),
-            _ => Err(Error(format!("expected true or false, got {:?}", self.0))),
+        match fluent_bool(&self.0) {
+            Some(b) => visitor.visit_bool(b),
+            None => Err(Error(format!("expected true or false, got {:?}", self.0))),
         }
     }
 

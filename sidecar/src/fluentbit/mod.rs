@@ -5,10 +5,12 @@
 //! - [`classic`] reads the file format (sections, includes, variables);
 //! - [`plan`] turns the sections into inputs, filters and outputs, refusing
 //!   what Sluice cannot serve;
+//! - [`parsers`] holds the parsers a `parser` filter may name;
 //! - [`route`] applies the plan to each record;
 //! - [`template`] fills Fluent Bit's group and stream name templates.
 
 pub mod classic;
+pub mod parsers;
 pub mod plan;
 pub mod route;
 pub mod template;
@@ -21,13 +23,41 @@ pub use plan::DropIn;
 
 /// Reads and plans `path`. `env` gives `${VAR}`s that `@SET` did not.
 pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<DropIn, Vec<ConfigError>> {
-    let read = classic::read(path, env).map_err(|e| {
-        vec![ConfigError {
-            key: e.at,
-            message: e.message,
-        }]
-    })?;
+    let read_file = |file: &Path| {
+        classic::read(file, env).map_err(|e| {
+            vec![ConfigError {
+                key: e.at,
+                message: e.message,
+            }]
+        })
+    };
+    let mut read = read_file(path)?;
+    // `[SERVICE] Parsers_File`: its [PARSER] sections join the file's.
+    let mut notes = Vec::new();
+    let parser_files: Vec<(String, String)> = read
+        .sections
+        .iter()
+        .filter(|s| s.kind == classic::SectionKind::Service)
+        .flat_map(|s| s.all("parsers_file").map(|f| (s.at.clone(), f.to_string())))
+        .collect();
+    for (at, file) in parser_files {
+        let full = path.parent().unwrap_or(Path::new("")).join(&file);
+        if !full.exists() {
+            notes.push(format!(
+                "{at}: [SERVICE] Parsers_File {file} does not exist here; the parsers Sluice has built in (json, docker) and the file's own [PARSER] sections are used"
+            ));
+            continue;
+        }
+        let parsers = read_file(&full)?;
+        read.sections.extend(
+            parsers
+                .sections
+                .into_iter()
+                .filter(|s| s.kind == classic::SectionKind::Parser),
+        );
+    }
     let mut plan = plan::plan(path, &read.sections)?;
+    plan.notes.append(&mut notes);
     for name in read.unset_variables {
         plan.notes.push(format!(
             "${{{name}}} is used but not set; it reads as \"\", as in Fluent Bit"
@@ -70,6 +100,16 @@ pub fn describe(plan: &DropIn) -> String {
                     })
                     .collect();
                 format!("grep {}", rules.join("; "))
+            }
+            plan::FilterAction::Parser(p) => {
+                let names: Vec<&str> = p.parsers.iter().map(|p| p.name.as_str()).collect();
+                format!(
+                    "parser Key_Name {}, Parser {}{}{}",
+                    p.key_name,
+                    names.join(", "),
+                    if p.reserve_data { ", Reserve_Data" } else { "" },
+                    if p.preserve_key { ", Preserve_Key" } else { "" },
+                )
             }
             plan::FilterAction::RecordModifier(m) => {
                 let mut parts: Vec<String> = m

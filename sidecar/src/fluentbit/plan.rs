@@ -12,8 +12,9 @@ use regex::Regex;
 use serde::Deserialize;
 
 use super::classic::{Section, SectionKind};
+use super::parsers::{self, JsonParser, Parsers};
 use super::template::{output_uuid, Template};
-use crate::config::layer::{read_section, Origin, RawSection, RawValue};
+use crate::config::layer::{fluent_bool, read_section, Origin, RawSection, RawValue};
 use crate::config::{retention_message, ConfigError, RETENTION_DAYS};
 
 /// A Fluent Bit configuration, as Sluice serves it.
@@ -98,6 +99,20 @@ pub struct Filter {
 pub enum FilterAction {
     Grep(Grep),
     RecordModifier(RecordModifier),
+    Parser(ParserFilter),
+}
+
+/// `[FILTER] parser`: the string value of `Key_Name` parsed by the first
+/// of its `Parser`s that reads it. The parsed object becomes the record,
+/// with the record's other keys after it when `Reserve_Data` (they win over
+/// parsed keys of the same name, which Fluent Bit sends both of), and the
+/// key itself when `Preserve_Key`.
+#[derive(Debug)]
+pub struct ParserFilter {
+    pub key_name: String,
+    pub parsers: Vec<Arc<JsonParser>>,
+    pub reserve_data: bool,
+    pub preserve_key: bool,
 }
 
 /// `[FILTER] grep`: `Regex KEY REGEX` keeps records whose KEY matches,
@@ -305,6 +320,9 @@ pub fn plan(path: &Path, sections: &[Section]) -> Result<DropIn, Vec<ConfigError
         notes: Vec::new(),
     };
     let mut connections: Vec<(String, Connection)> = Vec::new();
+    // Parsers are global in Fluent Bit, wherever their sections are.
+    let parser_sections = || sections.iter().filter(|s| s.kind == SectionKind::Parser);
+    let parsers = parsers::parsers(parser_sections());
     for section in sections {
         let error = |message: String| ConfigError {
             key: section.at.clone(),
@@ -312,7 +330,7 @@ pub fn plan(path: &Path, sections: &[Section]) -> Result<DropIn, Vec<ConfigError
         };
         match section.kind {
             SectionKind::Input => input(section, &mut plan, &mut errors),
-            SectionKind::Filter => match filter(section, &mut plan.notes) {
+            SectionKind::Filter => match filter(section, &parsers, &mut plan.notes) {
                 Ok(f) => plan.filters.push(f),
                 Err(mut e) => errors.append(&mut e),
             },
@@ -327,16 +345,28 @@ pub fn plan(path: &Path, sections: &[Section]) -> Result<DropIn, Vec<ConfigError
             },
             SectionKind::Service => {
                 for (key, _) in &section.entries {
+                    if key.eq_ignore_ascii_case("parsers_file") {
+                        // Read for its [PARSER] sections (see `super::load`).
+                        continue;
+                    }
                     plan.notes.push(format!(
                         "{}: [SERVICE] {key} does not apply: Sluice's settings come from its own configuration (shutdown.grace, limits.memory, admin.listen)",
                         section.at
                     ));
                 }
             }
-            SectionKind::Parser | SectionKind::MultilineParser => plan.notes.push(format!(
-                "{}: [{}] is not used: Sluice parses Envoy's formats itself, and no filter here uses it",
+            SectionKind::Parser => {
+                let name = section.get("name").unwrap_or("");
+                if !parser_used(sections, name) {
+                    plan.notes.push(format!(
+                        "{}: [PARSER] {name} is not used: no parser filter here names it",
+                        section.at
+                    ));
+                }
+            }
+            SectionKind::MultilineParser => plan.notes.push(format!(
+                "{}: [MULTILINE_PARSER] is not used: Sluice parses Envoy's formats itself and joins stack traces with its own multiline settings",
                 section.at,
-                section.kind.name()
             )),
             other => errors.push(error(format!(
                 "[{}] sections are not supported by Sluice",
@@ -425,6 +455,14 @@ fn input(section: &Section, plan: &mut DropIn, errors: &mut Vec<ConfigError>) {
     }
 }
 
+/// Whether a parser filter among `sections` names parser `name`.
+fn parser_used(sections: &[Section], name: &str) -> bool {
+    sections
+        .iter()
+        .filter(|s| s.kind == SectionKind::Filter && s.plugin() == "parser")
+        .any(|s| s.all("parser").any(|p| p == name))
+}
+
 fn tag_match(section: &Section, what: &str) -> Result<TagMatch, String> {
     if let Some(re) = section.get("match_regex") {
         return Regex::new(re)
@@ -436,7 +474,11 @@ fn tag_match(section: &Section, what: &str) -> Result<TagMatch, String> {
     ))
 }
 
-fn filter(section: &Section, notes: &mut Vec<String>) -> Result<Filter, Vec<ConfigError>> {
+fn filter(
+    section: &Section,
+    parsers: &Parsers,
+    notes: &mut Vec<String>,
+) -> Result<Filter, Vec<ConfigError>> {
     let plugin = section.plugin();
     let mut errors = Vec::new();
     let mut error = |message: String| {
@@ -522,9 +564,66 @@ fn filter(section: &Section, notes: &mut Vec<String>) -> Result<Filter, Vec<Conf
             }
             FilterAction::RecordModifier(m)
         }
+        "parser" => {
+            let mut key_name = None;
+            let mut named = Vec::new();
+            let (mut reserve_data, mut preserve_key) = (false, false);
+            for (key, value) in &section.entries {
+                let mut flag = |into: &mut bool| match fluent_bool(value) {
+                    Some(b) => *into = b,
+                    None => error(format!("[FILTER] parser {key} {value:?} is not On or Off")),
+                };
+                match key.to_ascii_lowercase().as_str() {
+                    "key_name" => key_name = Some(value.as_str()),
+                    "parser" => named.push(value.as_str()),
+                    "reserve_data" => flag(&mut reserve_data),
+                    "preserve_key" => flag(&mut preserve_key),
+                    "unescape_key" => notes.push(format!(
+                        "{}: [FILTER] parser Unescape_Key does not apply: it is deprecated in Fluent Bit and does nothing",
+                        section.at
+                    )),
+                    "name" | "match" | "match_regex" | "alias" => {}
+                    _ => error(format!(
+                        "[FILTER] parser has no option {key}; it takes Key_Name, Parser, Reserve_Data, Preserve_Key"
+                    )),
+                }
+            }
+            let key_name = match key_name.map(|k| k.strip_prefix('$').unwrap_or(k)) {
+                None => {
+                    error("[FILTER] parser needs Key_Name".into());
+                    String::new()
+                }
+                Some(k) if k.contains(['[', ']']) => {
+                    error(format!(
+                        "[FILTER] parser Key_Name {k:?}: Sluice parses a top-level key, not a nested one"
+                    ));
+                    String::new()
+                }
+                Some(k) => k.to_string(),
+            };
+            if named.is_empty() {
+                error("[FILTER] parser needs a Parser".into());
+            }
+            let mut chosen = Vec::new();
+            for name in named {
+                match parsers.get(name) {
+                    Some(Ok(parser)) => chosen.push(parser.clone()),
+                    Some(Err(why)) => error(format!("[FILTER] parser Parser {name}: {why}")),
+                    None => error(format!(
+                        "[FILTER] parser Parser {name}: no such parser (Sluice knows json and docker, and the json parsers of [PARSER] sections and Parsers_File)"
+                    )),
+                }
+            }
+            FilterAction::Parser(ParserFilter {
+                key_name,
+                parsers: chosen,
+                reserve_data,
+                preserve_key,
+            })
+        }
         other => {
             error(format!(
-                "[FILTER] {other} ({}) is not supported by Sluice (grep and record_modifier are); without it records would be changed differently than you expect",
+                "[FILTER] {other} ({}) is not supported by Sluice (grep, record_modifier and parser are); without it records would be changed differently than you expect",
                 matcher.describe()
             ));
             FilterAction::RecordModifier(RecordModifier::default())

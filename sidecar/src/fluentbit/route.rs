@@ -8,7 +8,7 @@ use sluice_firelens::Record;
 
 use super::plan::{
     CloudWatchOutput, DropIn, Fallback, FilterAction, Grep, LogicalOp, NameRule, OutputKind,
-    RecordModifier, TagMatch,
+    ParserFilter, RecordModifier, TagMatch,
 };
 use super::template::TemplateInput;
 use crate::cloudwatch::ship::{GroupPolicies, GroupPolicy};
@@ -105,8 +105,19 @@ impl Router {
     }
 
     /// Runs the filters that match `tag`, in order; `false` when a grep
-    /// filter dropped the record.
-    pub fn filter(&mut self, tag: &str, record: &mut Record) -> bool {
+    /// filter dropped the record. A parser filter may set the record's
+    /// time, `time_ns`. `is_access(value, record)` says whether a value a
+    /// parser filter would unpack is an Envoy access line: those stay as
+    /// they are, for Sluice parses them into access records itself (with
+    /// their route and statistics), which a JSON parser's unpacking would
+    /// prevent.
+    pub fn filter(
+        &mut self,
+        tag: &str,
+        record: &mut Record,
+        time_ns: &mut i64,
+        is_access: &dyn Fn(&str, &Record) -> bool,
+    ) -> bool {
         let filters = &self.plan.filters;
         let matching = self
             .last_filters
@@ -119,6 +130,7 @@ impl Router {
                     }
                 }
                 FilterAction::RecordModifier(m) => modify(m, record),
+                FilterAction::Parser(p) => parse(p, record, time_ns, is_access),
             }
         }
         true
@@ -253,6 +265,39 @@ fn modify(m: &RecordModifier, record: &mut Record) {
     }
 }
 
+/// `[FILTER] parser` on one record (`filter_parser.c`'s order: the parsed
+/// object, then the kept keys, of which a later one wins).
+fn parse(
+    p: &ParserFilter,
+    record: &mut Record,
+    time_ns: &mut i64,
+    is_access: &dyn Fn(&str, &Record) -> bool,
+) {
+    let Some(value) = record.get_str(&p.key_name) else {
+        return;
+    };
+    let Some(parsed) = p.parsers.iter().find_map(|parser| parser.parse(value)) else {
+        return;
+    };
+    if is_access(value, record) {
+        return;
+    }
+    // Fluent Bit takes a parsed time of 0 as none.
+    if let Some(ms) = parsed.time_ms.filter(|&ms| ms != 0) {
+        *time_ns = ms.saturating_mul(1_000_000);
+    }
+    if !p.reserve_data {
+        record.retain(|k| p.preserve_key && k == p.key_name);
+    } else if !p.preserve_key {
+        record.remove(&p.key_name);
+    }
+    for (key, value) in parsed.fields {
+        if !record.contains_key(&key) {
+            record.insert_json(&key, value);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,6 +323,11 @@ mod tests {
             .into()
     }
 
+    /// [`Router::filter`] where no line is an access line.
+    fn keeps_record(r: &mut Router, tag: &str, record: &mut Record) -> bool {
+        r.filter(tag, record, &mut 0, &|_, _| false)
+    }
+
     const INPUT: &str = "[INPUT]\n    Name forward\n    unix_path /var/run/fluent.sock\n";
 
     #[test]
@@ -285,19 +335,31 @@ mod tests {
         let conf = format!("{INPUT}[FILTER]\n    Name   grep\n    Match app-firelens*\n    Regex  log ^(GET|POST)\n[FILTER]\n    Name   grep\n    Match app-firelens*\n    Exclude log health\n[FILTER]\n    Name record_modifier\n    Match *\n    Record ecs_cluster prod\n    Remove_key source\n");
         let (mut r, _) = router(&conf);
         let mut keep = record(r#"{"log":"GET /a","source":"stdout"}"#);
-        assert!(r.filter("app-firelens-1", &mut keep));
+        assert!(keeps_record(&mut r, "app-firelens-1", &mut keep));
         assert_eq!(keep, record(r#"{"log":"GET /a","ecs_cluster":"prod"}"#));
-        assert!(!r.filter("app-firelens-1", &mut record(r#"{"log":"GET /health"}"#)));
-        assert!(!r.filter("app-firelens-1", &mut record(r#"{"log":"started"}"#)));
+        assert!(!keeps_record(
+            &mut r,
+            "app-firelens-1",
+            &mut record(r#"{"log":"GET /health"}"#)
+        ));
+        assert!(!keeps_record(
+            &mut r,
+            "app-firelens-1",
+            &mut record(r#"{"log":"started"}"#)
+        ));
         // Another container's records pass the grep filters.
         let mut other = record(r#"{"log":"started"}"#);
-        assert!(r.filter("envoy-firelens-1", &mut other));
+        assert!(keeps_record(&mut r, "envoy-firelens-1", &mut other));
         assert_eq!(other, record(r#"{"log":"started","ecs_cluster":"prod"}"#));
         // The filters that take the last tag are kept: back on the first
         // tag, its grep filters apply again.
-        assert!(!r.filter("app-firelens-1", &mut record(r#"{"log":"started"}"#)));
+        assert!(!keeps_record(
+            &mut r,
+            "app-firelens-1",
+            &mut record(r#"{"log":"started"}"#)
+        ));
         let mut again = record(r#"{"log":"POST /b"}"#);
-        assert!(r.filter("app-firelens-1", &mut again));
+        assert!(keeps_record(&mut r, "app-firelens-1", &mut again));
         assert_eq!(again, record(r#"{"log":"POST /b","ecs_cluster":"prod"}"#));
     }
 
@@ -400,8 +462,92 @@ mod tests {
     fn logical_ops() {
         let conf = format!("{INPUT}[FILTER]\n    Name grep\n    Match *\n    Logical_Op or\n    Regex log ^a\n    Regex log ^b\n");
         let (mut r, _) = router(&conf);
-        assert!(r.filter("t", &mut record(r#"{"log":"b1"}"#)));
-        assert!(!r.filter("t", &mut record(r#"{"log":"c1"}"#)));
-        assert!(!r.filter("t", &mut record(r#"{"other":"a"}"#)));
+        assert!(keeps_record(&mut r, "t", &mut record(r#"{"log":"b1"}"#)));
+        assert!(!keeps_record(&mut r, "t", &mut record(r#"{"log":"c1"}"#)));
+        assert!(!keeps_record(&mut r, "t", &mut record(r#"{"other":"a"}"#)));
+    }
+
+    /// The record as its JSON text (keys in order).
+    fn text(record: &Record) -> String {
+        serde_json::Value::Object(record.to_json()).to_string()
+    }
+
+    #[test]
+    fn parse_json_conf_unpacks_json_lines() {
+        // aws-for-fluent-bit's /fluent-bit/configs/parse-json.conf filter.
+        let conf = format!("{INPUT}[FILTER]\n    Name parser\n    Match *\n    Key_Name log\n    Parser json\n    Reserve_Data True\n");
+        let (mut r, _) = router(&conf);
+        let line = r#"{"level":"warn","msg":"slow","n":3,"nested":{"a":[1,"b"]},"time":"03/Apr/2018:23:06:09 +0000","source":"app"}"#;
+        let mut rec = record(
+            &serde_json::json!({"log": line, "source": "stdout", "container_name": "/ecs-app-1"})
+                .to_string(),
+        );
+        let mut time_ns = 7;
+        assert!(r.filter("app-firelens-1", &mut rec, &mut time_ns, &|_, _| false));
+        // The record's own `source` wins over the parsed one; `log` is gone;
+        // the time key set the time and left.
+        assert_eq!(
+            text(&rec),
+            r#"{"container_name":"/ecs-app-1","level":"warn","msg":"slow","n":3,"nested":{"a":[1,"b"]},"source":"stdout"}"#
+        );
+        assert_eq!(time_ns, 1_522_796_769_000_000_000);
+        // What is not one JSON object is left as it is, time included.
+        for line in ["plain text", "{\"a\":", "[1]", "{} {}"] {
+            let mut rec = record(&serde_json::json!({"log": line, "source": "stdout"}).to_string());
+            let before = text(&rec);
+            let mut time_ns = 7;
+            assert!(r.filter("app-firelens-1", &mut rec, &mut time_ns, &|_, _| false));
+            assert_eq!((text(&rec), time_ns), (before, 7), "{line}");
+        }
+        // An Envoy access line stays for Sluice's own parser.
+        let access = r#"{"method":"GET","path":"/a","response_code":200}"#;
+        let mut rec = record(&serde_json::json!({"log": access}).to_string());
+        let before = text(&rec);
+        let is_access = |line: &str, _: &Record| line == access;
+        assert!(r.filter("envoy-firelens-1", &mut rec, &mut 0, &is_access));
+        assert_eq!(text(&rec), before);
+    }
+
+    #[test]
+    fn parser_filter_options() {
+        let cases = [
+            // Without Reserve_Data only the parsed keys are left.
+            ("", r#"{"a":"1","log":"inner"}"#),
+            (
+                "    Preserve_Key On\n",
+                r#"{"a":"1","log":"{\"a\":\"1\",\"log\":\"inner\"}"}"#,
+            ),
+            (
+                "    Reserve_Data On\n",
+                r#"{"a":"1","log":"inner","other":"x"}"#,
+            ),
+            (
+                "    Reserve_Data On\n    Preserve_Key On\n",
+                r#"{"a":"1","log":"{\"a\":\"1\",\"log\":\"inner\"}","other":"x"}"#,
+            ),
+        ];
+        for (options, expected) in cases {
+            let conf = format!("{INPUT}[FILTER]\n    Name parser\n    Match *\n    Key_Name log\n    Parser docker\n    Parser json\n{options}");
+            let (mut r, _) = router(&conf);
+            let mut rec = record(r#"{"log":"{\"a\":\"1\",\"log\":\"inner\"}","other":"x"}"#);
+            assert!(keeps_record(&mut r, "t", &mut rec));
+            assert_eq!(text(&rec), expected, "{options}");
+        }
+        // A parser filter then a grep on a parsed key.
+        let conf = format!("{INPUT}[FILTER]\n    Name parser\n    Match *\n    Key_Name $log\n    Parser json\n[FILTER]\n    Name grep\n    Match *\n    Regex level ^error$\n");
+        let (mut r, _) = router(&conf);
+        assert!(keeps_record(
+            &mut r,
+            "t",
+            &mut record(r#"{"log":"{\"level\":\"error\"}"}"#)
+        ));
+        assert!(!keeps_record(
+            &mut r,
+            "t",
+            &mut record(r#"{"log":"{\"level\":\"info\"}"}"#)
+        ));
+        // A value that is not a string is not parsed.
+        let mut rec = record(r#"{"log":{"level":"error"}}"#);
+        assert!(!keeps_record(&mut r, "t", &mut rec));
     }
 }

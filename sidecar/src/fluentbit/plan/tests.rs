@@ -121,7 +121,7 @@ fn refused_and_wrong() {
         ("[OUTPUT]\n    Name cloudwatch_logs\n    Match *\n    region r\n    log_group_name g\n", "line 4: [OUTPUT] cloudwatch_logs: log_stream_name or log_stream_prefix is required"),
         ("[OUTPUT]\n    Name cloudwatch_logs\n    Match *\n    region r\n    log_group_name g\n    log_stream_name s\n    log_stream_prefix p\n", "line 4: [OUTPUT] cloudwatch_logs: give either log_stream_name or log_stream_prefix, not both"),
         ("[OUTPUT]\n    Name cloudwatch_logs\n    Match *\n    region r\n    log_group_name g\n    log_stream_prefix p\n    log_retention_days 10\n", "line 4: [OUTPUT] cloudwatch_logs: log_retention_days 10 is not a retention CloudWatch accepts: 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653"),
-        ("[FILTER]\n    Name lua\n    Match *\n", "line 4: [FILTER] lua (Match *) is not supported by Sluice (grep and record_modifier are); without it records would be changed differently than you expect"),
+        ("[FILTER]\n    Name lua\n    Match *\n", "line 4: [FILTER] lua (Match *) is not supported by Sluice (grep, record_modifier and parser are); without it records would be changed differently than you expect"),
         ("[FILTER]\n    Name grep\n    Match *\n    Regex log *failure*\n", "line 4: [FILTER] grep Regex log: \"*failure*\" is not a regular expression Sluice can use: regex parse error:\n    *failure*\n    ^\nerror: repetition operator missing expression"),
         ("[INPUT]\n    Name tail\n    Path /var/log/x\n", "line 4: [INPUT] tail cannot be served by Sluice, which takes Fluent Forward (forward) and the FireLens health check (tcp)"),
     ];
@@ -225,4 +225,52 @@ fn tag_matching() {
     assert!(!glob("App*", "app"));
     assert!(glob("exact", "exact"));
     assert!(!glob("", "x"));
+}
+
+#[test]
+fn parser_filters() {
+    let input = "[INPUT]\n    Name forward\n    unix_path /s\n";
+    let filter = "[FILTER]\n    Name parser\n    Match *\n";
+    let place = Regex::new(r"at \S+:(\d+) has").unwrap();
+    let cases: &[(&str, &str)] = &[
+        ("    Parser json\n", "line 4: [FILTER] parser needs Key_Name"),
+        ("    Key_Name log\n", "line 4: [FILTER] parser needs a Parser"),
+        ("    Key_Name $log['inner']\n    Parser json\n", "line 4: [FILTER] parser Key_Name \"log['inner']\": Sluice parses a top-level key, not a nested one"),
+        ("    Key_Name log\n    Parser nginx\n", "line 4: [FILTER] parser Parser nginx: no such parser (Sluice knows json and docker, and the json parsers of [PARSER] sections and Parsers_File)"),
+        ("    Key_Name log\n    Parser json\n    Reserve_Data maybe\n", "line 4: [FILTER] parser Reserve_Data \"maybe\" is not On or Off"),
+        ("    Key_Name log\n    Parser json\n    Merge_Log On\n", "line 4: [FILTER] parser has no option Merge_Log; it takes Key_Name, Parser, Reserve_Data, Preserve_Key"),
+        ("    Key_Name log\n    Parser apache\n[PARSER]\n    Name apache\n    Format regex\n    Regex ^(?<host>[^ ]*)\n", "line 4: [FILTER] parser Parser apache: [PARSER] apache at line 9 has Format \"regex\"; Sluice runs json parsers only"),
+    ];
+    for (options, want) in cases {
+        let errors: Vec<String> = read(&format!("{input}{filter}{options}"))
+            .unwrap_err()
+            .into_iter()
+            // The [PARSER]'s place names the temp file too.
+            .map(|e| place.replace(&e, "at line $1 has").into_owned())
+            .collect();
+        assert_eq!(errors, [*want], "{options}");
+    }
+    // A [PARSER] of its own, used; another not used is noted.
+    let p = read(&format!("{input}{filter}    Key_Name log\n    Parser mine\n    Reserve_Data On\n    Unescape_Key On\n[PARSER]\n    Name mine\n    Format json\n    Time_Key ts\n    Time_Format %s\n[PARSER]\n    Name spare\n    Format json\n")).unwrap();
+    let FilterAction::Parser(f) = &p.filters[0].action else {
+        panic!("{:?}", p.filters[0]);
+    };
+    assert_eq!(
+        (f.key_name.as_str(), f.reserve_data, f.preserve_key),
+        ("log", true, false)
+    );
+    assert_eq!(f.parsers[0].name, "mine");
+    assert_eq!(f.parsers[0].time_key, "ts");
+    let notes: Vec<&str> = p
+        .notes
+        .iter()
+        .map(|n| n.split_once(": ").map_or(n.as_str(), |(_, rest)| rest))
+        .collect();
+    assert_eq!(
+        notes,
+        [
+            "[FILTER] parser Unescape_Key does not apply: it is deprecated in Fluent Bit and does nothing",
+            "[PARSER] spare is not used: no parser filter here names it",
+        ]
+    );
 }
