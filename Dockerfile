@@ -1,10 +1,13 @@
 # Sluice: the log sidecar for Envoy on Amazon ECS.
 #
 # Build:  docker build -t sluice .
-# The runtime stage is distroless: glibc and libgcc only (what the binary
-# links), no shell. Sluice starts as root only to create its FireLens unix
-# socket and runs as the unprivileged user 65532 from then on. How this was
-# checked without a Docker engine: see "Container image" in the README.
+# The runtime stage is Debian bookworm slim with a shell, curl and netcat:
+# the container health checks AWS documents for aws-for-fluent-bit run in
+# the router (`CMD-SHELL`, `nc 127.0.0.1 8877`, `curl -f
+# http://127.0.0.1:2020/api/v1/health`), and a drop-in must pass them.
+# Sluice starts as root only to create its FireLens unix socket and runs
+# as the unprivileged user 65532 from then on. How this was checked
+# without a Docker engine: see "Container image" in the README.
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
@@ -14,11 +17,18 @@ RUN cargo build --release --locked -p sluice \
  && install -D -m 0755 target/release/sluice /out/sluice \
  && install -d -m 0700 /out/spool
 
-# distroless cc-debian12 also carries /etc/ssl/certs/ca-certificates.crt,
-# which the CloudWatch client (rustls with the platform's roots, through
-# rustls-native-certs) needs for HTTPS to the regional endpoint.
-FROM gcr.io/distroless/cc-debian12
+# ca-certificates: the CloudWatch client (rustls with the platform's roots,
+# through rustls-native-certs) needs them for HTTPS to the regional
+# endpoint. /bin/sh, curl and nc: for the task definition's health check.
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      ca-certificates curl netcat-openbsd \
+ && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/sluice /usr/local/bin/sluice
+# aws-for-fluent-bit's built-in configuration files that task definitions
+# name in config-file-value (/fluent-bit/configs/parse-json.conf, ...).
+COPY image/fluent-bit/ /fluent-bit/
 # The spool's directory (off unless SLUICE_SPOOL_DIR is set), owned by the
 # runtime user: a task volume mounted here starts with this owner and mode.
 COPY --from=build --chown=65532:65532 /out/spool /var/spool/sluice

@@ -1,31 +1,38 @@
 #!/usr/bin/env bash
-# Checks the Dockerfile's runtime-stage assumptions without a Docker engine:
-# the release binary needs only glibc and libgcc (what distroless
-# cc-debian12 ships), runs as the unprivileged user 65532 with an empty
-# environment (a task definition that names that user), passes its own
-# healthcheck, accepts a forward event and stops cleanly on SIGTERM; then,
-# started as root as the image starts it (`run --user 65532:65532`), it
-# creates its unix socket in a directory only root may write (as ECS leaves
-# a FireLens router's /var/run), runs as 65532, and delivers an event sent
-# over that socket to moto through the spool in the directory the image
-# creates. Needs root, debootstrap, and the tests' .venv.
+# Checks the Dockerfile's runtime-stage assumptions without a Docker engine,
+# in a Debian bookworm root with what the image's runtime stage installs
+# (bookworm-slim + ca-certificates, curl, netcat-openbsd), made with
+# debootstrap:
+# - the release binary needs only libraries that root has, runs as the
+#   unprivileged user 65532 with an empty environment (a task definition
+#   that names that user), passes its own healthcheck, accepts a forward
+#   event and stops cleanly on SIGTERM;
+# - started as root as the image starts it (`run --user 65532:65532`), it
+#   creates its unix socket in a directory only root may write (as ECS
+#   leaves a FireLens router's /var/run), runs as 65532, and delivers an
+#   event sent over that socket to moto through the spool in the directory
+#   the image creates;
+# - as the router of a task definition written for aws-for-fluent-bit: the
+#   generated configuration at /fluent-bit/etc/fluent-bit.conf includes the
+#   image's /fluent-bit/configs/parse-json.conf, and the health checks AWS
+#   documents pass through the root's /bin/sh, nc and curl.
+# Needs root, debootstrap, and the tests' .venv.
 # Usage: sudo scripts/check-runtime-root.sh [ROOT_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=${1:-/tmp/sluice-rootfs}
+root=${1:-/tmp/sluice-rootfs-slim}
 port=24311
 
-[ -x "$root/bin/sh" ] || debootstrap --variant=minbase bookworm "$root" http://deb.debian.org/debian
+[ -x "$root/usr/bin/curl" ] || debootstrap --variant=minbase --include=ca-certificates,curl,netcat-openbsd \
+  bookworm "$root" http://deb.debian.org/debian
 cargo build --release --locked -p sluice
 install -D -m 0755 target/release/sluice "$root/usr/local/bin/sluice"
+# As the Dockerfile's COPY image/fluent-bit/ /fluent-bit/.
+rm -rf "$root/fluent-bit" && cp -r image/fluent-bit "$root/fluent-bit"
 
-echo "== shared libraries the binary needs"
-for lib in $(readelf -d target/release/sluice | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p'); do
-  case "$lib" in
-    libc.so.6|libm.so.6|ld-linux-x86-64.so.2|libgcc_s.so.1) echo "$lib: in distroless cc-debian12" ;;
-    *) echo "$lib: NOT in distroless cc-debian12"; exit 1 ;;
-  esac
-done
+echo "== shared libraries the binary needs, found in the root"
+chroot "$root" /usr/bin/ldd /usr/local/bin/sluice
+if chroot "$root" /usr/bin/ldd /usr/local/bin/sluice | grep -q "not found"; then exit 1; fi
 
 as_nonroot() { chroot --userspec=65532:65532 "$root" /usr/bin/env -i SLUICE_FORWARD_LISTEN=127.0.0.1:$port "$@"; }
 mountpoint -q "$root/proc" || mount -t proc proc "$root/proc"
@@ -79,5 +86,75 @@ grep -q '"message":"spool open"' /tmp/sluice-root-cw.err
 # Delivered and stopped: only the lock file is left, owned by 65532.
 [ "$(ls "$root/var/spool/sluice")" = "lock" ]
 [ "$(stat -c %u "$root/var/spool/sluice/lock")" = 65532 ]
+
+echo "== a task definition written for aws-for-fluent-bit: parse-json.conf and AWS's health checks"
+mkdir -p "$root/fluent-bit/etc"
+# As the agent generates it for awsvpc, with config-file-value
+# /fluent-bit/configs/parse-json.conf.
+cat > "$root/fluent-bit/etc/fluent-bit.conf" <<CONF
+
+[INPUT]
+    Name forward
+    Mem_Buf_Limit 25MB
+    unix_path /var/run/fluent.sock
+
+[INPUT]
+    Name forward
+    Listen 127.0.0.1
+    Port $port
+
+[INPUT]
+    Name tcp
+    Tag firelens-healthcheck
+    Listen 127.0.0.1
+    Port 8877
+
+[FILTER]
+    Name record_modifier
+    Match *
+    Record ecs_cluster prod
+
+@INCLUDE /fluent-bit/configs/parse-json.conf
+
+[OUTPUT]
+    Name null
+    Match firelens-healthcheck
+
+[OUTPUT]
+    Name cloudwatch_logs
+    Match app-firelens*
+    auto_create_group true
+    endpoint http://127.0.0.1:$moto_port
+    log_group_name /ecs/parsed
+    log_stream_prefix app-
+    region us-east-1
+CONF
+rm -f "$socket_dir/fluent.sock"
+chroot "$root" /usr/bin/env -i AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test SLUICE_SHUTDOWN_DRAIN=0s \
+  /usr/local/bin/sluice run --user 65532:65532 2> /tmp/sluice-root-parse.err &
+for _ in $(seq 50); do [ -S "$socket_dir/fluent.sock" ] && break; sleep 0.1; done
+sidecar=$(pgrep -f "sluice run --user")
+# The checks of amazon-ecs-firelens-examples, as ECS runs a CMD-SHELL check.
+in_root() { timeout 5 chroot --userspec=65532:65532 "$root" /bin/sh -c "$1"; }
+in_root "echo '{\"health\": \"check\"}' | nc 127.0.0.1 8877 || exit 1" && echo "tcp health check: ok"
+in_root "curl -f http://127.0.0.1:2020/api/v1/uptime || exit 1" && echo
+in_root "curl -f http://127.0.0.1:2020/api/v1/health || exit 1"
+# The line's time, a minute ago, in the json parser's Time_Format.
+logged=$(( $(date +%s) - 60 ))
+.venv/bin/python -c "
+import json, time
+from fluent import sender
+t = time.strftime('%d/%b/%Y:%H:%M:%S +0000', time.gmtime($logged))
+line = json.dumps({'level': 'warn', 'msg': 'GET /c?token=t', 'time': t})
+assert sender.FluentSender('app-firelens-1', host='unix://$socket_dir/fluent.sock').emit(None, {'log': line, 'source': 'stdout'})"
+sleep 0.5
+pkill -TERM -f "sluice run"
+while kill -0 "$sidecar" 2>/dev/null; do sleep 0.1; done
+grep '"CloudWatch has every event"' /tmp/sluice-root-parse.err | grep -q '"events_delivered":1'
+.venv/bin/python tests/e2e/cloudwatch_peer.py dump http://127.0.0.1:$moto_port | tee /tmp/sluice-root-parse.dump
+grep -q '"message": "{\\"ecs_cluster\\":\\"prod\\",\\"level\\":\\"warn\\",\\"msg\\":\\"GET /c?token=REDACTED\\",\\"source\\":\\"stdout\\"}"' /tmp/sluice-root-parse.dump
+grep -q "\"timestamp\": ${logged}000" /tmp/sluice-root-parse.dump
+rm -rf "$root/fluent-bit/etc"
+
 kill $moto
 echo "== runtime root check passed"

@@ -176,3 +176,41 @@ pub fn describe(plan: &DropIn) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parsers_files_add_parsers() {
+        let dir = std::env::temp_dir().join(format!("sluice-parsers-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("extra-parsers.conf"),
+            "[PARSER]\n    Name mine\n    Format json\n    Time_Key ts\n    Time_Format %s\n",
+        )
+        .unwrap();
+        let conf = dir.join("fluent-bit.conf");
+        std::fs::write(
+            &conf,
+            "[SERVICE]\n    Parsers_File extra-parsers.conf\n    Parsers_File /no/such/parsers.conf\n    Flush 1\n[INPUT]\n    Name forward\n    unix_path /s\n[FILTER]\n    Name parser\n    Match app-*\n    Key_Name log\n    Parser mine\n    Parser json\n    Preserve_Key On\n",
+        )
+        .unwrap();
+        let plan = load(&conf, &|_| None).unwrap();
+        let described = describe(&plan);
+        let conf_at = conf.display().to_string();
+        assert_eq!(
+            described,
+            format!(
+                "FireLens drop-in: {conf_at}
+  input forward unix /s
+  filter Match app-*: parser Key_Name log, Parser mine, json, Preserve_Key
+  statistics: stream sluice-stats/<task id> in each access record's log group
+  ignored: {conf_at}:1: [SERVICE] Flush does not apply: Sluice's settings come from its own configuration (shutdown.grace, limits.memory, admin.listen)
+  ignored: {conf_at}:1: [SERVICE] Parsers_File /no/such/parsers.conf does not exist here; the parsers Sluice has built in (json, docker) and the file's own [PARSER] sections are used
+"
+            )
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
