@@ -535,8 +535,25 @@ fn the_example_task_definitions_render_to_configurations_sluice_serves() {
         }
         assert!(!containers.is_empty(), "{}", path.display());
         let addresses = Addresses::pick();
-        let conf =
-            render_firelens_config(&spec(&addresses, 8877, Value::Object(containers.clone())));
+        let mut spec = spec(&addresses, 8877, Value::Object(containers.clone()));
+        // A file of the image's /fluent-bit/configs, from image/fluent-bit.
+        let router = task["containerDefinitions"]
+            .as_array()
+            .expect("containers")
+            .iter()
+            .find(|c| c.get("firelensConfiguration").is_some())
+            .expect("a log router");
+        if let Some(file) = router["firelensConfiguration"]["options"]["config-file-value"].as_str()
+        {
+            let in_image = file
+                .strip_prefix("/fluent-bit/")
+                .expect("a file of the image");
+            let copy = crate::support::workspace()
+                .join("image/fluent-bit")
+                .join(in_image);
+            spec["include"] = json!([copy.display().to_string()]);
+        }
+        let conf = render_firelens_config(&spec);
         let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .arg("check-config")
             .arg(&conf)
@@ -553,6 +570,10 @@ fn the_example_task_definitions_render_to_configurations_sluice_serves() {
         for name in containers.keys() {
             let route = format!("  route Match {name}-firelens* -> cloudwatch_logs: ");
             assert!(stdout.contains(&route), "{}: {stdout}", path.display());
+        }
+        if spec.get("include").is_some() {
+            let filter = "  filter Match *: parser Key_Name log, Parser json, Reserve_Data\n";
+            assert!(stdout.contains(filter), "{}: {stdout}", path.display());
         }
         checked += 1;
     }
