@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use sluice_firelens::{Counters, Limits, MemoryBudget, Server, ServerConfig};
 use tokio::sync::{mpsc, watch};
+use tracing_subscriber::filter::LevelFilter;
 
 use crate::admin::{self, Admin};
 use crate::cli::{RunArgs, RunAs};
@@ -33,7 +34,13 @@ use crate::stage::{write_output, OutputStage, PIPELINE_FRAMES};
 use crate::stats::RouteTotals;
 
 pub fn run(args: RunArgs) -> ExitCode {
-    init_logging();
+    let level = std::env::var("FLB_LOG_LEVEL").ok();
+    let filter = level.as_deref().map_or(Ok(LevelFilter::INFO), log_level);
+    init_logging(*filter.as_ref().unwrap_or(&LevelFilter::INFO));
+    if let Err(message) = filter {
+        tracing::error!(key = "FLB_LOG_LEVEL", "{message}");
+        return ExitCode::from(2);
+    }
     let text = match &args.config {
         None => None,
         Some(path) => match std::fs::read_to_string(path) {
@@ -77,9 +84,26 @@ pub fn run(args: RunArgs) -> ExitCode {
     code
 }
 
-fn init_logging() {
+/// Sluice's own log level from Fluent Bit's `FLB_LOG_LEVEL`, which AWS
+/// documents for FireLens routers (`debug` to troubleshoot).
+fn log_level(value: &str) -> Result<LevelFilter, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "off" => Ok(LevelFilter::OFF),
+        "error" => Ok(LevelFilter::ERROR),
+        "warn" | "warning" => Ok(LevelFilter::WARN),
+        "info" => Ok(LevelFilter::INFO),
+        "debug" => Ok(LevelFilter::DEBUG),
+        "trace" => Ok(LevelFilter::TRACE),
+        _ => Err(format!(
+            "{value:?} is not a log level: off, error, warn, info, debug or trace"
+        )),
+    }
+}
+
+fn init_logging(level: LevelFilter) {
     // The sidecar's own logs: JSON lines on stderr, stdout is for events.
     let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
         .json()
         .with_writer(std::io::stderr)
         .with_current_span(false)

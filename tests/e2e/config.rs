@@ -280,3 +280,54 @@ fn run_exits_2_on_a_wrong_type_before_it_listens() {
     );
     assert!(!stderr.contains("listening"), "{stderr}");
 }
+
+/// Starts `sluice run` with `FLB_LOG_LEVEL` set to `level`, stops it once it
+/// listens, and returns its exit code and everything it logged.
+fn run_with_log_level(level: &str) -> (Option<i32>, String) {
+    let port = crate::support::free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("run")
+        .env("FLB_LOG_LEVEL", level)
+        .env("SLUICE_FORWARD_LISTEN", format!("127.0.0.1:{port}"))
+        .env("SLUICE_FORWARD_UNIX_PATH", "")
+        .env("SLUICE_ADMIN_LISTEN", "")
+        .env("SLUICE_SHUTDOWN_DRAIN", "0s")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("sluice starts");
+    crate::support::wait_until(
+        "sluice listens or exits",
+        std::time::Duration::from_millis(20),
+        || {
+            matches!(child.try_wait(), Ok(Some(_)))
+                || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        },
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().expect("sluice exits");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// FLB_LOG_LEVEL, which AWS documents for FireLens routers, sets Sluice's
+/// own level; a value that is not a level stops it, naming the variable.
+#[test]
+fn flb_log_level_sets_sluices_own() {
+    let (code, logs) = run_with_log_level("info");
+    assert_eq!(code, Some(0), "{logs}");
+    assert!(logs.contains(r#""message":"stopped""#), "{logs}");
+    let (code, logs) = run_with_log_level("Warn");
+    assert_eq!(code, Some(0), "{logs}");
+    assert!(!logs.contains(r#""level":"INFO""#), "{logs}");
+    let (code, logs) = run_with_log_level("loud");
+    assert_eq!(code, Some(2), "{logs}");
+    assert!(
+        logs.contains(r#""message":"\"loud\" is not a log level: off, error, warn, info, debug or trace","key":"FLB_LOG_LEVEL""#),
+        "{logs}"
+    );
+}
