@@ -75,7 +75,20 @@ fn looks_like_fluent_bit(text: &str) -> bool {
 
 fn check_fluent_bit(path: &std::path::Path) -> ExitCode {
     let env = |name: &str| std::env::var(name).ok();
-    match fluentbit::load(path, &env) {
+    // Sluice's own settings, from the environment as `run` reads them.
+    let multiline = config::load(None, std::env::vars()).map(|c| c.multiline);
+    let plan = fluentbit::load(path, &env).and_then(|plan| {
+        let errors = match &multiline {
+            Ok(m) => fluentbit::plan::check_multiline(&plan, m.as_ref()),
+            Err(e) => e.clone(),
+        };
+        if errors.is_empty() {
+            Ok(plan)
+        } else {
+            Err(errors)
+        }
+    });
+    match plan {
         Ok(plan) => {
             print!("{}", fluentbit::describe(&plan));
             println!("{}: ok", path.display());

@@ -814,3 +814,59 @@ fn aws_for_fluent_bits_parse_json_conf() {
     assert_eq!(record["container_name"], ENVOY_DOCKER_NAME);
     assert!(!record.contains_key("log"), "{record:?}");
 }
+
+/// A `[FILTER] multiline` for Java stack traces (AWS's FireLens multiline
+/// example, with a built-in parser): served by Sluice's joiner, and refused
+/// when Sluice's `[multiline]` leaves Java out.
+#[test]
+fn a_multiline_filter_is_served_by_sluices_joiner() {
+    let addresses = Addresses::pick();
+    let extra = crate::support::TempPath::unique_with(
+        "extra",
+        "conf",
+        "[FILTER]\n    name                  multiline\n    match                 app-firelens*\n    multiline.key_content log\n    multiline.parser      java\n",
+    );
+    let mut spec = spec(
+        &addresses,
+        8877,
+        json!({"app": {"Name": "cloudwatch_logs", "region": "us-east-1", "log_group_name": "/ecs/app", "log_stream_prefix": "p-"}}),
+    );
+    spec["include"] = json!([extra.arg()]);
+    let conf = render_firelens_config(&spec);
+    let check = |env: &[(&str, &str)]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("check-config")
+            .arg(&conf)
+            .envs(env.iter().copied())
+            .output()
+            .expect("sluice runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = check(&[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let line = format!(
+        "  multiline java ({}:1): joined by Sluice's [multiline] joiner, in every container's application lines\n",
+        extra.arg()
+    );
+    assert!(stdout.contains(&line), "{stdout}");
+    let (code, _, stderr) = check(&[("SLUICE_MULTILINE_RULES", "python,go")]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains(&format!("{}:1: [FILTER] multiline multiline.parser java: Sluice's multiline joiner does not join java traces here (multiline.enabled is false or multiline.rules leaves java out)", extra.arg())),
+        "{stderr}"
+    );
+    // `run` refuses it too, before it listens.
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("run")
+        .env("SLUICE_FIRELENS_CONFIG", conf.arg())
+        .env("SLUICE_MULTILINE_ENABLED", "false")
+        .output()
+        .expect("sluice runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("[FILTER] multiline multiline.parser java: Sluice's multiline joiner does not join java traces here"), "{stderr}");
+}

@@ -128,6 +128,12 @@ pub fn describe(plan: &DropIn) -> String {
         };
         let _ = writeln!(out, "  filter {}: {what}", f.matcher.describe());
     }
+    for (at, rule) in &plan.multiline_rules {
+        let _ = writeln!(
+            out,
+            "  multiline {rule} ({at}): joined by Sluice's [multiline] joiner, in every container's application lines"
+        );
+    }
     if let Some(c) = &plan.connection {
         let _ = writeln!(
             out,
@@ -210,6 +216,55 @@ mod tests {
   ignored: {conf_at}:1: [SERVICE] Parsers_File /no/such/parsers.conf does not exist here; the parsers Sluice has built in (json, docker) and the file's own [PARSER] sections are used
 "
             )
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Every file the image ships under /fluent-bit/configs, included as
+    /// ECS includes a `config-file-value`, is served.
+    #[test]
+    fn the_images_fluent_bit_configs_are_served() {
+        let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../image/fluent-bit/configs");
+        let dir = std::env::temp_dir().join(format!("sluice-image-configs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&configs).unwrap() {
+            let file = entry.unwrap().path();
+            let name = file.file_name().unwrap().to_string_lossy().into_owned();
+            let conf = dir.join(format!("{name}.generated"));
+            std::fs::write(
+                &conf,
+                format!(
+                    "[INPUT]\n    Name forward\n    unix_path /s\n\n@INCLUDE {}\n",
+                    file.display()
+                ),
+            )
+            .unwrap();
+            let plan = load(&conf, &|_| None).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            let filters: Vec<String> = describe(&plan)
+                .lines()
+                .filter(|l| l.starts_with("  filter "))
+                .map(str::to_string)
+                .collect();
+            let parse_json = "  filter Match *: parser Key_Name log, Parser json, Reserve_Data";
+            let expected: &[&str] = if name.contains("json") {
+                &[parse_json]
+            } else {
+                &[]
+            };
+            assert_eq!(filters, expected, "{name}");
+            names.push(name);
+        }
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "minimize-log-loss.conf",
+                "multiline-parse-json.conf",
+                "output-metrics-healthcheck.conf",
+                "parse-json.conf",
+                "parse-multiline-json.conf"
+            ]
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -33,6 +33,10 @@ pub struct DropIn {
     pub outputs: Vec<Output>,
     /// Where every CloudWatch output sends.
     pub connection: Option<Connection>,
+    /// The stack-trace rules `[FILTER] multiline` asks for (`java`,
+    /// `python`, `go`), each with where: Sluice's own joiner must have them
+    /// ([`check_multiline`]).
+    pub multiline_rules: Vec<(String, String)>,
     /// What was accepted but does not apply, each with its reason.
     pub notes: Vec<String>,
 }
@@ -317,6 +321,7 @@ pub fn plan(path: &Path, sections: &[Section]) -> Result<DropIn, Vec<ConfigError
         filters: Vec::new(),
         outputs: Vec::new(),
         connection: None,
+        multiline_rules: Vec::new(),
         notes: Vec::new(),
     };
     let mut connections: Vec<(String, Connection)> = Vec::new();
@@ -330,6 +335,9 @@ pub fn plan(path: &Path, sections: &[Section]) -> Result<DropIn, Vec<ConfigError
         };
         match section.kind {
             SectionKind::Input => input(section, &mut plan, &mut errors),
+            SectionKind::Filter if section.plugin() == "multiline" => {
+                multiline_filter(section, &mut plan, &mut errors)
+            }
             SectionKind::Filter => match filter(section, &parsers, &mut plan.notes) {
                 Ok(f) => plan.filters.push(f),
                 Err(mut e) => errors.append(&mut e),
@@ -453,6 +461,91 @@ fn input(section: &Section, plan: &mut DropIn, errors: &mut Vec<ConfigError>) {
             "[INPUT] {other} cannot be served by Sluice, which takes Fluent Forward (forward) and the FireLens health check (tcp)"
         ))),
     }
+}
+
+/// `[FILTER] multiline`, as AWS's FireLens examples use it: Docker's
+/// partial messages (`mode partial_message`), which Sluice always joins,
+/// or stack traces by Fluent Bit's built-in `java`, `python` and `go`
+/// parsers, which Sluice's own joiner (`[multiline]`) has. It does not
+/// change records in the router: the output stage's joiner does the work,
+/// for every container's application lines.
+fn multiline_filter(section: &Section, plan: &mut DropIn, errors: &mut Vec<ConfigError>) {
+    let at = &section.at;
+    let mut error = |message: String| {
+        errors.push(ConfigError {
+            key: at.clone(),
+            message: format!("[FILTER] multiline {message}"),
+        })
+    };
+    let mut partial = false;
+    for (key, value) in &section.entries {
+        match key.to_ascii_lowercase().as_str() {
+            "multiline.key_content" if value != "log" => error(format!(
+                "multiline.key_content {value}: Sluice joins the lines of `log`"
+            )),
+            "mode" => match value.to_ascii_lowercase().as_str() {
+                "partial_message" => partial = true,
+                "parser" => {}
+                other => error(format!(
+                    "mode {other}: Sluice joins partial messages (partial_message) and stack traces (parser)"
+                )),
+            },
+            "multiline.parser" => {
+                for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                    match name {
+                        "java" | "python" | "go" => plan
+                            .multiline_rules
+                            .push((at.clone(), name.to_string())),
+                        // Sluice always joins Docker's partial messages.
+                        "docker" => partial = true,
+                        other => error(format!(
+                            "multiline.parser {other}: Sluice joins stack traces of java, python and go (and node) with its own [multiline] rules, and Docker's partial messages; {other} is not one of them"
+                        )),
+                    }
+                }
+            }
+            "multiline.key_content" | "name" | "match" | "match_regex" | "alias" => {}
+            "buffer" | "flush_ms" | "emitter_name" | "emitter_storage.type"
+            | "emitter_mem_buf_limit" | "multiline.key_pattern" | "multiline.key_group" => {
+                plan.notes.push(format!(
+                    "{at}: [FILTER] multiline {key} does not apply: Sluice's joiner waits multiline.wait and holds at most multiline.max_size"
+                ))
+            }
+            _ => error(format!(
+                "has no option {key}; it takes multiline.key_content, multiline.parser, mode"
+            )),
+        }
+    }
+    if partial {
+        plan.notes.push(format!(
+            "{at}: [FILTER] multiline partial messages: Sluice always joins Docker's partial messages, before any filter"
+        ));
+    }
+}
+
+/// Errors for a `[FILTER] multiline` rule that Sluice's joiner does not
+/// have: `multiline` is Sluice's `[multiline]` (`None` when disabled).
+pub fn check_multiline(
+    plan: &DropIn,
+    multiline: Option<&crate::config::MultilineConfig>,
+) -> Vec<ConfigError> {
+    let has = |rule: &str| {
+        multiline.is_some_and(|m| match rule {
+            "java" => m.rules.java,
+            "python" => m.rules.python,
+            _ => m.rules.go,
+        })
+    };
+    plan.multiline_rules
+        .iter()
+        .filter(|(_, rule)| !has(rule))
+        .map(|(at, rule)| ConfigError {
+            key: at.clone(),
+            message: format!(
+                "[FILTER] multiline multiline.parser {rule}: Sluice's multiline joiner does not join {rule} traces here (multiline.enabled is false or multiline.rules leaves {rule} out)"
+            ),
+        })
+        .collect()
 }
 
 /// Whether a parser filter among `sections` names parser `name`.

@@ -274,3 +274,48 @@ fn parser_filters() {
         ]
     );
 }
+
+#[test]
+fn multiline_filters() {
+    let input = "[INPUT]\n    Name forward\n    unix_path /s\n";
+    // AWS's multiline-parse-json.conf: partial messages, then JSON.
+    let p = read(&format!("{input}[FILTER]\n    Name multiline\n    Match *\n    Multiline.key_content log\n    Mode partial_message\n[FILTER]\n    Name parser\n    Match *\n    Key_Name log\n    Parser json\n    Reserve_Data True\n")).unwrap();
+    assert_eq!(p.filters.len(), 1);
+    assert!(p.multiline_rules.is_empty());
+    assert!(p.notes[0].ends_with("[FILTER] multiline partial messages: Sluice always joins Docker's partial messages, before any filter"), "{:?}", p.notes);
+    // Stack traces by Fluent Bit's built-in parsers: Sluice's joiner's.
+    let p = read(&format!("{input}[FILTER]\n    name multiline\n    match app-firelens*\n    multiline.key_content log\n    multiline.parser go, java\n    multiline.parser python\n    flush_ms 2000\n")).unwrap();
+    let rules: Vec<&str> = p.multiline_rules.iter().map(|(_, r)| r.as_str()).collect();
+    assert_eq!(rules, ["go", "java", "python"]);
+    assert!(p.notes[0].ends_with("[FILTER] multiline flush_ms does not apply: Sluice's joiner waits multiline.wait and holds at most multiline.max_size"), "{:?}", p.notes);
+    let all = crate::config::load(None, std::iter::empty::<(String, String)>()).unwrap();
+    assert!(check_multiline(&p, all.multiline.as_ref()).is_empty());
+    let only_java = crate::config::load(
+        None,
+        [("SLUICE_MULTILINE_RULES".to_string(), "java".to_string())],
+    )
+    .unwrap();
+    let errors: Vec<String> = check_multiline(&p, only_java.multiline.as_ref())
+        .into_iter()
+        .map(|e| e.message)
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            "[FILTER] multiline multiline.parser go: Sluice's multiline joiner does not join go traces here (multiline.enabled is false or multiline.rules leaves go out)",
+            "[FILTER] multiline multiline.parser python: Sluice's multiline joiner does not join python traces here (multiline.enabled is false or multiline.rules leaves python out)",
+        ]
+    );
+    assert_eq!(check_multiline(&p, None).len(), 3);
+    // What Sluice's joiner cannot do is refused.
+    let cases: &[(&str, &str)] = &[
+        ("    multiline.parser ruby\n", "line 4: [FILTER] multiline multiline.parser ruby: Sluice joins stack traces of java, python and go (and node) with its own [multiline] rules, and Docker's partial messages; ruby is not one of them"),
+        ("    multiline.key_content message\n    multiline.parser java\n", "line 4: [FILTER] multiline multiline.key_content message: Sluice joins the lines of `log`"),
+        ("    mode split\n", "line 4: [FILTER] multiline mode split: Sluice joins partial messages (partial_message) and stack traces (parser)"),
+        ("    multiline.parser java\n    key_pattern x\n", "line 4: [FILTER] multiline has no option key_pattern; it takes multiline.key_content, multiline.parser, mode"),
+    ];
+    for (options, want) in cases {
+        let conf = format!("{input}[FILTER]\n    Name multiline\n    Match *\n{options}");
+        assert_eq!(read(&conf).unwrap_err(), [*want], "{options}");
+    }
+}
