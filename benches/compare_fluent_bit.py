@@ -21,12 +21,17 @@ Measured per system, from /proc: CPU time (utime + stime) and peak RSS
 
 With --drop-in both run from the configuration ECS generates for a
 FireLens log router (DROP_IN_CONFIG): Fluent Bit as it is, with no
-parser, as aws-for-fluent-bit runs it; Sluice as its drop-in.
+parser, as aws-for-fluent-bit runs it; Sluice as its drop-in. With
+--parse-json both also run the filter of aws-for-fluent-bit's
+/fluent-bit/configs/parse-json.conf (Sluice's copy in image/), as a task
+definition that names it in config-file-value; Fluent Bit then needs the
+`json` parser of its conf/parsers.conf (--parsers).
 
 Usage (after ../shared/peers/build-peers.sh and `cargo build --release -p sluice`):
   ~/peers/venv/bin/python benches/compare_fluent_bit.py \\
       --sluice target/release/sluice --fluent-bit ~/peers/fluent-bit-src/build/bin/fluent-bit \\
       --parsers ~/peers/bench/parsers.conf [--runs 2] [--drop-in]
+  ... --drop-in --parse-json --parsers ~/peers/fluent-bit-src/conf/parsers.conf
 """
 
 import argparse
@@ -254,7 +259,7 @@ def start_fluent_bit(args, port, endpoint_port, workdir):
     conf = os.path.join(workdir, "fluent-bit.conf")
     with open(conf, "w") as f:
         if args.drop_in:
-            f.write(FLUENT_BIT_SERVICE % args.parsers + DROP_IN_CONFIG % {"port": port, "endpoint": endpoint_port}
+            f.write(FLUENT_BIT_SERVICE % args.parsers + drop_in_config(port, endpoint_port, args.parse_json)
                     + "    tls.verify off\n")
         else:
             f.write(FLUENT_BIT_SERVICE % args.parsers + """
@@ -323,12 +328,25 @@ DROP_IN_CONFIG = """
 """
 
 
-def use_drop_in(env, directory, port, endpoint_port):
-    """Writes DROP_IN_CONFIG for these ports into `directory` and points
+def drop_in_config(port, endpoint_port, parse_json=False):
+    """DROP_IN_CONFIG for these ports, with parse-json.conf's filter before
+    the outputs when `parse_json`."""
+    text = DROP_IN_CONFIG % {"port": port, "endpoint": endpoint_port}
+    if parse_json:
+        here = os.path.dirname(os.path.abspath(__file__))
+        with open(os.path.join(here, "..", "image", "fluent-bit", "configs", "parse-json.conf")) as f:
+            conf = f.read()
+        # Its [SERVICE] only says what FLUENT_BIT_SERVICE says.
+        text = text.replace("\n[OUTPUT]", "\n" + conf[conf.index("[FILTER]"):] + "\n[OUTPUT]", 1)
+    return text
+
+
+def use_drop_in(env, directory, port, endpoint_port, parse_json=False):
+    """Writes drop_in_config for these ports into `directory` and points
     Sluice's environment `env` at it: Sluice then runs as a drop-in."""
     conf = os.path.join(directory, "sluice-fluent-bit.conf")
     with open(conf, "w") as f:
-        f.write(DROP_IN_CONFIG % {"port": port, "endpoint": endpoint_port})
+        f.write(drop_in_config(port, endpoint_port, parse_json))
     env["SLUICE_FIRELENS_CONFIG"] = conf
 
 
@@ -369,7 +387,7 @@ def send_steady(sock, rate, seconds):
 def start_sluice(args, port, endpoint_port, workdir):
     env = sluice_env(args.tls, port, endpoint_port)
     if args.drop_in:
-        use_drop_in(env, workdir, port, endpoint_port)
+        use_drop_in(env, workdir, port, endpoint_port, args.parse_json)
     p = subprocess.Popen([args.sluice, "run"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port)
     return p
@@ -438,7 +456,11 @@ def main():
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--drop-in", action="store_true",
                     help="both run from the configuration ECS generates for FireLens (DROP_IN_CONFIG)")
+    ap.add_argument("--parse-json", action="store_true",
+                    help="with --drop-in: and parse-json.conf's filter (needs the json parser in --parsers)")
     args = ap.parse_args()
+    if args.parse_json and not args.drop_in:
+        ap.error("--parse-json needs --drop-in")
     args.tls, endpoint_port = counting_endpoint("sluice-vs-fb-tls-")
     burst = burst_frames(args.records, args.per_frame)
     rows = {"fluent-bit": [], "sluice": []}

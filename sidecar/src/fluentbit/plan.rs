@@ -326,8 +326,7 @@ pub fn plan(path: &Path, sections: &[Section]) -> Result<DropIn, Vec<ConfigError
     };
     let mut connections: Vec<(String, Connection)> = Vec::new();
     // Parsers are global in Fluent Bit, wherever their sections are.
-    let parser_sections = || sections.iter().filter(|s| s.kind == SectionKind::Parser);
-    let parsers = parsers::parsers(parser_sections());
+    let parsers = parsers::parsers(sections.iter().filter(|s| s.kind == SectionKind::Parser));
     for section in sections {
         let error = |message: String| ConfigError {
             key: section.at.clone(),
