@@ -5,11 +5,13 @@
 //! - [`classic`] reads the file format (sections, includes, variables);
 //! - [`plan`] turns the sections into inputs, filters and outputs, refusing
 //!   what Sluice cannot serve;
-//! - [`parsers`] holds the parsers a `parser` filter may name;
+//! - [`parsers`] holds the parsers a `parser` filter may name, and
+//!   [`modify`] the `modify` filter;
 //! - [`route`] applies the plan to each record;
 //! - [`template`] fills Fluent Bit's group and stream name templates.
 
 pub mod classic;
+pub mod modify;
 pub mod parsers;
 pub mod plan;
 pub mod route;
@@ -111,6 +113,11 @@ pub fn describe(plan: &DropIn) -> String {
                     if p.preserve_key { ", Preserve_Key" } else { "" },
                 )
             }
+            plan::FilterAction::Modify(m) => format!(
+                "modify: {} condition(s), {} rule(s)",
+                m.conditions.len(),
+                m.rules.len()
+            ),
             plan::FilterAction::RecordModifier(m) => {
                 let mut parts: Vec<String> = m
                     .records

@@ -12,6 +12,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 use super::classic::{Section, SectionKind};
+use super::modify::Modify;
 use super::parsers::{self, JsonParser, Parsers};
 use super::template::{output_uuid, Template};
 use crate::config::layer::{fluent_bool, read_section, Origin, RawSection, RawValue};
@@ -104,6 +105,7 @@ pub enum FilterAction {
     Grep(Grep),
     RecordModifier(RecordModifier),
     Parser(ParserFilter),
+    Modify(Modify),
 }
 
 /// `[FILTER] parser`: the string value of `Key_Name` parsed by the first
@@ -713,9 +715,29 @@ fn filter(
                 preserve_key,
             })
         }
+        "modify" => {
+            let mut m = Modify::default();
+            for (key, value) in &section.entries {
+                match key.to_ascii_lowercase().as_str() {
+                    "name" | "match" | "match_regex" | "alias" => {}
+                    "move_to_start" | "move_to_end" => notes.push(format!(
+                        "{}: [FILTER] modify {key} does not apply: Sluice writes a record's keys in their sorted order",
+                        section.at
+                    )),
+                    _ => match m.option(key, value) {
+                        Ok(true) => {}
+                        Ok(false) => error(format!(
+                            "[FILTER] modify has no option {key}; it takes Set, Add, Remove, Remove_wildcard, Remove_regex, Rename, Hard_rename, Copy, Hard_copy, Condition"
+                        )),
+                        Err(e) => error(format!("[FILTER] modify {e}")),
+                    },
+                }
+            }
+            FilterAction::Modify(m)
+        }
         other => {
             error(format!(
-                "[FILTER] {other} ({}) is not supported by Sluice (grep, record_modifier and parser are); without it records would be changed differently than you expect",
+                "[FILTER] {other} ({}) is not supported by Sluice (grep, record_modifier, parser, modify and multiline are); without it records would be changed differently than you expect",
                 matcher.describe()
             ));
             FilterAction::RecordModifier(RecordModifier::default())

@@ -131,6 +131,7 @@ impl Router {
                 }
                 FilterAction::RecordModifier(m) => modify(m, record),
                 FilterAction::Parser(p) => parse(p, record, time_ns, is_access),
+                FilterAction::Modify(m) => m.apply(record),
             }
         }
         true
