@@ -287,16 +287,21 @@ fn parse(
     if let Some(ms) = parsed.time_ms.filter(|&ms| ms != 0) {
         *time_ns = ms.saturating_mul(1_000_000);
     }
-    if !p.reserve_data {
-        record.retain(|k| p.preserve_key && k == p.key_name);
-    } else if !p.preserve_key {
-        record.remove(&p.key_name);
-    }
-    for (key, value) in parsed.fields {
-        if !record.contains_key(&key) {
-            record.insert_json(&key, value);
+    // One sorted map, then one record built from it in key order: adding
+    // a hostile line's thousands of keys to the record one by one would
+    // shift its fields for each.
+    let mut fields = parsed.fields;
+    for (key, value) in record.iter() {
+        let keep = if key == p.key_name {
+            p.preserve_key
+        } else {
+            p.reserve_data
+        };
+        if keep {
+            fields.insert(key.to_string(), value.to_json());
         }
     }
+    *record = Record::from(fields);
 }
 
 #[cfg(test)]
@@ -507,6 +512,23 @@ mod tests {
         let is_access = |line: &str, _: &Record| line == access;
         assert!(r.filter("envoy-firelens-1", &mut rec, &mut 0, &is_access));
         assert_eq!(text(&rec), before);
+    }
+
+    #[test]
+    fn a_line_of_many_keys_is_unpacked_whole() {
+        let conf = format!("{INPUT}[FILTER]\n    Name parser\n    Match *\n    Key_Name log\n    Parser json\n    Reserve_Data On\n");
+        let (mut r, _) = router(&conf);
+        let line: serde_json::Map<String, serde_json::Value> = (0..20_000)
+            .map(|i| (format!("k{i:05}"), serde_json::Value::from(i)))
+            .collect();
+        let line = serde_json::Value::Object(line).to_string();
+        let mut rec = record(&serde_json::json!({"log": line, "source": "stdout"}).to_string());
+        assert!(keeps_record(&mut r, "t", &mut rec));
+        assert_eq!(rec.len(), 20_001);
+        assert_eq!(rec.get_str("source"), Some("stdout"));
+        let keys: Vec<&str> = rec.iter().map(|(k, _)| k).collect();
+        assert_eq!((keys[0], keys[19_999]), ("k00000", "k19999"));
+        assert_eq!(rec.get("k12345").map(|v| v.to_json()), Some(12345.into()));
     }
 
     #[test]
