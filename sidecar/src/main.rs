@@ -76,18 +76,8 @@ fn looks_like_fluent_bit(text: &str) -> bool {
 fn check_fluent_bit(path: &std::path::Path) -> ExitCode {
     let env = |name: &str| std::env::var(name).ok();
     // Sluice's own settings, from the environment as `run` reads them.
-    let multiline = config::load(None, std::env::vars()).map(|c| c.multiline);
-    let plan = fluentbit::load(path, &env).and_then(|plan| {
-        let errors = match &multiline {
-            Ok(m) => fluentbit::plan::check_multiline(&plan, m.as_ref()),
-            Err(e) => e.clone(),
-        };
-        if errors.is_empty() {
-            Ok(plan)
-        } else {
-            Err(errors)
-        }
-    });
+    let plan = config::load(None, std::env::vars())
+        .and_then(|own| fluentbit::load_with(path, &env, own.multiline.as_ref()));
     match plan {
         Ok(plan) => {
             print!("{}", fluentbit::describe(&plan));

@@ -118,15 +118,7 @@ fn load_drop_in(config: &Config) -> Result<Option<DropIn>, ()> {
         return Ok(None);
     };
     let env = |name: &str| std::env::var(name).ok();
-    let plan = fluentbit::load(path, &env).and_then(|plan| {
-        let errors = fluentbit::plan::check_multiline(&plan, config.multiline.as_ref());
-        if errors.is_empty() {
-            Ok(plan)
-        } else {
-            Err(errors)
-        }
-    });
-    match plan {
+    match fluentbit::load_with(path, &env, config.multiline.as_ref()) {
         Ok(plan) => {
             tracing::info!(path = %path.display(), outputs = plan.outputs.len(), filters = plan.filters.len(), "FireLens drop-in mode: inputs, filters and outputs come from the Fluent Bit configuration");
             for note in &plan.notes {

@@ -68,6 +68,22 @@ pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<DropIn,
     Ok(plan)
 }
 
+/// [`load`], then the plan checked against Sluice's own `[multiline]`
+/// (`None` when disabled): what a multiline filter asks of its joiner.
+pub fn load_with(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    multiline: Option<&crate::config::MultilineConfig>,
+) -> Result<DropIn, Vec<ConfigError>> {
+    let plan = load(path, env)?;
+    let errors = plan::check_multiline(&plan, multiline);
+    if errors.is_empty() {
+        Ok(plan)
+    } else {
+        Err(errors)
+    }
+}
+
 /// The routes a plan derived, for `sluice check-config`: per output, its
 /// `Match`, plugin, group and stream (templates shown as templates); then
 /// inputs, filters, and what does not apply.
