@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::classic::{Section, SectionKind};
 use super::modify::Modify;
-use super::parsers::{self, JsonParser, Parsers};
+use super::parsers::{self, Parser, Parsers};
 use super::template::{output_uuid, Template};
 use crate::config::layer::{fluent_bool, read_section, Origin, RawSection, RawValue};
 use crate::config::{retention_message, ConfigError, RETENTION_DAYS};
@@ -116,7 +116,7 @@ pub enum FilterAction {
 #[derive(Debug)]
 pub struct ParserFilter {
     pub key_name: String,
-    pub parsers: Vec<Arc<JsonParser>>,
+    pub parsers: Vec<Arc<Parser>>,
     pub reserve_data: bool,
     pub preserve_key: bool,
 }
@@ -704,7 +704,7 @@ fn filter(
                     Some(Ok(parser)) => chosen.push(parser.clone()),
                     Some(Err(why)) => error(format!("[FILTER] parser Parser {name}: {why}")),
                     None => error(format!(
-                        "[FILTER] parser Parser {name}: no such parser (Sluice knows json and docker, and the json parsers of [PARSER] sections and Parsers_File)"
+                        "[FILTER] parser Parser {name}: no such parser (Sluice knows json and docker, and the json and regex parsers of [PARSER] sections and Parsers_File)"
                     )),
                 }
             }

@@ -235,22 +235,23 @@ fn tag_matching() {
 fn parser_filters() {
     let input = "[INPUT]\n    Name forward\n    unix_path /s\n";
     let filter = "[FILTER]\n    Name parser\n    Match *\n";
-    let place = Regex::new(r"at \S+:(\d+) has").unwrap();
+    let place = Regex::new(r"at \S+:(\d+):").unwrap();
     let cases: &[(&str, &str)] = &[
         ("    Parser json\n", "line 4: [FILTER] parser needs Key_Name"),
         ("    Key_Name log\n", "line 4: [FILTER] parser needs a Parser"),
         ("    Key_Name $log['inner']\n    Parser json\n", "line 4: [FILTER] parser Key_Name \"log['inner']\": Sluice parses a top-level key, not a nested one"),
-        ("    Key_Name log\n    Parser nginx\n", "line 4: [FILTER] parser Parser nginx: no such parser (Sluice knows json and docker, and the json parsers of [PARSER] sections and Parsers_File)"),
+        ("    Key_Name log\n    Parser nginx\n", "line 4: [FILTER] parser Parser nginx: no such parser (Sluice knows json and docker, and the json and regex parsers of [PARSER] sections and Parsers_File)"),
         ("    Key_Name log\n    Parser json\n    Reserve_Data maybe\n", "line 4: [FILTER] parser Reserve_Data \"maybe\" is not On or Off"),
         ("    Key_Name log\n    Parser json\n    Merge_Log On\n", "line 4: [FILTER] parser has no option Merge_Log; it takes Key_Name, Parser, Reserve_Data, Preserve_Key"),
-        ("    Key_Name log\n    Parser apache\n[PARSER]\n    Name apache\n    Format regex\n    Regex ^(?<host>[^ ]*)\n", "line 4: [FILTER] parser Parser apache: [PARSER] apache at line 9 has Format \"regex\"; Sluice runs json parsers only"),
+        ("    Key_Name log\n    Parser kv\n[PARSER]\n    Name kv\n    Format logfmt\n", "line 4: [FILTER] parser Parser kv: [PARSER] kv at line 9: Format \"logfmt\": Sluice runs json and regex parsers"),
+        ("    Key_Name log\n    Parser odd\n[PARSER]\n    Name odd\n    Format regex\n    Regex ^(?<a>x)(?<a>y)$\n", "line 4: [FILTER] parser Parser odd: [PARSER] odd at line 9: Regex \"^(?<a>x)(?<a>y)$\" is not a regular expression Sluice can use: regex parse error:\n    ^(?<a>x)(?<a>y)$\n        ^      ^\nerror: duplicate capture group name"),
     ];
     for (options, want) in cases {
         let errors: Vec<String> = read(&format!("{input}{filter}{options}"))
             .unwrap_err()
             .into_iter()
             // The [PARSER]'s place names the temp file too.
-            .map(|e| place.replace(&e, "at line $1 has").into_owned())
+            .map(|e| place.replace(&e, "at line $1:").into_owned())
             .collect();
         assert_eq!(errors, [*want], "{options}");
     }
