@@ -201,14 +201,16 @@ fn parser(section: &Section) -> Result<Parser, String> {
             }
             "time_keep" => parser.time_keep = flag(key, value)?,
             "skip_empty_values" if regex => parser.skip_empty = flag(key, value)?,
-            _ => return Err(error(format!(
+            _ => {
+                return Err(error(format!(
                 "{key} is not supported by Sluice (it takes Time_Key, Time_Format, Time_Keep{})",
                 if regex {
                     ", Regex, Skip_Empty_Values"
                 } else {
                     ""
                 }
-            ))),
+            )))
+            }
         }
     }
     Ok(parser)
