@@ -45,6 +45,21 @@ pub struct Parser {
     pub time_keep: bool,
     /// `Skip_Empty_Values` (regex parsers; default on).
     pub skip_empty: bool,
+    /// `Types` (regex parsers; a JSON parser's values keep their JSON
+    /// types, and Fluent Bit ignores its `Types`).
+    pub types: Vec<(String, Cast)>,
+}
+
+/// A `Types` cast, as `flb_parser_typecast` makes it: C's `atoll`,
+/// `strtoull(.., 16)` and `atof` (a value that does not read is 0), a
+/// `true`/`false` prefix (else the value stays a string).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Cast {
+    Integer,
+    Hex,
+    Float,
+    Bool,
+    String,
 }
 
 #[derive(Debug)]
@@ -107,7 +122,11 @@ impl Parser {
                     continue;
                 }
             }
-            fields.insert(name.to_string(), Json::String(text.to_string()));
+            let value = match self.types.iter().find(|(key, _)| key == name) {
+                Some((_, to)) => cast(text, *to),
+                None => Json::String(text.to_string()),
+            };
+            fields.insert(name.to_string(), value);
         }
         Some(Parsed { fields, time_ms })
     }
@@ -127,6 +146,7 @@ fn built_in() -> Parsers {
             time_format: Some(StrpTime::new(format).expect("a built-in time format reads")),
             time_keep: keep,
             skip_empty: true,
+            types: Vec::new(),
         };
         (name.to_string(), Ok(Arc::new(parser)))
     };
@@ -186,6 +206,7 @@ fn parser(section: &Section) -> Result<Parser, String> {
         time_format: None,
         time_keep: false,
         skip_empty: true,
+        types: Vec::new(),
     };
     let flag = |key: &str, value: &str| {
         fluent_bool(value).ok_or_else(|| error(format!("{key} {value:?} is not On or Off")))
@@ -201,9 +222,10 @@ fn parser(section: &Section) -> Result<Parser, String> {
             }
             "time_keep" => parser.time_keep = flag(key, value)?,
             "skip_empty_values" if regex => parser.skip_empty = flag(key, value)?,
+            "types" => parser.types = types(value).map_err(|e| error(format!("Types {e}")))?,
             _ => {
                 return Err(error(format!(
-                "{key} is not supported by Sluice (it takes Time_Key, Time_Format, Time_Keep{})",
+                "{key} is not supported by Sluice (it takes Time_Key, Time_Format, Time_Keep, Types{})",
                 if regex {
                     ", Regex, Skip_Empty_Values"
                 } else {
@@ -214,6 +236,139 @@ fn parser(section: &Section) -> Result<Parser, String> {
         }
     }
     Ok(parser)
+}
+
+/// `Types key:type ...`.
+fn types(value: &str) -> Result<Vec<(String, Cast)>, String> {
+    value
+        .split_whitespace()
+        .map(|item| {
+            let (key, to) = item
+                .split_once(':')
+                .ok_or_else(|| format!("{item:?} is not KEY:TYPE"))?;
+            let to = match to.to_ascii_lowercase().as_str() {
+                "integer" => Cast::Integer,
+                "hex" => Cast::Hex,
+                "float" => Cast::Float,
+                "bool" => Cast::Bool,
+                "string" => Cast::String,
+                other => {
+                    return Err(format!(
+                        "{item:?}: {other:?} is not integer, hex, float, bool or string"
+                    ))
+                }
+            };
+            Ok((key.to_string(), to))
+        })
+        .collect()
+}
+
+fn cast(text: &str, to: Cast) -> Json {
+    let string = || Json::String(text.to_string());
+    match to {
+        Cast::Integer => Json::from(c_integer(text)),
+        Cast::Hex => Json::from(c_hex(text)),
+        Cast::Float => {
+            serde_json::Number::from_f64(c_float(text)).map_or_else(string, Json::Number)
+        }
+        Cast::Bool => {
+            let starts = |word: &str| {
+                text.get(..word.len())
+                    .is_some_and(|p| p.eq_ignore_ascii_case(word))
+            };
+            if starts("true") {
+                Json::Bool(true)
+            } else if starts("false") {
+                Json::Bool(false)
+            } else {
+                string()
+            }
+        }
+        Cast::String => string(),
+    }
+}
+
+/// The sign and what follows it, after C's leading white space.
+fn c_sign(text: &str) -> (bool, &str) {
+    let t = text.trim_start_matches(|c: char| c.is_ascii_whitespace());
+    match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    }
+}
+
+/// C's `atoll`, saturating as glibc's `strtoll` does.
+fn c_integer(text: &str) -> i64 {
+    let (negative, rest) = c_sign(text);
+    let magnitude = rest
+        .bytes()
+        .take_while(u8::is_ascii_digit)
+        .fold(0i128, |n, d| (n * 10 + i128::from(d - b'0')).min(1 << 64));
+    let value = if negative { -magnitude } else { magnitude };
+    value.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+}
+
+/// C's `strtoull(text, NULL, 16)`: an optional `0x`, saturating; a minus
+/// sign negates in unsigned arithmetic, as C does.
+fn c_hex(text: &str) -> u64 {
+    let (negative, rest) = c_sign(text);
+    let digits = rest
+        .strip_prefix("0x")
+        .or_else(|| rest.strip_prefix("0X"))
+        .filter(|d| d.as_bytes().first().is_some_and(u8::is_ascii_hexdigit))
+        .unwrap_or(rest);
+    let mut value: u64 = 0;
+    for digit in digits.chars().map_while(|c| c.to_digit(16)) {
+        match value
+            .checked_mul(16)
+            .and_then(|v| v.checked_add(u64::from(digit)))
+        {
+            Some(v) => value = v,
+            None => return u64::MAX,
+        }
+    }
+    if negative {
+        value.wrapping_neg()
+    } else {
+        value
+    }
+}
+
+/// C's `atof` on decimal text: the longest prefix that reads, else 0.
+fn c_float(text: &str) -> f64 {
+    let (negative, rest) = c_sign(text);
+    let b = rest.as_bytes();
+    let digits_from = |mut i: usize| {
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        i
+    };
+    let int_end = digits_from(0);
+    let mut end = int_end;
+    if b.get(end) == Some(&b'.') {
+        let after = digits_from(end + 1);
+        if int_end > 0 || after > end + 1 {
+            end = after;
+        }
+    }
+    if end == 0 {
+        return 0.0;
+    }
+    if matches!(b.get(end), Some(b'e' | b'E')) {
+        let sign = usize::from(matches!(b.get(end + 1), Some(b'+' | b'-')));
+        let exp_end = digits_from(end + 1 + sign);
+        if exp_end > end + 1 + sign {
+            end = exp_end;
+        }
+    }
+    let value: f64 = rest[..end].parse().unwrap_or(0.0);
+    if negative {
+        -value
+    } else {
+        value
+    }
 }
 
 #[cfg(test)]
@@ -287,7 +442,7 @@ mod tests {
         let odd = section(&[
             ("Name", "typed"),
             ("Format", "json"),
-            ("Types", "n:integer"),
+            ("Decode_Field", "json log"),
         ]);
         let parsers = parsers([&own, &regex, &odd].into_iter());
         let json = parsers["json"].as_ref().unwrap();
@@ -300,7 +455,7 @@ mod tests {
         );
         assert_eq!(
             parsers["typed"].as_ref().unwrap_err(),
-            "[PARSER] typed at p.conf:1: Types is not supported by Sluice (it takes Time_Key, Time_Format, Time_Keep)"
+            "[PARSER] typed at p.conf:1: Decode_Field is not supported by Sluice (it takes Time_Key, Time_Format, Time_Keep, Types)"
         );
         assert!(parsers["docker"].is_ok());
     }
@@ -345,6 +500,47 @@ mod tests {
         assert_eq!(
             Json::Object(keep.parse("x").unwrap().fields),
             json!({"a": "x", "b": ""})
+        );
+    }
+
+    #[test]
+    fn types_cast_as_fluent_bit_casts() {
+        let typed = section(&[
+            ("Name", "typed"),
+            ("Format", "regex"),
+            (
+                "Regex",
+                r"^(?<code>\S+) (?<size>\S+) (?<id>\S+) (?<ok>\S+) (?<ms>\S+) (?<s>\S+)$",
+            ),
+            (
+                "Types",
+                "code:integer size:integer id:hex ok:bool ms:float s:string",
+            ),
+        ]);
+        let bad = section(&[
+            ("Name", "bad"),
+            ("Format", "regex"),
+            ("Regex", "x"),
+            ("Types", "a:number"),
+        ]);
+        let parsers = parsers([&typed, &bad].into_iter());
+        let typed = parsers["typed"].as_ref().unwrap();
+        let fields = |line: &str| Json::Object(typed.parse(line).unwrap().fields);
+        assert_eq!(
+            fields("200 12kB 0x1F TRUE 1.5e3ms 7"),
+            json!({"code": 200, "size": 12, "id": 31, "ok": true, "ms": 1500.0, "s": "7"})
+        );
+        assert_eq!(
+            fields("-7 abc ff nope -.5 x"),
+            json!({"code": -7, "size": 0, "id": 255, "ok": "nope", "ms": -0.5, "s": "x"})
+        );
+        assert_eq!(
+            fields("99999999999999999999 1 ffffffffffffffffff false 1e999 x"),
+            json!({"code": i64::MAX, "size": 1, "id": u64::MAX, "ok": false, "ms": "1e999", "s": "x"})
+        );
+        assert_eq!(
+            parsers["bad"].as_ref().unwrap_err(),
+            "[PARSER] bad at p.conf:1: Types \"a:number\": \"number\" is not integer, hex, float, bool or string"
         );
     }
 }
