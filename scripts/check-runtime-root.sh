@@ -56,6 +56,15 @@ echo "== as the image starts it: root, then --user 65532:65532; unix socket, Clo
 rm -rf "$root/var/spool/sluice"
 install -d -m 0700 -o 65532 -g 65532 "$root/var/spool/sluice"
 moto_port=24312
+# Stops the sidecar ($sidecar) once it has had time to send, checks from its
+# log ($1) that CloudWatch has the one event, and writes moto's store to $2.
+stop_after_one_event() {
+  sleep 0.5
+  pkill -TERM -f "sluice run"
+  while kill -0 "$sidecar" 2>/dev/null; do sleep 0.1; done
+  grep '"CloudWatch has every event"' "$1" | grep -q '"events_delivered":1'
+  .venv/bin/python tests/e2e/cloudwatch_peer.py dump "http://127.0.0.1:$moto_port" | tee "$2"
+}
 .venv/bin/python -m moto.server -H 127.0.0.1 -p $moto_port >/dev/null 2>&1 &
 moto=$!
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$moto_port) 2>/dev/null && break; sleep 0.1; done
@@ -76,11 +85,7 @@ sidecar=$(pgrep -f "sluice run --user")
 for task in /proc/$sidecar/task/*; do grep -Eq "^Uid:(\s+65532){4}$" "$task/status"; done
 [ -S "$socket_dir/fluent.sock" ]
 .venv/bin/python -c "from fluent import sender; assert sender.FluentSender('app', host='unix://$socket_dir/fluent.sock').emit('x', {'log': 'GET /b?token=t 200', 'container_name': '/web'})"
-sleep 0.5
-pkill -TERM -f "sluice run"
-while kill -0 "$sidecar" 2>/dev/null; do sleep 0.1; done
-grep '"CloudWatch has every event"' /tmp/sluice-root-cw.err | grep -q '"events_delivered":1'
-.venv/bin/python tests/e2e/cloudwatch_peer.py dump http://127.0.0.1:$moto_port | tee /tmp/sluice-root-cw.dump
+stop_after_one_event /tmp/sluice-root-cw.err /tmp/sluice-root-cw.dump
 grep -q '"message": "GET /b?token=REDACTED 200"' /tmp/sluice-root-cw.dump
 grep -q '"message":"spool open"' /tmp/sluice-root-cw.err
 # Delivered and stopped: only the lock file is left, owned by 65532.
@@ -147,11 +152,7 @@ from fluent import sender
 t = time.strftime('%d/%b/%Y:%H:%M:%S +0000', time.gmtime($logged))
 line = json.dumps({'level': 'warn', 'msg': 'GET /c?token=t', 'time': t})
 assert sender.FluentSender('app-firelens-1', host='unix://$socket_dir/fluent.sock').emit(None, {'log': line, 'source': 'stdout'})"
-sleep 0.5
-pkill -TERM -f "sluice run"
-while kill -0 "$sidecar" 2>/dev/null; do sleep 0.1; done
-grep '"CloudWatch has every event"' /tmp/sluice-root-parse.err | grep -q '"events_delivered":1'
-.venv/bin/python tests/e2e/cloudwatch_peer.py dump http://127.0.0.1:$moto_port | tee /tmp/sluice-root-parse.dump
+stop_after_one_event /tmp/sluice-root-parse.err /tmp/sluice-root-parse.dump
 grep -q '"message": "{\\"ecs_cluster\\":\\"prod\\",\\"level\\":\\"warn\\",\\"msg\\":\\"GET /c?token=REDACTED\\",\\"source\\":\\"stdout\\"}"' /tmp/sluice-root-parse.dump
 grep -q "\"timestamp\": ${logged}000" /tmp/sluice-root-parse.dump
 rm -rf "$root/fluent-bit/etc"

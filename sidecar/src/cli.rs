@@ -25,7 +25,7 @@ pub enum Command {
     /// derives.
     CheckConfig(CheckConfigArgs),
     /// Exit 0 if the configured forward listener accepts a connection, else
-    /// 1 (for a container HEALTHCHECK; the image has no shell).
+    /// 1 (the image's HEALTHCHECK, which needs no shell).
     Healthcheck(HealthcheckArgs),
     /// Read log lines on stdin and write one JSON object per line on stdout:
     /// {"kind":"access",...fields,"route":"..."} or {"kind":"app","log":"..."}.

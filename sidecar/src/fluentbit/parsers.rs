@@ -86,9 +86,18 @@ impl Parser {
         }
     }
 
+    /// `false` when [`Parser::parse`] surely gives `None`, found without
+    /// parsing: a JSON parser's value must start with `{`.
+    pub fn may_read(&self, value: &str) -> bool {
+        match self.format {
+            Format::Json => value.trim_start().starts_with('{'),
+            Format::Regex(_) => true,
+        }
+    }
+
     fn parse_json(&self, value: &str) -> Option<Parsed> {
         // Cheap refusal of the common case, a line that is not JSON.
-        if !value.trim_start().starts_with('{') {
+        if !self.may_read(value) {
             return None;
         }
         let Ok(Json::Object(mut fields)) = serde_json::from_str::<Json>(value) else {

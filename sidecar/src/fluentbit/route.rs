@@ -107,7 +107,7 @@ impl Router {
     /// Runs the filters that match `tag`, in order; `false` when a grep
     /// filter dropped the record. A parser filter may set the record's
     /// time, `time_ns`. `is_access(value, record)` says whether a value a
-    /// parser filter would unpack is an Envoy access line: those stay as
+    /// parser filter may unpack is an Envoy access line: those stay as
     /// they are, for Sluice parses them into access records itself (with
     /// their route and statistics), which a JSON parser's unpacking would
     /// prevent.
@@ -277,12 +277,14 @@ fn parse(
     let Some(value) = record.get_str(&p.key_name) else {
         return;
     };
+    // Asked before parsing, so that an Envoy access line is neither read
+    // into a JSON map nor matched against a regex only to be left as it is.
+    if !p.parsers.iter().any(|parser| parser.may_read(value)) || is_access(value, record) {
+        return;
+    }
     let Some(parsed) = p.parsers.iter().find_map(|parser| parser.parse(value)) else {
         return;
     };
-    if is_access(value, record) {
-        return;
-    }
     // Fluent Bit takes a parsed time of 0 as none.
     if let Some(ms) = parsed.time_ms.filter(|&ms| ms != 0) {
         *time_ns = ms.saturating_mul(1_000_000);
