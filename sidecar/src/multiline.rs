@@ -20,7 +20,10 @@
 //! - `go`: `panic:` and `fatal error:` with the `goroutine N [state]:`
 //!   blocks, their frames, and the blank lines between them.
 //!
-//! User rules add a start and a continuation pattern for other formats.
+//! User rules add a start and a continuation pattern for other formats, and
+//! a FireLens drop-in adds the `[MULTILINE_PARSER]`s of `type regex` its
+//! multiline filters name ([`state_rules`]), each waiting its own
+//! `flush_timeout`.
 //!
 //! Bounded: a trace whose next line does not come is written after `wait`;
 //! a trace is emitted when it reaches `max_bytes` (the rest starts a new
@@ -39,6 +42,9 @@ use sluice_firelens::{Event, MemoryBudget, Reservation};
 
 use crate::event::record_line;
 
+pub mod state_rules;
+pub use state_rules::StateRules;
+
 /// The built-in rule sets, by name.
 pub const BUILT_IN: [&str; 4] = ["java", "python", "node", "go"];
 
@@ -53,6 +59,9 @@ pub struct Rules {
     pub user_start: Option<RegexSet>,
     /// A line that continues it.
     pub user_continuation: Option<RegexSet>,
+    /// Fluent Bit multiline parsers a drop-in configuration names, tried
+    /// in order after the user's rules.
+    pub state_rules: Vec<Arc<StateRules>>,
 }
 
 impl Rules {
@@ -66,6 +75,7 @@ impl Rules {
             go: has("go"),
             user_start: None,
             user_continuation: None,
+            state_rules: Vec::new(),
         }
     }
 }
@@ -142,6 +152,11 @@ enum Trace {
     Node,
     Go,
     User,
+    /// Rule `rule` of `rules.state_rules[set]` matched the last line.
+    States {
+        set: u16,
+        rule: u16,
+    },
 }
 
 /// What a stream holds.
@@ -286,7 +301,7 @@ impl Joiner {
         // What the line does is decided while its text is borrowed from the
         // event; the event moves into a stream or out after.
         let Some(stream) = streams.get_mut(&id) else {
-            let Some(state) = start_state(rules, text) else {
+            let Some(state) = start_state(rules, text).filter(|&s| !ends(rules, s)) else {
                 out.push(event);
                 return;
             };
@@ -315,18 +330,20 @@ impl Joiner {
             // (a trace joined, anything else line by line), and the line
             // starts afresh in the same place.
             emit_held(stream, out);
-            let started = start_state(rules, text).is_some_and(|state| {
-                stream.state = state;
-                stream.last_ns = now_ns;
-                // The share kept covers the line: most lines need the one
-                // unit the last line had, not given back and taken again.
-                if let Some(share) = &mut stream.reserved {
-                    share.shrink_to(len);
-                }
-                let held = reserve(budget, stream, len);
-                stream.bytes = if held { len } else { 0 };
-                held
-            });
+            let started = start_state(rules, text)
+                .filter(|&s| !ends(rules, s))
+                .is_some_and(|state| {
+                    stream.state = state;
+                    stream.last_ns = now_ns;
+                    // The share kept covers the line: most lines need the one
+                    // unit the last line had, not given back and taken again.
+                    if let Some(share) = &mut stream.reserved {
+                        share.shrink_to(len);
+                    }
+                    let held = reserve(budget, stream, len);
+                    stream.bytes = if held { len } else { 0 };
+                    held
+                });
             if started {
                 stream.lines.push(Held::new(event, ack));
             } else {
@@ -354,6 +371,16 @@ impl Joiner {
                 close(stream, out);
             }
             out.push(event);
+            return;
+        }
+        if ends(rules, next) {
+            // The line ends the message (a Fluent Bit rule back to a start
+            // state): joined and written now.
+            if let Some(mut stream) = streams.remove(&id) {
+                stream.state = next;
+                stream.lines.push(Held::new(event, ack));
+                close(stream, out);
+            }
             return;
         }
         stream.state = next;
@@ -384,10 +411,18 @@ impl Joiner {
         })
     }
 
-    /// Closes the streams that waited `wait` for their next line.
+    /// Closes the streams that waited long enough for their next line:
+    /// `wait`, or a Fluent Bit parser's own `flush_timeout`.
     pub fn expire(&mut self, now_ns: i64) -> Vec<Event> {
         let wait = self.wait_ns;
-        self.close_where(|s| now_ns.saturating_sub(s.last_ns) >= wait)
+        let parser_waits: Vec<i64> = self.rules.state_rules.iter().map(|r| r.wait_ns()).collect();
+        self.close_where(|s| {
+            let wait = match s.state {
+                State::Open(Trace::States { set, .. }) => parser_waits[usize::from(set)],
+                _ => wait,
+            };
+            now_ns.saturating_sub(s.last_ns) >= wait
+        })
     }
 
     /// Closes the streams `pick` chooses, in key order (so that output does
@@ -437,6 +472,9 @@ fn continues(rules: &Rules, trace: Trace, text: &str) -> Option<Trace> {
             .as_ref()
             .is_some_and(|r| r.is_match(text))
             .then_some(Trace::User),
+        Trace::States { set, rule } => rules.state_rules[usize::from(set)]
+            .next(rule, text)
+            .map(|rule| Trace::States { set, rule }),
         Trace::PythonFrames => Some(if PYTHON_FRAME.is_match(text) {
             Trace::PythonFrames
         } else if text.trim().is_empty() {
@@ -466,6 +504,14 @@ fn start_state(rules: &Rules, text: &str) -> Option<State> {
         Some(State::Open(Trace::PythonFrames))
     } else if r.user_start.as_ref().is_some_and(|s| s.is_match(text)) {
         Some(State::Open(Trace::User))
+    } else if let Some(trace) = r.state_rules.iter().enumerate().find_map(|(set, rules)| {
+        let rule = rules.start(text)?;
+        Some(Trace::States {
+            set: set as u16,
+            rule,
+        })
+    }) {
+        Some(State::Open(trace))
     } else if r.java && is_java_exception(text) {
         Some(State::MaybeJava)
     } else if r.node && is_node_error(text) {
@@ -474,6 +520,14 @@ fn start_state(rules: &Rules, text: &str) -> Option<State> {
         Some(State::Introducer)
     } else {
         None
+    }
+}
+
+/// Whether a message ends with the line that put the stream in `state`.
+fn ends(rules: &Rules, state: State) -> bool {
+    match state {
+        State::Open(Trace::States { set, rule }) => rules.state_rules[usize::from(set)].ends(rule),
+        _ => false,
     }
 }
 

@@ -313,6 +313,16 @@ async fn serve(
     };
     let pipeline_counters = Arc::new(PipelineCounters::default());
     let totals = Arc::new(Mutex::new(RouteTotals::default()));
+    let mut full = full;
+    if let (Some(plan), Some(multiline)) = (&drop_in, &mut full.multiline) {
+        // A multiline filter's [MULTILINE_PARSER]s run in Sluice's joiner
+        // (`load_with` refused them when the joiner is off).
+        let named = plan
+            .multiline_parsers
+            .iter()
+            .map(|(_, rules)| rules.clone());
+        multiline.rules.state_rules.extend(named);
+    }
     let router = drop_in.map(|plan| Router::new(plan, policies));
     let stage = OutputStage::new(
         full,

@@ -815,6 +815,103 @@ fn aws_for_fluent_bits_parse_json_conf() {
     assert!(!record.contains_key("log"), "{record:?}");
 }
 
+/// AWS's FireLens example for a custom stack-trace format
+/// (`firelens-concatanate-multiline.html`): a `[MULTILINE_PARSER]` in a
+/// parsers file named by `[SERVICE] parsers_file`, and the multiline
+/// filter that names it, in the file a task definition's `config-file-value`
+/// points to. The example's sample log arrives line by line, as Docker
+/// sends it, and reaches CloudWatch as three events, the trace joined and
+/// redacted.
+#[test]
+fn aws_s_custom_multiline_parser_example() {
+    let moto = Moto::start();
+    let agent = EcsAgent::start(&task_metadata(), 0.0, TOKEN);
+    let addresses = Addresses::pick();
+    let parsers = crate::support::TempPath::unique_with(
+        "parsers_multiline",
+        "conf",
+        r#"[MULTILINE_PARSER]
+    name          multiline-regex-test
+    type          regex
+    flush_timeout 1000
+    #
+    # rules |   state name  | regex pattern                  | next state
+    # ------|---------------|--------------------------------------------
+    rule      "start_state"   "/(Dec \d+ \d+\:\d+\:\d+)(.*)/"  "cont"
+    rule      "cont"          "/^\s+at.*/"                     "cont"
+"#,
+    );
+    let extra = crate::support::TempPath::unique_with(
+        "extra",
+        "conf",
+        &format!(
+            "[SERVICE]\n    flush                 1\n    log_level             info\n    parsers_file          {}\n\n[FILTER]\n    name                  multiline\n    match                 *\n    multiline.key_content log\n    multiline.parser      multiline-regex-test\n",
+            parsers.arg()
+        ),
+    );
+    let mut spec = spec(
+        &addresses,
+        8877,
+        json!({"app": {
+            "Name": "cloudwatch_logs",
+            "region": "us-east-1",
+            "endpoint": moto.endpoint(),
+            "log_group_name": "/ecs/app",
+            "log_stream_prefix": "from-",
+            "auto_create_group": "true",
+        }}),
+    );
+    spec["include"] = json!([extra.arg()]);
+    let conf = render_firelens_config(&spec);
+    let sidecar = start(&addresses, &ecs_env(&agent, &conf));
+    let sample = [
+        "single line...",
+        "Dec 14 06:41:08 Exception in thread \"main\" java.lang.RuntimeException: Something has gone wrong, aborting! GET /pay?token=t0psecret",
+        "    at com.myproject.module.MyProject.badMethod(MyProject.java:22)",
+        "    at com.myproject.module.MyProject.oneMoreMethod(MyProject.java:18)",
+        "    at com.myproject.module.MyProject.anotherMethod(MyProject.java:14)",
+        "    at com.myproject.module.MyProject.someMethod(MyProject.java:10)",
+        "    at com.myproject.module.MyProject.main(MyProject.java:6)",
+        "another line...",
+    ];
+    let lines: Vec<(&str, &str)> = sample.iter().map(|l| ("stdout", *l)).collect();
+    docker_send(
+        &addresses.unix,
+        &tag("app"),
+        APP_ID,
+        APP_DOCKER_NAME,
+        &lines,
+    );
+    let dump = moto.wait_for_dump("the sample in CloudWatch", |d| d.events.len() >= 3);
+    let (status, _) = sidecar.stop();
+    assert!(status.success());
+
+    let logs: Vec<String> = in_stream(&dump.events, "/ecs/app", &format!("from-{}", tag("app")))
+        .iter()
+        .map(|e| {
+            object(&e.message)["log"]
+                .as_str()
+                .expect("a log")
+                .to_string()
+        })
+        .collect();
+    let trace = [
+        "Dec 14 06:41:08 Exception in thread \"main\" java.lang.RuntimeException: Something has gone wrong, aborting! GET /pay?token=REDACTED",
+        "    at com.myproject.module.MyProject.badMethod(MyProject.java:22)",
+        "    at com.myproject.module.MyProject.oneMoreMethod(MyProject.java:18)",
+        "    at com.myproject.module.MyProject.anotherMethod(MyProject.java:14)",
+        "    at com.myproject.module.MyProject.someMethod(MyProject.java:10)",
+        "    at com.myproject.module.MyProject.main(MyProject.java:6)",
+    ]
+    .join("\n");
+    assert_eq!(
+        logs,
+        ["single line...", trace.as_str(), "another line..."],
+        "{:#?}",
+        dump.events
+    );
+}
+
 /// A `[FILTER] multiline` for Java stack traces (AWS's FireLens multiline
 /// example, with a built-in parser): served by Sluice's joiner, and refused
 /// when Sluice's `[multiline]` leaves Java out.

@@ -5,13 +5,17 @@
 //! - [`classic`] reads the file format (sections, includes, variables);
 //! - [`plan`] turns the sections into inputs, filters and outputs, refusing
 //!   what Sluice cannot serve;
-//! - [`parsers`] holds the parsers a `parser` filter may name, and
-//!   [`modify`] the `modify` filter;
+//! - [`parsers`] holds the parsers a `parser` filter may name,
+//!   [`multiline_parsers`] those a `multiline` filter may name, and
+//!   [`modify`] the `modify` filter; [`onig`] reads their regular
+//!   expressions as Fluent Bit means them;
 //! - [`route`] applies the plan to each record;
 //! - [`template`] fills Fluent Bit's group and stream name templates.
 
 pub mod classic;
 pub mod modify;
+pub mod multiline_parsers;
+pub mod onig;
 pub mod parsers;
 pub mod plan;
 pub mod route;
@@ -34,7 +38,8 @@ pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<DropIn,
         })
     };
     let mut read = read_file(path)?;
-    // `[SERVICE] Parsers_File`: its [PARSER] sections join the file's.
+    // `[SERVICE] Parsers_File`: its [PARSER] and [MULTILINE_PARSER]
+    // sections join the file's.
     let mut notes = Vec::new();
     let parser_files: Vec<(String, String)> = read
         .sections
@@ -46,17 +51,18 @@ pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<DropIn,
         let full = path.parent().unwrap_or(Path::new("")).join(&file);
         if !full.exists() {
             notes.push(format!(
-                "{at}: [SERVICE] Parsers_File {file} does not exist here; the parsers Sluice has built in (json, docker) and the file's own [PARSER] sections are used"
+                "{at}: [SERVICE] Parsers_File {file} does not exist here; the parsers Sluice has built in (json, docker) and the file's own [PARSER] and [MULTILINE_PARSER] sections are used"
             ));
             continue;
         }
         let parsers = read_file(&full)?;
-        read.sections.extend(
-            parsers
-                .sections
-                .into_iter()
-                .filter(|s| s.kind == classic::SectionKind::Parser),
-        );
+        read.sections
+            .extend(parsers.sections.into_iter().filter(|s| {
+                matches!(
+                    s.kind,
+                    classic::SectionKind::Parser | classic::SectionKind::MultilineParser
+                )
+            }));
     }
     let mut plan = plan::plan(path, &read.sections)?;
     plan.notes.append(&mut notes);
@@ -157,6 +163,15 @@ pub fn describe(plan: &DropIn) -> String {
             "  multiline {rule} ({at}): joined by Sluice's [multiline] joiner, in every container's application lines"
         );
     }
+    for (at, rules) in &plan.multiline_parsers {
+        let _ = writeln!(
+            out,
+            "  multiline {} ({at}): [MULTILINE_PARSER] of {} rule(s), flush_timeout {} ms, run by Sluice's [multiline] joiner, in every container's application lines",
+            rules.name(),
+            rules.rule_count(),
+            rules.wait_ns() / 1_000_000
+        );
+    }
     if let Some(c) = &plan.connection {
         let _ = writeln!(
             out,
@@ -216,13 +231,13 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(
             dir.join("extra-parsers.conf"),
-            "[PARSER]\n    Name mine\n    Format json\n    Time_Key ts\n    Time_Format %s\n",
+            "[PARSER]\n    Name mine\n    Format json\n    Time_Key ts\n    Time_Format %s\n[MULTILINE_PARSER]\n    name traces\n    type regex\n    rule \"start_state\" \"/^Dec /\" \"cont\"\n    rule \"cont\" \"/^\\s+at/\" \"cont\"\n",
         )
         .unwrap();
         let conf = dir.join("fluent-bit.conf");
         std::fs::write(
             &conf,
-            "[SERVICE]\n    Parsers_File extra-parsers.conf\n    Parsers_File /no/such/parsers.conf\n    Flush 1\n[INPUT]\n    Name forward\n    unix_path /s\n[FILTER]\n    Name parser\n    Match app-*\n    Key_Name log\n    Parser mine\n    Parser json\n    Preserve_Key On\n",
+            "[SERVICE]\n    Parsers_File extra-parsers.conf\n    Parsers_File /no/such/parsers.conf\n    Flush 1\n[INPUT]\n    Name forward\n    unix_path /s\n[FILTER]\n    Name parser\n    Match app-*\n    Key_Name log\n    Parser mine\n    Parser json\n    Preserve_Key On\n[FILTER]\n    Name multiline\n    Match *\n    multiline.parser traces\n",
         )
         .unwrap();
         let plan = load(&conf, &|_| None).unwrap();
@@ -234,9 +249,10 @@ mod tests {
                 "FireLens drop-in: {conf_at}
   input forward unix /s
   filter Match app-*: parser Key_Name log, Parser mine, json, Preserve_Key
+  multiline traces ({conf_at}:15): [MULTILINE_PARSER] of 2 rule(s), flush_timeout 4000 ms, run by Sluice's [multiline] joiner, in every container's application lines
   statistics: stream sluice-stats/<task id> in each access record's log group
   ignored: {conf_at}:1: [SERVICE] Flush does not apply: Sluice's settings come from its own configuration (shutdown.grace, limits.memory, admin.listen)
-  ignored: {conf_at}:1: [SERVICE] Parsers_File /no/such/parsers.conf does not exist here; the parsers Sluice has built in (json, docker) and the file's own [PARSER] sections are used
+  ignored: {conf_at}:1: [SERVICE] Parsers_File /no/such/parsers.conf does not exist here; the parsers Sluice has built in (json, docker) and the file's own [PARSER] and [MULTILINE_PARSER] sections are used
 "
             )
         );

@@ -216,7 +216,7 @@ fn condition(value: &str) -> Result<Condition, String> {
 }
 
 fn regex(what: &str, pattern: &str) -> Result<Regex, String> {
-    Regex::new(pattern)
+    super::onig::regex(pattern)
         .map_err(|e| format!("{what}: {pattern:?} is not a regular expression Sluice can use: {e}"))
 }
 

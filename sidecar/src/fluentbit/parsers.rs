@@ -195,7 +195,7 @@ fn parser(section: &Section) -> Result<Parser, String> {
             let pattern = section
                 .get("regex")
                 .ok_or_else(|| error("Format regex needs a Regex".into()))?;
-            Format::Regex(Regex::new(pattern).map_err(|e| {
+            Format::Regex(super::onig::regex(pattern).map_err(|e| {
                 error(format!(
                     "Regex {pattern:?} is not a regular expression Sluice can use: {e}"
                 ))

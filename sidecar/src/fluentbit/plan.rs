@@ -13,10 +13,12 @@ use serde::Deserialize;
 
 use super::classic::{Section, SectionKind};
 use super::modify::Modify;
+use super::multiline_parsers::MultilineParsers;
 use super::parsers::{self, Parser, Parsers};
 use super::template::{output_uuid, Template};
 use crate::config::layer::{fluent_bool, read_section, Origin, RawSection, RawValue};
 use crate::config::{retention_message, ConfigError, RETENTION_DAYS};
+use crate::multiline::StateRules;
 
 /// A Fluent Bit configuration, as Sluice serves it.
 #[derive(Debug)]
@@ -38,6 +40,9 @@ pub struct DropIn {
     /// `python`, `go`), each with where: Sluice's own joiner must have them
     /// ([`check_multiline`]).
     pub multiline_rules: Vec<(String, String)>,
+    /// The `[MULTILINE_PARSER]`s `[FILTER] multiline` names, each with the
+    /// filter that named it first: Sluice's joiner runs them.
+    pub multiline_parsers: Vec<(String, Arc<StateRules>)>,
     /// What was accepted but does not apply, each with its reason.
     pub notes: Vec<String>,
 }
@@ -324,11 +329,21 @@ pub fn plan(path: &Path, sections: &[Section]) -> Result<DropIn, Vec<ConfigError
         outputs: Vec::new(),
         connection: None,
         multiline_rules: Vec::new(),
+        multiline_parsers: Vec::new(),
         notes: Vec::new(),
     };
     let mut connections: Vec<(String, Connection)> = Vec::new();
     // Parsers are global in Fluent Bit, wherever their sections are.
     let parsers = parsers::parsers(sections.iter().filter(|s| s.kind == SectionKind::Parser));
+    let multiline_parsers = MultilineParsers::read(
+        sections
+            .iter()
+            .filter(|s| s.kind == SectionKind::MultilineParser),
+    )
+    .unwrap_or_else(|mut e| {
+        errors.append(&mut e);
+        MultilineParsers::default()
+    });
     for section in sections {
         let error = |message: String| ConfigError {
             key: section.at.clone(),
@@ -337,7 +352,7 @@ pub fn plan(path: &Path, sections: &[Section]) -> Result<DropIn, Vec<ConfigError
         match section.kind {
             SectionKind::Input => input(section, &mut plan, &mut errors),
             SectionKind::Filter if section.plugin() == "multiline" => {
-                multiline_filter(section, &mut plan, &mut errors)
+                multiline_filter(section, &multiline_parsers, &mut plan, &mut errors)
             }
             SectionKind::Filter => match filter(section, &parsers, &mut plan.notes) {
                 Ok(f) => plan.filters.push(f),
@@ -373,14 +388,19 @@ pub fn plan(path: &Path, sections: &[Section]) -> Result<DropIn, Vec<ConfigError
                     ));
                 }
             }
-            SectionKind::MultilineParser => plan.notes.push(format!(
-                "{}: [MULTILINE_PARSER] is not used: Sluice parses Envoy's formats itself and joins stack traces with its own multiline settings",
-                section.at,
-            )),
+            // Read above, and used where a multiline filter names them.
+            SectionKind::MultilineParser => {}
             other => errors.push(error(format!(
                 "[{}] sections are not supported by Sluice",
                 other.name()
             ))),
+        }
+    }
+    for (name, at) in multiline_parsers.names() {
+        if !plan.multiline_parsers.iter().any(|(_, p)| p.name() == name) {
+            plan.notes.push(format!(
+                "{at}: [MULTILINE_PARSER] {name} is not used: no multiline filter here names it"
+            ));
         }
     }
     if let Some(((first_at, first), rest)) = connections.split_first() {
@@ -466,11 +486,17 @@ fn input(section: &Section, plan: &mut DropIn, errors: &mut Vec<ConfigError>) {
 
 /// `[FILTER] multiline`, as AWS's FireLens examples use it: Docker's
 /// partial messages (`mode partial_message`), which Sluice always joins,
-/// or stack traces by Fluent Bit's built-in `java`, `python` and `go`
-/// parsers, which Sluice's own joiner (`[multiline]`) has. It does not
+/// stack traces by Fluent Bit's built-in `java`, `python` and `go`
+/// parsers, which Sluice's own joiner (`[multiline]`) has, or by a
+/// `[MULTILINE_PARSER]` of type regex, which the joiner runs. It does not
 /// change records in the router: the output stage's joiner does the work,
 /// for every container's application lines.
-fn multiline_filter(section: &Section, plan: &mut DropIn, errors: &mut Vec<ConfigError>) {
+fn multiline_filter(
+    section: &Section,
+    defined: &MultilineParsers,
+    plan: &mut DropIn,
+    errors: &mut Vec<ConfigError>,
+) {
     let at = &section.at;
     let mut error = |message: String| {
         errors.push(ConfigError {
@@ -499,9 +525,19 @@ fn multiline_filter(section: &Section, plan: &mut DropIn, errors: &mut Vec<Confi
                             .push((at.clone(), name.to_string())),
                         // Sluice always joins Docker's partial messages.
                         "docker" => partial = true,
-                        other => error(format!(
-                            "multiline.parser {other}: Sluice joins stack traces of java, python and go (and node) with its own [multiline] rules, and Docker's partial messages; {other} is not one of them"
-                        )),
+                        other => match defined.get(other) {
+                            Some(Ok(rules)) => {
+                                if !plan.multiline_parsers.iter().any(|(_, p)| p.name() == other) {
+                                    plan.multiline_parsers.push((at.clone(), rules));
+                                }
+                            }
+                            Some(Err(why)) => error(format!(
+                                "multiline.parser {other}: the [MULTILINE_PARSER] of that name cannot be served: {why}"
+                            )),
+                            None => error(format!(
+                                "multiline.parser {other}: Sluice joins stack traces of java, python and go (and node) with its own [multiline] rules, Docker's partial messages, and [MULTILINE_PARSER]s of type regex; no [MULTILINE_PARSER] here is named {other}"
+                            )),
+                        },
                     }
                 }
             }
@@ -537,7 +573,8 @@ pub fn check_multiline(
             _ => m.rules.go,
         })
     };
-    plan.multiline_rules
+    let mut errors: Vec<ConfigError> = plan
+        .multiline_rules
         .iter()
         .filter(|(_, rule)| !has(rule))
         .map(|(at, rule)| ConfigError {
@@ -546,7 +583,17 @@ pub fn check_multiline(
                 "[FILTER] multiline multiline.parser {rule}: Sluice's multiline joiner does not join {rule} traces here (multiline.enabled is false or multiline.rules leaves {rule} out)"
             ),
         })
-        .collect()
+        .collect();
+    if multiline.is_none() {
+        errors.extend(plan.multiline_parsers.iter().map(|(at, rules)| ConfigError {
+            key: at.clone(),
+            message: format!(
+                "[FILTER] multiline multiline.parser {}: Sluice's multiline joiner, which runs it, is off (multiline.enabled is false)",
+                rules.name()
+            ),
+        }));
+    }
+    errors
 }
 
 /// Whether a parser filter among `sections` names parser `name`.
@@ -559,7 +606,7 @@ fn parser_used(sections: &[Section], name: &str) -> bool {
 
 fn tag_match(section: &Section, what: &str) -> Result<TagMatch, String> {
     if let Some(re) = section.get("match_regex") {
-        return Regex::new(re)
+        return super::onig::regex(re)
             .map(TagMatch::Regex)
             .map_err(|e| format!("[{what}] Match_Regex is not a valid regular expression: {e}"));
     }
@@ -622,7 +669,7 @@ fn filter(
                     continue;
                 };
                 let field = field.trim_start_matches('$').to_string();
-                match Regex::new(pattern.trim()) {
+                match super::onig::regex(pattern.trim()) {
                     Ok(regex) => rules.push(GrepRule {
                         exclude,
                         key: field,

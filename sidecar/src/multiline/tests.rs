@@ -314,6 +314,101 @@ fn user_rules() {
     );
 }
 
+fn state_rules(specs: &[(&str, &str, Option<&str>)], wait_ns: i64) -> Arc<StateRules> {
+    let specs = specs
+        .iter()
+        .map(|(from, regex, to)| state_rules::RuleSpec {
+            from: from.split(',').map(str::to_string).collect(),
+            regex: Regex::new(regex).unwrap(),
+            to: to.map(str::to_string),
+        })
+        .collect();
+    Arc::new(StateRules::new("test", specs, wait_ns).unwrap())
+}
+
+/// AWS's FireLens example of a `[MULTILINE_PARSER]`, with its sample log.
+#[test]
+fn a_fluent_bit_regex_parser_joins_as_fluent_bit_does() {
+    let mut rules = all_rules();
+    rules.state_rules.push(state_rules(
+        &[
+            ("start_state", r"(Dec \d+ \d+\:\d+\:\d+)(.*)", Some("cont")),
+            ("cont", r"^\s+at.*", Some("cont")),
+        ],
+        1_000,
+    ));
+    let mut j = Joiner::new(rules, 1_000, 1 << 20, None);
+    let out = run(
+        &mut j,
+        &[
+            ("a", "single line..."),
+            ("a", "Dec 14 06:41:08 Exception in thread \"main\" java.lang.RuntimeException: Something has gone wrong, aborting!"),
+            ("a", "    at com.myproject.module.MyProject.badMethod(MyProject.java:22)"),
+            ("a", "    at com.myproject.module.MyProject.main(MyProject.java:6)"),
+            ("a", "Dec 14 06:41:09 another start"),
+            ("a", "    at one.more(Frame.java:1)"),
+            ("a", "another line..."),
+        ],
+    );
+    assert_eq!(
+        out.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>(),
+        [
+            "single line...",
+            "Dec 14 06:41:08 Exception in thread \"main\" java.lang.RuntimeException: Something has gone wrong, aborting!\n    at com.myproject.module.MyProject.badMethod(MyProject.java:22)\n    at com.myproject.module.MyProject.main(MyProject.java:6)",
+            "Dec 14 06:41:09 another start\n    at one.more(Frame.java:1)",
+            "another line...",
+        ]
+    );
+}
+
+#[test]
+fn a_rule_back_to_the_start_state_writes_the_message_at_once() {
+    let mut rules = Rules::built_in(&[]);
+    rules.state_rules.push(state_rules(
+        &[
+            ("start_state", "^BEGIN", Some("body")),
+            ("body", "^  ", Some("body")),
+            ("body", "^END$", Some("start_state")),
+            ("start_state", "^ONE$", Some("start_state")),
+        ],
+        1_000,
+    ));
+    let mut j = Joiner::new(rules, 1_000, 1 << 20, None);
+    assert!(j.push(event("a", "stdout", "BEGIN"), None, 0).is_empty());
+    assert!(j.push(event("a", "stdout", "  x"), None, 0).is_empty());
+    // No wait: END closes it.
+    assert_eq!(
+        logs(&j.push(event("a", "stdout", "END"), None, 0)),
+        ["BEGIN\n  x\nEND"]
+    );
+    // A start rule back to the start state is a message of one line.
+    assert_eq!(logs(&j.push(event("a", "stdout", "ONE"), None, 0)), ["ONE"]);
+    assert!(!j.holds_lines());
+}
+
+#[test]
+fn a_fluent_bit_parser_waits_its_own_flush_timeout() {
+    let mut rules = Rules::built_in(&[]);
+    rules.user_start = Some(RegexSet::new([r"^BEGIN "]).unwrap());
+    rules.user_continuation = Some(RegexSet::new([r"^\| "]).unwrap());
+    rules.state_rules.push(state_rules(
+        &[
+            ("start_state", "^Dec ", Some("cont")),
+            ("cont", "^ ", Some("cont")),
+        ],
+        5_000,
+    ));
+    let mut j = Joiner::new(rules, 1_000, 1 << 20, None);
+    assert!(j
+        .push(event("a", "stdout", "BEGIN dump"), None, 0)
+        .is_empty());
+    assert!(j.push(event("b", "stdout", "Dec 1 x"), None, 0).is_empty());
+    // multiline.wait for the user's rules, flush_timeout for the parser's.
+    assert_eq!(logs(&j.expire(1_000)), ["BEGIN dump"]);
+    assert!(j.expire(4_999).is_empty());
+    assert_eq!(logs(&j.expire(5_000)), ["Dec 1 x"]);
+}
+
 /// Lines that match no rule of any built-in set.
 fn ordinary_line() -> impl Strategy<Value = String> {
     "[a-z]{1,8}( [a-z0-9=]{1,8}){0,4}"

@@ -316,7 +316,7 @@ fn multiline_filters() {
     assert_eq!(check_multiline(&p, None).len(), 3);
     // What Sluice's joiner cannot do is refused.
     let cases: &[(&str, &str)] = &[
-        ("    multiline.parser ruby\n", "line 4: [FILTER] multiline multiline.parser ruby: Sluice joins stack traces of java, python and go (and node) with its own [multiline] rules, and Docker's partial messages; ruby is not one of them"),
+        ("    multiline.parser ruby\n", "line 4: [FILTER] multiline multiline.parser ruby: Sluice joins stack traces of java, python and go (and node) with its own [multiline] rules, Docker's partial messages, and [MULTILINE_PARSER]s of type regex; no [MULTILINE_PARSER] here is named ruby"),
         ("    multiline.key_content message\n    multiline.parser java\n", "line 4: [FILTER] multiline multiline.key_content message: Sluice joins the lines of `log`"),
         ("    mode split\n", "line 4: [FILTER] multiline mode split: Sluice joins partial messages (partial_message) and stack traces (parser)"),
         ("    multiline.parser java\n    key_pattern x\n", "line 4: [FILTER] multiline has no option key_pattern; it takes multiline.key_content, multiline.parser, mode"),
@@ -325,6 +325,65 @@ fn multiline_filters() {
         let conf = format!("{input}[FILTER]\n    Name multiline\n    Match *\n{options}");
         assert_eq!(read(&conf).unwrap_err(), [*want], "{options}");
     }
+}
+
+/// AWS's FireLens example for stack traces of a custom format: a
+/// `[MULTILINE_PARSER]` and the filter that names it.
+#[test]
+fn multiline_parsers_named_by_a_filter() {
+    let input = "[INPUT]\n    Name forward\n    unix_path /s\n";
+    let parser = "[MULTILINE_PARSER]\n    name          multiline-regex-test\n    type          regex\n    flush_timeout 1000\n    rule      \"start_state\"   \"/(Dec \\d+ \\d+\\:\\d+\\:\\d+)(.*)/\"  \"cont\"\n    rule      \"cont\"          \"/^\\s+at.*/\"                     \"cont\"\n";
+    let unused = "[MULTILINE_PARSER]\n    name spare\n    type endswith\n    match_string \\\n";
+    let filter = "[FILTER]\n    name                  multiline\n    match                 *\n    multiline.key_content log\n    multiline.parser      java, multiline-regex-test\n";
+    let p = read(&format!("{input}{filter}{parser}{unused}")).unwrap();
+    let filter_at = format!("{}:4", p.path.display());
+    assert_eq!(p.multiline_rules, [(filter_at.clone(), "java".to_string())]);
+    let [(at, rules)] = p.multiline_parsers.as_slice() else {
+        panic!("{:?}", p.multiline_parsers);
+    };
+    assert_eq!(
+        (at, rules.name(), rules.rule_count(), rules.wait_ns()),
+        (&filter_at, "multiline-regex-test", 2, 1_000_000_000)
+    );
+    assert_eq!(
+        rules.start("Dec 14 06:41:08 Exception in thread \"main\""),
+        Some(0)
+    );
+    assert_eq!(
+        rules.next(
+            0,
+            "    at com.myproject.module.MyProject.badMethod(MyProject.java:22)"
+        ),
+        Some(1)
+    );
+    assert_eq!(
+        notes_without_place(&p),
+        ["[MULTILINE_PARSER] spare is not used: no multiline filter here names it"]
+    );
+    // The joiner runs it: with the joiner off, it is refused.
+    let errors: Vec<String> = check_multiline(&p, None)
+        .into_iter()
+        .map(|e| e.message)
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            "[FILTER] multiline multiline.parser java: Sluice's multiline joiner does not join java traces here (multiline.enabled is false or multiline.rules leaves java out)",
+            "[FILTER] multiline multiline.parser multiline-regex-test: Sluice's multiline joiner, which runs it, is off (multiline.enabled is false)",
+        ]
+    );
+    // A parser Sluice cannot run is refused where it is named; a malformed
+    // one anywhere, as Fluent Bit stops on it.
+    let named_spare = filter.replace("java, multiline-regex-test", "spare");
+    assert_eq!(
+        read(&format!("{input}{named_spare}{unused}")).unwrap_err(),
+        ["line 4: [FILTER] multiline multiline.parser spare: the [MULTILINE_PARSER] of that name cannot be served: type endswith: Sluice runs multiline parsers of type regex"]
+    );
+    let broken = parser.replace("\"cont\"\n    rule", "\"body\"\n    rule");
+    assert_eq!(
+        read(&format!("{input}{broken}")).unwrap_err(),
+        ["line 4: [MULTILINE_PARSER] multiline-regex-test: the rule from \"start_state\" goes to state \"body\", which no rule leaves from"]
+    );
 }
 
 #[test]

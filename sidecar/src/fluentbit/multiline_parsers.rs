@@ -1,0 +1,361 @@
+//! `[MULTILINE_PARSER]` sections, read as Fluent Bit reads them
+//! (`flb_parser_load_multiline_parser_definitions` and
+//! `multiline_load_regex_rules` in `src/flb_parser.c`, v5.1.1).
+//!
+//! Fluent Bit checks every definition at start, used or not: a missing
+//! `name` or `type`, an unknown type, or rules that do not link stop it,
+//! and stop Sluice. A `[FILTER] multiline` may then name a parser of
+//! `type regex`, which Sluice's joiner runs ([`StateRules`]). A parser of
+//! another type, or one that pre-parses its lines (`parser`) or reads other
+//! keys (`key_pattern`, `key_group`, `key_content`), is refused when a
+//! filter names it.
+
+use std::sync::Arc;
+
+use super::classic::Section;
+use super::onig;
+use crate::config::ConfigError;
+use crate::multiline::state_rules::{RuleSpec, StateRules};
+
+/// `flush_timeout` when it is not given, or not above 0
+/// (`FLB_ML_FLUSH_TIMEOUT`).
+const DEFAULT_FLUSH_TIMEOUT_MS: i64 = 4000;
+
+/// One definition.
+#[derive(Debug)]
+struct Defined {
+    name: String,
+    at: String,
+    /// The rules, or why a filter cannot use this parser.
+    usable: Result<Arc<StateRules>, String>,
+}
+
+/// Every `[MULTILINE_PARSER]` of a configuration.
+#[derive(Debug, Default)]
+pub struct MultilineParsers {
+    defined: Vec<Defined>,
+}
+
+impl MultilineParsers {
+    /// Reads the sections; every malformed one is an error.
+    pub fn read<'a>(
+        sections: impl Iterator<Item = &'a Section>,
+    ) -> Result<MultilineParsers, Vec<ConfigError>> {
+        let mut parsers = MultilineParsers::default();
+        let mut errors = Vec::new();
+        for section in sections {
+            match define(section) {
+                Ok(defined) => parsers.defined.push(defined),
+                Err(message) => errors.push(ConfigError {
+                    key: section.at.clone(),
+                    message: format!("[MULTILINE_PARSER] {message}"),
+                }),
+            }
+        }
+        if errors.is_empty() {
+            Ok(parsers)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The parser named `name`, the last defined with that name: `None`
+    /// when there is none, `Err` when a filter cannot use it.
+    pub fn get(&self, name: &str) -> Option<Result<Arc<StateRules>, String>> {
+        self.defined
+            .iter()
+            .rev()
+            .find(|d| d.name == name)
+            .map(|d| d.usable.clone())
+    }
+
+    /// Each definition's name and where it is.
+    pub fn names(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.defined
+            .iter()
+            .map(|d| (d.name.as_str(), d.at.as_str()))
+    }
+}
+
+fn define(section: &Section) -> Result<Defined, String> {
+    let name = section.get("name").ok_or("has no name")?.to_string();
+    let kind = section
+        .get("type")
+        .ok_or_else(|| format!("{name} has no type"))?
+        .to_ascii_lowercase();
+    if !matches!(kind.as_str(), "regex" | "endswith" | "equal" | "eq") {
+        return Err(format!(
+            "{name}: type {kind} is not a multiline parser type (regex, endswith, equal)"
+        ));
+    }
+    let wait_ms = match section.get("flush_timeout") {
+        None => DEFAULT_FLUSH_TIMEOUT_MS,
+        Some(text) => match text.trim().parse::<i64>() {
+            Ok(ms) if ms > 0 => ms,
+            Ok(_) => DEFAULT_FLUSH_TIMEOUT_MS,
+            Err(_) => {
+                return Err(format!(
+                    "{name}: flush_timeout {text:?} is not a number of milliseconds"
+                ))
+            }
+        },
+    };
+    // Rules are read, and must link, for a regex parser only (as in
+    // Fluent Bit, which ignores `rule` keys of other types).
+    let rules = if kind == "regex" {
+        let specs = section
+            .all("rule")
+            .map(|value| rule(value).map_err(|e| format!("{name}: rule {value}: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Some(
+            StateRules::new(&name, specs, wait_ms.saturating_mul(1_000_000))
+                .map_err(|e| format!("{name}: {e}"))?,
+        )
+    } else {
+        None
+    };
+    let usable = match rules {
+        None => Err(format!(
+            "type {kind}: Sluice runs multiline parsers of type regex"
+        )),
+        Some(rules) => unsupported_key(section).map_or_else(|| Ok(Arc::new(rules)), Err),
+    };
+    Ok(Defined {
+        name,
+        at: section.at.clone(),
+        usable,
+    })
+}
+
+/// A key that changes what the parser reads, which Sluice's joiner (the
+/// text of `log`, as written) does not do.
+fn unsupported_key(section: &Section) -> Option<String> {
+    for (key, value) in &section.entries {
+        match key.to_ascii_lowercase().as_str() {
+            "parser" => {
+                return Some(format!(
+                    "parser {value}: Sluice joins the lines as they are, without parsing them first"
+                ))
+            }
+            "key_pattern" | "key_group" => {
+                return Some(format!("{key} {value}: Sluice matches and joins `log`"))
+            }
+            "key_content" if value != "log" => {
+                return Some(format!(
+                    "key_content {value}: Sluice joins the lines of `log`"
+                ))
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// `rule "from" "/regex/" "to"`: tokens split as `flb_slist_split_tokens`
+/// splits them.
+fn rule(value: &str) -> Result<RuleSpec, String> {
+    let tokens = tokens(value, 3);
+    let mut tokens = tokens.into_iter();
+    let from = tokens.next().ok_or("needs a from-state")?;
+    let pattern = tokens.next().ok_or("needs a regular expression")?;
+    let to = tokens.next();
+    let regex = onig::regex(&pattern)
+        .map_err(|e| format!("{pattern:?} is not a regular expression Sluice can use: {e}"))?;
+    Ok(RuleSpec {
+        from: from
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+        regex,
+        to,
+    })
+}
+
+/// Space-separated tokens; a token that starts with `"` runs to the next
+/// `"` not after a `\`, and `\"` in it is `"` (nothing else is unescaped:
+/// a regex's `\s` stays). After `max` tokens the rest is one more.
+fn tokens(value: &str, max: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = value.trim_start_matches(' ');
+    while !rest.is_empty() {
+        if out.len() == max {
+            out.push(rest.to_string());
+            break;
+        }
+        let (token, after) = match rest.strip_prefix('"') {
+            Some(quoted) => {
+                let bytes = quoted.as_bytes();
+                let end = (0..bytes.len())
+                    .find(|&i| bytes[i] == b'"' && (i == 0 || bytes[i - 1] != b'\\'));
+                match end {
+                    Some(end) => (quoted[..end].replace("\\\"", "\""), &quoted[end + 1..]),
+                    // No closing quote: the rest, as written.
+                    None => (quoted.to_string(), ""),
+                }
+            }
+            None => {
+                let end = rest.find(' ').unwrap_or(rest.len());
+                (rest[..end].to_string(), &rest[end..])
+            }
+        };
+        out.push(token);
+        rest = after.trim_start_matches(' ');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fluentbit::classic::SectionKind;
+
+    fn section(entries: &[(&str, &str)]) -> Section {
+        Section {
+            kind: SectionKind::MultilineParser,
+            at: "parsers.conf:1".into(),
+            entries: entries
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    fn read(sections: &[Section]) -> Result<MultilineParsers, Vec<String>> {
+        MultilineParsers::read(sections.iter())
+            .map_err(|e| e.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn tokens_as_fluent_bit_splits_them() {
+        assert_eq!(
+            tokens(
+                r#"  "start_state"   "/(Dec \d+ \d+\:\d+\:\d+)(.*)/"  "cont""#,
+                3
+            ),
+            ["start_state", r"/(Dec \d+ \d+\:\d+\:\d+)(.*)/", "cont"]
+        );
+        assert_eq!(
+            tokens(r#"cont /^\s+at.*/ cont"#, 3),
+            ["cont", r"/^\s+at.*/", "cont"]
+        );
+        assert_eq!(
+            tokens(r#""a" "say \"hi\"" "b""#, 3),
+            ["a", r#"say "hi""#, "b"]
+        );
+        assert_eq!(
+            tokens(r#""a" "x y" "b" "end" more"#, 3),
+            ["a", "x y", "b", r#""end" more"#]
+        );
+        assert_eq!(tokens(r#""a" "open"#, 3), ["a", "open"]);
+    }
+
+    #[test]
+    fn aws_s_example_reads_and_runs() {
+        let parsers = read(&[section(&[
+            ("name", "multiline-regex-test"),
+            ("type", "regex"),
+            ("flush_timeout", "1000"),
+            (
+                "rule",
+                r#""start_state"   "/(Dec \d+ \d+\:\d+\:\d+)(.*)/"  "cont""#,
+            ),
+            (
+                "rule",
+                r#""cont"          "/^\s+at.*/"                     "cont""#,
+            ),
+        ])])
+        .unwrap();
+        let rules = parsers.get("multiline-regex-test").unwrap().unwrap();
+        assert_eq!(rules.rule_count(), 2);
+        assert_eq!(rules.wait_ns(), 1_000_000_000);
+        assert_eq!(rules.start("Dec 14 06:41:08 Exception in thread"), Some(0));
+        assert_eq!(rules.next(0, "    at com.myproject.Main"), Some(1));
+        assert!(parsers.get("other").is_none());
+        assert_eq!(
+            parsers.names().collect::<Vec<_>>(),
+            [("multiline-regex-test", "parsers.conf:1")]
+        );
+    }
+
+    #[test]
+    fn flush_timeout_defaults_as_fluent_bit_s() {
+        let rule = ("rule", r#""start_state" "/^a/""#);
+        for (timeout, ms) in [
+            (None, 4000),
+            (Some("0"), 4000),
+            (Some("-5"), 4000),
+            (Some("250"), 250),
+        ] {
+            let mut entries = vec![("name", "p"), ("type", "regex"), rule];
+            entries.extend(timeout.map(|t| ("flush_timeout", t)));
+            let rules = read(&[section(&entries)])
+                .unwrap()
+                .get("p")
+                .unwrap()
+                .unwrap();
+            assert_eq!(rules.wait_ns(), ms * 1_000_000, "{timeout:?}");
+        }
+    }
+
+    #[test]
+    fn malformed_definitions_stop_the_start() {
+        let cases: [(&[(&str, &str)], &str); 6] = [
+            (&[("type", "regex")], "has no name"),
+            (&[("name", "p")], "p has no type"),
+            (&[("name", "p"), ("type", "lines")], "p: type lines is not a multiline parser type (regex, endswith, equal)"),
+            (&[("name", "p"), ("type", "regex"), ("flush_timeout", "1s")], "p: flush_timeout \"1s\" is not a number of milliseconds"),
+            (&[("name", "p"), ("type", "regex"), ("rule", r#""start_state" "/(?<=a)b/" "x""#)], "p: rule \"start_state\" \"/(?<=a)b/\" \"x\": \"/(?<=a)b/\" is not a regular expression Sluice can use: regex parse error:\n    (?<=a)b\n    ^^^^\nerror: look-around, including look-ahead and look-behind, is not supported"),
+            (&[("name", "p"), ("type", "regex"), ("rule", r#""start_state" "/a/" "cont""#)], "p: the rule from \"start_state\" goes to state \"cont\", which no rule leaves from"),
+        ];
+        for (entries, message) in cases {
+            assert_eq!(
+                read(&[section(entries)]).unwrap_err(),
+                [format!("parsers.conf:1: [MULTILINE_PARSER] {message}")],
+                "{entries:?}"
+            );
+        }
+        // A regex parser with no rule: refused, as Fluent Bit refuses it.
+        assert_eq!(
+            read(&[section(&[("name", "p"), ("type", "regex")])]).unwrap_err(),
+            ["parsers.conf:1: [MULTILINE_PARSER] p: has no rule"]
+        );
+    }
+
+    #[test]
+    fn parsers_sluice_cannot_run_are_refused_when_named() {
+        let parsers = read(&[
+            section(&[
+                ("name", "ends"),
+                ("type", "endswith"),
+                ("match_string", "\\"),
+            ]),
+            section(&[
+                ("name", "pre"),
+                ("type", "regex"),
+                ("parser", "json"),
+                ("rule", r#""start_state" "/a/""#),
+            ]),
+            section(&[
+                ("name", "other"),
+                ("type", "regex"),
+                ("key_content", "message"),
+                ("rule", r#""start_state" "/a/""#),
+            ]),
+        ])
+        .unwrap();
+        assert_eq!(
+            parsers.get("ends").unwrap().unwrap_err(),
+            "type endswith: Sluice runs multiline parsers of type regex"
+        );
+        assert_eq!(
+            parsers.get("pre").unwrap().unwrap_err(),
+            "parser json: Sluice joins the lines as they are, without parsing them first"
+        );
+        assert_eq!(
+            parsers.get("other").unwrap().unwrap_err(),
+            "key_content message: Sluice joins the lines of `log`"
+        );
+    }
+}
