@@ -60,7 +60,7 @@ pub struct Rules {
     /// A line that continues it.
     pub user_continuation: Option<RegexSet>,
     /// Fluent Bit multiline parsers a drop-in configuration names, tried
-    /// in order after the user's rules.
+    /// in order before the other rules.
     pub state_rules: Vec<Arc<StateRules>>,
 }
 
@@ -498,13 +498,9 @@ fn continues(rules: &Rules, trace: Trace, text: &str) -> Option<Trace> {
 /// held as an introducer; `None` for a line that goes out at once.
 fn start_state(rules: &Rules, text: &str) -> Option<State> {
     let r = rules;
-    if r.go && is_go_start(text) {
-        Some(State::Open(Trace::Go))
-    } else if r.python && is_python_start(text) {
-        Some(State::Open(Trace::PythonFrames))
-    } else if r.user_start.as_ref().is_some_and(|s| s.is_match(text)) {
-        Some(State::Open(Trace::User))
-    } else if let Some(trace) = r.state_rules.iter().enumerate().find_map(|(set, rules)| {
+    // A Fluent Bit parser the configuration names first: its start rule
+    // wins over a built-in one that matches the same line.
+    if let Some(trace) = r.state_rules.iter().enumerate().find_map(|(set, rules)| {
         let rule = rules.start(text)?;
         Some(Trace::States {
             set: set as u16,
@@ -512,6 +508,12 @@ fn start_state(rules: &Rules, text: &str) -> Option<State> {
         })
     }) {
         Some(State::Open(trace))
+    } else if r.go && is_go_start(text) {
+        Some(State::Open(Trace::Go))
+    } else if r.python && is_python_start(text) {
+        Some(State::Open(Trace::PythonFrames))
+    } else if r.user_start.as_ref().is_some_and(|s| s.is_match(text)) {
+        Some(State::Open(Trace::User))
     } else if r.java && is_java_exception(text) {
         Some(State::MaybeJava)
     } else if r.node && is_node_error(text) {

@@ -362,6 +362,32 @@ fn a_fluent_bit_regex_parser_joins_as_fluent_bit_does() {
 }
 
 #[test]
+fn a_fluent_bit_parser_s_start_wins_over_a_built_in_one() {
+    let mut rules = all_rules();
+    rules.state_rules.push(state_rules(
+        &[
+            ("start_state", "^panic: ", Some("cont")),
+            ("cont", "^\t", Some("cont")),
+        ],
+        1_000,
+    ));
+    let mut j = Joiner::new(rules, 1_000, 1 << 20, None);
+    // Go's rules would join the goroutine line; the parser's do not.
+    let out = run(
+        &mut j,
+        &[
+            ("a", "panic: boom"),
+            ("a", "\tmain.go:3"),
+            ("a", "goroutine 1 [running]:"),
+        ],
+    );
+    assert_eq!(
+        out.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>(),
+        ["panic: boom\n\tmain.go:3", "goroutine 1 [running]:"]
+    );
+}
+
+#[test]
 fn a_rule_back_to_the_start_state_writes_the_message_at_once() {
     let mut rules = Rules::built_in(&[]);
     rules.state_rules.push(state_rules(
