@@ -7,8 +7,11 @@
 //! sections of the configuration (and of the files `[SERVICE]
 //! Parsers_File` names), then the JSON parsers of Fluent Bit's own
 //! `conf/parsers.conf`, which aws-for-fluent-bit ships as
-//! `/fluent-bit/parsers/parsers.conf`: `json` and `docker`. A parser of
-//! another format (logfmt, ltsv) is refused when a filter uses it.
+//! `/fluent-bit/parsers/parsers.conf`: `json` and `docker`, and the web
+//! servers' `apache`, `apache2`, `apache_error` and `nginx` (AWS's FireLens
+//! example for common log formats names `apache`), with the keys and times
+//! Fluent Bit's give. A parser of another format (logfmt, ltsv) is refused
+//! when a filter uses it.
 //!
 //! JSON parsing is `flb_parser_json_do`'s: the value must be exactly one
 //! JSON object; the time key, when present, a string and of `Time_Format`,
@@ -144,24 +147,59 @@ impl Parser {
 /// A parser by name, or why it cannot be used.
 pub type Parsers = HashMap<String, Result<Arc<Parser>, String>>;
 
-/// Fluent Bit's `conf/parsers.conf` JSON parsers (v5.1.1), which
-/// aws-for-fluent-bit ships as `/fluent-bit/parsers/parsers.conf`.
+/// The time of a web server's access log line (`[10/Oct/2000:13:55:36
+/// -0700]`).
+const ACCESS_LOG_TIME: &str = "%d/%b/%Y:%H:%M:%S %z";
+
+/// The request line of an access log, `"GET /path HTTP/1.1"`, or `"-"`
+/// when there was none.
+const REQUEST: &str = r#""(?<method>[^ "]+)(?: (?<path>[^ "]*)(?: [^"]*)?)?""#;
+
+/// Parsers of the names Fluent Bit's `conf/parsers.conf` (v5.1.1) defines,
+/// which aws-for-fluent-bit ships as `/fluent-bit/parsers/parsers.conf`:
+/// the same keys, time key and time format.
 fn built_in() -> Parsers {
-    let parser = |name: &str, format: &str, keep: bool| {
+    let parser = |name: &str, format: Format, time_format: Option<&str>, keep: bool| {
         let parser = Parser {
             name: name.to_string(),
-            format: Format::Json,
+            format,
             time_key: "time".to_string(),
-            time_format: Some(StrpTime::new(format).expect("a built-in time format reads")),
+            time_format: time_format
+                .map(|f| StrpTime::new(f).expect("a built-in time format reads")),
             time_keep: keep,
             skip_empty: true,
             types: Vec::new(),
         };
         (name.to_string(), Ok(Arc::new(parser)))
     };
+    let regex =
+        |pattern: String| Format::Regex(Regex::new(&pattern).expect("a built-in pattern compiles"));
+    // Apache's common log format (`%h %l %u %t "%r" %>s %b`), and its
+    // combined format, which adds the referer and the user agent.
+    let apache = |agent: &str| {
+        regex(format!(
+            r#"^(?<host>[^ ]*) [^ ]* (?<user>[^ ]*) \[(?<time>[^\]]*)\] {REQUEST} (?<code>[^ ]*) (?<size>[^ ]*)(?: "(?<referer>[^"]*)" "(?<agent>{agent})")?$"#
+        ))
+    };
+    // nginx's `combined`: the remote address, then `-` (read as `host`),
+    // and the referer and user agent always; anything may follow.
+    let nginx = regex(format!(
+        r#"^(?<remote>[^ ]*) (?<host>[^ ]*) (?<user>[^ ]*) \[(?<time>[^\]]*)\] {REQUEST} (?<code>[^ ]*) (?<size>[^ ]*) "(?<referer>[^"]*)" "(?<agent>[^"]*)""#
+    ));
+    // `[Wed Oct 11 14:32:52.123 2000] [core:error] [pid 35] [client
+    // 10.0.0.1:5000] message`: the time stays a string, as in Fluent Bit.
+    let apache_error = regex(
+        r"^\[[^ ]* (?<time>[^\]]*)\] \[(?<level>[^\]]*)\](?: \[pid (?<pid>[^\]]*)\])?(?: \[client (?<client>[^\]]*)\])? (?<message>.*)$"
+            .to_string(),
+    );
     [
-        parser("json", "%d/%b/%Y:%H:%M:%S %z", false),
-        parser("docker", "%Y-%m-%dT%H:%M:%S.%L", true),
+        parser("json", Format::Json, Some(ACCESS_LOG_TIME), false),
+        parser("docker", Format::Json, Some("%Y-%m-%dT%H:%M:%S.%L"), true),
+        parser("apache", apache(r#"[^"]*"#), Some(ACCESS_LOG_TIME), false),
+        // apache2's user agent may hold quotes.
+        parser("apache2", apache(".*"), Some(ACCESS_LOG_TIME), false),
+        parser("apache_error", apache_error, None, false),
+        parser("nginx", nginx, Some(ACCESS_LOG_TIME), false),
     ]
     .into_iter()
     .collect()
@@ -510,6 +548,63 @@ mod tests {
             Json::Object(keep.parse("x").unwrap().fields),
             json!({"a": "x", "b": ""})
         );
+    }
+
+    #[test]
+    fn web_server_parsers_are_built_in() {
+        let parsers = parsers(std::iter::empty());
+        let parse = |name: &str, line: &str| {
+            let parsed = parsers[name].as_ref().unwrap().parse(line).unwrap();
+            (Json::Object(parsed.fields), parsed.time_ms)
+        };
+        // AWS's FireLens example line for common log formats.
+        assert_eq!(
+            parse(
+                "nginx",
+                r#"172.17.0.1 - - [03/Oct/2019:00:06:20 +0000] "GET / HTTP/1.1" 200 612 "-" "curl/7.54.0" "-""#
+            ),
+            (
+                json!({"remote": "172.17.0.1", "host": "-", "user": "-", "method": "GET", "path": "/", "code": "200", "size": "612", "referer": "-", "agent": "curl/7.54.0"}),
+                Some(1570061180000)
+            )
+        );
+        let combined = r#"10.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /apache_pb.gif?user=x HTTP/1.0" 200 2326 "http://www.example.com/start.html" "Mozilla/4.08 [en] (Win98; I ;Nav)""#;
+        let fields = json!({"host": "10.0.0.1", "user": "frank", "method": "GET", "path": "/apache_pb.gif?user=x", "code": "200", "size": "2326", "referer": "http://www.example.com/start.html", "agent": "Mozilla/4.08 [en] (Win98; I ;Nav)"});
+        assert_eq!(
+            parse("apache", combined),
+            (fields.clone(), Some(971211336000))
+        );
+        assert_eq!(parse("apache2", combined), (fields, Some(971211336000)));
+        // The common format, and a request line Apache logs as "-".
+        assert_eq!(
+            parse(
+                "apache",
+                r#"10.0.0.1 - - [10/Oct/2000:13:55:36 -0700] "-" 408 -"#
+            ),
+            (
+                json!({"host": "10.0.0.1", "user": "-", "method": "-", "code": "408", "size": "-"}),
+                Some(971211336000)
+            )
+        );
+        // apache2 takes a user agent with quotes in it; apache does not.
+        let quoted = r#"h - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.1" 200 1 "-" "a "b" c""#;
+        assert_eq!(parse("apache2", quoted).0["agent"], r#"a "b" c"#);
+        assert!(parsers["apache"].as_ref().unwrap().parse(quoted).is_none());
+        assert_eq!(
+            parse(
+                "apache_error",
+                "[Wed Oct 11 14:32:52.123456 2000] [core:error] [pid 35:tid 8] [client 10.0.0.1:5000] AH00128: File does not exist: /var/www/favicon.ico"
+            ),
+            (
+                json!({"time": "Oct 11 14:32:52.123456 2000", "level": "core:error", "pid": "35:tid 8", "client": "10.0.0.1:5000", "message": "AH00128: File does not exist: /var/www/favicon.ico"}),
+                None
+            )
+        );
+        assert!(parsers["nginx"]
+            .as_ref()
+            .unwrap()
+            .parse("GET / 200")
+            .is_none());
     }
 
     #[test]

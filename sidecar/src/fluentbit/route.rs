@@ -517,6 +517,28 @@ mod tests {
     }
 
     #[test]
+    fn aws_s_parse_apache_conf_example() {
+        // amazon-ecs-firelens-examples' parse-common-log-formats, which
+        // relies on aws-for-fluent-bit's /fluent-bit/parsers/parsers.conf.
+        let conf = format!("[SERVICE]\n    Log_Level info\n    Parsers_File /fluent-bit/parsers/parsers.conf\n\n{INPUT}[FILTER]\n    Name parser\n    Match **\n    Parser apache\n    Key_Name log\n");
+        let (mut r, _) = router(&conf);
+        let line = r#"10.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /a.gif HTTP/1.0" 200 2326 "-" "curl/8.5.0""#;
+        let mut rec = record(
+            &serde_json::json!({"log": line, "source": "stdout", "container_name": "/ecs-web-1"})
+                .to_string(),
+        );
+        let mut time_ns = 7;
+        assert!(r.filter("web-firelens-1", &mut rec, &mut time_ns, &|_, _| false));
+        // Without Reserve_Data only the parsed keys are left, as AWS's
+        // example notes.
+        assert_eq!(
+            text(&rec),
+            r#"{"agent":"curl/8.5.0","code":"200","host":"10.0.0.1","method":"GET","path":"/a.gif","referer":"-","size":"2326","user":"frank"}"#
+        );
+        assert_eq!(time_ns, 971_211_336_000_000_000);
+    }
+
+    #[test]
     fn a_line_of_many_keys_is_unpacked_whole() {
         let conf = format!("{INPUT}[FILTER]\n    Name parser\n    Match *\n    Key_Name log\n    Parser json\n    Reserve_Data On\n");
         let (mut r, _) = router(&conf);
