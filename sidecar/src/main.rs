@@ -74,7 +74,10 @@ fn looks_like_fluent_bit(text: &str) -> bool {
 }
 
 fn check_fluent_bit(path: &std::path::Path) -> ExitCode {
-    let env = |name: &str| std::env::var(name).ok();
+    // `${VAR}`s as `run` reads them, task metadata included when ECS
+    // gives its endpoint.
+    let task = sluice::ecs::TaskMetadata::from_environment();
+    let env = fluentbit::variables(task.as_ref());
     // Sluice's own settings, from the environment as `run` reads them.
     let plan = config::load(None, std::env::vars())
         .and_then(|own| fluentbit::load_with(path, &env, own.multiline.as_ref()));

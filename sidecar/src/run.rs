@@ -60,13 +60,14 @@ pub fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let drop_in = match load_drop_in(&config) {
+    // Before listening: records that arrive are named with it, and a
+    // FireLens configuration may name its variables. At most a few
+    // seconds, and Sluice runs without it when it is not there.
+    let identity = Identity::new(TaskMetadata::from_environment());
+    let drop_in = match load_drop_in(&config, identity.task()) {
         Ok(d) => d,
         Err(()) => return ExitCode::from(2),
     };
-    // Before listening: records that arrive are named with it. At most a
-    // few seconds, and Sluice runs without it when it is not there.
-    let identity = Identity::new(TaskMetadata::from_environment());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -113,11 +114,11 @@ fn init_logging(level: LevelFilter) {
 /// FireLens drop-in mode: the Fluent Bit configuration at
 /// `firelens.config`, when that file exists. Errors are logged; `Err` means
 /// exit 2.
-fn load_drop_in(config: &Config) -> Result<Option<DropIn>, ()> {
+fn load_drop_in(config: &Config, task: Option<&TaskMetadata>) -> Result<Option<DropIn>, ()> {
     let Some(path) = config.firelens_config.as_deref().filter(|p| p.exists()) else {
         return Ok(None);
     };
-    let env = |name: &str| std::env::var(name).ok();
+    let env = fluentbit::variables(task);
     match fluentbit::load_with(path, &env, config.multiline.as_ref()) {
         Ok(plan) => {
             tracing::info!(path = %path.display(), outputs = plan.outputs.len(), filters = plan.filters.len(), "FireLens drop-in mode: inputs, filters and outputs come from the Fluent Bit configuration");

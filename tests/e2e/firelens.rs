@@ -815,6 +815,60 @@ fn aws_for_fluent_bits_parse_json_conf() {
     assert!(!record.contains_key("log"), "{record:?}");
 }
 
+/// A configuration written for aws-for-fluent-bit's init image names the
+/// variables the init process exports from the task metadata: Sluice reads
+/// them from the metadata itself, in `run` and in `check-config`.
+#[test]
+fn init_image_variables_come_from_the_task_metadata() {
+    let moto = Moto::start();
+    let agent = EcsAgent::start(&task_metadata(), 0.0, TOKEN);
+    let addresses = Addresses::pick();
+    let spec = spec(
+        &addresses,
+        8877,
+        json!({"app": {
+            "Name": "cloudwatch_logs",
+            "region": "${AWS_REGION}",
+            "endpoint": moto.endpoint(),
+            "log_group_name": "/aws/ecs/containerinsights/${ECS_CLUSTER}/application",
+            "log_stream_name": "${ECS_FAMILY}-${ECS_REVISION}/${ECS_TASK_ID}",
+            "auto_create_group": "true",
+        }}),
+    );
+    let conf = render_firelens_config(&spec);
+    let env = ecs_env(&agent, &conf);
+    let checked = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("check-config")
+        .arg(&conf)
+        .env_remove("AWS_REGION")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("sluice runs");
+    let stdout = String::from_utf8_lossy(&checked.stdout);
+    assert_eq!(checked.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("cloudwatch: region us-east-1,"), "{stdout}");
+    assert!(!stdout.contains("is used but not set"), "{stdout}");
+    let sidecar = start(&addresses, &env);
+    docker_send(
+        &addresses.unix,
+        &tag("app"),
+        APP_ID,
+        APP_DOCKER_NAME,
+        &[("stdout", "hello")],
+    );
+    let dump = moto.wait_for_dump("the line in CloudWatch", |d| !d.events.is_empty());
+    let (status, _) = sidecar.stop();
+    assert!(status.success());
+    let stream = format!("orders-7/{TASK_ID}");
+    let events = in_stream(
+        &dump.events,
+        "/aws/ecs/containerinsights/prod/application",
+        &stream,
+    );
+    assert_eq!(events.len(), 1, "{:#?}", dump.events);
+    assert_eq!(object(&events[0].message)["log"], "hello");
+}
+
 /// AWS's FireLens example for a custom stack-trace format
 /// (`firelens-concatanate-multiline.html`): a `[MULTILINE_PARSER]` in a
 /// parsers file named by `[SERVICE] parsers_file`, and the multiline

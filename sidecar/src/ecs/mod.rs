@@ -34,6 +34,11 @@ pub struct TaskMetadata {
     pub task_id: String,
     /// `family:revision`.
     pub task_definition: String,
+    pub family: String,
+    pub revision: String,
+    /// `EC2`, `FARGATE` or `EXTERNAL`, when given.
+    pub launch_type: Option<String>,
+    pub availability_zone: Option<String>,
     pub containers: Vec<ContainerMetadata>,
 }
 
@@ -55,6 +60,10 @@ struct TaskAnswer {
     task_arn: String,
     family: String,
     revision: String,
+    #[serde(default)]
+    launch_type: Option<String>,
+    #[serde(default)]
+    availability_zone: Option<String>,
     #[serde(default)]
     containers: Vec<ContainerAnswer>,
 }
@@ -84,6 +93,10 @@ impl TaskMetadata {
             task_id: last_part(&answer.task_arn).to_string(),
             task_arn: answer.task_arn,
             task_definition: format!("{}:{}", answer.family, answer.revision),
+            family: answer.family,
+            revision: answer.revision,
+            launch_type: answer.launch_type.filter(|t| !t.is_empty()),
+            availability_zone: answer.availability_zone.filter(|z| !z.is_empty()),
             containers: answer
                 .containers
                 .into_iter()
@@ -104,6 +117,34 @@ impl TaskMetadata {
             (Some("arn"), Some(_), Some("ecs"), Some(region)) if !region.is_empty() => Some(region),
             _ => None,
         }
+    }
+
+    /// The variables aws-for-fluent-bit's init image exports from the task
+    /// metadata before it starts Fluent Bit (`init/fluent_bit_init_process.go`),
+    /// which configurations use as `${ECS_TASK_ID}` and the like. A value
+    /// the metadata does not give is left out.
+    pub fn init_variables(&self) -> Vec<(&'static str, String)> {
+        let mut vars = Vec::new();
+        if let Some(region) = self.region() {
+            vars.push(("AWS_REGION", region.to_string()));
+        }
+        if let Some(zone) = &self.availability_zone {
+            vars.push(("AWS_AVAILABILITY_ZONE", zone.clone()));
+        }
+        vars.extend([
+            ("ECS_CLUSTER", self.cluster.clone()),
+            ("ECS_TASK_ARN", self.task_arn.clone()),
+            ("ECS_TASK_ID", self.task_id.clone()),
+            ("ECS_FAMILY", self.family.clone()),
+        ]);
+        if let Some(launch_type) = &self.launch_type {
+            vars.push(("ECS_LAUNCH_TYPE", launch_type.clone()));
+        }
+        vars.extend([
+            ("ECS_REVISION", self.revision.clone()),
+            ("ECS_TASK_DEFINITION", self.task_definition.clone()),
+        ]);
+        vars
     }
 
     /// Reads `${uri}/task`, retrying for at most a few seconds; `None`
@@ -281,7 +322,7 @@ mod tests {
     const FARGATE: &str = r#"{
         "Cluster": "arn:aws:ecs:us-west-2:111122223333:cluster/default",
         "TaskARN": "arn:aws:ecs:us-west-2:111122223333:task/default/e9028f8d5d8e4f258373e7b93ce9a3c3",
-        "Family": "curltest", "Revision": "3", "LaunchType": "FARGATE",
+        "Family": "curltest", "Revision": "3", "LaunchType": "FARGATE", "AvailabilityZone": "us-west-2d",
         "Containers": [{"DockerId": "e9028f8d5d8e4f258373e7b93ce9a3c3-3155516364", "Name": "curl", "DockerName": "curl", "Labels": {}}]
     }"#;
 
@@ -300,6 +341,50 @@ mod tests {
             }]
         );
         assert!(TaskMetadata::parse("{}").is_err());
+    }
+
+    #[test]
+    fn init_variables_as_aws_for_fluent_bit_s_init_exports_them() {
+        let t = TaskMetadata::parse(FARGATE).unwrap();
+        let vars: Vec<String> = t
+            .init_variables()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        assert_eq!(
+            vars,
+            [
+                "AWS_REGION=us-west-2",
+                "AWS_AVAILABILITY_ZONE=us-west-2d",
+                "ECS_CLUSTER=default",
+                "ECS_TASK_ARN=arn:aws:ecs:us-west-2:111122223333:task/default/e9028f8d5d8e4f258373e7b93ce9a3c3",
+                "ECS_TASK_ID=e9028f8d5d8e4f258373e7b93ce9a3c3",
+                "ECS_FAMILY=curltest",
+                "ECS_LAUNCH_TYPE=FARGATE",
+                "ECS_REVISION=3",
+                "ECS_TASK_DEFINITION=curltest:3",
+            ]
+        );
+        // What the metadata does not give is left out.
+        let ec2 = r#"{"Cluster": "default", "TaskARN": "arn:aws:ecs:eu-west-1:1:task/default/abc", "Family": "f", "Revision": "1"}"#;
+        let names: Vec<&str> = TaskMetadata::parse(ec2)
+            .unwrap()
+            .init_variables()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "AWS_REGION",
+                "ECS_CLUSTER",
+                "ECS_TASK_ARN",
+                "ECS_TASK_ID",
+                "ECS_FAMILY",
+                "ECS_REVISION",
+                "ECS_TASK_DEFINITION"
+            ]
+        );
     }
 
     #[test]
@@ -326,6 +411,10 @@ mod tests {
             task_arn: "arn:aws:ecs:r:1:task/c/abc".into(),
             task_id: "abc".into(),
             task_definition: "orders:7".into(),
+            family: "orders".into(),
+            revision: "7".into(),
+            launch_type: None,
+            availability_zone: None,
             containers: vec![ContainerMetadata {
                 name: "envoy".into(),
                 docker_id: "d0c8".into(),

@@ -74,6 +74,23 @@ pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<DropIn,
     Ok(plan)
 }
 
+/// What `${VAR}` reads when `@SET` did not set it: the environment, else
+/// the variables aws-for-fluent-bit's init image exports from the task
+/// metadata (`${ECS_TASK_ID}`, `${ECS_CLUSTER}`, `${AWS_REGION}`, ...; see
+/// [`TaskMetadata::init_variables`]), so that configurations written for
+/// the init image read the same here.
+pub fn variables(task: Option<&crate::ecs::TaskMetadata>) -> impl Fn(&str) -> Option<String> {
+    let from_task = task.map(|t| t.init_variables()).unwrap_or_default();
+    move |name: &str| {
+        std::env::var(name).ok().or_else(|| {
+            from_task
+                .iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.clone())
+        })
+    }
+}
+
 /// [`load`], then the plan checked against Sluice's own `[multiline]`
 /// (`None` when disabled): what a multiline filter asks of its joiner.
 pub fn load_with(
