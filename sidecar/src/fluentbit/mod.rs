@@ -51,7 +51,7 @@ pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<DropIn,
         let full = path.parent().unwrap_or(Path::new("")).join(&file);
         if !full.exists() {
             notes.push(format!(
-                "{at}: [SERVICE] Parsers_File {file} does not exist here; the parsers Sluice has built in (json, docker, apache, apache2, apache_error, nginx) and the file's own [PARSER] and [MULTILINE_PARSER] sections are used"
+                "{at}: [SERVICE] Parsers_File {file} does not exist here; the parsers Sluice has built in (json, docker, apache, apache2, apache_error, nginx, logfmt) and the file's own [PARSER] and [MULTILINE_PARSER] sections are used"
             ));
             continue;
         }
@@ -269,7 +269,7 @@ mod tests {
   multiline traces ({conf_at}:15): [MULTILINE_PARSER] of 2 rule(s), flush_timeout 4000 ms, run by Sluice's [multiline] joiner, in every container's application lines
   statistics: stream sluice-stats/<task id> in each access record's log group
   ignored: {conf_at}:1: [SERVICE] Flush does not apply: Sluice's settings come from its own configuration (shutdown.grace, limits.memory, admin.listen)
-  ignored: {conf_at}:1: [SERVICE] Parsers_File /no/such/parsers.conf does not exist here; the parsers Sluice has built in (json, docker, apache, apache2, apache_error, nginx) and the file's own [PARSER] and [MULTILINE_PARSER] sections are used
+  ignored: {conf_at}:1: [SERVICE] Parsers_File /no/such/parsers.conf does not exist here; the parsers Sluice has built in (json, docker, apache, apache2, apache_error, nginx, logfmt) and the file's own [PARSER] and [MULTILINE_PARSER] sections are used
 "
             )
         );

@@ -10,8 +10,8 @@
 //! `/fluent-bit/parsers/parsers.conf`: `json` and `docker`, and the web
 //! servers' `apache`, `apache2`, `apache_error` and `nginx` (AWS's FireLens
 //! example for common log formats names `apache`), with the keys and times
-//! Fluent Bit's give. A parser of another format (logfmt, ltsv) is refused
-//! when a filter uses it.
+//! Fluent Bit's give, and `logfmt`. A parser of another format (ltsv) is
+//! refused when a filter uses it.
 //!
 //! JSON parsing is `flb_parser_json_do`'s: the value must be exactly one
 //! JSON object; the time key, when present, a string and of `Time_Format`,
@@ -69,6 +69,11 @@ pub enum Cast {
 pub enum Format {
     Json,
     Regex(Regex),
+    /// `no_bare_keys`: `Logfmt_No_Bare_Keys`, a line with a key without
+    /// `=` is not read at all.
+    Logfmt {
+        no_bare_keys: bool,
+    },
 }
 
 /// What one parse gave.
@@ -86,6 +91,7 @@ impl Parser {
         match &self.format {
             Format::Json => self.parse_json(value),
             Format::Regex(re) => self.parse_regex(re, value),
+            Format::Logfmt { no_bare_keys } => self.parse_logfmt(*no_bare_keys, value),
         }
     }
 
@@ -94,7 +100,7 @@ impl Parser {
     pub fn may_read(&self, value: &str) -> bool {
         match self.format {
             Format::Json => value.trim_start().starts_with('{'),
-            Format::Regex(_) => true,
+            Format::Regex(_) | Format::Logfmt { .. } => true,
         }
     }
 
@@ -142,6 +148,137 @@ impl Parser {
         }
         Some(Parsed { fields, time_ms })
     }
+}
+
+impl Parser {
+    /// `flb_parser_logfmt_do`: `key=value`, `key="quoted \"value\""` and
+    /// bare `key`s (`true`), with anything that is not a key byte between
+    /// them, up to the line's end. A line with no pair is not read; the
+    /// time key, when it has a value that does not read, fails the line.
+    fn parse_logfmt(&self, no_bare_keys: bool, line: &str) -> Option<Parsed> {
+        // Any byte above a space but `=` and `"` (UTF-8 sequences whole).
+        let is_key_byte = |b: u8| b > b' ' && b != b'=' && b != b'"';
+        let bytes = line.as_bytes();
+        let mut fields = Map::new();
+        let mut time_ms = None;
+        let mut at = 0;
+        while at < bytes.len() {
+            while at < bytes.len() && !is_key_byte(bytes[at]) {
+                at += 1;
+            }
+            if at == bytes.len() {
+                break;
+            }
+            let key_start = at;
+            while at < bytes.len() && is_key_byte(bytes[at]) {
+                at += 1;
+            }
+            let key = &line[key_start..at];
+            // The value: none (a bare key), a run of key bytes, or quoted.
+            let mut value: Option<(&str, bool, bool)> = None;
+            if bytes.get(at) == Some(&b'=') {
+                at += 1;
+                let start = at;
+                if bytes.get(at) == Some(&b'"') {
+                    at += 1;
+                    let start = at;
+                    let mut escaped = false;
+                    while at < bytes.len() && bytes[at] != b'"' {
+                        if bytes[at] == b'\\' {
+                            escaped = true;
+                            at += 1;
+                        }
+                        at = (at + 1).min(bytes.len());
+                    }
+                    value = Some((&line[start..at], true, escaped));
+                    if at < bytes.len() {
+                        at += 1;
+                    }
+                } else {
+                    while at < bytes.len() && is_key_byte(bytes[at]) {
+                        at += 1;
+                    }
+                    value = Some((&line[start..at], false, false));
+                }
+            }
+            let text = value.map_or("", |(text, _, _)| text);
+            if no_bare_keys && value.is_none() {
+                return None;
+            }
+            let mut keep = true;
+            if let Some(format) = self.time_format.as_ref() {
+                if key == self.time_key && !text.is_empty() {
+                    time_ms = Some(format.epoch_ms(text)?);
+                    keep = self.time_keep;
+                }
+            }
+            if keep {
+                let json = if !self.types.is_empty() {
+                    // As Fluent Bit packs a typed line: raw text, cast.
+                    match self.types.iter().find(|(k, _)| k == key) {
+                        Some((_, to)) => cast(text, *to),
+                        None => Json::String(text.to_string()),
+                    }
+                } else {
+                    match value {
+                        None | Some(("", false, _)) => Json::Bool(true),
+                        Some((text, _, true)) => Json::String(unescape(text)),
+                        Some((text, _, false)) => Json::String(text.to_string()),
+                    }
+                };
+                fields.insert(key.to_string(), json);
+            }
+            match bytes.get(at) {
+                Some(b'\r') | Some(b'\n') | None => break,
+                Some(_) => {}
+            }
+        }
+        (!fields.is_empty()).then_some(Parsed { fields, time_ms })
+    }
+}
+
+/// `flb_unescape_string_utf8`: `\"`, `\'`, `\\`, `\/`, `\n`, `\b`, `\t`,
+/// `\f`, `\r`, `\xHH`, `\uHHHH`, `\UHHHHHHHH`; any other escaped
+/// character is itself.
+fn unescape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        let Some(next) = chars.next() else {
+            out.push(c);
+            break;
+        };
+        let hex = |chars: &mut std::str::Chars<'_>, digits: usize| {
+            let rest = chars.as_str();
+            let taken: String = rest
+                .chars()
+                .take(digits)
+                .take_while(char::is_ascii_hexdigit)
+                .collect();
+            let code = u32::from_str_radix(&taken, 16).ok()?;
+            for _ in 0..taken.len() {
+                chars.next();
+            }
+            char::from_u32(code)
+        };
+        let plain = match next {
+            'n' => '\n',
+            'b' => '\u{8}',
+            't' => '\t',
+            'f' => '\u{c}',
+            'r' => '\r',
+            'x' => hex(&mut chars, 2).unwrap_or('x'),
+            'u' => hex(&mut chars, 4).unwrap_or('u'),
+            'U' => hex(&mut chars, 8).unwrap_or('U'),
+            other => other,
+        };
+        out.push(plain);
+    }
+    out
 }
 
 /// A parser by name, or why it cannot be used.
@@ -200,6 +337,14 @@ fn built_in() -> Parsers {
         parser("apache2", apache(".*"), Some(ACCESS_LOG_TIME), false),
         parser("apache_error", apache_error, None, false),
         parser("nginx", nginx, Some(ACCESS_LOG_TIME), false),
+        parser(
+            "logfmt",
+            Format::Logfmt {
+                no_bare_keys: false,
+            },
+            None,
+            false,
+        ),
     ]
     .into_iter()
     .collect()
@@ -239,13 +384,17 @@ fn parser(section: &Section) -> Result<Parser, String> {
                 ))
             })?)
         }
+        "logfmt" => Format::Logfmt {
+            no_bare_keys: false,
+        },
         other => {
             return Err(error(format!(
-                "Format {other:?}: Sluice runs json and regex parsers"
+                "Format {other:?}: Sluice runs json, regex and logfmt parsers"
             )))
         }
     };
     let regex = matches!(format, Format::Regex(_));
+    let logfmt = matches!(format, Format::Logfmt { .. });
     let mut parser = Parser {
         name: name.to_string(),
         format,
@@ -269,12 +418,19 @@ fn parser(section: &Section) -> Result<Parser, String> {
             }
             "time_keep" => parser.time_keep = flag(key, value)?,
             "skip_empty_values" if regex => parser.skip_empty = flag(key, value)?,
+            "logfmt_no_bare_keys" if logfmt => {
+                parser.format = Format::Logfmt {
+                    no_bare_keys: flag(key, value)?,
+                }
+            }
             "types" => parser.types = types(value).map_err(|e| error(format!("Types {e}")))?,
             _ => {
                 return Err(error(format!(
                 "{key} is not supported by Sluice (it takes Time_Key, Time_Format, Time_Keep, Types{})",
                 if regex {
                     ", Regex, Skip_Empty_Values"
+                } else if logfmt {
+                    ", Logfmt_No_Bare_Keys"
                 } else {
                     ""
                 }
@@ -485,7 +641,7 @@ mod tests {
             ("Time_Format", "%s"),
             ("Time_Keep", "On"),
         ]);
-        let regex = section(&[("Name", "apache"), ("Format", "logfmt")]);
+        let regex = section(&[("Name", "apache"), ("Format", "ltsv")]);
         let odd = section(&[
             ("Name", "typed"),
             ("Format", "json"),
@@ -498,7 +654,7 @@ mod tests {
         assert!(parsed.fields.contains_key("ts"));
         assert_eq!(
             parsers["apache"].as_ref().unwrap_err(),
-            "[PARSER] apache at p.conf:1: Format \"logfmt\": Sluice runs json and regex parsers"
+            "[PARSER] apache at p.conf:1: Format \"ltsv\": Sluice runs json, regex and logfmt parsers"
         );
         assert_eq!(
             parsers["typed"].as_ref().unwrap_err(),
@@ -605,6 +761,65 @@ mod tests {
             .unwrap()
             .parse("GET / 200")
             .is_none());
+    }
+
+    #[test]
+    fn logfmt_as_fluent_bit_reads_it() {
+        let built_in = parsers(std::iter::empty());
+        let logfmt = built_in["logfmt"].as_ref().unwrap();
+        let fields = |p: &Parser, line: &str| p.parse(line).map(|p| Json::Object(p.fields));
+        assert_eq!(
+            fields(
+                logfmt,
+                r#"level=info msg="GET /a \"b\"\tc" dur=12ms ok empty= quoted="" ü=ß"#
+            ),
+            Some(
+                json!({"level": "info", "msg": "GET /a \"b\"\tc", "dur": "12ms", "ok": true, "empty": true, "quoted": "", "ü": "ß"})
+            )
+        );
+        // Anything but key bytes separates pairs; a newline after a pair
+        // ends the line.
+        assert_eq!(
+            fields(logfmt, "  a=1,\tb=x=y \"c\"=2\nd=4"),
+            Some(json!({"a": "1,", "b": "x", "y": true, "c": true, "2": true}))
+        );
+        // Plain text reads as bare keys, as in Fluent Bit; nothing, not at all.
+        assert_eq!(
+            fields(logfmt, "hello world"),
+            Some(json!({"hello": true, "world": true}))
+        );
+        assert_eq!(fields(logfmt, "  = \"\" "), None);
+        assert_eq!(
+            fields(logfmt, r#"m="\u00e9\x41\n\q" t="unterminated \""#),
+            Some(json!({"m": "éA\nq", "t": "unterminated \""}))
+        );
+        let own = section(&[
+            ("Name", "go"),
+            ("Format", "logfmt"),
+            ("Time_Key", "ts"),
+            ("Time_Format", "%Y-%m-%dT%H:%M:%S%z"),
+            ("Logfmt_No_Bare_Keys", "On"),
+        ]);
+        let typed = section(&[
+            ("Name", "typed"),
+            ("Format", "logfmt"),
+            ("Types", "n:integer"),
+        ]);
+        let own_parsers = parsers([&own, &typed].into_iter());
+        let go = own_parsers["go"].as_ref().unwrap();
+        let parsed = go.parse("ts=2018-04-03T23:06:09+0000 level=warn").unwrap();
+        assert_eq!(
+            (Json::Object(parsed.fields), parsed.time_ms),
+            (json!({"level": "warn"}), Some(1522796769000))
+        );
+        // A time that does not read fails the line; so does a bare key.
+        assert_eq!(fields(go, "ts=yesterday level=warn"), None);
+        assert_eq!(fields(go, "level=warn oops"), None);
+        let typed = own_parsers["typed"].as_ref().unwrap();
+        assert_eq!(
+            fields(typed, r#"n=42 s="a\"b""#),
+            Some(json!({"n": 42, "s": "a\\\"b"}))
+        );
     }
 
     #[test]
