@@ -822,6 +822,16 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Any line, hostile bytes and escapes included, is read or not,
+        /// never a panic.
+        #[test]
+        fn logfmt_reads_any_line(line in "[ a-z=\"\\\\\\n\\tué\u{1F600}xU0-9]{0,40}") {
+            let built_in = parsers(std::iter::empty());
+            let _ = built_in["logfmt"].as_ref().unwrap().parse(&line);
+        }
+    }
+
     #[test]
     fn types_cast_as_fluent_bit_casts() {
         let typed = section(&[
