@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use crate::config::{AppFormat, Config, OutputType};
 use crate::ecs::{self, split_firelens_tag, Identity, LastTag};
 use crate::event::record_line;
-use crate::fluentbit::route::Router;
+use crate::fluentbit::route::{Rewritten, Router};
 use crate::fluentbit::template::TemplateInput;
 use crate::metrics::PipelineCounters;
 use crate::multiline::Joiner;
@@ -159,11 +159,24 @@ impl OutputStage {
                 // record_modifier adds the ECS keys.
                 let (renderer, identity) = (&self.renderer, &self.identity);
                 let tag = &event.tag;
+                // (A rewritten copy's container is still the one this
+                // record's tag names.)
                 let is_access = |line: &str, record: &Record| {
                     let container = identity.container_name(split_firelens_tag(tag), record);
                     renderer.is_access_line(line, &container)
                 };
-                if !router.filter(tag, &mut event.record, &mut event.time_ns, &is_access) {
+                let mut rewritten = Vec::new();
+                let kept = router.filter(
+                    tag,
+                    &mut event.record,
+                    &mut event.time_ns,
+                    &is_access,
+                    &mut rewritten,
+                );
+                if !rewritten.is_empty() {
+                    return self.write_rewritten(kept.then_some(event), rewritten, ack, now, sink);
+                }
+                if !kept {
                     out.counters.dropin_filtered.fetch_add(1, Ordering::Relaxed);
                     return Ok(());
                 }
@@ -171,6 +184,46 @@ impl OutputStage {
             }
             None => false,
         };
+        self.write_filtered(event, routed, ack, now, sink)
+    }
+
+    /// A record a rewrite_tag filter copied under new tags: the original
+    /// (when its rule kept it), then each copy, as events of their tags.
+    fn write_rewritten(
+        &mut self,
+        original: Option<Event>,
+        rewritten: Vec<Rewritten>,
+        ack: Option<u64>,
+        now: i64,
+        sink: &mut Sink,
+    ) -> io::Result<()> {
+        let copies = rewritten.into_iter().map(|r| Event {
+            tag: Arc::from(r.tag),
+            time_ns: r.time_ns,
+            record: r.record,
+        });
+        for event in original.into_iter().chain(copies) {
+            let routed = self
+                .out
+                .router
+                .as_mut()
+                .is_some_and(|router| !router.outputs_for(&event.tag).is_empty());
+            self.write_filtered(event, routed, ack, now, sink)?;
+        }
+        Ok(())
+    }
+
+    /// An event past the drop-in filters (`routed`: an output of the
+    /// configuration takes its tag): named, classified, and written, or
+    /// held for the multiline joiner.
+    fn write_filtered(
+        &mut self,
+        mut event: Event,
+        routed: bool,
+        ack: Option<u64>,
+        now: i64,
+        sink: &mut Sink,
+    ) -> io::Result<()> {
         if !routed {
             self.identity.add_task_keys(&mut event.record);
         }
@@ -555,6 +608,7 @@ fn template_input<'a>(
             .map(|t| t.cluster.as_str())
             .or_else(|| field("ecs_cluster").map(ecs::last_part)),
         task_arn,
+        captures: None,
     }
 }
 

@@ -869,6 +869,76 @@ fn init_image_variables_come_from_the_task_metadata() {
     assert_eq!(object(&events[0].message)["log"], "hello");
 }
 
+/// A `rewrite_tag` filter in the user's file sends error lines to an
+/// output of their own: the copy leaves with the new tag, redacted, and
+/// the original, not kept, goes nowhere else.
+#[test]
+fn rewrite_tag_routes_error_lines_to_their_own_output() {
+    let moto = Moto::start();
+    let agent = EcsAgent::start(&task_metadata(), 0.0, TOKEN);
+    let addresses = Addresses::pick();
+    let extra = crate::support::TempPath::unique_with(
+        "extra",
+        "conf",
+        &format!(
+            "[FILTER]\n    Name  rewrite_tag\n    Match app-firelens*\n    Rule  $log ^(ERROR|FATAL)\\b errors.$1 false\n\n[OUTPUT]\n    Name cloudwatch_logs\n    Match errors.*\n    region us-east-1\n    endpoint {}\n    log_group_name /ecs/errors\n    log_stream_name $TAG\n    log_stream_template $TAG\n    auto_create_group true\n",
+            moto.endpoint()
+        ),
+    );
+    let mut spec = spec(
+        &addresses,
+        8877,
+        json!({"app": {
+            "Name": "cloudwatch_logs",
+            "region": "us-east-1",
+            "endpoint": moto.endpoint(),
+            "log_group_name": "/ecs/app",
+            "log_stream_prefix": "from-",
+            "auto_create_group": "true",
+        }}),
+    );
+    spec["include"] = json!([extra.arg()]);
+    let conf = render_firelens_config(&spec);
+    let sidecar = start(&addresses, &ecs_env(&agent, &conf));
+    docker_send(
+        &addresses.unix,
+        &tag("app"),
+        APP_ID,
+        APP_DOCKER_NAME,
+        &[
+            ("stdout", "INFO GET /a?token=t1 ok"),
+            ("stderr", "ERROR GET /b?token=t2 failed"),
+            ("stderr", "FATAL out of memory"),
+        ],
+    );
+    let dump = moto.wait_for_dump("every line in CloudWatch", |d| d.events.len() >= 3);
+    let (status, _) = sidecar.stop();
+    assert!(status.success());
+    let logs = |group: &str, stream: &str| -> Vec<String> {
+        in_stream(&dump.events, group, stream)
+            .iter()
+            .map(|e| {
+                object(&e.message)["log"]
+                    .as_str()
+                    .expect("a log")
+                    .to_string()
+            })
+            .collect()
+    };
+    assert_eq!(
+        logs("/ecs/app", &format!("from-{}", tag("app"))),
+        ["INFO GET /a?token=REDACTED ok"],
+        "{:#?}",
+        dump.events
+    );
+    assert_eq!(
+        logs("/ecs/errors", "errors.ERROR"),
+        ["ERROR GET /b?token=REDACTED failed"]
+    );
+    assert_eq!(logs("/ecs/errors", "errors.FATAL"), ["FATAL out of memory"]);
+    assert_eq!(dump.events.len(), 3, "{:#?}", dump.events);
+}
+
 /// AWS's FireLens example for a custom stack-trace format
 /// (`firelens-concatanate-multiline.html`): a `[MULTILINE_PARSER]` in a
 /// parsers file named by `[SERVICE] parsers_file`, and the multiline

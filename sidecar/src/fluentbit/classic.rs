@@ -348,9 +348,67 @@ fn expand(
     out
 }
 
+/// A value split as `flb_slist_split_tokens` splits it (a multiline
+/// parser's `rule`, a rewrite_tag `Rule`): space-separated tokens; a token that starts with `"` runs to the next
+/// `"` not after a `\`, and `\"` in it is `"` (nothing else is unescaped:
+/// a regex's `\s` stays). After `max` tokens the rest is one more.
+pub fn split_tokens(value: &str, max: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = value.trim_start_matches(' ');
+    while !rest.is_empty() {
+        if out.len() == max {
+            out.push(rest.to_string());
+            break;
+        }
+        let (token, after) = match rest.strip_prefix('"') {
+            Some(quoted) => {
+                let bytes = quoted.as_bytes();
+                let end = (0..bytes.len())
+                    .find(|&i| bytes[i] == b'"' && (i == 0 || bytes[i - 1] != b'\\'));
+                match end {
+                    Some(end) => (quoted[..end].replace("\\\"", "\""), &quoted[end + 1..]),
+                    // No closing quote: the rest, as written.
+                    None => (quoted.to_string(), ""),
+                }
+            }
+            None => {
+                let end = rest.find(' ').unwrap_or(rest.len());
+                (rest[..end].to_string(), &rest[end..])
+            }
+        };
+        out.push(token);
+        rest = after.trim_start_matches(' ');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_as_fluent_bit_splits_them() {
+        assert_eq!(
+            split_tokens(
+                r#"  "start_state"   "/(Dec \d+ \d+\:\d+\:\d+)(.*)/"  "cont""#,
+                3
+            ),
+            ["start_state", r"/(Dec \d+ \d+\:\d+\:\d+)(.*)/", "cont"]
+        );
+        assert_eq!(
+            split_tokens(r#"cont /^\s+at.*/ cont"#, 3),
+            ["cont", r"/^\s+at.*/", "cont"]
+        );
+        assert_eq!(
+            split_tokens(r#""a" "say \"hi\"" "b""#, 3),
+            ["a", r#"say "hi""#, "b"]
+        );
+        assert_eq!(
+            split_tokens(r#""a" "x y" "b" "end" more"#, 3),
+            ["a", "x y", "b", r#""end" more"#]
+        );
+        assert_eq!(split_tokens(r#""a" "open"#, 3), ["a", "open"]);
+    }
 
     fn dir() -> PathBuf {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

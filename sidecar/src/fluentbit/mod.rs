@@ -9,6 +9,7 @@
 //!   [`multiline_parsers`] those a `multiline` filter may name, and
 //!   [`modify`] the `modify` filter; [`onig`] reads their regular
 //!   expressions as Fluent Bit means them;
+//! - [`rewrite_tag`] is the rewrite_tag filter's rules;
 //! - [`route`] applies the plan to each record;
 //! - [`template`] fills Fluent Bit's group and stream name templates.
 
@@ -18,6 +19,7 @@ pub mod multiline_parsers;
 pub mod onig;
 pub mod parsers;
 pub mod plan;
+pub mod rewrite_tag;
 pub mod route;
 pub mod template;
 
@@ -157,6 +159,22 @@ pub fn describe(plan: &DropIn) -> String {
                 m.conditions.len(),
                 m.rules.len()
             ),
+            plan::FilterAction::RewriteTag(r) => {
+                let rules: Vec<String> = r
+                    .rules
+                    .iter()
+                    .map(|rule| {
+                        format!(
+                            "${} {} -> {}{}",
+                            rule.key.join("."),
+                            rule.regex.as_str(),
+                            rule.tag.source,
+                            if rule.keep { " (and keep)" } else { "" }
+                        )
+                    })
+                    .collect();
+                format!("rewrite_tag {}", rules.join("; "))
+            }
             plan::FilterAction::RecordModifier(m) => {
                 let mut parts: Vec<String> = m
                     .records

@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use super::classic::Section;
+use super::classic::{split_tokens, Section};
 use super::onig;
 use crate::config::ConfigError;
 use crate::multiline::state_rules::{RuleSpec, StateRules};
@@ -154,7 +154,7 @@ fn unsupported_key(section: &Section) -> Option<String> {
 /// `rule "from" "/regex/" "to"`: tokens split as `flb_slist_split_tokens`
 /// splits them.
 fn rule(value: &str) -> Result<RuleSpec, String> {
-    let tokens = tokens(value, 3);
+    let tokens = split_tokens(value, 3);
     let mut tokens = tokens.into_iter();
     let from = tokens.next().ok_or("needs a from-state")?;
     let pattern = tokens.next().ok_or("needs a regular expression")?;
@@ -171,39 +171,6 @@ fn rule(value: &str) -> Result<RuleSpec, String> {
         regex,
         to,
     })
-}
-
-/// Space-separated tokens; a token that starts with `"` runs to the next
-/// `"` not after a `\`, and `\"` in it is `"` (nothing else is unescaped:
-/// a regex's `\s` stays). After `max` tokens the rest is one more.
-fn tokens(value: &str, max: usize) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = value.trim_start_matches(' ');
-    while !rest.is_empty() {
-        if out.len() == max {
-            out.push(rest.to_string());
-            break;
-        }
-        let (token, after) = match rest.strip_prefix('"') {
-            Some(quoted) => {
-                let bytes = quoted.as_bytes();
-                let end = (0..bytes.len())
-                    .find(|&i| bytes[i] == b'"' && (i == 0 || bytes[i - 1] != b'\\'));
-                match end {
-                    Some(end) => (quoted[..end].replace("\\\"", "\""), &quoted[end + 1..]),
-                    // No closing quote: the rest, as written.
-                    None => (quoted.to_string(), ""),
-                }
-            }
-            None => {
-                let end = rest.find(' ').unwrap_or(rest.len());
-                (rest[..end].to_string(), &rest[end..])
-            }
-        };
-        out.push(token);
-        rest = after.trim_start_matches(' ');
-    }
-    out
 }
 
 #[cfg(test)]
@@ -225,30 +192,6 @@ mod tests {
     fn read(sections: &[Section]) -> Result<MultilineParsers, Vec<String>> {
         MultilineParsers::read(sections.iter())
             .map_err(|e| e.iter().map(ToString::to_string).collect())
-    }
-
-    #[test]
-    fn tokens_as_fluent_bit_splits_them() {
-        assert_eq!(
-            tokens(
-                r#"  "start_state"   "/(Dec \d+ \d+\:\d+\:\d+)(.*)/"  "cont""#,
-                3
-            ),
-            ["start_state", r"/(Dec \d+ \d+\:\d+\:\d+)(.*)/", "cont"]
-        );
-        assert_eq!(
-            tokens(r#"cont /^\s+at.*/ cont"#, 3),
-            ["cont", r"/^\s+at.*/", "cont"]
-        );
-        assert_eq!(
-            tokens(r#""a" "say \"hi\"" "b""#, 3),
-            ["a", r#"say "hi""#, "b"]
-        );
-        assert_eq!(
-            tokens(r#""a" "x y" "b" "end" more"#, 3),
-            ["a", "x y", "b", r#""end" more"#]
-        );
-        assert_eq!(tokens(r#""a" "open"#, 3), ["a", "open"]);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use super::classic::{Section, SectionKind};
 use super::modify::Modify;
 use super::multiline_parsers::MultilineParsers;
 use super::parsers::{self, Parser, Parsers};
+use super::rewrite_tag::RewriteTag;
 use super::template::{output_uuid, Template};
 use crate::config::layer::{fluent_bool, read_section, Origin, RawSection, RawValue};
 use crate::config::{retention_message, ConfigError, RETENTION_DAYS};
@@ -111,6 +112,7 @@ pub enum FilterAction {
     RecordModifier(RecordModifier),
     Parser(ParserFilter),
     Modify(Modify),
+    RewriteTag(RewriteTag),
 }
 
 /// `[FILTER] parser`: the string value of `Key_Name` parsed by the first
@@ -782,9 +784,16 @@ fn filter(
             }
             FilterAction::Modify(m)
         }
+        "rewrite_tag" => match RewriteTag::from_section(section, notes) {
+            Ok(r) => FilterAction::RewriteTag(r),
+            Err(messages) => {
+                messages.into_iter().for_each(&mut error);
+                FilterAction::RecordModifier(RecordModifier::default())
+            }
+        },
         other => {
             error(format!(
-                "[FILTER] {other} ({}) is not supported by Sluice (grep, record_modifier, parser, modify and multiline are); without it records would be changed differently than you expect",
+                "[FILTER] {other} ({}) is not supported by Sluice (grep, record_modifier, parser, modify, rewrite_tag and multiline are); without it records would be changed differently than you expect",
                 matcher.describe()
             ));
             FilterAction::RecordModifier(RecordModifier::default())

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use sluice_firelens::Record;
 
 use super::plan::{
-    CloudWatchOutput, DropIn, Fallback, FilterAction, Grep, LogicalOp, NameRule, OutputKind,
-    ParserFilter, RecordModifier, TagMatch,
+    CloudWatchOutput, DropIn, Fallback, Filter, FilterAction, Grep, LogicalOp, NameRule,
+    OutputKind, ParserFilter, RecordModifier, TagMatch,
 };
 use super::template::TemplateInput;
 use crate::cloudwatch::ship::{GroupPolicies, GroupPolicy};
@@ -63,6 +63,73 @@ impl LastMatches {
     }
 }
 
+/// A copy of a record that a rewrite_tag filter sent on with a new tag,
+/// after the filters of that tag.
+#[derive(Debug)]
+pub struct Rewritten {
+    pub tag: String,
+    pub record: Record,
+    pub time_ns: i64,
+}
+
+/// The filters at work on one record and the copies it gives.
+struct FilterRun<'a> {
+    filters: &'a [Filter],
+    last: &'a mut LastMatches,
+    is_access: &'a dyn Fn(&str, &Record) -> bool,
+    rewritten: &'a mut Vec<Rewritten>,
+}
+
+impl FilterRun<'_> {
+    /// The filters that match `tag`, in order, but the rewrite_tag filters
+    /// in `applied`, which made this record: Fluent Bit would send their
+    /// copies round again, forever, when the new tag matches them too.
+    fn record(
+        &mut self,
+        tag: &str,
+        record: &mut Record,
+        time_ns: &mut i64,
+        applied: &[usize],
+    ) -> bool {
+        let filters = self.filters;
+        let matching = self.last.indexes(tag, filters.iter().map(|f| &f.matcher));
+        for &i in matching.iter() {
+            match &filters[i].action {
+                FilterAction::Grep(grep) => {
+                    if !keeps(grep, record) {
+                        return false;
+                    }
+                }
+                FilterAction::RecordModifier(m) => modify(m, record),
+                FilterAction::Parser(p) => parse(p, record, time_ns, self.is_access),
+                FilterAction::Modify(m) => m.apply(record),
+                FilterAction::RewriteTag(r) if !applied.contains(&i) => {
+                    let Some(rewrite) = r.apply(tag, record) else {
+                        continue;
+                    };
+                    // As Fluent Bit's emitter takes it: the record as the
+                    // filters before this one left it, from the first filter.
+                    let mut copy = record.clone();
+                    let mut copy_time = *time_ns;
+                    let lineage: Vec<usize> = applied.iter().copied().chain([i]).collect();
+                    if self.record(&rewrite.tag, &mut copy, &mut copy_time, &lineage) {
+                        self.rewritten.push(Rewritten {
+                            tag: rewrite.tag,
+                            record: copy,
+                            time_ns: copy_time,
+                        });
+                    }
+                    if !rewrite.keep {
+                        return false;
+                    }
+                }
+                FilterAction::RewriteTag(_) => {}
+            }
+        }
+        true
+    }
+}
+
 /// A key and the values its templates were filled with.
 struct NamedKey {
     tag: String,
@@ -111,30 +178,25 @@ impl Router {
     /// they are, for Sluice parses them into access records itself (with
     /// their route and statistics), which a JSON parser's unpacking would
     /// prevent.
+    ///
+    /// A rewrite_tag filter's copies of the record, each through the
+    /// filters of its new tag, go to `rewritten`; `false` also when the
+    /// rule did not keep the original.
     pub fn filter(
         &mut self,
         tag: &str,
         record: &mut Record,
         time_ns: &mut i64,
         is_access: &dyn Fn(&str, &Record) -> bool,
+        rewritten: &mut Vec<Rewritten>,
     ) -> bool {
-        let filters = &self.plan.filters;
-        let matching = self
-            .last_filters
-            .indexes(tag, filters.iter().map(|f| &f.matcher));
-        for &i in matching.iter() {
-            match &filters[i].action {
-                FilterAction::Grep(grep) => {
-                    if !keeps(grep, record) {
-                        return false;
-                    }
-                }
-                FilterAction::RecordModifier(m) => modify(m, record),
-                FilterAction::Parser(p) => parse(p, record, time_ns, is_access),
-                FilterAction::Modify(m) => m.apply(record),
-            }
-        }
-        true
+        let mut run = FilterRun {
+            filters: &self.plan.filters,
+            last: &mut self.last_filters,
+            is_access,
+            rewritten,
+        };
+        run.record(tag, record, time_ns, &[])
     }
 
     /// The outputs that take `tag`, by index.
@@ -333,7 +395,7 @@ mod tests {
 
     /// [`Router::filter`] where no line is an access line.
     fn keeps_record(r: &mut Router, tag: &str, record: &mut Record) -> bool {
-        r.filter(tag, record, &mut 0, &|_, _| false)
+        r.filter(tag, record, &mut 0, &|_, _| false, &mut Vec::new())
     }
 
     const INPUT: &str = "[INPUT]\n    Name forward\n    unix_path /var/run/fluent.sock\n";
@@ -387,6 +449,7 @@ mod tests {
             task_id: Some("abc"),
             cluster: Some("meta"),
             task_arn: None,
+            captures: None,
         };
         let key = |r: &mut Router, i, tag, rec| r.key(i, &input(tag, rec)).unwrap().0.clone();
         assert_eq!(
@@ -456,6 +519,7 @@ mod tests {
             task_id: None,
             cluster: None,
             task_arn: None,
+            captures: None,
         };
         let first = r.key(0, &input("app-1")).unwrap().0.clone();
         assert_eq!(*r.key(0, &input("app-2")).unwrap().0, first);
@@ -491,7 +555,13 @@ mod tests {
                 .to_string(),
         );
         let mut time_ns = 7;
-        assert!(r.filter("app-firelens-1", &mut rec, &mut time_ns, &|_, _| false));
+        assert!(r.filter(
+            "app-firelens-1",
+            &mut rec,
+            &mut time_ns,
+            &|_, _| false,
+            &mut Vec::new()
+        ));
         // The record's own `source` wins over the parsed one; `log` is gone;
         // the time key set the time and left.
         assert_eq!(
@@ -504,7 +574,13 @@ mod tests {
             let mut rec = record(&serde_json::json!({"log": line, "source": "stdout"}).to_string());
             let before = text(&rec);
             let mut time_ns = 7;
-            assert!(r.filter("app-firelens-1", &mut rec, &mut time_ns, &|_, _| false));
+            assert!(r.filter(
+                "app-firelens-1",
+                &mut rec,
+                &mut time_ns,
+                &|_, _| false,
+                &mut Vec::new()
+            ));
             assert_eq!((text(&rec), time_ns), (before, 7), "{line}");
         }
         // An Envoy access line stays for Sluice's own parser.
@@ -512,7 +588,13 @@ mod tests {
         let mut rec = record(&serde_json::json!({"log": access}).to_string());
         let before = text(&rec);
         let is_access = |line: &str, _: &Record| line == access;
-        assert!(r.filter("envoy-firelens-1", &mut rec, &mut 0, &is_access));
+        assert!(r.filter(
+            "envoy-firelens-1",
+            &mut rec,
+            &mut 0,
+            &is_access,
+            &mut Vec::new()
+        ));
         assert_eq!(text(&rec), before);
     }
 
@@ -528,7 +610,13 @@ mod tests {
                 .to_string(),
         );
         let mut time_ns = 7;
-        assert!(r.filter("web-firelens-1", &mut rec, &mut time_ns, &|_, _| false));
+        assert!(r.filter(
+            "web-firelens-1",
+            &mut rec,
+            &mut time_ns,
+            &|_, _| false,
+            &mut Vec::new()
+        ));
         // Without Reserve_Data only the parsed keys are left, as AWS's
         // example notes.
         assert_eq!(
@@ -536,6 +624,83 @@ mod tests {
             r#"{"agent":"curl/8.5.0","code":"200","host":"10.0.0.1","method":"GET","path":"/a.gif","referer":"-","size":"2326","user":"frank"}"#
         );
         assert_eq!(time_ns, 971_211_336_000_000_000);
+    }
+
+    #[test]
+    fn rewrite_tag_sends_a_copy_through_its_new_tag_s_filters() {
+        let conf = format!(
+            "{INPUT}[FILTER]\n    Name rewrite_tag\n    Match app-*\n    Rule $log ^(ERROR|WARN) alerts.$1 false\n    Rule $level ^debug$ debug.$TAG true\n\
+             [FILTER]\n    Name record_modifier\n    Match alerts.*\n    Record alert yes\n\
+             [FILTER]\n    Name grep\n    Match debug.*\n    Exclude log noisy\n\
+             [FILTER]\n    Name rewrite_tag\n    Match *\n    Rule $log ^ERROR again.$TAG false\n"
+        );
+        let (mut r, _) = router(&conf);
+        let run = |r: &mut Router, json: &str| {
+            let mut rec = record(json);
+            let mut rewritten = Vec::new();
+            let mut time_ns = 5;
+            let kept = r.filter(
+                "app-firelens-1",
+                &mut rec,
+                &mut time_ns,
+                &|_, _| false,
+                &mut rewritten,
+            );
+            let copies: Vec<(String, String, i64)> = rewritten
+                .iter()
+                .map(|c| (c.tag.clone(), text(&c.record), c.time_ns))
+                .collect();
+            (kept.then(|| text(&rec)), copies)
+        };
+        // Not kept: the copy alone goes on, through the filters of its tag
+        // (the record_modifier; then the last rewrite_tag, whose copy
+        // passes every filter again but the rewrite_tags that made it).
+        assert_eq!(
+            run(&mut r, r#"{"log":"ERROR disk full"}"#),
+            (
+                None,
+                vec![(
+                    "again.alerts.ERROR".to_string(),
+                    r#"{"alert":"yes","log":"ERROR disk full"}"#.to_string(),
+                    5
+                ),]
+            )
+        );
+        assert_eq!(
+            run(&mut r, r#"{"log":"WARN slow"}"#),
+            (
+                None,
+                vec![(
+                    "alerts.WARN".to_string(),
+                    r#"{"alert":"yes","log":"WARN slow"}"#.to_string(),
+                    5
+                )]
+            )
+        );
+        // Kept: the original and the copy; a copy the new tag's grep drops
+        // is gone.
+        assert_eq!(
+            run(&mut r, r#"{"log":"hi","level":"debug"}"#),
+            (
+                Some(r#"{"level":"debug","log":"hi"}"#.to_string()),
+                vec![(
+                    "debug.app-firelens-1".to_string(),
+                    r#"{"level":"debug","log":"hi"}"#.to_string(),
+                    5
+                )]
+            )
+        );
+        assert_eq!(
+            run(&mut r, r#"{"log":"noisy","level":"debug"}"#),
+            (
+                Some(r#"{"level":"debug","log":"noisy"}"#.to_string()),
+                vec![]
+            )
+        );
+        assert_eq!(
+            run(&mut r, r#"{"log":"fine"}"#),
+            (Some(r#"{"log":"fine"}"#.to_string()), vec![])
+        );
     }
 
     #[test]

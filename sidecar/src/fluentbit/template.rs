@@ -4,6 +4,9 @@
 //! - `cloudwatch_logs`: record-accessor templates (`$key`, `$key['sub']`,
 //!   `$TAG`, `$TAG[n]`) in `log_group_template` / `log_stream_template`;
 //!   when a key is missing the static name is used instead;
+//! - the `rewrite_tag` filter's new tag: a record-accessor template that
+//!   may also name its rule's regex captures (`$0` to `$9`); what is
+//!   missing is left out ([`Template::fill_lenient`]);
 //! - the Go `cloudwatch` plugin: `$(ecs_task_id)`, `$(ecs_cluster)`,
 //!   `$(ecs_task_arn)`, `$(uuid)`, `$(tag)`, `$(tag[n])` and `$(key)` /
 //!   `$(key['sub'])` in `log_group_name` / `log_stream_name`; when one is
@@ -25,6 +28,8 @@ enum Piece {
     Tag,
     /// The tag's n-th `.`-separated part.
     TagPart(usize),
+    /// A regex capture (`$0` to `$9`).
+    Capture(usize),
     /// ECS values the Go plugin knows.
     TaskId,
     Cluster,
@@ -48,6 +53,8 @@ pub struct TemplateInput<'a> {
     pub task_id: Option<&'a str>,
     pub cluster: Option<&'a str>,
     pub task_arn: Option<&'a str>,
+    /// A rewrite_tag rule's match, for `$0` to `$9`.
+    pub captures: Option<&'a regex::Captures<'a>>,
 }
 
 impl Template {
@@ -70,6 +77,15 @@ impl Template {
         while let Some(dollar) = rest.find('$') {
             text.push_str(&rest[..dollar]);
             rest = &rest[dollar + 1..];
+            // `$0` to `$9`: one digit, a regex capture.
+            if let Some(digit) = rest.chars().next().and_then(|c| c.to_digit(10)) {
+                if !text.is_empty() {
+                    pieces.push(Piece::Text(std::mem::take(&mut text)));
+                }
+                pieces.push(Piece::Capture(digit as usize));
+                rest = &rest[1..];
+                continue;
+            }
             let name_len = rest
                 .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
                 .unwrap_or(rest.len());
@@ -169,27 +185,42 @@ impl Template {
     pub fn fill(&self, input: &TemplateInput<'_>) -> Option<String> {
         let mut out = String::with_capacity(self.source.len() + 32);
         for piece in &self.pieces {
-            let value: String = match piece {
-                Piece::Text(t) => {
-                    out.push_str(t);
-                    continue;
-                }
-                Piece::Tag => input.tag.to_string(),
-                Piece::TagPart(n) => input.tag.split('.').nth(*n)?.to_string(),
-                Piece::TaskId => input.task_id?.to_string(),
-                Piece::Cluster => input.cluster?.to_string(),
-                Piece::TaskArn => input.task_arn?.to_string(),
-                Piece::Uuid(uuid) => uuid.clone(),
-                Piece::Key(path) => lookup(input, path)?,
-            };
-            if value.is_empty() {
-                return None;
-            }
+            let value = value(piece, input).filter(|v| !v.is_empty())?;
             out.push_str(&value);
         }
         Some(out)
     }
+
+    /// The filled text with what is missing left out, as
+    /// `flb_ra_translate` fills a rewrite_tag rule's tag.
+    pub fn fill_lenient(&self, input: &TemplateInput<'_>) -> String {
+        let mut out = String::with_capacity(self.source.len() + 32);
+        for piece in &self.pieces {
+            if let Some(value) = value(piece, input) {
+                out.push_str(&value);
+            }
+        }
+        out
+    }
 }
+
+/// What a piece stands for; `None` when it is missing.
+fn value<'a>(piece: &'a Piece, input: &TemplateInput<'a>) -> Option<std::borrow::Cow<'a, str>> {
+    use std::borrow::Cow;
+    Some(match piece {
+        Piece::Text(t) => Cow::Borrowed(t.as_str()),
+        Piece::Tag => Cow::Borrowed(input.tag),
+        Piece::TagPart(n) => Cow::Borrowed(input.tag.split('.').nth(*n)?),
+        Piece::Capture(n) => Cow::Borrowed(input.captures?.get(*n)?.as_str()),
+        Piece::TaskId => Cow::Borrowed(input.task_id?),
+        Piece::Cluster => Cow::Borrowed(input.cluster?),
+        Piece::TaskArn => Cow::Borrowed(input.task_arn?),
+        Piece::Uuid(uuid) => Cow::Borrowed(uuid.as_str()),
+        Piece::Key(path) => Cow::Owned(lookup(input, path)?),
+    })
+}
+
+impl Template {}
 
 /// `['a']['b']` at the start of `rest`: the subkeys and what follows.
 fn subscripts(mut rest: &str) -> Result<(Vec<String>, &str), String> {
@@ -270,6 +301,7 @@ mod tests {
             task_id: Some("abc123"),
             cluster: Some("prod"),
             task_arn: Some("arn:aws:ecs:r:1:task/prod/abc123"),
+            captures: None,
         }
     }
 
@@ -303,6 +335,27 @@ mod tests {
                 .fill(&d)
                 .as_deref(),
             Some("c")
+        );
+    }
+
+    #[test]
+    fn rewrite_tag_templates() {
+        let r = record();
+        let re = regex::Regex::new(r"^/ecs-(\w+)$").unwrap();
+        let captures = re.captures("/ecs-x").unwrap();
+        let mut i = input("app.web", &r);
+        i.captures = Some(&captures);
+        let fill = |t: &str| Template::record_accessor(t).unwrap().fill_lenient(&i);
+        assert_eq!(fill("errors.$1.$TAG[1]"), "errors.x.web");
+        assert_eq!(fill("$0-$n"), "/ecs-x-7");
+        // What is missing is left out; `$12` is capture 1, then "2".
+        assert_eq!(fill("a.$missing.$5.$TAG[9].b"), "a....b");
+        assert_eq!(fill("$12"), "x2");
+        assert_eq!(
+            Template::record_accessor("$1")
+                .unwrap()
+                .fill(&input("t", &r)),
+            None
         );
     }
 
