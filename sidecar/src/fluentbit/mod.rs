@@ -9,13 +9,14 @@
 //!   [`multiline_parsers`] those a `multiline` filter may name, and
 //!   [`modify`] the `modify` filter; [`onig`] reads their regular
 //!   expressions as Fluent Bit means them;
-//! - [`rewrite_tag`] is the rewrite_tag filter's rules;
+//! - [`rewrite_tag`] and [`nest`] are those filters;
 //! - [`route`] applies the plan to each record;
 //! - [`template`] fills Fluent Bit's group and stream name templates.
 
 pub mod classic;
 pub mod modify;
 pub mod multiline_parsers;
+pub mod nest;
 pub mod onig;
 pub mod parsers;
 pub mod plan;
@@ -159,6 +160,7 @@ pub fn describe(plan: &DropIn) -> String {
                 m.conditions.len(),
                 m.rules.len()
             ),
+            plan::FilterAction::Nest(n) => n.describe(),
             plan::FilterAction::RewriteTag(r) => {
                 let rules: Vec<String> = r
                     .rules

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use super::classic::{Section, SectionKind};
 use super::modify::Modify;
 use super::multiline_parsers::MultilineParsers;
+use super::nest::Nest;
 use super::parsers::{self, Parser, Parsers};
 use super::rewrite_tag::RewriteTag;
 use super::template::{output_uuid, Template};
@@ -113,6 +114,7 @@ pub enum FilterAction {
     Parser(ParserFilter),
     Modify(Modify),
     RewriteTag(RewriteTag),
+    Nest(Nest),
 }
 
 /// `[FILTER] parser`: the string value of `Key_Name` parsed by the first
@@ -784,6 +786,13 @@ fn filter(
             }
             FilterAction::Modify(m)
         }
+        "nest" => match Nest::from_section(section) {
+            Ok(n) => FilterAction::Nest(n),
+            Err(message) => {
+                error(message);
+                FilterAction::RecordModifier(RecordModifier::default())
+            }
+        },
         "rewrite_tag" => match RewriteTag::from_section(section, notes) {
             Ok(r) => FilterAction::RewriteTag(r),
             Err(messages) => {
@@ -793,7 +802,7 @@ fn filter(
         },
         other => {
             error(format!(
-                "[FILTER] {other} ({}) is not supported by Sluice (grep, record_modifier, parser, modify, rewrite_tag and multiline are); without it records would be changed differently than you expect",
+                "[FILTER] {other} ({}) is not supported by Sluice (grep, record_modifier, parser, modify, nest, rewrite_tag and multiline are); without it records would be changed differently than you expect",
                 matcher.describe()
             ));
             FilterAction::RecordModifier(RecordModifier::default())

@@ -103,6 +103,7 @@ impl FilterRun<'_> {
                 FilterAction::RecordModifier(m) => modify(m, record),
                 FilterAction::Parser(p) => parse(p, record, time_ns, self.is_access),
                 FilterAction::Modify(m) => m.apply(record),
+                FilterAction::Nest(n) => n.apply(record),
                 FilterAction::RewriteTag(r) if !applied.contains(&i) => {
                     let Some(rewrite) = r.apply(tag, record) else {
                         continue;
@@ -700,6 +701,20 @@ mod tests {
         assert_eq!(
             run(&mut r, r#"{"log":"fine"}"#),
             (Some(r#"{"log":"fine"}"#.to_string()), vec![])
+        );
+    }
+
+    #[test]
+    fn parse_json_then_lift_a_nested_object() {
+        let conf = format!("{INPUT}[FILTER]\n    Name parser\n    Match *\n    Key_Name log\n    Parser json\n    Reserve_Data On\n[FILTER]\n    Name nest\n    Match *\n    Operation lift\n    Nested_under req\n    Add_prefix req.\n");
+        let (mut r, _) = router(&conf);
+        let mut rec = record(
+            r#"{"log":"{\"msg\":\"hi\",\"req\":{\"path\":\"/a\",\"tries\":2}}","source":"stdout"}"#,
+        );
+        assert!(keeps_record(&mut r, "t", &mut rec));
+        assert_eq!(
+            text(&rec),
+            r#"{"msg":"hi","req.path":"/a","req.tries":2,"source":"stdout"}"#
         );
     }
 
