@@ -32,6 +32,8 @@ pub struct Router {
     /// The filters and the outputs that take the last tag looked up.
     last_filters: LastMatches,
     last_outputs: LastMatches,
+    /// Whether a record reached [`MAX_COPIES`] (logged once).
+    rewrite_limit_logged: bool,
 }
 
 /// Which of a list of filters or outputs take a tag, kept for the last tag
@@ -78,7 +80,20 @@ struct FilterRun<'a> {
     last: &'a mut LastMatches,
     is_access: &'a dyn Fn(&str, &Record) -> bool,
     rewritten: &'a mut Vec<Rewritten>,
+    /// Copies this record may still make ([`MAX_COPIES`]).
+    copies_left: usize,
+    /// Set once the limit was logged.
+    limit_logged: &'a mut bool,
 }
+
+/// At most this many rewrite_tag copies of one record. Each copy runs the
+/// filters of its tag, where another rewrite_tag filter may copy it again:
+/// with several filters that keep their records and match each other's
+/// tags, the copies of one record would grow as the orderings of those
+/// filters (Fluent Bit loops forever on the simplest such configuration).
+/// Past the limit, a rule that matches makes no copy and the record goes
+/// on as it is, which is logged once.
+const MAX_COPIES: usize = 16;
 
 impl FilterRun<'_> {
     /// The filters that match `tag`, in order, but the rewrite_tag filters
@@ -108,6 +123,13 @@ impl FilterRun<'_> {
                     let Some(rewrite) = r.apply(tag, record) else {
                         continue;
                     };
+                    if self.copies_left == 0 {
+                        if !std::mem::replace(self.limit_logged, true) {
+                            tracing::warn!(%tag, new_tag = %rewrite.tag, limit = MAX_COPIES, "rewrite_tag filters made as many copies of one record as Sluice makes; the record goes on with its tag (do the filters' new tags match each other's Match?)");
+                        }
+                        continue;
+                    }
+                    self.copies_left -= 1;
                     // As Fluent Bit's emitter takes it: the record as the
                     // filters before this one left it, from the first filter.
                     let mut copy = record.clone();
@@ -169,6 +191,7 @@ impl Router {
             names_read_record,
             last_filters: LastMatches::default(),
             last_outputs: LastMatches::default(),
+            rewrite_limit_logged: false,
         }
     }
 
@@ -196,6 +219,8 @@ impl Router {
             last: &mut self.last_filters,
             is_access,
             rewritten,
+            copies_left: MAX_COPIES,
+            limit_logged: &mut self.rewrite_limit_logged,
         };
         run.record(tag, record, time_ns, &[])
     }
@@ -702,6 +727,27 @@ mod tests {
             run(&mut r, r#"{"log":"fine"}"#),
             (Some(r#"{"log":"fine"}"#.to_string()), vec![])
         );
+    }
+
+    #[test]
+    fn rewrite_tag_filters_that_feed_each_other_stop_at_the_limit() {
+        // Three filters that keep their records and match every tag: each
+        // copy is copied again by the filters that did not make it.
+        let rule = "[FILTER]\n    Name rewrite_tag\n    Match *\n    Rule $log . x.$TAG true\n";
+        let conf = format!("{INPUT}{rule}{rule}{rule}");
+        let (mut r, _) = router(&conf);
+        let mut rewritten = Vec::new();
+        let mut rec = record(r#"{"log":"a"}"#);
+        assert!(r.filter("t", &mut rec, &mut 0, &|_, _| false, &mut rewritten));
+        // 3 + 3*2 + 3*2*1 = 15 orderings: under the limit, all made.
+        assert_eq!(rewritten.len(), 15);
+        assert!(!r.rewrite_limit_logged);
+        let conf = format!("{INPUT}{rule}{rule}{rule}{rule}");
+        let (mut r, _) = router(&conf);
+        let mut rewritten = Vec::new();
+        assert!(r.filter("t", &mut rec, &mut 0, &|_, _| false, &mut rewritten));
+        assert_eq!(rewritten.len(), MAX_COPIES);
+        assert!(r.rewrite_limit_logged);
     }
 
     #[test]
