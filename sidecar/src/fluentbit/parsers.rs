@@ -5,13 +5,14 @@
 //!
 //! A parser is known by name from, in order of precedence, the `[PARSER]`
 //! sections of the configuration (and of the files `[SERVICE]
-//! Parsers_File` names), then the JSON parsers of Fluent Bit's own
+//! Parsers_File` names), then these parsers of Fluent Bit's own
 //! `conf/parsers.conf`, which aws-for-fluent-bit ships as
 //! `/fluent-bit/parsers/parsers.conf`: `json` and `docker`, and the web
 //! servers' `apache`, `apache2`, `apache_error` and `nginx` (AWS's FireLens
 //! example for common log formats names `apache`), with the keys and times
-//! Fluent Bit's give, and `logfmt`. A parser of another format (ltsv) is
-//! refused when a filter uses it.
+//! Fluent Bit's give, and `logfmt`; `[PARSER]` sections of the json, regex,
+//! logfmt and ltsv formats. A parser with `Decode_Field` is refused when a
+//! filter uses it.
 //!
 //! JSON parsing is `flb_parser_json_do`'s: the value must be exactly one
 //! JSON object; the time key, when present, a string and of `Time_Format`,
@@ -21,9 +22,10 @@
 //! Regex parsing is `flb_parser_regex_do`'s: the first match anywhere in
 //! the value; each named group a string key, an empty one left out unless
 //! `Skip_Empty_Values Off`; the time key read as above, except that a time
-//! that does not read is left out. Patterns are Rust regular expressions:
-//! Onigmo's `(?<name>...)` groups read the same, and a pattern Rust cannot
-//! compile is an error at start.
+//! that does not read is left out. Patterns are read as Fluent Bit means
+//! them ([`super::onig`]), and a pattern Rust cannot compile is an error at
+//! start. logfmt and ltsv are read as `flb_parser_logfmt.c` and
+//! `flb_parser_ltsv.c` read them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -74,6 +76,7 @@ pub enum Format {
     Logfmt {
         no_bare_keys: bool,
     },
+    Ltsv,
 }
 
 /// What one parse gave.
@@ -92,6 +95,7 @@ impl Parser {
             Format::Json => self.parse_json(value),
             Format::Regex(re) => self.parse_regex(re, value),
             Format::Logfmt { no_bare_keys } => self.parse_logfmt(*no_bare_keys, value),
+            Format::Ltsv => self.parse_ltsv(value),
         }
     }
 
@@ -100,7 +104,7 @@ impl Parser {
     pub fn may_read(&self, value: &str) -> bool {
         match self.format {
             Format::Json => value.trim_start().starts_with('{'),
-            Format::Regex(_) | Format::Logfmt { .. } => true,
+            Format::Regex(_) | Format::Logfmt { .. } | Format::Ltsv => true,
         }
     }
 
@@ -205,32 +209,87 @@ impl Parser {
             if no_bare_keys && value.is_none() {
                 return None;
             }
-            let mut keep = true;
-            if let Some(format) = self.time_format.as_ref() {
-                if key == self.time_key && !text.is_empty() {
-                    time_ms = Some(format.epoch_ms(text)?);
-                    keep = self.time_keep;
-                }
-            }
-            if keep {
-                let json = if !self.types.is_empty() {
-                    // As Fluent Bit packs a typed line: raw text, cast.
-                    match self.types.iter().find(|(k, _)| k == key) {
-                        Some((_, to)) => cast(text, *to),
-                        None => Json::String(text.to_string()),
-                    }
-                } else {
-                    match value {
-                        None | Some(("", false, _)) => Json::Bool(true),
-                        Some((text, _, true)) => Json::String(unescape(text)),
-                        Some((text, _, false)) => Json::String(text.to_string()),
-                    }
-                };
-                fields.insert(key.to_string(), json);
-            }
+            self.put_pair(&mut fields, &mut time_ms, key, text, || match value {
+                None | Some(("", false, _)) => Json::Bool(true),
+                Some((text, _, true)) => Json::String(unescape(text)),
+                Some((text, _, false)) => Json::String(text.to_string()),
+            })?;
             match bytes.get(at) {
                 Some(b'\r') | Some(b'\n') | None => break,
                 Some(_) => {}
+            }
+        }
+        (!fields.is_empty()).then_some(Parsed { fields, time_ms })
+    }
+}
+
+impl Parser {
+    /// One pair of a logfmt or ltsv line, as both put it: the time key (a
+    /// value that does not read fails the line: `None`), kept only with
+    /// `Time_Keep`; with `Types`, the raw text cast; else `untyped()`.
+    fn put_pair(
+        &self,
+        fields: &mut Map<String, Json>,
+        time_ms: &mut Option<i64>,
+        key: &str,
+        text: &str,
+        untyped: impl FnOnce() -> Json,
+    ) -> Option<()> {
+        if let Some(format) = self.time_format.as_ref() {
+            if key == self.time_key && !text.is_empty() {
+                *time_ms = Some(format.epoch_ms(text)?);
+                if !self.time_keep {
+                    return Some(());
+                }
+            }
+        }
+        let json = if self.types.is_empty() {
+            untyped()
+        } else {
+            match self.types.iter().find(|(k, _)| k == key) {
+                Some((_, to)) => cast(text, *to),
+                None => Json::String(text.to_string()),
+            }
+        };
+        fields.insert(key.to_string(), json);
+        Some(())
+    }
+
+    /// `flb_parser_ltsv_do`: `label:value` fields separated by tabs, up to
+    /// the line's end. A label is `[0-9A-Za-z_.-]+`; reading stops, keeping
+    /// what was read, at a label not followed by `:`.
+    fn parse_ltsv(&self, line: &str) -> Option<Parsed> {
+        let is_label_byte = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-');
+        let is_value_byte = |b: u8| !matches!(b, 0 | b'\t' | b'\n' | b'\r');
+        let bytes = line.as_bytes();
+        let mut fields = Map::new();
+        let mut time_ms = None;
+        let mut at = 0;
+        while at < bytes.len() {
+            let label_start = at;
+            while at < bytes.len() && is_label_byte(bytes[at]) {
+                at += 1;
+            }
+            if bytes.get(at) != Some(&b':') {
+                break;
+            }
+            let label = &line[label_start..at];
+            at += 1;
+            let value_start = at;
+            while at < bytes.len() && is_value_byte(bytes[at]) {
+                at += 1;
+            }
+            let value = &line[value_start..at];
+            if !label.is_empty() {
+                self.put_pair(&mut fields, &mut time_ms, label, value, || {
+                    Json::String(value.to_string())
+                })?;
+            }
+            if bytes.get(at) == Some(&b'\t') {
+                at += 1;
+            }
+            if matches!(bytes.get(at), Some(b'\r' | b'\n')) {
+                break;
             }
         }
         (!fields.is_empty()).then_some(Parsed { fields, time_ms })
@@ -387,9 +446,10 @@ fn parser(section: &Section) -> Result<Parser, String> {
         "logfmt" => Format::Logfmt {
             no_bare_keys: false,
         },
+        "ltsv" => Format::Ltsv,
         other => {
             return Err(error(format!(
-                "Format {other:?}: Sluice runs json, regex and logfmt parsers"
+                "Format {other:?}: Sluice runs json, regex, logfmt and ltsv parsers"
             )))
         }
     };
@@ -641,7 +701,7 @@ mod tests {
             ("Time_Format", "%s"),
             ("Time_Keep", "On"),
         ]);
-        let regex = section(&[("Name", "apache"), ("Format", "ltsv")]);
+        let regex = section(&[("Name", "apache"), ("Format", "csv")]);
         let odd = section(&[
             ("Name", "typed"),
             ("Format", "json"),
@@ -654,7 +714,7 @@ mod tests {
         assert!(parsed.fields.contains_key("ts"));
         assert_eq!(
             parsers["apache"].as_ref().unwrap_err(),
-            "[PARSER] apache at p.conf:1: Format \"ltsv\": Sluice runs json, regex and logfmt parsers"
+            "[PARSER] apache at p.conf:1: Format \"csv\": Sluice runs json, regex, logfmt and ltsv parsers"
         );
         assert_eq!(
             parsers["typed"].as_ref().unwrap_err(),
@@ -822,13 +882,51 @@ mod tests {
         );
     }
 
+    #[test]
+    fn ltsv_as_fluent_bit_reads_it() {
+        let own = section(&[
+            ("Name", "ltsv"),
+            ("Format", "ltsv"),
+            ("Time_Key", "time"),
+            ("Time_Format", "%d/%b/%Y:%H:%M:%S %z"),
+            ("Types", "status:integer"),
+        ]);
+        let parsers = parsers([&own].into_iter());
+        let ltsv = parsers["ltsv"].as_ref().unwrap();
+        let parse = |line: &str| {
+            ltsv.parse(line)
+                .map(|p| (Json::Object(p.fields), p.time_ms))
+        };
+        assert_eq!(
+            parse("host:10.0.0.1\tident:-\ttime:[03/Apr/2018:23:06:09 +0000]\treq:GET /a?b=c HTTP/1.1\tstatus:200\t:skipped\tua:curl/8 x"),
+            None,
+            "the time key's value holds brackets, which the format does not read"
+        );
+        assert_eq!(
+            parse("host:10.0.0.1\ttime:03/Apr/2018:23:06:09 +0000\treq:GET /a?b=c HTTP/1.1\tstatus:200\t:skipped\tempty:\tua:curl/8 x"),
+            Some((
+                json!({"host": "10.0.0.1", "req": "GET /a?b=c HTTP/1.1", "status": 200, "empty": "", "ua": "curl/8 x"}),
+                Some(1522796769000)
+            ))
+        );
+        // Reading stops at a label without ':', or at a line's end.
+        assert_eq!(
+            parse("a:1\tnot a label\tb:2"),
+            Some((json!({"a": "1"}), None))
+        );
+        assert_eq!(parse("a:1\nb:2"), Some((json!({"a": "1"}), None)));
+        assert_eq!(parse("plain text"), None);
+    }
+
     proptest::proptest! {
         /// Any line, hostile bytes and escapes included, is read or not,
         /// never a panic.
         #[test]
-        fn logfmt_reads_any_line(line in "[ a-z=\"\\\\\\n\\tué\u{1F600}xU0-9]{0,40}") {
-            let built_in = parsers(std::iter::empty());
-            let _ = built_in["logfmt"].as_ref().unwrap().parse(&line);
+        fn logfmt_and_ltsv_read_any_line(line in "[ a-z=:\"\\\\\\n\\tué\u{1F600}xU0-9]{0,40}") {
+            let own = section(&[("Name", "ltsv"), ("Format", "ltsv")]);
+            let parsers = parsers([&own].into_iter());
+            let _ = parsers["logfmt"].as_ref().unwrap().parse(&line);
+            let _ = parsers["ltsv"].as_ref().unwrap().parse(&line);
         }
     }
 

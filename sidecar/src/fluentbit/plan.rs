@@ -755,7 +755,7 @@ fn filter(
                     Some(Ok(parser)) => chosen.push(parser.clone()),
                     Some(Err(why)) => error(format!("[FILTER] parser Parser {name}: {why}")),
                     None => error(format!(
-                        "[FILTER] parser Parser {name}: no such parser (Sluice knows json, docker, apache, apache2, apache_error, nginx and logfmt, and the json, logfmt and regex parsers of [PARSER] sections and Parsers_File)"
+                        "[FILTER] parser Parser {name}: no such parser (Sluice knows json, docker, apache, apache2, apache_error, nginx and logfmt, and the json, regex, logfmt and ltsv parsers of [PARSER] sections and Parsers_File)"
                     )),
                 }
             }

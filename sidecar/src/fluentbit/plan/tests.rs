@@ -240,10 +240,10 @@ fn parser_filters() {
         ("    Parser json\n", "line 4: [FILTER] parser needs Key_Name"),
         ("    Key_Name log\n", "line 4: [FILTER] parser needs a Parser"),
         ("    Key_Name $log['inner']\n    Parser json\n", "line 4: [FILTER] parser Key_Name \"log['inner']\": Sluice parses a top-level key, not a nested one"),
-        ("    Key_Name log\n    Parser syslog-rfc5424\n", "line 4: [FILTER] parser Parser syslog-rfc5424: no such parser (Sluice knows json, docker, apache, apache2, apache_error, nginx and logfmt, and the json, logfmt and regex parsers of [PARSER] sections and Parsers_File)"),
+        ("    Key_Name log\n    Parser syslog-rfc5424\n", "line 4: [FILTER] parser Parser syslog-rfc5424: no such parser (Sluice knows json, docker, apache, apache2, apache_error, nginx and logfmt, and the json, regex, logfmt and ltsv parsers of [PARSER] sections and Parsers_File)"),
         ("    Key_Name log\n    Parser json\n    Reserve_Data maybe\n", "line 4: [FILTER] parser Reserve_Data \"maybe\" is not On or Off"),
         ("    Key_Name log\n    Parser json\n    Merge_Log On\n", "line 4: [FILTER] parser has no option Merge_Log; it takes Key_Name, Parser, Reserve_Data, Preserve_Key"),
-        ("    Key_Name log\n    Parser kv\n[PARSER]\n    Name kv\n    Format ltsv\n", "line 4: [FILTER] parser Parser kv: [PARSER] kv at line 9: Format \"ltsv\": Sluice runs json, regex and logfmt parsers"),
+        ("    Key_Name log\n    Parser kv\n[PARSER]\n    Name kv\n    Format csv\n", "line 4: [FILTER] parser Parser kv: [PARSER] kv at line 9: Format \"csv\": Sluice runs json, regex, logfmt and ltsv parsers"),
         ("    Key_Name log\n    Parser odd\n[PARSER]\n    Name odd\n    Format regex\n    Regex ^(?<a>x)(?<a>y)$\n", "line 4: [FILTER] parser Parser odd: [PARSER] odd at line 9: Regex \"^(?<a>x)(?<a>y)$\" is not a regular expression Sluice can use: regex parse error:\n    ^(?<a>x)(?<a>y)$\n        ^      ^\nerror: duplicate capture group name"),
     ];
     for (options, want) in cases {
