@@ -87,6 +87,10 @@ struct Writer {
     tags: LastTag,
     text: String,
     written: u64,
+    /// Set while a rewrite_tag copy is written after its record was
+    /// counted: an access record copied to a second tag is still one
+    /// request in the statistics.
+    counted_already: bool,
 }
 
 /// What is worked out once for an event before it is written besides how
@@ -138,6 +142,7 @@ impl OutputStage {
                 tags: LastTag::default(),
                 text: String::with_capacity(1 << 12),
                 written: 0,
+                counted_already: false,
             },
             renderer: renderer(full, drop_in),
         }
@@ -202,15 +207,22 @@ impl OutputStage {
             time_ns: r.time_ns,
             record: r.record,
         });
-        for event in original.into_iter().chain(copies) {
+        let mut written = Ok(());
+        for (n, event) in original.into_iter().chain(copies).enumerate() {
             let routed = self
                 .out
                 .router
                 .as_mut()
                 .is_some_and(|router| !router.outputs_for(&event.tag).is_empty());
-            self.write_filtered(event, routed, ack, now, sink)?;
+            // The first event written is the one the statistics count.
+            self.out.counted_already = n > 0;
+            written = self.write_filtered(event, routed, ack, now, sink);
+            if written.is_err() {
+                break;
+            }
         }
-        Ok(())
+        self.out.counted_already = false;
+        written
     }
 
     /// An event past the drop-in filters (`routed`: an output of the
@@ -466,13 +478,14 @@ impl Writer {
         };
         // The inputs are compared once for both of the event's keys.
         let mut templates = self.templates.checked(&vars);
-        let keep = count_and_sample(
-            &rendered,
-            &self.counters,
-            &mut self.stats,
-            &self.sampling,
-            || Cow::Borrowed(templates.key(StreamKind::Stats)),
-        );
+        let stats = if self.counted_already {
+            &mut None
+        } else {
+            &mut self.stats
+        };
+        let keep = count_and_sample(&rendered, &self.counters, stats, &self.sampling, || {
+            Cow::Borrowed(templates.key(StreamKind::Stats))
+        });
         if !keep {
             return Ok(());
         }
@@ -557,13 +570,13 @@ impl Writer {
                         task_id.unwrap_or("unknown"),
                     ))
                 };
-                let keep = count_and_sample(
-                    &rendered,
-                    &self.counters,
-                    &mut self.stats,
-                    &self.sampling,
-                    stats_key,
-                );
+                let stats = if self.counted_already {
+                    &mut None
+                } else {
+                    &mut self.stats
+                };
+                let keep =
+                    count_and_sample(&rendered, &self.counters, stats, &self.sampling, stats_key);
                 if !keep {
                     return Ok(());
                 }

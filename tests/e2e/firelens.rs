@@ -871,7 +871,9 @@ fn init_image_variables_come_from_the_task_metadata() {
 
 /// A `rewrite_tag` filter in the user's file sends error lines to an
 /// output of their own: the copy leaves with the new tag, redacted, and
-/// the original, not kept, goes nowhere else.
+/// the original, not kept, goes nowhere else. Another copies Envoy's access
+/// records to an audit group and keeps them: each goes to both groups, and
+/// counts once in the statistics.
 #[test]
 fn rewrite_tag_routes_error_lines_to_their_own_output() {
     let moto = Moto::start();
@@ -881,21 +883,24 @@ fn rewrite_tag_routes_error_lines_to_their_own_output() {
         "extra",
         "conf",
         &format!(
-            "[FILTER]\n    Name  rewrite_tag\n    Match app-firelens*\n    Rule  $log ^(ERROR|FATAL)\\b errors.$1 false\n\n[OUTPUT]\n    Name cloudwatch_logs\n    Match errors.*\n    region us-east-1\n    endpoint {}\n    log_group_name /ecs/errors\n    log_stream_name $TAG\n    log_stream_template $TAG\n    auto_create_group true\n",
+            "[FILTER]\n    Name  rewrite_tag\n    Match app-firelens*\n    Rule  $log ^(ERROR|FATAL)\\b errors.$1 false\n\n[FILTER]\n    Name  rewrite_tag\n    Match envoy-firelens*\n    Rule  $log ^\\[ audit true\n\n[OUTPUT]\n    Name cloudwatch_logs\n    Match errors.*\n    region us-east-1\n    endpoint {0}\n    log_group_name /ecs/errors\n    log_stream_name $TAG\n    log_stream_template $TAG\n    auto_create_group true\n\n[OUTPUT]\n    Name cloudwatch_logs\n    Match audit\n    region us-east-1\n    endpoint {0}\n    log_group_name /ecs/audit\n    log_stream_name all\n    auto_create_group true\n",
             moto.endpoint()
         ),
     );
-    let mut spec = spec(
-        &addresses,
-        8877,
-        json!({"app": {
+    let output = |group: &str| {
+        json!({
             "Name": "cloudwatch_logs",
             "region": "us-east-1",
             "endpoint": moto.endpoint(),
-            "log_group_name": "/ecs/app",
+            "log_group_name": group,
             "log_stream_prefix": "from-",
             "auto_create_group": "true",
-        }}),
+        })
+    };
+    let mut spec = spec(
+        &addresses,
+        8877,
+        json!({"app": output("/ecs/app"), "envoy": output("/ecs/envoy")}),
     );
     spec["include"] = json!([extra.arg()]);
     let conf = render_firelens_config(&spec);
@@ -911,9 +916,23 @@ fn rewrite_tag_routes_error_lines_to_their_own_output() {
             ("stderr", "FATAL out of memory"),
         ],
     );
-    let dump = moto.wait_for_dump("every line in CloudWatch", |d| d.events.len() >= 3);
+    let access = r#"[2026-11-28T15:01:02.123Z] "GET /users/42?token=s3cret HTTP/1.1" 200 - 0 1542 12 11 "-" "curl/8.5.0" "b7d3" "users:8080" "10.0.2.4:8080""#;
+    docker_send(
+        &addresses.unix,
+        &tag("envoy"),
+        ENVOY_ID,
+        ENVOY_DOCKER_NAME,
+        &[("stdout", access)],
+    );
+    moto.wait_for_dump("every line in CloudWatch", |d| d.events.len() >= 5);
     let (status, _) = sidecar.stop();
     assert!(status.success());
+    // The statistics are written as Sluice stops.
+    let dump = moto.wait_for_dump("the statistics", |d| {
+        d.events
+            .iter()
+            .any(|e| e.stream.starts_with("sluice-stats/"))
+    });
     let logs = |group: &str, stream: &str| -> Vec<String> {
         in_stream(&dump.events, group, stream)
             .iter()
@@ -936,7 +955,32 @@ fn rewrite_tag_routes_error_lines_to_their_own_output() {
         ["ERROR GET /b?token=REDACTED failed"]
     );
     assert_eq!(logs("/ecs/errors", "errors.FATAL"), ["FATAL out of memory"]);
-    assert_eq!(dump.events.len(), 3, "{:#?}", dump.events);
+    let path = |group: &str, stream: &str| -> Vec<String> {
+        in_stream(&dump.events, group, stream)
+            .iter()
+            .map(|e| {
+                object(&e.message)["path"]
+                    .as_str()
+                    .expect("a path")
+                    .to_string()
+            })
+            .collect()
+    };
+    assert_eq!(
+        path("/ecs/envoy", &format!("from-{}", tag("envoy"))),
+        ["/users/42?token=REDACTED"]
+    );
+    assert_eq!(path("/ecs/audit", "all"), ["/users/42?token=REDACTED"]);
+    let stats: Vec<Map<String, Value>> = dump
+        .events
+        .iter()
+        .filter(|e| e.stream == format!("sluice-stats/{TASK_ID}"))
+        .map(|e| object(&e.message))
+        .collect();
+    assert_eq!(stats.len(), 1, "{stats:#?}");
+    assert_eq!(stats[0]["route"], "GET /users/{id}");
+    assert_eq!(stats[0]["requests"], 1);
+    assert_eq!(dump.events.len(), 6, "{:#?}", dump.events);
 }
 
 /// AWS's FireLens example for a custom stack-trace format
