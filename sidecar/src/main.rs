@@ -77,10 +77,9 @@ fn check_fluent_bit(path: &std::path::Path) -> ExitCode {
     // `${VAR}`s as `run` reads them, task metadata included when ECS
     // gives its endpoint.
     let task = sluice::ecs::TaskMetadata::from_environment();
-    let env = fluentbit::variables(task.as_ref());
     // Sluice's own settings, from the environment as `run` reads them.
     let plan = config::load(None, std::env::vars())
-        .and_then(|own| fluentbit::load_with(path, &env, own.multiline.as_ref()));
+        .and_then(|own| fluentbit::load_with(path, task.as_ref(), own.multiline.as_ref()));
     match plan {
         Ok(plan) => {
             print!("{}", fluentbit::describe(&plan));
@@ -122,7 +121,9 @@ fn healthcheck(path: Option<&std::path::Path>) -> ExitCode {
     // `sluice run` serves.
     if let Some(path) = config.firelens_config.as_deref().filter(|p| p.exists()) {
         let env = |name: &str| std::env::var(name).ok();
-        let Ok(plan) = fluentbit::load(path, &env) else {
+        // (The inputs are the generated file's, whatever the init image's
+        // files would add.)
+        let Ok(plan) = fluentbit::load(path, &env, &[]) else {
             eprintln!("healthcheck: {} has errors", path.display());
             return ExitCode::FAILURE;
         };

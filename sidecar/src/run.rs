@@ -118,8 +118,7 @@ fn load_drop_in(config: &Config, task: Option<&TaskMetadata>) -> Result<Option<D
     let Some(path) = config.firelens_config.as_deref().filter(|p| p.exists()) else {
         return Ok(None);
     };
-    let env = fluentbit::variables(task);
-    match fluentbit::load_with(path, &env, config.multiline.as_ref()) {
+    match fluentbit::load_with(path, task, config.multiline.as_ref()) {
         Ok(plan) => {
             tracing::info!(path = %path.display(), outputs = plan.outputs.len(), filters = plan.filters.len(), "FireLens drop-in mode: inputs, filters and outputs come from the Fluent Bit configuration");
             for note in &plan.notes {

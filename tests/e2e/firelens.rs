@@ -983,6 +983,69 @@ fn rewrite_tag_routes_error_lines_to_their_own_output() {
     assert_eq!(dump.events.len(), 6, "{:#?}", dump.events);
 }
 
+/// A task definition written for aws-for-fluent-bit's init image names
+/// files in the image by `aws_fluent_bit_init_file_N`: a parsers file's
+/// parsers join, any other file is included after the generated one. One
+/// in S3 is refused by name: its configuration is never silently left out.
+#[test]
+fn init_image_files_are_added_and_s3_files_refused() {
+    let addresses = Addresses::pick();
+    let parsers = crate::support::TempPath::unique_with(
+        "init-parsers",
+        "conf",
+        "[MULTILINE_PARSER]\n    name traces\n    type regex\n    rule \"start_state\" \"/^Dec /\" \"cont\"\n    rule \"cont\" \"/^\\s+at/\" \"cont\"\n",
+    );
+    let extra = crate::support::TempPath::unique_with(
+        "init-extra",
+        "conf",
+        "[FILTER]\n    Name multiline\n    Match *\n    multiline.parser traces\n\n[FILTER]\n    Name grep\n    Match app-firelens*\n    Exclude log ^DEBUG\n",
+    );
+    let conf = render_firelens_config(&spec(
+        &addresses,
+        8877,
+        json!({"app": {"Name": "cloudwatch_logs", "region": "us-east-1", "log_group_name": "/ecs/app", "log_stream_prefix": "p-"}}),
+    ));
+    let check = |env: &[(&str, String)]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("check-config")
+            .arg(&conf)
+            .env_remove("ECS_CONTAINER_METADATA_URI_V4")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .expect("sluice runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = check(&[
+        ("aws_fluent_bit_init_file_1", extra.arg()),
+        ("aws_fluent_bit_init_file_2", parsers.arg()),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("  filter Match app-firelens*: grep Exclude log ^DEBUG\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "  multiline traces ({}:1): [MULTILINE_PARSER] of 2 rule(s), flush_timeout 4000 ms",
+            extra.arg()
+        )),
+        "{stdout}"
+    );
+    let (code, _, stderr) = check(&[(
+        "aws_fluent_bit_init_s3_1",
+        "arn:aws:s3:::bucket/extra.conf".to_string(),
+    )]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("aws_fluent_bit_init_s3_1: arn:aws:s3:::bucket/extra.conf: Sluice does not download configuration files from S3"),
+        "{stderr}"
+    );
+}
+
 /// AWS's FireLens example for a custom stack-trace format
 /// (`firelens-concatanate-multiline.html`): a `[MULTILINE_PARSER]` in a
 /// parsers file named by `[SERVICE] parsers_file`, and the multiline

@@ -14,6 +14,7 @@
 //! - [`template`] fills Fluent Bit's group and stream name templates.
 
 pub mod classic;
+pub mod init;
 pub mod modify;
 pub mod multiline_parsers;
 pub mod nest;
@@ -30,8 +31,14 @@ use std::path::Path;
 use crate::config::ConfigError;
 pub use plan::DropIn;
 
-/// Reads and plans `path`. `env` gives `${VAR}`s that `@SET` did not.
-pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<DropIn, Vec<ConfigError>> {
+/// Reads and plans `path`, with the files aws-for-fluent-bit's init image
+/// would add (`init`, from [`init::init_files`]). `env` gives `${VAR}`s
+/// that `@SET` did not.
+pub fn load(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    init: &[init::InitFile],
+) -> Result<DropIn, Vec<ConfigError>> {
     let read_file = |file: &Path| {
         classic::read(file, env).map_err(|e| {
             vec![ConfigError {
@@ -41,6 +48,17 @@ pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<DropIn,
         })
     };
     let mut read = read_file(path)?;
+    // The init image's files: a parsers file's parsers join (`-R`), any
+    // other file is included after the generated one (`@INCLUDE`).
+    let mut init_parsers = Vec::new();
+    for file in init {
+        let mut added = read_file(file.path())?;
+        match file {
+            init::InitFile::Config(_) => read.sections.append(&mut added.sections),
+            init::InitFile::Parsers(_) => init_parsers.append(&mut added.sections),
+        }
+        read.unset_variables.append(&mut added.unset_variables);
+    }
     // `[SERVICE] Parsers_File`: its [PARSER] and [MULTILINE_PARSER]
     // sections join the file's.
     let mut notes = Vec::new();
@@ -67,6 +85,12 @@ pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<DropIn,
                 )
             }));
     }
+    read.sections.extend(init_parsers.into_iter().filter(|s| {
+        matches!(
+            s.kind,
+            classic::SectionKind::Parser | classic::SectionKind::MultilineParser
+        )
+    }));
     let mut plan = plan::plan(path, &read.sections)?;
     plan.notes.append(&mut notes);
     for name in read.unset_variables {
@@ -80,7 +104,7 @@ pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<DropIn,
 /// What `${VAR}` reads when `@SET` did not set it: the environment, else
 /// the variables aws-for-fluent-bit's init image exports from the task
 /// metadata (`${ECS_TASK_ID}`, `${ECS_CLUSTER}`, `${AWS_REGION}`, ...; see
-/// [`TaskMetadata::init_variables`]), so that configurations written for
+/// [`crate::ecs::TaskMetadata::init_variables`]), so that configurations written for
 /// the init image read the same here.
 pub fn variables(task: Option<&crate::ecs::TaskMetadata>) -> impl Fn(&str) -> Option<String> {
     let from_task = task.map(|t| t.init_variables()).unwrap_or_default();
@@ -94,14 +118,18 @@ pub fn variables(task: Option<&crate::ecs::TaskMetadata>) -> impl Fn(&str) -> Op
     }
 }
 
-/// [`load`], then the plan checked against Sluice's own `[multiline]`
-/// (`None` when disabled): what a multiline filter asks of its joiner.
+/// [`load`] as `run` and `check-config` load the configuration: `${VAR}`s
+/// from the environment and the task metadata ([`variables`]), the init
+/// image's files from the environment ([`init::init_files`]); then the
+/// plan checked against Sluice's own `[multiline]` (`None` when disabled):
+/// what a multiline filter asks of its joiner.
 pub fn load_with(
     path: &Path,
-    env: &dyn Fn(&str) -> Option<String>,
+    task: Option<&crate::ecs::TaskMetadata>,
     multiline: Option<&crate::config::MultilineConfig>,
 ) -> Result<DropIn, Vec<ConfigError>> {
-    let plan = load(path, env)?;
+    let init = init::init_files(std::env::vars())?;
+    let plan = load(path, &variables(task), &init)?;
     let errors = plan::check_multiline(&plan, multiline);
     if errors.is_empty() {
         Ok(plan)
@@ -277,7 +305,7 @@ mod tests {
             "[SERVICE]\n    Parsers_File extra-parsers.conf\n    Parsers_File /no/such/parsers.conf\n    Flush 1\n[INPUT]\n    Name forward\n    unix_path /s\n[FILTER]\n    Name parser\n    Match app-*\n    Key_Name log\n    Parser mine\n    Parser json\n    Preserve_Key On\n[FILTER]\n    Name multiline\n    Match *\n    multiline.parser traces\n",
         )
         .unwrap();
-        let plan = load(&conf, &|_| None).unwrap();
+        let plan = load(&conf, &|_| None, &[]).unwrap();
         let described = describe(&plan);
         let conf_at = conf.display().to_string();
         assert_eq!(
@@ -316,7 +344,7 @@ mod tests {
                 ),
             )
             .unwrap();
-            let plan = load(&conf, &|_| None).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            let plan = load(&conf, &|_| None, &[]).unwrap_or_else(|e| panic!("{name}: {e:?}"));
             let filters: Vec<String> = describe(&plan)
                 .lines()
                 .filter(|l| l.starts_with("  filter "))
