@@ -98,6 +98,19 @@ fn spec(addresses: &Addresses, health_port: u16, containers: Value) -> Value {
     })
 }
 
+/// A task definition's `cloudwatch_logs` options for `group`, sending to
+/// moto: the stream is `from-` and the tag, the group created.
+fn moto_output(moto: &Moto, group: &str) -> Value {
+    json!({
+        "Name": "cloudwatch_logs",
+        "region": "us-east-1",
+        "endpoint": moto.endpoint(),
+        "log_group_name": group,
+        "log_stream_prefix": "from-",
+        "auto_create_group": "true",
+    })
+}
+
 fn object(message: &str) -> Map<String, Value> {
     match serde_json::from_str(message) {
         Ok(Value::Object(m)) => m,
@@ -695,16 +708,7 @@ fn aws_for_fluent_bits_parse_json_conf() {
     let addresses = Addresses::pick();
     let health_port = crate::support::free_port();
     let parse_json = crate::support::workspace().join("image/fluent-bit/configs/parse-json.conf");
-    let output = |group: &str| {
-        json!({
-            "Name": "cloudwatch_logs",
-            "region": "us-east-1",
-            "endpoint": moto.endpoint(),
-            "log_group_name": group,
-            "log_stream_prefix": "from-",
-            "auto_create_group": "true",
-        })
-    };
+    let output = |group: &str| moto_output(&moto, group);
     let mut spec = spec(
         &addresses,
         health_port,
@@ -887,16 +891,7 @@ fn rewrite_tag_routes_error_lines_to_their_own_output() {
             moto.endpoint()
         ),
     );
-    let output = |group: &str| {
-        json!({
-            "Name": "cloudwatch_logs",
-            "region": "us-east-1",
-            "endpoint": moto.endpoint(),
-            "log_group_name": group,
-            "log_stream_prefix": "from-",
-            "auto_create_group": "true",
-        })
-    };
+    let output = |group: &str| moto_output(&moto, group);
     let mut spec = spec(
         &addresses,
         8877,
@@ -1083,14 +1078,7 @@ fn aws_s_custom_multiline_parser_example() {
     let mut spec = spec(
         &addresses,
         8877,
-        json!({"app": {
-            "Name": "cloudwatch_logs",
-            "region": "us-east-1",
-            "endpoint": moto.endpoint(),
-            "log_group_name": "/ecs/app",
-            "log_stream_prefix": "from-",
-            "auto_create_group": "true",
-        }}),
+        json!({"app": moto_output(&moto, "/ecs/app")}),
     );
     spec["include"] = json!([extra.arg()]);
     let conf = render_firelens_config(&spec);

@@ -13,7 +13,7 @@ use sluice_firelens::{FieldValue, Record};
 
 use super::classic::{split_tokens, Section};
 use super::onig;
-use super::template::{Template, TemplateInput};
+use super::template::{subscripts, Template, TemplateInput};
 use crate::config::layer::fluent_bool;
 
 #[derive(Debug)]
@@ -121,24 +121,13 @@ fn rule(value: &str) -> Result<Rule, String> {
 fn key_path(accessor: &str) -> Result<Vec<String>, String> {
     let text = accessor.strip_prefix('$').unwrap_or(accessor);
     let name_end = text.find('[').unwrap_or(text.len());
-    let (name, mut rest) = text.split_at(name_end);
+    let (name, rest) = text.split_at(name_end);
     if name.is_empty() {
         return Err(format!("{accessor:?} names no key"));
     }
+    let (subkeys, rest) = subscripts(rest).map_err(|e| format!("{accessor:?}: {e}"))?;
     let mut path = vec![name.to_string()];
-    while let Some(after) = rest.strip_prefix('[') {
-        let close = after
-            .find(']')
-            .ok_or_else(|| format!("{accessor:?} has a '[' without ']'"))?;
-        let inner = after[..close].trim();
-        let sub = inner
-            .strip_prefix('\'')
-            .and_then(|k| k.strip_suffix('\''))
-            .or_else(|| inner.strip_prefix('"').and_then(|k| k.strip_suffix('"')))
-            .unwrap_or(inner);
-        path.push(sub.to_string());
-        rest = &after[close + 1..];
-    }
+    path.extend(subkeys);
     if !rest.is_empty() {
         return Err(format!("{accessor:?} has {rest:?} after its key"));
     }
@@ -243,7 +232,7 @@ mod tests {
                 "[FILTER] rewrite_tag Rule $log (?<=a)b t false: \"(?<=a)b\" is not a regular expression Sluice can use: regex parse error:\n    (?<=a)b\n    ^^^^\nerror: look-around, including look-ahead and look-behind, is not supported",
                 "[FILTER] rewrite_tag Rule $log ^x t maybe: KEEP \"maybe\" is not true or false",
                 "[FILTER] rewrite_tag Rule $ ^x t true: \"$\" names no key",
-                "[FILTER] rewrite_tag Rule $a['b' ^x t true: \"$a['b'\" has a '[' without ']'",
+                "[FILTER] rewrite_tag Rule $a['b' ^x t true: \"$a['b'\": a '[' without ']' in \"['b'\"",
             ]
         );
     }

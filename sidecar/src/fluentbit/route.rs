@@ -424,6 +424,15 @@ mod tests {
         r.filter(tag, record, &mut 0, &|_, _| false, &mut Vec::new())
     }
 
+    /// `record` filtered under `tag` with its time at 7: the record's text
+    /// and its time, after checking it was kept.
+    fn filtered(r: &mut Router, tag: &str, record: serde_json::Value) -> (String, i64) {
+        let mut rec = self::record(&record.to_string());
+        let mut time_ns = 7;
+        assert!(r.filter(tag, &mut rec, &mut time_ns, &|_, _| false, &mut Vec::new()));
+        (text(&rec), time_ns)
+    }
+
     const INPUT: &str = "[INPUT]\n    Name forward\n    unix_path /var/run/fluent.sock\n";
 
     #[test]
@@ -576,38 +585,24 @@ mod tests {
         let conf = format!("{INPUT}[FILTER]\n    Name parser\n    Match *\n    Key_Name log\n    Parser json\n    Reserve_Data True\n");
         let (mut r, _) = router(&conf);
         let line = r#"{"level":"warn","msg":"slow","n":3,"nested":{"a":[1,"b"]},"time":"03/Apr/2018:23:06:09 +0000","source":"app"}"#;
-        let mut rec = record(
-            &serde_json::json!({"log": line, "source": "stdout", "container_name": "/ecs-app-1"})
-                .to_string(),
-        );
-        let mut time_ns = 7;
-        assert!(r.filter(
-            "app-firelens-1",
-            &mut rec,
-            &mut time_ns,
-            &|_, _| false,
-            &mut Vec::new()
-        ));
+        let record_of = |line: &str| serde_json::json!({"log": line, "source": "stdout", "container_name": "/ecs-app-1"});
         // The record's own `source` wins over the parsed one; `log` is gone;
         // the time key set the time and left.
         assert_eq!(
-            text(&rec),
-            r#"{"container_name":"/ecs-app-1","level":"warn","msg":"slow","n":3,"nested":{"a":[1,"b"]},"source":"stdout"}"#
+            filtered(&mut r, "app-firelens-1", record_of(line)),
+            (
+                r#"{"container_name":"/ecs-app-1","level":"warn","msg":"slow","n":3,"nested":{"a":[1,"b"]},"source":"stdout"}"#.to_string(),
+                1_522_796_769_000_000_000
+            )
         );
-        assert_eq!(time_ns, 1_522_796_769_000_000_000);
         // What is not one JSON object is left as it is, time included.
         for line in ["plain text", "{\"a\":", "[1]", "{} {}"] {
-            let mut rec = record(&serde_json::json!({"log": line, "source": "stdout"}).to_string());
-            let before = text(&rec);
-            let mut time_ns = 7;
-            assert!(r.filter(
-                "app-firelens-1",
-                &mut rec,
-                &mut time_ns,
-                &|_, _| false,
-                &mut Vec::new()
-            ));
-            assert_eq!((text(&rec), time_ns), (before, 7), "{line}");
+            let before = text(&record(&record_of(line).to_string()));
+            assert_eq!(
+                filtered(&mut r, "app-firelens-1", record_of(line)),
+                (before, 7),
+                "{line}"
+            );
         }
         // An Envoy access line stays for Sluice's own parser.
         let access = r#"{"method":"GET","path":"/a","response_code":200}"#;
@@ -631,25 +626,17 @@ mod tests {
         let conf = format!("[SERVICE]\n    Log_Level info\n    Parsers_File /fluent-bit/parsers/parsers.conf\n\n{INPUT}[FILTER]\n    Name parser\n    Match **\n    Parser apache\n    Key_Name log\n");
         let (mut r, _) = router(&conf);
         let line = r#"10.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /a.gif HTTP/1.0" 200 2326 "-" "curl/8.5.0""#;
-        let mut rec = record(
-            &serde_json::json!({"log": line, "source": "stdout", "container_name": "/ecs-web-1"})
-                .to_string(),
-        );
-        let mut time_ns = 7;
-        assert!(r.filter(
-            "web-firelens-1",
-            &mut rec,
-            &mut time_ns,
-            &|_, _| false,
-            &mut Vec::new()
-        ));
+        let record =
+            serde_json::json!({"log": line, "source": "stdout", "container_name": "/ecs-web-1"});
         // Without Reserve_Data only the parsed keys are left, as AWS's
         // example notes.
         assert_eq!(
-            text(&rec),
-            r#"{"agent":"curl/8.5.0","code":"200","host":"10.0.0.1","method":"GET","path":"/a.gif","referer":"-","size":"2326","user":"frank"}"#
+            filtered(&mut r, "web-firelens-1", record),
+            (
+                r#"{"agent":"curl/8.5.0","code":"200","host":"10.0.0.1","method":"GET","path":"/a.gif","referer":"-","size":"2326","user":"frank"}"#.to_string(),
+                971_211_336_000_000_000
+            )
         );
-        assert_eq!(time_ns, 971_211_336_000_000_000);
     }
 
     #[test]

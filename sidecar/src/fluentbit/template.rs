@@ -223,7 +223,7 @@ fn value<'a>(piece: &'a Piece, input: &TemplateInput<'a>) -> Option<std::borrow:
 impl Template {}
 
 /// `['a']['b']` at the start of `rest`: the subkeys and what follows.
-fn subscripts(mut rest: &str) -> Result<(Vec<String>, &str), String> {
+pub(super) fn subscripts(mut rest: &str) -> Result<(Vec<String>, &str), String> {
     let mut keys = Vec::new();
     while let Some(after) = rest.strip_prefix('[') {
         let close = after
