@@ -8,6 +8,9 @@ Usage:
   cloudwatch_peer.py create-group ENDPOINT NAME
   cloudwatch_peer.py delete-group ENDPOINT NAME
   cloudwatch_peer.py create-stream ENDPOINT GROUP NAME
+  cloudwatch_peer.py s3-put ENDPOINT REGION BUCKET KEY FILE
+      Creates the bucket in REGION and puts FILE at KEY (the files
+      aws-for-fluent-bit's init image downloads).
 """
 
 import json
@@ -57,5 +60,12 @@ if __name__ == "__main__":
         client(endpoint).delete_log_group(logGroupName=sys.argv[3])
     elif command == "create-stream":
         client(endpoint).create_log_stream(logGroupName=sys.argv[3], logStreamName=sys.argv[4])
+    elif command == "s3-put":
+        region, bucket, key, path = sys.argv[3:7]
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name=region,
+                          aws_access_key_id="test", aws_secret_access_key="test")
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+        with open(path, "rb") as body:
+            s3.put_object(Bucket=bucket, Key=key, Body=body.read())
     else:
         raise SystemExit("unknown command " + command)

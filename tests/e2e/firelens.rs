@@ -979,16 +979,27 @@ fn rewrite_tag_routes_error_lines_to_their_own_output() {
 }
 
 /// A task definition written for aws-for-fluent-bit's init image names
-/// files in the image by `aws_fluent_bit_init_file_N`: a parsers file's
-/// parsers join, any other file is included after the generated one. One
-/// in S3 is refused by name: its configuration is never silently left out.
+/// its extra files by `aws_fluent_bit_init_file_N` (in the image) and
+/// `aws_fluent_bit_init_s3_N` (an S3 ARN, downloaded with the task role,
+/// from the bucket's own region): a parsers file's parsers join, any other
+/// file is included after the generated one. One that cannot be had stops
+/// the start, named: its configuration is never silently left out.
 #[test]
-fn init_image_files_are_added_and_s3_files_refused() {
+fn init_image_files_from_the_image_and_from_s3() {
+    let moto = Moto::start();
+    let agent = EcsAgent::start(&task_metadata(), 0.0, TOKEN);
     let addresses = Addresses::pick();
     let parsers = crate::support::TempPath::unique_with(
         "init-parsers",
         "conf",
         "[MULTILINE_PARSER]\n    name traces\n    type regex\n    rule \"start_state\" \"/^Dec /\" \"cont\"\n    rule \"cont\" \"/^\\s+at/\" \"cont\"\n",
+    );
+    // The bucket is in another region than the task's (us-east-1).
+    moto.s3_put(
+        "eu-west-1",
+        "router-configs",
+        "firelens/parsers_multiline.conf",
+        &parsers,
     );
     let extra = crate::support::TempPath::unique_with(
         "init-extra",
@@ -1000,12 +1011,16 @@ fn init_image_files_are_added_and_s3_files_refused() {
         8877,
         json!({"app": {"Name": "cloudwatch_logs", "region": "us-east-1", "log_group_name": "/ecs/app", "log_stream_prefix": "p-"}}),
     ));
-    let check = |env: &[(&str, String)]| {
+    let mut env = ecs_env(&agent, &conf);
+    env.push(("AWS_ENDPOINT_URL_S3".into(), moto.endpoint()));
+    let check = |more: &[(&str, &str)]| {
         let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .arg("check-config")
             .arg(&conf)
-            .env_remove("ECS_CONTAINER_METADATA_URI_V4")
-            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(more.iter().copied())
             .output()
             .expect("sluice runs");
         (
@@ -1015,10 +1030,13 @@ fn init_image_files_are_added_and_s3_files_refused() {
         )
     };
     let (code, stdout, stderr) = check(&[
-        ("aws_fluent_bit_init_file_1", extra.arg()),
-        ("aws_fluent_bit_init_file_2", parsers.arg()),
+        ("aws_fluent_bit_init_file_1", &extra.arg()),
+        (
+            "aws_fluent_bit_init_s3_2",
+            "arn:aws:s3:::router-configs/firelens/parsers_multiline.conf",
+        ),
     ]);
-    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(
         stdout.contains("  filter Match app-firelens*: grep Exclude log ^DEBUG\n"),
         "{stdout}"
@@ -1030,13 +1048,18 @@ fn init_image_files_are_added_and_s3_files_refused() {
         )),
         "{stdout}"
     );
+    // The task role's credentials were used.
+    assert!(agent
+        .requests()
+        .iter()
+        .any(|(p, auth)| p == "/creds" && auth.as_deref() == Some(TOKEN)));
     let (code, _, stderr) = check(&[(
         "aws_fluent_bit_init_s3_1",
-        "arn:aws:s3:::bucket/extra.conf".to_string(),
+        "arn:aws:s3:::router-configs/missing.conf",
     )]);
     assert_eq!(code, Some(1));
     assert!(
-        stderr.contains("aws_fluent_bit_init_s3_1: arn:aws:s3:::bucket/extra.conf: Sluice does not download configuration files from S3"),
+        stderr.contains("aws_fluent_bit_init_s3_1: arn:aws:s3:::router-configs/missing.conf: cannot download it: "),
         "{stderr}"
     );
 }

@@ -198,6 +198,18 @@ impl Moto {
         peer(&["create-stream", &self.endpoint(), group, name]);
     }
 
+    /// Creates `bucket` in `region` and puts the file at `path` at `key`.
+    pub fn s3_put(&self, region: &str, bucket: &str, key: &str, path: &Path) {
+        peer(&[
+            "s3-put",
+            &self.endpoint(),
+            region,
+            bucket,
+            key,
+            &path.display().to_string(),
+        ]);
+    }
+
     pub fn delete_group(&self, name: &str) {
         peer(&["delete-group", &self.endpoint(), name]);
     }
