@@ -124,8 +124,10 @@ impl FilterRun<'_> {
                         continue;
                     };
                     if self.copies_left == 0 {
+                        // Without the tags: a new tag may hold what a rule
+                        // captured from the record, unredacted.
                         if !std::mem::replace(self.limit_logged, true) {
-                            tracing::warn!(%tag, new_tag = %rewrite.tag, limit = MAX_COPIES, "rewrite_tag filters made as many copies of one record as Sluice makes; the record goes on with its tag (do the filters' new tags match each other's Match?)");
+                            tracing::warn!(limit = MAX_COPIES, "rewrite_tag filters made as many copies of one record as Sluice makes; the record goes on with its tag (do the filters' new tags match each other's Match?)");
                         }
                         continue;
                     }
