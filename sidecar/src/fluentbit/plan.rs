@@ -34,6 +34,10 @@ pub struct DropIn {
     /// `[INPUT] tcp` listeners: accepted and discarded (the FireLens health
     /// check).
     pub health_checks: Vec<SocketAddr>,
+    /// Every `[INPUT] tcp` (where, address, tag), checked once the outputs
+    /// are known: only one whose records go nowhere but `null` is a health
+    /// check.
+    tcp_inputs: Vec<(String, SocketAddr, String)>,
     pub filters: Vec<Filter>,
     pub outputs: Vec<Output>,
     /// Where every CloudWatch output sends.
@@ -329,6 +333,7 @@ pub fn plan(path: &Path, sections: &[Section]) -> Result<DropIn, Vec<ConfigError
         forward: Vec::new(),
         shared_key: None,
         health_checks: Vec::new(),
+        tcp_inputs: Vec::new(),
         filters: Vec::new(),
         outputs: Vec::new(),
         connection: None,
@@ -400,6 +405,26 @@ pub fn plan(path: &Path, sections: &[Section]) -> Result<DropIn, Vec<ConfigError
             ))),
         }
     }
+    // A tcp input is served as the FireLens health check: accepted and
+    // discarded. One whose records an output other than `null` takes
+    // (AWS's EMF-over-TCP example) would lose them: refused.
+    for (at, addr, tag) in std::mem::take(&mut plan.tcp_inputs) {
+        let taker = plan
+            .outputs
+            .iter()
+            .find(|o| o.matcher.matches(&tag) && !matches!(o.kind, OutputKind::Null));
+        match taker {
+            Some(o) => errors.push(ConfigError {
+                key: at,
+                message: format!(
+                    "[INPUT] tcp (Tag {tag}, {addr}): its records go to [OUTPUT] {} ({}), but Sluice takes records by Fluent Forward only; it serves a tcp input as the FireLens health check and discards what it reads, so they would be lost",
+                    o.plugin,
+                    o.matcher.describe()
+                ),
+            }),
+            None => plan.health_checks.push(addr),
+        }
+    }
     for (name, at) in multiline_parsers.names() {
         if !plan.multiline_parsers.iter().any(|(_, p)| p.name() == name) {
             plan.notes.push(format!(
@@ -439,9 +464,9 @@ fn input(section: &Section, plan: &mut DropIn, errors: &mut Vec<ConfigError>) {
         message,
     };
     let plugin = section.plugin();
-    let address = |default_listen: &str| -> Result<SocketAddr, ConfigError> {
+    let address = |default_listen: &str, default_port: &str| -> Result<SocketAddr, ConfigError> {
         let host = section.get("listen").unwrap_or(default_listen);
-        let port = section.get("port").unwrap_or("24224");
+        let port = section.get("port").unwrap_or(default_port);
         let port: u16 = port
             .parse()
             .map_err(|_| error(format!("[INPUT] {plugin}: Port {port:?} is not a port")))?;
@@ -460,7 +485,7 @@ fn input(section: &Section, plan: &mut DropIn, errors: &mut Vec<ConfigError>) {
         "forward" => {
             match section.get("unix_path") {
                 Some(path) => plan.forward.push(ForwardInput::Unix(PathBuf::from(path))),
-                None => match address("0.0.0.0") {
+                None => match address("0.0.0.0", "24224") {
                     Ok(a) => plan.forward.push(ForwardInput::Tcp(a)),
                     Err(e) => errors.push(e),
                 },
@@ -478,8 +503,16 @@ fn input(section: &Section, plan: &mut DropIn, errors: &mut Vec<ConfigError>) {
                 }
             }
         }
-        "tcp" => match address("0.0.0.0") {
-            Ok(a) => plan.health_checks.push(a),
+        // Fluent Bit's in_tcp listens on 5170 unless told; its tag is its
+        // instance's name (`tcp.0`, `tcp.1`, ...) unless set.
+        "tcp" => match address("0.0.0.0", "5170") {
+            Ok(a) => {
+                let tag = section
+                    .get("tag")
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("tcp.{}", plan.tcp_inputs.len()));
+                plan.tcp_inputs.push((section.at.clone(), a, tag));
+            }
             Err(e) => errors.push(e),
         },
         other => errors.push(error(format!(

@@ -386,6 +386,36 @@ fn multiline_parsers_named_by_a_filter() {
     );
 }
 
+/// AWS's EMF-over-TCP FireLens example: a tcp input whose records go to
+/// CloudWatch. Sluice serves tcp inputs as the health check only, so it
+/// refuses the file rather than lose the metrics; the health check's own
+/// tcp input, whose tag only `null` takes, is served.
+#[test]
+fn a_tcp_input_is_the_health_check_only() {
+    let forward = "[INPUT]\n    Name forward\n    unix_path /s\n";
+    let emf = "[INPUT]\n    Name        tcp\n    Listen      0.0.0.0\n    Port        25888\n    Format      none\n    Tag         emf-ip-10-0-0-1\n\n[OUTPUT]\n    Name                cloudwatch_logs\n    Match               emf-*\n    region              us-west-2\n    log_key             log\n    log_group_name      aws-emf-ecs-firelens-example-metrics\n    log_stream_prefix   from-fluent-bit-\n    auto_create_group   true\n    log_format          json/emf\n";
+    assert_eq!(
+        read(&format!("{forward}{emf}")).unwrap_err(),
+        ["line 4: [INPUT] tcp (Tag emf-ip-10-0-0-1, 0.0.0.0:25888): its records go to [OUTPUT] cloudwatch_logs (Match emf-*), but Sluice takes records by Fluent Forward only; it serves a tcp input as the FireLens health check and discards what it reads, so they would be lost"]
+    );
+    let health = "[INPUT]\n    Name tcp\n    Tag firelens-healthcheck\n    Listen 127.0.0.1\n    Port 8877\n[OUTPUT]\n    Name null\n    Match firelens-healthcheck\n";
+    let p = read(&format!("{forward}{health}")).unwrap();
+    assert_eq!(
+        p.health_checks,
+        ["127.0.0.1:8877".parse::<SocketAddr>().unwrap()]
+    );
+    // Without a Tag, Fluent Bit's (`tcp.0`) and its port (5170).
+    let p = read(&format!(
+        "{forward}[INPUT]\n    Name tcp\n[OUTPUT]\n    Name null\n    Match tcp.0\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        p.health_checks,
+        ["0.0.0.0:5170".parse::<SocketAddr>().unwrap()]
+    );
+    assert!(read(&format!("{forward}[INPUT]\n    Name tcp\n[OUTPUT]\n    Name cloudwatch_logs\n    Match tcp.*\n    region us-east-1\n    log_group_name g\n    log_stream_name s\n")).is_err());
+}
+
 #[test]
 fn modify_filters() {
     let input = "[INPUT]\n    Name forward\n    unix_path /s\n";
