@@ -80,6 +80,17 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// Events from an input that takes no acks (Fluent Bit's tcp input),
+    /// holding `reserved` of the memory budget until they are written.
+    pub fn without_ack(events: Vec<Event>, reserved: Option<Reservation>) -> Delivery {
+        Delivery {
+            events,
+            accepted: None,
+            reserved,
+            ack_wanted: false,
+        }
+    }
+
     /// The delivery's share of the memory budget, for the stage that keeps
     /// its events after accepting it (the CloudWatch batchers).
     pub fn take_reservation(&mut self) -> Option<Reservation> {

@@ -23,3 +23,4 @@ pub mod stage;
 pub mod startup_pages;
 pub mod stats;
 pub mod streams;
+pub mod tcp_input;

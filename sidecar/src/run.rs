@@ -263,10 +263,23 @@ async fn serve(
     // user it runs as. The health-check inputs before the forward
     // listeners, so that a client who sees those listening finds every
     // input up; the admin endpoint answers once the rest is built.
+    let mut tcp_inputs = Vec::new();
     if let Some(plan) = &drop_in {
         for addr in &plan.health_checks {
             if let Err(code) = serve_health_check(*addr).await {
                 return code;
+            }
+        }
+        for input in &plan.tcp_inputs {
+            match crate::tcp_input::bind(input).await {
+                Ok(listener) => {
+                    tracing::info!(addr = %input.addr, tag = %input.tag, "[INPUT] tcp: listening");
+                    tcp_inputs.push((listener, input.clone()));
+                }
+                Err(e) => {
+                    tracing::error!(addr = %input.addr, error = %e, "cannot listen for [INPUT] tcp");
+                    return ExitCode::FAILURE;
+                }
             }
         }
     }
@@ -367,6 +380,18 @@ async fn serve(
     }
     let handle = tokio::runtime::Handle::current();
     let output = std::thread::spawn(move || write_output(pipeline_rx, handle, stage, sink));
+    let tcp_inputs: Vec<_> = tcp_inputs
+        .into_iter()
+        .map(|(listener, input)| {
+            crate::tcp_input::spawn(
+                listener,
+                input,
+                pipeline_tx.clone(),
+                budget.clone(),
+                shutdown_rx.clone(),
+            )
+        })
+        .collect();
     let server = tokio::spawn(server.run(pipeline_tx, shutdown_rx));
     match crate::startup_pages::release() {
         Ok(bytes) => tracing::debug!(bytes, "start-up code's pages given back"),
@@ -398,6 +423,10 @@ async fn serve(
         .map(|c| (c.counters.clone(), c.spool.is_some()));
     let finish = async {
         let _ = server.await;
+        // Each input hands over what it read, then lets the pipeline close.
+        for input in tcp_inputs {
+            let _ = input.await;
+        }
         let written = tokio::task::spawn_blocking(move || output.join())
             .await
             .ok()

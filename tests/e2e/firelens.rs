@@ -829,7 +829,7 @@ fn init_image_variables_come_from_the_task_metadata() {
     let addresses = Addresses::pick();
     let spec = spec(
         &addresses,
-        8877,
+        crate::support::free_port(),
         json!({"app": {
             "Name": "cloudwatch_logs",
             "region": "${AWS_REGION}",
@@ -894,7 +894,7 @@ fn rewrite_tag_routes_error_lines_to_their_own_output() {
     let output = |group: &str| moto_output(&moto, group);
     let mut spec = spec(
         &addresses,
-        8877,
+        crate::support::free_port(),
         json!({"app": output("/ecs/app"), "envoy": output("/ecs/envoy")}),
     );
     spec["include"] = json!([extra.arg()]);
@@ -1064,6 +1064,61 @@ fn init_image_files_from_the_image_and_from_s3() {
     );
 }
 
+/// AWS's EMF-over-TCP FireLens example: the application writes Embedded
+/// Metric Format lines to a tcp input, which a `cloudwatch_logs` output
+/// with `log_key log` and `log_format json/emf` sends on as they are.
+#[test]
+fn aws_s_emf_over_tcp_example() {
+    let moto = Moto::start();
+    let agent = EcsAgent::start(&task_metadata(), 0.0, TOKEN);
+    let addresses = Addresses::pick();
+    let emf_port = crate::support::free_port();
+    let extra = crate::support::TempPath::unique_with(
+        "extra",
+        "conf",
+        &format!(
+            "# TCP input used for EMF payloads\n[INPUT]\n    Name        tcp\n    Listen      127.0.0.1\n    Port        {emf_port}\n    Chunk_Size  32\n    Buffer_Size 64\n    Format      none\n    Tag         emf-test\n\n[OUTPUT]\n    Name                cloudwatch_logs\n    Match               emf-*\n    region              us-east-1\n    endpoint            {}\n    log_key             log\n    log_group_name      aws-emf-ecs-firelens-example-metrics\n    log_stream_prefix   from-fluent-bit-\n    auto_create_group   true\n    log_format          json/emf\n    workers             1\n",
+            moto.endpoint()
+        ),
+    );
+    let mut spec = spec(
+        &addresses,
+        crate::support::free_port(),
+        json!({"app": moto_output(&moto, "/ecs/app")}),
+    );
+    spec["include"] = json!([extra.arg()]);
+    let conf = render_firelens_config(&spec);
+    let sidecar = start(&addresses, &ecs_env(&agent, &conf));
+    let metrics = [
+        r#"{"_aws":{"Timestamp":1764340000000,"CloudWatchMetrics":[{"Namespace":"orders","Dimensions":[["Service"]],"Metrics":[{"Name":"Latency","Unit":"Milliseconds"}]}]},"Service":"orders","Latency":12}"#,
+        r#"{"_aws":{"Timestamp":1764340001000,"CloudWatchMetrics":[{"Namespace":"orders","Dimensions":[["Service"]],"Metrics":[{"Name":"Latency","Unit":"Milliseconds"}]}]},"Service":"orders","Latency":15}"#,
+    ];
+    {
+        use std::io::Write;
+        let mut socket =
+            std::net::TcpStream::connect(("127.0.0.1", emf_port)).expect("the tcp input listens");
+        // Two writes, the second line cut across them.
+        let text = format!("{}\n{}\n", metrics[0], metrics[1]);
+        let (a, b) = text.split_at(text.len() - 40);
+        socket.write_all(a.as_bytes()).expect("written");
+        socket.flush().expect("flushed");
+        std::thread::sleep(Duration::from_millis(50));
+        socket.write_all(b.as_bytes()).expect("written");
+    }
+    let dump = moto.wait_for_dump("the metrics in CloudWatch", |d| d.events.len() >= 2);
+    let (status, _) = sidecar.stop();
+    assert!(status.success());
+    let sent: Vec<&str> = in_stream(
+        &dump.events,
+        "aws-emf-ecs-firelens-example-metrics",
+        "from-fluent-bit-emf-test",
+    )
+    .iter()
+    .map(|e| e.message.as_str())
+    .collect();
+    assert_eq!(sent, metrics, "{:#?}", dump.events);
+}
+
 /// AWS's FireLens example for a custom stack-trace format
 /// (`firelens-concatanate-multiline.html`): a `[MULTILINE_PARSER]` in a
 /// parsers file named by `[SERVICE] parsers_file`, and the multiline
@@ -1100,7 +1155,7 @@ fn aws_s_custom_multiline_parser_example() {
     );
     let mut spec = spec(
         &addresses,
-        8877,
+        crate::support::free_port(),
         json!({"app": moto_output(&moto, "/ecs/app")}),
     );
     spec["include"] = json!([extra.arg()]);

@@ -150,6 +150,17 @@ pub fn describe(plan: &DropIn) -> String {
             plan::ForwardInput::Tcp(a) => writeln!(out, "  input forward tcp {a}"),
         };
     }
+    for input in &plan.tcp_inputs {
+        let format = match &input.format {
+            plan::TcpFormat::Json => "json".to_string(),
+            plan::TcpFormat::None { separator } => format!("none, Separator {separator:?}"),
+        };
+        let _ = writeln!(
+            out,
+            "  input tcp {} (Tag {}, Format {format})",
+            input.addr, input.tag
+        );
+    }
     for a in &plan.health_checks {
         let _ = writeln!(
             out,

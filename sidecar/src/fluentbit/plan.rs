@@ -34,10 +34,9 @@ pub struct DropIn {
     /// `[INPUT] tcp` listeners: accepted and discarded (the FireLens health
     /// check).
     pub health_checks: Vec<SocketAddr>,
-    /// Every `[INPUT] tcp` (where, address, tag), checked once the outputs
-    /// are known: only one whose records go nowhere but `null` is a health
-    /// check.
-    tcp_inputs: Vec<(String, SocketAddr, String)>,
+    /// `[INPUT] tcp` listeners whose records an output takes (AWS's EMF
+    /// over TCP): served as Fluent Bit's in_tcp serves them.
+    pub tcp_inputs: Vec<TcpInput>,
     pub filters: Vec<Filter>,
     pub outputs: Vec<Output>,
     /// Where every CloudWatch output sends.
@@ -51,6 +50,24 @@ pub struct DropIn {
     pub multiline_parsers: Vec<(String, Arc<StateRules>)>,
     /// What was accepted but does not apply, each with its reason.
     pub notes: Vec<String>,
+}
+
+/// `[INPUT] tcp` as `plugins/in_tcp` reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpInput {
+    pub addr: SocketAddr,
+    pub tag: String,
+    pub format: TcpFormat,
+    /// `Source_Address_Key`: the key that gets the client's address.
+    pub source_address_key: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TcpFormat {
+    /// JSON objects, one after another: each is a record.
+    Json,
+    /// Text cut at `separator`: each piece is `{"log": piece}`.
+    None { separator: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -405,24 +422,19 @@ pub fn plan(path: &Path, sections: &[Section]) -> Result<DropIn, Vec<ConfigError
             ))),
         }
     }
-    // A tcp input is served as the FireLens health check: accepted and
-    // discarded. One whose records an output other than `null` takes
-    // (AWS's EMF-over-TCP example) would lose them: refused.
-    for (at, addr, tag) in std::mem::take(&mut plan.tcp_inputs) {
-        let taker = plan
+    // A tcp input whose records only `null` takes (or none) is the
+    // FireLens health check: accepted and discarded, and its connection
+    // closed after a line so that every netcat exits. Any other is served.
+    let inputs = std::mem::take(&mut plan.tcp_inputs);
+    for input in inputs {
+        let served = plan
             .outputs
             .iter()
-            .find(|o| o.matcher.matches(&tag) && !matches!(o.kind, OutputKind::Null));
-        match taker {
-            Some(o) => errors.push(ConfigError {
-                key: at,
-                message: format!(
-                    "[INPUT] tcp (Tag {tag}, {addr}): its records go to [OUTPUT] {} ({}), but Sluice takes records by Fluent Forward only; it serves a tcp input as the FireLens health check and discards what it reads, so they would be lost",
-                    o.plugin,
-                    o.matcher.describe()
-                ),
-            }),
-            None => plan.health_checks.push(addr),
+            .any(|o| o.matcher.matches(&input.tag) && !matches!(o.kind, OutputKind::Null));
+        if served {
+            plan.tcp_inputs.push(input);
+        } else {
+            plan.health_checks.push(input.addr);
         }
     }
     for (name, at) in multiline_parsers.names() {
@@ -504,19 +516,67 @@ fn input(section: &Section, plan: &mut DropIn, errors: &mut Vec<ConfigError>) {
             }
         }
         // Fluent Bit's in_tcp listens on 5170 unless told; its tag is its
-        // instance's name (`tcp.0`, `tcp.1`, ...) unless set.
-        "tcp" => match address("0.0.0.0", "5170") {
-            Ok(a) => {
-                let tag = section
-                    .get("tag")
-                    .map(str::to_string)
-                    .unwrap_or_else(|| format!("tcp.{}", plan.tcp_inputs.len()));
-                plan.tcp_inputs.push((section.at.clone(), a, tag));
+        // instance's name (`tcp.0`, `tcp.1`, ...) unless set. Whether it is
+        // the health check is decided once the outputs are known.
+        "tcp" => match (address("0.0.0.0", "5170"), tcp_format(section)) {
+            (Ok(addr), Ok(format)) => {
+                let tag = section.get("tag").map(str::to_string).unwrap_or_else(|| {
+                    format!("tcp.{}", plan.tcp_inputs.len())
+                });
+                for (key, _) in &section.entries {
+                    let k = key.to_ascii_lowercase();
+                    if !matches!(
+                        k.as_str(),
+                        "name" | "listen" | "port" | "tag" | "format" | "separator" | "source_address_key" | "alias"
+                    ) {
+                        plan.notes.push(format!(
+                            "{}: [INPUT] tcp {key} does not apply: Sluice bounds what it holds with limits.memory, and takes lines up to 1 MiB",
+                            section.at
+                        ));
+                    }
+                }
+                plan.tcp_inputs.push(TcpInput {
+                    addr,
+                    tag,
+                    format,
+                    source_address_key: section.get("source_address_key").map(str::to_string),
+                });
             }
-            Err(e) => errors.push(e),
+            (Err(e), _) | (_, Err(e)) => errors.push(e),
         },
         other => errors.push(error(format!(
             "[INPUT] {other} cannot be served by Sluice, which takes Fluent Forward (forward) and the FireLens health check (tcp)"
+        ))),
+    }
+}
+
+/// `Format` (`json`, the default, or `none`) and `Separator` (`\n`, the
+/// default; `\n`, `\r` and `\t` read as those characters) of a tcp input.
+fn tcp_format(section: &Section) -> Result<TcpFormat, ConfigError> {
+    let error = |message: String| ConfigError {
+        key: section.at.clone(),
+        message,
+    };
+    match section
+        .get("format")
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("json") => Ok(TcpFormat::Json),
+        Some("none") => {
+            let separator = section
+                .get("separator")
+                .unwrap_or("\\n")
+                .replace("\\n", "\n")
+                .replace("\\r", "\r")
+                .replace("\\t", "\t");
+            if separator.is_empty() {
+                return Err(error("[INPUT] tcp Separator is empty".into()));
+            }
+            Ok(TcpFormat::None { separator })
+        }
+        Some(other) => Err(error(format!(
+            "[INPUT] tcp Format {other:?} is not json or none"
         ))),
     }
 }

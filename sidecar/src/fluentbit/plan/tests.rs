@@ -387,16 +387,31 @@ fn multiline_parsers_named_by_a_filter() {
 }
 
 /// AWS's EMF-over-TCP FireLens example: a tcp input whose records go to
-/// CloudWatch. Sluice serves tcp inputs as the health check only, so it
-/// refuses the file rather than lose the metrics; the health check's own
-/// tcp input, whose tag only `null` takes, is served.
+/// CloudWatch is served as in_tcp serves it; the health check's tcp input,
+/// whose tag only `null` takes, is accepted and discarded.
 #[test]
-fn a_tcp_input_is_the_health_check_only() {
+fn tcp_inputs_and_the_health_check() {
     let forward = "[INPUT]\n    Name forward\n    unix_path /s\n";
     let emf = "[INPUT]\n    Name        tcp\n    Listen      0.0.0.0\n    Port        25888\n    Format      none\n    Tag         emf-ip-10-0-0-1\n\n[OUTPUT]\n    Name                cloudwatch_logs\n    Match               emf-*\n    region              us-west-2\n    log_key             log\n    log_group_name      aws-emf-ecs-firelens-example-metrics\n    log_stream_prefix   from-fluent-bit-\n    auto_create_group   true\n    log_format          json/emf\n";
+    let p = read(&format!("{forward}{emf}")).unwrap();
     assert_eq!(
-        read(&format!("{forward}{emf}")).unwrap_err(),
-        ["line 4: [INPUT] tcp (Tag emf-ip-10-0-0-1, 0.0.0.0:25888): its records go to [OUTPUT] cloudwatch_logs (Match emf-*), but Sluice takes records by Fluent Forward only; it serves a tcp input as the FireLens health check and discards what it reads, so they would be lost"]
+        p.tcp_inputs,
+        [TcpInput {
+            addr: "0.0.0.0:25888".parse().unwrap(),
+            tag: "emf-ip-10-0-0-1".into(),
+            format: TcpFormat::None {
+                separator: "\n".into()
+            },
+            source_address_key: None,
+        }]
+    );
+    assert!(p.health_checks.is_empty());
+    assert_eq!(
+        read(&format!(
+            "{forward}[INPUT]\n    Name tcp\n    Format yaml\n"
+        ))
+        .unwrap_err(),
+        ["line 4: [INPUT] tcp Format \"yaml\" is not json or none"]
     );
     let health = "[INPUT]\n    Name tcp\n    Tag firelens-healthcheck\n    Listen 127.0.0.1\n    Port 8877\n[OUTPUT]\n    Name null\n    Match firelens-healthcheck\n";
     let p = read(&format!("{forward}{health}")).unwrap();
@@ -413,7 +428,15 @@ fn a_tcp_input_is_the_health_check_only() {
         p.health_checks,
         ["0.0.0.0:5170".parse::<SocketAddr>().unwrap()]
     );
-    assert!(read(&format!("{forward}[INPUT]\n    Name tcp\n[OUTPUT]\n    Name cloudwatch_logs\n    Match tcp.*\n    region us-east-1\n    log_group_name g\n    log_stream_name s\n")).is_err());
+    let p = read(&format!("{forward}[INPUT]\n    Name tcp\n    Source_Address_Key from\n[OUTPUT]\n    Name cloudwatch_logs\n    Match tcp.*\n    region us-east-1\n    log_group_name g\n    log_stream_name s\n")).unwrap();
+    assert_eq!(
+        (
+            p.tcp_inputs[0].tag.as_str(),
+            &p.tcp_inputs[0].format,
+            p.tcp_inputs[0].source_address_key.as_deref()
+        ),
+        ("tcp.0", &TcpFormat::Json, Some("from"))
+    );
 }
 
 #[test]

@@ -1,0 +1,312 @@
+//! Fluent Bit's `[INPUT] tcp` (`plugins/in_tcp`) in FireLens drop-in mode,
+//! for the inputs whose records an output takes (AWS's EMF-over-TCP
+//! example); the FireLens health check's tcp input is `run.rs`'s.
+//!
+//! - `Format json`: JSON objects one after another (whitespace between
+//!   them or not); each is a record. A value that is not an object is
+//!   skipped, and text that is not JSON is skipped to the next newline,
+//!   each counted in the log once per connection.
+//! - `Format none`: the text cut at `Separator`; each non-empty piece is
+//!   `{"log": piece}`, invalid UTF-8 replaced.
+//!
+//! Records take the input's tag and the time they were read, as in Fluent
+//! Bit, and go to the pipeline as deliveries without acks, each holding its
+//! share of the memory budget: a full budget stops the reading, not the
+//! process. A piece longer than [`MAX_PIECE`] is cut there, never dropped.
+
+use std::sync::Arc;
+
+use serde_json::Value as Json;
+use sluice_firelens::{Delivery, Event, MemoryBudget, Record};
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::fluentbit::plan::{TcpFormat, TcpInput};
+
+/// The longest piece or JSON value kept whole.
+pub const MAX_PIECE: usize = 1 << 20;
+
+/// At most this many connections per input at once.
+const MAX_CONNECTIONS: usize = 64;
+
+/// Binds the input's address (before Sluice gives up root).
+pub async fn bind(input: &TcpInput) -> std::io::Result<TcpListener> {
+    TcpListener::bind(input.addr).await
+}
+
+/// Serves `listener` until `shutdown`; the handle ends once every
+/// connection has handed over what it read.
+pub fn spawn(
+    listener: TcpListener,
+    input: TcpInput,
+    pipeline: mpsc::Sender<Delivery>,
+    budget: Arc<MemoryBudget>,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let input = Arc::new(input);
+    tokio::spawn(async move {
+        let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            let permit = tokio::select! {
+                permit = open.clone().acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+                _ = shutdown.changed() => break,
+            };
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = shutdown.changed() => break,
+            };
+            let Ok((socket, peer)) = accepted else {
+                continue;
+            };
+            let (input, pipeline, budget) = (input.clone(), pipeline.clone(), budget.clone());
+            let shutdown = shutdown.clone();
+            connections.spawn(async move {
+                connection(socket, peer, &input, &pipeline, &budget, shutdown).await;
+                drop(permit);
+            });
+        }
+        while connections.join_next().await.is_some() {}
+    })
+}
+
+async fn connection(
+    mut socket: TcpStream,
+    peer: std::net::SocketAddr,
+    input: &TcpInput,
+    pipeline: &mpsc::Sender<Delivery>,
+    budget: &MemoryBudget,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let tag: Arc<str> = Arc::from(input.tag.as_str());
+    let source = input
+        .source_address_key
+        .as_ref()
+        .map(|key| (key.clone(), format!("tcp://{peer}")));
+    let mut reader = Reader::new(input.format.clone());
+    let mut chunk = vec![0u8; 64 << 10];
+    loop {
+        let read = tokio::select! {
+            read = socket.read(&mut chunk) => read,
+            _ = shutdown.changed() => Ok(0),
+        };
+        // A read error ends the connection as its end does.
+        let n: usize = read.unwrap_or_default();
+        let records = if n == 0 {
+            reader.finish()
+        } else {
+            reader.push(&chunk[..n])
+        };
+        if reader.take_skipped() {
+            tracing::warn!(input = %input.addr, "[INPUT] tcp: a value that is not a JSON object was skipped (Format json)");
+        }
+        if !records.is_empty() {
+            let time_ns = sluice_firelens::now_ns();
+            let events: Vec<Event> = records
+                .into_iter()
+                .map(|mut record| {
+                    if let Some((key, value)) = &source {
+                        record.insert(key, value.as_str());
+                    }
+                    Event {
+                        tag: tag.clone(),
+                        time_ns,
+                        record,
+                    }
+                })
+                .collect();
+            let bytes: usize = events.iter().map(|e| e.record.estimated_bytes() + 64).sum();
+            // A full budget waits here: the client's writes wait with it.
+            let reserved = budget.reserve(bytes).await;
+            if pipeline
+                .send(Delivery::without_ack(events, reserved))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        if n == 0 {
+            return;
+        }
+    }
+}
+
+/// Cuts a stream into records.
+struct Reader {
+    format: TcpFormat,
+    buffer: Vec<u8>,
+    /// Whether something was skipped since the last look.
+    skipped: bool,
+}
+
+impl Reader {
+    fn new(format: TcpFormat) -> Reader {
+        Reader {
+            format,
+            buffer: Vec::new(),
+            skipped: false,
+        }
+    }
+
+    fn take_skipped(&mut self) -> bool {
+        std::mem::take(&mut self.skipped)
+    }
+
+    /// The records `bytes` completes.
+    fn push(&mut self, bytes: &[u8]) -> Vec<Record> {
+        self.buffer.extend_from_slice(bytes);
+        self.records(false)
+    }
+
+    /// The connection ended: what is left, as far as it reads.
+    fn finish(&mut self) -> Vec<Record> {
+        self.records(true)
+    }
+
+    fn records(&mut self, at_end: bool) -> Vec<Record> {
+        match self.format.clone() {
+            TcpFormat::None { separator } => self.pieces(separator.as_bytes(), at_end),
+            TcpFormat::Json => self.objects(at_end),
+        }
+    }
+
+    fn pieces(&mut self, separator: &[u8], at_end: bool) -> Vec<Record> {
+        let mut records = Vec::new();
+        let mut start = 0;
+        let piece = |bytes: &[u8]| {
+            let mut record = Record::default();
+            record.insert("log", String::from_utf8_lossy(bytes).as_ref());
+            record
+        };
+        while let Some(at) = find(&self.buffer[start..], separator) {
+            let bytes = &self.buffer[start..start + at];
+            if !bytes.is_empty() {
+                records.push(piece(bytes));
+            }
+            start += at + separator.len();
+        }
+        let rest = &self.buffer[start..];
+        if !rest.is_empty() && (at_end || rest.len() >= MAX_PIECE) {
+            records.push(piece(rest));
+            start = self.buffer.len();
+        }
+        self.buffer.drain(..start);
+        records
+    }
+
+    fn objects(&mut self, at_end: bool) -> Vec<Record> {
+        let mut records = Vec::new();
+        let mut start = 0;
+        loop {
+            let rest = &self.buffer[start..];
+            let mut values = serde_json::Deserializer::from_slice(rest).into_iter::<Json>();
+            match values.next() {
+                None => {
+                    start = self.buffer.len();
+                    break;
+                }
+                Some(Ok(value)) => {
+                    start += values.byte_offset();
+                    match value {
+                        Json::Object(map) => records.push(Record::from(map)),
+                        _ => self.skipped = true,
+                    }
+                }
+                Some(Err(e)) if e.is_eof() && !at_end && rest.len() < MAX_PIECE => break,
+                Some(Err(_)) => {
+                    // Not JSON: skipped to the next newline (or all of it).
+                    self.skipped = true;
+                    match rest.iter().position(|&b| b == b'\n') {
+                        Some(nl) => start += nl + 1,
+                        None if at_end || rest.len() >= MAX_PIECE => start = self.buffer.len(),
+                        None => break,
+                    }
+                }
+            }
+        }
+        self.buffer.drain(..start);
+        records
+    }
+}
+
+/// Where `needle` first occurs in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.len() == 1 {
+        return memchr::memchr(needle[0], haystack);
+    }
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logs(records: &[Record]) -> Vec<String> {
+        records
+            .iter()
+            .map(|r| Json::Object(r.to_json()).to_string())
+            .collect()
+    }
+
+    #[test]
+    fn none_cuts_at_the_separator_across_reads() {
+        let mut r = Reader::new(TcpFormat::None {
+            separator: "\n".into(),
+        });
+        assert_eq!(
+            logs(&r.push(b"{\"_aws\":1}\n\npart")),
+            [r#"{"log":"{\"_aws\":1}"}"#]
+        );
+        assert_eq!(logs(&r.push(b"ial\r\nnext")), [r#"{"log":"partial\r"}"#]);
+        assert_eq!(logs(&r.finish()), [r#"{"log":"next"}"#]);
+        assert!(r.finish().is_empty());
+        let mut r = Reader::new(TcpFormat::None {
+            separator: "||".into(),
+        });
+        assert_eq!(logs(&r.push(b"a||b|")), [r#"{"log":"a"}"#]);
+        assert_eq!(
+            logs(&r.push(b"|\xffc||")),
+            [r#"{"log":"b"}"#, "{\"log\":\"\u{fffd}c\"}"]
+        );
+    }
+
+    #[test]
+    fn a_piece_past_the_limit_is_cut_not_dropped() {
+        let mut r = Reader::new(TcpFormat::None {
+            separator: "\n".into(),
+        });
+        let long = vec![b'x'; MAX_PIECE + 10];
+        let records = r.push(&long);
+        assert_eq!(records.len(), 1);
+        assert_eq!(
+            records[0].get_str("log").map(str::len),
+            Some(MAX_PIECE + 10)
+        );
+    }
+
+    #[test]
+    fn json_objects_one_after_another() {
+        let mut r = Reader::new(TcpFormat::Json);
+        assert_eq!(logs(&r.push(br#"{"a":1}{"b":"#)), [r#"{"a":1}"#]);
+        assert_eq!(
+            logs(&r.push(b"[2]} \n {\"c\":3}\n")),
+            [r#"{"b":[2]}"#, r#"{"c":3}"#]
+        );
+        assert!(!r.take_skipped());
+        // Not an object, not JSON: skipped, the rest kept.
+        assert_eq!(
+            logs(&r.push(b"[1,2] nonsense here\n{\"d\":4}")),
+            [r#"{"d":4}"#]
+        );
+        assert!(r.take_skipped());
+        assert_eq!(logs(&r.push(b"{\"e\":")), Vec::<String>::new());
+        assert!(r.finish().is_empty());
+        assert!(r.take_skipped());
+    }
+}
