@@ -25,11 +25,17 @@ use tokio::task::JoinHandle;
 
 use crate::fluentbit::plan::{TcpFormat, TcpInput};
 
-/// The longest piece or JSON value kept whole.
-pub const MAX_PIECE: usize = 1 << 20;
+/// The longest piece or JSON value kept whole (Fluent Bit's in_tcp keeps
+/// 32 KiB by default, `Buffer_Size`). With [`MAX_CONNECTIONS`], what the
+/// connections hold before their records are in the pipeline, outside the
+/// memory budget, stays under 5 MiB.
+pub const MAX_PIECE: usize = 256 << 10;
 
 /// At most this many connections per input at once.
-const MAX_CONNECTIONS: usize = 64;
+const MAX_CONNECTIONS: usize = 16;
+
+/// What one read takes.
+const READ_SIZE: usize = 16 << 10;
 
 /// Binds the input's address (before Sluice gives up root).
 pub async fn bind(input: &TcpInput) -> std::io::Result<TcpListener> {
@@ -89,7 +95,7 @@ async fn connection(
         .as_ref()
         .map(|key| (key.clone(), format!("tcp://{peer}")));
     let mut reader = Reader::new(input.format.clone());
-    let mut chunk = vec![0u8; 64 << 10];
+    let mut chunk = vec![0u8; READ_SIZE];
     loop {
         let read = tokio::select! {
             read = socket.read(&mut chunk) => read,

@@ -530,7 +530,7 @@ fn input(section: &Section, plan: &mut DropIn, errors: &mut Vec<ConfigError>) {
                         "name" | "listen" | "port" | "tag" | "format" | "separator" | "source_address_key" | "alias"
                     ) {
                         plan.notes.push(format!(
-                            "{}: [INPUT] tcp {key} does not apply: Sluice bounds what it holds with limits.memory, and takes lines up to 1 MiB",
+                            "{}: [INPUT] tcp {key} does not apply: Sluice bounds what it holds with limits.memory, and takes pieces up to 256 KiB",
                             section.at
                         ));
                     }
