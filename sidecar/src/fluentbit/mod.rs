@@ -78,19 +78,10 @@ pub fn load(
         }
         let parsers = read_file(&full)?;
         read.sections
-            .extend(parsers.sections.into_iter().filter(|s| {
-                matches!(
-                    s.kind,
-                    classic::SectionKind::Parser | classic::SectionKind::MultilineParser
-                )
-            }));
+            .extend(parsers.sections.into_iter().filter(is_parser));
     }
-    read.sections.extend(init_parsers.into_iter().filter(|s| {
-        matches!(
-            s.kind,
-            classic::SectionKind::Parser | classic::SectionKind::MultilineParser
-        )
-    }));
+    read.sections
+        .extend(init_parsers.into_iter().filter(is_parser));
     let mut plan = plan::plan(path, &read.sections)?;
     plan.notes.append(&mut notes);
     for name in read.unset_variables {
@@ -99,6 +90,14 @@ pub fn load(
         ));
     }
     Ok(plan)
+}
+
+/// A section a parsers file contributes (`[PARSER]`, `[MULTILINE_PARSER]`).
+fn is_parser(section: &classic::Section) -> bool {
+    matches!(
+        section.kind,
+        classic::SectionKind::Parser | classic::SectionKind::MultilineParser
+    )
 }
 
 /// What `${VAR}` reads when `@SET` did not set it: the environment, else
