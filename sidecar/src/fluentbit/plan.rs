@@ -52,6 +52,10 @@ pub struct DropIn {
     pub notes: Vec<String>,
 }
 
+/// The tag of the tcp input the ECS agent generates for the FireLens
+/// health check.
+const HEALTH_CHECK_TAG: &str = "firelens-healthcheck";
+
 /// `[INPUT] tcp` as `plugins/in_tcp` reads it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TcpInput {
@@ -422,15 +426,18 @@ pub fn plan(path: &Path, sections: &[Section]) -> Result<DropIn, Vec<ConfigError
             ))),
         }
     }
-    // A tcp input whose records only `null` takes (or none) is the
-    // FireLens health check: accepted and discarded, and its connection
-    // closed after a line so that every netcat exits. Any other is served.
+    // The FireLens health check's tcp input (the agent tags it
+    // `firelens-healthcheck`), or one whose records only `null` takes (or
+    // none), is accepted and discarded, its connection closed after a line
+    // so that every netcat exits, even when a user's `Match *` output
+    // would take its records. Any other is served.
     let inputs = std::mem::take(&mut plan.tcp_inputs);
     for input in inputs {
-        let served = plan
-            .outputs
-            .iter()
-            .any(|o| o.matcher.matches(&input.tag) && !matches!(o.kind, OutputKind::Null));
+        let served = input.tag != HEALTH_CHECK_TAG
+            && plan
+                .outputs
+                .iter()
+                .any(|o| o.matcher.matches(&input.tag) && !matches!(o.kind, OutputKind::Null));
         if served {
             plan.tcp_inputs.push(input);
         } else {

@@ -419,6 +419,15 @@ fn tcp_inputs_and_the_health_check() {
         p.health_checks,
         ["127.0.0.1:8877".parse::<SocketAddr>().unwrap()]
     );
+    // Also when a user's output takes every tag: the health check's
+    // connection must still close after its line.
+    let everything = "[OUTPUT]\n    Name cloudwatch_logs\n    Match *\n    region us-east-1\n    log_group_name g\n    log_stream_name s\n";
+    let p = read(&format!("{forward}{health}{everything}")).unwrap();
+    assert_eq!(
+        p.health_checks,
+        ["127.0.0.1:8877".parse::<SocketAddr>().unwrap()]
+    );
+    assert!(p.tcp_inputs.is_empty());
     // Without a Tag, Fluent Bit's (`tcp.0`) and its port (5170).
     let p = read(&format!(
         "{forward}[INPUT]\n    Name tcp\n[OUTPUT]\n    Name null\n    Match tcp.0\n"
