@@ -45,7 +45,7 @@ fn check_config(path: &std::path::Path) -> ExitCode {
     if looks_like_fluent_bit(&text) {
         return check_fluent_bit(path);
     }
-    match config::load(Some(&text), std::env::vars()) {
+    match config::load(Some(&text), config::environment()) {
         Ok(_) => {
             println!("{}: ok", path.display());
             ExitCode::SUCCESS
@@ -78,7 +78,7 @@ fn check_fluent_bit(path: &std::path::Path) -> ExitCode {
     // gives its endpoint.
     let task = sluice::ecs::TaskMetadata::from_environment();
     // Sluice's own settings, from the environment as `run` reads them.
-    let plan = config::load(None, std::env::vars())
+    let plan = config::load(None, config::environment())
         .and_then(|own| fluentbit::load_with(path, task.as_ref(), own.multiline.as_ref()));
     match plan {
         Ok(plan) => {
@@ -105,7 +105,7 @@ fn healthcheck(path: Option<&std::path::Path>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let config = match config::load(text.as_deref(), std::env::vars()) {
+    let config = match config::load(text.as_deref(), config::environment()) {
         Ok(c) => c,
         Err(errors) => {
             eprintln!(

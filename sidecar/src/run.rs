@@ -51,7 +51,7 @@ pub fn run(args: RunArgs) -> ExitCode {
             }
         },
     };
-    let config = match config::load(text.as_deref(), std::env::vars()) {
+    let config = match config::load(text.as_deref(), crate::config::environment()) {
         Ok(c) => c,
         Err(errors) => {
             for e in &errors {

@@ -54,6 +54,35 @@ fn check_config_accepts_a_good_file_and_explains_every_error() {
     );
 }
 
+/// A variable that is not UTF-8, as any container may have, is no reason
+/// to fail; a `SLUICE_*` one is a wrong value, named.
+#[test]
+fn variables_that_are_not_utf8() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let good = config_file("utf8", "[forward]\nunix_path = \"/var/run/fluent.sock\"\n");
+    let run = |name: &[u8], value: &[u8]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("check-config")
+            .arg(&*good)
+            .env(OsStr::from_bytes(name), OsStr::from_bytes(value))
+            .output()
+            .expect("sluice runs");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(run(b"APP_JUNK", b"caf\xe9"), (0, String::new()));
+    let (code, stderr) = run(b"SLUICE_CLOUDWATCH_AUTO_CREATE", b"tru\xe9");
+    assert_eq!(code, 1);
+    assert!(
+        stderr
+            .contains("SLUICE_CLOUDWATCH_AUTO_CREATE: expected true or false, got \"tru\u{fffd}\""),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn run_with_a_config_file() {
     let file = config_file(

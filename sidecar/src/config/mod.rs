@@ -220,6 +220,19 @@ impl RawConfig {
     }
 }
 
+/// The process's environment, as text: `std::env::vars` would panic on a
+/// variable that is not UTF-8 (any container's, not only Sluice's); such a
+/// name or value is read with U+FFFD in place of what does not decode, so
+/// a `SLUICE_*` one fails as a wrong value naming its key.
+pub fn environment() -> impl Iterator<Item = (String, String)> {
+    std::env::vars_os().map(|(k, v)| {
+        (
+            k.to_string_lossy().into_owned(),
+            v.to_string_lossy().into_owned(),
+        )
+    })
+}
+
 /// Reads the configuration: `file` is the TOML text (`None`: the embedded
 /// default), `env` the process's environment variables.
 pub fn load(

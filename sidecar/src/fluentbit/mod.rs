@@ -127,7 +127,7 @@ pub fn load_with(
     task: Option<&crate::ecs::TaskMetadata>,
     multiline: Option<&crate::config::MultilineConfig>,
 ) -> Result<DropIn, Vec<ConfigError>> {
-    let init = init::init_files(std::env::vars(), task.and_then(|t| t.region()))?;
+    let init = init::init_files(crate::config::environment(), task.and_then(|t| t.region()))?;
     let plan = load(path, &variables(task), &init)?;
     let errors = plan::check_multiline(&plan, multiline);
     if errors.is_empty() {
