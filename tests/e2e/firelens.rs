@@ -77,6 +77,25 @@ fn start(addresses: &Addresses, env: &[(String, String)]) -> Sidecar {
     Sidecar::start_at(addresses, &[], &[], &env, REMOVED)
 }
 
+/// A task whose `app` container sends to moto's `/ecs/app`, with `extra`
+/// included as a task definition's `config-file-value` includes it, and
+/// its log router running.
+fn start_app_task(
+    moto: &Moto,
+    agent: &EcsAgent,
+    addresses: &Addresses,
+    extra: &TempPath,
+) -> Sidecar {
+    let mut spec = spec(
+        addresses,
+        crate::support::free_port(),
+        json!({"app": moto_output(moto, "/ecs/app")}),
+    );
+    spec["include"] = json!([extra.arg()]);
+    let conf = render_firelens_config(&spec);
+    start(addresses, &ecs_env(agent, &conf))
+}
+
 /// The agent's rendering input for a task with `containers`' log options.
 fn spec(addresses: &Addresses, health_port: u16, containers: Value) -> Value {
     let port: u16 = addresses
@@ -1081,14 +1100,7 @@ fn aws_s_emf_over_tcp_example() {
             moto.endpoint()
         ),
     );
-    let mut spec = spec(
-        &addresses,
-        crate::support::free_port(),
-        json!({"app": moto_output(&moto, "/ecs/app")}),
-    );
-    spec["include"] = json!([extra.arg()]);
-    let conf = render_firelens_config(&spec);
-    let sidecar = start(&addresses, &ecs_env(&agent, &conf));
+    let sidecar = start_app_task(&moto, &agent, &addresses, &extra);
     let metrics = [
         r#"{"_aws":{"Timestamp":1764340000000,"CloudWatchMetrics":[{"Namespace":"orders","Dimensions":[["Service"]],"Metrics":[{"Name":"Latency","Unit":"Milliseconds"}]}]},"Service":"orders","Latency":12}"#,
         r#"{"_aws":{"Timestamp":1764340001000,"CloudWatchMetrics":[{"Namespace":"orders","Dimensions":[["Service"]],"Metrics":[{"Name":"Latency","Unit":"Milliseconds"}]}]},"Service":"orders","Latency":15}"#,
@@ -1153,14 +1165,7 @@ fn aws_s_custom_multiline_parser_example() {
             parsers.arg()
         ),
     );
-    let mut spec = spec(
-        &addresses,
-        crate::support::free_port(),
-        json!({"app": moto_output(&moto, "/ecs/app")}),
-    );
-    spec["include"] = json!([extra.arg()]);
-    let conf = render_firelens_config(&spec);
-    let sidecar = start(&addresses, &ecs_env(&agent, &conf));
+    let sidecar = start_app_task(&moto, &agent, &addresses, &extra);
     let sample = [
         "single line...",
         "Dec 14 06:41:08 Exception in thread \"main\" java.lang.RuntimeException: Something has gone wrong, aborting! GET /pay?token=t0psecret",
