@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use crate::support::{
-    docker_send, render_firelens_config, scrape, wait_until, Addresses, EcsAgent, Moto, Sidecar,
-    StoredEvent, TempPath,
+    docker_send, render_firelens_config, scrape, wait_until, Addresses, CloudWatchDump, EcsAgent,
+    Moto, Sidecar, StoredEvent, TempPath,
 };
 
 const TASK_ID: &str = "5a0a7b1c9d8e4f00a1b2c3d4e5f60718";
@@ -94,6 +94,25 @@ fn start_app_task(
     spec["include"] = json!([extra.arg()]);
     let conf = render_firelens_config(&spec);
     start(addresses, &ecs_env(agent, &conf))
+}
+
+/// Sends `lines` (source, line) as the `app` container's Docker driver does.
+fn send_app(addresses: &Addresses, lines: &[(&str, &str)]) {
+    docker_send(&addresses.unix, &tag("app"), APP_ID, APP_DOCKER_NAME, lines);
+}
+
+/// Waits until CloudWatch holds what `ready` asks for, then stops the
+/// sidecar, which must exit cleanly; what CloudWatch held.
+fn stop_once_delivered(
+    sidecar: Sidecar,
+    moto: &Moto,
+    what: &str,
+    ready: impl Fn(&CloudWatchDump) -> bool,
+) -> CloudWatchDump {
+    let dump = moto.wait_for_dump(what, ready);
+    let (status, _) = sidecar.stop();
+    assert!(status.success());
+    dump
 }
 
 /// The agent's rendering input for a task with `containers`' log options.
@@ -197,11 +216,8 @@ fn an_ecs_task_as_the_agent_generates_it() {
         hc.write_all(b"{\"health\": \"check\"}\n").expect("written");
     }
 
-    docker_send(
-        &addresses.unix,
-        &tag("app"),
-        APP_ID,
-        APP_DOCKER_NAME,
+    send_app(
+        &addresses,
         &[
             ("stdout", "GET /orders?token=t0psecret 200 handled"),
             ("stdout", "DEBUG cache warm"),
@@ -518,13 +534,7 @@ fn a_metadata_endpoint_down_or_slow_at_start() {
             ],
             &[],
         );
-        docker_send(
-            &addresses.unix,
-            &tag("app"),
-            APP_ID,
-            APP_DOCKER_NAME,
-            &[("stdout", "hello")],
-        );
+        send_app(&addresses, &[("stdout", "hello")]);
         let line = sidecar.lines(1).remove(0);
         let record = object(&line);
         assert_eq!(record["container_name"], "app");
@@ -638,16 +648,10 @@ fn an_outputs_role_is_assumed_through_sts() {
         }),
     ));
     let sidecar = start(&addresses, &ecs_env(&agent, &conf));
-    docker_send(
-        &addresses.unix,
-        &tag("app"),
-        APP_ID,
-        APP_DOCKER_NAME,
-        &[("stdout", "with the role")],
-    );
-    let dump = moto.wait_for_dump("the event in CloudWatch", |d| !d.events.is_empty());
-    let (status, _) = sidecar.stop();
-    assert!(status.success());
+    send_app(&addresses, &[("stdout", "with the role")]);
+    let dump = stop_once_delivered(sidecar, &moto, "the event in CloudWatch", |d| {
+        !d.events.is_empty()
+    });
     let events = in_stream(&dump.events, "/ecs/assumed", "app");
     assert_eq!(events.len(), 1, "{:#?}", dump.events);
     assert_eq!(object(&events[0].message)["log"], "with the role");
@@ -671,16 +675,10 @@ fn the_region_comes_from_the_task_arn_when_nothing_else_gives_it() {
         ("SLUICE_CLOUDWATCH_ENDPOINT".to_string(), moto.endpoint()),
     ]);
     let sidecar = start(&addresses, &env);
-    docker_send(
-        &addresses.unix,
-        &tag("app"),
-        APP_ID,
-        APP_DOCKER_NAME,
-        &[("stdout", "ready")],
-    );
-    let dump = moto.wait_for_dump("the event in CloudWatch", |d| !d.events.is_empty());
-    let (status, _) = sidecar.stop();
-    assert!(status.success());
+    send_app(&addresses, &[("stdout", "ready")]);
+    let dump = stop_once_delivered(sidecar, &moto, "the event in CloudWatch", |d| {
+        !d.events.is_empty()
+    });
     let events = in_stream(&dump.events, "/ecs/prod/app", &format!("{TASK_ID}/app"));
     assert_eq!(events.len(), 1, "{:#?}", dump.events);
     assert_eq!(events[0].message, "ready");
@@ -775,11 +773,8 @@ fn aws_for_fluent_bits_parse_json_conf() {
         "source": "the app's own",
     })
     .to_string();
-    docker_send(
-        &addresses.unix,
-        &tag("app"),
-        APP_ID,
-        APP_DOCKER_NAME,
+    send_app(
+        &addresses,
         &[("stdout", &json_line), ("stderr", "plain GET /x?token=abc")],
     );
     let access = r#"{"start_time":"{now}","method":"GET","path":"/users/42?token=s3cret","protocol":"HTTP/1.1","response_code":200,"bytes_received":0,"bytes_sent":"1542","duration_ms":12,"upstream_service_time":"11","forwarded_for":null,"user_agent":"curl/8.5.0","request_id":"b7d3","authority":"users:8080","upstream_host":"10.0.2.4:8080"}"#;
@@ -790,9 +785,9 @@ fn aws_for_fluent_bits_parse_json_conf() {
         ENVOY_DOCKER_NAME,
         &[("stdout", access)],
     );
-    let dump = moto.wait_for_dump("every event in CloudWatch", |d| d.events.len() >= 3);
-    let (status, _) = sidecar.stop();
-    assert!(status.success());
+    let dump = stop_once_delivered(sidecar, &moto, "every event in CloudWatch", |d| {
+        d.events.len() >= 3
+    });
 
     let metadata = json!({
         "container_id": APP_ID,
@@ -872,16 +867,10 @@ fn init_image_variables_come_from_the_task_metadata() {
     assert!(stdout.contains("cloudwatch: region us-east-1,"), "{stdout}");
     assert!(!stdout.contains("is used but not set"), "{stdout}");
     let sidecar = start(&addresses, &env);
-    docker_send(
-        &addresses.unix,
-        &tag("app"),
-        APP_ID,
-        APP_DOCKER_NAME,
-        &[("stdout", "hello")],
-    );
-    let dump = moto.wait_for_dump("the line in CloudWatch", |d| !d.events.is_empty());
-    let (status, _) = sidecar.stop();
-    assert!(status.success());
+    send_app(&addresses, &[("stdout", "hello")]);
+    let dump = stop_once_delivered(sidecar, &moto, "the line in CloudWatch", |d| {
+        !d.events.is_empty()
+    });
     let stream = format!("orders-7/{TASK_ID}");
     let events = in_stream(
         &dump.events,
@@ -919,11 +908,8 @@ fn rewrite_tag_routes_error_lines_to_their_own_output() {
     spec["include"] = json!([extra.arg()]);
     let conf = render_firelens_config(&spec);
     let sidecar = start(&addresses, &ecs_env(&agent, &conf));
-    docker_send(
-        &addresses.unix,
-        &tag("app"),
-        APP_ID,
-        APP_DOCKER_NAME,
+    send_app(
+        &addresses,
         &[
             ("stdout", "INFO GET /a?token=t1 ok"),
             ("stderr", "ERROR GET /b?token=t2 failed"),
@@ -1117,9 +1103,9 @@ fn aws_s_emf_over_tcp_example() {
         std::thread::sleep(Duration::from_millis(50));
         socket.write_all(b.as_bytes()).expect("written");
     }
-    let dump = moto.wait_for_dump("the metrics in CloudWatch", |d| d.events.len() >= 2);
-    let (status, _) = sidecar.stop();
-    assert!(status.success());
+    let dump = stop_once_delivered(sidecar, &moto, "the metrics in CloudWatch", |d| {
+        d.events.len() >= 2
+    });
     let sent: Vec<&str> = in_stream(
         &dump.events,
         "aws-emf-ecs-firelens-example-metrics",
@@ -1177,16 +1163,10 @@ fn aws_s_custom_multiline_parser_example() {
         "another line...",
     ];
     let lines: Vec<(&str, &str)> = sample.iter().map(|l| ("stdout", *l)).collect();
-    docker_send(
-        &addresses.unix,
-        &tag("app"),
-        APP_ID,
-        APP_DOCKER_NAME,
-        &lines,
-    );
-    let dump = moto.wait_for_dump("the sample in CloudWatch", |d| d.events.len() >= 3);
-    let (status, _) = sidecar.stop();
-    assert!(status.success());
+    send_app(&addresses, &lines);
+    let dump = stop_once_delivered(sidecar, &moto, "the sample in CloudWatch", |d| {
+        d.events.len() >= 3
+    });
 
     let logs: Vec<String> = in_stream(&dump.events, "/ecs/app", &format!("from-{}", tag("app")))
         .iter()
