@@ -14,6 +14,7 @@
 //! - [`template`] fills Fluent Bit's group and stream name templates.
 
 pub mod classic;
+pub mod decode;
 pub mod init;
 pub mod modify;
 pub mod multiline_parsers;

@@ -11,11 +11,11 @@
 //! servers' `apache`, `apache2`, `apache_error` and `nginx` (AWS's FireLens
 //! example for common log formats names `apache`), with the keys and times
 //! Fluent Bit's give, and `logfmt`; `[PARSER]` sections of the json, regex,
-//! logfmt and ltsv formats. A parser with `Decode_Field` is refused when a
-//! filter uses it.
+//! logfmt and ltsv formats, with their `Decode_Field` and `Decode_Field_As`
+//! rules ([`super::decode`]).
 //!
-//! JSON parsing is `flb_parser_json_do`'s: the value must be exactly one
-//! JSON object; the time key, when present, a string and of `Time_Format`,
+//! JSON parsing is `flb_parser_json_do`'s: the value must be one JSON
+//! object ([`super::decode::one_json_object`]); the time key, when present, a string and of `Time_Format`,
 //! gives the record's time and is removed unless `Time_Keep`; a time that
 //! does not read leaves the key and the record's time as they were.
 //!
@@ -35,6 +35,7 @@ use serde_json::{Map, Value as Json};
 use sluice_parser::StrpTime;
 
 use super::classic::Section;
+use super::decode::{one_json_object, unescape_utf8, Decoders};
 use crate::config::layer::fluent_bool;
 
 /// A `[PARSER]` Sluice can run.
@@ -53,6 +54,8 @@ pub struct Parser {
     /// `Types` (regex parsers; a JSON parser's values keep their JSON
     /// types, and Fluent Bit ignores its `Types`).
     pub types: Vec<(String, Cast)>,
+    /// `Decode_Field` and `Decode_Field_As`.
+    pub decoders: Decoders,
 }
 
 /// A `Types` cast, as `flb_parser_typecast` makes it: C's `atoll`,
@@ -91,12 +94,15 @@ impl Parser {
     /// `None` when `value` is not what the parser reads: not one JSON
     /// object, or no match of the regex.
     pub fn parse(&self, value: &str) -> Option<Parsed> {
-        match &self.format {
-            Format::Json => self.parse_json(value),
+        let mut parsed = match &self.format {
+            // Decodes before it reads the time, as Fluent Bit's does.
+            Format::Json => return self.parse_json(value),
             Format::Regex(re) => self.parse_regex(re, value),
             Format::Logfmt { no_bare_keys } => self.parse_logfmt(*no_bare_keys, value),
             Format::Ltsv => self.parse_ltsv(value),
-        }
+        }?;
+        self.decoders.apply(&mut parsed.fields);
+        Some(parsed)
     }
 
     /// `false` when [`Parser::parse`] surely gives `None`, found without
@@ -113,9 +119,8 @@ impl Parser {
         if !self.may_read(value) {
             return None;
         }
-        let Ok(Json::Object(mut fields)) = serde_json::from_str::<Json>(value) else {
-            return None;
-        };
+        let mut fields = one_json_object(value)?;
+        self.decoders.apply(&mut fields);
         let mut time_ms = None;
         if let Some(format) = &self.time_format {
             if let Some(Json::String(text)) = fields.get(&self.time_key) {
@@ -211,7 +216,7 @@ impl Parser {
             }
             self.put_pair(&mut fields, &mut time_ms, key, text, || match value {
                 None | Some(("", false, _)) => Json::Bool(true),
-                Some((text, _, true)) => Json::String(unescape(text)),
+                Some((text, _, true)) => Json::String(unescape_utf8(text)),
                 Some((text, _, false)) => Json::String(text.to_string()),
             })?;
             match bytes.get(at) {
@@ -296,50 +301,6 @@ impl Parser {
     }
 }
 
-/// `flb_unescape_string_utf8`: `\"`, `\'`, `\\`, `\/`, `\n`, `\b`, `\t`,
-/// `\f`, `\r`, `\xHH`, `\uHHHH`, `\UHHHHHHHH`; any other escaped
-/// character is itself.
-fn unescape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        let Some(next) = chars.next() else {
-            out.push(c);
-            break;
-        };
-        let hex = |chars: &mut std::str::Chars<'_>, digits: usize| {
-            let rest = chars.as_str();
-            let taken: String = rest
-                .chars()
-                .take(digits)
-                .take_while(char::is_ascii_hexdigit)
-                .collect();
-            let code = u32::from_str_radix(&taken, 16).ok()?;
-            for _ in 0..taken.len() {
-                chars.next();
-            }
-            char::from_u32(code)
-        };
-        let plain = match next {
-            'n' => '\n',
-            'b' => '\u{8}',
-            't' => '\t',
-            'f' => '\u{c}',
-            'r' => '\r',
-            'x' => hex(&mut chars, 2).unwrap_or('x'),
-            'u' => hex(&mut chars, 4).unwrap_or('u'),
-            'U' => hex(&mut chars, 8).unwrap_or('U'),
-            other => other,
-        };
-        out.push(plain);
-    }
-    out
-}
-
 /// A parser by name, or why it cannot be used.
 pub type Parsers = HashMap<String, Result<Arc<Parser>, String>>;
 
@@ -365,6 +326,7 @@ fn built_in() -> Parsers {
             time_keep: keep,
             skip_empty: true,
             types: Vec::new(),
+            decoders: Decoders::default(),
         };
         (name.to_string(), Ok(Arc::new(parser)))
     };
@@ -463,6 +425,7 @@ fn parser(section: &Section) -> Result<Parser, String> {
         time_keep: false,
         skip_empty: true,
         types: Vec::new(),
+        decoders: Decoders::default(),
     };
     let flag = |key: &str, value: &str| {
         fluent_bool(value).ok_or_else(|| error(format!("{key} {value:?} is not On or Off")))
@@ -484,9 +447,13 @@ fn parser(section: &Section) -> Result<Parser, String> {
                 }
             }
             "types" => parser.types = types(value).map_err(|e| error(format!("Types {e}")))?,
+            "decode_field" | "decode_field_as" => parser
+                .decoders
+                .add(key.eq_ignore_ascii_case("decode_field"), value)
+                .map_err(|e| error(format!("{key} {e}")))?,
             _ => {
                 return Err(error(format!(
-                "{key} is not supported by Sluice (it takes Time_Key, Time_Format, Time_Keep, Types{})",
+                "{key} is not supported by Sluice (it takes Time_Key, Time_Format, Time_Keep, Types, Decode_Field, Decode_Field_As{})",
                 if regex {
                     ", Regex, Skip_Empty_Values"
                 } else if logfmt {
@@ -669,10 +636,15 @@ mod tests {
             json!({"time": "2018-04-03T23:06:09Z"})
         );
         assert_eq!(parsed.time_ms, None);
+        // What follows the object and is not JSON is ignored, as Fluent
+        // Bit ignores it.
+        let parsed = json.parse("{\"a\":3}{").unwrap();
+        assert_eq!(Json::Object(parsed.fields), json!({"a": 3}));
         // Not one object: no parse.
         for line in [
             "[1,2]",
             "{\"a\":1} {\"b\":2}",
+            "x {\"a\":1}",
             "{\"a\":",
             "plain text",
             "\"{\"",
@@ -705,7 +677,7 @@ mod tests {
         let odd = section(&[
             ("Name", "typed"),
             ("Format", "json"),
-            ("Decode_Field", "json log"),
+            ("Decode_Field", "json"),
         ]);
         let parsers = parsers([&own, &regex, &odd].into_iter());
         let json = parsers["json"].as_ref().unwrap();
@@ -718,9 +690,68 @@ mod tests {
         );
         assert_eq!(
             parsers["typed"].as_ref().unwrap_err(),
-            "[PARSER] typed at p.conf:1: Decode_Field is not supported by Sluice (it takes Time_Key, Time_Format, Time_Keep, Types)"
+            "[PARSER] typed at p.conf:1: Decode_Field \"json\" is not DECODER FIELD [ACTION]"
         );
         assert!(parsers["docker"].is_ok());
+    }
+
+    #[test]
+    fn decode_rules_run_on_what_a_parser_read() {
+        // The rules of Fluent Bit's docker parser, commented out in its
+        // parsers.conf and often copied into users' files.
+        let docker = section(&[
+            ("Name", "docker_decoded"),
+            ("Format", "json"),
+            ("Time_Key", "time"),
+            ("Time_Format", "%Y-%m-%dT%H:%M:%S.%L"),
+            ("Decode_Field_As", "escaped_utf8 log do_next"),
+            ("Decode_Field_As", "json log"),
+        ]);
+        // A JSON parser decodes before it reads the time: a time key that
+        // Decode_Field adds gives the record's time.
+        let merged = section(&[
+            ("Name", "merged"),
+            ("Format", "json"),
+            ("Time_Key", "ts"),
+            ("Time_Format", "%s"),
+            ("Decode_Field", "json log"),
+        ]);
+        // A regex parser decodes what its groups read.
+        let quoted = section(&[
+            ("Name", "quoted"),
+            ("Format", "regex"),
+            ("Regex", r"^(?<level>\w+) (?<msg>.*)$"),
+            ("Decode_Field_As", "mysql_quoted msg"),
+        ]);
+        let parsers = parsers([&docker, &merged, &quoted].into_iter());
+        let docker = parsers["docker_decoded"].as_ref().unwrap();
+        let parsed = docker
+            .parse(r#"{"log":"{\"level\":\"info\",\"n\":2}\n","time":"2018-04-03T23:06:09.5"}"#)
+            .unwrap();
+        assert_eq!(
+            Json::Object(parsed.fields),
+            json!({"log": {"level": "info", "n": 2}})
+        );
+        assert_eq!(parsed.time_ms, Some(1522796769500));
+        let parsed = parsers["merged"]
+            .as_ref()
+            .unwrap()
+            .parse(r#"{"log":"{\"ts\":\"1522796769\",\"k\":\"v\"}"}"#)
+            .unwrap();
+        assert_eq!(
+            Json::Object(parsed.fields),
+            json!({"log": "{\"ts\":\"1522796769\",\"k\":\"v\"}", "k": "v"})
+        );
+        assert_eq!(parsed.time_ms, Some(1522796769000));
+        let parsed = parsers["quoted"]
+            .as_ref()
+            .unwrap()
+            .parse(r"warn 'it\'s'")
+            .unwrap();
+        assert_eq!(
+            Json::Object(parsed.fields),
+            json!({"level": "warn", "msg": "it's"})
+        );
     }
 
     #[test]
