@@ -299,7 +299,14 @@ async fn serve(
         .as_ref()
         .map_or_else(|| "none".to_string(), |(p, _)| p.display().to_string());
     tracing::info!(%tcp, %unix, "listening for fluent forward");
-    let admin_listener = match full.admin_listen {
+    // A FireLens configuration's `[SERVICE] HTTP_Server` replaces
+    // admin.listen, as its forward inputs replace forward.listen: the
+    // task's health check asks Fluent Bit's port.
+    let admin_listen = drop_in
+        .as_ref()
+        .and_then(|plan| plan.http_server)
+        .or(full.admin_listen);
+    let admin_listener = match admin_listen {
         Some(addr) => match bind_admin(addr).await {
             Ok(listener) => Some((addr, listener)),
             Err(code) => return code,

@@ -1069,6 +1069,58 @@ fn init_image_files_from_the_image_and_from_s3() {
     );
 }
 
+/// A configuration copied from a Fluent Bit setup: `[SERVICE]
+/// HTTP_Server` on its own port, which the task's health check asks, and a
+/// JSON parser whose `Decode_Field_As json` unpacks a field that holds
+/// JSON as a string.
+#[test]
+fn service_http_port_and_decode_field_as() {
+    let moto = Moto::start();
+    let agent = EcsAgent::start(&task_metadata(), 0.0, TOKEN);
+    let addresses = Addresses::pick();
+    let http_port = crate::support::free_port();
+    let parsers = crate::support::TempPath::unique_with(
+        "parsers_decode",
+        "conf",
+        "[PARSER]\n    Name            payload_json\n    Format          json\n    Decode_Field_As escaped_utf8 payload do_next\n    Decode_Field_As json payload\n",
+    );
+    let extra = crate::support::TempPath::unique_with(
+        "extra",
+        "conf",
+        &format!(
+            "[SERVICE]\n    HTTP_Server  On\n    HTTP_Listen  127.0.0.1\n    HTTP_Port    {http_port}\n    Health_Check On\n    Parsers_File {}\n\n[FILTER]\n    Name     parser\n    Match    app-firelens*\n    Key_Name log\n    Parser   payload_json\n",
+            parsers.arg()
+        ),
+    );
+    let sidecar = start_app_task(&moto, &agent, &addresses, &extra);
+    assert_eq!(
+        http_get(&format!("http://127.0.0.1:{http_port}/api/v1/health")),
+        "200 ok"
+    );
+    // admin.listen gave way to HTTP_Port.
+    assert!(std::net::TcpStream::connect(sidecar.admin.as_str()).is_err());
+
+    let line = json!({
+        "level": "info",
+        "payload": r#"{\"order\":7,\"callback\":\"/cb?token=t0psecret\"}"#,
+    })
+    .to_string();
+    send_app(&addresses, &[("stdout", &line), ("stdout", "plain")]);
+    let dump = stop_once_delivered(sidecar, &moto, "both lines in CloudWatch", |d| {
+        d.events.len() >= 2
+    });
+    let app = in_stream(&dump.events, "/ecs/app", &format!("from-{}", tag("app")));
+    let records: Vec<Map<String, Value>> = app.iter().map(|e| object(&e.message)).collect();
+    assert_eq!(records.len(), 2, "{:#?}", dump.events);
+    assert_eq!(records[0]["level"], "info");
+    assert_eq!(
+        records[0]["payload"],
+        json!({"order": 7, "callback": "/cb?token=REDACTED"})
+    );
+    assert!(!records[0].contains_key("log"), "{:?}", records[0]);
+    assert_eq!(records[1]["log"], "plain");
+}
+
 /// AWS's EMF-over-TCP FireLens example: the application writes Embedded
 /// Metric Format lines to a tcp input, which a `cloudwatch_logs` output
 /// with `log_key log` and `log_format json/emf` sends on as they are.

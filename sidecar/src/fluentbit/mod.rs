@@ -161,6 +161,12 @@ pub fn describe(plan: &DropIn) -> String {
             input.addr, input.tag
         );
     }
+    if let Some(a) = plan.http_server {
+        let _ = writeln!(
+            out,
+            "  admin endpoint {a} ([SERVICE] HTTP_Server: /api/v1/health, /api/v1/uptime, /healthz, /metrics)"
+        );
+    }
     for a in &plan.health_checks {
         let _ = writeln!(
             out,

@@ -48,6 +48,9 @@ pub struct DropIn {
     /// The `[MULTILINE_PARSER]`s `[FILTER] multiline` names, each with the
     /// filter that named it first: Sluice's joiner runs them.
     pub multiline_parsers: Vec<(String, Arc<StateRules>)>,
+    /// `[SERVICE] HTTP_Server On`: where Fluent Bit would serve HTTP
+    /// (`HTTP_Listen`, `HTTP_Port`), and so the admin endpoint's address.
+    pub http_server: Option<SocketAddr>,
     /// What was accepted but does not apply, each with its reason.
     pub notes: Vec<String>,
 }
@@ -360,6 +363,7 @@ pub fn plan(path: &Path, sections: &[Section]) -> Result<DropIn, Vec<ConfigError
         connection: None,
         multiline_rules: Vec::new(),
         multiline_parsers: Vec::new(),
+        http_server: None,
         notes: Vec::new(),
     };
     let mut connections: Vec<(String, Connection)> = Vec::new();
@@ -397,18 +401,7 @@ pub fn plan(path: &Path, sections: &[Section]) -> Result<DropIn, Vec<ConfigError
                 }
                 Err(mut e) => errors.append(&mut e),
             },
-            SectionKind::Service => {
-                for (key, _) in &section.entries {
-                    if key.eq_ignore_ascii_case("parsers_file") {
-                        // Read for its [PARSER] sections (see `super::load`).
-                        continue;
-                    }
-                    plan.notes.push(format!(
-                        "{}: [SERVICE] {key} does not apply: Sluice's settings come from its own configuration (shutdown.grace, limits.memory, admin.listen)",
-                        section.at
-                    ));
-                }
-            }
+            SectionKind::Service => service(section, &mut plan, &mut errors),
             SectionKind::Parser => {
                 let name = section.get("name").unwrap_or("");
                 if !parser_used(sections, name) {
@@ -477,28 +470,93 @@ pub fn plan(path: &Path, sections: &[Section]) -> Result<DropIn, Vec<ConfigError
     }
 }
 
+/// `[SERVICE]`: its HTTP server becomes the admin endpoint's address
+/// (health checks written for Fluent Bit ask it for `/api/v1/health`);
+/// `Parsers_File` is read by `super::load`; the rest is noted.
+fn service(section: &Section, plan: &mut DropIn, errors: &mut Vec<ConfigError>) {
+    let http_server = match section.get("http_server") {
+        None => false,
+        Some(value) => match fluent_bool(value) {
+            Some(on) => on,
+            None => {
+                errors.push(ConfigError {
+                    key: section.at.clone(),
+                    message: format!("[SERVICE] HTTP_Server {value:?} is not On or Off"),
+                });
+                return;
+            }
+        },
+    };
+    if http_server {
+        // Fluent Bit's defaults (`src/flb_config.c`).
+        match listen_address(
+            section,
+            ["HTTP_Listen", "HTTP_Port"],
+            ("0.0.0.0", "2020"),
+            "[SERVICE] ",
+        ) {
+            Ok(addr) => plan.http_server = Some(addr),
+            Err(e) => errors.push(e),
+        }
+    }
+    for (key, _) in &section.entries {
+        let key_lower = key.to_ascii_lowercase();
+        let note = match key_lower.as_str() {
+            "parsers_file" | "http_server" => continue,
+            "http_listen" | "http_port" if http_server => continue,
+            "http_listen" | "http_port" => "HTTP_Server is off",
+            "health_check" | "hc_errors_count" | "hc_retry_failure_count" | "hc_period" => {
+                "/api/v1/health answers from Sluice's own view of its outputs (ok, or 500 when one is stuck)"
+            }
+            _ => "Sluice's settings come from its own configuration (shutdown.grace, limits.memory, admin.listen)",
+        };
+        plan.notes.push(format!(
+            "{}: [SERVICE] {key} does not apply: {note}",
+            section.at
+        ));
+    }
+}
+
+/// The address a section's `listen_key` and `port_key` give, each
+/// defaulting to `defaults`; `what` begins an error.
+fn listen_address(
+    section: &Section,
+    [listen_key, port_key]: [&str; 2],
+    (default_listen, default_port): (&str, &str),
+    what: &str,
+) -> Result<SocketAddr, ConfigError> {
+    let error = |message: String| ConfigError {
+        key: section.at.clone(),
+        message: format!("{what}{message}"),
+    };
+    let host = section.get(listen_key).unwrap_or(default_listen);
+    let port = section.get(port_key).unwrap_or(default_port);
+    let port: u16 = port
+        .parse()
+        .map_err(|_| error(format!("{port_key} {port:?} is not a port")))?;
+    let ip: std::net::IpAddr = if host == "localhost" {
+        std::net::Ipv4Addr::LOCALHOST.into()
+    } else {
+        host.parse()
+            .map_err(|_| error(format!("{listen_key} {host:?} is not an IP address")))?
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
 fn input(section: &Section, plan: &mut DropIn, errors: &mut Vec<ConfigError>) {
     let error = |message: String| ConfigError {
         key: section.at.clone(),
         message,
     };
     let plugin = section.plugin();
-    let address = |default_listen: &str, default_port: &str| -> Result<SocketAddr, ConfigError> {
-        let host = section.get("listen").unwrap_or(default_listen);
-        let port = section.get("port").unwrap_or(default_port);
-        let port: u16 = port
-            .parse()
-            .map_err(|_| error(format!("[INPUT] {plugin}: Port {port:?} is not a port")))?;
-        let ip: std::net::IpAddr = if host == "localhost" {
-            std::net::Ipv4Addr::LOCALHOST.into()
-        } else {
-            host.parse().map_err(|_| {
-                error(format!(
-                    "[INPUT] {plugin}: Listen {host:?} is not an IP address"
-                ))
-            })?
-        };
-        Ok(SocketAddr::new(ip, port))
+    let address = |default_listen: &str, default_port: &str| {
+        let what = format!("[INPUT] {plugin}: ");
+        listen_address(
+            section,
+            ["Listen", "Port"],
+            (default_listen, default_port),
+            &what,
+        )
     };
     match plugin.as_str() {
         "forward" => {

@@ -472,3 +472,64 @@ fn modify_filters() {
         ]
     );
 }
+
+#[test]
+fn service_http_server_is_the_admin_endpoint() {
+    // AWS's health-check example for aws-for-fluent-bit.
+    let aws = "[SERVICE]\n    HTTP_Server  On\n    HTTP_Listen  0.0.0.0\n    HTTP_PORT    2020\n    Health_Check On\n    HC_Errors_Count 5\n    HC_Retry_Failure_Count 5\n    HC_Period 5\n    Flush 1\n";
+    let p = read(&format!("{aws}{GENERATED}")).unwrap();
+    assert_eq!(p.http_server, Some("0.0.0.0:2020".parse().unwrap()));
+    let health = "/api/v1/health answers from Sluice's own view of its outputs (ok, or 500 when one is stuck)";
+    let service_notes: Vec<&str> = notes_without_place(&p)
+        .into_iter()
+        .filter(|n| n.starts_with("[SERVICE]"))
+        .collect();
+    assert_eq!(
+        service_notes,
+        [
+            format!("[SERVICE] Health_Check does not apply: {health}"),
+            format!("[SERVICE] HC_Errors_Count does not apply: {health}"),
+            format!("[SERVICE] HC_Retry_Failure_Count does not apply: {health}"),
+            format!("[SERVICE] HC_Period does not apply: {health}"),
+            "[SERVICE] Flush does not apply: Sluice's settings come from its own configuration (shutdown.grace, limits.memory, admin.listen)".to_string(),
+        ]
+    );
+    // Fluent Bit's defaults; off, or not set, leaves admin.listen.
+    let p = read(&format!("[SERVICE]\n    HTTP_Server yes\n{GENERATED}")).unwrap();
+    assert_eq!(p.http_server, Some("0.0.0.0:2020".parse().unwrap()));
+    let p = read(&format!(
+        "[SERVICE]\n    HTTP_Server On\n    HTTP_Listen ::1\n    HTTP_Port 2021\n{GENERATED}"
+    ))
+    .unwrap();
+    assert_eq!(p.http_server, Some("[::1]:2021".parse().unwrap()));
+    let p = read(&format!(
+        "[SERVICE]\n    HTTP_Server Off\n    HTTP_Port 2021\n{GENERATED}"
+    ))
+    .unwrap();
+    assert_eq!(p.http_server, None);
+    assert!(
+        notes_without_place(&p).contains(&"[SERVICE] HTTP_Port does not apply: HTTP_Server is off")
+    );
+    assert_eq!(read(GENERATED).unwrap().http_server, None);
+    // Wrong values name their key.
+    for (service, error) in [
+        (
+            "HTTP_Server maybe",
+            "line 1: [SERVICE] HTTP_Server \"maybe\" is not On or Off",
+        ),
+        (
+            "HTTP_Server On\n    HTTP_Port 70000",
+            "line 1: [SERVICE] HTTP_Port \"70000\" is not a port",
+        ),
+        (
+            "HTTP_Server On\n    HTTP_Listen example.com",
+            "line 1: [SERVICE] HTTP_Listen \"example.com\" is not an IP address",
+        ),
+    ] {
+        assert_eq!(
+            read(&format!("[SERVICE]\n    {service}\n{GENERATED}")).unwrap_err(),
+            [error],
+            "{service}"
+        );
+    }
+}
