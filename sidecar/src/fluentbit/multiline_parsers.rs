@@ -8,7 +8,8 @@
 //! `type regex`, which Sluice's joiner runs ([`StateRules`]). A parser of
 //! another type, or one that pre-parses its lines (`parser`) or reads other
 //! keys (`key_pattern`, `key_group`, `key_content`), is refused when a
-//! filter names it.
+//! filter names it. Fluent Bit's built-in `ruby` parser is one of these
+//! too, with its rules; a definition of that name replaces it.
 
 use std::sync::Arc;
 
@@ -59,14 +60,16 @@ impl MultilineParsers {
         }
     }
 
-    /// The parser named `name`, the last defined with that name: `None`
-    /// when there is none, `Err` when a filter cannot use it.
+    /// The parser named `name`, the last defined with that name, else a
+    /// built-in one: `None` when there is none, `Err` when a filter cannot
+    /// use it.
     pub fn get(&self, name: &str) -> Option<Result<Arc<StateRules>, String>> {
         self.defined
             .iter()
             .rev()
             .find(|d| d.name == name)
             .map(|d| d.usable.clone())
+            .or_else(|| built_in(name).map(Ok))
     }
 
     /// Each definition's name and where it is.
@@ -75,6 +78,36 @@ impl MultilineParsers {
             .iter()
             .map(|d| (d.name.as_str(), d.at.as_str()))
     }
+}
+
+/// Fluent Bit's built-in parsers of type regex that Sluice's own
+/// `[multiline]` rules do not cover: `ruby`
+/// (`src/multiline/flb_ml_parser_ruby.c`), its rules and wait as written
+/// there.
+fn built_in(name: &str) -> Option<Arc<StateRules>> {
+    if name != "ruby" {
+        return None;
+    }
+    let specs = [
+        (
+            "start_state, ruby_start_exception",
+            r"/^.+:\d+:in\s+.*/",
+            "ruby_after_exception",
+        ),
+        (
+            "ruby_after_exception, ruby",
+            r"/^\s+from\s+.*:\d+:in\s+.*/",
+            "ruby",
+        ),
+    ]
+    .iter()
+    .map(|(from, pattern, to)| {
+        rule(&format!("\"{from}\" \"{pattern}\" \"{to}\"")).expect("a built-in rule reads")
+    })
+    .collect();
+    let rules = StateRules::new(name, specs, DEFAULT_FLUSH_TIMEOUT_MS * 1_000_000)
+        .expect("the built-in rules link");
+    Some(Arc::new(rules))
 }
 
 fn define(section: &Section) -> Result<Defined, String> {
@@ -220,6 +253,33 @@ mod tests {
             parsers.names().collect::<Vec<_>>(),
             [("multiline-regex-test", "parsers.conf:1")]
         );
+    }
+
+    #[test]
+    fn fluent_bit_s_ruby_parser_is_built_in() {
+        let none = read(&[]).unwrap();
+        let ruby = none.get("ruby").unwrap().unwrap();
+        assert_eq!((ruby.name(), ruby.rule_count()), ("ruby", 2));
+        assert_eq!(ruby.wait_ns(), 4_000_000_000);
+        let trace = [
+            "/app/models/order.rb:12:in `total': undefined method `+' for nil (NoMethodError)",
+            "\tfrom /app/controllers/orders_controller.rb:8:in `show'",
+            "\tfrom /usr/lib/ruby/3.2.0/benchmark.rb:311:in `realtime'",
+        ];
+        let start = ruby.start(trace[0]).unwrap();
+        let first = ruby.next(start, trace[1]).unwrap();
+        let second = ruby.next(first, trace[2]).unwrap();
+        assert!(!ruby.ends(second));
+        assert_eq!(ruby.next(second, "Started GET \"/orders/7\""), None);
+        assert_eq!(ruby.start("Started GET \"/orders/7\""), None);
+        // A definition of that name replaces it.
+        let own = read(&[section(&[
+            ("name", "ruby"),
+            ("type", "regex"),
+            ("rule", r#""start_state" "/^E, /""#),
+        ])])
+        .unwrap();
+        assert_eq!(own.get("ruby").unwrap().unwrap().rule_count(), 1);
     }
 
     #[test]

@@ -687,6 +687,9 @@ fn multiline_filter(
                             .push((at.clone(), name.to_string())),
                         // Sluice always joins Docker's partial messages.
                         "docker" => partial = true,
+                        "cri" => plan.notes.push(format!(
+                            "{at}: [FILTER] multiline multiline.parser cri does not apply: records from Docker's fluentd driver are not CRI lines"
+                        )),
                         other => match defined.get(other) {
                             Some(Ok(rules)) => {
                                 if !plan.multiline_parsers.iter().any(|(_, p)| p.name() == other) {
@@ -697,7 +700,7 @@ fn multiline_filter(
                                 "multiline.parser {other}: the [MULTILINE_PARSER] of that name cannot be served: {why}"
                             )),
                             None => error(format!(
-                                "multiline.parser {other}: Sluice joins stack traces of java, python and go (and node) with its own [multiline] rules, Docker's partial messages, and [MULTILINE_PARSER]s of type regex; no [MULTILINE_PARSER] here is named {other}"
+                                "multiline.parser {other}: Sluice joins stack traces of java, python and go (and node) with its own [multiline] rules, ruby as Fluent Bit's parser does, Docker's partial messages, and [MULTILINE_PARSER]s of type regex; no [MULTILINE_PARSER] here is named {other}"
                             )),
                         },
                     }

@@ -361,6 +361,44 @@ fn a_fluent_bit_regex_parser_joins_as_fluent_bit_does() {
     );
 }
 
+/// Fluent Bit's built-in `ruby` parser, beside Sluice's own rules: the
+/// messages Fluent Bit v5.1.1 made of these lines (tail's
+/// `multiline.parser ruby`).
+#[test]
+fn fluent_bit_s_ruby_parser_joins_as_fluent_bit_does() {
+    let mut rules = all_rules();
+    let ruby = crate::fluentbit::multiline_parsers::MultilineParsers::default()
+        .get("ruby")
+        .unwrap()
+        .unwrap();
+    rules.state_rules.push(ruby);
+    let mut j = Joiner::new(rules, 1_000, 1 << 20, None);
+    let lines = [
+        "before",
+        "/app/models/order.rb:12:in `total': undefined method `+' for nil (NoMethodError)",
+        "\tfrom /app/controllers/orders_controller.rb:8:in `show'",
+        "\tfrom /usr/lib/ruby/3.2.0/benchmark.rb:311:in `realtime'",
+        "Started GET \"/orders/7\"",
+        "/a.rb:1:in `x': boom",
+        "/b.rb:2:in `y': again",
+        "\tfrom /b.rb:3:in `z'",
+        "after",
+    ];
+    let input: Vec<(&str, &str)> = lines.iter().map(|l| ("a", *l)).collect();
+    let out = run(&mut j, &input);
+    assert_eq!(
+        out.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>(),
+        [
+            "before",
+            "/app/models/order.rb:12:in `total': undefined method `+' for nil (NoMethodError)\n\tfrom /app/controllers/orders_controller.rb:8:in `show'\n\tfrom /usr/lib/ruby/3.2.0/benchmark.rb:311:in `realtime'",
+            "Started GET \"/orders/7\"",
+            "/a.rb:1:in `x': boom",
+            "/b.rb:2:in `y': again\n\tfrom /b.rb:3:in `z'",
+            "after",
+        ]
+    );
+}
+
 #[test]
 fn a_fluent_bit_parser_s_start_wins_over_a_built_in_one() {
     let mut rules = all_rules();

@@ -314,9 +314,20 @@ fn multiline_filters() {
         ]
     );
     assert_eq!(check_multiline(&p, None).len(), 3);
+    // Fluent Bit's ruby parser is run as its rules say; cri is noted.
+    let p = read(&format!("{input}[FILTER]\n    name multiline\n    match *\n    multiline.parser docker, cri, ruby\n")).unwrap();
+    let names: Vec<&str> = p.multiline_parsers.iter().map(|(_, r)| r.name()).collect();
+    assert_eq!(names, ["ruby"]);
+    assert_eq!(
+        notes_without_place(&p),
+        [
+            "[FILTER] multiline multiline.parser cri does not apply: records from Docker's fluentd driver are not CRI lines",
+            "[FILTER] multiline partial messages: Sluice always joins Docker's partial messages, before any filter",
+        ]
+    );
     // What Sluice's joiner cannot do is refused.
     let cases: &[(&str, &str)] = &[
-        ("    multiline.parser ruby\n", "line 4: [FILTER] multiline multiline.parser ruby: Sluice joins stack traces of java, python and go (and node) with its own [multiline] rules, Docker's partial messages, and [MULTILINE_PARSER]s of type regex; no [MULTILINE_PARSER] here is named ruby"),
+        ("    multiline.parser php\n", "line 4: [FILTER] multiline multiline.parser php: Sluice joins stack traces of java, python and go (and node) with its own [multiline] rules, ruby as Fluent Bit's parser does, Docker's partial messages, and [MULTILINE_PARSER]s of type regex; no [MULTILINE_PARSER] here is named php"),
         ("    multiline.key_content message\n    multiline.parser java\n", "line 4: [FILTER] multiline multiline.key_content message: Sluice joins the lines of `log`"),
         ("    mode split\n", "line 4: [FILTER] multiline mode split: Sluice joins partial messages (partial_message) and stack traces (parser)"),
         ("    multiline.parser java\n    key_pattern x\n", "line 4: [FILTER] multiline has no option key_pattern; it takes multiline.key_content, multiline.parser, mode"),
