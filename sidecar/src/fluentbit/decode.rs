@@ -107,6 +107,9 @@ impl Decoders {
     /// Runs the rules on `fields`. Added keys replace keys of the same
     /// name (Fluent Bit appends them, and a JSON reader takes the last).
     pub fn apply(&self, fields: &mut Map<String, Json>) {
+        if self.fields.is_empty() {
+            return;
+        }
         let mut added = Vec::new();
         for (key, value) in fields.iter_mut() {
             let Json::String(text) = value else { continue };
