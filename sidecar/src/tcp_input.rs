@@ -176,34 +176,10 @@ impl Reader {
     }
 
     fn records(&mut self, at_end: bool) -> Vec<Record> {
-        match self.format.clone() {
-            TcpFormat::None { separator } => self.pieces(separator.as_bytes(), at_end),
+        match &self.format {
+            TcpFormat::None { separator } => pieces(&mut self.buffer, separator.as_bytes(), at_end),
             TcpFormat::Json => self.objects(at_end),
         }
-    }
-
-    fn pieces(&mut self, separator: &[u8], at_end: bool) -> Vec<Record> {
-        let mut records = Vec::new();
-        let mut start = 0;
-        let piece = |bytes: &[u8]| {
-            let mut record = Record::default();
-            record.insert("log", String::from_utf8_lossy(bytes).as_ref());
-            record
-        };
-        while let Some(at) = find(&self.buffer[start..], separator) {
-            let bytes = &self.buffer[start..start + at];
-            if !bytes.is_empty() {
-                records.push(piece(bytes));
-            }
-            start += at + separator.len();
-        }
-        let rest = &self.buffer[start..];
-        if !rest.is_empty() && (at_end || rest.len() >= MAX_PIECE) {
-            records.push(piece(rest));
-            start = self.buffer.len();
-        }
-        self.buffer.drain(..start);
-        records
     }
 
     fn objects(&mut self, at_end: bool) -> Vec<Record> {
@@ -239,6 +215,33 @@ impl Reader {
         self.buffer.drain(..start);
         records
     }
+}
+
+/// The pieces of `buffer` that end at `separator` (empty ones skipped),
+/// and the rest when the stream ended or it is over [`MAX_PIECE`]; what
+/// was cut is drained.
+fn pieces(buffer: &mut Vec<u8>, separator: &[u8], at_end: bool) -> Vec<Record> {
+    let mut records = Vec::new();
+    let mut start = 0;
+    let piece = |bytes: &[u8]| {
+        let mut record = Record::default();
+        record.insert("log", String::from_utf8_lossy(bytes).as_ref());
+        record
+    };
+    while let Some(at) = find(&buffer[start..], separator) {
+        let bytes = &buffer[start..start + at];
+        if !bytes.is_empty() {
+            records.push(piece(bytes));
+        }
+        start += at + separator.len();
+    }
+    let rest = &buffer[start..];
+    if !rest.is_empty() && (at_end || rest.len() >= MAX_PIECE) {
+        records.push(piece(rest));
+        start = buffer.len();
+    }
+    buffer.drain(..start);
+    records
 }
 
 /// Where `needle` first occurs in `haystack`.
