@@ -13,7 +13,7 @@ use sluice_firelens::{FieldValue, Record};
 
 use super::classic::{split_tokens, Section};
 use super::onig;
-use super::template::{subscripts, Template, TemplateInput};
+use super::template::{subscripts, value_at, Template, TemplateInput};
 use crate::config::layer::fluent_bool;
 
 #[derive(Debug)]
@@ -137,16 +137,9 @@ fn key_path(accessor: &str) -> Result<Vec<String>, String> {
 /// The string at `path`; a rule matches strings only, as Fluent Bit's
 /// record accessor does.
 fn string_at<'r>(record: &'r Record, path: &[String]) -> Option<&'r str> {
-    let (first, rest) = path.split_first()?;
-    match record.get(first)? {
-        FieldValue::Str(s) => rest.is_empty().then_some(s),
-        FieldValue::Json(json) => {
-            let mut value = json;
-            for key in rest {
-                value = value.as_object()?.get(key)?;
-            }
-            value.as_str()
-        }
+    match value_at(record, path)? {
+        FieldValue::Str(s) => Some(s),
+        FieldValue::Json(json) => json.as_str(),
     }
 }
 

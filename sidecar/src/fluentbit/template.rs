@@ -244,24 +244,34 @@ pub(super) fn subscripts(mut rest: &str) -> Result<(Vec<String>, &str), String> 
 /// A record value by path; strings as they are, numbers and booleans as
 /// JSON text. `ecs_task_id` falls back to the task's id.
 fn lookup(input: &TemplateInput<'_>, path: &[String]) -> Option<String> {
-    let (first, rest) = path.split_first()?;
-    let Some(value) = input.record.get(first) else {
-        return (first == "ecs_task_id" && rest.is_empty())
+    let Some(value) = value_at(input.record, path) else {
+        return (path == ["ecs_task_id"])
             .then(|| input.task_id.map(str::to_string))
             .flatten();
     };
-    let mut value = match value {
-        FieldValue::Str(s) => return rest.is_empty().then(|| s.to_string()),
-        FieldValue::Json(json) => json,
+    match value {
+        FieldValue::Str(s) => Some(s.to_string()),
+        FieldValue::Json(Json::String(s)) => Some(s.clone()),
+        FieldValue::Json(n @ (Json::Number(_) | Json::Bool(_))) => Some(n.to_string()),
+        FieldValue::Json(_) => None,
+    }
+}
+
+/// The value at a record-accessor path (`$key['sub']...`): a top-level
+/// key, then keys of nested objects.
+pub fn value_at<'r>(record: &'r Record, path: &[String]) -> Option<FieldValue<'r>> {
+    let (first, rest) = path.split_first()?;
+    let value = record.get(first)?;
+    if rest.is_empty() {
+        return Some(value);
+    }
+    let FieldValue::Json(mut json) = value else {
+        return None;
     };
     for key in rest {
-        value = value.as_object()?.get(key)?;
+        json = json.as_object()?.get(key)?;
     }
-    match value {
-        Json::String(s) => Some(s.clone()),
-        Json::Number(_) | Json::Bool(_) => Some(value.to_string()),
-        _ => None,
-    }
+    Some(FieldValue::Json(json))
 }
 
 /// What an output's `$(uuid)` stands for: made once per output when the
