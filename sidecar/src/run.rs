@@ -343,6 +343,16 @@ async fn serve(
             .map(|(_, rules)| rules.clone());
         multiline.rules.state_rules.extend(named);
     }
+    if let Some(plan) = &drop_in {
+        // `[FILTER] aws`: the instance metadata is asked for before the
+        // first record is written (input already waits in the pipeline),
+        // for a few seconds at most, then beside the pipeline.
+        for filter in &plan.filters {
+            if let crate::fluentbit::plan::FilterAction::Aws(aws) = &filter.action {
+                crate::fluentbit::aws_filter::fetch(aws, Duration::from_secs(3)).await;
+            }
+        }
+    }
     let router = drop_in.map(|plan| Router::new(plan, policies));
     let stage = OutputStage::new(
         full,

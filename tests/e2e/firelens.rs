@@ -1121,6 +1121,66 @@ fn service_http_port_and_decode_field_as() {
     assert_eq!(records[1]["log"], "plain");
 }
 
+/// `[FILTER] aws` on EC2: the instance metadata (moto's instance metadata
+/// service here) is added to every record; what the service cannot give
+/// (moto has no network interfaces) is left out, and the records go on.
+#[test]
+fn aws_filter_adds_the_instance_metadata() {
+    let moto = Moto::start();
+    let agent = EcsAgent::start(&task_metadata(), 0.0, TOKEN);
+    let addresses = Addresses::pick();
+    let extra = crate::support::TempPath::unique_with(
+        "extra",
+        "conf",
+        "[FILTER]\n    Name              aws\n    Match             *\n    imds_version      v2\n    ec2_instance_type true\n    private_ip        true\n    ami_id            true\n    hostname          true\n    vpc_id            true\n",
+    );
+    let mut spec = spec(
+        &addresses,
+        crate::support::free_port(),
+        json!({"app": moto_output(&moto, "/ecs/app")}),
+    );
+    spec["include"] = json!([extra.arg()]);
+    let conf = render_firelens_config(&spec);
+    let mut env = ecs_env(&agent, &conf);
+    env.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT".into(), moto.endpoint()));
+    let sidecar = start(&addresses, &env);
+    send_app(&addresses, &[("stdout", "GET /x?token=t0psecret")]);
+    let dump = stop_once_delivered(sidecar, &moto, "the line in CloudWatch", |d| {
+        !d.events.is_empty()
+    });
+    let app = in_stream(&dump.events, "/ecs/app", &format!("from-{}", tag("app")));
+    assert_eq!(app.len(), 1, "{:#?}", dump.events);
+    let record = object(&app[0].message);
+    let added: Map<String, Value> = record
+        .iter()
+        .filter(|(k, _)| {
+            [
+                "az",
+                "ec2_instance_id",
+                "ec2_instance_type",
+                "private_ip",
+                "ami_id",
+                "hostname",
+                "vpc_id",
+            ]
+            .contains(&k.as_str())
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    assert_eq!(
+        Value::Object(added),
+        json!({
+            "az": "us-east-1a",
+            "ec2_instance_id": "i-fake",
+            "ec2_instance_type": "moto.virtual",
+            "private_ip": "127.0.0.1",
+            "ami_id": "ami-moto-virtual",
+            "hostname": "moto-instance.ec2.internal",
+        })
+    );
+    assert_eq!(record["log"], "GET /x?token=REDACTED");
+}
+
 /// AWS's EMF-over-TCP FireLens example: the application writes Embedded
 /// Metric Format lines to a tcp input, which a `cloudwatch_logs` output
 /// with `log_key log` and `log_format json/emf` sends on as they are.

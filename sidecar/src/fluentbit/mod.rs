@@ -13,6 +13,7 @@
 //! - [`route`] applies the plan to each record;
 //! - [`template`] fills Fluent Bit's group and stream name templates.
 
+pub mod aws_filter;
 pub mod classic;
 pub mod decode;
 pub mod init;
@@ -221,6 +222,14 @@ pub fn describe(plan: &DropIn) -> String {
                     })
                     .collect();
                 format!("rewrite_tag {}", rules.join("; "))
+            }
+            plan::FilterAction::Aws(a) => {
+                let keys: Vec<&str> = a.fields.iter().map(|f| f.key()).collect();
+                format!(
+                    "aws: adds {} from the instance metadata (asked again every {} s while missing)",
+                    keys.join(", "),
+                    a.retry_interval.as_secs()
+                )
             }
             plan::FilterAction::RecordModifier(m) => {
                 let mut parts: Vec<String> = m

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use regex::Regex;
 use serde::Deserialize;
 
+use super::aws_filter::AwsFilter;
 use super::classic::{Section, SectionKind};
 use super::modify::Modify;
 use super::multiline_parsers::MultilineParsers;
@@ -143,6 +144,7 @@ pub enum FilterAction {
     Modify(Modify),
     RewriteTag(RewriteTag),
     Nest(Nest),
+    Aws(AwsFilter),
 }
 
 /// `[FILTER] parser`: the string value of `Key_Name` parsed by the first
@@ -947,6 +949,13 @@ fn filter(
             }
             FilterAction::Modify(m)
         }
+        "aws" => match AwsFilter::from_section(section, notes) {
+            Ok(a) => FilterAction::Aws(a),
+            Err(message) => {
+                error(message);
+                FilterAction::RecordModifier(RecordModifier::default())
+            }
+        },
         "nest" => match Nest::from_section(section) {
             Ok(n) => FilterAction::Nest(n),
             Err(message) => {

@@ -119,6 +119,7 @@ impl FilterRun<'_> {
                 FilterAction::Parser(p) => parse(p, record, time_ns, self.is_access),
                 FilterAction::Modify(m) => m.apply(record),
                 FilterAction::Nest(n) => n.apply(record),
+                FilterAction::Aws(a) => a.apply(record),
                 FilterAction::RewriteTag(r) if !applied.contains(&i) => {
                     let Some(rewrite) = r.apply(tag, record) else {
                         continue;
