@@ -86,6 +86,17 @@ fn start_app_task(
     addresses: &Addresses,
     extra: &TempPath,
 ) -> Sidecar {
+    start_app_task_with_env(moto, agent, addresses, extra, &[])
+}
+
+/// [`start_app_task`], with more variables in the router's environment.
+fn start_app_task_with_env(
+    moto: &Moto,
+    agent: &EcsAgent,
+    addresses: &Addresses,
+    extra: &TempPath,
+    more_env: &[(&str, String)],
+) -> Sidecar {
     let mut spec = spec(
         addresses,
         crate::support::free_port(),
@@ -93,7 +104,9 @@ fn start_app_task(
     );
     spec["include"] = json!([extra.arg()]);
     let conf = render_firelens_config(&spec);
-    start(addresses, &ecs_env(agent, &conf))
+    let mut env = ecs_env(agent, &conf);
+    env.extend(more_env.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    start(addresses, &env)
 }
 
 /// Sends `lines` (source, line) as the `app` container's Docker driver does.
@@ -1134,16 +1147,13 @@ fn aws_filter_adds_the_instance_metadata() {
         "conf",
         "[FILTER]\n    Name              aws\n    Match             *\n    imds_version      v2\n    ec2_instance_type true\n    private_ip        true\n    ami_id            true\n    hostname          true\n    vpc_id            true\n",
     );
-    let mut spec = spec(
+    let sidecar = start_app_task_with_env(
+        &moto,
+        &agent,
         &addresses,
-        crate::support::free_port(),
-        json!({"app": moto_output(&moto, "/ecs/app")}),
+        &extra,
+        &[("AWS_EC2_METADATA_SERVICE_ENDPOINT", moto.endpoint())],
     );
-    spec["include"] = json!([extra.arg()]);
-    let conf = render_firelens_config(&spec);
-    let mut env = ecs_env(&agent, &conf);
-    env.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT".into(), moto.endpoint()));
-    let sidecar = start(&addresses, &env);
     send_app(&addresses, &[("stdout", "GET /x?token=t0psecret")]);
     let dump = stop_once_delivered(sidecar, &moto, "the line in CloudWatch", |d| {
         !d.events.is_empty()
