@@ -35,8 +35,10 @@ use crate::stats::RouteTotals;
 
 pub fn run(args: RunArgs) -> ExitCode {
     let level = std::env::var("FLB_LOG_LEVEL").ok();
-    let filter = level.as_deref().map_or(Ok(LevelFilter::INFO), log_level);
-    init_logging(*filter.as_ref().unwrap_or(&LevelFilter::INFO));
+    let filter = level
+        .as_deref()
+        .map_or(Ok(LevelFilter::INFO), fluentbit::log_level);
+    let level_handle = init_logging(*filter.as_ref().unwrap_or(&LevelFilter::INFO));
     if let Err(message) = filter {
         tracing::error!(key = "FLB_LOG_LEVEL", "{message}");
         return ExitCode::from(2);
@@ -68,6 +70,20 @@ pub fn run(args: RunArgs) -> ExitCode {
         Ok(d) => d,
         Err(()) => return ExitCode::from(2),
     };
+    // `[SERVICE] Log_Level`, unless the container's FLB_LOG_LEVEL says.
+    if let (Some(level), None, Some(handle)) = (
+        drop_in.as_ref().and_then(|plan| plan.log_level),
+        &level,
+        &level_handle,
+    ) {
+        let _ = handle.reload(level);
+    }
+    if let Some(plan) = &drop_in {
+        tracing::info!(path = %plan.path.display(), outputs = plan.outputs.len(), filters = plan.filters.len(), "FireLens drop-in mode: inputs, filters and outputs come from the Fluent Bit configuration");
+        for note in &plan.notes {
+            tracing::info!("{note}");
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -85,30 +101,24 @@ pub fn run(args: RunArgs) -> ExitCode {
     code
 }
 
-/// Sluice's own log level from Fluent Bit's `FLB_LOG_LEVEL`, which AWS
-/// documents for FireLens routers (`debug` to troubleshoot).
-fn log_level(value: &str) -> Result<LevelFilter, String> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "off" => Ok(LevelFilter::OFF),
-        "error" => Ok(LevelFilter::ERROR),
-        "warn" | "warning" => Ok(LevelFilter::WARN),
-        "info" => Ok(LevelFilter::INFO),
-        "debug" => Ok(LevelFilter::DEBUG),
-        "trace" => Ok(LevelFilter::TRACE),
-        _ => Err(format!(
-            "{value:?} is not a log level: off, error, warn, info, debug or trace"
-        )),
-    }
-}
+/// Changes the level of Sluice's own logs after start.
+type LevelHandle = tracing_subscriber::reload::Handle<LevelFilter, tracing_subscriber::Registry>;
 
-fn init_logging(level: LevelFilter) {
+fn init_logging(level: LevelFilter) -> Option<LevelHandle> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     // The sidecar's own logs: JSON lines on stderr, stdout is for events.
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(level)
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(level);
+    let fmt = tracing_subscriber::fmt::layer()
         .json()
         .with_writer(std::io::stderr)
-        .with_current_span(false)
-        .try_init();
+        .with_current_span(false);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .try_init()
+        .ok()
+        .map(|()| handle)
 }
 
 /// FireLens drop-in mode: the Fluent Bit configuration at
@@ -119,13 +129,7 @@ fn load_drop_in(config: &Config, task: Option<&TaskMetadata>) -> Result<Option<D
         return Ok(None);
     };
     match fluentbit::load_with(path, task, config.multiline.as_ref()) {
-        Ok(plan) => {
-            tracing::info!(path = %path.display(), outputs = plan.outputs.len(), filters = plan.filters.len(), "FireLens drop-in mode: inputs, filters and outputs come from the Fluent Bit configuration");
-            for note in &plan.notes {
-                tracing::info!("{note}");
-            }
-            Ok(Some(plan))
-        }
+        Ok(plan) => Ok(Some(plan)),
         Err(errors) => {
             for e in &errors {
                 tracing::error!(key = %e.key, path = %path.display(), "{}", e.message);

@@ -312,6 +312,24 @@ pub fn describe(plan: &DropIn) -> String {
     out
 }
 
+/// A Fluent Bit log level (`FLB_LOG_LEVEL`, which AWS documents for
+/// FireLens routers, or `[SERVICE] Log_Level`) as the level of Sluice's
+/// own logs.
+pub fn log_level(value: &str) -> Result<tracing::level_filters::LevelFilter, String> {
+    use tracing::level_filters::LevelFilter;
+    match value.trim().to_ascii_lowercase().as_str() {
+        "off" => Ok(LevelFilter::OFF),
+        "error" => Ok(LevelFilter::ERROR),
+        "warn" | "warning" => Ok(LevelFilter::WARN),
+        "info" => Ok(LevelFilter::INFO),
+        "debug" => Ok(LevelFilter::DEBUG),
+        "trace" => Ok(LevelFilter::TRACE),
+        _ => Err(format!(
+            "{value:?} is not a log level: off, error, warn, info, debug or trace"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,6 +52,9 @@ pub struct DropIn {
     /// `[SERVICE] HTTP_Server On`: where Fluent Bit would serve HTTP
     /// (`HTTP_Listen`, `HTTP_Port`), and so the admin endpoint's address.
     pub http_server: Option<SocketAddr>,
+    /// `[SERVICE] Log_Level`: the level of Sluice's own logs, unless
+    /// `FLB_LOG_LEVEL` sets it.
+    pub log_level: Option<tracing::level_filters::LevelFilter>,
     /// What was accepted but does not apply, each with its reason.
     pub notes: Vec<String>,
 }
@@ -366,6 +369,7 @@ pub fn plan(path: &Path, sections: &[Section]) -> Result<DropIn, Vec<ConfigError
         multiline_rules: Vec::new(),
         multiline_parsers: Vec::new(),
         http_server: None,
+        log_level: None,
         notes: Vec::new(),
     };
     let mut connections: Vec<(String, Connection)> = Vec::new();
@@ -473,8 +477,9 @@ pub fn plan(path: &Path, sections: &[Section]) -> Result<DropIn, Vec<ConfigError
 }
 
 /// `[SERVICE]`: its HTTP server becomes the admin endpoint's address
-/// (health checks written for Fluent Bit ask it for `/api/v1/health`);
-/// `Parsers_File` is read by `super::load`; the rest is noted.
+/// (health checks written for Fluent Bit ask it for `/api/v1/health`),
+/// `Log_Level` the level of Sluice's own logs; `Parsers_File` is read by
+/// `super::load`; the rest is noted.
 fn service(section: &Section, plan: &mut DropIn, errors: &mut Vec<ConfigError>) {
     let http_server = match section.get("http_server") {
         None => false,
@@ -501,10 +506,19 @@ fn service(section: &Section, plan: &mut DropIn, errors: &mut Vec<ConfigError>) 
             Err(e) => errors.push(e),
         }
     }
+    if let Some(value) = section.get("log_level") {
+        match super::log_level(value) {
+            Ok(level) => plan.log_level = Some(level),
+            Err(e) => errors.push(ConfigError {
+                key: section.at.clone(),
+                message: format!("[SERVICE] Log_Level {e}"),
+            }),
+        }
+    }
     for (key, _) in &section.entries {
         let key_lower = key.to_ascii_lowercase();
         let note = match key_lower.as_str() {
-            "parsers_file" | "http_server" => continue,
+            "parsers_file" | "http_server" | "log_level" => continue,
             "http_listen" | "http_port" if http_server => continue,
             "http_listen" | "http_port" => "HTTP_Server is off",
             "health_check" | "hc_errors_count" | "hc_retry_failure_count" | "hc_period" => {

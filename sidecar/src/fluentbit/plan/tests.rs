@@ -522,6 +522,13 @@ fn service_http_server_is_the_admin_endpoint() {
         notes_without_place(&p).contains(&"[SERVICE] HTTP_Port does not apply: HTTP_Server is off")
     );
     assert_eq!(read(GENERATED).unwrap().http_server, None);
+    // Log_Level sets Sluice's own.
+    let p = read(&format!("[SERVICE]\n    Log_Level debug\n{GENERATED}")).unwrap();
+    assert_eq!(
+        p.log_level,
+        Some(tracing::level_filters::LevelFilter::DEBUG)
+    );
+    assert_eq!(read(GENERATED).unwrap().log_level, None);
     // Wrong values name their key.
     for (service, error) in [
         (
@@ -535,6 +542,10 @@ fn service_http_server_is_the_admin_endpoint() {
         (
             "HTTP_Server On\n    HTTP_Listen example.com",
             "line 1: [SERVICE] HTTP_Listen \"example.com\" is not an IP address",
+        ),
+        (
+            "Log_Level loud",
+            "line 1: [SERVICE] Log_Level \"loud\" is not a log level: off, error, warn, info, debug or trace",
         ),
     ] {
         assert_eq!(
