@@ -1191,6 +1191,65 @@ fn aws_filter_adds_the_instance_metadata() {
     assert_eq!(record["log"], "GET /x?token=REDACTED");
 }
 
+/// AWS's example for splitting log streams by level: a `[SERVICE]
+/// Streams_File` whose stream tasks copy each level's records to a tag of
+/// their own, which the `cloudwatch` output takes into a stream per level.
+/// The app's own output still takes every record.
+#[test]
+fn aws_s_splitting_log_streams_example() {
+    let moto = Moto::start();
+    let agent = EcsAgent::start(&task_metadata(), 0.0, TOKEN);
+    let addresses = Addresses::pick();
+    let streams = crate::support::TempPath::unique_with(
+        "stream_processing",
+        "conf",
+        "[STREAM_TASK]\n    Name   debug_logs\n    Exec   CREATE STREAM debug WITH (tag='logs.debug') AS SELECT * from TAG:'app*' WHERE level = 'debug';\n\n[STREAM_TASK]\n    Name   error_logs\n    Exec   CREATE STREAM error WITH (tag='logs.error') AS SELECT * from TAG:'app*' WHERE level = 'error';\n",
+    );
+    let extra = crate::support::TempPath::unique_with(
+        "extra",
+        "conf",
+        &format!(
+            "[SERVICE]\n    Streams_File {}\n\n[FILTER]\n    Name parser\n    Match *\n    Key_Name log\n    Parser json\n    Reserve_Data True\n\n[OUTPUT]\n    Name cloudwatch\n    Match   logs.*\n    region us-east-1\n    endpoint {}\n    log_group_name streams-example\n    log_stream_prefix log-level-\n    auto_create_group true\n",
+            streams.arg(),
+            moto.endpoint()
+        ),
+    );
+    let sidecar = start_app_task(&moto, &agent, &addresses, &extra);
+    let lines = [
+        json!({"level": "debug", "msg": "cache miss /x?token=t0psecret"}).to_string(),
+        json!({"level": "info", "msg": "started"}).to_string(),
+        json!({"level": "error", "msg": "boom"}).to_string(),
+    ];
+    let input: Vec<(&str, &str)> = lines.iter().map(|l| ("stdout", l.as_str())).collect();
+    send_app(&addresses, &input);
+    let dump = stop_once_delivered(sidecar, &moto, "the copies and the records", |d| {
+        d.events.len() >= 5
+    });
+    let msgs = |group: &str, stream: &str| -> Vec<Value> {
+        in_stream(&dump.events, group, stream)
+            .iter()
+            .map(|e| object(&e.message)["msg"].clone())
+            .collect()
+    };
+    assert_eq!(
+        msgs("streams-example", "log-level-logs.debug"),
+        [json!("cache miss /x?token=REDACTED")]
+    );
+    assert_eq!(
+        msgs("streams-example", "log-level-logs.error"),
+        [json!("boom")]
+    );
+    assert_eq!(
+        msgs("/ecs/app", &format!("from-{}", tag("app"))),
+        [
+            json!("cache miss /x?token=REDACTED"),
+            json!("started"),
+            json!("boom")
+        ]
+    );
+    assert_eq!(dump.events.len(), 5, "{:#?}", dump.events);
+}
+
 /// AWS's EMF-over-TCP FireLens example: the application writes Embedded
 /// Metric Format lines to a tcp input, which a `cloudwatch_logs` output
 /// with `log_key log` and `log_format json/emf` sends on as they are.

@@ -25,6 +25,7 @@ pub mod parsers;
 pub mod plan;
 pub mod rewrite_tag;
 pub mod route;
+pub mod stream_task;
 pub mod template;
 
 use std::fmt::Write;
@@ -84,6 +85,29 @@ pub fn load(
     }
     read.sections
         .extend(init_parsers.into_iter().filter(is_parser));
+    // `[SERVICE] Streams_File`: its [STREAM_TASK]s, read as Fluent Bit
+    // reads that file, relative to the configuration's directory.
+    let streams_files: Vec<(String, String)> = read
+        .sections
+        .iter()
+        .filter(|s| s.kind == classic::SectionKind::Service)
+        .flat_map(|s| s.all("streams_file").map(|f| (s.at.clone(), f.to_string())))
+        .collect();
+    for (at, file) in streams_files {
+        let full = path.parent().unwrap_or(Path::new("")).join(&file);
+        let tasks = read_file(&full).map_err(|mut errors| {
+            for e in &mut errors {
+                e.message = format!("[SERVICE] Streams_File {file} (at {at}): {}", e.message);
+            }
+            errors
+        })?;
+        read.sections.extend(
+            tasks
+                .sections
+                .into_iter()
+                .filter(|s| s.kind == classic::SectionKind::StreamTask),
+        );
+    }
     let mut plan = plan::plan(path, &read.sections)?;
     plan.notes.append(&mut notes);
     for name in read.unset_variables {
@@ -247,6 +271,33 @@ pub fn describe(plan: &DropIn) -> String {
             }
         };
         let _ = writeln!(out, "  filter {}: {what}", f.matcher.describe());
+    }
+    for task in &plan.stream_tasks {
+        let keys = task.keys.as_ref().map_or("*".to_string(), |keys| {
+            keys.iter()
+                .map(|(key, alias)| {
+                    if key == alias {
+                        key.clone()
+                    } else {
+                        format!("{key} AS {alias}")
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
+        let _ = writeln!(
+            out,
+            "  stream task {}: copies {} of the records of {}{} as tag {}",
+            task.name,
+            keys,
+            task.from.describe(),
+            if task.condition.is_some() {
+                " that its WHERE selects"
+            } else {
+                ""
+            },
+            task.tag
+        );
     }
     for (at, rule) in &plan.multiline_rules {
         let _ = writeln!(

@@ -18,6 +18,7 @@ use super::multiline_parsers::MultilineParsers;
 use super::nest::Nest;
 use super::parsers::{self, Parser, Parsers};
 use super::rewrite_tag::RewriteTag;
+use super::stream_task::StreamTask;
 use super::template::{output_uuid, Template};
 use crate::config::layer::{fluent_bool, read_section, Origin, RawSection, RawValue};
 use crate::config::{retention_message, ConfigError, RETENTION_DAYS};
@@ -52,6 +53,8 @@ pub struct DropIn {
     /// `[SERVICE] HTTP_Server On`: where Fluent Bit would serve HTTP
     /// (`HTTP_Listen`, `HTTP_Port`), and so the admin endpoint's address.
     pub http_server: Option<SocketAddr>,
+    /// `[STREAM_TASK]`s: copies of records with new tags.
+    pub stream_tasks: Vec<StreamTask>,
     /// `[SERVICE] Log_Level`: the level of Sluice's own logs, unless
     /// `FLB_LOG_LEVEL` sets it.
     pub log_level: Option<tracing::level_filters::LevelFilter>,
@@ -369,6 +372,7 @@ pub fn plan(path: &Path, sections: &[Section]) -> Result<DropIn, Vec<ConfigError
         multiline_rules: Vec::new(),
         multiline_parsers: Vec::new(),
         http_server: None,
+        stream_tasks: Vec::new(),
         log_level: None,
         notes: Vec::new(),
     };
@@ -419,6 +423,10 @@ pub fn plan(path: &Path, sections: &[Section]) -> Result<DropIn, Vec<ConfigError
             }
             // Read above, and used where a multiline filter names them.
             SectionKind::MultilineParser => {}
+            SectionKind::StreamTask => match StreamTask::from_section(section) {
+                Ok(task) => plan.stream_tasks.push(task),
+                Err(message) => errors.push(error(message)),
+            },
             other => errors.push(error(format!(
                 "[{}] sections are not supported by Sluice",
                 other.name()
@@ -518,7 +526,7 @@ fn service(section: &Section, plan: &mut DropIn, errors: &mut Vec<ConfigError>) 
     for (key, _) in &section.entries {
         let key_lower = key.to_ascii_lowercase();
         let note = match key_lower.as_str() {
-            "parsers_file" | "http_server" | "log_level" => continue,
+            "parsers_file" | "streams_file" | "http_server" | "log_level" => continue,
             "http_listen" | "http_port" if http_server => continue,
             "http_listen" | "http_port" => "HTTP_Server is off",
             "health_check" | "hc_errors_count" | "hc_retry_failure_count" | "hc_period" => {

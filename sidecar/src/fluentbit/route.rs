@@ -65,8 +65,8 @@ impl LastMatches {
     }
 }
 
-/// A copy of a record that a rewrite_tag filter sent on with a new tag,
-/// after the filters of that tag.
+/// A copy of a record that a rewrite_tag filter or a `[STREAM_TASK]` sent
+/// on with a new tag, after the filters of that tag.
 #[derive(Debug)]
 pub struct Rewritten {
     pub tag: String,
@@ -207,8 +207,9 @@ impl Router {
     /// prevent.
     ///
     /// A rewrite_tag filter's copies of the record, each through the
-    /// filters of its new tag, go to `rewritten`; `false` also when the
-    /// rule did not keep the original.
+    /// filters of its new tag, go to `rewritten` (`false` also when the
+    /// rule did not keep the original), and so do the copies the
+    /// `[STREAM_TASK]`s make of the record the filters kept.
     pub fn filter(
         &mut self,
         tag: &str,
@@ -225,7 +226,32 @@ impl Router {
             copies_left: MAX_COPIES,
             limit_logged: &mut self.rewrite_limit_logged,
         };
-        run.record(tag, record, time_ns, &[])
+        if !run.record(tag, record, time_ns, &[]) {
+            return false;
+        }
+        // The stream processor sees the record as the filters left it; a
+        // copy it makes runs the filters of its new tag, from the first.
+        for task in &self.plan.stream_tasks {
+            let Some(mut copy) = task.select(tag, record) else {
+                continue;
+            };
+            if run.copies_left == 0 {
+                if !std::mem::replace(run.limit_logged, true) {
+                    tracing::warn!(limit = MAX_COPIES, "filters and stream tasks made as many copies of one record as Sluice makes; the record goes on with its tag");
+                }
+                break;
+            }
+            run.copies_left -= 1;
+            let mut copy_time = *time_ns;
+            if run.record(&task.tag, &mut copy, &mut copy_time, &[]) {
+                run.rewritten.push(Rewritten {
+                    tag: task.tag.clone(),
+                    record: copy,
+                    time_ns: copy_time,
+                });
+            }
+        }
+        true
     }
 
     /// The outputs that take `tag`, by index.
@@ -640,6 +666,58 @@ mod tests {
                 971_211_336_000_000_000
             )
         );
+    }
+
+    /// AWS's example for splitting log streams by level: the parser
+    /// filter unpacks the line, and the stream tasks copy the records of
+    /// each level to a tag of their own, whose filters the copy runs.
+    #[test]
+    fn stream_tasks_copy_what_the_filters_left() {
+        let conf = format!(
+            "{INPUT}[FILTER]\n    Name parser\n    Match *\n    Key_Name log\n    Parser json\n    Reserve_Data True\n\
+             [FILTER]\n    Name record_modifier\n    Match logs.*\n    Record split yes\n\
+             [STREAM_TASK]\n    Name   debug_logs\n    Exec   CREATE STREAM debug WITH (tag='logs.debug') AS SELECT * from TAG:'app*' WHERE level = 'debug';\n\
+             [STREAM_TASK]\n    Name   error_logs\n    Exec   CREATE STREAM error WITH (tag='logs.error') AS SELECT msg FROM TAG:'app*' WHERE level = 'error';\n\
+             [OUTPUT]\n    Name cloudwatch\n    Match logs.*\n    region us-east-1\n    log_group_name streams-example\n    log_stream_prefix log-level-\n"
+        );
+        let (mut r, _) = router(&conf);
+        let mut run = |json: &str| {
+            let mut rec = record(json);
+            let mut rewritten = Vec::new();
+            let kept = r.filter(
+                "app-firelens-1",
+                &mut rec,
+                &mut 5,
+                &|_, _| false,
+                &mut rewritten,
+            );
+            assert!(kept);
+            let copies: Vec<(String, String)> = rewritten
+                .iter()
+                .map(|c| (c.tag.clone(), text(&c.record)))
+                .collect();
+            (text(&rec), copies)
+        };
+        assert_eq!(
+            run(r#"{"log":"{\"level\":\"debug\",\"msg\":\"x\"}","source":"stdout"}"#),
+            (
+                r#"{"level":"debug","msg":"x","source":"stdout"}"#.to_string(),
+                vec![(
+                    "logs.debug".to_string(),
+                    r#"{"level":"debug","msg":"x","source":"stdout","split":"yes"}"#.to_string()
+                )]
+            )
+        );
+        assert_eq!(
+            run(r#"{"log":"{\"level\":\"error\",\"msg\":\"boom\"}"}"#).1,
+            [(
+                "logs.error".to_string(),
+                r#"{"msg":"boom","split":"yes"}"#.to_string()
+            )]
+        );
+        assert_eq!(run(r#"{"log":"{\"level\":\"info\"}"}"#).1, []);
+        assert_eq!(r.outputs_for("logs.debug").len(), 1);
+        assert_eq!(r.outputs_for("app-firelens-1").len(), 0);
     }
 
     #[test]
