@@ -519,7 +519,7 @@ fn cast(text: &str, to: Cast) -> Json {
 }
 
 /// The sign and what follows it, after C's leading white space.
-fn c_sign(text: &str) -> (bool, &str) {
+pub(super) fn c_sign(text: &str) -> (bool, &str) {
     let t = text.trim_start_matches(|c: char| c.is_ascii_whitespace());
     match t.as_bytes().first() {
         Some(b'-') => (true, &t[1..]),
@@ -529,7 +529,7 @@ fn c_sign(text: &str) -> (bool, &str) {
 }
 
 /// C's `atoll`, saturating as glibc's `strtoll` does.
-fn c_integer(text: &str) -> i64 {
+pub(super) fn c_integer(text: &str) -> i64 {
     let (negative, rest) = c_sign(text);
     let magnitude = rest
         .bytes()
@@ -566,7 +566,7 @@ fn c_hex(text: &str) -> u64 {
 }
 
 /// C's `atof` on decimal text: the longest prefix that reads, else 0.
-fn c_float(text: &str) -> f64 {
+pub(super) fn c_float(text: &str) -> f64 {
     let (negative, rest) = c_sign(text);
     let b = rest.as_bytes();
     let digits_from = |mut i: usize| {

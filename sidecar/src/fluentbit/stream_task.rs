@@ -13,9 +13,11 @@
 //! of that tag, then to the outputs that match it; the record itself goes
 //! on too. A condition compares keys with `=`, `!=` (`<>`), `<`, `<=`,
 //! `>`, `>=`, `IS [NOT] NULL` and `@record.contains(key)`, joined by
-//! `AND`, `OR`, `NOT` and parentheses; a string compares only with a
-//! string, a number with a number, a boolean with a boolean, and a key
-//! that is missing matches only `IS NULL`.
+//! `AND`, `OR`, `NOT` and parentheses, as `reduce_expression` and
+//! `numerical_comp` evaluate them: a string compares with a string, or
+//! with a number once read as one; a number with a number, a boolean with
+//! a boolean (`=` only); a key that is missing makes its comparison false,
+//! `IS NULL` included, and `!=` is `NOT (=)`, so true.
 //!
 //! Aggregations, windows, `GROUP BY`, functions and `FROM STREAM:` are
 //! refused at start, naming the task: Sluice does not run them.
@@ -24,6 +26,7 @@ use serde_json::Value as Json;
 use sluice_firelens::{FieldValue, Record};
 
 use super::classic::Section;
+use super::parsers::{c_float, c_integer, c_sign};
 use super::plan::TagMatch;
 
 /// One `CREATE STREAM` query.
@@ -49,10 +52,10 @@ pub enum Condition {
     Or(Box<Condition>, Box<Condition>),
 }
 
+/// `!=` is `NOT (=)`, as Fluent Bit's grammar makes it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Op {
     Eq,
-    Ne,
     Lt,
     Le,
     Gt,
@@ -103,15 +106,15 @@ impl StreamTask {
 }
 
 impl Condition {
+    /// As `reduce_expression` finds it: a key that is missing makes its
+    /// comparison false (`IS NULL` too), and `NOT` turns that around.
     pub fn holds(&self, record: &Record) -> bool {
         match self {
             Condition::Compare(key, op, value) => match record.get(key) {
                 Some(found) => compare(found, *op, value),
                 None => false,
             },
-            Condition::IsNull(key) => {
-                matches!(record.get(key), None | Some(FieldValue::Json(Json::Null)))
-            }
+            Condition::IsNull(key) => matches!(record.get(key), Some(FieldValue::Json(Json::Null))),
             Condition::Contains(key) => record.contains_key(key),
             Condition::Not(c) => !c.holds(record),
             Condition::And(a, b) => a.holds(record) && b.holds(record),
@@ -120,33 +123,54 @@ impl Condition {
     }
 }
 
+/// `numerical_comp`: values of one type compare; a string compared with a
+/// number is read as one first, as `string_to_number` reads it.
 fn compare(found: FieldValue<'_>, op: Op, value: &Value) -> bool {
-    let ordering = match (found, value) {
-        (FieldValue::Str(s), Value::Str(v)) => s.cmp(v.as_str()),
-        (FieldValue::Json(Json::String(s)), Value::Str(v)) => s.as_str().cmp(v.as_str()),
-        (FieldValue::Json(Json::Number(n)), Value::Num(v)) => {
+    let text = match found {
+        FieldValue::Str(s) => Some(s),
+        FieldValue::Json(Json::String(s)) => Some(s.as_str()),
+        _ => None,
+    };
+    let ordering = match (text, found, value) {
+        (Some(s), _, Value::Str(v)) => s.cmp(v.as_str()),
+        (Some(s), _, Value::Num(v)) => match string_number(s).and_then(|n| n.partial_cmp(v)) {
+            Some(o) => o,
+            None => return false,
+        },
+        (None, FieldValue::Json(Json::Number(n)), Value::Num(v)) => {
             match n.as_f64().and_then(|n| n.partial_cmp(v)) {
                 Some(o) => o,
                 None => return false,
             }
         }
-        (FieldValue::Json(Json::Bool(b)), Value::Bool(v)) => {
-            return match op {
-                Op::Eq => b == v,
-                Op::Ne => b != v,
-                _ => false,
-            }
+        (None, FieldValue::Json(Json::Bool(b)), Value::Bool(v)) => {
+            return op == Op::Eq && b == v;
         }
         _ => return false,
     };
     use std::cmp::Ordering::*;
     match op {
         Op::Eq => ordering == Equal,
-        Op::Ne => ordering != Equal,
         Op::Lt => ordering == Less,
         Op::Le => ordering != Greater,
         Op::Gt => ordering == Greater,
         Op::Ge => ordering != Less,
+    }
+}
+
+/// `string_to_number`: with one `.`, the float C's `strtold` reads from
+/// the start; with none, the integer `strtoll` reads; else none.
+fn string_number(text: &str) -> Option<f64> {
+    let dots = text.matches('.').count();
+    let (_, rest) = c_sign(text);
+    let digits = rest.trim_start_matches('.');
+    let reads = digits.as_bytes().first().is_some_and(u8::is_ascii_digit)
+        && rest.len() - digits.len() <= dots;
+    match dots {
+        _ if !reads => None,
+        0 => Some(c_integer(text) as f64),
+        1 => Some(c_float(text)),
+        _ => None,
     }
 }
 
@@ -442,13 +466,13 @@ fn not(r: &mut Reader) -> Result<Condition, String> {
             is_null
         });
     }
-    let op = match r.next() {
-        Some(Token::Sym("=")) => Op::Eq,
-        Some(Token::Sym("!=")) => Op::Ne,
-        Some(Token::Sym("<")) => Op::Lt,
-        Some(Token::Sym("<=")) => Op::Le,
-        Some(Token::Sym(">")) => Op::Gt,
-        Some(Token::Sym(">=")) => Op::Ge,
+    let (op, negated) = match r.next() {
+        Some(Token::Sym("=")) => (Op::Eq, false),
+        Some(Token::Sym("!=")) => (Op::Eq, true),
+        Some(Token::Sym("<")) => (Op::Lt, false),
+        Some(Token::Sym("<=")) => (Op::Le, false),
+        Some(Token::Sym(">")) => (Op::Gt, false),
+        Some(Token::Sym(">=")) => (Op::Ge, false),
         _ => {
             r.at -= 1;
             return Err(format!(
@@ -462,19 +486,17 @@ fn not(r: &mut Reader) -> Result<Condition, String> {
         Some(Token::Num(n)) => Value::Num(n),
         Some(Token::Word(w)) if w.eq_ignore_ascii_case("true") => Value::Bool(true),
         Some(Token::Word(w)) if w.eq_ignore_ascii_case("false") => Value::Bool(false),
-        Some(Token::Word(w)) if w.eq_ignore_ascii_case("null") => {
-            let is_null = Condition::IsNull(key);
-            return Ok(match op {
-                Op::Eq => is_null,
-                _ => Condition::Not(Box::new(is_null)),
-            });
-        }
         _ => {
             r.at -= 1;
             return Err(format!("expected a value after {key}, found {}", r.found()));
         }
     };
-    Ok(Condition::Compare(key, op, value))
+    let compare = Condition::Compare(key, op, value);
+    Ok(if negated {
+        Condition::Not(Box::new(compare))
+    } else {
+        compare
+    })
 }
 
 #[cfg(test)]
@@ -515,7 +537,9 @@ mod tests {
 
     #[test]
     fn conditions_as_fluent_bit_evaluates_them() {
-        let r = record(r#"{"level":"error","code":503,"ok":false,"none":null,"log":"x"}"#);
+        let r = record(
+            r#"{"level":"error","code":503,"ok":false,"none":null,"log":"x","text_code":"503","prefix":"12ab","float_text":"2.5"}"#,
+        );
         for (condition, holds) in [
             ("code >= 500 AND code < 600", true),
             ("code > 503 OR level = 'error'", true),
@@ -525,13 +549,20 @@ mod tests {
             ("level = 5", false),
             ("ok = false", true),
             ("ok != true", true),
-            ("none IS NULL AND missing IS NULL AND log IS NOT NULL", true),
-            ("missing = NULL", true),
+            ("none IS NULL AND log IS NOT NULL", true),
+            ("missing IS NULL", false),
+            ("missing IS NOT NULL", true),
+            (
+                "text_code = 503 AND text_code > 99.5 AND prefix = 12 AND float_text = 2.5",
+                true,
+            ),
+            ("level > 5", false),
             (
                 "@record.contains(log) AND NOT @record.contains(missing)",
                 true,
             ),
-            ("missing != 'x'", false),
+            ("missing != 'x'", true),
+            ("missing = 'x'", false),
             ("code <= 503.0 AND code >= -1", true),
         ] {
             let t = task(&format!(
@@ -566,6 +597,7 @@ mod tests {
             ("CREATE STREAM s AS SELECT * FROM TAG:'a' WHERE level = 'x", "[STREAM_TASK] t: a string is not closed"),
             ("CREATE STREAM s AS SELECT * FROM TAG:'a' WHERE level", "[STREAM_TASK] t: expected a comparison after level, found the end"),
             ("CREATE STREAM s AS SELECT * FROM TAG:'a' x", "[STREAM_TASK] t: unexpected x after the query"),
+            ("CREATE STREAM s AS SELECT * FROM TAG:'a' WHERE x = NULL", "[STREAM_TASK] t: expected a value after x, found NULL"),
         ] {
             assert_eq!(task(exec).unwrap_err(), error, "{exec}");
         }
