@@ -23,4 +23,5 @@ pub mod stage;
 pub mod startup_pages;
 pub mod stats;
 pub mod streams;
+pub mod tail_input;
 pub mod tcp_input;

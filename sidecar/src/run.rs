@@ -357,6 +357,10 @@ async fn serve(
             }
         }
     }
+    let drop_in_tails = drop_in
+        .as_ref()
+        .map(|plan| plan.tail_inputs.clone())
+        .unwrap_or_default();
     let router = drop_in.map(|plan| Router::new(plan, policies));
     let stage = OutputStage::new(
         full,
@@ -413,6 +417,17 @@ async fn serve(
             )
         })
         .collect();
+    let tail_inputs: Vec<_> = drop_in_tails
+        .into_iter()
+        .map(|input| {
+            crate::tail_input::spawn(
+                input,
+                pipeline_tx.clone(),
+                budget.clone(),
+                shutdown_rx.clone(),
+            )
+        })
+        .collect();
     let server = tokio::spawn(server.run(pipeline_tx, shutdown_rx));
     match crate::startup_pages::release() {
         Ok(bytes) => tracing::debug!(bytes, "start-up code's pages given back"),
@@ -445,7 +460,7 @@ async fn serve(
     let finish = async {
         let _ = server.await;
         // Each input hands over what it read, then lets the pipeline close.
-        for input in tcp_inputs {
+        for input in tcp_inputs.into_iter().chain(tail_inputs) {
             let _ = input.await;
         }
         let written = tokio::task::spawn_blocking(move || output.join())

@@ -126,14 +126,8 @@ async fn connection(
                     }
                 })
                 .collect();
-            let bytes: usize = events.iter().map(|e| e.record.estimated_bytes() + 64).sum();
             // A full budget waits here: the client's writes wait with it.
-            let reserved = budget.reserve(bytes).await;
-            if pipeline
-                .send(Delivery::without_ack(events, reserved))
-                .await
-                .is_err()
-            {
+            if !deliver(events, pipeline, budget).await {
                 return;
             }
         }
@@ -141,6 +135,22 @@ async fn connection(
             return;
         }
     }
+}
+
+/// Sends `events` to the pipeline as one delivery without an ack, holding
+/// their share of the memory budget (waiting for it while the budget is
+/// full); `false` once the pipeline is closed.
+pub async fn deliver(
+    events: Vec<Event>,
+    pipeline: &mpsc::Sender<Delivery>,
+    budget: &MemoryBudget,
+) -> bool {
+    let bytes: usize = events.iter().map(|e| e.record.estimated_bytes() + 64).sum();
+    let reserved = budget.reserve(bytes).await;
+    pipeline
+        .send(Delivery::without_ack(events, reserved))
+        .await
+        .is_ok()
 }
 
 /// Cuts a stream into records.

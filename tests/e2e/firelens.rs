@@ -1250,6 +1250,66 @@ fn aws_s_splitting_log_streams_example() {
     assert_eq!(dump.events.len(), 5, "{:#?}", dump.events);
 }
 
+/// AWS's multi-config example tails a file the application writes on a
+/// shared volume: `[INPUT] tail` with `Read_from_Head`, its lines to a
+/// `cloudwatch_logs` output, redacted, whether written before the router
+/// started, after, or across a rotation.
+#[test]
+fn tail_input_follows_a_shared_volume_s_file() {
+    use std::io::Write;
+    let moto = Moto::start();
+    let agent = EcsAgent::start(&task_metadata(), 0.0, TOKEN);
+    let addresses = Addresses::pick();
+    let log =
+        crate::support::TempPath::unique_with("app", "log", "written before the router started\n");
+    let extra = crate::support::TempPath::unique_with(
+        "extra",
+        "conf",
+        &format!(
+            "[INPUT]\n    Name            tail\n    Tag             app\n    Path            {}\n    Read_from_Head  True\n    Path_Key        file\n\n[OUTPUT]\n    Name cloudwatch_logs\n    Match app\n    region us-east-1\n    endpoint {}\n    log_group_name /ecs/tailed\n    log_stream_name app-log\n    auto_create_group true\n",
+            log.arg(),
+            moto.endpoint()
+        ),
+    );
+    let sidecar = start_app_task(&moto, &agent, &addresses, &extra);
+    let append = |text: &str| {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(log.arg())
+            .expect("the log opens");
+        f.write_all(text.as_bytes()).expect("written");
+    };
+    append("GET /pay?token=t0psecret failed\nhalf a ");
+    std::thread::sleep(Duration::from_millis(600));
+    append("line\n");
+    let _ = moto.wait_for_dump("the first lines", |d| d.events.len() >= 3);
+    // Rotated, as logrotate's create mode does it.
+    std::fs::rename(log.arg(), format!("{}.1", log.arg())).expect("rotated");
+    std::fs::write(log.arg(), "after the rotation\n").expect("a new log");
+    let dump = stop_once_delivered(sidecar, &moto, "every line", |d| d.events.len() >= 4);
+    let _ = std::fs::remove_file(format!("{}.1", log.arg()));
+    let records: Vec<Map<String, Value>> = in_stream(&dump.events, "/ecs/tailed", "app-log")
+        .iter()
+        .map(|e| object(&e.message))
+        .collect();
+    let logs: Vec<&str> = records.iter().map(|r| r["log"].as_str().unwrap()).collect();
+    assert_eq!(
+        logs,
+        [
+            "written before the router started",
+            "GET /pay?token=REDACTED failed",
+            "half a line",
+            "after the rotation",
+        ],
+        "{:#?}",
+        dump.events
+    );
+    assert!(
+        records.iter().all(|r| r["file"] == log.arg()),
+        "{records:?}"
+    );
+}
+
 /// AWS's EMF-over-TCP FireLens example: the application writes Embedded
 /// Metric Format lines to a tcp input, which a `cloudwatch_logs` output
 /// with `log_key log` and `log_format json/emf` sends on as they are.

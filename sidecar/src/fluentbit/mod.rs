@@ -192,6 +192,23 @@ pub fn describe(plan: &DropIn) -> String {
             "  admin endpoint {a} ([SERVICE] HTTP_Server: /api/v1/health, /api/v1/uptime, /healthz, /metrics)"
         );
     }
+    for input in &plan.tail_inputs {
+        let _ = writeln!(
+            out,
+            "  input tail {} (Tag {}, from the {}{}{})",
+            input.paths.join(", "),
+            input.tag,
+            if input.read_from_head { "head" } else { "end" },
+            input
+                .parser
+                .as_ref()
+                .map_or(String::new(), |p| format!(", Parser {}", p.name)),
+            input
+                .path_key
+                .as_ref()
+                .map_or(String::new(), |k| format!(", Path_Key {k}")),
+        );
+    }
     for a in &plan.health_checks {
         let _ = writeln!(
             out,

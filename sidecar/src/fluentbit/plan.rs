@@ -23,6 +23,7 @@ use super::template::{output_uuid, Template};
 use crate::config::layer::{fluent_bool, read_section, Origin, RawSection, RawValue};
 use crate::config::{retention_message, ConfigError, RETENTION_DAYS};
 use crate::multiline::StateRules;
+use crate::tail_input::TailInput;
 
 /// A Fluent Bit configuration, as Sluice serves it.
 #[derive(Debug)]
@@ -39,6 +40,8 @@ pub struct DropIn {
     /// `[INPUT] tcp` listeners whose records an output takes (AWS's EMF
     /// over TCP): served as Fluent Bit's in_tcp serves them.
     pub tcp_inputs: Vec<TcpInput>,
+    /// `[INPUT] tail`: files on a shared volume.
+    pub tail_inputs: Vec<TailInput>,
     pub filters: Vec<Filter>,
     pub outputs: Vec<Output>,
     /// Where every CloudWatch output sends.
@@ -366,6 +369,7 @@ pub fn plan(path: &Path, sections: &[Section]) -> Result<DropIn, Vec<ConfigError
         shared_key: None,
         health_checks: Vec::new(),
         tcp_inputs: Vec::new(),
+        tail_inputs: Vec::new(),
         filters: Vec::new(),
         outputs: Vec::new(),
         connection: None,
@@ -394,7 +398,7 @@ pub fn plan(path: &Path, sections: &[Section]) -> Result<DropIn, Vec<ConfigError
             message,
         };
         match section.kind {
-            SectionKind::Input => input(section, &mut plan, &mut errors),
+            SectionKind::Input => input(section, &parsers, &mut plan, &mut errors),
             SectionKind::Filter if section.plugin() == "multiline" => {
                 multiline_filter(section, &multiline_parsers, &mut plan, &mut errors)
             }
@@ -567,7 +571,7 @@ fn listen_address(
     Ok(SocketAddr::new(ip, port))
 }
 
-fn input(section: &Section, plan: &mut DropIn, errors: &mut Vec<ConfigError>) {
+fn input(section: &Section, parsers: &Parsers, plan: &mut DropIn, errors: &mut Vec<ConfigError>) {
     let error = |message: String| ConfigError {
         key: section.at.clone(),
         message,
@@ -633,8 +637,15 @@ fn input(section: &Section, plan: &mut DropIn, errors: &mut Vec<ConfigError>) {
             }
             (Err(e), _) | (_, Err(e)) => errors.push(e),
         },
+        "tail" => {
+            let index = plan.tail_inputs.len();
+            match TailInput::from_section(section, index, parsers, &mut plan.notes) {
+                Ok(tail) => plan.tail_inputs.push(tail),
+                Err(message) => errors.push(error(message)),
+            }
+        }
         other => errors.push(error(format!(
-            "[INPUT] {other} cannot be served by Sluice, which takes Fluent Forward (forward) and the FireLens health check (tcp)"
+            "[INPUT] {other} cannot be served by Sluice, which takes Fluent Forward (forward), tcp and tail"
         ))),
     }
 }

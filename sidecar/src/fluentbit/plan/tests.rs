@@ -127,7 +127,7 @@ fn refused_and_wrong() {
         ("[OUTPUT]\n    Name cloudwatch_logs\n    Match *\n    region r\n    log_group_name g\n    log_stream_prefix p\n    log_retention_days 10\n", "line 4: [OUTPUT] cloudwatch_logs: log_retention_days 10 is not a retention CloudWatch accepts: 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653"),
         ("[FILTER]\n    Name lua\n    Match *\n", "line 4: [FILTER] lua (Match *) is not supported by Sluice (grep, record_modifier, parser, modify, nest, rewrite_tag and multiline are); without it records would be changed differently than you expect"),
         ("[FILTER]\n    Name grep\n    Match *\n    Regex log *failure*\n", "line 4: [FILTER] grep Regex log: \"*failure*\" is not a regular expression Sluice can use: regex parse error:\n    *failure*\n    ^\nerror: repetition operator missing expression"),
-        ("[INPUT]\n    Name tail\n    Path /var/log/x\n", "line 4: [INPUT] tail cannot be served by Sluice, which takes Fluent Forward (forward) and the FireLens health check (tcp)"),
+        ("[INPUT]\n    Name exec\n    Command date\n", "line 4: [INPUT] exec cannot be served by Sluice, which takes Fluent Forward (forward), tcp and tail"),
     ];
     for (conf, want) in cases {
         assert_eq!(
