@@ -65,14 +65,7 @@ pub fn load(
     // `[SERVICE] Parsers_File`: its [PARSER] and [MULTILINE_PARSER]
     // sections join the file's.
     let mut notes = Vec::new();
-    let parser_files: Vec<(String, String)> = read
-        .sections
-        .iter()
-        .filter(|s| s.kind == classic::SectionKind::Service)
-        .flat_map(|s| s.all("parsers_file").map(|f| (s.at.clone(), f.to_string())))
-        .collect();
-    for (at, file) in parser_files {
-        let full = path.parent().unwrap_or(Path::new("")).join(&file);
+    for (at, file, full) in service_files(path, &read.sections, "parsers_file") {
         if !full.exists() {
             notes.push(format!(
                 "{at}: [SERVICE] Parsers_File {file} does not exist here; the parsers Sluice has built in (json, docker, apache, apache2, apache_error, nginx, logfmt) and the file's own [PARSER] and [MULTILINE_PARSER] sections are used"
@@ -87,14 +80,7 @@ pub fn load(
         .extend(init_parsers.into_iter().filter(is_parser));
     // `[SERVICE] Streams_File`: its [STREAM_TASK]s, read as Fluent Bit
     // reads that file, relative to the configuration's directory.
-    let streams_files: Vec<(String, String)> = read
-        .sections
-        .iter()
-        .filter(|s| s.kind == classic::SectionKind::Service)
-        .flat_map(|s| s.all("streams_file").map(|f| (s.at.clone(), f.to_string())))
-        .collect();
-    for (at, file) in streams_files {
-        let full = path.parent().unwrap_or(Path::new("")).join(&file);
+    for (at, file, full) in service_files(path, &read.sections, "streams_file") {
         let tasks = read_file(&full).map_err(|mut errors| {
             for e in &mut errors {
                 e.message = format!("[SERVICE] Streams_File {file} (at {at}): {}", e.message);
@@ -119,6 +105,24 @@ pub fn load(
 }
 
 /// A section a parsers file contributes (`[PARSER]`, `[MULTILINE_PARSER]`).
+/// The files the `[SERVICE]` sections name by `key`: where each is named,
+/// the name, and its path from the configuration's directory.
+fn service_files(
+    path: &Path,
+    sections: &[classic::Section],
+    key: &str,
+) -> Vec<(String, String, std::path::PathBuf)> {
+    let dir = path.parent().unwrap_or(Path::new(""));
+    sections
+        .iter()
+        .filter(|s| s.kind == classic::SectionKind::Service)
+        .flat_map(|s| {
+            s.all(key)
+                .map(|f| (s.at.clone(), f.to_string(), dir.join(f)))
+        })
+        .collect()
+}
+
 fn is_parser(section: &classic::Section) -> bool {
     matches!(
         section.kind,
@@ -399,7 +403,16 @@ pub fn log_level(value: &str) -> Result<tracing::level_filters::LevelFilter, Str
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use sluice_firelens::Record;
+
+    /// A record from a JSON object's text (for the filters' tests).
+    pub(crate) fn record(json: &str) -> Record {
+        serde_json::from_str::<serde_json::Map<_, _>>(json)
+            .unwrap()
+            .into()
+    }
+
     use super::*;
 
     #[test]

@@ -266,11 +266,7 @@ fn split_quoted(value: &str) -> Result<Vec<String>, String> {
 mod tests {
     use super::*;
 
-    fn record(json: &str) -> Record {
-        serde_json::from_str::<serde_json::Map<_, _>>(json)
-            .unwrap()
-            .into()
-    }
+    use crate::fluentbit::tests::record;
 
     fn text(record: &Record) -> String {
         serde_json::Value::Object(record.to_json()).to_string()

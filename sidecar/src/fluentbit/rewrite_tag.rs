@@ -171,11 +171,7 @@ mod tests {
         Ok(filter)
     }
 
-    fn record(json: &str) -> Record {
-        serde_json::from_str::<serde_json::Map<_, _>>(json)
-            .unwrap()
-            .into()
-    }
+    use crate::fluentbit::tests::record;
 
     #[test]
     fn the_first_matching_rule_names_the_new_tag() {

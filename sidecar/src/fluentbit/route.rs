@@ -442,11 +442,7 @@ mod tests {
         (Router::new(p, policies.clone()), policies)
     }
 
-    fn record(json: &str) -> Record {
-        serde_json::from_str::<serde_json::Map<_, _>>(json)
-            .unwrap()
-            .into()
-    }
+    use crate::fluentbit::tests::record;
 
     /// [`Router::filter`] where no line is an access line.
     fn keeps_record(r: &mut Router, tag: &str, record: &mut Record) -> bool {

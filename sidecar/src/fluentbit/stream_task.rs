@@ -504,11 +504,7 @@ mod tests {
     use super::*;
     use crate::fluentbit::classic::SectionKind;
 
-    fn record(json: &str) -> Record {
-        serde_json::from_str::<serde_json::Map<_, _>>(json)
-            .unwrap()
-            .into()
-    }
+    use crate::fluentbit::tests::record;
 
     fn task(exec: &str) -> Result<StreamTask, String> {
         StreamTask::from_section(&Section {
