@@ -1310,6 +1310,45 @@ fn tail_input_follows_a_shared_volume_s_file() {
     );
 }
 
+/// `[FILTER] lua` with a script file, as Fluent Bit's documentation
+/// writes them: it adds a key, drops health-check noise and keeps the
+/// rest; the record it returns is redacted like any other.
+#[test]
+fn lua_filter_script() {
+    let moto = Moto::start();
+    let agent = EcsAgent::start(&task_metadata(), 0.0, TOKEN);
+    let addresses = Addresses::pick();
+    let script = crate::support::TempPath::unique_with(
+        "filter",
+        "lua",
+        "function cb_filter(tag, timestamp, record)\n    if string.find(record[\"log\"], \"GET /health\", 1, true) then\n        return -1, timestamp, record\n    end\n    record[\"team\"] = \"payments\"\n    record[\"length\"] = string.len(record[\"log\"])\n    return 2, timestamp, record\nend\n",
+    );
+    let extra = crate::support::TempPath::unique_with(
+        "extra",
+        "conf",
+        &format!(
+            "[FILTER]\n    Name   lua\n    Match  app-firelens*\n    script {}\n    call   cb_filter\n",
+            script.arg()
+        ),
+    );
+    let sidecar = start_app_task(&moto, &agent, &addresses, &extra);
+    send_app(
+        &addresses,
+        &[
+            ("stdout", "GET /health 200"),
+            ("stdout", "GET /pay?token=t0psecret 200"),
+        ],
+    );
+    let dump = stop_once_delivered(sidecar, &moto, "the kept line", |d| !d.events.is_empty());
+    let app = in_stream(&dump.events, "/ecs/app", &format!("from-{}", tag("app")));
+    assert_eq!(app.len(), 1, "{:#?}", dump.events);
+    let record = object(&app[0].message);
+    assert_eq!(record["log"], "GET /pay?token=REDACTED 200");
+    assert_eq!(record["team"], "payments");
+    assert_eq!(record["length"], 28);
+    assert_eq!(dump.events.len(), 1, "{:#?}", dump.events);
+}
+
 /// AWS's EMF-over-TCP FireLens example: the application writes Embedded
 /// Metric Format lines to a tcp input, which a `cloudwatch_logs` output
 /// with `log_key log` and `log_format json/emf` sends on as they are.

@@ -17,6 +17,7 @@ pub mod aws_filter;
 pub mod classic;
 pub mod decode;
 pub mod init;
+pub mod lua_filter;
 pub mod modify;
 pub mod multiline_parsers;
 pub mod nest;
@@ -268,6 +269,7 @@ pub fn describe(plan: &DropIn) -> String {
                     .collect();
                 format!("rewrite_tag {}", rules.join("; "))
             }
+            plan::FilterAction::Lua(l) => format!("lua: call {}", l.call),
             plan::FilterAction::Aws(a) => {
                 let keys: Vec<&str> = a.fields.iter().map(|f| f.key()).collect();
                 format!(

@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use super::aws_filter::AwsFilter;
 use super::classic::{Section, SectionKind};
+use super::lua_filter::LuaFilter;
 use super::modify::Modify;
 use super::multiline_parsers::MultilineParsers;
 use super::nest::Nest;
@@ -154,6 +155,7 @@ pub enum FilterAction {
     RewriteTag(RewriteTag),
     Nest(Nest),
     Aws(AwsFilter),
+    Lua(LuaFilter),
 }
 
 /// `[FILTER] parser`: the string value of `Key_Name` parsed by the first
@@ -363,6 +365,8 @@ fn refused_output(plugin: &str, matcher: &TagMatch) -> String {
 /// Builds the plan; every problem at once.
 pub fn plan(path: &Path, sections: &[Section]) -> Result<DropIn, Vec<ConfigError>> {
     let mut errors = Vec::new();
+    // Where a lua filter's relative script is looked for.
+    let dir = path.parent().unwrap_or(Path::new(""));
     let mut plan = DropIn {
         path: path.to_path_buf(),
         forward: Vec::new(),
@@ -402,7 +406,7 @@ pub fn plan(path: &Path, sections: &[Section]) -> Result<DropIn, Vec<ConfigError
             SectionKind::Filter if section.plugin() == "multiline" => {
                 multiline_filter(section, &multiline_parsers, &mut plan, &mut errors)
             }
-            SectionKind::Filter => match filter(section, &parsers, &mut plan.notes) {
+            SectionKind::Filter => match filter(section, &parsers, dir, &mut plan.notes) {
                 Ok(f) => plan.filters.push(f),
                 Err(mut e) => errors.append(&mut e),
             },
@@ -818,6 +822,7 @@ fn tag_match(section: &Section, what: &str) -> Result<TagMatch, String> {
 fn filter(
     section: &Section,
     parsers: &Parsers,
+    dir: &Path,
     notes: &mut Vec<String>,
 ) -> Result<Filter, Vec<ConfigError>> {
     let plugin = section.plugin();
@@ -982,6 +987,13 @@ fn filter(
             }
             FilterAction::Modify(m)
         }
+        "lua" => match LuaFilter::from_section(section, dir) {
+            Ok(l) => FilterAction::Lua(l),
+            Err(message) => {
+                error(message);
+                FilterAction::RecordModifier(RecordModifier::default())
+            }
+        },
         "aws" => match AwsFilter::from_section(section, notes) {
             Ok(a) => FilterAction::Aws(a),
             Err(message) => {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use sluice_firelens::Record;
 
+use super::lua_filter::LuaOutcome;
 use super::plan::{
     CloudWatchOutput, DropIn, Fallback, Filter, FilterAction, Grep, LogicalOp, NameRule,
     OutputKind, ParserFilter, RecordModifier, TagMatch,
@@ -106,9 +107,22 @@ impl FilterRun<'_> {
         time_ns: &mut i64,
         applied: &[usize],
     ) -> bool {
+        self.record_from(0, tag, record, time_ns, applied)
+    }
+
+    /// [`FilterRun::record`] from the filter at index `from` on: the
+    /// records a lua filter split one into go on from the filter after it.
+    fn record_from(
+        &mut self,
+        from: usize,
+        tag: &str,
+        record: &mut Record,
+        time_ns: &mut i64,
+        applied: &[usize],
+    ) -> bool {
         let filters = self.filters;
         let matching = self.last.indexes(tag, filters.iter().map(|f| &f.matcher));
-        for &i in matching.iter() {
+        for &i in matching.iter().filter(|&&i| i >= from) {
             match &filters[i].action {
                 FilterAction::Grep(grep) => {
                     if !keeps(grep, record) {
@@ -120,6 +134,32 @@ impl FilterRun<'_> {
                 FilterAction::Modify(m) => m.apply(record),
                 FilterAction::Nest(n) => n.apply(record),
                 FilterAction::Aws(a) => a.apply(record),
+                FilterAction::Lua(lua) => match lua.apply(tag, record, *time_ns) {
+                    LuaOutcome::Keep => {}
+                    LuaOutcome::Drop => return false,
+                    LuaOutcome::Replace(records, new_time) => {
+                        if let Some(t) = new_time {
+                            *time_ns = t;
+                        }
+                        let mut records = records.into_iter();
+                        let Some(first) = records.next() else {
+                            return false;
+                        };
+                        *record = first;
+                        // The others go on from the next filter, each an
+                        // event of its own with the record's tag.
+                        for mut other in records {
+                            let mut other_time = *time_ns;
+                            if self.record_from(i + 1, tag, &mut other, &mut other_time, applied) {
+                                self.rewritten.push(Rewritten {
+                                    tag: tag.to_string(),
+                                    record: other,
+                                    time_ns: other_time,
+                                });
+                            }
+                        }
+                    }
+                },
                 FilterAction::RewriteTag(r) if !applied.contains(&i) => {
                     let Some(rewrite) = r.apply(tag, record) else {
                         continue;
@@ -660,6 +700,54 @@ mod tests {
             (
                 r#"{"agent":"curl/8.5.0","code":"200","host":"10.0.0.1","method":"GET","path":"/a.gif","referer":"-","size":"2326","user":"frank"}"#.to_string(),
                 971_211_336_000_000_000
+            )
+        );
+    }
+
+    /// A lua filter between others: what it drops stops there, and the
+    /// records it splits one into each go on from the filter after it.
+    #[test]
+    fn lua_filter_in_the_chain() {
+        let conf = format!(
+            "{INPUT}[FILTER]\n    Name record_modifier\n    Match *\n    Record before yes\n\
+             [FILTER]\n    Name lua\n    Match *\n    call cb\n    code function cb(tag, ts, r) if r.log == 'drop' then return -1, ts, r end if r.log == 'split' then return 1, ts + 1, {{{{part = 'a', before = r.before}}, {{part = 'b'}}}} end return 0, ts, r end\n\
+             [FILTER]\n    Name record_modifier\n    Match *\n    Record after yes\n"
+        );
+        let (mut r, _) = router(&conf);
+        let mut run = |json: &str| {
+            let mut rec = record(json);
+            let mut rewritten = Vec::new();
+            let mut time_ns = 1_000_000_000;
+            let kept = r.filter("app", &mut rec, &mut time_ns, &|_, _| false, &mut rewritten);
+            let copies: Vec<(String, String, i64)> = rewritten
+                .iter()
+                .map(|c| (c.tag.clone(), text(&c.record), c.time_ns))
+                .collect();
+            (kept.then(|| (text(&rec), time_ns)), copies)
+        };
+        assert_eq!(run(r#"{"log":"drop"}"#), (None, vec![]));
+        assert_eq!(
+            run(r#"{"log":"keep"}"#),
+            (
+                Some((
+                    r#"{"after":"yes","before":"yes","log":"keep"}"#.to_string(),
+                    1_000_000_000
+                )),
+                vec![]
+            )
+        );
+        assert_eq!(
+            run(r#"{"log":"split"}"#),
+            (
+                Some((
+                    r#"{"after":"yes","before":"yes","part":"a"}"#.to_string(),
+                    2_000_000_000
+                )),
+                vec![(
+                    "app".to_string(),
+                    r#"{"after":"yes","part":"b"}"#.to_string(),
+                    2_000_000_000
+                )]
             )
         );
     }
