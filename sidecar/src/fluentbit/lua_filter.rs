@@ -173,7 +173,7 @@ impl LuaFilter {
                 // The first failure, then one in 10,000: a script that fails
                 // on every record must not flood the router's own log.
                 let n = self.failures.fetch_add(1, Ordering::Relaxed);
-                if n % 10_000 == 0 {
+                if n.is_multiple_of(10_000) {
                     tracing::warn!(call = %self.call, failures = n + 1, error = %e, "[FILTER] lua: the script failed; the record goes on as it was");
                 }
                 LuaOutcome::Keep
