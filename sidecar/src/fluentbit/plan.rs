@@ -1017,7 +1017,7 @@ fn filter(
         },
         other => {
             error(format!(
-                "[FILTER] {other} ({}) is not supported by Sluice (grep, record_modifier, parser, modify, nest, rewrite_tag and multiline are); without it records would be changed differently than you expect",
+                "[FILTER] {other} ({}) is not supported by Sluice (grep, record_modifier, parser, modify, nest, rewrite_tag, aws, lua and multiline are); without it records would be changed differently than you expect",
                 matcher.describe()
             ));
             FilterAction::RecordModifier(RecordModifier::default())

@@ -125,7 +125,8 @@ fn refused_and_wrong() {
         ("[OUTPUT]\n    Name cloudwatch_logs\n    Match *\n    region r\n    log_group_name g\n", "line 4: [OUTPUT] cloudwatch_logs: log_stream_name or log_stream_prefix is required"),
         ("[OUTPUT]\n    Name cloudwatch_logs\n    Match *\n    region r\n    log_group_name g\n    log_stream_name s\n    log_stream_prefix p\n", "line 4: [OUTPUT] cloudwatch_logs: give either log_stream_name or log_stream_prefix, not both"),
         ("[OUTPUT]\n    Name cloudwatch_logs\n    Match *\n    region r\n    log_group_name g\n    log_stream_prefix p\n    log_retention_days 10\n", "line 4: [OUTPUT] cloudwatch_logs: log_retention_days 10 is not a retention CloudWatch accepts: 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653"),
-        ("[FILTER]\n    Name lua\n    Match *\n", "line 4: [FILTER] lua (Match *) is not supported by Sluice (grep, record_modifier, parser, modify, nest, rewrite_tag and multiline are); without it records would be changed differently than you expect"),
+        ("[FILTER]\n    Name throttle\n    Match *\n", "line 4: [FILTER] throttle (Match *) is not supported by Sluice (grep, record_modifier, parser, modify, nest, rewrite_tag, aws, lua and multiline are); without it records would be changed differently than you expect"),
+        ("[FILTER]\n    Name lua\n    Match *\n", "line 4: [FILTER] lua needs call, the function to run"),
         ("[FILTER]\n    Name grep\n    Match *\n    Regex log *failure*\n", "line 4: [FILTER] grep Regex log: \"*failure*\" is not a regular expression Sluice can use: regex parse error:\n    *failure*\n    ^\nerror: repetition operator missing expression"),
         ("[INPUT]\n    Name exec\n    Command date\n", "line 4: [INPUT] exec cannot be served by Sluice, which takes Fluent Forward (forward), tcp and tail"),
     ];
