@@ -17,7 +17,8 @@
 //!   first; one that is truncated is read again from its head; one that
 //!   is removed is read to its end, then let go.
 //!
-//! Files are polled every [`POLL`]: what a line waits for is at most that.
+//! Files are polled every [`POLL`]: what a line waits for is at most that;
+//! what a file holds is read at once, up to 64 MiB a poll.
 //! Records go to the pipeline as deliveries without acks, holding their
 //! share of the memory budget, as `tcp_input`'s do: a full budget stops
 //! the reading. A line longer than [`MAX_LINE`] is cut there, never
@@ -45,9 +46,12 @@ pub const POLL: Duration = Duration::from_millis(250);
 /// The longest line kept whole; a longer one is cut into pieces this long.
 pub const MAX_LINE: usize = 256 << 10;
 
-/// The most read of one file per poll, so that one busy file cannot keep
-/// the others (and the budget) waiting.
+/// The most read of one file at a time.
 const MAX_READ: usize = 1 << 20;
+
+/// The most reads of one file per poll (64 MiB), so that one busy file
+/// cannot keep the others waiting.
+const READS_PER_POLL: usize = 64;
 
 /// One `[INPUT] tail`.
 #[derive(Clone, Debug)]
@@ -290,18 +294,28 @@ pub fn spawn(
             }
             let mut gone = Vec::new();
             for (path, tailed) in files.iter_mut() {
-                let (lines, done) = read_file(path, tailed, stopping);
-                if done {
-                    gone.push(path.clone());
-                }
-                if lines.is_empty() {
-                    continue;
-                }
-                let events = events(&input, path, &tailed.tag, lines);
-                if !events.is_empty()
-                    && !crate::tcp_input::deliver(events, &pipeline, &budget).await
-                {
-                    return;
+                // What a file holds is read at once (a file found with
+                // Read_from_Head, or one written fast), a share at a time
+                // so that the others get their turn, and each share waits
+                // for room in the memory budget.
+                for _ in 0..READS_PER_POLL {
+                    let at = (tailed.id, tailed.offset);
+                    let (lines, done) = read_file(path, tailed, stopping);
+                    if !lines.is_empty() {
+                        let events = events(&input, path, &tailed.tag, lines);
+                        if !events.is_empty()
+                            && !crate::tcp_input::deliver(events, &pipeline, &budget).await
+                        {
+                            return;
+                        }
+                    }
+                    if done {
+                        gone.push(path.clone());
+                        break;
+                    }
+                    if (tailed.id, tailed.offset) == at {
+                        break;
+                    }
                 }
             }
             for path in gone {
@@ -533,6 +547,43 @@ mod tests {
             lines.iter().map(Vec::len).collect::<Vec<_>>(),
             [MAX_LINE - 1, 2]
         );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A file larger than many reads, found with Read_from_Head: every
+    /// line arrives once, in order, whole across the reads' boundaries,
+    /// under a budget smaller than the file.
+    #[tokio::test]
+    async fn a_large_file_is_read_whole_under_a_small_budget() {
+        let d = dir();
+        let path = d.join("big.log");
+        let lines: Vec<String> = (0..40_000)
+            .map(|i| format!("line {i:06} {}", "x".repeat(90)))
+            .collect();
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        let parsers = crate::fluentbit::parsers::parsers(std::iter::empty());
+        let input = TailInput::from_section(
+            &section(&[("Path", path.to_str().unwrap()), ("Read_from_Head", "on")]),
+            0,
+            &parsers,
+            &mut Vec::new(),
+        )
+        .unwrap();
+        let (tx, mut rx) = mpsc::channel(4);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let budget = Arc::new(MemoryBudget::new(1 << 20));
+        let task = spawn(input, tx, budget, stop_rx);
+        let mut seen = Vec::new();
+        while seen.len() < lines.len() {
+            let delivery = rx.recv().await.expect("the input goes on");
+            for event in &delivery.events {
+                seen.push(event.record.get_str("log").unwrap().to_string());
+            }
+        }
+        assert_eq!(seen, lines);
+        let _ = stop_tx.send(true);
+        task.await.unwrap();
+        assert!(rx.recv().await.is_none(), "nothing more");
         std::fs::remove_dir_all(&d).unwrap();
     }
 
