@@ -522,9 +522,27 @@ impl Writer {
         let task_id = input.task_id;
         let mut counted = false;
         let mut sent = false;
+        // With stdout outputs in the plan, CloudWatch outputs go first, so
+        // that a record's statistics go with the group of the first that
+        // takes it; stdout outputs after, and they count none.
+        let outputs: Cow<'_, [usize]> = if router.has_stdout_outputs() {
+            let (stdout, others): (Vec<usize>, Vec<usize>) = outputs
+                .iter()
+                .partition(|&&i| router.stdout_output(i).is_some());
+            Cow::Owned(others.into_iter().chain(stdout).collect())
+        } else {
+            Cow::Borrowed(outputs)
+        };
         for (n, &index) in outputs.iter().enumerate() {
-            let Some((key, log_key)) = router.key(index, input) else {
-                continue;
+            // A stdout output, or the stream a CloudWatch output names.
+            let to_stdout = router.stdout_output(index).is_some();
+            let (key, log_key) = if to_stdout {
+                (None, None)
+            } else {
+                match router.key(index, input) {
+                    Some((key, log_key)) => (Some(key), log_key),
+                    None => continue,
+                }
             };
             self.text.clear();
             // Each output redacts and renders a record of its own, since
@@ -537,7 +555,7 @@ impl Writer {
             } else {
                 &mut *classified
             };
-            let (rendered, text_len) = if sink.escapes() {
+            let (rendered, text_len) = if sink.escapes() && !to_stdout {
                 let mut out = Escaped::new(&mut self.text);
                 let rendered = renderer.render_fluentbit_classified(
                     record,
@@ -560,17 +578,18 @@ impl Writer {
             if !counted {
                 counted = true;
                 let cache = &mut self.drop_in_stats_key;
+                let group = key.map_or("", |k| k.group());
                 let stats_key = move || {
                     // The cache's borrow moves into the key (a closure
                     // called once), rather than being reborrowed.
                     let cache = cache;
                     Cow::Borrowed(drop_in_stats_key(
                         cache,
-                        key.group(),
+                        group,
                         task_id.unwrap_or("unknown"),
                     ))
                 };
-                let stats = if self.counted_already {
+                let stats = if self.counted_already || to_stdout {
                     &mut None
                 } else {
                     &mut self.stats
@@ -583,9 +602,20 @@ impl Writer {
             }
             sent = true;
             self.written += 1;
-            self.counters
-                .ingested(usize::from(!rendered.access), text_len);
-            sink.write(|| key, rendered.time_ms, &self.text, text_len)?;
+            match key {
+                Some(key) => {
+                    self.counters
+                        .ingested(usize::from(!rendered.access), text_len);
+                    sink.write(|| key, rendered.time_ms, &self.text, text_len)?;
+                }
+                None => {
+                    if let Some(stdout) = router.stdout_output(index) {
+                        let time_ns = rendered.time_ms.saturating_mul(1_000_000);
+                        let line = stdout.line(input.tag, time_ns, &self.text);
+                        io::Write::write_all(&mut io::stdout().lock(), line.as_bytes())?;
+                    }
+                }
+            }
         }
         if !sent {
             self.counters

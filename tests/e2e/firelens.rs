@@ -1349,6 +1349,39 @@ fn lua_filter_script() {
     assert_eq!(dump.events.len(), 1, "{:#?}", dump.events);
 }
 
+/// A debugging output next to CloudWatch, as AWS's troubleshooting guide
+/// adds one: `[OUTPUT] stdout` writes the records it takes, redacted, to
+/// Sluice's standard output, and CloudWatch still gets them.
+#[test]
+fn stdout_output_for_debugging() {
+    let moto = Moto::start();
+    let agent = EcsAgent::start(&task_metadata(), 0.0, TOKEN);
+    let addresses = Addresses::pick();
+    let extra = crate::support::TempPath::unique_with(
+        "extra",
+        "conf",
+        "[OUTPUT]\n    Name   stdout\n    Match  app-firelens*\n    Format json_lines\n    json_date_key false\n",
+    );
+    let sidecar = start_app_task(&moto, &agent, &addresses, &extra);
+    send_app(&addresses, &[("stdout", "GET /pay?token=t0psecret 200")]);
+    let dump = moto.wait_for_dump("the line in CloudWatch", |d| !d.events.is_empty());
+    let (status, stdout) = sidecar.stop();
+    assert!(status.success());
+    let app = in_stream(&dump.events, "/ecs/app", &format!("from-{}", tag("app")));
+    assert_eq!(app.len(), 1, "{:#?}", dump.events);
+    let printed: Vec<Map<String, Value>> = stdout
+        .iter()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| object(l))
+        .collect();
+    assert_eq!(printed, [object(&app[0].message)], "{stdout:?}");
+    assert_eq!(printed[0]["log"], "GET /pay?token=REDACTED 200");
+    assert!(
+        stdout.iter().all(|l| !l.contains("t0psecret")),
+        "{stdout:?}"
+    );
+}
+
 /// AWS's EMF-over-TCP FireLens example: the application writes Embedded
 /// Metric Format lines to a tcp input, which a `cloudwatch_logs` output
 /// with `log_key log` and `log_format json/emf` sends on as they are.

@@ -26,6 +26,7 @@ pub mod parsers;
 pub mod plan;
 pub mod rewrite_tag;
 pub mod route;
+pub mod stdout_output;
 pub mod stream_task;
 pub mod template;
 
@@ -354,6 +355,12 @@ pub fn describe(plan: &DropIn) -> String {
             plan::OutputKind::Null => {
                 writeln!(out, "  route {} -> null (discarded)", o.matcher.describe())
             }
+            plan::OutputKind::Stdout(s) => writeln!(
+                out,
+                "  route {} -> stdout ({:?}, redacted)",
+                o.matcher.describe(),
+                s.format
+            ),
             plan::OutputKind::CloudWatch(cw) => writeln!(
                 out,
                 "  route {} -> {}: group {}, stream {}{}{}{}",

@@ -19,6 +19,7 @@ use super::multiline_parsers::MultilineParsers;
 use super::nest::Nest;
 use super::parsers::{self, Parser, Parsers};
 use super::rewrite_tag::RewriteTag;
+use super::stdout_output::StdoutOutput;
 use super::stream_task::StreamTask;
 use super::template::{output_uuid, Template};
 use crate::config::layer::{fluent_bool, read_section, Origin, RawSection, RawValue};
@@ -215,6 +216,8 @@ pub struct Output {
 pub enum OutputKind {
     /// `null`: discarded.
     Null,
+    /// `stdout`: written to Sluice's standard output.
+    Stdout(StdoutOutput),
     CloudWatch(Box<CloudWatchOutput>),
 }
 
@@ -1058,6 +1061,17 @@ fn output(
                 },
                 None,
             ))
+        }
+        "stdout" => {
+            let stdout = StdoutOutput::from_section(section).map_err(single)?;
+            return Ok((
+                Output {
+                    matcher,
+                    plugin,
+                    kind: OutputKind::Stdout(stdout),
+                },
+                None,
+            ));
         }
         "cloudwatch_logs" => false,
         "cloudwatch" => true,

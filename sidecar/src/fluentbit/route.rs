@@ -35,6 +35,8 @@ pub struct Router {
     last_outputs: LastMatches,
     /// Whether a record reached [`MAX_COPIES`] (logged once).
     rewrite_limit_logged: bool,
+    /// Whether an output is `stdout`.
+    has_stdout: bool,
 }
 
 /// Which of a list of filters or outputs take a tag, kept for the last tag
@@ -224,10 +226,15 @@ impl Router {
                 OutputKind::CloudWatch(cw) => [&cw.group, &cw.stream]
                     .iter()
                     .any(|rule| rule.template.as_ref().is_some_and(|t| t.reads_record())),
-                OutputKind::Null => false,
+                OutputKind::Null | OutputKind::Stdout(_) => false,
             })
             .collect();
+        let has_stdout = plan
+            .outputs
+            .iter()
+            .any(|o| matches!(o.kind, OutputKind::Stdout(_)));
         Router {
+            has_stdout,
             plan,
             policies,
             last_keys,
@@ -292,6 +299,19 @@ impl Router {
             }
         }
         true
+    }
+
+    /// Whether the plan has a `stdout` output.
+    pub fn has_stdout_outputs(&self) -> bool {
+        self.has_stdout
+    }
+
+    /// Output `index`, when it is a `stdout` output.
+    pub fn stdout_output(&self, index: usize) -> Option<&super::stdout_output::StdoutOutput> {
+        match &self.plan.outputs[index].kind {
+            OutputKind::Stdout(s) => Some(s),
+            _ => None,
+        }
     }
 
     /// The outputs that take `tag`, by index.
