@@ -427,15 +427,12 @@ mod tests {
     use std::io::Write;
 
     fn section(entries: &[(&str, &str)]) -> Section {
-        Section {
-            kind: SectionKind::Input,
-            at: "t.conf:1".into(),
-            entries: [("Name", "tail")]
-                .iter()
-                .chain(entries)
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        }
+        crate::fluentbit::tests::section(
+            SectionKind::Input,
+            "t.conf:1",
+            &[("Name", "tail")],
+            entries,
+        )
     }
 
     fn dir() -> PathBuf {

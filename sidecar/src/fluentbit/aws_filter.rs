@@ -366,15 +366,8 @@ mod tests {
     use serde_json::{json, Value as Json};
 
     fn section(entries: &[(&str, &str)]) -> Section {
-        Section {
-            kind: SectionKind::Filter,
-            at: "f.conf:1".into(),
-            entries: [("Name", "aws"), ("Match", "*")]
-                .iter()
-                .chain(entries)
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        }
+        let head = [("Name", "aws"), ("Match", "*")];
+        crate::fluentbit::tests::section(SectionKind::Filter, "f.conf:1", &head, entries)
     }
 
     #[test]

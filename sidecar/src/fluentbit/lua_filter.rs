@@ -428,15 +428,9 @@ mod tests {
     use serde_json::json;
 
     fn filter(entries: &[(&str, &str)]) -> Result<LuaFilter, String> {
-        let section = Section {
-            kind: SectionKind::Filter,
-            at: "f.conf:1".into(),
-            entries: [("Name", "lua"), ("Match", "*")]
-                .iter()
-                .chain(entries)
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        };
+        let head = [("Name", "lua"), ("Match", "*")];
+        let section =
+            crate::fluentbit::tests::section(SectionKind::Filter, "f.conf:1", &head, entries);
         LuaFilter::from_section(&section, Path::new("/nonexistent"))
     }
 

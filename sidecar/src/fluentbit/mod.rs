@@ -415,6 +415,25 @@ pub fn log_level(value: &str) -> Result<tracing::level_filters::LevelFilter, Str
 pub(crate) mod tests {
     use sluice_firelens::Record;
 
+    /// A section as the configuration would give it: `head` (its `Name`
+    /// and `Match`), then `entries`, at `at` (for the plugins' tests).
+    pub(crate) fn section(
+        kind: super::classic::SectionKind,
+        at: &str,
+        head: &[(&str, &str)],
+        entries: &[(&str, &str)],
+    ) -> super::classic::Section {
+        super::classic::Section {
+            kind,
+            at: at.into(),
+            entries: head
+                .iter()
+                .chain(entries)
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
     /// A record from a JSON object's text (for the filters' tests).
     pub(crate) fn record(json: &str) -> Record {
         serde_json::from_str::<serde_json::Map<_, _>>(json)

@@ -192,17 +192,11 @@ impl Nest {
 mod tests {
     use super::*;
     use crate::fluentbit::classic::SectionKind;
+    use crate::fluentbit::tests::section;
 
     fn nest(options: &[(&str, &str)]) -> Result<Nest, String> {
-        Nest::from_section(&Section {
-            kind: SectionKind::Filter,
-            at: "f.conf:1".into(),
-            entries: [("Name", "nest"), ("Match", "*")]
-                .iter()
-                .chain(options)
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        })
+        let head = [("Name", "nest"), ("Match", "*")];
+        Nest::from_section(&section(SectionKind::Filter, "f.conf:1", &head, options))
     }
 
     fn applied(n: &Nest, json: &str) -> String {

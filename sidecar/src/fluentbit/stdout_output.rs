@@ -222,15 +222,13 @@ mod tests {
     use crate::fluentbit::classic::SectionKind;
 
     fn output(entries: &[(&str, &str)]) -> Result<StdoutOutput, String> {
-        StdoutOutput::from_section(&Section {
-            kind: SectionKind::Output,
-            at: "o.conf:1".into(),
-            entries: [("Name", "stdout"), ("Match", "*")]
-                .iter()
-                .chain(entries)
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        })
+        let head = [("Name", "stdout"), ("Match", "*")];
+        StdoutOutput::from_section(&crate::fluentbit::tests::section(
+            SectionKind::Output,
+            "o.conf:1",
+            &head,
+            entries,
+        ))
     }
 
     const TIME: i64 = 1_795_892_349_839_365_123;
