@@ -8,8 +8,9 @@
 //! - `2`: as returned, with its own time.
 //!
 //! A returned array of records makes one record of each (an empty one
-//! makes none). A script that fails on a record leaves that record as it
-//! was, and is logged (Fluent Bit's `protected_mode`, always on here).
+//! makes none). A script that fails on a record, or runs over 1 s on it,
+//! leaves that record as it was, and is logged (Fluent Bit's
+//! `protected_mode`, always on here; Fluent Bit lets a call run forever).
 //!
 //! Values cross as Fluent Bit's `flb_lua.c` converts them: a map becomes a
 //! table, an array a table indexed from 1; a number with no fraction comes
@@ -27,8 +28,13 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
-use mlua::{Function, LightUserData, Lua, LuaOptions, MultiValue, StdLib, Table, Value};
+use mlua::{
+    Function, HookTriggers, LightUserData, Lua, LuaOptions, MultiValue, StdLib, Table, Value,
+    VmState,
+};
 use serde_json::{Map, Number, Value as Json};
 use sluice_firelens::{FieldValue, Record};
 
@@ -49,6 +55,22 @@ pub struct LuaFilter {
     array_kind: Table,
     /// Records the script failed on.
     failures: AtomicU64,
+    /// When the call running now must have returned, in ms from
+    /// [`clock_start`]; `u64::MAX` between calls.
+    deadline_ms: Arc<AtomicU64>,
+}
+
+/// The most one call may take: a script that loops forever on a record
+/// would otherwise stop every record behind it.
+const CALL_LIMIT: Duration = Duration::from_secs(1);
+
+fn clock_start() -> Instant {
+    static START: OnceLock<Instant> = OnceLock::new();
+    *START.get_or_init(Instant::now)
+}
+
+fn clock_ms() -> u64 {
+    clock_start().elapsed().as_millis() as u64
 }
 
 impl std::fmt::Debug for LuaFilter {
@@ -149,6 +171,20 @@ impl LuaFilter {
                 "call {call}: {name} defines no function of that name"
             ))
         })?;
+        let deadline_ms = Arc::new(AtomicU64::new(u64::MAX));
+        let deadline = deadline_ms.clone();
+        lua.set_hook(
+            HookTriggers::new().every_nth_instruction(100_000),
+            move |_, _| {
+                if clock_ms() > deadline.load(Ordering::Relaxed) {
+                    return Err(mlua::Error::runtime(format!(
+                        "the call ran over {} s on one record",
+                        CALL_LIMIT.as_secs()
+                    )));
+                }
+                Ok(VmState::Continue)
+            },
+        );
         let map_kind = lua.create_table().map_err(lua_error)?;
         let array_kind = lua.create_table().map_err(lua_error)?;
         Ok(LuaFilter {
@@ -162,6 +198,7 @@ impl LuaFilter {
             map_kind,
             array_kind,
             failures: AtomicU64::new(0),
+            deadline_ms,
         })
     }
 
@@ -192,10 +229,13 @@ impl LuaFilter {
         } else {
             Value::Number(time_ns as f64 / 1e9)
         };
-        let returned: MultiValue = self
-            .function
-            .call((tag, time, table))
-            .map_err(|e| e.to_string())?;
+        self.deadline_ms.store(
+            clock_ms() + CALL_LIMIT.as_millis() as u64,
+            Ordering::Relaxed,
+        );
+        let returned: Result<MultiValue, _> = self.function.call((tag, time, table));
+        self.deadline_ms.store(u64::MAX, Ordering::Relaxed);
+        let returned = returned.map_err(|e| e.to_string())?;
         let mut returned = returned.into_iter();
         let code = match returned.next() {
             Some(Value::Integer(i)) => i,
@@ -577,6 +617,16 @@ mod tests {
             [json!({"log": "secret", "io": true, "t": "number"})]
         );
         let failing = code("function cb(t, ts, r) error('boom') end");
+        // A call that would never end is stopped, and the filter works on.
+        let forever = code("function cb(t, ts, r) if r.log == 'loop' then while true do end end return 2, ts, {ok = true} end");
+        assert_eq!(
+            forever.apply("a", &record(r#"{"log":"loop"}"#), 0),
+            LuaOutcome::Keep
+        );
+        assert_eq!(
+            replaced(forever.apply("a", &record(r#"{"log":"x"}"#), 0)).0,
+            [json!({"ok": true})]
+        );
         assert_eq!(
             failing.apply("a", &record(r#"{"log":"x"}"#), 0),
             LuaOutcome::Keep
