@@ -619,4 +619,24 @@ mod tests {
             assert_eq!(mysql_unquote(text), mysql_quoted, "mysql_quoted {text}");
         }
     }
+
+    proptest::proptest! {
+        /// Any value, hostile escapes, NULs and unfinished sequences
+        /// included, decodes or not, never a panic; without a backslash or
+        /// a NUL, the unescapers give the text back.
+        #[test]
+        fn any_value_decodes_or_stays(text in "[ a-z\\\\\"'/nxuU0-9a-f{}\\[\\]:,é\u{1F600}\u{0}]{0,40}") {
+            let _ = mysql_unquote(&text);
+            let escaped = unescape(&text);
+            let utf8 = unescape_utf8(&text);
+            if !text.contains('\\') && !text.contains('\0') {
+                proptest::prop_assert_eq!(&escaped, &text);
+                proptest::prop_assert_eq!(&utf8, &text);
+            }
+            let d = decoders(&[(false, "escaped_utf8 log do_next"), (true, "json log try_next"), (false, "json log")]);
+            let mut fields = serde_json::Map::new();
+            fields.insert("log".into(), Json::String(text.clone()));
+            d.apply(&mut fields);
+        }
+    }
 }

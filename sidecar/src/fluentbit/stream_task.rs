@@ -607,4 +607,15 @@ mod tests {
             "[STREAM_TASK] t has no Exec"
         );
     }
+
+    proptest::proptest! {
+        /// Any Exec text is read or refused with a message, never a panic,
+        /// and a query that reads evaluates on any record.
+        #[test]
+        fn any_query_reads_or_is_refused(exec in "(CREATE STREAM s (WITH \\(tag='t'\\) )?AS SELECT (\\*|a, b AS c) FROM TAG:'a\\*' WHERE )?[ a-z0-9'()=!<>.@,*;:-]{0,40}") {
+            if let Ok(t) = task(&exec) {
+                let _ = t.select("app", &record(r#"{"a":"x","b":5,"c":null,"d":true}"#));
+            }
+        }
+    }
 }
