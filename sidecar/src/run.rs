@@ -153,15 +153,11 @@ fn server_config(
         // The configuration's forward inputs replace the default listeners.
         tcp = None;
         unix = None;
+        // At most one of each: the plan refuses more.
         for input in &plan.forward {
             match input {
-                ForwardInput::Tcp(a) if tcp.is_none() => tcp = Some(*a),
-                ForwardInput::Unix(p) if unix.is_none() => {
-                    unix = Some((p.clone(), forward.unix_mode))
-                }
-                other => {
-                    tracing::warn!(input = ?other, "Sluice serves one TCP and one unix forward input; this one is not served")
-                }
+                ForwardInput::Tcp(a) => tcp = Some(*a),
+                ForwardInput::Unix(p) => unix = Some((p.clone(), forward.unix_mode)),
             }
         }
         if plan.shared_key.is_some() {

@@ -95,6 +95,15 @@ pub enum ForwardInput {
     Tcp(SocketAddr),
 }
 
+impl std::fmt::Display for ForwardInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ForwardInput::Unix(path) => write!(f, "unix_path {}", path.display()),
+            ForwardInput::Tcp(addr) => write!(f, "on {addr}"),
+        }
+    }
+}
+
 /// Which tags a filter or output takes: `Match` (`*` wildcards, case
 /// sensitive) or `Match_Regex`, which wins when both are given.
 #[derive(Clone, Debug)]
@@ -595,19 +604,42 @@ fn input(section: &Section, parsers: &Parsers, plan: &mut DropIn, errors: &mut V
     };
     match plugin.as_str() {
         "forward" => {
-            match section.get("unix_path") {
-                Some(path) => plan.forward.push(ForwardInput::Unix(PathBuf::from(path))),
+            let input = match section.get("unix_path") {
+                Some(path) => Some(ForwardInput::Unix(PathBuf::from(path))),
                 None => match address("0.0.0.0", "24224") {
-                    Ok(a) => plan.forward.push(ForwardInput::Tcp(a)),
-                    Err(e) => errors.push(e),
+                    Ok(a) => Some(ForwardInput::Tcp(a)),
+                    Err(e) => {
+                        errors.push(e);
+                        None
+                    }
                 },
+            };
+            // Sluice serves one TCP and one unix forward input (what the
+            // agent generates); another's clients would find no listener.
+            if let Some(input) = input {
+                let unix = matches!(input, ForwardInput::Unix(_));
+                match plan.forward.iter().find(|f| matches!(f, ForwardInput::Unix(_)) == unix) {
+                    Some(served) => errors.push(error(format!(
+                        "[INPUT] forward {input}: Sluice serves one TCP and one unix forward input, and {served} is this configuration's; its clients would find no listener"
+                    ))),
+                    None => plan.forward.push(input),
+                }
             }
             if let Some(key) = section.get("shared_key") {
                 plan.shared_key = Some(key.to_string());
             }
+            // Fluent Bit would give every record of this input another tag,
+            // and the outputs would route them otherwise.
+            for key in ["tag", "tag_prefix"] {
+                if let Some(value) = section.get(key) {
+                    errors.push(error(format!(
+                        "[INPUT] forward {key} {value}: Sluice keeps each record's own tag, so the outputs would take other records than in Fluent Bit"
+                    )));
+                }
+            }
             for (key, _) in &section.entries {
                 let k = key.to_ascii_lowercase();
-                if !matches!(k.as_str(), "name" | "unix_path" | "listen" | "port" | "shared_key" | "tag") {
+                if !matches!(k.as_str(), "name" | "unix_path" | "listen" | "port" | "shared_key" | "tag" | "tag_prefix") {
                     plan.notes.push(format!(
                         "{}: [INPUT] forward {key} does not apply: Sluice bounds what it holds with limits.memory, and takes frames of any mode up to 16 MiB",
                         section.at

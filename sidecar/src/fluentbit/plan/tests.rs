@@ -129,6 +129,8 @@ fn refused_and_wrong() {
         ("[FILTER]\n    Name lua\n    Match *\n", "line 4: [FILTER] lua needs call, the function to run"),
         ("[FILTER]\n    Name grep\n    Match *\n    Regex log *failure*\n", "line 4: [FILTER] grep Regex log: \"*failure*\" is not a regular expression Sluice can use: regex parse error:\n    *failure*\n    ^\nerror: repetition operator missing expression"),
         ("[INPUT]\n    Name exec\n    Command date\n", "line 4: [INPUT] exec cannot be served by Sluice, which takes Fluent Forward (forward), tcp and tail"),
+        ("[INPUT]\n    Name forward\n    unix_path /other\n", "line 4: [INPUT] forward unix_path /other: Sluice serves one TCP and one unix forward input, and unix_path /s is this configuration's; its clients would find no listener"),
+        ("[INPUT]\n    Name forward\n    Port 24225\n    Tag app\n", "line 4: [INPUT] forward tag app: Sluice keeps each record's own tag, so the outputs would take other records than in Fluent Bit"),
     ];
     for (conf, want) in cases {
         assert_eq!(
