@@ -244,6 +244,8 @@ async fn serve(
     run_as: Option<RunAs>,
 ) -> ExitCode {
     let started = std::time::Instant::now();
+    // Before any listener is up: a client that sees one may stop Sluice.
+    let mut signals = Signals::new();
     let budget = Arc::new(
         MemoryBudget::new(memory_budget(full.memory_limit))
             .with_heap_gauge(crate::heap::live_bytes),
@@ -430,7 +432,7 @@ async fn serve(
         Err(e) => tracing::debug!(error = %e, "start-up code's pages kept"),
     }
 
-    let signal = wait_for_signal().await;
+    let signal = signals.next().await;
     // ECS stops the log router after the containers that depend on it, and
     // the last lines of a crash matter: keep accepting for the drain window.
     let deadline = tokio::time::Instant::now() + grace;
@@ -441,7 +443,7 @@ async fn serve(
     );
     tokio::select! {
         _ = tokio::time::sleep(drain) => {}
-        second = wait_for_signal() => tracing::info!(signal = second, "second signal: ending the drain early"),
+        second = signals.next() => tracing::info!(signal = second, "second signal: ending the drain early"),
     }
     tracing::info!("stopping: no new connections; writing what was received");
     // Stack traces held open go out now: clients waiting for their acks
@@ -699,18 +701,32 @@ fn log_cloudwatch_totals(c: &ShipCounters, finished: bool, spooled: bool) {
     }
 }
 
-async fn wait_for_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers, run until the process is killed.
-        std::future::pending::<()>().await;
-        return "none";
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+/// SIGTERM and SIGINT, caught from the start of `serve`: one that comes
+/// while start-up is still under way (the listeners already up) is kept
+/// for [`Signals::next`], not left to kill the process.
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        Signals {
+            term: signal(SignalKind::terminate()).ok(),
+            int: signal(SignalKind::interrupt()).ok(),
+        }
+    }
+
+    async fn next(&mut self) -> &'static str {
+        let (Some(term), Some(int)) = (&mut self.term, &mut self.int) else {
+            // Without signal handlers, run until the process is killed.
+            std::future::pending::<()>().await;
+            return "none";
+        };
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
     }
 }
