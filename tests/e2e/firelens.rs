@@ -109,6 +109,29 @@ fn start_app_task_with_env(
     start(addresses, &env)
 }
 
+/// The peers of one task: moto, the ECS agent stand-in, and the router's
+/// addresses.
+struct Peers {
+    moto: Moto,
+    agent: EcsAgent,
+    addresses: Addresses,
+}
+
+impl Peers {
+    fn start() -> Peers {
+        Peers {
+            moto: Moto::start(),
+            agent: EcsAgent::start(&task_metadata(), 0.0, TOKEN),
+            addresses: Addresses::pick(),
+        }
+    }
+}
+
+/// A file a task definition includes by `config-file-value`.
+fn extra_conf(text: &str) -> TempPath {
+    crate::support::TempPath::unique_with("extra", "conf", text)
+}
+
 /// Sends `lines` (source, line) as the `app` container's Docker driver does.
 fn send_app(addresses: &Addresses, lines: &[(&str, &str)]) {
     docker_send(&addresses.unix, &tag("app"), APP_ID, APP_DOCKER_NAME, lines);
@@ -178,9 +201,11 @@ fn in_stream<'a>(events: &'a [StoredEvent], group: &str, stream: &str) -> Vec<&'
 
 #[test]
 fn an_ecs_task_as_the_agent_generates_it() {
-    let moto = Moto::start();
-    let agent = EcsAgent::start(&task_metadata(), 0.0, TOKEN);
-    let addresses = Addresses::pick();
+    let Peers {
+        moto,
+        agent,
+        addresses,
+    } = Peers::start();
     let health_port = crate::support::free_port();
     let conf = render_firelens_config(&spec(
         &addresses,
@@ -640,9 +665,11 @@ fn the_example_task_definitions_render_to_configurations_sluice_serves() {
 /// events are sent with the role's.
 #[test]
 fn an_outputs_role_is_assumed_through_sts() {
-    let moto = Moto::start();
-    let agent = EcsAgent::start(&task_metadata(), 0.0, TOKEN);
-    let addresses = Addresses::pick();
+    let Peers {
+        moto,
+        agent,
+        addresses,
+    } = Peers::start();
     let conf = render_firelens_config(&spec(
         &addresses,
         crate::support::free_port(),
@@ -679,9 +706,11 @@ fn an_outputs_role_is_assumed_through_sts() {
 /// task ARN's region is used, and the events reach CloudWatch.
 #[test]
 fn the_region_comes_from_the_task_arn_when_nothing_else_gives_it() {
-    let moto = Moto::start();
-    let agent = EcsAgent::start(&task_metadata(), 0.0, TOKEN);
-    let addresses = Addresses::pick();
+    let Peers {
+        moto,
+        agent,
+        addresses,
+    } = Peers::start();
     let mut env = ecs_env(&agent, std::path::Path::new(""));
     env.extend([
         ("SLUICE_OUTPUT_TYPE".to_string(), "cloudwatch".to_string()),
@@ -733,9 +762,11 @@ fn http_get(url: &str) -> String {
 /// documents for aws-for-fluent-bit answer as Fluent Bit's do.
 #[test]
 fn aws_for_fluent_bits_parse_json_conf() {
-    let moto = Moto::start();
-    let agent = EcsAgent::start(&task_metadata(), 0.0, TOKEN);
-    let addresses = Addresses::pick();
+    let Peers {
+        moto,
+        agent,
+        addresses,
+    } = Peers::start();
     let health_port = crate::support::free_port();
     let parse_json = crate::support::workspace().join("image/fluent-bit/configs/parse-json.conf");
     let output = |group: &str| moto_output(&moto, group);
@@ -851,9 +882,11 @@ fn aws_for_fluent_bits_parse_json_conf() {
 /// them from the metadata itself, in `run` and in `check-config`.
 #[test]
 fn init_image_variables_come_from_the_task_metadata() {
-    let moto = Moto::start();
-    let agent = EcsAgent::start(&task_metadata(), 0.0, TOKEN);
-    let addresses = Addresses::pick();
+    let Peers {
+        moto,
+        agent,
+        addresses,
+    } = Peers::start();
     let spec = spec(
         &addresses,
         crate::support::free_port(),
@@ -901,13 +934,12 @@ fn init_image_variables_come_from_the_task_metadata() {
 /// counts once in the statistics.
 #[test]
 fn rewrite_tag_routes_error_lines_to_their_own_output() {
-    let moto = Moto::start();
-    let agent = EcsAgent::start(&task_metadata(), 0.0, TOKEN);
-    let addresses = Addresses::pick();
-    let extra = crate::support::TempPath::unique_with(
-        "extra",
-        "conf",
-        &format!(
+    let Peers {
+        moto,
+        agent,
+        addresses,
+    } = Peers::start();
+    let extra = extra_conf(&format!(
             "[FILTER]\n    Name  rewrite_tag\n    Match app-firelens*\n    Rule  $log ^(ERROR|FATAL)\\b errors.$1 false\n\n[FILTER]\n    Name  rewrite_tag\n    Match envoy-firelens*\n    Rule  $log ^\\[ audit true\n\n[OUTPUT]\n    Name cloudwatch_logs\n    Match errors.*\n    region us-east-1\n    endpoint {0}\n    log_group_name /ecs/errors\n    log_stream_name $TAG\n    log_stream_template $TAG\n    auto_create_group true\n\n[OUTPUT]\n    Name cloudwatch_logs\n    Match audit\n    region us-east-1\n    endpoint {0}\n    log_group_name /ecs/audit\n    log_stream_name all\n    auto_create_group true\n",
             moto.endpoint()
         ),
@@ -1004,9 +1036,11 @@ fn rewrite_tag_routes_error_lines_to_their_own_output() {
 /// the start, named: its configuration is never silently left out.
 #[test]
 fn init_image_files_from_the_image_and_from_s3() {
-    let moto = Moto::start();
-    let agent = EcsAgent::start(&task_metadata(), 0.0, TOKEN);
-    let addresses = Addresses::pick();
+    let Peers {
+        moto,
+        agent,
+        addresses,
+    } = Peers::start();
     let parsers = crate::support::TempPath::unique_with(
         "init-parsers",
         "conf",
@@ -1088,19 +1122,18 @@ fn init_image_files_from_the_image_and_from_s3() {
 /// JSON as a string.
 #[test]
 fn service_http_port_and_decode_field_as() {
-    let moto = Moto::start();
-    let agent = EcsAgent::start(&task_metadata(), 0.0, TOKEN);
-    let addresses = Addresses::pick();
+    let Peers {
+        moto,
+        agent,
+        addresses,
+    } = Peers::start();
     let http_port = crate::support::free_port();
     let parsers = crate::support::TempPath::unique_with(
         "parsers_decode",
         "conf",
         "[PARSER]\n    Name            payload_json\n    Format          json\n    Decode_Field_As escaped_utf8 payload do_next\n    Decode_Field_As json payload\n",
     );
-    let extra = crate::support::TempPath::unique_with(
-        "extra",
-        "conf",
-        &format!(
+    let extra = extra_conf(&format!(
             "[SERVICE]\n    HTTP_Server  On\n    HTTP_Listen  127.0.0.1\n    HTTP_Port    {http_port}\n    Health_Check On\n    Parsers_File {}\n\n[FILTER]\n    Name     parser\n    Match    app-firelens*\n    Key_Name log\n    Parser   payload_json\n",
             parsers.arg()
         ),
@@ -1139,13 +1172,12 @@ fn service_http_port_and_decode_field_as() {
 /// (moto has no network interfaces) is left out, and the records go on.
 #[test]
 fn aws_filter_adds_the_instance_metadata() {
-    let moto = Moto::start();
-    let agent = EcsAgent::start(&task_metadata(), 0.0, TOKEN);
-    let addresses = Addresses::pick();
-    let extra = crate::support::TempPath::unique_with(
-        "extra",
-        "conf",
-        "[FILTER]\n    Name              aws\n    Match             *\n    imds_version      v2\n    ec2_instance_type true\n    private_ip        true\n    ami_id            true\n    hostname          true\n    vpc_id            true\n",
+    let Peers {
+        moto,
+        agent,
+        addresses,
+    } = Peers::start();
+    let extra = extra_conf("[FILTER]\n    Name              aws\n    Match             *\n    imds_version      v2\n    ec2_instance_type true\n    private_ip        true\n    ami_id            true\n    hostname          true\n    vpc_id            true\n",
     );
     let sidecar = start_app_task_with_env(
         &moto,
@@ -1197,18 +1229,17 @@ fn aws_filter_adds_the_instance_metadata() {
 /// The app's own output still takes every record.
 #[test]
 fn aws_s_splitting_log_streams_example() {
-    let moto = Moto::start();
-    let agent = EcsAgent::start(&task_metadata(), 0.0, TOKEN);
-    let addresses = Addresses::pick();
+    let Peers {
+        moto,
+        agent,
+        addresses,
+    } = Peers::start();
     let streams = crate::support::TempPath::unique_with(
         "stream_processing",
         "conf",
         "[STREAM_TASK]\n    Name   debug_logs\n    Exec   CREATE STREAM debug WITH (tag='logs.debug') AS SELECT * from TAG:'app*' WHERE level = 'debug';\n\n[STREAM_TASK]\n    Name   error_logs\n    Exec   CREATE STREAM error WITH (tag='logs.error') AS SELECT * from TAG:'app*' WHERE level = 'error';\n",
     );
-    let extra = crate::support::TempPath::unique_with(
-        "extra",
-        "conf",
-        &format!(
+    let extra = extra_conf(&format!(
             "[SERVICE]\n    Streams_File {}\n\n[FILTER]\n    Name parser\n    Match *\n    Key_Name log\n    Parser json\n    Reserve_Data True\n\n[OUTPUT]\n    Name cloudwatch\n    Match   logs.*\n    region us-east-1\n    endpoint {}\n    log_group_name streams-example\n    log_stream_prefix log-level-\n    auto_create_group true\n",
             streams.arg(),
             moto.endpoint()
@@ -1257,15 +1288,14 @@ fn aws_s_splitting_log_streams_example() {
 #[test]
 fn tail_input_follows_a_shared_volume_s_file() {
     use std::io::Write;
-    let moto = Moto::start();
-    let agent = EcsAgent::start(&task_metadata(), 0.0, TOKEN);
-    let addresses = Addresses::pick();
+    let Peers {
+        moto,
+        agent,
+        addresses,
+    } = Peers::start();
     let log =
         crate::support::TempPath::unique_with("app", "log", "written before the router started\n");
-    let extra = crate::support::TempPath::unique_with(
-        "extra",
-        "conf",
-        &format!(
+    let extra = extra_conf(&format!(
             "[INPUT]\n    Name            tail\n    Tag             app\n    Path            {}\n    Read_from_Head  True\n    Path_Key        file\n\n[OUTPUT]\n    Name cloudwatch_logs\n    Match app\n    region us-east-1\n    endpoint {}\n    log_group_name /ecs/tailed\n    log_stream_name app-log\n    auto_create_group true\n",
             log.arg(),
             moto.endpoint()
@@ -1315,22 +1345,20 @@ fn tail_input_follows_a_shared_volume_s_file() {
 /// rest; the record it returns is redacted like any other.
 #[test]
 fn lua_filter_script() {
-    let moto = Moto::start();
-    let agent = EcsAgent::start(&task_metadata(), 0.0, TOKEN);
-    let addresses = Addresses::pick();
+    let Peers {
+        moto,
+        agent,
+        addresses,
+    } = Peers::start();
     let script = crate::support::TempPath::unique_with(
         "filter",
         "lua",
         "function cb_filter(tag, timestamp, record)\n    if string.find(record[\"log\"], \"GET /health\", 1, true) then\n        return -1, timestamp, record\n    end\n    record[\"team\"] = \"payments\"\n    record[\"length\"] = string.len(record[\"log\"])\n    return 2, timestamp, record\nend\n",
     );
-    let extra = crate::support::TempPath::unique_with(
-        "extra",
-        "conf",
-        &format!(
-            "[FILTER]\n    Name   lua\n    Match  app-firelens*\n    script {}\n    call   cb_filter\n",
-            script.arg()
-        ),
-    );
+    let extra = extra_conf(&format!(
+        "[FILTER]\n    Name   lua\n    Match  app-firelens*\n    script {}\n    call   cb_filter\n",
+        script.arg()
+    ));
     let sidecar = start_app_task(&moto, &agent, &addresses, &extra);
     send_app(
         &addresses,
@@ -1354,13 +1382,12 @@ fn lua_filter_script() {
 /// Sluice's standard output, and CloudWatch still gets them.
 #[test]
 fn stdout_output_for_debugging() {
-    let moto = Moto::start();
-    let agent = EcsAgent::start(&task_metadata(), 0.0, TOKEN);
-    let addresses = Addresses::pick();
-    let extra = crate::support::TempPath::unique_with(
-        "extra",
-        "conf",
-        "[OUTPUT]\n    Name   stdout\n    Match  app-firelens*\n    Format json_lines\n    json_date_key false\n",
+    let Peers {
+        moto,
+        agent,
+        addresses,
+    } = Peers::start();
+    let extra = extra_conf("[OUTPUT]\n    Name   stdout\n    Match  app-firelens*\n    Format json_lines\n    json_date_key false\n",
     );
     let sidecar = start_app_task(&moto, &agent, &addresses, &extra);
     send_app(&addresses, &[("stdout", "GET /pay?token=t0psecret 200")]);
@@ -1387,14 +1414,13 @@ fn stdout_output_for_debugging() {
 /// with `log_key log` and `log_format json/emf` sends on as they are.
 #[test]
 fn aws_s_emf_over_tcp_example() {
-    let moto = Moto::start();
-    let agent = EcsAgent::start(&task_metadata(), 0.0, TOKEN);
-    let addresses = Addresses::pick();
+    let Peers {
+        moto,
+        agent,
+        addresses,
+    } = Peers::start();
     let emf_port = crate::support::free_port();
-    let extra = crate::support::TempPath::unique_with(
-        "extra",
-        "conf",
-        &format!(
+    let extra = extra_conf(&format!(
             "# TCP input used for EMF payloads\n[INPUT]\n    Name        tcp\n    Listen      127.0.0.1\n    Port        {emf_port}\n    Chunk_Size  32\n    Buffer_Size 64\n    Format      none\n    Tag         emf-test\n\n[OUTPUT]\n    Name                cloudwatch_logs\n    Match               emf-*\n    region              us-east-1\n    endpoint            {}\n    log_key             log\n    log_group_name      aws-emf-ecs-firelens-example-metrics\n    log_stream_prefix   from-fluent-bit-\n    auto_create_group   true\n    log_format          json/emf\n    workers             1\n",
             moto.endpoint()
         ),
@@ -1439,9 +1465,11 @@ fn aws_s_emf_over_tcp_example() {
 /// redacted.
 #[test]
 fn aws_s_custom_multiline_parser_example() {
-    let moto = Moto::start();
-    let agent = EcsAgent::start(&task_metadata(), 0.0, TOKEN);
-    let addresses = Addresses::pick();
+    let Peers {
+        moto,
+        agent,
+        addresses,
+    } = Peers::start();
     let parsers = crate::support::TempPath::unique_with(
         "parsers_multiline",
         "conf",
@@ -1456,10 +1484,7 @@ fn aws_s_custom_multiline_parser_example() {
     rule      "cont"          "/^\s+at.*/"                     "cont"
 "#,
     );
-    let extra = crate::support::TempPath::unique_with(
-        "extra",
-        "conf",
-        &format!(
+    let extra = extra_conf(&format!(
             "[SERVICE]\n    flush                 1\n    log_level             info\n    parsers_file          {}\n\n[FILTER]\n    name                  multiline\n    match                 *\n    multiline.key_content log\n    multiline.parser      multiline-regex-test\n",
             parsers.arg()
         ),
@@ -1513,10 +1538,7 @@ fn aws_s_custom_multiline_parser_example() {
 #[test]
 fn a_multiline_filter_is_served_by_sluices_joiner() {
     let addresses = Addresses::pick();
-    let extra = crate::support::TempPath::unique_with(
-        "extra",
-        "conf",
-        "[FILTER]\n    name                  multiline\n    match                 app-firelens*\n    multiline.key_content log\n    multiline.parser      java\n",
+    let extra = extra_conf("[FILTER]\n    name                  multiline\n    match                 app-firelens*\n    multiline.key_content log\n    multiline.parser      java\n",
     );
     let mut spec = spec(
         &addresses,
