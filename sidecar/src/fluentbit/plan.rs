@@ -854,6 +854,18 @@ fn tag_match(section: &Section, what: &str) -> Result<TagMatch, String> {
     ))
 }
 
+/// A filter's action, or, when its section has errors (each reported;
+/// the plan is then refused), a placeholder that does nothing.
+fn or_reported(
+    built: Result<FilterAction, Vec<String>>,
+    report: &mut impl FnMut(String),
+) -> FilterAction {
+    built.unwrap_or_else(|messages| {
+        messages.into_iter().for_each(report);
+        FilterAction::RecordModifier(RecordModifier::default())
+    })
+}
+
 fn filter(
     section: &Section,
     parsers: &Parsers,
@@ -1022,34 +1034,28 @@ fn filter(
             }
             FilterAction::Modify(m)
         }
-        "lua" => match LuaFilter::from_section(section, dir) {
-            Ok(l) => FilterAction::Lua(l),
-            Err(message) => {
-                error(message);
-                FilterAction::RecordModifier(RecordModifier::default())
-            }
-        },
-        "aws" => match AwsFilter::from_section(section, notes) {
-            Ok(a) => FilterAction::Aws(a),
-            Err(message) => {
-                error(message);
-                FilterAction::RecordModifier(RecordModifier::default())
-            }
-        },
-        "nest" => match Nest::from_section(section) {
-            Ok(n) => FilterAction::Nest(n),
-            Err(message) => {
-                error(message);
-                FilterAction::RecordModifier(RecordModifier::default())
-            }
-        },
-        "rewrite_tag" => match RewriteTag::from_section(section, notes) {
-            Ok(r) => FilterAction::RewriteTag(r),
-            Err(messages) => {
-                messages.into_iter().for_each(&mut error);
-                FilterAction::RecordModifier(RecordModifier::default())
-            }
-        },
+        "lua" => or_reported(
+            LuaFilter::from_section(section, dir)
+                .map(FilterAction::Lua)
+                .map_err(|m| vec![m]),
+            &mut error,
+        ),
+        "aws" => or_reported(
+            AwsFilter::from_section(section, notes)
+                .map(FilterAction::Aws)
+                .map_err(|m| vec![m]),
+            &mut error,
+        ),
+        "nest" => or_reported(
+            Nest::from_section(section)
+                .map(FilterAction::Nest)
+                .map_err(|m| vec![m]),
+            &mut error,
+        ),
+        "rewrite_tag" => or_reported(
+            RewriteTag::from_section(section, notes).map(FilterAction::RewriteTag),
+            &mut error,
+        ),
         other => {
             error(format!(
                 "[FILTER] {other} ({}) is not supported by Sluice (grep, record_modifier, parser, modify, nest, rewrite_tag, aws, lua and multiline are); without it records would be changed differently than you expect",
