@@ -99,6 +99,35 @@ struct FilterRun<'a> {
 const MAX_COPIES: usize = 16;
 
 impl FilterRun<'_> {
+    /// Sends `copy` on with `tag`, through the filters of that tag but the
+    /// rewrite_tag filters in `lineage`; `false`, and nothing sent, once
+    /// the record has made [`MAX_COPIES`] (logged once).
+    fn send_copy(
+        &mut self,
+        tag: &str,
+        mut copy: Record,
+        mut time_ns: i64,
+        lineage: &[usize],
+    ) -> bool {
+        if self.copies_left == 0 {
+            // Without the tags: a new tag may hold what a rule captured
+            // from the record, unredacted.
+            if !std::mem::replace(self.limit_logged, true) {
+                tracing::warn!(limit = MAX_COPIES, "rewrite_tag filters and stream tasks made as many copies of one record as Sluice makes; the record goes on with its tag (do the filters' new tags match each other's Match?)");
+            }
+            return false;
+        }
+        self.copies_left -= 1;
+        if self.record(tag, &mut copy, &mut time_ns, lineage) {
+            self.rewritten.push(Rewritten {
+                tag: tag.to_string(),
+                record: copy,
+                time_ns,
+            });
+        }
+        true
+    }
+
     /// The filters that match `tag`, in order, but the rewrite_tag filters
     /// in `applied`, which made this record: Fluent Bit would send their
     /// copies round again, forever, when the new tag matches them too.
@@ -166,26 +195,11 @@ impl FilterRun<'_> {
                     let Some(rewrite) = r.apply(tag, record) else {
                         continue;
                     };
-                    if self.copies_left == 0 {
-                        // Without the tags: a new tag may hold what a rule
-                        // captured from the record, unredacted.
-                        if !std::mem::replace(self.limit_logged, true) {
-                            tracing::warn!(limit = MAX_COPIES, "rewrite_tag filters made as many copies of one record as Sluice makes; the record goes on with its tag (do the filters' new tags match each other's Match?)");
-                        }
-                        continue;
-                    }
-                    self.copies_left -= 1;
                     // As Fluent Bit's emitter takes it: the record as the
                     // filters before this one left it, from the first filter.
-                    let mut copy = record.clone();
-                    let mut copy_time = *time_ns;
                     let lineage: Vec<usize> = applied.iter().copied().chain([i]).collect();
-                    if self.record(&rewrite.tag, &mut copy, &mut copy_time, &lineage) {
-                        self.rewritten.push(Rewritten {
-                            tag: rewrite.tag,
-                            record: copy,
-                            time_ns: copy_time,
-                        });
+                    if !self.send_copy(&rewrite.tag, record.clone(), *time_ns, &lineage) {
+                        continue;
                     }
                     if !rewrite.keep {
                         return false;
@@ -279,23 +293,11 @@ impl Router {
         // The stream processor sees the record as the filters left it; a
         // copy it makes runs the filters of its new tag, from the first.
         for task in &self.plan.stream_tasks {
-            let Some(mut copy) = task.select(tag, record) else {
+            let Some(copy) = task.select(tag, record) else {
                 continue;
             };
-            if run.copies_left == 0 {
-                if !std::mem::replace(run.limit_logged, true) {
-                    tracing::warn!(limit = MAX_COPIES, "filters and stream tasks made as many copies of one record as Sluice makes; the record goes on with its tag");
-                }
+            if !run.send_copy(&task.tag, copy, *time_ns, &[]) {
                 break;
-            }
-            run.copies_left -= 1;
-            let mut copy_time = *time_ns;
-            if run.record(&task.tag, &mut copy, &mut copy_time, &[]) {
-                run.rewritten.push(Rewritten {
-                    tag: task.tag.clone(),
-                    record: copy,
-                    time_ns: copy_time,
-                });
             }
         }
         true
