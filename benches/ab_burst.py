@@ -26,7 +26,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -41,7 +40,7 @@ def one_burst(binary, tls, endpoint, burst, extra, drop_in):
     port = common.free_port()
     env = common.sluice_env(tls, port, endpoint, "", extra)
     if drop_in:
-        common.use_drop_in(env, tempfile.mkdtemp(prefix="sluice-ab-"), port, endpoint)
+        common.use_drop_in(env, common.scratch_dir("sluice-ab-"), port, endpoint)
     p = subprocess.Popen([binary, "run"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         common.wait_port(port)

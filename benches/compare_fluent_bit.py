@@ -35,10 +35,12 @@ Usage (after ../shared/peers/build-peers.sh and `cargo build --release -p sluice
 """
 
 import argparse
+import atexit
 import http.server
 import json
 import os
 import random
+import shutil
 import socket
 import ssl
 import subprocess
@@ -134,10 +136,18 @@ def start_endpoint(tls_dir):
     return server.server_address[1]
 
 
+def scratch_dir(prefix):
+    """A new directory in the temporary directory, removed when the script
+    exits."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
 def counting_endpoint(prefix):
     """Certificates in a new directory and the counting endpoint serving
     with them: (the directory, for the client's CA; the endpoint's port)."""
-    tls = tempfile.mkdtemp(prefix=prefix)
+    tls = scratch_dir(prefix)
     make_certificates(tls)
     return tls, start_endpoint(tls)
 
@@ -404,7 +414,7 @@ def wait_events(target, timeout=300):
 
 
 def measure(name, start, args, endpoint_port, burst):
-    workdir = tempfile.mkdtemp(prefix="sluice-vs-fb-")
+    workdir = scratch_dir("sluice-vs-fb-")
     result = {}
     # Burst.
     port = free_port()

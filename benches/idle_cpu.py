@@ -18,7 +18,6 @@ import os
 import random
 import socket
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -46,7 +45,7 @@ def wakeups_and_cpu_ns(pid):
 
 
 def measure(start, args, endpoint_port):
-    workdir = tempfile.mkdtemp(prefix="sluice-idle-")
+    workdir = common.scratch_dir("sluice-idle-")
     port = common.free_port()
     p = start(args, port, endpoint_port, workdir)
     try:

@@ -144,8 +144,11 @@ mod tests {
 
     #[test]
     fn the_limit_is_read_from_cgroup_v2_or_v1() {
-        let dir = std::env::temp_dir().join(format!("sluice-cgroup-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let tmp = tempfile::Builder::new()
+            .prefix("sluice-cgroup-")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path();
         let write = |file: &str, text: &str| {
             let path = dir.join(file);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -155,31 +158,30 @@ mod tests {
         // without the memory controller.
         let v1 = "4:memory:/ecs/task/app\n3:cpuset:/\n0::/\n";
         let v2 = "0::/ecs/task/app\n";
-        assert_eq!(container_limit(&dir, v2), None, "nothing to read");
-        assert_eq!(container_limit(&dir, ""), None, "no cgroup");
+        assert_eq!(container_limit(dir, v2), None, "nothing to read");
+        assert_eq!(container_limit(dir, ""), None, "no cgroup");
 
         // A container's view: its own cgroup at the mount's root.
         write("memory.max", "max\n");
-        assert_eq!(container_limit(&dir, v2), None, "v2 without a limit");
+        assert_eq!(container_limit(dir, v2), None, "v2 without a limit");
         write("memory.max", "67108864\n");
-        assert_eq!(container_limit(&dir, v2), Some(64 * MIB));
+        assert_eq!(container_limit(dir, v2), Some(64 * MIB));
         write("memory/memory.limit_in_bytes", "9223372036854771712\n");
-        assert_eq!(container_limit(&dir, v1), None, "v1 without a limit");
+        assert_eq!(container_limit(dir, v1), None, "v1 without a limit");
         write("memory/memory.limit_in_bytes", "134217728\n");
-        assert_eq!(container_limit(&dir, v1), Some(128 * MIB));
+        assert_eq!(container_limit(dir, v1), Some(128 * MIB));
 
         // The whole tree: the least limit on the way from the root.
         write("ecs/task/memory.max", "104857600\n");
         write("ecs/task/app/memory.max", "max\n");
         assert_eq!(
-            container_limit(&dir, v2),
+            container_limit(dir, v2),
             Some(64 * MIB),
             "the root's is least"
         );
         write("memory.max", "max\n");
-        assert_eq!(container_limit(&dir, v2), Some(100 * MIB), "the task's");
+        assert_eq!(container_limit(dir, v2), Some(100 * MIB), "the task's");
         write("memory/ecs/task/app/memory.limit_in_bytes", "52428800\n");
-        assert_eq!(container_limit(&dir, v1), Some(50 * MIB));
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(container_limit(dir, v1), Some(50 * MIB));
     }
 }

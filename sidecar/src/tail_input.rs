@@ -435,15 +435,12 @@ mod tests {
         )
     }
 
-    fn dir() -> PathBuf {
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let d = std::env::temp_dir().join(format!(
-            "sluice-tail-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    /// A directory of the test's own, removed when dropped.
+    fn dir() -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix("sluice-tail-")
+            .tempdir()
+            .unwrap()
     }
 
     fn text(lines: Vec<Vec<u8>>) -> Vec<String> {
@@ -509,7 +506,8 @@ mod tests {
 
     #[test]
     fn lines_across_writes_truncation_and_long_lines() {
-        let d = dir();
+        let tmp = dir();
+        let d = tmp.path();
         let path = d.join("app.log");
         let mut w = File::create(&path).unwrap();
         w.write_all(b"before start\n").unwrap();
@@ -544,7 +542,6 @@ mod tests {
             lines.iter().map(Vec::len).collect::<Vec<_>>(),
             [MAX_LINE - 1, 2]
         );
-        std::fs::remove_dir_all(&d).unwrap();
     }
 
     /// A file larger than many reads, found with Read_from_Head: every
@@ -552,7 +549,8 @@ mod tests {
     /// under a budget smaller than the file.
     #[tokio::test]
     async fn a_large_file_is_read_whole_under_a_small_budget() {
-        let d = dir();
+        let tmp = dir();
+        let d = tmp.path();
         let path = d.join("big.log");
         let lines: Vec<String> = (0..40_000)
             .map(|i| format!("line {i:06} {}", "x".repeat(90)))
@@ -581,12 +579,12 @@ mod tests {
         let _ = stop_tx.send(true);
         task.await.unwrap();
         assert!(rx.recv().await.is_none(), "nothing more");
-        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
     fn a_rotated_file_is_read_to_its_end_then_the_new_one_from_its_head() {
-        let d = dir();
+        let tmp = dir();
+        let d = tmp.path();
         let path = d.join("app.log");
         let mut w = File::create(&path).unwrap();
         w.write_all(b"a\n").unwrap();
@@ -607,6 +605,5 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         let (lines, done) = read_file(&path, &mut t, false);
         assert_eq!((text(lines), done), (vec!["e".to_string()], true));
-        std::fs::remove_dir_all(&d).unwrap();
     }
 }

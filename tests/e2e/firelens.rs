@@ -1065,6 +1065,10 @@ fn init_image_files_from_the_image_and_from_s3() {
     ));
     let mut env = ecs_env(&agent, &conf);
     env.push(("AWS_ENDPOINT_URL_S3".into(), moto.endpoint()));
+    // Where the downloaded file is written: the test's own directory.
+    let tmpdir = crate::support::TempPath::unique_dir("init-tmp");
+    std::fs::create_dir(&tmpdir).unwrap();
+    env.push(("TMPDIR".into(), tmpdir.arg()));
     let check = |more: &[(&str, &str)]| {
         let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .arg("check-config")

@@ -414,15 +414,12 @@ mod tests {
         assert_eq!(split_tokens(r#""a" "open"#, 3), ["a", "open"]);
     }
 
-    fn dir() -> PathBuf {
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let d = std::env::temp_dir().join(format!(
-            "sluice-classic-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    /// A directory of the test's own, removed when dropped.
+    fn dir() -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix("sluice-classic-")
+            .tempdir()
+            .unwrap()
     }
 
     fn no_env(_: &str) -> Option<String> {
@@ -441,7 +438,8 @@ mod tests {
 
     #[test]
     fn the_agents_generated_file() {
-        let d = dir();
+        let tmp = dir();
+        let d = tmp.path();
         let path = d.join("fluent-bit.conf");
         std::fs::write(&path, GENERATED).unwrap();
         let c = read(&path, &no_env).unwrap();
@@ -476,7 +474,8 @@ mod tests {
 
     #[test]
     fn includes_sets_variables_and_comments() {
-        let d = dir();
+        let tmp = dir();
+        let d = tmp.path();
         std::fs::create_dir_all(d.join("conf.d")).unwrap();
         std::fs::write(
             d.join("main.conf"),
@@ -509,7 +508,8 @@ mod tests {
         /// Any text, hostile or not: an error or sections, never a panic.
         #[test]
         fn any_text_reads_without_panicking(text in "(\\PC|[\\[\\]@ \t#$\\{\\}\\n])*") {
-            let d = dir();
+            let tmp = dir();
+        let d = tmp.path();
             let path = d.join("any.conf");
             std::fs::write(&path, &text).unwrap();
             let _ = read(&path, &|_| Some("x".to_string()));
@@ -518,7 +518,8 @@ mod tests {
 
     #[test]
     fn multibyte_text_where_a_command_would_be() {
-        let d = dir();
+        let tmp = dir();
+        let d = tmp.path();
         let path = d.join("utf8.conf");
         std::fs::write(&path, "ééééé\n@INCLUDEé\n").unwrap();
         let e = read(&path, &no_env).unwrap_err();
@@ -530,7 +531,8 @@ mod tests {
 
     #[test]
     fn errors_say_where() {
-        let d = dir();
+        let tmp = dir();
+        let d = tmp.path();
         let cases = [
             (
                 "[INPUT]\n    Name forward\n  Port 1\n",

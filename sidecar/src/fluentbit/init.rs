@@ -212,8 +212,11 @@ mod tests {
 
     #[test]
     fn files_are_sorted_as_the_init_process_sorts_them() {
-        let dir = std::env::temp_dir().join(format!("sluice-init-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("sluice-init-")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path();
         let parsers = dir.join("parsers.conf");
         std::fs::write(&parsers, "[MULTILINE_PARSER]\n    name p\n").unwrap();
         let extra = dir.join("extra.conf");

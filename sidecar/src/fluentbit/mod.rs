@@ -445,8 +445,11 @@ pub(crate) mod tests {
 
     #[test]
     fn parsers_files_add_parsers() {
-        let dir = std::env::temp_dir().join(format!("sluice-parsers-file-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("sluice-parsers-file-")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path();
         std::fs::write(
             dir.join("extra-parsers.conf"),
             "[PARSER]\n    Name mine\n    Format json\n    Time_Key ts\n    Time_Format %s\n[MULTILINE_PARSER]\n    name traces\n    type regex\n    rule \"start_state\" \"/^Dec /\" \"cont\"\n    rule \"cont\" \"/^\\s+at/\" \"cont\"\n",
@@ -474,7 +477,6 @@ pub(crate) mod tests {
 "
             )
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// Every file the image ships under /fluent-bit/configs, included as
@@ -482,8 +484,11 @@ pub(crate) mod tests {
     #[test]
     fn the_images_fluent_bit_configs_are_served() {
         let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../image/fluent-bit/configs");
-        let dir = std::env::temp_dir().join(format!("sluice-image-configs-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("sluice-image-configs-")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path();
         let mut names = Vec::new();
         for entry in std::fs::read_dir(&configs).unwrap() {
             let file = entry.unwrap().path();
@@ -523,6 +528,5 @@ pub(crate) mod tests {
                 "parse-multiline-json.conf"
             ]
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -491,15 +491,15 @@ mod tests {
     use crate::fluentbit::{classic, plan};
 
     fn router(conf: &str) -> (Router, Arc<GroupPolicies>) {
-        let dir = std::env::temp_dir().join(format!("sluice-route-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!(
-            "{:x}.conf",
-            conf.len() * 31 + conf.as_bytes()[conf.len() / 2] as usize
-        ));
-        std::fs::write(&path, conf).unwrap();
-        let c = classic::read(&path, &|_| None).unwrap();
-        let p = plan::plan(&path, &c.sections).unwrap();
+        let file = tempfile::Builder::new()
+            .prefix("sluice-route-")
+            .suffix(".conf")
+            .tempfile()
+            .unwrap();
+        let path = file.path();
+        std::fs::write(path, conf).unwrap();
+        let c = classic::read(path, &|_| None).unwrap();
+        let p = plan::plan(path, &c.sections).unwrap();
         let policies = Arc::new(GroupPolicies::new(GroupPolicy::default()));
         (Router::new(p, policies.clone()), policies)
     }

@@ -630,16 +630,19 @@ mod tests {
         names
     }
 
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("sluice-spool-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
+    /// A directory of the test's own, removed when dropped.
+    fn temp_dir(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("sluice-spool-{name}-"))
+            .tempdir()
+            .unwrap()
     }
 
     #[test]
     fn segments_rotate_and_go_once_delivered() {
-        let dir = temp_dir("rotate");
-        let mut spool = Spool::open(config(&dir)).unwrap();
+        let tmp = temp_dir("rotate");
+        let dir = tmp.path();
+        let mut spool = Spool::open(config(dir)).unwrap();
         let shared = spool.shared();
         let mut marks = Vec::new();
         for n in 0..150 {
@@ -647,7 +650,7 @@ mod tests {
         }
         spool.commit(true).unwrap();
         // 1,033 bytes a record, 64 KiB segments: 63 events each.
-        assert_eq!(files(&dir).len(), 3);
+        assert_eq!(files(dir).len(), 3);
         let by_segment = marks_by_segment(marks);
         let counts: Vec<(u64, usize)> = by_segment.iter().map(|(id, o)| (*id, o.len())).collect();
         assert_eq!(counts, [(1, 63), (2, 63), (3, 24)]);
@@ -656,21 +659,21 @@ mod tests {
         // what was delivered.
         shared.release(&by_segment);
         assert_eq!(
-            files(&dir),
+            files(dir),
             ["00000000000000000003.done", "00000000000000000003.seg"]
         );
         spool.seal_current().unwrap();
-        assert!(files(&dir).is_empty());
+        assert!(files(dir).is_empty());
         assert_eq!(shared.usage(), (0, 0));
         assert_eq!(shared.counters.segments_deleted.load(Ordering::Relaxed), 3);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn what_was_committed_is_replayed_after_a_crash_and_a_torn_tail_is_cut() {
-        let dir = temp_dir("replay");
+        let tmp = temp_dir("replay");
+        let dir = tmp.path();
         {
-            let mut spool = Spool::open(config(&dir)).unwrap();
+            let mut spool = Spool::open(config(dir)).unwrap();
             for n in 0..10 {
                 spool.append(&key("a"), false, event(n).view()).unwrap();
                 spool
@@ -693,7 +696,7 @@ mod tests {
         torn.extend_from_slice(&tail);
         std::fs::write(&path, &torn).unwrap();
 
-        let mut spool = Spool::open(config(&dir)).unwrap();
+        let mut spool = Spool::open(config(dir)).unwrap();
         let shared = spool.shared();
         assert_eq!(shared.usage(), (torn.len() as u64, 1));
         let (id, events) = spool.replay_next().unwrap();
@@ -722,16 +725,16 @@ mod tests {
             }
         );
         shared.release(&[(1, (4..20).collect())]);
-        assert_eq!(files(&dir), ["00000000000000000002.seg"]);
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(files(dir), ["00000000000000000002.seg"]);
     }
 
     #[test]
     fn a_full_spool_refuses_until_segments_are_freed() {
-        let dir = temp_dir("full");
+        let tmp = temp_dir("full");
+        let dir = tmp.path();
         let mut spool = Spool::open(SpoolConfig {
             max_size: 128 << 10,
-            ..config(&dir)
+            ..config(dir)
         })
         .unwrap();
         let shared = spool.shared();
@@ -749,15 +752,15 @@ mod tests {
         // Both segments are sealed now; delivering the first makes room.
         shared.release(&[(1, (0..63).collect())]);
         assert!(spool.append(&key("a"), false, event(0).view()).is_ok());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// What the output stage's idle wait asks: a commit owes nothing once
     /// what was appended is written and, with `fsync`, synced.
     #[test]
     fn settled_once_appends_are_written_and_synced() {
-        let dir = temp_dir("settled");
-        let mut spool = Spool::open(config(&dir)).unwrap();
+        let tmp = temp_dir("settled");
+        let dir = tmp.path();
+        let mut spool = Spool::open(config(dir)).unwrap();
         assert!(spool.is_settled());
         spool.append(&key("a"), false, event(0).view()).unwrap();
         assert!(!spool.is_settled());
@@ -769,26 +772,25 @@ mod tests {
 
         let mut spool = Spool::open(SpoolConfig {
             fsync: false,
-            ..config(&dir)
+            ..config(dir)
         })
         .unwrap();
         spool.append(&key("a"), false, event(1).view()).unwrap();
         spool.commit(false).unwrap();
         assert!(spool.is_settled(), "without fsync, written is enough");
         drop(spool);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn one_process_per_directory() {
-        let dir = temp_dir("lock");
-        let _first = Spool::open(config(&dir)).unwrap();
-        let second = Spool::open(config(&dir)).err().unwrap();
+        let tmp = temp_dir("lock");
+        let dir = tmp.path();
+        let _first = Spool::open(config(dir)).unwrap();
+        let second = Spool::open(config(dir)).err().unwrap();
         assert!(
             second.to_string().contains("in use by another process"),
             "{second}"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

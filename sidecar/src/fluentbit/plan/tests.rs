@@ -2,15 +2,15 @@ use super::*;
 use crate::fluentbit::classic;
 
 fn read(conf: &str) -> Result<DropIn, Vec<String>> {
-    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let path = std::env::temp_dir().join(format!(
-        "sluice-plan-{}-{}.conf",
-        std::process::id(),
-        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    std::fs::write(&path, conf).unwrap();
-    let sections = classic::read(&path, &|_| None).unwrap().sections;
-    plan(&path, &sections).map_err(|errors| {
+    let file = tempfile::Builder::new()
+        .prefix("sluice-plan-")
+        .suffix(".conf")
+        .tempfile()
+        .unwrap();
+    let path = file.path();
+    std::fs::write(path, conf).unwrap();
+    let sections = classic::read(path, &|_| None).unwrap().sections;
+    plan(path, &sections).map_err(|errors| {
         errors
             .iter()
             .map(|e| {
