@@ -1381,6 +1381,44 @@ fn lua_filter_script() {
     assert_eq!(dump.events.len(), 1, "{:#?}", dump.events);
 }
 
+/// A throttle filter that caps an application's lines: with empty panes
+/// it keeps `Rate × Window` records of a burst and drops the rest, counted
+/// as filtered. (`Interval 1h`: no tick frees the window during the test.)
+#[test]
+fn throttle_filter_caps_a_burst() {
+    let Peers {
+        moto,
+        agent,
+        addresses,
+    } = Peers::start();
+    let extra = extra_conf(
+        "[FILTER]\n    Name     throttle\n    Match    app-firelens*\n    Rate     4\n    Window   3\n    Interval 1h\n",
+    );
+    let sidecar = start_app_task(&moto, &agent, &addresses, &extra);
+    let lines: Vec<String> = (0..30).map(|i| format!("line {i}")).collect();
+    let sent: Vec<(&str, &str)> = lines.iter().map(|l| ("stdout", l.as_str())).collect();
+    send_app(&addresses, &sent);
+    wait_until("records dropped", Duration::from_millis(50), || {
+        let (_, samples) = scrape(&sidecar.admin);
+        samples
+            .get("sluice_firelens_filtered_total")
+            .copied()
+            .unwrap_or(0.0)
+            >= 18.0
+    });
+    let (_, samples) = scrape(&sidecar.admin);
+    assert_eq!(samples.get("sluice_firelens_filtered_total"), Some(&18.0));
+    assert_eq!(samples.get("sluice_forward_events_total"), Some(&30.0));
+    let dump = stop_once_delivered(sidecar, &moto, "the kept lines", |d| d.events.len() >= 12);
+    let app = in_stream(&dump.events, "/ecs/app", &format!("from-{}", tag("app")));
+    let logs: Vec<String> = app
+        .iter()
+        .map(|e| object(&e.message)["log"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(logs, lines[..12]);
+    assert_eq!(dump.events.len(), 12, "{:#?}", dump.events);
+}
+
 /// A debugging output next to CloudWatch, as AWS's troubleshooting guide
 /// adds one: `[OUTPUT] stdout` writes the records it takes, redacted, to
 /// Sluice's standard output, and CloudWatch still gets them.

@@ -29,6 +29,7 @@ pub mod route;
 pub mod stdout_output;
 pub mod stream_task;
 pub mod template;
+pub mod throttle;
 
 use std::fmt::Write;
 use std::path::Path;
@@ -271,6 +272,12 @@ pub fn describe(plan: &DropIn) -> String {
                 format!("rewrite_tag {}", rules.join("; "))
             }
             plan::FilterAction::Lua(l) => format!("lua: call {}", l.call),
+            plan::FilterAction::Throttle(t) => format!(
+                "throttle: at most {} records an interval on average over {} intervals of {} s",
+                t.rate,
+                t.window,
+                t.interval.as_secs()
+            ),
             plan::FilterAction::Aws(a) => {
                 let keys: Vec<&str> = a.fields.iter().map(|f| f.key()).collect();
                 format!(

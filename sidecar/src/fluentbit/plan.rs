@@ -22,6 +22,7 @@ use super::rewrite_tag::RewriteTag;
 use super::stdout_output::StdoutOutput;
 use super::stream_task::StreamTask;
 use super::template::{output_uuid, Template};
+use super::throttle::Throttle;
 use crate::config::layer::{fluent_bool, read_section, Origin, RawSection, RawValue};
 use crate::config::{retention_message, ConfigError, RETENTION_DAYS};
 use crate::multiline::StateRules;
@@ -166,6 +167,7 @@ pub enum FilterAction {
     Nest(Nest),
     Aws(AwsFilter),
     Lua(LuaFilter),
+    Throttle(Throttle),
 }
 
 /// `[FILTER] parser`: the string value of `Key_Name` parsed by the first
@@ -1046,6 +1048,12 @@ fn filter(
                 .map_err(|m| vec![m]),
             &mut error,
         ),
+        "throttle" => or_reported(
+            Throttle::from_section(section, notes)
+                .map(FilterAction::Throttle)
+                .map_err(|m| vec![m]),
+            &mut error,
+        ),
         "nest" => or_reported(
             Nest::from_section(section)
                 .map(FilterAction::Nest)
@@ -1058,7 +1066,7 @@ fn filter(
         ),
         other => {
             error(format!(
-                "[FILTER] {other} ({}) is not supported by Sluice (grep, record_modifier, parser, modify, nest, rewrite_tag, aws, lua and multiline are); without it records would be changed differently than you expect",
+                "[FILTER] {other} ({}) is not supported by Sluice (grep, record_modifier, parser, modify, nest, rewrite_tag, aws, lua, throttle and multiline are); without it records would be changed differently than you expect",
                 matcher.describe()
             ));
             FilterAction::RecordModifier(RecordModifier::default())

@@ -3,6 +3,7 @@
 //! with the group and stream each output names.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use sluice_firelens::Record;
 
@@ -165,6 +166,11 @@ impl FilterRun<'_> {
                 FilterAction::Modify(m) => m.apply(record),
                 FilterAction::Nest(n) => n.apply(record),
                 FilterAction::Aws(a) => a.apply(record),
+                FilterAction::Throttle(t) => {
+                    if !t.keeps(Instant::now()) {
+                        return false;
+                    }
+                }
                 FilterAction::Lua(lua) => match lua.apply(tag, record, *time_ns) {
                     LuaOutcome::Keep => {}
                     LuaOutcome::Drop => return false,
