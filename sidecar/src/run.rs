@@ -29,7 +29,7 @@ use crate::memory_limit::{self, Note};
 use crate::metrics::{PipelineCounters, Sources};
 use crate::output::{FileSink, Sink};
 use crate::privileges;
-use crate::spool::{Spool, SpoolShared};
+use crate::spool::{Spool, SpoolConfig, SpoolShared};
 use crate::stage::{write_output, OutputStage, PIPELINE_FRAMES};
 use crate::stats::RouteTotals;
 
@@ -523,7 +523,18 @@ async fn build_sink(
                 sts_endpoint: connection.sts_endpoint.clone(),
             }),
         };
-        return match start_cloudwatch(full, settings, policies, budget).await {
+        // A forward input's filesystem buffering puts the spool in
+        // `storage.path`, as HTTP_Server replaces admin.listen.
+        let spool = match drop_in.and_then(|d| d.storage.as_ref()) {
+            Some(storage) => {
+                if let Some(own) = &full.spool {
+                    tracing::info!(spool_dir = %own.dir.display(), storage_path = %storage.path.display(), "the FireLens configuration's storage.path replaces spool.dir");
+                }
+                Some(storage.spool(full.spool_limits))
+            }
+            None => full.spool.clone(),
+        };
+        return match start_cloudwatch(full, spool, settings, policies, budget).await {
             Ok((sink, run)) => Ok((Sink::CloudWatch(Box::new(sink)), Some(run))),
             Err(e) => {
                 tracing::error!(error = %e, "cannot start the CloudWatch output");
@@ -550,7 +561,7 @@ async fn build_sink(
                 endpoint: full.cloudwatch.endpoint.clone(),
                 assume_role: None,
             };
-            match start_cloudwatch(full, settings, policies, budget).await {
+            match start_cloudwatch(full, full.spool.clone(), settings, policies, budget).await {
                 Ok((sink, run)) => Ok((Sink::CloudWatch(Box::new(sink)), Some(run))),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot start the CloudWatch output");
@@ -601,13 +612,14 @@ async fn bind_admin(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListene
 /// starts the shipper, and returns the sink the output stage writes to.
 async fn start_cloudwatch(
     config: &Config,
+    spool: Option<SpoolConfig>,
     settings: ClientSettings,
     policies: Arc<GroupPolicies>,
     budget: Arc<MemoryBudget>,
 ) -> Result<(CloudWatchSink, CloudWatchRun), String> {
     let cw = &config.cloudwatch;
     let client = CloudWatchClient::new(&settings).await?;
-    let spool = match &config.spool {
+    let spool = match spool {
         None => None,
         Some(c) => match Spool::open(c.clone()) {
             Ok(spool) => {
@@ -620,7 +632,7 @@ async fn start_cloudwatch(
             // essential log router that exits would stop the task, so run,
             // and say loudly what is lost.
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                tracing::error!(dir = %c.dir.display(), error = %e, "the spool directory is not writable for this user; running WITHOUT the spool: acked events are held in memory only until CloudWatch has them. Mount a volume this user can write at spool.dir");
+                tracing::error!(dir = %c.dir.display(), error = %e, "the spool directory is not writable for this user; running WITHOUT the spool: acked events are held in memory only until CloudWatch has them. Mount a volume this user can write there (spool.dir, or a FireLens configuration's storage.path)");
                 None
             }
             Err(e) => {

@@ -1419,6 +1419,81 @@ fn throttle_filter_caps_a_burst() {
     assert_eq!(dump.events.len(), 12, "{:#?}", dump.events);
 }
 
+/// AWS's out-of-memory prevention example: the generated unix forward
+/// input declared again with `storage.type filesystem` (AWS's way to set
+/// its options), and `[SERVICE] storage.path`. Sluice's spool is opened
+/// there: what it took while CloudWatch was out of reach is sent by the
+/// next run after a kill -9.
+#[test]
+fn filesystem_storage_keeps_records_across_a_kill() {
+    let Peers {
+        moto,
+        agent,
+        addresses,
+    } = Peers::start();
+    let storage = crate::support::TempPath::unique_dir("flb-storage");
+    let extra = extra_conf(&format!(
+        "[SERVICE]\n    storage.path {}\n    storage.sync full\n\n[INPUT]\n    Name forward\n    unix_path {}\n    storage.type filesystem\n",
+        storage.arg(),
+        addresses.unix.display()
+    ));
+    let conf_sending_to = |endpoint: &str| {
+        let mut output = moto_output(&moto, "/ecs/app");
+        output["endpoint"] = json!(endpoint);
+        let mut spec = spec(
+            &addresses,
+            crate::support::free_port(),
+            json!({ "app": output }),
+        );
+        spec["include"] = json!([extra.arg()]);
+        render_firelens_config(&spec)
+    };
+    // Nothing listens there: every request fails.
+    let unreachable = conf_sending_to(&format!("http://127.0.0.1:{}", crate::support::free_port()));
+    let first = start(&addresses, &ecs_env(&agent, &unreachable));
+    send_app(
+        &addresses,
+        &[
+            ("stdout", "GET /pay?token=t0psecret 200"),
+            ("stderr", "second line"),
+        ],
+    );
+    // The spool's segments hold the lines as they will be sent: redacted.
+    let spooled = || -> Vec<u8> {
+        std::fs::read_dir(&storage)
+            .into_iter()
+            .flatten()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+            .flat_map(|p| std::fs::read(p).unwrap())
+            .collect()
+    };
+    let holds = |bytes: &[u8], text: &str| bytes.windows(text.len()).any(|w| w == text.as_bytes());
+    wait_until(
+        "both lines in storage.path",
+        Duration::from_millis(50),
+        || {
+            let bytes = spooled();
+            holds(&bytes, "GET /pay?token=REDACTED 200") && holds(&bytes, "second line")
+        },
+    );
+    assert!(!holds(&spooled(), "t0psecret"));
+    first.kill();
+    let reachable = conf_sending_to(&moto.endpoint());
+    let second = start(&addresses, &ecs_env(&agent, &reachable));
+    let dump = stop_once_delivered(second, &moto, "the spooled lines", |d| d.events.len() >= 2);
+    let app = in_stream(&dump.events, "/ecs/app", &format!("from-{}", tag("app")));
+    let mut logs: Vec<String> = app
+        .iter()
+        .map(|e| object(&e.message)["log"].as_str().unwrap().to_string())
+        .collect();
+    logs.sort();
+    assert_eq!(logs, ["GET /pay?token=REDACTED 200", "second line"]);
+    assert_eq!(dump.events.len(), 2, "{:#?}", dump.events);
+    // Delivered: the segments are gone.
+    assert!(spooled().is_empty());
+}
+
 /// A debugging output next to CloudWatch, as AWS's troubleshooting guide
 /// adds one: `[OUTPUT] stdout` writes the records it takes, redacted, to
 /// Sluice's standard output, and CloudWatch still gets them.

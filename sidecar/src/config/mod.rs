@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use sluice_parser::{Format, QueryMode, Redactor, RouteTable};
 
-use crate::spool::SpoolConfig;
+use crate::spool::{SpoolConfig, SpoolLimits};
 use crate::stats::sampling::SamplingConfig;
 use crate::stats::{emf, StatsConfig};
 use layer::{Origin, RawSection, RawValue};
@@ -77,6 +77,9 @@ pub struct Config {
     pub sampling: Option<SamplingConfig>,
     /// `None` unless `spool.dir` is set.
     pub spool: Option<SpoolConfig>,
+    /// `[spool]`'s sizes and fsync, also when `spool.dir` is not set: a
+    /// FireLens configuration's `storage.path` takes them.
+    pub spool_limits: SpoolLimits,
     /// The Fluent Bit configuration to read when it exists; `None` with
     /// `firelens.config = ""`.
     pub firelens_config: Option<PathBuf>,
@@ -294,6 +297,11 @@ fn validate(s: Sections, errors: &mut Vec<ConfigError>) -> Config {
         admin_listen: listen_address(&mut check("admin", errors), &s.admin.listen, "none"),
         sampling: sampling(&s.sampling, errors),
         spool: spool(&s.spool, errors),
+        spool_limits: SpoolLimits {
+            max_size: s.spool.max_size.0,
+            segment_size: s.spool.segment_size.0,
+            fsync: s.spool.fsync == sections::FsyncMode::Batch,
+        },
         firelens_config,
         multiline: multiline(&s.multiline, errors),
     }

@@ -27,6 +27,7 @@ pub mod plan;
 pub mod rewrite_tag;
 pub mod route;
 pub mod stdout_output;
+pub mod storage;
 pub mod stream_task;
 pub mod template;
 pub mod throttle;
@@ -197,6 +198,23 @@ pub fn describe(plan: &DropIn) -> String {
         let _ = writeln!(
             out,
             "  admin endpoint {a} ([SERVICE] HTTP_Server: /api/v1/health, /api/v1/uptime, /healthz, /metrics)"
+        );
+    }
+    if let Some(storage) = &plan.storage {
+        let _ = writeln!(
+            out,
+            "  spool {} (storage.type filesystem; {}{})",
+            storage.path.display(),
+            storage
+                .total_limit
+                .map_or("spool.max_size".to_string(), |b| format!(
+                    "at most {b} bytes"
+                )),
+            if storage.sync_full {
+                ", fsync before every ack"
+            } else {
+                ""
+            }
         );
     }
     for input in &plan.tail_inputs {

@@ -20,6 +20,7 @@ use super::nest::Nest;
 use super::parsers::{self, Parser, Parsers};
 use super::rewrite_tag::RewriteTag;
 use super::stdout_output::StdoutOutput;
+use super::storage::{self, Storage};
 use super::stream_task::StreamTask;
 use super::template::{output_uuid, Template};
 use super::throttle::Throttle;
@@ -64,6 +65,9 @@ pub struct DropIn {
     /// `[SERVICE] Log_Level`: the level of Sluice's own logs, unless
     /// `FLB_LOG_LEVEL` sets it.
     pub log_level: Option<tracing::level_filters::LevelFilter>,
+    /// Filesystem buffering a forward input asks for: the spool's
+    /// directory and size, in place of `[spool]`'s.
+    pub storage: Option<Storage>,
     /// What was accepted but does not apply, each with its reason.
     pub notes: Vec<String>,
 }
@@ -362,10 +366,6 @@ const NOT_APPLIED: &[(&str, &str)] = &[
         "net.",
         "Sluice's connections to CloudWatch are managed by the AWS SDK",
     ),
-    (
-        "storage.total_limit_size",
-        "limits.memory and the spool bound what is held",
-    ),
 ];
 
 /// Outputs of other plugins: refused (their logs would go nowhere).
@@ -396,6 +396,7 @@ pub fn plan(path: &Path, sections: &[Section]) -> Result<DropIn, Vec<ConfigError
         http_server: None,
         stream_tasks: Vec::new(),
         log_level: None,
+        storage: None,
         notes: Vec::new(),
     };
     let mut connections: Vec<(String, Connection)> = Vec::new();
@@ -493,6 +494,10 @@ pub fn plan(path: &Path, sections: &[Section]) -> Result<DropIn, Vec<ConfigError
         }
         plan.connection = Some(first.clone());
     }
+    match storage::plan(sections, &mut plan.notes) {
+        Ok(storage) => plan.storage = storage,
+        Err(mut e) => errors.append(&mut e),
+    }
     if plan.forward.is_empty() {
         errors.push(ConfigError {
             key: path.display().to_string(),
@@ -549,6 +554,7 @@ fn service(section: &Section, plan: &mut DropIn, errors: &mut Vec<ConfigError>) 
         let key_lower = key.to_ascii_lowercase();
         let note = match key_lower.as_str() {
             "parsers_file" | "streams_file" | "http_server" | "log_level" => continue,
+            k if storage::reads(SectionKind::Service, "", k) => continue,
             "http_listen" | "http_port" if http_server => continue,
             "http_listen" | "http_port" => "HTTP_Server is off",
             "health_check" | "hc_errors_count" | "hc_retry_failure_count" | "hc_period" => {
@@ -621,6 +627,13 @@ fn input(section: &Section, parsers: &Parsers, plan: &mut DropIn, errors: &mut V
             if let Some(input) = input {
                 let unix = matches!(input, ForwardInput::Unix(_));
                 match plan.forward.iter().find(|f| matches!(f, ForwardInput::Unix(_)) == unix) {
+                    // AWS's way to set the generated input's options: the
+                    // same socket again (Fluent Bit's later input takes the
+                    // socket file over; v5 shares a TCP port).
+                    Some(served) if *served == input => plan.notes.push(format!(
+                        "{}: [INPUT] forward {input} is an earlier input's listener too: Sluice serves it once, with both inputs' options",
+                        section.at
+                    )),
                     Some(served) => errors.push(error(format!(
                         "[INPUT] forward {input}: Sluice serves one TCP and one unix forward input, and {served} is this configuration's; its clients would find no listener"
                     ))),
@@ -641,7 +654,9 @@ fn input(section: &Section, parsers: &Parsers, plan: &mut DropIn, errors: &mut V
             }
             for (key, _) in &section.entries {
                 let k = key.to_ascii_lowercase();
-                if !matches!(k.as_str(), "name" | "unix_path" | "listen" | "port" | "shared_key" | "tag" | "tag_prefix") {
+                if !matches!(k.as_str(), "name" | "unix_path" | "listen" | "port" | "shared_key" | "tag" | "tag_prefix")
+                    && !storage::reads(SectionKind::Input, "forward", &k)
+                {
                     plan.notes.push(format!(
                         "{}: [INPUT] forward {key} does not apply: Sluice bounds what it holds with limits.memory, and takes frames of any mode up to 16 MiB",
                         section.at
@@ -1130,7 +1145,9 @@ fn output(
     let name = format!("OUTPUT {plugin}");
     for (key, value) in &section.entries {
         let k = key.to_ascii_lowercase();
-        if matches!(k.as_str(), "name" | "match" | "match_regex") {
+        if matches!(k.as_str(), "name" | "match" | "match_regex")
+            || storage::reads(SectionKind::Output, &plugin, &k)
+        {
             continue;
         }
         // `net.*` and `tls.*` are families: their first member's reason.

@@ -57,6 +57,15 @@ pub struct SpoolConfig {
     pub fsync: bool,
 }
 
+/// `[spool]`'s sizes and fsync, which apply wherever the directory comes
+/// from (`spool.dir`, or a FireLens configuration's `storage.path`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpoolLimits {
+    pub max_size: u64,
+    pub segment_size: u64,
+    pub fsync: bool,
+}
+
 /// What the spool has done, for logs and /metrics.
 #[derive(Debug, Default)]
 pub struct SpoolCounters {

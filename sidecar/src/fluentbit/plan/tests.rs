@@ -115,6 +115,57 @@ fn the_generated_configuration() {
     );
 }
 
+/// AWS's out-of-memory prevention example on the generated configuration:
+/// the forward inputs declared again, with filesystem buffering, which
+/// puts the spool in `storage.path`.
+#[test]
+fn inputs_declared_again_with_filesystem_storage() {
+    let conf = format!(
+        "{GENERATED}
+[SERVICE]
+    storage.path  /var/log/flb-storage/
+    storage.max_chunks_up 25
+
+[INPUT]
+    Name forward
+    unix_path /var/run/fluent.sock
+    storage.type filesystem
+
+[INPUT]
+    Name forward
+    Listen 127.0.0.1
+    Port 24224
+    storage.type filesystem
+"
+    );
+    let p = read(&conf).unwrap();
+    assert_eq!(
+        p.forward,
+        [
+            ForwardInput::Unix("/var/run/fluent.sock".into()),
+            ForwardInput::Tcp("127.0.0.1:24224".parse().unwrap())
+        ]
+    );
+    assert_eq!(
+        p.storage,
+        Some(Storage {
+            path: "/var/log/flb-storage/".into(),
+            total_limit: None,
+            sync_full: false,
+        })
+    );
+    assert_eq!(
+        notes_without_place(&p)[2..],
+        [
+            "[SERVICE] storage.max_chunks_up does not apply: Sluice's settings come from its own configuration (shutdown.grace, limits.memory, admin.listen)",
+            "[INPUT] forward unix_path /var/run/fluent.sock is an earlier input's listener too: Sluice serves it once, with both inputs' options",
+            "[INPUT] forward on 127.0.0.1:24224 is an earlier input's listener too: Sluice serves it once, with both inputs' options",
+        ]
+    );
+    // Without filesystem inputs, no spool.
+    assert_eq!(read(GENERATED).unwrap().storage, None);
+}
+
 #[test]
 fn refused_and_wrong() {
     let input = "[INPUT]\n    Name forward\n    unix_path /s\n";
