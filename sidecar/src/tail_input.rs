@@ -128,6 +128,8 @@ impl TailInput {
                 }
                 "key" => input.key = value.clone(),
                 "path_key" => input.path_key = Some(value.clone()),
+                // Read by `fluentbit::storage`: filesystem buffering.
+                "storage.type" => {}
                 "skip_empty_lines" => input.skip_empty_lines = flag(key, value)?,
                 "parser" => match parsers.get(value.as_str()) {
                     Some(Ok(parser)) => input.parser = Some(parser.clone()),
@@ -136,7 +138,7 @@ impl TailInput {
                 },
                 "db" | "db.sync" | "db.locking" | "db.journal_mode" | "db.compare_filename"
                 | "mem_buf_limit" | "buffer_chunk_size" | "buffer_max_size" | "skip_long_lines"
-                | "rotate_wait" | "ignore_older" | "inotify_watcher" | "storage.type"
+                | "rotate_wait" | "ignore_older" | "inotify_watcher"
                 | "storage.pause_on_chunks_overlimit" | "multiline.parser" | "file_cache_advise"
                 | "threaded" | "progress_check_interval" => notes.push(format!(
                     "{}: [INPUT] tail {key} does not apply: Sluice polls the files every 250 ms from where it started, without keeping offsets across restarts, bounds what it holds with limits.memory, cuts lines at 256 KiB, and joins stack traces with its own [multiline] joiner",

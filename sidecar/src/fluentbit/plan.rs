@@ -677,7 +677,8 @@ fn input(section: &Section, parsers: &Parsers, plan: &mut DropIn, errors: &mut V
                     if !matches!(
                         k.as_str(),
                         "name" | "listen" | "port" | "tag" | "format" | "separator" | "source_address_key" | "alias"
-                    ) {
+                    ) && !storage::reads(SectionKind::Input, "tcp", &k)
+                    {
                         plan.notes.push(format!(
                             "{}: [INPUT] tcp {key} does not apply: Sluice bounds what it holds with limits.memory, and takes pieces up to 256 KiB",
                             section.at

@@ -1,11 +1,12 @@
 //! Fluent Bit's filesystem buffering, served by Sluice's spool.
 //!
-//! A forward input with `storage.type filesystem` (its own, or inherited
-//! from `[SERVICE]` with `storage.inherit On`) asks Fluent Bit to keep its
+//! An input with `storage.type filesystem` (its own, or inherited from
+//! `[SERVICE]` with `storage.inherit On`) asks Fluent Bit to keep its
 //! records in `[SERVICE] storage.path` until they are sent, so that a
 //! restart loses none (AWS's out-of-memory prevention example). Sluice's
-//! spool does that for every record the CloudWatch outputs take: with such
-//! an input, the spool is opened in `storage.path`, in place of
+//! spool does that for every record the CloudWatch outputs take, whatever
+//! its input: with one such input (forward, tcp or tail, the inputs Sluice
+//! serves), the spool is opened in `storage.path`, in place of
 //! `spool.dir`, as `[SERVICE] HTTP_Server` replaces `admin.listen`.
 //!
 //! - `storage.total_limit_size` on the CloudWatch outputs bounds the spool
@@ -21,6 +22,9 @@ use std::path::PathBuf;
 use super::classic::{Section, SectionKind};
 use crate::config::ConfigError;
 use crate::spool::{SpoolConfig, SpoolLimits};
+
+/// The inputs Sluice serves.
+const SERVED_INPUTS: [&str; 3] = ["forward", "tcp", "tail"];
 
 /// The smallest spool: two segments of the smallest size.
 const MIN_SPOOL_BYTES: u64 = 128 << 10;
@@ -58,7 +62,7 @@ pub fn reads(kind: SectionKind, plugin: &str, key: &str) -> bool {
             key,
             "storage.path" | "storage.sync" | "storage.type" | "storage.inherit"
         ),
-        SectionKind::Input => plugin == "forward" && key == "storage.type",
+        SectionKind::Input => SERVED_INPUTS.contains(&plugin) && key == "storage.type",
         SectionKind::Output => {
             matches!(plugin, "cloudwatch_logs" | "cloudwatch") && key == "storage.total_limit_size"
         }
@@ -110,12 +114,12 @@ pub fn plan(
     let mut filesystem_inputs = Vec::new();
     for s in sections
         .iter()
-        .filter(|s| s.kind == SectionKind::Input && s.plugin() == "forward")
+        .filter(|s| s.kind == SectionKind::Input && SERVED_INPUTS.contains(&s.plugin().as_str()))
     {
         let fs = match s.get("storage.type") {
             None => inherited_fs,
             Some(t) => storage_type(t).unwrap_or_else(|m| {
-                errors.push(error(s, format!("[INPUT] forward {m}")));
+                errors.push(error(s, format!("[INPUT] {} {m}", s.plugin())));
                 false
             }),
         };
@@ -149,14 +153,14 @@ pub fn plan(
     let Some(first) = filesystem_inputs.first() else {
         if let Some((s, p)) = path {
             notes.push(format!(
-                "{}: [SERVICE] storage.path {} is not used: no forward input has storage.type filesystem, so records are held in memory, as in Fluent Bit",
+                "{}: [SERVICE] storage.path {} is not used: no input has storage.type filesystem, so records are held in memory, as in Fluent Bit",
                 s.at,
                 p.display()
             ));
         }
         if total_limit.is_some() {
             notes.push(
-                "[OUTPUT] storage.total_limit_size is not used: no forward input has storage.type filesystem, as in Fluent Bit".into(),
+                "[OUTPUT] storage.total_limit_size is not used: no input has storage.type filesystem, as in Fluent Bit".into(),
             );
         }
         return Ok(None);
@@ -164,7 +168,10 @@ pub fn plan(
     let Some((_, path)) = path else {
         return Err(vec![error(
             first,
-            "[INPUT] forward storage.type filesystem needs [SERVICE] storage.path, as in Fluent Bit".into(),
+            format!(
+                "[INPUT] {} storage.type filesystem needs [SERVICE] storage.path, as in Fluent Bit",
+                first.plugin()
+            ),
         )]);
     };
     Ok(Some(Storage {
@@ -323,8 +330,17 @@ mod tests {
         assert_eq!(storage, None);
         assert_eq!(
             notes,
-            ["f.conf:1: [SERVICE] storage.path /s is not used: no forward input has storage.type filesystem, so records are held in memory, as in Fluent Bit"]
+            ["f.conf:1: [SERVICE] storage.path /s is not used: no input has storage.type filesystem, so records are held in memory, as in Fluent Bit"]
         );
+        // Any input Sluice serves: AWS's example buffers a tcp input.
+        let tcp = section(
+            SectionKind::Input,
+            "f.conf:7",
+            &[("Name", "tcp"), ("storage.type", "filesystem")],
+            &[],
+        );
+        let (storage, _) = read(&[service(&[("storage.path", "/s")]), tcp]).unwrap();
+        assert_eq!(storage.unwrap().path, PathBuf::from("/s"));
         // An input's own type wins over the inherited one.
         let mut own = sections("On");
         own[1] = forward(&[("storage.type", "memory")]);
