@@ -36,6 +36,11 @@ COPY --from=build --chown=65532:65532 /out/spool /var/spool/sluice
 # image's owner and mode (on Fargate a bind-mounted volume the image does
 # not declare starts as root's, 0755, and user 65532 could not write it).
 VOLUME ["/var/spool/sluice"]
+# The storage.path of AWS's filesystem-buffering example for Fluent Bit,
+# where such a configuration puts Sluice's spool: writable by the runtime
+# user, as the spool's own directory is. (Not declared a volume: only
+# configurations that name it use it.)
+COPY --from=build --chown=65532:65532 /out/spool /var/log/flb-storage
 # Root at the start, as aws-for-fluent-bit runs: ECS makes the router's
 # /var/run (where /var/run/fluent.sock goes) root's, mode 0755, unless the
 # task definition names the container's `user`, and task definitions
