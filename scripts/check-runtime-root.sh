@@ -14,8 +14,10 @@
 #   the image creates;
 # - as the router of a task definition written for aws-for-fluent-bit: the
 #   generated configuration at /fluent-bit/etc/fluent-bit.conf includes the
-#   image's /fluent-bit/configs/parse-json.conf, and the health checks AWS
-#   documents pass through the root's /bin/sh, nc and curl.
+#   image's /fluent-bit/configs/parse-json.conf and a filesystem-buffering
+#   file whose storage.path is the directory the image makes (the spool
+#   opens there as 65532), and the health checks AWS documents pass
+#   through the root's /bin/sh, nc and curl.
 # Needs root, debootstrap, and the tests' .venv.
 # Usage: sudo scripts/check-runtime-root.sh [ROOT_DIR]
 set -euo pipefail
@@ -120,6 +122,7 @@ cat > "$root/fluent-bit/etc/fluent-bit.conf" <<CONF
     Record ecs_cluster prod
 
 @INCLUDE /fluent-bit/configs/parse-json.conf
+@INCLUDE /fluent-bit/etc/storage.conf
 
 [OUTPUT]
     Name null
@@ -134,6 +137,20 @@ cat > "$root/fluent-bit/etc/fluent-bit.conf" <<CONF
     log_stream_prefix app-
     region us-east-1
 CONF
+# AWS's filesystem-buffering example: the generated unix input declared
+# again with storage.type filesystem, in the storage.path the image makes
+# (as the Dockerfile makes it: owned by 65532, mode 0700).
+cat > "$root/fluent-bit/etc/storage.conf" <<CONF
+[SERVICE]
+    storage.path /var/log/flb-storage
+
+[INPUT]
+    Name forward
+    unix_path /var/run/fluent.sock
+    storage.type filesystem
+CONF
+rm -rf "$root/var/log/flb-storage"
+install -d -m 0700 -o 65532 -g 65532 "$root/var/log/flb-storage"
 rm -f "$socket_dir/fluent.sock"
 chroot "$root" /usr/bin/env -i AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test SLUICE_SHUTDOWN_DRAIN=0s \
   /usr/local/bin/sluice run --user 65532:65532 2> /tmp/sluice-root-parse.err &
@@ -155,6 +172,9 @@ assert sender.FluentSender('app-firelens-1', host='unix://$socket_dir/fluent.soc
 stop_after_one_event /tmp/sluice-root-parse.err /tmp/sluice-root-parse.dump
 grep -q '"message": "{\\"ecs_cluster\\":\\"prod\\",\\"level\\":\\"warn\\",\\"msg\\":\\"GET /c?token=REDACTED\\",\\"source\\":\\"stdout\\"}"' /tmp/sluice-root-parse.dump
 grep -q "\"timestamp\": ${logged}000" /tmp/sluice-root-parse.dump
+grep '"message":"spool open"' /tmp/sluice-root-parse.err | grep -q '"dir":"/var/log/flb-storage"'
+[ "$(ls "$root/var/log/flb-storage")" = "lock" ]
+[ "$(stat -c %u "$root/var/log/flb-storage/lock")" = 65532 ]
 rm -rf "$root/fluent-bit/etc"
 
 kill $moto

@@ -523,7 +523,7 @@ async fn build_sink(
                 sts_endpoint: connection.sts_endpoint.clone(),
             }),
         };
-        // A forward input's filesystem buffering puts the spool in
+        // An input's filesystem buffering puts the spool in
         // `storage.path`, as HTTP_Server replaces admin.listen.
         let spool = match drop_in.and_then(|d| d.storage.as_ref()) {
             Some(storage) => {

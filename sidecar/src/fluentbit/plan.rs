@@ -65,7 +65,7 @@ pub struct DropIn {
     /// `[SERVICE] Log_Level`: the level of Sluice's own logs, unless
     /// `FLB_LOG_LEVEL` sets it.
     pub log_level: Option<tracing::level_filters::LevelFilter>,
-    /// Filesystem buffering a forward input asks for: the spool's
+    /// Filesystem buffering an input asks for: the spool's
     /// directory and size, in place of `[spool]`'s.
     pub storage: Option<Storage>,
     /// What was accepted but does not apply, each with its reason.
