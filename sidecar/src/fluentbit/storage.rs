@@ -127,7 +127,7 @@ pub fn plan(
             filesystem_inputs.push(s);
         }
     }
-    let mut total_limit = None;
+    let (mut total_limit, mut limit_at) = (None, None);
     for s in sections.iter().filter(|s| {
         s.kind == SectionKind::Output
             && matches!(s.plugin().as_str(), "cloudwatch_logs" | "cloudwatch")
@@ -136,6 +136,7 @@ pub fn plan(
             match fluent_size(v) {
                 Some(bytes) if bytes >= MIN_SPOOL_BYTES => {
                     total_limit = Some(total_limit.unwrap_or(0u64).saturating_add(bytes));
+                    limit_at.get_or_insert(s.at.as_str());
                 }
                 _ => errors.push(error(
                     s,
@@ -158,10 +159,10 @@ pub fn plan(
                 p.display()
             ));
         }
-        if total_limit.is_some() {
-            notes.push(
-                "[OUTPUT] storage.total_limit_size is not used: no input has storage.type filesystem, as in Fluent Bit".into(),
-            );
+        if let Some(at) = limit_at {
+            notes.push(format!(
+                "{at}: [OUTPUT] storage.total_limit_size is not used: no input has storage.type filesystem, as in Fluent Bit"
+            ));
         }
         return Ok(None);
     };
@@ -341,6 +342,11 @@ mod tests {
         );
         let (storage, _) = read(&[service(&[("storage.path", "/s")]), tcp]).unwrap();
         assert_eq!(storage.unwrap().path, PathBuf::from("/s"));
+        let (_, notes) = read(&[forward(&[]), cloudwatch("1G")]).unwrap();
+        assert_eq!(
+            notes,
+            ["f.conf:9: [OUTPUT] storage.total_limit_size is not used: no input has storage.type filesystem, as in Fluent Bit"]
+        );
         // An input's own type wins over the inherited one.
         let mut own = sections("On");
         own[1] = forward(&[("storage.type", "memory")]);
