@@ -101,6 +101,29 @@ pub fn run(args: RunArgs) -> ExitCode {
     code
 }
 
+/// `shutdown.drain` and `shutdown.grace`; a FireLens configuration's
+/// `[SERVICE] Grace` replaces the grace (as `HTTP_Server` replaces
+/// `admin.listen`), and a drain as long as it shrinks to half of it, as
+/// Fluent Bit's inputs take half its grace.
+fn shutdown_times(full: &Config, drop_in: Option<&DropIn>) -> (Duration, Duration) {
+    match drop_in.and_then(|d| d.grace) {
+        Some(grace) => {
+            let drain = if full.shutdown_drain < grace {
+                full.shutdown_drain
+            } else {
+                grace / 2
+            };
+            tracing::info!(
+                grace_ms = grace.as_millis() as u64,
+                drain_ms = drain.as_millis() as u64,
+                "the FireLens configuration's [SERVICE] Grace replaces shutdown.grace"
+            );
+            (drain, grace)
+        }
+        None => (full.shutdown_drain, full.shutdown_grace),
+    }
+}
+
 /// Changes the level of Sluice's own logs after start.
 type LevelHandle = tracing_subscriber::reload::Handle<LevelFilter, tracing_subscriber::Registry>;
 
@@ -250,7 +273,7 @@ async fn serve(
         MemoryBudget::new(memory_budget(full.memory_limit))
             .with_heap_gauge(crate::heap::live_bytes),
     );
-    let (drain, grace) = (full.shutdown_drain, full.shutdown_grace);
+    let (drain, grace) = shutdown_times(&full, drop_in.as_ref());
     let config = server_config(&full.forward, drop_in.as_ref(), budget.clone());
     let policies = Arc::new(GroupPolicies::new(GroupPolicy {
         create_group: full.cloudwatch.auto_create,
@@ -439,6 +462,7 @@ async fn serve(
     tracing::info!(
         signal,
         drain_ms = drain.as_millis() as u64,
+        grace_ms = grace.as_millis() as u64,
         "draining: still accepting input"
     );
     tokio::select! {

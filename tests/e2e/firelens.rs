@@ -1419,6 +1419,36 @@ fn throttle_filter_caps_a_burst() {
     assert_eq!(dump.events.len(), 12, "{:#?}", dump.events);
 }
 
+/// `[SERVICE] Grace`, as aws-for-fluent-bit's `minimize-log-loss.conf`
+/// sets it, replaces `shutdown.grace`: a stop waits that long for what is
+/// pending.
+#[test]
+fn service_grace_sets_the_shutdown_grace() {
+    let Peers {
+        moto,
+        agent,
+        addresses,
+    } = Peers::start();
+    let extra = extra_conf("[SERVICE]\n    Flush 1\n    Grace 7\n");
+    // A drain as long as the grace shrinks to half of it, as Fluent Bit's
+    // inputs take half its grace.
+    let sidecar = start_app_task_with_env(
+        &moto,
+        &agent,
+        &addresses,
+        &extra,
+        &[("SLUICE_SHUTDOWN_DRAIN", "10s".to_string())],
+    );
+    let logs = sidecar.logs.clone();
+    let (status, _) = sidecar.stop();
+    assert!(status.success());
+    let logs = logs.lock().unwrap().clone();
+    let draining = crate::cloudwatch::log_lines_with(&logs, "draining: still accepting input");
+    assert_eq!(draining.len(), 1, "{logs:?}");
+    assert_eq!(draining[0]["fields"]["grace_ms"], 7000);
+    assert_eq!(draining[0]["fields"]["drain_ms"], 3500);
+}
+
 /// AWS's out-of-memory prevention example: the generated unix forward
 /// input declared again with `storage.type filesystem` (AWS's way to set
 /// its options), and `[SERVICE] storage.path`. Sluice's spool is opened

@@ -200,6 +200,13 @@ pub fn describe(plan: &DropIn) -> String {
             "  admin endpoint {a} ([SERVICE] HTTP_Server: /api/v1/health, /api/v1/uptime, /healthz, /metrics)"
         );
     }
+    if let Some(grace) = plan.grace {
+        let _ = writeln!(
+            out,
+            "  shutdown grace {} s ([SERVICE] Grace)",
+            grace.as_secs()
+        );
+    }
     if let Some(storage) = &plan.storage {
         let _ = writeln!(
             out,
@@ -497,7 +504,7 @@ pub(crate) mod tests {
   filter Match app-*: parser Key_Name log, Parser mine, json, Preserve_Key
   multiline traces ({conf_at}:15): [MULTILINE_PARSER] of 2 rule(s), flush_timeout 4000 ms, run by Sluice's [multiline] joiner, in every container's application lines
   statistics: stream sluice-stats/<task id> in each access record's log group
-  ignored: {conf_at}:1: [SERVICE] Flush does not apply: Sluice's settings come from its own configuration (shutdown.grace, limits.memory, admin.listen)
+  ignored: {conf_at}:1: [SERVICE] Flush does not apply: Sluice's settings come from its own configuration (limits.memory, the spool, batching)
   ignored: {conf_at}:1: [SERVICE] Parsers_File /no/such/parsers.conf does not exist here; the parsers Sluice has built in (json, docker, apache, apache2, apache_error, nginx, logfmt) and the file's own [PARSER] and [MULTILINE_PARSER] sections are used
 "
             )

@@ -65,6 +65,8 @@ pub struct DropIn {
     /// `[SERVICE] Log_Level`: the level of Sluice's own logs, unless
     /// `FLB_LOG_LEVEL` sets it.
     pub log_level: Option<tracing::level_filters::LevelFilter>,
+    /// `[SERVICE] Grace`: the shutdown grace, in place of `shutdown.grace`.
+    pub grace: Option<std::time::Duration>,
     /// Filesystem buffering an input asks for: the spool's
     /// directory and size, in place of `[spool]`'s.
     pub storage: Option<Storage>,
@@ -396,6 +398,7 @@ pub fn plan(path: &Path, sections: &[Section]) -> Result<DropIn, Vec<ConfigError
         http_server: None,
         stream_tasks: Vec::new(),
         log_level: None,
+        grace: None,
         storage: None,
         notes: Vec::new(),
     };
@@ -550,22 +553,46 @@ fn service(section: &Section, plan: &mut DropIn, errors: &mut Vec<ConfigError>) 
             }),
         }
     }
+    if let Some(value) = section.get("grace") {
+        match grace(value) {
+            Ok(g) => plan.grace = Some(g),
+            Err(message) => errors.push(ConfigError {
+                key: section.at.clone(),
+                message,
+            }),
+        }
+    }
     for (key, _) in &section.entries {
         let key_lower = key.to_ascii_lowercase();
         let note = match key_lower.as_str() {
-            "parsers_file" | "streams_file" | "http_server" | "log_level" => continue,
+            "parsers_file" | "streams_file" | "http_server" | "log_level" | "grace" => continue,
             k if storage::reads(SectionKind::Service, "", k) => continue,
             "http_listen" | "http_port" if http_server => continue,
             "http_listen" | "http_port" => "HTTP_Server is off",
             "health_check" | "hc_errors_count" | "hc_retry_failure_count" | "hc_period" => {
                 "/api/v1/health answers from Sluice's own view of its outputs (ok, or 500 when one is stuck)"
             }
-            _ => "Sluice's settings come from its own configuration (shutdown.grace, limits.memory, admin.listen)",
+            _ => "Sluice's settings come from its own configuration (limits.memory, the spool, batching)",
         };
         plan.notes.push(format!(
             "{}: [SERVICE] {key} does not apply: {note}",
             section.at
         ));
+    }
+}
+
+/// `[SERVICE] Grace`: whole seconds Fluent Bit gives what is pending at
+/// shutdown. `-1` waits until everything is sent, which ECS's stopTimeout
+/// (at most 120 s) ends first: a day stands for it. `0` checks once, a
+/// second after the signal, as Fluent Bit's engine does.
+fn grace(value: &str) -> Result<std::time::Duration, String> {
+    match value.trim().parse::<i64>() {
+        Ok(-1) => Ok(std::time::Duration::from_secs(86_400)),
+        Ok(0) => Ok(std::time::Duration::from_secs(1)),
+        Ok(n) if n > 0 => Ok(std::time::Duration::from_secs(n.unsigned_abs())),
+        _ => Err(format!(
+            "[SERVICE] Grace {value:?} is not a number of seconds (or -1, until everything is sent)"
+        )),
     }
 }
 

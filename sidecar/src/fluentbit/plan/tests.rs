@@ -157,13 +157,35 @@ fn inputs_declared_again_with_filesystem_storage() {
     assert_eq!(
         notes_without_place(&p)[2..],
         [
-            "[SERVICE] storage.max_chunks_up does not apply: Sluice's settings come from its own configuration (shutdown.grace, limits.memory, admin.listen)",
+            "[SERVICE] storage.max_chunks_up does not apply: Sluice's settings come from its own configuration (limits.memory, the spool, batching)",
             "[INPUT] forward unix_path /var/run/fluent.sock is an earlier input's listener too: Sluice serves it once, with both inputs' options",
             "[INPUT] forward on 127.0.0.1:24224 is an earlier input's listener too: Sluice serves it once, with both inputs' options",
         ]
     );
     // Without filesystem inputs, no spool.
     assert_eq!(read(GENERATED).unwrap().storage, None);
+}
+
+/// `[SERVICE] Grace`, as `minimize-log-loss.conf` sets it, replaces
+/// `shutdown.grace`.
+#[test]
+fn service_grace() {
+    let grace = |value: &str| {
+        read(&format!("{GENERATED}\n[SERVICE]\n    Grace {value}\n"))
+            .map(|p| p.grace.map(|g| g.as_secs()))
+    };
+    assert_eq!(grace("30"), Ok(Some(30)));
+    assert_eq!(grace("-1"), Ok(Some(86_400)));
+    assert_eq!(grace("0"), Ok(Some(1)));
+    for wrong in ["-2", "30s", "soon"] {
+        assert_eq!(
+            grace(wrong),
+            Err(vec![format!(
+                "line 44: [SERVICE] Grace {wrong:?} is not a number of seconds (or -1, until everything is sent)"
+            )])
+        );
+    }
+    assert_eq!(read(GENERATED).unwrap().grace, None);
 }
 
 #[test]
@@ -557,7 +579,7 @@ fn service_http_server_is_the_admin_endpoint() {
             format!("[SERVICE] HC_Errors_Count does not apply: {health}"),
             format!("[SERVICE] HC_Retry_Failure_Count does not apply: {health}"),
             format!("[SERVICE] HC_Period does not apply: {health}"),
-            "[SERVICE] Flush does not apply: Sluice's settings come from its own configuration (shutdown.grace, limits.memory, admin.listen)".to_string(),
+            "[SERVICE] Flush does not apply: Sluice's settings come from its own configuration (limits.memory, the spool, batching)".to_string(),
         ]
     );
     // Fluent Bit's defaults; off, or not set, leaves admin.listen.
