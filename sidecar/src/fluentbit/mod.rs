@@ -323,6 +323,7 @@ pub fn describe(plan: &DropIn) -> String {
                         .iter()
                         .map(|k| format!("Allowlist_key {k}")),
                 );
+                parts.extend(m.uuid_key.iter().map(|k| format!("Uuid_key {k}")));
                 format!("record_modifier {}", parts.join("; "))
             }
         };

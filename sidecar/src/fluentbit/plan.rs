@@ -220,6 +220,8 @@ pub struct RecordModifier {
     pub records: Vec<(Arc<str>, Arc<str>)>,
     pub remove_keys: Vec<String>,
     pub allowlist_keys: Vec<String>,
+    /// `Uuid_key`: a new random (v4) UUID under this key in every record.
+    pub uuid_key: Option<String>,
 }
 
 #[derive(Debug)]
@@ -990,13 +992,10 @@ fn filter(
                     },
                     "remove_key" => m.remove_keys.push(value.clone()),
                     "allowlist_key" | "whitelist_key" => m.allowlist_keys.push(value.clone()),
-                    "uuid_key" => notes.push(format!(
-                        "{}: [FILTER] record_modifier Uuid_key is not applied",
-                        section.at
-                    )),
+                    "uuid_key" => m.uuid_key = Some(value.clone()),
                     "name" | "match" | "match_regex" | "alias" => {}
                     _ => error(format!(
-                        "[FILTER] record_modifier has no option {key}; it takes Record, Remove_key, Allowlist_key"
+                        "[FILTER] record_modifier has no option {key}; it takes Record, Remove_key, Allowlist_key, Uuid_key"
                     )),
                 }
             }

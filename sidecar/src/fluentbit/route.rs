@@ -449,6 +449,9 @@ fn modify(m: &RecordModifier, record: &mut Record) {
     for (key, value) in &m.records {
         record.insert_shared(key, value);
     }
+    if let Some(key) = &m.uuid_key {
+        record.insert(key, super::template::output_uuid());
+    }
 }
 
 /// `[FILTER] parser` on one record (`filter_parser.c`'s order: the parsed
@@ -656,6 +659,43 @@ mod tests {
         assert_eq!(first.group(), format!("/g/{uuid}"));
         let other = r.key(1, &input("envoy-1")).unwrap().0.clone();
         assert_ne!(other.stream(), first.stream());
+    }
+
+    #[test]
+    fn record_modifier_uuid_key_gives_each_record_its_own() {
+        let conf = format!(
+            "{INPUT}[FILTER]\n    Name record_modifier\n    Match *\n    Uuid_key event_id\n"
+        );
+        let (mut r, _) = router(&conf);
+        let ids: Vec<String> = (0..2)
+            .map(|_| {
+                let mut one = record(r#"{"log":"a"}"#);
+                assert!(keeps_record(&mut r, "t", &mut one));
+                assert_eq!(one.get_str("log"), Some("a"));
+                one.get_str("event_id").unwrap().to_string()
+            })
+            .collect();
+        assert_ne!(ids[0], ids[1]);
+        for id in &ids {
+            // As flb_utils_uuid_v4_gen writes one: 8-4-4-4-12 lower-case
+            // hex digits, version 4, the RFC 4122 variant.
+            let groups: Vec<&str> = id.split('-').collect();
+            assert_eq!(
+                groups.iter().map(|g| g.len()).collect::<Vec<_>>(),
+                [8, 4, 4, 4, 12],
+                "{id}"
+            );
+            assert!(
+                id.chars()
+                    .all(|c| c == '-' || matches!(c, '0'..='9' | 'a'..='f')),
+                "{id}"
+            );
+            assert!(groups[2].starts_with('4'), "{id}");
+            assert!(
+                matches!(groups[3].as_bytes()[0], b'8' | b'9' | b'a' | b'b'),
+                "{id}"
+            );
+        }
     }
 
     #[test]
