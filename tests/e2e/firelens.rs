@@ -1419,6 +1419,41 @@ fn throttle_filter_caps_a_burst() {
     assert_eq!(dump.events.len(), 12, "{:#?}", dump.events);
 }
 
+/// `log_group_class INFREQUENT_ACCESS`: the group Sluice creates is of
+/// that class (what CreateLogGroup was asked, seen through a proxy; moto
+/// keeps no class).
+#[test]
+fn log_group_class_infrequent_access() {
+    let Peers {
+        moto,
+        agent,
+        addresses,
+    } = Peers::start();
+    let proxy =
+        crate::proxy::FaultProxy::start(moto.addr, Box::new(|_, _| crate::proxy::Fault::Pass));
+    let mut output = moto_output(&moto, "/ecs/app");
+    output["endpoint"] = json!(proxy.endpoint());
+    output["log_group_class"] = json!("INFREQUENT_ACCESS");
+    let conf = render_firelens_config(&spec(
+        &addresses,
+        crate::support::free_port(),
+        json!({ "app": output }),
+    ));
+    let sidecar = start(&addresses, &ecs_env(&agent, &conf));
+    send_app(&addresses, &[("stdout", "one line")]);
+    stop_once_delivered(sidecar, &moto, "the line", |d| !d.events.is_empty());
+    let created: Vec<_> = proxy
+        .recorded()
+        .into_iter()
+        .filter(|r| r.operation == "CreateLogGroup")
+        .map(|r| r.body)
+        .collect();
+    assert_eq!(
+        created,
+        [json!({"logGroupName": "/ecs/app", "logGroupClass": "INFREQUENT_ACCESS"})]
+    );
+}
+
 /// `[SERVICE] Grace`, as aws-for-fluent-bit's `minimize-log-loss.conf`
 /// sets it, replaces `shutdown.grace`: a stop waits that long for what is
 /// pending.

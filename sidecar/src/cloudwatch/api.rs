@@ -19,9 +19,13 @@ pub trait LogsApi: Send + Sync + 'static {
         emf: bool,
     ) -> impl Future<Output = Result<Rejected, CallError>> + Send;
 
-    /// Creates a log group; `Ok(false)` when it already existed.
-    fn create_log_group(&self, group: &str)
-        -> impl Future<Output = Result<bool, CallError>> + Send;
+    /// Creates a log group, of the Infrequent Access class when
+    /// `infrequent_access`; `Ok(false)` when it already existed.
+    fn create_log_group(
+        &self,
+        group: &str,
+        infrequent_access: bool,
+    ) -> impl Future<Output = Result<bool, CallError>> + Send;
 
     /// Creates a log stream; `Ok(false)` when it already existed.
     fn create_log_stream(

@@ -190,11 +190,19 @@ impl LogsApi for CloudWatchClient {
     }
 
     /// Creates a log group; `Ok(false)` when it already existed.
-    async fn create_log_group(&self, group: &str) -> Result<bool, CallError> {
+    async fn create_log_group(
+        &self,
+        group: &str,
+        infrequent_access: bool,
+    ) -> Result<bool, CallError> {
         let out = self
             .client
             .create_log_group()
             .log_group_name(group)
+            .set_log_group_class(
+                infrequent_access
+                    .then_some(aws_sdk_cloudwatchlogs::types::LogGroupClass::InfrequentAccess),
+            )
             .send()
             .await;
         created(out)

@@ -101,6 +101,9 @@ pub struct GroupPolicy {
     pub create_group: bool,
     pub create_stream: bool,
     pub retention_days: Option<i32>,
+    /// A group it creates is of the Infrequent Access class (a FireLens
+    /// output's `log_group_class INFREQUENT_ACCESS`).
+    pub infrequent_access: bool,
 }
 
 /// The policy of each log group: one for all (`[cloudwatch]`), or per group
@@ -344,7 +347,7 @@ impl<C: LogsApi> Shipper<C> {
         let new_group = policy.create_group
             && self
                 .client
-                .create_log_group(key.group())
+                .create_log_group(key.group(), policy.infrequent_access)
                 .await
                 .map_err(|e| format!("creating the log group: {e:?}"))?;
         if new_group {

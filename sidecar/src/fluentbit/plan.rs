@@ -250,6 +250,9 @@ pub struct CloudWatchOutput {
     pub create_group: bool,
     pub create_stream: bool,
     pub retention_days: Option<i32>,
+    /// `log_group_class INFREQUENT_ACCESS`: groups it creates are of that
+    /// class.
+    pub infrequent_access: bool,
     /// The Go plugin replaces characters CloudWatch does not allow with
     /// `.`; Sluice's own rule (for `cloudwatch_logs`) uses `_`.
     pub go_names: bool,
@@ -309,6 +312,7 @@ struct CloudWatchOptions {
     log_key: Option<String>,
     log_format: Option<String>,
     auto_create_group: Option<bool>,
+    log_group_class: Option<String>,
     auto_create_stream: Option<bool>,
     log_retention_days: Option<i64>,
     endpoint: Option<String>,
@@ -328,10 +332,6 @@ const NOT_APPLIED: &[(&str, &str)] = &[
     (
         "auto_retry_requests",
         "Sluice retries every failed request with backoff",
-    ),
-    (
-        "log_group_class",
-        "groups are created with CloudWatch's default class",
     ),
     (
         "metric_namespace",
@@ -1338,6 +1338,23 @@ fn output(
     if o.external_id.is_some() && o.role_arn.is_none() {
         error("external_id needs role_arn");
     }
+    // Read as `validate_log_group_class` reads it: by prefix.
+    let infrequent_access = match o.log_group_class.as_deref().map(str::trim) {
+        None | Some("") => false,
+        Some(c) if c.starts_with("STANDARD") => false,
+        Some(c) if c.starts_with("INFREQUENT_ACCESS") => {
+            notes.push(format!(
+                "{at}: [OUTPUT] {plugin} log_group_class INFREQUENT_ACCESS applies to the groups Sluice creates; CloudWatch extracts no metrics from Embedded Metric Format in such a group, so Sluice's per-route statistics written to it stay log events"
+            ));
+            true
+        }
+        Some(c) => {
+            error(&format!(
+                "log_group_class {c:?} is not STANDARD or INFREQUENT_ACCESS"
+            ));
+            false
+        }
+    };
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -1362,6 +1379,7 @@ fn output(
         // cloudwatch_logs always creates streams; the Go plugin by default.
         create_stream: !go || o.auto_create_stream.unwrap_or(true),
         retention_days,
+        infrequent_access,
         go_names: go,
     };
     Ok((

@@ -353,6 +353,7 @@ impl Router {
                         create_group: output.create_group,
                         create_stream: output.create_stream,
                         retention_days: output.retention_days,
+                        infrequent_access: output.infrequent_access,
                     },
                 );
             }
@@ -566,7 +567,7 @@ mod tests {
 
     #[test]
     fn names_per_output() {
-        let conf = format!("{INPUT}[OUTPUT]\n    Name null\n    Match firelens-healthcheck\n[OUTPUT]\n    Name cloudwatch_logs\n    Match app-firelens*\n    region us-east-1\n    log_group_name /ecs/fallback\n    log_group_template /ecs/$ecs_cluster\n    log_stream_prefix app/\n    auto_create_group true\n    log_retention_days 7\n[OUTPUT]\n    Name cloudwatch\n    Match envoy-firelens*\n    region us-east-1\n    log_group_name /go/$(ecs_cluster)\n    log_stream_name $(tag[0])/$(ecs_task_id):x\n");
+        let conf = format!("{INPUT}[OUTPUT]\n    Name null\n    Match firelens-healthcheck\n[OUTPUT]\n    Name cloudwatch_logs\n    Match app-firelens*\n    region us-east-1\n    log_group_name /ecs/fallback\n    log_group_template /ecs/$ecs_cluster\n    log_stream_prefix app/\n    auto_create_group true\n    log_retention_days 7\n    log_group_class INFREQUENT_ACCESS\n[OUTPUT]\n    Name cloudwatch\n    Match envoy-firelens*\n    region us-east-1\n    log_group_name /go/$(ecs_cluster)\n    log_stream_name $(tag[0])/$(ecs_task_id):x\n");
         let (mut r, policies) = router(&conf);
         assert_eq!(*r.outputs_for("app-firelens-abc"), [1]);
         assert_eq!(*r.outputs_for("app-firelens-abc"), [1]);
@@ -620,7 +621,8 @@ mod tests {
             GroupPolicy {
                 create_group: true,
                 create_stream: true,
-                retention_days: Some(7)
+                retention_days: Some(7),
+                infrequent_access: true,
             }
         );
         assert_eq!(
@@ -628,7 +630,8 @@ mod tests {
             GroupPolicy {
                 create_group: false,
                 create_stream: true,
-                retention_days: None
+                retention_days: None,
+                infrequent_access: false,
             }
         );
         assert!(r.key(0, &input("firelens-healthcheck", &without)).is_none());

@@ -105,10 +105,18 @@ impl LogsApi for MemoryLogs {
         Ok(Rejected::default())
     }
 
-    async fn create_log_group(&self, group: &str) -> Result<bool, CallError> {
+    async fn create_log_group(
+        &self,
+        group: &str,
+        infrequent_access: bool,
+    ) -> Result<bool, CallError> {
         tokio::time::sleep(CALL_TIME).await;
         let mut state = self.state.lock().unwrap();
-        state.calls.push(format!("create_group {group}"));
+        state.calls.push(if infrequent_access {
+            format!("create_group {group} (infrequent access)")
+        } else {
+            format!("create_group {group}")
+        });
         if state.groups.contains_key(group) {
             return Ok(false);
         }
@@ -199,6 +207,7 @@ const CREATE_ALL: GroupPolicy = GroupPolicy {
     create_group: true,
     create_stream: true,
     retention_days: Some(7),
+    infrequent_access: false,
 };
 
 #[tokio::test(start_paused = true)]
@@ -264,6 +273,20 @@ async fn a_missing_stream_is_created_once_for_the_batches_in_flight_together() {
     // Each batch: refused once (missing), then taken.
     assert_eq!(count(&counters.requests), 6);
     assert_eq!(count(&counters.retries), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_group_of_the_infrequent_access_class_is_created_so() {
+    let logs = MemoryLogs::default();
+    let policy = GroupPolicy {
+        infrequent_access: true,
+        ..CREATE_ALL
+    };
+    ship(&logs, policy, vec![events(&["a"])]).await;
+    assert_eq!(logs.stored(&key()), ["a"]);
+    assert!(logs
+        .calls()
+        .contains(&"create_group /ecs/orders (infrequent access)".to_string()));
 }
 
 #[tokio::test(start_paused = true)]

@@ -198,6 +198,7 @@ fn refused_and_wrong() {
         ("[OUTPUT]\n    Name cloudwatch_logs\n    Match *\n    region r\n    log_group_name g\n", "line 4: [OUTPUT] cloudwatch_logs: log_stream_name or log_stream_prefix is required"),
         ("[OUTPUT]\n    Name cloudwatch_logs\n    Match *\n    region r\n    log_group_name g\n    log_stream_name s\n    log_stream_prefix p\n", "line 4: [OUTPUT] cloudwatch_logs: give either log_stream_name or log_stream_prefix, not both"),
         ("[OUTPUT]\n    Name cloudwatch_logs\n    Match *\n    region r\n    log_group_name g\n    log_stream_prefix p\n    log_retention_days 10\n", "line 4: [OUTPUT] cloudwatch_logs: log_retention_days 10 is not a retention CloudWatch accepts: 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653"),
+        ("[OUTPUT]\n    Name cloudwatch_logs\n    Match *\n    region r\n    log_group_name g\n    log_stream_prefix p\n    log_group_class COLD\n", "line 4: [OUTPUT] cloudwatch_logs: log_group_class \"COLD\" is not STANDARD or INFREQUENT_ACCESS"),
         ("[FILTER]\n    Name expect\n    Match *\n", "line 4: [FILTER] expect (Match *) is not supported by Sluice (grep, record_modifier, parser, modify, nest, rewrite_tag, aws, lua, throttle and multiline are); without it records would be changed differently than you expect"),
         ("[FILTER]\n    Name throttle\n    Match *\n    Rate fast\n", "line 4: [FILTER] throttle Rate \"fast\" is not a number above 0"),
         ("[FILTER]\n    Name lua\n    Match *\n", "line 4: [FILTER] lua needs call, the function to run"),
@@ -216,7 +217,7 @@ fn refused_and_wrong() {
     // The options are typed by the configuration's layer.
     let typed = read(&format!("{input}[OUTPUT]\n    Name cloudwatch_logs\n    Match *\n    region r\n    log_group_name g\n    log_stream_prefix p\n    auto_create_group maybe\n    log_retention_days a_week\n    log_groupname x\n")).unwrap_err();
     assert_eq!(typed.len(), 3, "{typed:#?}");
-    assert!(typed[0].ends_with("[OUTPUT] cloudwatch_logs log_groupname: unknown key; [OUTPUT cloudwatch_logs] takes region, log_group_name, log_stream_name, log_stream_prefix, log_group_template, log_stream_template, default_log_group_name, default_log_stream_name, log_key, log_format, auto_create_group, auto_create_stream, log_retention_days, endpoint, port, sts_endpoint, role_arn, external_id"), "{}", typed[0]);
+    assert!(typed[0].ends_with("[OUTPUT] cloudwatch_logs log_groupname: unknown key; [OUTPUT cloudwatch_logs] takes region, log_group_name, log_stream_name, log_stream_prefix, log_group_template, log_stream_template, default_log_group_name, default_log_stream_name, log_key, log_format, auto_create_group, log_group_class, auto_create_stream, log_retention_days, endpoint, port, sts_endpoint, role_arn, external_id"), "{}", typed[0]);
     assert!(
         typed[1].ends_with(
             "[OUTPUT] cloudwatch_logs auto_create_group: expected true or false, got \"maybe\""
