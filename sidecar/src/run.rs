@@ -283,6 +283,7 @@ async fn serve(
             .retention_days
             .and_then(|d| i32::try_from(d).ok()),
         infrequent_access: false,
+        tags: None,
     }));
     // Every listener is bound first: as root when the image starts so (see
     // `--user`), then everything else (the spool's files above all) as the

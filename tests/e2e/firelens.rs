@@ -1419,11 +1419,11 @@ fn throttle_filter_caps_a_burst() {
     assert_eq!(dump.events.len(), 12, "{:#?}", dump.events);
 }
 
-/// `log_group_class INFREQUENT_ACCESS`: the group Sluice creates is of
-/// that class (what CreateLogGroup was asked, seen through a proxy; moto
-/// keeps no class).
+/// `log_group_class INFREQUENT_ACCESS` and `new_log_group_tags`: the
+/// group Sluice creates is of that class, with those tags (what
+/// CreateLogGroup was asked, seen through a proxy; moto keeps no class).
 #[test]
-fn log_group_class_infrequent_access() {
+fn log_group_class_and_tags_of_a_created_group() {
     let Peers {
         moto,
         agent,
@@ -1434,6 +1434,7 @@ fn log_group_class_infrequent_access() {
     let mut output = moto_output(&moto, "/ecs/app");
     output["endpoint"] = json!(proxy.endpoint());
     output["log_group_class"] = json!("INFREQUENT_ACCESS");
+    output["new_log_group_tags"] = json!("team=payments,cost-center=42");
     let conf = render_firelens_config(&spec(
         &addresses,
         crate::support::free_port(),
@@ -1450,7 +1451,11 @@ fn log_group_class_infrequent_access() {
         .collect();
     assert_eq!(
         created,
-        [json!({"logGroupName": "/ecs/app", "logGroupClass": "INFREQUENT_ACCESS"})]
+        [json!({
+            "logGroupName": "/ecs/app",
+            "logGroupClass": "INFREQUENT_ACCESS",
+            "tags": {"team": "payments", "cost-center": "42"}
+        })]
     );
 }
 

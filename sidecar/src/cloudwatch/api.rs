@@ -6,6 +6,7 @@
 use std::future::Future;
 
 use super::batch::Batch;
+use super::ship::GroupPolicy;
 use crate::event::StreamKey;
 
 /// What the shipper needs of CloudWatch Logs.
@@ -19,12 +20,12 @@ pub trait LogsApi: Send + Sync + 'static {
         emf: bool,
     ) -> impl Future<Output = Result<Rejected, CallError>> + Send;
 
-    /// Creates a log group, of the Infrequent Access class when
-    /// `infrequent_access`; `Ok(false)` when it already existed.
+    /// Creates a log group, of the class and with the tags `policy` gives;
+    /// `Ok(false)` when it already existed.
     fn create_log_group(
         &self,
         group: &str,
-        infrequent_access: bool,
+        policy: &GroupPolicy,
     ) -> impl Future<Output = Result<bool, CallError>> + Send;
 
     /// Creates a log stream; `Ok(false)` when it already existed.

@@ -19,6 +19,7 @@ use sluice_parser::json_out::{self, JsonOut};
 
 use super::api::{CallError, LogsApi, Rejected};
 use super::batch::Batch;
+use super::ship::GroupPolicy;
 use crate::event::StreamKey;
 
 /// A connection that cannot be made in this long counts as failed.
@@ -190,18 +191,21 @@ impl LogsApi for CloudWatchClient {
     }
 
     /// Creates a log group; `Ok(false)` when it already existed.
-    async fn create_log_group(
-        &self,
-        group: &str,
-        infrequent_access: bool,
-    ) -> Result<bool, CallError> {
+    async fn create_log_group(&self, group: &str, policy: &GroupPolicy) -> Result<bool, CallError> {
         let out = self
             .client
             .create_log_group()
             .log_group_name(group)
             .set_log_group_class(
-                infrequent_access
+                policy
+                    .infrequent_access
                     .then_some(aws_sdk_cloudwatchlogs::types::LogGroupClass::InfrequentAccess),
+            )
+            .set_tags(
+                policy
+                    .tags
+                    .as_ref()
+                    .map(|tags| tags.iter().cloned().collect()),
             )
             .send()
             .await;

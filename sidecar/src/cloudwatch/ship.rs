@@ -96,7 +96,7 @@ impl ShipCounters {
 
 /// What the shipper may create for a log group, and the retention of a
 /// group it creates.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GroupPolicy {
     pub create_group: bool,
     pub create_stream: bool,
@@ -104,6 +104,9 @@ pub struct GroupPolicy {
     /// A group it creates is of the Infrequent Access class (a FireLens
     /// output's `log_group_class INFREQUENT_ACCESS`).
     pub infrequent_access: bool,
+    /// Tags of a group it creates (a FireLens output's
+    /// `new_log_group_tags`), shared by the outputs' policies.
+    pub tags: Option<Arc<[(String, String)]>>,
 }
 
 /// The policy of each log group: one for all (`[cloudwatch]`), or per group
@@ -131,8 +134,8 @@ impl GroupPolicies {
         self.by_group
             .lock()
             .ok()
-            .and_then(|m| m.get(group).copied())
-            .unwrap_or(self.default)
+            .and_then(|m| m.get(group).cloned())
+            .unwrap_or_else(|| self.default.clone())
     }
 }
 
@@ -347,7 +350,7 @@ impl<C: LogsApi> Shipper<C> {
         let new_group = policy.create_group
             && self
                 .client
-                .create_log_group(key.group(), policy.infrequent_access)
+                .create_log_group(key.group(), &policy)
                 .await
                 .map_err(|e| format!("creating the log group: {e:?}"))?;
         if new_group {

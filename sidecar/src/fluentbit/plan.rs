@@ -253,6 +253,8 @@ pub struct CloudWatchOutput {
     /// `log_group_class INFREQUENT_ACCESS`: groups it creates are of that
     /// class.
     pub infrequent_access: bool,
+    /// `new_log_group_tags`: the tags of groups it creates.
+    pub new_group_tags: Option<Arc<[(String, String)]>>,
     /// The Go plugin replaces characters CloudWatch does not allow with
     /// `.`; Sluice's own rule (for `cloudwatch_logs`) uses `_`.
     pub go_names: bool,
@@ -313,6 +315,7 @@ struct CloudWatchOptions {
     log_format: Option<String>,
     auto_create_group: Option<bool>,
     log_group_class: Option<String>,
+    new_log_group_tags: Option<String>,
     auto_create_stream: Option<bool>,
     log_retention_days: Option<i64>,
     endpoint: Option<String>,
@@ -354,7 +357,6 @@ const NOT_APPLIED: &[(&str, &str)] = &[
         "credentials_endpoint",
         "credentials come from the SDK's default chain (the task role on ECS)",
     ),
-    ("new_log_group_tags", "groups are created without tags"),
     (
         "alias",
         "names in Sluice's logs are the plugin and its Match",
@@ -581,6 +583,23 @@ fn service(section: &Section, plan: &mut DropIn, errors: &mut Vec<ConfigError>) 
             section.at
         ));
     }
+}
+
+/// `new_log_group_tags` as the Go plugin's `tagKeysToMap` reads it:
+/// `key=value` pairs split on `,`, spaces trimmed, an empty value allowed,
+/// an empty key skipped, the last of a key winning; none at all is `None`.
+fn group_tags(text: &str) -> Option<Arc<[(String, String)]>> {
+    let mut tags: Vec<(String, String)> = Vec::new();
+    for pair in text.trim().split(',') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let (key, value) = (key.trim(), value.trim());
+        if key.is_empty() {
+            continue;
+        }
+        tags.retain(|(k, _)| k != key);
+        tags.push((key.to_string(), value.to_string()));
+    }
+    (!tags.is_empty()).then(|| tags.into())
 }
 
 /// `[SERVICE] Grace`: whole seconds Fluent Bit gives what is pending at
@@ -1380,6 +1399,7 @@ fn output(
         create_stream: !go || o.auto_create_stream.unwrap_or(true),
         retention_days,
         infrequent_access,
+        new_group_tags: o.new_log_group_tags.as_deref().and_then(group_tags),
         go_names: go,
     };
     Ok((

@@ -354,6 +354,7 @@ impl Router {
                         create_stream: output.create_stream,
                         retention_days: output.retention_days,
                         infrequent_access: output.infrequent_access,
+                        tags: output.new_group_tags.clone(),
                     },
                 );
             }
@@ -567,7 +568,7 @@ mod tests {
 
     #[test]
     fn names_per_output() {
-        let conf = format!("{INPUT}[OUTPUT]\n    Name null\n    Match firelens-healthcheck\n[OUTPUT]\n    Name cloudwatch_logs\n    Match app-firelens*\n    region us-east-1\n    log_group_name /ecs/fallback\n    log_group_template /ecs/$ecs_cluster\n    log_stream_prefix app/\n    auto_create_group true\n    log_retention_days 7\n    log_group_class INFREQUENT_ACCESS\n[OUTPUT]\n    Name cloudwatch\n    Match envoy-firelens*\n    region us-east-1\n    log_group_name /go/$(ecs_cluster)\n    log_stream_name $(tag[0])/$(ecs_task_id):x\n");
+        let conf = format!("{INPUT}[OUTPUT]\n    Name null\n    Match firelens-healthcheck\n[OUTPUT]\n    Name cloudwatch_logs\n    Match app-firelens*\n    region us-east-1\n    log_group_name /ecs/fallback\n    log_group_template /ecs/$ecs_cluster\n    log_stream_prefix app/\n    auto_create_group true\n    log_retention_days 7\n    log_group_class INFREQUENT_ACCESS\n[OUTPUT]\n    Name cloudwatch\n    Match envoy-firelens*\n    region us-east-1\n    log_group_name /go/$(ecs_cluster)\n    log_stream_name $(tag[0])/$(ecs_task_id):x\n    new_log_group_tags team=payments, env = prod ,=x,team=orders\n");
         let (mut r, policies) = router(&conf);
         assert_eq!(*r.outputs_for("app-firelens-abc"), [1]);
         assert_eq!(*r.outputs_for("app-firelens-abc"), [1]);
@@ -623,6 +624,7 @@ mod tests {
                 create_stream: true,
                 retention_days: Some(7),
                 infrequent_access: true,
+                tags: None,
             }
         );
         assert_eq!(
@@ -632,6 +634,12 @@ mod tests {
                 create_stream: true,
                 retention_days: None,
                 infrequent_access: false,
+                // As the Go plugin reads them: trimmed, the empty key
+                // skipped, the last `team` winning.
+                tags: Some(Arc::from(vec![
+                    ("env".to_string(), "prod".to_string()),
+                    ("team".to_string(), "orders".to_string()),
+                ])),
             }
         );
         assert!(r.key(0, &input("firelens-healthcheck", &without)).is_none());

@@ -105,14 +105,10 @@ impl LogsApi for MemoryLogs {
         Ok(Rejected::default())
     }
 
-    async fn create_log_group(
-        &self,
-        group: &str,
-        infrequent_access: bool,
-    ) -> Result<bool, CallError> {
+    async fn create_log_group(&self, group: &str, policy: &GroupPolicy) -> Result<bool, CallError> {
         tokio::time::sleep(CALL_TIME).await;
         let mut state = self.state.lock().unwrap();
-        state.calls.push(if infrequent_access {
+        state.calls.push(if policy.infrequent_access {
             format!("create_group {group} (infrequent access)")
         } else {
             format!("create_group {group}")
@@ -208,6 +204,7 @@ const CREATE_ALL: GroupPolicy = GroupPolicy {
     create_stream: true,
     retention_days: Some(7),
     infrequent_access: false,
+    tags: None,
 };
 
 #[tokio::test(start_paused = true)]

@@ -217,7 +217,7 @@ fn refused_and_wrong() {
     // The options are typed by the configuration's layer.
     let typed = read(&format!("{input}[OUTPUT]\n    Name cloudwatch_logs\n    Match *\n    region r\n    log_group_name g\n    log_stream_prefix p\n    auto_create_group maybe\n    log_retention_days a_week\n    log_groupname x\n")).unwrap_err();
     assert_eq!(typed.len(), 3, "{typed:#?}");
-    assert!(typed[0].ends_with("[OUTPUT] cloudwatch_logs log_groupname: unknown key; [OUTPUT cloudwatch_logs] takes region, log_group_name, log_stream_name, log_stream_prefix, log_group_template, log_stream_template, default_log_group_name, default_log_stream_name, log_key, log_format, auto_create_group, log_group_class, auto_create_stream, log_retention_days, endpoint, port, sts_endpoint, role_arn, external_id"), "{}", typed[0]);
+    assert!(typed[0].ends_with("[OUTPUT] cloudwatch_logs log_groupname: unknown key; [OUTPUT cloudwatch_logs] takes region, log_group_name, log_stream_name, log_stream_prefix, log_group_template, log_stream_template, default_log_group_name, default_log_stream_name, log_key, log_format, auto_create_group, log_group_class, new_log_group_tags, auto_create_stream, log_retention_days, endpoint, port, sts_endpoint, role_arn, external_id"), "{}", typed[0]);
     assert!(
         typed[1].ends_with(
             "[OUTPUT] cloudwatch_logs auto_create_group: expected true or false, got \"maybe\""
