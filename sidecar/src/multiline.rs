@@ -329,7 +329,7 @@ impl Joiner {
             // Not this stream's next line: what it held goes out as it is
             // (a trace joined, anything else line by line), and the line
             // starts afresh in the same place.
-            emit_held(stream, out);
+            emit_held(stream, rules, out);
             let started = start_state(rules, text)
                 .filter(|&s| !ends(rules, s))
                 .is_some_and(|state| {
@@ -357,7 +357,11 @@ impl Joiner {
         if stream.bytes + added > *max_bytes && matches!(stream.state, State::Open(_)) {
             // The trace is long: what is joined goes out, the rest starts a
             // new event of the same trace.
-            close_joined(std::mem::take(&mut stream.lines), out);
+            close_joined(
+                std::mem::take(&mut stream.lines),
+                separator(rules, stream.state),
+                out,
+            );
             stream.bytes = 0;
             stream.reserved = None;
         }
@@ -368,7 +372,7 @@ impl Joiner {
         };
         if !reserve(budget, stream, added) {
             if let Some(stream) = streams.remove(&id) {
-                close(stream, out);
+                close(stream, rules, out);
             }
             out.push(event);
             return;
@@ -379,7 +383,7 @@ impl Joiner {
             if let Some(mut stream) = streams.remove(&id) {
                 stream.state = next;
                 stream.lines.push(Held::new(event, ack));
-                close(stream, out);
+                close(stream, rules, out);
             }
             return;
         }
@@ -438,7 +442,7 @@ impl Joiner {
         let mut out = Vec::new();
         for key in keys {
             if let Some(stream) = self.streams.remove(&key) {
-                close(stream, &mut out);
+                close(stream, &self.rules, &mut out);
             }
         }
         out
@@ -558,9 +562,13 @@ fn reserve(budget: &Option<Arc<MemoryBudget>>, stream: &mut Stream, bytes: usize
 
 /// Emits what a stream holds (a trace as one event, anything else line by
 /// line) and leaves it empty, its share of the budget kept.
-fn emit_held(stream: &mut Stream, out: &mut Vec<Event>) {
+fn emit_held(stream: &mut Stream, rules: &Rules, out: &mut Vec<Event>) {
     match stream.state {
-        State::Open(_) => close_joined(std::mem::take(&mut stream.lines), out),
+        State::Open(_) => close_joined(
+            std::mem::take(&mut stream.lines),
+            separator(rules, stream.state),
+            out,
+        ),
         _ => out.extend(stream.lines.drain(..).map(|l| l.event)),
     }
     stream.bytes = 0;
@@ -568,13 +576,22 @@ fn emit_held(stream: &mut Stream, out: &mut Vec<Event>) {
 
 /// What a closing stream emits: a trace as one event, anything else line
 /// by line.
-fn close(mut stream: Stream, out: &mut Vec<Event>) {
-    emit_held(&mut stream, out);
+fn close(mut stream: Stream, rules: &Rules, out: &mut Vec<Event>) {
+    emit_held(&mut stream, rules, out);
 }
 
-/// One event of the lines, joined with `\n`, trailing blank lines left
-/// out; the first line's event gives its metadata and time.
-fn close_joined(mut lines: Vec<Held>, out: &mut Vec<Event>) {
+/// What joins a trace's lines: `\n`, or what its Fluent Bit parser joins
+/// them with.
+fn separator(rules: &Rules, state: State) -> &'static str {
+    match state {
+        State::Open(Trace::States { set, .. }) => rules.state_rules[usize::from(set)].separator(),
+        _ => "\n",
+    }
+}
+
+/// One event of the lines, joined with `separator`, trailing blank lines
+/// left out; the first line's event gives its metadata and time.
+fn close_joined(mut lines: Vec<Held>, separator: &str, out: &mut Vec<Event>) {
     while lines.len() > 1 && lines.last().is_some_and(|l| l.text().trim().is_empty()) {
         lines.pop();
     }
@@ -582,7 +599,7 @@ fn close_joined(mut lines: Vec<Held>, out: &mut Vec<Event>) {
     let Some(first) = parts.next() else { return };
     let mut joined = first.text().to_string();
     for l in parts {
-        joined.push('\n');
+        joined.push_str(separator);
         joined.push_str(l.text());
     }
     let mut event = first.event;

@@ -365,9 +365,9 @@ pub fn describe(plan: &DropIn) -> String {
     for (at, rules) in &plan.multiline_parsers {
         let _ = writeln!(
             out,
-            "  multiline {} ({at}): [MULTILINE_PARSER] of {} rule(s), flush_timeout {} ms, run by Sluice's [multiline] joiner, in every container's application lines",
+            "  multiline {} ({at}): [MULTILINE_PARSER] {}, flush_timeout {} ms, run by Sluice's [multiline] joiner, in every container's application lines",
             rules.name(),
-            rules.rule_count(),
+            rules.describe(),
             rules.wait_ns() / 1_000_000
         );
     }

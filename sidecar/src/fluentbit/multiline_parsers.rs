@@ -4,19 +4,20 @@
 //!
 //! Fluent Bit checks every definition at start, used or not: a missing
 //! `name` or `type`, an unknown type, or rules that do not link stop it,
-//! and stop Sluice. A `[FILTER] multiline` may then name a parser of
-//! `type regex`, which Sluice's joiner runs ([`StateRules`]). A parser of
-//! another type, or one that pre-parses its lines (`parser`) or reads other
-//! keys (`key_pattern`, `key_group`, `key_content`), is refused when a
-//! filter names it. Fluent Bit's built-in `ruby` parser is one of these
+//! and stop Sluice. A `[FILTER] multiline` may then name a parser, which
+//! Sluice's joiner runs ([`StateRules`]): `type regex` with its rules, or
+//! `type endswith` / `equal` with `match_string` and `negate`. One that
+//! pre-parses its lines (`parser`) or reads other keys (`key_pattern`,
+//! `key_group`, `key_content`) is refused when a filter names it. Fluent Bit's built-in `ruby` parser is one of these
 //! too, with its rules; a definition of that name replaces it.
 
 use std::sync::Arc;
 
 use super::classic::{split_tokens, Section};
 use super::onig;
+use crate::config::layer::fluent_bool;
 use crate::config::ConfigError;
-use crate::multiline::state_rules::{RuleSpec, StateRules};
+use crate::multiline::state_rules::{RuleSpec, StateRules, Terminator};
 
 /// `flush_timeout` when it is not given, or not above 0
 /// (`FLB_ML_FLUSH_TIMEOUT`).
@@ -133,6 +134,12 @@ fn define(section: &Section) -> Result<Defined, String> {
             }
         },
     };
+    let negate = match section.get("negate") {
+        None => false,
+        Some(v) => {
+            fluent_bool(v).ok_or_else(|| format!("{name}: negate {v:?} is not true or false"))?
+        }
+    };
     // Rules are read, and must link, for a regex parser only (as in
     // Fluent Bit, which ignores `rule` keys of other types).
     let rules = if kind == "regex" {
@@ -147,12 +154,24 @@ fn define(section: &Section) -> Result<Defined, String> {
     } else {
         None
     };
-    let usable = match rules {
-        None => Err(format!(
-            "type {kind}: Sluice runs multiline parsers of type regex"
-        )),
-        Some(rules) => unsupported_key(section).map_or_else(|| Ok(Arc::new(rules)), Err),
+    let rules = match rules {
+        Some(rules) => Ok(rules),
+        // Fluent Bit would read past a missing string when a line came.
+        None => match section.get("match_string") {
+            None => Err(format!("type {kind} needs a match_string")),
+            Some(text) => Ok(StateRules::terminated(
+                &name,
+                Terminator {
+                    text: text.to_string(),
+                    equal: kind != "endswith",
+                    negate,
+                },
+                wait_ms.saturating_mul(1_000_000),
+            )),
+        },
     };
+    let usable =
+        rules.and_then(|rules| unsupported_key(section).map_or_else(|| Ok(Arc::new(rules)), Err));
     Ok(Defined {
         name,
         at: section.at.clone(),
@@ -327,13 +346,44 @@ mod tests {
     }
 
     #[test]
-    fn parsers_sluice_cannot_run_are_refused_when_named() {
+    fn endswith_and_equal_parsers_end_messages_with_their_string() {
         let parsers = read(&[
             section(&[
-                ("name", "ends"),
+                ("name", "continued"),
                 ("type", "endswith"),
                 ("match_string", "\\"),
+                ("negate", "true"),
+                ("flush_timeout", "500"),
             ]),
+            section(&[("name", "until"), ("type", "eq"), ("match_string", "END")]),
+        ])
+        .unwrap();
+        let continued = parsers.get("continued").unwrap().unwrap();
+        assert_eq!(continued.describe(), "of type endswith \"\\\\\", negated");
+        assert_eq!(continued.wait_ns(), 500_000_000);
+        assert_eq!(continued.separator(), "");
+        // Lines ending with `\` go on; the first that does not ends it.
+        assert_eq!(continued.start("a \\"), Some(0));
+        assert_eq!(continued.next(0, "b"), Some(1));
+        assert!(continued.ends(1));
+        let until = parsers.get("until").unwrap().unwrap();
+        assert_eq!(until.describe(), "of type equal \"END\"");
+        assert_eq!(until.next(0, "END"), Some(1));
+        assert_eq!(
+            read(&[section(&[
+                ("name", "p"),
+                ("type", "endswith"),
+                ("negate", "perhaps")
+            ])])
+            .unwrap_err(),
+            ["parsers.conf:1: [MULTILINE_PARSER] p: negate \"perhaps\" is not true or false"]
+        );
+    }
+
+    #[test]
+    fn parsers_sluice_cannot_run_are_refused_when_named() {
+        let parsers = read(&[
+            section(&[("name", "ends"), ("type", "endswith")]),
             section(&[
                 ("name", "pre"),
                 ("type", "regex"),
@@ -350,7 +400,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             parsers.get("ends").unwrap().unwrap_err(),
-            "type endswith: Sluice runs multiline parsers of type regex"
+            "type endswith needs a match_string"
         );
         assert_eq!(
             parsers.get("pre").unwrap().unwrap_err(),

@@ -14,6 +14,15 @@
 //! - when the last matched rule's to-state is also a start rule's state,
 //!   the message ends with that line.
 //!
+//! A parser of `type endswith` or `type equal` has no rules: a line that
+//! ends with (or is) its `match_string` ends the message, and with
+//! `negate` a line that does not; every other line opens or continues one
+//! (`flb_ml.c`'s `package_content`). Its lines are joined without a
+//! separator, as Fluent Bit joins them when the filter names a
+//! `multiline.key_content`. Fluent Bit passes a line shorter than the
+//! match string on alone, out of order; here it is a line that does not
+//! end with it.
+//!
 //! Pure: the joiner ([`super::Joiner`]) holds the lines and the clock.
 
 use regex::Regex;
@@ -43,11 +52,39 @@ struct Rule {
     ends: bool,
 }
 
+/// `type endswith` or `type equal`: which lines end a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Terminator {
+    /// `match_string`.
+    pub text: String,
+    /// `type equal`: the whole line, not its end.
+    pub equal: bool,
+    /// `negate`: a line that does not match ends the message.
+    pub negate: bool,
+}
+
+impl Terminator {
+    fn ends(&self, line: &str) -> bool {
+        let matched = if self.equal {
+            line == self.text
+        } else {
+            line.ends_with(&self.text)
+        };
+        matched != self.negate
+    }
+}
+
+/// A terminator parser's two states: a message open, or just ended.
+const OPEN: u16 = 0;
+const ENDED: u16 = 1;
+
 /// A parser's rules, checked and linked.
 #[derive(Clone, Debug)]
 pub struct StateRules {
     name: String,
     rules: Vec<Rule>,
+    /// A parser of type `endswith` or `equal`, in place of rules.
+    terminator: Option<Terminator>,
     /// How long a message waits for its next line (`flush_timeout`).
     wait_ns: i64,
 }
@@ -97,8 +134,41 @@ impl StateRules {
         Ok(StateRules {
             name: name.to_string(),
             rules,
+            terminator: None,
             wait_ns,
         })
+    }
+
+    /// A parser of type `endswith` or `equal`.
+    pub fn terminated(name: &str, terminator: Terminator, wait_ns: i64) -> StateRules {
+        StateRules {
+            name: name.to_string(),
+            rules: Vec::new(),
+            terminator: Some(terminator),
+            wait_ns,
+        }
+    }
+
+    /// What the parser is, for `check-config`.
+    pub fn describe(&self) -> String {
+        match &self.terminator {
+            None => format!("of {} rule(s)", self.rules.len()),
+            Some(t) => format!(
+                "of type {} {:?}{}",
+                if t.equal { "equal" } else { "endswith" },
+                t.text,
+                if t.negate { ", negated" } else { "" }
+            ),
+        }
+    }
+
+    /// What joins the lines of a message.
+    pub fn separator(&self) -> &'static str {
+        if self.terminator.is_some() {
+            ""
+        } else {
+            "\n"
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -113,8 +183,13 @@ impl StateRules {
         self.wait_ns
     }
 
-    /// The start rule `text` matches, the first in order.
+    /// The start rule `text` matches, the first in order. Every line
+    /// starts a terminator parser's message (one that ends it at once is a
+    /// message of its own).
     pub fn start(&self, text: &str) -> Option<u16> {
+        if let Some(t) = &self.terminator {
+            return Some(if t.ends(text) { ENDED } else { OPEN });
+        }
         self.rules
             .iter()
             .position(|r| r.start && r.regex.is_match(text))
@@ -123,6 +198,9 @@ impl StateRules {
 
     /// The rule `text` matches after `rule` matched the line before it.
     pub fn next(&self, rule: u16, text: &str) -> Option<u16> {
+        if let Some(t) = &self.terminator {
+            return (rule == OPEN).then_some(if t.ends(text) { ENDED } else { OPEN });
+        }
         let rule = self.rules.get(usize::from(rule))?;
         rule.next
             .iter()
@@ -132,6 +210,9 @@ impl StateRules {
 
     /// Whether the message ends with the line `rule` matched.
     pub fn ends(&self, rule: u16) -> bool {
+        if self.terminator.is_some() {
+            return rule == ENDED;
+        }
         self.rules.get(usize::from(rule)).is_some_and(|r| r.ends)
     }
 }
@@ -237,6 +318,51 @@ mod tests {
         assert_eq!(r.start("ab"), Some(0));
         assert_eq!(r.next(0, "ab"), None);
         assert!(!r.ends(0));
+    }
+
+    #[test]
+    fn a_terminator_ends_a_message_with_the_line_that_matches() {
+        let ends_with = |negate| {
+            StateRules::terminated(
+                "p",
+                Terminator {
+                    text: "\\".into(),
+                    equal: false,
+                    negate,
+                },
+                1,
+            )
+        };
+        // negate: a line that does not end with `\` ends the message.
+        let r = ends_with(true);
+        assert_eq!(r.start("first \\"), Some(OPEN));
+        assert_eq!(r.next(OPEN, "second \\"), Some(OPEN));
+        assert_eq!(r.next(OPEN, "last"), Some(ENDED));
+        assert!(r.ends(ENDED) && !r.ends(OPEN));
+        assert_eq!(r.next(ENDED, "after"), None);
+        // A line that ends at once is a message of its own.
+        assert_eq!(r.start("alone"), Some(ENDED));
+        assert_eq!(r.start(""), Some(ENDED));
+        let r = ends_with(false);
+        assert_eq!(r.start("a"), Some(OPEN));
+        assert_eq!(r.next(OPEN, "b \\"), Some(ENDED));
+        assert_eq!(
+            (r.separator(), ends_with(true).describe().as_str()),
+            ("", "of type endswith \"\\\\\", negated")
+        );
+        let equal = StateRules::terminated(
+            "p",
+            Terminator {
+                text: "END".into(),
+                equal: true,
+                negate: false,
+            },
+            1,
+        );
+        assert_eq!(equal.start("x END"), Some(OPEN));
+        assert_eq!(equal.next(OPEN, "END"), Some(ENDED));
+        assert_eq!(equal.describe(), "of type equal \"END\"");
+        assert_eq!(aws_example().separator(), "\n");
     }
 
     #[test]

@@ -450,6 +450,42 @@ fn a_rule_back_to_the_start_state_writes_the_message_at_once() {
     assert!(!j.holds_lines());
 }
 
+/// A `type endswith` parser with `negate`: lines ending with `\` are
+/// continued, as Fluent Bit joins them for a filter with
+/// `multiline.key_content`: without a separator.
+#[test]
+fn a_fluent_bit_endswith_parser_joins_lines_until_one_does_not_continue() {
+    let mut rules = Rules::built_in(&[]);
+    rules.state_rules.push(Arc::new(StateRules::terminated(
+        "continued",
+        state_rules::Terminator {
+            text: "\\".into(),
+            equal: false,
+            negate: true,
+        },
+        1_000,
+    )));
+    let mut j = Joiner::new(rules, 1_000, 1 << 20, None);
+    let out = run(
+        &mut j,
+        &[
+            ("a", "alone"),
+            ("a", "SELECT * \\"),
+            ("a", "FROM t \\"),
+            ("a", "WHERE x"),
+            ("a", "after"),
+        ],
+    );
+    assert_eq!(
+        out.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>(),
+        ["alone", "SELECT * \\FROM t \\WHERE x", "after"]
+    );
+    // An open message waits the parser's flush_timeout, then goes out.
+    assert!(j.push(event("a", "stdout", "half \\"), None, 0).is_empty());
+    assert_eq!(logs(&j.expire(1_000)), ["half \\"]);
+    assert!(!j.holds_lines());
+}
+
 #[test]
 fn a_fluent_bit_parser_waits_its_own_flush_timeout() {
     let mut rules = Rules::built_in(&[]);

@@ -464,9 +464,15 @@ fn multiline_parsers_named_by_a_filter() {
     // A parser Sluice cannot run is refused where it is named; a malformed
     // one anywhere, as Fluent Bit stops on it.
     let named_spare = filter.replace("java, multiline-regex-test", "spare");
+    let no_string = unused.replace("    match_string \\\n", "");
     assert_eq!(
-        read(&format!("{input}{named_spare}{unused}")).unwrap_err(),
-        ["line 4: [FILTER] multiline multiline.parser spare: the [MULTILINE_PARSER] of that name cannot be served: type endswith: Sluice runs multiline parsers of type regex"]
+        read(&format!("{input}{named_spare}{no_string}")).unwrap_err(),
+        ["line 4: [FILTER] multiline multiline.parser spare: the [MULTILINE_PARSER] of that name cannot be served: type endswith needs a match_string"]
+    );
+    let spare = read(&format!("{input}{named_spare}{unused}")).unwrap();
+    assert_eq!(
+        spare.multiline_parsers[0].1.describe(),
+        "of type endswith \"\\\\\""
     );
     let broken = parser.replace("\"cont\"\n    rule", "\"body\"\n    rule");
     assert_eq!(
