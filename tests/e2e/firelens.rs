@@ -1719,6 +1719,43 @@ fn aws_s_custom_multiline_parser_example() {
     );
 }
 
+/// A `[MULTILINE_PARSER]` of `type endswith`: lines that end with `\`
+/// continue, the first that does not ends the message, and the lines are
+/// joined as Fluent Bit's multiline filter joins them with
+/// `multiline.key_content`, without a separator.
+#[test]
+fn an_endswith_multiline_parser_joins_continued_lines() {
+    let Peers {
+        moto,
+        agent,
+        addresses,
+    } = Peers::start();
+    let extra = extra_conf(
+        "[MULTILINE_PARSER]\n    name          continued\n    type          endswith\n    match_string  \\\n    negate        true\n\n[FILTER]\n    name                  multiline\n    match                 *\n    multiline.key_content log\n    multiline.parser      continued\n",
+    );
+    let sidecar = start_app_task(&moto, &agent, &addresses, &extra);
+    send_app(
+        &addresses,
+        &[
+            ("stdout", "GET /a?token=t0psecret \\"),
+            ("stdout", "and more \\"),
+            ("stdout", "end"),
+            ("stdout", "alone"),
+        ],
+    );
+    let dump = stop_once_delivered(sidecar, &moto, "both messages", |d| d.events.len() >= 2);
+    let logs: Vec<String> = in_stream(&dump.events, "/ecs/app", &format!("from-{}", tag("app")))
+        .iter()
+        .map(|e| object(&e.message)["log"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        logs,
+        ["GET /a?token=REDACTED \\and more \\end", "alone"],
+        "{:#?}",
+        dump.events
+    );
+}
+
 /// A `[FILTER] multiline` for Java stack traces (AWS's FireLens multiline
 /// example, with a built-in parser): served by Sluice's joiner, and refused
 /// when Sluice's `[multiline]` leaves Java out.
