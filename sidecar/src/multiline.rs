@@ -21,9 +21,8 @@
 //!   blocks, their frames, and the blank lines between them.
 //!
 //! User rules add a start and a continuation pattern for other formats, and
-//! a FireLens drop-in adds the `[MULTILINE_PARSER]`s of `type regex` its
-//! multiline filters name ([`state_rules`]), each waiting its own
-//! `flush_timeout`.
+//! a FireLens drop-in adds the `[MULTILINE_PARSER]`s its multiline filters
+//! name ([`state_rules`]), each waiting its own `flush_timeout`.
 //!
 //! Bounded: a trace whose next line does not come is written after `wait`;
 //! a trace is emitted when it reaches `max_bytes` (the rest starts a new

@@ -94,8 +94,8 @@ impl ShipCounters {
     }
 }
 
-/// What the shipper may create for a log group, and the retention of a
-/// group it creates.
+/// What the shipper may create for a log group, and the retention, class
+/// and tags of a group it creates.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GroupPolicy {
     pub create_group: bool,

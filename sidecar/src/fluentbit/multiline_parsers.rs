@@ -8,8 +8,9 @@
 //! Sluice's joiner runs ([`StateRules`]): `type regex` with its rules, or
 //! `type endswith` / `equal` with `match_string` and `negate`. One that
 //! pre-parses its lines (`parser`) or reads other keys (`key_pattern`,
-//! `key_group`, `key_content`) is refused when a filter names it. Fluent Bit's built-in `ruby` parser is one of these
-//! too, with its rules; a definition of that name replaces it.
+//! `key_group`, `key_content`) is refused when a filter names it. Fluent
+//! Bit's built-in `ruby` parser, of type regex, can be named too, with its
+//! rules; a definition of that name replaces it.
 
 use std::sync::Arc;
 
