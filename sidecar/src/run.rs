@@ -560,7 +560,19 @@ async fn build_sink(
             }
             None => full.spool.clone(),
         };
-        return match start_cloudwatch(full, spool, settings, policies, budget).await {
+        // `[SERVICE] Flush` replaces cloudwatch.flush_interval.
+        let flush_interval = match drop_in.and_then(|d| d.flush) {
+            Some(flush) => {
+                tracing::info!(flush_ms = flush.as_millis() as u64, "the FireLens configuration's [SERVICE] Flush replaces cloudwatch.flush_interval");
+                flush
+            }
+            None => full.cloudwatch.flush_interval.0,
+        };
+        let output = OutputSettings {
+            spool,
+            flush_interval,
+        };
+        return match start_cloudwatch(output, settings, policies, budget).await {
             Ok((sink, run)) => Ok((Sink::CloudWatch(Box::new(sink)), Some(run))),
             Err(e) => {
                 tracing::error!(error = %e, "cannot start the CloudWatch output");
@@ -587,7 +599,11 @@ async fn build_sink(
                 endpoint: full.cloudwatch.endpoint.clone(),
                 assume_role: None,
             };
-            match start_cloudwatch(full, full.spool.clone(), settings, policies, budget).await {
+            let output = OutputSettings {
+                spool: full.spool.clone(),
+                flush_interval: full.cloudwatch.flush_interval.0,
+            };
+            match start_cloudwatch(output, settings, policies, budget).await {
                 Ok((sink, run)) => Ok((Sink::CloudWatch(Box::new(sink)), Some(run))),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot start the CloudWatch output");
@@ -636,16 +652,21 @@ async fn bind_admin(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListene
 
 /// Builds the client (region and credentials from the SDK's default chain),
 /// starts the shipper, and returns the sink the output stage writes to.
-async fn start_cloudwatch(
-    config: &Config,
+/// Where the CloudWatch output spools and how long a batch waits: Sluice's
+/// own settings, or what a FireLens configuration says in their place.
+struct OutputSettings {
     spool: Option<SpoolConfig>,
+    flush_interval: Duration,
+}
+
+async fn start_cloudwatch(
+    output: OutputSettings,
     settings: ClientSettings,
     policies: Arc<GroupPolicies>,
     budget: Arc<MemoryBudget>,
 ) -> Result<(CloudWatchSink, CloudWatchRun), String> {
-    let cw = &config.cloudwatch;
     let client = CloudWatchClient::new(&settings).await?;
-    let spool = match spool {
+    let spool = match output.spool {
         None => None,
         Some(c) => match Spool::open(c.clone()) {
             Ok(spool) => {
@@ -685,7 +706,7 @@ async fn start_cloudwatch(
     let shipper = tokio::spawn(shipper.run(outbound_rx));
     let sink = CloudWatchSink::new(
         budget,
-        cw.flush_interval.0,
+        output.flush_interval,
         outbound_tx,
         counters.clone(),
         tokio::runtime::Handle::current(),

@@ -200,6 +200,13 @@ pub fn describe(plan: &DropIn) -> String {
             "  admin endpoint {a} ([SERVICE] HTTP_Server: /api/v1/health, /api/v1/uptime, /healthz, /metrics)"
         );
     }
+    if let Some(flush) = plan.flush {
+        let _ = writeln!(
+            out,
+            "  batches wait at most {} ms ([SERVICE] Flush)",
+            flush.as_millis()
+        );
+    }
     if let Some(grace) = plan.grace {
         let _ = writeln!(
             out,
@@ -502,10 +509,10 @@ pub(crate) mod tests {
             format!(
                 "FireLens drop-in: {conf_at}
   input forward unix /s
+  batches wait at most 1000 ms ([SERVICE] Flush)
   filter Match app-*: parser Key_Name log, Parser mine, json, Preserve_Key
   multiline traces ({conf_at}:15): [MULTILINE_PARSER] of 2 rule(s), flush_timeout 4000 ms, run by Sluice's [multiline] joiner, in every container's application lines
   statistics: stream sluice-stats/<task id> in each access record's log group
-  ignored: {conf_at}:1: [SERVICE] Flush does not apply: Sluice's settings come from its own configuration (limits.memory, the spool, batching)
   ignored: {conf_at}:1: [SERVICE] Parsers_File /no/such/parsers.conf does not exist here; the parsers Sluice has built in (json, docker, apache, apache2, apache_error, nginx, logfmt) and the file's own [PARSER] and [MULTILINE_PARSER] sections are used
 "
             )

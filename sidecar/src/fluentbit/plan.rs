@@ -67,6 +67,9 @@ pub struct DropIn {
     pub log_level: Option<tracing::level_filters::LevelFilter>,
     /// `[SERVICE] Grace`: the shutdown grace, in place of `shutdown.grace`.
     pub grace: Option<std::time::Duration>,
+    /// `[SERVICE] Flush`: how long a batch waits, in place of
+    /// `cloudwatch.flush_interval`.
+    pub flush: Option<std::time::Duration>,
     /// Filesystem buffering an input asks for: the spool's
     /// directory and size, in place of `[spool]`'s.
     pub storage: Option<Storage>,
@@ -403,6 +406,7 @@ pub fn plan(path: &Path, sections: &[Section]) -> Result<DropIn, Vec<ConfigError
         stream_tasks: Vec::new(),
         log_level: None,
         grace: None,
+        flush: None,
         storage: None,
         notes: Vec::new(),
     };
@@ -557,6 +561,19 @@ fn service(section: &Section, plan: &mut DropIn, errors: &mut Vec<ConfigError>) 
             }),
         }
     }
+    if let Some(value) = section.get("flush") {
+        match value.trim().parse::<f64>() {
+            Ok(seconds) if seconds > 0.0 && seconds <= 3600.0 => {
+                plan.flush = Some(std::time::Duration::from_secs_f64(seconds))
+            }
+            _ => errors.push(ConfigError {
+                key: section.at.clone(),
+                message: format!(
+                    "[SERVICE] Flush {value:?} is not a number of seconds above 0 (at most 3600)"
+                ),
+            }),
+        }
+    }
     if let Some(value) = section.get("grace") {
         match grace(value) {
             Ok(g) => plan.grace = Some(g),
@@ -569,7 +586,9 @@ fn service(section: &Section, plan: &mut DropIn, errors: &mut Vec<ConfigError>) 
     for (key, _) in &section.entries {
         let key_lower = key.to_ascii_lowercase();
         let note = match key_lower.as_str() {
-            "parsers_file" | "streams_file" | "http_server" | "log_level" | "grace" => continue,
+            "parsers_file" | "streams_file" | "http_server" | "log_level" | "grace" | "flush" => {
+                continue
+            }
             k if storage::reads(SectionKind::Service, "", k) => continue,
             "http_listen" | "http_port" if http_server => continue,
             "http_listen" | "http_port" => "HTTP_Server is off",

@@ -188,6 +188,26 @@ fn service_grace() {
     assert_eq!(read(GENERATED).unwrap().grace, None);
 }
 
+/// `[SERVICE] Flush` replaces `cloudwatch.flush_interval`.
+#[test]
+fn service_flush() {
+    let flush = |value: &str| {
+        read(&format!("{GENERATED}\n[SERVICE]\n    Flush {value}\n"))
+            .map(|p| p.flush.map(|f| f.as_millis()))
+    };
+    assert_eq!(flush("5"), Ok(Some(5000)));
+    assert_eq!(flush("0.25"), Ok(Some(250)));
+    for wrong in ["0", "-1", "soon", "7200"] {
+        assert_eq!(
+            flush(wrong),
+            Err(vec![format!(
+                "line 44: [SERVICE] Flush {wrong:?} is not a number of seconds above 0 (at most 3600)"
+            )])
+        );
+    }
+    assert_eq!(read(GENERATED).unwrap().flush, None);
+}
+
 #[test]
 fn refused_and_wrong() {
     let input = "[INPUT]\n    Name forward\n    unix_path /s\n";
@@ -586,7 +606,6 @@ fn service_http_server_is_the_admin_endpoint() {
             format!("[SERVICE] HC_Errors_Count does not apply: {health}"),
             format!("[SERVICE] HC_Retry_Failure_Count does not apply: {health}"),
             format!("[SERVICE] HC_Period does not apply: {health}"),
-            "[SERVICE] Flush does not apply: Sluice's settings come from its own configuration (limits.memory, the spool, batching)".to_string(),
         ]
     );
     // Fluent Bit's defaults; off, or not set, leaves admin.listen.
