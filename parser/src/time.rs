@@ -431,7 +431,13 @@ impl TimeFormat {
 /// for the conversions log timestamps use: `%Y %m %d %b %H %M %S %z %s %F
 /// %T`, `%f` and Fluent Bit's `%L` (fraction digits), `%Z` (`UTC`).
 #[derive(Clone, Debug)]
-pub struct StrpTime(TimeFormat);
+pub struct StrpTime {
+    format: TimeFormat,
+    /// Whether the format gives the zone, as Fluent Bit decides it (`%z`,
+    /// `%Z`, `%SZ`, `%S.%LZ` in the text): a parser's `Time_Offset`
+    /// applies to the others.
+    with_zone: bool,
+}
 
 impl StrpTime {
     /// `Err` names what cannot be read: a conversion outside the subset, or
@@ -453,13 +459,23 @@ impl StrpTime {
                 "{spec:?} does not give a whole date (%Y, %m or %b, and %d, or %s)"
             ));
         }
-        Ok(StrpTime(format))
+        let with_zone = ["%z", "%Z", "%SZ", "%S.%LZ"]
+            .iter()
+            .any(|z| spec.contains(z))
+            || epoch;
+        Ok(StrpTime { format, with_zone })
     }
 
     /// Milliseconds since the epoch, or `None` when `value` is not a time of
     /// this format.
     pub fn epoch_ms(&self, value: &str) -> Option<i64> {
-        self.0.read(value).flatten()
+        self.format.read(value).flatten()
+    }
+
+    /// Whether a time of this format says its zone (or is seconds since
+    /// the epoch, which need none).
+    pub fn has_zone(&self) -> bool {
+        self.with_zone
     }
 }
 

@@ -49,6 +49,9 @@ pub struct Parser {
     pub time_format: Option<StrpTime>,
     /// `Time_Keep`.
     pub time_keep: bool,
+    /// `Time_Offset`: the zone of times whose format gives none, in
+    /// milliseconds east of UTC.
+    pub time_offset_ms: i64,
     /// `Skip_Empty_Values` (regex parsers; default on).
     pub skip_empty: bool,
     /// `Types` (regex parsers; a JSON parser's values keep their JSON
@@ -124,7 +127,7 @@ impl Parser {
         let mut time_ms = None;
         if let Some(format) = &self.time_format {
             if let Some(Json::String(text)) = fields.get(&self.time_key) {
-                time_ms = format.epoch_ms(text);
+                time_ms = self.epoch_ms(format, text);
                 if time_ms.is_some() && !self.time_keep {
                     fields.remove(&self.time_key);
                 }
@@ -144,7 +147,7 @@ impl Parser {
             }
             if let Some(format) = self.time_format.as_ref().filter(|_| name == self.time_key) {
                 // A time that does not read is left out, as Fluent Bit does.
-                time_ms = format.epoch_ms(text);
+                time_ms = self.epoch_ms(format, text);
                 if time_ms.is_none() || !self.time_keep {
                     continue;
                 }
@@ -229,6 +232,18 @@ impl Parser {
 }
 
 impl Parser {
+    /// The time `text` gives in `format`, in `Time_Offset`'s zone when
+    /// the format gives none (as `flb_parser_time_lookup` sets the
+    /// offset).
+    fn epoch_ms(&self, format: &StrpTime, text: &str) -> Option<i64> {
+        let ms = format.epoch_ms(text)?;
+        Some(if format.has_zone() {
+            ms
+        } else {
+            ms - self.time_offset_ms
+        })
+    }
+
     /// One pair of a logfmt or ltsv line, as both put it: the time key (a
     /// value that does not read fails the line: `None`), kept only with
     /// `Time_Keep`; with `Types`, the raw text cast; else `untyped()`.
@@ -242,7 +257,7 @@ impl Parser {
     ) -> Option<()> {
         if let Some(format) = self.time_format.as_ref() {
             if key == self.time_key && !text.is_empty() {
-                *time_ms = Some(format.epoch_ms(text)?);
+                *time_ms = Some(self.epoch_ms(format, text)?);
                 if !self.time_keep {
                     return Some(());
                 }
@@ -324,6 +339,7 @@ fn built_in() -> Parsers {
             time_format: time_format
                 .map(|f| StrpTime::new(f).expect("a built-in time format reads")),
             time_keep: keep,
+            time_offset_ms: 0,
             skip_empty: true,
             types: Vec::new(),
             decoders: Decoders::default(),
@@ -423,6 +439,7 @@ fn parser(section: &Section) -> Result<Parser, String> {
         time_key: "time".to_string(),
         time_format: None,
         time_keep: false,
+        time_offset_ms: 0,
         skip_empty: true,
         types: Vec::new(),
         decoders: Decoders::default(),
@@ -440,6 +457,10 @@ fn parser(section: &Section) -> Result<Parser, String> {
                     Some(StrpTime::new(value).map_err(|e| error(format!("Time_Format {e}")))?)
             }
             "time_keep" => parser.time_keep = flag(key, value)?,
+            "time_offset" => {
+                parser.time_offset_ms = time_offset(value)
+                    .ok_or_else(|| error(format!("Time_Offset {value:?} is not Z, +HHMM, -HHMM or +HH:MM")))?
+            }
             "skip_empty_values" if regex => parser.skip_empty = flag(key, value)?,
             "logfmt_no_bare_keys" if logfmt => {
                 parser.format = Format::Logfmt {
@@ -453,7 +474,7 @@ fn parser(section: &Section) -> Result<Parser, String> {
                 .map_err(|e| error(format!("{key} {e}")))?,
             _ => {
                 return Err(error(format!(
-                "{key} is not supported by Sluice (it takes Time_Key, Time_Format, Time_Keep, Types, Decode_Field, Decode_Field_As{})",
+                "{key} is not supported by Sluice (it takes Time_Key, Time_Format, Time_Keep, Time_Offset, Types, Decode_Field, Decode_Field_As{})",
                 if regex {
                     ", Regex, Skip_Empty_Values"
                 } else if logfmt {
@@ -469,6 +490,33 @@ fn parser(section: &Section) -> Result<Parser, String> {
 }
 
 /// `Types key:type ...`.
+/// `Time_Offset` as `flb_parser_tzone_offset` reads it: `Z`, or a sign
+/// with hours and minutes (`+0200`, `-05:30`); milliseconds east of UTC.
+fn time_offset(value: &str) -> Option<i64> {
+    let value = value.trim();
+    if value.starts_with('Z') {
+        return Some(0);
+    }
+    let (sign, rest) = match value.as_bytes().first()? {
+        b'+' => (1, &value[1..]),
+        b'-' => (-1, &value[1..]),
+        _ => return None,
+    };
+    let digits: String = match rest.len() {
+        4 => rest.to_string(),
+        5 if rest.as_bytes()[2] == b':' => rest.replace(':', ""),
+        _ => return None,
+    };
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let (hours, minutes): (i64, i64) = (digits[..2].parse().ok()?, digits[2..].parse().ok()?);
+    if hours > 59 || minutes > 59 {
+        return None;
+    }
+    Some(sign * (hours * 3600 + minutes * 60) * 1000)
+}
+
 fn types(value: &str) -> Result<Vec<(String, Cast)>, String> {
     value
         .split_whitespace()
@@ -693,6 +741,58 @@ mod tests {
             "[PARSER] typed at p.conf:1: Decode_Field \"json\" is not DECODER FIELD [ACTION]"
         );
         assert!(parsers["docker"].is_ok());
+    }
+
+    #[test]
+    fn time_offset_places_times_without_a_zone() {
+        let local = section(&[
+            ("Name", "local"),
+            ("Format", "regex"),
+            ("Regex", "^(?<time>[^ ]+ [^ ]+) (?<msg>.*)$"),
+            ("Time_Format", "%Y-%m-%d %H:%M:%S"),
+            ("Time_Offset", "+0200"),
+        ]);
+        let zoned = section(&[
+            ("Name", "zoned"),
+            ("Format", "json"),
+            ("Time_Format", "%Y-%m-%dT%H:%M:%S%z"),
+            ("Time_Offset", "-05:30"),
+        ]);
+        let wrong = section(&[
+            ("Name", "wrong"),
+            ("Format", "json"),
+            ("Time_Offset", "CET"),
+        ]);
+        let parsers = parsers([&local, &zoned, &wrong].into_iter());
+        // 12:00 two hours east of UTC is 10:00Z.
+        let parsed = parsers["local"]
+            .as_ref()
+            .unwrap()
+            .parse("2018-04-03 12:00:00 up")
+            .unwrap();
+        assert_eq!(parsed.time_ms, Some(1522749600000));
+        // A format with a zone ignores the offset, as Fluent Bit does.
+        let parsed = parsers["zoned"]
+            .as_ref()
+            .unwrap()
+            .parse(r#"{"time":"2018-04-03T10:00:00+0000"}"#)
+            .unwrap();
+        assert_eq!(parsed.time_ms, Some(1522749600000));
+        assert_eq!(
+            parsers["wrong"].as_ref().unwrap_err(),
+            "[PARSER] wrong at p.conf:1: Time_Offset \"CET\" is not Z, +HHMM, -HHMM or +HH:MM"
+        );
+        for (text, ms) in [
+            ("Z", Some(0)),
+            ("+0000", Some(0)),
+            ("-0530", Some(-19_800_000)),
+            ("+05:30", Some(19_800_000)),
+            ("+5", None),
+            ("0200", None),
+            ("+02x0", None),
+        ] {
+            assert_eq!(time_offset(text), ms, "{text}");
+        }
     }
 
     #[test]
