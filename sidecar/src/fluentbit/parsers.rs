@@ -457,6 +457,14 @@ fn parser(section: &Section) -> Result<Parser, String> {
                     Some(StrpTime::new(value).map_err(|e| error(format!("Time_Format {e}")))?)
             }
             "time_keep" => parser.time_keep = flag(key, value)?,
+            // Fluent Bit's default: a time is read only when all of it
+            // matches. Off would take what strptime read before it failed.
+            "time_strict" if flag(key, value)? => {}
+            "time_strict" => {
+                return Err(error(
+                    "Time_Strict Off: Sluice reads a time only when all of it matches Time_Format".into(),
+                ))
+            }
             "time_offset" => {
                 parser.time_offset_ms = time_offset(value)
                     .ok_or_else(|| error(format!("Time_Offset {value:?} is not Z, +HHMM, -HHMM or +HH:MM")))?
@@ -763,7 +771,22 @@ mod tests {
             ("Format", "json"),
             ("Time_Offset", "CET"),
         ]);
-        let parsers = parsers([&local, &zoned, &wrong].into_iter());
+        let loose = section(&[
+            ("Name", "loose"),
+            ("Format", "json"),
+            ("Time_Strict", "Off"),
+        ]);
+        let strict = section(&[
+            ("Name", "strict"),
+            ("Format", "json"),
+            ("Time_Strict", "On"),
+        ]);
+        let parsers = parsers([&local, &zoned, &wrong, &loose, &strict].into_iter());
+        assert!(parsers["strict"].is_ok());
+        assert_eq!(
+            parsers["loose"].as_ref().unwrap_err(),
+            "[PARSER] loose at p.conf:1: Time_Strict Off: Sluice reads a time only when all of it matches Time_Format"
+        );
         // 12:00 two hours east of UTC is 10:00Z.
         let parsed = parsers["local"]
             .as_ref()
