@@ -549,29 +549,10 @@ async fn build_sink(
                 sts_endpoint: connection.sts_endpoint.clone(),
             }),
         };
-        // An input's filesystem buffering puts the spool in
-        // `storage.path`, as HTTP_Server replaces admin.listen.
-        let spool = match drop_in.and_then(|d| d.storage.as_ref()) {
-            Some(storage) => {
-                if let Some(own) = &full.spool {
-                    tracing::info!(spool_dir = %own.dir.display(), storage_path = %storage.path.display(), "the FireLens configuration's storage.path replaces spool.dir");
-                }
-                Some(storage.spool(full.spool_limits))
-            }
-            None => full.spool.clone(),
-        };
-        // `[SERVICE] Flush` replaces cloudwatch.flush_interval.
-        let flush_interval = match drop_in.and_then(|d| d.flush) {
-            Some(flush) => {
-                tracing::info!(flush_ms = flush.as_millis() as u64, "the FireLens configuration's [SERVICE] Flush replaces cloudwatch.flush_interval");
-                flush
-            }
-            None => full.cloudwatch.flush_interval.0,
-        };
-        let output = OutputSettings {
-            spool,
-            flush_interval,
-        };
+        let output = drop_in.map_or_else(
+            || OutputSettings::own(full),
+            |d| OutputSettings::of_drop_in(full, d),
+        );
         return match start_cloudwatch(output, settings, policies, budget).await {
             Ok((sink, run)) => Ok((Sink::CloudWatch(Box::new(sink)), Some(run))),
             Err(e) => {
@@ -599,11 +580,7 @@ async fn build_sink(
                 endpoint: full.cloudwatch.endpoint.clone(),
                 assume_role: None,
             };
-            let output = OutputSettings {
-                spool: full.spool.clone(),
-                flush_interval: full.cloudwatch.flush_interval.0,
-            };
-            match start_cloudwatch(output, settings, policies, budget).await {
+            match start_cloudwatch(OutputSettings::own(full), settings, policies, budget).await {
                 Ok((sink, run)) => Ok((Sink::CloudWatch(Box::new(sink)), Some(run))),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot start the CloudWatch output");
@@ -650,15 +627,45 @@ async fn bind_admin(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListene
     }
 }
 
-/// Builds the client (region and credentials from the SDK's default chain),
-/// starts the shipper, and returns the sink the output stage writes to.
-/// Where the CloudWatch output spools and how long a batch waits: Sluice's
-/// own settings, or what a FireLens configuration says in their place.
+/// Where the CloudWatch output spools and how long a batch waits.
 struct OutputSettings {
     spool: Option<SpoolConfig>,
     flush_interval: Duration,
 }
 
+impl OutputSettings {
+    /// Sluice's own: `spool.dir` and `cloudwatch.flush_interval`.
+    fn own(full: &Config) -> OutputSettings {
+        OutputSettings {
+            spool: full.spool.clone(),
+            flush_interval: full.cloudwatch.flush_interval.0,
+        }
+    }
+
+    /// What a FireLens configuration says in their place, as `HTTP_Server`
+    /// replaces `admin.listen`: an input's filesystem buffering puts the
+    /// spool in `storage.path`, and `[SERVICE] Flush` is a batch's wait.
+    fn of_drop_in(full: &Config, drop_in: &DropIn) -> OutputSettings {
+        let mut output = OutputSettings::own(full);
+        if let Some(storage) = &drop_in.storage {
+            if let Some(own) = &full.spool {
+                tracing::info!(spool_dir = %own.dir.display(), storage_path = %storage.path.display(), "the FireLens configuration's storage.path replaces spool.dir");
+            }
+            output.spool = Some(storage.spool(full.spool_limits));
+        }
+        if let Some(flush) = drop_in.flush {
+            tracing::info!(
+                flush_ms = flush.as_millis() as u64,
+                "the FireLens configuration's [SERVICE] Flush replaces cloudwatch.flush_interval"
+            );
+            output.flush_interval = flush;
+        }
+        output
+    }
+}
+
+/// Builds the client (region and credentials from the SDK's default chain),
+/// starts the shipper, and returns the sink the output stage writes to.
 async fn start_cloudwatch(
     output: OutputSettings,
     settings: ClientSettings,
