@@ -199,6 +199,25 @@ fn in_stream<'a>(events: &'a [StoredEvent], group: &str, stream: &str) -> Vec<&'
         .collect()
 }
 
+/// The events of the `app` container's stream in `/ecs/app`, where
+/// `moto_output` sends them.
+fn app_events(dump: &CloudWatchDump) -> Vec<&StoredEvent> {
+    in_stream(&dump.events, "/ecs/app", &format!("from-{}", tag("app")))
+}
+
+/// The `log` of each of [`app_events`], in order.
+fn app_logs(dump: &CloudWatchDump) -> Vec<String> {
+    app_events(dump)
+        .iter()
+        .map(|e| {
+            object(&e.message)["log"]
+                .as_str()
+                .expect("a log")
+                .to_string()
+        })
+        .collect()
+}
+
 #[test]
 fn an_ecs_task_as_the_agent_generates_it() {
     let Peers {
@@ -845,7 +864,7 @@ fn aws_for_fluent_bits_parse_json_conf() {
         record.extend(more.as_object().unwrap().clone());
         record
     };
-    let mut app = in_stream(&dump.events, "/ecs/app", &format!("from-{}", tag("app")));
+    let mut app = app_events(&dump);
     app.sort_by_key(|e| e.message.contains("plain"));
     assert_eq!(app.len(), 2, "{:#?}", dump.events);
     // The record's own `source` (Docker's) wins over the line's.
@@ -1159,7 +1178,7 @@ fn service_http_port_and_decode_field_as() {
     let dump = stop_once_delivered(sidecar, &moto, "both lines in CloudWatch", |d| {
         d.events.len() >= 2
     });
-    let app = in_stream(&dump.events, "/ecs/app", &format!("from-{}", tag("app")));
+    let app = app_events(&dump);
     let records: Vec<Map<String, Value>> = app.iter().map(|e| object(&e.message)).collect();
     assert_eq!(records.len(), 2, "{:#?}", dump.events);
     assert_eq!(records[0]["level"], "info");
@@ -1194,7 +1213,7 @@ fn aws_filter_adds_the_instance_metadata() {
     let dump = stop_once_delivered(sidecar, &moto, "the line in CloudWatch", |d| {
         !d.events.is_empty()
     });
-    let app = in_stream(&dump.events, "/ecs/app", &format!("from-{}", tag("app")));
+    let app = app_events(&dump);
     assert_eq!(app.len(), 1, "{:#?}", dump.events);
     let record = object(&app[0].message);
     let added: Map<String, Value> = record
@@ -1372,7 +1391,7 @@ fn lua_filter_script() {
         ],
     );
     let dump = stop_once_delivered(sidecar, &moto, "the kept line", |d| !d.events.is_empty());
-    let app = in_stream(&dump.events, "/ecs/app", &format!("from-{}", tag("app")));
+    let app = app_events(&dump);
     assert_eq!(app.len(), 1, "{:#?}", dump.events);
     let record = object(&app[0].message);
     assert_eq!(record["log"], "GET /pay?token=REDACTED 200");
@@ -1410,11 +1429,7 @@ fn throttle_filter_caps_a_burst() {
     assert_eq!(samples.get("sluice_firelens_filtered_total"), Some(&18.0));
     assert_eq!(samples.get("sluice_forward_events_total"), Some(&30.0));
     let dump = stop_once_delivered(sidecar, &moto, "the kept lines", |d| d.events.len() >= 12);
-    let app = in_stream(&dump.events, "/ecs/app", &format!("from-{}", tag("app")));
-    let logs: Vec<String> = app
-        .iter()
-        .map(|e| object(&e.message)["log"].as_str().unwrap().to_string())
-        .collect();
+    let logs = app_logs(&dump);
     assert_eq!(logs, lines[..12]);
     assert_eq!(dump.events.len(), 12, "{:#?}", dump.events);
 }
@@ -1552,11 +1567,7 @@ fn filesystem_storage_keeps_records_across_a_kill() {
     let reachable = conf_sending_to(&moto.endpoint());
     let second = start(&addresses, &ecs_env(&agent, &reachable));
     let dump = stop_once_delivered(second, &moto, "the spooled lines", |d| d.events.len() >= 2);
-    let app = in_stream(&dump.events, "/ecs/app", &format!("from-{}", tag("app")));
-    let mut logs: Vec<String> = app
-        .iter()
-        .map(|e| object(&e.message)["log"].as_str().unwrap().to_string())
-        .collect();
+    let mut logs = app_logs(&dump);
     logs.sort();
     assert_eq!(logs, ["GET /pay?token=REDACTED 200", "second line"]);
     assert_eq!(dump.events.len(), 2, "{:#?}", dump.events);
@@ -1581,7 +1592,7 @@ fn stdout_output_for_debugging() {
     let dump = moto.wait_for_dump("the line in CloudWatch", |d| !d.events.is_empty());
     let (status, stdout) = sidecar.stop();
     assert!(status.success());
-    let app = in_stream(&dump.events, "/ecs/app", &format!("from-{}", tag("app")));
+    let app = app_events(&dump);
     assert_eq!(app.len(), 1, "{:#?}", dump.events);
     let printed: Vec<Map<String, Value>> = stdout
         .iter()
@@ -1693,15 +1704,7 @@ fn aws_s_custom_multiline_parser_example() {
         d.events.len() >= 3
     });
 
-    let logs: Vec<String> = in_stream(&dump.events, "/ecs/app", &format!("from-{}", tag("app")))
-        .iter()
-        .map(|e| {
-            object(&e.message)["log"]
-                .as_str()
-                .expect("a log")
-                .to_string()
-        })
-        .collect();
+    let logs = app_logs(&dump);
     let trace = [
         "Dec 14 06:41:08 Exception in thread \"main\" java.lang.RuntimeException: Something has gone wrong, aborting! GET /pay?token=REDACTED",
         "    at com.myproject.module.MyProject.badMethod(MyProject.java:22)",
@@ -1744,10 +1747,7 @@ fn an_endswith_multiline_parser_joins_continued_lines() {
         ],
     );
     let dump = stop_once_delivered(sidecar, &moto, "both messages", |d| d.events.len() >= 2);
-    let logs: Vec<String> = in_stream(&dump.events, "/ecs/app", &format!("from-{}", tag("app")))
-        .iter()
-        .map(|e| object(&e.message)["log"].as_str().unwrap().to_string())
-        .collect();
+    let logs = app_logs(&dump);
     assert_eq!(
         logs,
         ["GET /a?token=REDACTED \\and more \\end", "alone"],
