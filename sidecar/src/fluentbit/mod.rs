@@ -474,6 +474,19 @@ pub(crate) mod tests {
         }
     }
 
+    /// The plan of a configuration's text, read from a file of its own
+    /// (removed after), as `sluice run` reads one.
+    pub(crate) fn plan_of(text: &str) -> Result<plan::DropIn, Vec<crate::config::ConfigError>> {
+        let file = tempfile::Builder::new()
+            .prefix("sluice-plan-")
+            .suffix(".conf")
+            .tempfile()
+            .unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        let sections = classic::read(file.path(), &|_| None).unwrap().sections;
+        plan::plan(file.path(), &sections)
+    }
+
     /// A record from a JSON object's text (for the filters' tests).
     pub(crate) fn record(json: &str) -> Record {
         serde_json::from_str::<serde_json::Map<_, _>>(json)

@@ -499,18 +499,8 @@ fn parse(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fluentbit::{classic, plan};
-
     fn router(conf: &str) -> (Router, Arc<GroupPolicies>) {
-        let file = tempfile::Builder::new()
-            .prefix("sluice-route-")
-            .suffix(".conf")
-            .tempfile()
-            .unwrap();
-        let path = file.path();
-        std::fs::write(path, conf).unwrap();
-        let c = classic::read(path, &|_| None).unwrap();
-        let p = plan::plan(path, &c.sections).unwrap();
+        let p = crate::fluentbit::tests::plan_of(conf).unwrap();
         let policies = Arc::new(GroupPolicies::new(GroupPolicy::default()));
         (Router::new(p, policies.clone()), policies)
     }

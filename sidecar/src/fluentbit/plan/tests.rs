@@ -1,16 +1,8 @@
 use super::*;
-use crate::fluentbit::classic;
+use crate::fluentbit::tests::plan_of;
 
 fn read(conf: &str) -> Result<DropIn, Vec<String>> {
-    let file = tempfile::Builder::new()
-        .prefix("sluice-plan-")
-        .suffix(".conf")
-        .tempfile()
-        .unwrap();
-    let path = file.path();
-    std::fs::write(path, conf).unwrap();
-    let sections = classic::read(path, &|_| None).unwrap().sections;
-    plan(path, &sections).map_err(|errors| {
+    plan_of(conf).map_err(|errors| {
         errors
             .iter()
             .map(|e| {
