@@ -561,28 +561,20 @@ fn service(section: &Section, plan: &mut DropIn, errors: &mut Vec<ConfigError>) 
             }),
         }
     }
-    if let Some(value) = section.get("flush") {
-        match value.trim().parse::<f64>() {
-            Ok(seconds) if seconds > 0.0 && seconds <= 3600.0 => {
-                plan.flush = Some(std::time::Duration::from_secs_f64(seconds))
-            }
-            _ => errors.push(ConfigError {
-                key: section.at.clone(),
-                message: format!(
-                    "[SERVICE] Flush {value:?} is not a number of seconds above 0 (at most 3600)"
-                ),
-            }),
-        }
-    }
-    if let Some(value) = section.get("grace") {
-        match grace(value) {
-            Ok(g) => plan.grace = Some(g),
-            Err(message) => errors.push(ConfigError {
-                key: section.at.clone(),
-                message,
-            }),
-        }
-    }
+    let mut duration = |key: &str, read: fn(&str) -> Result<std::time::Duration, String>| {
+        let value = section.get(key)?;
+        read(value)
+            .map_err(|message| {
+                errors.push(ConfigError {
+                    key: section.at.clone(),
+                    message,
+                })
+            })
+            .ok()
+    };
+    // A later [SERVICE] that sets the key wins; one that does not keeps it.
+    plan.flush = duration("flush", flush).or(plan.flush);
+    plan.grace = duration("grace", grace).or(plan.grace);
     for (key, _) in &section.entries {
         let key_lower = key.to_ascii_lowercase();
         let note = match key_lower.as_str() {
@@ -619,6 +611,18 @@ fn group_tags(text: &str) -> Option<Arc<[(String, String)]>> {
         tags.push((key.to_string(), value.to_string()));
     }
     (!tags.is_empty()).then(|| tags.into())
+}
+
+/// `[SERVICE] Flush`: seconds (a fraction allowed) a batch waits at most.
+fn flush(value: &str) -> Result<std::time::Duration, String> {
+    match value.trim().parse::<f64>() {
+        Ok(seconds) if seconds > 0.0 && seconds <= 3600.0 => {
+            Ok(std::time::Duration::from_secs_f64(seconds))
+        }
+        _ => Err(format!(
+            "[SERVICE] Flush {value:?} is not a number of seconds above 0 (at most 3600)"
+        )),
+    }
 }
 
 /// `[SERVICE] Grace`: whole seconds Fluent Bit gives what is pending at
@@ -941,14 +945,30 @@ fn tag_match(section: &Section, what: &str) -> Result<TagMatch, String> {
 
 /// A filter's action, or, when its section has errors (each reported;
 /// the plan is then refused), a placeholder that does nothing.
-fn or_reported(
-    built: Result<FilterAction, Vec<String>>,
+fn or_reported<E: Into<Messages>>(
+    built: Result<FilterAction, E>,
     report: &mut impl FnMut(String),
 ) -> FilterAction {
-    built.unwrap_or_else(|messages| {
-        messages.into_iter().for_each(report);
+    built.unwrap_or_else(|e| {
+        e.into().0.into_iter().for_each(report);
         FilterAction::RecordModifier(RecordModifier::default())
     })
+}
+
+/// A filter section's errors: the one message most plugins' readers
+/// return, or several.
+struct Messages(Vec<String>);
+
+impl From<String> for Messages {
+    fn from(message: String) -> Messages {
+        Messages(vec![message])
+    }
+}
+
+impl From<Vec<String>> for Messages {
+    fn from(messages: Vec<String>) -> Messages {
+        Messages(messages)
+    }
 }
 
 fn filter(
@@ -1117,27 +1137,19 @@ fn filter(
             FilterAction::Modify(m)
         }
         "lua" => or_reported(
-            LuaFilter::from_section(section, dir)
-                .map(FilterAction::Lua)
-                .map_err(|m| vec![m]),
+            LuaFilter::from_section(section, dir).map(FilterAction::Lua),
             &mut error,
         ),
         "aws" => or_reported(
-            AwsFilter::from_section(section, notes)
-                .map(FilterAction::Aws)
-                .map_err(|m| vec![m]),
+            AwsFilter::from_section(section, notes).map(FilterAction::Aws),
             &mut error,
         ),
         "throttle" => or_reported(
-            Throttle::from_section(section, notes)
-                .map(FilterAction::Throttle)
-                .map_err(|m| vec![m]),
+            Throttle::from_section(section, notes).map(FilterAction::Throttle),
             &mut error,
         ),
         "nest" => or_reported(
-            Nest::from_section(section)
-                .map(FilterAction::Nest)
-                .map_err(|m| vec![m]),
+            Nest::from_section(section).map(FilterAction::Nest),
             &mut error,
         ),
         "rewrite_tag" => or_reported(

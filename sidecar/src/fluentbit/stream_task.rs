@@ -300,22 +300,32 @@ impl Reader {
     }
 
     fn name(&mut self) -> Result<String, String> {
-        match self.next() {
-            Some(Token::Word(w)) => Ok(w),
-            _ => {
-                self.at -= 1;
-                Err(format!("expected a name, found {}", self.found()))
-            }
-        }
+        self.take("a name", |t| match t {
+            Token::Word(w) => Some(w),
+            _ => None,
+        })
     }
 
     fn string(&mut self) -> Result<String, String> {
-        match self.next() {
-            Some(Token::Str(s)) => Ok(s),
-            _ => {
-                self.at -= 1;
-                Err(format!("expected a 'string', found {}", self.found()))
+        self.take("a 'string'", |t| match t {
+            Token::Str(s) => Some(s),
+            _ => None,
+        })
+    }
+
+    /// The next token's text when `pick` takes it, else an error naming
+    /// `what` was expected (and the token stays).
+    fn take(
+        &mut self,
+        what: &str,
+        pick: impl Fn(&Token) -> Option<&String>,
+    ) -> Result<String, String> {
+        match self.peek().and_then(pick).cloned() {
+            Some(text) => {
+                self.at += 1;
+                Ok(text)
             }
+            None => Err(format!("expected {what}, found {}", self.found())),
         }
     }
 
