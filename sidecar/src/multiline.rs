@@ -10,7 +10,8 @@
 //!   message`, `Exception in thread "main" …`) followed by `at …` frames,
 //!   `Caused by:`, `Suppressed:`, `... N more`. The line just before the
 //!   exception line, from the same stream, is where logback and log4j put
-//!   the message of `log.error(msg, e)`: it belongs to the event. An
+//!   the message of `log.error(msg, e)`: it belongs to the event (not
+//!   before `Exception in thread`, which the JVM prints alone). An
 //!   exception line joins only when a frame follows it.
 //! - `python`: `Traceback (most recent call last):`, the `File "…", line N`
 //!   lines and their source lines, the final `Error: …` line, and chained
@@ -119,6 +120,14 @@ fn is_java_exception(text: &str) -> bool {
         .first()
         .is_some_and(|&b| b.is_ascii_alphabetic() || b == b'_' || b == b'$')
         && JAVA_EXCEPTION.is_match(text)
+}
+
+/// The JVM's own report of an exception no code caught (`Exception in
+/// thread "main" …`, printed by the default handler straight to stderr):
+/// no log call wrote a message before it, so the line before it is not
+/// its introducer.
+fn is_uncaught(text: &str) -> bool {
+    text.starts_with("Exception in thread \"")
 }
 
 fn is_node_error(text: &str) -> bool {
@@ -456,7 +465,9 @@ impl Joiner {
 /// The stream's next state if `text` continues what it holds.
 fn next_state(rules: &Rules, state: State, text: &str) -> Option<State> {
     match state {
-        State::Introducer if rules.java && is_java_exception(text) => Some(State::MaybeJava),
+        State::Introducer if rules.java && is_java_exception(text) && !is_uncaught(text) => {
+            Some(State::MaybeJava)
+        }
         State::MaybeJava if JAVA_CONTINUATION.is_match(text) => Some(State::Open(Trace::Java)),
         State::MaybeNode if NODE_FRAME.is_match(text) => Some(State::Open(Trace::Node)),
         State::Open(trace) => continues(rules, trace, text).map(State::Open),

@@ -134,6 +134,28 @@ fn java_joins_its_introducer_and_every_continuation() {
 }
 
 #[test]
+fn an_uncaught_exception_takes_no_introducer() {
+    // The JVM's default handler prints the trace alone: the line before it
+    // is some other log line.
+    let lines = [
+        "listening on :8080",
+        "Exception in thread \"main\" java.lang.RuntimeException: boom",
+        "\tat com.example.Main.main(Main.java:5)",
+        "after",
+    ];
+    let out = run(&mut joiner(), &lines.map(|l| ("app", l)));
+    let logs: Vec<&str> = out.iter().map(|(_, l)| l.as_str()).collect();
+    assert_eq!(
+        logs,
+        [
+            "listening on :8080",
+            "Exception in thread \"main\" java.lang.RuntimeException: boom\n\tat com.example.Main.main(Main.java:5)",
+            "after",
+        ]
+    );
+}
+
+#[test]
 fn python_chained_tracebacks() {
     let mut lines: Vec<&str> = PYTHON.to_vec();
     lines.extend([
