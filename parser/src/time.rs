@@ -239,7 +239,11 @@ pub(crate) struct TimeFormat {
 
 #[derive(Clone, Debug, PartialEq)]
 enum TimeItem {
+    /// Text to match exactly (never whitespace: see `Space`).
     Literal(String),
+    /// Whitespace in the format: any run of whitespace in the value, or
+    /// none, as strptime reads it.
+    Space,
     Year,
     Month,
     MonthAbbr,
@@ -261,6 +265,15 @@ impl TimeFormat {
         let mut literal = String::new();
         let mut chars = spec.chars().peekable();
         while let Some(c) = chars.next() {
+            if c.is_whitespace() {
+                if !literal.is_empty() {
+                    items.push(TimeItem::Literal(std::mem::take(&mut literal)));
+                }
+                if items.last() != Some(&TimeItem::Space) {
+                    items.push(TimeItem::Space);
+                }
+                continue;
+            }
             if c != '%' {
                 literal.push(c);
                 continue;
@@ -289,8 +302,14 @@ impl TimeFormat {
                 '%' => literal.push('%'),
                 'Y' => push(TimeItem::Year, &mut literal, &mut items),
                 'm' => push(TimeItem::Month, &mut literal, &mut items),
-                'b' => push(TimeItem::MonthAbbr, &mut literal, &mut items),
+                'b' | 'B' => push(TimeItem::MonthAbbr, &mut literal, &mut items),
                 'd' => push(TimeItem::Day, &mut literal, &mut items),
+                // The day, space-padded (`Nov  5`): strptime takes a space
+                // before it.
+                'e' => {
+                    push(TimeItem::Space, &mut literal, &mut items);
+                    items.push(TimeItem::Day);
+                }
                 'H' => push(TimeItem::Hour, &mut literal, &mut items),
                 'M' => push(TimeItem::Minute, &mut literal, &mut items),
                 'S' => {
@@ -338,15 +357,35 @@ impl TimeFormat {
     /// Whether `value` is a time of this format, and its epoch milliseconds
     /// when the format carries a full date and time.
     pub(crate) fn read(&self, value: &str) -> Option<Option<i64>> {
+        self.read_on(value, None, true)
+    }
+
+    /// [`TimeFormat::read`], with the year, month and day of `today` (a
+    /// UTC date) for a format that gives no year: strptime as Fluent Bit
+    /// runs it for such a format (syslog's `%b %d %H:%M:%S`) reads the
+    /// value with today's year before it, and today's month and day
+    /// unless the format gives them. With `whole` false, text after the
+    /// format's last conversion is left unread (as strptime leaves it,
+    /// and Fluent Bit does not look at it).
+    fn read_on(
+        &self,
+        value: &str,
+        today: Option<(i64, u32, u32)>,
+        whole: bool,
+    ) -> Option<Option<i64>> {
         if self.opaque {
             return (!value.is_empty()).then_some(None);
         }
         let mut t = CivilTime::default();
+        if let Some((year, month, day)) = today {
+            (t.year, t.month, t.day) = (year, month, day);
+        }
         let (mut has_date, mut epoch) = (0u8, None::<i64>);
         let mut i = value;
         for item in &self.items {
             let (rest, ()) = match item {
                 TimeItem::Literal(l) => (i.strip_prefix(l.as_str())?, ()),
+                TimeItem::Space => (i.trim_start(), ()),
                 TimeItem::Year => {
                     let (r, n) = digits(4, 4)(i).ok()?;
                     t.year = i64::from(n);
@@ -364,7 +403,14 @@ impl TimeFormat {
                     let n = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(abbr))?;
                     t.month = n as u32 + 1;
                     has_date |= 2;
-                    (&i[3..], ())
+                    // The full name reads too (`%b` is also `%B`).
+                    let rest = &i[3..];
+                    let full = &MONTH_NAMES[n][3..];
+                    let rest = match rest.get(..full.len()) {
+                        Some(tail) if tail.eq_ignore_ascii_case(full) => &rest[full.len()..],
+                        _ => rest,
+                    };
+                    (rest, ())
                 }
                 TimeItem::Day => {
                     let (r, n) = digits(1, 2)(i).ok()?;
@@ -413,13 +459,13 @@ impl TimeFormat {
             };
             i = rest;
         }
-        if !i.is_empty() {
+        if whole && !i.is_empty() {
             return None;
         }
         if let Some(ms) = epoch {
             return Some(Some(ms + i64::from(t.millis)));
         }
-        if has_date == 7 {
+        if has_date == 7 || (today.is_some() && (has_date & 1) == 0) {
             // A format that names the date must hold a real one.
             return t.epoch_ms().map(Some);
         }
@@ -428,11 +474,16 @@ impl TimeFormat {
 }
 
 /// A Fluent Bit parser's `Time_Format`, read as its strptime reads it,
-/// for the conversions log timestamps use: `%Y %m %d %b %H %M %S %z %s %F
-/// %T`, `%f` and Fluent Bit's `%L` (fraction digits), `%Z` (`UTC`).
+/// for the conversions log timestamps use: `%Y %m %d %e %b %B %H %M %S %z
+/// %s %F %T`, `%f` and Fluent Bit's `%L` (fraction digits), `%Z` (`UTC`);
+/// whitespace in the format takes any run of whitespace in the value.
 #[derive(Clone, Debug)]
 pub struct StrpTime {
     format: TimeFormat,
+    /// The format gives no year (syslog's `%b %d %H:%M:%S`): the value
+    /// is read in the year of the time it is read at, as Fluent Bit's
+    /// `flb_parser_time_lookup` reads it.
+    year_less: bool,
     /// Whether the format gives the zone, as Fluent Bit decides it (`%z`,
     /// `%Z`, `%SZ`, `%S.%LZ` in the text): a parser's `Time_Offset`
     /// applies to the others.
@@ -441,35 +492,44 @@ pub struct StrpTime {
 
 impl StrpTime {
     /// `Err` names what cannot be read: a conversion outside the subset, or
-    /// a format without a whole date (strptime would take today's year).
+    /// a format with a year but not a whole date (strptime would leave the
+    /// month or the day at 0).
     pub fn new(spec: &str) -> Result<StrpTime, String> {
         let format = TimeFormat::compile(&spec.replace("%L", "%f"));
         if format.opaque {
             return Err(format!(
-                "{spec:?} has a conversion Sluice cannot read (it reads %Y %m %d %b %H %M %S %L %f %z %Z %s %F %T)"
+                "{spec:?} has a conversion Sluice cannot read (it reads %Y %m %d %e %b %B %H %M %S %L %f %z %Z %s %F %T)"
             ));
         }
         let has = |item: TimeItem| format.items.contains(&item);
         let epoch = has(TimeItem::Epoch);
-        let date = has(TimeItem::Year)
-            && (has(TimeItem::Month) || has(TimeItem::MonthAbbr))
-            && has(TimeItem::Day);
-        if !epoch && !date {
+        let year_less = !epoch && !has(TimeItem::Year);
+        let date = (has(TimeItem::Month) || has(TimeItem::MonthAbbr)) && has(TimeItem::Day);
+        if !epoch && !year_less && !date {
             return Err(format!(
-                "{spec:?} does not give a whole date (%Y, %m or %b, and %d, or %s)"
+                "{spec:?} does not give a whole date (%m or %b, and %d, with its %Y)"
             ));
         }
         let with_zone = ["%z", "%Z", "%SZ", "%S.%LZ"]
             .iter()
             .any(|z| spec.contains(z))
             || epoch;
-        Ok(StrpTime { format, with_zone })
+        Ok(StrpTime {
+            format,
+            year_less,
+            with_zone,
+        })
     }
 
-    /// Milliseconds since the epoch, or `None` when `value` is not a time of
-    /// this format.
-    pub fn epoch_ms(&self, value: &str) -> Option<i64> {
-        self.format.read(value).flatten()
+    /// Milliseconds since the epoch, or `None` when `value` does not start
+    /// with a time of this format (what follows it is not read, as in
+    /// Fluent Bit: `2019-01-01T10:00:00.123+0000` is a time of
+    /// `%Y-%m-%dT%H:%M:%S.%L`). `now_ms` is when it is read: a format
+    /// without a year takes that time's year (UTC), and its month and day
+    /// unless it gives them.
+    pub fn epoch_ms(&self, value: &str, now_ms: i64) -> Option<i64> {
+        let today = self.year_less.then(|| utc_date(now_ms));
+        self.format.read_on(value, today, false).flatten()
     }
 
     /// Whether a time of this format says its zone (or is seconds since
@@ -481,6 +541,20 @@ impl StrpTime {
 
 const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+const MONTH_NAMES: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
 ];
 
 #[cfg(test)]
@@ -611,29 +685,74 @@ mod tests {
         // Fluent Bit's `json` parser (conf/parsers.conf).
         let json = StrpTime::new("%d/%b/%Y:%H:%M:%S %z").unwrap();
         assert_eq!(
-            json.epoch_ms("03/Apr/2018:23:06:09 +0000"),
+            json.epoch_ms("03/Apr/2018:23:06:09 +0000", 0),
             Some(1522796769000)
         );
         assert_eq!(
-            json.epoch_ms("04/Apr/2018:01:06:09 +0200"),
+            json.epoch_ms("04/Apr/2018:01:06:09 +0200", 0),
             Some(1522796769000)
         );
-        assert_eq!(json.epoch_ms("2018-04-03T23:06:09Z"), None);
-        assert_eq!(json.epoch_ms("31/Feb/2018:23:06:09 +0000"), None);
+        assert_eq!(json.epoch_ms("2018-04-03T23:06:09Z", 0), None);
+        // What follows the time is not read, as Fluent Bit does not read it.
+        assert_eq!(
+            json.epoch_ms("03/Apr/2018:23:06:09 +0000 and more", 0),
+            Some(1522796769000)
+        );
+        assert_eq!(json.epoch_ms("31/Feb/2018:23:06:09 +0000", 0), None);
         // Its `docker` parser: `%L` is the fraction.
         let docker = StrpTime::new("%Y-%m-%dT%H:%M:%S.%L").unwrap();
         assert_eq!(
-            docker.epoch_ms("2018-04-03T23:06:09.123456789"),
+            docker.epoch_ms("2018-04-03T23:06:09.123456789", 0),
             Some(1522796769123)
         );
         assert_eq!(
-            StrpTime::new("%s").unwrap().epoch_ms("1522796769"),
+            StrpTime::new("%s").unwrap().epoch_ms("1522796769", 0),
             Some(1522796769000)
         );
         assert_eq!(
-            StrpTime::new("%b %d %H:%M:%S").unwrap_err(),
-            "\"%b %d %H:%M:%S\" does not give a whole date (%Y, %m or %b, and %d, or %s)"
+            StrpTime::new("%Y %H:%M:%S").unwrap_err(),
+            "\"%Y %H:%M:%S\" does not give a whole date (%m or %b, and %d, with its %Y)"
         );
         assert!(StrpTime::new("%Y-%m-%d %a").is_err());
+    }
+
+    #[test]
+    fn a_format_without_a_year_takes_the_year_it_is_read_in() {
+        // Syslog's (RFC 3164) time, as Fluent Bit's syslog parsers read it:
+        // the year of the time it is read at, in UTC.
+        let syslog = StrpTime::new("%b %d %H:%M:%S").unwrap();
+        assert!(!syslog.has_zone());
+        let in_2018 = 1522796769123; // 2018-04-03T23:06:09.123Z
+        assert_eq!(
+            syslog.epoch_ms("Apr  3 23:06:09", in_2018),
+            Some(1522796769000)
+        );
+        // A padded day, a single space, `%e`, a full month name: the same.
+        assert_eq!(
+            syslog.epoch_ms("Apr 3 23:06:09", in_2018),
+            Some(1522796769000)
+        );
+        let padded = StrpTime::new("%b %e %H:%M:%S").unwrap();
+        assert_eq!(
+            padded.epoch_ms("Apr  3 23:06:09", in_2018),
+            Some(1522796769000)
+        );
+        assert_eq!(
+            syslog.epoch_ms("April 3 23:06:09", in_2018),
+            Some(1522796769000)
+        );
+        // December read in January is the coming December, as Fluent Bit
+        // reads it.
+        let new_year = 1514764800000; // 2018-01-01T00:00:00Z
+        assert_eq!(
+            syslog.epoch_ms("Dec 31 23:59:59", new_year),
+            Some(1546300799000)
+        );
+        // The date must be real in that year: no 29 February in 2018.
+        assert_eq!(syslog.epoch_ms("Feb 29 00:00:00", in_2018), None);
+        assert_eq!(syslog.epoch_ms("Foo  3 23:06:09", in_2018), None);
+        // Without month and day too: today's.
+        let clock = StrpTime::new("%H:%M:%S").unwrap();
+        assert_eq!(clock.epoch_ms("01:00:00", in_2018), Some(1522717200000));
     }
 }

@@ -397,7 +397,11 @@ fn events(input: &TailInput, path: &Path, tag: &Arc<str>, lines: Vec<Vec<u8>>) -
         .map(|line| {
             let line = String::from_utf8_lossy(&line);
             let mut time_ns = now;
-            let mut record = match input.parser.as_ref().and_then(|p| p.parse(&line)) {
+            let mut record = match input
+                .parser
+                .as_ref()
+                .and_then(|p| p.parse(&line, now.div_euclid(1_000_000)))
+            {
                 Some(parsed) => {
                     if let Some(ms) = parsed.time_ms.filter(|&ms| ms != 0) {
                         time_ns = ms.saturating_mul(1_000_000);

@@ -85,6 +85,13 @@ pub enum Format {
     Ltsv,
 }
 
+/// What a parse knows besides the value.
+#[derive(Clone, Copy)]
+struct Reading {
+    /// When the value is read, in ms since the epoch.
+    now_ms: i64,
+}
+
 /// What one parse gave.
 #[derive(Debug, PartialEq)]
 pub struct Parsed {
@@ -95,14 +102,17 @@ pub struct Parsed {
 
 impl Parser {
     /// `None` when `value` is not what the parser reads: not one JSON
-    /// object, or no match of the regex.
-    pub fn parse(&self, value: &str) -> Option<Parsed> {
+    /// object, or no match of the regex. `now_ms` is when the value is
+    /// read (the record's time): a `Time_Format` without a year takes its
+    /// year.
+    pub fn parse(&self, value: &str, now_ms: i64) -> Option<Parsed> {
+        let read = Reading { now_ms };
         let mut parsed = match &self.format {
             // Decodes before it reads the time, as Fluent Bit's does.
-            Format::Json => return self.parse_json(value),
-            Format::Regex(re) => self.parse_regex(re, value),
-            Format::Logfmt { no_bare_keys } => self.parse_logfmt(*no_bare_keys, value),
-            Format::Ltsv => self.parse_ltsv(value),
+            Format::Json => return self.parse_json(value, read),
+            Format::Regex(re) => self.parse_regex(re, value, read),
+            Format::Logfmt { no_bare_keys } => self.parse_logfmt(*no_bare_keys, value, read),
+            Format::Ltsv => self.parse_ltsv(value, read),
         }?;
         self.decoders.apply(&mut parsed.fields);
         Some(parsed)
@@ -117,7 +127,7 @@ impl Parser {
         }
     }
 
-    fn parse_json(&self, value: &str) -> Option<Parsed> {
+    fn parse_json(&self, value: &str, read: Reading) -> Option<Parsed> {
         // Cheap refusal of the common case, a line that is not JSON.
         if !self.may_read(value) {
             return None;
@@ -127,7 +137,7 @@ impl Parser {
         let mut time_ms = None;
         if let Some(format) = &self.time_format {
             if let Some(Json::String(text)) = fields.get(&self.time_key) {
-                time_ms = self.epoch_ms(format, text);
+                time_ms = self.epoch_ms(format, text, read);
                 if time_ms.is_some() && !self.time_keep {
                     fields.remove(&self.time_key);
                 }
@@ -136,7 +146,7 @@ impl Parser {
         Some(Parsed { fields, time_ms })
     }
 
-    fn parse_regex(&self, re: &Regex, value: &str) -> Option<Parsed> {
+    fn parse_regex(&self, re: &Regex, value: &str, read: Reading) -> Option<Parsed> {
         let captures = re.captures(value)?;
         let mut fields = Map::new();
         let mut time_ms = None;
@@ -147,7 +157,7 @@ impl Parser {
             }
             if let Some(format) = self.time_format.as_ref().filter(|_| name == self.time_key) {
                 // A time that does not read is left out, as Fluent Bit does.
-                time_ms = self.epoch_ms(format, text);
+                time_ms = self.epoch_ms(format, text, read);
                 if time_ms.is_none() || !self.time_keep {
                     continue;
                 }
@@ -167,7 +177,7 @@ impl Parser {
     /// bare `key`s (`true`), with anything that is not a key byte between
     /// them, up to the line's end. A line with no pair is not read; the
     /// time key, when it has a value that does not read, fails the line.
-    fn parse_logfmt(&self, no_bare_keys: bool, line: &str) -> Option<Parsed> {
+    fn parse_logfmt(&self, no_bare_keys: bool, line: &str, read: Reading) -> Option<Parsed> {
         // Any byte above a space but `=` and `"` (UTF-8 sequences whole).
         let is_key_byte = |b: u8| b > b' ' && b != b'=' && b != b'"';
         let bytes = line.as_bytes();
@@ -217,7 +227,7 @@ impl Parser {
             if no_bare_keys && value.is_none() {
                 return None;
             }
-            self.put_pair(&mut fields, &mut time_ms, key, text, || match value {
+            self.put_pair(&mut fields, &mut time_ms, read, key, text, || match value {
                 None | Some(("", false, _)) => Json::Bool(true),
                 Some((text, _, true)) => Json::String(unescape_utf8(text)),
                 Some((text, _, false)) => Json::String(text.to_string()),
@@ -235,8 +245,8 @@ impl Parser {
     /// The time `text` gives in `format`, in `Time_Offset`'s zone when
     /// the format gives none (as `flb_parser_time_lookup` sets the
     /// offset).
-    fn epoch_ms(&self, format: &StrpTime, text: &str) -> Option<i64> {
-        let ms = format.epoch_ms(text)?;
+    fn epoch_ms(&self, format: &StrpTime, text: &str, read: Reading) -> Option<i64> {
+        let ms = format.epoch_ms(text, read.now_ms)?;
         Some(if format.has_zone() {
             ms
         } else {
@@ -251,13 +261,14 @@ impl Parser {
         &self,
         fields: &mut Map<String, Json>,
         time_ms: &mut Option<i64>,
+        read: Reading,
         key: &str,
         text: &str,
         untyped: impl FnOnce() -> Json,
     ) -> Option<()> {
         if let Some(format) = self.time_format.as_ref() {
             if key == self.time_key && !text.is_empty() {
-                *time_ms = Some(self.epoch_ms(format, text)?);
+                *time_ms = Some(self.epoch_ms(format, text, read)?);
                 if !self.time_keep {
                     return Some(());
                 }
@@ -278,7 +289,7 @@ impl Parser {
     /// `flb_parser_ltsv_do`: `label:value` fields separated by tabs, up to
     /// the line's end. A label is `[0-9A-Za-z_.-]+`; reading stops, keeping
     /// what was read, at a label not followed by `:`.
-    fn parse_ltsv(&self, line: &str) -> Option<Parsed> {
+    fn parse_ltsv(&self, line: &str, read: Reading) -> Option<Parsed> {
         let is_label_byte = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-');
         let is_value_byte = |b: u8| !matches!(b, 0 | b'\t' | b'\n' | b'\r');
         let bytes = line.as_bytes();
@@ -301,7 +312,7 @@ impl Parser {
             }
             let value = &line[value_start..at];
             if !label.is_empty() {
-                self.put_pair(&mut fields, &mut time_ms, label, value, || {
+                self.put_pair(&mut fields, &mut time_ms, read, label, value, || {
                     Json::String(value.to_string())
                 })?;
             }
@@ -678,7 +689,10 @@ mod tests {
         let parsers = parsers(std::iter::empty());
         let json = parsers["json"].as_ref().unwrap();
         let parsed = json
-            .parse(r#"{"level":"info","time":"03/Apr/2018:23:06:09 +0000","n":1}"#)
+            .parse(
+                r#"{"level":"info","time":"03/Apr/2018:23:06:09 +0000","n":1}"#,
+                0,
+            )
             .unwrap();
         assert_eq!(
             Json::Object(parsed.fields),
@@ -686,7 +700,7 @@ mod tests {
         );
         assert_eq!(parsed.time_ms, Some(1522796769000));
         // A time of another layout stays, and the record's time with it.
-        let parsed = json.parse(r#"{"time":"2018-04-03T23:06:09Z"}"#).unwrap();
+        let parsed = json.parse(r#"{"time":"2018-04-03T23:06:09Z"}"#, 0).unwrap();
         assert_eq!(
             Json::Object(parsed.fields),
             json!({"time": "2018-04-03T23:06:09Z"})
@@ -694,7 +708,7 @@ mod tests {
         assert_eq!(parsed.time_ms, None);
         // What follows the object and is not JSON is ignored, as Fluent
         // Bit ignores it.
-        let parsed = json.parse("{\"a\":3}{").unwrap();
+        let parsed = json.parse("{\"a\":3}{", 0).unwrap();
         assert_eq!(Json::Object(parsed.fields), json!({"a": 3}));
         // Not one object: no parse.
         for line in [
@@ -705,16 +719,18 @@ mod tests {
             "plain text",
             "\"{\"",
         ] {
-            assert_eq!(json.parse(line), None, "{line}");
+            assert_eq!(json.parse(line, 0), None, "{line}");
         }
-        // docker keeps its time key.
+        // docker keeps its time key. Docker's `Z` after the fraction is not
+        // in its Time_Format, and not read: Fluent Bit v5.1.1 gives this
+        // record 2018-04-03T23:06:09.500000Z.
         let docker = parsers["docker"].as_ref().unwrap();
         let parsed = docker
-            .parse(r#"{"log":"x","time":"2018-04-03T23:06:09.5Z"}"#)
+            .parse(r#"{"log":"x","time":"2018-04-03T23:06:09.5Z"}"#, 0)
             .unwrap();
-        assert_eq!(parsed.time_ms, None, "the Z is not in docker's Time_Format");
+        assert_eq!(parsed.time_ms, Some(1522796769500));
         let parsed = docker
-            .parse(r#"{"log":"x","time":"2018-04-03T23:06:09.5"}"#)
+            .parse(r#"{"log":"x","time":"2018-04-03T23:06:09.5"}"#, 0)
             .unwrap();
         assert_eq!(parsed.time_ms, Some(1522796769500));
         assert!(parsed.fields.contains_key("time"));
@@ -737,7 +753,7 @@ mod tests {
         ]);
         let parsers = parsers([&own, &regex, &odd].into_iter());
         let json = parsers["json"].as_ref().unwrap();
-        let parsed = json.parse(r#"{"ts":"1522796769"}"#).unwrap();
+        let parsed = json.parse(r#"{"ts":"1522796769"}"#, 0).unwrap();
         assert_eq!(parsed.time_ms, Some(1522796769000));
         assert!(parsed.fields.contains_key("ts"));
         assert_eq!(
@@ -791,14 +807,14 @@ mod tests {
         let parsed = parsers["local"]
             .as_ref()
             .unwrap()
-            .parse("2018-04-03 12:00:00 up")
+            .parse("2018-04-03 12:00:00 up", 0)
             .unwrap();
         assert_eq!(parsed.time_ms, Some(1522749600000));
         // A format with a zone ignores the offset, as Fluent Bit does.
         let parsed = parsers["zoned"]
             .as_ref()
             .unwrap()
-            .parse(r#"{"time":"2018-04-03T10:00:00+0000"}"#)
+            .parse(r#"{"time":"2018-04-03T10:00:00+0000"}"#, 0)
             .unwrap();
         assert_eq!(parsed.time_ms, Some(1522749600000));
         assert_eq!(
@@ -849,7 +865,10 @@ mod tests {
         let parsers = parsers([&docker, &merged, &quoted].into_iter());
         let docker = parsers["docker_decoded"].as_ref().unwrap();
         let parsed = docker
-            .parse(r#"{"log":"{\"level\":\"info\",\"n\":2}\n","time":"2018-04-03T23:06:09.5"}"#)
+            .parse(
+                r#"{"log":"{\"level\":\"info\",\"n\":2}\n","time":"2018-04-03T23:06:09.5"}"#,
+                0,
+            )
             .unwrap();
         assert_eq!(
             Json::Object(parsed.fields),
@@ -859,7 +878,7 @@ mod tests {
         let parsed = parsers["merged"]
             .as_ref()
             .unwrap()
-            .parse(r#"{"log":"{\"ts\":\"1522796769\",\"k\":\"v\"}"}"#)
+            .parse(r#"{"log":"{\"ts\":\"1522796769\",\"k\":\"v\"}"}"#, 0)
             .unwrap();
         assert_eq!(
             Json::Object(parsed.fields),
@@ -869,7 +888,7 @@ mod tests {
         let parsed = parsers["quoted"]
             .as_ref()
             .unwrap()
-            .parse(r"warn 'it\'s'")
+            .parse(r"warn 'it\'s'", 0)
             .unwrap();
         assert_eq!(
             Json::Object(parsed.fields),
@@ -898,7 +917,10 @@ mod tests {
         let parsers = parsers([&access, &keep_empty].into_iter());
         let access = parsers["access"].as_ref().unwrap();
         let parsed = access
-            .parse(r#"10.0.0.1 [03/Apr/2018:23:06:09 +0000] "GET /a?b=c" 200"#)
+            .parse(
+                r#"10.0.0.1 [03/Apr/2018:23:06:09 +0000] "GET /a?b=c" 200"#,
+                0,
+            )
             .unwrap();
         assert_eq!(
             Json::Object(parsed.fields),
@@ -906,16 +928,16 @@ mod tests {
         );
         assert_eq!(parsed.time_ms, Some(1522796769000));
         // A time that does not read is left out, and the time stays.
-        let parsed = access.parse(r#"h [yesterday] "GET /" 200 12"#).unwrap();
+        let parsed = access.parse(r#"h [yesterday] "GET /" 200 12"#, 0).unwrap();
         assert_eq!(
             Json::Object(parsed.fields),
             json!({"host": "h", "method": "GET", "path": "/", "code": "200", "size": "12"})
         );
         assert_eq!(parsed.time_ms, None);
-        assert_eq!(access.parse("no match"), None);
+        assert_eq!(access.parse("no match", 0), None);
         let keep = parsers["keep"].as_ref().unwrap();
         assert_eq!(
-            Json::Object(keep.parse("x").unwrap().fields),
+            Json::Object(keep.parse("x", 0).unwrap().fields),
             json!({"a": "x", "b": ""})
         );
     }
@@ -924,7 +946,7 @@ mod tests {
     fn web_server_parsers_are_built_in() {
         let parsers = parsers(std::iter::empty());
         let parse = |name: &str, line: &str| {
-            let parsed = parsers[name].as_ref().unwrap().parse(line).unwrap();
+            let parsed = parsers[name].as_ref().unwrap().parse(line, 0).unwrap();
             (Json::Object(parsed.fields), parsed.time_ms)
         };
         // AWS's FireLens example line for common log formats.
@@ -959,7 +981,11 @@ mod tests {
         // apache2 takes a user agent with quotes in it; apache does not.
         let quoted = r#"h - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.1" 200 1 "-" "a "b" c""#;
         assert_eq!(parse("apache2", quoted).0["agent"], r#"a "b" c"#);
-        assert!(parsers["apache"].as_ref().unwrap().parse(quoted).is_none());
+        assert!(parsers["apache"]
+            .as_ref()
+            .unwrap()
+            .parse(quoted, 0)
+            .is_none());
         assert_eq!(
             parse(
                 "apache_error",
@@ -973,7 +999,7 @@ mod tests {
         assert!(parsers["nginx"]
             .as_ref()
             .unwrap()
-            .parse("GET / 200")
+            .parse("GET / 200", 0)
             .is_none());
     }
 
@@ -981,7 +1007,7 @@ mod tests {
     fn logfmt_as_fluent_bit_reads_it() {
         let built_in = parsers(std::iter::empty());
         let logfmt = built_in["logfmt"].as_ref().unwrap();
-        let fields = |p: &Parser, line: &str| p.parse(line).map(|p| Json::Object(p.fields));
+        let fields = |p: &Parser, line: &str| p.parse(line, 0).map(|p| Json::Object(p.fields));
         assert_eq!(
             fields(
                 logfmt,
@@ -1021,7 +1047,9 @@ mod tests {
         ]);
         let own_parsers = parsers([&own, &typed].into_iter());
         let go = own_parsers["go"].as_ref().unwrap();
-        let parsed = go.parse("ts=2018-04-03T23:06:09+0000 level=warn").unwrap();
+        let parsed = go
+            .parse("ts=2018-04-03T23:06:09+0000 level=warn", 0)
+            .unwrap();
         assert_eq!(
             (Json::Object(parsed.fields), parsed.time_ms),
             (json!({"level": "warn"}), Some(1522796769000))
@@ -1048,7 +1076,7 @@ mod tests {
         let parsers = parsers([&own].into_iter());
         let ltsv = parsers["ltsv"].as_ref().unwrap();
         let parse = |line: &str| {
-            ltsv.parse(line)
+            ltsv.parse(line, 0)
                 .map(|p| (Json::Object(p.fields), p.time_ms))
         };
         assert_eq!(
@@ -1079,8 +1107,8 @@ mod tests {
         fn logfmt_and_ltsv_read_any_line(line in "[ a-z=:\"\\\\\\n\\tué\u{1F600}xU0-9]{0,40}") {
             let own = section(&[("Name", "ltsv"), ("Format", "ltsv")]);
             let parsers = parsers([&own].into_iter());
-            let _ = parsers["logfmt"].as_ref().unwrap().parse(&line);
-            let _ = parsers["ltsv"].as_ref().unwrap().parse(&line);
+            let _ = parsers["logfmt"].as_ref().unwrap().parse(&line, 0);
+            let _ = parsers["ltsv"].as_ref().unwrap().parse(&line, 0);
         }
     }
 
@@ -1106,7 +1134,7 @@ mod tests {
         ]);
         let parsers = parsers([&typed, &bad].into_iter());
         let typed = parsers["typed"].as_ref().unwrap();
-        let fields = |line: &str| Json::Object(typed.parse(line).unwrap().fields);
+        let fields = |line: &str| Json::Object(typed.parse(line, 0).unwrap().fields);
         assert_eq!(
             fields("200 12kB 0x1F TRUE 1.5e3ms 7"),
             json!({"code": 200, "size": 12, "id": 31, "ok": true, "ms": 1500.0, "s": "7"})

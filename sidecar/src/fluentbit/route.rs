@@ -472,7 +472,14 @@ fn parse(
     if !p.parsers.iter().any(|parser| parser.may_read(value)) || is_access(value, record) {
         return;
     }
-    let Some(parsed) = p.parsers.iter().find_map(|parser| parser.parse(value)) else {
+    // The record's time is when its line was read: a time without a year
+    // is read in that time's year.
+    let read_ms = time_ns.div_euclid(1_000_000);
+    let Some(parsed) = p
+        .parsers
+        .iter()
+        .find_map(|parser| parser.parse(value, read_ms))
+    else {
         return;
     };
     // Fluent Bit takes a parsed time of 0 as none.
