@@ -72,7 +72,7 @@ pub fn load(
     for (at, file, full) in service_files(path, &read.sections, "parsers_file") {
         if !full.exists() {
             notes.push(format!(
-                "{at}: [SERVICE] Parsers_File {file} does not exist here; the parsers Sluice has built in (json, docker, apache, apache2, apache_error, nginx, logfmt) and the file's own [PARSER] and [MULTILINE_PARSER] sections are used"
+                "{at}: [SERVICE] Parsers_File {file} does not exist here; the parsers Sluice has built in (those of Fluent Bit's parsers.conf but its Kubernetes and kernel ones) and the file's own [PARSER] and [MULTILINE_PARSER] sections are used"
             ));
             continue;
         }
@@ -526,7 +526,7 @@ pub(crate) mod tests {
   filter Match app-*: parser Key_Name log, Parser mine, json, Preserve_Key
   multiline traces ({conf_at}:15): [MULTILINE_PARSER] of 2 rule(s), flush_timeout 4000 ms, run by Sluice's [multiline] joiner, in every container's application lines
   statistics: stream sluice-stats/<task id> in each access record's log group
-  ignored: {conf_at}:1: [SERVICE] Parsers_File /no/such/parsers.conf does not exist here; the parsers Sluice has built in (json, docker, apache, apache2, apache_error, nginx, logfmt) and the file's own [PARSER] and [MULTILINE_PARSER] sections are used
+  ignored: {conf_at}:1: [SERVICE] Parsers_File /no/such/parsers.conf does not exist here; the parsers Sluice has built in (those of Fluent Bit's parsers.conf but its Kubernetes and kernel ones) and the file's own [PARSER] and [MULTILINE_PARSER] sections are used
 "
             )
         );

@@ -340,13 +340,15 @@ const REQUEST: &str = r#""(?<method>[^ "]+)(?: (?<path>[^ "]*)(?: [^"]*)?)?""#;
 
 /// Parsers of the names Fluent Bit's `conf/parsers.conf` (v5.1.1) defines,
 /// which aws-for-fluent-bit ships as `/fluent-bit/parsers/parsers.conf`:
-/// the same keys, time key and time format.
+/// the same keys, time key and time format (all but its Kubernetes and
+/// kernel parsers, [`NOT_BUILT_IN`]).
 fn built_in() -> Parsers {
-    let parser = |name: &str, format: Format, time_format: Option<&str>, keep: bool| {
+    let timed = |name: &str, format: Format, time: (&str, Option<&str>), keep: bool| {
+        let (time_key, time_format) = time;
         let parser = Parser {
             name: name.to_string(),
             format,
-            time_key: "time".to_string(),
+            time_key: time_key.to_string(),
             time_format: time_format
                 .map(|f| StrpTime::new(f).expect("a built-in time format reads")),
             time_keep: keep,
@@ -356,6 +358,9 @@ fn built_in() -> Parsers {
             decoders: Decoders::default(),
         };
         (name.to_string(), Ok(Arc::new(parser)))
+    };
+    let parser = |name: &str, format: Format, time_format: Option<&str>, keep: bool| {
+        timed(name, format, ("time", time_format), keep)
     };
     let regex =
         |pattern: String| Format::Regex(Regex::new(&pattern).expect("a built-in pattern compiles"));
@@ -377,6 +382,31 @@ fn built_in() -> Parsers {
         r"^\[[^ ]* (?<time>[^\]]*)\] \[(?<level>[^\]]*)\](?: \[pid (?<pid>[^\]]*)\])?(?: \[client (?<client>[^\]]*)\])? (?<message>.*)$"
             .to_string(),
     );
+    // Syslog: `<pri>`, then RFC 5424's version 1 and its fields, or
+    // RFC 3164's `Mmm dd hh:mm:ss` (a year-less time), the host (not in
+    // the `-local` form), and `ident[pid]:` before the message.
+    let rfc5424 = regex(
+        r"^<(?<pri>[0-9]{1,5})>1 (?<time>[^ ]+) (?<host>[^ ]+) (?<ident>[^ ]+) (?<pid>[-0-9]+) (?<msgid>[^ ]+) (?<extradata>\[.*?\]|-) (?<message>.+)$"
+            .to_string(),
+    );
+    let rfc3164 = |host: &str| {
+        regex(format!(
+            r"^<(?<pri>[0-9]+)>(?<time>[^ ]* {{1,2}}[^ ]* [^ ]*) {host}(?<ident>[a-zA-Z0-9_/.\-]*)(?:\[(?<pid>[0-9]+)\])?(?:[^:]*:)? *(?<message>.*)$"
+        ))
+    };
+    // MongoDB's text log (before 4.4): time, severity letter, component,
+    // `[context]`, the message, and a trailing duration; like Fluent Bit's
+    // pattern, a message ending in digits gives them as `ms`.
+    let mongodb = regex(
+        r"^(?<time>[^ ]*)\s+(?<severity>\w)\s+(?<component>[^ ]+)\s+\[(?<context>[^\]]+)]\s+(?<message>.*?) *(?<ms>[0-9]+)?(?::?ms)?$"
+            .to_string(),
+    );
+    let docker_daemon =
+        regex(r#"time="(?<time>[^ ]*)" level=(?<level>[^ ]*) msg="(?<msg>[^ ].*)""#.to_string());
+    let cri = regex(
+        r"^(?<time>[^ ]+) (?<stream>stdout|stderr) (?<logtag>[^ ]*) (?<message>.*)$".to_string(),
+    );
+    let envoy_time = ("start_time", Some("%Y-%m-%dT%H:%M:%S.%L%z"));
     [
         parser("json", Format::Json, Some(ACCESS_LOG_TIME), false),
         parser("docker", Format::Json, Some("%Y-%m-%dT%H:%M:%S.%L"), true),
@@ -393,9 +423,102 @@ fn built_in() -> Parsers {
             None,
             false,
         ),
+        parser(
+            "syslog-rfc5424",
+            rfc5424,
+            Some("%Y-%m-%dT%H:%M:%S.%L%z"),
+            true,
+        ),
+        parser(
+            "syslog-rfc3164",
+            rfc3164("(?<host>[^ ]*) "),
+            Some("%b %d %H:%M:%S"),
+            true,
+        ),
+        parser(
+            "syslog-rfc3164-local",
+            rfc3164(""),
+            Some("%b %d %H:%M:%S"),
+            true,
+        ),
+        parser("mongodb", mongodb, Some("%Y-%m-%dT%H:%M:%S.%L"), true),
+        parser(
+            "docker-daemon",
+            docker_daemon,
+            Some("%Y-%m-%dT%H:%M:%S.%L"),
+            true,
+        ),
+        parser("cri", cri, Some("%Y-%m-%dT%H:%M:%S.%L%z"), true),
+        timed("envoy", regex(envoy_pattern(false)), envoy_time, true),
+        timed(
+            "istio-envoy-proxy",
+            regex(envoy_pattern(true)),
+            envoy_time,
+            true,
+        ),
     ]
     .into_iter()
     .collect()
+}
+
+/// The parsers of Fluent Bit's `conf/parsers.conf` that are not built in:
+/// Kubernetes file names and kernel netfilter lines, which no ECS task's
+/// records are. A `[PARSER]` section of the name still defines one.
+pub const NOT_BUILT_IN: [&str; 3] = ["k8s-nginx-ingress", "kube-custom", "kmsg-netfilter-log"];
+
+/// Envoy's default access log format (`envoy`), or Istio's (`istio-envoy-proxy`:
+/// response code details and connection termination details after the
+/// flags, the upstream failure reason, and the upstream and downstream
+/// addresses, server name and route after the upstream host), with the
+/// keys Fluent Bit's parsers give them. Sluice reads Envoy's own lines
+/// into access records before any parser filter sees them (the filter
+/// leaves them as they are), so these read only lines it does not take
+/// for Envoy's.
+fn envoy_pattern(istio: bool) -> String {
+    let quoted = |name: &str| format!(r#""(?<{name}>[^"]*)""#);
+    let quoted_token = |name: &str| format!(r#""(?<{name}>[^ ]*)""#);
+    let token = |name: &str| format!("(?<{name}>[^ ]*)");
+    let mut fields = vec![
+        r"^\[(?<start_time>[^\]]*)\]".to_string(),
+        r#""(?<method>\S+)(?: +(?<path>[^"]*?)(?: +\S*)?)? (?<protocol>\S+)""#.to_string(),
+        token(if istio { "response_code" } else { "code" }),
+        token("response_flags"),
+    ];
+    if istio {
+        fields.push(token("response_code_details"));
+        fields.push(token("connection_termination_details"));
+        fields.push(quoted_token("upstream_transport_failure_reason"));
+    }
+    for name in [
+        "bytes_received",
+        "bytes_sent",
+        "duration",
+        "x_envoy_upstream_service_time",
+    ] {
+        fields.push(token(name));
+    }
+    fields.push(quoted_token("x_forwarded_for"));
+    fields.push(quoted("user_agent"));
+    fields.push(quoted(if istio { "x_request_id" } else { "request_id" }));
+    fields.push(quoted_token("authority"));
+    fields.push(quoted_token("upstream_host"));
+    if istio {
+        for name in [
+            "upstream_cluster",
+            "upstream_local_address",
+            "downstream_local_address",
+            "downstream_remote_address",
+            "requested_server_name",
+            "route_name",
+        ] {
+            fields.push(token(name));
+        }
+    }
+    let mut pattern = fields.join(" ");
+    if istio {
+        pattern.push('$');
+    }
+    pattern
 }
 
 /// The parsers the built-ins and `[PARSER]` sections define; a section
@@ -1001,6 +1124,38 @@ mod tests {
             .unwrap()
             .parse("GET / 200", 0)
             .is_none());
+    }
+
+    /// Lines read by Fluent Bit v5.1.1 with its own `conf/parsers.conf`
+    /// (a dummy input, a parser filter on `log`, stdout in json_lines, on
+    /// 2026-11-28), one per line of `testdata/fluent_bit_parsers.jsonl`:
+    /// `[parser, line, the record's keys, the record's time in ms]`, the
+    /// time `null` where Fluent Bit could not read it and kept the time
+    /// the record had. The year-less syslog times took 2026.
+    #[test]
+    fn fluent_bit_s_other_parsers_read_as_v5_1_1_reads_them() {
+        let parsers = parsers(std::iter::empty());
+        let read_in_2026 = 1_795_860_000_000; // 2026-11-28T10:00:00Z
+        let cases = include_str!("testdata/fluent_bit_parsers.jsonl");
+        let mut names = std::collections::BTreeSet::new();
+        for case in cases.lines() {
+            let (name, line, keys, time_ms): (String, String, Json, Option<i64>) =
+                serde_json::from_str(case).unwrap();
+            let parsed = parsers[&name]
+                .as_ref()
+                .unwrap()
+                .parse(&line, read_in_2026)
+                .unwrap_or_else(|| panic!("{name} did not read {line}"));
+            assert_eq!(Json::Object(parsed.fields), keys, "{name}: {line}");
+            assert_eq!(parsed.time_ms, time_ms, "{name}: {line}");
+            names.insert(name);
+        }
+        assert_eq!(names.len(), 8);
+        // What is not such a line is not read.
+        for name in names {
+            let parser = parsers[&name].as_ref().unwrap();
+            assert_eq!(parser.parse("plain text", read_in_2026), None, "{name}");
+        }
     }
 
     #[test]

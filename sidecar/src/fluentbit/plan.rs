@@ -1104,8 +1104,11 @@ fn filter(
                 match parsers.get(name) {
                     Some(Ok(parser)) => chosen.push(parser.clone()),
                     Some(Err(why)) => error(format!("[FILTER] parser Parser {name}: {why}")),
+                    None if super::parsers::NOT_BUILT_IN.contains(&name) => error(format!(
+                        "[FILTER] parser Parser {name}: Fluent Bit's parsers.conf defines it for Kubernetes or kernel logs, and Sluice does not build it in; a [PARSER] section of that name defines it"
+                    )),
                     None => error(format!(
-                        "[FILTER] parser Parser {name}: no such parser (Sluice knows json, docker, apache, apache2, apache_error, nginx and logfmt, and the json, regex, logfmt and ltsv parsers of [PARSER] sections and Parsers_File)"
+                        "[FILTER] parser Parser {name}: no such parser (Sluice knows the parsers of Fluent Bit's parsers.conf: json, docker, docker-daemon, cri, apache, apache2, apache_error, nginx, logfmt, syslog-rfc5424, syslog-rfc3164, syslog-rfc3164-local, mongodb, envoy and istio-envoy-proxy; and the json, regex, logfmt and ltsv parsers of [PARSER] sections and Parsers_File)"
                     )),
                 }
             }

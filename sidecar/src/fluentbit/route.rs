@@ -780,6 +780,28 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_syslog_time_without_a_year_takes_the_record_s_year() {
+        let conf = format!("[SERVICE]\n    Parsers_File /fluent-bit/parsers/parsers.conf\n{INPUT}[FILTER]\n    Name parser\n    Match *\n    Key_Name log\n    Parser syslog-rfc3164\n");
+        let (mut r, _) = router(&conf);
+        let mut rec = record(r#"{"log":"<13>Feb  5 17:32:18 host app[7]: hi","source":"stdout"}"#);
+        // The record was read on 2026-11-28T10:00:00Z.
+        let mut time_ns = 1_795_860_000_000_000_000;
+        assert!(r.filter(
+            "app",
+            &mut rec,
+            &mut time_ns,
+            &|_, _| false,
+            &mut Vec::new()
+        ));
+        assert_eq!(
+            text(&rec),
+            r#"{"host":"host","ident":"app","message":"hi","pid":"7","pri":"13","time":"Feb  5 17:32:18"}"#
+        );
+        // 2026-02-05T17:32:18Z.
+        assert_eq!(time_ns, 1_770_312_738_000_000_000);
+    }
+
     /// A lua filter between others: what it drops stops there, and the
     /// records it splits one into each go on from the filter after it.
     #[test]
