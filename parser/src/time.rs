@@ -265,7 +265,7 @@ impl TimeFormat {
         let mut literal = String::new();
         let mut chars = spec.chars().peekable();
         while let Some(c) = chars.next() {
-            if c.is_whitespace() {
+            if c.is_ascii_whitespace() {
                 if !literal.is_empty() {
                     items.push(TimeItem::Literal(std::mem::take(&mut literal)));
                 }
@@ -385,7 +385,7 @@ impl TimeFormat {
         for item in &self.items {
             let (rest, ()) = match item {
                 TimeItem::Literal(l) => (i.strip_prefix(l.as_str())?, ()),
-                TimeItem::Space => (i.trim_start(), ()),
+                TimeItem::Space => (i.trim_start_matches(|c: char| c.is_ascii_whitespace()), ()),
                 TimeItem::Year => {
                     let (r, n) = digits(4, 4)(i).ok()?;
                     t.year = i64::from(n);
