@@ -69,8 +69,9 @@ impl Ec2Field {
     }
 }
 
-/// A filter's fields and what has been found of them.
-#[derive(Debug)]
+/// A filter's fields and what has been found of them; a clone shares
+/// what is found.
+#[derive(Clone, Debug)]
 pub struct AwsFilter {
     /// The fields asked for, in order.
     pub fields: Vec<Ec2Field>,
