@@ -755,4 +755,76 @@ mod tests {
         let clock = StrpTime::new("%H:%M:%S").unwrap();
         assert_eq!(clock.epoch_ms("01:00:00", in_2018), Some(1522717200000));
     }
+
+    mod strptime_properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// A date and time, the `Time_Format` it is written in, and it
+        /// written so, with `spaces` blanks wherever the format has one.
+        fn written(
+            (year, month, day): (i64, u32, u32),
+            (hour, minute, second, millis): (u32, u32, u32, u32),
+            layout: usize,
+            spaces: usize,
+        ) -> (String, String) {
+            let mon = MONTHS[month as usize - 1];
+            let (format, value) = match layout {
+                0 => (
+                    "%Y-%m-%dT%H:%M:%S.%L%z".to_string(),
+                    format!(
+                        "{year}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{millis:03}Z"
+                    ),
+                ),
+                1 => (
+                    "%d/%b/%Y:%H:%M:%S %z".to_string(),
+                    format!("{day:02}/{mon}/{year}:{hour:02}:{minute:02}:{second:02} +0000"),
+                ),
+                2 => (
+                    "%b %e %Y %H:%M:%S.%L".to_string(),
+                    format!("{mon} {day:>2} {year} {hour:02}:{minute:02}:{second:02}.{millis:03}"),
+                ),
+                _ => (
+                    "%Y/%m/%d %H:%M:%S".to_string(),
+                    format!("{year}/{month:02}/{day:02} {hour:02}:{minute:02}:{second:02}"),
+                ),
+            };
+            (format, value.replace(' ', &" ".repeat(spaces)))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+            /// A time written in a format reads back as itself, however
+            /// many blanks stand for the format's one, with anything after it.
+            #[test]
+            fn written_times_read_back(
+                date in (1971i64..2100, 1u32..=12, 1u32..=28),
+                time in (0u32..24, 0u32..60, 0u32..60, 0u32..1000),
+                layout in 0usize..4,
+                spaces in 1usize..4,
+                tail in "( [a-z]{0,5})?",
+            ) {
+                let (format, value) = written(date, time, layout, spaces);
+                let strp = StrpTime::new(&format).unwrap();
+                let (year, month, day) = date;
+                let (hour, minute, second, millis) = time;
+                let has_millis = format.contains("%L");
+                let expected = days_from_civil(year, month, day) * 86_400_000
+                    + i64::from(hour * 3600 + minute * 60 + second) * 1000
+                    + if has_millis { i64::from(millis) } else { 0 };
+                prop_assert_eq!(strp.epoch_ms(&value, 0), Some(expected), "{} {}", format, value);
+                let followed = format!("{value}{tail}");
+                prop_assert_eq!(strp.epoch_ms(&followed, 0), Some(expected));
+            }
+
+            /// Any text, under any of these formats (with and without a
+            /// year), gives a time or none, and never a panic.
+            #[test]
+            fn any_text_reads_or_not(value in "\\PC{0,40}", layout in 0usize..6) {
+                let format = ["%Y-%m-%dT%H:%M:%S.%L%z", "%d/%b/%Y:%H:%M:%S %z", "%b %e %H:%M:%S", "%B %d %Y", "%s", "%H:%M"][layout];
+                let _ = StrpTime::new(format).unwrap().epoch_ms(&value, 1_522_796_769_123);
+            }
+        }
+    }
 }
