@@ -168,9 +168,20 @@ struct CivilTime {
 
 impl CivilTime {
     fn epoch_ms(&self) -> Option<i64> {
+        if self.day > days_in_month(self.year, self.month) {
+            return None;
+        }
+        self.normalized_epoch_ms()
+    }
+
+    /// [`CivilTime::epoch_ms`] with any day from 1 to 31 in any month, a
+    /// day past the month's last counting on into the next, as strptime's
+    /// fields go through `timegm` (Fluent Bit reads `31/Feb/2018` as 3
+    /// March).
+    fn normalized_epoch_ms(&self) -> Option<i64> {
         if !(1..=12).contains(&self.month)
             || self.day == 0
-            || self.day > days_in_month(self.year, self.month)
+            || self.day > 31
             || self.hour > 23
             || self.minute > 59
             || self.second > 60
@@ -357,21 +368,22 @@ impl TimeFormat {
     /// Whether `value` is a time of this format, and its epoch milliseconds
     /// when the format carries a full date and time.
     pub(crate) fn read(&self, value: &str) -> Option<Option<i64>> {
-        self.read_on(value, None, true)
+        self.read_on(value, None, false)
     }
 
     /// [`TimeFormat::read`], with the year, month and day of `today` (a
     /// UTC date) for a format that gives no year: strptime as Fluent Bit
     /// runs it for such a format (syslog's `%b %d %H:%M:%S`) reads the
     /// value with today's year before it, and today's month and day
-    /// unless the format gives them. With `whole` false, text after the
-    /// format's last conversion is left unread (as strptime leaves it,
-    /// and Fluent Bit does not look at it).
+    /// unless the format gives them. With `strptime`, the value is read
+    /// as strptime and `timegm` read it for Fluent Bit: text after the
+    /// format's last conversion is left unread, and a day past the
+    /// month's last counts on into the next month.
     fn read_on(
         &self,
         value: &str,
         today: Option<(i64, u32, u32)>,
-        whole: bool,
+        strptime: bool,
     ) -> Option<Option<i64>> {
         if self.opaque {
             return (!value.is_empty()).then_some(None);
@@ -459,7 +471,7 @@ impl TimeFormat {
             };
             i = rest;
         }
-        if whole && !i.is_empty() {
+        if !strptime && !i.is_empty() {
             return None;
         }
         if let Some(ms) = epoch {
@@ -467,7 +479,12 @@ impl TimeFormat {
         }
         if has_date == 7 || (today.is_some() && (has_date & 1) == 0) {
             // A format that names the date must hold a real one.
-            return t.epoch_ms().map(Some);
+            return if strptime {
+                t.normalized_epoch_ms()
+            } else {
+                t.epoch_ms()
+            }
+            .map(Some);
         }
         Some(None)
     }
@@ -529,7 +546,7 @@ impl StrpTime {
     /// unless it gives them.
     pub fn epoch_ms(&self, value: &str, now_ms: i64) -> Option<i64> {
         let today = self.year_less.then(|| utc_date(now_ms));
-        self.format.read_on(value, today, false).flatten()
+        self.format.read_on(value, today, true).flatten()
     }
 
     /// Whether a time of this format says its zone (or is seconds since
@@ -698,7 +715,14 @@ mod tests {
             json.epoch_ms("03/Apr/2018:23:06:09 +0000 and more", 0),
             Some(1522796769000)
         );
-        assert_eq!(json.epoch_ms("31/Feb/2018:23:06:09 +0000", 0), None);
+        // A day past the month's last counts on, as timegm counts it:
+        // Fluent Bit v5.1.1 reads this as 2018-03-03T23:06:09Z.
+        assert_eq!(
+            json.epoch_ms("31/Feb/2018:23:06:09 +0000", 0),
+            Some(1520118369000)
+        );
+        assert_eq!(json.epoch_ms("32/Jan/2018:23:06:09 +0000", 0), None);
+        assert_eq!(json.epoch_ms("00/Jan/2018:23:06:09 +0000", 0), None);
         // Its `docker` parser: `%L` is the fraction.
         let docker = StrpTime::new("%Y-%m-%dT%H:%M:%S.%L").unwrap();
         assert_eq!(
@@ -748,8 +772,11 @@ mod tests {
             syslog.epoch_ms("Dec 31 23:59:59", new_year),
             Some(1546300799000)
         );
-        // The date must be real in that year: no 29 February in 2018.
-        assert_eq!(syslog.epoch_ms("Feb 29 00:00:00", in_2018), None);
+        // 29 February of 2018 is 1 March, as Fluent Bit reads it.
+        assert_eq!(
+            syslog.epoch_ms("Feb 29 00:00:00", in_2018),
+            Some(1519862400000)
+        );
         assert_eq!(syslog.epoch_ms("Foo  3 23:06:09", in_2018), None);
         // Without month and day too: today's.
         let clock = StrpTime::new("%H:%M:%S").unwrap();

@@ -9,6 +9,13 @@
 //!   slashes included, as the pattern.
 //! - In Ruby, `^` and `$` match at every line's start and end.
 //!
+//! - Ruby's escapes keep their meaning ([`ruby_escapes`]): `\d`, `\w`,
+//!   `\s` and `\h` (a hex digit) are ASCII classes, where Rust's first
+//!   three are Unicode's and it has no `\h`; `\<` and `\>` are the
+//!   characters, where Rust reads word boundaries (Fluent Bit's own
+//!   syslog parsers start with `^\<`). `\b` stays Unicode's, as in
+//!   Onigmo.
+//!
 //! Named groups read the same (`(?<name>…)`); what Rust's engine does not
 //! have (look-around, backreferences) is an error at start, with the
 //! engine's message.
@@ -18,7 +25,7 @@ use regex::{Regex, RegexBuilder};
 /// Compiles `pattern` as Fluent Bit would mean it.
 pub fn regex(pattern: &str) -> Result<Regex, regex::Error> {
     let (body, options) = split_options(pattern);
-    let mut builder = RegexBuilder::new(body);
+    let mut builder = RegexBuilder::new(&ruby_escapes(body));
     builder.multi_line(true);
     for option in options.chars() {
         match option {
@@ -29,6 +36,81 @@ pub fn regex(pattern: &str) -> Result<Regex, regex::Error> {
         };
     }
     builder.build()
+}
+
+/// `pattern` with the escapes whose meaning Rust's engine reads otherwise
+/// written as Onigmo's Ruby syntax means them (checked against Fluent Bit
+/// v5.1.1's grep filter): the classes `\d`, `\w`, `\s`, `\h` and their
+/// negations as ASCII sets, inside a bracket or not, and `\<`, `\>` as
+/// the characters. Every other escape is left as it is.
+fn ruby_escapes(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + 16);
+    // How deep in brackets (Onigmo's classes nest: `[a-z&&[^x]]`), and
+    // whether the last character opened one (a `]` right after `[` or
+    // `[^` is a character).
+    let mut depth = 0usize;
+    let mut just_opened = false;
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        let opened = just_opened;
+        just_opened = false;
+        match c {
+            '\\' => {
+                let Some(e) = chars.next() else {
+                    out.push(c);
+                    break;
+                };
+                // What it is inside a bracket, and outside one.
+                let (inside, outside) = match e {
+                    'd' => ("0-9", "[0-9]"),
+                    'D' => ("[:^digit:]", "[^0-9]"),
+                    'w' => ("0-9A-Za-z_", "[0-9A-Za-z_]"),
+                    'W' => ("[:^word:]", "[^0-9A-Za-z_]"),
+                    'h' => ("0-9a-fA-F", "[0-9a-fA-F]"),
+                    'H' => ("[:^xdigit:]", "[^0-9a-fA-F]"),
+                    // Ruby's `\s` is `[ \t\r\n\f\v]`, written with escapes
+                    // only, so that the `x` option (which drops blanks)
+                    // leaves them.
+                    's' => (r"\t\n\x0B\x0C\r\x20", r"[\t\n\x0B\x0C\r\x20]"),
+                    'S' => ("[:^space:]", r"[^\t\n\x0B\x0C\r\x20]"),
+                    // Word boundaries to Rust: the characters, by code.
+                    '<' => ("\\x3C", "\\x3C"),
+                    '>' => ("\\x3E", "\\x3E"),
+                    _ => {
+                        out.push(c);
+                        out.push(e);
+                        continue;
+                    }
+                };
+                out.push_str(if depth > 0 { inside } else { outside });
+            }
+            '[' if depth > 0 && chars.peek() == Some(&':') => {
+                // A POSIX bracket (`[:alpha:]`), through its `:]`.
+                out.push(c);
+                for p in chars.by_ref() {
+                    out.push(p);
+                    if p == ']' {
+                        break;
+                    }
+                }
+            }
+            '[' => {
+                depth += 1;
+                out.push(c);
+                if chars.peek() == Some(&'^') {
+                    out.push('^');
+                    chars.next();
+                }
+                just_opened = true;
+            }
+            ']' if depth > 0 && !opened => {
+                depth -= 1;
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 /// The pattern between the slashes and the options after them, as
@@ -78,5 +160,50 @@ mod tests {
             .unwrap()
             .is_match("Dec 14 06:41:08 Exception"));
         assert!(regex(r"(?<=a)b").is_err());
+    }
+
+    /// Each pattern, and the lines of `café`, `cafe`, `<tag>`, `٣` (an
+    /// Arabic-Indic three), `a b`, `x\ty` it matches: Fluent Bit v5.1.1's
+    /// grep filter kept exactly these.
+    #[test]
+    fn ruby_escapes_mean_what_they_mean_to_fluent_bit() {
+        let lines = ["café", "cafe", "<tag>", "\u{663}", "a b", "x\ty"];
+        let cases: [(&str, &[&str]); 9] = [
+            (r"^\w+$", &["cafe"]),
+            (r"^\d$", &[]),
+            (r"^\<tag\>$", &["<tag>"]),
+            (r"^\h+$", &["cafe"]),
+            (r"^a\sb$", &["a b"]),
+            (r"^x\sy$", &["x\ty"]),
+            (r"\bca", &["café", "cafe"]),
+            (r"caf\b", &[]),
+            (r"^[\w]+$", &["cafe"]),
+        ];
+        for (pattern, kept) in cases {
+            let re = regex(pattern).unwrap();
+            let got: Vec<&str> = lines.iter().copied().filter(|l| re.is_match(l)).collect();
+            assert_eq!(got, kept, "{pattern}");
+        }
+    }
+
+    #[test]
+    fn escapes_in_and_out_of_brackets() {
+        assert_eq!(ruby_escapes(r"\d+\D"), r"[0-9]+[^0-9]");
+        assert_eq!(ruby_escapes(r"[\w.-]+"), r"[0-9A-Za-z_.-]+");
+        assert_eq!(ruby_escapes(r"[^\s\]]"), r"[^\t\n\x0B\x0C\r\x20\]]");
+        assert_eq!(
+            ruby_escapes(r"[\W[:alpha:]]\S"),
+            r"[[:^word:][:alpha:]][^\t\n\x0B\x0C\r\x20]"
+        );
+        assert_eq!(ruby_escapes(r"[]\d]\d"), r"[]0-9][0-9]");
+        assert_eq!(ruby_escapes(r"\\d\.\[\d"), r"\\d\.\[[0-9]");
+        assert_eq!(
+            ruby_escapes(r"^\<(?<pri>\d+)\>"),
+            r"^\x3C(?<pri>[0-9]+)\x3E"
+        );
+        assert_eq!(ruby_escapes("trailing\\"), "trailing\\");
+        // Blanks of `\s` survive the `x` option.
+        assert!(regex(r"/a \s b/x").unwrap().is_match("a\tb"));
+        assert!(!regex(r"/a \s b/x").unwrap().is_match("ab"));
     }
 }
