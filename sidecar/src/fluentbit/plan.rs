@@ -197,8 +197,8 @@ pub struct ParserFilter {
 #[derive(Debug)]
 pub struct Grep {
     pub rules: Vec<GrepRule>,
-    /// `Logical_Op`: `legacy` (every Regex must match, no Exclude may),
-    /// `and`, `or`.
+    /// `Logical_Op`: `legacy` (the first rule that decides, in the order
+    /// written: a Regex, or an Exclude that matches), `and`, `or`.
     pub op: LogicalOp,
 }
 

@@ -421,8 +421,20 @@ fn keeps(grep: &Grep, record: &Record) -> bool {
     let regexes = grep.rules.iter().filter(|r| !r.exclude);
     let mut excludes = grep.rules.iter().filter(|r| r.exclude).peekable();
     match grep.op {
+        // `grep_filter_data`: in the order written, the first rule that
+        // decides does. A Regex keeps the record when it matches and drops
+        // it when not; an Exclude drops it when it matches, and otherwise
+        // leaves it to the next rule. (So an Exclude after a Regex that
+        // matched is never asked, as in Fluent Bit v5.1.1.)
         LogicalOp::Legacy => {
-            regexes.clone().all(matched) && !grep.rules.iter().filter(|r| r.exclude).any(matched)
+            for rule in &grep.rules {
+                match (rule.exclude, matched(rule)) {
+                    (false, keep) => return keep,
+                    (true, true) => return false,
+                    (true, false) => {}
+                }
+            }
+            true
         }
         LogicalOp::And => {
             if excludes.peek().is_some() {
@@ -704,6 +716,35 @@ mod tests {
                 "{id}"
             );
         }
+    }
+
+    /// Without Logical_Op, the first rule that decides does, in the order
+    /// written: Fluent Bit v5.1.1's grep kept exactly these lines.
+    #[test]
+    fn legacy_grep_takes_the_first_rule_that_decides() {
+        let lines = ["GET /a 200", "POST /b 500", "GET /health 200", "error: x"];
+        let kept = |rules: &str| {
+            let (mut r, _) = router(&format!(
+                "{INPUT}[FILTER]\n    Name grep\n    Match *\n{rules}"
+            ));
+            lines
+                .into_iter()
+                .filter(|line| {
+                    let json = serde_json::json!({ "log": line }).to_string();
+                    keeps_record(&mut r, "t", &mut record(&json))
+                })
+                .collect::<Vec<_>>()
+        };
+        // A Regex that matches keeps the record: the Exclude after it is
+        // never asked.
+        assert_eq!(
+            kept("    Regex log ^(GET|POST)\n    Exclude log health\n"),
+            ["GET /a 200", "POST /b 500", "GET /health 200"]
+        );
+        assert_eq!(
+            kept("    Exclude log health\n    Regex log ^GET\n    Regex log 200$\n"),
+            ["GET /a 200"]
+        );
     }
 
     #[test]
