@@ -265,7 +265,7 @@ pub fn describe(plan: &DropIn) -> String {
                             "{} {} {}",
                             if r.exclude { "Exclude" } else { "Regex" },
                             r.key,
-                            r.regex.as_str()
+                            r.pattern
                         )
                     })
                     .collect();

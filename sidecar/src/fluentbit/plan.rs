@@ -205,7 +205,12 @@ pub struct Grep {
 #[derive(Debug)]
 pub struct GrepRule {
     pub exclude: bool,
+    /// The key as written (`log`, `$kubernetes['labels']['app']`).
     pub key: String,
+    /// Its record-accessor path.
+    pub path: Vec<String>,
+    /// The pattern as written.
+    pub pattern: String,
     pub regex: Regex,
 }
 
@@ -1025,11 +1030,20 @@ fn filter(
                     ));
                     continue;
                 };
+                let path = match super::template::key_path(field) {
+                    Ok(path) => path,
+                    Err(e) => {
+                        error(format!("[FILTER] grep {key}: {e}"));
+                        continue;
+                    }
+                };
                 let field = field.trim_start_matches('$').to_string();
                 match super::onig::regex(pattern.trim()) {
                     Ok(regex) => rules.push(GrepRule {
                         exclude,
                         key: field,
+                        path,
+                        pattern: pattern.trim().to_string(),
                         regex,
                     }),
                     Err(e) => error(format!(

@@ -9,11 +9,11 @@
 //! the match's captures `$0` to `$9`; what is missing is left out.
 
 use regex::Regex;
-use sluice_firelens::{FieldValue, Record};
+use sluice_firelens::Record;
 
 use super::classic::{split_tokens, Section};
 use super::onig;
-use super::template::{subscripts, value_at, Template, TemplateInput};
+use super::template::{key_path, string_at, Template, TemplateInput};
 use crate::config::layer::fluent_bool;
 
 #[derive(Debug)]
@@ -115,32 +115,6 @@ fn rule(value: &str) -> Result<Rule, String> {
         tag,
         keep,
     })
-}
-
-/// `$key['sub']["sub2"]` as a path.
-fn key_path(accessor: &str) -> Result<Vec<String>, String> {
-    let text = accessor.strip_prefix('$').unwrap_or(accessor);
-    let name_end = text.find('[').unwrap_or(text.len());
-    let (name, rest) = text.split_at(name_end);
-    if name.is_empty() {
-        return Err(format!("{accessor:?} names no key"));
-    }
-    let (subkeys, rest) = subscripts(rest).map_err(|e| format!("{accessor:?}: {e}"))?;
-    let mut path = vec![name.to_string()];
-    path.extend(subkeys);
-    if !rest.is_empty() {
-        return Err(format!("{accessor:?} has {rest:?} after its key"));
-    }
-    Ok(path)
-}
-
-/// The string at `path`; a rule matches strings only, as Fluent Bit's
-/// record accessor does.
-fn string_at<'r>(record: &'r Record, path: &[String]) -> Option<&'r str> {
-    match value_at(record, path)? {
-        FieldValue::Str(s) => Some(s),
-        FieldValue::Json(json) => json.as_str(),
-    }
 }
 
 #[cfg(test)]

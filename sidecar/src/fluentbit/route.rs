@@ -414,9 +414,7 @@ fn go_stream_name(name: &str) -> String {
 /// Whether grep keeps the record (see [`LogicalOp`]).
 fn keeps(grep: &Grep, record: &Record) -> bool {
     let matched = |rule: &super::plan::GrepRule| {
-        record
-            .get_str(&rule.key)
-            .is_some_and(|v| rule.regex.is_match(v))
+        super::template::string_at(record, &rule.path).is_some_and(|v| rule.regex.is_match(v))
     };
     let regexes = grep.rules.iter().filter(|r| !r.exclude);
     let mut excludes = grep.rules.iter().filter(|r| r.exclude).peekable();
@@ -745,6 +743,33 @@ mod tests {
             kept("    Exclude log health\n    Regex log ^GET\n    Regex log 200$\n"),
             ["GET /a 200"]
         );
+    }
+
+    /// A rule's key is a record accessor: a nested string matches, a
+    /// number does not (Fluent Bit v5.1.1's grep kept the same records).
+    #[test]
+    fn grep_keys_are_record_accessors() {
+        let conf = format!("{INPUT}[FILTER]\n    Name grep\n    Match *\n    Regex $k['s'] ^abc\n");
+        let (mut r, _) = router(&conf);
+        assert!(keeps_record(
+            &mut r,
+            "t",
+            &mut record(r#"{"log":"x","k":{"s":"abc"}}"#)
+        ));
+        assert!(!keeps_record(
+            &mut r,
+            "t",
+            &mut record(r#"{"log":"y","k":{"s":"zzz"}}"#)
+        ));
+        assert!(!keeps_record(
+            &mut r,
+            "t",
+            &mut record(r#"{"log":"z","k":"abc"}"#)
+        ));
+        let conf = format!("{INPUT}[FILTER]\n    Name grep\n    Match *\n    Regex n ^5$\n");
+        let (mut r, _) = router(&conf);
+        assert!(!keeps_record(&mut r, "t", &mut record(r#"{"n":5}"#)));
+        assert!(keeps_record(&mut r, "t", &mut record(r#"{"n":"5"}"#)));
     }
 
     #[test]

@@ -274,6 +274,33 @@ pub fn value_at<'r>(record: &'r Record, path: &[String]) -> Option<FieldValue<'r
     Some(FieldValue::Json(json))
 }
 
+/// `$key['sub']["sub2"]` (or `key`) as a path, as a filter's record
+/// accessor names a value.
+pub fn key_path(accessor: &str) -> Result<Vec<String>, String> {
+    let text = accessor.strip_prefix('$').unwrap_or(accessor);
+    let name_end = text.find('[').unwrap_or(text.len());
+    let (name, rest) = text.split_at(name_end);
+    if name.is_empty() {
+        return Err(format!("{accessor:?} names no key"));
+    }
+    let (subkeys, rest) = subscripts(rest).map_err(|e| format!("{accessor:?}: {e}"))?;
+    let mut path = vec![name.to_string()];
+    path.extend(subkeys);
+    if !rest.is_empty() {
+        return Err(format!("{accessor:?} has {rest:?} after its key"));
+    }
+    Ok(path)
+}
+
+/// The string at `path`: a rule (rewrite_tag's, grep's) matches strings
+/// only, as Fluent Bit's record accessor does.
+pub fn string_at<'r>(record: &'r Record, path: &[String]) -> Option<&'r str> {
+    match value_at(record, path)? {
+        FieldValue::Str(s) => Some(s),
+        FieldValue::Json(json) => json.as_str(),
+    }
+}
+
 /// What an output's `$(uuid)` stands for: made once per output when the
 /// configuration is read, so that its events share one stream, as the Go
 /// plugin makes one per output instance (a KSUID there; a random v4 UUID
