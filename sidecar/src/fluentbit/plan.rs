@@ -1058,9 +1058,16 @@ fn filter(
             let mut m = RecordModifier::default();
             for (key, value) in &section.entries {
                 match key.to_ascii_lowercase().as_str() {
-                    "record" => match value.split_once(' ') {
-                        Some((k, v)) => m.records.push((k.into(), v.trim().into())),
-                        None => error(format!("[FILTER] record_modifier Record needs KEY VALUE, got {value:?}")),
+                    // `FLB_CONFIG_MAP_SLIST_2`: tokens as `flb_slist_split_tokens`
+                    // splits them (a value with spaces in double quotes).
+                    // Anything but two is what Fluent Bit logs as invalid
+                    // and starts without: noted, and left out, as there.
+                    "record" => match super::classic::split_tokens(value, 2).as_slice() {
+                        [k, v] => m.records.push((k.as_str().into(), v.as_str().into())),
+                        _ => notes.push(format!(
+                            "{}: [FILTER] record_modifier Record {value:?} is left out, as Fluent Bit leaves it out (\"invalid record parameters, expects 'KEY VALUE'\"): a value with spaces goes in double quotes",
+                            section.at
+                        )),
                     },
                     "remove_key" => m.remove_keys.push(value.clone()),
                     "allowlist_key" | "whitelist_key" => m.allowlist_keys.push(value.clone()),

@@ -651,3 +651,32 @@ fn service_http_server_is_the_admin_endpoint() {
         );
     }
 }
+
+/// `Record` as Fluent Bit's `SLIST_2` reads it: a value with spaces in
+/// double quotes, the quotes dropped; anything but two tokens left out
+/// with a note (Fluent Bit v5.1.1 logs "invalid record parameters" and
+/// starts without it).
+#[test]
+fn record_modifier_records_as_fluent_bit_splits_them() {
+    let p = read(&format!(
+        "{GENERATED}[FILTER]\n    Name record_modifier\n    Match *\n    Record quoted \"value with spaces\"\n    Record single 'x y'\n    Record plain v\n    Record lonely\n"
+    ))
+    .unwrap();
+    let FilterAction::RecordModifier(m) = &p.filters[2].action else {
+        panic!("a record_modifier")
+    };
+    let records: Vec<(&str, &str)> = m
+        .records
+        .iter()
+        .map(|(k, v)| (k.as_ref(), v.as_ref()))
+        .collect();
+    assert_eq!(records, [("quoted", "value with spaces"), ("plain", "v")]);
+    let notes = notes_without_place(&p);
+    assert_eq!(
+        notes[2..],
+        [
+            "[FILTER] record_modifier Record \"single 'x y'\" is left out, as Fluent Bit leaves it out (\"invalid record parameters, expects 'KEY VALUE'\"): a value with spaces goes in double quotes",
+            "[FILTER] record_modifier Record \"lonely\" is left out, as Fluent Bit leaves it out (\"invalid record parameters, expects 'KEY VALUE'\"): a value with spaces goes in double quotes",
+        ]
+    );
+}
