@@ -138,17 +138,34 @@ fn is_parser(section: &classic::Section) -> bool {
 /// the variables aws-for-fluent-bit's init image exports from the task
 /// metadata (`${ECS_TASK_ID}`, `${ECS_CLUSTER}`, `${AWS_REGION}`, ...; see
 /// [`crate::ecs::TaskMetadata::init_variables`]), so that configurations written for
-/// the init image read the same here.
+/// the init image read the same here; and `${HOSTNAME}`, which a shell
+/// sets without exporting it, is the host's name, as `flb_env_create`
+/// gives it.
 pub fn variables(task: Option<&crate::ecs::TaskMetadata>) -> impl Fn(&str) -> Option<String> {
     let from_task = task.map(|t| t.init_variables()).unwrap_or_default();
     move |name: &str| {
-        std::env::var(name).ok().or_else(|| {
-            from_task
-                .iter()
-                .find(|(key, _)| *key == name)
-                .map(|(_, value)| value.clone())
-        })
+        std::env::var(name)
+            .ok()
+            .or_else(|| {
+                from_task
+                    .iter()
+                    .find(|(key, _)| *key == name)
+                    .map(|(_, value)| value.clone())
+            })
+            .or_else(|| (name == "HOSTNAME").then(host_name).flatten())
     }
+}
+
+/// `gethostname(2)`.
+fn host_name() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length, which is passed.
+    let ret = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if ret != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8(buf[..end].to_vec()).ok()
 }
 
 /// [`load`] as `run` and `check-config` load the configuration: `${VAR}`s
@@ -495,6 +512,20 @@ pub(crate) mod tests {
     }
 
     use super::*;
+
+    /// `${HOSTNAME}` is the host's name when the environment lacks it, as
+    /// a shell leaves it unexported and Fluent Bit fills it in.
+    #[test]
+    fn hostname_is_the_host_s_name() {
+        let expected = std::env::var("HOSTNAME").unwrap_or_else(|_| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .unwrap()
+                .trim()
+                .to_string()
+        });
+        assert_eq!(variables(None)("HOSTNAME"), Some(expected));
+        assert_eq!(variables(None)("SLUICE_NO_SUCH_VARIABLE"), None);
+    }
 
     #[test]
     fn parsers_files_add_parsers() {
