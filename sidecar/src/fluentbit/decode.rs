@@ -189,15 +189,64 @@ fn decode_json(text: &str) -> Option<Json> {
 /// object: a JSON object, then nothing but whitespace, or text that is not
 /// JSON (ignored). A second JSON value makes two records, which the
 /// parsers refuse.
+///
+/// A `\uD800`-`\uDFFF` escape that is not half of a surrogate pair (which
+/// JavaScript's `JSON.stringify` writes for a broken string) is U+FFFD, as
+/// Fluent Bit v5.1.1 reads it; serde_json refuses the text, which is then
+/// read again with those escapes replaced.
 pub fn one_json_object(text: &str) -> Option<Map<String, Json>> {
-    let mut values = serde_json::Deserializer::from_str(text).into_iter::<Json>();
-    let Some(Ok(Json::Object(fields))) = values.next() else {
-        return None;
+    let read = |text: &str| {
+        let mut values = serde_json::Deserializer::from_str(text).into_iter::<Json>();
+        let Some(Ok(Json::Object(fields))) = values.next() else {
+            return None;
+        };
+        match values.next() {
+            Some(Ok(_)) => None,
+            None | Some(Err(_)) => Some(fields),
+        }
     };
-    match values.next() {
-        Some(Ok(_)) => None,
-        None | Some(Err(_)) => Some(fields),
+    read(text).or_else(|| read(&lone_surrogates_replaced(text)?))
+}
+
+/// `text` with every escaped surrogate that has no partner written
+/// `\uFFFD`; `None` when it has none.
+fn lone_surrogates_replaced(text: &str) -> Option<String> {
+    // The value of a `\uXXXX` escape starting at `at`, if it is one.
+    let escape_at = |at: usize| -> Option<u16> {
+        let hex = text.get(at..at + 6)?.strip_prefix("\\u")?;
+        u16::from_str_radix(hex, 16).ok()
+    };
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    let (mut copied, mut at, mut replaced) = (0, 0, false);
+    while at < bytes.len() {
+        if bytes[at] != b'\\' {
+            at += 1;
+            continue;
+        }
+        let Some(unit) = escape_at(at) else {
+            // Another escape (`\\`, `\"`, ...): both characters.
+            at += 2;
+            continue;
+        };
+        let pair = (0xD800..0xDC00).contains(&unit)
+            && escape_at(at + 6).is_some_and(|low| (0xDC00..0xE000).contains(&low));
+        if pair {
+            at += 12;
+        } else if (0xD800..0xE000).contains(&unit) {
+            out.push_str(&text[copied..at]);
+            out.push_str("\\uFFFD");
+            at += 6;
+            copied = at;
+            replaced = true;
+        } else {
+            at += 6;
+        }
     }
+    replaced.then(|| {
+        out.push_str(&text[copied..]);
+        out
+    })
 }
 
 /// `flb_unescape_string` (the `escaped` decoder): `\n`, `\a`, `\b`, `\t`,
@@ -369,6 +418,25 @@ pub fn mysql_unquote(text: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Lone surrogate escapes are U+FFFD, as Fluent Bit v5.1.1's JSON
+    /// parser gives `{"bad":"\ud800"}`; pairs, and escaped backslashes
+    /// before a `u`, stay as they are.
+    #[test]
+    fn lone_surrogates_read_as_the_replacement_character() {
+        let read = |text: &str| one_json_object(text).map(Json::Object);
+        assert_eq!(
+            read(r#"{"bad":"\ud800"}"#),
+            Some(json!({"bad": "\u{fffd}"}))
+        );
+        assert_eq!(
+            read(r#"{"a":"x\udc00y\uD83D","b":"\ud83d\ude00"}"#),
+            Some(json!({"a": "x\u{fffd}y\u{fffd}", "b": "😀"}))
+        );
+        assert_eq!(read(r#"{"a":"\\ud800"}"#), Some(json!({"a": "\\ud800"})));
+        assert_eq!(lone_surrogates_replaced(r#"{"a":"\ud83d\ude00 é"}"#), None);
+        assert_eq!(read(r#"{"a":"\ud800"#), None);
+    }
 
     fn decoders(rules: &[(bool, &str)]) -> Decoders {
         let mut d = Decoders::default();
