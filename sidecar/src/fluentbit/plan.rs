@@ -1062,11 +1062,15 @@ fn filter(
                     // splits them (a value with spaces in double quotes).
                     // Anything but two is what Fluent Bit logs as invalid
                     // and starts without: noted, and left out, as there.
+                    // The note names the key, not the value, which may
+                    // come from a secret's `${VAR}`.
                     "record" => match super::classic::split_tokens(value, 2).as_slice() {
                         [k, v] => m.records.push((k.as_str().into(), v.as_str().into())),
-                        _ => notes.push(format!(
-                            "{}: [FILTER] record_modifier Record {value:?} is left out, as Fluent Bit leaves it out (\"invalid record parameters, expects 'KEY VALUE'\"): a value with spaces goes in double quotes",
-                            section.at
+                        tokens => notes.push(format!(
+                            "{}: [FILTER] record_modifier Record {} is left out, as Fluent Bit leaves it out (\"invalid record parameters, expects 'KEY VALUE'\"): {}",
+                            section.at,
+                            tokens.first().map_or("(empty)", String::as_str),
+                            if tokens.len() < 2 { "it has no value" } else { "a value with spaces goes in double quotes" }
                         )),
                     },
                     "remove_key" => m.remove_keys.push(value.clone()),

@@ -675,8 +675,8 @@ fn record_modifier_records_as_fluent_bit_splits_them() {
     assert_eq!(
         notes[2..],
         [
-            "[FILTER] record_modifier Record \"single 'x y'\" is left out, as Fluent Bit leaves it out (\"invalid record parameters, expects 'KEY VALUE'\"): a value with spaces goes in double quotes",
-            "[FILTER] record_modifier Record \"lonely\" is left out, as Fluent Bit leaves it out (\"invalid record parameters, expects 'KEY VALUE'\"): a value with spaces goes in double quotes",
+            "[FILTER] record_modifier Record single is left out, as Fluent Bit leaves it out (\"invalid record parameters, expects 'KEY VALUE'\"): a value with spaces goes in double quotes",
+            "[FILTER] record_modifier Record lonely is left out, as Fluent Bit leaves it out (\"invalid record parameters, expects 'KEY VALUE'\"): it has no value",
         ]
     );
 }
