@@ -85,13 +85,6 @@ pub enum Format {
     Ltsv,
 }
 
-/// What a parse knows besides the value.
-#[derive(Clone, Copy)]
-struct Reading {
-    /// When the value is read, in ms since the epoch.
-    now_ms: i64,
-}
-
 /// What one parse gave.
 #[derive(Debug, PartialEq)]
 pub struct Parsed {
@@ -106,13 +99,12 @@ impl Parser {
     /// read (the record's time): a `Time_Format` without a year takes its
     /// year.
     pub fn parse(&self, value: &str, now_ms: i64) -> Option<Parsed> {
-        let read = Reading { now_ms };
         let mut parsed = match &self.format {
             // Decodes before it reads the time, as Fluent Bit's does.
-            Format::Json => return self.parse_json(value, read),
-            Format::Regex(re) => self.parse_regex(re, value, read),
-            Format::Logfmt { no_bare_keys } => self.parse_logfmt(*no_bare_keys, value, read),
-            Format::Ltsv => self.parse_ltsv(value, read),
+            Format::Json => return self.parse_json(value, now_ms),
+            Format::Regex(re) => self.parse_regex(re, value, now_ms),
+            Format::Logfmt { no_bare_keys } => self.parse_logfmt(*no_bare_keys, value, now_ms),
+            Format::Ltsv => self.parse_ltsv(value, now_ms),
         }?;
         self.decoders.apply(&mut parsed.fields);
         Some(parsed)
@@ -127,7 +119,7 @@ impl Parser {
         }
     }
 
-    fn parse_json(&self, value: &str, read: Reading) -> Option<Parsed> {
+    fn parse_json(&self, value: &str, now_ms: i64) -> Option<Parsed> {
         // Cheap refusal of the common case, a line that is not JSON.
         if !self.may_read(value) {
             return None;
@@ -137,7 +129,7 @@ impl Parser {
         let mut time_ms = None;
         if let Some(format) = &self.time_format {
             if let Some(Json::String(text)) = fields.get(&self.time_key) {
-                time_ms = self.epoch_ms(format, text, read);
+                time_ms = self.epoch_ms(format, text, now_ms);
                 if time_ms.is_some() && !self.time_keep {
                     fields.remove(&self.time_key);
                 }
@@ -146,7 +138,7 @@ impl Parser {
         Some(Parsed { fields, time_ms })
     }
 
-    fn parse_regex(&self, re: &Regex, value: &str, read: Reading) -> Option<Parsed> {
+    fn parse_regex(&self, re: &Regex, value: &str, now_ms: i64) -> Option<Parsed> {
         let captures = re.captures(value)?;
         let mut fields = Map::new();
         let mut time_ms = None;
@@ -157,7 +149,7 @@ impl Parser {
             }
             if let Some(format) = self.time_format.as_ref().filter(|_| name == self.time_key) {
                 // A time that does not read is left out, as Fluent Bit does.
-                time_ms = self.epoch_ms(format, text, read);
+                time_ms = self.epoch_ms(format, text, now_ms);
                 if time_ms.is_none() || !self.time_keep {
                     continue;
                 }
@@ -177,7 +169,7 @@ impl Parser {
     /// bare `key`s (`true`), with anything that is not a key byte between
     /// them, up to the line's end. A line with no pair is not read; the
     /// time key, when it has a value that does not read, fails the line.
-    fn parse_logfmt(&self, no_bare_keys: bool, line: &str, read: Reading) -> Option<Parsed> {
+    fn parse_logfmt(&self, no_bare_keys: bool, line: &str, now_ms: i64) -> Option<Parsed> {
         // Any byte above a space but `=` and `"` (UTF-8 sequences whole).
         let is_key_byte = |b: u8| b > b' ' && b != b'=' && b != b'"';
         let bytes = line.as_bytes();
@@ -227,11 +219,18 @@ impl Parser {
             if no_bare_keys && value.is_none() {
                 return None;
             }
-            self.put_pair(&mut fields, &mut time_ms, read, key, text, || match value {
-                None | Some(("", false, _)) => Json::Bool(true),
-                Some((text, _, true)) => Json::String(unescape_utf8(text)),
-                Some((text, _, false)) => Json::String(text.to_string()),
-            })?;
+            self.put_pair(
+                &mut fields,
+                &mut time_ms,
+                now_ms,
+                key,
+                text,
+                || match value {
+                    None | Some(("", false, _)) => Json::Bool(true),
+                    Some((text, _, true)) => Json::String(unescape_utf8(text)),
+                    Some((text, _, false)) => Json::String(text.to_string()),
+                },
+            )?;
             match bytes.get(at) {
                 Some(b'\r') | Some(b'\n') | None => break,
                 Some(_) => {}
@@ -245,8 +244,8 @@ impl Parser {
     /// The time `text` gives in `format`, in `Time_Offset`'s zone when
     /// the format gives none (as `flb_parser_time_lookup` sets the
     /// offset).
-    fn epoch_ms(&self, format: &StrpTime, text: &str, read: Reading) -> Option<i64> {
-        let ms = format.epoch_ms(text, read.now_ms)?;
+    fn epoch_ms(&self, format: &StrpTime, text: &str, now_ms: i64) -> Option<i64> {
+        let ms = format.epoch_ms(text, now_ms)?;
         Some(if format.has_zone() {
             ms
         } else {
@@ -261,14 +260,14 @@ impl Parser {
         &self,
         fields: &mut Map<String, Json>,
         time_ms: &mut Option<i64>,
-        read: Reading,
+        now_ms: i64,
         key: &str,
         text: &str,
         untyped: impl FnOnce() -> Json,
     ) -> Option<()> {
         if let Some(format) = self.time_format.as_ref() {
             if key == self.time_key && !text.is_empty() {
-                *time_ms = Some(self.epoch_ms(format, text, read)?);
+                *time_ms = Some(self.epoch_ms(format, text, now_ms)?);
                 if !self.time_keep {
                     return Some(());
                 }
@@ -289,7 +288,7 @@ impl Parser {
     /// `flb_parser_ltsv_do`: `label:value` fields separated by tabs, up to
     /// the line's end. A label is `[0-9A-Za-z_.-]+`; reading stops, keeping
     /// what was read, at a label not followed by `:`.
-    fn parse_ltsv(&self, line: &str, read: Reading) -> Option<Parsed> {
+    fn parse_ltsv(&self, line: &str, now_ms: i64) -> Option<Parsed> {
         let is_label_byte = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-');
         let is_value_byte = |b: u8| !matches!(b, 0 | b'\t' | b'\n' | b'\r');
         let bytes = line.as_bytes();
@@ -312,7 +311,7 @@ impl Parser {
             }
             let value = &line[value_start..at];
             if !label.is_empty() {
-                self.put_pair(&mut fields, &mut time_ms, read, label, value, || {
+                self.put_pair(&mut fields, &mut time_ms, now_ms, label, value, || {
                     Json::String(value.to_string())
                 })?;
             }
