@@ -3,8 +3,9 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use crate::support::{client, client_with, Addresses, Sidecar, TempPath};
+use crate::support::{client, client_with, wait_until, Addresses, Sidecar, TempPath};
 
 /// The lines the `good` client of forward_clients.py produces, in order.
 fn assert_good_lines(lines: &[String]) {
@@ -252,10 +253,23 @@ fn started_as_root_it_binds_then_runs_as_the_user() {
             .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
             .unwrap()
     };
-    let tasks: Vec<PathBuf> = std::fs::read_dir(format!("/proc/{}/task", sidecar.pid()))
-        .unwrap()
-        .map(|t| t.unwrap().path())
-        .collect();
+    let tasks = || -> Vec<PathBuf> {
+        std::fs::read_dir(format!("/proc/{}/task", sidecar.pid()))
+            .unwrap()
+            .map(|t| t.unwrap().path())
+            .collect()
+    };
+    // The listener is announced once bound, a moment before the switch.
+    wait_until(
+        "every thread to run as 65534",
+        Duration::from_millis(20),
+        || {
+            tasks()
+                .iter()
+                .all(|task| status(task, "Uid:") == "65534\t65534\t65534\t65534")
+        },
+    );
+    let tasks = tasks();
     assert!(tasks.len() > 1, "{tasks:?}");
     for task in &tasks {
         assert_eq!(status(task, "Uid:"), "65534\t65534\t65534\t65534");
