@@ -194,7 +194,8 @@ fn server_config(
         idle_timeout: forward.idle_timeout,
         limits: Limits::default(),
         shared_key,
-        self_hostname: hostname(),
+        // The kernel's hostname, else "sluice".
+        self_hostname: crate::ecs::host_name().unwrap_or_else(|| "sluice".to_string()),
         budget,
     }
 }
@@ -241,16 +242,6 @@ async fn read_a_line(socket: &mut tokio::net::TcpStream) {
             return;
         }
     }
-}
-
-/// The name given in the forward handshake: the kernel's hostname (on ECS,
-/// the task's), else "sluice".
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "sluice".to_string())
 }
 
 /// The CloudWatch output's running parts, for the shutdown report.

@@ -24,6 +24,16 @@ pub const METADATA_VARIABLE: &str = "ECS_CONTAINER_METADATA_URI_V4";
 /// At most this long at start for the metadata endpoint; input waits.
 const METADATA_PATIENCE: Duration = Duration::from_secs(3);
 
+/// The kernel's hostname (on ECS, the task's): the forward handshake's
+/// name, and a FireLens configuration's `${HOSTNAME}` when the
+/// environment lacks it. `None` when it cannot be read or is empty.
+pub fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+}
+
 /// The task, as `${uri}/task` describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TaskMetadata {

@@ -152,20 +152,8 @@ pub fn variables(task: Option<&crate::ecs::TaskMetadata>) -> impl Fn(&str) -> Op
                     .find(|(key, _)| *key == name)
                     .map(|(_, value)| value.clone())
             })
-            .or_else(|| (name == "HOSTNAME").then(host_name).flatten())
+            .or_else(|| (name == "HOSTNAME").then(crate::ecs::host_name).flatten())
     }
-}
-
-/// `gethostname(2)`.
-fn host_name() -> Option<String> {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length, which is passed.
-    let ret = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if ret != 0 {
-        return None;
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8(buf[..end].to_vec()).ok()
 }
 
 /// [`load`] as `run` and `check-config` load the configuration: `${VAR}`s
