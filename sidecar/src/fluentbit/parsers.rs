@@ -460,6 +460,26 @@ fn built_in() -> Parsers {
     .collect()
 }
 
+/// The names of the built-in parsers, in `parsers.conf`'s order of kinds,
+/// for messages that list them.
+pub const BUILT_IN: [&str; 15] = [
+    "json",
+    "docker",
+    "docker-daemon",
+    "cri",
+    "apache",
+    "apache2",
+    "apache_error",
+    "nginx",
+    "logfmt",
+    "syslog-rfc5424",
+    "syslog-rfc3164",
+    "syslog-rfc3164-local",
+    "mongodb",
+    "envoy",
+    "istio-envoy-proxy",
+];
+
 /// The parsers of Fluent Bit's `conf/parsers.conf` that are not built in:
 /// Kubernetes file names and kernel netfilter lines, which no ECS task's
 /// records are. A `[PARSER]` section of the name still defines one.
@@ -1062,6 +1082,16 @@ mod tests {
             Json::Object(keep.parse("x", 0).unwrap().fields),
             json!({"a": "x", "b": ""})
         );
+    }
+
+    #[test]
+    fn the_listed_names_are_the_built_in_parsers() {
+        let mut listed = BUILT_IN.to_vec();
+        listed.sort_unstable();
+        let built = built_in();
+        let mut names: Vec<&str> = built.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(listed, names);
     }
 
     #[test]

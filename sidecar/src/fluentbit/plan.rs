@@ -1132,9 +1132,14 @@ fn filter(
                     None if super::parsers::NOT_BUILT_IN.contains(&name) => error(format!(
                         "[FILTER] parser Parser {name}: Fluent Bit's parsers.conf defines it for Kubernetes or kernel logs, and Sluice does not build it in; a [PARSER] section of that name defines it"
                     )),
-                    None => error(format!(
-                        "[FILTER] parser Parser {name}: no such parser (Sluice knows the parsers of Fluent Bit's parsers.conf: json, docker, docker-daemon, cri, apache, apache2, apache_error, nginx, logfmt, syslog-rfc5424, syslog-rfc3164, syslog-rfc3164-local, mongodb, envoy and istio-envoy-proxy; and the json, regex, logfmt and ltsv parsers of [PARSER] sections and Parsers_File)"
-                    )),
+                    None => {
+                        let built_in = super::parsers::BUILT_IN;
+                        let (last, rest) = built_in.split_last().expect("parsers are built in");
+                        error(format!(
+                            "[FILTER] parser Parser {name}: no such parser (Sluice knows the parsers of Fluent Bit's parsers.conf: {} and {last}; and the json, regex, logfmt and ltsv parsers of [PARSER] sections and Parsers_File)",
+                            rest.join(", ")
+                        ))
+                    }
                 }
             }
             FilterAction::Parser(ParserFilter {
