@@ -23,6 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::fluentbit::decode::integer_minus_zero_as_zero;
 use crate::fluentbit::plan::{TcpFormat, TcpInput};
 
 /// The longest piece or JSON value kept whole (Fluent Bit's in_tcp keeps
@@ -204,9 +205,15 @@ impl Reader {
                     break;
                 }
                 Some(Ok(value)) => {
+                    let text = &rest[..values.byte_offset()];
                     start += values.byte_offset();
                     match value {
-                        Json::Object(map) => records.push(Record::from(map)),
+                        Json::Object(map) => {
+                            let text = std::str::from_utf8(text).unwrap_or_default();
+                            let reread = |text: &str| serde_json::from_str(text).ok();
+                            records
+                                .push(Record::from(integer_minus_zero_as_zero(map, text, reread)))
+                        }
                         _ => self.skipped = true,
                     }
                 }
@@ -327,5 +334,16 @@ mod tests {
         assert_eq!(logs(&r.push(b"{\"e\":")), Vec::<String>::new());
         assert!(r.finish().is_empty());
         assert!(r.take_skipped());
+    }
+
+    /// Fluent Bit v5.1.1's tcp input wrote `{"a":0,"b":[0],"c":-0.0}` for
+    /// the first object.
+    #[test]
+    fn the_integer_minus_zero_is_zero() {
+        let mut r = Reader::new(TcpFormat::Json);
+        assert_eq!(
+            logs(&r.push(b"{\"a\":-0,\"b\":[-0],\"c\":-0.0}\n {\"d\":\"-0\"}")),
+            [r#"{"a":0,"b":[0],"c":-0.0}"#, r#"{"d":"-0"}"#]
+        );
     }
 }

@@ -194,6 +194,8 @@ fn decode_json(text: &str) -> Option<Json> {
 /// JavaScript's `JSON.stringify` writes for a broken string) is U+FFFD, as
 /// Fluent Bit v5.1.1 reads it; serde_json refuses the text, which is then
 /// read again with those escapes replaced.
+///
+/// The integer `-0` is 0 ([`integer_minus_zero_as_zero`]).
 pub fn one_json_object(text: &str) -> Option<Map<String, Json>> {
     let read = |text: &str| {
         let mut values = serde_json::Deserializer::from_str(text).into_iter::<Json>();
@@ -205,7 +207,59 @@ pub fn one_json_object(text: &str) -> Option<Map<String, Json>> {
             None | Some(Err(_)) => Some(fields),
         }
     };
-    read(text).or_else(|| read(&lone_surrogates_replaced(text)?))
+    let fields = read(text).or_else(|| read(&lone_surrogates_replaced(text)?))?;
+    Some(integer_minus_zero_as_zero(fields, text, read))
+}
+
+/// `fields`, read from `text` by `read`, with each integer `-0` the integer
+/// 0, as Fluent Bit's JSON readers give it; serde_json gives the float
+/// -0.0. Only a record that holds a negative zero is read again.
+pub fn integer_minus_zero_as_zero(
+    fields: Map<String, Json>,
+    text: &str,
+    read: impl Fn(&str) -> Option<Map<String, Json>>,
+) -> Map<String, Json> {
+    if !fields.values().any(holds_negative_zero) {
+        return fields;
+    }
+    read(&integer_negative_zeros_written_zero(text)).unwrap_or(fields)
+}
+
+/// Whether a value is, or holds, the float -0.0.
+fn holds_negative_zero(value: &Json) -> bool {
+    match value {
+        Json::Number(n) => n.as_f64().is_some_and(|f| f == 0.0 && f.is_sign_negative()),
+        Json::Array(items) => items.iter().any(holds_negative_zero),
+        Json::Object(fields) => fields.values().any(holds_negative_zero),
+        _ => false,
+    }
+}
+
+/// `text` with every number `-0` that has no fraction or exponent (outside
+/// strings) written `0`.
+fn integer_negative_zeros_written_zero(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let (mut copied, mut at, mut in_string) = (0, 0, false);
+    while at < bytes.len() {
+        match bytes[at] {
+            b'\\' if in_string => at += 1,
+            b'"' => in_string = !in_string,
+            b'-' if !in_string
+                && bytes.get(at + 1) == Some(&b'0')
+                && !bytes
+                    .get(at + 2)
+                    .is_some_and(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E')) =>
+            {
+                out.push_str(&text[copied..at]);
+                copied = at + 1;
+            }
+            _ => {}
+        }
+        at += 1;
+    }
+    out.push_str(&text[copied..]);
+    out
 }
 
 /// `text` with every escaped surrogate that has no partner written
@@ -436,6 +490,28 @@ mod tests {
         assert_eq!(read(r#"{"a":"\\ud800"}"#), Some(json!({"a": "\\ud800"})));
         assert_eq!(lone_surrogates_replaced(r#"{"a":"\ud83d\ude00 é"}"#), None);
         assert_eq!(read(r#"{"a":"\ud800"#), None);
+    }
+
+    /// Fluent Bit v5.1.1's json parser gave, for the first line,
+    /// `{"a":0,"b":-0.0,"c":[0,1],"d":"-0","e":{"f":0},"g":-0.0}`
+    /// (`scripts/same_as_fluent_bit.py`).
+    #[test]
+    fn the_integer_minus_zero_is_zero() {
+        let read = |text: &str| one_json_object(text).map(Json::Object);
+        let negative_zero = Json::from(-0.0);
+        assert_eq!(
+            read(r#"{"a":-0,"b":-0.0,"c":[-0,1],"d":"-0","e":{"f":-0},"g":-0e0}"#),
+            Some(
+                json!({"a": 0, "b": negative_zero, "c": [0, 1], "d": "-0", "e": {"f": 0}, "g": negative_zero})
+            )
+        );
+        let read_b = read(r#"{"b":-0.0,"s":"\"-0"}"#).unwrap();
+        assert!(read_b["b"].as_f64().unwrap().is_sign_negative());
+        assert_eq!(read_b["s"], json!("\"-0"));
+        assert_eq!(
+            integer_negative_zeros_written_zero(r#"{"s":"a\" -0","n":-0,"m":-0.5,"k":-01}"#),
+            r#"{"s":"a\" -0","n":0,"m":-0.5,"k":-01}"#
+        );
     }
 
     fn decoders(rules: &[(bool, &str)]) -> Decoders {
