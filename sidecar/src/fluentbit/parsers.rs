@@ -59,6 +59,9 @@ pub struct Parser {
     pub types: Vec<(String, Cast)>,
     /// `Decode_Field` and `Decode_Field_As`.
     pub decoders: Decoders,
+    /// What a filter that uses the parser notes at start: options read
+    /// as Fluent Bit reads them, which may not be what was meant.
+    pub notes: Vec<String>,
 }
 
 /// A `Types` cast, as `flb_parser_typecast` makes it: C's `atoll`,
@@ -355,6 +358,7 @@ fn built_in() -> Parsers {
             skip_empty: true,
             types: Vec::new(),
             decoders: Decoders::default(),
+            notes: Vec::new(),
         };
         (name.to_string(), Ok(Arc::new(parser)))
     };
@@ -596,6 +600,7 @@ fn parser(section: &Section) -> Result<Parser, String> {
         skip_empty: true,
         types: Vec::new(),
         decoders: Decoders::default(),
+        notes: Vec::new(),
     };
     let flag = |key: &str, value: &str| {
         fluent_bool(value).ok_or_else(|| error(format!("{key} {value:?} is not On or Off")))
@@ -628,7 +633,13 @@ fn parser(section: &Section) -> Result<Parser, String> {
                     no_bare_keys: flag(key, value)?,
                 }
             }
-            "types" => parser.types = types(value).map_err(|e| error(format!("Types {e}")))?,
+            "types" => {
+                let (types, notes) = types(value);
+                parser.types = types;
+                parser
+                    .notes
+                    .extend(notes.into_iter().map(|n| error(format!("Types {n}"))));
+            }
             "decode_field" | "decode_field_as" => parser
                 .decoders
                 .add(key.eq_ignore_ascii_case("decode_field"), value)
@@ -650,7 +661,6 @@ fn parser(section: &Section) -> Result<Parser, String> {
     Ok(parser)
 }
 
-/// `Types key:type ...`.
 /// `Time_Offset` as `flb_parser_tzone_offset` reads it: `Z`, or a sign
 /// with hours and minutes (`+0200`, `-05:30`); milliseconds east of UTC.
 fn time_offset(value: &str) -> Option<i64> {
@@ -678,13 +688,21 @@ fn time_offset(value: &str) -> Option<i64> {
     Some(sign * (hours * 3600 + minutes * 60) * 1000)
 }
 
-fn types(value: &str) -> Result<Vec<(String, Cast)>, String> {
-    value
-        .split_whitespace()
-        .map(|item| {
-            let (key, to) = item
-                .split_once(':')
-                .ok_or_else(|| format!("{item:?} is not KEY:TYPE"))?;
+/// `Types KEY:TYPE ...` as `proc_types_str` reads it: items split at
+/// spaces, the key before the first `:`; an item without one is skipped,
+/// and a type other than integer, hex, float and bool is a string (the
+/// value left as it is). So `a:integer,b:integer` (commas, as in Fluent
+/// Bit's own parsers_extra.conf) is `a` as a string. Those two are noted.
+fn types(value: &str) -> (Vec<(String, Cast)>, Vec<String>) {
+    let mut notes = Vec::new();
+    let types = value
+        .split(' ')
+        .filter(|item| !item.is_empty())
+        .filter_map(|item| {
+            let Some((key, to)) = item.split_once(':') else {
+                notes.push(format!("{item:?} is not KEY:TYPE, and is skipped as Fluent Bit skips it"));
+                return None;
+            };
             let to = match to.to_ascii_lowercase().as_str() {
                 "integer" => Cast::Integer,
                 "hex" => Cast::Hex,
@@ -692,14 +710,16 @@ fn types(value: &str) -> Result<Vec<(String, Cast)>, String> {
                 "bool" => Cast::Bool,
                 "string" => Cast::String,
                 other => {
-                    return Err(format!(
-                        "{item:?}: {other:?} is not integer, hex, float, bool or string"
-                    ))
+                    notes.push(format!(
+                        "{item:?}: {other:?} is not integer, hex, float, bool or string, so {key} stays a string, as in Fluent Bit"
+                    ));
+                    Cast::String
                 }
             };
-            Ok((key.to_string(), to))
+            Some((key.to_string(), to))
         })
-        .collect()
+        .collect();
+    (types, notes)
 }
 
 fn cast(text: &str, to: Cast) -> Json {
@@ -1310,11 +1330,13 @@ mod tests {
                 "code:integer size:integer id:hex ok:bool ms:float s:string",
             ),
         ]);
+        // As Fluent Bit's parsers_extra.conf writes them: only `a` is
+        // read, as a string.
         let bad = section(&[
             ("Name", "bad"),
             ("Format", "regex"),
-            ("Regex", "x"),
-            ("Types", "a:number"),
+            ("Regex", "^(?<a>[^,]*),(?<b>.*)$"),
+            ("Types", "a:integer,b:integer  c"),
         ]);
         let parsers = parsers([&typed, &bad].into_iter());
         let typed = parsers["typed"].as_ref().unwrap();
@@ -1331,9 +1353,17 @@ mod tests {
             fields("99999999999999999999 1 ffffffffffffffffff false 1e999 x"),
             json!({"code": i64::MAX, "size": 1, "id": u64::MAX, "ok": false, "ms": "1e999", "s": "x"})
         );
+        let bad = parsers["bad"].as_ref().unwrap();
         assert_eq!(
-            parsers["bad"].as_ref().unwrap_err(),
-            "[PARSER] bad at p.conf:1: Types \"a:number\": \"number\" is not integer, hex, float, bool or string"
+            Json::Object(bad.parse("7,8", 0).unwrap().fields),
+            json!({"a": "7", "b": "8"})
+        );
+        assert_eq!(
+            bad.notes,
+            [
+                "[PARSER] bad at p.conf:1: Types \"a:integer,b:integer\": \"integer,b:integer\" is not integer, hex, float, bool or string, so a stays a string, as in Fluent Bit",
+                "[PARSER] bad at p.conf:1: Types \"c\" is not KEY:TYPE, and is skipped as Fluent Bit skips it"
+            ]
         );
     }
 }

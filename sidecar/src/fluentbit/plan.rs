@@ -1127,7 +1127,10 @@ fn filter(
             let mut chosen = Vec::new();
             for name in named {
                 match parsers.get(name) {
-                    Some(Ok(parser)) => chosen.push(parser.clone()),
+                    Some(Ok(parser)) => {
+                        notes.extend(parser.notes.iter().map(|n| format!("{}: {n}", section.at)));
+                        chosen.push(parser.clone())
+                    }
                     Some(Err(why)) => error(format!("[FILTER] parser Parser {name}: {why}")),
                     None if super::parsers::NOT_BUILT_IN.contains(&name) => error(format!(
                         "[FILTER] parser Parser {name}: Fluent Bit's parsers.conf defines it for Kubernetes or kernel logs, and Sluice does not build it in; a [PARSER] section of that name defines it"
