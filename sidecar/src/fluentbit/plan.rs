@@ -1125,6 +1125,7 @@ fn filter(
                 error("[FILTER] parser needs a Parser".into());
             }
             let mut chosen = Vec::new();
+            let mut missing = Vec::new();
             for name in named {
                 match parsers.get(name) {
                     Some(Ok(parser)) => {
@@ -1132,17 +1133,29 @@ fn filter(
                         chosen.push(parser.clone())
                     }
                     Some(Err(why)) => error(format!("[FILTER] parser Parser {name}: {why}")),
-                    None if super::parsers::NOT_BUILT_IN.contains(&name) => error(format!(
+                    None if super::parsers::NOT_BUILT_IN.contains(&name) => missing.push(format!(
                         "[FILTER] parser Parser {name}: Fluent Bit's parsers.conf defines it for Kubernetes or kernel logs, and Sluice does not build it in; a [PARSER] section of that name defines it"
                     )),
                     None => {
                         let built_in = super::parsers::BUILT_IN;
                         let (last, rest) = built_in.split_last().expect("parsers are built in");
-                        error(format!(
+                        missing.push(format!(
                             "[FILTER] parser Parser {name}: no such parser (Sluice knows the parsers of Fluent Bit's parsers.conf: {} and {last}; and the json, regex, logfmt and ltsv parsers of [PARSER] sections and Parsers_File)",
                             rest.join(", ")
                         ))
                     }
+                }
+            }
+            // Fluent Bit logs a parser it does not find and runs the
+            // filter with the others; with none found it does not start.
+            for why in missing {
+                if chosen.is_empty() {
+                    error(why);
+                } else {
+                    notes.push(format!(
+                        "{}: {why}: the filter runs with its other parsers, as Fluent Bit runs it",
+                        section.at
+                    ));
                 }
             }
             FilterAction::Parser(ParserFilter {

@@ -365,6 +365,31 @@ fn parser_filters() {
             "[PARSER] spare is not used: no parser filter here names it",
         ]
     );
+    // A parser not found among others is skipped, as Fluent Bit skips it.
+    let p = read(&format!(
+        "{input}{filter}    Key_Name log
+    Parser nope
+    Parser json
+    Parser kube-custom
+"
+    ))
+    .unwrap();
+    let FilterAction::Parser(f) = &p.filters[0].action else {
+        panic!("{:?}", p.filters[0]);
+    };
+    let names: Vec<&str> = f.parsers.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["json"]);
+    let notes: Vec<String> = notes_without_place(&p)
+        .into_iter()
+        .map(|n| place.replace(n, "at line $1:").into_owned())
+        .collect();
+    assert_eq!(
+        notes,
+        [
+            "[FILTER] parser Parser nope: no such parser (Sluice knows the parsers of Fluent Bit's parsers.conf: json, docker, docker-daemon, cri, apache, apache2, apache_error, nginx, logfmt, syslog-rfc5424, syslog-rfc3164, syslog-rfc3164-local, mongodb, envoy and istio-envoy-proxy; and the json, regex, logfmt and ltsv parsers of [PARSER] sections and Parsers_File): the filter runs with its other parsers, as Fluent Bit runs it",
+            "[FILTER] parser Parser kube-custom: Fluent Bit's parsers.conf defines it for Kubernetes or kernel logs, and Sluice does not build it in; a [PARSER] section of that name defines it: the filter runs with its other parsers, as Fluent Bit runs it",
+        ]
+    );
 }
 
 #[test]
