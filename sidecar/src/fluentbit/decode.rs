@@ -207,7 +207,8 @@ pub fn one_json_object(text: &str) -> Option<Map<String, Json>> {
             None | Some(Err(_)) => Some(fields),
         }
     };
-    let fields = read(text).or_else(|| read(&lone_surrogates_replaced(text)?))?;
+    let read = |text: &str| read(text).or_else(|| read(&lone_surrogates_replaced(text)?));
+    let fields = read(text)?;
     Some(integer_minus_zero_as_zero(fields, text, read))
 }
 
@@ -504,6 +505,10 @@ mod tests {
             Some(
                 json!({"a": 0, "b": negative_zero, "c": [0, 1], "d": "-0", "e": {"f": 0}, "g": negative_zero})
             )
+        );
+        assert_eq!(
+            read(r#"{"a":-0,"s":"\ud800"}"#),
+            Some(json!({"a": 0, "s": "\u{fffd}"}))
         );
         let read_b = read(r#"{"b":-0.0,"s":"\"-0"}"#).unwrap();
         assert!(read_b["b"].as_f64().unwrap().is_sign_negative());
