@@ -761,6 +761,73 @@ fn json_parser_time(t_ms: i64) -> String {
     )
 }
 
+/// A parser with `Time_System_Timezone On` reads a time without a zone in
+/// the system's zone: here `TZ` says three hours east of UTC, as a POSIX
+/// string (no zone files needed). A time with its own zone keeps it.
+#[test]
+fn a_parser_reads_times_in_the_system_s_zone() {
+    let Peers {
+        moto,
+        agent,
+        addresses,
+    } = Peers::start();
+    let extra = extra_conf(
+        "[PARSER]\n    Name local\n    Format regex\n    Regex ^(?<time>\\d\\S+ \\S+) (?<msg>.*)$\n    Time_Key time\n    Time_Format %Y-%m-%d %H:%M:%S\n    Time_System_Timezone On\n\n[PARSER]\n    Name zoned\n    Format regex\n    Regex ^Z (?<time>\\S+) (?<msg>.*)$\n    Time_Key time\n    Time_Format %Y-%m-%dT%H:%M:%S%z\n    Time_System_Timezone On\n\n[FILTER]\n    Name parser\n    Match app-firelens*\n    Key_Name log\n    Parser zoned\n    Parser local\n",
+    );
+    let sidecar = start_app_task_with_env(
+        &moto,
+        &agent,
+        &addresses,
+        &extra,
+        &[("TZ", "<+03>-3".to_string())],
+    );
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as i64;
+    let logged_ms = (now_ms / 1000 - 120) * 1000;
+    // `at_ms` as a wall clock `hours` east of UTC.
+    let wall = |at_ms: i64, hours: i64, sep: char| {
+        let wall_ms = at_ms + hours * 3_600_000;
+        let (year, month, day) = sluice_parser::utc_date(wall_ms);
+        let secs = wall_ms.rem_euclid(86_400_000) / 1000;
+        format!(
+            "{year}-{month:02}-{day:02}{sep}{:02}:{:02}:{:02}",
+            secs / 3600,
+            secs % 3600 / 60,
+            secs % 60
+        )
+    };
+    let local_line = format!("{} in the local zone", wall(logged_ms, 3, ' '));
+    let zoned_line = format!("Z {}-0100 with its zone", wall(logged_ms - 1000, -1, 'T'));
+    send_app(
+        &addresses,
+        &[("stdout", &local_line), ("stdout", &zoned_line)],
+    );
+    let dump = stop_once_delivered(sidecar, &moto, "both events in CloudWatch", |d| {
+        d.events.len() >= 2
+    });
+    let mut app: Vec<(i64, String)> = app_events(&dump)
+        .iter()
+        .map(|e| {
+            (
+                e.timestamp,
+                object(&e.message)["msg"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    app.sort();
+    assert_eq!(
+        app,
+        [
+            (logged_ms - 1000, "with its zone".to_string()),
+            (logged_ms, "in the local zone".to_string()),
+        ],
+        "{:#?}",
+        dump.events
+    );
+}
+
 /// GET `url` with Python's urllib: `STATUS BODY`, also for an error status.
 fn http_get(url: &str) -> String {
     let script = format!(

@@ -17,6 +17,7 @@ pub mod aws_filter;
 pub mod classic;
 pub mod decode;
 pub mod init;
+pub mod local_time;
 pub mod lua_filter;
 pub mod modify;
 pub mod multiline_parsers;

@@ -52,6 +52,9 @@ pub struct Parser {
     /// `Time_Offset`: the zone of times whose format gives none, in
     /// milliseconds east of UTC.
     pub time_offset_ms: i64,
+    /// `Time_System_Timezone On`: times whose format gives no zone are in
+    /// the system's zone (`TZ`, else `/etc/localtime`), not `Time_Offset`'s.
+    pub system_timezone: bool,
     /// `Skip_Empty_Values` (regex parsers; default on).
     pub skip_empty: bool,
     /// `Types` (regex parsers; a JSON parser's values keep their JSON
@@ -248,12 +251,16 @@ impl Parser {
     /// the format gives none (as `flb_parser_time_lookup` sets the
     /// offset).
     fn epoch_ms(&self, format: &StrpTime, text: &str, now_ms: i64) -> Option<i64> {
-        let ms = format.epoch_ms(text, now_ms)?;
-        Some(if format.has_zone() {
-            ms
-        } else {
-            ms - self.time_offset_ms
-        })
+        if format.has_zone() {
+            return format.epoch_ms(text, now_ms);
+        }
+        if !self.system_timezone {
+            return Some(format.epoch_ms(text, now_ms)? - self.time_offset_ms);
+        }
+        // The fields as a wall clock in the system's zone; a format without
+        // a year reads in the local date's year.
+        let local_now_ms = now_ms + super::local_time::offset_ms_at(now_ms);
+        super::local_time::wall_clock_to_epoch_ms(format.epoch_ms(text, local_now_ms)?)
     }
 
     /// One pair of a logfmt or ltsv line, as both put it: the time key (a
@@ -355,6 +362,7 @@ fn built_in() -> Parsers {
                 .map(|f| StrpTime::new(f).expect("a built-in time format reads")),
             time_keep: keep,
             time_offset_ms: 0,
+            system_timezone: false,
             skip_empty: true,
             types: Vec::new(),
             decoders: Decoders::default(),
@@ -597,6 +605,7 @@ fn parser(section: &Section) -> Result<Parser, String> {
         time_format: None,
         time_keep: false,
         time_offset_ms: 0,
+        system_timezone: false,
         skip_empty: true,
         types: Vec::new(),
         decoders: Decoders::default(),
@@ -627,6 +636,7 @@ fn parser(section: &Section) -> Result<Parser, String> {
                 parser.time_offset_ms = time_offset(value)
                     .ok_or_else(|| error(format!("Time_Offset {value:?} is not Z, +HHMM, -HHMM or +HH:MM")))?
             }
+            "time_system_timezone" => parser.system_timezone = flag(key, value)?,
             "skip_empty_values" if regex => parser.skip_empty = flag(key, value)?,
             "logfmt_no_bare_keys" if logfmt => {
                 parser.format = Format::Logfmt {
@@ -646,7 +656,7 @@ fn parser(section: &Section) -> Result<Parser, String> {
                 .map_err(|e| error(format!("{key} {e}")))?,
             _ => {
                 return Err(error(format!(
-                "{key} is not supported by Sluice (it takes Time_Key, Time_Format, Time_Keep, Time_Offset, Types, Decode_Field, Decode_Field_As{})",
+                "{key} is not supported by Sluice (it takes Time_Key, Time_Format, Time_Keep, Time_Offset, Time_System_Timezone, Types, Decode_Field, Decode_Field_As{})",
                 if regex {
                     ", Regex, Skip_Empty_Values"
                 } else if logfmt {
@@ -657,6 +667,12 @@ fn parser(section: &Section) -> Result<Parser, String> {
             )))
             }
         }
+    }
+    if parser.system_timezone && parser.time_offset_ms != 0 {
+        // flb_parser_create reads Time_Offset only without it.
+        parser.notes.push(error(
+            "Time_Offset does not apply: Time_System_Timezone On puts times without a zone in the system's zone, as in Fluent Bit".into(),
+        ));
     }
     Ok(parser)
 }
@@ -1314,6 +1330,35 @@ mod tests {
             let _ = parsers["logfmt"].as_ref().unwrap().parse(&line, 0);
             let _ = parsers["ltsv"].as_ref().unwrap().parse(&line, 0);
         }
+    }
+
+    /// `Time_System_Timezone On` takes the place of `Time_Offset`, which
+    /// is noted; the option is On or Off.
+    #[test]
+    fn the_system_time_zone_replaces_time_offset() {
+        let local = section(&[
+            ("Name", "local"),
+            ("Format", "json"),
+            ("Time_Format", "%Y-%m-%d %H:%M:%S"),
+            ("Time_Offset", "+0200"),
+            ("Time_System_Timezone", "On"),
+        ]);
+        let bad = section(&[
+            ("Name", "bad"),
+            ("Format", "json"),
+            ("Time_System_Timezone", "local"),
+        ]);
+        let parsers = parsers([&local, &bad].into_iter());
+        let local = parsers["local"].as_ref().unwrap();
+        assert!(local.system_timezone);
+        assert_eq!(
+            local.notes,
+            ["[PARSER] local at p.conf:1: Time_Offset does not apply: Time_System_Timezone On puts times without a zone in the system's zone, as in Fluent Bit"]
+        );
+        assert_eq!(
+            parsers["bad"].as_ref().unwrap_err(),
+            "[PARSER] bad at p.conf:1: Time_System_Timezone \"local\" is not On or Off"
+        );
     }
 
     #[test]
