@@ -71,8 +71,9 @@ pub struct TailInput {
 }
 
 impl TailInput {
-    /// The section's options; `index` is this input's place among the
-    /// tail inputs (its default tag, `tail.N`).
+    /// The section's options; `index` is this input's place among all the
+    /// file's inputs (its default tag, `tail.N`, as Fluent Bit numbers
+    /// them).
     pub fn from_section(
         section: &Section,
         index: usize,

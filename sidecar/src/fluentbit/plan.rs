@@ -427,13 +427,19 @@ pub fn plan(path: &Path, sections: &[Section]) -> Result<DropIn, Vec<ConfigError
         errors.append(&mut e);
         MultilineParsers::default()
     });
+    // Fluent Bit numbers its inputs in order, all plugins together
+    // (`forward.0`, `forward.1`, `tcp.2`): an input's default tag.
+    let mut inputs = 0;
     for section in sections {
         let error = |message: String| ConfigError {
             key: section.at.clone(),
             message,
         };
         match section.kind {
-            SectionKind::Input => input(section, &parsers, &mut plan, &mut errors),
+            SectionKind::Input => {
+                input(section, inputs, &parsers, &mut plan, &mut errors);
+                inputs += 1;
+            }
             SectionKind::Filter if section.plugin() == "multiline" => {
                 multiline_filter(section, &multiline_parsers, &mut plan, &mut errors)
             }
@@ -671,7 +677,14 @@ fn listen_address(
     Ok(SocketAddr::new(ip, port))
 }
 
-fn input(section: &Section, parsers: &Parsers, plan: &mut DropIn, errors: &mut Vec<ConfigError>) {
+/// An `[INPUT]`, the `index`th of the file's inputs.
+fn input(
+    section: &Section,
+    index: usize,
+    parsers: &Parsers,
+    plan: &mut DropIn,
+    errors: &mut Vec<ConfigError>,
+) {
     let error = |message: String| ConfigError {
         key: section.at.clone(),
         message,
@@ -741,13 +754,13 @@ fn input(section: &Section, parsers: &Parsers, plan: &mut DropIn, errors: &mut V
             }
         }
         // Fluent Bit's in_tcp listens on 5170 unless told; its tag is its
-        // instance's name (`tcp.0`, `tcp.1`, ...) unless set. Whether it is
-        // the health check is decided once the outputs are known.
+        // instance's name (`tcp.2` as the third input) unless set. Whether
+        // it is the health check is decided once the outputs are known.
         "tcp" => match (address("0.0.0.0", "5170"), tcp_format(section)) {
             (Ok(addr), Ok(format)) => {
-                let tag = section.get("tag").map(str::to_string).unwrap_or_else(|| {
-                    format!("tcp.{}", plan.tcp_inputs.len())
-                });
+                let tag = section
+                    .get("tag")
+                    .map_or_else(|| format!("tcp.{index}"), str::to_string);
                 for (key, _) in &section.entries {
                     let k = key.to_ascii_lowercase();
                     if !matches!(
@@ -771,7 +784,6 @@ fn input(section: &Section, parsers: &Parsers, plan: &mut DropIn, errors: &mut V
             (Err(e), _) | (_, Err(e)) => errors.push(e),
         },
         "tail" => {
-            let index = plan.tail_inputs.len();
             match TailInput::from_section(section, index, parsers, &mut plan.notes) {
                 Ok(tail) => plan.tail_inputs.push(tail),
                 Err(message) => errors.push(error(message)),

@@ -561,9 +561,10 @@ fn tcp_inputs_and_the_health_check() {
         ["127.0.0.1:8877".parse::<SocketAddr>().unwrap()]
     );
     assert!(p.tcp_inputs.is_empty());
-    // Without a Tag, Fluent Bit's (`tcp.0`) and its port (5170).
+    // Without a Tag, Fluent Bit's (`tcp.1`: its inputs are numbered all
+    // together, and the forward input is `forward.0`) and its port (5170).
     let p = read(&format!(
-        "{forward}[INPUT]\n    Name tcp\n[OUTPUT]\n    Name null\n    Match tcp.0\n"
+        "{forward}[INPUT]\n    Name tcp\n[OUTPUT]\n    Name null\n    Match tcp.1\n"
     ))
     .unwrap();
     assert_eq!(
@@ -577,7 +578,7 @@ fn tcp_inputs_and_the_health_check() {
             &p.tcp_inputs[0].format,
             p.tcp_inputs[0].source_address_key.as_deref()
         ),
-        ("tcp.0", &TcpFormat::Json, Some("from"))
+        ("tcp.1", &TcpFormat::Json, Some("from"))
     );
 }
 
