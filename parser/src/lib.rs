@@ -38,7 +38,7 @@ pub use crate::format::{
 pub use crate::record::{AccessRecord, Extra, Protocol, Role, Value};
 pub use crate::redact::{QueryMode, Redactor, REDACTED};
 pub use crate::route::{normalise_path, RouteTable, ID_PLACEHOLDER};
-pub use crate::time::{utc_date, StrpTime};
+pub use crate::time::{utc_date, StrpTime, TimeRead};
 
 mod classify;
 mod error;

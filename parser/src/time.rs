@@ -167,20 +167,23 @@ struct CivilTime {
 }
 
 impl CivilTime {
+    /// Epoch milliseconds of a real date and time, in the zone read.
     fn epoch_ms(&self) -> Option<i64> {
         if self.day > days_in_month(self.year, self.month) {
             return None;
         }
-        self.normalized_epoch_ms()
+        Some(self.wall_ms(false)? - i64::from(self.offset_minutes) * 60_000)
     }
 
-    /// [`CivilTime::epoch_ms`] with any day from 1 to 31 in any month, a
-    /// day past the month's last counting on into the next, as strptime's
-    /// fields go through `timegm` (Fluent Bit reads `31/Feb/2018` as 3
-    /// March).
-    fn normalized_epoch_ms(&self) -> Option<i64> {
+    /// The fields as milliseconds of a UTC wall clock, the zone not
+    /// applied, with any day from 1 to 31 in any month, a day past the
+    /// month's last counting on into the next, as strptime's fields go
+    /// through `timegm` (Fluent Bit reads `31/Feb/2018` as 3 March). With `day_zero`,
+    /// day 0 is the day before the 1st, as `timegm` takes the zeroed day
+    /// of a time strptime gave up on before its day.
+    fn wall_ms(&self, day_zero: bool) -> Option<i64> {
         if !(1..=12).contains(&self.month)
-            || self.day == 0
+            || (self.day == 0 && !day_zero)
             || self.day > 31
             || self.hour > 23
             || self.minute > 59
@@ -192,8 +195,7 @@ impl CivilTime {
         let secs = days * 86_400
             + i64::from(self.hour) * 3600
             + i64::from(self.minute) * 60
-            + i64::from(self.second)
-            - i64::from(self.offset_minutes) * 60;
+            + i64::from(self.second);
         Some(secs * 1000 + i64::from(self.millis))
     }
 }
@@ -365,128 +367,142 @@ impl TimeFormat {
         TimeFormat { items, opaque }
     }
 
-    /// Whether `value` is a time of this format, and its epoch milliseconds
-    /// when the format carries a full date and time.
+    /// Whether `value` is a time of this format (all of it), and its epoch
+    /// milliseconds when the format carries a full date and time.
     pub(crate) fn read(&self, value: &str) -> Option<Option<i64>> {
-        self.read_on(value, None, false)
-    }
-
-    /// [`TimeFormat::read`], with the year, month and day of `today` (a
-    /// UTC date) for a format that gives no year: strptime as Fluent Bit
-    /// runs it for such a format (syslog's `%b %d %H:%M:%S`) reads the
-    /// value with today's year before it, and today's month and day
-    /// unless the format gives them. With `strptime`, the value is read
-    /// as strptime and `timegm` read it for Fluent Bit: text after the
-    /// format's last conversion is left unread, and a day past the
-    /// month's last counts on into the next month.
-    fn read_on(
-        &self,
-        value: &str,
-        today: Option<(i64, u32, u32)>,
-        strptime: bool,
-    ) -> Option<Option<i64>> {
         if self.opaque {
             return (!value.is_empty()).then_some(None);
         }
         let mut t = CivilTime::default();
-        if let Some((year, month, day)) = today {
-            (t.year, t.month, t.day) = (year, month, day);
-        }
         let (mut has_date, mut epoch) = (0u8, None::<i64>);
         let mut i = value;
         for item in &self.items {
-            let (rest, ()) = match item {
-                TimeItem::Literal(l) => (i.strip_prefix(l.as_str())?, ()),
-                TimeItem::Space => (i.trim_start_matches(|c: char| c.is_ascii_whitespace()), ()),
-                TimeItem::Year => {
-                    let (r, n) = digits(4, 4)(i).ok()?;
-                    t.year = i64::from(n);
-                    has_date |= 1;
-                    (r, ())
-                }
-                TimeItem::Month => {
-                    let (r, n) = digits(1, 2)(i).ok()?;
-                    t.month = n;
-                    has_date |= 2;
-                    (r, ())
-                }
-                TimeItem::MonthAbbr => {
-                    let abbr = i.get(..3)?;
-                    let n = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(abbr))?;
-                    t.month = n as u32 + 1;
-                    has_date |= 2;
-                    // The full name reads too (`%b` is also `%B`).
-                    let rest = &i[3..];
-                    let full = &MONTH_NAMES[n][3..];
-                    let rest = match rest.get(..full.len()) {
-                        Some(tail) if tail.eq_ignore_ascii_case(full) => &rest[full.len()..],
-                        _ => rest,
-                    };
-                    (rest, ())
-                }
-                TimeItem::Day => {
-                    let (r, n) = digits(1, 2)(i).ok()?;
-                    t.day = n;
-                    has_date |= 4;
-                    (r, ())
-                }
-                TimeItem::Hour => {
-                    let (r, n) = digits(1, 2)(i).ok()?;
-                    t.hour = n;
-                    (r, ())
-                }
-                TimeItem::Minute => {
-                    let (r, n) = digits(1, 2)(i).ok()?;
-                    t.minute = n;
-                    (r, ())
-                }
-                TimeItem::Second => {
-                    let (r, n) = digits(1, 2)(i).ok()?;
-                    t.second = n;
-                    (r, ())
-                }
-                TimeItem::Fraction => {
-                    let (r, ms) = fraction_ms(i).ok()?;
-                    t.millis = ms;
-                    (r, ())
-                }
-                TimeItem::Epoch => {
-                    let (r, n) =
-                        take_while_m_n::<_, _, nom::error::Error<&str>>(1, 12, |c: char| {
-                            c.is_ascii_digit()
-                        })(i)
-                        .ok()?;
-                    epoch = Some(n.parse::<i64>().ok()? * 1000);
-                    (r, ())
-                }
-                TimeItem::Zone => {
-                    // `%z` always prints a zone; an empty one is no match.
-                    if !i.starts_with(['+', '-', 'Z']) {
-                        return None;
-                    }
-                    let (r, off) = zone_offset(i).ok()?;
-                    t.offset_minutes = off;
-                    (r, ())
-                }
-            };
-            i = rest;
+            i = read_item(item, i, &mut t, &mut has_date, &mut epoch, false)?;
         }
-        if !strptime && !i.is_empty() {
+        if !i.is_empty() {
             return None;
         }
         if let Some(ms) = epoch {
             return Some(Some(ms + i64::from(t.millis)));
         }
-        if has_date == 7 || (today.is_some() && (has_date & 1) == 0) {
+        if has_date == 7 {
             // A format that names the date must hold a real one.
-            return if strptime {
-                t.normalized_epoch_ms()
-            } else {
-                t.epoch_ms()
-            }
-            .map(Some);
+            return t.epoch_ms().map(Some);
         }
         Some(None)
+    }
+}
+
+/// Reads one item of a format at the start of `i` into `t` (and
+/// `has_date`'s bits: 1 year, 2 month, 4 day; `epoch` for `%s`), giving
+/// what follows it; `None` when `i` does not start with it. With
+/// `in_range`, a field outside strptime's range (a 13th month, a 24th
+/// hour) does not read either.
+fn read_item<'v>(
+    item: &TimeItem,
+    i: &'v str,
+    t: &mut CivilTime,
+    has_date: &mut u8,
+    epoch: &mut Option<i64>,
+    in_range: bool,
+) -> Option<&'v str> {
+    let number = |i: &'v str, range: std::ops::RangeInclusive<u32>| {
+        let (rest, n) = digits(1, 2)(i).ok()?;
+        (!in_range || range.contains(&n)).then_some((rest, n))
+    };
+    Some(match item {
+        TimeItem::Literal(l) => i.strip_prefix(l.as_str())?,
+        TimeItem::Space => i.trim_start_matches(|c: char| c.is_ascii_whitespace()),
+        TimeItem::Year => {
+            let (r, n) = digits(4, 4)(i).ok()?;
+            t.year = i64::from(n);
+            *has_date |= 1;
+            r
+        }
+        TimeItem::Month => {
+            let (r, n) = number(i, 1..=12)?;
+            t.month = n;
+            *has_date |= 2;
+            r
+        }
+        TimeItem::MonthAbbr => {
+            let abbr = i.get(..3)?;
+            let n = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(abbr))?;
+            t.month = n as u32 + 1;
+            *has_date |= 2;
+            // The full name reads too (`%b` is also `%B`).
+            let rest = &i[3..];
+            let full = &MONTH_NAMES[n][3..];
+            match rest.get(..full.len()) {
+                Some(tail) if tail.eq_ignore_ascii_case(full) => &rest[full.len()..],
+                _ => rest,
+            }
+        }
+        TimeItem::Day => {
+            let (r, n) = number(i, 1..=31)?;
+            t.day = n;
+            *has_date |= 4;
+            r
+        }
+        TimeItem::Hour => {
+            let (r, n) = number(i, 0..=23)?;
+            t.hour = n;
+            r
+        }
+        TimeItem::Minute => {
+            let (r, n) = number(i, 0..=59)?;
+            t.minute = n;
+            r
+        }
+        TimeItem::Second => {
+            let (r, n) = number(i, 0..=60)?;
+            t.second = n;
+            r
+        }
+        TimeItem::Fraction => {
+            let (r, ms) = fraction_ms(i).ok()?;
+            t.millis = ms;
+            r
+        }
+        TimeItem::Epoch => {
+            let (r, n) = take_while_m_n::<_, _, nom::error::Error<&str>>(1, 12, |c: char| {
+                c.is_ascii_digit()
+            })(i)
+            .ok()?;
+            *epoch = Some(n.parse::<i64>().ok()? * 1000);
+            r
+        }
+        TimeItem::Zone => {
+            // `%z` always prints a zone; an empty one is no match.
+            if !i.starts_with(['+', '-', 'Z']) {
+                return None;
+            }
+            let (r, off) = zone_offset(i).ok()?;
+            t.offset_minutes = off;
+            r
+        }
+    })
+}
+
+/// A time a [`StrpTime`] read: the fields it gave as the milliseconds they
+/// would be in UTC, and the zone, when the value gave one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeRead {
+    /// The fields read, as a UTC wall clock (no zone applied).
+    pub wall_ms: i64,
+    /// How far the value's zone is ahead of UTC, in milliseconds, when the
+    /// format gives a zone (`%z`, a literal `Z`, or `%s`, which is UTC)
+    /// and the value got that far.
+    pub zone_ms: Option<i64>,
+    /// Whether the whole format was read (always, unless leniently).
+    pub whole: bool,
+}
+
+impl TimeRead {
+    /// Epoch milliseconds: the wall clock less the zone it gave, or less
+    /// `offset_ms` when it gave none.
+    pub fn epoch_ms(&self, offset_ms: i64) -> i64 {
+        self.wall_ms - self.zone_ms.unwrap_or(offset_ms)
     }
 }
 
@@ -545,8 +561,57 @@ impl StrpTime {
     /// without a year takes that time's year (UTC), and its month and day
     /// unless it gives them.
     pub fn epoch_ms(&self, value: &str, now_ms: i64) -> Option<i64> {
-        let today = self.year_less.then(|| utc_date(now_ms));
-        self.format.read_on(value, today, true).flatten()
+        self.read(value, now_ms, false).map(|read| read.epoch_ms(0))
+    }
+
+    /// The time `value` starts with, as [`StrpTime::epoch_ms`] reads it,
+    /// without applying a zone. `lenient` reads as Fluent Bit's
+    /// `Time_Strict Off`: strptime stops at the first part of the format
+    /// the value does not match (or holds out of range), and the time is
+    /// what it read before, the rest left as in a zeroed `struct tm` (the
+    /// year 1900, January, day 0, midnight) or, for a format without a
+    /// year, the year, month and day of `now_ms`.
+    pub fn read(&self, value: &str, now_ms: i64, lenient: bool) -> Option<TimeRead> {
+        let mut t = CivilTime::default();
+        if self.year_less {
+            (t.year, t.month, t.day) = utc_date(now_ms);
+        } else if lenient {
+            (t.year, t.month, t.day) = (1900, 1, 0);
+        }
+        let (mut has_date, mut epoch) = (0u8, None::<i64>);
+        let (mut zone_read, mut whole) = (false, true);
+        let mut i = value;
+        for item in &self.format.items {
+            match read_item(item, i, &mut t, &mut has_date, &mut epoch, lenient) {
+                Some(rest) => {
+                    zone_read |= *item == TimeItem::Zone;
+                    i = rest;
+                }
+                None if lenient => {
+                    whole = false;
+                    break;
+                }
+                None => return None,
+            }
+        }
+        if let Some(ms) = epoch {
+            return Some(TimeRead {
+                wall_ms: ms + i64::from(t.millis),
+                zone_ms: Some(0),
+                whole,
+            });
+        }
+        let zone_ms = if zone_read {
+            Some(i64::from(t.offset_minutes) * 60_000)
+        } else {
+            // A literal zone (`%Z`, `%SZ`) is UTC once the value got there.
+            (self.with_zone && whole).then_some(0)
+        };
+        Some(TimeRead {
+            wall_ms: t.wall_ms(lenient)?,
+            zone_ms,
+            whole,
+        })
     }
 
     /// Whether a time of this format says its zone (or is seconds since

@@ -55,6 +55,9 @@ pub struct Parser {
     /// `Time_System_Timezone On`: times whose format gives no zone are in
     /// the system's zone (`TZ`, else `/etc/localtime`), not `Time_Offset`'s.
     pub system_timezone: bool,
+    /// `Time_Strict` (default on); off, a time is what strptime read
+    /// before the value stopped matching `Time_Format`.
+    pub time_strict: bool,
     /// `Skip_Empty_Values` (regex parsers; default on).
     pub skip_empty: bool,
     /// `Types` (regex parsers; a JSON parser's values keep their JSON
@@ -251,16 +254,23 @@ impl Parser {
     /// the format gives none (as `flb_parser_time_lookup` sets the
     /// offset).
     fn epoch_ms(&self, format: &StrpTime, text: &str, now_ms: i64) -> Option<i64> {
-        if format.has_zone() {
-            return format.epoch_ms(text, now_ms);
+        // In the system's zone, a format without a year reads in the local
+        // date's year.
+        let read_at = match self.system_timezone {
+            true => now_ms + super::local_time::offset_ms_at(now_ms),
+            false => now_ms,
+        };
+        let read = format.read(text, read_at, !self.time_strict)?;
+        if read.zone_ms.is_none() && self.system_timezone {
+            return super::local_time::wall_clock_to_epoch_ms(read.wall_ms);
         }
-        if !self.system_timezone {
-            return Some(format.epoch_ms(text, now_ms)? - self.time_offset_ms);
-        }
-        // The fields as a wall clock in the system's zone; a format without
-        // a year reads in the local date's year.
-        let local_now_ms = now_ms + super::local_time::offset_ms_at(now_ms);
-        super::local_time::wall_clock_to_epoch_ms(format.epoch_ms(text, local_now_ms)?)
+        // flb_parser_time_lookup sets Time_Offset only once the whole
+        // format was read.
+        let ms = read.epoch_ms(if read.whole { self.time_offset_ms } else { 0 });
+        // A lenient read that stopped before the year is in 1899 or 1900:
+        // Fluent Bit sends the record with that time, which no output
+        // keeps; Sluice keeps the time the record was read.
+        (self.time_strict || ms >= 0).then_some(ms)
     }
 
     /// One pair of a logfmt or ltsv line, as both put it: the time key (a
@@ -363,6 +373,7 @@ fn built_in() -> Parsers {
             time_keep: keep,
             time_offset_ms: 0,
             system_timezone: false,
+            time_strict: true,
             skip_empty: true,
             types: Vec::new(),
             decoders: Decoders::default(),
@@ -606,6 +617,7 @@ fn parser(section: &Section) -> Result<Parser, String> {
         time_keep: false,
         time_offset_ms: 0,
         system_timezone: false,
+        time_strict: true,
         skip_empty: true,
         types: Vec::new(),
         decoders: Decoders::default(),
@@ -624,14 +636,7 @@ fn parser(section: &Section) -> Result<Parser, String> {
                     Some(StrpTime::new(value).map_err(|e| error(format!("Time_Format {e}")))?)
             }
             "time_keep" => parser.time_keep = flag(key, value)?,
-            // Fluent Bit's default: a time is read only when all of it
-            // matches. Off would take what strptime read before it failed.
-            "time_strict" if flag(key, value)? => {}
-            "time_strict" => {
-                return Err(error(
-                    "Time_Strict Off: Sluice reads a time only when all of it matches Time_Format".into(),
-                ))
-            }
+            "time_strict" => parser.time_strict = flag(key, value)?,
             "time_offset" => {
                 parser.time_offset_ms = time_offset(value)
                     .ok_or_else(|| error(format!("Time_Offset {value:?} is not Z, +HHMM, -HHMM or +HH:MM")))?
@@ -965,21 +970,15 @@ mod tests {
             ("Format", "json"),
             ("Time_Offset", "CET"),
         ]);
-        let loose = section(&[
-            ("Name", "loose"),
-            ("Format", "json"),
-            ("Time_Strict", "Off"),
-        ]);
         let strict = section(&[
             ("Name", "strict"),
             ("Format", "json"),
-            ("Time_Strict", "On"),
+            ("Time_Strict", "maybe"),
         ]);
-        let parsers = parsers([&local, &zoned, &wrong, &loose, &strict].into_iter());
-        assert!(parsers["strict"].is_ok());
+        let parsers = parsers([&local, &zoned, &wrong, &strict].into_iter());
         assert_eq!(
-            parsers["loose"].as_ref().unwrap_err(),
-            "[PARSER] loose at p.conf:1: Time_Strict Off: Sluice reads a time only when all of it matches Time_Format"
+            parsers["strict"].as_ref().unwrap_err(),
+            "[PARSER] strict at p.conf:1: Time_Strict \"maybe\" is not On or Off"
         );
         // 12:00 two hours east of UTC is 10:00Z.
         let parsed = parsers["local"]
@@ -1329,6 +1328,70 @@ mod tests {
             let parsers = parsers([&own].into_iter());
             let _ = parsers["logfmt"].as_ref().unwrap().parse(&line, 0);
             let _ = parsers["ltsv"].as_ref().unwrap().parse(&line, 0);
+        }
+    }
+
+    /// `Time_Strict Off`: the time is what strptime read before the value
+    /// stopped matching, as Fluent Bit v5.1.1 gave each of these (its
+    /// stdout output, `scripts/same_as_fluent_bit.py`); `Time_Offset` only
+    /// for a time read whole. A value that gives no year keeps the read
+    /// time, where Fluent Bit gives 31 December 1899 and drops the record.
+    #[test]
+    fn a_lenient_time_is_what_strptime_read() {
+        let lenient = |name: &str, format: &str, offset: Option<&str>| {
+            let mut options = vec![
+                ("Name", name),
+                ("Format", "regex"),
+                ("Regex", r"^(?<time>[^|]*)\|(?<msg>.*)$"),
+                ("Time_Key", "time"),
+                ("Time_Format", format),
+                ("Time_Strict", "Off"),
+            ];
+            options.extend(offset.map(|o| ("Time_Offset", o)));
+            section(&options)
+        };
+        let sections = [
+            lenient("loose", "%Y-%m-%d %H:%M:%S", None),
+            lenient("zoned", "%Y-%m-%dT%H:%M:%S.%L%z", None),
+            lenient("syslog", "%b %d %H:%M:%S", None),
+            lenient("offset", "%Y-%m-%d %H:%M:%S", Some("+0200")),
+        ];
+        let parsers = parsers(sections.iter());
+        // 2026-11-29T02:14:07Z, when Fluent Bit read the syslog lines.
+        let now_ms = 1_795_918_447_000;
+        let time = |parser: &str, line: &str| {
+            let parsed = parsers[parser]
+                .as_ref()
+                .unwrap()
+                .parse(line, now_ms)
+                .unwrap();
+            (parsed.time_ms, parsed.fields.contains_key("time"))
+        };
+        // A table, one value a row.
+        #[rustfmt::skip]
+        let cases = [
+            ("loose", "2021-03-09 17:32:02|exact", Some(1_615_311_122_000)),
+            ("loose", "2021-03-09|date only", Some(1_615_248_000_000)),
+            ("loose", "2021-03-09T17:32:02|with T", Some(1_615_248_000_000)),
+            ("loose", "2021-03-09 17:32|no seconds", Some(1_615_311_120_000)),
+            ("loose", "2021-13-01 10:00:00|month 13", Some(1_609_372_800_000)),
+            ("loose", "2021-02-30 10:00:00|feb 30", Some(1_614_679_200_000)),
+            ("loose", "2021-02-03 25:00:00|hour 25", Some(1_612_310_400_000)),
+            ("loose", "2021|year only", Some(1_609_372_800_000)),
+            ("loose", "garbage|no time at all", None),
+            ("zoned", "2021-03-09T17:32:02.5+0100|ms exact", Some(1_615_307_522_500)),
+            ("zoned", "2021-03-09T17:32:02|ms missing", Some(1_615_311_122_000)),
+            ("zoned", "2021-03-09T17:32:02.123|zone missing", Some(1_615_311_122_123)),
+            ("syslog", "Jul  4 10:00:00|syslog whole", Some(1_783_159_200_000)),
+            ("syslog", "Jul|syslog month only", Some(1_785_283_200_000)),
+            ("syslog", "xyz|syslog nothing", Some(1_795_910_400_000)),
+            ("offset", "2021-03-09 17:32:02|offset whole", Some(1_615_303_922_000)),
+            ("offset", "2021-03-09|offset partial", Some(1_615_248_000_000)),
+        ];
+        for (parser, line, want) in cases {
+            // Without Time_Keep the time is not a key of the record,
+            // whether it reads or not (a regex parser's rule).
+            assert_eq!(time(parser, line), (want, false), "{line}");
         }
     }
 
