@@ -8,6 +8,7 @@ pub mod cloudwatch;
 pub mod config;
 pub mod ecs;
 pub mod event;
+pub mod exec_input;
 pub mod fluentbit;
 pub mod heap;
 pub mod memory_limit;

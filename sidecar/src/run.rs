@@ -381,6 +381,10 @@ async fn serve(
         .as_ref()
         .map(|plan| plan.tail_inputs.clone())
         .unwrap_or_default();
+    let drop_in_execs = drop_in
+        .as_ref()
+        .map(|plan| plan.exec_inputs.clone())
+        .unwrap_or_default();
     let router = drop_in.map(|plan| Router::new(plan, policies));
     let stage = OutputStage::new(
         full,
@@ -448,6 +452,17 @@ async fn serve(
             )
         })
         .collect();
+    let exec_inputs: Vec<_> = drop_in_execs
+        .into_iter()
+        .map(|input| {
+            crate::exec_input::spawn(
+                input,
+                pipeline_tx.clone(),
+                budget.clone(),
+                shutdown_rx.clone(),
+            )
+        })
+        .collect();
     let server = tokio::spawn(server.run(pipeline_tx, shutdown_rx));
     match crate::startup_pages::release() {
         Ok(bytes) => tracing::debug!(bytes, "start-up code's pages given back"),
@@ -481,7 +496,7 @@ async fn serve(
     let finish = async {
         let _ = server.await;
         // Each input hands over what it read, then lets the pipeline close.
-        for input in tcp_inputs.into_iter().chain(tail_inputs) {
+        for input in tcp_inputs.into_iter().chain(tail_inputs).chain(exec_inputs) {
             let _ = input.await;
         }
         let written = tokio::task::spawn_blocking(move || output.join())

@@ -1721,6 +1721,49 @@ fn aws_s_emf_over_tcp_example() {
     assert_eq!(sent, metrics, "{:#?}", dump.events);
 }
 
+/// An exec input: the command's lines are records (`{"exec": line}`,
+/// the last one without a newline too), redacted like every other, and go
+/// where an output's Match takes their tag.
+#[test]
+fn an_exec_input_s_lines_are_records() {
+    let Peers {
+        moto,
+        agent,
+        addresses,
+    } = Peers::start();
+    let extra = extra_conf(&format!(
+        "[INPUT]\n    Name exec\n    Tag probe\n    Command printf 'first\\nGET /x?token=s3cret\\nlast without a newline'\n    Oneshot On\n\n[OUTPUT]\n    Name cloudwatch_logs\n    Match probe\n    region us-east-1\n    endpoint {}\n    log_group_name probes\n    log_stream_name exec\n    auto_create_group true\n",
+        moto.endpoint()
+    ));
+    let sidecar = start_app_task(&moto, &agent, &addresses, &extra);
+    let dump = stop_once_delivered(sidecar, &moto, "the command's lines in CloudWatch", |d| {
+        d.events.len() >= 3
+    });
+    let sent: Vec<Value> = in_stream(&dump.events, "probes", "exec")
+        .iter()
+        .map(|e| Value::Object(object(&e.message)))
+        .collect();
+    // With the ECS keys the generated record_modifier adds to every record.
+    let record = |line: &str| {
+        json!({
+            "exec": line,
+            "ecs_cluster": "prod",
+            "ecs_task_arn": task_arn(),
+            "ecs_task_definition": "orders:7",
+        })
+    };
+    assert_eq!(
+        sent,
+        [
+            record("first"),
+            record("GET /x?token=REDACTED"),
+            record("last without a newline"),
+        ],
+        "{:#?}",
+        dump.events
+    );
+}
+
 /// AWS's FireLens example for a custom stack-trace format
 /// (`firelens-concatanate-multiline.html`): a `[MULTILINE_PARSER]` in a
 /// parsers file named by `[SERVICE] parsers_file`, and the multiline

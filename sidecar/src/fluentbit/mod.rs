@@ -254,6 +254,23 @@ pub fn describe(plan: &DropIn) -> String {
                 .map_or(String::new(), |k| format!(", Path_Key {k}")),
         );
     }
+    for input in &plan.exec_inputs {
+        let _ = writeln!(
+            out,
+            "  input exec {:?} (Tag {}, {}{})",
+            input.command,
+            input.tag,
+            if input.oneshot {
+                "once".to_string()
+            } else {
+                format!("every {:?}", input.interval)
+            },
+            input
+                .parser
+                .as_ref()
+                .map_or(String::new(), |p| format!(", Parser {}", p.name)),
+        );
+    }
     for a in &plan.health_checks {
         let _ = writeln!(
             out,

@@ -26,6 +26,7 @@ use super::template::{output_uuid, Template};
 use super::throttle::Throttle;
 use crate::config::layer::{fluent_bool, read_section, Origin, RawSection, RawValue};
 use crate::config::{retention_message, ConfigError, RETENTION_DAYS};
+use crate::exec_input::ExecInput;
 use crate::multiline::StateRules;
 use crate::tail_input::TailInput;
 
@@ -46,6 +47,8 @@ pub struct DropIn {
     pub tcp_inputs: Vec<TcpInput>,
     /// `[INPUT] tail`: files on a shared volume.
     pub tail_inputs: Vec<TailInput>,
+    /// `[INPUT] exec`: commands run every interval.
+    pub exec_inputs: Vec<ExecInput>,
     pub filters: Vec<Filter>,
     pub outputs: Vec<Output>,
     /// Where every CloudWatch output sends.
@@ -402,6 +405,7 @@ pub fn plan(path: &Path, sections: &[Section]) -> Result<DropIn, Vec<ConfigError
         health_checks: Vec::new(),
         tcp_inputs: Vec::new(),
         tail_inputs: Vec::new(),
+        exec_inputs: Vec::new(),
         filters: Vec::new(),
         outputs: Vec::new(),
         connection: None,
@@ -789,8 +793,12 @@ fn input(
                 Err(message) => errors.push(error(message)),
             }
         }
+        "exec" => match ExecInput::from_section(section, index, parsers, &mut plan.notes) {
+            Ok(exec) => plan.exec_inputs.push(exec),
+            Err(message) => errors.push(error(message)),
+        },
         other => errors.push(error(format!(
-            "[INPUT] {other} cannot be served by Sluice, which takes Fluent Forward (forward), tcp and tail"
+            "[INPUT] {other} cannot be served by Sluice, which takes Fluent Forward (forward), tcp, tail and exec"
         ))),
     }
 }

@@ -1,5 +1,6 @@
 use super::*;
 use crate::fluentbit::tests::plan_of;
+use std::time::Duration;
 
 fn read(conf: &str) -> Result<DropIn, Vec<String>> {
     plan_of(conf).map_err(|errors| {
@@ -215,7 +216,12 @@ fn refused_and_wrong() {
         ("[FILTER]\n    Name throttle\n    Match *\n    Rate fast\n", "line 4: [FILTER] throttle Rate \"fast\" is not a number above 0"),
         ("[FILTER]\n    Name lua\n    Match *\n", "line 4: [FILTER] lua needs call, the function to run"),
         ("[FILTER]\n    Name grep\n    Match *\n    Regex log *failure*\n", "line 4: [FILTER] grep Regex log: \"*failure*\" is not a regular expression Sluice can use: regex parse error:\n    *failure*\n    ^\nerror: repetition operator missing expression"),
-        ("[INPUT]\n    Name exec\n    Command date\n", "line 4: [INPUT] exec cannot be served by Sluice, which takes Fluent Forward (forward), tcp and tail"),
+        ("[INPUT]\n    Name dummy\n", "line 4: [INPUT] dummy cannot be served by Sluice, which takes Fluent Forward (forward), tcp, tail and exec"),
+        ("[INPUT]\n    Name exec\n    Interval_Sec 5\n", "line 4: [INPUT] exec needs a Command"),
+        ("[INPUT]\n    Name exec\n    Command date\n    Interval_Sec soon\n", "line 4: [INPUT] exec Interval_Sec \"soon\" is not a whole number"),
+        ("[INPUT]\n    Name exec\n    Command date\n    Buf_Size 1\n", "line 4: [INPUT] exec Buf_Size \"1\" is not a size of 2 bytes or more"),
+        ("[INPUT]\n    Name exec\n    Command date\n    Exit_After_Oneshot On\n", "line 4: [INPUT] exec Exit_After_Oneshot On: Sluice is a log router beside the task's containers, and does not exit when a command does"),
+        ("[INPUT]\n    Name exec\n    Command date\n    Format json\n", "line 4: [INPUT] exec has no option Format Sluice serves; it takes Command, Tag, Interval_Sec, Interval_NSec, Buf_Size, Parser, Oneshot"),
         ("[INPUT]\n    Name forward\n    unix_path /other\n", "line 4: [INPUT] forward unix_path /other: Sluice serves one TCP and one unix forward input, and unix_path /s is this configuration's; its clients would find no listener"),
         ("[INPUT]\n    Name forward\n    Port 24225\n    Tag app\n", "line 4: [INPUT] forward tag app: Sluice keeps each record's own tag, so the outputs would take other records than in Fluent Bit"),
     ];
@@ -226,6 +232,49 @@ fn refused_and_wrong() {
             "{conf}"
         );
     }
+    // An exec input: its default tag is its name as Fluent Bit numbers
+    // inputs (the forward input is `forward.0`); no interval is 1 s.
+    let p = read(&format!("{input}[INPUT]\n    Name exec\n    Command curl -s http://127.0.0.1:2020/api/v1/metrics/prometheus\n    Interval_Sec 0\n    Buf_Size 8K\n    Parser json\n    Threaded On\n[INPUT]\n    Name exec\n    Command date\n    Interval_Sec 0\n    Interval_NSec 500000000\n    Tag clock\n    Oneshot true\n")).unwrap();
+    let execs: Vec<_> = p
+        .exec_inputs
+        .iter()
+        .map(|e| {
+            let parser = e.parser.as_ref().map(|p| p.name.as_str());
+            (
+                e.command.as_str(),
+                e.tag.as_str(),
+                e.interval,
+                e.buf_size,
+                parser,
+                e.oneshot,
+            )
+        })
+        .collect();
+    assert_eq!(
+        execs,
+        [
+            (
+                "curl -s http://127.0.0.1:2020/api/v1/metrics/prometheus",
+                "exec.1",
+                Duration::from_secs(1),
+                8000,
+                Some("json"),
+                false
+            ),
+            (
+                "date",
+                "clock",
+                Duration::from_millis(500),
+                4096,
+                None,
+                true
+            ),
+        ]
+    );
+    assert_eq!(
+        notes_without_place(&p),
+        ["[INPUT] exec Threaded does not apply: Sluice runs the command on its own runtime and bounds what it holds with limits.memory"]
+    );
     // The options are typed by the configuration's layer.
     let typed = read(&format!("{input}[OUTPUT]\n    Name cloudwatch_logs\n    Match *\n    region r\n    log_group_name g\n    log_stream_prefix p\n    auto_create_group maybe\n    log_retention_days a_week\n    log_groupname x\n")).unwrap_err();
     assert_eq!(typed.len(), 3, "{typed:#?}");
