@@ -16,6 +16,9 @@
 //!   syslog parsers start with `^\<`). `\b` stays Unicode's, as in
 //!   Onigmo.
 //!
+//! - A `{` that opens no interval quantifier is the character, and
+//!   `{,m}` is `{0,m}` ([`ruby_escapes`]).
+//!
 //! Named groups read the same (`(?<name>…)`); what Rust's engine does not
 //! have (look-around, backreferences) is an error at start, with the
 //! engine's message.
@@ -42,7 +45,9 @@ pub fn regex(pattern: &str) -> Result<Regex, regex::Error> {
 /// written as Onigmo's Ruby syntax means them (checked against Fluent Bit
 /// v5.1.1's grep filter): the classes `\d`, `\w`, `\s`, `\h` and their
 /// negations as ASCII sets, inside a bracket or not, and `\<`, `\>` as
-/// the characters. Every other escape is left as it is.
+/// the characters. Every other escape is left as it is. Outside brackets,
+/// a `{` that opens no interval (and a `}` that closes none) is escaped,
+/// and `{,m}` written `{0,m}`.
 fn ruby_escapes(pattern: &str) -> String {
     let mut out = String::with_capacity(pattern.len() + 16);
     // How deep in brackets (Onigmo's classes nest: `[a-z&&[^x]]`), and
@@ -107,10 +112,47 @@ fn ruby_escapes(pattern: &str) -> String {
                 depth -= 1;
                 out.push(c);
             }
+            // Onigmo reads a `{` that opens no interval (`{name=`) as the
+            // character, where Rust's engine refuses it; and `{,m}` as
+            // `{0,m}`, which Rust's does not read.
+            '{' if depth == 0 => {
+                let rest: String = chars.clone().collect();
+                match interval(&rest) {
+                    Some((len, lower, upper)) => {
+                        out.push('{');
+                        out.push_str(if lower.is_empty() { "0" } else { lower });
+                        out.push_str(upper);
+                        out.push('}');
+                        for _ in 0..len {
+                            chars.next();
+                        }
+                    }
+                    None => out.push_str("\\{"),
+                }
+            }
+            '}' if depth == 0 => out.push_str("\\}"),
             _ => out.push(c),
         }
     }
     out
+}
+
+/// The interval quantifier `text` (what follows a `{`) starts with, as
+/// Onigmo's Ruby syntax reads one (`n}`, `n,}`, `,m}`, `n,m}`): the
+/// characters it takes through its `}`, its lower bound as written
+/// (empty for `{,m}`), and the rest before the `}` (`,m`, `,` or none).
+fn interval(text: &str) -> Option<(usize, &str, &str)> {
+    let close = text.find('}')?;
+    let inside = &text[..close];
+    let (lower, upper) = match inside.split_once(',') {
+        Some((lower, _)) => (lower, &inside[lower.len()..]),
+        None => (inside, ""),
+    };
+    let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+    let upper_digits = upper.strip_prefix(',').unwrap_or(upper);
+    let valid =
+        digits(lower) && digits(upper_digits) && !(lower.is_empty() && upper_digits.is_empty());
+    valid.then_some((close + 1, lower, upper))
 }
 
 /// The pattern between the slashes and the options after them, as
@@ -184,6 +226,25 @@ mod tests {
             let got: Vec<&str> = lines.iter().copied().filter(|l| re.is_match(l)).collect();
             assert_eq!(got, kept, "{pattern}");
         }
+    }
+
+    /// Checked against Fluent Bit v5.1.1's parser filter
+    /// (`scripts/same_as_fluent_bit.py`): aws-for-fluent-bit's
+    /// `plugin-metrics-parser.conf` writes `{name=` unescaped.
+    #[test]
+    fn a_brace_that_opens_no_interval_is_the_character() {
+        assert_eq!(
+            ruby_escapes(r#"^(?<m>[^ {}]*){name=\"(?<p>[^ {}\"]*)\"} x{2}y{,2}z{1,}w{2,3}q{}k{,}"#),
+            r#"^(?<m>[^ {}]*)\{name=\"(?<p>[^ {}\"]*)\"\} x{2}y{0,2}z{1,}w{2,3}q\{\}k\{,\}"#
+        );
+        let prom =
+            regex(r#"^(?<metric>[^ {}]*){name=\"(?<plugin>[^ {}\"]*)\"} (?<value>[^ ]*)"#).unwrap();
+        let line = r#"fluentbit_output_retries_total{name="cloudwatch_logs.1"} 3"#;
+        let caps = prom.captures(line).unwrap();
+        assert_eq!(
+            (&caps["metric"], &caps["plugin"], &caps["value"]),
+            ("fluentbit_output_retries_total", "cloudwatch_logs.1", "3")
+        );
     }
 
     #[test]
