@@ -26,7 +26,7 @@ pub use crate::fields::{FieldValue, Record};
 pub use crate::handshake::{Handshake, Refusal};
 pub use crate::record::PartialAssembler;
 #[cfg(feature = "tokio")]
-pub use crate::server::{Counters, Delivery, Server, ServerConfig};
+pub use crate::server::{Counters, Delivery, Server, ServerConfig, TransportCounts};
 pub use crate::session::{AckToken, Batch, FrameCounts, Session, SessionConfig, SessionError};
 
 #[cfg(feature = "tokio")]

@@ -131,10 +131,25 @@ pub struct Counters {
     pub buffer_timeouts: AtomicU64,
     /// Frames rejected, by [`FrameError::kind`].
     pub frame_errors: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    /// Events and bytes read over TCP, and over the unix socket (a FireLens
+    /// configuration's two forward inputs, counted apart as Fluent Bit
+    /// counts its inputs).
+    pub tcp: TransportCounts,
+    pub unix: TransportCounts,
+}
+
+/// What one transport's clients sent.
+#[derive(Debug, Default)]
+pub struct TransportCounts {
+    pub events: AtomicU64,
+    pub bytes: AtomicU64,
 }
 
 impl Counters {
-    fn count(&self, counts: FrameCounts) {
+    fn count(&self, counts: FrameCounts, tcp: bool) {
+        let transport = if tcp { &self.tcp } else { &self.unix };
+        transport.events.fetch_add(counts.events, Ordering::Relaxed);
+        transport.bytes.fetch_add(counts.bytes, Ordering::Relaxed);
         self.frames.fetch_add(counts.frames, Ordering::Relaxed);
         self.events.fetch_add(counts.events, Ordering::Relaxed);
         self.skipped_non_logs
@@ -413,7 +428,7 @@ async fn serve_connection<S: ClientStream>(mut stream: S, shared: &Shared, tcp: 
     let closed = match greeting(shared, tcp) {
         Ok(handshake) => {
             let session = Session::new(shared.session.clone(), handshake);
-            drive(&mut stream, session, shared).await
+            drive(&mut stream, session, shared, tcp).await
         }
         Err(e) => Closed::Io(e),
     };
@@ -507,7 +522,12 @@ enum Wait {
 /// Runs one connection: the socket and the pipeline for `session`, which
 /// decides everything else. Returns why the connection ended, once the
 /// acks it still owed are out (or cannot be).
-async fn drive<S: ClientStream>(stream: &mut S, mut session: Session, shared: &Shared) -> Closed {
+async fn drive<S: ClientStream>(
+    stream: &mut S,
+    mut session: Session,
+    shared: &Shared,
+    tcp: bool,
+) -> Closed {
     let mut shutdown = shared.shutdown.clone();
     // The signals that batches the client waits for were accepted, in order.
     let mut acceptances: VecDeque<(AckToken, oneshot::Receiver<()>)> = VecDeque::new();
@@ -561,7 +581,7 @@ async fn drive<S: ClientStream>(stream: &mut S, mut session: Session, shared: &S
             // connection in the queue may go.
             gate = None;
         }
-        shared.counters.count(counts);
+        shared.counters.count(counts, tcp);
         match decoded {
             Ok(()) => {}
             Err(SessionError::Frame(e)) => return Closed::Frame(e),

@@ -137,6 +137,8 @@ pub struct FrameCounts {
     pub skipped_non_logs: u64,
     /// Acks put out to transmit.
     pub acks: u64,
+    /// Bytes read from the client.
+    pub bytes: u64,
 }
 
 /// What a frame's decode left for the session to do.
@@ -208,6 +210,7 @@ impl Session {
 
     /// A read of `n` bytes at `now`, however they reached the codec.
     fn note_read(&mut self, n: usize, now: Instant) {
+        self.counts.bytes += n as u64;
         self.waiting_since = None;
         self.last_read_at = Some(now);
         self.trickling = n < self.config.small_read;

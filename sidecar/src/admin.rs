@@ -13,6 +13,9 @@
 //!   (`curl -f http://127.0.0.1:2020/api/v1/health || exit 1`): `ok` with
 //!   200 or `error` with 500, as `/healthz` decides; the uptime as
 //!   `{"uptime_sec":N,"uptime_hr":"..."}`.
+//! - `GET /api/v1/metrics` and `GET /api/v1/metrics/prometheus`, with a
+//!   FireLens configuration: its inputs' and outputs' counters as Fluent
+//!   Bit serves them (`fluentbit/plugin_metrics.rs`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -28,6 +31,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::event::now_ms;
+use crate::fluentbit::plugin_metrics::PluginMetrics;
 use crate::metrics::{self, Sources};
 
 /// How long without progress counts as wedged.
@@ -39,6 +43,9 @@ pub struct Admin {
     pub listening: watch::Receiver<bool>,
     /// When Sluice started, for `/api/v1/uptime`.
     pub started: Instant,
+    /// A FireLens configuration's plugin instances' counters, for
+    /// `/api/v1/metrics` and `/api/v1/metrics/prometheus`.
+    pub plugin_metrics: Option<Arc<PluginMetrics>>,
 }
 
 impl Admin {
@@ -111,10 +118,28 @@ impl Admin {
                 "application/json",
                 uptime_json(self.started.elapsed().as_secs()),
             ),
+            "/api/v1/metrics" if self.plugin_metrics.is_some() => reply(
+                StatusCode::OK,
+                "application/json",
+                self.plugin_metrics.as_ref().map(|m| m.json()).unwrap_or_default(),
+            ),
+            "/api/v1/metrics/prometheus" if self.plugin_metrics.is_some() => {
+                let now = now_ms();
+                let uptime_s = self.started.elapsed().as_secs();
+                let started_s = (now / 1000).saturating_sub(uptime_s);
+                reply(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    self.plugin_metrics
+                        .as_ref()
+                        .map(|m| m.prometheus(now, started_s, uptime_s))
+                        .unwrap_or_default(),
+                )
+            }
             _ => reply(
                 StatusCode::NOT_FOUND,
                 "text/plain",
-                "/healthz, /metrics, /api/v1/health or /api/v1/uptime\n".into(),
+                "/healthz, /metrics, /api/v1/health or /api/v1/uptime (and, with a FireLens configuration, /api/v1/metrics and /api/v1/metrics/prometheus)\n".into(),
             ),
         }
     }
@@ -198,6 +223,7 @@ mod tests {
                 sources,
                 listening: rx,
                 started: Instant::now(),
+                plugin_metrics: None,
             },
             tx,
         )

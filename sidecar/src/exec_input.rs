@@ -27,6 +27,7 @@ use tokio::task::JoinHandle;
 use crate::config::layer::fluent_bool;
 use crate::fluentbit::classic::Section;
 use crate::fluentbit::parsers::{Parser, Parsers};
+use crate::fluentbit::plugin_metrics::InputCounts;
 use crate::fluentbit::storage::fluent_size;
 use crate::tcp_input::MAX_PIECE;
 
@@ -128,11 +129,13 @@ pub fn spawn(
     pipeline: mpsc::Sender<Delivery>,
     budget: Arc<MemoryBudget>,
     mut shutdown: watch::Receiver<bool>,
+    counts: Option<Arc<InputCounts>>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let tag: Arc<str> = Arc::from(input.tag.as_str());
+        let counts = counts.as_deref();
         if input.oneshot {
-            run(&input, &tag, &pipeline, &budget, &mut shutdown).await;
+            run(&input, &tag, &pipeline, &budget, &mut shutdown, counts).await;
             return;
         }
         // from_section makes the interval at least a nanosecond.
@@ -146,7 +149,7 @@ pub fn spawn(
                 _ = ticks.tick() => {}
                 _ = shutdown.changed() => return,
             }
-            if !run(&input, &tag, &pipeline, &budget, &mut shutdown).await {
+            if !run(&input, &tag, &pipeline, &budget, &mut shutdown, counts).await {
                 return;
             }
         }
@@ -160,6 +163,7 @@ async fn run(
     pipeline: &mpsc::Sender<Delivery>,
     budget: &MemoryBudget,
     shutdown: &mut watch::Receiver<bool>,
+    counts: Option<&InputCounts>,
 ) -> bool {
     let spawned = tokio::process::Command::new("/bin/sh")
         .arg("-c")
@@ -197,9 +201,11 @@ async fn run(
         } else {
             lines.push(&chunk[..n])
         };
-        if !pieces.is_empty()
-            && !crate::tcp_input::deliver(events(input, tag, pieces), pipeline, budget).await
-        {
+        let events = events(input, tag, pieces);
+        if let Some(counts) = counts {
+            counts.add(events.len(), n);
+        }
+        if !events.is_empty() && !crate::tcp_input::deliver(events, pipeline, budget).await {
             return false;
         }
         if n == 0 {
@@ -346,6 +352,7 @@ mod tests {
             tx,
             budget,
             stop_rx,
+            None,
         );
         assert_eq!(
             lines(&mut rx, 6).await,
@@ -367,6 +374,7 @@ mod tests {
             tx,
             budget,
             stop_rx,
+            None,
         );
         assert_eq!(lines(&mut rx, 1).await, ["started"]);
         let _ = stop_tx.send(true);

@@ -23,6 +23,7 @@ use crate::cloudwatch::sink::CloudWatchSink;
 use crate::config::{self, Config, ForwardConfig, OutputType};
 use crate::ecs::{Identity, TaskMetadata};
 use crate::fluentbit::plan::ForwardInput;
+use crate::fluentbit::plugin_metrics::{InputCounts, PluginMetrics};
 use crate::fluentbit::route::Router;
 use crate::fluentbit::{self, DropIn};
 use crate::memory_limit::{self, Note};
@@ -202,7 +203,10 @@ fn server_config(
 
 /// The FireLens health check (`[INPUT] tcp`, port 8877): connections are
 /// accepted, read to the end and discarded.
-async fn serve_health_check(addr: std::net::SocketAddr) -> Result<(), ExitCode> {
+async fn serve_health_check(
+    addr: std::net::SocketAddr,
+    counts: Option<Arc<InputCounts>>,
+) -> Result<(), ExitCode> {
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
         Err(e) => {
@@ -220,9 +224,14 @@ async fn serve_health_check(addr: std::net::SocketAddr) -> Result<(), ExitCode> 
             let Ok((mut socket, _)) = listener.accept().await else {
                 continue;
             };
+            let counts = counts.clone();
             tokio::spawn(async move {
-                let _ =
+                let read =
                     tokio::time::timeout(Duration::from_secs(10), read_a_line(&mut socket)).await;
+                // Counted as Fluent Bit counts the check's record.
+                if let (Some(counts), Ok(bytes)) = (counts, read) {
+                    counts.add(usize::from(bytes > 0), bytes);
+                }
                 drop(permit);
             });
         }
@@ -234,14 +243,17 @@ async fn serve_health_check(addr: std::net::SocketAddr) -> Result<(), ExitCode> 
 /// connection is then closed: `echo '{"health": "check"}' | nc 127.0.0.1
 /// 8877` exits with every netcat. OpenBSD's (Debian's `nc`) does not end
 /// its side when its input ends, only when the other side closes.
-async fn read_a_line(socket: &mut tokio::net::TcpStream) {
+async fn read_a_line(socket: &mut tokio::net::TcpStream) -> usize {
     use tokio::io::AsyncReadExt;
     let mut buf = [0u8; 1024];
+    let mut read = 0;
     while let Ok(n) = socket.read(&mut buf).await {
+        read += n;
         if n == 0 || buf[..n].contains(&b'\n') {
-            return;
+            break;
         }
     }
+    read
 }
 
 /// The CloudWatch output's running parts, for the shutdown report.
@@ -281,10 +293,14 @@ async fn serve(
     // user it runs as. The health-check inputs before the forward
     // listeners, so that a client who sees those listening finds every
     // input up; the admin endpoint answers once the rest is built.
+    let plugin_metrics = drop_in
+        .as_ref()
+        .map(|plan| Arc::new(PluginMetrics::new(plan)));
     let mut tcp_inputs = Vec::new();
     if let Some(plan) = &drop_in {
         for addr in &plan.health_checks {
-            if let Err(code) = serve_health_check(*addr).await {
+            let counts = plugin_metrics.as_ref().and_then(|m| m.tcp_input(*addr));
+            if let Err(code) = serve_health_check(*addr, counts).await {
                 return code;
             }
         }
@@ -302,6 +318,9 @@ async fn serve(
         }
     }
     let counters = Arc::new(Counters::default());
+    if let Some(metrics) = &plugin_metrics {
+        metrics.set_forward(counters.clone());
+    }
     let server = match Server::bind(config.clone(), counters.clone()).await {
         Ok(s) => s,
         Err(e) => {
@@ -385,7 +404,10 @@ async fn serve(
         .as_ref()
         .map(|plan| plan.exec_inputs.clone())
         .unwrap_or_default();
-    let router = drop_in.map(|plan| Router::new(plan, policies));
+    if let (Some(metrics), Some(c)) = (&plugin_metrics, &cloudwatch) {
+        let _ = c.counters.plugin_metrics.set(metrics.clone());
+    }
+    let router = drop_in.map(|plan| Router::new(plan, policies, plugin_metrics.clone()));
     let stage = OutputStage::new(
         full,
         router,
@@ -423,8 +445,9 @@ async fn serve(
             sources,
             listening: listening_rx,
             started,
+            plugin_metrics: plugin_metrics.clone(),
         };
-        tracing::info!(%addr, "admin endpoint: /healthz, /metrics, /api/v1/health, /api/v1/uptime");
+        tracing::info!(%addr, "admin endpoint: /healthz, /metrics, /api/v1/health, /api/v1/uptime, /api/v1/metrics[/prometheus] (FireLens)");
         tokio::spawn(admin::serve(listener, Arc::new(admin), admin_stop));
     }
     let handle = tokio::runtime::Handle::current();
@@ -432,34 +455,42 @@ async fn serve(
     let tcp_inputs: Vec<_> = tcp_inputs
         .into_iter()
         .map(|(listener, input)| {
+            let counts = plugin_metrics
+                .as_ref()
+                .and_then(|m| m.tcp_input(input.addr));
             crate::tcp_input::spawn(
                 listener,
                 input,
                 pipeline_tx.clone(),
                 budget.clone(),
                 shutdown_rx.clone(),
+                counts,
             )
         })
         .collect();
     let tail_inputs: Vec<_> = drop_in_tails
         .into_iter()
-        .map(|input| {
+        .enumerate()
+        .map(|(i, input)| {
             crate::tail_input::spawn(
                 input,
                 pipeline_tx.clone(),
                 budget.clone(),
                 shutdown_rx.clone(),
+                plugin_metrics.as_ref().and_then(|m| m.tail_input(i)),
             )
         })
         .collect();
     let exec_inputs: Vec<_> = drop_in_execs
         .into_iter()
-        .map(|input| {
+        .enumerate()
+        .map(|(i, input)| {
             crate::exec_input::spawn(
                 input,
                 pipeline_tx.clone(),
                 budget.clone(),
                 shutdown_rx.clone(),
+                plugin_metrics.as_ref().and_then(|m| m.exec_input(i)),
             )
         })
         .collect();

@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 use crate::config::{AppFormat, Config, OutputType};
 use crate::ecs::{self, split_firelens_tag, Identity, LastTag};
 use crate::event::record_line;
+use crate::fluentbit::plugin_metrics::OutputCounts;
 use crate::fluentbit::route::{Rewritten, Router};
 use crate::fluentbit::template::TemplateInput;
 use crate::metrics::PipelineCounters;
@@ -534,8 +535,14 @@ impl Writer {
             Cow::Borrowed(outputs)
         };
         for (n, &index) in outputs.iter().enumerate() {
-            // A stdout output, or the stream a CloudWatch output names.
-            let to_stdout = router.stdout_output(index).is_some();
+            // A stdout output, or the stream a CloudWatch output names. A
+            // null output's records are rendered only to be counted, with
+            // plugin metrics.
+            let to_null = router.is_null_output(index);
+            if to_null && router.plugin_metrics().is_none() {
+                continue;
+            }
+            let to_stdout = to_null || router.stdout_output(index).is_some();
             let (key, log_key) = if to_stdout {
                 (None, None)
             } else {
@@ -575,6 +582,18 @@ impl Writer {
                 );
                 (rendered, self.text.len())
             };
+            // A null or stdout output's plugin metrics count the records
+            // it takes (CloudWatch outputs', what CloudWatch takes).
+            let count_output = |router: &Router| {
+                if let Some(metrics) = router.plugin_metrics().and_then(|m| m.output(index)) {
+                    OutputCounts::add(&metrics.proc_records, 1);
+                    OutputCounts::add(&metrics.proc_bytes, text_len);
+                }
+            };
+            if to_null {
+                count_output(router);
+                continue;
+            }
             if !counted {
                 counted = true;
                 let cache = &mut self.drop_in_stats_key;
@@ -609,6 +628,7 @@ impl Writer {
                     sink.write(|| key, rendered.time_ms, &self.text, text_len)?;
                 }
                 None => {
+                    count_output(router);
                     if let Some(stdout) = router.stdout_output(index) {
                         let time_ns = rendered.time_ms.saturating_mul(1_000_000);
                         let line = stdout.line(input.tag, time_ns, &self.text);

@@ -39,6 +39,7 @@ use tokio::task::JoinHandle;
 use crate::config::layer::fluent_bool;
 use crate::fluentbit::classic::Section;
 use crate::fluentbit::parsers::{Parser, Parsers};
+use crate::fluentbit::plugin_metrics::InputCounts;
 
 /// How often files are looked at for new lines.
 pub const POLL: Duration = Duration::from_millis(250);
@@ -280,6 +281,7 @@ pub fn spawn(
     pipeline: mpsc::Sender<Delivery>,
     budget: Arc<MemoryBudget>,
     mut shutdown: watch::Receiver<bool>,
+    counts: Option<Arc<InputCounts>>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut files: HashMap<PathBuf, Tailed> = HashMap::new();
@@ -305,6 +307,10 @@ pub fn spawn(
                     let at = (tailed.id, tailed.offset);
                     let (lines, done) = read_file(path, tailed, stopping);
                     if !lines.is_empty() {
+                        if let Some(counts) = &counts {
+                            let bytes = lines.iter().map(|l| l.len() + 1).sum();
+                            counts.add(lines.len(), bytes);
+                        }
                         let events = events(&input, path, &tailed.tag, lines);
                         if !events.is_empty()
                             && !crate::tcp_input::deliver(events, &pipeline, &budget).await
@@ -574,7 +580,7 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(4);
         let (stop_tx, stop_rx) = watch::channel(false);
         let budget = Arc::new(MemoryBudget::new(1 << 20));
-        let task = spawn(input, tx, budget, stop_rx);
+        let task = spawn(input, tx, budget, stop_rx, None);
         let mut seen = Vec::new();
         while seen.len() < lines.len() {
             let delivery = rx.recv().await.expect("the input goes on");

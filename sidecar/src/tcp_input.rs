@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 
 use crate::fluentbit::decode::integer_minus_zero_as_zero;
 use crate::fluentbit::plan::{TcpFormat, TcpInput};
+use crate::fluentbit::plugin_metrics::InputCounts;
 
 /// The longest piece or JSON value kept whole (Fluent Bit's in_tcp keeps
 /// 32 KiB by default, `Buffer_Size`). With [`MAX_CONNECTIONS`], what the
@@ -51,6 +52,7 @@ pub fn spawn(
     pipeline: mpsc::Sender<Delivery>,
     budget: Arc<MemoryBudget>,
     mut shutdown: watch::Receiver<bool>,
+    counts: Option<Arc<InputCounts>>,
 ) -> JoinHandle<()> {
     let input = Arc::new(input);
     tokio::spawn(async move {
@@ -72,9 +74,9 @@ pub fn spawn(
                 continue;
             };
             let (input, pipeline, budget) = (input.clone(), pipeline.clone(), budget.clone());
-            let shutdown = shutdown.clone();
+            let (shutdown, counts) = (shutdown.clone(), counts.clone());
             connections.spawn(async move {
-                connection(socket, peer, &input, &pipeline, &budget, shutdown).await;
+                connection(socket, peer, &input, &pipeline, &budget, shutdown, counts).await;
                 drop(permit);
             });
         }
@@ -89,6 +91,7 @@ async fn connection(
     pipeline: &mpsc::Sender<Delivery>,
     budget: &MemoryBudget,
     mut shutdown: watch::Receiver<bool>,
+    counts: Option<Arc<InputCounts>>,
 ) {
     let tag: Arc<str> = Arc::from(input.tag.as_str());
     let source = input
@@ -111,6 +114,9 @@ async fn connection(
         };
         if reader.take_skipped() {
             tracing::warn!(input = %input.addr, "[INPUT] tcp: a value that is not a JSON object was skipped (Format json)");
+        }
+        if let Some(counts) = &counts {
+            counts.add(records.len(), n);
         }
         if !records.is_empty() {
             let time_ns = sluice_firelens::now_ns();

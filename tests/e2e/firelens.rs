@@ -1764,6 +1764,167 @@ fn an_exec_input_s_lines_are_records() {
     );
 }
 
+/// aws-for-fluent-bit's built-in `plugin-metrics-to-cloudwatch.conf` (the
+/// image's copy): an exec input reads the router's own
+/// `/api/v1/metrics/prometheus`, grep and the parser of
+/// `plugin-metrics-parser.conf` make a record of each counter, and they go
+/// to the log group the task names. Here the file's port, interval, parser
+/// path and `curl` (which this machine may lack) are rewritten: Python
+/// fetches the page, every second.
+#[test]
+fn aws_for_fluent_bits_plugin_metrics_conf() {
+    let Peers {
+        moto,
+        agent,
+        addresses,
+    } = Peers::start();
+    let configs = crate::support::workspace().join("image/fluent-bit/configs");
+    let admin_port = crate::support::free_port();
+    let fetch = format!(
+        "{} -c \"import sys, urllib.request as u; sys.stdout.write(u.urlopen('http://127.0.0.1:{admin_port}/api/v1/metrics/prometheus').read().decode())\"",
+        crate::support::python().display()
+    );
+    let conf = std::fs::read_to_string(configs.join("plugin-metrics-to-cloudwatch.conf"))
+        .expect("the image's copy")
+        .replace("HTTP_PORT    2020", &format!("HTTP_PORT    {admin_port}"))
+        .replace("HTTP_Listen  0.0.0.0", "HTTP_Listen  127.0.0.1")
+        .replace(
+            "/fluent-bit/configs/plugin-metrics-parser.conf",
+            &configs
+                .join("plugin-metrics-parser.conf")
+                .display()
+                .to_string(),
+        )
+        .replace("Interval_Sec 30", "Interval_Sec 1")
+        .replace(
+            "curl -s http://127.0.0.1:2020/api/v1/metrics/prometheus",
+            &fetch,
+        )
+        .replace(
+            "region ${FLUENT_BIT_METRICS_LOG_REGION}",
+            &format!(
+                "region ${{FLUENT_BIT_METRICS_LOG_REGION}}\n    endpoint {}",
+                moto.endpoint()
+            ),
+        );
+    let extra = extra_conf(&conf);
+    let sidecar = start_app_task_with_env(
+        &moto,
+        &agent,
+        &addresses,
+        &extra,
+        &[
+            (
+                "FLUENT_BIT_METRICS_LOG_GROUP",
+                "fluent-bit-metrics".to_string(),
+            ),
+            ("FLUENT_BIT_METRICS_LOG_REGION", "us-east-1".to_string()),
+            ("HOSTNAME", "ip-10-0-0-7".to_string()),
+        ],
+    );
+    send_app(&addresses, &[("stdout", "one"), ("stdout", "two")]);
+    // The app's output, as Fluent Bit names it: outputs are numbered all
+    // together, in the file's order, where the included file's comes
+    // before the health check's and the app's.
+    const APP_OUTPUT: &str = "cloudwatch_logs.2";
+    // Once both lines are in CloudWatch, a later scrape counts them.
+    let counted = |d: &CloudWatchDump| {
+        in_stream(
+            &d.events,
+            "fluent-bit-metrics",
+            "ip-10-0-0-7-fb-internal-metrics",
+        )
+        .iter()
+        .any(|e| {
+            let r = object(&e.message);
+            let field = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+            field("metric") == "fluentbit_output_proc_records_total"
+                && field("plugin") == APP_OUTPUT
+                && field("value") == "2"
+        })
+    };
+    let dump = stop_once_delivered(sidecar, &moto, "the app's two records counted", counted);
+    let metrics: Vec<Map<String, Value>> = in_stream(
+        &dump.events,
+        "fluent-bit-metrics",
+        "ip-10-0-0-7-fb-internal-metrics",
+    )
+    .iter()
+    .map(|e| object(&e.message))
+    .collect();
+    // Every counter line is a record of its four fields, the hostname and
+    // the ECS keys; the other lines (uptime, start time, build) keep
+    // `exec`; no HELP or TYPE line is left.
+    let plugins: std::collections::BTreeSet<(String, String)> = metrics
+        .iter()
+        .filter(|r| r.contains_key("metric"))
+        .map(|r| {
+            let mut keys: Vec<&str> = r.keys().map(String::as_str).collect();
+            keys.sort_unstable();
+            assert_eq!(
+                keys,
+                [
+                    "ecs_cluster",
+                    "ecs_task_arn",
+                    "ecs_task_definition",
+                    "hostname",
+                    "metric",
+                    "plugin",
+                    "time",
+                    "value"
+                ],
+                "{r:?}"
+            );
+            (
+                r["metric"].as_str().unwrap().to_string(),
+                r["plugin"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let inputs = ["forward.0", "forward.1", "tcp.2", "exec.3"];
+    let outputs = ["cloudwatch_logs.0", "null.1", APP_OUTPUT];
+    let mut want = std::collections::BTreeSet::new();
+    for plugin in inputs {
+        for counter in ["records", "bytes"] {
+            want.insert((
+                format!("fluentbit_input_{counter}_total"),
+                plugin.to_string(),
+            ));
+        }
+    }
+    for plugin in outputs {
+        for counter in [
+            "proc_records",
+            "proc_bytes",
+            "errors",
+            "retries",
+            "retries_failed",
+            "dropped_records",
+            "retried_records",
+        ] {
+            want.insert((
+                format!("fluentbit_output_{counter}_total"),
+                plugin.to_string(),
+            ));
+        }
+    }
+    assert_eq!(plugins, want);
+    let others: std::collections::BTreeSet<&str> = metrics
+        .iter()
+        .filter_map(|r| r.get("exec").and_then(Value::as_str))
+        .map(|line| line.split([' ', '{']).next().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        others,
+        [
+            "fluentbit_build_info",
+            "fluentbit_uptime",
+            "process_start_time_seconds"
+        ]
+        .into()
+    );
+}
+
 /// AWS's FireLens example for a custom stack-trace format
 /// (`firelens-concatanate-multiline.html`): a `[MULTILINE_PARSER]` in a
 /// parsers file named by `[SERVICE] parsers_file`, and the multiline

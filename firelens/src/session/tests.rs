@@ -90,7 +90,8 @@ fn frames_without_acks_travel_together_and_an_ack_frame_alone() {
             frames: 4,
             events: 4,
             skipped_non_logs: 0,
-            acks: 0
+            acks: 0,
+            bytes: bytes.len() as u64,
         }
     );
     assert_eq!(s.take_counts(), FrameCounts::default());

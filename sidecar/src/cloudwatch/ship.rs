@@ -25,6 +25,7 @@ use super::api::{CallError, LogsApi, Rejected};
 use super::batch::Batch;
 use super::client::CloudWatchClient;
 use crate::event::StreamKey;
+use crate::fluentbit::plugin_metrics::{OutputCounts, PluginMetrics};
 use crate::spool::{self, SpoolShared};
 
 /// Requests in flight at once, over all streams. PutLogEvents has no
@@ -75,6 +76,8 @@ pub struct ShipCounters {
     pub last_success_ms: AtomicU64,
     /// Woken whenever a batch finishes (its memory is free again).
     pub finished: Notify,
+    /// A FireLens configuration's outputs' counters, by log stream.
+    pub plugin_metrics: std::sync::OnceLock<Arc<PluginMetrics>>,
 }
 
 impl ShipCounters {
@@ -249,9 +252,14 @@ impl<C: LogsApi> Shipper<C> {
         loop {
             let seen = self.creations(key).await;
             self.counters.requests.fetch_add(1, Ordering::Relaxed);
+            let output = self
+                .counters
+                .plugin_metrics
+                .get()
+                .and_then(|m| m.stream_output(key));
             let failure = match self.client.put_log_events(key, &batch, emf).await {
                 Ok(rejected) => {
-                    self.count_delivered(&batch, rejected);
+                    self.count_delivered(&batch, rejected, output);
                     self.counters
                         .last_success_ms
                         .store(crate::event::now_ms(), Ordering::Relaxed);
@@ -268,6 +276,10 @@ impl<C: LogsApi> Shipper<C> {
                         tracing::error!(group = %key.group(), stream = %key.stream(), timestamp_ms = event.timestamp_ms, bytes = event.message.len(), reason = %message, "CloudWatch refused an event");
                     }
                     ShipCounters::add(&self.counters.rejected_invalid, batch.len());
+                    if let Some(o) = output {
+                        OutputCounts::add(&o.errors, 1);
+                        OutputCounts::add(&o.dropped_records, batch.len());
+                    }
                     return None;
                 }
                 Err(CallError::NotFound)
@@ -309,6 +321,10 @@ impl<C: LogsApi> Shipper<C> {
             // A group deleted while running is created again next time.
             created = false;
             self.counters.retries.fetch_add(1, Ordering::Relaxed);
+            if let Some(o) = output {
+                OutputCounts::add(&o.retries, 1);
+                OutputCounts::add(&o.retried_records, batch.len());
+            }
             let wait = backoff(attempt);
             // The 1st, 2nd, 4th, 8th, ... retry of a batch.
             if attempt.is_power_of_two() {
@@ -322,22 +338,25 @@ impl<C: LogsApi> Shipper<C> {
         self.creations.lock().await.get(key).copied().unwrap_or(0)
     }
 
-    fn count_delivered(&self, batch: &Batch, rejected: Rejected) {
+    fn count_delivered(&self, batch: &Batch, rejected: Rejected, output: Option<&OutputCounts>) {
         let c = &self.counters;
         // Refused events are a prefix (too old, expired) and a suffix (too
         // new) of the sorted request; the bytes counted are the rest's.
         let refused_before = rejected.too_old + rejected.expired;
         let kept = batch.len() - refused_before - rejected.too_new;
+        let bytes = batch
+            .iter()
+            .skip(refused_before)
+            .take(kept)
+            .map(|e| e.message.len())
+            .sum();
         ShipCounters::add(&c.events_delivered, kept);
-        ShipCounters::add(
-            &c.bytes_delivered,
-            batch
-                .iter()
-                .skip(refused_before)
-                .take(kept)
-                .map(|e| e.message.len())
-                .sum(),
-        );
+        ShipCounters::add(&c.bytes_delivered, bytes);
+        if let Some(o) = output {
+            OutputCounts::add(&o.proc_records, kept);
+            OutputCounts::add(&o.proc_bytes, bytes);
+            OutputCounts::add(&o.dropped_records, batch.len() - kept);
+        }
         ShipCounters::add(&c.rejected_too_new, rejected.too_new);
         ShipCounters::add(&c.rejected_too_old, rejected.too_old);
         ShipCounters::add(&c.rejected_expired, rejected.expired);

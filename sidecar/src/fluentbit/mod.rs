@@ -25,6 +25,7 @@ pub mod nest;
 pub mod onig;
 pub mod parsers;
 pub mod plan;
+pub mod plugin_metrics;
 pub mod rewrite_tag;
 pub mod route;
 pub mod stdout_output;
@@ -203,7 +204,7 @@ pub fn describe(plan: &DropIn) -> String {
     if let Some(a) = plan.http_server {
         let _ = writeln!(
             out,
-            "  admin endpoint {a} ([SERVICE] HTTP_Server: /api/v1/health, /api/v1/uptime, /healthz, /metrics)"
+            "  admin endpoint {a} ([SERVICE] HTTP_Server: /api/v1/health, /api/v1/uptime, /api/v1/metrics, /api/v1/metrics/prometheus, /healthz, /metrics)"
         );
     }
     if let Some(flush) = plan.flush {
@@ -580,9 +581,22 @@ pub(crate) mod tests {
             .unwrap();
         let dir = tmp.path();
         let mut names = Vec::new();
+        // What the image's /fluent-bit/configs holds, here, and what a
+        // task definition gives plugin-metrics-to-cloudwatch.conf.
+        let in_image = "/fluent-bit/configs/";
+        let here = format!("{}/", configs.display());
+        let env = |name: &str| match name {
+            "FLUENT_BIT_METRICS_LOG_GROUP" => Some("fluent-bit-metrics".to_string()),
+            "FLUENT_BIT_METRICS_LOG_REGION" => Some("us-east-1".to_string()),
+            "HOSTNAME" => Some("ip-10-0-0-7".to_string()),
+            _ => None,
+        };
         for entry in std::fs::read_dir(&configs).unwrap() {
-            let file = entry.unwrap().path();
-            let name = file.file_name().unwrap().to_string_lossy().into_owned();
+            let original = entry.unwrap().path();
+            let name = original.file_name().unwrap().to_string_lossy().into_owned();
+            let file = dir.join(&name);
+            let text = std::fs::read_to_string(&original).unwrap();
+            std::fs::write(&file, text.replace(in_image, &here)).unwrap();
             let conf = dir.join(format!("{name}.generated"));
             std::fs::write(
                 &conf,
@@ -592,15 +606,23 @@ pub(crate) mod tests {
                 ),
             )
             .unwrap();
-            let plan = load(&conf, &|_| None, &[]).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            let plan = load(&conf, &env, &[]).unwrap_or_else(|e| panic!("{name}: {e:?}"));
             let filters: Vec<String> = describe(&plan)
                 .lines()
                 .filter(|l| l.starts_with("  filter "))
                 .map(str::to_string)
                 .collect();
             let parse_json = "  filter Match *: parser Key_Name log, Parser json, Reserve_Data";
+            let plugin_metrics = [
+                "  filter Match fb_metrics: grep Exclude exec HELP",
+                "  filter Match fb_metrics: grep Exclude exec TYPE",
+                "  filter Match fb_metrics: parser Key_Name exec, Parser fluentbit_prom_metrics_to_json, Reserve_Data",
+                "  filter Match *: record_modifier Record hostname ip-10-0-0-7",
+            ];
             let expected: &[&str] = if name.contains("json") {
                 &[parse_json]
+            } else if name == "plugin-metrics-to-cloudwatch.conf" {
+                &plugin_metrics
             } else {
                 &[]
             };
@@ -615,7 +637,9 @@ pub(crate) mod tests {
                 "multiline-parse-json.conf",
                 "output-metrics-healthcheck.conf",
                 "parse-json.conf",
-                "parse-multiline-json.conf"
+                "parse-multiline-json.conf",
+                "plugin-metrics-parser.conf",
+                "plugin-metrics-to-cloudwatch.conf"
             ]
         );
     }

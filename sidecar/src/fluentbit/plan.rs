@@ -49,6 +49,9 @@ pub struct DropIn {
     pub tail_inputs: Vec<TailInput>,
     /// `[INPUT] exec`: commands run every interval.
     pub exec_inputs: Vec<ExecInput>,
+    /// Each input Sluice serves, under the name Fluent Bit gives it
+    /// (`forward.0`, `tcp.2`, or its `Alias`), for its plugin metrics.
+    pub input_names: Vec<(String, InputKind)>,
     pub filters: Vec<Filter>,
     pub outputs: Vec<Output>,
     /// Where every CloudWatch output sends.
@@ -239,7 +242,24 @@ pub struct RecordModifier {
 pub struct Output {
     pub matcher: TagMatch,
     pub plugin: String,
+    /// The name Fluent Bit gives the instance (`cloudwatch_logs.1`: outputs
+    /// are numbered all together), or its `Alias`.
+    pub name: String,
     pub kind: OutputKind,
+}
+
+/// Which of the plan's inputs an `[INPUT]` section is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputKind {
+    /// The forward listener on TCP, or on the unix socket (a second
+    /// section naming the same listener shares it).
+    ForwardTcp,
+    ForwardUnix,
+    /// A tcp input or health check, by its address.
+    Tcp(SocketAddr),
+    /// The `n`th of `tail_inputs`, or of `exec_inputs`.
+    Tail(usize),
+    Exec(usize),
 }
 
 #[derive(Debug)]
@@ -406,6 +426,7 @@ pub fn plan(path: &Path, sections: &[Section]) -> Result<DropIn, Vec<ConfigError
         tcp_inputs: Vec::new(),
         tail_inputs: Vec::new(),
         exec_inputs: Vec::new(),
+        input_names: Vec::new(),
         filters: Vec::new(),
         outputs: Vec::new(),
         connection: None,
@@ -433,7 +454,7 @@ pub fn plan(path: &Path, sections: &[Section]) -> Result<DropIn, Vec<ConfigError
     });
     // Fluent Bit numbers its inputs in order, all plugins together
     // (`forward.0`, `forward.1`, `tcp.2`): an input's default tag.
-    let mut inputs = 0;
+    let (mut inputs, mut outputs) = (0, 0);
     for section in sections {
         let error = |message: String| ConfigError {
             key: section.at.clone(),
@@ -451,15 +472,19 @@ pub fn plan(path: &Path, sections: &[Section]) -> Result<DropIn, Vec<ConfigError
                 Ok(f) => plan.filters.push(f),
                 Err(mut e) => errors.append(&mut e),
             },
-            SectionKind::Output => match output(section, &mut plan.notes) {
-                Ok((o, connection)) => {
-                    if let Some(c) = connection {
-                        connections.push((section.at.clone(), c));
+            SectionKind::Output => {
+                match output(section, &mut plan.notes) {
+                    Ok((mut o, connection)) => {
+                        if let Some(c) = connection {
+                            connections.push((section.at.clone(), c));
+                        }
+                        o.name = instance_name(section, outputs);
+                        plan.outputs.push(o);
                     }
-                    plan.outputs.push(o);
+                    Err(mut e) => errors.append(&mut e),
                 }
-                Err(mut e) => errors.append(&mut e),
-            },
+                outputs += 1;
+            }
             SectionKind::Service => service(section, &mut plan, &mut errors),
             SectionKind::Parser => {
                 let name = section.get("name").unwrap_or("");
@@ -681,6 +706,15 @@ fn listen_address(
     Ok(SocketAddr::new(ip, port))
 }
 
+/// The name Fluent Bit gives a plugin instance, the `index`th of its
+/// kind (inputs, filters and outputs are each numbered all together):
+/// `<plugin>.<index>`, or its `Alias`.
+fn instance_name(section: &Section, index: usize) -> String {
+    section
+        .get("alias")
+        .map_or_else(|| format!("{}.{index}", section.plugin()), str::to_string)
+}
+
 /// An `[INPUT]`, the `index`th of the file's inputs.
 fn input(
     section: &Section,
@@ -732,6 +766,8 @@ fn input(
                     ))),
                     None => plan.forward.push(input),
                 }
+                let kind = if unix { InputKind::ForwardUnix } else { InputKind::ForwardTcp };
+                plan.input_names.push((instance_name(section, index), kind));
             }
             if let Some(key) = section.get("shared_key") {
                 plan.shared_key = Some(key.to_string());
@@ -778,6 +814,8 @@ fn input(
                         ));
                     }
                 }
+                plan.input_names
+                    .push((instance_name(section, index), InputKind::Tcp(addr)));
                 plan.tcp_inputs.push(TcpInput {
                     addr,
                     tag,
@@ -789,12 +827,20 @@ fn input(
         },
         "tail" => {
             match TailInput::from_section(section, index, parsers, &mut plan.notes) {
-                Ok(tail) => plan.tail_inputs.push(tail),
+                Ok(tail) => {
+                    let kind = InputKind::Tail(plan.tail_inputs.len());
+                    plan.input_names.push((instance_name(section, index), kind));
+                    plan.tail_inputs.push(tail)
+                }
                 Err(message) => errors.push(error(message)),
             }
         }
         "exec" => match ExecInput::from_section(section, index, parsers, &mut plan.notes) {
-            Ok(exec) => plan.exec_inputs.push(exec),
+            Ok(exec) => {
+                let kind = InputKind::Exec(plan.exec_inputs.len());
+                plan.input_names.push((instance_name(section, index), kind));
+                plan.exec_inputs.push(exec)
+            }
             Err(message) => errors.push(error(message)),
         },
         other => errors.push(error(format!(
@@ -1264,6 +1310,7 @@ fn output(
                 Output {
                     matcher,
                     plugin,
+                    name: String::new(),
                     kind: OutputKind::Null,
                 },
                 None,
@@ -1275,6 +1322,7 @@ fn output(
                 Output {
                     matcher,
                     plugin,
+                    name: String::new(),
                     kind: OutputKind::Stdout(stdout),
                 },
                 None,
@@ -1506,6 +1554,7 @@ fn output(
         Output {
             matcher,
             plugin,
+            name: String::new(),
             kind: OutputKind::CloudWatch(Box::new(output)),
         },
         Some(connection),

@@ -12,6 +12,7 @@ use super::plan::{
     CloudWatchOutput, DropIn, Fallback, Filter, FilterAction, Grep, LogicalOp, NameRule,
     OutputKind, ParserFilter, RecordModifier, TagMatch,
 };
+use super::plugin_metrics::PluginMetrics;
 use super::template::TemplateInput;
 use crate::cloudwatch::ship::{GroupPolicies, GroupPolicy};
 use crate::streams::{group_name, stream_name, StreamKey};
@@ -38,6 +39,8 @@ pub struct Router {
     rewrite_limit_logged: bool,
     /// Whether an output is `stdout`.
     has_stdout: bool,
+    /// The plugin instances' counters (`/api/v1/metrics`).
+    metrics: Option<Arc<PluginMetrics>>,
 }
 
 /// Which of a list of filters or outputs take a tag, kept for the last tag
@@ -237,7 +240,11 @@ impl NamedKey {
 }
 
 impl Router {
-    pub fn new(plan: DropIn, policies: Arc<GroupPolicies>) -> Router {
+    pub fn new(
+        plan: DropIn,
+        policies: Arc<GroupPolicies>,
+        metrics: Option<Arc<PluginMetrics>>,
+    ) -> Router {
         let last_keys = plan.outputs.iter().map(|_| None).collect();
         let names_read_record = plan
             .outputs
@@ -255,6 +262,7 @@ impl Router {
             .any(|o| matches!(o.kind, OutputKind::Stdout(_)));
         Router {
             has_stdout,
+            metrics,
             plan,
             policies,
             last_keys,
@@ -314,6 +322,16 @@ impl Router {
         self.has_stdout
     }
 
+    /// The plugin instances' counters.
+    pub fn plugin_metrics(&self) -> Option<&PluginMetrics> {
+        self.metrics.as_deref()
+    }
+
+    /// Whether output `index` is a `null` output.
+    pub fn is_null_output(&self, index: usize) -> bool {
+        matches!(self.plan.outputs[index].kind, OutputKind::Null)
+    }
+
     /// Output `index`, when it is a `stdout` output.
     pub fn stdout_output(&self, index: usize) -> Option<&super::stdout_output::StdoutOutput> {
         match &self.plan.outputs[index].kind {
@@ -346,6 +364,14 @@ impl Router {
             !self.names_read_record[index] && last.as_ref().is_some_and(|l| l.named_from(input));
         if !kept {
             let key = name_key(output, input);
+            // A lock, taken only when the output names another stream.
+            if let Some(metrics) = self
+                .metrics
+                .as_ref()
+                .filter(|_| last.as_ref().map(|l| &l.key) != Some(&key))
+            {
+                metrics.names_stream(&key, index);
+            }
             if last.as_ref().map(|l| l.key.group()) != Some(key.group()) {
                 self.policies.set(
                     key.group(),
@@ -519,7 +545,7 @@ mod tests {
     fn router(conf: &str) -> (Router, Arc<GroupPolicies>) {
         let p = crate::fluentbit::tests::plan_of(conf).unwrap();
         let policies = Arc::new(GroupPolicies::new(GroupPolicy::default()));
-        (Router::new(p, policies.clone()), policies)
+        (Router::new(p, policies.clone(), None), policies)
     }
 
     use crate::fluentbit::tests::record;
