@@ -17,7 +17,10 @@
 #   image's /fluent-bit/configs/parse-json.conf and a filesystem-buffering
 #   file whose storage.path is the directory the image makes (the spool
 #   opens there as 65532), and the health checks AWS documents pass
-#   through the root's /bin/sh, nc and curl.
+#   through the root's /bin/sh, nc and curl;
+# - with the image's plugin-metrics-to-cloudwatch.conf: its exec input's
+#   curl reads the admin endpoint in the root, and the counters reach
+#   CloudWatch (moto).
 # Needs root, debootstrap, and the tests' .venv.
 # Usage: sudo scripts/check-runtime-root.sh [ROOT_DIR]
 set -euo pipefail
@@ -175,6 +178,38 @@ grep -q "\"timestamp\": ${logged}000" /tmp/sluice-root-parse.dump
 grep '"message":"spool open"' /tmp/sluice-root-parse.err | grep -q '"dir":"/var/log/flb-storage"'
 [ "$(ls "$root/var/log/flb-storage")" = "lock" ]
 [ "$(stat -c %u "$root/var/log/flb-storage/lock")" = 65532 ]
+rm -rf "$root/fluent-bit/etc"
+
+echo "== plugin-metrics-to-cloudwatch.conf: the exec input's curl, in the root, reads the admin endpoint"
+mkdir -p "$root/fluent-bit/etc"
+cat > "$root/fluent-bit/etc/fluent-bit.conf" <<CONF
+[INPUT]
+    Name forward
+    unix_path /var/run/fluent.sock
+
+@INCLUDE /fluent-bit/configs/plugin-metrics-to-cloudwatch.conf
+CONF
+rm -f "$socket_dir/fluent.sock"
+# AWS_ENDPOINT_URL: the included output names no endpoint; its metrics go
+# to moto, where the first scrape (30 s after the start) lands.
+chroot "$root" /usr/bin/env -i AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test SLUICE_SHUTDOWN_DRAIN=0s \
+  AWS_ENDPOINT_URL=http://127.0.0.1:$moto_port FLUENT_BIT_METRICS_LOG_GROUP=fb-metrics \
+  FLUENT_BIT_METRICS_LOG_REGION=us-east-1 HOSTNAME=task-7 \
+  /usr/local/bin/sluice run --user 65532:65532 2> /tmp/sluice-root-metrics.err &
+for _ in $(seq 50); do [ -S "$socket_dir/fluent.sock" ] && break; sleep 0.1; done
+sidecar=$(pgrep -f "sluice run --user")
+in_root "curl -s http://127.0.0.1:2020/api/v1/metrics/prometheus" | grep -q '^fluentbit_input_records_total{name="exec.1"} 0 '
+for _ in $(seq 45); do
+  in_root "curl -s http://127.0.0.1:2020/api/v1/metrics/prometheus" | grep -q '^fluentbit_input_records_total{name="exec.1"} [1-9]' && break
+  sleep 1
+done
+in_root "curl -s http://127.0.0.1:2020/api/v1/metrics/prometheus" | grep '^fluentbit_input_records_total{name="exec.1"} [1-9]'
+sleep 2
+pkill -TERM -f "sluice run"
+while kill -0 "$sidecar" 2>/dev/null; do sleep 0.1; done
+.venv/bin/python tests/e2e/cloudwatch_peer.py dump "http://127.0.0.1:$moto_port" > /tmp/sluice-root-metrics.dump
+grep -q 'task-7-fb-internal-metrics' /tmp/sluice-root-metrics.dump
+grep -q '\\"metric\\":\\"fluentbit_output_proc_records_total\\"' /tmp/sluice-root-metrics.dump
 rm -rf "$root/fluent-bit/etc"
 
 kill $moto

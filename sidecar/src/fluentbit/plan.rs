@@ -388,10 +388,6 @@ const NOT_APPLIED: &[(&str, &str)] = &[
         "credentials_endpoint",
         "credentials come from the SDK's default chain (the task role on ECS)",
     ),
-    (
-        "alias",
-        "names in Sluice's logs are the plugin and its Match",
-    ),
     ("log_level", "Sluice's own log level is not set per output"),
     ("tls", "Sluice always uses TLS for https endpoints"),
     ("tls.verify", "Sluice always verifies certificates"),
@@ -783,7 +779,7 @@ fn input(
             }
             for (key, _) in &section.entries {
                 let k = key.to_ascii_lowercase();
-                if !matches!(k.as_str(), "name" | "unix_path" | "listen" | "port" | "shared_key" | "tag" | "tag_prefix")
+                if !matches!(k.as_str(), "name" | "alias" | "unix_path" | "listen" | "port" | "shared_key" | "tag" | "tag_prefix")
                     && !storage::reads(SectionKind::Input, "forward", &k)
                 {
                     plan.notes.push(format!(
@@ -1339,7 +1335,8 @@ fn output(
     let name = format!("OUTPUT {plugin}");
     for (key, value) in &section.entries {
         let k = key.to_ascii_lowercase();
-        if matches!(k.as_str(), "name" | "match" | "match_regex")
+        // `alias` names the output's plugin metrics (`instance_name`).
+        if matches!(k.as_str(), "name" | "match" | "match_regex" | "alias")
             || storage::reads(SectionKind::Output, &plugin, &k)
         {
             continue;
