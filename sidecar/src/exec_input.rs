@@ -2,15 +2,16 @@
 //! mode: `/bin/sh -c Command` every `Interval_Sec` + `Interval_NSec` (the
 //! first run one interval after the start), or once with `Oneshot`; each
 //! line it writes is a record, `{"exec": line}`, or what `Parser` reads of
-//! it. aws-for-fluent-bit's `plugin-metrics-*.conf` runs `curl` against the
-//! monitoring endpoint this way.
+//! it. aws-for-fluent-bit's `plugin-metrics-to-cloudwatch.conf` runs `curl`
+//! against the admin endpoint's `/api/v1/metrics/prometheus` this way.
 //!
 //! As `in_exec` reads with `fgets` into a `Buf_Size` buffer (4096 bytes by
 //! default), a line longer than `Buf_Size - 1` bytes becomes several
 //! records (and one longer than 256 KiB does whatever `Buf_Size` says, so
-//! that what a run holds stays small), and the last line needs no newline. Lines are handed on as the
-//! command writes them, each read's lines one delivery, with its share of
-//! the memory budget. A run still going when the next is due delays it.
+//! that what a run holds stays small), and the last line needs no
+//! newline. Lines are handed on as the command writes them, each read's
+//! lines one delivery, with its share of the memory budget. A run still
+//! going when the next is due delays it.
 //! The command's standard error is discarded (Sluice's own log is
 //! redacted, a command's is not); a failing command is logged with its
 //! exit status. On shutdown the command's process group gets SIGTERM.
