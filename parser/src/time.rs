@@ -178,9 +178,9 @@ impl CivilTime {
     /// The fields as milliseconds of a UTC wall clock, the zone not
     /// applied, with any day from 1 to 31 in any month, a day past the
     /// month's last counting on into the next, as strptime's fields go
-    /// through `timegm` (Fluent Bit reads `31/Feb/2018` as 3 March). With `day_zero`,
-    /// day 0 is the day before the 1st, as `timegm` takes the zeroed day
-    /// of a time strptime gave up on before its day.
+    /// through `timegm` (Fluent Bit reads `31/Feb/2018` as 3 March). With
+    /// `day_zero`, day 0 is the day before the 1st, as `timegm` takes the
+    /// zeroed day of a time strptime gave up on before its day.
     fn wall_ms(&self, day_zero: bool) -> Option<i64> {
         if !(1..=12).contains(&self.month)
             || (self.day == 0 && !day_zero)

@@ -256,17 +256,19 @@ impl Parser {
     fn epoch_ms(&self, format: &StrpTime, text: &str, now_ms: i64) -> Option<i64> {
         // In the system's zone, a format without a year reads in the local
         // date's year.
-        let read_at = match self.system_timezone {
-            true => now_ms + super::local_time::offset_ms_at(now_ms),
-            false => now_ms,
+        let read_at = if self.system_timezone {
+            now_ms + super::local_time::offset_ms_at(now_ms)
+        } else {
+            now_ms
         };
         let read = format.read(text, read_at, !self.time_strict)?;
-        if read.zone_ms.is_none() && self.system_timezone {
-            return super::local_time::wall_clock_to_epoch_ms(read.wall_ms);
-        }
-        // flb_parser_time_lookup sets Time_Offset only once the whole
-        // format was read.
-        let ms = read.epoch_ms(if read.whole { self.time_offset_ms } else { 0 });
+        let ms = if read.zone_ms.is_none() && self.system_timezone {
+            super::local_time::wall_clock_to_epoch_ms(read.wall_ms)?
+        } else {
+            // flb_parser_time_lookup sets Time_Offset only once the whole
+            // format was read.
+            read.epoch_ms(if read.whole { self.time_offset_ms } else { 0 })
+        };
         // A lenient read that stopped before the year is in 1899 or 1900:
         // Fluent Bit sends the record with that time, which no output
         // keeps; Sluice keeps the time the record was read.
@@ -661,7 +663,7 @@ fn parser(section: &Section) -> Result<Parser, String> {
                 .map_err(|e| error(format!("{key} {e}")))?,
             _ => {
                 return Err(error(format!(
-                "{key} is not supported by Sluice (it takes Time_Key, Time_Format, Time_Keep, Time_Offset, Time_System_Timezone, Types, Decode_Field, Decode_Field_As{})",
+                "{key} is not supported by Sluice (it takes Time_Key, Time_Format, Time_Keep, Time_Offset, Time_System_Timezone, Time_Strict, Types, Decode_Field, Decode_Field_As{})",
                 if regex {
                     ", Regex, Skip_Empty_Values"
                 } else if logfmt {
