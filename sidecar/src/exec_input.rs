@@ -243,7 +243,8 @@ fn terminate(child: &tokio::process::Child) {
 /// The records of `pieces`, read now.
 fn events(input: &ExecInput, tag: &Arc<str>, pieces: Vec<Vec<u8>>) -> Vec<Event> {
     let now_ns = sluice_firelens::now_ns();
-    pieces
+    let lines = pieces.len();
+    let events: Vec<Event> = pieces
         .into_iter()
         .filter_map(|piece| {
             let line = String::from_utf8_lossy(&piece);
@@ -270,7 +271,12 @@ fn events(input: &ExecInput, tag: &Arc<str>, pieces: Vec<Vec<u8>>) -> Vec<Event>
                 record,
             })
         })
-        .collect()
+        .collect();
+    if events.len() < lines {
+        // The lines' text stays out of the log: it is not redacted yet.
+        tracing::warn!(tag = %tag, left_out = lines - events.len(), "[INPUT] exec: the Parser did not read every line; those are left out, as Fluent Bit leaves them");
+    }
+    events
 }
 
 /// Cuts a command's output as `fgets` into a `buf_size` buffer does: at
@@ -381,6 +387,31 @@ mod tests {
         let _ = stop_tx.send(true);
         task.await.unwrap();
         assert!(rx.recv().await.is_none(), "nothing more");
+    }
+
+    /// With a Parser, a line it reads is its record (and its time), and
+    /// one it does not read is left out.
+    #[test]
+    fn a_parser_reads_the_lines() {
+        let parsers = crate::fluentbit::parsers::parsers(std::iter::empty());
+        let mut exec = input("date", Duration::from_secs(1), false);
+        exec.parser = Some(parsers["json"].as_ref().unwrap().clone());
+        let lines = vec![
+            br#"{"a":1,"time":"10/Oct/2000:13:55:36 -0700"}"#.to_vec(),
+            b"not json".to_vec(),
+        ];
+        let events = events(&exec, &Arc::from("probe"), lines);
+        let records: Vec<(String, i64)> = events
+            .iter()
+            .map(|e| {
+                let json = serde_json::Value::Object(e.record.to_json()).to_string();
+                (json, e.time_ns)
+            })
+            .collect();
+        assert_eq!(
+            records,
+            [(r#"{"a":1}"#.to_string(), 971_211_336_000_000_000)]
+        );
     }
 
     #[test]
