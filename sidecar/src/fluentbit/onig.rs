@@ -84,6 +84,15 @@ fn ruby_escapes(pattern: &str) -> String {
                     _ => {
                         out.push(c);
                         out.push(e);
+                        // `\p{Alpha}`, `\x{263A}`: the braces are the escape's.
+                        if matches!(e, 'p' | 'P' | 'x') && chars.peek() == Some(&'{') {
+                            for b in chars.by_ref() {
+                                out.push(b);
+                                if b == '}' {
+                                    break;
+                                }
+                            }
+                        }
                         continue;
                     }
                 };
@@ -237,6 +246,12 @@ mod tests {
             ruby_escapes(r#"^(?<m>[^ {}]*){name=\"(?<p>[^ {}\"]*)\"} x{2}y{,2}z{1,}w{2,3}q{}k{,}"#),
             r#"^(?<m>[^ {}]*)\{name=\"(?<p>[^ {}\"]*)\"\} x{2}y{0,2}z{1,}w{2,3}q\{\}k\{,\}"#
         );
+        // An escape's own braces stay as they are.
+        assert_eq!(
+            ruby_escapes(r"\p{Lu}\x{41}{2}\P{L}"),
+            r"\p{Lu}\x{41}{2}\P{L}"
+        );
+        assert!(regex(r"^\p{Lu}\x{41}{2}$").unwrap().is_match("ÉAA"));
         let prom =
             regex(r#"^(?<metric>[^ {}]*){name=\"(?<plugin>[^ {}\"]*)\"} (?<value>[^ ]*)"#).unwrap();
         let line = r#"fluentbit_output_retries_total{name="cloudwatch_logs.1"} 3"#;
