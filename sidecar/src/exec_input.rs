@@ -258,10 +258,7 @@ fn events(input: &ExecInput, tag: &Arc<str>, pieces: Vec<Vec<u8>>) -> Vec<Event>
                 // leaves it (logging an error).
                 Some(parser) => {
                     let parsed = parser.parse(&line, now_ns.div_euclid(1_000_000))?;
-                    let time_ns = parsed
-                        .time_ms
-                        .filter(|&ms| ms != 0)
-                        .map_or(now_ns, |ms| ms.saturating_mul(1_000_000));
+                    let time_ns = parsed.time_ns().unwrap_or(now_ns);
                     (Record::from(parsed.fields), time_ns)
                 }
             };

@@ -22,7 +22,7 @@ use crate::cloudwatch::ship::{GroupPolicies, GroupPolicy, ShipCounters, Shipper}
 use crate::cloudwatch::sink::CloudWatchSink;
 use crate::config::{self, Config, ForwardConfig, OutputType};
 use crate::ecs::{Identity, TaskMetadata};
-use crate::fluentbit::plan::ForwardInput;
+use crate::fluentbit::plan::{ForwardInput, InputKind};
 use crate::fluentbit::plugin_metrics::{InputCounts, PluginMetrics};
 use crate::fluentbit::route::Router;
 use crate::fluentbit::{self, DropIn};
@@ -299,7 +299,9 @@ async fn serve(
     let mut tcp_inputs = Vec::new();
     if let Some(plan) = &drop_in {
         for addr in &plan.health_checks {
-            let counts = plugin_metrics.as_ref().and_then(|m| m.tcp_input(*addr));
+            let counts = plugin_metrics
+                .as_ref()
+                .and_then(|m| m.input(InputKind::Tcp(*addr)));
             if let Err(code) = serve_health_check(*addr, counts).await {
                 return code;
             }
@@ -457,7 +459,7 @@ async fn serve(
         .map(|(listener, input)| {
             let counts = plugin_metrics
                 .as_ref()
-                .and_then(|m| m.tcp_input(input.addr));
+                .and_then(|m| m.input(InputKind::Tcp(input.addr)));
             crate::tcp_input::spawn(
                 listener,
                 input,
@@ -477,7 +479,9 @@ async fn serve(
                 pipeline_tx.clone(),
                 budget.clone(),
                 shutdown_rx.clone(),
-                plugin_metrics.as_ref().and_then(|m| m.tail_input(i)),
+                plugin_metrics
+                    .as_ref()
+                    .and_then(|m| m.input(InputKind::Tail(i))),
             )
         })
         .collect();
@@ -490,7 +494,9 @@ async fn serve(
                 pipeline_tx.clone(),
                 budget.clone(),
                 shutdown_rx.clone(),
-                plugin_metrics.as_ref().and_then(|m| m.exec_input(i)),
+                plugin_metrics
+                    .as_ref()
+                    .and_then(|m| m.input(InputKind::Exec(i))),
             )
         })
         .collect();

@@ -410,9 +410,7 @@ fn events(input: &TailInput, path: &Path, tag: &Arc<str>, lines: Vec<Vec<u8>>) -
                 .and_then(|p| p.parse(&line, now.div_euclid(1_000_000)))
             {
                 Some(parsed) => {
-                    if let Some(ms) = parsed.time_ms.filter(|&ms| ms != 0) {
-                        time_ns = ms.saturating_mul(1_000_000);
-                    }
+                    time_ns = parsed.time_ns().unwrap_or(now);
                     Record::from(parsed.fields)
                 }
                 None => {

@@ -102,7 +102,36 @@ pub struct Parsed {
     pub time_ms: Option<i64>,
 }
 
+impl Parsed {
+    /// The record's new time in ns, if any: Fluent Bit takes a parsed time
+    /// of 0 as none.
+    pub fn time_ns(&self) -> Option<i64> {
+        self.time_ms
+            .filter(|&ms| ms != 0)
+            .map(|ms| ms.saturating_mul(1_000_000))
+    }
+}
+
 impl Parser {
+    /// A parser of `format` with Fluent Bit's defaults: time key `time`,
+    /// no time format, strict times, empty values skipped.
+    fn new(name: &str, format: Format) -> Parser {
+        Parser {
+            name: name.to_string(),
+            format,
+            time_key: "time".to_string(),
+            time_format: None,
+            time_keep: false,
+            time_offset_ms: 0,
+            system_timezone: false,
+            time_strict: true,
+            skip_empty: true,
+            types: Vec::new(),
+            decoders: Decoders::default(),
+            notes: Vec::new(),
+        }
+    }
+
     /// `None` when `value` is not what the parser reads: not one JSON
     /// object, or no match of the regex. `now_ms` is when the value is
     /// read (the record's time): a `Time_Format` without a year takes its
@@ -367,19 +396,11 @@ fn built_in() -> Parsers {
     let timed = |name: &str, format: Format, time: (&str, Option<&str>), keep: bool| {
         let (time_key, time_format) = time;
         let parser = Parser {
-            name: name.to_string(),
-            format,
             time_key: time_key.to_string(),
             time_format: time_format
                 .map(|f| StrpTime::new(f).expect("a built-in time format reads")),
             time_keep: keep,
-            time_offset_ms: 0,
-            system_timezone: false,
-            time_strict: true,
-            skip_empty: true,
-            types: Vec::new(),
-            decoders: Decoders::default(),
-            notes: Vec::new(),
+            ..Parser::new(name, format)
         };
         (name.to_string(), Ok(Arc::new(parser)))
     };
@@ -611,20 +632,7 @@ fn parser(section: &Section) -> Result<Parser, String> {
     };
     let regex = matches!(format, Format::Regex(_));
     let logfmt = matches!(format, Format::Logfmt { .. });
-    let mut parser = Parser {
-        name: name.to_string(),
-        format,
-        time_key: "time".to_string(),
-        time_format: None,
-        time_keep: false,
-        time_offset_ms: 0,
-        system_timezone: false,
-        time_strict: true,
-        skip_empty: true,
-        types: Vec::new(),
-        decoders: Decoders::default(),
-        notes: Vec::new(),
-    };
+    let mut parser = Parser::new(name, format);
     let flag = |key: &str, value: &str| {
         fluent_bool(value).ok_or_else(|| error(format!("{key} {value:?} is not On or Off")))
     };

@@ -53,7 +53,8 @@ enum InputSource {
     /// The forward server's, by transport.
     ForwardTcp,
     ForwardUnix,
-    Own(Arc<InputCounts>),
+    /// The input's own (tcp, tail, exec, health check).
+    Own(InputKind, Arc<InputCounts>),
 }
 
 /// One output's counters, Fluent Bit's seven.
@@ -92,10 +93,6 @@ impl OutputCounts {
 #[derive(Debug)]
 pub struct PluginMetrics {
     inputs: Vec<(String, InputSource)>,
-    /// The tcp (by address), tail and exec inputs' own counts.
-    tcp: Vec<(std::net::SocketAddr, Arc<InputCounts>)>,
-    tail: Vec<Arc<InputCounts>>,
-    exec: Vec<Arc<InputCounts>>,
     outputs: Vec<(String, OutputCounts)>,
     /// The output each log stream's events are counted for: the first to
     /// name it.
@@ -106,29 +103,20 @@ pub struct PluginMetrics {
 
 impl PluginMetrics {
     pub fn new(plan: &DropIn) -> PluginMetrics {
-        let mut tcp = Vec::new();
-        let tail: Vec<Arc<InputCounts>> = plan.tail_inputs.iter().map(|_| Arc::default()).collect();
-        let exec: Vec<Arc<InputCounts>> = plan.exec_inputs.iter().map(|_| Arc::default()).collect();
-        let mut inputs = Vec::new();
-        for (name, kind) in &plan.input_names {
-            let source = match kind {
-                InputKind::ForwardTcp => InputSource::ForwardTcp,
-                InputKind::ForwardUnix => InputSource::ForwardUnix,
-                InputKind::Tcp(addr) => {
-                    let counts: Arc<InputCounts> = Arc::default();
-                    tcp.push((*addr, counts.clone()));
-                    InputSource::Own(counts)
-                }
-                InputKind::Tail(i) => InputSource::Own(tail[*i].clone()),
-                InputKind::Exec(i) => InputSource::Own(exec[*i].clone()),
-            };
-            inputs.push((name.clone(), source));
-        }
+        let inputs = plan
+            .input_names
+            .iter()
+            .map(|(name, kind)| {
+                let source = match kind {
+                    InputKind::ForwardTcp => InputSource::ForwardTcp,
+                    InputKind::ForwardUnix => InputSource::ForwardUnix,
+                    _ => InputSource::Own(*kind, Arc::default()),
+                };
+                (name.clone(), source)
+            })
+            .collect();
         PluginMetrics {
             inputs,
-            tcp,
-            tail,
-            exec,
             outputs: plan
                 .outputs
                 .iter()
@@ -144,20 +132,13 @@ impl PluginMetrics {
         let _ = self.forward.set(counters);
     }
 
-    /// The counts of the tcp input (or health check) listening on `addr`.
-    pub fn tcp_input(&self, addr: std::net::SocketAddr) -> Option<Arc<InputCounts>> {
-        self.tcp
-            .iter()
-            .find(|(a, _)| *a == addr)
-            .map(|(_, c)| c.clone())
-    }
-
-    pub fn tail_input(&self, index: usize) -> Option<Arc<InputCounts>> {
-        self.tail.get(index).cloned()
-    }
-
-    pub fn exec_input(&self, index: usize) -> Option<Arc<InputCounts>> {
-        self.exec.get(index).cloned()
+    /// The counts of the tcp (or health check), tail or exec input `kind`
+    /// names; the forward inputs' are the forward server's.
+    pub fn input(&self, kind: InputKind) -> Option<Arc<InputCounts>> {
+        self.inputs.iter().find_map(|(_, source)| match source {
+            InputSource::Own(k, counts) if *k == kind => Some(counts.clone()),
+            _ => None,
+        })
     }
 
     /// The counters of the `index`th output.
@@ -188,7 +169,7 @@ impl PluginMetrics {
                 let (records, bytes) = match (source, forward) {
                     (InputSource::ForwardTcp, Some(f)) => (&f.tcp.events, &f.tcp.bytes),
                     (InputSource::ForwardUnix, Some(f)) => (&f.unix.events, &f.unix.bytes),
-                    (InputSource::Own(c), _) => (&c.records, &c.bytes),
+                    (InputSource::Own(_, c), _) => (&c.records, &c.bytes),
                     (_, None) => return (name.as_str(), [("records", 0), ("bytes", 0)]),
                 };
                 let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -312,8 +293,8 @@ mod tests {
         forward.unix.bytes.store(700, Ordering::Relaxed);
         metrics.set_forward(forward);
         let health: std::net::SocketAddr = "127.0.0.1:8877".parse().unwrap();
-        metrics.tcp_input(health).unwrap().add(1, 20);
-        metrics.exec_input(0).unwrap().add(3, 90);
+        metrics.input(InputKind::Tcp(health)).unwrap().add(1, 20);
+        metrics.input(InputKind::Exec(0)).unwrap().add(3, 90);
         let key = StreamKey::new("g".into(), "s".into());
         metrics.names_stream(&key, 1);
         let cw = metrics.stream_output(&key).unwrap();

@@ -518,9 +518,8 @@ fn parse(
     else {
         return;
     };
-    // Fluent Bit takes a parsed time of 0 as none.
-    if let Some(ms) = parsed.time_ms.filter(|&ms| ms != 0) {
-        *time_ns = ms.saturating_mul(1_000_000);
+    if let Some(ns) = parsed.time_ns() {
+        *time_ns = ns;
     }
     // One sorted map, then one record built from it in key order: adding
     // a hostile line's thousands of keys to the record one by one would
