@@ -55,7 +55,8 @@ fn ruby_escapes(pattern: &str) -> String {
     // `[^` is a character).
     let mut depth = 0usize;
     let mut just_opened = false;
-    let mut chars = pattern.chars().peekable();
+    // `Chars`, for `as_str`: what is left of the pattern, to look ahead.
+    let mut chars = pattern.chars();
     while let Some(c) = chars.next() {
         let opened = just_opened;
         just_opened = false;
@@ -85,7 +86,7 @@ fn ruby_escapes(pattern: &str) -> String {
                         out.push(c);
                         out.push(e);
                         // `\p{Alpha}`, `\x{263A}`: the braces are the escape's.
-                        if matches!(e, 'p' | 'P' | 'x') && chars.peek() == Some(&'{') {
+                        if matches!(e, 'p' | 'P' | 'x') && chars.as_str().starts_with('{') {
                             for b in chars.by_ref() {
                                 out.push(b);
                                 if b == '}' {
@@ -98,7 +99,7 @@ fn ruby_escapes(pattern: &str) -> String {
                 };
                 out.push_str(if depth > 0 { inside } else { outside });
             }
-            '[' if depth > 0 && chars.peek() == Some(&':') => {
+            '[' if depth > 0 && chars.as_str().starts_with(':') => {
                 // A POSIX bracket (`[:alpha:]`), through its `:]`.
                 out.push(c);
                 for p in chars.by_ref() {
@@ -111,7 +112,7 @@ fn ruby_escapes(pattern: &str) -> String {
             '[' => {
                 depth += 1;
                 out.push(c);
-                if chars.peek() == Some(&'^') {
+                if chars.as_str().starts_with('^') {
                     out.push('^');
                     chars.next();
                 }
@@ -124,21 +125,18 @@ fn ruby_escapes(pattern: &str) -> String {
             // Onigmo reads a `{` that opens no interval (`{name=`) as the
             // character, where Rust's engine refuses it; and `{,m}` as
             // `{0,m}`, which Rust's does not read.
-            '{' if depth == 0 => {
-                let rest: String = chars.clone().collect();
-                match interval(&rest) {
-                    Some((len, lower, upper)) => {
-                        out.push('{');
-                        out.push_str(if lower.is_empty() { "0" } else { lower });
-                        out.push_str(upper);
-                        out.push('}');
-                        for _ in 0..len {
-                            chars.next();
-                        }
+            '{' if depth == 0 => match interval(chars.as_str()) {
+                Some((len, lower, upper)) => {
+                    out.push('{');
+                    out.push_str(if lower.is_empty() { "0" } else { lower });
+                    out.push_str(upper);
+                    out.push('}');
+                    for _ in 0..len {
+                        chars.next();
                     }
-                    None => out.push_str("\\{"),
                 }
-            }
+                None => out.push_str("\\{"),
+            },
             '}' if depth == 0 => out.push_str("\\}"),
             _ => out.push(c),
         }
@@ -153,15 +151,12 @@ fn ruby_escapes(pattern: &str) -> String {
 fn interval(text: &str) -> Option<(usize, &str, &str)> {
     let close = text.find('}')?;
     let inside = &text[..close];
-    let (lower, upper) = match inside.split_once(',') {
-        Some((lower, _)) => (lower, &inside[lower.len()..]),
-        None => (inside, ""),
-    };
+    // `rest` is `,m`, `,` or empty.
+    let (lower, rest) = inside.split_at(inside.find(',').unwrap_or(inside.len()));
+    let upper = rest.strip_prefix(',').unwrap_or(rest);
     let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
-    let upper_digits = upper.strip_prefix(',').unwrap_or(upper);
-    let valid =
-        digits(lower) && digits(upper_digits) && !(lower.is_empty() && upper_digits.is_empty());
-    valid.then_some((close + 1, lower, upper))
+    let valid = digits(lower) && digits(upper) && !(lower.is_empty() && upper.is_empty());
+    valid.then_some((close + 1, lower, rest))
 }
 
 /// The pattern between the slashes and the options after them, as
