@@ -18,6 +18,8 @@
 #   file whose storage.path is the directory the image makes (the spool
 #   opens there as 65532), and the health checks AWS documents pass
 #   through the root's /bin/sh, nc and curl;
+# - a parser's Time_Zone finds its zone in the root's /usr/share/zoneinfo
+#   (tzdata, which bookworm-slim has) and places a line's time in it;
 # - with the image's plugin-metrics-to-cloudwatch.conf: its exec input's
 #   curl reads the admin endpoint in the root, and the counters reach
 #   CloudWatch (moto).
@@ -178,6 +180,54 @@ grep -q "\"timestamp\": ${logged}000" /tmp/sluice-root-parse.dump
 grep '"message":"spool open"' /tmp/sluice-root-parse.err | grep -q '"dir":"/var/log/flb-storage"'
 [ "$(ls "$root/var/log/flb-storage")" = "lock" ]
 [ "$(stat -c %u "$root/var/log/flb-storage/lock")" = 65532 ]
+rm -rf "$root/fluent-bit/etc"
+
+echo "== a parser's Time_Zone, read from the root's time zone database"
+mkdir -p "$root/fluent-bit/etc"
+cat > "$root/fluent-bit/etc/fluent-bit.conf" <<CONF
+[SERVICE]
+    Parsers_File /fluent-bit/etc/parsers.conf
+
+[INPUT]
+    Name forward
+    unix_path /var/run/fluent.sock
+
+[FILTER]
+    Name parser
+    Match *
+    Key_Name log
+    Parser new_york
+
+[OUTPUT]
+    Name cloudwatch_logs
+    Match *
+    endpoint http://127.0.0.1:$moto_port
+    log_group_name /ecs/zoned
+    log_stream_name app
+    auto_create_group true
+    region us-east-1
+CONF
+cat > "$root/fluent-bit/etc/parsers.conf" <<CONF
+[PARSER]
+    Name new_york
+    Format regex
+    Regex ^(?<time>[^ ]+ [^ ]+) (?<msg>.*)$
+    Time_Format %Y-%m-%d %H:%M:%S
+    Time_Zone America/New_York
+CONF
+rm -f "$socket_dir/fluent.sock"
+chroot "$root" /usr/bin/env -i AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test SLUICE_SHUTDOWN_DRAIN=0s \
+  /usr/local/bin/sluice run --user 65532:65532 2> /tmp/sluice-root-zone.err &
+for _ in $(seq 50); do [ -S "$socket_dir/fluent.sock" ] && break; sleep 0.1; done
+sidecar=$(pgrep -f "sluice run --user")
+# A minute ago, as New York's wall clock (the host's own zone database).
+logged=$(( $(date +%s) - 60 ))
+wall=$(TZ=America/New_York date -d "@$logged" '+%Y-%m-%d %H:%M:%S')
+.venv/bin/python -c "
+from fluent import sender
+assert sender.FluentSender('app-firelens-1', host='unix://$socket_dir/fluent.sock').emit(None, {'log': '$wall up', 'source': 'stdout'})"
+stop_after_one_event /tmp/sluice-root-zone.err /tmp/sluice-root-zone.dump
+grep -q "\"timestamp\": ${logged}000" /tmp/sluice-root-zone.dump
 rm -rf "$root/fluent-bit/etc"
 
 echo "== plugin-metrics-to-cloudwatch.conf: the exec input's curl, in the root, reads the admin endpoint"

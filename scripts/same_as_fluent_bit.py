@@ -16,10 +16,14 @@ Found with it, and fixed: the docker parser's times ending in `Z`, Ruby's
 regex escapes (`\\d`, `\\w`, `\\s`, `\\h`, `\\<`), grep's first deciding
 rule and record-accessor keys, record_modifier's quoted values, days past
 a month's end (`31/Feb`), a JSON record's integer `-0`, comma-separated
-`Types` (Fluent Bit's own parsers_extra.conf).
+`Types` (Fluent Bit's own parsers_extra.conf). Checked and the same: a
+parser's `Time_Zone` (times in summer and winter, in a skipped and a
+repeated hour, past 2037, without a year, leniently read).
 
 Differences kept: a parser's time is kept to the millisecond (Fluent Bit
-keeps `%L`'s microseconds), floats are written with all their digits.
+keeps `%L`'s microseconds), floats are written with all their digits, and
+a record whose parsed time is before 1970 keeps that time (Fluent Bit's
+stdout output writes no such record).
 
 Usage (after ../shared/peers/build-peers.sh, with a release build):
   ~/peers/venv/bin/python scripts/same_as_fluent_bit.py SLUICE FILTERS LINES [PARSERS_FILE]

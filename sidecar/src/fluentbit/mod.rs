@@ -33,6 +33,7 @@ pub mod storage;
 pub mod stream_task;
 pub mod template;
 pub mod throttle;
+pub mod time_zone;
 
 use std::fmt::Write;
 use std::path::Path;

@@ -36,6 +36,7 @@ use sluice_parser::StrpTime;
 
 use super::classic::Section;
 use super::decode::{one_json_object, unescape_utf8, Decoders};
+use super::time_zone::TimeZone;
 use crate::config::layer::fluent_bool;
 
 /// A `[PARSER]` Sluice can run.
@@ -49,12 +50,8 @@ pub struct Parser {
     pub time_format: Option<StrpTime>,
     /// `Time_Keep`.
     pub time_keep: bool,
-    /// `Time_Offset`: the zone of times whose format gives none, in
-    /// milliseconds east of UTC.
-    pub time_offset_ms: i64,
-    /// `Time_System_Timezone On`: times whose format gives no zone are in
-    /// the system's zone (`TZ`, else `/etc/localtime`), not `Time_Offset`'s.
-    pub system_timezone: bool,
+    /// The zone of times whose format gives none.
+    pub zone: Zone,
     /// `Time_Strict` (default on); off, a time is what strptime read
     /// before the value stopped matching `Time_Format`.
     pub time_strict: bool,
@@ -68,6 +65,18 @@ pub struct Parser {
     /// What a filter that uses the parser notes at start: options read
     /// as Fluent Bit reads them, which may not be what was meant.
     pub notes: Vec<String>,
+}
+
+/// Where a parser places a time whose format gives no zone.
+#[derive(Debug, PartialEq)]
+pub enum Zone {
+    /// `Time_Offset` (default 0): milliseconds east of UTC.
+    Offset(i64),
+    /// `Time_System_Timezone On`: the system's zone (`TZ`, else
+    /// `/etc/localtime`).
+    System,
+    /// `Time_Zone`: a zone of the system's time zone database.
+    Named(TimeZone),
 }
 
 /// A `Types` cast, as `flb_parser_typecast` makes it: C's `atoll`,
@@ -122,8 +131,7 @@ impl Parser {
             time_key: "time".to_string(),
             time_format: None,
             time_keep: false,
-            time_offset_ms: 0,
-            system_timezone: false,
+            zone: Zone::Offset(0),
             time_strict: true,
             skip_empty: true,
             types: Vec::new(),
@@ -279,24 +287,29 @@ impl Parser {
 }
 
 impl Parser {
-    /// The time `text` gives in `format`, in `Time_Offset`'s zone when
-    /// the format gives none (as `flb_parser_time_lookup` sets the
-    /// offset).
+    /// The time `text` gives in `format`, in the parser's zone when the
+    /// format gives none (as `flb_parser_time_lookup` and
+    /// `flb_parser_tm2time_parser` place it).
     fn epoch_ms(&self, format: &StrpTime, text: &str, now_ms: i64) -> Option<i64> {
-        // In the system's zone, a format without a year reads in the local
-        // date's year.
-        let read_at = if self.system_timezone {
-            now_ms + super::local_time::offset_ms_at(now_ms)
-        } else {
-            now_ms
+        // A format without a year reads in the year (and date) the zone
+        // has at `now_ms`.
+        let read_at = match &self.zone {
+            Zone::Offset(_) => now_ms,
+            Zone::System => now_ms + super::local_time::offset_ms_at(now_ms),
+            Zone::Named(zone) => now_ms + zone.offset_ms_at(now_ms),
         };
         let read = format.read(text, read_at, !self.time_strict)?;
-        let ms = if read.zone_ms.is_none() && self.system_timezone {
-            super::local_time::wall_clock_to_epoch_ms(read.wall_ms)?
-        } else {
+        let ms = match &self.zone {
+            Zone::System if read.zone_ms.is_none() => {
+                super::local_time::wall_clock_to_epoch_ms(read.wall_ms)?
+            }
+            // Fluent Bit asks the format, not the value: a lenient read of
+            // a zoned format that stopped before its zone is UTC.
+            Zone::Named(zone) if !format.has_zone() => zone.wall_clock_to_epoch_ms(read.wall_ms),
             // flb_parser_time_lookup sets Time_Offset only once the whole
             // format was read.
-            read.epoch_ms(if read.whole { self.time_offset_ms } else { 0 })
+            &Zone::Offset(offset_ms) if read.whole => read.epoch_ms(offset_ms),
+            _ => read.epoch_ms(0),
         };
         // A lenient read that stopped before the year is in 1899 or 1900:
         // Fluent Bit sends the record with that time, which no output
@@ -633,6 +646,7 @@ fn parser(section: &Section) -> Result<Parser, String> {
     let regex = matches!(format, Format::Regex(_));
     let logfmt = matches!(format, Format::Logfmt { .. });
     let mut parser = Parser::new(name, format);
+    let (mut offset, mut system, mut zone) = (None, false, None);
     let flag = |key: &str, value: &str| {
         fluent_bool(value).ok_or_else(|| error(format!("{key} {value:?} is not On or Off")))
     };
@@ -648,10 +662,15 @@ fn parser(section: &Section) -> Result<Parser, String> {
             "time_keep" => parser.time_keep = flag(key, value)?,
             "time_strict" => parser.time_strict = flag(key, value)?,
             "time_offset" => {
-                parser.time_offset_ms = time_offset(value)
-                    .ok_or_else(|| error(format!("Time_Offset {value:?} is not Z, +HHMM, -HHMM or +HH:MM")))?
+                offset = Some(time_offset(value).ok_or_else(|| {
+                    error(format!(
+                        "Time_Offset {value:?} is not Z, +HHMM, -HHMM or +HH:MM"
+                    ))
+                })?)
             }
-            "time_system_timezone" => parser.system_timezone = flag(key, value)?,
+            "time_system_timezone" => system = flag(key, value)?,
+            // As Fluent Bit reads it, an empty value is none.
+            "time_zone" => zone = Some(value.as_str()).filter(|v| !v.is_empty()),
             "skip_empty_values" if regex => parser.skip_empty = flag(key, value)?,
             "logfmt_no_bare_keys" if logfmt => {
                 parser.format = Format::Logfmt {
@@ -671,7 +690,7 @@ fn parser(section: &Section) -> Result<Parser, String> {
                 .map_err(|e| error(format!("{key} {e}")))?,
             _ => {
                 return Err(error(format!(
-                "{key} is not supported by Sluice (it takes Time_Key, Time_Format, Time_Keep, Time_Offset, Time_System_Timezone, Time_Strict, Types, Decode_Field, Decode_Field_As{})",
+                "{key} is not supported by Sluice (it takes Time_Key, Time_Format, Time_Keep, Time_Offset, Time_System_Timezone, Time_Zone, Time_Strict, Types, Decode_Field, Decode_Field_As{})",
                 if regex {
                     ", Regex, Skip_Empty_Values"
                 } else if logfmt {
@@ -683,12 +702,35 @@ fn parser(section: &Section) -> Result<Parser, String> {
             }
         }
     }
-    if parser.system_timezone && parser.time_offset_ms != 0 {
-        // flb_parser_create reads Time_Offset only without it.
-        parser.notes.push(error(
-            "Time_Offset does not apply: Time_System_Timezone On puts times without a zone in the system's zone, as in Fluent Bit".into(),
-        ));
-    }
+    parser.zone = match (zone, system, offset) {
+        (Some(_), _, _) if parser.time_format.is_none() => {
+            return Err(error("Time_Zone needs a Time_Format".into()))
+        }
+        (Some(_), true, _) => {
+            return Err(error(
+                "Time_Zone cannot be combined with Time_System_Timezone On, as in Fluent Bit"
+                    .into(),
+            ))
+        }
+        (Some(_), _, Some(_)) => {
+            return Err(error(
+                "Time_Zone cannot be combined with Time_Offset, as in Fluent Bit".into(),
+            ))
+        }
+        (Some(name), false, None) => {
+            Zone::Named(TimeZone::load(name).map_err(|e| error(format!("Time_Zone {e}")))?)
+        }
+        (None, true, offset) => {
+            if offset.is_some_and(|ms| ms != 0) {
+                // flb_parser_create reads Time_Offset only without it.
+                parser.notes.push(error(
+                    "Time_Offset does not apply: Time_System_Timezone On puts times without a zone in the system's zone, as in Fluent Bit".into(),
+                ));
+            }
+            Zone::System
+        }
+        (None, false, offset) => Zone::Offset(offset.unwrap_or(0)),
+    };
     Ok(parser)
 }
 
@@ -1423,7 +1465,7 @@ mod tests {
         ]);
         let parsers = parsers([&local, &bad].into_iter());
         let local = parsers["local"].as_ref().unwrap();
-        assert!(local.system_timezone);
+        assert_eq!(local.zone, Zone::System);
         assert_eq!(
             local.notes,
             ["[PARSER] local at p.conf:1: Time_Offset does not apply: Time_System_Timezone On puts times without a zone in the system's zone, as in Fluent Bit"]
@@ -1432,6 +1474,100 @@ mod tests {
             parsers["bad"].as_ref().unwrap_err(),
             "[PARSER] bad at p.conf:1: Time_System_Timezone \"local\" is not On or Off"
         );
+    }
+
+    /// `Time_Zone` places times whose format gives no zone in that zone,
+    /// a format without a year in the zone's year, and refuses what
+    /// Fluent Bit refuses.
+    #[test]
+    fn a_named_time_zone_places_times_without_a_zone() {
+        let tmp = tempfile::Builder::new()
+            .prefix("sluice-zoneinfo-")
+            .tempdir()
+            .unwrap();
+        std::fs::write(
+            tmp.path().join("Berlin"),
+            crate::fluentbit::time_zone::tests::berlin_2021(),
+        )
+        .unwrap();
+        let berlin = || Zone::Named(TimeZone::load_from(tmp.path(), "Berlin").unwrap());
+        let with_format = |name: &str, format: &str| {
+            let mut parser = parser(&section(&[
+                ("Name", name),
+                ("Format", "json"),
+                ("Time_Format", format),
+            ]))
+            .unwrap();
+            parser.zone = berlin();
+            parser
+        };
+        let local = with_format("local", "%Y-%m-%d %H:%M:%S");
+        let zoned = with_format("zoned", "%Y-%m-%dT%H:%M:%S%z");
+        let syslog = with_format("syslog", "%b %d %H:%M:%S");
+        let time = |parser: &Parser, value: &str, now_ms: i64| {
+            parser
+                .parse(&format!(r#"{{"time":"{value}"}}"#), now_ms)
+                .unwrap()
+                .time_ms
+        };
+        // Summer and winter, two and one hours east of UTC.
+        assert_eq!(
+            time(&local, "2021-07-01 12:00:00", 0),
+            Some(1_625_133_600_000)
+        );
+        assert_eq!(
+            time(&local, "2021-01-15 12:00:00", 0),
+            Some(1_610_708_400_000)
+        );
+        // A zoned format keeps its own zone.
+        assert_eq!(
+            time(&zoned, "2021-07-01T12:00:00+0000", 0),
+            Some(1_625_140_800_000)
+        );
+        // 2021-12-31T23:30:00Z is already 2022 in the zone.
+        let new_year_ms = 1_640_993_400_000;
+        assert_eq!(
+            time(&syslog, "Jan 01 00:15:00", new_year_ms),
+            Some(1_640_992_500_000)
+        );
+        for (entries, error) in [
+            (
+                vec![("Time_Zone", "Berlin")],
+                "[PARSER] p at p.conf:1: Time_Zone needs a Time_Format",
+            ),
+            (
+                vec![
+                    ("Time_Format", "%s"),
+                    ("Time_Zone", "Berlin"),
+                    ("Time_System_Timezone", "On"),
+                ],
+                "[PARSER] p at p.conf:1: Time_Zone cannot be combined with Time_System_Timezone On, as in Fluent Bit",
+            ),
+            (
+                vec![
+                    ("Time_Format", "%s"),
+                    ("Time_Offset", "+0000"),
+                    ("Time_Zone", "Berlin"),
+                ],
+                "[PARSER] p at p.conf:1: Time_Zone cannot be combined with Time_Offset, as in Fluent Bit",
+            ),
+            (
+                vec![("Time_Format", "%s"), ("Time_Zone", "../etc/passwd")],
+                r#"[PARSER] p at p.conf:1: Time_Zone "../etc/passwd" is not a time zone name (an IANA name such as Europe/Berlin)"#,
+            ),
+        ] {
+            let mut all = vec![("Name", "p"), ("Format", "json")];
+            all.extend(entries);
+            assert_eq!(parser(&section(&all)).unwrap_err(), error);
+        }
+        // An empty Time_Zone is none, as Fluent Bit reads it.
+        let empty = parser(&section(&[
+            ("Name", "p"),
+            ("Format", "json"),
+            ("Time_Zone", ""),
+        ]))
+        .unwrap();
+        assert_eq!(empty.zone, Zone::Offset(0));
     }
 
     #[test]
