@@ -25,8 +25,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::config::layer::fluent_bool;
-use crate::fluentbit::classic::Section;
+use crate::fluentbit::classic::{on_off, whole_number, Section};
 use crate::fluentbit::parsers::{Parser, Parsers};
 use crate::fluentbit::plugin_metrics::InputCounts;
 use crate::fluentbit::storage::fluent_size;
@@ -54,16 +53,8 @@ impl ExecInput {
         parsers: &Parsers,
         notes: &mut Vec<String>,
     ) -> Result<ExecInput, String> {
-        let whole = |key: &str, value: &str| -> Result<i64, String> {
-            value
-                .trim()
-                .parse()
-                .map_err(|_| format!("[INPUT] exec {key} {value:?} is not a whole number"))
-        };
-        let flag = |key: &str, value: &str| {
-            fluent_bool(value)
-                .ok_or_else(|| format!("[INPUT] exec {key} {value:?} is not On or Off"))
-        };
+        let whole = |key: &str, value: &str| whole_number("[INPUT] exec", key, value);
+        let flag = |key: &str, value: &str| on_off("[INPUT] exec", key, value);
         let mut command = None;
         let (mut seconds, mut nanos) = (1, 0);
         let mut input = ExecInput {

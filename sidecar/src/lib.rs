@@ -6,6 +6,7 @@ pub mod admin;
 pub mod cli;
 pub mod cloudwatch;
 pub mod config;
+pub mod dummy_input;
 pub mod ecs;
 pub mod event;
 pub mod exec_input;

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sluice_firelens::{Counters, Limits, MemoryBudget, Server, ServerConfig};
+use sluice_firelens::{Counters, Delivery, Limits, MemoryBudget, Server, ServerConfig};
 use tokio::sync::{mpsc, watch};
 use tracing_subscriber::filter::LevelFilter;
 
@@ -100,6 +100,49 @@ pub fn run(args: RunArgs) -> ExitCode {
     // Do not wait for a stuck output past the grace.
     runtime.shutdown_timeout(Duration::from_millis(100));
     code
+}
+
+/// What each of a FireLens configuration's own inputs (tail, exec,
+/// dummy) is started with.
+struct InputWiring<'a> {
+    pipeline: &'a mpsc::Sender<Delivery>,
+    budget: &'a Arc<MemoryBudget>,
+    shutdown: &'a watch::Receiver<bool>,
+    metrics: Option<&'a PluginMetrics>,
+}
+
+/// An input's task: it takes the pipeline, the budget, the shutdown signal
+/// and its plugin-metrics counts.
+type SpawnInput<I> = fn(
+    I,
+    mpsc::Sender<Delivery>,
+    Arc<MemoryBudget>,
+    watch::Receiver<bool>,
+    Option<Arc<InputCounts>>,
+) -> tokio::task::JoinHandle<()>;
+
+impl InputWiring<'_> {
+    /// Starts each of `inputs`, the `n`th counted as `kind(n)`.
+    fn start<I>(
+        &self,
+        inputs: Vec<I>,
+        kind: fn(usize) -> InputKind,
+        spawn: SpawnInput<I>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        inputs
+            .into_iter()
+            .enumerate()
+            .map(|(i, input)| {
+                spawn(
+                    input,
+                    self.pipeline.clone(),
+                    self.budget.clone(),
+                    self.shutdown.clone(),
+                    self.metrics.and_then(|m| m.input(kind(i))),
+                )
+            })
+            .collect()
+    }
 }
 
 /// `shutdown.drain` and `shutdown.grace`; a FireLens configuration's
@@ -406,6 +449,10 @@ async fn serve(
         .as_ref()
         .map(|plan| plan.exec_inputs.clone())
         .unwrap_or_default();
+    let drop_in_dummies = drop_in
+        .as_ref()
+        .map(|plan| plan.dummy_inputs.clone())
+        .unwrap_or_default();
     if let (Some(metrics), Some(c)) = (&plugin_metrics, &cloudwatch) {
         let _ = c.counters.plugin_metrics.set(metrics.clone());
     }
@@ -470,36 +517,15 @@ async fn serve(
             )
         })
         .collect();
-    let tail_inputs: Vec<_> = drop_in_tails
-        .into_iter()
-        .enumerate()
-        .map(|(i, input)| {
-            crate::tail_input::spawn(
-                input,
-                pipeline_tx.clone(),
-                budget.clone(),
-                shutdown_rx.clone(),
-                plugin_metrics
-                    .as_ref()
-                    .and_then(|m| m.input(InputKind::Tail(i))),
-            )
-        })
-        .collect();
-    let exec_inputs: Vec<_> = drop_in_execs
-        .into_iter()
-        .enumerate()
-        .map(|(i, input)| {
-            crate::exec_input::spawn(
-                input,
-                pipeline_tx.clone(),
-                budget.clone(),
-                shutdown_rx.clone(),
-                plugin_metrics
-                    .as_ref()
-                    .and_then(|m| m.input(InputKind::Exec(i))),
-            )
-        })
-        .collect();
+    let wiring = InputWiring {
+        pipeline: &pipeline_tx,
+        budget: &budget,
+        shutdown: &shutdown_rx,
+        metrics: plugin_metrics.as_deref(),
+    };
+    let tail_inputs = wiring.start(drop_in_tails, InputKind::Tail, crate::tail_input::spawn);
+    let exec_inputs = wiring.start(drop_in_execs, InputKind::Exec, crate::exec_input::spawn);
+    let dummy_inputs = wiring.start(drop_in_dummies, InputKind::Dummy, crate::dummy_input::spawn);
     let server = tokio::spawn(server.run(pipeline_tx, shutdown_rx));
     match crate::startup_pages::release() {
         Ok(bytes) => tracing::debug!(bytes, "start-up code's pages given back"),
@@ -533,7 +559,12 @@ async fn serve(
     let finish = async {
         let _ = server.await;
         // Each input hands over what it read, then lets the pipeline close.
-        for input in tcp_inputs.into_iter().chain(tail_inputs).chain(exec_inputs) {
+        for input in tcp_inputs
+            .into_iter()
+            .chain(tail_inputs)
+            .chain(exec_inputs)
+            .chain(dummy_inputs)
+        {
             let _ = input.await;
         }
         let written = tokio::task::spawn_blocking(move || output.join())

@@ -36,8 +36,7 @@ use sluice_firelens::{Delivery, Event, MemoryBudget, Record};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::config::layer::fluent_bool;
-use crate::fluentbit::classic::Section;
+use crate::fluentbit::classic::{on_off, Section};
 use crate::fluentbit::parsers::{Parser, Parsers};
 use crate::fluentbit::plugin_metrics::InputCounts;
 
@@ -89,10 +88,7 @@ impl TailInput {
                 .map(str::to_string)
                 .collect()
         };
-        let flag = |key: &str, value: &str| {
-            fluent_bool(value)
-                .ok_or_else(|| format!("[INPUT] tail {key} {value:?} is not On or Off"))
-        };
+        let flag = |key: &str, value: &str| on_off("[INPUT] tail", key, value);
         let mut input = TailInput {
             paths: Vec::new(),
             exclude: Vec::new(),

@@ -1764,6 +1764,68 @@ fn an_exec_input_s_lines_are_records() {
     );
 }
 
+/// A dummy input, as a task definition's configuration may add one to
+/// check a route: its records, each copy, at the start time given, then
+/// one interval later, redacted like every other record.
+#[test]
+fn a_dummy_input_s_records_are_sent() {
+    let Peers {
+        moto,
+        agent,
+        addresses,
+    } = Peers::start();
+    // A minute ago, so that CloudWatch keeps the records.
+    let start_sec = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 60;
+    let extra = extra_conf(&format!(
+        "[INPUT]\n    Name dummy\n    Tag probe\n    Dummy {{\"path\":\"/x?token=s3cret\"}} {{\"n\":2}}\n    Copies 2\n    Samples 2\n    Interval_NSec 100000000\n    Start_time_sec {start_sec}\n    Flush_on_startup On\n\n[OUTPUT]\n    Name cloudwatch_logs\n    Match probe\n    region us-east-1\n    endpoint {}\n    log_group_name probes\n    log_stream_name dummy\n    auto_create_group true\n",
+        moto.endpoint()
+    ));
+    let sidecar = start_app_task(&moto, &agent, &addresses, &extra);
+    let dump = stop_once_delivered(sidecar, &moto, "the dummy records in CloudWatch", |d| {
+        in_stream(&d.events, "probes", "dummy").len() >= 8
+    });
+    let sent: Vec<(i64, Value)> = in_stream(&dump.events, "probes", "dummy")
+        .iter()
+        .map(|e| (e.timestamp, Value::Object(object(&e.message))))
+        .collect();
+    let with_ecs_keys = |mut record: Value| {
+        let keys = json!({
+            "ecs_cluster": "prod",
+            "ecs_task_arn": task_arn(),
+            "ecs_task_definition": "orders:7",
+        });
+        record
+            .as_object_mut()
+            .unwrap()
+            .extend(keys.as_object().unwrap().clone());
+        record
+    };
+    let records: Vec<Value> = sent.iter().map(|(_, r)| r.clone()).collect();
+    let one = [
+        with_ecs_keys(json!({"path": "/x?token=REDACTED"})),
+        with_ecs_keys(json!({"n": 2})),
+    ];
+    assert_eq!(
+        records,
+        [one.clone(), one.clone(), one.clone(), one].concat(),
+        "{:#?}",
+        dump.events
+    );
+    // The first generation (at the start) at the start time; the second
+    // an interval later, as its time moves on from there.
+    let first_ms = start_sec as i64 * 1000;
+    let times: Vec<i64> = sent.iter().map(|(t, _)| *t).collect();
+    assert!(times[..4].iter().all(|&t| t == first_ms), "{times:?}");
+    assert!(
+        times[4..].iter().all(|&t| t == times[4] && t > first_ms),
+        "{times:?}"
+    );
+}
+
 /// aws-for-fluent-bit's built-in `plugin-metrics-to-cloudwatch.conf` (the
 /// image's copy): an exec input reads the router's own
 /// `/api/v1/metrics/prometheus`, grep and the parser of

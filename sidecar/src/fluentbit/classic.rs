@@ -352,6 +352,21 @@ fn expand(
     out
 }
 
+/// A plugin's On/Off option; `Err` names the plugin, the option and the
+/// value (`[INPUT] exec Oneshot "x" is not On or Off`).
+pub fn on_off(plugin: &str, key: &str, value: &str) -> Result<bool, String> {
+    crate::config::layer::fluent_bool(value)
+        .ok_or_else(|| format!("{plugin} {key} {value:?} is not On or Off"))
+}
+
+/// A plugin's whole-number option, as [`on_off`] names a wrong one.
+pub fn whole_number(plugin: &str, key: &str, value: &str) -> Result<i64, String> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| format!("{plugin} {key} {value:?} is not a whole number"))
+}
+
 /// A value split as `flb_slist_split_tokens` splits it (a multiline
 /// parser's `rule`, a rewrite_tag `Rule`): space-separated tokens; a token that starts with `"` runs to the next
 /// `"` not after a `\`, and `\"` in it is `"` (nothing else is unescaped:

@@ -256,6 +256,19 @@ pub fn describe(plan: &DropIn) -> String {
                 .map_or(String::new(), |k| format!(", Path_Key {k}")),
         );
     }
+    for input in &plan.dummy_inputs {
+        let _ = writeln!(
+            out,
+            "  input dummy (Tag {}, {} record(s) x {} every {:?}{})",
+            input.tag,
+            input.records.len(),
+            input.copies,
+            input.interval,
+            input
+                .samples
+                .map_or(String::new(), |n| format!(", {n} time(s)")),
+        );
+    }
     for input in &plan.exec_inputs {
         let _ = writeln!(
             out,

@@ -26,6 +26,7 @@ use super::template::{output_uuid, Template};
 use super::throttle::Throttle;
 use crate::config::layer::{fluent_bool, read_section, Origin, RawSection, RawValue};
 use crate::config::{retention_message, ConfigError, RETENTION_DAYS};
+use crate::dummy_input::DummyInput;
 use crate::exec_input::ExecInput;
 use crate::multiline::StateRules;
 use crate::tail_input::TailInput;
@@ -49,6 +50,8 @@ pub struct DropIn {
     pub tail_inputs: Vec<TailInput>,
     /// `[INPUT] exec`: commands run every interval.
     pub exec_inputs: Vec<ExecInput>,
+    /// `[INPUT] dummy`: records made every interval.
+    pub dummy_inputs: Vec<DummyInput>,
     /// Each input Sluice serves, under the name Fluent Bit gives it
     /// (`forward.0`, `tcp.2`, or its `Alias`), for its plugin metrics.
     pub input_names: Vec<(String, InputKind)>,
@@ -257,9 +260,10 @@ pub enum InputKind {
     ForwardUnix,
     /// A tcp input or health check, by its address.
     Tcp(SocketAddr),
-    /// The `n`th of `tail_inputs`, or of `exec_inputs`.
+    /// The `n`th of `tail_inputs`, `exec_inputs` or `dummy_inputs`.
     Tail(usize),
     Exec(usize),
+    Dummy(usize),
 }
 
 #[derive(Debug)]
@@ -422,6 +426,7 @@ pub fn plan(path: &Path, sections: &[Section]) -> Result<DropIn, Vec<ConfigError
         tcp_inputs: Vec::new(),
         tail_inputs: Vec::new(),
         exec_inputs: Vec::new(),
+        dummy_inputs: Vec::new(),
         input_names: Vec::new(),
         filters: Vec::new(),
         outputs: Vec::new(),
@@ -839,8 +844,16 @@ fn input(
             }
             Err(message) => errors.push(error(message)),
         },
+        "dummy" => match DummyInput::from_section(section, index, &mut plan.notes) {
+            Ok(dummy) => {
+                let kind = InputKind::Dummy(plan.dummy_inputs.len());
+                plan.input_names.push((instance_name(section, index), kind));
+                plan.dummy_inputs.push(dummy)
+            }
+            Err(message) => errors.push(error(message)),
+        },
         other => errors.push(error(format!(
-            "[INPUT] {other} cannot be served by Sluice, which takes Fluent Forward (forward), tcp, tail and exec"
+            "[INPUT] {other} cannot be served by Sluice, which takes Fluent Forward (forward), tcp, tail, exec and dummy"
         ))),
     }
 }

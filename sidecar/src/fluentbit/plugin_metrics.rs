@@ -9,7 +9,8 @@
 //! What each counts, in Sluice's terms:
 //! - an input's `records` are the records it took; its `bytes` the bytes
 //!   its clients sent (a forward input's frames as read, compressed or
-//!   not) or a tail, tcp or exec input read. A second forward input on a
+//!   not) or a tail, tcp or exec input read, or a dummy input's records
+//!   as JSON. A second forward input on a
 //!   listener an earlier one already has shares its counts with that one.
 //! - a CloudWatch output's `proc_records` and `proc_bytes` are the events
 //!   CloudWatch took and their messages' bytes, counted for the output
@@ -53,7 +54,7 @@ enum InputSource {
     /// The forward server's, by transport.
     ForwardTcp,
     ForwardUnix,
-    /// The input's own (tcp, tail, exec, health check).
+    /// The input's own (tcp, tail, exec, dummy, health check).
     Own(InputKind, Arc<InputCounts>),
 }
 
@@ -132,7 +133,7 @@ impl PluginMetrics {
         let _ = self.forward.set(counters);
     }
 
-    /// The counts of the tcp (or health check), tail or exec input `kind`
+    /// The counts of the tcp (or health check), tail, exec or dummy input `kind`
     /// names; the forward inputs' are the forward server's.
     pub fn input(&self, kind: InputKind) -> Option<Arc<InputCounts>> {
         self.inputs.iter().find_map(|(_, source)| match source {
