@@ -7,8 +7,9 @@
 //! Times: the time a record is made, or with `Start_time_sec` /
 //! `Start_time_nsec` that time at the first generation and as much later
 //! as the generation is; with `Fixed_timestamp` every record has the first
-//! one's. When generations fall behind (a high `Rate`), those due are made
-//! at once, as one delivery with its share of the memory budget.
+//! one's. When generations fall behind (a high `Rate`), those due (up to
+//! 1,000) are made at once. Records are handed on in deliveries of at most
+//! 1,000, each with its share of the memory budget.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,9 +26,14 @@ use crate::fluentbit::plugin_metrics::InputCounts;
 /// `Dummy`'s default.
 const DEFAULT_DUMMY: &str = r#"{"message":"dummy"}"#;
 
-/// The most generations made in one delivery, so that a rate the pipeline
-/// cannot keep up with holds a bounded batch.
+/// The most generations owed at once: when the pipeline cannot keep up
+/// with the rate, the ticks beyond are dropped, as Fluent Bit's timer
+/// drops the ticks it missed.
 const MAX_GENERATIONS_AT_ONCE: u64 = 1000;
+
+/// The most records in one delivery, so that many copies or generations
+/// are handed on in steps, each with its share of the memory budget.
+const EVENTS_PER_DELIVERY: usize = 1000;
 
 /// One `[INPUT] dummy`.
 #[derive(Clone, Debug)]
@@ -131,20 +137,25 @@ impl DummyInput {
         Ok(input)
     }
 
-    /// One generation's records, at `time_ns`.
-    fn generation(&self, tag: &Arc<str>, time_ns: i64, events: &mut Vec<Event>) -> usize {
-        let mut bytes = 0;
-        for _ in 0..self.copies {
-            for (record, len) in &self.records {
-                events.push(Event {
+    /// The records of `generations` generations at `time_ns`, each with
+    /// its length as JSON, made as they are taken.
+    fn events<'a>(
+        &'a self,
+        tag: &'a Arc<str>,
+        time_ns: i64,
+        generations: u64,
+    ) -> impl Iterator<Item = (Event, usize)> + 'a {
+        let one = (0..self.copies).flat_map(move |_| self.records.iter());
+        (0..generations)
+            .flat_map(move |_| one.clone())
+            .map(move |(record, len)| {
+                let event = Event {
                     tag: tag.clone(),
                     time_ns,
                     record: Record::from(record.clone()),
-                });
-                bytes += len;
-            }
-        }
-        bytes
+                };
+                (event, *len)
+            })
     }
 }
 
@@ -195,20 +206,20 @@ pub fn spawn(
         loop {
             let due = clock.take_due(Instant::now());
             if due > 0 {
-                let now_ns = sluice_firelens::now_ns();
-                let time_ns = clock.time_ns(now_ns);
-                let mut events = Vec::new();
-                let mut bytes = 0;
-                for _ in 0..due {
-                    bytes += input.generation(&tag, time_ns, &mut events);
-                }
-                if let Some(counts) = &counts {
-                    counts.add(events.len(), bytes);
-                }
-                if !events.is_empty()
-                    && !crate::tcp_input::deliver(events, &pipeline, &budget).await
-                {
-                    return;
+                let time_ns = clock.time_ns(sluice_firelens::now_ns());
+                let mut made = input.events(&tag, time_ns, due);
+                loop {
+                    let (events, bytes): (Vec<Event>, Vec<usize>) =
+                        made.by_ref().take(EVENTS_PER_DELIVERY).unzip();
+                    if events.is_empty() {
+                        break;
+                    }
+                    if let Some(counts) = &counts {
+                        counts.add(events.len(), bytes.iter().sum());
+                    }
+                    if !crate::tcp_input::deliver(events, &pipeline, &budget).await {
+                        return;
+                    }
                 }
             }
             let Some(next) = clock.next_at() else {
@@ -468,6 +479,23 @@ mod tests {
         assert_eq!((fixed.time_ns(7_000), fixed.time_ns(9_000)), (5, 5));
         let (mut fixed_now, _) = clock(&[("Fixed_timestamp", "on")]);
         assert_eq!(fixed_now.time_ns(9_000), 5_000_000_000);
+    }
+
+    /// Many copies are handed on in steps of at most
+    /// [`EVENTS_PER_DELIVERY`] records.
+    #[tokio::test(start_paused = true)]
+    async fn many_copies_are_delivered_in_steps() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        let budget = Arc::new(MemoryBudget::new(1 << 20));
+        let input = from(&[("Copies", "2500"), ("Samples", "1")]).0.unwrap();
+        let task = spawn(input, tx, budget, stop_rx, None);
+        let mut sizes = Vec::new();
+        while let Some(delivery) = rx.recv().await {
+            sizes.push(delivery.events.len());
+        }
+        task.await.unwrap();
+        assert_eq!(sizes, [1000, 1000, 500]);
     }
 
     /// The input runs on the runtime's clock: each generation is one
