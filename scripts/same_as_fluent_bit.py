@@ -16,7 +16,12 @@ Found with it, and fixed: the docker parser's times ending in `Z`, Ruby's
 regex escapes (`\\d`, `\\w`, `\\s`, `\\h`, `\\<`), grep's first deciding
 rule and record-accessor keys, record_modifier's quoted values, days past
 a month's end (`31/Feb`), a JSON record's integer `-0`, comma-separated
-`Types` (Fluent Bit's own parsers_extra.conf). Checked and the same: a
+`Types` (Fluent Bit's own parsers_extra.conf), modify's
+`Matching_keys_have_matching_values` on a record with no such key and its
+regex conditions on booleans, grep's `Logical_Op` with both `Regex` and
+`Exclude` (Fluent Bit refuses it). modify, nest, rewrite_tag and throttle
+need a Fluent Bit built with them (FLUENT_BIT=...; the peers' build has
+parser, grep and record_modifier). Checked and the same: a
 parser's `Time_Zone` (times in summer and winter, in a skipped and a
 repeated hour, past 2037, without a year, leniently read).
 
@@ -37,7 +42,9 @@ import sys
 import tempfile
 import time
 
-FLUENT_BIT = os.path.expanduser("~/peers/fluent-bit-src/build/bin/fluent-bit")
+# The peers' build has the filters the side by side needs; FLUENT_BIT names
+# another (one built with modify, nest, rewrite_tag and throttle too).
+FLUENT_BIT = os.environ.get("FLUENT_BIT", os.path.expanduser("~/peers/fluent-bit-src/build/bin/fluent-bit"))
 # How long each runs: long enough for a tail input's first read and a flush.
 RUN_SECONDS = 4
 

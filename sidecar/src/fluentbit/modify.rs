@@ -7,6 +7,7 @@
 //! taken whole (`Set message "two words"`).
 
 use regex::Regex;
+use serde_json::Value as Json;
 use sluice_firelens::{FieldValue, Record};
 
 /// The filter: its conditions (all must hold) and rules, in order.
@@ -136,6 +137,7 @@ fn apply(rule: &Rule, record: &mut Record) {
 impl Condition {
     fn holds(&self, record: &Record) -> bool {
         let string = |key: &str| record.get_str(key);
+        let matches = |key: &str, re: &Regex| record.get(key).is_some_and(|v| value_matches(v, re));
         let a_key_matches = |re: &Regex| record.iter().any(|(k, _)| re.is_match(k));
         match self {
             Condition::KeyExists(key) => record.contains_key(key),
@@ -146,9 +148,9 @@ impl Condition {
             Condition::KeyValueDoesNotEqual(key, value) => {
                 record.contains_key(key) && string(key) != Some(value.as_str())
             }
-            Condition::KeyValueMatches(key, re) => string(key).is_some_and(|v| re.is_match(v)),
+            Condition::KeyValueMatches(key, re) => matches(key, re),
             Condition::KeyValueDoesNotMatch(key, re) => {
-                record.contains_key(key) && !string(key).is_some_and(|v| re.is_match(v))
+                record.contains_key(key) && !matches(key, re)
             }
             Condition::MatchingKeysHaveMatchingValues(keys, values) => {
                 matching_values(record, keys, values)
@@ -160,19 +162,13 @@ impl Condition {
     }
 }
 
-/// Fluent Bit's `MATCHING_KEYS_HAVE_MATCHING_VALUES`: some key matches, and
-/// every matching key holds a string that `values` matches.
+/// Fluent Bit's `MATCHING_KEYS_HAVE_MATCHING_VALUES`: every key that
+/// `keys` matches holds a value that `values` matches (so a record with no
+/// such key has them, as modify.c finds).
 fn matching_values(record: &Record, keys: &Regex, values: &Regex) -> bool {
-    let mut any = false;
-    for (key, value) in record.iter() {
-        if keys.is_match(key) {
-            any = true;
-            if !value.as_str().is_some_and(|v| values.is_match(v)) {
-                return false;
-            }
-        }
-    }
-    any
+    record
+        .iter()
+        .all(|(key, value)| !keys.is_match(key) || value_matches(value, values))
 }
 
 fn condition(value: &str) -> Result<Condition, String> {
@@ -213,6 +209,17 @@ fn condition(value: &str) -> Result<Condition, String> {
         }
     };
     Ok(c)
+}
+
+/// Whether `re` matches a value, as modify.c's
+/// `helper_msgpack_object_matches_regex` matches one: a string, or a
+/// boolean as `true` or `false`; no other value matches.
+fn value_matches(value: FieldValue<'_>, re: &Regex) -> bool {
+    match value {
+        FieldValue::Str(s) => re.is_match(s),
+        FieldValue::Json(Json::Bool(b)) => re.is_match(if *b { "true" } else { "false" }),
+        FieldValue::Json(_) => false,
+    }
 }
 
 fn regex(what: &str, pattern: &str) -> Result<Regex, String> {
@@ -342,10 +349,18 @@ mod tests {
         let both = "Matching_keys_have_matching_values ^ecs_ ^arn:";
         assert!(holds(both, r#"{"ecs_a":"arn:1","ecs_b":"arn:2","x":"y"}"#));
         assert!(!holds(both, r#"{"ecs_a":"arn:1","ecs_b":"no"}"#));
-        assert!(!holds(both, r#"{"x":"arn:1"}"#));
+        // No matching key: every one of them (none) has a matching value.
+        assert!(holds(both, r#"{"x":"arn:1"}"#));
+        let neither = "Matching_keys_do_not_have_matching_values ^ecs_ ^arn:";
+        assert!(holds(neither, r#"{"ecs_a":"no","ecs_b":"arn:2"}"#));
+        assert!(!holds(neither, r#"{"x":"no"}"#));
+        // A boolean matches as its text; a number does not.
+        assert!(holds("Key_value_matches b ^true$", r#"{"b":true}"#));
+        assert!(holds("Key_value_does_not_match b ^true$", r#"{"b":false}"#));
+        assert!(holds("Key_value_does_not_match b ^1$", r#"{"b":1}"#));
         assert!(holds(
-            "Matching_keys_do_not_have_matching_values ^ecs_ ^arn:",
-            r#"{"ecs_a":"no"}"#
+            "Matching_keys_have_matching_values ^b ^f",
+            r#"{"b":false}"#
         ));
     }
 

@@ -1127,6 +1127,18 @@ fn filter(
                     )),
                 }
             }
+            // grep.c's set_rules: with `and` or `or`, the rules are all of
+            // one kind, or the filter (and Fluent Bit) does not start.
+            let kinds = (
+                rules.iter().any(|r| !r.exclude),
+                rules.iter().any(|r| r.exclude),
+            );
+            if op != LogicalOp::Legacy && kinds == (true, true) {
+                error(format!(
+                    "[FILTER] grep Logical_Op {}: Regex and Exclude rules cannot be combined with it, as Fluent Bit refuses them (\"Both 'regex' and 'exclude' are set\")",
+                    section.get("logical_op").unwrap_or_default()
+                ));
+            }
             FilterAction::Grep(Grep { rules, op })
         }
         "record_modifier" => {
