@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every fuzz target for a fixed budget and prints, per target, the
 # executions and whether it crashed. Not part of CI (it needs the nightly
-# toolchain and cargo-fuzz, and takes SECONDS x 4).
+# toolchain and cargo-fuzz, and takes SECONDS x 5).
 #
 #   fuzz/run.sh [SECONDS]        # default 300 per target
 #
@@ -12,7 +12,7 @@ cd "$(dirname "$0")"
 seconds="${1:-300}"
 mkdir -p logs
 status=0
-for target in classify format_string forward_codec config_loader; do
+for target in classify format_string forward_codec config_loader fluentbit_parsers; do
     mkdir -p "corpus/$target"
     # Committed seeds (the corpus itself is not committed).
     if [ -d "seeds/$target" ]; then cp -n seeds/"$target"/* "corpus/$target/"; fi
