@@ -2,10 +2,13 @@
 //! for the inputs whose records an output takes (AWS's EMF-over-TCP
 //! example); the FireLens health check's tcp input is `run.rs`'s.
 //!
-//! - `Format json`: JSON objects one after another (whitespace between
-//!   them or not); each is a record. A value that is not an object is
-//!   skipped, and text that is not JSON is skipped to the next newline,
-//!   each counted in the log once per connection.
+//! - `Format json`: JSON values one after another (whitespace between
+//!   them or not). An object is a record, and an array the record
+//!   `{"msg": array}`, as in_tcp makes them; any other value is skipped.
+//!   A line that is JSON but for invalid UTF-8 (replaced) or an escaped
+//!   surrogate without its pair (`\uFFFD`, as Fluent Bit reads it) is
+//!   read so; other text that is not JSON is skipped to the next newline.
+//!   What is skipped is logged once per read.
 //! - `Format none`: the text cut at `Separator`; each non-empty piece is
 //!   `{"log": piece}`, invalid UTF-8 replaced.
 //!
@@ -14,16 +17,17 @@
 //! share of the memory budget: a full budget stops the reading, not the
 //! process. A piece longer than [`MAX_PIECE`] is cut there, never dropped.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
-use serde_json::Value as Json;
+use serde_json::{Map, Value as Json};
 use sluice_firelens::{Delivery, Event, MemoryBudget, Record};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::fluentbit::decode::integer_minus_zero_as_zero;
+use crate::fluentbit::decode::{integer_minus_zero_as_zero, lone_surrogates_replaced};
 use crate::fluentbit::plan::{TcpFormat, TcpInput};
 use crate::fluentbit::plugin_metrics::InputCounts;
 
@@ -113,7 +117,7 @@ async fn connection(
             reader.push(&chunk[..n])
         };
         if reader.take_skipped() {
-            tracing::warn!(input = %input.addr, "[INPUT] tcp: a value that is not a JSON object was skipped (Format json)");
+            tracing::warn!(input = %input.addr, "[INPUT] tcp: a value that is neither a JSON object nor an array was skipped (Format json)");
         }
         if let Some(counts) = &counts {
             counts.add(records.len(), n);
@@ -213,24 +217,28 @@ impl Reader {
                 Some(Ok(value)) => {
                     let text = &rest[..values.byte_offset()];
                     start += values.byte_offset();
-                    match value {
-                        Json::Object(map) => {
-                            let text = std::str::from_utf8(text).unwrap_or_default();
-                            let reread = |text: &str| serde_json::from_str(text).ok();
-                            records
-                                .push(Record::from(integer_minus_zero_as_zero(map, text, reread)))
-                        }
-                        _ => self.skipped = true,
+                    let text = std::str::from_utf8(text).unwrap_or_default();
+                    match record_of(value, text) {
+                        Some(record) => records.push(record),
+                        None => self.skipped = true,
                     }
                 }
                 Some(Err(e)) if e.is_eof() && !at_end && rest.len() < MAX_PIECE => break,
                 Some(Err(_)) => {
-                    // Not JSON: skipped to the next newline (or all of it).
-                    self.skipped = true;
-                    match rest.iter().position(|&b| b == b'\n') {
-                        Some(nl) => start += nl + 1,
-                        None if at_end || rest.len() >= MAX_PIECE => start = self.buffer.len(),
+                    // The rest of the line (or all of it, at the end).
+                    let line = match rest.iter().position(|&b| b == b'\n') {
+                        Some(nl) => &rest[..nl + 1],
+                        None if at_end || rest.len() >= MAX_PIECE => rest,
                         None => break,
+                    };
+                    start += line.len();
+                    match repaired_records(line) {
+                        Some((found, skipped)) => {
+                            records.extend(found);
+                            self.skipped |= skipped;
+                        }
+                        // Not JSON: skipped.
+                        None => self.skipped = true,
                     }
                 }
             }
@@ -238,6 +246,44 @@ impl Reader {
         self.buffer.drain(..start);
         records
     }
+}
+
+/// The record a JSON value read from `text` is, as in_tcp's `process_pack`
+/// makes it: an object, or an array as `{"msg": array}` (with each integer
+/// `-0` the integer 0, as Fluent Bit reads it); `None` for any other value.
+fn record_of(value: Json, text: &str) -> Option<Record> {
+    let reread = |text: &str| serde_json::from_str(text).ok();
+    let map = match value {
+        Json::Object(map) => integer_minus_zero_as_zero(map, text, reread),
+        Json::Array(items) => {
+            let map = Map::from_iter([("msg".to_string(), Json::Array(items))]);
+            integer_minus_zero_as_zero(map, &format!("{{\"msg\":{text}}}"), reread)
+        }
+        _ => return None,
+    };
+    Some(Record::from(map))
+}
+
+/// The records of a line serde_json did not read, when what stopped it is
+/// invalid UTF-8 (read replaced) or escaped surrogates without their
+/// pairs (read as `\uFFFD`, as Fluent Bit reads them): the records, and
+/// whether a value was skipped. `None` when the line is still not JSON.
+fn repaired_records(line: &[u8]) -> Option<(Vec<Record>, bool)> {
+    let text = String::from_utf8_lossy(line);
+    let text = lone_surrogates_replaced(&text).map_or(text, Cow::Owned);
+    let (mut records, mut skipped) = (Vec::new(), false);
+    let mut values = serde_json::Deserializer::from_str(&text).into_iter::<Json>();
+    let mut at = 0;
+    while let Some(value) = values.next() {
+        let value = value.ok()?;
+        let end = values.byte_offset();
+        match record_of(value, &text[at..end]) {
+            Some(record) => records.push(record),
+            None => skipped = true,
+        }
+        at = end;
+    }
+    Some((records, skipped))
 }
 
 /// The pieces of `buffer` that end at `separator` (empty ones skipped),
@@ -331,14 +377,41 @@ mod tests {
             [r#"{"b":[2]}"#, r#"{"c":3}"#]
         );
         assert!(!r.take_skipped());
-        // Not an object, not JSON: skipped, the rest kept.
+        // An array is `{"msg": array}`; text that is not JSON is skipped
+        // to the next newline, the rest kept.
         assert_eq!(
             logs(&r.push(b"[1,2] nonsense here\n{\"d\":4}")),
-            [r#"{"d":4}"#]
+            [r#"{"msg":[1,2]}"#, r#"{"d":4}"#]
         );
+        assert!(r.take_skipped());
+        // A value that is neither: skipped.
+        assert_eq!(logs(&r.push(b" \"text\" 5 {\"f\":6}")), [r#"{"f":6}"#]);
         assert!(r.take_skipped());
         assert_eq!(logs(&r.push(b"{\"e\":")), Vec::<String>::new());
         assert!(r.finish().is_empty());
+        assert!(r.take_skipped());
+    }
+
+    /// A line that is JSON but for invalid UTF-8 is read with it replaced
+    /// (Fluent Bit v5.1.1 drops the bytes: `{"e":"ok  bytes","k":1}`), and
+    /// an escaped surrogate without its pair is U+FFFD, as v5.1.1 reads
+    /// it; the values before and after on the line are kept.
+    #[test]
+    fn a_line_with_bad_text_in_its_strings_is_read_repaired() {
+        let mut r = Reader::new(TcpFormat::Json);
+        assert_eq!(
+            logs(&r.push(b"{\"s\":\"\\ud800 lone\"}\n{\"a\":1} {\"e\":\"ok \xff\xfe bytes\",\"k\":1} [-0]\n{\"z\":1}\n")),
+            [
+                "{\"s\":\"\u{fffd} lone\"}",
+                r#"{"a":1}"#,
+                "{\"e\":\"ok \u{fffd}\u{fffd} bytes\",\"k\":1}",
+                r#"{"msg":[0]}"#,
+                r#"{"z":1}"#,
+            ]
+        );
+        assert!(!r.take_skipped());
+        // Still not JSON once repaired: the line is skipped.
+        assert_eq!(logs(&r.push(b"{\"e\":\xff\n{\"y\":2}\n")), [r#"{"y":2}"#]);
         assert!(r.take_skipped());
     }
 

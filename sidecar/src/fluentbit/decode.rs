@@ -265,7 +265,7 @@ fn integer_negative_zeros_written_zero(text: &str) -> String {
 
 /// `text` with every escaped surrogate that has no partner written
 /// `\uFFFD`; `None` when it has none.
-fn lone_surrogates_replaced(text: &str) -> Option<String> {
+pub fn lone_surrogates_replaced(text: &str) -> Option<String> {
     // The value of a `\uXXXX` escape starting at `at`, if it is one.
     let escape_at = |at: usize| -> Option<u16> {
         let hex = text.get(at..at + 6)?.strip_prefix("\\u")?;
