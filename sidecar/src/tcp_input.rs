@@ -10,7 +10,8 @@
 //!   read so; other text that is not JSON is skipped to the next newline.
 //!   What is skipped is logged once per read.
 //! - `Format none`: the text cut at `Separator`; each non-empty piece is
-//!   `{"log": piece}`, invalid UTF-8 replaced.
+//!   `{"log": piece}`, invalid UTF-8 replaced, or with a `Parser` what the
+//!   parser reads of it (and its time), as in_tcp reads it.
 //!
 //! Records take the input's tag and the time they were read, as in Fluent
 //! Bit, and go to the pipeline as deliveries without acks, each holding its
@@ -28,6 +29,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::fluentbit::decode::{integer_minus_zero_as_zero, lone_surrogates_replaced};
+use crate::fluentbit::parsers::Parser;
 use crate::fluentbit::plan::{TcpFormat, TcpInput};
 use crate::fluentbit::plugin_metrics::InputCounts;
 
@@ -123,10 +125,11 @@ async fn connection(
             counts.add(records.len(), n);
         }
         if !records.is_empty() {
-            let time_ns = sluice_firelens::now_ns();
+            let now_ns = sluice_firelens::now_ns();
             let events: Vec<Event> = records
                 .into_iter()
-                .map(|mut record| {
+                .map(|record| {
+                    let (mut record, time_ns) = parsed(input.parser.as_deref(), record, now_ns);
                     if let Some((key, value)) = &source {
                         record.insert(key, value.as_str());
                     }
@@ -245,6 +248,25 @@ impl Reader {
         }
         self.buffer.drain(..start);
         records
+    }
+}
+
+/// A `Format none` piece's record `{"log": piece}` as the input's `Parser`
+/// reads it (its time, else the time it was read, `now_ns`); a piece the
+/// parser does not read stays as it is, as in_tcp keeps it.
+fn parsed(parser: Option<&Parser>, record: Record, now_ns: i64) -> (Record, i64) {
+    let Some(parser) = parser else {
+        return (record, now_ns);
+    };
+    let read = record
+        .get_str("log")
+        .and_then(|piece| parser.parse(piece, now_ns.div_euclid(1_000_000)));
+    match read {
+        Some(read) => {
+            let time_ns = read.time_ns().unwrap_or(now_ns);
+            (Record::from(read.fields), time_ns)
+        }
+        None => (record, now_ns),
     }
 }
 
@@ -413,6 +435,33 @@ mod tests {
         // Still not JSON once repaired: the line is skipped.
         assert_eq!(logs(&r.push(b"{\"e\":\xff\n{\"y\":2}\n")), [r#"{"y":2}"#]);
         assert!(r.take_skipped());
+    }
+
+    /// With a Parser, what it reads of a piece is the record, with its
+    /// time; a piece it does not read stays `{"log": piece}`.
+    #[test]
+    fn a_parser_reads_the_pieces() {
+        let parsers = crate::fluentbit::parsers::parsers(std::iter::empty());
+        let json = parsers["json"].as_ref().unwrap();
+        let mut r = Reader::new(TcpFormat::None {
+            separator: "\n".into(),
+        });
+        let now_ns = 1_700_000_000_000_000_000;
+        let read: Vec<(String, i64)> = r
+            .push(b"{\"a\":1,\"time\":\"10/Oct/2000:13:55:36 -0700\"}\nplain\n")
+            .into_iter()
+            .map(|record| {
+                let (record, time_ns) = parsed(Some(json), record, now_ns);
+                (logs(&[record]).remove(0), time_ns)
+            })
+            .collect();
+        assert_eq!(
+            read,
+            [
+                (r#"{"a":1}"#.to_string(), 971_211_336_000_000_000),
+                (r#"{"log":"plain"}"#.to_string(), now_ns),
+            ]
+        );
     }
 
     /// Fluent Bit v5.1.1's tcp input wrote `{"a":0,"b":[0],"c":-0.0}` for

@@ -194,7 +194,13 @@ pub fn describe(plan: &DropIn) -> String {
     for input in &plan.tcp_inputs {
         let format = match &input.format {
             plan::TcpFormat::Json => "json".to_string(),
-            plan::TcpFormat::None { separator } => format!("none, Separator {separator:?}"),
+            plan::TcpFormat::None { separator } => format!(
+                "none, Separator {separator:?}{}",
+                input
+                    .parser
+                    .as_ref()
+                    .map_or(String::new(), |p| format!(", Parser {}", p.name))
+            ),
         };
         let _ = writeln!(
             out,

@@ -91,13 +91,16 @@ pub struct DropIn {
 const HEALTH_CHECK_TAG: &str = "firelens-healthcheck";
 
 /// `[INPUT] tcp` as `plugins/in_tcp` reads it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct TcpInput {
     pub addr: SocketAddr,
     pub tag: String,
     pub format: TcpFormat,
     /// `Source_Address_Key`: the key that gets the client's address.
     pub source_address_key: Option<String>,
+    /// `Parser` (with `Format none`): what it reads of a piece is the
+    /// record, and a piece it does not read is `{"log": piece}`.
+    pub parser: Option<Arc<Parser>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -798,7 +801,33 @@ fn input(
         // instance's name (`tcp.2` as the third input) unless set. Whether
         // it is the health check is decided once the outputs are known.
         "tcp" => match (address("0.0.0.0", "5170"), tcp_format(section)) {
-            (Ok(addr), Ok(format)) => {
+            (Ok(addr), Ok(mut format)) => {
+                let parser = match section.get("parser") {
+                    None => None,
+                    Some(name) => match parsers.get(name) {
+                        Some(Ok(parser)) => Some(parser.clone()),
+                        Some(Err(why)) => {
+                            errors.push(error(why.clone()));
+                            None
+                        }
+                        None => {
+                            errors.push(error(format!("[INPUT] tcp Parser {name}: no parser of that name")));
+                            None
+                        }
+                    },
+                };
+                if parser.is_some() && format == TcpFormat::Json {
+                    // in_tcp's tcp_config.c switches, with a warning.
+                    plan.notes.push(format!(
+                        "{}: [INPUT] tcp Parser reads lines: the input reads Format none, as Fluent Bit switches it",
+                        section.at
+                    ));
+                    let separator = tcp_separator(section).unwrap_or_else(|e| {
+                        errors.push(e);
+                        String::new()
+                    });
+                    format = TcpFormat::None { separator };
+                }
                 let tag = section
                     .get("tag")
                     .map_or_else(|| format!("tcp.{index}"), str::to_string);
@@ -806,7 +835,7 @@ fn input(
                     let k = key.to_ascii_lowercase();
                     if !matches!(
                         k.as_str(),
-                        "name" | "listen" | "port" | "tag" | "format" | "separator" | "source_address_key" | "alias"
+                        "name" | "listen" | "port" | "tag" | "format" | "separator" | "source_address_key" | "parser" | "alias"
                     ) && !storage::reads(SectionKind::Input, "tcp", &k)
                     {
                         plan.notes.push(format!(
@@ -822,6 +851,7 @@ fn input(
                     tag,
                     format,
                     source_address_key: section.get("source_address_key").map(str::to_string),
+                    parser,
                 });
             }
             (Err(e), _) | (_, Err(e)) => errors.push(e),
@@ -871,22 +901,31 @@ fn tcp_format(section: &Section) -> Result<TcpFormat, ConfigError> {
         .as_deref()
     {
         None | Some("json") => Ok(TcpFormat::Json),
-        Some("none") => {
-            let separator = section
-                .get("separator")
-                .unwrap_or("\\n")
-                .replace("\\n", "\n")
-                .replace("\\r", "\r")
-                .replace("\\t", "\t");
-            if separator.is_empty() {
-                return Err(error("[INPUT] tcp Separator is empty".into()));
-            }
-            Ok(TcpFormat::None { separator })
-        }
+        Some("none") => Ok(TcpFormat::None {
+            separator: tcp_separator(section)?,
+        }),
         Some(other) => Err(error(format!(
             "[INPUT] tcp Format {other:?} is not json or none"
         ))),
     }
+}
+
+/// A tcp input's `Separator` (`\n`, the default; `\n`, `\r` and `\t` read
+/// as those characters).
+fn tcp_separator(section: &Section) -> Result<String, ConfigError> {
+    let separator = section
+        .get("separator")
+        .unwrap_or("\\n")
+        .replace("\\n", "\n")
+        .replace("\\r", "\r")
+        .replace("\\t", "\t");
+    if separator.is_empty() {
+        return Err(ConfigError {
+            key: section.at.clone(),
+            message: "[INPUT] tcp Separator is empty".into(),
+        });
+    }
+    Ok(separator)
 }
 
 /// `[FILTER] multiline`, as AWS's FireLens examples use it: Docker's

@@ -578,16 +578,25 @@ fn tcp_inputs_and_the_health_check() {
     let forward = "[INPUT]\n    Name forward\n    unix_path /s\n";
     let emf = "[INPUT]\n    Name        tcp\n    Listen      0.0.0.0\n    Port        25888\n    Format      none\n    Tag         emf-ip-10-0-0-1\n\n[OUTPUT]\n    Name                cloudwatch_logs\n    Match               emf-*\n    region              us-west-2\n    log_key             log\n    log_group_name      aws-emf-ecs-firelens-example-metrics\n    log_stream_prefix   from-fluent-bit-\n    auto_create_group   true\n    log_format          json/emf\n";
     let p = read(&format!("{forward}{emf}")).unwrap();
+    let [TcpInput {
+        addr,
+        tag,
+        format,
+        source_address_key: None,
+        parser: None,
+    }] = &p.tcp_inputs[..]
+    else {
+        panic!("{:?}", p.tcp_inputs)
+    };
     assert_eq!(
-        p.tcp_inputs,
-        [TcpInput {
-            addr: "0.0.0.0:25888".parse().unwrap(),
-            tag: "emf-ip-10-0-0-1".into(),
-            format: TcpFormat::None {
+        (*addr, tag.as_str(), format),
+        (
+            "0.0.0.0:25888".parse().unwrap(),
+            "emf-ip-10-0-0-1",
+            &TcpFormat::None {
                 separator: "\n".into()
-            },
-            source_address_key: None,
-        }]
+            }
+        )
     );
     assert!(p.health_checks.is_empty());
     assert_eq!(
@@ -630,6 +639,27 @@ fn tcp_inputs_and_the_health_check() {
             p.tcp_inputs[0].source_address_key.as_deref()
         ),
         ("tcp.1", &TcpFormat::Json, Some("from"))
+    );
+    // A Parser reads lines: Format json becomes none, as in_tcp switches
+    // it, noted; a parser that is not there is an error.
+    let p = read(&format!("{forward}[INPUT]\n    Name tcp\n    Parser apache\n    Separator ;\n[OUTPUT]\n    Name null\n    Match nothing\n[OUTPUT]\n    Name stdout\n    Match tcp.*\n")).unwrap();
+    assert_eq!(
+        p.tcp_inputs[0].format,
+        TcpFormat::None {
+            separator: ";".into()
+        }
+    );
+    assert_eq!(p.tcp_inputs[0].parser.as_ref().unwrap().name, "apache");
+    assert_eq!(
+        notes_without_place(&p),
+        ["[INPUT] tcp Parser reads lines: the input reads Format none, as Fluent Bit switches it"]
+    );
+    assert_eq!(
+        read(&format!(
+            "{forward}[INPUT]\n    Name tcp\n    Parser nope\n"
+        ))
+        .unwrap_err(),
+        ["line 4: [INPUT] tcp Parser nope: no parser of that name"]
     );
 }
 
