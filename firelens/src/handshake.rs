@@ -5,19 +5,42 @@
 //! Server: `["PONG", true, "", server_hostname, hex(sha512(salt + server_hostname + nonce + key))]`,
 //! or `["PONG", false, reason, "", ""]` and the connection is closed.
 //! (fluent/fluentd `lib/fluent/plugin/in_forward.rb`; shared/specs.md §5.)
-//! User/password authentication is not supported: `auth` is empty, so
-//! clients send empty credentials.
+//! With users (Fluent Bit's `security.users`), `auth` is a random salt and
+//! the PING's last two fields must be a user's name and
+//! `hex(sha512(auth + user + password))`, as in_forward's `fw_prot.c`
+//! checks them; without, `auth` is empty and the credentials are not read.
+
+use std::sync::Arc;
 
 use sha2::{Digest, Sha512};
 
 use crate::msgpack::{self, Value};
 
-/// One connection's handshake state: the key, our name, and the nonce sent.
+/// One connection's handshake state: the key, the users, our name, and the
+/// nonce and user salt sent.
 #[derive(Clone)]
 pub struct Handshake {
     shared_key: String,
+    users: Arc<[ForwardUser]>,
     server_hostname: String,
     nonce: [u8; 16],
+    auth_salt: [u8; 16],
+}
+
+/// A name and password a client must give (`security.users`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ForwardUser {
+    pub name: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for ForwardUser {
+    // Never print the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForwardUser")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Handshake {
@@ -34,6 +57,7 @@ impl std::fmt::Debug for Handshake {
 pub enum Refusal {
     NotAPing,
     SharedKeyMismatch,
+    UserMismatch,
 }
 
 impl Refusal {
@@ -41,6 +65,7 @@ impl Refusal {
         match self {
             Refusal::NotAPing => "expected a PING",
             Refusal::SharedKeyMismatch => "shared_key mismatch",
+            Refusal::UserMismatch => "username/password mismatch",
         }
     }
 }
@@ -50,9 +75,19 @@ impl Handshake {
     pub fn new(shared_key: &str, server_hostname: &str, nonce: [u8; 16]) -> Handshake {
         Handshake {
             shared_key: shared_key.to_string(),
+            users: Arc::from([]),
             server_hostname: server_hostname.to_string(),
             nonce,
+            auth_salt: [0; 16],
         }
+    }
+
+    /// Clients must also give one of `users`' names and passwords;
+    /// `auth_salt` must be fresh random bytes for every connection.
+    pub fn with_users(mut self, users: Arc<[ForwardUser]>, auth_salt: [u8; 16]) -> Handshake {
+        self.users = users;
+        self.auth_salt = auth_salt;
+        self
     }
 
     /// The HELO the server sends first.
@@ -64,7 +99,11 @@ impl Handshake {
         out.extend_from_slice(&[0xc4, 16]);
         out.extend_from_slice(&self.nonce);
         msgpack::write_str(&mut out, b"auth");
-        msgpack::write_str(&mut out, b"");
+        if self.users.is_empty() {
+            msgpack::write_str(&mut out, b"");
+        } else {
+            msgpack::write_str(&mut out, &self.auth_salt);
+        }
         msgpack::write_str(&mut out, b"keepalive");
         out.push(0xc3);
         out
@@ -107,19 +146,33 @@ impl Handshake {
         let (Some(hostname), Some(salt), Some(digest)) = (field(1), field(2), field(3)) else {
             return Err(Refusal::NotAPing);
         };
-        let expected = self.digest(salt, hostname);
-        // Constant-time comparison: the digest is a secret-derived value.
-        let same = expected.len() == digest.len()
-            && expected
-                .bytes()
-                .zip(digest)
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        if same {
+        if !same_digest(&self.digest(salt, hostname), digest) {
+            return Err(Refusal::SharedKeyMismatch);
+        }
+        if self.users.is_empty() {
+            return Ok(salt);
+        }
+        let (Some(name), Some(password_digest)) = (field(4), field(5)) else {
+            return Err(Refusal::UserMismatch);
+        };
+        let known = self.users.iter().any(|user| {
+            user.name.as_bytes() == name
+                && same_digest(&self.password_digest(user), password_digest)
+        });
+        if known {
             Ok(salt)
         } else {
-            Err(Refusal::SharedKeyMismatch)
+            Err(Refusal::UserMismatch)
         }
+    }
+
+    /// hex(sha512(auth_salt + name + password)).
+    fn password_digest(&self, user: &ForwardUser) -> String {
+        let mut sha = Sha512::new();
+        sha.update(self.auth_salt);
+        sha.update(user.name.as_bytes());
+        sha.update(user.password.as_bytes());
+        sha.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// hex(sha512(salt + hostname + nonce + shared_key)).
@@ -131,6 +184,17 @@ impl Handshake {
         sha.update(self.shared_key.as_bytes());
         sha.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
+}
+
+/// Whether a digest a client sent is `expected`, compared in constant time
+/// (the digest is derived from a secret).
+fn same_digest(expected: &str, sent: &[u8]) -> bool {
+    expected.len() == sent.len()
+        && expected
+            .bytes()
+            .zip(sent)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 #[cfg(test)]
@@ -200,5 +264,68 @@ mod tests {
         let (value, _) = msgpack::read(b"\x93\xa1t\x01\x80").unwrap();
         assert_eq!(hs.answer(&value).1, Err(Refusal::NotAPing));
         assert!(!format!("{hs:?}").contains("secret"));
+    }
+
+    /// A PING with a user's name and `hex(sha512(auth + name + password))`
+    /// in its last fields, as Fluent Bit's forward output sends them.
+    fn user_ping(key: &str, nonce: &[u8], name: &str, password: &str, auth: &[u8]) -> Vec<u8> {
+        let mut sha = Sha512::new();
+        sha.update(auth);
+        sha.update(name);
+        sha.update(password);
+        let digest: String = sha.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let mut out = ping("client", "salt", key, nonce);
+        // The last two (empty) fields become the user's.
+        out.truncate(out.len() - 2);
+        msgpack::write_str(&mut out, name.as_bytes());
+        msgpack::write_str(&mut out, digest.as_bytes());
+        out
+    }
+
+    #[test]
+    fn users_must_give_their_password() {
+        let users: Arc<[ForwardUser]> = Arc::from([ForwardUser {
+            name: "alice".into(),
+            password: "pa ss".into(),
+        }]);
+        let hs = Handshake::new("secret", "sluice", [1; 16]).with_users(users, [9; 16]);
+        let helo_bytes = hs.helo();
+        let (helo, _) = msgpack::read(&helo_bytes).unwrap();
+        let Value::Array(items) = helo else { panic!() };
+        assert_eq!(
+            items[1].get("auth").and_then(Value::as_bytes),
+            Some(&[9u8; 16][..])
+        );
+        let verdict = |bytes: Vec<u8>| {
+            let (value, _) = msgpack::read(&bytes).unwrap();
+            hs.answer(&value).1
+        };
+        let nonce = [1u8; 16];
+        assert_eq!(
+            verdict(user_ping("secret", &nonce, "alice", "pa ss", &[9; 16])),
+            Ok(())
+        );
+        for (key, name, password) in [
+            ("secret", "alice", "wrong"),
+            ("secret", "bob", "pa ss"),
+            ("secret", "", ""),
+        ] {
+            assert_eq!(
+                verdict(user_ping(key, &nonce, name, password, &[9; 16])),
+                Err(Refusal::UserMismatch),
+                "{name} {password}"
+            );
+        }
+        // The shared key is checked first.
+        assert_eq!(
+            verdict(user_ping("wrong", &nonce, "alice", "pa ss", &[9; 16])),
+            Err(Refusal::SharedKeyMismatch)
+        );
+        // A digest over another salt does not pass.
+        assert_eq!(
+            verdict(user_ping("secret", &nonce, "alice", "pa ss", &[8; 16])),
+            Err(Refusal::UserMismatch)
+        );
+        assert!(!format!("{hs:?}").contains("pa ss"));
     }
 }

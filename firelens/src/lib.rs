@@ -23,7 +23,7 @@
 pub use crate::budget::{MemoryBudget, Reservation};
 pub use crate::codec::{Event, ForwardCodec, Frame, FrameError, Limits};
 pub use crate::fields::{FieldValue, Record};
-pub use crate::handshake::{Handshake, Refusal};
+pub use crate::handshake::{ForwardUser, Handshake, Refusal};
 pub use crate::record::PartialAssembler;
 #[cfg(feature = "tokio")]
 pub use crate::server::{Counters, Delivery, Server, ServerConfig, TransportCounts};

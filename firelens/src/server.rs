@@ -27,7 +27,7 @@ use std::io::Read;
 
 use crate::budget::{MemoryBudget, Reservation};
 use crate::codec::{Event, FrameError, Limits};
-use crate::handshake::{Handshake, Refusal};
+use crate::handshake::{ForwardUser, Handshake, Refusal};
 use crate::now_ns;
 use crate::session::{AckToken, FrameCounts, Session, SessionConfig, SessionError};
 
@@ -49,6 +49,9 @@ pub struct ServerConfig {
     /// socket never asks: Docker's fluentd driver cannot answer, and the
     /// socket's file mode is its access control.
     pub shared_key: Option<String>,
+    /// With a `shared_key`, clients must also give one of these names and
+    /// passwords (Fluent Bit's `security.users`).
+    pub users: Vec<ForwardUser>,
     /// The name this server gives in the handshake.
     pub self_hostname: String,
     /// What decoded events may hold in memory until the pipeline is done
@@ -244,6 +247,7 @@ impl Server {
             },
             shutdown: shutdown.clone(),
             shared_key: self.config.shared_key.clone(),
+            users: Arc::from(self.config.users.as_slice()),
             self_hostname: self.config.self_hostname.clone(),
             logs: LogLimiter::default(),
             budget: self.config.budget.clone(),
@@ -319,6 +323,7 @@ struct Shared {
     session: SessionConfig,
     shutdown: watch::Receiver<bool>,
     shared_key: Option<String>,
+    users: Arc<[ForwardUser]>,
     self_hostname: String,
     logs: LogLimiter,
     budget: Arc<MemoryBudget>,
@@ -491,11 +496,16 @@ const MID_FRAME_TIMEOUT: Duration = Duration::from_secs(60);
 /// fresh nonce; the unix socket never asks.
 fn greeting(shared: &Shared, tcp: bool) -> io::Result<Option<Handshake>> {
     match (tcp, &shared.shared_key) {
-        (true, Some(key)) => Ok(Some(Handshake::new(
-            key,
-            &shared.self_hostname,
-            fresh_nonce()?,
-        ))),
+        (true, Some(key)) => {
+            let handshake = Handshake::new(key, &shared.self_hostname, fresh_nonce()?);
+            if shared.users.is_empty() {
+                Ok(Some(handshake))
+            } else {
+                Ok(Some(
+                    handshake.with_users(shared.users.clone(), fresh_nonce()?),
+                ))
+            }
+        }
         _ => Ok(None),
     }
 }

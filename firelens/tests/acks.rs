@@ -120,6 +120,7 @@ fn start_idle_after(
         idle_timeout,
         limits: Limits::default(),
         shared_key: None,
+        users: Vec::new(),
         self_hostname: "test".into(),
         budget,
     };

@@ -216,6 +216,9 @@ fn server_config(
         forward.unix_path.clone().map(|p| (p, forward.unix_mode)),
     );
     let mut shared_key = forward.shared_key.clone();
+    let mut users = Vec::new();
+    // The kernel's hostname, else "sluice".
+    let mut self_hostname = crate::ecs::host_name().unwrap_or_else(|| "sluice".to_string());
     if let Some(plan) = drop_in {
         // The configuration's forward inputs replace the default listeners.
         tcp = None;
@@ -224,11 +227,17 @@ fn server_config(
         for input in &plan.forward {
             match input {
                 ForwardInput::Tcp(a) => tcp = Some(*a),
-                ForwardInput::Unix(p) => unix = Some((p.clone(), forward.unix_mode)),
+                ForwardInput::Unix(p) => {
+                    unix = Some((p.clone(), plan.unix_perm.unwrap_or(forward.unix_mode)))
+                }
             }
         }
         if plan.shared_key.is_some() {
             shared_key = plan.shared_key.clone();
+        }
+        users = plan.forward_users.clone();
+        if let Some(name) = &plan.self_hostname {
+            self_hostname = name.clone();
         }
     }
     ServerConfig {
@@ -238,8 +247,8 @@ fn server_config(
         idle_timeout: forward.idle_timeout,
         limits: Limits::default(),
         shared_key,
-        // The kernel's hostname, else "sluice".
-        self_hostname: crate::ecs::host_name().unwrap_or_else(|| "sluice".to_string()),
+        users,
+        self_hostname,
         budget,
     }
 }

@@ -2141,3 +2141,49 @@ fn a_multiline_filter_is_served_by_sluices_joiner() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("[FILTER] multiline multiline.parser java: Sluice's multiline joiner does not join java traces here"), "{stderr}");
 }
+
+/// A forward input with `security.users`, `Shared_Key`, `Self_Hostname`
+/// and `unix_perm`: a TCP client must log in as a user (a wrong password is
+/// refused and the connection closed), the handshake names the configured
+/// host, and the unix socket has the configured mode.
+#[test]
+fn forward_users_must_log_in() {
+    use std::os::unix::fs::PermissionsExt;
+    let addresses = Addresses::pick();
+    let (host, port) = addresses.tcp.rsplit_once(':').unwrap();
+    let conf = TempPath::unique_with(
+        "users",
+        "conf",
+        &format!(
+            "[INPUT]\n    Name forward\n    Listen {host}\n    Port {port}\n    Shared_Key k3y\n    security.users alice pa55 word\n    Self_Hostname router-1\n\n[INPUT]\n    Name forward\n    unix_path {}\n    unix_perm 0660\n\n[OUTPUT]\n    Name stdout\n    Match *\n    Format json_lines\n",
+            addresses.unix.display()
+        ),
+    );
+    let sidecar = Sidecar::start_at(
+        &addresses,
+        &[],
+        &[],
+        &[("SLUICE_FIRELENS_CONFIG", &conf.arg())],
+        &[],
+    );
+    let mode = std::fs::metadata(&addresses.unix)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o7777, 0o660);
+    let replies =
+        crate::support::client_with("users", &addresses.tcp, &["k3y", "alice", "pa55 word"]);
+    assert_eq!(
+        replies,
+        [
+            r#"{"attempt": "wrong", "auth_salt_bytes": 16, "pong_ok": false, "reason": "username/password mismatch"}"#,
+            r#"{"attempt": "right", "auth_salt_bytes": 16, "pong_ok": true, "reason": ""}"#,
+            r#"{"ack": {"ack": "u1"}, "attempt": "right"}"#,
+        ]
+    );
+    let line: Value = serde_json::from_str(&sidecar.lines(1)[0]).unwrap();
+    assert_eq!(line["log"], "after login");
+    // Neither the key nor the password is in Sluice's own log.
+    let logs = sidecar.logs.lock().expect("lock").join("\n");
+    assert!(!logs.contains("k3y") && !logs.contains("pa55"), "{logs}");
+}

@@ -52,8 +52,8 @@ def packed_as_str(tag, payload, option):
     return b"\x93" + msgpack.packb(tag) + b"\xdb" + len(payload).to_bytes(4, "big") + payload + map32(option)
 
 
-def read_ack(s):
-    unpacker = msgpack.Unpacker(raw=False)
+def read_ack(s, raw=False):
+    unpacker = msgpack.Unpacker(raw=raw)
     while True:
         data = s.recv(4096)
         if not data:
@@ -128,15 +128,21 @@ def bad_then_good(address):
     s.close()
 
 
-def handshake(s, key, hostname="client-host"):
-    """The client side of the shared_key handshake; returns the PONG."""
+def handshake(s, key, hostname="client-host", user="", password=""):
+    """The client side of the shared_key handshake (with a user's name and
+    password when the HELO's `auth` asks for one); returns the PONG."""
     import hashlib
-    helo = read_ack(s)
+    # Raw: the `auth` salt is random bytes in a msgpack string, as Fluent
+    # Bit sends it.
+    helo = read_ack(s, raw=True)
+    helo = [helo[0].decode(), {k.decode(): v for k, v in helo[1].items()}]
     nonce = helo[1]["nonce"]
-    nonce = nonce if isinstance(nonce, bytes) else nonce.encode()
     salt = b"0123456789abcdef"
     digest = hashlib.sha512(salt + hostname.encode() + nonce + key.encode()).hexdigest()
-    s.sendall(msgpack.packb(["PING", hostname, salt, digest, "", ""], use_bin_type=False))
+    auth = helo[1].get("auth", b"")
+    password_digest = hashlib.sha512(auth + user.encode() + password.encode()).hexdigest() if auth else ""
+    s.sendall(msgpack.packb(["PING", hostname, salt, digest, user if auth else "", password_digest],
+                            use_bin_type=False))
     pong = read_ack(s)
     expected = hashlib.sha512(salt + pong[3].encode() + nonce + key.encode()).hexdigest() if pong[1] else ""
     return helo, pong, expected
@@ -154,6 +160,20 @@ def shared_key(address, key):
         else:
             s.settimeout(10)
             report(attempt=attempt, closed_by_server=s.recv(10) == b"")
+        s.close()
+
+
+def users(address, key, user, password):
+    """The handshake with a user's name and password: a wrong password, then
+    the right one."""
+    for attempt, try_password in (("wrong", password + "-wrong"), ("right", password)):
+        s = connect(address)
+        helo, pong, _ = handshake(s, key, user=user, password=try_password)
+        auth = helo[1]["auth"]
+        report(attempt=attempt, auth_salt_bytes=len(auth), pong_ok=pong[1], reason=pong[2])
+        if pong[1]:
+            s.sendall(frame_with_option(["secure", [[T, {"log": "after login"}]]], {"chunk": "u1"}))
+            report(attempt=attempt, ack=read_ack(s))
         s.close()
 
 
@@ -412,7 +432,7 @@ def frames(address, path, wait="wait"):
     s.close()
 
 
-SCENARIOS = {"frames": frames, "secrets": secrets, "big": big, "bulk": bulk, "bulk_until_closed": bulk_until_closed, "rude_clients": rude_clients, "containers": containers, "bad_alongside_good": bad_alongside_good, "docker_partials": docker_partials, "shared_key": shared_key, "every_mode": every_mode, "fluent_logger": fluent_logger, "bad_then_good": bad_then_good}
+SCENARIOS = {"frames": frames, "secrets": secrets, "big": big, "bulk": bulk, "bulk_until_closed": bulk_until_closed, "rude_clients": rude_clients, "containers": containers, "bad_alongside_good": bad_alongside_good, "docker_partials": docker_partials, "shared_key": shared_key, "users": users, "every_mode": every_mode, "fluent_logger": fluent_logger, "bad_then_good": bad_then_good}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]](*sys.argv[2:])

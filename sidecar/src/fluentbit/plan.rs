@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use regex::Regex;
 use serde::Deserialize;
+use sluice_firelens::ForwardUser;
 
 use super::aws_filter::AwsFilter;
 use super::classic::{Section, SectionKind};
@@ -38,8 +39,14 @@ pub struct DropIn {
     pub path: PathBuf,
     /// `[INPUT] forward` listeners.
     pub forward: Vec<ForwardInput>,
-    /// A `shared_key` on a TCP forward input.
+    /// A `shared_key` on a TCP forward input (`""` with `Empty_Shared_Key`).
     pub shared_key: Option<String>,
+    /// `security.users`: the names and passwords TCP clients must give.
+    pub forward_users: Vec<ForwardUser>,
+    /// `Self_Hostname`: the forward inputs' name in the handshake.
+    pub self_hostname: Option<String>,
+    /// `unix_perm`: the unix forward socket's file mode.
+    pub unix_perm: Option<u32>,
     /// `[INPUT] tcp` listeners: accepted and discarded (the FireLens health
     /// check).
     pub health_checks: Vec<SocketAddr>,
@@ -425,6 +432,9 @@ pub fn plan(path: &Path, sections: &[Section]) -> Result<DropIn, Vec<ConfigError
         path: path.to_path_buf(),
         forward: Vec::new(),
         shared_key: None,
+        forward_users: Vec::new(),
+        self_hostname: None,
+        unix_perm: None,
         health_checks: Vec::new(),
         tcp_inputs: Vec::new(),
         tail_inputs: Vec::new(),
@@ -776,6 +786,7 @@ fn input(
             if let Some(key) = section.get("shared_key") {
                 plan.shared_key = Some(key.to_string());
             }
+            forward_security(section, plan, errors);
             // Fluent Bit would give every record of this input another tag,
             // and the outputs would route them otherwise.
             for key in ["tag", "tag_prefix"] {
@@ -787,7 +798,7 @@ fn input(
             }
             for (key, _) in &section.entries {
                 let k = key.to_ascii_lowercase();
-                if !matches!(k.as_str(), "name" | "alias" | "unix_path" | "listen" | "port" | "shared_key" | "tag" | "tag_prefix")
+                if !matches!(k.as_str(), "name" | "alias" | "unix_path" | "listen" | "port" | "shared_key" | "tag" | "tag_prefix" | "empty_shared_key" | "security.users" | "self_hostname" | "unix_perm")
                     && !storage::reads(SectionKind::Input, "forward", &k)
                 {
                     plan.notes.push(format!(
@@ -885,6 +896,66 @@ fn input(
         other => errors.push(error(format!(
             "[INPUT] {other} cannot be served by Sluice, which takes Fluent Forward (forward), tcp, tail, exec and dummy"
         ))),
+    }
+}
+
+/// A forward input's handshake and socket options, as in_forward reads
+/// them: `Empty_Shared_Key On` makes the shared key `""`; each
+/// `security.users NAME PASSWORD` is a user TCP clients may log in as, which
+/// needs a shared key; `Self_Hostname` is the name the server gives;
+/// `unix_perm` the socket's mode (octal). Values are secrets: no message
+/// shows them.
+fn forward_security(section: &Section, plan: &mut DropIn, errors: &mut Vec<ConfigError>) {
+    let mut error = |message: String| {
+        errors.push(ConfigError {
+            key: section.at.clone(),
+            message,
+        })
+    };
+    let mut keyed = section.get("shared_key").is_some();
+    if let Some(value) = section.get("empty_shared_key") {
+        match fluent_bool(value) {
+            Some(true) => {
+                plan.shared_key = Some(String::new());
+                keyed = true;
+            }
+            Some(false) => {}
+            None => error(format!(
+                "[INPUT] forward Empty_Shared_Key {value:?} is not On or Off"
+            )),
+        }
+    }
+    let mut users = Vec::new();
+    for (key, value) in &section.entries {
+        if !key.eq_ignore_ascii_case("security.users") {
+            continue;
+        }
+        match value.trim().split_once(' ') {
+            Some((name, password)) if !password.is_empty() => users.push(ForwardUser {
+                name: name.to_string(),
+                password: password.to_string(),
+            }),
+            _ => error(
+                "[INPUT] forward security.users needs a name and a password, separated by a space"
+                    .into(),
+            ),
+        }
+    }
+    if !users.is_empty() && !keyed {
+        // fw.c refuses to start so.
+        error("[INPUT] forward security.users needs a Shared_Key or Empty_Shared_Key On, as in Fluent Bit".into());
+    }
+    plan.forward_users.extend(users);
+    if let Some(name) = section.get("self_hostname") {
+        plan.self_hostname = Some(name.to_string());
+    }
+    if let Some(value) = section.get("unix_perm") {
+        match u32::from_str_radix(value.trim(), 8) {
+            Ok(mode) => plan.unix_perm = Some(mode & 0o7777),
+            Err(_) => error(format!(
+                "[INPUT] forward unix_perm {value:?} is not an octal file mode such as 0660"
+            )),
+        }
     }
 }
 

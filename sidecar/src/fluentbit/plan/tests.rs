@@ -787,3 +787,50 @@ fn record_modifier_records_as_fluent_bit_splits_them() {
         ]
     );
 }
+
+/// A forward input's handshake and socket options, as in_forward reads
+/// them; no message shows a password or a key.
+#[test]
+fn forward_users_empty_shared_key_hostname_and_socket_mode() {
+    let tcp = "[INPUT]\n    Name forward\n    Listen 0.0.0.0\n    Port 24224\n";
+    let p = read(&format!("{tcp}    Empty_Shared_Key On\n    security.users alice pa ss\n    Security.Users bob b0b\n    Self_Hostname router-1\n[INPUT]\n    Name forward\n    unix_path /s\n    unix_perm 0660\n")).unwrap();
+    assert_eq!(p.shared_key.as_deref(), Some(""));
+    assert_eq!(
+        p.forward_users,
+        [
+            ForwardUser {
+                name: "alice".into(),
+                password: "pa ss".into()
+            },
+            ForwardUser {
+                name: "bob".into(),
+                password: "b0b".into()
+            },
+        ]
+    );
+    assert_eq!(p.self_hostname.as_deref(), Some("router-1"));
+    assert_eq!(p.unix_perm, Some(0o660));
+    assert!(p.notes.is_empty(), "{:?}", p.notes);
+    for (options, want) in [
+        (
+            "    security.users alice s3cr3t\n",
+            "line 1: [INPUT] forward security.users needs a Shared_Key or Empty_Shared_Key On, as in Fluent Bit",
+        ),
+        (
+            "    Shared_Key k3y\n    security.users alice\n",
+            "line 1: [INPUT] forward security.users needs a name and a password, separated by a space",
+        ),
+        (
+            "    Empty_Shared_Key perhaps\n",
+            "line 1: [INPUT] forward Empty_Shared_Key \"perhaps\" is not On or Off",
+        ),
+        (
+            "    unix_perm rw\n",
+            "line 1: [INPUT] forward unix_perm \"rw\" is not an octal file mode such as 0660",
+        ),
+    ] {
+        let errors = read(&format!("{tcp}{options}")).unwrap_err();
+        assert_eq!(errors, [want], "{options}");
+        assert!(!errors[0].contains("s3cr3t") && !errors[0].contains("k3y"));
+    }
+}
