@@ -235,14 +235,9 @@ impl Reader {
                         None => break,
                     };
                     start += line.len();
-                    match repaired_records(line) {
-                        Some((found, skipped)) => {
-                            records.extend(found);
-                            self.skipped |= skipped;
-                        }
-                        // Not JSON: skipped.
-                        None => self.skipped = true,
-                    }
+                    let (found, skipped) = repaired_records(line);
+                    records.extend(found);
+                    self.skipped |= skipped;
                 }
             }
         }
@@ -288,16 +283,20 @@ fn record_of(value: Json, text: &str) -> Option<Record> {
 
 /// The records of a line serde_json did not read, when what stopped it is
 /// invalid UTF-8 (read replaced) or escaped surrogates without their
-/// pairs (read as `\uFFFD`, as Fluent Bit reads them): the records, and
-/// whether a value was skipped. `None` when the line is still not JSON.
-fn repaired_records(line: &[u8]) -> Option<(Vec<Record>, bool)> {
+/// pairs (read as `\uFFFD`, as Fluent Bit reads them), and whether
+/// something was skipped: a value that is no record, or the rest of the
+/// line from where it is still not JSON.
+fn repaired_records(line: &[u8]) -> (Vec<Record>, bool) {
     let text = String::from_utf8_lossy(line);
     let text = lone_surrogates_replaced(&text).map_or(text, Cow::Owned);
     let (mut records, mut skipped) = (Vec::new(), false);
     let mut values = serde_json::Deserializer::from_str(&text).into_iter::<Json>();
     let mut at = 0;
     while let Some(value) = values.next() {
-        let value = value.ok()?;
+        let Ok(value) = value else {
+            skipped = true;
+            break;
+        };
         let end = values.byte_offset();
         match record_of(value, &text[at..end]) {
             Some(record) => records.push(record),
@@ -305,7 +304,7 @@ fn repaired_records(line: &[u8]) -> Option<(Vec<Record>, bool)> {
         }
         at = end;
     }
-    Some((records, skipped))
+    (records, skipped)
 }
 
 /// The pieces of `buffer` that end at `separator` (empty ones skipped),
@@ -432,8 +431,13 @@ mod tests {
             ]
         );
         assert!(!r.take_skipped());
-        // Still not JSON once repaired: the line is skipped.
+        // Still not JSON once repaired: the line is skipped from there.
         assert_eq!(logs(&r.push(b"{\"e\":\xff\n{\"y\":2}\n")), [r#"{"y":2}"#]);
+        assert!(r.take_skipped());
+        assert_eq!(
+            logs(&r.push(b"{\"e\":\"\xff\"} garbage\n")),
+            ["{\"e\":\"\u{fffd}\"}"]
+        );
         assert!(r.take_skipped());
     }
 
