@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::fluentbit::classic::{on_off, whole_number, Section};
-use crate::fluentbit::parsers::{Parser, Parsers};
+use crate::fluentbit::parsers::{self, Parser, Parsers};
 use crate::fluentbit::plugin_metrics::InputCounts;
 use crate::fluentbit::storage::fluent_size;
 use crate::tcp_input::MAX_PIECE;
@@ -80,11 +80,7 @@ impl ExecInput {
                             format!("[INPUT] exec Buf_Size {value:?} is not a size of 2 bytes or more")
                         })?
                 }
-                "parser" => match parsers.get(value.as_str()) {
-                    Some(Ok(parser)) => input.parser = Some(parser.clone()),
-                    Some(Err(why)) => return Err(why.clone()),
-                    None => return Err(format!("[INPUT] exec Parser {value}: no parser of that name")),
-                },
+                "parser" => input.parser = Some(parsers::named(parsers, "[INPUT] exec", value)?),
                 "oneshot" => input.oneshot = flag(key, value)?,
                 "exit_after_oneshot" | "propagate_exit_code" if !flag(key, value)? => {}
                 "exit_after_oneshot" | "propagate_exit_code" => {

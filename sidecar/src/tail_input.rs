@@ -37,7 +37,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::fluentbit::classic::{on_off, Section};
-use crate::fluentbit::parsers::{Parser, Parsers};
+use crate::fluentbit::parsers::{self, Parser, Parsers};
 use crate::fluentbit::plugin_metrics::InputCounts;
 
 /// How often files are looked at for new lines.
@@ -129,11 +129,7 @@ impl TailInput {
                 // Read by `fluentbit::storage`: filesystem buffering.
                 "storage.type" => {}
                 "skip_empty_lines" => input.skip_empty_lines = flag(key, value)?,
-                "parser" => match parsers.get(value.as_str()) {
-                    Some(Ok(parser)) => input.parser = Some(parser.clone()),
-                    Some(Err(why)) => return Err(why.clone()),
-                    None => return Err(format!("[INPUT] tail Parser {value}: no parser of that name")),
-                },
+                "parser" => input.parser = Some(parsers::named(parsers, "[INPUT] tail", value)?),
                 "db" | "db.sync" | "db.locking" | "db.journal_mode" | "db.compare_filename"
                 | "mem_buf_limit" | "buffer_chunk_size" | "buffer_max_size" | "skip_long_lines"
                 | "rotate_wait" | "ignore_older" | "inotify_watcher"

@@ -393,6 +393,17 @@ impl Parser {
 /// A parser by name, or why it cannot be used.
 pub type Parsers = HashMap<String, Result<Arc<Parser>, String>>;
 
+/// The parser an input's `Parser` option names (`plugin` is the input,
+/// `[INPUT] tail`, for the message): its own error when its section was
+/// refused.
+pub fn named(parsers: &Parsers, plugin: &str, name: &str) -> Result<Arc<Parser>, String> {
+    match parsers.get(name) {
+        Some(Ok(parser)) => Ok(parser.clone()),
+        Some(Err(why)) => Err(why.clone()),
+        None => Err(format!("{plugin} Parser {name}: no parser of that name")),
+    }
+}
+
 /// The time of a web server's access log line (`[10/Oct/2000:13:55:36
 /// -0700]`).
 const ACCESS_LOG_TIME: &str = "%d/%b/%Y:%H:%M:%S %z";

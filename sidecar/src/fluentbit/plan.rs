@@ -813,20 +813,11 @@ fn input(
         // it is the health check is decided once the outputs are known.
         "tcp" => match (address("0.0.0.0", "5170"), tcp_format(section)) {
             (Ok(addr), Ok(mut format)) => {
-                let parser = match section.get("parser") {
-                    None => None,
-                    Some(name) => match parsers.get(name) {
-                        Some(Ok(parser)) => Some(parser.clone()),
-                        Some(Err(why)) => {
-                            errors.push(error(why.clone()));
-                            None
-                        }
-                        None => {
-                            errors.push(error(format!("[INPUT] tcp Parser {name}: no parser of that name")));
-                            None
-                        }
-                    },
-                };
+                let parser = section.get("parser").and_then(|name| {
+                    parsers::named(parsers, "[INPUT] tcp", name)
+                        .map_err(|why| errors.push(error(why)))
+                        .ok()
+                });
                 if parser.is_some() && format == TcpFormat::Json {
                     // in_tcp's tcp_config.c switches, with a warning.
                     plan.notes.push(format!(
