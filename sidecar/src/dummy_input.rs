@@ -167,7 +167,7 @@ fn objects(text: &str) -> Option<Vec<(Map<String, Json>, usize)>> {
     let mut records = Vec::new();
     for value in values {
         if let Json::Object(map) = value.ok()? {
-            let len = Json::Object(map.clone()).to_string().len();
+            let len = serde_json::to_string(&map).map_or(0, |json| json.len());
             records.push((map, len));
         }
     }

@@ -783,9 +783,6 @@ fn input(
                 let kind = if unix { InputKind::ForwardUnix } else { InputKind::ForwardTcp };
                 plan.input_names.push((instance_name(section, index), kind));
             }
-            if let Some(key) = section.get("shared_key") {
-                plan.shared_key = Some(key.to_string());
-            }
             forward_security(section, plan, errors);
             // Fluent Bit would give every record of this input another tag,
             // and the outputs would route them otherwise.
@@ -891,7 +888,7 @@ fn input(
 }
 
 /// A forward input's handshake and socket options, as in_forward reads
-/// them: `Empty_Shared_Key On` makes the shared key `""`; each
+/// them: `Shared_Key`; `Empty_Shared_Key On` makes the shared key `""`; each
 /// `security.users NAME PASSWORD` is a user TCP clients may log in as, which
 /// needs a shared key; `Self_Hostname` is the name the server gives;
 /// `unix_perm` the socket's mode (octal). Values are secrets: no message
@@ -903,7 +900,11 @@ fn forward_security(section: &Section, plan: &mut DropIn, errors: &mut Vec<Confi
             message,
         })
     };
-    let mut keyed = section.get("shared_key").is_some();
+    let mut keyed = false;
+    if let Some(key) = section.get("shared_key") {
+        plan.shared_key = Some(key.to_string());
+        keyed = true;
+    }
     if let Some(value) = section.get("empty_shared_key") {
         match fluent_bool(value) {
             Some(true) => {

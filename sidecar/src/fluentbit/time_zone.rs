@@ -64,9 +64,8 @@ impl TimeZone {
     fn from_tzif(bytes: &[u8]) -> Option<TimeZone> {
         let header = Header::read(bytes)?;
         if matches!(bytes[4], b'2'..=b'4') {
-            let second = bytes.get(HEADER + header.data_len(4)?..)?;
-            Header::read(second)?;
-            TimeZone::from_part(second, 8)
+            // The 64-bit part, after the first part's header and data.
+            TimeZone::from_part(bytes.get(HEADER + header.data_len(4)?..)?, 8)
         } else {
             TimeZone::from_part(bytes, 4)
         }
