@@ -614,6 +614,12 @@ impl StrpTime {
         })
     }
 
+    /// Whether the format gives no year, so that a value is read in the
+    /// year (and date) of the time it is read at.
+    pub fn is_year_less(&self) -> bool {
+        self.year_less
+    }
+
     /// Whether a time of this format says its zone (or is seconds since
     /// the epoch, which need none).
     pub fn has_zone(&self) -> bool {

@@ -292,8 +292,10 @@ impl Parser {
     /// `flb_parser_tm2time_parser` place it).
     fn epoch_ms(&self, format: &StrpTime, text: &str, now_ms: i64) -> Option<i64> {
         // A format without a year reads in the year (and date) the zone
-        // has at `now_ms`.
+        // has at `now_ms`; no other format reads `now_ms`, so the zone's
+        // offset is looked up only for those.
         let read_at = match &self.zone {
+            _ if !format.is_year_less() => now_ms,
             Zone::Offset(_) => now_ms,
             Zone::System => now_ms + super::local_time::offset_ms_at(now_ms),
             Zone::Named(zone) => now_ms + zone.offset_ms_at(now_ms),
