@@ -94,6 +94,25 @@ impl Delivery {
         }
     }
 
+    /// Events from an input that waits to know they were accepted (the
+    /// tail input with a `DB`, which saves a file's offset only then): the
+    /// receiver resolves on [`Delivery::accept`], and errs if the delivery
+    /// is dropped instead. As for a client's ack, a stage that makes events
+    /// durable (the spool) does so before accepting them.
+    pub fn with_ack(
+        events: Vec<Event>,
+        reserved: Option<Reservation>,
+    ) -> (Delivery, oneshot::Receiver<()>) {
+        let (accepted, receiver) = oneshot::channel();
+        let delivery = Delivery {
+            events,
+            accepted: Some(accepted),
+            reserved,
+            ack_wanted: true,
+        };
+        (delivery, receiver)
+    }
+
     /// The delivery's share of the memory budget, for the stage that keeps
     /// its events after accepting it (the CloudWatch batchers).
     pub fn take_reservation(&mut self) -> Option<Reservation> {

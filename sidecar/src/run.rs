@@ -450,10 +450,22 @@ async fn serve(
         }
         asking.join_all().await;
     }
-    let drop_in_tails = drop_in
+    // A tail input's DB is opened as the user Sluice runs as, as the
+    // spool's files are.
+    let drop_in_tails = match drop_in
         .as_ref()
         .map(|plan| plan.tail_inputs.clone())
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .into_iter()
+        .map(crate::tail_input::TailStart::open)
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(tails) => tails,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the database of [INPUT] tail");
+            return ExitCode::FAILURE;
+        }
+    };
     let drop_in_execs = drop_in
         .as_ref()
         .map(|plan| plan.exec_inputs.clone())

@@ -22,7 +22,13 @@
 //! Records go to the pipeline as deliveries without acks, holding their
 //! share of the memory budget, as `tcp_input`'s do: a full budget stops
 //! the reading. A line longer than [`MAX_LINE`] is cut there, never
-//! dropped. Offsets are not kept across restarts (`DB` is noted).
+//! dropped.
+//!
+//! With `DB`, each file's offset is kept in Fluent Bit's SQLite table
+//! ([`crate::tail_db`]): a file the table knows is read on from where its
+//! lines were last accepted by the pipeline, when it still holds what was
+//! read before that. Deliveries then wait to be accepted, and the offset
+//! is saved once they are.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -39,6 +45,7 @@ use tokio::task::JoinHandle;
 use crate::fluentbit::classic::{on_off, Section};
 use crate::fluentbit::parsers::{self, Parser, Parsers};
 use crate::fluentbit::plugin_metrics::InputCounts;
+use crate::tail_db::{DbOptions, Position, TailDb};
 
 /// How often files are looked at for new lines.
 pub const POLL: Duration = Duration::from_millis(250);
@@ -68,6 +75,8 @@ pub struct TailInput {
     pub path_key: Option<String>,
     pub skip_empty_lines: bool,
     pub parser: Option<Arc<Parser>>,
+    /// `DB` and its `db.*` options.
+    pub db: Option<DbOptions>,
 }
 
 impl TailInput {
@@ -99,7 +108,10 @@ impl TailInput {
             path_key: None,
             skip_empty_lines: false,
             parser: None,
+            db: None,
         };
+        // `db.*` apply to the `DB`, wherever they are written.
+        let mut db_options = Vec::new();
         for (key, value) in &section.entries {
             match key.to_ascii_lowercase().as_str() {
                 "name" | "alias" => {}
@@ -130,20 +142,45 @@ impl TailInput {
                 "storage.type" => {}
                 "skip_empty_lines" => input.skip_empty_lines = flag(key, value)?,
                 "parser" => input.parser = Some(parsers::named(parsers, "[INPUT] tail", value)?),
-                "db" | "db.sync" | "db.locking" | "db.journal_mode" | "db.compare_filename"
-                | "mem_buf_limit" | "buffer_chunk_size" | "buffer_max_size" | "skip_long_lines"
+                "db" => input.db = Some(DbOptions::at(value.trim())),
+                "db.sync" | "db.locking" | "db.journal_mode" | "db.compare_filename" => {
+                    db_options.push((key, value))
+                }
+                "mem_buf_limit" | "buffer_chunk_size" | "buffer_max_size" | "skip_long_lines"
                 | "rotate_wait" | "ignore_older" | "inotify_watcher"
                 | "storage.pause_on_chunks_overlimit" | "multiline.parser" | "file_cache_advise"
                 | "threaded" | "progress_check_interval" => notes.push(format!(
-                    "{}: [INPUT] tail {key} does not apply: Sluice polls the files every 250 ms from where it started, without keeping offsets across restarts, bounds what it holds with limits.memory, cuts lines at 256 KiB, and joins stack traces with its own [multiline] joiner",
+                    "{}: [INPUT] tail {key} does not apply: Sluice polls the files every 250 ms, bounds what it holds with limits.memory, cuts lines at 256 KiB, and joins stack traces with its own [multiline] joiner",
                     section.at
                 )),
                 _ => {
                     return Err(format!(
-                        "[INPUT] tail has no option {key} Sluice serves; it takes Path, Exclude_Path, Tag, Read_from_Head, Refresh_Interval, Key, Path_Key, Skip_Empty_Lines, Parser"
+                        "[INPUT] tail has no option {key} Sluice serves; it takes Path, Exclude_Path, Tag, Read_from_Head, Refresh_Interval, Key, Path_Key, Skip_Empty_Lines, Parser, DB, db.sync, db.locking, db.journal_mode, db.compare_filename"
                     ))
                 }
             }
+        }
+        for (key, value) in db_options {
+            let Some(db) = &mut input.db else {
+                notes.push(format!(
+                    "{}: [INPUT] tail {key} does not apply without a DB",
+                    section.at
+                ));
+                continue;
+            };
+            match key.to_ascii_lowercase().as_str() {
+                "db.sync" => db.sync = DbOptions::sync_level(value)?,
+                "db.locking" => db.locking = flag(key, value)?,
+                "db.journal_mode" => db.journal_mode = DbOptions::journal(value)?,
+                _ => db.compare_filename = flag(key, value)?,
+            }
+        }
+        if input
+            .db
+            .as_ref()
+            .is_some_and(|db| db.path.as_os_str().is_empty())
+        {
+            return Err("[INPUT] tail DB is empty: it names the database file".into());
         }
         if input.paths.is_empty() {
             return Err("[INPUT] tail needs a Path".into());
@@ -191,6 +228,8 @@ struct Tailed {
     /// The start of a line whose end has not been written yet.
     partial: Vec<u8>,
     tag: Arc<str>,
+    /// The file's row in the `DB`.
+    row: Option<i64>,
 }
 
 impl Tailed {
@@ -203,7 +242,39 @@ impl Tailed {
             offset: if from_end { meta.len() } else { 0 },
             partial: Vec::new(),
             tag: Arc::from(tag.as_str()),
+            row: None,
         })
+    }
+
+    /// Where the next start should read from: the line not yet whole is
+    /// read again.
+    fn position(&self) -> Position {
+        let offset = self.offset - self.partial.len() as u64;
+        Position::of(&self.file, offset).unwrap_or(Position {
+            offset,
+            ..Position::default()
+        })
+    }
+
+    /// Takes the `DB`'s offset for this file when the file still holds
+    /// what was read before it (else stays where [`Tailed::open`] put it),
+    /// and the row to save to, made if there is none: as
+    /// `set_file_position` does with a database.
+    fn resume(&mut self, db: &TailDb, path: &Path) -> rusqlite::Result<()> {
+        let name = path.to_string_lossy();
+        let len = self.file.metadata().map_or(0, |m| m.len());
+        let row = match db.find(self.id.1, &name)? {
+            Some(row) => {
+                if row.position.offset > 0 && row.position.still_in(&self.file, len) {
+                    self.offset = row.position.offset;
+                }
+                db.save(row.id, self.position())?;
+                row.id
+            }
+            None => db.insert(&name, self.id.1, self.position())?,
+        };
+        self.row = Some(row);
+        Ok(())
     }
 
     /// The complete lines written since the last read (at most
@@ -266,18 +337,39 @@ fn char_boundary(bytes: &[u8], at: usize) -> usize {
         .unwrap_or(at)
 }
 
+/// A tail input ready to start: its options, and its `DB` opened.
+pub struct TailStart {
+    pub input: TailInput,
+    pub db: Option<TailDb>,
+}
+
+impl TailStart {
+    /// Opens the input's `DB`, if it has one: one that cannot be opened
+    /// stops the start, as it stops Fluent Bit's.
+    pub fn open(input: TailInput) -> Result<TailStart, String> {
+        let db = input.db.as_ref().map(TailDb::open).transpose()?;
+        Ok(TailStart { input, db })
+    }
+}
+
 /// Follows `input`'s files until `shutdown`, then reads what they hold
-/// once more and ends.
+/// once more and ends (with a `DB`, once what it sent is accepted and its
+/// offsets saved).
 pub fn spawn(
-    input: TailInput,
+    start: TailStart,
     pipeline: mpsc::Sender<Delivery>,
     budget: Arc<MemoryBudget>,
     mut shutdown: watch::Receiver<bool>,
     counts: Option<Arc<InputCounts>>,
 ) -> JoinHandle<()> {
+    let TailStart { input, db } = start;
+    let mut offsets = db.map(Offsets::new);
     tokio::spawn(async move {
         let mut files: HashMap<PathBuf, Tailed> = HashMap::new();
-        look_for_files(&input, &mut files, true);
+        look_for_files(&input, &mut files, true, offsets.as_mut());
+        if let Some(offsets) = &mut offsets {
+            offsets.forget_all_but(&files);
+        }
         let mut next_look = tokio::time::Instant::now() + input.refresh;
         let mut poll = tokio::time::interval(POLL);
         loop {
@@ -285,8 +377,11 @@ pub fn spawn(
                 _ = poll.tick() => false,
                 _ = shutdown.changed() => true,
             };
+            if let Some(offsets) = &mut offsets {
+                offsets.save_accepted();
+            }
             if tokio::time::Instant::now() >= next_look {
-                look_for_files(&input, &mut files, false);
+                look_for_files(&input, &mut files, false, offsets.as_mut());
                 next_look = tokio::time::Instant::now() + input.refresh;
             }
             let mut gone = Vec::new();
@@ -297,16 +392,30 @@ pub fn spawn(
                 // for room in the memory budget.
                 for _ in 0..READS_PER_POLL {
                     let at = (tailed.id, tailed.offset);
+                    let row = tailed.row;
                     let (lines, done) = read_file(path, tailed, stopping);
+                    if let Some(offsets) = &mut offsets {
+                        if tailed.id != at.0 {
+                            // Rotated: the old file is read to its end and
+                            // let go; the new one is followed from its head.
+                            offsets.let_go(row);
+                            offsets.resume(tailed, path);
+                        }
+                    }
                     if !lines.is_empty() {
                         if let Some(counts) = &counts {
                             let bytes = lines.iter().map(|l| l.len() + 1).sum();
                             counts.add(lines.len(), bytes);
                         }
                         let events = events(&input, path, &tailed.tag, lines);
-                        if !events.is_empty()
-                            && !crate::tcp_input::deliver(events, &pipeline, &budget).await
-                        {
+                        let sent = match &mut offsets {
+                            _ if events.is_empty() => true,
+                            None => crate::tcp_input::deliver(events, &pipeline, &budget).await,
+                            Some(offsets) => {
+                                offsets.deliver(events, tailed, &pipeline, &budget).await
+                            }
+                        };
+                        if !sent {
                             return;
                         }
                     }
@@ -320,25 +429,163 @@ pub fn spawn(
                 }
             }
             for path in gone {
-                files.remove(&path);
+                if let Some(tailed) = files.remove(&path) {
+                    if let Some(offsets) = &mut offsets {
+                        offsets.let_go(tailed.row);
+                    }
+                }
             }
             if stopping {
-                return;
+                break;
             }
+        }
+        // What was sent is accepted once the stage has written it; the
+        // pipeline is let go first, so that the stage does not wait for
+        // this input.
+        drop(pipeline);
+        if let Some(offsets) = &mut offsets {
+            offsets.save_when_accepted().await;
         }
     })
 }
 
+/// The `DB` of a running tail input, and the offsets waiting for their
+/// lines to be accepted.
+struct Offsets {
+    db: TailDb,
+    /// In the order sent, so in the order the stage accepts them.
+    waiting: std::collections::VecDeque<(tokio::sync::oneshot::Receiver<()>, i64, Position)>,
+    /// Whether the last write to the `DB` failed (logged once, until one
+    /// succeeds again).
+    failing: bool,
+}
+
+impl Offsets {
+    fn new(db: TailDb) -> Offsets {
+        Offsets {
+            db,
+            waiting: Default::default(),
+            failing: false,
+        }
+    }
+
+    /// Logs a failed write once; offsets are then not saved (a restart
+    /// reads some lines again) until writes succeed again.
+    fn check<T>(&mut self, what: &str, result: rusqlite::Result<T>) -> Option<T> {
+        match result {
+            Ok(value) => {
+                if std::mem::take(&mut self.failing) {
+                    tracing::info!(db = %self.db.path().display(), "[INPUT] tail DB: offsets are saved again");
+                }
+                Some(value)
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut self.failing, true) {
+                    tracing::warn!(db = %self.db.path().display(), error = %e, what, "[INPUT] tail DB: cannot save offsets; a restart may send some lines again");
+                }
+                None
+            }
+        }
+    }
+
+    /// `tailed` resumes from its row, or gets one.
+    fn resume(&mut self, tailed: &mut Tailed, path: &Path) {
+        let resumed = tailed.resume(&self.db, path);
+        if self.check("resume", resumed).is_some() {
+            tracing::info!(path = %path.display(), offset = tailed.offset, "[INPUT] tail: offset from DB");
+        }
+    }
+
+    /// A file read to its end and let go: its row goes.
+    fn let_go(&mut self, row: Option<i64>) {
+        if let Some(row) = row {
+            let deleted = self.db.delete(row);
+            self.check("delete", deleted);
+        }
+    }
+
+    /// Rows of files not followed now (gone while Sluice was not running).
+    fn forget_all_but(&mut self, files: &HashMap<PathBuf, Tailed>) {
+        let inodes: Vec<u64> = files.values().map(|t| t.id.1).collect();
+        let forgotten = self.db.keep_only(&inodes);
+        if let Some(count) = self.check("forget", forgotten).filter(|c| *c > 0) {
+            tracing::info!(
+                count,
+                "[INPUT] tail DB: rows of files no longer there deleted"
+            );
+        }
+    }
+
+    /// Sends `events` read from `tailed`, to save its offset once the
+    /// pipeline accepts them; `false` when the pipeline is gone.
+    async fn deliver(
+        &mut self,
+        events: Vec<Event>,
+        tailed: &Tailed,
+        pipeline: &mpsc::Sender<Delivery>,
+        budget: &MemoryBudget,
+    ) -> bool {
+        let bytes: usize = events.iter().map(|e| e.record.estimated_bytes() + 64).sum();
+        let reserved = budget.reserve(bytes).await;
+        let (delivery, accepted) = Delivery::with_ack(events, reserved);
+        if pipeline.send(delivery).await.is_err() {
+            return false;
+        }
+        if let Some(row) = tailed.row {
+            self.waiting.push_back((accepted, row, tailed.position()));
+        }
+        true
+    }
+
+    /// Saves the offsets whose lines were accepted since the last look.
+    fn save_accepted(&mut self) {
+        while let Some((accepted, _, _)) = self.waiting.front_mut() {
+            match accepted.try_recv() {
+                Ok(()) => {
+                    if let Some((_, row, position)) = self.waiting.pop_front() {
+                        let saved = self.db.save(row, position);
+                        self.check("save", saved);
+                    }
+                }
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => return,
+                // Dropped, not accepted: the stage stopped without it.
+                Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
+                    self.waiting.pop_front();
+                }
+            }
+        }
+    }
+
+    /// At the end: waits for every delivery, saving each accepted one's
+    /// offset.
+    async fn save_when_accepted(&mut self) {
+        while let Some((accepted, row, position)) = self.waiting.pop_front() {
+            if accepted.await.is_ok() {
+                let saved = self.db.save(row, position);
+                self.check("save", saved);
+            }
+        }
+    }
+}
+
 /// Starts following the files the globs name that are not followed yet.
-fn look_for_files(input: &TailInput, files: &mut HashMap<PathBuf, Tailed>, at_start: bool) {
+fn look_for_files(
+    input: &TailInput,
+    files: &mut HashMap<PathBuf, Tailed>,
+    at_start: bool,
+    mut offsets: Option<&mut Offsets>,
+) {
     for path in input.files() {
         if files.contains_key(&path) {
             continue;
         }
         let from_end = at_start && !input.read_from_head;
         match Tailed::open(&path, from_end, input.tag_for(&path)) {
-            Ok(tailed) => {
+            Ok(mut tailed) => {
                 tracing::info!(path = %path.display(), from_end, "[INPUT] tail: following");
+                if let Some(offsets) = offsets.as_deref_mut() {
+                    offsets.resume(&mut tailed, &path);
+                }
                 files.insert(path, tailed);
             }
             Err(e) => {
@@ -465,7 +712,11 @@ mod tests {
                 ("Refresh_Interval", "5"),
                 ("Path_Key", "file"),
                 ("Parser", "json"),
+                ("db.sync", "full"),
                 ("DB", "/var/flb/tail.db"),
+                ("DB.locking", "true"),
+                ("db.journal_mode", "delete"),
+                ("Rotate_Wait", "5"),
             ]),
             2,
             &parsers,
@@ -477,17 +728,40 @@ mod tests {
         assert_eq!(t.refresh, Duration::from_secs(5));
         assert_eq!(t.path_key.as_deref(), Some("file"));
         assert_eq!(t.parser.as_ref().unwrap().name, "json");
-        assert_eq!(notes.len(), 1);
-        assert!(
-            notes[0].starts_with("t.conf:1: [INPUT] tail DB does not apply"),
-            "{notes:?}"
+        assert_eq!(
+            t.db,
+            Some(DbOptions {
+                path: "/var/flb/tail.db".into(),
+                sync: 2,
+                locking: true,
+                journal_mode: "DELETE",
+                compare_filename: false,
+            })
+        );
+        assert_eq!(notes, ["t.conf:1: [INPUT] tail Rotate_Wait does not apply: Sluice polls the files every 250 ms, bounds what it holds with limits.memory, cuts lines at 256 KiB, and joins stack traces with its own [multiline] joiner"]);
+        let mut notes = Vec::new();
+        let without = TailInput::from_section(
+            &section(&[("Path", "/x"), ("db.sync", "full")]),
+            0,
+            &parsers,
+            &mut notes,
+        )
+        .unwrap();
+        assert_eq!(without.db, None);
+        assert_eq!(
+            notes,
+            ["t.conf:1: [INPUT] tail db.sync does not apply without a DB"]
         );
         for (entries, error) in [
             (vec![], "[INPUT] tail needs a Path"),
             (vec![("Path", "/x"), ("Read_from_Head", "maybe")], "[INPUT] tail Read_from_Head \"maybe\" is not On or Off"),
             (vec![("Path", "/x"), ("Refresh_Interval", "1m")], "[INPUT] tail Refresh_Interval \"1m\" is not a number of seconds"),
             (vec![("Path", "/x"), ("Parser", "nope")], "[INPUT] tail Parser nope: no parser of that name"),
-            (vec![("Path", "/x"), ("Docker_Mode", "On")], "[INPUT] tail has no option Docker_Mode Sluice serves; it takes Path, Exclude_Path, Tag, Read_from_Head, Refresh_Interval, Key, Path_Key, Skip_Empty_Lines, Parser"),
+            (vec![("Path", "/x"), ("Docker_Mode", "On")], "[INPUT] tail has no option Docker_Mode Sluice serves; it takes Path, Exclude_Path, Tag, Read_from_Head, Refresh_Interval, Key, Path_Key, Skip_Empty_Lines, Parser, DB, db.sync, db.locking, db.journal_mode, db.compare_filename"),
+            (vec![("Path", "/x"), ("DB", "/d"), ("db.sync", "always")], "[INPUT] tail db.sync \"always\" is not one of extra, full, normal, off"),
+            (vec![("Path", "/x"), ("DB", "/d"), ("db.journal_mode", "fast")], "[INPUT] tail db.journal_mode \"fast\" is not one of DELETE, TRUNCATE, PERSIST, MEMORY, WAL, OFF"),
+            (vec![("Path", "/x"), ("DB", "/d"), ("db.locking", "yes please")], "[INPUT] tail db.locking \"yes please\" is not On or Off"),
+            (vec![("Path", "/x"), ("DB", " ")], "[INPUT] tail DB is empty: it names the database file"),
         ] {
             assert_eq!(
                 TailInput::from_section(&section(&entries), 0, &parsers, &mut Vec::new()).unwrap_err(),
@@ -570,7 +844,7 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(4);
         let (stop_tx, stop_rx) = watch::channel(false);
         let budget = Arc::new(MemoryBudget::new(1 << 20));
-        let task = spawn(input, tx, budget, stop_rx, None);
+        let task = spawn(TailStart::open(input).unwrap(), tx, budget, stop_rx, None);
         let mut seen = Vec::new();
         while seen.len() < lines.len() {
             let delivery = rx.recv().await.expect("the input goes on");
@@ -582,6 +856,151 @@ mod tests {
         let _ = stop_tx.send(true);
         task.await.unwrap();
         assert!(rx.recv().await.is_none(), "nothing more");
+    }
+
+    /// The `log` values of the next delivery, and the delivery.
+    async fn next_lines(rx: &mut mpsc::Receiver<Delivery>) -> (Vec<String>, Delivery) {
+        let delivery = rx.recv().await.expect("the input goes on");
+        let lines = delivery
+            .events
+            .iter()
+            .map(|e| e.record.get_str("log").unwrap().to_string())
+            .collect();
+        (lines, delivery)
+    }
+
+    /// With a `DB`, a restart goes on after the last lines the pipeline
+    /// accepted: a delivery dropped without being accepted is read again,
+    /// and what was written while stopped is read once.
+    #[tokio::test]
+    async fn with_a_db_a_restart_goes_on_after_the_accepted_lines() {
+        let tmp = dir();
+        let d = tmp.path();
+        let path = d.join("app.log");
+        let db_path = d.join("tail.db");
+        std::fs::write(&path, "one\ntwo\n").unwrap();
+        let parsers = crate::fluentbit::parsers::parsers(std::iter::empty());
+        let input = TailInput::from_section(
+            &section(&[
+                ("Path", path.to_str().unwrap()),
+                ("Read_from_Head", "on"),
+                ("DB", db_path.to_str().unwrap()),
+            ]),
+            0,
+            &parsers,
+            &mut Vec::new(),
+        )
+        .unwrap();
+        let budget = Arc::new(MemoryBudget::new(1 << 20));
+        let run = |input: TailInput| {
+            let (tx, rx) = mpsc::channel(4);
+            let (stop_tx, stop_rx) = watch::channel(false);
+            let start = TailStart::open(input).unwrap();
+            (spawn(start, tx, budget.clone(), stop_rx, None), rx, stop_tx)
+        };
+        let append = |text: &str| {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap()
+        };
+
+        let (task, mut rx, stop) = run(input.clone());
+        let (lines, delivery) = next_lines(&mut rx).await;
+        assert_eq!(lines, ["one", "two"]);
+        delivery.accept();
+        append("three\n");
+        let (lines, not_accepted) = next_lines(&mut rx).await;
+        assert_eq!(lines, ["three"]);
+        drop(not_accepted);
+        let _ = stop.send(true);
+        task.await.unwrap();
+
+        let inode = std::fs::metadata(&path).unwrap().ino();
+        let saved = |db: &TailDb| {
+            db.find(inode, path.to_str().unwrap())
+                .unwrap()
+                .unwrap()
+                .position
+        };
+        let file = File::open(&path).unwrap();
+        assert_eq!(
+            saved(&TailDb::open(input.db.as_ref().unwrap()).unwrap()),
+            Position::of(&file, 8).unwrap()
+        );
+
+        append("four\n");
+        let (task, mut rx, stop) = run(input.clone());
+        let (lines, delivery) = next_lines(&mut rx).await;
+        assert_eq!(lines, ["three", "four"]);
+        delivery.accept();
+        let _ = stop.send(true);
+        task.await.unwrap();
+        assert!(rx.recv().await.is_none(), "nothing more");
+        assert_eq!(
+            saved(&TailDb::open(input.db.as_ref().unwrap()).unwrap()),
+            Position::of(&file, 19).unwrap()
+        );
+
+        // Written again from the head while stopped: the saved offset is
+        // no longer what the file holds, and it is read from its head.
+        std::fs::write(&path, "another file entirely\n").unwrap();
+        let (task, mut rx, stop) = run(input.clone());
+        let (lines, delivery) = next_lines(&mut rx).await;
+        assert_eq!(lines, ["another file entirely"]);
+        delivery.accept();
+        let _ = stop.send(true);
+        task.await.unwrap();
+    }
+
+    #[test]
+    fn a_file_resumes_only_from_a_position_it_still_holds() {
+        let tmp = dir();
+        let d = tmp.path();
+        let db = TailDb::open(&DbOptions::at(d.join("tail.db").to_str().unwrap())).unwrap();
+        let path = d.join("app.log");
+        std::fs::write(&path, "one\ntwo\n").unwrap();
+        let name = path.to_str().unwrap();
+
+        // No row: where `open` put it, and a row for it from there.
+        let mut t = Tailed::open(&path, true, "app".into()).unwrap();
+        t.resume(&db, &path).unwrap();
+        assert_eq!(t.offset, 8);
+        let row = db.find(t.id.1, name).unwrap().unwrap();
+        assert_eq!(
+            (Some(row.id), row.position),
+            (t.row, Position::of(&t.file, 8).unwrap())
+        );
+
+        // A row it bears out: from its offset.
+        db.save(row.id, Position::of(&t.file, 4).unwrap()).unwrap();
+        let mut t = Tailed::open(&path, false, "app".into()).unwrap();
+        t.resume(&db, &path).unwrap();
+        assert_eq!((t.offset, t.row), (4, Some(row.id)));
+        assert_eq!(text(t.lines(false).unwrap()), ["two"]);
+
+        // A row whose marker the file does not bear out (other bytes before
+        // the offset), or past the file's end: where `open` put it, saved.
+        for (offset, marker) in [(4, 1), (400, 0)] {
+            db.save(
+                row.id,
+                Position {
+                    offset,
+                    marker,
+                    marker_size: 4,
+                },
+            )
+            .unwrap();
+            let mut t = Tailed::open(&path, false, "app".into()).unwrap();
+            t.resume(&db, &path).unwrap();
+            assert_eq!(t.offset, 0);
+            assert_eq!(
+                db.find(t.id.1, name).unwrap().unwrap().position,
+                Position::default()
+            );
+        }
     }
 
     #[test]

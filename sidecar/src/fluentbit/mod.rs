@@ -248,10 +248,14 @@ pub fn describe(plan: &DropIn) -> String {
     for input in &plan.tail_inputs {
         let _ = writeln!(
             out,
-            "  input tail {} (Tag {}, from the {}{}{})",
+            "  input tail {} (Tag {}, from the {}{}{}{})",
             input.paths.join(", "),
             input.tag,
             if input.read_from_head { "head" } else { "end" },
+            input.db.as_ref().map_or(String::new(), |db| format!(
+                " or the offsets in DB {}",
+                db.path.display()
+            )),
             input
                 .parser
                 .as_ref()
