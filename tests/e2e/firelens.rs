@@ -1430,6 +1430,55 @@ fn tail_input_follows_a_shared_volume_s_file() {
     );
 }
 
+/// `[INPUT] tail` with a `DB`: a router that restarts goes on where its
+/// lines were accepted, so what was written while it was stopped arrives,
+/// and what it had sent is not sent again (Read_from_Head alone would send
+/// the whole file again).
+#[test]
+fn tail_input_with_a_db_resumes_after_a_restart() {
+    use std::io::Write;
+    let Peers {
+        moto,
+        agent,
+        addresses,
+    } = Peers::start();
+    let log = crate::support::TempPath::unique_with("app", "log", "before the first start\n");
+    let db = crate::support::TempPath::unique("tail", "db");
+    let extra = extra_conf(&format!(
+            "[INPUT]\n    Name            tail\n    Tag             app\n    Path            {}\n    Read_from_Head  True\n    DB              {}\n    DB.sync         full\n\n[OUTPUT]\n    Name cloudwatch_logs\n    Match app\n    region us-east-1\n    endpoint {}\n    log_group_name /ecs/tailed\n    log_stream_name app-log\n    auto_create_group true\n",
+            log.arg(),
+            db.arg(),
+            moto.endpoint()
+        ),
+    );
+    let sidecar = start_app_task(&moto, &agent, &addresses, &extra);
+    let _ = stop_once_delivered(sidecar, &moto, "the first line", |d| !d.events.is_empty());
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(log.arg())
+        .expect("the log opens")
+        .write_all(b"written while stopped /pay?token=t0psecret\n")
+        .expect("written");
+    let sidecar = start_app_task(&moto, &agent, &addresses, &extra);
+    let dump = stop_once_delivered(sidecar, &moto, "the second line", |d| d.events.len() >= 2);
+    for journal in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{journal}", db.arg()));
+    }
+    let logs: Vec<String> = in_stream(&dump.events, "/ecs/tailed", "app-log")
+        .iter()
+        .map(|e| object(&e.message)["log"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        logs,
+        [
+            "before the first start",
+            "written while stopped /pay?token=REDACTED"
+        ],
+        "{:#?}",
+        dump.events
+    );
+}
+
 /// `[FILTER] lua` with a script file, as Fluent Bit's documentation
 /// writes them: it adds a key, drops health-check noise and keeps the
 /// rest; the record it returns is redacted like any other.
