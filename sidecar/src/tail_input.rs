@@ -525,8 +525,7 @@ impl Offsets {
         pipeline: &mpsc::Sender<Delivery>,
         budget: &MemoryBudget,
     ) -> bool {
-        let bytes: usize = events.iter().map(|e| e.record.estimated_bytes() + 64).sum();
-        let reserved = budget.reserve(bytes).await;
+        let reserved = crate::tcp_input::reserve_for(&events, budget).await;
         let (delivery, accepted) = Delivery::with_ack(events, reserved);
         if pipeline.send(delivery).await.is_err() {
             return false;

@@ -22,7 +22,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde_json::{Map, Value as Json};
-use sluice_firelens::{Delivery, Event, MemoryBudget, Record};
+use sluice_firelens::{Delivery, Event, MemoryBudget, Record, Reservation};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -159,12 +159,18 @@ pub async fn deliver(
     pipeline: &mpsc::Sender<Delivery>,
     budget: &MemoryBudget,
 ) -> bool {
-    let bytes: usize = events.iter().map(|e| e.record.estimated_bytes() + 64).sum();
-    let reserved = budget.reserve(bytes).await;
+    let reserved = reserve_for(&events, budget).await;
     pipeline
         .send(Delivery::without_ack(events, reserved))
         .await
         .is_ok()
+}
+
+/// The share of the memory budget `events` hold while in the pipeline,
+/// once there is room for it.
+pub async fn reserve_for(events: &[Event], budget: &MemoryBudget) -> Option<Reservation> {
+    let bytes: usize = events.iter().map(|e| e.record.estimated_bytes() + 64).sum();
+    budget.reserve(bytes).await
 }
 
 /// Cuts a stream into records.
