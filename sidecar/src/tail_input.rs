@@ -77,6 +77,12 @@ pub struct TailInput {
     pub parser: Option<Arc<Parser>>,
     /// `DB` and its `db.*` options.
     pub db: Option<DbOptions>,
+    /// `Ignore_Older`: files last written longer ago than this are not
+    /// followed.
+    pub ignore_older: Option<Duration>,
+    /// `Ignore_Active_Older_Files`: a followed file is let go once it is
+    /// that old too.
+    pub ignore_active_older_files: bool,
 }
 
 impl TailInput {
@@ -109,6 +115,8 @@ impl TailInput {
             skip_empty_lines: false,
             parser: None,
             db: None,
+            ignore_older: None,
+            ignore_active_older_files: false,
         };
         // `db.*` apply to the `DB`, wherever they are written.
         let mut db_options = Vec::new();
@@ -146,8 +154,10 @@ impl TailInput {
                 "db.sync" | "db.locking" | "db.journal_mode" | "db.compare_filename" => {
                     db_options.push((key, value))
                 }
+                "ignore_older" => input.ignore_older = age(value)?,
+                "ignore_active_older_files" => input.ignore_active_older_files = flag(key, value)?,
                 "mem_buf_limit" | "buffer_chunk_size" | "buffer_max_size" | "skip_long_lines"
-                | "rotate_wait" | "ignore_older" | "inotify_watcher"
+                | "rotate_wait" | "inotify_watcher"
                 | "storage.pause_on_chunks_overlimit" | "multiline.parser" | "file_cache_advise"
                 | "threaded" | "progress_check_interval" => notes.push(format!(
                     "{}: [INPUT] tail {key} does not apply: Sluice polls the files every 250 ms, bounds what it holds with limits.memory, cuts lines at 256 KiB, and joins stack traces with its own [multiline] joiner",
@@ -155,7 +165,7 @@ impl TailInput {
                 )),
                 _ => {
                     return Err(format!(
-                        "[INPUT] tail has no option {key} Sluice serves; it takes Path, Exclude_Path, Tag, Read_from_Head, Refresh_Interval, Key, Path_Key, Skip_Empty_Lines, Parser, DB, db.sync, db.locking, db.journal_mode, db.compare_filename"
+                        "[INPUT] tail has no option {key} Sluice serves; it takes Path, Exclude_Path, Tag, Read_from_Head, Refresh_Interval, Key, Path_Key, Skip_Empty_Lines, Parser, DB, db.sync, db.locking, db.journal_mode, db.compare_filename, Ignore_Older, Ignore_Active_Older_Files"
                     ))
                 }
             }
@@ -185,7 +195,29 @@ impl TailInput {
         if input.paths.is_empty() {
             return Err("[INPUT] tail needs a Path".into());
         }
+        if input.ignore_active_older_files && input.ignore_older.is_none() {
+            notes.push(format!(
+                "{}: [INPUT] tail Ignore_Active_Older_Files does not apply without an Ignore_Older",
+                section.at
+            ));
+        }
         Ok(input)
+    }
+
+    /// Whether a file last written at `meta`'s time is older than
+    /// `Ignore_Older` at `now`, in whole seconds as Fluent Bit compares
+    /// them.
+    fn too_old(&self, meta: &std::fs::Metadata, now: std::time::SystemTime) -> bool {
+        let seconds = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        };
+        match (self.ignore_older, meta.modified()) {
+            (Some(age), Ok(modified)) => {
+                seconds(now).saturating_sub(age.as_secs()) > seconds(modified)
+            }
+            _ => false,
+        }
     }
 
     /// The tag of a file's records: `Tag`, its `*` replaced by the path
@@ -216,6 +248,31 @@ impl TailInput {
             }
         }
         found
+    }
+}
+
+/// `Ignore_Older`'s value: whole seconds, or with `m`, `h` or `d` (any
+/// case), as `flb_utils_time_to_seconds` reads it; 0 is none.
+fn age(value: &str) -> Result<Option<Duration>, String> {
+    let value = value.trim();
+    let (number, unit) = match value.char_indices().last() {
+        Some((at, c)) if c.is_ascii_alphabetic() => (&value[..at], c.to_ascii_lowercase()),
+        _ => (value, 's'),
+    };
+    let scale = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3_600,
+        'd' => 86_400,
+        _ => 0,
+    };
+    match number.parse::<u64>() {
+        Ok(n) if scale > 0 && !number.starts_with('+') => {
+            Ok(Some(Duration::from_secs(n.saturating_mul(scale))).filter(|d| !d.is_zero()))
+        }
+        _ => Err(format!(
+            "[INPUT] tail Ignore_Older {value:?} is not a whole number of seconds, or of m, h or d"
+        )),
     }
 }
 
@@ -363,12 +420,15 @@ pub fn spawn(
     counts: Option<Arc<InputCounts>>,
 ) -> JoinHandle<()> {
     let TailStart { input, db } = start;
-    let mut offsets = db.map(Offsets::new);
+    let mut following = Following {
+        files: HashMap::new(),
+        aged: HashMap::new(),
+        offsets: db.map(Offsets::new),
+    };
     tokio::spawn(async move {
-        let mut files: HashMap<PathBuf, Tailed> = HashMap::new();
-        look_for_files(&input, &mut files, true, offsets.as_mut());
-        if let Some(offsets) = &mut offsets {
-            offsets.forget_all_but(&files);
+        following.look_for_files(&input, true);
+        if let Some(offsets) = &mut following.offsets {
+            offsets.forget_all_but(&following.files);
         }
         let mut next_look = tokio::time::Instant::now() + input.refresh;
         let mut poll = tokio::time::interval(POLL);
@@ -377,13 +437,15 @@ pub fn spawn(
                 _ = poll.tick() => false,
                 _ = shutdown.changed() => true,
             };
-            if let Some(offsets) = &mut offsets {
+            if let Some(offsets) = &mut following.offsets {
                 offsets.save_accepted();
             }
             if tokio::time::Instant::now() >= next_look {
-                look_for_files(&input, &mut files, false, offsets.as_mut());
+                following.let_go_of_older(&input);
+                following.look_for_files(&input, false);
                 next_look = tokio::time::Instant::now() + input.refresh;
             }
+            let Following { files, offsets, .. } = &mut following;
             let mut gone = Vec::new();
             for (path, tailed) in files.iter_mut() {
                 // What a file holds is read at once (a file found with
@@ -394,7 +456,7 @@ pub fn spawn(
                     let at = (tailed.id, tailed.offset);
                     let row = tailed.row;
                     let (lines, done) = read_file(path, tailed, stopping);
-                    if let Some(offsets) = &mut offsets {
+                    if let Some(offsets) = offsets {
                         if tailed.id != at.0 {
                             // Rotated: the old file is read to its end and
                             // let go; the new one is followed from its head.
@@ -408,7 +470,7 @@ pub fn spawn(
                             counts.add(lines.len(), bytes);
                         }
                         let events = events(&input, path, &tailed.tag, lines);
-                        let sent = match &mut offsets {
+                        let sent = match offsets {
                             _ if events.is_empty() => true,
                             None => crate::tcp_input::deliver(events, &pipeline, &budget).await,
                             Some(offsets) => {
@@ -430,7 +492,7 @@ pub fn spawn(
             }
             for path in gone {
                 if let Some(tailed) = files.remove(&path) {
-                    if let Some(offsets) = &mut offsets {
+                    if let Some(offsets) = offsets {
                         offsets.let_go(tailed.row);
                     }
                 }
@@ -443,10 +505,93 @@ pub fn spawn(
         // pipeline is let go first, so that the stage does not wait for
         // this input.
         drop(pipeline);
-        if let Some(offsets) = &mut offsets {
+        if let Some(offsets) = &mut following.offsets {
             offsets.save_when_accepted().await;
         }
     })
+}
+
+/// What a tail input follows, and what it remembers of the files it
+/// does not.
+struct Following {
+    files: HashMap<PathBuf, Tailed>,
+    /// Files left alone for their age (`Ignore_Older`): their inode, and
+    /// where reading starts if they are written again (their size when
+    /// found old, or where a followed one was let go), as Fluent Bit
+    /// registers an ignored file's size.
+    aged: HashMap<PathBuf, (u64, u64)>,
+    offsets: Option<Offsets>,
+}
+
+impl Following {
+    /// Starts following the files the globs name that are not followed
+    /// yet, but those older than `Ignore_Older`.
+    fn look_for_files(&mut self, input: &TailInput, at_start: bool) {
+        let now = std::time::SystemTime::now();
+        for path in input.files() {
+            if self.files.contains_key(&path) {
+                continue;
+            }
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            if input.too_old(&meta, now) {
+                if self
+                    .aged
+                    .get(&path)
+                    .is_none_or(|(inode, _)| *inode != meta.ino())
+                {
+                    tracing::debug!(path = %path.display(), "[INPUT] tail: older than Ignore_Older, not followed");
+                    self.aged.insert(path, (meta.ino(), meta.len()));
+                }
+                continue;
+            }
+            // Written again since it was left for its age: what is new.
+            let resume_at = self
+                .aged
+                .remove(&path)
+                .filter(|&(inode, at)| inode == meta.ino() && at <= meta.len())
+                .map(|(_, at)| at);
+            let from_end = at_start && !input.read_from_head && resume_at.is_none();
+            match Tailed::open(&path, from_end, input.tag_for(&path)) {
+                Ok(mut tailed) => {
+                    if let Some(at) = resume_at {
+                        tailed.offset = at;
+                    }
+                    if let Some(offsets) = &mut self.offsets {
+                        offsets.resume(&mut tailed, &path);
+                    }
+                    tracing::info!(path = %path.display(), offset = tailed.offset, "[INPUT] tail: following");
+                    self.files.insert(path, tailed);
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "[INPUT] tail: cannot open")
+                }
+            }
+        }
+    }
+
+    /// With `Ignore_Active_Older_Files`, lets go of the followed files
+    /// that grew older than `Ignore_Older`, remembering where they were
+    /// read to (their row in the `DB` stays, as Fluent Bit keeps it).
+    fn let_go_of_older(&mut self, input: &TailInput) {
+        if !input.ignore_active_older_files {
+            return;
+        }
+        let now = std::time::SystemTime::now();
+        let aged = &mut self.aged;
+        self.files.retain(|path, tailed| {
+            let old = tailed
+                .file
+                .metadata()
+                .is_ok_and(|meta| input.too_old(&meta, now));
+            if old {
+                tracing::info!(path = %path.display(), "[INPUT] tail: older than Ignore_Older, let go");
+                aged.insert(path.clone(), (tailed.id.1, tailed.position().offset));
+            }
+            !old
+        });
+    }
 }
 
 /// The `DB` of a running tail input, and the offsets waiting for their
@@ -562,33 +707,6 @@ impl Offsets {
             if accepted.await.is_ok() {
                 let saved = self.db.save(row, position);
                 self.check("save", saved);
-            }
-        }
-    }
-}
-
-/// Starts following the files the globs name that are not followed yet.
-fn look_for_files(
-    input: &TailInput,
-    files: &mut HashMap<PathBuf, Tailed>,
-    at_start: bool,
-    mut offsets: Option<&mut Offsets>,
-) {
-    for path in input.files() {
-        if files.contains_key(&path) {
-            continue;
-        }
-        let from_end = at_start && !input.read_from_head;
-        match Tailed::open(&path, from_end, input.tag_for(&path)) {
-            Ok(mut tailed) => {
-                tracing::info!(path = %path.display(), from_end, "[INPUT] tail: following");
-                if let Some(offsets) = offsets.as_deref_mut() {
-                    offsets.resume(&mut tailed, &path);
-                }
-                files.insert(path, tailed);
-            }
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "[INPUT] tail: cannot open")
             }
         }
     }
@@ -756,7 +874,7 @@ mod tests {
             (vec![("Path", "/x"), ("Read_from_Head", "maybe")], "[INPUT] tail Read_from_Head \"maybe\" is not On or Off"),
             (vec![("Path", "/x"), ("Refresh_Interval", "1m")], "[INPUT] tail Refresh_Interval \"1m\" is not a number of seconds"),
             (vec![("Path", "/x"), ("Parser", "nope")], "[INPUT] tail Parser nope: no parser of that name"),
-            (vec![("Path", "/x"), ("Docker_Mode", "On")], "[INPUT] tail has no option Docker_Mode Sluice serves; it takes Path, Exclude_Path, Tag, Read_from_Head, Refresh_Interval, Key, Path_Key, Skip_Empty_Lines, Parser, DB, db.sync, db.locking, db.journal_mode, db.compare_filename"),
+            (vec![("Path", "/x"), ("Docker_Mode", "On")], "[INPUT] tail has no option Docker_Mode Sluice serves; it takes Path, Exclude_Path, Tag, Read_from_Head, Refresh_Interval, Key, Path_Key, Skip_Empty_Lines, Parser, DB, db.sync, db.locking, db.journal_mode, db.compare_filename, Ignore_Older, Ignore_Active_Older_Files"),
             (vec![("Path", "/x"), ("DB", "/d"), ("db.sync", "always")], "[INPUT] tail db.sync \"always\" is not one of extra, full, normal, off"),
             (vec![("Path", "/x"), ("DB", "/d"), ("db.journal_mode", "fast")], "[INPUT] tail db.journal_mode \"fast\" is not one of DELETE, TRUNCATE, PERSIST, MEMORY, WAL, OFF"),
             (vec![("Path", "/x"), ("DB", "/d"), ("db.locking", "yes please")], "[INPUT] tail db.locking \"yes please\" is not On or Off"),
@@ -1000,6 +1118,104 @@ mod tests {
                 Position::default()
             );
         }
+    }
+
+    #[test]
+    fn ignore_older_is_read_as_fluent_bit_reads_it() {
+        let day = 86_400;
+        for (value, seconds) in [
+            ("0", None),
+            ("45", Some(45)),
+            ("10s", Some(10)),
+            ("5m", Some(300)),
+            ("2H", Some(7_200)),
+            ("1d", Some(day)),
+            (" 3D ", Some(3 * day)),
+        ] {
+            assert_eq!(age(value), Ok(seconds.map(Duration::from_secs)), "{value}");
+        }
+        for value in ["", "d", "1w", "-1", "+1", "1.5h", "one day"] {
+            assert_eq!(
+                age(value),
+                Err(format!(
+                    "[INPUT] tail Ignore_Older {:?} is not a whole number of seconds, or of m, h or d",
+                    value.trim()
+                ))
+            );
+        }
+    }
+
+    /// `Ignore_Older`: a file last written before it is not followed; once
+    /// written again, only what is new is read. With
+    /// `Ignore_Active_Older_Files`, a followed file that grows old is let
+    /// go, and read on from where it was when written again.
+    #[test]
+    fn files_older_than_ignore_older_are_left_until_written_again() {
+        let tmp = dir();
+        let d = tmp.path();
+        let path = d.join("old.log");
+        std::fs::write(&path, "from last week\n").unwrap();
+        let two_days_ago = std::time::SystemTime::now() - Duration::from_secs(2 * 86_400);
+        let age_to = |when: std::time::SystemTime| {
+            File::options()
+                .append(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(when)
+                .unwrap()
+        };
+        age_to(two_days_ago);
+        let parsers = crate::fluentbit::parsers::parsers(std::iter::empty());
+        let input = TailInput::from_section(
+            &section(&[
+                ("Path", d.join("*.log").to_str().unwrap()),
+                ("Read_from_Head", "on"),
+                ("Ignore_Older", "1d"),
+                ("Ignore_Active_Older_Files", "on"),
+            ]),
+            0,
+            &parsers,
+            &mut Vec::new(),
+        )
+        .unwrap();
+        let mut following = Following {
+            files: HashMap::new(),
+            aged: HashMap::new(),
+            offsets: None,
+        };
+        following.look_for_files(&input, true);
+        assert!(following.files.is_empty());
+        let inode = std::fs::metadata(&path).unwrap().ino();
+        assert_eq!(following.aged[&path], (inode, 15));
+
+        File::options()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"today\nhalf a")
+            .unwrap();
+        following.look_for_files(&input, false);
+        let tailed = following.files.get_mut(&path).expect("followed again");
+        assert_eq!(text(tailed.lines(false).unwrap()), ["today"]);
+        assert!(following.aged.is_empty());
+
+        // Still fresh: kept.
+        following.let_go_of_older(&input);
+        assert_eq!(following.files.len(), 1);
+        age_to(two_days_ago);
+        following.let_go_of_older(&input);
+        assert!(following.files.is_empty());
+        // Where the whole lines end: the half line is read again.
+        assert_eq!(following.aged[&path], (inode, 21));
+        File::options()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b" line\n")
+            .unwrap();
+        following.look_for_files(&input, false);
+        let tailed = following.files.get_mut(&path).expect("followed again");
+        assert_eq!(text(tailed.lines(false).unwrap()), ["half a line"]);
     }
 
     #[test]
