@@ -22,7 +22,8 @@
 //! Records go to the pipeline as deliveries without acks, holding their
 //! share of the memory budget, as `tcp_input`'s do: a full budget stops
 //! the reading. A line longer than [`MAX_LINE`] is cut there, never
-//! dropped.
+//! dropped; with `Skip_Long_Lines` or `Truncate_Long_Lines`, one that does
+//! not fit in `Buffer_Max_Size` is skipped or truncated, as in_tail does.
 //!
 //! With `DB`, each file's offset is kept in Fluent Bit's SQLite table
 //! ([`crate::tail_db`]): a file the table knows is read on from where its
@@ -83,6 +84,8 @@ pub struct TailInput {
     /// `Ignore_Active_Older_Files`: a followed file is let go once it is
     /// that old too.
     pub ignore_active_older_files: bool,
+    /// `Skip_Long_Lines` or `Truncate_Long_Lines` with `Buffer_Max_Size`.
+    pub long_lines: LongLines,
 }
 
 impl TailInput {
@@ -117,7 +120,9 @@ impl TailInput {
             db: None,
             ignore_older: None,
             ignore_active_older_files: false,
+            long_lines: LongLines::Cut,
         };
+        let (mut skip_long, mut truncate_long, mut buffer_max) = (false, false, None);
         // `db.*` apply to the `DB`, wherever they are written.
         let mut db_options = Vec::new();
         for (key, value) in &section.entries {
@@ -156,16 +161,26 @@ impl TailInput {
                 }
                 "ignore_older" => input.ignore_older = age(value)?,
                 "ignore_active_older_files" => input.ignore_active_older_files = flag(key, value)?,
-                "mem_buf_limit" | "buffer_chunk_size" | "buffer_max_size" | "skip_long_lines"
-                | "rotate_wait" | "inotify_watcher"
+                "skip_long_lines" => skip_long = flag(key, value)?,
+                "truncate_long_lines" => truncate_long = flag(key, value)?,
+                "buffer_max_size" => {
+                    buffer_max = Some(
+                        crate::fluentbit::storage::fluent_size(value)
+                            .filter(|&bytes| bytes >= 2)
+                            .ok_or_else(|| {
+                                format!("[INPUT] tail Buffer_Max_Size {value:?} is not a size of at least 2 bytes")
+                            })?,
+                    )
+                }
+                "mem_buf_limit" | "buffer_chunk_size" | "rotate_wait" | "inotify_watcher"
                 | "storage.pause_on_chunks_overlimit" | "multiline.parser" | "file_cache_advise"
                 | "threaded" | "progress_check_interval" => notes.push(format!(
-                    "{}: [INPUT] tail {key} does not apply: Sluice polls the files every 250 ms, bounds what it holds with limits.memory, cuts lines at 256 KiB, and joins stack traces with its own [multiline] joiner",
+                    "{}: [INPUT] tail {key} does not apply: Sluice polls the files every 250 ms, bounds what it holds with limits.memory, and joins stack traces with its own [multiline] joiner",
                     section.at
                 )),
                 _ => {
                     return Err(format!(
-                        "[INPUT] tail has no option {key} Sluice serves; it takes Path, Exclude_Path, Tag, Read_from_Head, Refresh_Interval, Key, Path_Key, Skip_Empty_Lines, Parser, DB, db.sync, db.locking, db.journal_mode, db.compare_filename, Ignore_Older, Ignore_Active_Older_Files"
+                        "[INPUT] tail has no option {key} Sluice serves; it takes Path, Exclude_Path, Tag, Read_from_Head, Refresh_Interval, Key, Path_Key, Skip_Empty_Lines, Parser, DB, db.sync, db.locking, db.journal_mode, db.compare_filename, Ignore_Older, Ignore_Active_Older_Files, Skip_Long_Lines, Truncate_Long_Lines, Buffer_Max_Size"
                     ))
                 }
             }
@@ -195,6 +210,25 @@ impl TailInput {
         if input.paths.is_empty() {
             return Err("[INPUT] tail needs a Path".into());
         }
+        // A line and its newline fill the buffer but one byte, as in_tail
+        // reads it; `Truncate_Long_Lines` first, as in_tail tries it first.
+        let limit = buffer_max
+            .unwrap_or(32_768)
+            .saturating_sub(1)
+            .min(usize::MAX as u64) as usize;
+        input.long_lines = match (truncate_long, skip_long) {
+            (true, _) => LongLines::Truncate(limit),
+            (false, true) => LongLines::Skip(limit),
+            (false, false) => {
+                if buffer_max.is_some() {
+                    notes.push(format!(
+                        "{}: [INPUT] tail Buffer_Max_Size does not apply without Skip_Long_Lines or Truncate_Long_Lines: Sluice cuts a line longer than 256 KiB into pieces, where Fluent Bit stops reading the file",
+                        section.at
+                    ));
+                }
+                LongLines::Cut
+            }
+        };
         if input.ignore_active_older_files && input.ignore_older.is_none() {
             notes.push(format!(
                 "{}: [INPUT] tail Ignore_Active_Older_Files does not apply without an Ignore_Older",
@@ -287,6 +321,27 @@ struct Tailed {
     tag: Arc<str>,
     /// The file's row in the `DB`.
     row: Option<i64>,
+    long_lines: LongLines,
+    /// The rest of a long line is being skipped, up to its newline.
+    skipping: bool,
+    /// A long line of this file was skipped (logged once, as Fluent Bit
+    /// warns once per file).
+    skipped_any: bool,
+}
+
+/// What becomes of a line too long for the input's buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LongLines {
+    /// Cut into pieces of [`MAX_LINE`] bytes, each a record (Sluice's
+    /// way: Fluent Bit stops reading a file with such a line).
+    Cut,
+    /// `Skip_Long_Lines`: a line of this many bytes or more (its `\r`
+    /// counted) is skipped, as in_tail skips what does not fit in
+    /// `Buffer_Max_Size` (a line and its newline in the buffer less one).
+    Skip(usize),
+    /// `Truncate_Long_Lines`: such a line keeps its first this many bytes
+    /// (no character cut), the rest is skipped.
+    Truncate(usize),
 }
 
 impl Tailed {
@@ -300,7 +355,15 @@ impl Tailed {
             partial: Vec::new(),
             tag: Arc::from(tag.as_str()),
             row: None,
+            long_lines: LongLines::Cut,
+            skipping: false,
+            skipped_any: false,
         })
+    }
+
+    fn with_long_lines(mut self, long_lines: LongLines) -> Tailed {
+        self.long_lines = long_lines;
+        self
     }
 
     /// Where the next start should read from: the line not yet whole is
@@ -354,24 +417,77 @@ impl Tailed {
         let mut lines = Vec::new();
         let mut rest = &buf[..];
         while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
-            let mut line = std::mem::take(&mut self.partial);
-            line.extend_from_slice(&rest[..nl]);
-            if line.last() == Some(&b'\r') {
-                line.pop();
+            if std::mem::take(&mut self.skipping) {
+                // The end of a long line: skipped with the rest of it.
+                self.partial.clear();
+            } else {
+                let mut line = std::mem::take(&mut self.partial);
+                line.extend_from_slice(&rest[..nl]);
+                self.complete(&mut lines, line);
             }
-            push_cut(&mut lines, line);
             rest = &rest[nl + 1..];
         }
-        self.partial.extend_from_slice(rest);
-        while self.partial.len() >= MAX_LINE {
-            let at = char_boundary(&self.partial, MAX_LINE);
-            let tail = self.partial.split_off(at);
-            lines.push(std::mem::replace(&mut self.partial, tail));
+        if !self.skipping {
+            self.partial.extend_from_slice(rest);
+            self.overflow(&mut lines);
         }
         if at_end && !self.partial.is_empty() {
             lines.push(std::mem::take(&mut self.partial));
         }
         Ok(lines)
+    }
+
+    /// Adds a line whose newline was read, as the input takes long lines.
+    fn complete(&mut self, lines: &mut Vec<Vec<u8>>, mut line: Vec<u8>) {
+        match self.long_lines {
+            LongLines::Skip(limit) if line.len() >= limit => self.skipped(),
+            LongLines::Truncate(limit) if line.len() >= limit => {
+                line.truncate(char_boundary(&line, limit));
+                lines.push(line);
+            }
+            long_lines => {
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                if long_lines == LongLines::Cut {
+                    push_cut(lines, line);
+                } else {
+                    lines.push(line);
+                }
+            }
+        }
+    }
+
+    /// Once the line not yet whole is as long as a line may be: its pieces
+    /// go, or it is truncated or skipped, up to its newline.
+    fn overflow(&mut self, lines: &mut Vec<Vec<u8>>) {
+        match self.long_lines {
+            LongLines::Cut => {
+                while self.partial.len() >= MAX_LINE {
+                    let at = char_boundary(&self.partial, MAX_LINE);
+                    let tail = self.partial.split_off(at);
+                    lines.push(std::mem::replace(&mut self.partial, tail));
+                }
+            }
+            LongLines::Skip(limit) if self.partial.len() >= limit => {
+                self.partial.clear();
+                self.skipping = true;
+                self.skipped();
+            }
+            LongLines::Truncate(limit) if self.partial.len() >= limit => {
+                let mut line = std::mem::take(&mut self.partial);
+                line.truncate(char_boundary(&line, limit));
+                lines.push(line);
+                self.skipping = true;
+            }
+            _ => {}
+        }
+    }
+
+    fn skipped(&mut self) {
+        if !std::mem::replace(&mut self.skipped_any, true) {
+            tracing::warn!(tag = %self.tag, "[INPUT] tail: a file has lines longer than Buffer_Max_Size; skipping them (Skip_Long_Lines)");
+        }
     }
 }
 
@@ -554,7 +670,8 @@ impl Following {
                 .map(|(_, at)| at);
             let from_end = at_start && !input.read_from_head && resume_at.is_none();
             match Tailed::open(&path, from_end, input.tag_for(&path)) {
-                Ok(mut tailed) => {
+                Ok(tailed) => {
+                    let mut tailed = tailed.with_long_lines(input.long_lines);
                     if let Some(at) = resume_at {
                         tailed.offset = at;
                     }
@@ -738,7 +855,7 @@ fn read_file(path: &Path, tailed: &mut Tailed, at_end: bool) -> (Vec<Vec<u8>>, b
         // Rotated: the new file at the path, from its head.
         Some(_) => match Tailed::open(path, false, tailed.tag.to_string()) {
             Ok(next) => {
-                *tailed = next;
+                *tailed = next.with_long_lines(tailed.long_lines);
                 if let Ok(more) = tailed.lines(at_end) {
                     lines.extend(more);
                 }
@@ -855,7 +972,7 @@ mod tests {
                 compare_filename: false,
             })
         );
-        assert_eq!(notes, ["t.conf:1: [INPUT] tail Rotate_Wait does not apply: Sluice polls the files every 250 ms, bounds what it holds with limits.memory, cuts lines at 256 KiB, and joins stack traces with its own [multiline] joiner"]);
+        assert_eq!(notes, ["t.conf:1: [INPUT] tail Rotate_Wait does not apply: Sluice polls the files every 250 ms, bounds what it holds with limits.memory, and joins stack traces with its own [multiline] joiner"]);
         let mut notes = Vec::new();
         let without = TailInput::from_section(
             &section(&[("Path", "/x"), ("db.sync", "full")]),
@@ -869,16 +986,64 @@ mod tests {
             notes,
             ["t.conf:1: [INPUT] tail db.sync does not apply without a DB"]
         );
+        let mut notes = Vec::new();
+        let sizes = |entries: &[(&str, &str)], notes: &mut Vec<String>| {
+            let mut all = vec![("Path", "/x")];
+            all.extend_from_slice(entries);
+            TailInput::from_section(&section(&all), 0, &parsers, notes)
+                .unwrap()
+                .long_lines
+        };
+        assert_eq!(sizes(&[], &mut notes), LongLines::Cut);
+        assert_eq!(
+            sizes(&[("Skip_Long_Lines", "on")], &mut notes),
+            LongLines::Skip(32_767)
+        );
+        assert_eq!(
+            sizes(
+                &[("Skip_Long_Lines", "on"), ("Buffer_Max_Size", "1M")],
+                &mut notes
+            ),
+            LongLines::Skip(999_999)
+        );
+        assert_eq!(
+            sizes(
+                &[("Skip_Long_Lines", "on"), ("Truncate_Long_Lines", "on")],
+                &mut notes
+            ),
+            LongLines::Truncate(32_767)
+        );
+        assert!(notes.is_empty(), "{notes:?}");
+        assert_eq!(
+            sizes(
+                &[
+                    ("Buffer_Max_Size", "64k"),
+                    ("Ignore_Active_Older_Files", "on")
+                ],
+                &mut notes
+            ),
+            LongLines::Cut
+        );
+        assert_eq!(
+            notes,
+            [
+                "t.conf:1: [INPUT] tail Buffer_Max_Size does not apply without Skip_Long_Lines or Truncate_Long_Lines: Sluice cuts a line longer than 256 KiB into pieces, where Fluent Bit stops reading the file",
+                "t.conf:1: [INPUT] tail Ignore_Active_Older_Files does not apply without an Ignore_Older",
+            ]
+        );
         for (entries, error) in [
             (vec![], "[INPUT] tail needs a Path"),
             (vec![("Path", "/x"), ("Read_from_Head", "maybe")], "[INPUT] tail Read_from_Head \"maybe\" is not On or Off"),
             (vec![("Path", "/x"), ("Refresh_Interval", "1m")], "[INPUT] tail Refresh_Interval \"1m\" is not a number of seconds"),
             (vec![("Path", "/x"), ("Parser", "nope")], "[INPUT] tail Parser nope: no parser of that name"),
-            (vec![("Path", "/x"), ("Docker_Mode", "On")], "[INPUT] tail has no option Docker_Mode Sluice serves; it takes Path, Exclude_Path, Tag, Read_from_Head, Refresh_Interval, Key, Path_Key, Skip_Empty_Lines, Parser, DB, db.sync, db.locking, db.journal_mode, db.compare_filename, Ignore_Older, Ignore_Active_Older_Files"),
+            (vec![("Path", "/x"), ("Docker_Mode", "On")], "[INPUT] tail has no option Docker_Mode Sluice serves; it takes Path, Exclude_Path, Tag, Read_from_Head, Refresh_Interval, Key, Path_Key, Skip_Empty_Lines, Parser, DB, db.sync, db.locking, db.journal_mode, db.compare_filename, Ignore_Older, Ignore_Active_Older_Files, Skip_Long_Lines, Truncate_Long_Lines, Buffer_Max_Size"),
             (vec![("Path", "/x"), ("DB", "/d"), ("db.sync", "always")], "[INPUT] tail db.sync \"always\" is not one of extra, full, normal, off"),
             (vec![("Path", "/x"), ("DB", "/d"), ("db.journal_mode", "fast")], "[INPUT] tail db.journal_mode \"fast\" is not one of DELETE, TRUNCATE, PERSIST, MEMORY, WAL, OFF"),
             (vec![("Path", "/x"), ("DB", "/d"), ("db.locking", "yes please")], "[INPUT] tail db.locking \"yes please\" is not On or Off"),
             (vec![("Path", "/x"), ("DB", " ")], "[INPUT] tail DB is empty: it names the database file"),
+            (vec![("Path", "/x"), ("Buffer_Max_Size", "lots")], "[INPUT] tail Buffer_Max_Size \"lots\" is not a size of at least 2 bytes"),
+            (vec![("Path", "/x"), ("Skip_Long_Lines", "sometimes")], "[INPUT] tail Skip_Long_Lines \"sometimes\" is not On or Off"),
+            (vec![("Path", "/x"), ("Ignore_Older", "a while")], "[INPUT] tail Ignore_Older \"a while\" is not a whole number of seconds, or of m, h or d"),
         ] {
             assert_eq!(
                 TailInput::from_section(&section(&entries), 0, &parsers, &mut Vec::new()).unwrap_err(),
@@ -1117,6 +1282,79 @@ mod tests {
                 db.find(t.id.1, name).unwrap().unwrap().position,
                 Position::default()
             );
+        }
+    }
+
+    /// `Skip_Long_Lines` and `Truncate_Long_Lines` with a 32-byte
+    /// `Buffer_Max_Size`: the records Fluent Bit v5.1.1's tail input
+    /// gives for the same file, read in one go and in small writes.
+    #[test]
+    fn long_lines_are_skipped_or_truncated_as_in_tail_does() {
+        let mut file = Vec::new();
+        for n in [28, 29, 30, 31, 32, 33, 40] {
+            file.extend(std::iter::repeat_n(b'0' + (n % 10) as u8, n));
+            file.extend(format!("\nok{n}\n").bytes());
+        }
+        file.extend("é".repeat(20).bytes());
+        file.extend(b"\nend\n");
+        let digits = |n: usize, len: usize| ((n % 10).to_string()).repeat(len);
+        let skipped = [
+            digits(28, 28),
+            "ok28".into(),
+            digits(29, 29),
+            "ok29".into(),
+            digits(30, 30),
+            "ok30".into(),
+            "ok31".into(),
+            "ok32".into(),
+            "ok33".into(),
+            "ok40".into(),
+            "end".into(),
+        ];
+        let truncated = [
+            digits(28, 28),
+            "ok28".into(),
+            digits(29, 29),
+            "ok29".into(),
+            digits(30, 30),
+            "ok30".into(),
+            digits(31, 31),
+            "ok31".into(),
+            digits(32, 31),
+            "ok32".into(),
+            digits(33, 31),
+            "ok33".into(),
+            digits(40, 31),
+            "ok40".into(),
+            "é".repeat(15),
+            "end".into(),
+        ];
+        let parsers = crate::fluentbit::parsers::parsers(std::iter::empty());
+        for (option, expected) in [
+            ("Skip_Long_Lines", &skipped[..]),
+            ("Truncate_Long_Lines", &truncated[..]),
+        ] {
+            let input = TailInput::from_section(
+                &section(&[("Path", "/x"), ("Buffer_Max_Size", "32"), (option, "On")]),
+                0,
+                &parsers,
+                &mut Vec::new(),
+            )
+            .unwrap();
+            for write in [file.len(), 7] {
+                let tmp = dir();
+                let path = tmp.path().join("app.log");
+                let mut w = File::create(&path).unwrap();
+                let mut t = Tailed::open(&path, false, "app".into())
+                    .unwrap()
+                    .with_long_lines(input.long_lines);
+                let mut lines = Vec::new();
+                for chunk in file.chunks(write) {
+                    w.write_all(chunk).unwrap();
+                    lines.extend(text(t.lines(false).unwrap()));
+                }
+                assert_eq!(lines, expected, "{option}, writes of {write}");
+            }
         }
     }
 
