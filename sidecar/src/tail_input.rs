@@ -13,9 +13,11 @@
 //!   its time. `Skip_Empty_Lines` skips empty lines.
 //! - `Tag` (`tail.N` by default) with a `*` takes the file's path, its `/`
 //!   written `.`, as in Fluent Bit.
-//! - A file that is rotated (a new file at its path) is read to its end
-//!   first; one that is truncated is read again from its head; one that
-//!   is removed is read to its end, then let go.
+//! - A file that is rotated (a new file at its path) is read on for
+//!   `Rotate_Wait` and until read to its end, while the new one is read
+//!   from its head; one that is truncated is read again from its head;
+//!   one that is removed is read to its end, then let go. A file is
+//!   followed once, whatever paths the globs find it at.
 //!
 //! Files are polled every [`POLL`]: what a line waits for is at most that;
 //! what a file holds is read at once, up to 64 MiB a poll.
@@ -86,6 +88,9 @@ pub struct TailInput {
     pub ignore_active_older_files: bool,
     /// `Skip_Long_Lines` or `Truncate_Long_Lines` with `Buffer_Max_Size`.
     pub long_lines: LongLines,
+    /// `Rotate_Wait`: how long a rotated file is read on (for what the
+    /// application still writes to it), and longer until read to its end.
+    pub rotate_wait: Duration,
 }
 
 impl TailInput {
@@ -121,6 +126,7 @@ impl TailInput {
             ignore_older: None,
             ignore_active_older_files: false,
             long_lines: LongLines::Cut,
+            rotate_wait: Duration::from_secs(5),
         };
         let (mut skip_long, mut truncate_long, mut buffer_max) = (false, false, None);
         // `db.*` apply to the `DB`, wherever they are written.
@@ -159,7 +165,8 @@ impl TailInput {
                 "db.sync" | "db.locking" | "db.journal_mode" | "db.compare_filename" => {
                     db_options.push((key, value))
                 }
-                "ignore_older" => input.ignore_older = age(value)?,
+                "ignore_older" => input.ignore_older = seconds(key, value)?,
+                "rotate_wait" => input.rotate_wait = seconds(key, value)?.unwrap_or_default(),
                 "ignore_active_older_files" => input.ignore_active_older_files = flag(key, value)?,
                 "skip_long_lines" => skip_long = flag(key, value)?,
                 "truncate_long_lines" => truncate_long = flag(key, value)?,
@@ -172,7 +179,7 @@ impl TailInput {
                             })?,
                     )
                 }
-                "mem_buf_limit" | "buffer_chunk_size" | "rotate_wait" | "inotify_watcher"
+                "mem_buf_limit" | "buffer_chunk_size" | "inotify_watcher"
                 | "storage.pause_on_chunks_overlimit" | "multiline.parser" | "file_cache_advise"
                 | "threaded" | "progress_check_interval" => notes.push(format!(
                     "{}: [INPUT] tail {key} does not apply: Sluice polls the files every 250 ms, bounds what it holds with limits.memory, and joins stack traces with its own [multiline] joiner",
@@ -180,7 +187,7 @@ impl TailInput {
                 )),
                 _ => {
                     return Err(format!(
-                        "[INPUT] tail has no option {key} Sluice serves; it takes Path, Exclude_Path, Tag, Read_from_Head, Refresh_Interval, Key, Path_Key, Skip_Empty_Lines, Parser, DB, db.sync, db.locking, db.journal_mode, db.compare_filename, Ignore_Older, Ignore_Active_Older_Files, Skip_Long_Lines, Truncate_Long_Lines, Buffer_Max_Size"
+                        "[INPUT] tail has no option {key} Sluice serves; it takes Path, Exclude_Path, Tag, Read_from_Head, Refresh_Interval, Key, Path_Key, Skip_Empty_Lines, Parser, DB, db.sync, db.locking, db.journal_mode, db.compare_filename, Ignore_Older, Ignore_Active_Older_Files, Skip_Long_Lines, Truncate_Long_Lines, Buffer_Max_Size, Rotate_Wait"
                     ))
                 }
             }
@@ -285,9 +292,10 @@ impl TailInput {
     }
 }
 
-/// `Ignore_Older`'s value: whole seconds, or with `m`, `h` or `d` (any
-/// case), as `flb_utils_time_to_seconds` reads it; 0 is none.
-fn age(value: &str) -> Result<Option<Duration>, String> {
+/// A time option's value (`Ignore_Older`, `Rotate_Wait`): whole seconds,
+/// or with `m`, `h` or `d` (any case), as `flb_utils_time_to_seconds`
+/// reads it; 0 is none.
+fn seconds(key: &str, value: &str) -> Result<Option<Duration>, String> {
     let value = value.trim();
     let (number, unit) = match value.char_indices().last() {
         Some((at, c)) if c.is_ascii_alphabetic() => (&value[..at], c.to_ascii_lowercase()),
@@ -305,7 +313,7 @@ fn age(value: &str) -> Result<Option<Duration>, String> {
             Ok(Some(Duration::from_secs(n.saturating_mul(scale))).filter(|d| !d.is_zero()))
         }
         _ => Err(format!(
-            "[INPUT] tail Ignore_Older {value:?} is not a whole number of seconds, or of m, h or d"
+            "[INPUT] tail {key} {value:?} is not a whole number of seconds, or of m, h or d"
         )),
     }
 }
@@ -431,10 +439,17 @@ impl Tailed {
             self.partial.extend_from_slice(rest);
             self.overflow(&mut lines);
         }
-        if at_end && !self.partial.is_empty() {
+        // A line without its newline goes only once the whole file is
+        // read: before that, its end may be in what the next read brings.
+        if at_end && !self.partial.is_empty() && self.offset >= len {
             lines.push(std::mem::take(&mut self.partial));
         }
         Ok(lines)
+    }
+
+    /// Whether everything the file holds has been read.
+    fn drained(&self) -> bool {
+        self.file.metadata().is_ok_and(|m| m.len() <= self.offset)
     }
 
     /// Adds a line whose newline was read, as the input takes long lines.
@@ -539,6 +554,8 @@ pub fn spawn(
     let mut following = Following {
         files: HashMap::new(),
         aged: HashMap::new(),
+        rotated: Vec::new(),
+        released: Default::default(),
         offsets: db.map(Offsets::new),
     };
     tokio::spawn(async move {
@@ -561,7 +578,56 @@ pub fn spawn(
                 following.look_for_files(&input, false);
                 next_look = tokio::time::Instant::now() + input.refresh;
             }
-            let Following { files, offsets, .. } = &mut following;
+            let Following {
+                files,
+                rotated,
+                released,
+                offsets,
+                ..
+            } = &mut following;
+            let send = Send {
+                input: &input,
+                pipeline: &pipeline,
+                budget: &budget,
+                counts: counts.as_deref(),
+            };
+            // Rotated files first: what is written to them came before
+            // the new files' lines.
+            let now = tokio::time::Instant::now();
+            let mut kept = Vec::with_capacity(rotated.len());
+            for mut old in rotated.drain(..) {
+                let expired = stopping || now >= old.until;
+                let mut unreadable = false;
+                for _ in 0..READS_PER_POLL {
+                    let at = old.tailed.offset;
+                    let lines = match old.tailed.lines(expired) {
+                        Ok(lines) => lines,
+                        Err(e) => {
+                            tracing::warn!(path = %old.path.display(), error = %e, "[INPUT] tail: cannot read a rotated file");
+                            unreadable = true;
+                            break;
+                        }
+                    };
+                    if !send.lines(offsets, &old.path, &old.tailed, lines).await {
+                        return;
+                    }
+                    if old.tailed.offset == at {
+                        break;
+                    }
+                }
+                if unreadable || (expired && old.tailed.drained()) {
+                    if let Some(offsets) = offsets {
+                        offsets.let_go(old.tailed.row);
+                    }
+                    if released.len() == RELEASED {
+                        released.pop_front();
+                    }
+                    released.push_back((old.tailed.id, old.tailed.position()));
+                } else {
+                    kept.push(old);
+                }
+            }
+            *rotated = kept;
             let mut gone = Vec::new();
             for (path, tailed) in files.iter_mut() {
                 // What a file holds is read at once (a file found with
@@ -570,39 +636,31 @@ pub fn spawn(
                 // for room in the memory budget.
                 for _ in 0..READS_PER_POLL {
                     let at = (tailed.id, tailed.offset);
-                    let row = tailed.row;
-                    let (lines, done) = read_file(path, tailed, stopping);
-                    if let Some(offsets) = offsets {
-                        if tailed.id != at.0 {
-                            // Rotated: the old file is read to its end and
-                            // let go; the new one is followed from its head.
-                            offsets.let_go(row);
-                            offsets.resume(tailed, path);
-                        }
+                    let (lines, change) = read_file(path, tailed, stopping);
+                    let sent = match &change {
+                        Change::Rotated(old) => send.lines(offsets, path, old, lines).await,
+                        _ => send.lines(offsets, path, tailed, lines).await,
+                    };
+                    if !sent {
+                        return;
                     }
-                    if !lines.is_empty() {
-                        if let Some(counts) = &counts {
-                            let bytes = lines.iter().map(|l| l.len() + 1).sum();
-                            counts.add(lines.len(), bytes);
-                        }
-                        let events = events(&input, path, &tailed.tag, lines);
-                        let sent = match offsets {
-                            _ if events.is_empty() => true,
-                            None => crate::tcp_input::deliver(events, &pipeline, &budget).await,
-                            Some(offsets) => {
-                                offsets.deliver(events, tailed, &pipeline, &budget).await
+                    match change {
+                        Change::Rotated(old) => {
+                            if let Some(offsets) = offsets {
+                                offsets.resume(tailed, path);
                             }
-                        };
-                        if !sent {
-                            return;
+                            rotated.push(Rotated {
+                                path: path.clone(),
+                                tailed: old,
+                                until: now + input.rotate_wait,
+                            });
                         }
-                    }
-                    if done {
-                        gone.push(path.clone());
-                        break;
-                    }
-                    if (tailed.id, tailed.offset) == at {
-                        break;
+                        Change::Gone => {
+                            gone.push(path.clone());
+                            break;
+                        }
+                        Change::Same if (tailed.id, tailed.offset) == at => break,
+                        Change::Same => {}
                     }
                 }
             }
@@ -627,6 +685,45 @@ pub fn spawn(
     })
 }
 
+/// How a tail input sends what it reads.
+struct Send<'a> {
+    input: &'a TailInput,
+    pipeline: &'a mpsc::Sender<Delivery>,
+    budget: &'a MemoryBudget,
+    counts: Option<&'a InputCounts>,
+}
+
+impl Send<'_> {
+    /// Sends the records of `lines`, read from `tailed` (at `path`), with
+    /// a `DB` to save its offset once they are accepted; `false` when the
+    /// pipeline is gone.
+    async fn lines(
+        &self,
+        offsets: &mut Option<Offsets>,
+        path: &Path,
+        tailed: &Tailed,
+        lines: Vec<Vec<u8>>,
+    ) -> bool {
+        if lines.is_empty() {
+            return true;
+        }
+        if let Some(counts) = self.counts {
+            let bytes = lines.iter().map(|l| l.len() + 1).sum();
+            counts.add(lines.len(), bytes);
+        }
+        let events = events(self.input, path, &tailed.tag, lines);
+        match offsets {
+            _ if events.is_empty() => true,
+            None => crate::tcp_input::deliver(events, self.pipeline, self.budget).await,
+            Some(offsets) => {
+                offsets
+                    .deliver(events, tailed, self.pipeline, self.budget)
+                    .await
+            }
+        }
+    }
+}
+
 /// What a tail input follows, and what it remembers of the files it
 /// does not.
 struct Following {
@@ -636,7 +733,26 @@ struct Following {
     /// found old, or where a followed one was let go), as Fluent Bit
     /// registers an ignored file's size.
     aged: HashMap<PathBuf, (u64, u64)>,
+    /// Rotated files, read on until `Rotate_Wait` has passed and they are
+    /// read to their end, in the order they were rotated.
+    rotated: Vec<Rotated>,
+    /// Rotated files let go, by device and inode, and where they were
+    /// read to: if the globs name one later (`app.log*` finds
+    /// `app.log.1`), it is read on from there, not again from its head
+    /// (Fluent Bit reads it again). The last [`RELEASED`] of them.
+    released: std::collections::VecDeque<((u64, u64), Position)>,
     offsets: Option<Offsets>,
+}
+
+/// How many let-go rotated files [`Following::released`] remembers.
+const RELEASED: usize = 256;
+
+/// A rotated file, still read.
+struct Rotated {
+    /// The path it was followed at.
+    path: PathBuf,
+    tailed: Tailed,
+    until: tokio::time::Instant,
 }
 
 impl Following {
@@ -651,6 +767,14 @@ impl Following {
             let Ok(meta) = std::fs::metadata(&path) else {
                 continue;
             };
+            // A rotated file the globs also name (app.log.1) is followed
+            // once, as Fluent Bit knows its files by inode.
+            let id = (meta.dev(), meta.ino());
+            let followed = |t: &Tailed| t.id == id;
+            if self.files.values().any(followed) || self.rotated.iter().any(|r| followed(&r.tailed))
+            {
+                continue;
+            }
             if input.too_old(&meta, now) {
                 if self
                     .aged
@@ -663,11 +787,20 @@ impl Following {
                 continue;
             }
             // Written again since it was left for its age: what is new.
-            let resume_at = self
+            let mut resume_at = self
                 .aged
                 .remove(&path)
                 .filter(|&(inode, at)| inode == meta.ino() && at <= meta.len())
                 .map(|(_, at)| at);
+            // A rotated file let go: from where it was read to, while it
+            // still holds what was read.
+            if let Some(at) = self.released.iter().position(|(r, _)| *r == id) {
+                let (_, position) = self.released.remove(at).unwrap_or_default();
+                let holds = File::open(&path).is_ok_and(|f| position.still_in(&f, meta.len()));
+                if holds {
+                    resume_at = Some(position.offset);
+                }
+            }
             let from_end = at_start && !input.read_from_head && resume_at.is_none();
             match Tailed::open(&path, from_end, input.tag_for(&path)) {
                 Ok(tailed) => {
@@ -829,41 +962,43 @@ impl Offsets {
     }
 }
 
-/// The lines of one file, following a rotation; `true` when the file is
-/// gone and read to its end.
-fn read_file(path: &Path, tailed: &mut Tailed, at_end: bool) -> (Vec<Vec<u8>>, bool) {
+/// What became of a followed file's path since the last read.
+enum Change {
+    Same,
+    /// Another file is at the path (rotated): the old one, read as far as
+    /// it goes, to be read on for `Rotate_Wait`; the new one is followed
+    /// from its head.
+    Rotated(Tailed),
+    /// Removed, and read to its end: let go.
+    Gone,
+}
+
+/// The lines of one followed file, and what became of its path. The lines
+/// of a rotated file are the old file's; the new one is read next.
+fn read_file(path: &Path, tailed: &mut Tailed, at_end: bool) -> (Vec<Vec<u8>>, Change) {
     let now_at_path = std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
-    let replaced = now_at_path != Some(tailed.id);
-    // Of a file that was rotated or removed, the rest is read before it is
-    // let go.
-    let mut lines = match tailed.lines(at_end || replaced) {
+    let removed = now_at_path.is_none();
+    // Of a removed file, the rest is read before it is let go.
+    let lines = match tailed.lines(at_end || removed) {
         Ok(lines) => lines,
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "[INPUT] tail: cannot read");
-            return (Vec::new(), true);
+            return (Vec::new(), Change::Gone);
         }
     };
-    let drained = tailed
-        .file
-        .metadata()
-        .map(|m| m.len() <= tailed.offset)
-        .unwrap_or(true);
-    if !(replaced && drained) {
-        return (lines, false);
-    }
     match now_at_path {
-        // Rotated: the new file at the path, from its head.
-        Some(_) => match Tailed::open(path, false, tailed.tag.to_string()) {
-            Ok(next) => {
-                *tailed = next.with_long_lines(tailed.long_lines);
-                if let Ok(more) = tailed.lines(at_end) {
-                    lines.extend(more);
+        None if tailed.drained() => (lines, Change::Gone),
+        Some(id) if id != tailed.id => {
+            match Tailed::open(path, false, tailed.tag.to_string()) {
+                Ok(next) => {
+                    let next = next.with_long_lines(tailed.long_lines);
+                    (lines, Change::Rotated(std::mem::replace(tailed, next)))
                 }
-                (lines, false)
+                // Gone again, or not readable: looked at the next time.
+                Err(_) => (lines, Change::Same),
             }
-            Err(_) => (lines, true),
-        },
-        None => (lines, true),
+        }
+        _ => (lines, Change::Same),
     }
 }
 
@@ -950,7 +1085,8 @@ mod tests {
                 ("DB", "/var/flb/tail.db"),
                 ("DB.locking", "true"),
                 ("db.journal_mode", "delete"),
-                ("Rotate_Wait", "5"),
+                ("Rotate_Wait", "1m"),
+                ("Inotify_Watcher", "false"),
             ]),
             2,
             &parsers,
@@ -972,7 +1108,8 @@ mod tests {
                 compare_filename: false,
             })
         );
-        assert_eq!(notes, ["t.conf:1: [INPUT] tail Rotate_Wait does not apply: Sluice polls the files every 250 ms, bounds what it holds with limits.memory, and joins stack traces with its own [multiline] joiner"]);
+        assert_eq!(t.rotate_wait, Duration::from_secs(60));
+        assert_eq!(notes, ["t.conf:1: [INPUT] tail Inotify_Watcher does not apply: Sluice polls the files every 250 ms, bounds what it holds with limits.memory, and joins stack traces with its own [multiline] joiner"]);
         let mut notes = Vec::new();
         let without = TailInput::from_section(
             &section(&[("Path", "/x"), ("db.sync", "full")]),
@@ -1036,7 +1173,7 @@ mod tests {
             (vec![("Path", "/x"), ("Read_from_Head", "maybe")], "[INPUT] tail Read_from_Head \"maybe\" is not On or Off"),
             (vec![("Path", "/x"), ("Refresh_Interval", "1m")], "[INPUT] tail Refresh_Interval \"1m\" is not a number of seconds"),
             (vec![("Path", "/x"), ("Parser", "nope")], "[INPUT] tail Parser nope: no parser of that name"),
-            (vec![("Path", "/x"), ("Docker_Mode", "On")], "[INPUT] tail has no option Docker_Mode Sluice serves; it takes Path, Exclude_Path, Tag, Read_from_Head, Refresh_Interval, Key, Path_Key, Skip_Empty_Lines, Parser, DB, db.sync, db.locking, db.journal_mode, db.compare_filename, Ignore_Older, Ignore_Active_Older_Files, Skip_Long_Lines, Truncate_Long_Lines, Buffer_Max_Size"),
+            (vec![("Path", "/x"), ("Docker_Mode", "On")], "[INPUT] tail has no option Docker_Mode Sluice serves; it takes Path, Exclude_Path, Tag, Read_from_Head, Refresh_Interval, Key, Path_Key, Skip_Empty_Lines, Parser, DB, db.sync, db.locking, db.journal_mode, db.compare_filename, Ignore_Older, Ignore_Active_Older_Files, Skip_Long_Lines, Truncate_Long_Lines, Buffer_Max_Size, Rotate_Wait"),
             (vec![("Path", "/x"), ("DB", "/d"), ("db.sync", "always")], "[INPUT] tail db.sync \"always\" is not one of extra, full, normal, off"),
             (vec![("Path", "/x"), ("DB", "/d"), ("db.journal_mode", "fast")], "[INPUT] tail db.journal_mode \"fast\" is not one of DELETE, TRUNCATE, PERSIST, MEMORY, WAL, OFF"),
             (vec![("Path", "/x"), ("DB", "/d"), ("db.locking", "yes please")], "[INPUT] tail db.locking \"yes please\" is not On or Off"),
@@ -1361,7 +1498,7 @@ mod tests {
     #[test]
     fn ignore_older_is_read_as_fluent_bit_reads_it() {
         let day = 86_400;
-        for (value, seconds) in [
+        for (value, secs) in [
             ("0", None),
             ("45", Some(45)),
             ("10s", Some(10)),
@@ -1370,11 +1507,15 @@ mod tests {
             ("1d", Some(day)),
             (" 3D ", Some(3 * day)),
         ] {
-            assert_eq!(age(value), Ok(seconds.map(Duration::from_secs)), "{value}");
+            assert_eq!(
+                seconds("Ignore_Older", value),
+                Ok(secs.map(Duration::from_secs)),
+                "{value}"
+            );
         }
         for value in ["", "d", "1w", "-1", "+1", "1.5h", "one day"] {
             assert_eq!(
-                age(value),
+                seconds("Ignore_Older", value),
                 Err(format!(
                     "[INPUT] tail Ignore_Older {:?} is not a whole number of seconds, or of m, h or d",
                     value.trim()
@@ -1419,6 +1560,8 @@ mod tests {
         let mut following = Following {
             files: HashMap::new(),
             aged: HashMap::new(),
+            rotated: Vec::new(),
+            released: Default::default(),
             offsets: None,
         };
         following.look_for_files(&input, true);
@@ -1457,28 +1600,86 @@ mod tests {
     }
 
     #[test]
-    fn a_rotated_file_is_read_to_its_end_then_the_new_one_from_its_head() {
+    fn a_rotated_file_is_handed_back_and_the_new_one_read_from_its_head() {
         let tmp = dir();
         let d = tmp.path();
         let path = d.join("app.log");
         let mut w = File::create(&path).unwrap();
         w.write_all(b"a\n").unwrap();
         let mut t = Tailed::open(&path, false, "app".into()).unwrap();
-        assert_eq!(text(read_file(&path, &mut t, false).0), ["a"]);
+        let (lines, change) = read_file(&path, &mut t, false);
+        assert_eq!(text(lines), ["a"]);
+        assert!(matches!(change, Change::Same));
         w.write_all(b"b\n").unwrap();
         std::fs::rename(&path, d.join("app.log.1")).unwrap();
-        w.write_all(b"c\n").unwrap();
+        w.write_all(b"c\nhalf").unwrap();
         let mut fresh = File::create(&path).unwrap();
         fresh.write_all(b"d\n").unwrap();
-        let (lines, done) = read_file(&path, &mut t, false);
-        assert_eq!(
-            (text(lines), done),
-            (vec!["b".to_string(), "c".into(), "d".into()], false)
-        );
+        let (lines, change) = read_file(&path, &mut t, false);
+        assert_eq!(text(lines), ["b", "c"]);
+        let Change::Rotated(mut old) = change else {
+            panic!("rotated")
+        };
+        let (lines, change) = read_file(&path, &mut t, false);
+        assert_eq!(text(lines), ["d"]);
+        assert!(matches!(change, Change::Same));
+        // What the application still writes to the old file is read on.
+        w.write_all(b" a line\nlate\n").unwrap();
+        assert_eq!(text(old.lines(true).unwrap()), ["half a line", "late"]);
+        assert!(old.drained());
         // Removed: read to its end, then let go.
         fresh.write_all(b"e").unwrap();
         std::fs::remove_file(&path).unwrap();
-        let (lines, done) = read_file(&path, &mut t, false);
-        assert_eq!((text(lines), done), (vec!["e".to_string()], true));
+        let (lines, change) = read_file(&path, &mut t, false);
+        assert_eq!(text(lines), ["e"]);
+        assert!(matches!(change, Change::Gone));
+    }
+
+    /// `Rotate_Wait`: lines the application writes to a rotated file after
+    /// the router moved on to the new one still arrive, and a rotated file
+    /// the globs also name is never read twice, during the wait or after.
+    #[tokio::test]
+    async fn a_rotated_file_is_read_on_for_rotate_wait() {
+        let tmp = dir();
+        let d = tmp.path();
+        let path = d.join("app.log");
+        let mut w = File::create(&path).unwrap();
+        w.write_all(b"before\n").unwrap();
+        let parsers = crate::fluentbit::parsers::parsers(std::iter::empty());
+        let input = TailInput::from_section(
+            &section(&[
+                ("Path", d.join("app.log*").to_str().unwrap()),
+                ("Read_from_Head", "on"),
+                ("Rotate_Wait", "1"),
+                ("Refresh_Interval", "0.2"),
+            ]),
+            0,
+            &parsers,
+            &mut Vec::new(),
+        )
+        .unwrap();
+        let (tx, mut rx) = mpsc::channel(4);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let budget = Arc::new(MemoryBudget::new(1 << 20));
+        let task = spawn(TailStart::open(input).unwrap(), tx, budget, stop_rx, None);
+        async fn next(rx: &mut mpsc::Receiver<Delivery>) -> Vec<String> {
+            let wait = tokio::time::timeout(Duration::from_secs(10), next_lines(rx));
+            wait.await.expect("a delivery within 10 s").0
+        }
+        assert_eq!(next(&mut rx).await, ["before"]);
+        std::fs::rename(&path, d.join("app.log.1")).unwrap();
+        std::fs::write(&path, "new file\n").unwrap();
+        assert_eq!(next(&mut rx).await, ["new file"]);
+        w.write_all(b"late, to the old file\n").unwrap();
+        assert_eq!(next(&mut rx).await, ["late, to the old file"]);
+        // Past Rotate_Wait, the old file is let go; the globs name it
+        // (app.log.1), so a refresh finds it again, and it is read on from
+        // where it was, not from its head.
+        tokio::time::sleep(Duration::from_millis(1_700)).await;
+        w.write_all(b"later still\n").unwrap();
+        assert_eq!(next(&mut rx).await, ["later still"]);
+        let _ = stop_tx.send(true);
+        task.await.unwrap();
+        assert!(rx.recv().await.is_none(), "nothing more, nothing twice");
     }
 }
