@@ -76,6 +76,8 @@ pub struct TailInput {
     /// `Key` (default `log`).
     pub key: String,
     pub path_key: Option<String>,
+    /// `Offset_Key`: each record's line's offset in its file.
+    pub offset_key: Option<String>,
     pub skip_empty_lines: bool,
     pub parser: Option<Arc<Parser>>,
     /// `DB` and its `db.*` options.
@@ -120,6 +122,7 @@ impl TailInput {
             refresh: Duration::from_secs(60),
             key: "log".to_string(),
             path_key: None,
+            offset_key: None,
             skip_empty_lines: false,
             parser: None,
             db: None,
@@ -157,6 +160,7 @@ impl TailInput {
                 }
                 "key" => input.key = value.clone(),
                 "path_key" => input.path_key = Some(value.clone()),
+                "offset_key" => input.offset_key = Some(value.clone()),
                 // Read by `fluentbit::storage`: filesystem buffering.
                 "storage.type" => {}
                 "skip_empty_lines" => input.skip_empty_lines = flag(key, value)?,
@@ -187,7 +191,7 @@ impl TailInput {
                 )),
                 _ => {
                     return Err(format!(
-                        "[INPUT] tail has no option {key} Sluice serves; it takes Path, Exclude_Path, Tag, Read_from_Head, Refresh_Interval, Key, Path_Key, Skip_Empty_Lines, Parser, DB, db.sync, db.locking, db.journal_mode, db.compare_filename, Ignore_Older, Ignore_Active_Older_Files, Skip_Long_Lines, Truncate_Long_Lines, Buffer_Max_Size, Rotate_Wait"
+                        "[INPUT] tail has no option {key} Sluice serves; it takes Path, Exclude_Path, Tag, Read_from_Head, Refresh_Interval, Key, Path_Key, Offset_Key, Skip_Empty_Lines, Parser, DB, db.sync, db.locking, db.journal_mode, db.compare_filename, Ignore_Older, Ignore_Active_Older_Files, Skip_Long_Lines, Truncate_Long_Lines, Buffer_Max_Size, Rotate_Wait"
                     ))
                 }
             }
@@ -407,7 +411,7 @@ impl Tailed {
 
     /// The complete lines written since the last read (at most
     /// [`MAX_READ`] bytes of them); with `at_end`, the rest too.
-    fn lines(&mut self, at_end: bool) -> std::io::Result<Vec<Vec<u8>>> {
+    fn lines(&mut self, at_end: bool) -> std::io::Result<Vec<Line>> {
         let len = self.file.metadata()?.len();
         if len < self.offset {
             // Truncated: read again from the head.
@@ -415,6 +419,8 @@ impl Tailed {
             self.partial.clear();
         }
         let mut buf = Vec::new();
+        // The file offset of `rest`'s first byte below.
+        let mut at = self.offset;
         if len > self.offset {
             self.file.seek(SeekFrom::Start(self.offset))?;
             (&mut self.file)
@@ -429,11 +435,13 @@ impl Tailed {
                 // The end of a long line: skipped with the rest of it.
                 self.partial.clear();
             } else {
+                let start = at - self.partial.len() as u64;
                 let mut line = std::mem::take(&mut self.partial);
                 line.extend_from_slice(&rest[..nl]);
-                self.complete(&mut lines, line);
+                self.complete(&mut lines, start, line);
             }
             rest = &rest[nl + 1..];
+            at += nl as u64 + 1;
         }
         if !self.skipping {
             self.partial.extend_from_slice(rest);
@@ -442,9 +450,15 @@ impl Tailed {
         // A line without its newline goes only once the whole file is
         // read: before that, its end may be in what the next read brings.
         if at_end && !self.partial.is_empty() && self.offset >= len {
-            lines.push(std::mem::take(&mut self.partial));
+            let start = self.partial_start();
+            lines.push(Line::at(start, std::mem::take(&mut self.partial)));
         }
         Ok(lines)
+    }
+
+    /// The file offset of the line not yet whole.
+    fn partial_start(&self) -> u64 {
+        self.offset - self.partial.len() as u64
     }
 
     /// Whether everything the file holds has been read.
@@ -453,21 +467,21 @@ impl Tailed {
     }
 
     /// Adds a line whose newline was read, as the input takes long lines.
-    fn complete(&mut self, lines: &mut Vec<Vec<u8>>, mut line: Vec<u8>) {
+    fn complete(&mut self, lines: &mut Vec<Line>, start: u64, mut line: Vec<u8>) {
         match self.long_lines {
             LongLines::Skip(limit) if line.len() >= limit => self.skipped(),
             LongLines::Truncate(limit) if line.len() >= limit => {
                 line.truncate(char_boundary(&line, limit));
-                lines.push(line);
+                lines.push(Line::at(start, line));
             }
             long_lines => {
                 if line.last() == Some(&b'\r') {
                     line.pop();
                 }
                 if long_lines == LongLines::Cut {
-                    push_cut(lines, line);
+                    push_cut(lines, start, line);
                 } else {
-                    lines.push(line);
+                    lines.push(Line::at(start, line));
                 }
             }
         }
@@ -475,13 +489,15 @@ impl Tailed {
 
     /// Once the line not yet whole is as long as a line may be: its pieces
     /// go, or it is truncated or skipped, up to its newline.
-    fn overflow(&mut self, lines: &mut Vec<Vec<u8>>) {
+    fn overflow(&mut self, lines: &mut Vec<Line>) {
         match self.long_lines {
             LongLines::Cut => {
                 while self.partial.len() >= MAX_LINE {
+                    let start = self.partial_start();
                     let at = char_boundary(&self.partial, MAX_LINE);
                     let tail = self.partial.split_off(at);
-                    lines.push(std::mem::replace(&mut self.partial, tail));
+                    let piece = std::mem::replace(&mut self.partial, tail);
+                    lines.push(Line::at(start, piece));
                 }
             }
             LongLines::Skip(limit) if self.partial.len() >= limit => {
@@ -490,9 +506,10 @@ impl Tailed {
                 self.skipped();
             }
             LongLines::Truncate(limit) if self.partial.len() >= limit => {
+                let start = self.partial_start();
                 let mut line = std::mem::take(&mut self.partial);
                 line.truncate(char_boundary(&line, limit));
-                lines.push(line);
+                lines.push(Line::at(start, line));
                 self.skipping = true;
             }
             _ => {}
@@ -506,13 +523,30 @@ impl Tailed {
     }
 }
 
+/// A line of a file, without its newline.
+#[derive(Debug)]
+struct Line {
+    /// The file offset of its first byte (`Offset_Key`).
+    start: u64,
+    bytes: Vec<u8>,
+}
+
+impl Line {
+    fn at(start: u64, bytes: Vec<u8>) -> Line {
+        Line { start, bytes }
+    }
+}
+
 /// Adds `line`, cut into pieces of at most [`MAX_LINE`] bytes.
-fn push_cut(lines: &mut Vec<Vec<u8>>, mut line: Vec<u8>) {
+fn push_cut(lines: &mut Vec<Line>, mut start: u64, mut line: Vec<u8>) {
     while line.len() > MAX_LINE {
         let tail = line.split_off(char_boundary(&line, MAX_LINE));
-        lines.push(std::mem::replace(&mut line, tail));
+        let piece = std::mem::replace(&mut line, tail);
+        let next = start + piece.len() as u64;
+        lines.push(Line::at(start, piece));
+        start = next;
     }
-    lines.push(line);
+    lines.push(Line::at(start, line));
 }
 
 /// The last place at or before `at` where no UTF-8 sequence is cut (`at`
@@ -702,13 +736,13 @@ impl Send<'_> {
         offsets: &mut Option<Offsets>,
         path: &Path,
         tailed: &Tailed,
-        lines: Vec<Vec<u8>>,
+        lines: Vec<Line>,
     ) -> bool {
         if lines.is_empty() {
             return true;
         }
         if let Some(counts) = self.counts {
-            let bytes = lines.iter().map(|l| l.len() + 1).sum();
+            let bytes = lines.iter().map(|l| l.bytes.len() + 1).sum();
             counts.add(lines.len(), bytes);
         }
         let events = events(self.input, path, &tailed.tag, lines);
@@ -975,7 +1009,7 @@ enum Change {
 
 /// The lines of one followed file, and what became of its path. The lines
 /// of a rotated file are the old file's; the new one is read next.
-fn read_file(path: &Path, tailed: &mut Tailed, at_end: bool) -> (Vec<Vec<u8>>, Change) {
+fn read_file(path: &Path, tailed: &mut Tailed, at_end: bool) -> (Vec<Line>, Change) {
     let now_at_path = std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
     let removed = now_at_path.is_none();
     // Of a removed file, the rest is read before it is let go.
@@ -1003,14 +1037,14 @@ fn read_file(path: &Path, tailed: &mut Tailed, at_end: bool) -> (Vec<Vec<u8>>, C
 }
 
 /// The records of `lines`, as events of `tag`.
-fn events(input: &TailInput, path: &Path, tag: &Arc<str>, lines: Vec<Vec<u8>>) -> Vec<Event> {
+fn events(input: &TailInput, path: &Path, tag: &Arc<str>, lines: Vec<Line>) -> Vec<Event> {
     let now = sluice_firelens::now_ns();
     let path_text = path.to_string_lossy();
     lines
         .into_iter()
-        .filter(|line| !(input.skip_empty_lines && line.is_empty()))
-        .map(|line| {
-            let line = String::from_utf8_lossy(&line);
+        .filter(|line| !(input.skip_empty_lines && line.bytes.is_empty()))
+        .map(|Line { start, bytes }| {
+            let line = String::from_utf8_lossy(&bytes);
             let mut time_ns = now;
             let mut record = match input
                 .parser
@@ -1029,6 +1063,9 @@ fn events(input: &TailInput, path: &Path, tag: &Arc<str>, lines: Vec<Vec<u8>>) -
             };
             if let Some(key) = &input.path_key {
                 record.insert(key, path_text.as_ref());
+            }
+            if let Some(key) = &input.offset_key {
+                record.insert_json(key, serde_json::Value::from(start));
             }
             Event {
                 tag: tag.clone(),
@@ -1062,10 +1099,10 @@ mod tests {
             .unwrap()
     }
 
-    fn text(lines: Vec<Vec<u8>>) -> Vec<String> {
+    fn text(lines: Vec<Line>) -> Vec<String> {
         lines
             .into_iter()
-            .map(|l| String::from_utf8(l).unwrap())
+            .map(|l| String::from_utf8(l.bytes).unwrap())
             .collect()
     }
 
@@ -1173,7 +1210,7 @@ mod tests {
             (vec![("Path", "/x"), ("Read_from_Head", "maybe")], "[INPUT] tail Read_from_Head \"maybe\" is not On or Off"),
             (vec![("Path", "/x"), ("Refresh_Interval", "1m")], "[INPUT] tail Refresh_Interval \"1m\" is not a number of seconds"),
             (vec![("Path", "/x"), ("Parser", "nope")], "[INPUT] tail Parser nope: no parser of that name"),
-            (vec![("Path", "/x"), ("Docker_Mode", "On")], "[INPUT] tail has no option Docker_Mode Sluice serves; it takes Path, Exclude_Path, Tag, Read_from_Head, Refresh_Interval, Key, Path_Key, Skip_Empty_Lines, Parser, DB, db.sync, db.locking, db.journal_mode, db.compare_filename, Ignore_Older, Ignore_Active_Older_Files, Skip_Long_Lines, Truncate_Long_Lines, Buffer_Max_Size, Rotate_Wait"),
+            (vec![("Path", "/x"), ("Docker_Mode", "On")], "[INPUT] tail has no option Docker_Mode Sluice serves; it takes Path, Exclude_Path, Tag, Read_from_Head, Refresh_Interval, Key, Path_Key, Offset_Key, Skip_Empty_Lines, Parser, DB, db.sync, db.locking, db.journal_mode, db.compare_filename, Ignore_Older, Ignore_Active_Older_Files, Skip_Long_Lines, Truncate_Long_Lines, Buffer_Max_Size, Rotate_Wait"),
             (vec![("Path", "/x"), ("DB", "/d"), ("db.sync", "always")], "[INPUT] tail db.sync \"always\" is not one of extra, full, normal, off"),
             (vec![("Path", "/x"), ("DB", "/d"), ("db.journal_mode", "fast")], "[INPUT] tail db.journal_mode \"fast\" is not one of DELETE, TRUNCATE, PERSIST, MEMORY, WAL, OFF"),
             (vec![("Path", "/x"), ("DB", "/d"), ("db.locking", "yes please")], "[INPUT] tail db.locking \"yes please\" is not On or Off"),
@@ -1225,18 +1262,60 @@ mod tests {
         w.write_all(&long).unwrap();
         w.write_all(b"\n").unwrap();
         let lines = t.lines(false).unwrap();
-        assert_eq!(
-            lines.iter().map(Vec::len).collect::<Vec<_>>(),
-            [MAX_LINE, 10]
-        );
+        let starts_and_lengths = |lines: &[Line]| {
+            lines
+                .iter()
+                .map(|l| (l.start, l.bytes.len()))
+                .collect::<Vec<_>>()
+        };
+        let cut_at = 4 + MAX_LINE as u64;
+        assert_eq!(starts_and_lengths(&lines), [(4, MAX_LINE), (cut_at, 10)]);
         // And never inside a character.
         let mut accented = vec![b'x'; MAX_LINE - 1];
         accented.extend_from_slice("é\n".as_bytes());
         w.write_all(&accented).unwrap();
         let lines = t.lines(false).unwrap();
+        let next = cut_at + 11;
         assert_eq!(
-            lines.iter().map(Vec::len).collect::<Vec<_>>(),
-            [MAX_LINE - 1, 2]
+            starts_and_lengths(&lines),
+            [(next, MAX_LINE - 1), (next + MAX_LINE as u64 - 1, 2)]
+        );
+    }
+
+    /// `Offset_Key`: each record carries its line's offset in the file, as
+    /// Fluent Bit v5.1.1's tail input gives it (its `\r\n` and empty lines
+    /// counted), next to `Path_Key`.
+    #[test]
+    fn offset_key_is_each_line_s_offset() {
+        let tmp = dir();
+        let path = tmp.path().join("app.log");
+        std::fs::write(&path, "ab\ncd\r\n\nlast\n").unwrap();
+        let parsers = crate::fluentbit::parsers::parsers(std::iter::empty());
+        let input = TailInput::from_section(
+            &section(&[
+                ("Path", path.to_str().unwrap()),
+                ("Offset_Key", "off"),
+                ("Path_Key", "p"),
+            ]),
+            0,
+            &parsers,
+            &mut Vec::new(),
+        )
+        .unwrap();
+        let mut t = Tailed::open(&path, false, "app".into()).unwrap();
+        let records: Vec<String> = events(&input, &path, &t.tag.clone(), t.lines(false).unwrap())
+            .iter()
+            .map(|e| serde_json::to_string(&e.record.to_json()).unwrap())
+            .collect();
+        let p = path.to_str().unwrap();
+        assert_eq!(
+            records,
+            [
+                format!(r#"{{"log":"ab","off":0,"p":"{p}"}}"#),
+                format!(r#"{{"log":"cd","off":3,"p":"{p}"}}"#),
+                format!(r#"{{"log":"","off":7,"p":"{p}"}}"#),
+                format!(r#"{{"log":"last","off":8,"p":"{p}"}}"#),
+            ]
         );
     }
 
