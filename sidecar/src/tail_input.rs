@@ -72,6 +72,9 @@ pub struct TailInput {
     pub exclude: Vec<glob::Pattern>,
     pub tag: String,
     pub read_from_head: bool,
+    /// `Read_Newly_Discovered_Files_From_Head` (default on): files found
+    /// after the start, and a rotated file's successor, from their head.
+    pub newly_from_head: bool,
     pub refresh: Duration,
     /// `Key` (default `log`).
     pub key: String,
@@ -119,6 +122,7 @@ impl TailInput {
             exclude: Vec::new(),
             tag: format!("tail.{index}"),
             read_from_head: false,
+            newly_from_head: true,
             refresh: Duration::from_secs(60),
             key: "log".to_string(),
             path_key: None,
@@ -147,6 +151,9 @@ impl TailInput {
                 }
                 "tag" => input.tag = value.clone(),
                 "read_from_head" => input.read_from_head = flag(key, value)?,
+                "read_newly_discovered_files_from_head" => {
+                    input.newly_from_head = flag(key, value)?
+                }
                 "refresh_interval" => {
                     let seconds: f64 = value
                         .trim()
@@ -183,7 +190,8 @@ impl TailInput {
                             })?,
                     )
                 }
-                "mem_buf_limit" | "buffer_chunk_size" | "inotify_watcher"
+                "mem_buf_limit" | "buffer_chunk_size" | "inotify_watcher" | "watcher_interval"
+                | "static_batch_size" | "event_batch_size" | "progress_check_interval_nsec"
                 | "storage.pause_on_chunks_overlimit" | "multiline.parser" | "file_cache_advise"
                 | "threaded" | "progress_check_interval" => notes.push(format!(
                     "{}: [INPUT] tail {key} does not apply: Sluice polls the files every 250 ms, bounds what it holds with limits.memory, and joins stack traces with its own [multiline] joiner",
@@ -191,7 +199,7 @@ impl TailInput {
                 )),
                 _ => {
                     return Err(format!(
-                        "[INPUT] tail has no option {key} Sluice serves; it takes Path, Exclude_Path, Tag, Read_from_Head, Refresh_Interval, Key, Path_Key, Offset_Key, Skip_Empty_Lines, Parser, DB, db.sync, db.locking, db.journal_mode, db.compare_filename, Ignore_Older, Ignore_Active_Older_Files, Skip_Long_Lines, Truncate_Long_Lines, Buffer_Max_Size, Rotate_Wait"
+                        "[INPUT] tail has no option {key} Sluice serves; it takes Path, Exclude_Path, Tag, Read_from_Head, Read_Newly_Discovered_Files_From_Head, Refresh_Interval, Key, Path_Key, Offset_Key, Skip_Empty_Lines, Parser, DB, db.sync, db.locking, db.journal_mode, db.compare_filename, Ignore_Older, Ignore_Active_Older_Files, Skip_Long_Lines, Truncate_Long_Lines, Buffer_Max_Size, Rotate_Wait"
                     ))
                 }
             }
@@ -670,7 +678,8 @@ pub fn spawn(
                 // for room in the memory budget.
                 for _ in 0..READS_PER_POLL {
                     let at = (tailed.id, tailed.offset);
-                    let (lines, change) = read_file(path, tailed, stopping);
+                    let successor_from_end = !input.read_from_head && !input.newly_from_head;
+                    let (lines, change) = read_file(path, tailed, stopping, successor_from_end);
                     let sent = match &change {
                         Change::Rotated(old) => send.lines(offsets, path, old, lines).await,
                         _ => send.lines(offsets, path, tailed, lines).await,
@@ -835,7 +844,9 @@ impl Following {
                     resume_at = Some(position.offset);
                 }
             }
-            let from_end = at_start && !input.read_from_head && resume_at.is_none();
+            let from_end = !input.read_from_head
+                && (at_start || !input.newly_from_head)
+                && resume_at.is_none();
             match Tailed::open(&path, from_end, input.tag_for(&path)) {
                 Ok(tailed) => {
                     let mut tailed = tailed.with_long_lines(input.long_lines);
@@ -1009,7 +1020,12 @@ enum Change {
 
 /// The lines of one followed file, and what became of its path. The lines
 /// of a rotated file are the old file's; the new one is read next.
-fn read_file(path: &Path, tailed: &mut Tailed, at_end: bool) -> (Vec<Line>, Change) {
+fn read_file(
+    path: &Path,
+    tailed: &mut Tailed,
+    at_end: bool,
+    successor_from_end: bool,
+) -> (Vec<Line>, Change) {
     let now_at_path = std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
     let removed = now_at_path.is_none();
     // Of a removed file, the rest is read before it is let go.
@@ -1023,7 +1039,7 @@ fn read_file(path: &Path, tailed: &mut Tailed, at_end: bool) -> (Vec<Line>, Chan
     match now_at_path {
         None if tailed.drained() => (lines, Change::Gone),
         Some(id) if id != tailed.id => {
-            match Tailed::open(path, false, tailed.tag.to_string()) {
+            match Tailed::open(path, successor_from_end, tailed.tag.to_string()) {
                 Ok(next) => {
                     let next = next.with_long_lines(tailed.long_lines);
                     (lines, Change::Rotated(std::mem::replace(tailed, next)))
@@ -1210,7 +1226,7 @@ mod tests {
             (vec![("Path", "/x"), ("Read_from_Head", "maybe")], "[INPUT] tail Read_from_Head \"maybe\" is not On or Off"),
             (vec![("Path", "/x"), ("Refresh_Interval", "1m")], "[INPUT] tail Refresh_Interval \"1m\" is not a number of seconds"),
             (vec![("Path", "/x"), ("Parser", "nope")], "[INPUT] tail Parser nope: no parser of that name"),
-            (vec![("Path", "/x"), ("Docker_Mode", "On")], "[INPUT] tail has no option Docker_Mode Sluice serves; it takes Path, Exclude_Path, Tag, Read_from_Head, Refresh_Interval, Key, Path_Key, Offset_Key, Skip_Empty_Lines, Parser, DB, db.sync, db.locking, db.journal_mode, db.compare_filename, Ignore_Older, Ignore_Active_Older_Files, Skip_Long_Lines, Truncate_Long_Lines, Buffer_Max_Size, Rotate_Wait"),
+            (vec![("Path", "/x"), ("Docker_Mode", "On")], "[INPUT] tail has no option Docker_Mode Sluice serves; it takes Path, Exclude_Path, Tag, Read_from_Head, Read_Newly_Discovered_Files_From_Head, Refresh_Interval, Key, Path_Key, Offset_Key, Skip_Empty_Lines, Parser, DB, db.sync, db.locking, db.journal_mode, db.compare_filename, Ignore_Older, Ignore_Active_Older_Files, Skip_Long_Lines, Truncate_Long_Lines, Buffer_Max_Size, Rotate_Wait"),
             (vec![("Path", "/x"), ("DB", "/d"), ("db.sync", "always")], "[INPUT] tail db.sync \"always\" is not one of extra, full, normal, off"),
             (vec![("Path", "/x"), ("DB", "/d"), ("db.journal_mode", "fast")], "[INPUT] tail db.journal_mode \"fast\" is not one of DELETE, TRUNCATE, PERSIST, MEMORY, WAL, OFF"),
             (vec![("Path", "/x"), ("DB", "/d"), ("db.locking", "yes please")], "[INPUT] tail db.locking \"yes please\" is not On or Off"),
@@ -1280,6 +1296,46 @@ mod tests {
             starts_and_lengths(&lines),
             [(next, MAX_LINE - 1), (next + MAX_LINE as u64 - 1, 2)]
         );
+    }
+
+    /// A file found after the start is read from its head, or with
+    /// `Read_Newly_Discovered_Files_From_Head Off` from its end; a file
+    /// found at the start from its end either way (no `Read_from_Head`).
+    #[test]
+    fn newly_discovered_files_from_their_head_or_end() {
+        let parsers = crate::fluentbit::parsers::parsers(std::iter::empty());
+        // "earlier\n" is 8 bytes: its end.
+        for (newly, expected) in [("on", 0), ("off", 8)] {
+            let tmp = dir();
+            let d = tmp.path();
+            std::fs::write(d.join("first.log"), "before\n").unwrap();
+            let input = TailInput::from_section(
+                &section(&[
+                    ("Path", d.join("*.log").to_str().unwrap()),
+                    ("Read_Newly_Discovered_Files_From_Head", newly),
+                ]),
+                0,
+                &parsers,
+                &mut Vec::new(),
+            )
+            .unwrap();
+            let mut following = Following {
+                files: HashMap::new(),
+                aged: HashMap::new(),
+                rotated: Vec::new(),
+                released: Default::default(),
+                offsets: None,
+            };
+            following.look_for_files(&input, true);
+            assert_eq!(following.files[&d.join("first.log")].offset, 7);
+            std::fs::write(d.join("second.log"), "earlier\n").unwrap();
+            following.look_for_files(&input, false);
+            assert_eq!(
+                following.files[&d.join("second.log")].offset,
+                expected,
+                "{newly}"
+            );
+        }
     }
 
     /// `Offset_Key`: each record carries its line's offset in the file, as
@@ -1686,7 +1742,7 @@ mod tests {
         let mut w = File::create(&path).unwrap();
         w.write_all(b"a\n").unwrap();
         let mut t = Tailed::open(&path, false, "app".into()).unwrap();
-        let (lines, change) = read_file(&path, &mut t, false);
+        let (lines, change) = read_file(&path, &mut t, false, false);
         assert_eq!(text(lines), ["a"]);
         assert!(matches!(change, Change::Same));
         w.write_all(b"b\n").unwrap();
@@ -1694,12 +1750,12 @@ mod tests {
         w.write_all(b"c\nhalf").unwrap();
         let mut fresh = File::create(&path).unwrap();
         fresh.write_all(b"d\n").unwrap();
-        let (lines, change) = read_file(&path, &mut t, false);
+        let (lines, change) = read_file(&path, &mut t, false, false);
         assert_eq!(text(lines), ["b", "c"]);
         let Change::Rotated(mut old) = change else {
             panic!("rotated")
         };
-        let (lines, change) = read_file(&path, &mut t, false);
+        let (lines, change) = read_file(&path, &mut t, false, false);
         assert_eq!(text(lines), ["d"]);
         assert!(matches!(change, Change::Same));
         // What the application still writes to the old file is read on.
@@ -1709,7 +1765,7 @@ mod tests {
         // Removed: read to its end, then let go.
         fresh.write_all(b"e").unwrap();
         std::fs::remove_file(&path).unwrap();
-        let (lines, change) = read_file(&path, &mut t, false);
+        let (lines, change) = read_file(&path, &mut t, false, false);
         assert_eq!(text(lines), ["e"]);
         assert!(matches!(change, Change::Gone));
     }
