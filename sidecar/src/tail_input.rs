@@ -557,14 +557,31 @@ fn push_cut(lines: &mut Vec<Line>, mut start: u64, mut line: Vec<u8>) {
     lines.push(Line::at(start, line));
 }
 
-/// The last place at or before `at` where no UTF-8 sequence is cut (`at`
-/// itself when the bytes there are not UTF-8).
+/// The longest prefix of `bytes[..at]` that does not end inside a UTF-8
+/// sequence (`at` itself when the bytes before it are not UTF-8, or when
+/// the cut would leave nothing). Only the bytes before `at` are looked at,
+/// so where a line is cut does not depend on how much of it was read.
 fn char_boundary(bytes: &[u8], at: usize) -> usize {
-    (at.saturating_sub(3)..=at)
-        .rev()
-        .find(|&i| bytes.get(i).is_none_or(|b| (b & 0xC0) != 0x80))
-        .filter(|&i| i > 0)
-        .unwrap_or(at)
+    let at = at.min(bytes.len());
+    for back in 1..=at.min(4) {
+        let byte = bytes[at - back];
+        if byte & 0xC0 == 0x80 {
+            continue;
+        }
+        let len = match byte {
+            0x00..=0x7F => 1,
+            0xC0..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            0xF0..=0xF7 => 4,
+            _ => return at,
+        };
+        return if len > back && at > back {
+            at - back
+        } else {
+            at
+        };
+    }
+    at
 }
 
 /// A tail input ready to start: its options, and its `DB` opened.
@@ -1335,6 +1352,81 @@ mod tests {
                 expected,
                 "{newly}"
             );
+        }
+    }
+
+    /// The lines a whole file holds, as a reference: each complete line,
+    /// skipped or truncated at `limit` (its `\r` counted), else without
+    /// its `\r`, and a last one without its newline if it is truncated;
+    /// with each line's offset.
+    fn model_lines(content: &[u8], long_lines: LongLines) -> Vec<(u64, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut start = 0u64;
+        let complete = content.len() - content.iter().rev().take_while(|&&b| b != b'\n').count();
+        for raw in content[..complete]
+            .split(|&b| b == b'\n')
+            .take(content[..complete].iter().filter(|&&b| b == b'\n').count())
+        {
+            let next = start + raw.len() as u64 + 1;
+            let mut line = raw.to_vec();
+            match long_lines {
+                LongLines::Skip(limit) if line.len() >= limit => {}
+                LongLines::Truncate(limit) if line.len() >= limit => {
+                    line.truncate(char_boundary(&line, limit));
+                    out.push((start, line));
+                }
+                _ => {
+                    if line.last() == Some(&b'\r') {
+                        line.pop();
+                    }
+                    out.push((start, line));
+                }
+            }
+            start = next;
+        }
+        // A line whose newline is not written yet goes truncated once it
+        // reaches the limit, as in_tail truncates a full buffer.
+        let rest = &content[complete..];
+        if let LongLines::Truncate(limit) = long_lines {
+            if rest.len() >= limit {
+                out.push((start, rest[..char_boundary(rest, limit)].to_vec()));
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        /// However a file is written (in any pieces, read after each),
+        /// its lines are the whole file's: the same lines, skipped or
+        /// truncated the same way, at the same offsets, never cut inside
+        /// a character.
+        #[test]
+        fn lines_do_not_depend_on_how_the_file_is_written(
+            content in proptest::collection::vec(
+                proptest::sample::select(vec![b'\n', b'\r', b'a', 0xC3, 0xA9, 0xE2, 0x82, 0xAC]),
+                0..300,
+            ),
+            pieces in proptest::collection::vec(1usize..40, 1..30),
+            skip in proptest::bool::ANY,
+            limit in 2usize..24,
+        ) {
+            let long_lines = if skip { LongLines::Skip(limit) } else { LongLines::Truncate(limit) };
+            let tmp = dir();
+            let path = tmp.path().join("app.log");
+            let mut w = File::create(&path).unwrap();
+            let mut t = Tailed::open(&path, false, "app".into()).unwrap().with_long_lines(long_lines);
+            let mut got = Vec::new();
+            let mut written = 0;
+            for &n in pieces.iter().cycle() {
+                if written >= content.len() {
+                    break;
+                }
+                let end = (written + n).min(content.len());
+                w.write_all(&content[written..end]).unwrap();
+                written = end;
+                got.extend(t.lines(false).unwrap().into_iter().map(|l| (l.start, l.bytes)));
+            }
+            proptest::prop_assert_eq!(got, model_lines(&content, long_lines));
         }
     }
 
