@@ -28,3 +28,4 @@ pub mod streams;
 pub mod tail_db;
 pub mod tail_input;
 pub mod tcp_input;
+pub mod utf8;

@@ -479,7 +479,7 @@ impl Tailed {
         match self.long_lines {
             LongLines::Skip(limit) if line.len() >= limit => self.skipped(),
             LongLines::Truncate(limit) if line.len() >= limit => {
-                line.truncate(char_boundary(&line, limit));
+                line.truncate(crate::utf8::cut_at(&line, limit));
                 lines.push(Line::at(start, line));
             }
             long_lines => {
@@ -502,7 +502,7 @@ impl Tailed {
             LongLines::Cut => {
                 while self.partial.len() >= MAX_LINE {
                     let start = self.partial_start();
-                    let at = char_boundary(&self.partial, MAX_LINE);
+                    let at = crate::utf8::cut_at(&self.partial, MAX_LINE);
                     let tail = self.partial.split_off(at);
                     let piece = std::mem::replace(&mut self.partial, tail);
                     lines.push(Line::at(start, piece));
@@ -516,7 +516,7 @@ impl Tailed {
             LongLines::Truncate(limit) if self.partial.len() >= limit => {
                 let start = self.partial_start();
                 let mut line = std::mem::take(&mut self.partial);
-                line.truncate(char_boundary(&line, limit));
+                line.truncate(crate::utf8::cut_at(&line, limit));
                 lines.push(Line::at(start, line));
                 self.skipping = true;
             }
@@ -548,40 +548,13 @@ impl Line {
 /// Adds `line`, cut into pieces of at most [`MAX_LINE`] bytes.
 fn push_cut(lines: &mut Vec<Line>, mut start: u64, mut line: Vec<u8>) {
     while line.len() > MAX_LINE {
-        let tail = line.split_off(char_boundary(&line, MAX_LINE));
+        let tail = line.split_off(crate::utf8::cut_at(&line, MAX_LINE));
         let piece = std::mem::replace(&mut line, tail);
         let next = start + piece.len() as u64;
         lines.push(Line::at(start, piece));
         start = next;
     }
     lines.push(Line::at(start, line));
-}
-
-/// The longest prefix of `bytes[..at]` that does not end inside a UTF-8
-/// sequence (`at` itself when the bytes before it are not UTF-8, or when
-/// the cut would leave nothing). Only the bytes before `at` are looked at,
-/// so where a line is cut does not depend on how much of it was read.
-fn char_boundary(bytes: &[u8], at: usize) -> usize {
-    let at = at.min(bytes.len());
-    for back in 1..=at.min(4) {
-        let byte = bytes[at - back];
-        if byte & 0xC0 == 0x80 {
-            continue;
-        }
-        let len = match byte {
-            0x00..=0x7F => 1,
-            0xC0..=0xDF => 2,
-            0xE0..=0xEF => 3,
-            0xF0..=0xF7 => 4,
-            _ => return at,
-        };
-        return if len > back && at > back {
-            at - back
-        } else {
-            at
-        };
-    }
-    at
 }
 
 /// A tail input ready to start: its options, and its `DB` opened.
@@ -1372,7 +1345,7 @@ mod tests {
             match long_lines {
                 LongLines::Skip(limit) if line.len() >= limit => {}
                 LongLines::Truncate(limit) if line.len() >= limit => {
-                    line.truncate(char_boundary(&line, limit));
+                    line.truncate(crate::utf8::cut_at(&line, limit));
                     out.push((start, line));
                 }
                 _ => {
@@ -1389,7 +1362,7 @@ mod tests {
         let rest = &content[complete..];
         if let LongLines::Truncate(limit) = long_lines {
             if rest.len() >= limit {
-                out.push((start, rest[..char_boundary(rest, limit)].to_vec()));
+                out.push((start, rest[..crate::utf8::cut_at(rest, limit)].to_vec()));
             }
         }
         out

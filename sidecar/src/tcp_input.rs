@@ -333,8 +333,14 @@ fn pieces(buffer: &mut Vec<u8>, separator: &[u8], at_end: bool) -> Vec<Record> {
     }
     let rest = &buffer[start..];
     if !rest.is_empty() && (at_end || rest.len() >= MAX_PIECE) {
-        records.push(piece(rest));
-        start = buffer.len();
+        // A character the last read split waits for the rest of it.
+        let end = if at_end {
+            rest.len()
+        } else {
+            crate::utf8::cut_at(rest, rest.len())
+        };
+        records.push(piece(&rest[..end]));
+        start += end;
     }
     buffer.drain(..start);
     records
@@ -393,6 +399,18 @@ mod tests {
             records[0].get_str("log").map(str::len),
             Some(MAX_PIECE + 10)
         );
+        // A character the read split waits for its last byte: both pieces
+        // keep it whole.
+        let mut long = vec![b'x'; MAX_PIECE - 1];
+        long.extend_from_slice(&"é".as_bytes()[..1]);
+        let records = r.push(&long);
+        assert_eq!(records.len(), 1);
+        assert_eq!(
+            records[0].get_str("log"),
+            Some("x".repeat(MAX_PIECE - 1).as_str())
+        );
+        assert_eq!(logs(&r.push(&"é".as_bytes()[1..])), Vec::<String>::new());
+        assert_eq!(logs(&r.push(b"!\n")), ["{\"log\":\"é!\"}"]);
     }
 
     #[test]
