@@ -25,7 +25,6 @@ pub mod stage;
 pub mod startup_pages;
 pub mod stats;
 pub mod streams;
-pub mod tail_db;
 pub mod tail_input;
 pub mod tcp_input;
 pub mod utf8;
