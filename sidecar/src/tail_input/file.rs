@@ -286,8 +286,7 @@ pub(super) fn read_file(
 mod tests {
     use super::*;
     use crate::tail_input::db::DbOptions;
-    use crate::tail_input::tests::{dir, section, text};
-    use crate::tail_input::TailInput;
+    use crate::tail_input::tests::{dir, tail, text};
     use std::io::Write;
 
     #[test]
@@ -502,18 +501,11 @@ mod tests {
             "é".repeat(15),
             "end".into(),
         ];
-        let parsers = crate::fluentbit::parsers::parsers(std::iter::empty());
         for (option, expected) in [
             ("Skip_Long_Lines", &skipped[..]),
             ("Truncate_Long_Lines", &truncated[..]),
         ] {
-            let input = TailInput::from_section(
-                &section(&[("Path", "/x"), ("Buffer_Max_Size", "32"), (option, "On")]),
-                0,
-                &parsers,
-                &mut Vec::new(),
-            )
-            .unwrap();
+            let input = tail(&[("Path", "/x"), ("Buffer_Max_Size", "32"), (option, "On")]);
             for write in [file.len(), 7] {
                 let tmp = dir();
                 let path = tmp.path().join("app.log");

@@ -290,7 +290,7 @@ impl Following {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tail_input::tests::{dir, section, text};
+    use crate::tail_input::tests::{dir, tail, text};
     use std::io::Write;
     use std::time::Duration;
 
@@ -299,22 +299,15 @@ mod tests {
     /// found at the start from its end either way (no `Read_from_Head`).
     #[test]
     fn newly_discovered_files_from_their_head_or_end() {
-        let parsers = crate::fluentbit::parsers::parsers(std::iter::empty());
         // "earlier\n" is 8 bytes: its end.
         for (newly, expected) in [("on", 0), ("off", 8)] {
             let tmp = dir();
             let d = tmp.path();
             std::fs::write(d.join("first.log"), "before\n").unwrap();
-            let input = TailInput::from_section(
-                &section(&[
-                    ("Path", d.join("*.log").to_str().unwrap()),
-                    ("Read_Newly_Discovered_Files_From_Head", newly),
-                ]),
-                0,
-                &parsers,
-                &mut Vec::new(),
-            )
-            .unwrap();
+            let input = tail(&[
+                ("Path", d.join("*.log").to_str().unwrap()),
+                ("Read_Newly_Discovered_Files_From_Head", newly),
+            ]);
             let mut following = Following::new(None);
             following.look_for_files(&input, true);
             assert_eq!(following.files[&d.join("first.log")].offset, 7);
@@ -348,19 +341,12 @@ mod tests {
                 .unwrap()
         };
         age_to(two_days_ago);
-        let parsers = crate::fluentbit::parsers::parsers(std::iter::empty());
-        let input = TailInput::from_section(
-            &section(&[
-                ("Path", d.join("*.log").to_str().unwrap()),
-                ("Read_from_Head", "on"),
-                ("Ignore_Older", "1d"),
-                ("Ignore_Active_Older_Files", "on"),
-            ]),
-            0,
-            &parsers,
-            &mut Vec::new(),
-        )
-        .unwrap();
+        let input = tail(&[
+            ("Path", d.join("*.log").to_str().unwrap()),
+            ("Read_from_Head", "on"),
+            ("Ignore_Older", "1d"),
+            ("Ignore_Active_Older_Files", "on"),
+        ]);
         let mut following = Following::new(None);
         following.look_for_files(&input, true);
         assert!(following.files.is_empty());

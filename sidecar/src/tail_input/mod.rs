@@ -507,6 +507,29 @@ mod tests {
             .unwrap()
     }
 
+    /// The input of a `[INPUT] tail` section with `entries` (no named
+    /// parsers).
+    pub(super) fn tail(entries: &[(&str, &str)]) -> TailInput {
+        let parsers = crate::fluentbit::parsers::parsers(std::iter::empty());
+        TailInput::from_section(&section(entries), 0, &parsers, &mut Vec::new()).unwrap()
+    }
+
+    /// `input` running with a pipeline of its own (a 1 MiB budget): its
+    /// task, the pipeline's end, and its stop signal.
+    fn started(
+        input: TailInput,
+    ) -> (
+        JoinHandle<()>,
+        mpsc::Receiver<Delivery>,
+        watch::Sender<bool>,
+    ) {
+        let (tx, rx) = mpsc::channel(4);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let budget = Arc::new(MemoryBudget::new(1 << 20));
+        let task = spawn(TailStart::open(input).unwrap(), tx, budget, stop_rx, None);
+        (task, rx, stop_tx)
+    }
+
     pub(super) fn text(lines: Vec<Line>) -> Vec<String> {
         lines
             .into_iter()
@@ -682,18 +705,11 @@ mod tests {
         let tmp = dir();
         let path = tmp.path().join("app.log");
         std::fs::write(&path, "ab\ncd\r\n\nlast\n").unwrap();
-        let parsers = crate::fluentbit::parsers::parsers(std::iter::empty());
-        let input = TailInput::from_section(
-            &section(&[
-                ("Path", path.to_str().unwrap()),
-                ("Offset_Key", "off"),
-                ("Path_Key", "p"),
-            ]),
-            0,
-            &parsers,
-            &mut Vec::new(),
-        )
-        .unwrap();
+        let input = tail(&[
+            ("Path", path.to_str().unwrap()),
+            ("Offset_Key", "off"),
+            ("Path_Key", "p"),
+        ]);
         let mut t = Tailed::open(&path, false, "app".into()).unwrap();
         let records: Vec<String> = events(&input, &path, &t.tag.clone(), t.lines(false).unwrap())
             .iter()
@@ -723,18 +739,8 @@ mod tests {
             .map(|i| format!("line {i:06} {}", "x".repeat(90)))
             .collect();
         std::fs::write(&path, lines.join("\n") + "\n").unwrap();
-        let parsers = crate::fluentbit::parsers::parsers(std::iter::empty());
-        let input = TailInput::from_section(
-            &section(&[("Path", path.to_str().unwrap()), ("Read_from_Head", "on")]),
-            0,
-            &parsers,
-            &mut Vec::new(),
-        )
-        .unwrap();
-        let (tx, mut rx) = mpsc::channel(4);
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let budget = Arc::new(MemoryBudget::new(1 << 20));
-        let task = spawn(TailStart::open(input).unwrap(), tx, budget, stop_rx, None);
+        let input = tail(&[("Path", path.to_str().unwrap()), ("Read_from_Head", "on")]);
+        let (task, mut rx, stop_tx) = started(input);
         let mut seen = Vec::new();
         while seen.len() < lines.len() {
             let delivery = rx.recv().await.expect("the input goes on");
@@ -769,25 +775,11 @@ mod tests {
         let path = d.join("app.log");
         let db_path = d.join("tail.db");
         std::fs::write(&path, "one\ntwo\n").unwrap();
-        let parsers = crate::fluentbit::parsers::parsers(std::iter::empty());
-        let input = TailInput::from_section(
-            &section(&[
-                ("Path", path.to_str().unwrap()),
-                ("Read_from_Head", "on"),
-                ("DB", db_path.to_str().unwrap()),
-            ]),
-            0,
-            &parsers,
-            &mut Vec::new(),
-        )
-        .unwrap();
-        let budget = Arc::new(MemoryBudget::new(1 << 20));
-        let run = |input: TailInput| {
-            let (tx, rx) = mpsc::channel(4);
-            let (stop_tx, stop_rx) = watch::channel(false);
-            let start = TailStart::open(input).unwrap();
-            (spawn(start, tx, budget.clone(), stop_rx, None), rx, stop_tx)
-        };
+        let input = tail(&[
+            ("Path", path.to_str().unwrap()),
+            ("Read_from_Head", "on"),
+            ("DB", db_path.to_str().unwrap()),
+        ]);
         let append = |text: &str| {
             std::fs::OpenOptions::new()
                 .append(true)
@@ -797,7 +789,7 @@ mod tests {
                 .unwrap()
         };
 
-        let (task, mut rx, stop) = run(input.clone());
+        let (task, mut rx, stop) = started(input.clone());
         let (lines, delivery) = next_lines(&mut rx).await;
         assert_eq!(lines, ["one", "two"]);
         delivery.accept();
@@ -822,7 +814,7 @@ mod tests {
         );
 
         append("four\n");
-        let (task, mut rx, stop) = run(input.clone());
+        let (task, mut rx, stop) = started(input.clone());
         let (lines, delivery) = next_lines(&mut rx).await;
         assert_eq!(lines, ["three", "four"]);
         delivery.accept();
@@ -837,7 +829,7 @@ mod tests {
         // Written again from the head while stopped: the saved offset is
         // no longer what the file holds, and it is read from its head.
         std::fs::write(&path, "another file entirely\n").unwrap();
-        let (task, mut rx, stop) = run(input.clone());
+        let (task, mut rx, stop) = started(input.clone());
         let (lines, delivery) = next_lines(&mut rx).await;
         assert_eq!(lines, ["another file entirely"]);
         delivery.accept();
@@ -855,23 +847,13 @@ mod tests {
         let path = d.join("app.log");
         let mut w = File::create(&path).unwrap();
         w.write_all(b"before\n").unwrap();
-        let parsers = crate::fluentbit::parsers::parsers(std::iter::empty());
-        let input = TailInput::from_section(
-            &section(&[
-                ("Path", d.join("app.log*").to_str().unwrap()),
-                ("Read_from_Head", "on"),
-                ("Rotate_Wait", "1"),
-                ("Refresh_Interval", "0.2"),
-            ]),
-            0,
-            &parsers,
-            &mut Vec::new(),
-        )
-        .unwrap();
-        let (tx, mut rx) = mpsc::channel(4);
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let budget = Arc::new(MemoryBudget::new(1 << 20));
-        let task = spawn(TailStart::open(input).unwrap(), tx, budget, stop_rx, None);
+        let input = tail(&[
+            ("Path", d.join("app.log*").to_str().unwrap()),
+            ("Read_from_Head", "on"),
+            ("Rotate_Wait", "1"),
+            ("Refresh_Interval", "0.2"),
+        ]);
+        let (task, mut rx, stop_tx) = started(input);
         async fn next(rx: &mut mpsc::Receiver<Delivery>) -> Vec<String> {
             let wait = tokio::time::timeout(Duration::from_secs(10), next_lines(rx));
             wait.await.expect("a delivery within 10 s").0
