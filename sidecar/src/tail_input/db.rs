@@ -149,8 +149,19 @@ impl TailDb {
     /// Opens (or creates) the database and its table, with the options'
     /// pragmas, as `flb_tail_db_open` does.
     pub fn open(options: &DbOptions) -> Result<TailDb, String> {
-        let failed =
-            |e: rusqlite::Error| format!("[INPUT] tail DB {}: {e}", options.path.display());
+        let failed = |e: rusqlite::Error| {
+            let mut message = format!("[INPUT] tail DB {}: {e}", options.path.display());
+            if e.sqlite_error_code() == Some(rusqlite::ErrorCode::CannotOpen) {
+                // SQLite writes the database and its journal beside it:
+                // the directory must be the running user's to write.
+                // SAFETY: geteuid has no preconditions.
+                let uid = unsafe { libc::geteuid() };
+                message.push_str(&format!(
+                    " (Sluice runs as uid {uid}, which must be able to write its directory; in the image, /var/log/flb-storage is)"
+                ));
+            }
+            message
+        };
         let conn = Connection::open(&options.path).map_err(failed)?;
         conn.execute_batch(CREATE_FILES).map_err(failed)?;
         conn.execute_batch(&format!("PRAGMA synchronous={};", options.sync))
@@ -455,6 +466,25 @@ mod tests {
         // Opened again: the columns are there, nothing to migrate.
         drop(db);
         TailDb::open(&options(dir.path())).unwrap();
+    }
+
+    #[test]
+    fn a_directory_that_cannot_be_written_is_refused_saying_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing").join("tail.db");
+        let error = TailDb::open(&DbOptions::at(path.to_str().unwrap()))
+            .err()
+            .unwrap();
+        // SAFETY: geteuid has no preconditions.
+        let uid = unsafe { libc::geteuid() };
+        assert_eq!(
+            error,
+            format!(
+                "[INPUT] tail DB {}: unable to open database file: {} (Sluice runs as uid {uid}, which must be able to write its directory; in the image, /var/log/flb-storage is)",
+                path.display(),
+                path.display()
+            )
+        );
     }
 
     #[test]
