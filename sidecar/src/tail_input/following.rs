@@ -1,7 +1,7 @@
 //! The files a tail input follows, and what it remembers of those it
 //! does not (files left for their age, rotated files let go).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -29,6 +29,8 @@ pub(super) struct Following {
     /// (Fluent Bit reads it again). The last [`RELEASED`] of them.
     released: VecDeque<((u64, u64), Position)>,
     offsets: Option<Offsets>,
+    /// Paths `Tag_Regex` does not match, told once.
+    untagged: HashSet<PathBuf>,
 }
 
 /// How many let-go rotated files [`Following::released`] remembers.
@@ -50,6 +52,7 @@ impl Following {
             rotated: Vec::new(),
             released: Default::default(),
             offsets,
+            untagged: HashSet::new(),
         }
     }
 
@@ -245,7 +248,14 @@ impl Following {
             let from_end = !input.read_from_head
                 && (at_start || !input.newly_from_head)
                 && resume_at.is_none();
-            match Tailed::open(&path, from_end, input.tag_for(&path)) {
+            let Some(tag) = input.tag_for(&path) else {
+                // Told once per file, not at every look.
+                if self.untagged.insert(path.clone()) {
+                    tracing::warn!(path = %path.display(), "[INPUT] tail: the path does not match Tag_Regex; not followed");
+                }
+                continue;
+            };
+            match Tailed::open(&path, from_end, tag) {
                 Ok(tailed) => {
                     let mut tailed = tailed.with_long_lines(input.long_lines);
                     if let Some(at) = resume_at {

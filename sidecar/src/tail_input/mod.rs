@@ -87,6 +87,9 @@ pub struct TailInput {
     /// `Key` (default `log`).
     pub key: String,
     pub path_key: Option<String>,
+    /// `Tag_Regex`: named groups of a file's path, which `Tag` takes as
+    /// `<name>`.
+    pub tag_regex: Option<regex::Regex>,
     /// `Offset_Key`: each record's line's offset in its file.
     pub offset_key: Option<String>,
     pub skip_empty_lines: bool,
@@ -135,6 +138,7 @@ impl TailInput {
             key: "log".to_string(),
             path_key: None,
             offset_key: None,
+            tag_regex: None,
             skip_empty_lines: false,
             parser: None,
             db: None,
@@ -158,6 +162,11 @@ impl TailInput {
                     }
                 }
                 "tag" => input.tag = value.clone(),
+                "tag_regex" => {
+                    input.tag_regex = Some(crate::fluentbit::onig::regex(value).map_err(|e| {
+                        format!("[INPUT] tail Tag_Regex {value:?} is not a pattern Sluice can compile: {e}")
+                    })?)
+                }
                 "read_from_head" => input.read_from_head = flag(key, value)?,
                 "read_newly_discovered_files_from_head" => {
                     input.newly_from_head = flag(key, value)?
@@ -207,7 +216,7 @@ impl TailInput {
                 )),
                 _ => {
                     return Err(format!(
-                        "[INPUT] tail has no option {key} Sluice serves; it takes Path, Exclude_Path, Tag, Read_from_Head, Read_Newly_Discovered_Files_From_Head, Refresh_Interval, Key, Path_Key, Offset_Key, Skip_Empty_Lines, Parser, DB, db.sync, db.locking, db.journal_mode, db.compare_filename, Ignore_Older, Ignore_Active_Older_Files, Skip_Long_Lines, Truncate_Long_Lines, Buffer_Max_Size, Rotate_Wait"
+                        "[INPUT] tail has no option {key} Sluice serves; it takes Path, Exclude_Path, Tag, Tag_Regex, Read_from_Head, Read_Newly_Discovered_Files_From_Head, Refresh_Interval, Key, Path_Key, Offset_Key, Skip_Empty_Lines, Parser, DB, db.sync, db.locking, db.journal_mode, db.compare_filename, Ignore_Older, Ignore_Active_Older_Files, Skip_Long_Lines, Truncate_Long_Lines, Buffer_Max_Size, Rotate_Wait"
                     ))
                 }
             }
@@ -236,6 +245,20 @@ impl TailInput {
         }
         if input.paths.is_empty() {
             return Err("[INPUT] tail needs a Path".into());
+        }
+        if input.tag_regex.is_some() {
+            let mut rest = input.tag.as_str();
+            while let Some((_, after)) = rest.split_once('<') {
+                match after.split_once('>') {
+                    Some((name, next)) if !name.contains('<') => rest = next,
+                    _ => {
+                        return Err(format!(
+                            "[INPUT] tail Tag {:?} has a < without its >: with Tag_Regex, <name> takes a group of the path",
+                            input.tag
+                        ))
+                    }
+                }
+            }
         }
         // A line and its newline fill the buffer but one byte, as in_tail
         // reads it; `Truncate_Long_Lines` first, as in_tail tries it first.
@@ -282,16 +305,27 @@ impl TailInput {
     }
 
     /// The tag of a file's records: `Tag`, its `*` replaced by the path
-    /// with `/` written `.`.
-    fn tag_for(&self, path: &Path) -> String {
-        if !self.tag.contains('*') {
-            return self.tag.clone();
+    /// with `/` written `.`; with `Tag_Regex`, each `<name>` by that group
+    /// of the path (`_` when it matched nothing), and none when the path
+    /// does not match, as `tag_compose` makes it.
+    fn tag_for(&self, path: &Path) -> Option<String> {
+        let path = path.to_string_lossy();
+        let Some(regex) = &self.tag_regex else {
+            let dotted = path.trim_start_matches('/').replace('/', ".");
+            return Some(self.tag.replace('*', &dotted));
+        };
+        let groups = regex.captures(&path)?;
+        let mut tag = String::new();
+        let mut rest = self.tag.as_str();
+        // `from_section` checked that every `<` is closed.
+        while let Some((before, after)) = rest.split_once('<') {
+            let (name, next) = after.split_once('>').unwrap_or((after, ""));
+            tag.push_str(before);
+            tag.push_str(groups.name(name).map_or("_", |m| m.as_str()));
+            rest = next;
         }
-        let dotted = path
-            .to_string_lossy()
-            .trim_start_matches('/')
-            .replace('/', ".");
-        self.tag.replace('*', &dotted)
+        tag.push_str(rest);
+        Some(tag)
     }
 
     /// The files the globs name now, but the excluded.
@@ -641,7 +675,7 @@ mod tests {
             (vec![("Path", "/x"), ("Read_from_Head", "maybe")], "[INPUT] tail Read_from_Head \"maybe\" is not On or Off"),
             (vec![("Path", "/x"), ("Refresh_Interval", "1m")], "[INPUT] tail Refresh_Interval \"1m\" is not a number of seconds"),
             (vec![("Path", "/x"), ("Parser", "nope")], "[INPUT] tail Parser nope: no parser of that name"),
-            (vec![("Path", "/x"), ("Docker_Mode", "On")], "[INPUT] tail has no option Docker_Mode Sluice serves; it takes Path, Exclude_Path, Tag, Read_from_Head, Read_Newly_Discovered_Files_From_Head, Refresh_Interval, Key, Path_Key, Offset_Key, Skip_Empty_Lines, Parser, DB, db.sync, db.locking, db.journal_mode, db.compare_filename, Ignore_Older, Ignore_Active_Older_Files, Skip_Long_Lines, Truncate_Long_Lines, Buffer_Max_Size, Rotate_Wait"),
+            (vec![("Path", "/x"), ("Docker_Mode", "On")], "[INPUT] tail has no option Docker_Mode Sluice serves; it takes Path, Exclude_Path, Tag, Tag_Regex, Read_from_Head, Read_Newly_Discovered_Files_From_Head, Refresh_Interval, Key, Path_Key, Offset_Key, Skip_Empty_Lines, Parser, DB, db.sync, db.locking, db.journal_mode, db.compare_filename, Ignore_Older, Ignore_Active_Older_Files, Skip_Long_Lines, Truncate_Long_Lines, Buffer_Max_Size, Rotate_Wait"),
             (vec![("Path", "/x"), ("DB", "/d"), ("db.sync", "always")], "[INPUT] tail db.sync \"always\" is not one of extra, full, normal, off"),
             (vec![("Path", "/x"), ("DB", "/d"), ("db.journal_mode", "fast")], "[INPUT] tail db.journal_mode \"fast\" is not one of DELETE, TRUNCATE, PERSIST, MEMORY, WAL, OFF"),
             (vec![("Path", "/x"), ("DB", "/d"), ("db.locking", "yes please")], "[INPUT] tail db.locking \"yes please\" is not On or Off"),
@@ -663,9 +697,34 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            star.tag_for(Path::new("/var/log/app.log")),
-            "app.var.log.app.log"
+            star.tag_for(Path::new("/var/log/app.log")).as_deref(),
+            Some("app.var.log.app.log")
         );
+        // Tag_Regex, as Fluent Bit's documentation writes it for pods'
+        // log files; a group that matched nothing is `_`.
+        let named = tail(&[
+            ("Path", "/x"),
+            ("Tag", "aws.<service>.<task>.<missing>"),
+            (
+                "Tag_Regex",
+                r"^/logs/(?<service>[a-z]+)-(?<task>[0-9a-f]+)(?<missing>X)?\.log$",
+            ),
+        ]);
+        assert_eq!(
+            named.tag_for(Path::new("/logs/orders-9a8b.log")).as_deref(),
+            Some("aws.orders.9a8b._")
+        );
+        assert_eq!(named.tag_for(Path::new("/logs/other.txt")), None);
+        for (tag, error) in [
+            ("a.<b", "[INPUT] tail Tag \"a.<b\" has a < without its >: with Tag_Regex, <name> takes a group of the path"),
+            ("a.<b<c>", "[INPUT] tail Tag \"a.<b<c>\" has a < without its >: with Tag_Regex, <name> takes a group of the path"),
+        ] {
+            let section = section(&[("Path", "/x"), ("Tag", tag), ("Tag_Regex", "(?<b>.)")]);
+            assert_eq!(
+                TailInput::from_section(&section, 0, &parsers, &mut Vec::new()).unwrap_err(),
+                error
+            );
+        }
     }
 
     #[test]
