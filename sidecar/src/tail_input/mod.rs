@@ -214,6 +214,15 @@ impl TailInput {
                     "{}: [INPUT] tail {key} does not apply: Sluice polls the files every 250 ms, bounds what it holds with limits.memory, and joins stack traces with its own [multiline] joiner",
                     section.at
                 )),
+                lower
+                    if lower == "multiline"
+                        || lower == "multiline_flush"
+                        || lower.starts_with("parser_") =>
+                {
+                    return Err(format!(
+                        "[INPUT] tail {key} is in_tail's old multiline, which Sluice does not serve: join stack traces with a [FILTER] multiline and multiline.parser (java, python, go or a [MULTILINE_PARSER]), or Sluice's own [multiline] joiner"
+                    ))
+                }
                 _ => {
                     return Err(format!(
                         "[INPUT] tail has no option {key} Sluice serves; it takes Path, Exclude_Path, Tag, Tag_Regex, Read_from_Head, Read_Newly_Discovered_Files_From_Head, Refresh_Interval, Key, Path_Key, Offset_Key, Skip_Empty_Lines, Parser, DB, db.sync, db.locking, db.journal_mode, db.compare_filename, Ignore_Older, Ignore_Active_Older_Files, Skip_Long_Lines, Truncate_Long_Lines, Buffer_Max_Size, Rotate_Wait"
@@ -680,6 +689,7 @@ mod tests {
             (vec![("Path", "/x"), ("DB", "/d"), ("db.journal_mode", "fast")], "[INPUT] tail db.journal_mode \"fast\" is not one of DELETE, TRUNCATE, PERSIST, MEMORY, WAL, OFF"),
             (vec![("Path", "/x"), ("DB", "/d"), ("db.locking", "yes please")], "[INPUT] tail db.locking \"yes please\" is not On or Off"),
             (vec![("Path", "/x"), ("DB", " ")], "[INPUT] tail DB is empty: it names the database file"),
+            (vec![("Path", "/x"), ("Parser_Firstline", "java")], "[INPUT] tail Parser_Firstline is in_tail's old multiline, which Sluice does not serve: join stack traces with a [FILTER] multiline and multiline.parser (java, python, go or a [MULTILINE_PARSER]), or Sluice's own [multiline] joiner"),
             (vec![("Path", "/x"), ("Buffer_Max_Size", "lots")], "[INPUT] tail Buffer_Max_Size \"lots\" is not a size of at least 2 bytes"),
             (vec![("Path", "/x"), ("Skip_Long_Lines", "sometimes")], "[INPUT] tail Skip_Long_Lines \"sometimes\" is not On or Off"),
             (vec![("Path", "/x"), ("Ignore_Older", "a while")], "[INPUT] tail Ignore_Older \"a while\" is not a whole number of seconds, or of m, h or d"),
