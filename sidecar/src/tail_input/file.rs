@@ -79,14 +79,17 @@ impl Tailed {
     /// Takes the `DB`'s offset for this file when the file still holds
     /// what was read before it (else stays where [`Tailed::open`] put it),
     /// and the row to save to, made if there is none: as
-    /// `set_file_position` does with a database.
-    pub(super) fn resume(&mut self, db: &TailDb, path: &Path) -> rusqlite::Result<()> {
+    /// `set_file_position` does with a database. `true` when it goes on
+    /// from the row's offset.
+    pub(super) fn resume(&mut self, db: &TailDb, path: &Path) -> rusqlite::Result<bool> {
         let name = path.to_string_lossy();
         let len = self.file.metadata().map_or(0, |m| m.len());
+        let mut resumed = false;
         let row = match db.find(self.id.1, &name)? {
             Some(row) => {
                 if row.position.offset > 0 && row.position.still_in(&self.file, len) {
                     self.offset = row.position.offset;
+                    resumed = true;
                 }
                 db.save(row.id, self.position())?;
                 row.id
@@ -94,7 +97,7 @@ impl Tailed {
             None => db.insert(&name, self.id.1, self.position())?,
         };
         self.row = Some(row);
-        Ok(())
+        Ok(resumed)
     }
 
     /// The complete lines written since the last read (at most
@@ -105,6 +108,7 @@ impl Tailed {
             // Truncated: read again from the head.
             self.offset = 0;
             self.partial.clear();
+            self.skipping = false;
         }
         let mut buf = Vec::new();
         // The file offset of `rest`'s first byte below.
@@ -145,7 +149,7 @@ impl Tailed {
     }
 
     /// The file offset of the line not yet whole.
-    pub(super) fn partial_start(&self) -> u64 {
+    fn partial_start(&self) -> u64 {
         self.offset - self.partial.len() as u64
     }
 
@@ -155,7 +159,7 @@ impl Tailed {
     }
 
     /// Adds a line whose newline was read, as the input takes long lines.
-    pub(super) fn complete(&mut self, lines: &mut Vec<Line>, start: u64, mut line: Vec<u8>) {
+    fn complete(&mut self, lines: &mut Vec<Line>, start: u64, mut line: Vec<u8>) {
         match self.long_lines {
             LongLines::Skip(limit) if line.len() >= limit => self.skipped(),
             LongLines::Truncate(limit) if line.len() >= limit => {
@@ -177,7 +181,7 @@ impl Tailed {
 
     /// Once the line not yet whole is as long as a line may be: its pieces
     /// go, or it is truncated or skipped, up to its newline.
-    pub(super) fn overflow(&mut self, lines: &mut Vec<Line>) {
+    fn overflow(&mut self, lines: &mut Vec<Line>) {
         match self.long_lines {
             LongLines::Cut => {
                 while self.partial.len() >= MAX_LINE {
@@ -204,7 +208,7 @@ impl Tailed {
         }
     }
 
-    pub(super) fn skipped(&mut self) {
+    fn skipped(&mut self) {
         if !std::mem::replace(&mut self.skipped_any, true) {
             tracing::warn!(tag = %self.tag, "[INPUT] tail: a file has lines longer than Buffer_Max_Size; skipping them (Skip_Long_Lines)");
         }
@@ -242,7 +246,7 @@ pub(super) enum Change {
     Same,
     /// Another file is at the path (rotated): the old one, read as far as
     /// it goes, to be read on for `Rotate_Wait`; the new one is followed
-    /// from its head.
+    /// from its head (or its end, `successor_from_end`).
     Rotated(Tailed),
     /// Removed, and read to its end: let go.
     Gone,
@@ -420,7 +424,7 @@ mod tests {
 
         // No row: where `open` put it, and a row for it from there.
         let mut t = Tailed::open(&path, true, "app".into()).unwrap();
-        t.resume(&db, &path).unwrap();
+        assert!(!t.resume(&db, &path).unwrap());
         assert_eq!(t.offset, 8);
         let row = db.find(t.id.1, name).unwrap().unwrap();
         assert_eq!(
@@ -431,7 +435,7 @@ mod tests {
         // A row it bears out: from its offset.
         db.save(row.id, Position::of(&t.file, 4).unwrap()).unwrap();
         let mut t = Tailed::open(&path, false, "app".into()).unwrap();
-        t.resume(&db, &path).unwrap();
+        assert!(t.resume(&db, &path).unwrap());
         assert_eq!((t.offset, t.row), (4, Some(row.id)));
         assert_eq!(text(t.lines(false).unwrap()), ["two"]);
 
@@ -448,7 +452,7 @@ mod tests {
             )
             .unwrap();
             let mut t = Tailed::open(&path, false, "app".into()).unwrap();
-            t.resume(&db, &path).unwrap();
+            assert!(!t.resume(&db, &path).unwrap());
             assert_eq!(t.offset, 0);
             assert_eq!(
                 db.find(t.id.1, name).unwrap().unwrap().position,

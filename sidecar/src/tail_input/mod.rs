@@ -64,6 +64,10 @@ pub const POLL: Duration = Duration::from_millis(250);
 /// The longest line kept whole; a longer one is cut into pieces this long.
 pub const MAX_LINE: usize = 256 << 10;
 
+/// The largest `Buffer_Max_Size` taken: the most of one line held (with
+/// `Skip_Long_Lines` or `Truncate_Long_Lines`) before it is whole.
+const MAX_BUFFER: usize = 16 << 20;
+
 /// The most read of one file at a time.
 const MAX_READ: usize = 1 << 20;
 
@@ -271,10 +275,19 @@ impl TailInput {
         }
         // A line and its newline fill the buffer but one byte, as in_tail
         // reads it; `Truncate_Long_Lines` first, as in_tail tries it first.
+        // What a file's line holds before it is whole is outside the
+        // memory budget, so the buffer is at most MAX_BUFFER.
+        if buffer_max.is_some_and(|bytes| bytes > MAX_BUFFER as u64) && (truncate_long || skip_long)
+        {
+            notes.push(format!(
+                "{}: [INPUT] tail Buffer_Max_Size is taken as 16 MiB, the most Sluice holds of one line",
+                section.at
+            ));
+        }
         let limit = buffer_max
             .unwrap_or(32_768)
-            .saturating_sub(1)
-            .min(usize::MAX as u64) as usize;
+            .min(MAX_BUFFER as u64)
+            .saturating_sub(1) as usize;
         input.long_lines = match (truncate_long, skip_long) {
             (true, _) => LongLines::Truncate(limit),
             (false, true) => LongLines::Skip(limit),
@@ -662,6 +675,18 @@ mod tests {
             LongLines::Truncate(32_767)
         );
         assert!(notes.is_empty(), "{notes:?}");
+        assert_eq!(
+            sizes(
+                &[("Truncate_Long_Lines", "on"), ("Buffer_Max_Size", "1G")],
+                &mut notes
+            ),
+            LongLines::Truncate((16 << 20) - 1)
+        );
+        assert_eq!(
+            notes,
+            ["t.conf:1: [INPUT] tail Buffer_Max_Size is taken as 16 MiB, the most Sluice holds of one line"]
+        );
+        notes.clear();
         assert_eq!(
             sizes(
                 &[

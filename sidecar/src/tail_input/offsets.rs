@@ -13,12 +13,12 @@ use super::file::Tailed;
 /// The `DB` of a running tail input, and the offsets waiting for their
 /// lines to be accepted.
 pub(super) struct Offsets {
-    pub(super) db: TailDb,
+    db: TailDb,
     /// In the order sent, so in the order the stage accepts them.
-    pub(super) waiting: VecDeque<(oneshot::Receiver<()>, i64, Position)>,
+    waiting: VecDeque<(oneshot::Receiver<()>, i64, Position)>,
     /// Whether the last write to the `DB` failed (logged once, until one
     /// succeeds again).
-    pub(super) failing: bool,
+    failing: bool,
 }
 
 impl Offsets {
@@ -32,7 +32,7 @@ impl Offsets {
 
     /// Logs a failed write once; offsets are then not saved (a restart
     /// reads some lines again) until writes succeed again.
-    pub(super) fn check<T>(&mut self, what: &str, result: rusqlite::Result<T>) -> Option<T> {
+    fn check<T>(&mut self, what: &str, result: rusqlite::Result<T>) -> Option<T> {
         match result {
             Ok(value) => {
                 if std::mem::take(&mut self.failing) {
@@ -52,8 +52,8 @@ impl Offsets {
     /// `tailed` resumes from its row, or gets one.
     pub(super) fn resume(&mut self, tailed: &mut Tailed, path: &Path) {
         let resumed = tailed.resume(&self.db, path);
-        if self.check("resume", resumed).is_some() {
-            tracing::info!(path = %path.display(), offset = tailed.offset, "[INPUT] tail: offset from DB");
+        if self.check("resume", resumed) == Some(true) {
+            tracing::info!(path = %path.display(), offset = tailed.offset, "[INPUT] tail: going on from the DB's offset");
         }
     }
 
