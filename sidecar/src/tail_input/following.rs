@@ -204,7 +204,12 @@ impl Following {
     /// yet, but those older than `Ignore_Older`.
     pub(super) fn look_for_files(&mut self, input: &TailInput, at_start: bool) {
         let now = std::time::SystemTime::now();
-        for path in input.files() {
+        let found = input.files();
+        // What is remembered of paths the globs no longer find goes.
+        let still: HashSet<&PathBuf> = found.iter().collect();
+        self.aged.retain(|path, _| still.contains(path));
+        self.untagged.retain(|path| still.contains(path));
+        for path in found {
             if self.files.contains_key(&path) {
                 continue;
             }
@@ -329,6 +334,31 @@ mod tests {
                 "{newly}"
             );
         }
+    }
+
+    /// What is remembered of a file left for its age goes with the file.
+    #[test]
+    fn an_old_file_is_forgotten_once_gone() {
+        let tmp = dir();
+        let path = tmp.path().join("old.log");
+        std::fs::write(&path, "from last week\n").unwrap();
+        let week_ago = std::time::SystemTime::now() - Duration::from_secs(7 * 86_400);
+        File::options()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(week_ago)
+            .unwrap();
+        let input = tail(&[
+            ("Path", tmp.path().join("*.log").to_str().unwrap()),
+            ("Ignore_Older", "1d"),
+        ]);
+        let mut following = Following::new(None);
+        following.look_for_files(&input, true);
+        assert_eq!(following.aged.len(), 1);
+        std::fs::remove_file(&path).unwrap();
+        following.look_for_files(&input, false);
+        assert!(following.aged.is_empty());
     }
 
     /// `Ignore_Older`: a file last written before it is not followed; once
