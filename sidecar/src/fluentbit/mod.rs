@@ -246,25 +246,7 @@ pub fn describe(plan: &DropIn) -> String {
         );
     }
     for input in &plan.tail_inputs {
-        let _ = writeln!(
-            out,
-            "  input tail {} (Tag {}, from the {}{}{}{})",
-            input.paths.join(", "),
-            input.tag,
-            if input.read_from_head { "head" } else { "end" },
-            input.db.as_ref().map_or(String::new(), |db| format!(
-                " or the offsets in DB {}",
-                db.path.display()
-            )),
-            input
-                .parser
-                .as_ref()
-                .map_or(String::new(), |p| format!(", Parser {}", p.name)),
-            input
-                .path_key
-                .as_ref()
-                .map_or(String::new(), |k| format!(", Path_Key {k}")),
-        );
+        let _ = writeln!(out, "  input tail {}", input.describe());
     }
     for input in &plan.dummy_inputs {
         let _ = writeln!(

@@ -310,6 +310,44 @@ impl TailInput {
         Ok(input)
     }
 
+    /// What `check-config` says of the input: its paths, then what
+    /// decides which lines are read and how they become records.
+    pub fn describe(&self) -> String {
+        let mut parts = vec![format!("Tag {}", self.tag)];
+        if let Some(regex) = &self.tag_regex {
+            parts.push(format!("Tag_Regex {}", regex.as_str()));
+        }
+        let start = if self.read_from_head { "head" } else { "end" };
+        parts.push(match &self.db {
+            Some(db) => format!(
+                "from the {start} or the offsets in DB {}",
+                db.path.display()
+            ),
+            None => format!("from the {start}"),
+        });
+        if let Some(parser) = &self.parser {
+            parts.push(format!("Parser {}", parser.name));
+        }
+        for (name, key) in [
+            ("Path_Key", &self.path_key),
+            ("Offset_Key", &self.offset_key),
+        ] {
+            if let Some(key) = key {
+                parts.push(format!("{name} {key}"));
+            }
+        }
+        if let Some(age) = self.ignore_older {
+            parts.push(format!("Ignore_Older {}s", age.as_secs()));
+        }
+        parts.push(format!("Rotate_Wait {}s", self.rotate_wait.as_secs()));
+        parts.push(match self.long_lines {
+            LongLines::Cut => format!("lines over {} KiB cut", MAX_LINE >> 10),
+            LongLines::Skip(limit) => format!("lines of {limit} bytes or more skipped"),
+            LongLines::Truncate(limit) => format!("lines truncated to {limit} bytes"),
+        });
+        format!("{} ({})", self.paths.join(", "), parts.join(", "))
+    }
+
     /// Whether a file last written at `meta`'s time is older than
     /// `Ignore_Older` at `now`, in whole seconds as Fluent Bit compares
     /// them.
@@ -760,6 +798,31 @@ mod tests {
                 error
             );
         }
+    }
+
+    #[test]
+    fn check_config_says_what_decides_the_lines_read() {
+        assert_eq!(
+            tail(&[("Path", "/logs/*.log"), ("Tag", "app")]).describe(),
+            "/logs/*.log (Tag app, from the end, Rotate_Wait 5s, lines over 256 KiB cut)"
+        );
+        assert_eq!(
+            tail(&[
+                ("Path", "/logs/*.log, /more/*.txt"),
+                ("Tag", "app.<name>"),
+                ("Tag_Regex", "(?<name>[a-z]+)"),
+                ("Read_from_Head", "on"),
+                ("DB", "/var/log/flb-storage/tail.db"),
+                ("Parser", "json"),
+                ("Path_Key", "file"),
+                ("Offset_Key", "at"),
+                ("Ignore_Older", "1h"),
+                ("Rotate_Wait", "30"),
+                ("Skip_Long_Lines", "on"),
+            ])
+            .describe(),
+            "/logs/*.log, /more/*.txt (Tag app.<name>, Tag_Regex (?<name>[a-z]+), from the head or the offsets in DB /var/log/flb-storage/tail.db, Parser json, Path_Key file, Offset_Key at, Ignore_Older 3600s, Rotate_Wait 30s, lines of 32767 bytes or more skipped)"
+        );
     }
 
     #[test]
