@@ -504,7 +504,7 @@ pub fn plan(path: &Path, sections: &[Section]) -> Result<DropIn, Vec<ConfigError
                 let name = section.get("name").unwrap_or("");
                 if !parser_used(sections, name) {
                     plan.notes.push(format!(
-                        "{}: [PARSER] {name} is not used: no parser filter here names it",
+                        "{}: [PARSER] {name} is not used: no parser filter or input here names it",
                         section.at
                     ));
                 }
@@ -1106,12 +1106,21 @@ pub fn check_multiline(
     errors
 }
 
-/// Whether a parser filter among `sections` names parser `name`.
+/// Whether a parser filter among `sections` names parser `name`, or an
+/// input does (`Parser` of the tail, tcp and exec inputs; the tail
+/// input's `Parser_Firstline` and `Parser_N`).
 fn parser_used(sections: &[Section], name: &str) -> bool {
-    sections
-        .iter()
-        .filter(|s| s.kind == SectionKind::Filter && s.plugin() == "parser")
-        .any(|s| s.all("parser").any(|p| p == name))
+    let names = |s: &Section| {
+        s.entries.iter().any(|(key, value)| {
+            let key = key.to_ascii_lowercase();
+            (key == "parser" || key.starts_with("parser_")) && value.trim() == name
+        })
+    };
+    sections.iter().any(|s| match s.kind {
+        SectionKind::Filter => s.plugin() == "parser" && s.all("parser").any(|p| p == name),
+        SectionKind::Input => names(s),
+        _ => false,
+    })
 }
 
 fn tag_match(section: &Section, what: &str) -> Result<TagMatch, String> {

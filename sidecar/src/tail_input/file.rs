@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::db::{Position, TailDb};
+use super::old_multiline::Joining;
 use super::{MAX_LINE, MAX_READ};
 
 /// A file being read.
@@ -27,6 +28,8 @@ pub(super) struct Tailed {
     /// A long line of this file was skipped (logged once, as Fluent Bit
     /// warns once per file).
     pub(super) skipped_any: bool,
+    /// The message `Multiline On` is joining from this file's lines.
+    pub(super) joining: Option<Joining>,
 }
 
 /// What becomes of a line too long for the input's buffer.
@@ -58,6 +61,7 @@ impl Tailed {
             long_lines: LongLines::Cut,
             skipping: false,
             skipped_any: false,
+            joining: None,
         })
     }
 
@@ -66,10 +70,11 @@ impl Tailed {
         self
     }
 
-    /// Where the next start should read from: the line not yet whole is
-    /// read again.
+    /// Where the next start should read from: the line not yet whole,
+    /// and the lines of a message being joined, are read again.
     pub(super) fn position(&self) -> Position {
-        let offset = self.offset - self.partial.len() as u64;
+        let offset = (self.offset - self.partial.len() as u64)
+            .min(self.joining.as_ref().map_or(u64::MAX, |j| j.start));
         Position::of(&self.file, offset).unwrap_or(Position {
             offset,
             ..Position::default()

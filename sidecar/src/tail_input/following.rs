@@ -117,7 +117,10 @@ impl Following {
                         break;
                     }
                 };
-                if !send.lines(offsets, &old.path, &old.tailed, lines).await {
+                if !send
+                    .lines(offsets, &old.path, &mut old.tailed, lines, false)
+                    .await
+                {
                     return false;
                 }
                 if old.tailed.offset == at {
@@ -125,6 +128,13 @@ impl Following {
                 }
             }
             if unreadable || (expired && old.tailed.drained()) {
+                // A message it was joining goes out with it.
+                if !send
+                    .lines(offsets, &old.path, &mut old.tailed, Vec::new(), true)
+                    .await
+                {
+                    return false;
+                }
                 if let Some(offsets) = offsets {
                     offsets.let_go(old.tailed.row);
                 }
@@ -162,12 +172,15 @@ impl Following {
         for (path, tailed) in files.iter_mut() {
             for _ in 0..READS_PER_POLL {
                 let at = (tailed.id, tailed.offset);
-                let (lines, change) = read_file(path, tailed, stopping, successor_from_end);
-                let read_from = match &change {
-                    Change::Rotated(old) => old,
-                    _ => &*tailed,
+                let (lines, mut change) = read_file(path, tailed, stopping, successor_from_end);
+                // The last lines of a file let go (or of all, when
+                // stopping) finish the message they were joining.
+                let last = stopping || matches!(change, Change::Gone);
+                let sent = match &mut change {
+                    Change::Rotated(old) => send.lines(offsets, path, old, lines, false).await,
+                    _ => send.lines(offsets, path, tailed, lines, last).await,
                 };
-                if !send.lines(offsets, path, read_from, lines).await {
+                if !sent {
                     return false;
                 }
                 match change {

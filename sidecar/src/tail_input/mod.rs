@@ -13,7 +13,8 @@
 //!   `{"log": line}` (`Key` renames `log`), with `Path_Key` the file's
 //!   path and `Offset_Key` the line's offset; with `Parser`, what the
 //!   parser reads of the line instead, and its time. `Skip_Empty_Lines`
-//!   skips empty lines.
+//!   skips empty lines. With `Multiline On`, lines are joined into
+//!   messages first ([`old_multiline`]).
 //! - `Tag` (`tail.N` by default) with a `*` takes the file's path, its `/`
 //!   written `.`, as in Fluent Bit.
 //! - A file that is rotated (a new file at its path) is read on for
@@ -52,11 +53,13 @@ pub mod db;
 mod file;
 mod following;
 mod offsets;
+pub mod old_multiline;
 
 use db::{DbOptions, TailDb};
 use file::{Line, LongLines, Tailed};
 use following::Following;
 use offsets::Offsets;
+use old_multiline::{OldMultiline, Step};
 
 /// How often files are looked at for new lines.
 pub const POLL: Duration = Duration::from_millis(250);
@@ -111,6 +114,8 @@ pub struct TailInput {
     /// `Rotate_Wait`: how long a rotated file is read on (for what the
     /// application still writes to it), and longer until read to its end.
     pub rotate_wait: Duration,
+    /// `Multiline On`: in_tail's old multiline.
+    pub old_multiline: Option<OldMultiline>,
 }
 
 impl TailInput {
@@ -132,6 +137,11 @@ impl TailInput {
                 .collect()
         };
         let flag = |key: &str, value: &str| on_off("[INPUT] tail", key, value);
+        // A parser an option names, the option named in the error.
+        let parser_for = |key: &str, value: &str| {
+            parsers::named(parsers, "[INPUT] tail", value)
+                .map_err(|e| e.replacen("[INPUT] tail Parser ", &format!("[INPUT] tail {key} "), 1))
+        };
         let mut input = TailInput {
             paths: Vec::new(),
             exclude: Vec::new(),
@@ -150,7 +160,11 @@ impl TailInput {
             ignore_active_older_files: false,
             long_lines: LongLines::Cut,
             rotate_wait: Duration::from_secs(5),
+            old_multiline: None,
         };
+        // `Multiline On` and its parsers, read once every key is.
+        let (mut multiline, mut firstline, mut continuation, mut multiline_flush) =
+            (false, None, Vec::new(), Duration::from_secs(4));
         let (mut skip_long, mut truncate_long, mut buffer_max) = (false, false, None);
         // `db.*` apply to the `DB`, wherever they are written.
         let mut db_options = Vec::new();
@@ -218,18 +232,19 @@ impl TailInput {
                     "{}: [INPUT] tail {key} does not apply: Sluice polls the files every 250 ms, bounds what it holds with limits.memory, and joins stack traces with its own [multiline] joiner",
                     section.at
                 )),
-                lower
-                    if lower == "multiline"
-                        || lower == "multiline_flush"
-                        || lower.starts_with("parser_") =>
-                {
-                    return Err(format!(
-                        "[INPUT] tail {key} is in_tail's old multiline, which Sluice does not serve: join stack traces with a [FILTER] multiline and multiline.parser (java, python, go or a [MULTILINE_PARSER]), or Sluice's own [multiline] joiner"
-                    ))
+                "multiline" => multiline = flag(key, value)?,
+                "multiline_flush" => {
+                    // An integer of seconds; 0 or less is 1, as in_tail takes it.
+                    let seconds: i64 = value.trim().parse().map_err(|_| {
+                        format!("[INPUT] tail Multiline_Flush {value:?} is not a whole number of seconds")
+                    })?;
+                    multiline_flush = Duration::from_secs(seconds.max(1) as u64);
                 }
+                "parser_firstline" => firstline = Some(parser_for(key, value)?),
+                lower if lower.starts_with("parser_") => continuation.push(parser_for(key, value)?),
                 _ => {
                     return Err(format!(
-                        "[INPUT] tail has no option {key} Sluice serves; it takes Path, Exclude_Path, Tag, Tag_Regex, Read_from_Head, Read_Newly_Discovered_Files_From_Head, Refresh_Interval, Key, Path_Key, Offset_Key, Skip_Empty_Lines, Parser, DB, db.sync, db.locking, db.journal_mode, db.compare_filename, Ignore_Older, Ignore_Active_Older_Files, Skip_Long_Lines, Truncate_Long_Lines, Buffer_Max_Size, Rotate_Wait"
+                        "[INPUT] tail has no option {key} Sluice serves; it takes Path, Exclude_Path, Tag, Tag_Regex, Read_from_Head, Read_Newly_Discovered_Files_From_Head, Refresh_Interval, Key, Path_Key, Offset_Key, Skip_Empty_Lines, Parser, DB, db.sync, db.locking, db.journal_mode, db.compare_filename, Ignore_Older, Ignore_Active_Older_Files, Skip_Long_Lines, Truncate_Long_Lines, Buffer_Max_Size, Rotate_Wait, Multiline, Parser_Firstline, Parser_N, Multiline_Flush"
                     ))
                 }
             }
@@ -301,6 +316,29 @@ impl TailInput {
                 LongLines::Cut
             }
         };
+        if multiline {
+            let Some(firstline) = firstline else {
+                return Err("[INPUT] tail Multiline On needs a Parser_Firstline".into());
+            };
+            if input.parser.is_some() {
+                // in_tail applies a Parser first, and joins nothing.
+                notes.push(format!(
+                    "{}: [INPUT] tail Multiline does not apply with a Parser, which in_tail applies instead",
+                    section.at
+                ));
+            } else {
+                input.old_multiline = Some(OldMultiline {
+                    firstline,
+                    continuation,
+                    flush: multiline_flush,
+                });
+            }
+        } else if firstline.is_some() || !continuation.is_empty() {
+            notes.push(format!(
+                "{}: [INPUT] tail Parser_Firstline and Parser_N do not apply without Multiline On",
+                section.at
+            ));
+        }
         if input.ignore_active_older_files && input.ignore_older.is_none() {
             notes.push(format!(
                 "{}: [INPUT] tail Ignore_Active_Older_Files does not apply without an Ignore_Older",
@@ -505,24 +543,23 @@ struct Send<'a> {
 }
 
 impl Send<'_> {
-    /// Sends the records of `lines`, read from `tailed` (at `path`), with
-    /// a `DB` to save its offset once they are accepted; `false` when the
-    /// pipeline is gone.
+    /// Sends the records of `lines`, read from `tailed` (at `path`), and
+    /// a joined message that is due (any, with `last`: the file is let go
+    /// or Sluice stops), with a `DB` to save its offset once they are
+    /// accepted; `false` when the pipeline is gone.
     async fn lines(
         &self,
         offsets: &mut Option<Offsets>,
         path: &Path,
-        tailed: &Tailed,
+        tailed: &mut Tailed,
         lines: Vec<Line>,
+        last: bool,
     ) -> bool {
-        if lines.is_empty() {
-            return true;
-        }
-        if let Some(counts) = self.counts {
+        if let Some(counts) = self.counts.filter(|_| !lines.is_empty()) {
             let bytes = lines.iter().map(|l| l.bytes.len() + 1).sum();
             counts.add(lines.len(), bytes);
         }
-        let events = events(self.input, path, &tailed.tag, lines);
+        let events = events(self.input, path, tailed, lines, last);
         match offsets {
             _ if events.is_empty() => true,
             None => crate::tcp_input::deliver(events, self.pipeline, self.budget).await,
@@ -535,44 +572,71 @@ impl Send<'_> {
     }
 }
 
-/// The records of `lines`, as events of `tag`.
-fn events(input: &TailInput, path: &Path, tag: &Arc<str>, lines: Vec<Line>) -> Vec<Event> {
+/// The records of `lines` read from `tailed`, as events of its tag: each
+/// line's, or with `Multiline On` the messages the lines finish, and one
+/// that is due (any, with `last`).
+fn events(
+    input: &TailInput,
+    path: &Path,
+    tailed: &mut Tailed,
+    lines: Vec<Line>,
+    last: bool,
+) -> Vec<Event> {
     let now = sluice_firelens::now_ns();
     let path_text = path.to_string_lossy();
-    lines
+    let event = |start: u64, time_ns: i64, mut record: Record| {
+        if let Some(key) = &input.path_key {
+            record.insert(key, path_text.as_ref());
+        }
+        if let Some(key) = &input.offset_key {
+            record.insert_json(key, serde_json::Value::from(start));
+        }
+        Event {
+            tag: tailed.tag.clone(),
+            time_ns,
+            record,
+        }
+    };
+    let mut events = Vec::new();
+    let lines = lines
         .into_iter()
-        .filter(|line| !(input.skip_empty_lines && line.bytes.is_empty()))
-        .map(|Line { start, bytes }| {
+        .filter(|line| !(input.skip_empty_lines && line.bytes.is_empty()));
+    let Some(joiner) = &input.old_multiline else {
+        for Line { start, bytes } in lines {
             let line = String::from_utf8_lossy(&bytes);
-            let mut time_ns = now;
-            let mut record = match input
+            let parsed = input
                 .parser
                 .as_ref()
-                .and_then(|p| p.parse(&line, now.div_euclid(1_000_000)))
-            {
+                .and_then(|p| p.parse(&line, now.div_euclid(1_000_000)));
+            events.push(match parsed {
                 Some(parsed) => {
-                    time_ns = parsed.time_ns().unwrap_or(now);
-                    Record::from(parsed.fields)
+                    let time_ns = parsed.time_ns().unwrap_or(now);
+                    event(start, time_ns, Record::from(parsed.fields))
                 }
                 None => {
                     let mut record = Record::default();
                     record.insert(&input.key, line.as_ref());
-                    record
+                    event(start, now, record)
                 }
-            };
-            if let Some(key) = &input.path_key {
-                record.insert(key, path_text.as_ref());
-            }
-            if let Some(key) = &input.offset_key {
-                record.insert_json(key, serde_json::Value::from(start));
-            }
-            Event {
-                tag: tag.clone(),
-                time_ns,
-                record,
-            }
-        })
-        .collect()
+            });
+        }
+        return events;
+    };
+    let instant = tokio::time::Instant::now();
+    for Line { start, bytes } in lines {
+        let line = String::from_utf8_lossy(&bytes);
+        if let Step::Out(records) = joiner.push(&mut tailed.joining, &line, start, now, instant) {
+            events.extend(
+                records
+                    .into_iter()
+                    .map(|j| event(j.start, j.time_ns, j.record)),
+            );
+        }
+    }
+    if let Some(j) = OldMultiline::due(&mut tailed.joining, instant, last) {
+        events.push(event(j.start, j.time_ns, j.record));
+    }
+    events
 }
 
 #[cfg(test)]
@@ -747,12 +811,15 @@ mod tests {
             (vec![("Path", "/x"), ("Read_from_Head", "maybe")], "[INPUT] tail Read_from_Head \"maybe\" is not On or Off"),
             (vec![("Path", "/x"), ("Refresh_Interval", "1m")], "[INPUT] tail Refresh_Interval \"1m\" is not a number of seconds"),
             (vec![("Path", "/x"), ("Parser", "nope")], "[INPUT] tail Parser nope: no parser of that name"),
-            (vec![("Path", "/x"), ("Docker_Mode", "On")], "[INPUT] tail has no option Docker_Mode Sluice serves; it takes Path, Exclude_Path, Tag, Tag_Regex, Read_from_Head, Read_Newly_Discovered_Files_From_Head, Refresh_Interval, Key, Path_Key, Offset_Key, Skip_Empty_Lines, Parser, DB, db.sync, db.locking, db.journal_mode, db.compare_filename, Ignore_Older, Ignore_Active_Older_Files, Skip_Long_Lines, Truncate_Long_Lines, Buffer_Max_Size, Rotate_Wait"),
+            (vec![("Path", "/x"), ("Docker_Mode", "On")], "[INPUT] tail has no option Docker_Mode Sluice serves; it takes Path, Exclude_Path, Tag, Tag_Regex, Read_from_Head, Read_Newly_Discovered_Files_From_Head, Refresh_Interval, Key, Path_Key, Offset_Key, Skip_Empty_Lines, Parser, DB, db.sync, db.locking, db.journal_mode, db.compare_filename, Ignore_Older, Ignore_Active_Older_Files, Skip_Long_Lines, Truncate_Long_Lines, Buffer_Max_Size, Rotate_Wait, Multiline, Parser_Firstline, Parser_N, Multiline_Flush"),
             (vec![("Path", "/x"), ("DB", "/d"), ("db.sync", "always")], "[INPUT] tail db.sync \"always\" is not one of extra, full, normal, off"),
             (vec![("Path", "/x"), ("DB", "/d"), ("db.journal_mode", "fast")], "[INPUT] tail db.journal_mode \"fast\" is not one of DELETE, TRUNCATE, PERSIST, MEMORY, WAL, OFF"),
             (vec![("Path", "/x"), ("DB", "/d"), ("db.locking", "yes please")], "[INPUT] tail db.locking \"yes please\" is not On or Off"),
             (vec![("Path", "/x"), ("DB", " ")], "[INPUT] tail DB is empty: it names the database file"),
-            (vec![("Path", "/x"), ("Parser_Firstline", "java")], "[INPUT] tail Parser_Firstline is in_tail's old multiline, which Sluice does not serve: join stack traces with a [FILTER] multiline and multiline.parser (java, python, go or a [MULTILINE_PARSER]), or Sluice's own [multiline] joiner"),
+            (vec![("Path", "/x"), ("Multiline", "On")], "[INPUT] tail Multiline On needs a Parser_Firstline"),
+            (vec![("Path", "/x"), ("Multiline", "On"), ("Parser_Firstline", "nope")], "[INPUT] tail Parser_Firstline nope: no parser of that name"),
+            (vec![("Path", "/x"), ("Parser_2", "nope")], "[INPUT] tail Parser_2 nope: no parser of that name"),
+            (vec![("Path", "/x"), ("Multiline_Flush", "4s")], "[INPUT] tail Multiline_Flush \"4s\" is not a whole number of seconds"),
             (vec![("Path", "/x"), ("Buffer_Max_Size", "lots")], "[INPUT] tail Buffer_Max_Size \"lots\" is not a size of at least 2 bytes"),
             (vec![("Path", "/x"), ("Skip_Long_Lines", "sometimes")], "[INPUT] tail Skip_Long_Lines \"sometimes\" is not On or Off"),
             (vec![("Path", "/x"), ("Ignore_Older", "a while")], "[INPUT] tail Ignore_Older \"a while\" is not a whole number of seconds, or of m, h or d"),
@@ -798,6 +865,75 @@ mod tests {
                 error
             );
         }
+    }
+
+    /// `Multiline On` in the running input: the file Fluent Bit v5.1.1's
+    /// tail input joined (old_multiline's test), written in two parts; the
+    /// last message goes out `Multiline_Flush` after its first line, with
+    /// `Path_Key` and `Offset_Key` on every record.
+    #[tokio::test]
+    async fn old_multiline_joins_a_file_s_lines() {
+        let tmp = dir();
+        let path = tmp.path().join("app.log");
+        std::fs::write(
+            &path,
+            "orphan before any first line\n2026-11-29 06:00:00 ERROR boom\n    at a.b(C.java:1)\n",
+        )
+        .unwrap();
+        let parsers = old_multiline::tests::parsers();
+        let section = section(&[
+            ("Path", path.to_str().unwrap()),
+            ("Read_from_Head", "on"),
+            ("Multiline", "On"),
+            ("Parser_Firstline", "multiline_first"),
+            ("Parser_1", "cause"),
+            ("Multiline_Flush", "1"),
+            ("Offset_Key", "at"),
+        ]);
+        let input = TailInput::from_section(&section, 0, &parsers, &mut Vec::new()).unwrap();
+        let (task, mut rx, stop_tx) = started(input);
+        let mut records = Vec::new();
+        let mut more = true;
+        while records.len() < 3 {
+            let delivery = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .expect("a delivery within 10 s")
+                .expect("the input goes on");
+            records.extend(delivery.events.iter().map(|e| {
+                (
+                    e.time_ns,
+                    serde_json::to_string(&e.record.to_json()).unwrap(),
+                )
+            }));
+            if std::mem::take(&mut more) {
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&path)
+                    .unwrap()
+                    .write_all(b"Caused by: io failure\n2026-11-29 06:00:01 INFO fine\n")
+                    .unwrap();
+            }
+        }
+        let _ = stop_tx.send(true);
+        task.await.unwrap();
+        assert_eq!(
+            records[0].1,
+            r#"{"at":0,"log":"orphan before any first line"}"#
+        );
+        assert_eq!(
+            records[1..],
+            [
+                (
+                    1_795_932_000_000_000_000,
+                    r#"{"at":29,"cause":"io failure","level":"ERROR","message":"boom\n    at a.b(C.java:1)"}"#.to_string()
+                ),
+                (
+                    1_795_932_001_000_000_000,
+                    r#"{"at":103,"level":"INFO","message":"fine"}"#.to_string()
+                ),
+            ]
+        );
+        assert!(rx.recv().await.is_none(), "nothing more");
     }
 
     #[test]
@@ -868,7 +1004,8 @@ mod tests {
             ("Path_Key", "p"),
         ]);
         let mut t = Tailed::open(&path, false, "app".into()).unwrap();
-        let records: Vec<String> = events(&input, &path, &t.tag.clone(), t.lines(false).unwrap())
+        let lines = t.lines(false).unwrap();
+        let records: Vec<String> = events(&input, &path, &mut t, lines, false)
             .iter()
             .map(|e| serde_json::to_string(&e.record.to_json()).unwrap())
             .collect();

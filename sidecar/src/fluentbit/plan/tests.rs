@@ -413,9 +413,16 @@ fn parser_filters() {
         notes,
         [
             "[FILTER] parser Unescape_Key does not apply: it is deprecated in Fluent Bit and does nothing",
-            "[PARSER] spare is not used: no parser filter here names it",
+            "[PARSER] spare is not used: no parser filter or input here names it",
         ]
     );
+    // Parsers an input names are used too: a tail input's Parser_Firstline
+    // and Parser_N, a tcp input's Parser.
+    let p = read(&format!(
+        "{input}[INPUT]\n    Name tail\n    Path /logs/app.log\n    Multiline On\n    Parser_Firstline first\n    Parser_1 cause\n[INPUT]\n    Name tcp\n    Port 5170\n    Format none\n    Parser plain\n[PARSER]\n    Name first\n    Format regex\n    Regex ^(?<time>[^ ]+) (?<message>.*)$\n[PARSER]\n    Name cause\n    Format regex\n    Regex ^Caused by: (?<cause>.*)$\n[PARSER]\n    Name plain\n    Format regex\n    Regex ^(?<log>.*)$\n[OUTPUT]\n    Name null\n    Match *\n"
+    ))
+    .unwrap();
+    assert_eq!(notes_without_place(&p), Vec::<String>::new());
     // A parser not found among others is skipped, as Fluent Bit skips it.
     let p = read(&format!(
         "{input}{filter}    Key_Name log
