@@ -331,6 +331,7 @@ impl TailInput {
                     firstline,
                     continuation,
                     flush: multiline_flush,
+                    ignore_older: input.ignore_older,
                 });
             }
         } else if firstline.is_some() || !continuation.is_empty() {

@@ -11,7 +11,8 @@
 //!   to the last string value of the `Parser_N` line before it; otherwise
 //!   it is a record of its own, `{"log": line}`;
 //! - a message goes out at the next first line, `Multiline_Flush` seconds
-//!   after its first line, or when its file is let go.
+//!   after its first line, or when its file is let go; one whose first
+//!   line's time is older than `Ignore_Older` is dropped with its lines.
 //!
 //! Where Sluice differs, and why:
 //! - a line Fluent Bit drops is kept: a `Parser_N` line with no message
@@ -44,6 +45,9 @@ pub struct OldMultiline {
     /// `Multiline_Flush` (4 s by default; at least 1 s, as in_tail takes
     /// it).
     pub flush: Duration,
+    /// `Ignore_Older`: a message whose first line's time is older is
+    /// dropped with its lines, as in_tail skips it.
+    pub ignore_older: Option<Duration>,
 }
 
 /// A record the joiner gives: where its first line starts, its time, and
@@ -66,6 +70,8 @@ pub(super) struct Joining {
     /// The bytes of appended lines.
     appended: usize,
     due: Instant,
+    /// Older than `Ignore_Older`: its lines are dropped.
+    skipped: bool,
 }
 
 /// A parsed line of a message, and the lines appended to it.
@@ -101,11 +107,16 @@ impl OldMultiline {
     ) -> Step {
         let now_ms = now_ns.div_euclid(1_000_000);
         if let Some(parsed) = self.firstline.parse(line, now_ms) {
-            let finished = joining.take().map(Joining::finish);
+            let finished = joining.take().and_then(Joining::finish);
             let append_to = last_string_key(&self.firstline, &parsed.fields);
+            let time_ns = parsed.time_ns().unwrap_or(now_ns);
+            let skipped = self.ignore_older.is_some_and(|age| {
+                time_ns.div_euclid(1_000_000_000)
+                    < now_ns.div_euclid(1_000_000_000) - age.as_secs() as i64
+            });
             *joining = Some(Joining {
                 start,
-                time_ns: parsed.time_ns().unwrap_or(now_ns),
+                time_ns,
                 parts: vec![Part {
                     fields: parsed.fields,
                     append_to,
@@ -113,6 +124,7 @@ impl OldMultiline {
                 }],
                 appended: 0,
                 due: now + self.flush,
+                skipped,
             });
             return Step::Out(finished.into_iter().collect());
         }
@@ -121,6 +133,7 @@ impl OldMultiline {
             .iter()
             .find_map(|parser| parser.parse(line, now_ms).map(|p| (parser, p)));
         match (joining.as_mut(), continued) {
+            (Some(message), _) if message.skipped => Step::Taken,
             (Some(message), Some((parser, parsed))) => {
                 message.parts.push(Part {
                     append_to: last_string_key(parser, &parsed.fields),
@@ -165,7 +178,7 @@ impl OldMultiline {
     /// its first line (or at once, with `all`).
     pub(super) fn due(joining: &mut Option<Joining>, now: Instant, all: bool) -> Option<Joined> {
         if joining.as_ref().is_some_and(|j| all || j.due <= now) {
-            joining.take().map(Joining::finish)
+            joining.take().and_then(Joining::finish)
         } else {
             None
         }
@@ -174,8 +187,11 @@ impl OldMultiline {
 
 impl Joining {
     /// The message as one record: every part's keys in order, each
-    /// appended line after a `\n`.
-    fn finish(self) -> Joined {
+    /// appended line after a `\n`; none for a skipped one.
+    fn finish(self) -> Option<Joined> {
+        if self.skipped {
+            return None;
+        }
         let mut fields = Map::new();
         for part in self.parts {
             let Part {
@@ -191,11 +207,11 @@ impl Joining {
             }
             fields.append(&mut own);
         }
-        Joined {
+        Some(Joined {
             start: self.start,
             time_ns: self.time_ns,
             record: Record::from(fields),
-        }
+        })
     }
 }
 
@@ -275,6 +291,7 @@ pub(super) mod tests {
             firstline: named("multiline_first"),
             continuation: vec![named("cause"), named("levelonly")],
             flush: Duration::from_secs(2),
+            ignore_older: None,
         };
         let lines = [
             "orphan before any first line",
@@ -338,6 +355,46 @@ pub(super) mod tests {
         );
     }
 
+    /// With `Ignore_Older`, a message whose first line is older is dropped
+    /// with its lines; the next first line starts afresh.
+    #[test]
+    fn a_message_older_than_ignore_older_is_dropped() {
+        let parsers = parsers();
+        let named =
+            |name: &str| crate::fluentbit::parsers::named(&parsers, "[INPUT] tail", name).unwrap();
+        let joiner = OldMultiline {
+            firstline: named("multiline_first"),
+            continuation: vec![named("cause")],
+            flush: Duration::from_secs(4),
+            ignore_older: Some(Duration::from_secs(3_600)),
+        };
+        // Now is 2026-11-29 06:30:00 UTC.
+        let now_ns = 1_795_933_800_000_000_000;
+        let now = Instant::now();
+        let mut joining = None;
+        let mut out = Vec::new();
+        for line in [
+            "2026-11-29 05:00:00 ERROR an hour and a half ago",
+            "    at a.b(C.java:1)",
+            "Caused by: old",
+            "2026-11-29 06:00:00 ERROR half an hour ago",
+            "    at d.e(F.java:2)",
+        ] {
+            if let Step::Out(records) = joiner.push(&mut joining, line, 0, now_ns, now) {
+                out.extend(records);
+            }
+        }
+        out.extend(OldMultiline::due(&mut joining, now, true));
+        let records: Vec<String> = out
+            .into_iter()
+            .map(|j| serde_json::to_string(&j.record.to_json()).unwrap())
+            .collect();
+        assert_eq!(
+            records,
+            [r#"{"level":"ERROR","message":"half an hour ago\n    at d.e(F.java:2)"}"#]
+        );
+    }
+
     /// A first line whose last value is not a string takes no appended
     /// lines; a `Parser_N` line with no message open is a record of its
     /// own; a message stops growing at MAX_JOINED bytes.
@@ -361,6 +418,7 @@ pub(super) mod tests {
             firstline: named("levelonly"),
             continuation: vec![named("cause")],
             flush: Duration::from_secs(4),
+            ignore_older: None,
         };
         let mut joining = None;
         let steps = ["LEVEL 1", "raw", "Caused by: x"]
@@ -380,6 +438,7 @@ pub(super) mod tests {
             firstline: named("multiline_first"),
             continuation: vec![named("cause")],
             flush: Duration::from_secs(4),
+            ignore_older: None,
         };
         let mut joining = None;
         assert_eq!(
