@@ -367,6 +367,15 @@ impl TailInput {
         if let Some(parser) = &self.parser {
             parts.push(format!("Parser {}", parser.name));
         }
+        if let Some(joiner) = &self.old_multiline {
+            let mut names = vec![joiner.firstline.name.as_str()];
+            names.extend(joiner.continuation.iter().map(|p| p.name.as_str()));
+            parts.push(format!(
+                "Multiline {} flushed after {}s",
+                names.join(" then "),
+                joiner.flush.as_secs()
+            ));
+        }
         for (name, key) in [
             ("Path_Key", &self.path_key),
             ("Offset_Key", &self.offset_key),
@@ -939,6 +948,18 @@ mod tests {
 
     #[test]
     fn check_config_says_what_decides_the_lines_read() {
+        let parsers = old_multiline::tests::parsers();
+        let section = section(&[
+            ("Path", "/logs/app.log"),
+            ("Multiline", "On"),
+            ("Parser_Firstline", "multiline_first"),
+            ("Parser_1", "cause"),
+        ]);
+        let joined = TailInput::from_section(&section, 0, &parsers, &mut Vec::new()).unwrap();
+        assert_eq!(
+            joined.describe(),
+            "/logs/app.log (Tag tail.0, from the end, Multiline multiline_first then cause flushed after 4s, Rotate_Wait 5s, lines over 256 KiB cut)"
+        );
         assert_eq!(
             tail(&[("Path", "/logs/*.log"), ("Tag", "app")]).describe(),
             "/logs/*.log (Tag app, from the end, Rotate_Wait 5s, lines over 256 KiB cut)"
