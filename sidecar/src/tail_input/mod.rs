@@ -332,6 +332,7 @@ impl TailInput {
                     continuation,
                     flush: multiline_flush,
                     ignore_older: input.ignore_older,
+                    key: input.key.clone(),
                 });
             }
         } else if firstline.is_some() || !continuation.is_empty() {

@@ -9,7 +9,7 @@
 //!   first line's parser gave, when that value is a string (a stack
 //!   trace's lines to the `message` of `^(?<time>…) (?<message>.*)`), or
 //!   to the last string value of the `Parser_N` line before it; otherwise
-//!   it is a record of its own, `{"log": line}`;
+//!   it is a record of its own, `{"log": line}` (`Key`);
 //! - a message goes out at the next first line, `Multiline_Flush` seconds
 //!   after its first line, or when its file is let go; one whose first
 //!   line's time is older than `Ignore_Older` is dropped with its lines.
@@ -48,6 +48,8 @@ pub struct OldMultiline {
     /// `Ignore_Older`: a message whose first line's time is older is
     /// dropped with its lines, as in_tail skips it.
     pub ignore_older: Option<Duration>,
+    /// The input's `Key`: the key of a line that joins nothing.
+    pub key: String,
 }
 
 /// A record the joiner gives: where its first line starts, its time, and
@@ -164,7 +166,7 @@ impl OldMultiline {
             }
             _ => {
                 let mut record = Record::default();
-                record.insert("log", line);
+                record.insert(&self.key, line);
                 Step::Out(vec![Joined {
                     start,
                     time_ns: now_ns,
@@ -292,6 +294,7 @@ pub(super) mod tests {
             continuation: vec![named("cause"), named("levelonly")],
             flush: Duration::from_secs(2),
             ignore_older: None,
+            key: "log".into(),
         };
         let lines = [
             "orphan before any first line",
@@ -367,6 +370,7 @@ pub(super) mod tests {
             continuation: vec![named("cause")],
             flush: Duration::from_secs(4),
             ignore_older: Some(Duration::from_secs(3_600)),
+            key: "log".into(),
         };
         // Now is 2026-11-29 06:30:00 UTC.
         let now_ns = 1_795_933_800_000_000_000;
@@ -396,8 +400,9 @@ pub(super) mod tests {
     }
 
     /// A first line whose last value is not a string takes no appended
-    /// lines; a `Parser_N` line with no message open is a record of its
-    /// own; a message stops growing at MAX_JOINED bytes.
+    /// lines (each is a record of its own, under the input's `Key`); a
+    /// `Parser_N` line with no message open is a record of its own; a
+    /// message stops growing at MAX_JOINED bytes.
     #[test]
     fn what_joins_nothing_is_a_record_of_its_own() {
         let parsers = parsers();
@@ -419,13 +424,14 @@ pub(super) mod tests {
             continuation: vec![named("cause")],
             flush: Duration::from_secs(4),
             ignore_older: None,
+            key: "line".into(),
         };
         let mut joining = None;
         let steps = ["LEVEL 1", "raw", "Caused by: x"]
             .into_iter()
             .map(|l| numbers.push(&mut joining, l, 0, 0, now))
             .collect();
-        assert_eq!(logs(steps), [r#"{"log":"raw"}"#]);
+        assert_eq!(logs(steps), [r#"{"line":"raw"}"#], "under the input's Key");
         assert_eq!(
             logs(vec![Step::Out(
                 OldMultiline::due(&mut joining, now, true)
@@ -439,6 +445,7 @@ pub(super) mod tests {
             continuation: vec![named("cause")],
             flush: Duration::from_secs(4),
             ignore_older: None,
+            key: "log".into(),
         };
         let mut joining = None;
         assert_eq!(
