@@ -69,7 +69,7 @@ pub(super) struct Joining {
     time_ns: i64,
     /// Its parsed lines, in order.
     parts: Vec<Part>,
-    /// The bytes of appended lines.
+    /// The bytes of the lines after the first.
     appended: usize,
     due: Instant,
     /// Older than `Ignore_Older`: its lines are dropped.
@@ -96,9 +96,8 @@ pub(super) enum Step {
 }
 
 impl OldMultiline {
-    /// Joins `line` (at `start` in its file) into `joining`.
-    /// `standalone` makes the record of a line that joins nothing, as the
-    /// input makes any line's.
+    /// Joins `line` (at `start` in its file) into `joining`, read at
+    /// `now_ns` (the time of a record without a parsed one) and `now`.
     pub(super) fn push(
         &self,
         joining: &mut Option<Joining>,
@@ -136,7 +135,10 @@ impl OldMultiline {
             .find_map(|parser| parser.parse(line, now_ms).map(|p| (parser, p)));
         match (joining.as_mut(), continued) {
             (Some(message), _) if message.skipped => Step::Taken,
-            (Some(message), Some((parser, parsed))) => {
+            (Some(message), Some((parser, parsed)))
+                if message.appended + line.len() <= MAX_JOINED =>
+            {
+                message.appended += line.len() + 1;
                 message.parts.push(Part {
                     append_to: last_string_key(parser, &parsed.fields),
                     fields: parsed.fields,
@@ -144,7 +146,7 @@ impl OldMultiline {
                 });
                 Step::Taken
             }
-            (None, Some((_, parsed))) => Step::Out(vec![Joined {
+            (_, Some((_, parsed))) => Step::Out(vec![Joined {
                 start,
                 time_ns: parsed.time_ns().unwrap_or(now_ns),
                 record: Record::from(parsed.fields),
@@ -467,6 +469,11 @@ pub(super) mod tests {
             logs(steps),
             [format!(r#"{{"log":"{long}"}}"#)],
             "the third line past the bound"
+        );
+        // Past the bound, a Parser_N line is a record of its own too.
+        assert_eq!(
+            logs(vec![errors.push(&mut joining, "Caused by: late", 0, 0, now)]),
+            [r#"{"cause":"late"}"#]
         );
     }
 }
