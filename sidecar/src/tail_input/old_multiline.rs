@@ -472,7 +472,13 @@ pub(super) mod tests {
         );
         // Past the bound, a Parser_N line is a record of its own too.
         assert_eq!(
-            logs(vec![errors.push(&mut joining, "Caused by: late", 0, 0, now)]),
+            logs(vec![errors.push(
+                &mut joining,
+                "Caused by: late",
+                0,
+                0,
+                now
+            )]),
             [r#"{"cause":"late"}"#]
         );
     }
