@@ -20,6 +20,9 @@
 #   through the root's /bin/sh, nc and curl;
 # - a parser's Time_Zone finds its zone in the root's /usr/share/zoneinfo
 #   (tzdata, which bookworm-slim has) and places a line's time in it;
+# - a tail input's DB opens as 65532 in /var/log/flb-storage (the
+#   directory the image gives that user), and a restart sends only what
+#   was written while the router was stopped;
 # - with the image's plugin-metrics-to-cloudwatch.conf: its exec input's
 #   curl reads the admin endpoint in the root, and the counters reach
 #   CloudWatch (moto).
@@ -229,6 +232,54 @@ assert sender.FluentSender('app-firelens-1', host='unix://$socket_dir/fluent.soc
 stop_after_one_event /tmp/sluice-root-zone.err /tmp/sluice-root-zone.dump
 grep -q "\"timestamp\": ${logged}000" /tmp/sluice-root-zone.dump
 rm -rf "$root/fluent-bit/etc"
+
+echo "== a tail input's DB in /var/log/flb-storage (65532's in the image): a restart goes on where it was"
+mkdir -p "$root/fluent-bit/etc"
+rm -rf "$root/logs" && install -d -m 0755 "$root/logs"
+printf 'first line\n' > "$root/logs/app.log"
+rm -rf "$root/var/log/flb-storage"
+install -d -m 0700 -o 65532 -g 65532 "$root/var/log/flb-storage"
+cat > "$root/fluent-bit/etc/fluent-bit.conf" <<CONF
+[INPUT]
+    Name forward
+    unix_path /var/run/fluent.sock
+
+[INPUT]
+    Name tail
+    Tag tailed
+    Path /logs/app.log
+    Read_from_Head On
+    DB /var/log/flb-storage/tail.db
+
+[OUTPUT]
+    Name cloudwatch_logs
+    Match tailed
+    endpoint http://127.0.0.1:$moto_port
+    log_group_name /ecs/tailed
+    log_stream_name app
+    auto_create_group true
+    region us-east-1
+CONF
+tail_run() {
+  rm -f "$socket_dir/fluent.sock"
+  chroot "$root" /usr/bin/env -i AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test SLUICE_SHUTDOWN_DRAIN=0s \
+    /usr/local/bin/sluice run --user 65532:65532 2> "$1" &
+  for _ in $(seq 50); do [ -S "$socket_dir/fluent.sock" ] && break; sleep 0.1; done
+  sidecar=$(pgrep -f "sluice run --user")
+  sleep 1
+  stop_after_one_event "$1" "$2"
+}
+tail_run /tmp/sluice-root-tail1.err /tmp/sluice-root-tail1.dump
+grep -q '"message": "{\\"log\\":\\"first line\\"}"' /tmp/sluice-root-tail1.dump
+# Written while the router is stopped: the restart sends it, and only it
+# (stop_after_one_event checks that one event was delivered in the run).
+printf 'second line\n' >> "$root/logs/app.log"
+tail_run /tmp/sluice-root-tail2.err /tmp/sluice-root-tail2.dump
+grep -q '"message": "{\\"log\\":\\"second line\\"}"' /tmp/sluice-root-tail2.dump
+grep -q 'going on from the DB' /tmp/sluice-root-tail2.err
+[ "$(stat -c %u "$root/var/log/flb-storage/tail.db")" = 65532 ]
+rm -rf "$root/fluent-bit/etc" "$root/logs" "$root/var/log/flb-storage"
+install -d -m 0700 -o 65532 -g 65532 "$root/var/log/flb-storage"
 
 echo "== plugin-metrics-to-cloudwatch.conf: the exec input's curl, in the root, reads the admin endpoint"
 mkdir -p "$root/fluent-bit/etc"
