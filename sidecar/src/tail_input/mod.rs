@@ -566,11 +566,13 @@ impl Send<'_> {
         lines: Vec<Line>,
         last: bool,
     ) -> bool {
-        if let Some(counts) = self.counts.filter(|_| !lines.is_empty()) {
-            let bytes = lines.iter().map(|l| l.bytes.len() + 1).sum();
-            counts.add(lines.len(), bytes);
-        }
+        let bytes = lines.iter().map(|l| l.bytes.len() + 1).sum();
         let events = events(self.input, path, tailed, lines, last);
+        // As in_tail counts them: the bytes read, and the records made of
+        // them (a joined message is one; a skipped empty line none).
+        if let Some(counts) = self.counts {
+            counts.add(events.len(), bytes);
+        }
         match offsets {
             _ if events.is_empty() => true,
             None => crate::tcp_input::deliver(events, self.pipeline, self.budget).await,
@@ -945,6 +947,37 @@ mod tests {
             ]
         );
         assert!(rx.recv().await.is_none(), "nothing more");
+    }
+
+    /// Plugin metrics count the bytes read and the records made of them:
+    /// a skipped empty line is no record, a joined message one.
+    #[tokio::test]
+    async fn plugin_metrics_count_records_made_and_bytes_read() {
+        use std::sync::atomic::Ordering;
+        let tmp = dir();
+        let path = tmp.path().join("app.log");
+        std::fs::write(&path, "one\n\ntwo\n").unwrap();
+        let input = tail(&[("Path", path.to_str().unwrap()), ("Skip_Empty_Lines", "on")]);
+        let counts = crate::fluentbit::plugin_metrics::InputCounts::default();
+        let (tx, mut rx) = mpsc::channel(4);
+        let budget = MemoryBudget::new(1 << 20);
+        let send = Send {
+            input: &input,
+            pipeline: &tx,
+            budget: &budget,
+            counts: Some(&counts),
+        };
+        let mut t = Tailed::open(&path, false, "app".into()).unwrap();
+        let lines = t.lines(false).unwrap();
+        assert!(send.lines(&mut None, &path, &mut t, lines, false).await);
+        assert_eq!(rx.recv().await.unwrap().events.len(), 2);
+        assert_eq!(
+            (
+                counts.records.load(Ordering::Relaxed),
+                counts.bytes.load(Ordering::Relaxed)
+            ),
+            (2, 9)
+        );
     }
 
     #[test]
