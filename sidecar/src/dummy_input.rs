@@ -15,13 +15,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value as Json};
-use sluice_firelens::{Delivery, Event, MemoryBudget, Record};
-use tokio::sync::{mpsc, watch};
+use sluice_firelens::{Event, Record};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::fluentbit::classic::{on_off, whole_number, Section};
-use crate::fluentbit::plugin_metrics::InputCounts;
+use crate::input_links::InputLinks;
 
 /// `Dummy`'s default.
 const DEFAULT_DUMMY: &str = r#"{"message":"dummy"}"#;
@@ -193,13 +192,7 @@ fn interval(rate: i64, seconds: i64, nanos: i64) -> Duration {
 }
 
 /// Runs the input until `shutdown` or its last sample.
-pub fn spawn(
-    input: DummyInput,
-    pipeline: mpsc::Sender<Delivery>,
-    budget: Arc<MemoryBudget>,
-    mut shutdown: watch::Receiver<bool>,
-    counts: Option<Arc<InputCounts>>,
-) -> JoinHandle<()> {
+pub fn spawn(input: DummyInput, mut links: InputLinks) -> JoinHandle<()> {
     tokio::spawn(async move {
         let tag: Arc<str> = Arc::from(input.tag.as_str());
         let mut clock = Generations::new(&input, Instant::now(), sluice_firelens::now_ns());
@@ -214,10 +207,8 @@ pub fn spawn(
                     if events.is_empty() {
                         break;
                     }
-                    if let Some(counts) = &counts {
-                        counts.add(events.len(), bytes.iter().sum());
-                    }
-                    if !crate::tcp_input::deliver(events, &pipeline, &budget).await {
+                    links.count(events.len(), bytes.iter().sum());
+                    if !links.deliver(events).await {
                         return;
                     }
                 }
@@ -227,7 +218,7 @@ pub fn spawn(
             };
             tokio::select! {
                 _ = tokio::time::sleep_until(next) => {}
-                _ = shutdown.changed() => return,
+                _ = links.shutdown.changed() => return,
             }
         }
     })
@@ -319,6 +310,8 @@ impl Generations {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fluentbit::plugin_metrics::InputCounts;
+    use crate::input_links::tests::links;
 
     fn section(entries: &[(&str, &str)]) -> Section {
         use crate::fluentbit::classic::SectionKind;
@@ -485,11 +478,9 @@ mod tests {
     /// [`EVENTS_PER_DELIVERY`] records.
     #[tokio::test(start_paused = true)]
     async fn many_copies_are_delivered_in_steps() {
-        let (tx, mut rx) = mpsc::channel(16);
-        let (_stop_tx, stop_rx) = watch::channel(false);
-        let budget = Arc::new(MemoryBudget::new(1 << 20));
+        let (links, mut rx, _stop) = links(16, None);
         let input = from(&[("Copies", "2500"), ("Samples", "1")]).0.unwrap();
-        let task = spawn(input, tx, budget, stop_rx, None);
+        let task = spawn(input, links);
         let mut sizes = Vec::new();
         while let Some(delivery) = rx.recv().await {
             sizes.push(delivery.events.len());
@@ -502,9 +493,6 @@ mod tests {
     /// delivery of its copies, until the last sample.
     #[tokio::test(start_paused = true)]
     async fn the_input_delivers_its_samples_and_ends() {
-        let (tx, mut rx) = mpsc::channel(16);
-        let (_stop_tx, stop_rx) = watch::channel(false);
-        let budget = Arc::new(MemoryBudget::new(1 << 20));
         let input = from(&[
             ("Dummy", r#"{"n":1}{"n":2}"#),
             ("Copies", "2"),
@@ -514,7 +502,8 @@ mod tests {
         .0
         .unwrap();
         let counts = Arc::new(InputCounts::default());
-        let task = spawn(input, tx, budget, stop_rx, Some(counts.clone()));
+        let (links, mut rx, _stop) = links(16, Some(counts.clone()));
+        let task = spawn(input, links);
         let mut seen = Vec::new();
         while let Some(delivery) = rx.recv().await {
             let records: Vec<String> = delivery

@@ -20,15 +20,14 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_firelens::{Delivery, Event, MemoryBudget, Record};
+use sluice_firelens::{Event, Record};
 use tokio::io::AsyncReadExt;
-use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::fluentbit::classic::{on_off, whole_number, Section};
 use crate::fluentbit::parsers::{self, Parser, Parsers};
-use crate::fluentbit::plugin_metrics::InputCounts;
 use crate::fluentbit::storage::fluent_size;
+use crate::input_links::InputLinks;
 use crate::tcp_input::MAX_PIECE;
 
 /// One `[INPUT] exec`.
@@ -112,18 +111,11 @@ impl ExecInput {
 
 /// Runs the input until `shutdown`; the handle ends once what the command
 /// wrote is in the pipeline.
-pub fn spawn(
-    input: ExecInput,
-    pipeline: mpsc::Sender<Delivery>,
-    budget: Arc<MemoryBudget>,
-    mut shutdown: watch::Receiver<bool>,
-    counts: Option<Arc<InputCounts>>,
-) -> JoinHandle<()> {
+pub fn spawn(input: ExecInput, mut links: InputLinks) -> JoinHandle<()> {
     tokio::spawn(async move {
         let tag: Arc<str> = Arc::from(input.tag.as_str());
-        let counts = counts.as_deref();
         if input.oneshot {
-            run(&input, &tag, &pipeline, &budget, &mut shutdown, counts).await;
+            run(&input, &tag, &mut links).await;
             return;
         }
         // from_section makes the interval at least a nanosecond.
@@ -135,9 +127,9 @@ pub fn spawn(
         loop {
             tokio::select! {
                 _ = ticks.tick() => {}
-                _ = shutdown.changed() => return,
+                _ = links.shutdown.changed() => return,
             }
-            if !run(&input, &tag, &pipeline, &budget, &mut shutdown, counts).await {
+            if !run(&input, &tag, &mut links).await {
                 return;
             }
         }
@@ -145,14 +137,7 @@ pub fn spawn(
 }
 
 /// One run of the command; `false` once Sluice stops.
-async fn run(
-    input: &ExecInput,
-    tag: &Arc<str>,
-    pipeline: &mpsc::Sender<Delivery>,
-    budget: &MemoryBudget,
-    shutdown: &mut watch::Receiver<bool>,
-    counts: Option<&InputCounts>,
-) -> bool {
+async fn run(input: &ExecInput, tag: &Arc<str>, links: &mut InputLinks) -> bool {
     let spawned = tokio::process::Command::new("/bin/sh")
         .arg("-c")
         .arg(&input.command)
@@ -178,7 +163,7 @@ async fn run(
     loop {
         let read = tokio::select! {
             read = stdout.read(&mut chunk) => read,
-            _ = shutdown.changed() => {
+            _ = links.shutdown.changed() => {
                 stopping = true;
                 Ok(0)
             }
@@ -190,10 +175,8 @@ async fn run(
             lines.push(&chunk[..n])
         };
         let events = events(input, tag, pieces);
-        if let Some(counts) = counts {
-            counts.add(events.len(), n);
-        }
-        if !events.is_empty() && !crate::tcp_input::deliver(events, pipeline, budget).await {
+        links.count(events.len(), n);
+        if !events.is_empty() && !links.deliver(events).await {
             return false;
         }
         if n == 0 {
@@ -307,6 +290,9 @@ impl Lines {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::input_links::tests::links;
+    use sluice_firelens::Delivery;
+    use tokio::sync::mpsc;
 
     fn input(command: &str, interval: Duration, oneshot: bool) -> ExecInput {
         ExecInput {
@@ -334,17 +320,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_command_runs_every_interval_until_the_stop() {
-        let (tx, mut rx) = mpsc::channel(4);
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let budget = Arc::new(MemoryBudget::new(1 << 20));
+        let (links, mut rx, stop_tx) = links(4, None);
         let command = "echo run; echo again";
-        let task = spawn(
-            input(command, Duration::from_millis(20), false),
-            tx,
-            budget,
-            stop_rx,
-            None,
-        );
+        let task = spawn(input(command, Duration::from_millis(20), false), links);
         assert_eq!(
             lines(&mut rx, 6).await,
             ["run", "again", "run", "again", "run", "again"]
@@ -357,15 +335,10 @@ mod tests {
     /// before is delivered.
     #[tokio::test]
     async fn a_running_command_is_ended_at_the_stop() {
-        let (tx, mut rx) = mpsc::channel(4);
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let budget = Arc::new(MemoryBudget::new(1 << 20));
+        let (links, mut rx, stop_tx) = links(4, None);
         let task = spawn(
             input("echo started; exec sleep 600", Duration::ZERO, true),
-            tx,
-            budget,
-            stop_rx,
-            None,
+            links,
         );
         assert_eq!(lines(&mut rx, 1).await, ["started"]);
         let _ = stop_tx.send(true);

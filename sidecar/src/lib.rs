@@ -12,6 +12,7 @@ pub mod event;
 pub mod exec_input;
 pub mod fluentbit;
 pub mod heap;
+pub mod input_links;
 pub mod memory_limit;
 pub mod metrics;
 pub mod multiline;

@@ -26,6 +26,7 @@ use crate::fluentbit::plan::{ForwardInput, InputKind};
 use crate::fluentbit::plugin_metrics::{InputCounts, PluginMetrics};
 use crate::fluentbit::route::Router;
 use crate::fluentbit::{self, DropIn};
+use crate::input_links::InputLinks;
 use crate::memory_limit::{self, Note};
 use crate::metrics::{PipelineCounters, Sources};
 use crate::output::{FileSink, Sink};
@@ -102,7 +103,7 @@ pub fn run(args: RunArgs) -> ExitCode {
     code
 }
 
-/// What each of a FireLens configuration's own inputs (tail, exec,
+/// What each of a FireLens configuration's own inputs (tcp, tail, exec,
 /// dummy) is started with.
 struct InputWiring<'a> {
     pipeline: &'a mpsc::Sender<Delivery>,
@@ -111,36 +112,28 @@ struct InputWiring<'a> {
     metrics: Option<&'a PluginMetrics>,
 }
 
-/// An input's task: it takes the pipeline, the budget, the shutdown signal
-/// and its plugin-metrics counts.
-type SpawnInput<I> = fn(
-    I,
-    mpsc::Sender<Delivery>,
-    Arc<MemoryBudget>,
-    watch::Receiver<bool>,
-    Option<Arc<InputCounts>>,
-) -> tokio::task::JoinHandle<()>;
-
 impl InputWiring<'_> {
+    /// The links of the input counted as `kind`.
+    fn links(&self, kind: InputKind) -> InputLinks {
+        InputLinks {
+            pipeline: self.pipeline.clone(),
+            budget: self.budget.clone(),
+            shutdown: self.shutdown.clone(),
+            counts: self.metrics.and_then(|m| m.input(kind)),
+        }
+    }
+
     /// Starts each of `inputs`, the `n`th counted as `kind(n)`.
     fn start<I>(
         &self,
         inputs: Vec<I>,
         kind: fn(usize) -> InputKind,
-        spawn: SpawnInput<I>,
+        spawn: fn(I, InputLinks) -> tokio::task::JoinHandle<()>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
         inputs
             .into_iter()
             .enumerate()
-            .map(|(i, input)| {
-                spawn(
-                    input,
-                    self.pipeline.clone(),
-                    self.budget.clone(),
-                    self.shutdown.clone(),
-                    self.metrics.and_then(|m| m.input(kind(i))),
-                )
-            })
+            .map(|(i, input)| spawn(input, self.links(kind(i))))
             .collect()
     }
 }
@@ -522,28 +515,19 @@ async fn serve(
     }
     let handle = tokio::runtime::Handle::current();
     let output = std::thread::spawn(move || write_output(pipeline_rx, handle, stage, sink));
-    let tcp_inputs: Vec<_> = tcp_inputs
-        .into_iter()
-        .map(|(listener, input)| {
-            let counts = plugin_metrics
-                .as_ref()
-                .and_then(|m| m.input(InputKind::Tcp(input.addr)));
-            crate::tcp_input::spawn(
-                listener,
-                input,
-                pipeline_tx.clone(),
-                budget.clone(),
-                shutdown_rx.clone(),
-                counts,
-            )
-        })
-        .collect();
     let wiring = InputWiring {
         pipeline: &pipeline_tx,
         budget: &budget,
         shutdown: &shutdown_rx,
         metrics: plugin_metrics.as_deref(),
     };
+    let tcp_inputs: Vec<_> = tcp_inputs
+        .into_iter()
+        .map(|(listener, input)| {
+            let links = wiring.links(InputKind::Tcp(input.addr));
+            crate::tcp_input::spawn(listener, input, links)
+        })
+        .collect();
     let tail_inputs = wiring.start(drop_in_tails, InputKind::Tail, crate::tail_input::spawn);
     let exec_inputs = wiring.start(drop_in_execs, InputKind::Exec, crate::exec_input::spawn);
     let dummy_inputs = wiring.start(drop_in_dummies, InputKind::Dummy, crate::dummy_input::spawn);

@@ -22,16 +22,16 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde_json::{Map, Value as Json};
-use sluice_firelens::{Delivery, Event, MemoryBudget, Record, Reservation};
+use sluice_firelens::{Event, Record};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+
 use tokio::task::JoinHandle;
 
 use crate::fluentbit::decode::{integer_minus_zero_as_zero, lone_surrogates_replaced};
 use crate::fluentbit::parsers::Parser;
 use crate::fluentbit::plan::{TcpFormat, TcpInput};
-use crate::fluentbit::plugin_metrics::InputCounts;
+use crate::input_links::InputLinks;
 
 /// The longest piece or JSON value kept whole (Fluent Bit's in_tcp keeps
 /// 32 KiB by default, `Buffer_Size`). With [`MAX_CONNECTIONS`], what the
@@ -52,14 +52,7 @@ pub async fn bind(input: &TcpInput) -> std::io::Result<TcpListener> {
 
 /// Serves `listener` until `shutdown`; the handle ends once every
 /// connection has handed over what it read.
-pub fn spawn(
-    listener: TcpListener,
-    input: TcpInput,
-    pipeline: mpsc::Sender<Delivery>,
-    budget: Arc<MemoryBudget>,
-    mut shutdown: watch::Receiver<bool>,
-    counts: Option<Arc<InputCounts>>,
-) -> JoinHandle<()> {
+pub fn spawn(listener: TcpListener, input: TcpInput, mut links: InputLinks) -> JoinHandle<()> {
     let input = Arc::new(input);
     tokio::spawn(async move {
         let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
@@ -70,19 +63,18 @@ pub fn spawn(
                     Ok(p) => p,
                     Err(_) => break,
                 },
-                _ = shutdown.changed() => break,
+                _ = links.shutdown.changed() => break,
             };
             let accepted = tokio::select! {
                 accepted = listener.accept() => accepted,
-                _ = shutdown.changed() => break,
+                _ = links.shutdown.changed() => break,
             };
             let Ok((socket, peer)) = accepted else {
                 continue;
             };
-            let (input, pipeline, budget) = (input.clone(), pipeline.clone(), budget.clone());
-            let (shutdown, counts) = (shutdown.clone(), counts.clone());
+            let (input, links) = (input.clone(), links.clone());
             connections.spawn(async move {
-                connection(socket, peer, &input, &pipeline, &budget, shutdown, counts).await;
+                connection(socket, peer, &input, links).await;
                 drop(permit);
             });
         }
@@ -94,10 +86,7 @@ async fn connection(
     mut socket: TcpStream,
     peer: std::net::SocketAddr,
     input: &TcpInput,
-    pipeline: &mpsc::Sender<Delivery>,
-    budget: &MemoryBudget,
-    mut shutdown: watch::Receiver<bool>,
-    counts: Option<Arc<InputCounts>>,
+    mut links: InputLinks,
 ) {
     let tag: Arc<str> = Arc::from(input.tag.as_str());
     let source = input
@@ -109,7 +98,7 @@ async fn connection(
     loop {
         let read = tokio::select! {
             read = socket.read(&mut chunk) => read,
-            _ = shutdown.changed() => Ok(0),
+            _ = links.shutdown.changed() => Ok(0),
         };
         // A read error ends the connection as its end does.
         let n: usize = read.unwrap_or_default();
@@ -121,9 +110,7 @@ async fn connection(
         if reader.take_skipped() {
             tracing::warn!(input = %input.addr, "[INPUT] tcp: a value that is neither a JSON object nor an array was skipped (Format json)");
         }
-        if let Some(counts) = &counts {
-            counts.add(records.len(), n);
-        }
+        links.count(records.len(), n);
         if !records.is_empty() {
             let now_ns = sluice_firelens::now_ns();
             let events: Vec<Event> = records
@@ -141,7 +128,7 @@ async fn connection(
                 })
                 .collect();
             // A full budget waits here: the client's writes wait with it.
-            if !deliver(events, pipeline, budget).await {
+            if !links.deliver(events).await {
                 return;
             }
         }
@@ -149,28 +136,6 @@ async fn connection(
             return;
         }
     }
-}
-
-/// Sends `events` to the pipeline as one delivery without an ack, holding
-/// their share of the memory budget (waiting for it while the budget is
-/// full); `false` once the pipeline is closed.
-pub async fn deliver(
-    events: Vec<Event>,
-    pipeline: &mpsc::Sender<Delivery>,
-    budget: &MemoryBudget,
-) -> bool {
-    let reserved = reserve_for(&events, budget).await;
-    pipeline
-        .send(Delivery::without_ack(events, reserved))
-        .await
-        .is_ok()
-}
-
-/// The share of the memory budget `events` hold while in the pipeline,
-/// once there is room for it.
-pub async fn reserve_for(events: &[Event], budget: &MemoryBudget) -> Option<Reservation> {
-    let bytes: usize = events.iter().map(|e| e.record.estimated_bytes() + 64).sum();
-    budget.reserve(bytes).await
 }
 
 /// Cuts a stream into records.

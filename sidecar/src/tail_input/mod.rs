@@ -41,13 +41,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_firelens::{Delivery, Event, MemoryBudget, Record};
-use tokio::sync::{mpsc, watch};
+use sluice_firelens::{Event, Record};
 use tokio::task::JoinHandle;
 
 use crate::fluentbit::classic::{on_off, Section};
 use crate::fluentbit::parsers::{self, Parser, Parsers};
-use crate::fluentbit::plugin_metrics::InputCounts;
+use crate::input_links::InputLinks;
 
 pub mod db;
 mod file;
@@ -499,13 +498,7 @@ impl TailStart {
 /// Follows `input`'s files until `shutdown`, then reads what they hold
 /// once more and ends (with a `DB`, once what it sent is accepted and its
 /// offsets saved).
-pub fn spawn(
-    start: TailStart,
-    pipeline: mpsc::Sender<Delivery>,
-    budget: Arc<MemoryBudget>,
-    mut shutdown: watch::Receiver<bool>,
-    counts: Option<Arc<InputCounts>>,
-) -> JoinHandle<()> {
+pub fn spawn(start: TailStart, mut links: InputLinks) -> JoinHandle<()> {
     let TailStart { input, db } = start;
     let mut following = Following::new(db.map(Offsets::new));
     tokio::spawn(async move {
@@ -516,7 +509,7 @@ pub fn spawn(
         loop {
             let stopping = tokio::select! {
                 _ = poll.tick() => false,
-                _ = shutdown.changed() => true,
+                _ = links.shutdown.changed() => true,
             };
             following.save_accepted();
             if tokio::time::Instant::now() >= next_look {
@@ -526,9 +519,7 @@ pub fn spawn(
             }
             let send = Send {
                 input: &input,
-                pipeline: &pipeline,
-                budget: &budget,
-                counts: counts.as_deref(),
+                links: &links,
             };
             if !following.read(&send, stopping).await {
                 return;
@@ -540,7 +531,7 @@ pub fn spawn(
         // What was sent is accepted once the stage has written it; the
         // pipeline is let go first, so that the stage does not wait for
         // this input.
-        drop(pipeline);
+        drop(links);
         following.save_when_accepted().await;
     })
 }
@@ -548,9 +539,7 @@ pub fn spawn(
 /// How a tail input sends what it reads.
 struct Send<'a> {
     input: &'a TailInput,
-    pipeline: &'a mpsc::Sender<Delivery>,
-    budget: &'a MemoryBudget,
-    counts: Option<&'a InputCounts>,
+    links: &'a InputLinks,
 }
 
 impl Send<'_> {
@@ -570,17 +559,11 @@ impl Send<'_> {
         let events = events(self.input, path, tailed, lines, last);
         // As in_tail counts them: the bytes read, and the records made of
         // them (a joined message is one; a skipped empty line none).
-        if let Some(counts) = self.counts {
-            counts.add(events.len(), bytes);
-        }
+        self.links.count(events.len(), bytes);
         match offsets {
             _ if events.is_empty() => true,
-            None => crate::tcp_input::deliver(events, self.pipeline, self.budget).await,
-            Some(offsets) => {
-                offsets
-                    .deliver(events, tailed, self.pipeline, self.budget)
-                    .await
-            }
+            None => self.links.deliver(events).await,
+            Some(offsets) => offsets.deliver(events, tailed, self.links).await,
         }
     }
 }
@@ -656,10 +639,13 @@ fn events(
 mod tests {
     use super::*;
     use crate::fluentbit::classic::SectionKind;
+    use crate::input_links::tests::links;
     use db::Position;
+    use sluice_firelens::Delivery;
     use std::fs::File;
     use std::io::Write;
     use std::os::unix::fs::MetadataExt;
+    use tokio::sync::{mpsc, watch};
 
     pub(super) fn section(entries: &[(&str, &str)]) -> Section {
         crate::fluentbit::tests::section(
@@ -694,11 +680,8 @@ mod tests {
         mpsc::Receiver<Delivery>,
         watch::Sender<bool>,
     ) {
-        let (tx, rx) = mpsc::channel(4);
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let budget = Arc::new(MemoryBudget::new(1 << 20));
-        let task = spawn(TailStart::open(input).unwrap(), tx, budget, stop_rx, None);
-        (task, rx, stop_tx)
+        let (links, rx, stop_tx) = links(4, None);
+        (spawn(TailStart::open(input).unwrap(), links), rx, stop_tx)
     }
 
     pub(super) fn text(lines: Vec<Line>) -> Vec<String> {
@@ -958,14 +941,11 @@ mod tests {
         let path = tmp.path().join("app.log");
         std::fs::write(&path, "one\n\ntwo\n").unwrap();
         let input = tail(&[("Path", path.to_str().unwrap()), ("Skip_Empty_Lines", "on")]);
-        let counts = crate::fluentbit::plugin_metrics::InputCounts::default();
-        let (tx, mut rx) = mpsc::channel(4);
-        let budget = MemoryBudget::new(1 << 20);
+        let counts = Arc::new(crate::fluentbit::plugin_metrics::InputCounts::default());
+        let (links, mut rx, _stop) = links(4, Some(counts.clone()));
         let send = Send {
             input: &input,
-            pipeline: &tx,
-            budget: &budget,
-            counts: Some(&counts),
+            links: &links,
         };
         let mut t = Tailed::open(&path, false, "app".into()).unwrap();
         let lines = t.lines(false).unwrap();

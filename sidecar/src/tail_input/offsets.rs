@@ -4,11 +4,12 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 
-use sluice_firelens::{Delivery, Event, MemoryBudget};
-use tokio::sync::{mpsc, oneshot};
+use sluice_firelens::Event;
+use tokio::sync::oneshot;
 
 use super::db::{Position, TailDb};
 use super::file::Tailed;
+use crate::input_links::InputLinks;
 
 /// The `DB` of a running tail input, and the offsets waiting for their
 /// lines to be accepted.
@@ -83,14 +84,11 @@ impl Offsets {
         &mut self,
         events: Vec<Event>,
         tailed: &Tailed,
-        pipeline: &mpsc::Sender<Delivery>,
-        budget: &MemoryBudget,
+        links: &InputLinks,
     ) -> bool {
-        let reserved = crate::tcp_input::reserve_for(&events, budget).await;
-        let (delivery, accepted) = Delivery::with_ack(events, reserved);
-        if pipeline.send(delivery).await.is_err() {
+        let Some(accepted) = links.deliver_with_ack(events).await else {
             return false;
-        }
+        };
         if let Some(row) = tailed.row {
             self.waiting.push_back((accepted, row, tailed.position()));
         }
