@@ -282,22 +282,34 @@ pub(super) mod tests {
         crate::fluentbit::parsers::parsers(sections.iter())
     }
 
+    /// A joiner of these parsers: the first line's, the others', the
+    /// flush in seconds, `Ignore_Older` and `Key`.
+    fn joiner(
+        first: &str,
+        continuation: &[&str],
+        flush: u64,
+        ignore_older: Option<Duration>,
+        key: &str,
+    ) -> OldMultiline {
+        let parsers = parsers();
+        let named =
+            |name: &str| crate::fluentbit::parsers::named(&parsers, "[INPUT] tail", name).unwrap();
+        OldMultiline {
+            firstline: named(first),
+            continuation: continuation.iter().map(|n| named(n)).collect(),
+            flush: Duration::from_secs(flush),
+            ignore_older,
+            key: key.to_string(),
+        }
+    }
+
     /// The file Fluent Bit v5.1.1's tail input joined, with these parsers
     /// (`Parser_Firstline multiline_first`, `Parser_1 cause`, `Parser_2
     /// levelonly`), and the records it gave, in the order of their first
     /// lines; the one line it dropped kept.
     #[test]
     fn lines_are_joined_as_in_tail_joins_them() {
-        let parsers = parsers();
-        let named =
-            |name: &str| crate::fluentbit::parsers::named(&parsers, "[INPUT] tail", name).unwrap();
-        let joiner = OldMultiline {
-            firstline: named("multiline_first"),
-            continuation: vec![named("cause"), named("levelonly")],
-            flush: Duration::from_secs(2),
-            ignore_older: None,
-            key: "log".into(),
-        };
+        let joiner = joiner("multiline_first", &["cause", "levelonly"], 2, None, "log");
         let lines = [
             "orphan before any first line",
             "2026-11-29 06:00:00 ERROR boom",
@@ -364,16 +376,13 @@ pub(super) mod tests {
     /// with its lines; the next first line starts afresh.
     #[test]
     fn a_message_older_than_ignore_older_is_dropped() {
-        let parsers = parsers();
-        let named =
-            |name: &str| crate::fluentbit::parsers::named(&parsers, "[INPUT] tail", name).unwrap();
-        let joiner = OldMultiline {
-            firstline: named("multiline_first"),
-            continuation: vec![named("cause")],
-            flush: Duration::from_secs(4),
-            ignore_older: Some(Duration::from_secs(3_600)),
-            key: "log".into(),
-        };
+        let joiner = joiner(
+            "multiline_first",
+            &["cause"],
+            4,
+            Some(Duration::from_secs(3_600)),
+            "log",
+        );
         // Now is 2026-11-29 06:30:00 UTC.
         let now_ns = 1_795_933_800_000_000_000;
         let now = Instant::now();
@@ -407,9 +416,6 @@ pub(super) mod tests {
     /// message stops growing at MAX_JOINED bytes.
     #[test]
     fn what_joins_nothing_is_a_record_of_its_own() {
-        let parsers = parsers();
-        let named =
-            |name: &str| crate::fluentbit::parsers::named(&parsers, "[INPUT] tail", name).unwrap();
         let now = Instant::now();
         let logs = |steps: Vec<Step>| -> Vec<String> {
             steps
@@ -421,13 +427,7 @@ pub(super) mod tests {
                 .map(|j| serde_json::to_string(&j.record.to_json()).unwrap())
                 .collect()
         };
-        let numbers = OldMultiline {
-            firstline: named("levelonly"),
-            continuation: vec![named("cause")],
-            flush: Duration::from_secs(4),
-            ignore_older: None,
-            key: "line".into(),
-        };
+        let numbers = joiner("levelonly", &["cause"], 4, None, "line");
         let mut joining = None;
         let steps = ["LEVEL 1", "raw", "Caused by: x"]
             .into_iter()
@@ -442,13 +442,7 @@ pub(super) mod tests {
             )]),
             [r#"{"cause":"x","lvl":1}"#]
         );
-        let errors = OldMultiline {
-            firstline: named("multiline_first"),
-            continuation: vec![named("cause")],
-            flush: Duration::from_secs(4),
-            ignore_older: None,
-            key: "log".into(),
-        };
+        let errors = joiner("multiline_first", &["cause"], 4, None, "log");
         let mut joining = None;
         assert_eq!(
             logs(vec![errors.push(
