@@ -393,6 +393,10 @@ mod tests {
                 .set_modified(when)
                 .unwrap()
         };
+        let append = |text: &[u8]| {
+            let mut file = File::options().append(true).open(&path).unwrap();
+            file.write_all(text).unwrap()
+        };
         age_to(two_days_ago);
         let input = tail(&[
             ("Path", d.join("*.log").to_str().unwrap()),
@@ -406,12 +410,7 @@ mod tests {
         let inode = std::fs::metadata(&path).unwrap().ino();
         assert_eq!(following.aged[&path], (inode, 15));
 
-        File::options()
-            .append(true)
-            .open(&path)
-            .unwrap()
-            .write_all(b"today\nhalf a")
-            .unwrap();
+        append(b"today\nhalf a");
         following.look_for_files(&input, false);
         let tailed = following.files.get_mut(&path).expect("followed again");
         assert_eq!(text(tailed.lines(false).unwrap()), ["today"]);
@@ -425,12 +424,7 @@ mod tests {
         assert!(following.files.is_empty());
         // Where the whole lines end: the half line is read again.
         assert_eq!(following.aged[&path], (inode, 21));
-        File::options()
-            .append(true)
-            .open(&path)
-            .unwrap()
-            .write_all(b" line\n")
-            .unwrap();
+        append(b" line\n");
         following.look_for_files(&input, false);
         let tailed = following.files.get_mut(&path).expect("followed again");
         assert_eq!(text(tailed.lines(false).unwrap()), ["half a line"]);
