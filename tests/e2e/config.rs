@@ -222,11 +222,7 @@ fn healthcheck_reports_whether_the_listener_accepts() {
             .code()
     };
     assert_eq!(status(&sidecar.tcp), Some(0));
-    let free = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string();
+    let free = format!("127.0.0.1:{}", crate::support::free_port());
     assert_eq!(status(&free), Some(1));
 }
 
@@ -282,11 +278,7 @@ fn every_example_config_passes_check_config() {
 
 #[test]
 fn run_exits_2_on_a_wrong_type_before_it_listens() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::free_port();
     let file = config_file("run-wrong-type", "[forward]\nshared_key = 123456\n");
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["run", "--config"])

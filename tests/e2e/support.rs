@@ -108,10 +108,28 @@ pub fn wait_for(what: &str, patience: Duration, every: Duration, mut ready: impl
     }
 }
 
-/// A free loopback port (free when asked; a tiny race is acceptable here).
+/// Ports handed out by [`free_port`]: below Linux's ephemeral range
+/// (32768–60999), which `bind(0)` and every outgoing connection draw from.
+const TEST_PORTS: std::ops::Range<u32> = 20_000..32_000;
+
+/// A loopback port free when asked, for a process started later to listen
+/// on. It is not one the kernel could give anyone else in the meantime: a
+/// port from `bind(0)`, released and passed on, was once taken by another
+/// test's outgoing connection before the sidecar could listen on it. Each
+/// test process walks the range from its own starting point (by pid), and
+/// never hands a port out twice.
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    l.local_addr().expect("addr").port()
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let span = TEST_PORTS.end - TEST_PORTS.start;
+    let start = std::process::id().wrapping_mul(7919) % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed) as u32;
+        let port = (TEST_PORTS.start + (start + n) % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {TEST_PORTS:?}");
 }
 
 /// moto's server on a free loopback port, stopped when dropped.
