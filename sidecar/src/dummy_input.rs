@@ -39,7 +39,8 @@ const EVENTS_PER_DELIVERY: usize = 1000;
 pub struct DummyInput {
     pub tag: String,
     /// One generation's records: each JSON object of `Dummy`, with its
-    /// length as JSON (the input's bytes, in its plugin metrics).
+    /// size as Fluent Bit holds it (the input's bytes, in its plugin
+    /// metrics: [`Record::msgpack_event_size`]).
     pub records: Vec<(Map<String, Json>, usize)>,
     /// Between generations (Fluent Bit's 1 s unless a rate or an interval
     /// says otherwise).
@@ -137,7 +138,7 @@ impl DummyInput {
     }
 
     /// The records of `generations` generations at `time_ns`, each with
-    /// its length as JSON, made as they are taken.
+    /// its size, made as they are taken.
     fn events<'a>(
         &'a self,
         tag: &'a Arc<str>,
@@ -166,8 +167,8 @@ fn objects(text: &str) -> Option<Vec<(Map<String, Json>, usize)>> {
     let mut records = Vec::new();
     for value in values {
         if let Json::Object(map) = value.ok()? {
-            let len = serde_json::to_string(&map).map_or(0, |json| json.len());
-            records.push((map, len));
+            let size = Record::from(map.clone()).msgpack_event_size();
+            records.push((map, size));
         }
     }
     Some(records)
@@ -342,7 +343,8 @@ mod tests {
         let input = input.unwrap();
         assert_eq!(input.tag, "dummy.3");
         assert_eq!(json(&input), [r#"{"message":"dummy"}"#]);
-        assert_eq!(input.records[0].1, 19);
+        // Its bytes as Fluent Bit v5.1.1 counts them (28 a record).
+        assert_eq!(input.records[0].1, 28);
         assert_eq!(input.interval, Duration::from_secs(1));
         assert_eq!(
             (input.copies, input.samples, input.start_ns),
@@ -520,6 +522,7 @@ mod tests {
         let one = [r#"{"n":1}"#, r#"{"n":2}"#, r#"{"n":1}"#, r#"{"n":2}"#];
         assert_eq!(seen, [one, one, one]);
         let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-        assert_eq!((load(&counts.records), load(&counts.bytes)), (12, 84));
+        // As Fluent Bit v5.1.1 counted this input: 204 bytes for 12 records.
+        assert_eq!((load(&counts.records), load(&counts.bytes)), (12, 204));
     }
 }

@@ -535,14 +535,14 @@ impl Writer {
             Cow::Borrowed(outputs)
         };
         for (n, &index) in outputs.iter().enumerate() {
-            // A stdout output, or the stream a CloudWatch output names. A
-            // null output's records are rendered only to be counted, with
-            // plugin metrics.
-            let to_null = router.is_null_output(index);
-            if to_null && router.plugin_metrics().is_none() {
+            // A null output's records are only counted, with plugin
+            // metrics; the others go to stdout or to the stream a
+            // CloudWatch output names.
+            if router.is_null_output(index) {
+                count_output(router, index, meta.record);
                 continue;
             }
-            let to_stdout = to_null || router.stdout_output(index).is_some();
+            let to_stdout = router.stdout_output(index).is_some();
             let (key, log_key) = if to_stdout {
                 (None, None)
             } else {
@@ -582,18 +582,6 @@ impl Writer {
                 );
                 (rendered, self.text.len())
             };
-            // A null or stdout output's plugin metrics count the records
-            // it takes (CloudWatch outputs', what CloudWatch takes).
-            let count_output = |router: &Router| {
-                if let Some(metrics) = router.plugin_metrics().and_then(|m| m.output(index)) {
-                    OutputCounts::add(&metrics.proc_records, 1);
-                    OutputCounts::add(&metrics.proc_bytes, text_len);
-                }
-            };
-            if to_null {
-                count_output(router);
-                continue;
-            }
             if !counted {
                 counted = true;
                 let cache = &mut self.drop_in_stats_key;
@@ -628,7 +616,7 @@ impl Writer {
                     sink.write(|| key, rendered.time_ms, &self.text, text_len)?;
                 }
                 None => {
-                    count_output(router);
+                    count_output(router, index, meta.record);
                     if let Some(stdout) = router.stdout_output(index) {
                         let time_ns = rendered.time_ms.saturating_mul(1_000_000);
                         let line = stdout.line(input.tag, time_ns, &self.text);
@@ -692,6 +680,16 @@ fn drop_in_stats_key<'c>(
         *cache = None;
     }
     cache.get_or_insert_with(|| StreamKey::new(group.to_string(), format!("{PREFIX}{task}")))
+}
+
+/// A null or stdout output's plugin metrics: the records it takes and
+/// their bytes as Fluent Bit holds them (a CloudWatch output's count what
+/// CloudWatch takes).
+fn count_output(router: &Router, index: usize, record: &Record) {
+    if let Some(metrics) = router.plugin_metrics().and_then(|m| m.output(index)) {
+        OutputCounts::add(&metrics.proc_records, 1);
+        OutputCounts::add(&metrics.proc_bytes, record.msgpack_event_size());
+    }
 }
 
 /// Counts a rendered event, feeds the statistics (every access record)

@@ -1993,8 +1993,30 @@ fn aws_for_fluent_bits_plugin_metrics_conf() {
         })
         .collect();
     let inputs = ["forward.0", "forward.1", "tcp.2", "exec.3"];
+    // The agent's record_modifier, then the included file's filters.
+    let filters = [
+        "record_modifier.0",
+        "grep.1",
+        "grep.2",
+        "parser.3",
+        "record_modifier.4",
+    ];
     let outputs = ["cloudwatch_logs.0", "null.1", APP_OUTPUT];
     let mut want = std::collections::BTreeSet::new();
+    for plugin in filters {
+        for counter in [
+            "records",
+            "drop_records",
+            "drop_bytes",
+            "add_records",
+            "bytes",
+        ] {
+            want.insert((
+                format!("fluentbit_filter_{counter}_total"),
+                plugin.to_string(),
+            ));
+        }
+    }
     for plugin in inputs {
         for counter in ["records", "bytes"] {
             want.insert((
@@ -2020,6 +2042,15 @@ fn aws_for_fluent_bits_plugin_metrics_conf() {
         }
     }
     assert_eq!(plugins, want);
+    // Every scrape's `# HELP` lines are the first grep's to drop.
+    assert!(
+        metrics.iter().any(|r| {
+            r.get("metric").and_then(Value::as_str) == Some("fluentbit_filter_drop_records_total")
+                && r.get("plugin").and_then(Value::as_str) == Some("grep.1")
+                && r.get("value").and_then(Value::as_str) != Some("0")
+        }),
+        "{metrics:#?}"
+    );
     let others: std::collections::BTreeSet<&str> = metrics
         .iter()
         .filter_map(|r| r.get("exec").and_then(Value::as_str))

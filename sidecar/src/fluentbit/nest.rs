@@ -168,7 +168,7 @@ impl Nest {
                     }
                 }
                 top.insert(under.clone(), Json::Object(nested));
-                *record = Record::from(top);
+                record.replace_with(Record::from(top));
             }
             Operation::Lift { under } => {
                 let Some(Json::Object(inner)) = record.get(under).map(|v| v.to_json()) else {
@@ -182,7 +182,7 @@ impl Nest {
                 for (key, value) in inner {
                     top.insert(self.prefix.rename(&key), value);
                 }
-                *record = Record::from(top);
+                record.replace_with(Record::from(top));
             }
         }
     }

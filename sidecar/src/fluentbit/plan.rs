@@ -181,6 +181,9 @@ fn glob_matches(pattern: &[u8], text: &[u8]) -> bool {
 
 #[derive(Debug)]
 pub struct Filter {
+    /// The name Fluent Bit gives the instance (`grep.1`, or its `Alias`),
+    /// for its plugin metrics.
+    pub name: String,
     pub matcher: TagMatch,
     pub action: FilterAction,
 }
@@ -467,8 +470,9 @@ pub fn plan(path: &Path, sections: &[Section]) -> Result<DropIn, Vec<ConfigError
         MultilineParsers::default()
     });
     // Fluent Bit numbers its inputs in order, all plugins together
-    // (`forward.0`, `forward.1`, `tcp.2`): an input's default tag.
-    let (mut inputs, mut outputs) = (0, 0);
+    // (`forward.0`, `forward.1`, `tcp.2`): an input's default tag. Filters
+    // and outputs are numbered the same way, each kind on its own.
+    let (mut inputs, mut filters, mut outputs) = (0, 0, 0);
     for section in sections {
         let error = |message: String| ConfigError {
             key: section.at.clone(),
@@ -480,12 +484,19 @@ pub fn plan(path: &Path, sections: &[Section]) -> Result<DropIn, Vec<ConfigError
                 inputs += 1;
             }
             SectionKind::Filter if section.plugin() == "multiline" => {
-                multiline_filter(section, &multiline_parsers, &mut plan, &mut errors)
+                multiline_filter(section, &multiline_parsers, &mut plan, &mut errors);
+                filters += 1;
             }
-            SectionKind::Filter => match filter(section, &parsers, dir, &mut plan.notes) {
-                Ok(f) => plan.filters.push(f),
-                Err(mut e) => errors.append(&mut e),
-            },
+            SectionKind::Filter => {
+                match filter(section, &parsers, dir, &mut plan.notes) {
+                    Ok(mut f) => {
+                        f.name = instance_name(section, filters);
+                        plan.filters.push(f);
+                    }
+                    Err(mut e) => errors.append(&mut e),
+                }
+                filters += 1;
+            }
             SectionKind::Output => {
                 match output(section, &mut plan.notes) {
                     Ok((mut o, connection)) => {
@@ -1412,7 +1423,11 @@ fn filter(
         }
     };
     if errors.is_empty() {
-        Ok(Filter { matcher, action })
+        Ok(Filter {
+            name: String::new(),
+            matcher,
+            action,
+        })
     } else {
         Err(errors)
     }

@@ -21,8 +21,22 @@
 //!   a batch until CloudWatch has it, so `retries_failed` stays 0.
 //! - a null or stdout output's `proc_records` are the records it took, and
 //!   `proc_bytes` the bytes of those records as JSON.
+//! - a filter's `records` are the records that reached it (its `Match`
+//!   took their tag); `drop_records` those it removed (grep, throttle, a
+//!   lua filter's drop, a rewrite_tag rule that keeps no original),
+//!   `drop_bytes` their size as they reached it; `add_records` the records
+//!   a lua filter made beyond the one it was given; `bytes` the size of
+//!   the records it changed (as changed), or kept after a rewrite_tag copy.
+//!   A size is the record's as Fluent Bit holds it, msgpack
+//!   `[[time, {}], record]` ([`Record::msgpack_event_size`]). Fluent Bit
+//!   counts per chunk what Sluice counts per record: the same figures for
+//!   Docker's one-record frames. A rewrite_tag filter's `emit_records` are
+//!   its copies, which its emitter input (`emitter_for_<filter>`, or its
+//!   `Emitter_Name`, listed after the configuration's inputs) counts in
+//!   records and bytes. A multiline filter is served by Sluice's joiner,
+//!   outside the filters: it has no metrics (and no emitter input).
 //!
-//! Filters' metrics are not served.
+//! [`Record::msgpack_event_size`]: sluice_firelens::Record::msgpack_event_size
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -31,7 +45,7 @@ use std::sync::{Arc, Mutex};
 
 use sluice_firelens::Counters;
 
-use super::plan::{DropIn, InputKind};
+use super::plan::{DropIn, FilterAction, InputKind};
 use crate::streams::StreamKey;
 
 /// Records and bytes an input took.
@@ -56,6 +70,53 @@ enum InputSource {
     ForwardUnix,
     /// The input's own (tcp, tail, exec, dummy, health check).
     Own(InputKind, Arc<InputCounts>),
+    /// The emitter of the `n`th filter (a rewrite_tag filter's copies).
+    Emitter(usize),
+}
+
+/// One filter's counters, Fluent Bit's five, and a rewrite_tag filter's
+/// copies (`emit_records`, and their bytes for its emitter input).
+///
+/// Only the router adds to them, through its `&mut`: one writer, so
+/// [`FilterCounts::add`] is a plain load and store, not a locked add, on
+/// a path every record of a drop-in takes; the admin endpoint only reads.
+#[derive(Debug, Default)]
+pub struct FilterCounts {
+    pub records: AtomicU64,
+    pub drop_records: AtomicU64,
+    pub drop_bytes: AtomicU64,
+    pub add_records: AtomicU64,
+    pub bytes: AtomicU64,
+    pub emit_records: AtomicU64,
+    pub emit_bytes: AtomicU64,
+    /// Whether the filter is a rewrite_tag filter (it has `emit_records`).
+    rewrites_tags: bool,
+}
+
+impl FilterCounts {
+    /// Adds `n` to `counter`; for the router only (see above).
+    pub fn add(counter: &AtomicU64, n: usize) {
+        counter.store(
+            counter.load(Ordering::Relaxed) + n as u64,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// In the order Fluent Bit lists them.
+    fn values(&self) -> Vec<(&'static str, u64)> {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut values = vec![
+            ("drop_records", load(&self.drop_records)),
+            ("add_records", load(&self.add_records)),
+            ("records", load(&self.records)),
+            ("bytes", load(&self.bytes)),
+            ("drop_bytes", load(&self.drop_bytes)),
+        ];
+        if self.rewrites_tags {
+            values.push(("emit_records", load(&self.emit_records)));
+        }
+        values
+    }
 }
 
 /// One output's counters, Fluent Bit's seven.
@@ -94,6 +155,9 @@ impl OutputCounts {
 #[derive(Debug)]
 pub struct PluginMetrics {
     inputs: Vec<(String, InputSource)>,
+    /// The configuration's filters, but its multiline filters.
+    filters: Vec<(String, FilterCounts)>,
+    filters_may_drop: bool,
     outputs: Vec<(String, OutputCounts)>,
     /// The output each log stream's events are counted for: the first to
     /// name it.
@@ -104,7 +168,7 @@ pub struct PluginMetrics {
 
 impl PluginMetrics {
     pub fn new(plan: &DropIn) -> PluginMetrics {
-        let inputs = plan
+        let mut inputs: Vec<(String, InputSource)> = plan
             .input_names
             .iter()
             .map(|(name, kind)| {
@@ -116,8 +180,41 @@ impl PluginMetrics {
                 (name.clone(), source)
             })
             .collect();
+        // Fluent Bit makes a rewrite_tag filter's emitter input as it
+        // starts the filter: after the configuration's inputs.
+        for (i, filter) in plan.filters.iter().enumerate() {
+            if let FilterAction::RewriteTag(r) = &filter.action {
+                let name = r
+                    .emitter_name
+                    .clone()
+                    .unwrap_or_else(|| format!("emitter_for_{}", filter.name));
+                inputs.push((name, InputSource::Emitter(i)));
+            }
+        }
+        let filters = plan
+            .filters
+            .iter()
+            .map(|f| {
+                let counts = FilterCounts {
+                    rewrites_tags: matches!(f.action, FilterAction::RewriteTag(_)),
+                    ..FilterCounts::default()
+                };
+                (f.name.clone(), counts)
+            })
+            .collect();
+        let filters_may_drop = plan.filters.iter().any(|f| {
+            matches!(
+                f.action,
+                FilterAction::Grep(_)
+                    | FilterAction::Throttle(_)
+                    | FilterAction::Lua(_)
+                    | FilterAction::RewriteTag(_)
+            )
+        });
         PluginMetrics {
             inputs,
+            filters,
+            filters_may_drop,
             outputs: plan
                 .outputs
                 .iter()
@@ -140,6 +237,18 @@ impl PluginMetrics {
             InputSource::Own(k, counts) if *k == kind => Some(counts.clone()),
             _ => None,
         })
+    }
+
+    /// Whether a filter may remove records (grep, throttle, lua,
+    /// rewrite_tag): only then does the router size each record as it
+    /// comes, for the bytes a filter drops.
+    pub fn filters_may_drop(&self) -> bool {
+        self.filters_may_drop
+    }
+
+    /// The counters of the `index`th filter of the plan.
+    pub fn filter(&self, index: usize) -> Option<&FilterCounts> {
+        self.filters.get(index).map(|(_, c)| c)
     }
 
     /// The counters of the `index`th output.
@@ -171,6 +280,10 @@ impl PluginMetrics {
                     (InputSource::ForwardTcp, Some(f)) => (&f.tcp.events, &f.tcp.bytes),
                     (InputSource::ForwardUnix, Some(f)) => (&f.unix.events, &f.unix.bytes),
                     (InputSource::Own(_, c), _) => (&c.records, &c.bytes),
+                    (InputSource::Emitter(i), _) => {
+                        let c = &self.filters[*i].1;
+                        (&c.emit_records, &c.emit_bytes)
+                    }
                     (_, None) => return (name.as_str(), [("records", 0), ("bytes", 0)]),
                 };
                 let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -183,7 +296,7 @@ impl PluginMetrics {
     }
 
     /// `/api/v1/metrics`: `{"input":{name:{"records":N,"bytes":N}},
-    /// "output":{name:{"proc_records":N,...}}}`.
+    /// "filter":{name:{"records":N,...}},"output":{name:{"proc_records":N,...}}}`.
     pub fn json(&self) -> String {
         let section = |entries: Vec<(&str, Vec<(&'static str, u64)>)>| {
             let map: serde_json::Map<String, serde_json::Value> = entries
@@ -203,16 +316,22 @@ impl PluginMetrics {
             .into_iter()
             .map(|(name, values)| (name, values.to_vec()))
             .collect();
+        let filters = self
+            .filters
+            .iter()
+            .map(|(name, c)| (name.as_str(), c.values()))
+            .collect();
         let outputs = self
             .outputs
             .iter()
             .map(|(name, c)| (name.as_str(), c.values().to_vec()))
             .collect();
-        serde_json::json!({"input": section(inputs), "output": section(outputs)}).to_string()
+        serde_json::json!({"input": section(inputs), "filter": section(filters), "output": section(outputs)})
+            .to_string()
     }
 
     /// `/api/v1/metrics/prometheus` as Fluent Bit writes it: one line per
-    /// plugin and counter, `fluentbit_<input|output>_<counter>_total{name=
+    /// plugin and counter, `fluentbit_<input|filter|output>_<counter>_total{name=
     /// "<instance>"} <value> <now, ms>`, sorted, each counter's first line
     /// after its `# HELP` and `# TYPE`; then the uptime, the start time and
     /// the build.
@@ -222,6 +341,13 @@ impl PluginMetrics {
             for (counter, value) in values {
                 lines.push(format!(
                     "fluentbit_input_{counter}_total{{name=\"{name}\"}} {value} {now_ms}\n"
+                ));
+            }
+        }
+        for (name, counts) in &self.filters {
+            for (counter, value) in counts.values() {
+                lines.push(format!(
+                    "fluentbit_filter_{counter}_total{{name=\"{name}\"}} {value} {now_ms}\n"
                 ));
             }
         }
@@ -363,7 +489,7 @@ process_start_time_seconds 1699999990
         );
         assert_eq!(
             metrics.json(),
-            r#"{"input":{"exec.3":{"bytes":90,"records":3},"forward.0":{"bytes":700,"records":7},"forward.1":{"bytes":0,"records":0},"tcp.2":{"bytes":20,"records":1}},"output":{"null.0":{"dropped_records":0,"errors":0,"proc_bytes":0,"proc_records":0,"retried_records":0,"retries":0,"retries_failed":0},"to_cw":{"dropped_records":0,"errors":0,"proc_bytes":512,"proc_records":9,"retried_records":4,"retries":1,"retries_failed":0}}}"#
+            r#"{"filter":{},"input":{"exec.3":{"bytes":90,"records":3},"forward.0":{"bytes":700,"records":7},"forward.1":{"bytes":0,"records":0},"tcp.2":{"bytes":20,"records":1}},"output":{"null.0":{"dropped_records":0,"errors":0,"proc_bytes":0,"proc_records":0,"retried_records":0,"retries":0,"retries_failed":0},"to_cw":{"dropped_records":0,"errors":0,"proc_bytes":512,"proc_records":9,"retried_records":4,"retries":1,"retries_failed":0}}}"#
         );
     }
 }

@@ -19,6 +19,9 @@ use crate::config::layer::fluent_bool;
 #[derive(Debug)]
 pub struct RewriteTag {
     pub rules: Vec<Rule>,
+    /// `Emitter_Name`: the name of the input Fluent Bit sends the copies
+    /// through, under which its plugin metrics count them.
+    pub emitter_name: Option<String>,
 }
 
 #[derive(Debug)]
@@ -47,13 +50,15 @@ impl RewriteTag {
     ) -> Result<RewriteTag, Vec<String>> {
         let mut rules = Vec::new();
         let mut errors = Vec::new();
+        let mut emitter_name = None;
         for (key, value) in &section.entries {
             match key.to_ascii_lowercase().as_str() {
                 "rule" => match rule(value) {
                     Ok(r) => rules.push(r),
                     Err(e) => errors.push(format!("[FILTER] rewrite_tag Rule {value}: {e}")),
                 },
-                "emitter_name" | "emitter_storage.type" | "emitter_mem_buf_limit" => {
+                "emitter_name" => emitter_name = Some(value.clone()),
+                "emitter_storage.type" | "emitter_mem_buf_limit" => {
                     notes.push(format!(
                         "{}: [FILTER] rewrite_tag {key} does not apply: Sluice passes a rewritten record straight on, bounded by limits.memory",
                         section.at
@@ -72,7 +77,10 @@ impl RewriteTag {
             ));
         }
         if errors.is_empty() {
-            Ok(RewriteTag { rules })
+            Ok(RewriteTag {
+                rules,
+                emitter_name,
+            })
         } else {
             Err(errors)
         }
@@ -138,10 +146,9 @@ mod tests {
         };
         let mut notes = Vec::new();
         let filter = RewriteTag::from_section(&section, &mut notes)?;
-        assert_eq!(
-            notes,
-            ["f.conf:1: [FILTER] rewrite_tag Emitter_Name does not apply: Sluice passes a rewritten record straight on, bounded by limits.memory"]
-        );
+        // Emitter_Name names the copies' input in the plugin metrics.
+        assert_eq!(notes, Vec::<String>::new());
+        assert_eq!(filter.emitter_name.as_deref(), Some("re"));
         Ok(filter)
     }
 

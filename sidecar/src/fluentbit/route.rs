@@ -12,7 +12,7 @@ use super::plan::{
     CloudWatchOutput, DropIn, Fallback, Filter, FilterAction, Grep, LogicalOp, NameRule,
     OutputKind, ParserFilter, RecordModifier, TagMatch,
 };
-use super::plugin_metrics::PluginMetrics;
+use super::plugin_metrics::{FilterCounts, PluginMetrics};
 use super::template::TemplateInput;
 use crate::cloudwatch::ship::{GroupPolicies, GroupPolicy};
 use crate::streams::{group_name, stream_name, StreamKey};
@@ -91,6 +91,8 @@ struct FilterRun<'a> {
     copies_left: usize,
     /// Set once the limit was logged.
     limit_logged: &'a mut bool,
+    /// The plugin instances' counters, when they are served.
+    metrics: Option<&'a PluginMetrics>,
 }
 
 /// At most this many rewrite_tag copies of one record. Each copy runs the
@@ -155,13 +157,35 @@ impl FilterRun<'_> {
         time_ns: &mut i64,
         applied: &[usize],
     ) -> bool {
+        // A filter's dropped bytes are the record's as its input made it,
+        // whatever the filters before changed (Fluent Bit counts the
+        // chunk's bytes as they were appended).
+        // Sized only where a filter may drop it.
+        let ingested = match self.metrics {
+            Some(m) if m.filters_may_drop() => record.msgpack_event_size(),
+            _ => 0,
+        };
         let filters = self.filters;
         let matching = self.last.indexes(tag, filters.iter().map(|f| &f.matcher));
         for &i in matching.iter().filter(|&&i| i >= from) {
+            let counts = self.metrics.and_then(|m| m.filter(i));
+            if let Some(c) = counts {
+                FilterCounts::add(&c.records, 1);
+            }
+            // A filter that removes the record is counted here, one that
+            // changes it after its arm (`revision`).
+            let dropped = || {
+                if let Some(c) = counts {
+                    FilterCounts::add(&c.drop_records, 1);
+                    FilterCounts::add(&c.drop_bytes, ingested);
+                }
+                false
+            };
+            let revision = record.revision();
             match &filters[i].action {
                 FilterAction::Grep(grep) => {
                     if !keeps(grep, record) {
-                        return false;
+                        return dropped();
                     }
                 }
                 FilterAction::RecordModifier(m) => modify(m, record),
@@ -171,15 +195,23 @@ impl FilterRun<'_> {
                 FilterAction::Aws(a) => a.apply(record),
                 FilterAction::Throttle(t) => {
                     if !t.keeps(Instant::now()) {
-                        return false;
+                        return dropped();
                     }
                 }
                 FilterAction::Lua(lua) => match lua.apply(tag, record, *time_ns) {
                     LuaOutcome::Keep => {}
-                    LuaOutcome::Drop => return false,
+                    LuaOutcome::Drop => return dropped(),
                     LuaOutcome::Replace(records, new_time) => {
                         if let Some(t) = new_time {
                             *time_ns = t;
+                        }
+                        if records.is_empty() {
+                            return dropped();
+                        }
+                        if let Some(c) = counts {
+                            FilterCounts::add(&c.add_records, records.len() - 1);
+                            let bytes = records.iter().map(Record::msgpack_event_size).sum();
+                            FilterCounts::add(&c.bytes, bytes);
                         }
                         let mut records = records.into_iter();
                         let Some(first) = records.next() else {
@@ -198,6 +230,8 @@ impl FilterRun<'_> {
                                 });
                             }
                         }
+                        // Its bytes are counted above, not again below.
+                        continue;
                     }
                 },
                 FilterAction::RewriteTag(r) if !applied.contains(&i) => {
@@ -207,14 +241,36 @@ impl FilterRun<'_> {
                     // As Fluent Bit's emitter takes it: the record as the
                     // filters before this one left it, from the first filter.
                     let lineage: Vec<usize> = applied.iter().copied().chain([i]).collect();
+                    let size = counts.map(|_| record.msgpack_event_size());
                     if !self.send_copy(&rewrite.tag, record.clone(), *time_ns, &lineage) {
                         continue;
                     }
-                    if !rewrite.keep {
-                        return false;
+                    if let (Some(c), Some(size)) = (counts, size) {
+                        FilterCounts::add(&c.emit_records, 1);
+                        FilterCounts::add(&c.emit_bytes, size);
                     }
+                    if !rewrite.keep {
+                        return dropped();
+                    }
+                    // Fluent Bit writes the kept original out again.
+                    if let (Some(c), Some(size)) = (counts, size) {
+                        FilterCounts::add(&c.bytes, size);
+                    }
+                    continue;
                 }
                 FilterAction::RewriteTag(_) => {}
+            }
+            if record.revision() != revision {
+                if let Some(c) = counts {
+                    // As each filter's encoder writes the record out.
+                    let size = match &filters[i].action {
+                        FilterAction::RecordModifier(_)
+                        | FilterAction::Nest(_)
+                        | FilterAction::Aws(_) => record.msgpack_event_size_built(),
+                        _ => record.msgpack_event_size(),
+                    };
+                    FilterCounts::add(&c.bytes, size);
+                }
             }
         }
         true
@@ -300,6 +356,7 @@ impl Router {
             rewritten,
             copies_left: MAX_COPIES,
             limit_logged: &mut self.rewrite_limit_logged,
+            metrics: self.metrics.as_deref(),
         };
         if !run.record(tag, record, time_ns, &[]) {
             return false;
@@ -535,7 +592,7 @@ fn parse(
             fields.insert(key.to_string(), value.to_json());
         }
     }
-    *record = Record::from(fields);
+    record.replace_with(Record::from(fields));
 }
 
 #[cfg(test)]
@@ -991,6 +1048,82 @@ mod tests {
         assert_eq!(run(r#"{"log":"{\"level\":\"info\"}"}"#).1, []);
         assert_eq!(r.outputs_for("logs.debug").len(), 1);
         assert_eq!(r.outputs_for("app-firelens-1").len(), 0);
+    }
+
+    /// Each filter's plugin metrics, as Fluent Bit counts one-record
+    /// chunks (Docker's frames). Sizes are msgpack events
+    /// `[[time, {}], record]`: `{"log":"GET /a","source":"stdout"}` is 39
+    /// bytes, and 60 after record_modifier, whose encoder writes the map
+    /// with a 5-byte header.
+    #[test]
+    fn filters_plugin_metrics_count_what_each_filter_did() {
+        let conf = format!(
+            "{INPUT}[FILTER]\n    Name record_modifier\n    Match *\n    Record ecs_cluster prod\n\
+             [FILTER]\n    Name multiline\n    Match *\n    multiline.key_content log\n    multiline.parser java\n\
+             [FILTER]\n    Name grep\n    Alias drop_get\n    Match app-*\n    Exclude log ^GET\n\
+             [FILTER]\n    Name rewrite_tag\n    Match app-*\n    Rule $log ^(keep) new.$1 true\n\
+             [FILTER]\n    Name lua\n    Match new.*\n    call cb\n    code function cb(t, ts, r) return 1, ts, {{{{log = 'a'}}, {{log = 'bc'}}}} end\n"
+        );
+        let plan = crate::fluentbit::tests::plan_of(&conf).unwrap();
+        let metrics = Arc::new(PluginMetrics::new(&plan));
+        let policies = Arc::new(GroupPolicies::new(GroupPolicy::default()));
+        let mut r = Router::new(plan, policies, Some(metrics.clone()));
+        let mut kept = Vec::new();
+        for line in ["GET /a", "keep me", "other"] {
+            let mut rec = record(&format!(r#"{{"log":"{line}","source":"stdout"}}"#));
+            let mut rewritten = Vec::new();
+            if r.filter(
+                "app-firelens-1",
+                &mut rec,
+                &mut 0,
+                &|_, _| false,
+                &mut rewritten,
+            ) {
+                kept.push(text(&rec));
+            }
+            kept.extend(
+                rewritten
+                    .iter()
+                    .map(|c| format!("{} {}", c.tag, text(&c.record))),
+            );
+        }
+        assert_eq!(
+            kept,
+            [
+                r#"{"ecs_cluster":"prod","log":"keep me","source":"stdout"}"#,
+                // (The lua filter's second record first: it is handed on
+                // while the copy is still in the filters.)
+                r#"new.keep {"log":"bc"}"#,
+                r#"new.keep {"log":"a"}"#,
+                r#"{"ecs_cluster":"prod","log":"other","source":"stdout"}"#,
+            ]
+        );
+        let json: serde_json::Value = serde_json::from_str(&metrics.json()).unwrap();
+        let zero = |m: serde_json::Value| {
+            let mut all = serde_json::json!({"records": 0, "drop_records": 0, "drop_bytes": 0, "add_records": 0, "bytes": 0});
+            all.as_object_mut()
+                .unwrap()
+                .extend(m.as_object().unwrap().clone());
+            all
+        };
+        assert_eq!(
+            json["filter"],
+            serde_json::json!({
+                // The three records and the copy (which it changes again:
+                // its value is set anew).
+                "record_modifier.0": zero(serde_json::json!({"records": 4, "bytes": 60 + 61 + 59 + 61})),
+                // The first record, as its input made it.
+                "drop_get": zero(serde_json::json!({"records": 3, "drop_records": 1, "drop_bytes": 39})),
+                // One copy of 57 bytes; the original, kept, written again.
+                "rewrite_tag.3": zero(serde_json::json!({"records": 2, "bytes": 57, "emit_records": 1})),
+                // One record made two.
+                "lua.4": zero(serde_json::json!({"records": 1, "add_records": 1, "bytes": 20 + 21})),
+            })
+        );
+        assert_eq!(
+            json["input"]["emitter_for_rewrite_tag.3"],
+            serde_json::json!({"records": 1, "bytes": 57})
+        );
     }
 
     #[test]
