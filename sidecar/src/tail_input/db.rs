@@ -267,6 +267,16 @@ impl TailDb {
         Ok(())
     }
 
+    /// The row's file now has the name `name` (it was rotated), as
+    /// `flb_tail_db_file_rotate` records it.
+    pub fn rename(&self, id: i64, name: &str) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "UPDATE in_tail_files SET name=?1 WHERE id=?2;",
+            params![name, id],
+        )?;
+        Ok(())
+    }
+
     pub fn delete(&self, id: i64) -> rusqlite::Result<()> {
         self.conn
             .execute("DELETE FROM in_tail_files WHERE id=?1;", params![id])?;
@@ -426,6 +436,13 @@ mod tests {
             .query_row("SELECT count(*) FROM in_tail_files", [], |r| r.get(0))
             .unwrap();
         assert_eq!(count, 0, "row {id} deleted");
+        // Renamed as its file was (rotated), the row is the new name's.
+        let id = db.insert("/logs/app.log", 8, Position::default()).unwrap();
+        db.rename(id, "/logs/app.log.1").unwrap();
+        assert_eq!(
+            db.find(8, "/logs/app.log.1").unwrap().map(|r| r.id),
+            Some(id)
+        );
     }
 
     #[test]

@@ -186,6 +186,7 @@ impl Following {
                 match change {
                     Change::Rotated(old) => {
                         if let Some(offsets) = offsets {
+                            offsets.renamed(&old, path);
                             offsets.resume(tailed, path);
                         }
                         rotated.push(Rotated {

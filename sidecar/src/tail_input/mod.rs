@@ -1167,6 +1167,42 @@ mod tests {
         task.await.unwrap();
     }
 
+    /// With a `DB`, a rotated file's row takes the file's new name at
+    /// once, as Fluent Bit renames it: with `db.compare_filename`, a
+    /// restart during `Rotate_Wait` finds it under the name the globs find.
+    #[tokio::test]
+    async fn with_a_db_a_rotated_files_row_takes_its_new_name() {
+        let tmp = dir();
+        let d = tmp.path();
+        let (path, moved) = (d.join("app.log"), d.join("app.log.1"));
+        std::fs::write(&path, "before\n").unwrap();
+        let input = tail(&[
+            ("Path", path.to_str().unwrap()),
+            ("Read_from_Head", "on"),
+            ("Rotate_Wait", "30"),
+            ("DB", d.join("tail.db").to_str().unwrap()),
+            ("DB.compare_filename", "on"),
+        ]);
+        let (task, mut rx, stop) = started(input.clone());
+        let (lines, delivery) = next_lines(&mut rx).await;
+        assert_eq!(lines, ["before"]);
+        delivery.accept();
+        let inode = std::fs::metadata(&path).unwrap().ino();
+        std::fs::rename(&path, &moved).unwrap();
+        std::fs::write(&path, "new file\n").unwrap();
+        let (lines, delivery) = next_lines(&mut rx).await;
+        assert_eq!(lines, ["new file"]);
+        delivery.accept();
+        let db = TailDb::open(input.db.as_ref().unwrap()).unwrap();
+        let row = db.find(inode, moved.to_str().unwrap()).unwrap();
+        assert_eq!(
+            row.map(|r| r.position),
+            Some(Position::of(&File::open(&moved).unwrap(), 7).unwrap())
+        );
+        let _ = stop.send(true);
+        task.await.unwrap();
+    }
+
     /// `Rotate_Wait`: lines the application writes to a rotated file after
     /// the router moved on to the new one still arrive, and a rotated file
     /// the globs also name is never read twice, during the wait or after.

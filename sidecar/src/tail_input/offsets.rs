@@ -58,6 +58,29 @@ impl Offsets {
         }
     }
 
+    /// `old`, followed until now at `path`, was rotated: its row takes
+    /// the name the file has now (`app.log.1`), which the kernel keeps for
+    /// the open file, as Fluent Bit reads it from `/proc/self/fd`. With
+    /// `db.compare_filename`, a restart during `Rotate_Wait` then finds the
+    /// row under the name the globs find the file by.
+    pub(super) fn renamed(&mut self, old: &Tailed, path: &Path) {
+        let Some(row) = old.row else {
+            return;
+        };
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&old.file);
+        let Ok(now) = std::fs::read_link(format!("/proc/self/fd/{fd}")) else {
+            return;
+        };
+        // A file removed (not renamed) keeps its old name, marked.
+        let Some(name) = now.to_str().filter(|n| !n.ends_with(" (deleted)")) else {
+            return;
+        };
+        if now != path {
+            let renamed = self.db.rename(row, name);
+            self.check("rename", renamed);
+        }
+    }
+
     /// A file read to its end and let go: its row goes.
     pub(super) fn let_go(&mut self, row: Option<i64>) {
         if let Some(row) = row {
