@@ -246,13 +246,6 @@ impl Record {
         *self = other;
     }
 
-    /// [`Record::msgpack_event_size`] of a record that Fluent Bit's log
-    /// event encoder built key by key (record_modifier, nest and aws
-    /// filters do): it gives the map a 5-byte header whatever its size.
-    pub fn msgpack_event_size_built(&self) -> usize {
-        self.msgpack_event_size() - collection_head(self.len()) + 5
-    }
-
     /// A number that moves on whenever the record's fields change (it may
     /// wrap: compare it for equality only, before and after a filter).
     pub fn revision(&self) -> u32 {
@@ -278,6 +271,13 @@ impl Record {
                     str_size(f.key.len()) + value
                 })
                 .sum::<usize>()
+    }
+
+    /// [`Record::msgpack_event_size`] of a record that Fluent Bit's log
+    /// event encoder built key by key (record_modifier, nest and aws
+    /// filters do): it gives the map a 5-byte header whatever its size.
+    pub fn msgpack_event_size_built(&self) -> usize {
+        self.msgpack_event_size() - collection_head(self.len()) + 5
     }
 
     /// The record as a JSON object.

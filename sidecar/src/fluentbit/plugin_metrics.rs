@@ -9,9 +9,9 @@
 //! What each counts, in Sluice's terms:
 //! - an input's `records` are the records it took; its `bytes` the bytes
 //!   its clients sent (a forward input's frames as read, compressed or
-//!   not) or a tail, tcp or exec input read, or a dummy input's records
-//!   as JSON. A second forward input on a
-//!   listener an earlier one already has shares its counts with that one.
+//!   not) or a tail, tcp or exec input read, or the size of a dummy
+//!   input's records (below). A second forward input on a listener an
+//!   earlier one already has shares its counts with that one.
 //! - a CloudWatch output's `proc_records` and `proc_bytes` are the events
 //!   CloudWatch took and their messages' bytes, counted for the output
 //!   that named their log stream first; `retries` are failed requests sent
@@ -20,21 +20,25 @@
 //!   events it refused (too old, too new, expired, invalid). Sluice sends
 //!   a batch until CloudWatch has it, so `retries_failed` stays 0.
 //! - a null or stdout output's `proc_records` are the records it took, and
-//!   `proc_bytes` the bytes of those records as JSON.
+//!   `proc_bytes` their size.
 //! - a filter's `records` are the records that reached it (its `Match`
 //!   took their tag); `drop_records` those it removed (grep, throttle, a
 //!   lua filter's drop, a rewrite_tag rule that keeps no original),
-//!   `drop_bytes` their size as they reached it; `add_records` the records
-//!   a lua filter made beyond the one it was given; `bytes` the size of
-//!   the records it changed (as changed), or kept after a rewrite_tag copy.
-//!   A size is the record's as Fluent Bit holds it, msgpack
-//!   `[[time, {}], record]` ([`Record::msgpack_event_size`]). Fluent Bit
-//!   counts per chunk what Sluice counts per record: the same figures for
-//!   Docker's one-record frames. A rewrite_tag filter's `emit_records` are
-//!   its copies, which its emitter input (`emitter_for_<filter>`, or its
-//!   `Emitter_Name`, listed after the configuration's inputs) counts in
-//!   records and bytes. A multiline filter is served by Sluice's joiner,
-//!   outside the filters: it has no metrics (and no emitter input).
+//!   `drop_bytes` their size as their input made them; `add_records` the
+//!   records a lua filter made beyond the one it was given; `bytes` the
+//!   size of the records it changed (as changed), or kept after a
+//!   rewrite_tag copy.
+//!
+//! A size is the record's as Fluent Bit holds it, msgpack
+//! `[[time, {}], record]` ([`Record::msgpack_event_size`]; a few bytes
+//! more where Fluent Bit's encoder writes a map with a 5-byte header, as
+//! record_modifier, nest and aws filters do). Fluent Bit counts per chunk
+//! what Sluice counts per record: the same figures for Docker's one-record
+//! frames. A rewrite_tag filter's `emit_records` are its copies, which its
+//! emitter input (`emitter_for_<filter>`, or its `Emitter_Name`, listed
+//! after the configuration's inputs) counts in records and bytes. A
+//! multiline filter is served by Sluice's joiner, outside the filters: it
+//! has no metrics (and no emitter input).
 //!
 //! [`Record::msgpack_event_size`]: sluice_firelens::Record::msgpack_event_size
 

@@ -159,8 +159,8 @@ impl FilterRun<'_> {
     ) -> bool {
         // A filter's dropped bytes are the record's as its input made it,
         // whatever the filters before changed (Fluent Bit counts the
-        // chunk's bytes as they were appended).
-        // Sized only where a filter may drop it.
+        // chunk's bytes as they were appended): sized here, when a filter
+        // may drop it.
         let ingested = match self.metrics {
             Some(m) if m.filters_may_drop() => record.msgpack_event_size(),
             _ => 0,
@@ -205,17 +205,14 @@ impl FilterRun<'_> {
                         if let Some(t) = new_time {
                             *time_ns = t;
                         }
-                        if records.is_empty() {
-                            return dropped();
-                        }
-                        if let Some(c) = counts {
+                        if let (Some(c), false) = (counts, records.is_empty()) {
                             FilterCounts::add(&c.add_records, records.len() - 1);
                             let bytes = records.iter().map(Record::msgpack_event_size).sum();
                             FilterCounts::add(&c.bytes, bytes);
                         }
                         let mut records = records.into_iter();
                         let Some(first) = records.next() else {
-                            return false;
+                            return dropped();
                         };
                         *record = first;
                         // The others go on from the next filter, each an
