@@ -24,6 +24,12 @@ pub struct Limits {
     pub max_frame_bytes: usize,
     /// Largest decompressed payload of one CompressedPackedForward frame.
     pub max_decompressed_bytes: usize,
+    /// The most memory one frame's events may take as they are decoded
+    /// (their text, fields, times and events): a frame that would take
+    /// more is refused. A few bytes on the wire can claim far more: a map
+    /// header a million fields, an entry of three bytes an event of 80.
+    /// The server lowers it to its memory budget.
+    pub max_decoded_bytes: usize,
 }
 
 impl Default for Limits {
@@ -31,6 +37,7 @@ impl Default for Limits {
         Limits {
             max_frame_bytes: 16 << 20,
             max_decompressed_bytes: 64 << 20,
+            max_decoded_bytes: 64 << 20,
         }
     }
 }
@@ -67,6 +74,8 @@ pub enum FrameError {
     TooLarge { max: usize },
     #[error("decompressed payload larger than {max} bytes")]
     DecompressedTooLarge { max: usize },
+    #[error("frame takes more than {max} bytes of memory to decode (limits.memory)")]
+    DecodedTooLarge { max: usize },
     #[error("invalid msgpack: {0}")]
     Msgpack(ReadError),
     #[error("not a forward frame: {0}")]
@@ -84,6 +93,7 @@ impl FrameError {
         match self {
             FrameError::TooLarge { .. } => "frame_too_large",
             FrameError::DecompressedTooLarge { .. } => "decompressed_too_large",
+            FrameError::DecodedTooLarge { .. } => "decoded_too_large",
             FrameError::Msgpack(_) => "invalid_msgpack",
             FrameError::Shape(_) => "bad_frame_shape",
             FrameError::Decompress { .. } => "bad_compression",
@@ -130,6 +140,7 @@ impl ForwardCodec {
             limits: Limits {
                 max_frame_bytes: limits.max_frame_bytes.min(MOST),
                 max_decompressed_bytes: limits.max_decompressed_bytes.min(MOST),
+                max_decoded_bytes: limits.max_decoded_bytes,
             },
             ..ForwardCodec::default()
         }
@@ -356,6 +367,10 @@ fn decode_frame(
     } else {
         c.array_len().map_err(FrameError::Msgpack)?
     };
+    let entries_fit = entries.is_none_or(|n| fits_entries(n, limits));
+    if !entries_fit {
+        return Err(decoded_too_large(limits));
+    }
     let mut times = Vec::with_capacity(entries.unwrap_or(1));
     // Sized once the mode says how much text there can be.
     let mut records: RecordsBuilder;
@@ -371,7 +386,7 @@ fn decode_frame(
             return Ok(());
         }
         times.push(time?);
-        read_record(record, records)
+        read_record(record, records, limits)
     };
     if message {
         records = RecordsBuilder::with_capacity(frame.len());
@@ -546,12 +561,41 @@ fn time_ns(time: &Value<'_>, now_ns: i64) -> Result<i64, FrameError> {
 /// Reads the record at the cursor into `records`: str and bin values
 /// (nearly all of a log record) straight from their bytes into the frame's
 /// shared text, anything else through a msgpack value.
-fn read_record(record: &mut Cursor<'_>, records: &mut RecordsBuilder) -> Result<(), FrameError> {
+/// Memory an entry takes besides its record's text and fields: its time,
+/// and its event once the frame is done.
+const ENTRY_BYTES: usize = std::mem::size_of::<i64>() + std::mem::size_of::<Event>();
+
+/// Whether `entries` events fit the frame's memory before anything else.
+fn fits_entries(entries: usize, limits: &Limits) -> bool {
+    entries.saturating_mul(ENTRY_BYTES) <= limits.max_decoded_bytes
+}
+
+fn decoded_too_large(limits: &Limits) -> FrameError {
+    FrameError::DecodedTooLarge {
+        max: limits.max_decoded_bytes,
+    }
+}
+
+/// Reads an entry's record into `records`, unless the frame's events would
+/// then hold more than the limit: checked before room is made for the
+/// map's fields (its header may claim millions in a few bytes) and again
+/// once its text is in.
+fn read_record(
+    record: &mut Cursor<'_>,
+    records: &mut RecordsBuilder,
+    limits: &Limits,
+) -> Result<(), FrameError> {
     let count = record
         .map_len()
         .map_err(FrameError::Msgpack)?
         .ok_or(FrameError::Shape("a record is a map"))?;
-    // Bounded by the frame, which `skip` checked holds this many pairs.
+    let held = |bytes: usize, records: &RecordsBuilder| {
+        bytes.saturating_add(records.records().saturating_mul(ENTRY_BYTES))
+    };
+    if held(records.held_bytes_with(count), records) + ENTRY_BYTES > limits.max_decoded_bytes {
+        return Err(decoded_too_large(limits));
+    }
+    // Bounded by the bytes buffered, which hold this many pairs.
     records.start_record(count);
     for _ in 0..count {
         let key = match record.bytes().map_err(FrameError::Msgpack)? {
@@ -564,6 +608,9 @@ fn read_record(record: &mut Cursor<'_>, records: &mut RecordsBuilder) -> Result<
             Some(bytes) => records.push_str(&key, bytes),
             None => records.push_json(&key, to_json(&record.value().map_err(FrameError::Msgpack)?)),
         }
+    }
+    if held(records.held_bytes(), records) > limits.max_decoded_bytes {
+        return Err(decoded_too_large(limits));
     }
     Ok(())
 }
@@ -840,6 +887,7 @@ mod tests {
         let mut codec = ForwardCodec::new(Limits {
             max_frame_bytes: 16 << 20,
             max_decompressed_bytes: 1 << 20,
+            ..Limits::default()
         });
         codec.feed(&frame);
         assert_eq!(
@@ -1064,6 +1112,7 @@ mod tests {
         let mut codec = ForwardCodec::new(Limits {
             max_frame_bytes: 64,
             max_decompressed_bytes: 64,
+            ..Limits::default()
         });
         codec.feed(&mp::arr(&[
             mp::str("t"),
@@ -1075,9 +1124,62 @@ mod tests {
         let mut codec = ForwardCodec::new(Limits {
             max_frame_bytes: 1024,
             max_decompressed_bytes: 64,
+            ..Limits::default()
         });
         codec.feed(&[0x92, 0xa1, b't', 0xc6, 0, 1, 0, 0]);
         assert_eq!(codec.next_frame(0), Err(FrameError::TooLarge { max: 1024 }));
+    }
+
+    /// A few bytes may claim far more memory than they take: a map header
+    /// a hundred thousand fields, a Forward frame's entries of a few bytes
+    /// an event each. A frame that would decode to more than
+    /// `max_decoded_bytes` is refused before that memory is taken, in each
+    /// mode, whole or arriving in pieces; under the limit the same shapes
+    /// decode.
+    #[test]
+    fn frames_that_decode_to_more_than_the_memory_limit_are_refused() {
+        let limits = Limits {
+            max_decoded_bytes: 1 << 20,
+            ..Limits::default()
+        };
+        let message = |pairs: u32| {
+            let mut map = vec![0xdf];
+            map.extend_from_slice(&pairs.to_be_bytes());
+            for _ in 0..pairs {
+                map.extend_from_slice(&[0xa0, 0xc0]);
+            }
+            mp::arr(&[mp::str("t"), mp::int(T), map])
+        };
+        let entry = mp::arr(&[mp::int(T), mp::map(&[])]);
+        let forward = |n: usize| mp::arr(&[mp::str("t"), mp::arr(&vec![entry.clone(); n])]);
+        let packed = |n: usize| mp::arr(&[mp::str("t"), mp::bin(&entry.repeat(n))]);
+        // 100,000 fields of 56 bytes; 20,000 entries of 88.
+        let refused = [
+            ("message", message(100_000)),
+            ("forward", forward(20_000)),
+            ("packed", packed(20_000)),
+        ];
+        for (mode, frame) in refused {
+            for piece in [frame.len(), 4096, 100] {
+                assert_eq!(
+                    decode_in_pieces(&frame, piece, limits),
+                    [Err(FrameError::DecodedTooLarge { max: 1 << 20 })],
+                    "{mode} in pieces of {piece}"
+                );
+            }
+        }
+        let decoded = [
+            ("message", message(1_000), 1),
+            ("forward", forward(1_000), 1_000),
+            ("packed", packed(1_000), 1_000),
+        ];
+        for (mode, frame, events) in decoded {
+            let frames = decode_in_pieces(&frame, 100, limits);
+            match frames.as_slice() {
+                [Ok(Frame::Events { events: got, .. })] => assert_eq!(got.len(), events, "{mode}"),
+                other => panic!("{mode}: {other:?}"),
+            }
+        }
     }
 
     /// `bytes` fed in pieces of `piece`, every frame or error taken after
@@ -1178,6 +1280,7 @@ mod tests {
         let limits = Limits {
             max_frame_bytes: 256,
             max_decompressed_bytes: 256,
+            ..Limits::default()
         };
         let entries: Vec<Vec<u8>> = (0..20)
             .map(|_| mp::arr(&[mp::int(T), record("0123456789")]))

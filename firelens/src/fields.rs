@@ -621,12 +621,37 @@ impl RecordsBuilder {
         self.starts.truncate(records);
     }
 
-    /// Starts the next record.
+    /// Starts the next record, of `fields` fields.
     pub(crate) fn start_record(&mut self, fields: usize) {
         // `ForwardCodec::new` keeps frames and payloads small enough that
         // their fields are counted in `u32`.
         self.starts.push(self.fields.len() as u32);
-        self.fields.reserve(fields);
+        let needed = self.fields.len() + fields;
+        if needed > self.fields.capacity() {
+            // Doubled, or to what the record needs, exactly: what
+            // `held_bytes_with` foresees.
+            let grown = needed.max(self.fields.capacity() * 2);
+            self.fields.reserve_exact(grown - self.fields.len());
+        }
+    }
+
+    /// [`RecordsBuilder::held_bytes`] once a record of `fields` fields is
+    /// started: to refuse a map whose header claims more fields than the
+    /// frame's memory may hold, before room is made for them.
+    pub(crate) fn held_bytes_with(&self, fields: usize) -> usize {
+        let needed = self.fields.len() + fields;
+        let capacity = self.fields.capacity();
+        let grown = if needed > capacity {
+            needed.max(capacity * 2)
+        } else {
+            capacity
+        };
+        self.held_bytes() + (grown - capacity) * FIELD_BYTES
+    }
+
+    /// How many records were started.
+    pub(crate) fn records(&self) -> usize {
+        self.starts.len()
     }
 
     /// Adds a field with a string value to the record started last; the

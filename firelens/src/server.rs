@@ -259,7 +259,16 @@ impl Server {
             pipeline,
             counters: self.counters.clone(),
             session: SessionConfig {
-                limits: self.config.limits,
+                // No frame may decode to more than the whole budget: it
+                // could never be paid for.
+                limits: Limits {
+                    max_decoded_bytes: self
+                        .config
+                        .limits
+                        .max_decoded_bytes
+                        .min(self.config.budget.total() as usize),
+                    ..self.config.limits
+                },
                 idle_timeout: self.config.idle_timeout,
                 mid_frame_timeout: MID_FRAME_TIMEOUT,
                 ..SessionConfig::default()
@@ -778,14 +787,24 @@ impl Undecoded<'_> {
         if bytes <= held {
             return Ok(());
         }
-        let more = match shared.budget.try_reserve(bytes - held) {
+        // What the budget could still give this connection: a wait for
+        // more would never end (the wait takes what frees meanwhile, and
+        // nothing else frees this connection's own share).
+        let most = (shared.budget.total() as usize).saturating_sub(held);
+        if most == 0 {
+            return Err(Closed::Frame(FrameError::DecodedTooLarge {
+                max: shared.budget.total() as usize,
+            }));
+        }
+        let wanted = (bytes - held).min(most);
+        let more = match shared.budget.try_reserve(wanted) {
             Some(r) => r,
             None => {
                 shared.counters.buffer_waits.fetch_add(1, Ordering::Relaxed);
                 let patience = shared.session.idle_timeout.min(MID_FRAME_TIMEOUT);
                 let since = tokio::time::Instant::now();
                 // One wait, kept across the checks: its place in the queue.
-                let reserve = shared.budget.reserve(bytes - held);
+                let reserve = shared.budget.reserve(wanted);
                 tokio::pin!(reserve);
                 loop {
                     tokio::select! {

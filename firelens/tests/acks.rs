@@ -384,3 +384,53 @@ fn past_the_connection_limit_a_client_waits_for_a_free_slot() {
         Some("five")
     );
 }
+
+/// A frame whose events would take more memory than the whole budget is
+/// refused, not waited on: its entries of five bytes each claim an event
+/// of about 90, and 400,000 of them (2 MB on the wire) could never be paid
+/// for from a 1 MiB budget. Before, the connection waited for budget that
+/// only its own frame held, for ever, with the budget spent. It is closed
+/// with the frame error counted, the budget is whole again, and the next
+/// client is served.
+#[test]
+fn a_frame_that_could_never_fit_the_budget_is_refused_not_waited_on() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let budget = Arc::new(MemoryBudget::new(1 << 20));
+    let counters = Arc::new(Counters::default());
+    let (addr, mut rx, _shutdown) = start_counted(&runtime, 16, budget.clone(), counters.clone());
+    let n: u32 = 400_000;
+    let mut bomb = vec![0x92, 0xa1, b't', 0xdd];
+    bomb.extend_from_slice(&n.to_be_bytes());
+    for _ in 0..n {
+        bomb.extend_from_slice(&[0x92, 0x01, 0x81, 0xa0, 0xc0]);
+    }
+    let mut client = TcpStream::connect(addr).unwrap();
+    client.write_all(&bomb).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 1];
+    match client.read(&mut buf) {
+        // Closed (reset when its unread bytes were still queued).
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("the connection is closed, not {other:?}"),
+    }
+    wait_until(
+        || {
+            let errors = counters.frame_errors.lock().unwrap();
+            errors.get("decoded_too_large") == Some(&1)
+        },
+        || format!("{:?}", counters.frame_errors.lock().unwrap()),
+    );
+    assert_eq!(budget.in_use(), 0);
+    let mut next_client = TcpStream::connect(addr).unwrap();
+    next_client.write_all(&frame("n")).unwrap();
+    let delivery = next(&runtime, &mut rx);
+    assert_eq!(delivery.events[0].record.get_str("log"), Some("x"));
+    delivery.accept();
+    assert_eq!(
+        read_reply(&mut next_client, Duration::from_secs(10)).as_deref(),
+        Some("n")
+    );
+}

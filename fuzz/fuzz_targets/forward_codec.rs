@@ -13,6 +13,7 @@ fuzz_target!(|data: &[u8]| {
     let limits = Limits {
         max_frame_bytes: 1 << 16,
         max_decompressed_bytes: 1 << 18,
+        max_decoded_bytes: 1 << 20,
     };
     let mut codec = ForwardCodec::new(limits);
     let mut partials = PartialAssembler::new(1 << 10, 10);

@@ -226,6 +226,9 @@ def bad_alongside_good(address):
         "bad_gzip": frame_with_option(["t", b"not gzip"], {"compressed": "gzip"}),
         "gzip_bomb": frame_with_option(["t", gzip.compress(b"\x00" * (80 << 20))], {"compressed": "gzip"}),
         "huge_declared": b"\x92\xa1t\xc6\x7f\xff\xff\xff",
+        # A record's map claiming 4 million empty pairs: 8 MB on the wire,
+        # 224 MB of fields once decoded, more than limits.memory.
+        "field_bomb": b"\x93\xa1t\x01\xdf" + (4 << 20).to_bytes(4, "big") + b"\xa0\xc0" * (4 << 20),
         "wrong_types": msgpack.packb(["t", "not a time", 5]),
     }.items():
         s = connect(address)

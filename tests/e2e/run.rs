@@ -168,7 +168,7 @@ fn each_bad_input_class_alongside_a_good_client() {
     assert_eq!(
         replies,
         [concat!(
-            r#"{"acks_in_order": true, "bad": {"bad_gzip": true, "gzip_bomb": true, "huge_declared": true, "#,
+            r#"{"acks_in_order": true, "bad": {"bad_gzip": true, "field_bomb": true, "gzip_bomb": true, "huge_declared": true, "#,
             r#""idle": true, "invalid_msgpack": true, "not_an_array": true, "slow": true, "wrong_types": true}, "#,
             r#""good_acks": 20}"#
         )]

@@ -113,6 +113,9 @@ pub(super) fn start(
                 Some(last) if last.as_bytes() == tag => last.clone(),
                 _ => last_tag.insert(Arc::<str>::from(text(tag))).clone(),
             };
+            if !super::fits_entries(entries, limits) {
+                return Err(super::decoded_too_large(limits));
+            }
             let pos = c.pos();
             let (text, fields) = last_frame.room(entries);
             // `array_len` found a byte buffered for each entry: the
@@ -208,12 +211,15 @@ impl Streaming {
             let mark = self.records.mark();
             let mut entry = Cursor::new(&frame[self.pos..]);
             let read = entry_time(&mut entry, now_ns)
-                .and_then(|time| read_record(&mut entry, &mut self.records).map(|()| time));
+                .and_then(|time| read_record(&mut entry, &mut self.records, limits).map(|()| time));
             match read {
                 Ok(Ok(time)) => {
                     self.times.push(time);
                     self.pos += entry.pos();
                 }
+                // Too much memory: the frame is refused at once, however
+                // much of it is still to come.
+                Err(e @ FrameError::DecodedTooLarge { .. }) => return Err(e),
                 // A time that is not one is an error only in a log frame,
                 // and its record is not kept.
                 Ok(Err(e)) | Err(e) => {
