@@ -601,12 +601,15 @@ fn read_record(
         let key = match record.bytes().map_err(FrameError::Msgpack)? {
             Some(bytes) => Cow::Borrowed(bytes),
             None => {
-                Cow::Owned(key_string(&record.value().map_err(FrameError::Msgpack)?).into_bytes())
+                Cow::Owned(key_string(&record.value().map_err(FrameError::Msgpack)?)?.into_bytes())
             }
         };
         match record.bytes().map_err(FrameError::Msgpack)? {
             Some(bytes) => records.push_str(&key, bytes),
-            None => records.push_json(&key, to_json(&record.value().map_err(FrameError::Msgpack)?)),
+            None => records.push_json(
+                &key,
+                to_json(&record.value().map_err(FrameError::Msgpack)?)?,
+            ),
         }
     }
     if held(records.held_bytes(), records) > limits.max_decoded_bytes {
@@ -615,10 +618,26 @@ fn read_record(
     Ok(())
 }
 
-fn key_string(key: &Value<'_>) -> String {
+/// The most bytes a map key that is not a string may take as JSON text.
+/// Such a key becomes its JSON text, and a map key inside it is escaped
+/// again there: without a bound, a 288-byte frame of maps keyed by maps,
+/// 32 deep, doubled its key's text at each level (2 GiB in 6 s).
+const MAX_KEY_TEXT: usize = 1024;
+
+/// A map key as a record's key: a string as it is, anything else as its
+/// JSON text, of at most [`MAX_KEY_TEXT`] bytes.
+fn key_string(key: &Value<'_>) -> Result<String, FrameError> {
     match key.as_bytes() {
-        Some(b) => text(b).into_owned(),
-        None => to_json(key).to_string(),
+        Some(b) => Ok(text(b).into_owned()),
+        None => {
+            let json = to_json(key)?.to_string();
+            if json.len() > MAX_KEY_TEXT {
+                return Err(FrameError::Shape(
+                    "a map key that is not a string is longer than 1 KiB as JSON",
+                ));
+            }
+            Ok(json)
+        }
     }
 }
 
@@ -634,26 +653,26 @@ fn text(bytes: &[u8]) -> Cow<'_, str> {
 
 /// A msgpack value as JSON: strings and binaries as (lossy UTF-8) strings,
 /// ext values as `{"ext": type, "data": "<hex>"}`.
-fn to_json(value: &Value<'_>) -> Json {
-    match value {
+fn to_json(value: &Value<'_>) -> Result<Json, FrameError> {
+    Ok(match value {
         Value::Nil => Json::Null,
         Value::Bool(b) => Json::Bool(*b),
         Value::Int(n) => Json::Number((*n).into()),
         Value::UInt(n) => Json::Number((*n).into()),
         Value::Float(f) => Number::from_f64(*f).map_or(Json::Null, Json::Number),
         Value::Str(b) | Value::Bin(b) => Json::String(text(b).into_owned()),
-        Value::Array(items) => Json::Array(items.iter().map(to_json).collect()),
+        Value::Array(items) => Json::Array(items.iter().map(to_json).collect::<Result<_, _>>()?),
         Value::Map(entries) => Json::Object(
             entries
                 .iter()
-                .map(|(k, v)| (key_string(k), to_json(v)))
-                .collect(),
+                .map(|(k, v)| Ok((key_string(k)?, to_json(v)?)))
+                .collect::<Result<_, FrameError>>()?,
         ),
         Value::Ext(ty, data) => {
             let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
             serde_json::json!({ "ext": ty, "data": hex })
         }
-    }
+    })
 }
 
 /// Decompresses a CompressedPackedForward payload, refusing to produce more
@@ -1128,6 +1147,41 @@ mod tests {
         });
         codec.feed(&[0x92, 0xa1, b't', 0xc6, 0, 1, 0, 0]);
         assert_eq!(codec.next_frame(0), Err(FrameError::TooLarge { max: 1024 }));
+    }
+
+    /// A map key that is not a string becomes its JSON text. Maps keyed by
+    /// maps around a key of quotes double that text at each level (each
+    /// level escapes the one inside it; 28 levels would take gigabytes):
+    /// such a key is refused once its text passes 1 KiB. Ten levels would
+    /// make a key of about 20 KB.
+    #[test]
+    fn keys_that_are_not_strings_are_their_json_text_up_to_1_kib() {
+        let message = |record: Vec<u8>| mp::arr(&[mp::str("t"), mp::int(T), record]);
+        let mut keyed = vec![0x83, 0x01];
+        keyed.extend(mp::str("one"));
+        keyed.extend([0x92, 0x01, 0x02]);
+        keyed.extend(mp::str("pair"));
+        keyed.extend([0x81, 0xa1, b'k', 0xc0]);
+        keyed.extend(mp::str("map"));
+        let frames = decode_all(&message(keyed));
+        assert_eq!(
+            events(&frames[0])[0].2,
+            serde_json::json!({"1": "one", "[1,2]": "pair", "{\"k\":null}": "map"})
+        );
+        let mut nested = mp::str(&"\"".repeat(20));
+        for _ in 0..9 {
+            let mut map = vec![0x81];
+            map.extend(nested);
+            map.push(0xc0);
+            nested = map;
+        }
+        let mut record = vec![0x81];
+        record.extend(nested);
+        record.push(0xc0);
+        match decode_all(&message(record)).pop() {
+            Some(Err(e)) => assert_eq!(e.kind(), "bad_frame_shape", "{e}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     /// A few bytes may claim far more memory than they take: a map header
