@@ -565,6 +565,12 @@ fn time_ns(time: &Value<'_>, now_ns: i64) -> Result<i64, FrameError> {
 /// and its event once the frame is done.
 const ENTRY_BYTES: usize = std::mem::size_of::<i64>() + std::mem::size_of::<Event>();
 
+/// About what one part of a value that is not a string takes decoded: its
+/// `msgpack::Value` while it is converted, its `serde_json::Value`, and a
+/// map entry's key and place in the map.
+const TREE_NODE_BYTES: usize =
+    2 * std::mem::size_of::<Value>() + std::mem::size_of::<Json>() + std::mem::size_of::<String>();
+
 /// Whether `entries` events fit the frame's memory before anything else.
 fn fits_entries(entries: usize, limits: &Limits) -> bool {
     entries.saturating_mul(ENTRY_BYTES) <= limits.max_decoded_bytes
@@ -589,9 +595,6 @@ fn read_record(
         .map_len()
         .map_err(FrameError::Msgpack)?
         .ok_or(FrameError::Shape("a record is a map"))?;
-    let held = |bytes: usize, records: &RecordsBuilder| {
-        bytes.saturating_add(records.records().saturating_mul(ENTRY_BYTES))
-    };
     if held(records.held_bytes_with(count), records) + ENTRY_BYTES > limits.max_decoded_bytes {
         return Err(decoded_too_large(limits));
     }
@@ -600,22 +603,45 @@ fn read_record(
     for _ in 0..count {
         let key = match record.bytes().map_err(FrameError::Msgpack)? {
             Some(bytes) => Cow::Borrowed(bytes),
-            None => {
-                Cow::Owned(key_string(&record.value().map_err(FrameError::Msgpack)?)?.into_bytes())
-            }
+            None => Cow::Owned(key_string(&tree(record, records, limits)?.0)?.into_bytes()),
         };
         match record.bytes().map_err(FrameError::Msgpack)? {
             Some(bytes) => records.push_str(&key, bytes),
-            None => records.push_json(
-                &key,
-                to_json(&record.value().map_err(FrameError::Msgpack)?)?,
-            ),
+            None => {
+                let (value, bytes) = tree(record, records, limits)?;
+                records.push_json(&key, to_json(&value)?, bytes);
+            }
         }
     }
     if held(records.held_bytes(), records) > limits.max_decoded_bytes {
         return Err(decoded_too_large(limits));
     }
     Ok(())
+}
+
+/// What `records` hold with `bytes` more: theirs, and each entry's event.
+fn held(bytes: usize, records: &RecordsBuilder) -> usize {
+    bytes.saturating_add(records.records().saturating_mul(ENTRY_BYTES))
+}
+
+/// The next value, which is not a string: a value built as a tree takes
+/// memory in proportion to its parts (a million nils in a megabyte), so
+/// it is sized, and refused past the limit, before it is built. Returns
+/// it with its size.
+fn tree<'a>(
+    record: &mut Cursor<'a>,
+    records: &RecordsBuilder,
+    limits: &Limits,
+) -> Result<(Value<'a>, usize), FrameError> {
+    let bytes = record
+        .items()
+        .map_err(FrameError::Msgpack)?
+        .saturating_mul(TREE_NODE_BYTES);
+    if held(records.held_bytes().saturating_add(bytes), records) > limits.max_decoded_bytes {
+        return Err(decoded_too_large(limits));
+    }
+    let value = record.value().map_err(FrameError::Msgpack)?;
+    Ok((value, bytes))
 }
 
 /// The most bytes a map key that is not a string may take as JSON text.
@@ -1204,12 +1230,23 @@ mod tests {
             }
             mp::arr(&[mp::str("t"), mp::int(T), map])
         };
+        // A record whose value is an array of `nils` nils: a byte each.
+        let nils = |nils: usize| {
+            let mut array = mp::arr(&vec![vec![0xc0]; nils]);
+            array.insert(0, 0xa1);
+            array.insert(1, b'a');
+            let mut record = vec![0x81];
+            record.extend(array);
+            mp::arr(&[mp::str("t"), mp::int(T), record])
+        };
         let entry = mp::arr(&[mp::int(T), mp::map(&[])]);
         let forward = |n: usize| mp::arr(&[mp::str("t"), mp::arr(&vec![entry.clone(); n])]);
         let packed = |n: usize| mp::arr(&[mp::str("t"), mp::bin(&entry.repeat(n))]);
-        // 100,000 fields of 56 bytes; 20,000 entries of 88.
+        // 100,000 fields of 56 bytes; 20,000 nils built as trees; 20,000
+        // entries of 88.
         let refused = [
             ("message", message(100_000)),
+            ("nils", nils(20_000)),
             ("forward", forward(20_000)),
             ("packed", packed(20_000)),
         ];
@@ -1224,6 +1261,7 @@ mod tests {
         }
         let decoded = [
             ("message", message(1_000), 1),
+            ("nils", nils(1_000), 1),
             ("forward", forward(1_000), 1_000),
             ("packed", packed(1_000), 1_000),
         ];

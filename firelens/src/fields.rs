@@ -551,6 +551,15 @@ impl From<Map<String, Json>> for Record {
     }
 }
 
+/// Where a [`RecordsBuilder`] was, to go back to.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Mark {
+    text: usize,
+    fields: usize,
+    records: usize,
+    json_bytes: usize,
+}
+
 /// Builds the records of one frame over one shared text. The bytes are
 /// checked as UTF-8 once, all together, when the records are finished:
 /// one pass over a frame instead of a call per string.
@@ -562,6 +571,8 @@ pub(crate) struct RecordsBuilder {
     fields: Vec<Field>,
     /// Where each record's fields start in `fields`.
     starts: Vec<u32>,
+    /// About what the values that are not strings hold (`push_json`).
+    json_bytes: usize,
 }
 
 impl RecordsBuilder {
@@ -580,6 +591,7 @@ impl RecordsBuilder {
             text: Vec::with_capacity(text),
             fields: Vec::with_capacity(fields),
             starts: Vec::new(),
+            json_bytes: 0,
         }
     }
 
@@ -588,6 +600,7 @@ impl RecordsBuilder {
         self.text.capacity()
             + self.fields.capacity() * FIELD_BYTES
             + self.starts.capacity() * std::mem::size_of::<u32>()
+            + self.json_bytes
     }
 
     /// Bytes of text and fields so far.
@@ -609,16 +622,22 @@ impl RecordsBuilder {
 
     /// Where the builder is now, to go back to with
     /// [`RecordsBuilder::rollback`].
-    pub(crate) fn mark(&self) -> (usize, usize, usize) {
-        (self.text.len(), self.fields.len(), self.starts.len())
+    pub(crate) fn mark(&self) -> Mark {
+        Mark {
+            text: self.text.len(),
+            fields: self.fields.len(),
+            records: self.starts.len(),
+            json_bytes: self.json_bytes,
+        }
     }
 
     /// Forgets everything added since `mark` (an entry cut short by the
     /// end of the bytes read so far, or one that is not a log entry).
-    pub(crate) fn rollback(&mut self, (text, fields, records): (usize, usize, usize)) {
-        self.text.truncate(text);
-        self.fields.truncate(fields);
-        self.starts.truncate(records);
+    pub(crate) fn rollback(&mut self, mark: Mark) {
+        self.text.truncate(mark.text);
+        self.fields.truncate(mark.fields);
+        self.starts.truncate(mark.records);
+        self.json_bytes = mark.json_bytes;
     }
 
     /// Starts the next record, of `fields` fields.
@@ -668,7 +687,10 @@ impl RecordsBuilder {
     }
 
     /// Adds a field with another value to the record started last.
-    pub(crate) fn push_json(&mut self, key: &[u8], value: Json) {
+    /// Adds a field with any JSON value; `bytes`: about what the value
+    /// holds, counted in [`RecordsBuilder::held_bytes`] from now on.
+    pub(crate) fn push_json(&mut self, key: &[u8], value: Json, bytes: usize) {
+        self.json_bytes += bytes;
         let key = self.append(key);
         let value = match value {
             Json::String(s) => Slot::Text(self.append(s.as_bytes())),
@@ -1022,7 +1044,7 @@ mod tests {
         b.push_str(b"log", b"first");
         b.start_record(2);
         b.push_str(b"log", b"second");
-        b.push_json(b"n", n);
+        b.push_json(b"n", n, 0);
         b.finish().collect()
     }
 

@@ -227,6 +227,17 @@ impl<'a> Cursor<'a> {
         self.reader.skip(0)
     }
 
+    /// How many values the next value is made of, itself included (a map's
+    /// keys and values each count), found without building it or moving
+    /// on: what decoding it would allocate is in proportion.
+    pub fn items(&self) -> Result<usize, ReadError> {
+        let mut reader = Reader {
+            input: self.reader.input,
+            pos: self.reader.pos,
+        };
+        reader.count_items(0)
+    }
+
     /// The element count of the next value when it is an array (its header
     /// is read); `None`, reading nothing, when it is not.
     pub fn array_len(&mut self) -> Result<Option<usize>, ReadError> {
@@ -421,6 +432,18 @@ impl<'a> Reader<'a> {
             self.skip(depth + 1)?;
         }
         Ok(())
+    }
+
+    /// [`Reader::skip`], counting the values stepped over.
+    fn count_items(&mut self, depth: usize) -> Result<usize, ReadError> {
+        if depth > MAX_DEPTH {
+            return self.invalid("nested too deeply");
+        }
+        let mut items = 1;
+        for _ in 0..self.header()? {
+            items += self.count_items(depth + 1)?;
+        }
+        Ok(items)
     }
 
     /// Steps over one value's marker, length and bytes; returns how many
