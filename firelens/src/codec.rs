@@ -367,8 +367,7 @@ fn decode_frame(
     } else {
         c.array_len().map_err(FrameError::Msgpack)?
     };
-    let entries_fit = entries.is_none_or(|n| fits_entries(n, limits));
-    if !entries_fit {
+    if entries.is_some_and(|n| !fits_entries(n, limits)) {
         return Err(decoded_too_large(limits));
     }
     let mut times = Vec::with_capacity(entries.unwrap_or(1));
@@ -558,9 +557,6 @@ fn time_ns(time: &Value<'_>, now_ns: i64) -> Result<i64, FrameError> {
     Ok(ns)
 }
 
-/// Reads the record at the cursor into `records`: str and bin values
-/// (nearly all of a log record) straight from their bytes into the frame's
-/// shared text, anything else through a msgpack value.
 /// Memory an entry takes besides its record's text and fields: its time,
 /// and its event once the frame is done.
 const ENTRY_BYTES: usize = std::mem::size_of::<i64>() + std::mem::size_of::<Event>();
@@ -582,10 +578,13 @@ fn decoded_too_large(limits: &Limits) -> FrameError {
     }
 }
 
-/// Reads an entry's record into `records`, unless the frame's events would
-/// then hold more than the limit: checked before room is made for the
-/// map's fields (its header may claim millions in a few bytes) and again
-/// once its text is in.
+/// Reads the record at the cursor into `records`: str and bin values
+/// (nearly all of a log record) straight from their bytes into the frame's
+/// shared text, anything else through a msgpack value. Refused when the
+/// frame's events would then hold more than the limit: checked before room
+/// is made for the map's fields (its header may claim millions in a few
+/// bytes), before a value that is not a string is built, and once the
+/// record is in.
 fn read_record(
     record: &mut Cursor<'_>,
     records: &mut RecordsBuilder,

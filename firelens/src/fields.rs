@@ -686,9 +686,9 @@ impl RecordsBuilder {
         });
     }
 
-    /// Adds a field with another value to the record started last.
-    /// Adds a field with any JSON value; `bytes`: about what the value
-    /// holds, counted in [`RecordsBuilder::held_bytes`] from now on.
+    /// Adds a field with another value to the record started last;
+    /// `bytes`: about what the value holds, counted in
+    /// [`RecordsBuilder::held_bytes`] from now on.
     pub(crate) fn push_json(&mut self, key: &[u8], value: Json, bytes: usize) {
         self.json_bytes += bytes;
         let key = self.append(key);
