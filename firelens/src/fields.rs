@@ -645,12 +645,18 @@ impl RecordsBuilder {
         // `ForwardCodec::new` keeps frames and payloads small enough that
         // their fields are counted in `u32`.
         self.starts.push(self.fields.len() as u32);
-        let needed = self.fields.len() + fields;
-        if needed > self.fields.capacity() {
-            // Doubled, or to what the record needs, exactly: what
-            // `held_bytes_with` foresees.
-            let grown = needed.max(self.fields.capacity() * 2);
-            self.fields.reserve_exact(grown - self.fields.len());
+        let grown = self.fields_capacity_with(fields);
+        self.fields.reserve_exact(grown - self.fields.len());
+    }
+
+    /// The fields' capacity once a record of `fields` fields is started:
+    /// as it is when they fit, else doubled, or what the record needs.
+    fn fields_capacity_with(&self, fields: usize) -> usize {
+        let (needed, capacity) = (self.fields.len() + fields, self.fields.capacity());
+        if needed > capacity {
+            needed.max(capacity * 2)
+        } else {
+            capacity
         }
     }
 
@@ -658,14 +664,8 @@ impl RecordsBuilder {
     /// started: to refuse a map whose header claims more fields than the
     /// frame's memory may hold, before room is made for them.
     pub(crate) fn held_bytes_with(&self, fields: usize) -> usize {
-        let needed = self.fields.len() + fields;
-        let capacity = self.fields.capacity();
-        let grown = if needed > capacity {
-            needed.max(capacity * 2)
-        } else {
-            capacity
-        };
-        self.held_bytes() + (grown - capacity) * FIELD_BYTES
+        let more = self.fields_capacity_with(fields) - self.fields.capacity();
+        self.held_bytes() + more * FIELD_BYTES
     }
 
     /// How many records were started.
