@@ -15,7 +15,10 @@
 //!   `{"uptime_sec":N,"uptime_hr":"..."}`.
 //! - `GET /api/v1/metrics` and `GET /api/v1/metrics/prometheus`, with a
 //!   FireLens configuration: its inputs' and outputs' counters as Fluent
-//!   Bit serves them (`fluentbit/plugin_metrics.rs`).
+//!   Bit serves them (`fluentbit/plugin_metrics.rs`); and `GET
+//!   /api/v2/metrics` and `GET /api/v2/metrics/prometheus`, the same
+//!   counters and the process's in Fluent Bit's v2 families
+//!   (`fluentbit/metrics_v2.rs`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -31,7 +34,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::event::now_ms;
+use crate::fluentbit::metrics_v2;
 use crate::fluentbit::plugin_metrics::PluginMetrics;
+use crate::log_counts::LOG_COUNTS;
 use crate::metrics::{self, Sources};
 
 /// How long without progress counts as wedged.
@@ -44,8 +49,10 @@ pub struct Admin {
     /// When Sluice started, for `/api/v1/uptime`.
     pub started: Instant,
     /// A FireLens configuration's plugin instances' counters, for
-    /// `/api/v1/metrics` and `/api/v1/metrics/prometheus`.
+    /// `/api/v1/metrics` and `/api/v2/metrics`, each also `/prometheus`.
     pub plugin_metrics: Option<Arc<PluginMetrics>>,
+    /// The host's name, for `/api/v2/metrics`' `hostname` labels.
+    pub hostname: String,
 }
 
 impl Admin {
@@ -136,11 +143,42 @@ impl Admin {
                         .unwrap_or_default(),
                 )
             }
+            "/api/v2/metrics" if self.plugin_metrics.is_some() => {
+                reply(StatusCode::OK, "text/plain", self.metrics_v2(false))
+            }
+            "/api/v2/metrics/prometheus" if self.plugin_metrics.is_some() => reply(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                self.metrics_v2(true),
+            ),
             _ => reply(
                 StatusCode::NOT_FOUND,
                 "text/plain",
-                "/healthz, /metrics, /api/v1/health or /api/v1/uptime (and, with a FireLens configuration, /api/v1/metrics and /api/v1/metrics/prometheus)\n".into(),
+                "/healthz, /metrics, /api/v1/health or /api/v1/uptime (and, with a FireLens configuration, /api/v1/metrics[/prometheus] and /api/v2/metrics[/prometheus])\n".into(),
             ),
+        }
+    }
+
+    /// `/api/v2/metrics`, or with `prometheus` its Prometheus text; empty
+    /// without a FireLens configuration.
+    fn metrics_v2(&self, prometheus: bool) -> String {
+        let Some(plugins) = self.plugin_metrics.as_deref() else {
+            return String::new();
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let uptime_s = self.started.elapsed().as_secs();
+        let process = metrics_v2::Process {
+            hostname: &self.hostname,
+            started_unix_s: now.as_secs().saturating_sub(uptime_s),
+            uptime_s,
+            logs: LOG_COUNTS.get(),
+        };
+        if prometheus {
+            metrics_v2::prometheus(plugins, &process)
+        } else {
+            metrics_v2::text(plugins, &process, now.as_nanos())
         }
     }
 }
@@ -224,6 +262,7 @@ mod tests {
                 listening: rx,
                 started: Instant::now(),
                 plugin_metrics: None,
+                hostname: "h".into(),
             },
             tx,
         )

@@ -13,6 +13,7 @@ pub mod exec_input;
 pub mod fluentbit;
 pub mod heap;
 pub mod input_links;
+pub mod log_counts;
 pub mod memory_limit;
 pub mod metrics;
 pub mod multiline;

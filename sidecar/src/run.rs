@@ -27,6 +27,7 @@ use crate::fluentbit::plugin_metrics::{InputCounts, PluginMetrics};
 use crate::fluentbit::route::Router;
 use crate::fluentbit::{self, DropIn};
 use crate::input_links::InputLinks;
+use crate::log_counts;
 use crate::memory_limit::{self, Note};
 use crate::metrics::{PipelineCounters, Sources};
 use crate::output::{FileSink, Sink};
@@ -176,6 +177,7 @@ fn init_logging(level: LevelFilter) -> Option<LevelHandle> {
     tracing_subscriber::registry()
         .with(filter)
         .with(fmt)
+        .with(log_counts::CountingLayer(&log_counts::LOG_COUNTS))
         .try_init()
         .ok()
         .map(|()| handle)
@@ -509,8 +511,9 @@ async fn serve(
             listening: listening_rx,
             started,
             plugin_metrics: plugin_metrics.clone(),
+            hostname: crate::ecs::host_name().unwrap_or_default(),
         };
-        tracing::info!(%addr, "admin endpoint: /healthz, /metrics, /api/v1/health, /api/v1/uptime, /api/v1/metrics[/prometheus] (FireLens)");
+        tracing::info!(%addr, "admin endpoint: /healthz, /metrics, /api/v1/health, /api/v1/uptime, /api/v1/metrics[/prometheus] and /api/v2/metrics[/prometheus] (FireLens)");
         tokio::spawn(admin::serve(listener, Arc::new(admin), admin_stop));
     }
     let handle = tokio::runtime::Handle::current();

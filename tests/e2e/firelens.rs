@@ -2067,6 +2067,118 @@ fn aws_for_fluent_bits_plugin_metrics_conf() {
     );
 }
 
+/// Fluent Bit's v2 metrics: `/api/v2/metrics/prometheus`, read by
+/// prometheus_client's parser, and `/api/v2/metrics`, with the task's
+/// counts under Fluent Bit's family and plugin names.
+#[test]
+fn fluent_bits_v2_metrics() {
+    let Peers {
+        moto,
+        agent,
+        addresses,
+    } = Peers::start();
+    let extra = extra_conf("[FILTER]\n    Name grep\n    Match *\n    Exclude log ^drop\n");
+    let sidecar = start_app_task(&moto, &agent, &addresses, &extra);
+    send_app(
+        &addresses,
+        &[("stdout", "one"), ("stdout", "drop me"), ("stderr", "two")],
+    );
+    moto.wait_for_dump("the two kept lines", |d| app_events(d).len() == 2);
+    // The shipper counts a batch once CloudWatch has answered it.
+    let proc_records = "fluentbit_output_proc_records_total{name=cloudwatch_logs.1}";
+    let mut samples = Default::default();
+    wait_until(
+        "the app's output counted",
+        Duration::from_millis(200),
+        || {
+            let (content_type, scraped) =
+                crate::support::scrape_path(&sidecar.admin, "/api/v2/metrics/prometheus");
+            assert_eq!(content_type, "text/plain; version=0.0.4");
+            samples = scraped;
+            samples.get(proc_records) == Some(&2.0)
+        },
+    );
+    let text = http_get(&format!("http://{}/api/v2/metrics", sidecar.admin));
+    let (status, sidecar_stopped) = sidecar.stop();
+    assert!(status.success(), "{sidecar_stopped:?}");
+
+    let value = |key: &str| samples.get(key).copied();
+    // The agent's unix input takes the Docker records; the health check's
+    // tcp input and the null output it feeds see none.
+    for (key, want) in [
+        ("fluentbit_input_records_total{name=forward.0}", 3.0),
+        ("fluentbit_input_records_total{name=forward.1}", 0.0),
+        ("fluentbit_input_records_total{name=tcp.2}", 0.0),
+        (
+            "fluentbit_filter_records_total{name=record_modifier.0}",
+            3.0,
+        ),
+        (
+            "fluentbit_filter_drop_records_total{name=record_modifier.0}",
+            0.0,
+        ),
+        ("fluentbit_filter_records_total{name=grep.1}", 3.0),
+        ("fluentbit_filter_drop_records_total{name=grep.1}", 1.0),
+        ("fluentbit_output_proc_records_total{name=null.0}", 0.0),
+        (proc_records, 2.0),
+        ("fluentbit_output_errors_total{name=cloudwatch_logs.1}", 0.0),
+        ("fluentbit_logger_logs_total{message_type=error}", 0.0),
+    ] {
+        assert_eq!(value(key), Some(want), "{key} in {samples:#?}");
+    }
+    // prometheus_client names a counter's samples `_total`, also the two
+    // Fluent Bit names without it (uptime, hot reloads).
+    let families: std::collections::BTreeSet<&str> = samples
+        .keys()
+        .map(|k| k.split('{').next().unwrap_or(k))
+        .collect();
+    assert_eq!(
+        families.into_iter().collect::<Vec<_>>(),
+        [
+            "fluentbit_build_info",
+            "fluentbit_filter_add_records_total",
+            "fluentbit_filter_bytes_total",
+            "fluentbit_filter_drop_bytes_total",
+            "fluentbit_filter_drop_records_total",
+            "fluentbit_filter_records_total",
+            "fluentbit_hot_reloaded_times_total",
+            "fluentbit_input_bytes_total",
+            "fluentbit_input_records_total",
+            "fluentbit_logger_logs_total",
+            "fluentbit_output_dropped_records_total",
+            "fluentbit_output_errors_total",
+            "fluentbit_output_proc_bytes_total",
+            "fluentbit_output_proc_records_total",
+            "fluentbit_output_retried_records_total",
+            "fluentbit_output_retries_failed_total",
+            "fluentbit_output_retries_total",
+            "fluentbit_process_start_time_seconds",
+            "fluentbit_uptime_total",
+        ]
+    );
+    // The text page: one `time name{labels} = value` line a sample.
+    let (status, body) = text.split_once(' ').expect("status and body");
+    assert_eq!(status, "200");
+    let line = body
+        .lines()
+        .find(|l| l.contains(" fluentbit_filter_drop_records_total{name=\"grep.1\"} = "))
+        .expect("grep's dropped records");
+    let (stamp, rest) = line.split_once(' ').expect("a stamp");
+    assert_eq!(
+        rest,
+        "fluentbit_filter_drop_records_total{name=\"grep.1\"} = 1"
+    );
+    assert_eq!(
+        stamp.len(),
+        "2026-11-29T10:25:11.747897788Z".len(),
+        "{stamp}"
+    );
+    assert!(
+        stamp.ends_with('Z') && stamp.as_bytes()[10] == b'T',
+        "{stamp}"
+    );
+}
+
 /// AWS's FireLens example for a custom stack-trace format
 /// (`firelens-concatanate-multiline.html`): a `[MULTILINE_PARSER]` in a
 /// parsers file named by `[SERVICE] parsers_file`, and the multiline

@@ -258,7 +258,12 @@ pub struct StoredEvent {
 /// The sidecar's /metrics, parsed by prometheus_client: (content type,
 /// samples as `name{labels}` to value, labels sorted).
 pub fn scrape(admin: &str) -> (String, std::collections::BTreeMap<String, f64>) {
-    let lines = run_script("metrics_peer.py", &[&format!("http://{admin}/metrics")]);
+    scrape_path(admin, "/metrics")
+}
+
+/// [`scrape`] of another page of the admin endpoint.
+pub fn scrape_path(admin: &str, path: &str) -> (String, std::collections::BTreeMap<String, f64>) {
+    let lines = run_script("metrics_peer.py", &[&format!("http://{admin}{path}")]);
     let head: serde_json::Value = serde_json::from_str(&lines[0]).expect("JSON");
     let mut samples = std::collections::BTreeMap::new();
     for line in &lines[1..] {

@@ -19,6 +19,7 @@ pub mod decode;
 pub mod init;
 pub mod local_time;
 pub mod lua_filter;
+pub mod metrics_v2;
 pub mod modify;
 pub mod multiline_parsers;
 pub mod nest;
@@ -211,7 +212,7 @@ pub fn describe(plan: &DropIn) -> String {
     if let Some(a) = plan.http_server {
         let _ = writeln!(
             out,
-            "  admin endpoint {a} ([SERVICE] HTTP_Server: /api/v1/health, /api/v1/uptime, /api/v1/metrics, /api/v1/metrics/prometheus, /healthz, /metrics)"
+            "  admin endpoint {a} ([SERVICE] HTTP_Server: /api/v1/health, /api/v1/uptime, /api/v1/metrics[/prometheus], /api/v2/metrics[/prometheus], /healthz, /metrics)"
         );
     }
     if let Some(flush) = plan.flush {

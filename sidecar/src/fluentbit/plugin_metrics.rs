@@ -275,7 +275,7 @@ impl PluginMetrics {
     }
 
     /// Each input's records and bytes, in the configuration's order.
-    fn input_values(&self) -> Vec<(&str, [(&'static str, u64); 2])> {
+    pub(super) fn input_values(&self) -> Vec<(&str, [(&'static str, u64); 2])> {
         let forward = self.forward.get();
         self.inputs
             .iter()
@@ -296,6 +296,23 @@ impl PluginMetrics {
                     [("records", load(records)), ("bytes", load(bytes))],
                 )
             })
+            .collect()
+    }
+
+    /// Each filter's counters (but a multiline filter's), in the
+    /// configuration's order.
+    pub(super) fn filter_values(&self) -> Vec<(&str, Vec<(&'static str, u64)>)> {
+        self.filters
+            .iter()
+            .map(|(name, c)| (name.as_str(), c.values()))
+            .collect()
+    }
+
+    /// Each output's counters, in the configuration's order.
+    pub(super) fn output_values(&self) -> Vec<(&str, [(&'static str, u64); 7])> {
+        self.outputs
+            .iter()
+            .map(|(name, c)| (name.as_str(), c.values()))
             .collect()
     }
 
@@ -320,15 +337,11 @@ impl PluginMetrics {
             .into_iter()
             .map(|(name, values)| (name, values.to_vec()))
             .collect();
-        let filters = self
-            .filters
-            .iter()
-            .map(|(name, c)| (name.as_str(), c.values()))
-            .collect();
+        let filters = self.filter_values();
         let outputs = self
-            .outputs
-            .iter()
-            .map(|(name, c)| (name.as_str(), c.values().to_vec()))
+            .output_values()
+            .into_iter()
+            .map(|(name, values)| (name, values.to_vec()))
             .collect();
         serde_json::json!({"input": section(inputs), "filter": section(filters), "output": section(outputs)})
             .to_string()
