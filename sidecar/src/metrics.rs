@@ -218,6 +218,19 @@ pub fn render(s: &Sources) -> String {
             crate::heap::peak_bytes() as u64,
         );
     }
+    e.family(
+        "sluice_log_messages_total",
+        "counter",
+        "Sluice's own log lines written, by level.",
+    );
+    let logs = crate::log_counts::LOG_COUNTS.get();
+    for (level, n) in crate::log_counts::LEVELS.iter().zip(logs) {
+        e.sample(
+            "sluice_log_messages_total",
+            &format!("level=\"{level}\""),
+            n,
+        );
+    }
 
     let p = &s.pipeline;
     e.family(

@@ -4,11 +4,12 @@
 //! sampling that keeps every error while the statistics stay exact.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde_json::Value as Json;
 
 use crate::proxy::{put_log_events_violations, Fault, FaultProxy};
-use crate::support::{client_with, scrape, Moto, Sidecar};
+use crate::support::{client_with, scrape, wait_until, Moto, Sidecar};
 
 /// What the EMF specification asks of one event (shared/specs.md §4).
 fn emf_violations(message: &str) -> Vec<String> {
@@ -128,6 +129,31 @@ fn statistics_go_to_the_stats_stream_as_emf_and_to_metrics() {
     );
     let sampled_out = m["sluice_sampled_out_total"];
     assert!(sampled_out > 0.0);
+
+    // Sluice's own log lines by level: as many as it wrote to stderr, none
+    // of them warnings or errors in this run, and none below info.
+    let written = |level: &str| {
+        let lines = sidecar.logs.lock().expect("lock");
+        let tag = format!("\"level\":\"{level}\"");
+        lines.iter().filter(|l| l.contains(&tag)).count() as f64
+    };
+    wait_until(
+        "the counted info lines read",
+        Duration::from_millis(100),
+        || {
+            let (_, m) = scrape(&sidecar.admin);
+            m["sluice_log_messages_total{level=info}"] == written("INFO")
+        },
+    );
+    let (_, m) = scrape(&sidecar.admin);
+    for level in ["error", "warn", "debug", "trace"] {
+        assert_eq!(
+            m[&format!("sluice_log_messages_total{{level={level}}}")],
+            0.0
+        );
+        assert_eq!(written(&level.to_uppercase()), 0.0);
+    }
+    assert!(written("INFO") > 0.0);
 
     let logs = sidecar.logs.clone();
     let (status, _) = sidecar.stop();
