@@ -25,6 +25,17 @@ impl LogCounts {
     pub fn get(&self) -> [u64; 5] {
         std::array::from_fn(|i| self.0[i].load(Ordering::Relaxed))
     }
+
+    fn count(&self, level: Level) {
+        let index = match level {
+            Level::ERROR => 0,
+            Level::WARN => 1,
+            Level::INFO => 2,
+            Level::DEBUG => 3,
+            Level::TRACE => 4,
+        };
+        self.0[index].fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Counts every event that the level filter before it lets through.
@@ -32,14 +43,7 @@ pub struct CountingLayer(pub &'static LogCounts);
 
 impl<S: Subscriber> Layer<S> for CountingLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
-        let index = match *event.metadata().level() {
-            Level::ERROR => 0,
-            Level::WARN => 1,
-            Level::INFO => 2,
-            Level::DEBUG => 3,
-            Level::TRACE => 4,
-        };
-        self.0 .0[index].fetch_add(1, Ordering::Relaxed);
+        self.0.count(*event.metadata().level());
     }
 }
 
