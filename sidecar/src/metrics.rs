@@ -73,7 +73,7 @@ fn load(a: &AtomicU64) -> u64 {
 }
 
 /// A label value, escaped as the text format requires.
-fn label(value: &str) -> String {
+pub(crate) fn label(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         match c {

@@ -58,17 +58,7 @@ impl Family {
 
 /// `k="v"`, the value escaped as Prometheus' text format asks.
 fn label(key: &str, value: &str) -> String {
-    let mut out = format!("{key}=\"");
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    format!("{key}=\"{}\"", crate::metrics::label(value))
 }
 
 /// The families of one kind of plugin (`input`, `filter`, `output`), one per
