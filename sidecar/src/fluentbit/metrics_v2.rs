@@ -32,7 +32,7 @@ pub struct Process<'a> {
 }
 
 /// One metric family: its samples' labels (as `k="v",…`) and values.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 struct Family {
     name: String,
     help: &'static str,
