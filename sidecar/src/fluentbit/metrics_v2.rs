@@ -18,7 +18,7 @@ use std::fmt::Write as _;
 
 use sluice_parser::utc_date;
 
-use super::plugin_metrics::PluginMetrics;
+use super::plugin_metrics::{PluginMetrics, FILTER_COUNTERS, INPUT_COUNTERS, OUTPUT_COUNTERS};
 use crate::log_counts::LEVELS;
 
 /// What the families say about the process itself.
@@ -85,33 +85,6 @@ fn plugin_families<V: AsRef<[(&'static str, u64)]>>(
         .filter(|f| !f.samples.is_empty())
         .collect()
 }
-
-const INPUT_COUNTERS: &[(&str, &str)] = &[
-    ("bytes", "Number of input bytes."),
-    ("records", "Number of input records."),
-];
-
-const FILTER_COUNTERS: &[(&str, &str)] = &[
-    ("records", "Total number of new records processed."),
-    ("bytes", "Total number of new bytes processed."),
-    ("add_records", "Total number of new added records."),
-    ("drop_records", "Total number of dropped records."),
-    ("drop_bytes", "Total number of dropped bytes."),
-    ("emit_records", "Total number of emitted records"),
-];
-
-const OUTPUT_COUNTERS: &[(&str, &str)] = &[
-    ("proc_records", "Number of processed output records."),
-    ("proc_bytes", "Number of processed output bytes."),
-    ("errors", "Number of output errors."),
-    ("retries", "Number of output retries."),
-    (
-        "retries_failed",
-        "Number of abandoned batches because the maximum number of re-tries was reached.",
-    ),
-    ("dropped_records", "Number of dropped records."),
-    ("retried_records", "Number of retried records."),
-];
 
 /// Every family, in Fluent Bit's order.
 fn families(metrics: &PluginMetrics, process: &Process) -> Vec<Family> {

@@ -354,26 +354,21 @@ impl PluginMetrics {
     /// the build.
     pub fn prometheus(&self, now_ms: u64, started_unix_s: u64, uptime_s: u64) -> String {
         let mut lines = Vec::new();
-        for (name, values) in self.input_values() {
+        let mut add = |kind: &str, name: &str, values: &[(&str, u64)]| {
             for (counter, value) in values {
                 lines.push(format!(
-                    "fluentbit_input_{counter}_total{{name=\"{name}\"}} {value} {now_ms}\n"
+                    "fluentbit_{kind}_{counter}_total{{name=\"{name}\"}} {value} {now_ms}\n"
                 ));
             }
+        };
+        for (name, values) in self.input_values() {
+            add("input", name, &values);
         }
-        for (name, counts) in &self.filters {
-            for (counter, value) in counts.values() {
-                lines.push(format!(
-                    "fluentbit_filter_{counter}_total{{name=\"{name}\"}} {value} {now_ms}\n"
-                ));
-            }
+        for (name, values) in self.filter_values() {
+            add("filter", name, &values);
         }
-        for (name, counts) in &self.outputs {
-            for (counter, value) in counts.values() {
-                lines.push(format!(
-                    "fluentbit_output_{counter}_total{{name=\"{name}\"}} {value} {now_ms}\n"
-                ));
-            }
+        for (name, values) in self.output_values() {
+            add("output", name, &values);
         }
         lines.sort();
         let mut out = String::new();
@@ -401,28 +396,68 @@ impl PluginMetrics {
     }
 }
 
-/// Fluent Bit's `# HELP` text of a counter.
+/// Each input counter and Fluent Bit's `# HELP` text of it, in the order
+/// its v2 metrics list them.
+pub(super) const INPUT_COUNTERS: &[(&str, &str)] = &[
+    ("bytes", "Number of input bytes."),
+    ("records", "Number of input records."),
+];
+
+/// [`INPUT_COUNTERS`] of a filter (v2's texts: v1 has none of its own).
+pub(super) const FILTER_COUNTERS: &[(&str, &str)] = &[
+    ("records", "Total number of new records processed."),
+    ("bytes", "Total number of new bytes processed."),
+    ("add_records", "Total number of new added records."),
+    ("drop_records", "Total number of dropped records."),
+    ("drop_bytes", "Total number of dropped bytes."),
+    ("emit_records", "Total number of emitted records"),
+];
+
+/// [`INPUT_COUNTERS`] of an output.
+pub(super) const OUTPUT_COUNTERS: &[(&str, &str)] = &[
+    ("proc_records", "Number of processed output records."),
+    ("proc_bytes", "Number of processed output bytes."),
+    ("errors", "Number of output errors."),
+    ("retries", "Number of output retries."),
+    (
+        "retries_failed",
+        "Number of abandoned batches because the maximum number of re-tries was reached.",
+    ),
+    ("dropped_records", "Number of dropped records."),
+    ("retried_records", "Number of retried records."),
+];
+
+/// Fluent Bit's v1 `# HELP` text of a counter: an input's or output's
+/// own, and a generic one for a filter's.
 fn help(metric: &str) -> &'static str {
-    match metric {
-        "fluentbit_input_bytes_total" => "Number of input bytes.",
-        "fluentbit_input_records_total" => "Number of input records.",
-        "fluentbit_output_dropped_records_total" => "Number of dropped records.",
-        "fluentbit_output_errors_total" => "Number of output errors.",
-        "fluentbit_output_proc_bytes_total" => "Number of processed output bytes.",
-        "fluentbit_output_proc_records_total" => "Number of processed output records.",
-        "fluentbit_output_retried_records_total" => "Number of retried records.",
-        "fluentbit_output_retries_failed_total" => {
-            "Number of abandoned batches because the maximum number of re-tries was reached."
-        }
-        "fluentbit_output_retries_total" => "Number of output retries.",
-        _ => "Fluentbit metrics.",
-    }
+    let own = |prefix: &str, table: &[(&str, &'static str)]| {
+        let counter = metric.strip_prefix(prefix)?.strip_suffix("_total")?;
+        table.iter().find(|(c, _)| *c == counter).map(|(_, h)| *h)
+    };
+    own("fluentbit_input_", INPUT_COUNTERS)
+        .or_else(|| own("fluentbit_output_", OUTPUT_COUNTERS))
+        .unwrap_or("Fluentbit metrics.")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::fluentbit::tests::plan_of;
+
+    /// v1's help texts: an input's and output's own, a filter's generic.
+    #[test]
+    fn v1_help_texts() {
+        assert_eq!(
+            help("fluentbit_input_bytes_total"),
+            "Number of input bytes."
+        );
+        assert_eq!(
+            help("fluentbit_output_retries_total"),
+            "Number of output retries."
+        );
+        assert_eq!(help("fluentbit_filter_records_total"), "Fluentbit metrics.");
+        assert_eq!(help("fluentbit_input_records"), "Fluentbit metrics.");
+    }
 
     /// As the agent generates it, with a health check, and a user's exec
     /// input and aliased CloudWatch output.
